@@ -1,0 +1,181 @@
+"""Bad manifests get an error that names the field (Knative webhook rules, knative.md §2, §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tidal.api.autoscaling import AutoscalerConfig
+from tidal.api.errors import InvalidSpec
+from tidal.api.manifest import load_documents, validate_service
+
+CONFIG = AutoscalerConfig()
+
+
+def check(doc: dict[str, Any]):
+    return validate_service(doc, CONFIG)
+
+
+def test_valid_service_parses(hello_doc):
+    valid = check(hello_doc)
+    assert valid.name == "hello" and valid.namespace == "default"
+    container = valid.service.spec.template.spec.containers[0]
+    assert container.command == ["python", "app.py"]
+    assert valid.service.spec.template.spec.timeout_seconds == 300
+    assert valid.autoscaling is not None
+
+
+def test_load_documents_reads_several_and_rejects_bad_yaml():
+    docs = load_documents("a: 1\n---\nb: 2\n---\n")
+    assert docs == [{"a": 1}, {"b": 2}]
+    with pytest.raises(InvalidSpec, match="invalid YAML"):
+        load_documents("a: [1,\n")
+    with pytest.raises(InvalidSpec, match="expected a mapping"):
+        load_documents("- 1\n- 2\n")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "message"),
+    [
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(portz=[1]),
+            "spec.template.spec.containers[0].portz",
+            "unknown field",
+        ),
+        (lambda d: d["spec"].update(extra=1), "spec.extra", "unknown field"),
+        (
+            lambda d: d["spec"]["template"]["spec"].update(containerConcurrency="many"),
+            "spec.template.spec.containerConcurrency",
+            "integer",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"].update(timeoutSeconds=601),
+            "spec.template.spec.timeoutSeconds",
+            "600",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                command=[], image="ghcr.io/x/y"
+            ),
+            "spec.template.spec.containers[0].command",
+            "only an image",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append(
+                {"name": "PORT", "value": "1"}
+            ),
+            "spec.template.spec.containers[0].env[1].name",
+            "reserved",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                resources={"limits": {"cpu": "lots"}}
+            ),
+            "spec.template.spec.containers[0].resources.limits",
+            "invalid quantity",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                resources={"limits": {"nvidia.com/gpu": "0.5"}}
+            ),
+            "spec.template.spec.containers[0].resources.limits",
+            "whole number",
+        ),
+        (lambda d: d["metadata"].update(name="Hello_World"), "metadata.name", "DNS label"),
+        (lambda d: d.update(apiVersion="apps/v1"), "apiVersion", "serving.knative.dev/v1"),
+        (
+            lambda d: (
+                d["spec"]["template"]
+                .setdefault("metadata", {})
+                .update(annotations={"autoscaling.knative.dev/window": "2s"})
+            ),
+            "spec.template.metadata.annotations[autoscaling.knative.dev/window]",
+            "2s",
+        ),
+        (
+            lambda d: (
+                d["spec"]["template"]
+                .setdefault("metadata", {})
+                .update(annotations={"serving.knative.dev/progress-deadline": "soon"})
+            ),
+            "spec.template.metadata.annotations[serving.knative.dev/progress-deadline]",
+            "invalid duration",
+        ),
+        (
+            lambda d: d["spec"]["template"].setdefault("metadata", {}).update(name="other-1"),
+            "spec.template.metadata.name",
+            "must start with the Service name",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                readinessProbe={"httpGet": {"path": "/"}, "tcpSocket": {}}
+            ),
+            "spec.template.spec.containers[0].readinessProbe",
+            "exactly one",
+        ),
+    ],
+)
+def test_bad_fields_are_named(hello_doc, mutate, field, message):
+    mutate(hello_doc)
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == field
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("traffic", "field", "message"),
+    [
+        ([{"latestRevision": True, "percent": 80}], "spec.traffic", "sum to 100, got 80"),
+        ([{"latestRevision": True, "percent": 101}], "spec.traffic[0].percent", "100"),
+        (
+            [{"latestRevision": True, "revisionName": "hello-00001", "percent": 100}],
+            "spec.traffic[0].revisionName",
+            "must be empty",
+        ),
+        ([{"latestRevision": False, "percent": 100}], "spec.traffic[0].revisionName", "required"),
+        (
+            [{"configurationName": "hello", "percent": 100}],
+            "spec.traffic[0].configurationName",
+            "not allowed",
+        ),
+        (
+            [
+                {"latestRevision": True, "percent": 50, "tag": "a"},
+                {"revisionName": "hello-00001", "percent": 50, "tag": "a"},
+            ],
+            "spec.traffic[1].tag",
+            "used twice",
+        ),
+        (
+            [{"latestRevision": True, "percent": 100, "tag": "Bad_Tag"}],
+            "spec.traffic[0].tag",
+            "DNS-1035",
+        ),
+        (
+            [{"latestRevision": True, "percent": 100, "url": "http://x"}],
+            "spec.traffic[0].url",
+            "not allowed",
+        ),
+    ],
+)
+def test_bad_traffic_is_named(hello_doc, traffic, field, message):
+    hello_doc["spec"]["traffic"] = traffic
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == field
+    assert message in str(info.value)
+
+
+def test_rollout_duration_annotation(hello_doc):
+    hello_doc["metadata"]["annotations"] = {"serving.knative.dev/rollout-duration": "2m"}
+    assert check(hello_doc).rollout_duration_s == 120.0
+
+
+def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
+    hello_doc["metadata"].update(
+        resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"
+    )
+    hello_doc["status"] = {"url": "http://hello.default.example.com"}
+    assert check(hello_doc).name == "hello"

@@ -1,0 +1,244 @@
+"""Run the real platform (`tidal up` in a child process) and talk to it as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO_DIR = REPO / "examples" / "hello"
+
+# Short windows so that scale-to-zero happens within a test (defaults: 60 s and 30 s).
+FAST_AUTOSCALER = {"stable-window": "6s", "scale-to-zero-grace-period": "1s"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, message: str, period: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(period)
+
+
+def hello_service(
+    name: str,
+    annotations: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    cc: int = 0,
+    traffic: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Knative Service running examples/hello."""
+    container: dict[str, Any] = {
+        "command": ["python", "app.py"],
+        "workingDir": str(HELLO_DIR),
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+    }
+    doc: dict[str, Any] = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {"containerConcurrency": cc, "containers": [container], **spec},
+            }
+        },
+    }
+    if traffic is not None:
+        doc["spec"]["traffic"] = traffic
+    return doc
+
+
+class Platform:
+    """`tidal up` on free ports with its own data dir and config."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.config_path = workdir / "tidal.yaml"
+        self.config_path.write_text(yaml.safe_dump(config or {"autoscaler": FAST_AUTOSCALER}))
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.gateway = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "platform.log"
+
+    def start(self) -> Platform:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tidal.cli",
+                "up",
+                "--config",
+                str(self.config_path),
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--admin-port",
+                str(self.admin_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        wait_until(self._healthy, 30, "tidal up to answer /healthz")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"tidal up exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            return self.api("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    # -- the user's tools ---------------------------------------------------------------------
+
+    def cli(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tidal.cli", "--server", self.admin, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=stdin,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"tidal {' '.join(args)} failed: {result.stderr}{result.stdout}")
+        return result
+
+    def apply(self, *docs: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
+        path = self.workdir / f"apply-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump_all(list(docs)))
+        return self.cli("apply", "-f", str(path), check=check)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.cli("get", *args, "-o", "json").stdout)
+
+    def api(self, method: str, path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def request(
+        self, host: str, path: str = "/", method: str = "GET", timeout: float = 60
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, headers={"Host": host})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def replicas(self, service: str) -> list[dict[str, Any]]:
+        return [r for r in self.get_json("replicas")["items"] if r["service"] == service]
+
+    def ready_replicas(self, service: str, revision: str | None = None) -> int:
+        return sum(
+            1
+            for r in self.replicas(service)
+            if r["state"] == "Ready" and revision in (None, r["revision"])
+        )
+
+    def service(self, name: str) -> dict[str, Any]:
+        return self.get_json("services", name)
+
+    def revision(self, name: str) -> dict[str, Any]:
+        return self.get_json("revisions", name)
+
+    def wait_ready(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            svc = self.service(name)
+            conditions = svc.get("status", {}).get("conditions", [])
+            return svc if any(c["status"] == "True" for c in conditions) else None
+
+        return wait_until(ready, timeout, f"service {name} to be ready", period=0.2)
+
+
+def host(service: str, tag: str | None = None, namespace: str = "default") -> str:
+    prefix = f"{tag}-{service}" if tag else service
+    return f"{prefix}.{namespace}.example.com"
+
+
+async def concurrent_gets(
+    gateway: str,
+    host_header: str,
+    count: int,
+    path: str = "/",
+    timeout: float = 60,
+    concurrency: int | None = None,
+) -> list[tuple[int, str, str]]:
+    """`count` requests, all at once or `concurrency` at a time over keep-alive connections;
+    returns (status, X-Tidal-Revision, body) for each."""
+    connector = aiohttp.TCPConnector(limit=concurrency or 0, force_close=concurrency is None)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+
+        async def one() -> tuple[int, str, str]:
+            async with session.get(gateway + path, headers={"Host": host_header}) as response:
+                body = await response.text()
+                return response.status, response.headers.get("X-Tidal-Revision", ""), body
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"

@@ -1,0 +1,205 @@
+"""End to end through the CLI and the gateway: `tidal up` as a child process, real replicas."""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+import pytest
+
+from tests.integration.harness import (
+    Platform,
+    concurrent_gets,
+    hello_service,
+    host,
+    run,
+    wait_until,
+)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    p = Platform(tmp_path_factory.mktemp("serving")).start()
+    yield p
+    p.stop()
+
+
+def test_apply_creates_revision_and_serves(platform):
+    out = platform.apply(hello_service("hello", env={"TARGET": "tests"})).stdout
+    assert "service/hello configured (revision hello-00001" in out
+    status, headers, body = platform.request(host("hello"), "/env")
+    assert status == 200
+    assert headers["X-Tidal-Revision"] == "hello-00001"
+    env = json.loads(body)
+    assert env["K_SERVICE"] == "hello" and env["K_CONFIGURATION"] == "hello"
+    assert env["K_REVISION"] == "hello-00001" and env["TARGET"] == "tests"
+    assert env["PORT"].isdigit()
+    service = platform.wait_ready("hello")
+    assert service["status"]["latestReadyRevisionName"] == "hello-00001"
+    assert service["status"]["url"] == "http://hello.default.example.com"
+    revisions = platform.get_json("revisions")["items"]
+    assert [
+        r["metadata"]["name"]
+        for r in revisions
+        if r["metadata"]["labels"]["serving.knative.dev/service"] == "hello"
+    ] == ["hello-00001"]
+    # Applying the same template again makes no new revision.
+    assert (
+        "revision hello-00001"
+        in platform.apply(hello_service("hello", env={"TARGET": "tests"})).stdout
+    )
+    replicas = platform.replicas("hello")
+    assert replicas and {"revision", "pool", "state", "port"} <= set(replicas[0])
+    assert replicas[0]["pool"] == "local"
+
+
+def test_unknown_host_is_404(platform):
+    status, _headers, body = platform.request("nobody.default.example.com")
+    assert status == 404
+    assert b"no service answers host" in body
+
+
+def test_scale_from_zero_holds_all_50_first_requests(platform):
+    platform.apply(hello_service("cold", env={"STARTUP_DELAY": "1"}))
+    platform.wait_ready("cold")
+    # Let the initial replica go: stable window 6 s + grace 1 s.
+    wait_until(lambda: not platform.replicas("cold"), 40, "cold to scale to zero", period=0.5)
+    results = run(concurrent_gets(platform.gateway, host("cold"), 50, "/?sleep=50"))
+    statuses = collections.Counter(status for status, _, _ in results)
+    assert statuses == {200: 50}, statuses
+    assert all(revision == "cold-00001" for _, revision, _ in results)
+    metrics = platform.api("GET", "/metrics")[1].decode()
+    assert (
+        'tidal_cold_starts_total{namespace="default",revision="cold-00001",service="cold"}'
+        in metrics
+    )
+
+
+def test_scale_up_under_load_then_down_to_zero(platform):
+    platform.apply(hello_service("load", annotations={"autoscaling.knative.dev/target": "2"}))
+    platform.wait_ready("load")
+
+    async def load() -> list[int]:
+        deadline = time.monotonic() + 8
+        statuses: list[int] = []
+        while time.monotonic() < deadline:
+            batch = await concurrent_gets(platform.gateway, host("load"), 10, "/?sleep=300")
+            statuses += [s for s, _, _ in batch]
+        return statuses
+
+    statuses = run(load())
+    assert set(statuses) == {200}
+    peak = platform.revision("load-00001")["status"]["desiredReplicas"]
+    assert peak >= 3, f"10 concurrent requests at target 2 should need >= 3 replicas, got {peak}"
+    wait_until(lambda: platform.ready_replicas("load") >= 3, 20, "replicas to be ready")
+    wait_until(lambda: not platform.replicas("load"), 60, "load to scale to zero", period=0.5)
+    assert platform.revision("load-00001")["status"]["desiredReplicas"] == 0
+
+
+def test_traffic_split_tags_and_rollback(platform):
+    platform.apply(hello_service("split", env={"TARGET": "v1"}))
+    platform.wait_ready("split")
+    platform.apply(hello_service("split", env={"TARGET": "v2"}))
+    wait_until(
+        lambda: platform.service("split")["status"].get("latestReadyRevisionName") == "split-00002",
+        30,
+        "split-00002 to be ready",
+    )
+    platform.cli(
+        "traffic",
+        "split",
+        "--to",
+        "split-00001=80",
+        "--to",
+        "split-00002=20",
+        "--tag",
+        "split-00001=stable",
+        "--tag",
+        "split-00002=canary",
+    )
+    results = run(concurrent_gets(platform.gateway, host("split"), 2000, concurrency=10))
+    counts = collections.Counter(rev for status, rev, _ in results if status == 200)
+    assert sum(counts.values()) == 2000
+    share = counts["split-00001"] / 2000
+    assert 0.75 <= share <= 0.85, counts
+    # Tag hosts send everything to their revision.
+    assert platform.request(host("split", "canary"))[1]["X-Tidal-Revision"] == "split-00002"
+    assert platform.request(host("split", "stable"))[1]["X-Tidal-Revision"] == "split-00001"
+    route = platform.get_json("routes", "split")
+    assert {t.get("tag"): t["percent"] for t in route["status"]["traffic"]} == {
+        "stable": 80,
+        "canary": 20,
+    }
+    # Rollback: one command, effective for the next request.
+    platform.cli("traffic", "split", "--to", "split-00001=100")
+    for _ in range(20):
+        assert platform.request(host("split"))[1]["X-Tidal-Revision"] == "split-00001"
+
+
+def test_container_concurrency_overload_sheds_with_503(platform):
+    # CC 1 and at most 1 replica: pending cap is 10 x CC x 1 = 10 waiting requests.
+    platform.apply(
+        hello_service("narrow", cc=1, annotations={"autoscaling.knative.dev/max-scale": "1"})
+    )
+    platform.wait_ready("narrow")
+    results = run(concurrent_gets(platform.gateway, host("narrow"), 30, "/?sleep=200"))
+    statuses = collections.Counter(status for status, _, _ in results)
+    assert statuses[503] > 0 and statuses[200] >= 10, statuses
+    assert set(statuses) == {200, 503}, statuses
+    shed = [body for status, _, body in results if status == 503]
+    assert all("pending request queue full" in body for body in shed)
+
+
+def test_crashing_app_fails_revision_with_reason(platform):
+    doc = hello_service("crash")
+    doc["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "python",
+        "-c",
+        "import sys; print('model weights missing'); sys.exit(3)",
+    ]
+    platform.apply(doc)
+
+    def failed():
+        conditions = platform.revision("crash-00001")["status"]["conditions"]
+        return next((c for c in conditions if c["status"] == "False"), None)
+
+    condition = wait_until(failed, 20, "crash-00001 to fail")
+    assert condition["reason"] == "ExitCode3"
+    assert "model weights missing" in condition["message"]
+    status, _, body = platform.request(host("crash"), timeout=10)
+    assert status == 503 and b"ExitCode3" in body and b"model weights missing" in body
+    described = platform.cli("describe", "service", "crash").stdout
+    assert "RevisionFailed" in described and "model weights missing" in described
+
+
+def test_never_ready_app_fails_at_progress_deadline(platform):
+    doc = hello_service("stuck", annotations={"serving.knative.dev/progress-deadline": "3s"})
+    doc["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "python",
+        "-c",
+        "import time; print('loading forever', flush=True); time.sleep(600)",
+    ]
+    platform.apply(doc)
+    started = time.monotonic()
+    status, _, body = platform.request(host("stuck"), timeout=20)
+    assert status == 503 and b"ProgressDeadlineExceeded" in body
+    assert time.monotonic() - started < 10
+    assert "loading forever" in platform.cli("logs", "stuck").stdout
+
+
+def test_logs_and_metrics(platform):
+    platform.apply(hello_service("logs"))
+    platform.request(host("logs"))
+    assert "listening on http://127.0.0.1:" in platform.cli("logs", "logs").stdout
+    metrics = platform.api("GET", "/metrics")[1].decode()
+    for name in (
+        "tidal_requests_total",
+        "tidal_request_duration_seconds_bucket",
+        "tidal_inflight_requests",
+        "tidal_desired_replicas",
+        "tidal_ready_replicas",
+        "tidal_replica_startup_seconds_bucket",
+    ):
+        assert name in metrics, name
+    assert 'revision="logs-00001",service="logs"' in metrics

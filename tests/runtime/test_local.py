@@ -1,0 +1,370 @@
+"""LocalRuntime against real processes: the hello example and small inline scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState
+from tidal.runtime.local import LocalRuntime, replica_env, resolve_command, tail_lines
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "examples" / "hello"
+MODEL = REPO / "examples" / "model"
+S = ReplicaState
+DEFAULT_PROBE = ProbeSpec()  # aggressive TCP, as Knative defaults it
+
+
+class Recorder:
+    """An on_change listener that keeps every state it was told about."""
+
+    def __init__(self) -> None:
+        self.states: list[ReplicaState] = []
+
+    def __call__(self, replica: Replica) -> None:
+        self.states.append(replica.state)
+
+    async def wait(self, replica: Replica, *states: ReplicaState, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while replica.state not in states:
+            assert time.monotonic() < deadline, f"still {replica.state}: {replica.reason}"
+            await asyncio.sleep(0.005)
+
+
+def make_spec(
+    tmp_path: Path,
+    command: tuple[str, ...] | list[str],
+    *,
+    probe: ProbeSpec = DEFAULT_PROBE,
+    env: dict[str, str] | None = None,
+    working_dir: str | Path | None = None,
+    replica_id: str = "hello-00001-a",
+) -> ReplicaSpec:
+    return ReplicaSpec(
+        replica_id=replica_id,
+        namespace="default",
+        service="hello",
+        revision="hello-00001",
+        command=tuple(command),
+        env=env or {},
+        working_dir=None if working_dir is None else str(working_dir),
+        probe=probe,
+        log_path=tmp_path / "logs" / f"{replica_id}.log",
+    )
+
+
+def hello_spec(tmp_path: Path, probe: ProbeSpec = DEFAULT_PROBE) -> ReplicaSpec:
+    env = {"K_SERVICE": "hello", "K_CONFIGURATION": "hello", "K_REVISION": "hello-00001"}
+    return make_spec(tmp_path, ("python", "app.py"), probe=probe, env=env, working_dir=HELLO)
+
+
+def script(code: str) -> tuple[str, ...]:
+    return ("python", "-c", code)
+
+
+def get(replica: Replica, path: str) -> str:
+    url = f"http://{replica.host}:{replica.port}{path}"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def pid_gone(pid: int) -> bool:
+    """True once `pid` has exited: gone, or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pid_gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+async def runtime():
+    rt = LocalRuntime(close_grace_s=1.0)
+    yield rt
+    await rt.close()
+
+
+async def test_hello_becomes_ready_and_serves(runtime: LocalRuntime, tmp_path: Path) -> None:
+    rec = Recorder()
+    replica = await runtime.start(hello_spec(tmp_path), rec)
+    assert replica.state is S.STARTING and replica.pid and replica.port
+    await rec.wait(replica, S.READY)
+    assert rec.states == [S.STARTING, S.READY]
+    assert replica.ever_ready and replica.startup_seconds is not None
+    assert 0 < replica.startup_seconds < 5
+
+    assert await asyncio.to_thread(get, replica, "/") == "Hello from hello-00001!\n"
+    env = json.loads(await asyncio.to_thread(get, replica, "/env"))
+    assert env["PORT"] == str(replica.port)
+    assert (env["K_SERVICE"], env["K_REVISION"]) == ("hello", "hello-00001")
+    assert "listening on" in runtime.log_tail(replica.spec, 10)[-1]
+    stream = await asyncio.to_thread(get, replica, "/stream?chunks=3&delay=1")
+    assert stream.splitlines() == [f"chunk {i} from hello-00001" for i in range(3)]
+
+
+async def test_model_example_predicts(runtime: LocalRuntime, tmp_path: Path) -> None:
+    env = {"MODEL_LOAD_DELAY": "0", "MODEL_PATH": str(tmp_path / "model.npz")}
+    probe = ProbeSpec(kind="http", path="/healthz")
+    spec = make_spec(tmp_path, ("python", "app.py"), probe=probe, env=env, working_dir=MODEL)
+    rec = Recorder()
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.READY)
+    assert json.loads(await asyncio.to_thread(get, replica, "/"))["accuracy"] > 0.8
+
+    def post(body: bytes) -> tuple[int, dict]:
+        url = f"http://{replica.host}:{replica.port}/v1/predict"
+        try:
+            with urllib.request.urlopen(url, data=body, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, answer = await asyncio.to_thread(post, b'{"instances": [[0, 1, 2, 3], [3, 2, 1, 0]]}')
+    assert status == 200 and len(answer["predictions"]) == 2
+    assert all(p in (0, 1, 2) for p in answer["predictions"])
+    status, answer = await asyncio.to_thread(post, b'{"instances": [[0, 1]]}')
+    assert status == 400 and "shape [1, 2]" in answer["error"]
+    assert (await asyncio.to_thread(post, b"{nope"))[0] == 400
+
+
+@pytest.mark.parametrize(("path", "ready"), [("/env", True), ("/missing", False)])
+async def test_http_probe_needs_a_2xx(
+    runtime: LocalRuntime, tmp_path: Path, path: str, ready: bool
+) -> None:
+    rec = Recorder()
+    replica = await runtime.start(hello_spec(tmp_path, ProbeSpec(kind="http", path=path)), rec)
+    if ready:
+        await rec.wait(replica, S.READY)
+    else:
+        await asyncio.sleep(0.6)  # long after hello listens; its 404s never count
+        assert replica.state is S.STARTING
+
+
+async def test_exit_on_its_own_fails_with_the_code(runtime: LocalRuntime, tmp_path: Path) -> None:
+    rec = Recorder()
+    spec = make_spec(tmp_path, script("import sys; print('boom'); sys.exit(3)"))
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.FAILED)
+    assert rec.states == [S.STARTING, S.FAILED]
+    assert (replica.exit_code, replica.reason) == (3, "exited with code 3")
+    assert runtime.log_tail(spec, 5) == ["boom"]
+
+
+async def test_command_not_found_fails_without_raising(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    rec = Recorder()
+    replica = await runtime.start(make_spec(tmp_path, ("no-such-command-xyz", "--serve")), rec)
+    assert replica.state is S.FAILED and rec.states == [S.FAILED]
+    assert replica.pid is None
+    assert "no-such-command-xyz" in replica.reason
+    assert "No such file or directory" in replica.reason
+
+
+async def test_missing_working_dir_is_named(runtime: LocalRuntime, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, ("python", "app.py"), working_dir=tmp_path / "nope")
+    replica = await runtime.start(spec, Recorder())
+    assert replica.state is S.FAILED
+    assert "working directory" in replica.reason and "nope" in replica.reason
+
+
+async def test_app_that_never_listens_stays_starting(runtime: LocalRuntime, tmp_path: Path) -> None:
+    rec = Recorder()
+    replica = await runtime.start(make_spec(tmp_path, script("import time; time.sleep(60)")), rec)
+    await asyncio.sleep(0.5)
+    assert replica.state is S.STARTING and rec.states == [S.STARTING]
+    await runtime.stop(replica, grace_s=2)
+    assert replica.state is S.STOPPED and rec.states == [S.STARTING, S.STOPPED]
+
+
+async def test_stop_sends_sigterm(runtime: LocalRuntime, tmp_path: Path) -> None:
+    rec = Recorder()
+    replica = await runtime.start(hello_spec(tmp_path), rec)
+    await rec.wait(replica, S.READY)
+    t0 = time.monotonic()
+    await runtime.stop(replica, grace_s=5)
+    assert time.monotonic() - t0 < 2  # hello exits on SIGTERM, well before the grace
+    assert replica.state is S.STOPPED and replica.exit_code == 0
+    assert rec.states == [S.STARTING, S.READY, S.STOPPED]
+    assert runtime.log_tail(replica.spec, 1) == ["hello: stopped"]
+    assert pid_gone(replica.pid)
+
+
+async def test_sigterm_ignored_means_sigkill_after_grace(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('armed'); "
+    code += "time.sleep(60)"
+    rec = Recorder()
+    replica = await runtime.start(make_spec(tmp_path, script(code)), rec)
+    while runtime.log_tail(replica.spec, 1) != ["armed"]:
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    await runtime.stop(replica, grace_s=0.3)
+    assert 0.3 <= time.monotonic() - t0 < 2
+    assert replica.state is S.STOPPED and replica.exit_code == -signal.SIGKILL
+
+
+async def test_stop_is_idempotent(runtime: LocalRuntime, tmp_path: Path) -> None:
+    rec = Recorder()
+    replica = await runtime.start(hello_spec(tmp_path), rec)
+    await asyncio.gather(runtime.stop(replica, 5), runtime.stop(replica, 5))
+    await runtime.stop(replica, 5)
+    assert rec.states.count(S.STOPPED) == 1
+
+
+async def test_stop_kills_the_whole_process_group(runtime: LocalRuntime, tmp_path: Path) -> None:
+    code = "import subprocess, time; p = subprocess.Popen(['sleep', '60']); print(p.pid); "
+    code += "time.sleep(60)"
+    replica = await runtime.start(make_spec(tmp_path, script(code)), Recorder())
+    while not runtime.log_tail(replica.spec, 1):
+        await asyncio.sleep(0.01)
+    worker = int(runtime.log_tail(replica.spec, 1)[0])
+    await runtime.stop(replica, grace_s=2)
+    assert await asyncio.to_thread(wait_gone, worker)
+
+
+async def test_close_stops_everything(tmp_path: Path) -> None:
+    runtime = LocalRuntime(close_grace_s=2)
+    replicas = [
+        await runtime.start(
+            make_spec(tmp_path, script("import time; time.sleep(60)"), replica_id=f"r{i}"),
+            Recorder(),
+        )
+        for i in range(3)
+    ]
+    await runtime.close()
+    assert all(r.state is S.STOPPED and pid_gone(r.pid) for r in replicas)
+
+
+async def test_periodic_probe_failures_make_it_not_ready(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    flag = tmp_path / "unhealthy"
+    app = f"""
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503 if os.path.exists({str(flag)!r}) else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+    probe = ProbeSpec(kind="http", path="/health", period_s=0.05, timeout_s=1, failure_threshold=2)
+    rec = Recorder()
+    replica = await runtime.start(make_spec(tmp_path, script(app), probe=probe), rec)
+    await rec.wait(replica, S.READY)
+    first_ready_at = replica.ready_at
+    flag.touch()
+    await rec.wait(replica, S.NOT_READY)
+    flag.unlink()
+    await rec.wait(replica, S.READY)
+    assert rec.states == [S.STARTING, S.READY, S.NOT_READY, S.READY]
+    assert replica.ready_at == first_ready_at  # start-up time is measured to the first readiness
+
+
+def test_log_tail_reads_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1000)) + "partial")
+    assert tail_lines(log, 3) == ["line 998", "line 999", "partial"]
+    assert tail_lines(log, 3, block=7) == ["line 998", "line 999", "partial"]
+    assert tail_lines(log, 2000) == [f"line {i}" for i in range(1000)] + ["partial"]
+    assert tail_lines(log, 0) == []
+    assert tail_lines(tmp_path / "missing.log", 5) == []
+
+
+def test_replica_env_is_explicit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SECRET_OF_THE_PLATFORM", "x")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    spec = make_spec(tmp_path, ("python",), env={"PORT": "1", "A": "b"})
+    spec = ReplicaSpec(**{**vars(spec), "devices": ("0", "2")})
+    env = replica_env(spec, 4321)
+    assert "SECRET_OF_THE_PLATFORM" not in env
+    assert (env["PATH"], env["A"], env["PORT"]) == ("/usr/bin", "b", "4321")
+    assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"] == "0,2"
+    assert resolve_command(("python3", "x.py")) == [sys.executable, "x.py"]
+    assert resolve_command(("python3.11", "x.py")) == ["python3.11", "x.py"]
+
+
+# A platform process of its own, so that the test can kill it with SIGKILL.
+PLATFORM = """
+import asyncio, json, sys, time
+from pathlib import Path
+from tidal.runtime.base import ProbeSpec, ReplicaSpec
+from tidal.runtime.local import LocalRuntime
+
+mode, loop, folder = sys.argv[1:]
+
+def spec(name, command, cwd=None):
+    return ReplicaSpec(name, "default", "hello", "hello-00001", command, {}, cwd, ProbeSpec(),
+                       Path(folder) / f"{name}.log")
+
+async def main():
+    rt = LocalRuntime()
+    if mode == "orphan":
+        replica = await rt.start(spec("orphan", ("python", "-c", "import time; time.sleep(60)")),
+                                 lambda r: None)
+        print(replica.pid, flush=True)
+        await asyncio.sleep(60)
+    replica = await rt.start(spec("hello", ("python", "app.py"), sys.argv[0]), lambda r: None)
+    while replica.state != "Ready":
+        await asyncio.sleep(0.005)
+    await rt.stop(replica, 5)
+    missing = await rt.start(spec("missing", ("no-such-command-xyz",)), lambda r: None)
+    print(json.dumps([replica.state, replica.exit_code, missing.state, missing.reason]))
+
+if loop == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+def run_platform(mode: str, loop: str, tmp_path: Path) -> subprocess.Popen[str]:
+    # argv[0] of `python -c` is "-c"; the hello app is found through the working directory.
+    cmd = [sys.executable, "-c", PLATFORM.replace("sys.argv[0]", repr(str(HELLO))), mode, loop]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([*cmd, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_replica_dies_with_the_platform(loop: str, tmp_path: Path) -> None:
+    platform = run_platform("orphan", loop, tmp_path)
+    assert platform.stdout is not None
+    replica_pid = int(platform.stdout.readline())
+    assert not pid_gone(replica_pid)
+    platform.kill()
+    platform.wait()
+    assert wait_gone(replica_pid), "replica outlived its platform"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_lifecycle_under_each_event_loop(loop: str, tmp_path: Path) -> None:
+    platform = run_platform("lifecycle", loop, tmp_path)
+    out, _ = platform.communicate(timeout=20)
+    state, exit_code, missing_state, reason = json.loads(out)
+    assert (state, exit_code, missing_state) == ("Stopped", 0, "Failed")
+    assert "no-such-command-xyz" in reason and "No such file or directory" in reason

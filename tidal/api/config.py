@@ -1,0 +1,134 @@
+"""The platform config file (`tidal up --config tidal.yaml`).
+
+Sections mirror Knative's ConfigMaps where tidal mirrors Knative: `autoscaler` is
+`config-autoscaler`, `gc` is `config-gc`, `network.domain` and `network.rollout-duration` come from
+`config-domain`/`config-network`, `deployment.progress-deadline` from `config-deployment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tidal.api.autoscaling import AutoscalerConfig
+from tidal.api.errors import InvalidSpec
+from tidal.api.units import parse_duration
+
+SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway")
+
+
+@dataclass(frozen=True)
+class GCConfig:
+    """Knative's `config-gc` (research/knative.md §5). None means "disabled"."""
+
+    retain_since_create_time_s: float | None = 48 * 3600.0
+    retain_since_last_active_time_s: float | None = 15 * 3600.0
+    min_non_active_revisions: int = 20
+    max_non_active_revisions: int | None = 1000
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    gc: GCConfig = field(default_factory=GCConfig)
+    domain: str = "example.com"
+    rollout_duration_s: float = 0.0
+    progress_deadline_s: float = 600.0
+    termination_grace_s: float = 10.0
+    # The activator's pending cap for a revision without containerConcurrency.
+    pending_cap_default: int = 10_000
+
+
+def load_config(path: str | Path | None) -> PlatformConfig:
+    if path is None:
+        return PlatformConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidSpec("", f"cannot read config {path}: {exc}") from None
+    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> PlatformConfig:
+    if not isinstance(data, dict):
+        raise InvalidSpec("", "the config must be a mapping of sections")
+    for key in data:
+        if key not in SECTIONS:
+            raise InvalidSpec(key, f"unknown section (known: {', '.join(SECTIONS)})")
+    network = _section(data, "network", ("domain", "rollout-duration"))
+    deployment = _section(data, "deployment", ("progress-deadline", "termination-grace-period"))
+    gateway = _section(data, "gateway", ("pending-cap-default",))
+    defaults = PlatformConfig()
+    return PlatformConfig(
+        autoscaler=AutoscalerConfig.from_mapping(data.get("autoscaler") or {}),
+        gc=_gc(_section(data, "gc", GC_KEYS)),
+        domain=str(network.get("domain", defaults.domain)),
+        rollout_duration_s=_seconds(network, "network", "rollout-duration", 0.0),
+        progress_deadline_s=_seconds(deployment, "deployment", "progress-deadline", 600.0),
+        termination_grace_s=_seconds(deployment, "deployment", "termination-grace-period", 10.0),
+        pending_cap_default=_int(gateway, "gateway", "pending-cap-default", 10_000, minimum=1),
+    )
+
+
+GC_KEYS = (
+    "retain-since-create-time",
+    "retain-since-last-active-time",
+    "min-non-active-revisions",
+    "max-non-active-revisions",
+)
+
+
+def _gc(values: dict[str, Any]) -> GCConfig:
+    d = GCConfig()
+    return GCConfig(
+        retain_since_create_time_s=_seconds_or_disabled(
+            values, "retain-since-create-time", d.retain_since_create_time_s
+        ),
+        retain_since_last_active_time_s=_seconds_or_disabled(
+            values, "retain-since-last-active-time", d.retain_since_last_active_time_s
+        ),
+        min_non_active_revisions=_int(
+            values, "gc", "min-non-active-revisions", d.min_non_active_revisions, minimum=0
+        ),
+        max_non_active_revisions=None
+        if values.get("max-non-active-revisions") == "disabled"
+        else _int(values, "gc", "max-non-active-revisions", 1000, minimum=0),
+    )
+
+
+def _section(data: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    values = data.get(name) or {}
+    if not isinstance(values, dict):
+        raise InvalidSpec(name, "must be a mapping")
+    for key in values:
+        if key not in keys:
+            raise InvalidSpec(f"{name}.{key}", f"unknown key (known: {', '.join(keys)})")
+    return values
+
+
+def _seconds(values: dict[str, Any], section: str, key: str, default: float) -> float:
+    if key not in values:
+        return default
+    try:
+        seconds = parse_duration(values[key])
+    except ValueError as exc:
+        raise InvalidSpec(f"{section}.{key}", str(exc)) from None
+    if seconds < 0:
+        raise InvalidSpec(f"{section}.{key}", "must not be negative")
+    return seconds
+
+
+def _seconds_or_disabled(values: dict[str, Any], key: str, default: float | None) -> float | None:
+    if values.get(key) == "disabled":
+        return None
+    return _seconds(values, "gc", key, default) if key in values else default
+
+
+def _int(values: dict[str, Any], section: str, key: str, default: int, minimum: int) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidSpec(f"{section}.{key}", f"must be an integer >= {minimum}, got {value!r}")
+    return value

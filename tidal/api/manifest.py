@@ -1,0 +1,182 @@
+"""Reading manifests: YAML documents in, validated models out, or an error that names the field.
+
+Checks follow Knative's webhooks where tidal mirrors Knative (research/knative.md §2 for
+annotations, §5 for traffic). Checks that need stored state (does a traffic target's revision
+exist?) live in the controller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tidal.api.autoscaling import (
+    AutoscalerConfig,
+    AutoscalingAnnotations,
+    parse_autoscaling_annotations,
+)
+from tidal.api.errors import InvalidSpec
+from tidal.api.service import API_VERSION, DNS1035, Service, TrafficTarget
+from tidal.api.units import parse_duration
+
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
+ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
+TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
+
+
+@dataclass(frozen=True)
+class ValidService:
+    """A Service that passed every check that needs no stored state."""
+
+    service: Service
+    autoscaling: AutoscalingAnnotations
+    progress_deadline_s: float | None
+    rollout_duration_s: float | None
+
+    @property
+    def name(self) -> str:
+        assert self.service.metadata.name is not None
+        return self.service.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.service.metadata.namespace or "default"
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    """Every non-empty YAML document in `text`, each required to be a mapping."""
+    try:
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidSpec("", f"invalid YAML: {exc}") from None
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise InvalidSpec(f"document {index + 1}", "expected a mapping (apiVersion, kind, ...)")
+    if not docs:
+        raise InvalidSpec("", "no documents found")
+    return docs
+
+
+def error_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def first_error(exc: ValidationError) -> InvalidSpec:
+    """Turn pydantic's report into one InvalidSpec naming the first bad field."""
+    err = exc.errors()[0]
+    message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    if err["type"] == "literal_error" and "input" in err:
+        message = f"{err['msg']}, got {err['input']!r}"
+    return InvalidSpec(error_path(tuple(err["loc"])), message)
+
+
+def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidService:
+    """Check a Service document; raise InvalidSpec naming the first problem."""
+    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
+        raise InvalidSpec(
+            "apiVersion",
+            f"expected apiVersion {API_VERSION} and kind Service, got "
+            f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
+        )
+    try:
+        service = Service.model_validate(doc)
+    except ValidationError as exc:
+        raise first_error(exc) from None
+    if not service.metadata.name:
+        raise InvalidSpec("metadata.name", "a Service needs a name")
+    if len(service.metadata.name) > 50:
+        raise InvalidSpec("metadata.name", "at most 50 characters (revision names add 6)")
+
+    container = service.spec.template.spec.containers[0]
+    base = "spec.template.spec.containers[0]"
+    if not container.command:
+        raise InvalidSpec(
+            f"{base}.command",
+            "the local runtime runs a command, and this container has "
+            + (f"only an image ({container.image!r})" if container.image else "none")
+            + "; add `command:` (and `args:`) that start your server on $PORT",
+        )
+    for index, env in enumerate(container.env):
+        if env.name in RESERVED_ENV:
+            raise InvalidSpec(f"{base}.env[{index}].name", f"{env.name} is reserved")
+    probe = container.readiness_probe
+    if probe is not None and (probe.http_get is None) == (probe.tcp_socket is None):
+        raise InvalidSpec(f"{base}.readinessProbe", "set exactly one of httpGet and tcpSocket")
+
+    template_meta = service.spec.template.metadata
+    if template_meta.name is not None:
+        if not DNS1035.match(template_meta.name) or len(template_meta.name) > 63:
+            raise InvalidSpec("spec.template.metadata.name", "must be a DNS-1035 label")
+        if not template_meta.name.startswith(service.metadata.name + "-"):
+            raise InvalidSpec(
+                "spec.template.metadata.name",
+                f"must start with the Service name followed by '-' ({service.metadata.name}-...)",
+            )
+
+    autoscaling = parse_autoscaling_annotations(template_meta.annotations, config)
+    progress = _duration_annotation(
+        template_meta.annotations, PROGRESS_DEADLINE, TEMPLATE_ANNOTATIONS, positive=True
+    )
+    rollout = _duration_annotation(
+        service.metadata.annotations, ROLLOUT_DURATION, "metadata.annotations", positive=False
+    )
+    validate_traffic(service.spec.traffic)
+    return ValidService(service, autoscaling, progress, rollout)
+
+
+def _duration_annotation(
+    annotations: dict[str, str], key: str, prefix: str, positive: bool
+) -> float | None:
+    if key not in annotations:
+        return None
+    field = f"{prefix}[{key}]"
+    try:
+        seconds = parse_duration(annotations[key])
+    except ValueError as exc:
+        raise InvalidSpec(field, str(exc)) from None
+    if seconds < 0 or (positive and seconds == 0):
+        raise InvalidSpec(field, f"must be {'>' if positive else '>='} 0, got {annotations[key]!r}")
+    return seconds
+
+
+def validate_traffic(targets: list[TrafficTarget]) -> None:
+    """Knative's route_validation rules (research/knative.md §5)."""
+    if not targets:
+        return
+    tags: set[str] = set()
+    total = 0
+    for index, target in enumerate(targets):
+        field = f"spec.traffic[{index}]"
+        if target.url is not None:
+            raise InvalidSpec(f"{field}.url", "is set by the platform and not allowed in spec")
+        if target.configuration_name is not None:
+            raise InvalidSpec(
+                f"{field}.configurationName",
+                "not allowed in a Service (use latestRevision: true)",
+            )
+        latest = target.latest_revision
+        if latest is None:
+            latest = target.revision_name is None
+        if latest and target.revision_name is not None:
+            raise InvalidSpec(f"{field}.revisionName", "must be empty when latestRevision is true")
+        if not latest and target.revision_name is None:
+            raise InvalidSpec(f"{field}.revisionName", "required when latestRevision is false")
+        if target.tag is not None:
+            if not DNS1035.match(target.tag) or len(target.tag) > 63:
+                raise InvalidSpec(f"{field}.tag", f"{target.tag!r} is not a DNS-1035 label")
+            if target.tag in tags:
+                raise InvalidSpec(f"{field}.tag", f"tag {target.tag!r} is used twice")
+            tags.add(target.tag)
+        total += target.percent or 0
+    if total != 100:
+        raise InvalidSpec("spec.traffic", f"percentages must sum to 100, got {total}")

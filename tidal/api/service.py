@@ -1,0 +1,159 @@
+"""Knative `serving.knative.dev/v1` Service, as users write it.
+
+The models accept the fields tidal implements and reject any other with an error that names it.
+Status and server-set metadata (resourceVersion, uid, ...) are accepted and ignored so that the
+output of `tidal get -o yaml` can be applied again, as with kubectl.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from tidal.api.units import parse_quantity
+
+API_VERSION = "serving.knative.dev/v1"
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+KNOWN_RESOURCES = ("cpu", "memory", "nvidia.com/gpu", "ephemeral-storage")
+
+
+class KModel(BaseModel):
+    """Base for manifest models: camelCase keys, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class ObjectMeta(KModel):
+    name: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # Set by the server; accepted so that `get -o yaml` output can be re-applied.
+    resource_version: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not DNS1123.match(value)):
+            raise ValueError(
+                f"{value!r} is not a DNS label (lower-case letters, digits and '-', at most 63)"
+            )
+        return value
+
+
+class EnvVar(KModel):
+    name: str
+    value: str = ""
+
+
+class ContainerPort(KModel):
+    container_port: int = Field(ge=1, le=65535)
+    name: str | None = None
+    protocol: Literal["TCP"] = "TCP"
+
+
+class HTTPGetAction(KModel):
+    path: str = "/"
+    port: int | str | None = None
+    scheme: Literal["HTTP"] = "HTTP"
+
+
+class TCPSocketAction(KModel):
+    port: int | str | None = None
+
+
+class Probe(KModel):
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    initial_delay_seconds: int = Field(default=0, ge=0)
+    period_seconds: int = Field(default=0, ge=0)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+
+class ResourceRequirements(KModel):
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, values: dict[str, str | int | float]) -> dict[str, str | int | float]:
+        for key, value in values.items():
+            if key not in KNOWN_RESOURCES:
+                raise ValueError(f"unknown resource {key!r} (known: {', '.join(KNOWN_RESOURCES)})")
+            amount = parse_quantity(value)
+            if amount < 0:
+                raise ValueError(f"{key}: must not be negative")
+            if key == "nvidia.com/gpu" and amount != int(amount):
+                raise ValueError("nvidia.com/gpu must be a whole number of devices")
+        return values
+
+
+class Container(KModel):
+    name: str | None = None
+    image: str | None = None
+    image_pull_policy: str | None = None
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    ports: list[ContainerPort] = Field(default_factory=list, max_length=1)
+    readiness_probe: Probe | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    working_dir: str | None = None
+
+    def gpus(self) -> int:
+        """Whole GPU devices each replica needs (limits win over requests, as in Kubernetes)."""
+        amount = self.resources.limits.get(
+            "nvidia.com/gpu", self.resources.requests.get("nvidia.com/gpu", 0)
+        )
+        return int(parse_quantity(amount))
+
+
+class RevisionSpec(KModel):
+    containers: list[Container] = Field(min_length=1, max_length=1)
+    container_concurrency: int = Field(default=0, ge=0, le=1000)
+    timeout_seconds: int = Field(default=300, ge=1, le=600)
+    service_account_name: str | None = None
+
+
+class TemplateMeta(KModel):
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RevisionTemplate(KModel):
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    spec: RevisionSpec
+
+
+class TrafficTarget(KModel):
+    tag: str | None = None
+    revision_name: str | None = None
+    configuration_name: str | None = None
+    latest_revision: bool | None = None
+    percent: int | None = Field(default=None, ge=0, le=100)
+    url: str | None = None
+
+
+class ServiceSpec(KModel):
+    template: RevisionTemplate
+    traffic: list[TrafficTarget] = Field(default_factory=list)
+
+
+class Service(KModel):
+    api_version: Literal["serving.knative.dev/v1"]
+    kind: Literal["Service"]
+    metadata: ObjectMeta
+    spec: ServiceSpec
+    status: dict[str, Any] | None = None

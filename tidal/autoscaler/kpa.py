@@ -1,0 +1,392 @@
+"""Knative's KPA, ported (research/knative.md §1): the decider spec (§1.2), the `Scale()`
+decider (§1.5), the multiscaler's bookkeeping (§1.6) and the KPA reconciler's bounds,
+scale-to-zero state machine and SKS mode (§1.7).
+
+Pure: no clock, no I/O. `now` is float seconds from the caller (wall or simulated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
+from tidal.autoscaler.metrics import BUCKET_SIZE, MaxTimeWindow, new_buckets
+
+TICK_INTERVAL = 2.0  # §1.1 decider tick
+ACTIVATION_TIMEOUT_BUFFER = 30.0  # §1.7 progress deadline + 30 s
+
+ACTIVE = "Active"
+ACTIVATING = "Activating"
+INACTIVE = "Inactive"
+SERVE = "Serve"
+PROXY = "Proxy"
+
+
+@dataclass(frozen=True)
+class DeciderSpec:
+    """Per-revision autoscaling parameters (§1.2). Durations in seconds."""
+
+    scaling_metric: str  # "concurrency" | "rps"
+    target_value: float  # per-pod target: max(0.01, total x utilisation)
+    total_value: float  # per-pod capacity used for EBC
+    stable_window: float
+    panic_window: float
+    panic_threshold: float  # ratio, 2.0 = 200 %
+    target_burst_capacity: float
+    scale_down_delay: float
+    activation_scale: int
+    max_scale_up_rate: float
+    max_scale_down_rate: float
+    activator_capacity: float
+    initial_scale: int
+    min_scale: int
+    max_scale: int  # 0 = unbounded
+    enable_scale_to_zero: bool
+    scale_to_zero_grace_period: float
+    scale_to_zero_pod_retention_period: float
+    aggregation_algorithm: str
+
+
+def _pick(annotation: float | None, default: float) -> float:
+    return default if annotation is None else annotation
+
+
+def _panic_window(stable_window: float, percentage: float) -> float:
+    """`MakeMetric`: stable x pct/100 rounded to a second (half away from zero), at least 1 s."""
+    ns = int(round(stable_window * 1e9) * percentage / 100.0)
+    seconds = (ns + 500_000_000) // 1_000_000_000
+    return float(max(seconds, BUCKET_SIZE))
+
+
+def decider_spec(
+    config: AutoscalerConfig, ann: AutoscalingAnnotations, container_concurrency: int
+) -> DeciderSpec:
+    """Resolve annotations over cluster defaults (`MakeDecider`, `ResolveMetricTarget`, §1.2)."""
+    metric = RPS if ann.metric == RPS else "concurrency"
+    if metric == RPS:
+        total, utilisation = config.requests_per_second_target_default, config.target_utilization
+    else:
+        total = float(container_concurrency or config.container_concurrency_target_default)
+        utilisation = config.container_concurrency_target_fraction
+    if ann.target is not None:
+        total = ann.target
+        if metric != RPS and container_concurrency:
+            total = min(ann.target, float(container_concurrency))
+    if ann.target_utilization_percentage is not None:
+        utilisation = ann.target_utilization_percentage / 100.0
+    stable = _pick(ann.window, config.stable_window)
+    initial = config.initial_scale
+    if ann.initial_scale is not None and (ann.initial_scale or config.allow_zero_initial_scale):
+        initial = ann.initial_scale
+    return DeciderSpec(
+        scaling_metric=metric,
+        target_value=max(TARGET_MIN, total * utilisation),
+        total_value=total,
+        stable_window=stable,
+        panic_window=_panic_window(
+            stable, _pick(ann.panic_window_percentage, config.panic_window_percentage)
+        ),
+        panic_threshold=_pick(ann.panic_threshold_percentage, config.panic_threshold_percentage)
+        / 100.0,
+        target_burst_capacity=_pick(ann.target_burst_capacity, config.target_burst_capacity),
+        scale_down_delay=_pick(ann.scale_down_delay, config.scale_down_delay),
+        activation_scale=ann.activation_scale or 0,
+        max_scale_up_rate=config.max_scale_up_rate,
+        max_scale_down_rate=config.max_scale_down_rate,
+        activator_capacity=config.activator_capacity,
+        initial_scale=initial,
+        min_scale=int(_pick(ann.min_scale, config.min_scale)),
+        max_scale=int(_pick(ann.max_scale, config.max_scale)),
+        enable_scale_to_zero=config.enable_scale_to_zero,
+        scale_to_zero_grace_period=config.scale_to_zero_grace_period,
+        scale_to_zero_pod_retention_period=_pick(
+            ann.scale_to_zero_pod_retention_period, config.scale_to_zero_pod_retention_period
+        ),
+        aggregation_algorithm=ann.metric_aggregation_algorithm,
+    )
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """One `Scale()` outcome. `desired` is -1 and `valid` False when there is no data."""
+
+    desired: int
+    ebc: float
+    valid: bool
+    stable_value: float = 0.0
+    panic_value: float = 0.0
+    in_panic: bool = False
+
+
+class Decider:
+    """Knative's per-revision `autoscaler` with its metric collection (§1.3-§1.5)."""
+
+    def __init__(self, spec: DeciderSpec, now: float, ready: int = 0) -> None:
+        self.spec = spec
+        self._windows = {
+            metric: (
+                new_buckets(spec.stable_window, spec.aggregation_algorithm),
+                new_buckets(spec.panic_window, spec.aggregation_algorithm),
+            )
+            for metric in ("concurrency", RPS)
+        }
+        # Start in panic when more than one pod is ready, holding the current scale (§1.5).
+        self._panic_time: float | None = now if ready > 1 else None
+        self._max_panic_pods = ready
+        self._delay = (
+            MaxTimeWindow(spec.scale_down_delay, TICK_INTERVAL)
+            if spec.scale_down_delay > 0
+            else None
+        )
+
+    @property
+    def in_panic(self) -> bool:
+        return self._panic_time is not None
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        """Add revision totals into the current 1 s bucket of all four windows
+        (`collection.record`, §1.3). Values recorded in the same second sum."""
+        for windows, value in (
+            (self._windows["concurrency"], concurrency),
+            (self._windows[RPS], rps),
+        ):
+            for buckets in windows:
+                buckets.record(now, value)
+
+    def scale(self, now: float, ready_pods: int, reachable: bool = True) -> ScaleResult:
+        """Knative's `Scale()` (§1.5)."""
+        spec = self.spec
+        stable_buckets, panic_buckets = self._windows[spec.scaling_metric]
+        # No data (§1.3): nothing written for a window, unless TBC=-1 (no scrape target).
+        if stable_buckets.is_empty(now) and spec.target_burst_capacity != -1:
+            return ScaleResult(-1, 0.0, False, in_panic=self.in_panic)
+        observed_stable = stable_buckets.window_average(now)
+        observed_panic = panic_buckets.window_average(now)
+
+        ready = max(1.0, float(ready_pods))
+        max_up = math.ceil(spec.max_scale_up_rate * ready)
+        max_down = math.floor(ready / spec.max_scale_down_rate) if reachable else 0
+        dspc = math.ceil(observed_stable / spec.target_value)
+        dppc = math.ceil(observed_panic / spec.target_value)
+        stable_pods = min(max(dspc, max_down), max_up)
+        panic_pods = min(max(dppc, max_down), max_up)
+        if spec.activation_scale > 1:
+            if dspc > 0:
+                stable_pods = max(stable_pods, spec.activation_scale)
+            if dppc > 0:
+                panic_pods = max(panic_pods, spec.activation_scale)
+
+        if dppc / ready >= spec.panic_threshold:
+            self._panic_time = now  # enter or extend panic
+        elif self._panic_time is not None and self._panic_time + spec.stable_window < now:
+            self._panic_time = None
+            self._max_panic_pods = 0
+
+        desired = stable_pods
+        if self._panic_time is not None:
+            # Never scale down while panicking.
+            self._max_panic_pods = max(self._max_panic_pods, stable_pods, panic_pods)
+            desired = self._max_panic_pods
+
+        if reachable and self._delay is not None:
+            self._delay.record(now, desired)
+            desired = self._delay.current()
+
+        return ScaleResult(
+            desired=desired,
+            ebc=self._excess_burst_capacity(ready_pods, observed_panic),
+            valid=True,
+            stable_value=observed_stable,
+            panic_value=observed_panic,
+            in_panic=self.in_panic,
+        )
+
+    def _excess_burst_capacity(self, ready_pods: int, observed_panic: float) -> float:
+        """EBC = floor(ready x TotalValue - TBC - panic); 0 if TBC=0; -1 if TBC=-1 (§1.5)."""
+        tbc = self.spec.target_burst_capacity
+        if tbc == 0:
+            return 0.0
+        if tbc > 0:
+            return float(math.floor(ready_pods * self.spec.total_value - tbc - observed_panic))
+        return -1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one `RevisionAutoscaler.tick` decided.
+
+    `replicas` is the count to apply now (None: leave as is). `desired_raw` is the decider's
+    output this tick (-1 when it had no data). `mode` is the SKS mode: "Serve" (activator out
+    of the path) or "Proxy" (requests go through the activator)."""
+
+    replicas: int | None
+    desired_raw: int
+    ebc: float
+    in_panic: bool
+    active: str
+    reason: str
+    stable_value: float
+    panic_value: float
+    mode: str
+
+
+class RevisionAutoscaler:
+    """One revision's KPA: the decider, the multiscaler status and the KPA reconciler
+    (bounds, initial scale, scale-to-zero, Active condition, SKS mode; §1.6-§1.7).
+
+    Feed it with `record` (every 1 s while the revision has ready pods, zeros included, like
+    the scraper; and for every activator stat), call `tick` every 2 s, and call `poke` on an
+    activator stat: when it returns True, tick at once.
+    """
+
+    def __init__(
+        self,
+        spec: DeciderSpec,
+        now: float,
+        ready: int = 0,
+        reachable: bool = True,
+        progress_deadline_s: float = 600.0,
+        initialized: bool = False,
+    ) -> None:
+        """`ready` pods at creation (> 1 starts the decider in panic). `initialized` is for a
+        restart: the revision already runs at `ready` replicas and its PA was initialised, so
+        no initial scale is applied (Knative keeps this in the PA status)."""
+        self.spec = spec
+        self.reachable = reachable
+        self.decider = Decider(spec, now, ready)
+        self.activation_timeout = progress_deadline_s + ACTIVATION_TIMEOUT_BUFFER
+        # Multiscaler status of a new decider (§1.6).
+        self.desired_scale = -1
+        tbc = spec.target_burst_capacity
+        self.ebc = (
+            tbc if tbc in (-1, 0) else float(int(spec.initial_scale * spec.total_value - tbc))
+        )
+        # PA `Active` condition: a new PA is Activating ("Queued"); one restored at zero is
+        # Inactive.
+        self._initialized = initialized
+        self.active, self._active_reason = (
+            (INACTIVE, "NoTraffic") if initialized and ready == 0 else (ACTIVATING, "Queued")
+        )
+        self._active_since = now
+        # Replicas last applied; a new revision's first tick applies initial_scale.
+        self._replicas: int | None = ready if ready > 0 or initialized else None
+        # The SKS starts in Proxy mode: the activator is in the path from creation.
+        self.mode = PROXY
+        self._proxy_since: float | None = now
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        """Record revision-total concurrency and requests/s for the second containing `now`."""
+        self.decider.record(now, concurrency, rps)
+
+    def poke(self, now: float, concurrency: float) -> bool:
+        """Multiscaler `Poke` (§1.6): True when the last desired scale is 0 and a stat with
+        concurrency arrives, i.e. the caller should tick now (scale from zero)."""
+        return self.desired_scale == 0 and concurrency != 0
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        """One decider tick followed by one KPA reconcile."""
+        self.reachable = reachable
+        result = self.decider.scale(now, ready, reachable)
+        if result.valid:
+            self.desired_scale = result.desired
+            self.ebc = result.ebc
+
+        want, apply, reason = self._scale(now, reachable)
+        current = self.spec.initial_scale if self._replicas is None else self._replicas
+        replicas = None
+        if apply and want != current:
+            replicas = want
+        elif self._replicas is None:
+            replicas = self.spec.initial_scale  # the deployment is created with initialScale
+        if replicas is not None:
+            self._replicas = replicas
+
+        self.mode = SERVE if want > 0 and self.ebc >= 0 else PROXY
+        # The activator backs the revision in Proxy mode or when no pod is ready (SKS).
+        if self.mode == SERVE and ready > 0:
+            self._proxy_since = None
+        elif self._proxy_since is None:
+            self._proxy_since = now
+        self._update_active(now, want, ready, reachable)
+        return Decision(
+            replicas=replicas,
+            desired_raw=result.desired,
+            ebc=self.ebc,
+            in_panic=result.in_panic,
+            active=self.active,
+            reason=reason,
+            stable_value=result.stable_value,
+            panic_value=result.panic_value,
+            mode=self.mode,
+        )
+
+    def _min_scale(self, reachable: bool) -> int:
+        """min-scale is ignored when the revision is unreachable (§1.7)."""
+        return self.spec.min_scale if reachable else 0
+
+    def _scale(self, now: float, reachable: bool) -> tuple[int, bool, str]:
+        """`scaler.scale`: bounds and initial scale, then scale-to-zero. Returns
+        (want, apply, reason); want -1 means unknown."""
+        desired = self.desired_scale
+        if desired < 0 and self.active != ACTIVATING:
+            return desired, False, "waiting for metrics"
+        spec = self.spec
+        low, high = self._min_scale(reachable), spec.max_scale
+        if spec.initial_scale > 1 and not self._initialized and reachable:
+            low = max(low, spec.initial_scale)
+        if desired < low:
+            desired = low
+        elif high and desired > high:
+            desired = high
+        if desired != 0:
+            return desired, True, f"scale to {desired}"
+        return self._scale_to_zero(now, reachable)
+
+    def _scale_to_zero(self, now: float, reachable: bool) -> tuple[int, bool, str]:
+        """`handleScaleToZero` (§1.7). In tidal the activator is always reachable, so the
+        activator probe of the Inactive branch always succeeds."""
+        spec = self.spec
+        if not spec.enable_scale_to_zero:
+            return 1, True, "scale to zero disabled"
+        in_state = now - self._active_since
+        if self.active == ACTIVATING:
+            if in_state > self.activation_timeout:
+                return 0, True, f"activation timed out after {in_state:.0f}s"
+            return -1, False, f"activating ({self.activation_timeout - in_state:.0f}s to time-out)"
+        if self.active == ACTIVE:
+            if in_state >= spec.stable_window:
+                return 0, False, "idle for the stable window; deactivating"
+            return 1, True, f"idle; scale to zero in {spec.stable_window - in_state:.0f}s"
+        retention = spec.scale_to_zero_pod_retention_period if reachable else 0.0
+        grace = spec.scale_to_zero_grace_period
+        if in_state >= max(grace, retention):
+            return 0, True, "scale to zero"
+        if retention > 0 and in_state < retention:
+            return 0, False, f"pod retention {retention - in_state:.0f}s left"
+        proxy_for = 0.0 if self._proxy_since is None else now - self._proxy_since
+        if grace - proxy_for <= 0:
+            return 0, True, "scale to zero (activator already in path)"
+        return 0, False, f"scale-to-zero grace {grace - proxy_for:.0f}s left"
+
+    def _update_active(self, now: float, want: int, ready: int, reachable: bool) -> None:
+        """`computeActiveCondition` (§1.7)."""
+        low = self._min_scale(reachable)
+        min_ready = max(low, 1) if self._initialized else max(low, self.spec.initial_scale)
+        if ready >= min_ready:
+            self._initialized = True
+        if want == 0 or min_ready == 0:
+            timed_out = self.active == ACTIVATING and min_ready > 0
+            self._set_active(now, INACTIVE, "TimedOut" if timed_out else "NoTraffic")
+        elif ready < min_ready:
+            if want > 0 or self.active != INACTIVE:
+                self._set_active(now, ACTIVATING, "Queued")
+            else:
+                self._set_active(now, INACTIVE, "NoTraffic")
+        elif want > 0 or self.active != INACTIVE:
+            self._set_active(now, ACTIVE, "")
+
+    def _set_active(self, now: float, status: str, reason: str) -> None:
+        """A condition's transition time moves when its status or reason changes."""
+        if (status, reason) != (self.active, self._active_reason):
+            self.active, self._active_reason, self._active_since = status, reason, now

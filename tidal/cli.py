@@ -1,0 +1,489 @@
+"""The `tidal` command: `up` runs the platform; the other verbs talk to its admin API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tidal.api.config import load_config
+from tidal.api.errors import InvalidSpec
+from tidal.api.manifest import load_documents
+
+DEFAULT_SERVER = "http://127.0.0.1:8081"
+KNATIVE = "/apis/serving.knative.dev/v1"
+TIDAL = "/apis/tidal.dev/v1"
+RESOURCES = {
+    "services": "services",
+    "service": "services",
+    "svc": "services",
+    "ksvc": "services",
+    "revisions": "revisions",
+    "revision": "revisions",
+    "rev": "revisions",
+    "routes": "routes",
+    "route": "routes",
+    "replicas": "replicas",
+    "replica": "replicas",
+}
+
+console = Console()
+if not console.is_terminal:  # piped: never truncate table cells to 80 columns
+    console = Console(width=250)
+
+
+class ApiError(click.ClickException):
+    pass
+
+
+class Client:
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+
+    def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
+        """JSON from the admin API (or text, for logs); ApiError with the server's message."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                if text:
+                    return raw.decode()
+                if response.headers.get_content_type() != "application/json":
+                    raise ApiError(f"{self.server} did not answer like tidal's admin API")
+                return json.loads(raw)
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("message", exc.reason)
+            except ValueError:
+                message = exc.reason
+            raise ApiError(message) from None
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise ApiError(
+                f"cannot reach tidal at {self.server} ({exc}); is `tidal up` running? "
+                "(set --server or TIDAL_SERVER)"
+            ) from None
+
+
+def load_manifests(paths: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Documents from files; a relative `workingDir` is resolved against its file's folder."""
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        file = Path(path)
+        try:
+            text = sys.stdin.read() if path == "-" else file.read_text()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            loaded = load_documents(text)
+        except InvalidSpec as exc:
+            raise click.ClickException(f"{path}: {exc}") from None
+        base = Path.cwd() if path == "-" else file.resolve().parent
+        for doc in loaded:
+            _resolve_working_dirs(doc, base)
+        docs.extend(loaded)
+    return docs
+
+
+def _resolve_working_dirs(doc: dict[str, Any], base: Path) -> None:
+    try:
+        containers = doc["spec"]["template"]["spec"]["containers"]
+    except (KeyError, TypeError):
+        return
+    for container in containers if isinstance(containers, list) else []:
+        if isinstance(container, dict) and isinstance(container.get("workingDir"), str):
+            container["workingDir"] = str((base / container["workingDir"]).resolve())
+
+
+def output(obj: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(obj, indent=2))
+    else:
+        click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+
+
+@click.group()
+@click.option(
+    "--server",
+    envvar="TIDAL_SERVER",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="Admin API of the platform (or TIDAL_SERVER).",
+)
+@click.pass_context
+def main(ctx: click.Context, server: str) -> None:
+    """tidal: serverless AI inference from Knative Service manifests."""
+    ctx.obj = Client(server)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="tidal.yaml")
+@click.option("--data-dir", default=".tidal", show_default=True, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int, help="Gateway port.")
+@click.option("--admin-port", default=8081, show_default=True, type=int)
+@click.option("--domain", default=None, help="Domain of service hosts (default example.com).")
+@click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply at start.")
+def up(
+    config_path: str | None,
+    data_dir: str,
+    host: str,
+    port: int,
+    admin_port: int,
+    domain: str | None,
+    files: tuple[str, ...],
+) -> None:
+    """Run the platform: gateway, admin API and controller, in this process."""
+    import asyncio
+    import dataclasses
+
+    from tidal.controller.serve import ServeOptions, serve
+
+    try:
+        config = load_config(config_path)
+    except InvalidSpec as exc:
+        raise click.ClickException(f"config: {exc}") from None
+    if domain:
+        config = dataclasses.replace(config, domain=domain)
+    options = ServeOptions(
+        config, Path(data_dir).resolve(), host, port, admin_port, load_manifests(files)
+    )
+
+    def ready(platform: Any, info: dict[str, Any]) -> None:
+        console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
+        console.print(f"  gateway   {info['gateway']}")
+        console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
+        for valid in platform.services.values():
+            svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
+            console.print(f"  service [bold]{valid.name}[/]: http://{svc_host}")
+            console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
+        console.print("Ctrl-C stops the platform; state is kept for the next `tidal up`.")
+
+    try:
+        try:
+            import uvloop
+
+            uvloop.run(serve(options, ready))
+        except ImportError:
+            asyncio.run(serve(options, ready))
+    except OSError as exc:
+        raise click.ClickException(
+            f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port)"
+        ) from None
+    except InvalidSpec as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("-f", "--filename", "files", multiple=True, required=True)
+@click.option("--dry-run", is_flag=True, help="Validate only; store nothing.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))
+@click.pass_obj
+def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None) -> None:
+    """Create or update services from Knative YAML (all documents, or none)."""
+    docs = load_manifests(files)
+    query = "?dryRun=true" if dry_run else ""
+    result = client.call("POST", f"{TIDAL}/apply{query}", {"items": docs})
+    if fmt:
+        output(result, fmt)
+        return
+    for item in result["items"]:
+        status = item.get("status", {})
+        verb = "validated" if dry_run else "configured"
+        click.echo(
+            f"service/{item['metadata']['name']} {verb} "
+            f"(revision {status.get('latestCreatedRevisionName')}, url {status.get('url')})"
+        )
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml", "wide"]))
+@click.pass_obj
+def get(
+    client: Client,
+    resource: str,
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    fmt: str | None,
+) -> None:
+    """List services, revisions, routes or replicas."""
+    plural = RESOURCES.get(resource)
+    if plural is None:
+        raise click.ClickException(
+            f"unknown resource {resource!r} (services, revisions, routes, replicas)"
+        )
+    ns_path = "" if all_namespaces else f"/namespaces/{namespace}"
+    if plural == "replicas":
+        items = client.call("GET", f"{TIDAL}{ns_path}/replicas")["items"]
+        if name:
+            items = [i for i in items if name in (i["service"], i["revision"], i["name"])]
+        result: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": items}
+    elif name:
+        result = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/{plural}/{name}")
+    else:
+        result = client.call("GET", f"{KNATIVE}{ns_path}/{plural}")
+    if fmt in ("json", "yaml"):
+        output(result, fmt)
+        return
+    items = result.get("items", [result])
+    console.print(TABLES[plural](items, fmt == "wide"))
+
+
+def _ready(obj: dict[str, Any]) -> tuple[str, str]:
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition.get("type") == "Ready":
+            return condition.get("status", "Unknown"), condition.get("reason", "")
+    return "Unknown", ""
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def services_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = _table("NAMESPACE", "NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON")
+    for item in items:
+        status = item.get("status", {})
+        ready, reason = _ready(item)
+        table.add_row(
+            item["metadata"]["namespace"],
+            item["metadata"]["name"],
+            status.get("url"),
+            status.get("latestCreatedRevisionName"),
+            status.get("latestReadyRevisionName"),
+            ready,
+            reason,
+        )
+    return table
+
+
+def revisions_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = _table("NAME", "SERVICE", "GENERATION", "READY", "REASON", "DESIRED", "ACTUAL")
+    for item in items:
+        status = item.get("status", {})
+        ready, reason = _ready(item)
+        labels = item["metadata"].get("labels", {})
+        table.add_row(
+            item["metadata"]["name"],
+            labels.get("serving.knative.dev/service"),
+            labels.get("serving.knative.dev/configurationGeneration"),
+            ready,
+            reason,
+            str(status.get("desiredReplicas", 0)),
+            str(status.get("actualReplicas", 0)),
+        )
+    return table
+
+
+def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = _table("NAME", "URL", "TRAFFIC")
+    for item in items:
+        status = item.get("status", {})
+        traffic = ", ".join(
+            f"{t['percent']}% → {t['revisionName']}" + (f" (tag {t['tag']})" if "tag" in t else "")
+            for t in status.get("traffic", [])
+        )
+        rollout = status.get("rollout")
+        if rollout:
+            traffic += "  rolling out: " + ", ".join(f"{r} {p}%" for r, p in rollout["split"])
+        table.add_row(item["metadata"]["name"], status.get("url"), traffic)
+    return table
+
+
+def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    columns = ["NAME", "REVISION", "POOL", "STATE", "PORT", "INFLIGHT", "STARTUP"]
+    if wide:
+        columns += ["PID", "LOG"]
+    table = _table(*columns)
+    for item in items:
+        startup = item.get("startupSeconds")
+        row = [
+            item["name"],
+            item["revision"],
+            item["pool"],
+            item["state"],
+            str(item["port"]),
+            str(item["inFlight"]),
+            f"{startup:.2f}s" if startup is not None else "-",
+        ]
+        if wide:
+            row += [str(item["pid"]), item["logPath"]]
+        table.add_row(*row)
+    return table
+
+
+TABLES = {
+    "services": services_table,
+    "revisions": revisions_table,
+    "routes": routes_table,
+    "replicas": replicas_table,
+}
+
+
+@main.command()
+@click.argument("resource", type=click.Choice(["service", "services", "svc", "ksvc"]))
+@click.argument("name")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_obj
+def describe(client: Client, resource: str, name: str, namespace: str) -> None:
+    """A service with its revisions, traffic and replicas, and why it is (not) ready."""
+    service = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/services/{name}")
+    route = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/routes/{name}")
+    revisions = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/revisions")["items"]
+    revisions = [
+        r for r in revisions if r["metadata"]["labels"].get("serving.knative.dev/service") == name
+    ]
+    replicas = [
+        r
+        for r in client.call("GET", f"{TIDAL}/namespaces/{namespace}/replicas")["items"]
+        if r["service"] == name
+    ]
+    status = service.get("status", {})
+    ready, reason = _ready(service)
+    console.print(f"[bold]Service[/] {namespace}/{name}   URL {status.get('url')}")
+    console.print(f"Ready: {ready} {reason}")
+    for condition in status.get("conditions", []):
+        if condition.get("message"):
+            console.print(f"  {condition['message']}", markup=False)
+    console.print()
+    console.print("[bold]Traffic[/]")
+    console.print(routes_table([route], False))
+    console.print()
+    console.print("[bold]Revisions[/]")
+    console.print(revisions_table(revisions, False))
+    for revision in revisions:
+        autoscaler = revision.get("status", {}).get("autoscaler")
+        if autoscaler:
+            console.print(
+                f"  {revision['metadata']['name']}: {autoscaler['active']}, "
+                f"panic={autoscaler['inPanic']}, {autoscaler['reason']}",
+                markup=False,
+            )
+        for condition in revision.get("status", {}).get("conditions", []):
+            if condition.get("message"):
+                console.print(
+                    f"  {revision['metadata']['name']}: {condition['message']}", markup=False
+                )
+    console.print()
+    console.print("[bold]Replicas[/]")
+    console.print(replicas_table(replicas, False))
+
+
+@main.command()
+@click.argument("resource", required=False)
+@click.argument("name", required=False)
+@click.option("-f", "--filename", "files", multiple=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_obj
+def delete(
+    client: Client, resource: str | None, name: str | None, files: tuple[str, ...], namespace: str
+) -> None:
+    """Delete a service (`delete service NAME` or `delete -f FILE`)."""
+    targets: list[tuple[str, str]] = []
+    if files:
+        for doc in load_manifests(files):
+            meta = doc.get("metadata", {})
+            targets.append((meta.get("namespace", "default"), meta.get("name", "")))
+    elif resource in ("service", "services", "svc", "ksvc") and name:
+        targets.append((namespace, name))
+    else:
+        raise click.UsageError("use `tidal delete service NAME` or `tidal delete -f FILE`")
+    for ns, svc in targets:
+        client.call("DELETE", f"{KNATIVE}/namespaces/{ns}/services/{svc}")
+        click.echo(f"service/{svc} deleted")
+
+
+@main.command()
+@click.argument("name")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--revision", help="Only this revision's replicas.")
+@click.option("--tail", default=100, show_default=True, help="Lines per replica.")
+@click.pass_obj
+def logs(client: Client, name: str, namespace: str, revision: str | None, tail: int) -> None:
+    """Output of the service's replicas."""
+    query = f"?tail={tail}" + (f"&revision={revision}" if revision else "")
+    path = f"{TIDAL}/namespaces/{namespace}/services/{name}/logs{query}"
+    click.echo(client.call("GET", path, text=True), nl=False)
+
+
+@main.command()
+@click.argument("name")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option(
+    "--to",
+    "splits",
+    multiple=True,
+    required=True,
+    help="REVISION=PERCENT, or latest=PERCENT; repeat to split.",
+)
+@click.option("--tag", "tags", multiple=True, help="REVISION=TAG (or latest=TAG).")
+@click.pass_obj
+def traffic(
+    client: Client, name: str, namespace: str, splits: tuple[str, ...], tags: tuple[str, ...]
+) -> None:
+    """Set the traffic split, e.g. roll back with `--to hello-00001=100`."""
+    service = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/services/{name}")
+    tag_of = dict(_pair(t, "--tag") for t in tags)
+    targets = []
+    for split in splits:
+        revision, percent = _pair(split, "--to")
+        if not percent.isdigit():
+            raise click.BadParameter(
+                f"{split!r}: PERCENT must be a whole number", param_hint="--to"
+            )
+        target: dict[str, Any] = {"percent": int(percent)}
+        if revision == "latest":
+            target["latestRevision"] = True
+        else:
+            target["revisionName"] = revision
+        if revision in tag_of:
+            target["tag"] = tag_of.pop(revision)
+        targets.append(target)
+    for revision, tag in tag_of.items():
+        targets.append(
+            {
+                "tag": tag,
+                "percent": 0,
+                **(
+                    {"latestRevision": True} if revision == "latest" else {"revisionName": revision}
+                ),
+            }
+        )
+    service["spec"]["traffic"] = targets
+    service.pop("status", None)
+    client.call("POST", f"{TIDAL}/apply", {"items": [service]})
+    route = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/routes/{name}")
+    console.print(routes_table([route], False))
+
+
+def _pair(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise click.BadParameter(f"{text!r}: expected NAME=VALUE", param_hint=option)
+    return key, value
+
+
+if __name__ == "__main__":
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,120 @@
+"""The admin API: Kubernetes-style paths and objects over HTTP, plus /metrics and /healthz.
+
+Paths:
+  GET    /apis/serving.knative.dev/v1[/namespaces/{ns}]/{services|revisions|routes}[/{name}]
+  DELETE /apis/serving.knative.dev/v1/namespaces/{ns}/services/{name}
+  POST   /apis/tidal.dev/v1/apply[?dryRun=true]       body: {"items": [Service, ...]}
+  GET    /apis/tidal.dev/v1[/namespaces/{ns}]/replicas
+  GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N]
+  GET    /apis/tidal.dev/v1/info
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tidal.api.errors import InvalidSpec
+from tidal.controller.platform import Platform
+from tidal.store.sqlite import Conflict
+
+KINDS = {"services": "Service", "revisions": "Revision", "routes": "Route"}
+KNATIVE = "/apis/serving.knative.dev/v1"
+TIDAL = "/apis/tidal.dev/v1"
+
+
+def error(status: int, message: str, field: str = "") -> web.Response:
+    return web.json_response(
+        {"kind": "Status", "status": "Failure", "code": status, "message": message, "field": field},
+        status=status,
+    )
+
+
+def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
+    def as_list(items: list[dict[str, Any]]) -> web.Response:
+        return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
+
+    def view(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return platform.live_revision(obj) if kind == "Revision" else obj
+
+    async def list_objects(request: web.Request) -> web.Response:
+        kind = KINDS.get(request.match_info["plural"])
+        if kind is None:
+            return error(404, f"unknown resource {request.match_info['plural']!r}")
+        namespace = request.match_info.get("ns")
+        return as_list([view(kind, o) for o in platform.store.list(kind, namespace)])
+
+    async def get_object(request: web.Request) -> web.Response:
+        kind = KINDS.get(request.match_info["plural"])
+        if kind is None:
+            return error(404, f"unknown resource {request.match_info['plural']!r}")
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        obj = platform.store.get(kind, ns, name)
+        if obj is None:
+            return error(404, f'{request.match_info["plural"]} "{name}" not found in {ns}')
+        return web.json_response(view(kind, obj))
+
+    async def delete_object(request: web.Request) -> web.Response:
+        if request.match_info["plural"] != "services":
+            return error(405, "only services can be deleted; revisions go with GC")
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if not platform.delete_service(ns, name):
+            return error(404, f'services "{name}" not found in {ns}')
+        return web.json_response({"kind": "Status", "status": "Success"})
+
+    async def apply(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "body is not JSON")
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return error(400, 'body must be {"items": [object, ...]}')
+        try:
+            applied = platform.apply(items, dry_run=request.query.get("dryRun") == "true")
+        except InvalidSpec as exc:
+            return error(422, str(exc), exc.field)
+        except Conflict as exc:
+            return error(409, str(exc))
+        return as_list(applied)
+
+    async def replicas(request: web.Request) -> web.Response:
+        return as_list(platform.replicas(request.match_info.get("ns")))
+
+    async def logs(request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if platform.store.get("Service", ns, name) is None:
+            return error(404, f'services "{name}" not found in {ns}')
+        try:
+            tail = int(request.query.get("tail", "100"))
+        except ValueError:
+            return error(400, "tail must be an integer")
+        text = platform.logs(ns, name, request.query.get("revision"), tail)
+        return web.Response(text=text + "\n" if text else "")
+
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def get_info(_: web.Request) -> web.Response:
+        return web.json_response(info)
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get(f"{TIDAL}/info", get_info)
+    app.router.add_post(f"{TIDAL}/apply", apply)
+    app.router.add_get(f"{TIDAL}/replicas", replicas)
+    app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/replicas", replicas)
+    app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/logs", logs)
+    app.router.add_get(f"{KNATIVE}/{{plural}}", list_objects)
+    app.router.add_get(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}", list_objects)
+    app.router.add_get(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)
+    app.router.add_delete(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}/{{name}}", delete_object)
+    return app

@@ -1,0 +1,582 @@
+"""The control plane of one tidal process: apply/delete, revisions, routes, scaling, GC, restore.
+
+Everything the user changes goes through `apply` and `delete_service`: validated first, written in
+one SQLite transaction, then acted on. The gateway's routing table and the replicas follow the
+stored state, so a restart (`restore`) rebuilds them from the store alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tidal.api.autoscaling import parse_autoscaling_annotations
+from tidal.api.config import PlatformConfig
+from tidal.api.errors import InvalidSpec
+from tidal.api.manifest import (
+    PROGRESS_DEADLINE,
+    ValidService,
+    validate_service,
+)
+from tidal.api.service import RevisionSpec
+from tidal.api.units import parse_duration
+from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
+from tidal.controller.gc import RevisionAge, revisions_to_collect
+from tidal.controller.revisions import GENERATION_LABEL, SERVICE_LABEL, next_revision
+from tidal.controller.rollout import Rollout, advance, start_rollout
+from tidal.controller.scaling import ScaledRevision, ScalingLoop
+from tidal.controller.traffic import host_name, host_table, resolve_traffic
+from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
+from tidal.gateway.activator import RevisionThrottler
+from tidal.gateway.routing import TrafficRouter
+from tidal.runtime.base import Runtime
+from tidal.store.sqlite import Store
+
+log = logging.getLogger("tidal.controller")
+
+SERVER_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp")
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+NO_GC = "serving.knative.dev/no-gc"
+GC_PERIOD_S = 30.0
+ROUTE_PERIOD_S = 0.5
+
+
+@dataclass
+class RouteState:
+    hosts: set[str] = field(default_factory=set)
+    latest: str | None = None
+    rollout: Rollout | None = None
+    routed: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one applied Service document will write."""
+
+    valid: ValidService
+    service: dict[str, Any]
+    revision: dict[str, Any] | None
+    expected_version: str | None
+
+
+def key_of(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+class Platform:
+    def __init__(self, config: PlatformConfig, data_dir: Path, runtime: Runtime) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.store = Store(data_dir / "tidal.db")
+        self.runtime = runtime
+        self.router = TrafficRouter(on_unreachable=self._on_unreachable)
+        self.scaling = ScalingLoop()
+        self.services: dict[str, ValidService] = {}
+        self.workloads: dict[str, RevisionWorkload] = {}
+        self.routes: dict[str, RouteState] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.restore()
+        self.scaling.start()
+        self._tasks = [
+            asyncio.ensure_future(self._every(ROUTE_PERIOD_S, self._advance_rollouts)),
+            asyncio.ensure_future(self._every(GC_PERIOD_S, self.collect_garbage)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.scaling.stop()
+        await asyncio.gather(*(w.close() for w in self.workloads.values()), return_exceptions=True)
+        await self.runtime.close()
+        self.store.close()
+
+    async def _every(self, period: float, action: Any) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic %s failed", action.__name__)
+
+    def restore(self) -> None:
+        """Rebuild workloads and routes from the store (after a restart or a kill -9)."""
+        for doc in self.store.list("Service"):
+            try:
+                valid = validate_service(_strip_server_fields(doc), self.config.autoscaler)
+            except InvalidSpec as exc:
+                log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
+                continue
+            key = key_of(valid.namespace, valid.name)
+            self.services[key] = valid
+            for revision in self._revisions_of(valid.namespace, valid.name):
+                status = revision.get("status", {})
+                self._add_workload(valid, revision, restored=int(status.get("desiredReplicas", 0)))
+            self.reconcile_route(valid.namespace, valid.name)
+
+    # -- apply / delete -----------------------------------------------------------------------
+
+    def apply(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[dict[str, Any]]:
+        """Validate every document, then store all of them in one transaction, or none."""
+        plans: list[ServicePlan] = []
+        seen: set[str] = set()
+        for index, doc in enumerate(docs):
+            try:
+                plan = self._plan_service(doc)
+                key = key_of(plan.valid.namespace, plan.valid.name)
+                if key in seen:
+                    raise InvalidSpec("metadata.name", f"Service {key} appears twice")
+                seen.add(key)
+            except InvalidSpec as exc:
+                if len(docs) > 1:
+                    raise InvalidSpec(f"document {index + 1}: {exc.field}", exc.message) from None
+                raise
+            plans.append(plan)
+        if dry_run:
+            return [p.service for p in plans]
+        with self.store.transaction():
+            for plan in plans:
+                self.store.put(plan.service, plan.expected_version)
+                if plan.revision is not None:
+                    self.store.put(plan.revision)
+        for plan in plans:
+            key = key_of(plan.valid.namespace, plan.valid.name)
+            self.services[key] = plan.valid
+            if plan.revision is not None:
+                self._add_workload(plan.valid, plan.revision, restored=None)
+            self.reconcile_route(plan.valid.namespace, plan.valid.name)
+        return [p.service for p in plans]
+
+    def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
+        if doc.get("kind") != "Service":
+            raise InvalidSpec("kind", f"unsupported kind {doc.get('kind')!r} (supported: Service)")
+        valid = validate_service(doc, self.config.autoscaler)
+        service = valid.service.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+        expected = service["metadata"].get("resourceVersion")
+        for server_field in SERVER_METADATA:
+            service["metadata"].pop(server_field, None)
+        service["metadata"]["namespace"] = valid.namespace
+        current = self.store.get("Service", valid.namespace, valid.name)
+        status = dict(current.get("status", {})) if current else {}
+        revisions = self._revisions_of(valid.namespace, valid.name)
+        revision = next_revision(
+            valid, service, revisions, int(status.get("configurationGeneration", 0))
+        )
+        known = {r["metadata"]["name"] for r in revisions}
+        if revision is not None:
+            known.add(revision["metadata"]["name"])
+            status["configurationGeneration"] = int(
+                revision["metadata"]["labels"][GENERATION_LABEL]
+            )
+            status["latestCreatedRevisionName"] = revision["metadata"]["name"]
+        latest = status.get("latestReadyRevisionName") or status["latestCreatedRevisionName"]
+        resolve_traffic(valid.service.spec.traffic, latest, known)
+        changed = current is None or current.get("spec") != service["spec"]
+        generation = int(current["metadata"].get("generation", 1)) if current else 0
+        service["metadata"]["generation"] = generation + 1 if changed else generation
+        status["observedGeneration"] = service["metadata"]["generation"]
+        status["url"] = f"http://{host_name(valid.name, valid.namespace, self.config.domain)}"
+        service["status"] = status
+        self._set_service_conditions(service)
+        return ServicePlan(valid, service, revision, expected)
+
+    def delete_service(self, namespace: str, name: str) -> bool:
+        key = key_of(namespace, name)
+        if self.store.get("Service", namespace, name) is None:
+            return False
+        state = self.routes.pop(key, RouteState())
+        self.router.set_hosts(state.hosts, {})
+        revisions = self._revisions_of(namespace, name)
+        with self.store.transaction():
+            self.store.delete("Service", namespace, name)
+            self.store.delete("Route", namespace, name)
+            for revision in revisions:
+                self.store.delete("Revision", namespace, revision["metadata"]["name"])
+        for revision in revisions:
+            self._remove_workload(namespace, revision["metadata"]["name"])
+        self.services.pop(key, None)
+        return True
+
+    # -- revisions and replicas ---------------------------------------------------------------
+
+    def _revisions_of(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        revisions = self.store.list("Revision", namespace, {SERVICE_LABEL: service})
+        return sorted(revisions, key=lambda r: int(r["metadata"]["labels"][GENERATION_LABEL]))
+
+    def _add_workload(
+        self, valid: ValidService, revision: dict[str, Any], restored: int | None
+    ) -> None:
+        namespace, name = valid.namespace, revision["metadata"]["name"]
+        key = key_of(namespace, name)
+        spec = RevisionSpec.model_validate(revision["spec"])
+        annotations = revision["metadata"].get("annotations", {})
+        autoscaling = parse_autoscaling_annotations(annotations, self.config.autoscaler)
+        progress = (
+            parse_duration(annotations[PROGRESS_DEADLINE])
+            if PROGRESS_DEADLINE in annotations
+            else self.config.progress_deadline_s
+        )
+        cc = spec.container_concurrency
+        throttler = RevisionThrottler(
+            namespace,
+            valid.name,
+            name,
+            cc,
+            float(spec.timeout_seconds),
+            pending_cap=10 * cc if cc else self.config.pending_cap_default,
+            on_first_request=lambda _: self.scaling.poke(key),
+        )
+        status = revision.get("status", {})
+        workload = RevisionWorkload(
+            RevisionRuntimeSpec(
+                namespace=namespace,
+                service=valid.name,
+                revision=name,
+                container=spec.containers[0],
+                container_concurrency=cc,
+                timeout_s=float(spec.timeout_seconds),
+                progress_deadline_s=progress,
+                log_dir=self.data_dir / "logs" / namespace / name,
+                termination_grace_s=self.config.termination_grace_s,
+            ),
+            self.runtime,
+            throttler,
+            on_status=self._on_workload_status,
+            ever_ready=_condition(status).get("status") == "True" or bool(status.get("everReady")),
+        )
+        ready_condition = _condition(status)
+        if ready_condition.get("status") == "False":
+            workload.failed_reason = ready_condition.get("reason", "Failed")
+            workload.failed_message = ready_condition.get("message", "")
+            throttler.fail(
+                f"revision {name} failed: {workload.failed_reason}: {workload.failed_message}"
+            )
+        now = time.monotonic()
+        autoscaler = RevisionAutoscaler(
+            decider_spec(self.config.autoscaler, autoscaling, cc),
+            now,
+            ready=restored or 0,
+            progress_deadline_s=progress,
+            initialized=restored is not None,
+        )
+        self.workloads[key] = workload
+        self.router.throttlers[key] = throttler
+        self.scaling.add(key, ScaledRevision(workload, autoscaler))
+        if restored:
+            workload.scale_to(restored)
+
+    def _remove_workload(self, namespace: str, name: str) -> None:
+        key = key_of(namespace, name)
+        self.scaling.remove(key)
+        self.router.throttlers.pop(key, None)
+        workload = self.workloads.pop(key, None)
+        if workload is not None:
+            task = asyncio.ensure_future(workload.close())
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    def _on_unreachable(self, key: str, replica_id: str) -> None:
+        workload = self.workloads.get(key)
+        if workload is not None:
+            workload.replace(replica_id)
+
+    def _on_workload_status(self, workload: RevisionWorkload) -> None:
+        spec = workload.spec
+        cc = spec.container_concurrency
+        if cc:
+            workload.throttler.pending_cap = 10 * cc * max(1, workload.desired)
+        revision = self.store.get("Revision", spec.namespace, spec.revision)
+        if revision is None:
+            return
+        status = {**revision.get("status", {}), **workload.status_dict()}
+        status["everReady"] = workload.ever_ready
+        if status != revision.get("status"):
+            revision["status"] = status
+            self.store.put(revision)
+        service = self.store.get("Service", spec.namespace, spec.service)
+        if service is None:
+            return
+        svc_status = service.setdefault("status", {})
+        before = json.dumps(svc_status, sort_keys=True)
+        if workload.ever_ready and workload.failed_reason is None:
+            current = svc_status.get("latestReadyRevisionName")
+            if current is None or _generation(revision) > self._generation_of(
+                spec.namespace, current
+            ):
+                svc_status["latestReadyRevisionName"] = spec.revision
+        self._set_service_conditions(service)
+        if json.dumps(svc_status, sort_keys=True) != before:
+            self.store.put(service)
+            self.reconcile_route(spec.namespace, spec.service)
+
+    def _generation_of(self, namespace: str, revision: str) -> int:
+        doc = self.store.get("Revision", namespace, revision)
+        return _generation(doc) if doc else 0
+
+    def _set_service_conditions(self, service: dict[str, Any]) -> None:
+        status = service["status"]
+        latest = status.get("latestCreatedRevisionName")
+        workload = self.workloads.get(key_of(service["metadata"]["namespace"], latest or ""))
+        if workload is not None and workload.failed_reason is not None:
+            condition = {
+                "type": "Ready",
+                "status": "False",
+                "reason": "RevisionFailed",
+                "message": f"Revision {latest!r} failed: {workload.failed_reason}: "
+                f"{workload.failed_message}",
+            }
+        elif latest is not None and status.get("latestReadyRevisionName") == latest:
+            condition = {"type": "Ready", "status": "True"}
+        else:
+            condition = {
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "RevisionMissing",
+                "message": f"Revision {latest!r} is not ready yet",
+            }
+        status["conditions"] = [condition]
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def reconcile_route(self, namespace: str, name: str) -> None:
+        """Publish the service's hosts to the gateway and store the resolved Route."""
+        key = key_of(namespace, name)
+        valid = self.services.get(key)
+        service = self.store.get("Service", namespace, name)
+        if valid is None or service is None:
+            return
+        status = service.get("status", {})
+        latest_ready = status.get("latestReadyRevisionName")
+        latest = latest_ready or status["latestCreatedRevisionName"]
+        known = {r["metadata"]["name"] for r in self._revisions_of(namespace, name)}
+        targets = resolve_traffic(valid.service.spec.traffic, latest, known)
+        state = self.routes.setdefault(key, RouteState())
+        now = time.time()
+        duration = (
+            valid.rollout_duration_s
+            if valid.rollout_duration_s is not None
+            else self.config.rollout_duration_s
+        )
+        if state.latest is not None and state.latest != latest and latest_ready == latest:
+            percent = sum(t.percent for t in targets if t.latest)
+            previous = list(state.rollout.split) if state.rollout else [(state.latest, percent)]
+            state.rollout = start_rollout(previous, latest, percent, duration, now)
+        if latest_ready == latest:
+            state.latest = latest
+        if state.rollout is not None:
+            state.rollout = advance(state.rollout, now)
+            if state.rollout.done:
+                state.rollout = None
+        split = list(state.rollout.split) if state.rollout else None
+        table = host_table(name, namespace, self.config.domain, targets, split)
+        self.router.set_hosts(
+            state.hosts,
+            {
+                host: [(key_of(namespace, rev), pct) for rev, pct in entries]
+                for host, entries in table.items()
+            },
+        )
+        state.hosts = set(table)
+        routed = {rev for entries in table.values() for rev, pct in entries if pct > 0}
+        self._update_reachability(namespace, name, routed, status, state)
+        self._store_route(service, targets, state)
+
+    def _update_reachability(
+        self,
+        namespace: str,
+        name: str,
+        routed: set[str],
+        status: dict[str, Any],
+        state: RouteState,
+    ) -> None:
+        """Routed revisions, and the newest one while it starts, are reachable (knative.md
+        §1.2); a revision that stops being routed records when, for GC."""
+        pending = status.get("latestCreatedRevisionName")
+        for revision in self._revisions_of(namespace, name):
+            rev = revision["metadata"]["name"]
+            entry = self.scaling.revisions.get(key_of(namespace, rev))
+            if entry is not None:
+                entry.reachable = rev in routed or (
+                    rev == pending
+                    and not entry.workload.ever_ready
+                    and entry.workload.failed_reason is None
+                )
+            if rev in state.routed and rev not in routed:
+                revision["metadata"].setdefault("annotations", {})[ROUTING_STATE_MODIFIED] = str(
+                    time.time()
+                )
+                self.store.put(revision)
+        state.routed = routed
+
+    def _store_route(self, service: dict[str, Any], targets: list[Any], state: RouteState) -> None:
+        meta = service["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        domain = self.config.domain
+        traffic = []
+        for target in targets:
+            entry: dict[str, Any] = {
+                "revisionName": target.revision,
+                "percent": target.percent,
+                "latestRevision": target.latest,
+            }
+            if target.tag:
+                entry["tag"] = target.tag
+                entry["url"] = f"http://{host_name(name, namespace, domain, target.tag)}"
+            traffic.append(entry)
+        route = {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: name}},
+            "spec": {"traffic": service["spec"].get("traffic", [])},
+            "status": {
+                "url": f"http://{host_name(name, namespace, domain)}",
+                "traffic": traffic,
+                **({"rollout": state.rollout.to_dict()} if state.rollout else {}),
+            },
+        }
+        current = self.store.get("Route", namespace, name)
+        if current is None or (current["spec"], current["status"]) != (
+            route["spec"],
+            route["status"],
+        ):
+            self.store.put(route)
+
+    def _advance_rollouts(self) -> None:
+        for key, state in list(self.routes.items()):
+            if state.rollout is not None:
+                namespace, name = key.split("/", 1)
+                self.reconcile_route(namespace, name)
+
+    # -- garbage collection -------------------------------------------------------------------
+
+    def collect_garbage(self) -> list[str]:
+        """Delete old revisions by Knative's GC rules; returns the deleted names."""
+        deleted: list[str] = []
+        now = time.time()
+        for key, valid in list(self.services.items()):
+            service = self.store.get("Service", valid.namespace, valid.name)
+            if service is None:
+                continue
+            latest_ready = service.get("status", {}).get("latestReadyRevisionName")
+            routed = self.routes.get(key, RouteState()).routed
+            ages = [
+                _age(
+                    revision,
+                    active=revision["metadata"]["name"] in routed
+                    or revision["metadata"]["name"]
+                    in (latest_ready, service["status"].get("latestCreatedRevisionName")),
+                )
+                for revision in self._revisions_of(valid.namespace, valid.name)
+            ]
+            for name in revisions_to_collect(ages, self.config.gc, now):
+                self.store.delete("Revision", valid.namespace, name)
+                self._remove_workload(valid.namespace, name)
+                deleted.append(f"{valid.namespace}/{name}")
+        return deleted
+
+    # -- views for the admin API --------------------------------------------------------------
+
+    def live_revision(self, revision: dict[str, Any]) -> dict[str, Any]:
+        """The stored Revision with live replica counts and the autoscaler's last decision."""
+        key = key_of(revision["metadata"]["namespace"], revision["metadata"]["name"])
+        workload = self.workloads.get(key)
+        if workload is not None:
+            revision["status"] = {**revision.get("status", {}), **workload.status_dict()}
+            entry = self.scaling.revisions.get(key)
+            if entry is not None and entry.last_decision is not None:
+                decision = entry.last_decision
+                revision["status"]["autoscaler"] = {
+                    "active": decision.active,
+                    "inPanic": decision.in_panic,
+                    "reason": decision.reason,
+                    "reachable": entry.reachable,
+                }
+        return revision
+
+    def replicas(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        items = []
+        for workload in self.workloads.values():
+            if namespace is not None and workload.spec.namespace != namespace:
+                continue
+            for replica in workload.replicas.values():
+                items.append(
+                    {
+                        "name": replica.replica_id,
+                        "namespace": workload.spec.namespace,
+                        "service": workload.spec.service,
+                        "revision": workload.spec.revision,
+                        "pool": replica.spec.pool,
+                        "devices": list(replica.spec.devices),
+                        "state": replica.state.value,
+                        "host": replica.host,
+                        "port": replica.port,
+                        "pid": replica.pid,
+                        "inFlight": workload.throttler.in_flight_of(replica.replica_id),
+                        "startupSeconds": replica.startup_seconds,
+                        "logPath": str(replica.spec.log_path),
+                    }
+                )
+        return items
+
+    def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
+        """The last `tail` lines of each replica log of the service (newest files last)."""
+        root = self.data_dir / "logs" / namespace
+        names = (
+            [revision]
+            if revision
+            else [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
+        )
+        files = sorted(
+            (p for name in names for p in (root / name).glob("*.log")),
+            key=lambda p: p.stat().st_mtime,
+        )
+        chunks = []
+        for path in files:
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            chunks.append(f"==> {path.parent.name}/{path.stem} <==\n" + "\n".join(lines))
+        return "\n".join(chunks)
+
+
+def _strip_server_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    doc.pop("status", None)
+    for server_field in SERVER_METADATA:
+        doc["metadata"].pop(server_field, None)
+    return doc
+
+
+def _condition(status: dict[str, Any]) -> dict[str, Any]:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Ready":
+            return condition
+    return {}
+
+
+def _generation(revision: dict[str, Any]) -> int:
+    return int(revision["metadata"]["labels"][GENERATION_LABEL])
+
+
+def _age(revision: dict[str, Any], active: bool) -> RevisionAge:
+    meta = revision["metadata"]
+    created = (
+        datetime.strptime(meta["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+        .replace(tzinfo=UTC)
+        .timestamp()
+    )
+    annotations = meta.get("annotations", {})
+    last_active = float(annotations.get(ROUTING_STATE_MODIFIED, created))
+    return RevisionAge(
+        name=meta["name"],
+        created=created,
+        last_active=last_active,
+        active=active or annotations.get(NO_GC) == "true",
+    )

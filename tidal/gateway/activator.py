@@ -1,0 +1,165 @@
+"""The activator: per-revision admission of requests to replicas.
+
+It plays Knative's activator and queue-proxy breaker together (research/knative.md §3, §4):
+- `containerConcurrency` (CC) > 0 is a hard per-replica limit; CC = 0 means unlimited;
+- a request that finds no free slot (no replica yet, or all full) waits, bounded by the revision's
+  `timeoutSeconds` (504) and a pending cap (immediate 503 past it);
+- replicas are picked by least in-flight requests;
+- a revision that failed answers at once with 503 and the reason, instead of holding requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tidal.gateway.router import RouteError
+from tidal.gateway.stats import RevisionStats
+
+
+@dataclass(eq=False)
+class Endpoint:
+    replica_id: str
+    host: str
+    port: int
+    in_flight: int = 0
+    draining: bool = False
+
+
+class RevisionThrottler:
+    def __init__(
+        self,
+        namespace: str,
+        service: str,
+        revision: str,
+        container_concurrency: int,
+        timeout_s: float,
+        pending_cap: int,
+        on_first_request: Callable[[RevisionThrottler], None] = lambda _: None,
+    ) -> None:
+        self.namespace = namespace
+        self.service = service
+        self.revision = revision
+        self.cc = container_concurrency
+        self.timeout_s = timeout_s
+        self.pending_cap = pending_cap
+        self.on_first_request = on_first_request
+        self.endpoints: list[Endpoint] = []
+        self.stats = RevisionStats()
+        self.failure: str | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.cold_start_began: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiters)
+
+    def ready_count(self) -> int:
+        return sum(1 for e in self.endpoints if not e.draining)
+
+    def in_flight_of(self, replica_id: str) -> int:
+        for endpoint in self.endpoints:
+            if endpoint.replica_id == replica_id:
+                return endpoint.in_flight
+        return 0
+
+    # -- request path -------------------------------------------------------------------------
+
+    async def acquire(self, deadline: float) -> Endpoint:
+        """A slot on the least-loaded replica; waits while none is free (see module doc)."""
+        if self.failure is not None:
+            raise RouteError(503, self.failure, self.revision)
+        first = self.stats.in_flight == 0
+        self.stats.arrive()
+        try:
+            # Requests already waiting go first; a newcomer queues behind them.
+            endpoint = None if self._waiters else self._pick()
+            if endpoint is None:
+                if first:
+                    self.on_first_request(self)
+                endpoint = await self._wait_for_slot(deadline)
+        except BaseException:
+            self.stats.depart()
+            raise
+        endpoint.in_flight += 1
+        return endpoint
+
+    def release(self, endpoint: Endpoint) -> None:
+        endpoint.in_flight -= 1
+        self.stats.depart()
+        self._wake(1)
+
+    def _pick(self) -> Endpoint | None:
+        best: Endpoint | None = None
+        for endpoint in self.endpoints:
+            if endpoint.draining or (self.cc and endpoint.in_flight >= self.cc):
+                continue
+            if best is None or endpoint.in_flight < best.in_flight:
+                best = endpoint
+        return best
+
+    async def _wait_for_slot(self, deadline: float) -> Endpoint:
+        if len(self._waiters) >= self.pending_cap:
+            raise RouteError(
+                503, f"pending request queue full ({self.pending_cap} waiting)", self.revision
+            )
+        if self.ready_count() == 0 and self.cold_start_began is None:
+            self.cold_start_began = time.monotonic()
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise RouteError(
+                    504,
+                    f"activator request timeout: no replica of {self.revision} had a free slot "
+                    f"within {self.timeout_s:g}s",
+                    self.revision,
+                ) from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            if self.failure is not None:
+                raise RouteError(503, self.failure, self.revision)
+            endpoint = self._pick()
+            if endpoint is not None:
+                return endpoint
+
+    def _wake(self, count: int) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    # -- control path -------------------------------------------------------------------------
+
+    def add_endpoint(self, endpoint: Endpoint) -> float | None:
+        """A replica became ready. Returns the cold-start duration if this ended one."""
+        self.endpoints.append(endpoint)
+        self.failure = None
+        cold_start = None
+        if self.cold_start_began is not None:
+            cold_start = time.monotonic() - self.cold_start_began
+            self.cold_start_began = None
+        self._wake(len(self._waiters))
+        return cold_start
+
+    def remove_endpoint(self, replica_id: str) -> None:
+        self.endpoints = [e for e in self.endpoints if e.replica_id != replica_id]
+
+    def drain(self, replica_id: str) -> None:
+        """Stop sending new requests to a replica; in-flight ones go on."""
+        for endpoint in self.endpoints:
+            if endpoint.replica_id == replica_id:
+                endpoint.draining = True
+
+    def fail(self, reason: str) -> None:
+        """Answer waiting and new requests with 503 `reason` until a replica becomes ready."""
+        self.failure = reason
+        self._wake(len(self._waiters))

@@ -1,0 +1,710 @@
+"""The gateway's HTTP/1.1 reverse proxy (asyncio protocols + httptools, meant to run on uvloop).
+
+A `_ClientConnection` parses requests off one client socket and answers them in order. For each,
+it asks the `Router` for a `Lease`, takes a keep-alive `_UpstreamConnection` to the leased replica
+from the `_Pool` (or dials one), and streams the request to it; the upstream connection streams the
+response back. Both directions stream under transport flow control, so no body is held whole.
+
+Only the lease and the dial are awaited (in one task per request); everything after is protocol
+callbacks, which keeps the per-request cost low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from http import HTTPStatus
+
+import httptools
+
+from tidal.gateway.router import Lease, RouteError, Router
+
+log = logging.getLogger(__name__)
+
+_CONNECT_ATTEMPTS = 3
+_MAX_HEAD = 64 * 1024  # bytes a request head may take
+_MAX_IDLE = 256  # idle connections kept per upstream
+_HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
+)
+
+_PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
+
+
+def _drop_listed(headers: list[bytes], connection: bytes) -> None:
+    """Remove the headers a `Connection` header names (RFC 9110 7.6.1); `headers` holds
+    name, ": ", value, CRLF quadruples."""
+    if connection.lower() in _PLAIN_CONNECTION:
+        return
+    names = {t.strip().lower() for t in connection.split(b",")} - _PLAIN_CONNECTION
+    if names:
+        headers[:] = [
+            part
+            for i in range(0, len(headers), 4)
+            if headers[i].lower() not in names
+            for part in headers[i : i + 4]
+        ]
+
+
+def _hostname(host: bytes) -> str:
+    """The Host header without its port, lower-cased."""
+    name = host.decode("latin-1").lower()
+    if name.endswith("]"):  # IPv6 literal without a port
+        return name
+    head, colon, port = name.rpartition(":")
+    return head if colon and port.isdigit() else name
+
+
+@functools.lru_cache(maxsize=1024)
+def _revision_header(revision: str) -> bytes:
+    return b"X-Tidal-Revision: " + revision.encode("latin-1", "replace") + b"\r\n"
+
+
+def _error_response(status: int, reason: str, keep_alive: bool) -> bytes:
+    """A response the proxy makes itself: `reason` as text body and in `X-Tidal-Error`."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    body = (reason + "\n").encode()
+    header = " ".join(reason.split()).encode("ascii", "replace")
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"X-Tidal-Error: %s\r\n%s\r\n%s"
+        % (
+            status,
+            phrase.encode(),
+            len(body),
+            header,
+            b"" if keep_alive else b"Connection: close\r\n",
+            body,
+        )
+    )
+
+
+class _Exchange:
+    """One request and its response on a client connection."""
+
+    __slots__ = (
+        "active",
+        "body_seen",
+        "chunked",
+        "error",
+        "head",
+        "host",
+        "http10",
+        "keep_alive",
+        "lease",
+        "method",
+        "path",
+        "pending",
+        "replayed",
+        "request_done",
+        "responded",
+        "status",
+        "task",
+        "upstream",
+    )
+
+    def __init__(self) -> None:
+        self.active = False  # its turn has come: leasing, streaming or answering
+        self.body_seen = False
+        self.chunked = False  # request body is chunked (and is re-chunked upstream)
+        self.error: tuple[int, str] | None = None  # answer this instead of proxying
+        self.head: bytes | None = None  # request head for the upstream, once parsed
+        self.host = ""
+        self.http10 = False
+        self.keep_alive = False
+        self.lease: Lease | None = None
+        self.method = b""
+        self.path = ""
+        self.pending: list[bytes] | None = []  # body bytes held until the upstream is ready
+        self.replayed = False
+        self.request_done = False
+        self.responded = False  # response head went to the client
+        self.status = 0
+        self.task: asyncio.Task[None] | None = None
+        self.upstream: _UpstreamConnection | None = None
+
+
+class _Pool:
+    """Idle keep-alive upstream connections per (host, port), most recently used first."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[_UpstreamConnection]] = {}
+
+    def take(self, host: str, port: int) -> _UpstreamConnection | None:
+        conns = self._idle.get((host, port))
+        if not conns:
+            return None
+        conn = conns.pop()
+        conn.idle = False
+        return conn
+
+    async def connect(self, host: str, port: int) -> _UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        key = (host, port)
+        _, conn = await loop.create_connection(lambda: _UpstreamConnection(self, key), host, port)
+        return conn
+
+    def give(self, conn: _UpstreamConnection) -> None:
+        conns = self._idle.setdefault(conn.key, [])
+        if len(conns) >= _MAX_IDLE:
+            conn.transport.close()
+        else:
+            conn.idle = True
+            conns.append(conn)
+
+    def forget(self, conn: _UpstreamConnection) -> None:
+        if conn.idle:
+            conn.idle = False
+            self._idle[conn.key].remove(conn)
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.idle = False
+                conn.transport.close()
+        self._idle.clear()
+
+
+class _UpstreamConnection(asyncio.Protocol):
+    """A keep-alive connection to one replica; relays one response at a time to a client."""
+
+    def __init__(self, pool: _Pool, key: tuple[str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport
+        self.idle = False  # in the pool
+        self.reused = False  # served a response before
+        self.write_full = False  # transport asked us to stop writing
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self._client: _ClientConnection | None = None
+        self._ex: _Exchange | None = None
+        self._out: list[bytes] = []  # bytes for the client, written once per read
+        self._reading = True
+        self._got_bytes = False
+        self._done = False  # the response is complete
+        # per response:
+        self._reason = b""
+        self._headers: list[bytes] = []
+        self._connection: bytes | None = None
+        self._length = False  # has Content-Length
+        self._te = False  # has Transfer-Encoding
+        self._chunk = False  # we re-chunk the body for the client
+        self._eof_body = False  # body ends when the upstream closes
+        self._keep_alive = False
+
+    def attach(self, client: _ClientConnection, ex: _Exchange) -> None:
+        self._client = client
+        self._ex = ex
+        self._done = False
+        self._got_bytes = False
+
+    def discard(self) -> None:
+        """Drop the connection mid-exchange; it is not reused."""
+        self._ex = self._client = None
+        self.transport.abort()
+
+    def pause(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self.transport.resume_reading()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        ex = self._ex
+        if ex is None:  # unsolicited bytes: the connection is out of step
+            self.transport.close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            client: _ClientConnection = self._client  # type: ignore[assignment]
+            self.discard()
+            ex.upstream = None
+            client._fail(ex, 502, "invalid upstream response")
+            return
+        if self._out:
+            self._flush()
+        if self._done:
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        ex, client = self._ex, self._client
+        if ex is None or client is None:
+            self._pool.forget(self)
+            return
+        if exc is None and self._eof_body and ex.responded:
+            if self._chunk:
+                self._out.append(b"0\r\n\r\n")
+                self._flush()
+            self._finish()
+            return
+        self._ex = self._client = None
+        ex.upstream = None
+        client._upstream_lost(ex, replayable=self.reused and not self._got_bytes)
+
+    def pause_writing(self) -> None:
+        self.write_full = True
+        if self._client is not None:
+            self._client._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_full = False
+        if self._client is not None:
+            self._client._update_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._done:  # more than one response to one request
+            self._keep_alive = False
+            return
+        self._reason = b""
+        self._headers = []
+        self._connection = None
+        self._length = self._te = False
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._done or self._ex.responded:  # type: ignore[union-attr]  # trailers are dropped
+            return
+        lname = name.lower()
+        if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
+            if lname == b"connection":
+                self._connection = value
+            elif lname == b"transfer-encoding":
+                self._te = True
+            return
+        if lname == b"content-length":
+            self._length = True
+        self._headers += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        if self._done:
+            return
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        status = self._parser.get_status_code()
+        headers = self._headers
+        if self._connection is not None:
+            _drop_listed(headers, self._connection)
+        if status < 200:  # interim response (100 Continue, 103 Early Hints): relay it
+            if not ex.http10:
+                self._out.append(
+                    b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, self._reason, b"".join(headers))
+                )
+            return
+        ex.status = status
+        ex.responded = True
+        self._keep_alive = self._parser.should_keep_alive()
+        self._chunk = self._eof_body = False
+        if ex.method != b"HEAD" and status != 204 and status != 304:
+            self._eof_body = not self._length and not self._te
+            if not self._length:
+                if ex.http10:  # cannot chunk for it: the body ends when we close
+                    ex.keep_alive = False
+                else:
+                    self._chunk = True
+                    headers.append(b"Transfer-Encoding: chunked\r\n")
+        headers.append(_revision_header(ex.lease.revision))  # type: ignore[union-attr]
+        if not ex.keep_alive:
+            headers.append(b"Connection: close\r\n")
+        elif ex.http10:
+            headers.append(b"Connection: keep-alive\r\n")
+        self._out.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, self._reason, b"".join(headers)))
+        if ex.method == b"HEAD":  # httptools cannot be told to skip the body a HEAD announces
+            self._done = True
+            self._keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if self._done:
+            return
+        if self._chunk:
+            self._out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self._out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._done or not self._ex.responded:  # type: ignore[union-attr]  # end of a 1xx
+            return
+        if self._chunk:
+            self._out.append(b"0\r\n\r\n")
+        self._done = True
+
+    # helpers
+
+    def _flush(self) -> None:
+        out = self._out
+        self._client.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+        out.clear()
+
+    def _finish(self) -> None:
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        client: _ClientConnection = self._client  # type: ignore[assignment]
+        self._ex = self._client = None
+        ex.upstream = None
+        if self._keep_alive and ex.request_done and not self.transport.get_write_buffer_size():
+            self.resume()
+            self.reused = True
+            self._pool.give(self)
+        else:
+            self.transport.close()
+        client._complete(ex, ex.status, ex.keep_alive and ex.request_done)
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One client socket: parses requests and answers them in order."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport
+        self._peer = b""
+        self._queue: deque[_Exchange] = deque()  # [0] is answered first
+        self._ex: _Exchange | None = None  # request being parsed
+        self._reading = True
+        self._write_paused = False
+        self._broken = False  # unparseable input: read no more
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # time.monotonic() when it fires
+        # per request head:
+        self._url = b""
+        self._headers: list[bytes] = []
+        self._host: bytes | None = None
+        self._xff: bytes | None = None
+        self._has_xfh = False
+        self._has_xfp = False
+        self._connection: bytes | None = None
+        self._head_bytes = 0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0].encode() if peer else b""
+        self._server._clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._broken = True  # the exchange carries its 501
+        except httptools.HttpParserError as exc:
+            self._bad_request(400, f"malformed request: {exc}")
+        else:
+            ex = self._ex
+            if ex is not None and ex.head is None:
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD:
+                    self._bad_request(431, "request head too large")
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._clients.discard(self)
+        self._broken = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._queue and self._queue[0].active:
+            ex = self._queue[0]
+            if ex.task is not None:
+                ex.task.cancel()
+            self._complete(ex, 499, False)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._queue and self._queue[0].upstream is not None:
+            self._queue[0].upstream.pause()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._queue and self._queue[0].upstream is not None:
+            self._queue[0].upstream.resume()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._ex = ex = _Exchange()
+        self._queue.append(ex)
+        self._url = b""
+        self._headers = []
+        self._host = self._xff = self._connection = None
+        self._has_xfh = self._has_xfp = False
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        if ex.head is not None:  # trailers are dropped
+            return
+        lname = name.lower()
+        if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
+            if lname == b"connection":
+                self._connection = value
+            elif lname == b"transfer-encoding":
+                ex.chunked = True
+            return
+        if lname == b"host":
+            self._host = value
+        elif lname == b"x-forwarded-for":
+            self._xff = value
+            return
+        elif lname == b"x-forwarded-host":
+            self._has_xfh = True
+        elif lname == b"x-forwarded-proto":
+            self._has_xfp = True
+        self._headers += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        parser = self._parser
+        ex.method = parser.get_method()
+        ex.http10 = parser.get_http_version() == "1.0"
+        ex.keep_alive = parser.should_keep_alive()
+        host = self._host
+        if parser.should_upgrade():
+            ex.error = (501, "upgrade not supported")
+            ex.keep_alive = False
+        elif host is None:
+            ex.error = (400, "missing Host header")
+            ex.keep_alive = False
+        else:
+            ex.host = _hostname(host)
+        url = self._url
+        ex.path = url.partition(b"?")[0].decode("latin-1")
+        headers = self._headers
+        if self._connection is not None:
+            _drop_listed(headers, self._connection)
+        xff = self._peer if self._xff is None else self._xff + b", " + self._peer
+        headers += (b"X-Forwarded-For: ", xff, b"\r\n")
+        if not self._has_xfh and host is not None:
+            headers += (b"X-Forwarded-Host: ", host, b"\r\n")
+        if not self._has_xfp:
+            headers.append(b"X-Forwarded-Proto: http\r\n")
+        if ex.chunked:
+            headers.append(b"Transfer-Encoding: chunked\r\n")
+        ex.head = b"%s %s HTTP/1.1\r\n%s\r\n" % (ex.method, url, b"".join(headers))
+
+    def on_body(self, body: bytes) -> None:
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        ex.body_seen = True
+        self._forward_body(ex, b"%x\r\n%s\r\n" % (len(body), body) if ex.chunked else body)
+
+    def on_message_complete(self) -> None:
+        ex: _Exchange = self._ex  # type: ignore[assignment]
+        self._ex = None
+        ex.request_done = True
+        if ex.chunked:
+            self._forward_body(ex, b"0\r\n\r\n")
+
+    # the exchange
+
+    def _forward_body(self, ex: _Exchange, data: bytes) -> None:
+        if ex.pending is not None:
+            ex.pending.append(data)
+        elif ex.upstream is not None:
+            ex.upstream.transport.write(data)
+        # else the exchange has ended and the connection is closing: drop it
+
+    def _pump(self) -> None:
+        """Start the first exchange in line once its head is parsed; adjust reading."""
+        if self._queue:
+            ex = self._queue[0]
+            if not ex.active and ex.head is not None:
+                ex.active = True
+                if ex.error is not None:
+                    self._fail(ex, *ex.error)
+                else:
+                    ex.task = self._loop.create_task(self._forward(ex))
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read from the client unless we hold bytes we cannot pass on yet (body before the
+        upstream is ready, a pipelined request) or the upstream's write buffer is full."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        queue = self._queue
+        ex = queue[0] if queue else None
+        hold = (
+            self._broken
+            or len(queue) > 1
+            or (
+                ex is not None
+                and (bool(ex.pending) or (ex.upstream is not None and ex.upstream.write_full))
+            )
+        )
+        if hold == self._reading:
+            self._reading = not hold
+            if hold:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    async def _forward(self, ex: _Exchange) -> None:
+        """Lease a replica and get a connection to it: the only waits of an exchange."""
+        router = self._server.router
+        pool = self._server._pool
+        try:
+            for _ in range(_CONNECT_ATTEMPTS):
+                if ex.lease is None:
+                    ex.lease = await router.acquire(ex.host, ex.path)
+                lease = ex.lease
+                conn = None if ex.replayed else pool.take(lease.host, lease.port)
+                if conn is None:
+                    timeout = lease.deadline - time.monotonic()
+                    try:
+                        conn = await asyncio.wait_for(pool.connect(lease.host, lease.port), timeout)
+                    except TimeoutError:
+                        self._fail(ex, 504, "upstream request timeout")
+                        return
+                    except OSError:
+                        ex.lease = None
+                        router.retry(lease)
+                        continue
+                self._send(ex, conn)
+                return
+            self._fail(ex, 502, "upstream connect error")
+        except RouteError as e:
+            self._fail(ex, e.status, e.reason)
+        except Exception:
+            log.exception("proxying %s %s failed", ex.host, ex.path)
+            self._fail(ex, 500, "internal error")
+
+    def _send(self, ex: _Exchange, conn: _UpstreamConnection) -> None:
+        lease: Lease = ex.lease  # type: ignore[assignment]
+        ex.upstream = conn
+        conn.attach(self, ex)
+        self._watch_deadline(lease.deadline)
+        pending = ex.pending
+        ex.pending = None
+        conn.transport.write(b"".join((ex.head, *pending)) if pending else ex.head)  # type: ignore[arg-type]
+        if self._write_paused:
+            conn.pause()
+        self._update_reading()
+
+    def _watch_deadline(self, deadline: float) -> None:
+        """Have the connection's timer fire by `deadline`. One timer serves all requests on the
+        connection and is re-armed lazily, so most requests cost no timer operation."""
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_later(deadline - time.monotonic(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        ex = self._queue[0] if self._queue else None
+        if ex is None or ex.upstream is None:  # no request in flight to a replica
+            return
+        deadline = ex.lease.deadline  # type: ignore[union-attr]
+        if deadline <= time.monotonic():
+            self._fail(ex, 504, "upstream request timeout")
+        else:
+            self._watch_deadline(deadline)
+
+    def _upstream_lost(self, ex: _Exchange, replayable: bool) -> None:
+        """The upstream closed or failed before the response was complete."""
+        if replayable and not ex.replayed and ex.request_done and not ex.body_seen:
+            # A pooled connection the replica closed while idle: resend once on a fresh one.
+            ex.replayed = True
+            ex.pending = []
+            ex.task = self._loop.create_task(self._forward(ex))
+        else:
+            self._fail(ex, 502, "upstream connection error")
+
+    def _bad_request(self, status: int, reason: str) -> None:
+        """The client sent something we cannot parse: answer `status` in turn, then close."""
+        self._broken = True
+        ex = self._ex
+        if ex is not None and ex.head is not None:  # broken body: the exchange cannot finish
+            ex.keep_alive = False
+            if ex.active:
+                if ex.task is not None:
+                    ex.task.cancel()
+                self._fail(ex, status, reason)
+                return
+        else:
+            if ex is not None:
+                self._queue.pop()
+            ex = _Exchange()
+            ex.head = b""
+            self._queue.append(ex)
+        ex.error = (status, reason)
+
+    def _fail(self, ex: _Exchange, status: int, reason: str) -> None:
+        """End `ex` with an error: answer it if no response head went out yet, else cut the
+        connection."""
+        if ex.responded:
+            self.transport.abort()
+            keep_alive = False
+        else:
+            keep_alive = ex.keep_alive and ex.request_done
+            self.transport.write(_error_response(status, reason, keep_alive))
+        self._complete(ex, status, keep_alive)
+
+    def _complete(self, ex: _Exchange, status: int, keep_alive: bool) -> None:
+        """Account for the end of `ex` (the first in line) and move on to the next request."""
+        if ex.upstream is not None:
+            ex.upstream.discard()
+            ex.upstream = None
+        if ex.lease is not None:
+            ex.lease.release(status)
+        ex.pending = None
+        self._queue.popleft()
+        if keep_alive:
+            self._pump()
+        else:
+            self._broken = True
+            self.transport.close()
+
+
+class GatewayServer:
+    """The gateway's HTTP listener: proxies each request to the replica its router leases."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._clients: set[_ClientConnection] = set()
+        self._pool = _Pool()
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening, cut open client connections (their leases end as 499) and drop the
+        idle upstream connections."""
+        if self._server is None:
+            return
+        self._server.close()
+        for client in list(self._clients):
+            client.transport.abort()
+        self._pool.close()
+        await self._server.wait_closed()
+        self._server = None

@@ -1,0 +1,61 @@
+"""The contract between the HTTP proxy (`tidal.gateway.proxy`) and request routing/activation.
+
+The proxy parses a request head, asks the router for a `Lease` on one replica, streams the request
+to it and the response back, then releases the lease with the status it sent. The router decides
+which revision and which replica (and may hold the request while replicas start); the proxy knows
+nothing about revisions beyond the name it puts in the response header.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class RouteError(Exception):
+    """A request that cannot be routed; the proxy answers `status` with `reason` as the body."""
+
+    def __init__(self, status: int, reason: str, revision: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.revision = revision
+
+
+@dataclass
+class Lease:
+    """One reserved slot on one replica, held for the life of one request."""
+
+    host: str
+    port: int
+    revision: str
+    namespace: str
+    deadline: float  # time.monotonic() by which the whole response must be complete
+    replica_id: str = ""
+    started: float = field(default_factory=time.monotonic)
+    _on_release: object = None  # callable(lease, status) set by the router
+    _released: bool = False
+
+    def release(self, status: int) -> None:
+        """Give the slot back. Safe to call more than once; only the first call counts."""
+        if self._released:
+            return
+        self._released = True
+        if self._on_release is not None:
+            self._on_release(self, status)  # type: ignore[operator]
+
+
+class Router(Protocol):
+    async def acquire(self, host: str, path: str) -> Lease:
+        """Pick a revision for `host` and wait for a replica slot on it.
+
+        Raises RouteError: 404 for an unknown host, 503 when the revision failed or its pending
+        queue is full, 504 when its timeout passes before a slot frees.
+        """
+        ...
+
+    def retry(self, lease: Lease) -> None:
+        """The replica behind `lease` refused the connection: mark it suspect and release the
+        lease without counting a response. The proxy then calls `acquire` again."""
+        ...

@@ -1,0 +1,134 @@
+"""Host-based routing to revisions by traffic percentage, in front of the per-revision activator.
+
+The controller publishes, per host, the revisions that serve it and their percentages (the main
+host `<name>.<ns>.<domain>` splits by percent; a tag host sends 100% to its revision, knative.md
+§5). Swapping a table is one assignment, so a rollback takes effect for the next request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
+
+from tidal.gateway.activator import Endpoint, RevisionThrottler
+from tidal.gateway.router import Lease, RouteError
+
+REQUESTS = Counter(
+    "tidal_requests",
+    "Requests answered, per revision and status code",
+    ["namespace", "service", "revision", "code"],
+)
+LATENCY = Histogram(
+    "tidal_request_duration_seconds",
+    "Time from request arrival to the end of the response",
+    ["namespace", "service", "revision", "code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    """Revision keys (`namespace/revision`) serving one host and their cumulative percents."""
+
+    revisions: tuple[str, ...]
+    cumulative: tuple[int, ...]
+
+    @classmethod
+    def from_split(cls, split: list[tuple[str, int]]) -> HostRoute:
+        revisions, cumulative, total = [], [], 0
+        for key, percent in split:
+            if percent > 0:
+                total += percent
+                revisions.append(key)
+                cumulative.append(total)
+        return cls(tuple(revisions), tuple(cumulative))
+
+    def pick(self) -> str:
+        if len(self.revisions) == 1:
+            return self.revisions[0]
+        point = random.random() * self.cumulative[-1]
+        return self.revisions[bisect.bisect_right(self.cumulative, point)]
+
+
+@dataclass(eq=False)
+class ActivatorLease(Lease):
+    throttler: RevisionThrottler | None = None
+    endpoint: Endpoint | None = None
+
+
+class TrafficRouter:
+    """The gateway's Router: host → revision → activator → replica."""
+
+    def __init__(self, on_unreachable: Callable[[str, str], None] = lambda rev, rid: None) -> None:
+        self.hosts: dict[str, HostRoute] = {}
+        self.throttlers: dict[str, RevisionThrottler] = {}
+        self.on_unreachable = on_unreachable
+        self._metrics: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def set_hosts(self, owner_hosts: set[str], table: dict[str, list[tuple[str, int]]]) -> None:
+        """Replace the routes for one service: drop its `owner_hosts`, install `table`."""
+        hosts = {h: r for h, r in self.hosts.items() if h not in owner_hosts}
+        for host, split in table.items():
+            route = HostRoute.from_split(split)
+            if route.revisions:
+                hosts[host] = route
+        self.hosts = hosts
+
+    async def acquire(self, host: str, path: str) -> Lease:
+        route = self.hosts.get(host)
+        if route is None:
+            raise RouteError(404, f"no service answers host {host!r}")
+        throttler = self.throttlers.get(route.pick())
+        if throttler is None:
+            raise RouteError(503, f"revision for host {host!r} is not running")
+        started = time.monotonic()
+        deadline = started + throttler.timeout_s
+        try:
+            endpoint = await throttler.acquire(deadline)
+        except RouteError as exc:
+            self._observe(throttler, exc.status, time.monotonic() - started)
+            raise
+        lease = ActivatorLease(
+            endpoint.host,
+            endpoint.port,
+            throttler.revision,
+            throttler.namespace,
+            deadline,
+            endpoint.replica_id,
+            started,
+            self._released,
+            throttler=throttler,
+            endpoint=endpoint,
+        )
+        return lease
+
+    def retry(self, lease: Lease) -> None:
+        assert isinstance(lease, ActivatorLease) and lease.throttler and lease.endpoint
+        lease.endpoint.draining = True
+        lease._released = True
+        lease.throttler.release(lease.endpoint)
+        self.on_unreachable(_key(lease.throttler), lease.endpoint.replica_id)
+
+    def _released(self, lease: Lease, status: int) -> None:
+        assert isinstance(lease, ActivatorLease) and lease.throttler and lease.endpoint
+        lease.throttler.release(lease.endpoint)
+        self._observe(lease.throttler, status, time.monotonic() - lease.started)
+
+    def _observe(self, throttler: RevisionThrottler, status: int, seconds: float) -> None:
+        key = (_key(throttler), status)
+        children = self._metrics.get(key)
+        if children is None:
+            labels = (throttler.namespace, throttler.service, throttler.revision, str(status))
+            children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+            self._metrics[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+def _key(throttler: RevisionThrottler) -> str:
+    return f"{throttler.namespace}/{throttler.revision}"

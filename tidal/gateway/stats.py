@@ -1,0 +1,41 @@
+"""Per-revision request statistics, measured where Knative's queue-proxy and activator measure
+them (research/knative.md §1.3): time-weighted average concurrency and request count per period.
+
+The gateway sees every request (it plays both activator and queue-proxy), so these are exact
+revision totals, counted from the moment a request arrives (held requests included).
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class RevisionStats:
+    __slots__ = ("_area", "_last", "in_flight", "requests")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.requests = 0
+        self._area = 0.0
+        self._last = time.monotonic()
+
+    def _advance(self, now: float) -> None:
+        self._area += self.in_flight * (now - self._last)
+        self._last = now
+
+    def arrive(self) -> None:
+        self._advance(time.monotonic())
+        self.in_flight += 1
+        self.requests += 1
+
+    def depart(self) -> None:
+        self._advance(time.monotonic())
+        self.in_flight -= 1
+
+    def collect(self, period_start: float, now: float) -> tuple[float, int]:
+        """Average concurrency over [period_start, now] and requests that arrived in it; resets."""
+        self._advance(now)
+        elapsed = max(now - period_start, 1e-3)
+        average, count = self._area / elapsed, self.requests
+        self._area, self.requests = 0.0, 0
+        return average, count

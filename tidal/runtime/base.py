@@ -1,0 +1,103 @@
+"""The contract between the controller and whatever runs replicas (processes, pods).
+
+The controller asks a runtime to start and stop replicas; the runtime reports every state change
+of a replica through the callback given to `start`. Draining (waiting for in-flight requests to
+finish) is the gateway's and controller's job: `stop` is only called once a replica is idle or its
+drain time is up.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Readiness probe, as Knative's queue-proxy runs it (research/knative.md §4).
+
+    `period_s == 0` means aggressive probing: every 50 ms with a 100 ms timeout until the first
+    success. With a period, the probe keeps running after readiness and `failure_threshold`
+    consecutive failures make the replica not ready again.
+    """
+
+    kind: Literal["tcp", "http"] = "tcp"
+    path: str = "/"
+    period_s: float = 0.0
+    timeout_s: float = 1.0
+    failure_threshold: int = 3
+    success_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """Everything needed to start one replica of a revision."""
+
+    replica_id: str
+    namespace: str
+    service: str
+    revision: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    working_dir: str | None
+    probe: ProbeSpec
+    log_path: Path
+    pool: str = "local"
+    devices: tuple[str, ...] = ()
+
+
+class ReplicaState(enum.StrEnum):
+    STARTING = "Starting"
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    DRAINING = "Draining"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+@dataclass
+class Replica:
+    """A replica as the runtime sees it. The runtime mutates it and reports each change."""
+
+    spec: ReplicaSpec
+    host: str = "127.0.0.1"
+    port: int = 0
+    pid: int | None = None
+    state: ReplicaState = ReplicaState.STARTING
+    started_at: float = 0.0
+    ready_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    ever_ready: bool = field(default=False)
+
+    @property
+    def replica_id(self) -> str:
+        return self.spec.replica_id
+
+    @property
+    def startup_seconds(self) -> float | None:
+        return None if self.ready_at is None else self.ready_at - self.started_at
+
+
+ReplicaListener = Callable[[Replica], None]
+
+
+class Runtime(Protocol):
+    async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
+        """Start a replica and return at once; readiness and exit arrive through `on_change`."""
+        ...
+
+    async def stop(self, replica: Replica, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`; returns when the replica has exited."""
+        ...
+
+    def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
+        """The last lines the replica wrote to stdout/stderr."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every replica this runtime started."""
+        ...

@@ -1,0 +1,113 @@
+"""Readiness probing of a replica, the way Knative's queue-proxy does it (research/knative.md §4).
+
+Two modes, chosen by `ProbeSpec.period_s`:
+
+- aggressive (`period_s == 0`, the default): probe until `success_threshold` consecutive successes,
+  each attempt with a 100 ms timeout, then stop. Knative probes every 50 ms; tidal probes every
+  10 ms during the first second, when most small apps come up, and every 50 ms after that. A refused
+  connect on loopback costs tens of microseconds, so the faster start shaves ~20 ms off the average
+  cold start, while the 50 ms period afterwards keeps a model that loads for a minute (or many
+  replicas starting at once) from costing the event loop much. Knative gives up after 10 s and lets
+  the kubelet retry; here probing simply goes on until the process exits or the caller cancels it
+  (the controller owns the progress deadline).
+- periodic (`period_s > 0`): one probe per period with `timeout_s`, for the whole life of the
+  replica. `success_threshold` consecutive successes make it ready, `failure_threshold` consecutive
+  failures make it not ready again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from tidal.runtime.base import ProbeSpec
+
+AGGRESSIVE_PERIOD_S = 0.05
+AGGRESSIVE_TIMEOUT_S = 0.1
+FAST_PERIOD_S = 0.01
+FAST_PHASE_S = 1.0
+
+
+async def probe_once(probe: ProbeSpec, host: str, port: int, timeout_s: float) -> bool:
+    """One probe attempt: a TCP connect, or an HTTP GET that must answer 2xx or 3xx."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                if probe.kind == "tcp":
+                    return True
+                return await _http_get_ok(reader, writer, host, port, probe.path)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+        return False
+
+
+async def _http_get_ok(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int, path: str
+) -> bool:
+    # The headers Knative's prober sends, so apps can tell probes from traffic.
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/tidal\r\n"
+        "K-Network-Probe: queue\r\nConnection: close\r\n\r\n".encode("latin-1")
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        return False
+    return 200 <= int(parts[1]) < 400
+
+
+async def watch_readiness(
+    probe: ProbeSpec,
+    host: str,
+    port: int,
+    on_ready: Callable[[], None],
+    on_not_ready: Callable[[], None],
+) -> None:
+    """Probe until cancelled (or, in aggressive mode, until ready), reporting each transition."""
+    if probe.period_s <= 0:
+        await _until_ready(probe, host, port)
+        on_ready()
+        return
+    ready = False
+    successes = failures = 0
+    next_at = time.monotonic()
+    while True:
+        if await probe_once(probe, host, port, probe.timeout_s):
+            successes, failures = successes + 1, 0
+        else:
+            successes, failures = 0, failures + 1
+        if not ready and successes >= probe.success_threshold:
+            ready = True
+            on_ready()
+        elif ready and failures >= probe.failure_threshold:
+            ready = False
+            on_not_ready()
+        next_at = await _sleep_until(next_at + probe.period_s)
+
+
+async def _until_ready(probe: ProbeSpec, host: str, port: int) -> None:
+    start = next_at = time.monotonic()
+    successes = 0
+    while True:
+        if await probe_once(probe, host, port, AGGRESSIVE_TIMEOUT_S):
+            successes += 1
+            if successes >= probe.success_threshold:
+                return
+        else:
+            successes = 0
+        fast = next_at - start < FAST_PHASE_S
+        next_at = await _sleep_until(next_at + (FAST_PERIOD_S if fast else AGGRESSIVE_PERIOD_S))
+
+
+async def _sleep_until(deadline: float) -> float:
+    """Sleep until `deadline`; if it has passed, skip ahead rather than burst to catch up."""
+    now = time.monotonic()
+    if deadline <= now:
+        await asyncio.sleep(0)
+        return now
+    await asyncio.sleep(deadline - now)
+    return deadline

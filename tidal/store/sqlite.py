@@ -1,0 +1,141 @@
+"""A resource store with Kubernetes semantics on one SQLite file.
+
+Objects are plain dicts shaped like Kubernetes objects (apiVersion, kind, metadata, spec, status),
+keyed by kind/namespace/name. Every write bumps a store-wide resourceVersion; a write may name the
+version it expects and fails with Conflict if the object moved on. Several writes can be grouped in
+one transaction so that an apply of many documents stores all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('resourceVersion', 0);
+"""
+
+
+class Conflict(Exception):
+    """The object changed since the version the writer read."""
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._in_txn = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all land or none do. Nested use joins the outer transaction."""
+        if self._in_txn:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_txn = True
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_txn = False
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT body FROM resources WHERE kind=? AND namespace=? AND name=?",
+            (kind, namespace, name),
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def list(
+        self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        if namespace is None:
+            rows = self._db.execute(
+                "SELECT body FROM resources WHERE kind=? ORDER BY namespace, name", (kind,)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT body FROM resources WHERE kind=? AND namespace=? ORDER BY name",
+                (kind, namespace),
+            )
+        objects = [json.loads(body) for (body,) in rows]
+        if labels:
+            objects = [
+                o
+                for o in objects
+                if all(o["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
+            ]
+        return objects
+
+    def put(self, obj: dict[str, Any], expected_version: str | None = None) -> dict[str, Any]:
+        """Create or replace `obj`; fill in server-set metadata; return the stored object."""
+        meta = obj["metadata"]
+        kind, namespace, name = obj["kind"], meta.get("namespace", "default"), meta["name"]
+        with self.transaction():
+            current = self.get(kind, namespace, name)
+            if expected_version is not None and (
+                current is None or current["metadata"]["resourceVersion"] != expected_version
+            ):
+                raise Conflict(
+                    f"{kind} {namespace}/{name} was modified (expected resourceVersion "
+                    f"{expected_version}); read it again and retry"
+                )
+            version = self._next_version()
+            meta["namespace"] = namespace
+            meta["resourceVersion"] = str(version)
+            if current is None:
+                meta["uid"] = str(uuid.uuid4())
+                meta["creationTimestamp"] = now_rfc3339()
+            else:
+                meta["uid"] = current["metadata"]["uid"]
+                meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+            self._db.execute(
+                "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?)",
+                (kind, namespace, name, version, json.dumps(obj, sort_keys=True)),
+            )
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
+            (kind, namespace, name),
+        )
+        return cursor.rowcount > 0
+
+    def _next_version(self) -> int:
+        self._db.execute("UPDATE counters SET value = value + 1 WHERE name='resourceVersion'")
+        (value,) = self._db.execute(
+            "SELECT value FROM counters WHERE name='resourceVersion'"
+        ).fetchone()
+        return int(value)
