@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -484,6 +483,3 @@ def _pair(text: str, option: str) -> tuple[str, str]:
         raise click.BadParameter(f"{text!r}: expected NAME=VALUE", param_hint=option)
     return key, value
 
-
-if __name__ == "__main__":
-    main(prog_name=os.path.basename(sys.argv[0]))

@@ -93,7 +93,7 @@ class Platform:
             [
                 sys.executable,
                 "-m",
-                "tidal.cli",
+                "tidal",
                 "up",
                 "--config",
                 str(self.config_path),
@@ -138,7 +138,7 @@ class Platform:
         self, *args: str, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "tidal.cli", "--server", self.admin, *args],
+            [sys.executable, "-m", "tidal", "--server", self.admin, *args],
             capture_output=True,
             text=True,
             timeout=60,

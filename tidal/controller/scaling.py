@@ -66,7 +66,10 @@ class ScalingLoop:
         now = time.monotonic()
         entry.autoscaler.record(now, 1.0, 1.0)
         entry.poked = True
-        if entry.autoscaler.poke(now, 1.0):
+        # Knative pokes only when the decider's last desired scale is 0; it is -1 until the
+        # first valid tick, so a revision created at zero would wait up to 2 s. tidal also
+        # decides at once whenever the applied scale is zero.
+        if entry.autoscaler.poke(now, 1.0) or entry.workload.desired == 0:
             self._decide(entry, now)
 
     def start(self) -> None:
