@@ -46,8 +46,12 @@ def app_alone(startup_delay: float) -> float:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "STARTUP_DELAY": str(startup_delay)}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO / "examples" / "hello",
-                               env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=REPO / "examples" / "hello",
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -87,20 +91,34 @@ def through_tidal(runs: int, startup_delay: float) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--startup-delay", type=float, default=0.0,
-                        help="seconds the app sleeps before listening (a model load)")
+    parser.add_argument(
+        "--startup-delay",
+        type=float,
+        default=0.0,
+        help="seconds the app sleeps before listening (a model load)",
+    )
     args = parser.parse_args()
     alone = [app_alone(args.startup_delay) for _ in range(args.runs)]
     tidal = through_tidal(args.runs, args.startup_delay)
     overhead = statistics.median(tidal) - statistics.median(alone)
-    print(f"app alone, exec -> first response : median {statistics.median(alone) * 1000:7.1f} ms"
-          f"  (min {min(alone) * 1000:.1f}, max {max(alone) * 1000:.1f}, n={len(alone)})")
-    print(f"tidal, request at zero -> response: median {statistics.median(tidal) * 1000:7.1f} ms"
-          f"  (min {min(tidal) * 1000:.1f}, max {max(tidal) * 1000:.1f}, n={len(tidal)})")
+    print(
+        f"app alone, exec -> first response : median {statistics.median(alone) * 1000:7.1f} ms"
+        f"  (min {min(alone) * 1000:.1f}, max {max(alone) * 1000:.1f}, n={len(alone)})"
+    )
+    print(
+        f"tidal, request at zero -> response: median {statistics.median(tidal) * 1000:7.1f} ms"
+        f"  (min {min(tidal) * 1000:.1f}, max {max(tidal) * 1000:.1f}, n={len(tidal)})"
+    )
     print(f"platform overhead (difference of medians): {overhead * 1000:.1f} ms  (bar: <= 100 ms)")
-    print(json.dumps({"app_alone_ms": [round(t * 1000, 1) for t in alone],
-                      "tidal_ms": [round(t * 1000, 1) for t in tidal],
-                      "overhead_ms": round(overhead * 1000, 1)}))
+    print(
+        json.dumps(
+            {
+                "app_alone_ms": [round(t * 1000, 1) for t in alone],
+                "tidal_ms": [round(t * 1000, 1) for t in tidal],
+                "overhead_ms": round(overhead * 1000, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

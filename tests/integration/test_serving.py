@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -203,3 +206,57 @@ def test_logs_and_metrics(platform):
     ):
         assert name in metrics, name
     assert 'revision="logs-00001",service="logs"' in metrics
+
+
+def test_exited_replica_is_replaced(platform):
+    platform.apply(hello_service("phoenix", annotations={"autoscaling.knative.dev/min-scale": "1"}))
+    platform.wait_ready("phoenix")
+    [replica] = wait_until(
+        lambda: [r for r in platform.replicas("phoenix") if r["state"] == "Ready"],
+        20,
+        "a ready replica",
+    )
+    os.kill(replica["pid"], signal.SIGKILL)
+    replacement = wait_until(
+        lambda: [
+            r
+            for r in platform.replicas("phoenix")
+            if r["state"] == "Ready" and r["pid"] != replica["pid"]
+        ],
+        20,
+        "a replacement replica",
+    )
+    assert len(replacement) == 1
+    assert platform.request(host("phoenix"))[0] == 200
+
+
+def test_scale_in_drains_in_flight_requests(platform):
+    platform.apply(hello_service("drain", env={"TARGET": "v1"}))
+    platform.wait_ready("drain")
+
+    async def slow_request_then_move_traffic():
+        slow = asyncio.ensure_future(
+            concurrent_gets(platform.gateway, host("drain"), 1, "/?sleep=2500")
+        )
+        await asyncio.sleep(0.5)
+        # v2 takes all traffic: v1 becomes unreachable and scales to zero while serving.
+        await asyncio.to_thread(platform.apply, hello_service("drain", env={"TARGET": "v2"}))
+        return await slow
+
+    [(status, revision, _)] = run(slow_request_then_move_traffic())
+    assert (status, revision) == (200, "drain-00001")
+    wait_until(
+        lambda: not [r for r in platform.replicas("drain") if r["revision"] == "drain-00001"],
+        30,
+        "drain-00001 to scale to zero",
+    )
+
+
+def test_delete_service(platform):
+    platform.apply(hello_service("gone"))
+    platform.request(host("gone"))
+    assert "service/gone deleted" in platform.cli("delete", "service", "gone").stdout
+    assert platform.request(host("gone"))[0] == 404
+    assert not platform.replicas("gone")
+    result = platform.cli("get", "services", "gone", check=False)
+    assert result.returncode != 0 and 'services "gone" not found' in result.stderr

@@ -66,8 +66,12 @@ def snapshot(platform: Platform) -> str:
     return json.dumps(
         [
             [
-                (o["metadata"]["name"], o["metadata"]["uid"], o["metadata"].get("generation"),
-                 o["spec"])
+                (
+                    o["metadata"]["name"],
+                    o["metadata"]["uid"],
+                    o["metadata"].get("generation"),
+                    o["spec"],
+                )
                 for o in platform.get_json(kind, "-A")["items"]
             ]
             for kind in ("services", "revisions", "routes")

@@ -30,7 +30,6 @@ _MAX_IDLE = 256  # idle connections kept per upstream
 _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
 )
-
 _PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
 
 

@@ -1,0 +1,555 @@
+"""The gateway proxy over real sockets on 127.0.0.1: aiohttp or raw asyncio servers as replicas,
+aiohttp or raw sockets as clients, and a router double that records every lease.
+
+Each scenario runs on the stdlib loop (pytest-asyncio) and again on uvloop, which production uses
+(`test_on_uvloop`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+import uvloop
+from aiohttp import web
+
+from tidal.gateway.proxy import GatewayServer
+from tidal.gateway.router import Lease, RouteError
+
+REVISION = "hello-00001"
+MB = 1024 * 1024
+
+
+class CountingLease(Lease):
+    """Records every call of `release`, so a test can see it was called exactly once."""
+
+    def release(self, status: int) -> None:
+        self.__dict__.setdefault("calls", []).append(status)
+        super().release(status)
+
+    @property
+    def calls(self) -> list[int]:
+        return self.__dict__.get("calls", [])
+
+
+class FakeRouter:
+    """Maps hosts to replicas, first one not marked suspect; records leases and retries."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[tuple[str, int]]] = {}
+        self.errors: dict[str, RouteError] = {}
+        self.timeout = 10.0
+        self.leases: list[CountingLease] = []
+        self.retried: list[CountingLease] = []
+        self.suspect: set[tuple[str, int]] = set()
+
+    async def acquire(self, host: str, path: str) -> Lease:
+        if host in self.errors:
+            raise self.errors[host]
+        replicas = [r for r in self.routes.get(host, []) if r not in self.suspect]
+        if not replicas:
+            raise RouteError(404, f"no route for host {host}")
+        lease = CountingLease(
+            host=replicas[0][0],
+            port=replicas[0][1],
+            revision=REVISION,
+            namespace="default",
+            deadline=time.monotonic() + self.timeout,
+        )
+        self.leases.append(lease)
+        return lease
+
+    def retry(self, lease: Lease) -> None:
+        self.suspect.add((lease.host, lease.port))
+        self.retried.append(lease)  # type: ignore[arg-type]
+        lease._released = True  # released without counting a response
+
+    def statuses(self) -> list[list[int]]:
+        return [lease.calls for lease in self.leases if lease not in self.retried]
+
+
+class Replica:
+    """An aiohttp replica that counts its connections and offers a few behaviours."""
+
+    def __init__(self) -> None:
+        self.peers: set[tuple[str, int]] = set()
+        self.body_started = asyncio.Event()  # first request-body bytes arrived
+        self.client_got_first = asyncio.Event()  # set by a test once it read the first chunk
+        self.hold = asyncio.Event()  # /hold waits for this
+        self.sent_mb = 0  # /big progress
+        app = web.Application()
+        app.router.add_route("*", "/echo", self.echo)
+        app.router.add_post("/digest", self.digest)
+        app.router.add_get("/stream", self.stream)
+        app.router.add_get("/hold", self.hold_handler)
+        app.router.add_get("/empty", self.empty)
+        app.router.add_get("/big", self.big)
+        app.router.add_post("/stall", self.stall)
+        self.runner = web.AppRunner(app)
+        self.port = 0
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    def _seen(self, request: web.Request) -> None:
+        self.peers.add(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+
+    async def echo(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        body = await request.read()
+        info = {"method": request.method, "path": request.path_qs, "body": body.decode()}
+        info["headers"] = {k.lower(): v for k, v in request.headers.items()}
+        return web.json_response(info, headers={"X-Upstream": "yes"})
+
+    async def digest(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        sha, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            self.body_started.set()
+            sha.update(chunk)
+            size += len(chunk)
+        return web.json_response({"size": size, "sha": sha.hexdigest()})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """20 chunks of 1 MB; the rest only once the client has the first (chunked encoding)."""
+        self._seen(request)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(_chunk(0))
+        await self.client_got_first.wait()
+        for i in range(1, 20):
+            await response.write(_chunk(i))
+        await response.write_eof()
+        return response
+
+    async def hold_handler(self, request: web.Request) -> web.StreamResponse:
+        """Answers its head (and a first chunk if ?partial) and waits for `hold` before the rest."""
+        self._seen(request)
+        if "partial" in request.query:
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b"first")
+            await self.hold.wait()
+            await response.write_eof()
+            return response
+        await self.hold.wait()
+        return web.Response(text="late")
+
+    async def big(self, request: web.Request) -> web.StreamResponse:
+        """64 MB as fast as the connection takes it."""
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(64):
+            await response.write(_chunk(i % 20))
+            self.sent_mb += 1
+        await response.write_eof()
+        return response
+
+    async def stall(self, request: web.Request) -> web.Response:
+        """Reads the first bytes of the body, then nothing until `hold` is set."""
+        size = len(await request.content.readany())
+        await self.hold.wait()
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        return web.Response(text=str(size))
+
+    async def empty(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        return web.Response(status=204)
+
+
+def _chunk(i: int) -> bytes:
+    return bytes([65 + i]) * MB
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    r = Replica()
+    await r.start()
+    yield r
+    r.hold.set()
+    r.client_got_first.set()
+    await r.runner.cleanup()
+
+
+@pytest.fixture
+async def router(replica: Replica) -> FakeRouter:
+    r = FakeRouter()
+    r.routes["app.example.com"] = [("127.0.0.1", replica.port)]
+    return r
+
+
+@pytest.fixture
+async def gateway(router: FakeRouter) -> AsyncIterator[GatewayServer]:
+    gw = GatewayServer(router)
+    await gw.start("127.0.0.1", 0)
+    yield gw
+    await gw.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def url(gw: GatewayServer, path: str) -> str:
+    return f"http://127.0.0.1:{gw.port}{path}"
+
+
+HOST = {"Host": "app.example.com"}
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def raw_exchange(
+    gw: GatewayServer, data: bytes, then: Callable[[asyncio.StreamReader], Awaitable[bytes]]
+) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(then(reader), 5)
+    finally:
+        writer.close()
+
+
+async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
+    return await reader.read()
+
+
+async def test_get_and_post_pass_through(gateway, session, router) -> None:
+    async with session.get(url(gateway, "/echo?q=1"), headers=HOST) as resp:
+        assert resp.status == 200
+        assert resp.headers["X-Tidal-Revision"] == REVISION
+        assert resp.headers["X-Upstream"] == "yes"
+        info = await resp.json()
+    assert (info["method"], info["path"]) == ("GET", "/echo?q=1")
+    async with session.post(url(gateway, "/echo"), headers=HOST, data=b"hello body") as resp:
+        assert (await resp.json())["body"] == "hello body"
+    assert router.statuses() == [[200], [200]]
+
+
+async def test_forwarded_and_hop_by_hop_headers(gateway, session) -> None:
+    headers = {
+        "Host": "App.Example.com:8080",
+        "X-Forwarded-For": "10.1.2.3",
+        "Connection": "keep-alive, X-Drop-Me",
+        "X-Drop-Me": "secret",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Proxy-Authorization": "Basic eA==",
+        "X-Keep-Me": "1",
+    }
+    async with session.get(url(gateway, "/echo"), headers=headers) as resp:
+        seen = (await resp.json())["headers"]
+    assert seen["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
+    assert seen["x-forwarded-host"] == "App.Example.com:8080"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-keep-me"] == "1"
+    for dropped in ("x-drop-me", "keep-alive", "te", "proxy-authorization"):
+        assert dropped not in seen
+
+
+async def test_large_chunked_request_body_is_streamed(gateway, session, replica) -> None:
+    sha = hashlib.sha256()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(20):
+            if i == 1:  # the replica must see bytes before the client sends the rest
+                await asyncio.wait_for(replica.body_started.wait(), 5)
+            sha.update(_chunk(i))
+            yield _chunk(i)
+
+    async with session.post(url(gateway, "/digest"), headers=HOST, data=body()) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"size": 20 * MB, "sha": sha.hexdigest()}
+
+
+async def test_large_response_is_streamed(gateway, session, replica, router) -> None:
+    got = hashlib.sha256()
+    async with session.get(url(gateway, "/stream"), headers=HOST) as resp:
+        first = await resp.content.readexactly(MB)
+        assert first == _chunk(0)
+        got.update(first)
+        replica.client_got_first.set()  # only now does the replica send the other 19 MB
+        async for data in resp.content.iter_any():
+            got.update(data)
+    assert got.hexdigest() == hashlib.sha256(b"".join(_chunk(i) for i in range(20))).hexdigest()
+    assert router.statuses() == [[200]]
+
+
+async def test_upstream_connections_are_reused(gateway, router, replica) -> None:
+    async with aiohttp.ClientSession() as keep_alive:
+        for _ in range(10):
+            async with keep_alive.get(url(gateway, "/echo"), headers=HOST) as resp:
+                await resp.read()
+    connector = aiohttp.TCPConnector(force_close=True)  # a new client connection each time
+    async with aiohttp.ClientSession(connector=connector) as closing:
+        for _ in range(10):
+            async with closing.get(url(gateway, "/echo"), headers=HOST) as resp:
+                await resp.read()
+    assert len(replica.peers) == 1
+    assert router.statuses() == [[200]] * 20
+
+
+async def test_route_error_answers_its_status_and_keeps_the_connection(gateway, router) -> None:
+    router.errors["busy.example.com"] = RouteError(503, "revision hello-00001 failed")
+    request = b"GET /echo HTTP/1.1\r\nHost: busy.example.com\r\n\r\n"
+    request += b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    first, second = data.split(b"HTTP/1.1 200", 1)
+    assert first.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"X-Tidal-Error: revision hello-00001 failed\r\n" in first
+    assert first.endswith(b"\r\n\r\nrevision hello-00001 failed\n")
+    assert b"X-Tidal-Revision: hello-00001" in second
+
+
+async def test_unknown_host_is_404(gateway, session) -> None:
+    async with session.get(url(gateway, "/"), headers={"Host": "nope.example.com"}) as resp:
+        assert resp.status == 404
+        assert await resp.text() == "no route for host nope.example.com\n"
+        assert resp.headers["X-Tidal-Error"] == "no route for host nope.example.com"
+
+
+async def test_malformed_request_is_400_then_closed(gateway) -> None:
+    data = await raw_exchange(
+        gateway, b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", read_to_eof
+    )
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in data
+    assert b"malformed request: " in data
+
+
+async def test_upgrade_is_501(gateway, router) -> None:
+    request = (
+        b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\n\r\n"
+    )
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    assert router.leases == []
+
+
+async def test_deadline_before_response_is_504(gateway, session, router) -> None:
+    router.timeout = 0.3
+    async with session.get(url(gateway, "/hold"), headers=HOST) as resp:
+        assert resp.status == 504
+        assert await resp.text() == "upstream request timeout\n"
+    assert router.statuses() == [[504]]
+
+
+async def test_deadline_while_streaming_closes_the_client(gateway, session, router) -> None:
+    router.timeout = 0.5
+    async with session.get(url(gateway, "/hold?partial=1"), headers=HOST) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert router.statuses() == [[504]]
+
+
+async def test_refused_replica_is_retried_on_another(gateway, session, router, replica) -> None:
+    dead = ("127.0.0.1", _refused_port())
+    router.routes["app.example.com"] = [dead, ("127.0.0.1", replica.port)]
+    async with session.get(url(gateway, "/echo"), headers=HOST) as resp:
+        assert resp.status == 200
+    assert [(lease.host, lease.port) for lease in router.retried] == [dead]
+    assert router.retried[0].calls == []  # the router released it; the proxy did not
+    assert router.statuses() == [[200]]
+
+
+async def test_all_replicas_refusing_is_502(gateway, session, router) -> None:
+    router.routes["app.example.com"] = [("127.0.0.1", _refused_port()) for _ in range(3)]
+    async with session.get(url(gateway, "/echo"), headers=HOST) as resp:
+        assert resp.status == 502
+        assert await resp.text() == "upstream connect error\n"
+    assert len(router.retried) == 3
+
+
+async def test_client_disconnect_releases_499_and_drops_upstream(gateway, router, replica) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"GET /hold HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+    await eventually(lambda: len(replica.peers) == 1)
+    writer.close()
+    await eventually(lambda: router.statuses() == [[499]])
+    replica.hold.set()
+    async with aiohttp.ClientSession() as s, s.get(url(gateway, "/echo"), headers=HOST) as resp:
+        assert resp.status == 200
+    assert len(replica.peers) == 2  # the abandoned upstream connection was not pooled
+
+
+async def test_head_and_204_have_no_body(gateway, router) -> None:
+    request = b"HEAD /echo HTTP/1.1\r\nHost: app.example.com\r\n\r\n"
+    request += b"GET /empty HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    head, empty = data.split(b"HTTP/1.1 204", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    assert b"Content-Length: " in head
+    assert empty.endswith(b"\r\n\r\n") and b"Transfer-Encoding" not in empty
+    assert router.statuses() == [[200], [204]]
+
+
+async def test_expect_100_continue_passes_through(gateway) -> None:
+    async def exchange(reader: asyncio.StreamReader) -> bytes:
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"hello")
+        return await reader.read()
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: app.example.com\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 5\r\nConnection: close\r\n\r\n"
+    )
+    data = await asyncio.wait_for(exchange(reader), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["body"] == "hello"
+
+
+async def test_http10_client_gets_a_close_delimited_body(gateway, replica) -> None:
+    replica.client_got_first.set()
+    data = await raw_exchange(
+        gateway, b"GET /stream HTTP/1.0\r\nHost: app.example.com\r\n\r\n", read_to_eof
+    )
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"Connection: close" in head and b"Transfer-Encoding" not in head
+    assert body == b"".join(_chunk(i) for i in range(20))
+
+
+async def test_pipelined_requests_are_answered_in_order(gateway, router) -> None:
+    request = b"".join(
+        b"POST /echo HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 2\r\n\r\n%02d" % i
+        for i in range(5)
+    )
+    request += b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    bodies = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1])["body"] for part in data.split(b"HTTP/1.1 ")[1:]
+    ]
+    assert bodies == ["00", "01", "02", "03", "04", ""]
+    assert router.statuses() == [[200]] * 6
+
+
+async def test_upstream_failing_mid_response_is_502(gateway, session, router) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    router.routes["app.example.com"] = [("127.0.0.1", server.sockets[0].getsockname()[1])]
+    async with server, session.get(url(gateway, "/"), headers=HOST) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    await eventually(lambda: router.statuses() == [[502]])
+
+
+async def test_stale_pooled_connection_is_replayed_on_a_fresh_one(gateway, session, router) -> None:
+    """A replica that closes a kept-alive connection when the next request arrives on it."""
+    connections = 0
+
+    async def one_response_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+
+    server = await asyncio.start_server(one_response_per_connection, "127.0.0.1", 0)
+    router.routes["app.example.com"] = [("127.0.0.1", server.sockets[0].getsockname()[1])]
+    async with server:
+        for _ in range(3):
+            async with session.get(url(gateway, "/"), headers=HOST) as resp:
+                assert (resp.status, await resp.text()) == (200, "ok")
+    assert connections == 3
+    assert router.statuses() == [[200]] * 3
+
+
+async def test_oversized_request_head_is_431(gateway) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Big: " + b"x" * 100_000
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+async def test_slow_client_stalls_the_replica(gateway, replica) -> None:
+    """Response flow control: a client that stops reading stops the replica's writes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+    await reader.readexactly(MB)
+    await asyncio.sleep(0.5)
+    assert replica.sent_mb < 48  # kernel buffers take some; a proxy buffering all takes 64
+    writer.close()
+
+
+async def test_stalled_replica_stalls_the_client(gateway, replica) -> None:
+    """Request flow control: a replica that stops reading stops the client's writes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        b"POST /stall HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: %d\r\n\r\n" % (64 * MB)
+    )
+    sent = 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1):
+            while sent < 64 * MB:
+                writer.write(_chunk(0))
+                await writer.drain()
+                sent += MB
+    assert sent < 48 * MB
+    replica.hold.set()
+    while sent < 64 * MB:
+        writer.write(_chunk(0))
+        await writer.drain()
+        sent += MB
+    response = await asyncio.wait_for(reader.readuntil(b"%d" % (64 * MB)), 5)
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    writer.close()
+
+
+SCENARIOS = [f for name, f in list(globals().items()) if name.startswith("test_")]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_on_uvloop(scenario: Callable[..., Awaitable[None]]) -> None:
+    async def run() -> None:
+        replica = Replica()
+        await replica.start()
+        router = FakeRouter()
+        router.routes["app.example.com"] = [("127.0.0.1", replica.port)]
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                fixtures = {"replica": replica, "router": router, "gateway": gateway}
+                fixtures["session"] = session
+                await scenario(**{p: fixtures[p] for p in inspect.signature(scenario).parameters})
+        finally:
+            await gateway.close()
+            replica.hold.set()
+            replica.client_got_first.set()
+            await replica.runner.cleanup()
+
+    uvloop.run(run())
