@@ -443,7 +443,6 @@ def traffic(
     client: Client, name: str, namespace: str, splits: tuple[str, ...], tags: tuple[str, ...]
 ) -> None:
     """Set the traffic split, e.g. roll back with `--to hello-00001=100`."""
-    service = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/services/{name}")
     tag_of = dict(_pair(t, "--tag") for t in tags)
     targets = []
     for split in splits:
@@ -470,9 +469,18 @@ def traffic(
                 ),
             }
         )
-    service["spec"]["traffic"] = targets
-    service.pop("status", None)
-    client.call("POST", f"{TIDAL}/apply", {"items": [service]})
+    path = f"{KNATIVE}/namespaces/{namespace}/services/{name}"
+    for attempt in range(3):
+        # Read-modify-write guarded by resourceVersion; retried if a status update got between.
+        service = client.call("GET", path)
+        service["spec"]["traffic"] = targets
+        service.pop("status", None)
+        try:
+            client.call("POST", f"{TIDAL}/apply", {"items": [service]})
+            break
+        except ApiError as exc:
+            if "was modified" not in exc.message or attempt == 2:
+                raise
     route = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/routes/{name}")
     console.print(routes_table([route], False))
 
@@ -482,4 +490,3 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     if not sep or not key or not value:
         raise click.BadParameter(f"{text!r}: expected NAME=VALUE", param_hint=option)
     return key, value
-

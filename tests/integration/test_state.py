@@ -195,3 +195,30 @@ def test_gradual_rollout_moves_traffic_in_steps(tmp_path):
         assert platform.request(host("roll"))[1]["X-Tidal-Revision"] == "roll-00002"
     finally:
         platform.stop()
+
+
+def test_old_revisions_are_garbage_collected(tmp_path):
+    gc = {
+        "retain-since-create-time": "disabled",
+        "retain-since-last-active-time": "disabled",
+        "min-non-active-revisions": 1,
+        "max-non-active-revisions": 1,
+    }
+    platform = Platform(tmp_path, {"autoscaler": FAST_AUTOSCALER, "gc": gc}).start()
+    try:
+        for version in ("v1", "v2", "v3"):
+            platform.apply(hello_service("old", env={"TARGET": version}))
+            platform.wait_ready("old")
+
+        def names():
+            return sorted(
+                r["metadata"]["name"]
+                for r in platform.get_json("revisions")["items"]
+                if r["metadata"]["labels"]["serving.knative.dev/service"] == "old"
+            )
+
+        # v3 is the latest ready (active); of v1 and v2 one non-active revision is kept.
+        wait_until(lambda: names() == ["old-00002", "old-00003"], 20, "old-00001 to be collected")
+        assert not [r for r in platform.replicas("old") if r["revision"] == "old-00001"]
+    finally:
+        platform.stop()

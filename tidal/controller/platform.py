@@ -154,6 +154,7 @@ class Platform:
             if plan.revision is not None:
                 self._add_workload(plan.valid, plan.revision, restored=None)
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
+        self.collect_garbage()
         return [p.service for p in plans]
 
     def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
@@ -317,6 +318,7 @@ class Platform:
         if json.dumps(svc_status, sort_keys=True) != before:
             self.store.put(service)
             self.reconcile_route(spec.namespace, spec.service)
+            self.collect_garbage()
 
     def _generation_of(self, namespace: str, revision: str) -> int:
         doc = self.store.get("Revision", namespace, revision)

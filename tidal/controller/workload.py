@@ -206,13 +206,15 @@ class RevisionWorkload:
         await asyncio.sleep(self.spec.progress_deadline_s)
         if replica.state is not ReplicaState.STARTING or replica.replica_id in self._stopping:
             return
+        self._spawn(self._drain_and_stop(replica))
         if not self.ever_ready:
             self._fail(
                 "ProgressDeadlineExceeded",
                 f"no replica became ready within {self.spec.progress_deadline_s:g}s",
                 replica,
             )
-        self._spawn(self._drain_and_stop(replica))
+        else:
+            self._restart_later(replica, "ProgressDeadlineExceeded")
 
     # -- runtime events -----------------------------------------------------------------------
 
@@ -254,12 +256,17 @@ class RevisionWorkload:
         if not self.ever_ready:
             self._fail(reason, replica.reason or f"exited with code {code}", replica)
             return
+        self._restart_later(replica, reason)
+
+    def _restart_later(self, replica: Replica, reason: str) -> None:
+        """Replace a replica of a revision that was ready before, backing off while new
+        replicas keep failing to become ready."""
         if not replica.ever_ready:
             self.crash_streak += 1
         if self.crash_streak >= CRASH_LOOP_LIMIT:
             tail = self._log_tail(replica)
             self.throttler.fail(
-                f"revision {self.spec.revision}: {self.crash_streak} replicas in a row exited "
+                f"revision {self.spec.revision}: {self.crash_streak} replicas in a row failed "
                 f"before ready ({reason}); last log lines:\n{tail}"
             )
         backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, self.crash_streak - 1))
