@@ -28,6 +28,7 @@ from tidal.api.service import RevisionSpec
 from tidal.api.units import parse_duration
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
 from tidal.controller.gc import RevisionAge, revisions_to_collect
+from tidal.controller.history import HistoryRecorder
 from tidal.controller.revisions import GENERATION_LABEL, SERVICE_LABEL, next_revision
 from tidal.controller.rollout import Rollout, advance, start_rollout
 from tidal.controller.scaling import ScaledRevision, ScalingLoop
@@ -35,7 +36,8 @@ from tidal.controller.traffic import host_name, host_table, resolve_traffic
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
-from tidal.runtime.base import Runtime
+from tidal.runtime.base import Replica, Runtime
+from tidal.store.history import MetricHistory
 from tidal.store.sqlite import Store
 
 log = logging.getLogger("tidal.controller")
@@ -45,6 +47,7 @@ ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 NO_GC = "serving.knative.dev/no-gc"
 GC_PERIOD_S = 30.0
 ROUTE_PERIOD_S = 0.5
+HISTORY_PRUNE_PERIOD_S = 3600.0
 
 
 @dataclass
@@ -74,9 +77,10 @@ class Platform:
         self.config = config
         self.data_dir = data_dir
         self.store = Store(data_dir / "tidal.db")
+        self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
-        self.scaling = ScalingLoop()
+        self.scaling = ScalingLoop(HistoryRecorder(self.history))
         self.services: dict[str, ValidService] = {}
         self.workloads: dict[str, RevisionWorkload] = {}
         self.routes: dict[str, RouteState] = {}
@@ -90,6 +94,9 @@ class Platform:
         self._tasks = [
             asyncio.ensure_future(self._every(ROUTE_PERIOD_S, self._advance_rollouts)),
             asyncio.ensure_future(self._every(GC_PERIOD_S, self.collect_garbage)),
+            asyncio.ensure_future(
+                self._every(HISTORY_PRUNE_PERIOD_S, lambda: self.history.prune(time.time()))
+            ),
         ]
 
     async def stop(self) -> None:
@@ -98,6 +105,7 @@ class Platform:
         await self.scaling.stop()
         await asyncio.gather(*(w.close() for w in self.workloads.values()), return_exceptions=True)
         await self.runtime.close()
+        self.history.close()
         self.store.close()
 
     async def _every(self, period: float, action: Any) -> None:
@@ -252,6 +260,7 @@ class Platform:
             self.runtime,
             throttler,
             on_status=self._on_workload_status,
+            on_replica_ready=self._record_ready_time,
             ever_ready=_condition(status).get("status") == "True" or bool(status.get("everReady")),
         )
         ready_condition = _condition(status)
@@ -284,6 +293,18 @@ class Platform:
             task = asyncio.ensure_future(workload.close())
             self._tasks.append(task)
             task.add_done_callback(self._tasks.remove)
+
+    def _record_ready_time(self, replica: Replica) -> None:
+        spec = replica.spec
+        if replica.startup_seconds is not None:
+            self.history.add_ready_time(
+                spec.namespace,
+                spec.service,
+                spec.revision,
+                spec.pool,
+                time.time(),
+                replica.startup_seconds,
+            )
 
     def _on_unreachable(self, key: str, replica_id: str) -> None:
         workload = self.workloads.get(key)

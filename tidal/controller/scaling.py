@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge
 
 from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
+from tidal.controller.history import HistoryRecorder
 from tidal.controller.workload import RevisionWorkload
 
 STAT_PERIOD_S = 1.0
@@ -44,7 +45,8 @@ class ScaledRevision:
 
 
 class ScalingLoop:
-    def __init__(self) -> None:
+    def __init__(self, recorder: HistoryRecorder) -> None:
+        self.recorder = recorder
         self.revisions: dict[str, ScaledRevision] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -54,6 +56,8 @@ class ScalingLoop:
     def remove(self, key: str) -> None:
         entry = self.revisions.pop(key, None)
         if entry is not None:
+            spec = entry.workload.spec
+            self.recorder.forget(spec.namespace, spec.service, spec.revision)
             for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
                 gauge.remove(entry.workload.spec.namespace, entry.workload.spec.revision)
 
@@ -94,18 +98,30 @@ class ScalingLoop:
                     self._decide(entry, now)
 
     def _record(self, entry: ScaledRevision, now: float) -> None:
-        concurrency, count = entry.workload.throttler.stats.collect(entry.period_start, now)
+        workload = entry.workload
+        concurrency, count, peak = workload.throttler.stats.collect(entry.period_start, now)
+        ready = workload.ready_count()
+        self.recorder.observe(
+            workload.spec.namespace,
+            workload.spec.service,
+            workload.spec.revision,
+            time.time(),
+            concurrency,
+            count,
+            peak,
+            ready,
+        )
         rps = count / max(now - entry.period_start, 1e-3)
         if entry.poked:
             rps, entry.poked = max(0.0, rps - 1.0), False
         entry.period_start = now
         # At zero pods Knative records only activator stats, which exist only while requests
         # do (knative.md §1.3): recording zeros would dilute the first request's stat of 1.
-        if entry.workload.ready_count() or concurrency or rps:
+        if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
-        labels = (entry.workload.spec.namespace, entry.workload.spec.revision)
-        IN_FLIGHT.labels(*labels).set(entry.workload.throttler.stats.in_flight)
-        READY.labels(*labels).set(entry.workload.ready_count())
+        labels = (workload.spec.namespace, workload.spec.revision)
+        IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
+        READY.labels(*labels).set(ready)
 
     def _decide(self, entry: ScaledRevision, now: float) -> None:
         workload = entry.workload

@@ -82,12 +82,14 @@ class RevisionWorkload:
         runtime: Runtime,
         throttler: RevisionThrottler,
         on_status: Callable[[RevisionWorkload], None],
+        on_replica_ready: Callable[[Replica], None] = lambda _: None,
         ever_ready: bool = False,
     ) -> None:
         self.spec = spec
         self.runtime = runtime
         self.throttler = throttler
         self.on_status = on_status
+        self.on_replica_ready = on_replica_ready
         self.replicas: dict[str, Replica] = {}
         self.desired = 0
         self.ever_ready = ever_ready
@@ -238,6 +240,7 @@ class RevisionWorkload:
         self.failed_reason = None
         if replica.startup_seconds is not None:
             REPLICA_STARTUP_SECONDS.labels(*self._labels).observe(replica.startup_seconds)
+            self.on_replica_ready(replica)
         cold = self.throttler.add_endpoint(Endpoint(replica.replica_id, replica.host, replica.port))
         if cold is not None:
             COLD_STARTS.labels(*self._labels).inc()

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tidal.controller.history import HistoryRecorder, histogram_quantile
+from tidal.store.history import MetricHistory, MinuteRollup
+
+
+def rollup(revision: str, minute: int, concurrency: float) -> MinuteRollup:
+    return MinuteRollup("default", "svc", revision, minute, 10.0, concurrency, concurrency, None, 1)
+
+
+def test_service_series_sums_revisions_and_marks_gaps(tmp_path):
+    history = MetricHistory(tmp_path / "h.db")
+    history.add([rollup("svc-00001", 100, 2.0), rollup("svc-00002", 100, 3.0),
+                 rollup("svc-00001", 102, 4.0)])
+    series = history.service_series("default", "svc", "avg_concurrency", 100, 104)
+    assert series[0] == 5.0 and series[2] == 4.0
+    assert math.isnan(series[1]) and math.isnan(series[3])
+    assert history.first_minute("default", "svc") == 100
+    history.close()
+    # Survives a reopen (it lives in the state file).
+    reopened = MetricHistory(tmp_path / "h.db")
+    assert reopened.service_series("default", "svc", "requests", 100, 101)[0] == 20.0
+
+
+def test_import_ready_times_and_prune(tmp_path):
+    history = MetricHistory(tmp_path / "h.db")
+    now = 100 * 86400.0
+    times = np.array([now - 40 * 86400, now - 60, now])
+    assert history.import_series("default", "svc", times, np.array([1.0, np.nan, 3.0])) == 2
+    history.add_ready_time("default", "svc", "svc-00001", "local", now - 5, 1.5)
+    history.add_ready_time("default", "svc", "svc-00001", "local", now, 2.5)
+    assert history.ready_times("default", "svc") == [2.5, 1.5]
+    history.prune(now)
+    start = int(now // 60) - 1
+    assert history.service_series("default", "svc", "avg_concurrency", start, start + 2)[1] == 3.0
+    assert history.first_minute("default", "svc") == int(now // 60)
+
+
+def test_histogram_quantile_interpolates_like_prometheus():
+    # 100 requests: 50 under 0.1 s, 40 more under 0.5 s, 10 more under 1 s.
+    cumulative = {0.1: 50.0, 0.5: 90.0, 1.0: 100.0, math.inf: 100.0}
+    assert histogram_quantile(0.5, cumulative) == 0.1
+    assert math.isclose(histogram_quantile(0.95, cumulative), 0.75)
+    assert histogram_quantile(0.95, {0.1: 0.0, math.inf: 0.0}) is None
+
+
+def test_recorder_writes_one_row_per_minute(tmp_path):
+    history = MetricHistory(tmp_path / "h.db")
+    recorder = HistoryRecorder(history)
+    base = 6000 * 60.0
+    for second in range(60):
+        recorder.observe("default", "svc", "svc-00001", base + second, 2.0 if second < 30 else 4.0,
+                         requests=1, peak=5 if second == 10 else 3, ready=2)
+    recorder.observe("default", "svc", "svc-00001", base + 60, 0.0, 0, 0, 2)  # next minute
+    series = {f: history.service_series("default", "svc", f, 6000, 6002)
+              for f in ("requests", "avg_concurrency", "peak_concurrency", "ready_replicas")}
+    assert series["requests"][0] == 60
+    assert series["avg_concurrency"][0] == 3.0
+    assert series["peak_concurrency"][0] == 5
+    assert series["ready_replicas"][0] == 2
+    assert math.isnan(series["requests"][1])  # still open

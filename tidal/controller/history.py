@@ -1,0 +1,116 @@
+"""Rolls the scaling loop's per-second stats up into per-minute history rows.
+
+p95 latency comes from the gateway's latency histogram (the change of its bucket counts over the
+minute, interpolated as Prometheus' histogram_quantile does), so the request path pays nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tidal.gateway.routing import LATENCY
+from tidal.store.history import MetricHistory, MinuteRollup
+
+
+@dataclass
+class _Minute:
+    minute: int
+    seconds: int = 0
+    requests: float = 0.0
+    concurrency_sum: float = 0.0
+    peak: float = 0.0
+    ready_sum: float = 0.0
+    buckets_at_start: dict[float, float] = field(default_factory=dict)
+
+
+class HistoryRecorder:
+    def __init__(self, history: MetricHistory) -> None:
+        self.history = history
+        self._open: dict[tuple[str, str, str], _Minute] = {}
+
+    def observe(
+        self,
+        namespace: str,
+        service: str,
+        revision: str,
+        now_epoch: float,
+        concurrency: float,
+        requests: int,
+        peak: int,
+        ready: int,
+    ) -> None:
+        """One second of a revision's stats; a new minute writes the previous one out."""
+        key = (namespace, service, revision)
+        minute = int(now_epoch // 60)
+        current = self._open.get(key)
+        if current is None or current.minute != minute:
+            if current is not None:
+                self._flush(key, current)
+            current = _Minute(minute, buckets_at_start=latency_buckets(namespace, revision))
+            self._open[key] = current
+        current.seconds += 1
+        current.requests += requests
+        current.concurrency_sum += concurrency
+        current.peak = max(current.peak, peak)
+        current.ready_sum += ready
+
+    def forget(self, namespace: str, service: str, revision: str) -> None:
+        current = self._open.pop((namespace, service, revision), None)
+        if current is not None:
+            self._flush((namespace, service, revision), current)
+
+    def _flush(self, key: tuple[str, str, str], minute: _Minute) -> None:
+        namespace, service, revision = key
+        if minute.seconds == 0:
+            return
+        end = latency_buckets(namespace, revision)
+        delta = {le: end.get(le, 0.0) - minute.buckets_at_start.get(le, 0.0) for le in end}
+        self.history.add(
+            [
+                MinuteRollup(
+                    namespace,
+                    service,
+                    revision,
+                    minute.minute,
+                    requests=minute.requests,
+                    avg_concurrency=minute.concurrency_sum / minute.seconds,
+                    peak_concurrency=minute.peak,
+                    p95_latency=histogram_quantile(0.95, delta),
+                    ready_replicas=minute.ready_sum / minute.seconds,
+                )
+            ]
+        )
+
+
+def latency_buckets(namespace: str, revision: str) -> dict[float, float]:
+    """Cumulative request counts per latency bucket bound for a revision, all status codes."""
+    counts: dict[float, float] = {}
+    for family in LATENCY.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("revision") == revision
+                and labels.get("namespace") == namespace
+            ):
+                bound = float(labels["le"])
+                counts[bound] = counts.get(bound, 0.0) + sample.value
+    return counts
+
+
+def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative bucket counts {upper bound: count}."""
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    rank = q * cumulative[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower

@@ -1,0 +1,166 @@
+"""Metric history: per-minute rollups per revision and replica Ready Times, in the state file.
+
+Predictive scaling learns from weeks of this (predictive.md §1.4); it survives restarts because it
+lives in the same SQLite file as the resources. Rollups older than the retention are pruned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RETENTION_DAYS = 35
+FIELDS = ("requests", "avg_concurrency", "peak_concurrency", "p95_latency", "ready_replicas")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS metric_minutes (
+    namespace TEXT NOT NULL,
+    service TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    requests REAL NOT NULL,
+    avg_concurrency REAL NOT NULL,
+    peak_concurrency REAL NOT NULL,
+    p95_latency REAL,
+    ready_replicas REAL NOT NULL,
+    PRIMARY KEY (namespace, revision, minute)
+);
+CREATE INDEX IF NOT EXISTS metric_minutes_service ON metric_minutes (namespace, service, minute);
+CREATE TABLE IF NOT EXISTS ready_times (
+    namespace TEXT NOT NULL,
+    service TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    at REAL NOT NULL,
+    seconds REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ready_times_service ON ready_times (namespace, service, at);
+"""
+
+
+@dataclass(frozen=True)
+class MinuteRollup:
+    namespace: str
+    service: str
+    revision: str
+    minute: int  # epoch seconds // 60
+    requests: float
+    avg_concurrency: float
+    peak_concurrency: float
+    p95_latency: float | None
+    ready_replicas: float
+
+
+class MetricHistory:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, rollups: list[MinuteRollup]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO metric_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.namespace,
+                    r.service,
+                    r.revision,
+                    r.minute,
+                    r.requests,
+                    r.avg_concurrency,
+                    r.peak_concurrency,
+                    r.p95_latency,
+                    r.ready_replicas,
+                )
+                for r in rollups
+            ],
+        )
+
+    def import_series(
+        self,
+        namespace: str,
+        service: str,
+        epoch_seconds: np.ndarray,
+        values: np.ndarray,
+        field: str = "avg_concurrency",
+    ) -> int:
+        """Store an external series (CSV, Prometheus) as this service's history under the
+        pseudo-revision `<service>-imported`; returns the number of minutes written."""
+        if field not in ("requests", "avg_concurrency"):
+            raise ValueError(f"can import requests or avg_concurrency, not {field!r}")
+        rows = []
+        for t, v in zip(epoch_seconds, values, strict=True):
+            if np.isnan(v):
+                continue
+            concurrency = float(v) if field == "avg_concurrency" else 0.0
+            requests = float(v) if field == "requests" else 0.0
+            rows.append(
+                MinuteRollup(
+                    namespace,
+                    service,
+                    f"{service}-imported",
+                    int(t) // 60,
+                    requests,
+                    concurrency,
+                    concurrency,
+                    None,
+                    0.0,
+                )
+            )
+        with self._db:
+            self.add(rows)
+        return len(rows)
+
+    def service_series(
+        self, namespace: str, service: str, field: str, start_minute: int, end_minute: int
+    ) -> np.ndarray:
+        """One value per minute in [start, end), summed over the service's revisions; NaN where
+        nothing was recorded."""
+        if field not in FIELDS:
+            raise ValueError(f"unknown field {field!r}")
+        series = np.full(end_minute - start_minute, np.nan)
+        rows = self._db.execute(
+            # `field` is one of FIELDS (checked above), never user text.
+            f"SELECT minute, SUM({field}) FROM metric_minutes "
+            "WHERE namespace=? AND service=? AND minute>=? AND minute<? GROUP BY minute",
+            (namespace, service, start_minute, end_minute),
+        )
+        for minute, value in rows:
+            series[minute - start_minute] = value
+        return series
+
+    def first_minute(self, namespace: str, service: str) -> int | None:
+        (first,) = self._db.execute(
+            "SELECT MIN(minute) FROM metric_minutes WHERE namespace=? AND service=?",
+            (namespace, service),
+        ).fetchone()
+        return first
+
+    def add_ready_time(
+        self, namespace: str, service: str, revision: str, pool: str, at: float, seconds: float
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO ready_times VALUES (?, ?, ?, ?, ?, ?)",
+            (namespace, service, revision, pool, at, seconds),
+        )
+
+    def ready_times(self, namespace: str, service: str, limit: int = 200) -> list[float]:
+        """The most recent start → ready durations of the service's replicas, in seconds."""
+        rows = self._db.execute(
+            "SELECT seconds FROM ready_times WHERE namespace=? AND service=? "
+            "ORDER BY at DESC LIMIT ?",
+            (namespace, service, limit),
+        )
+        return [seconds for (seconds,) in rows]
+
+    def prune(self, now_epoch: float) -> None:
+        cutoff = now_epoch - RETENTION_DAYS * 86400
+        with self._db:
+            self._db.execute("DELETE FROM metric_minutes WHERE minute < ?", (int(cutoff) // 60,))
+            self._db.execute("DELETE FROM ready_times WHERE at < ?", (cutoff,))
