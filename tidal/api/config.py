@@ -3,6 +3,7 @@
 Sections mirror Knative's ConfigMaps where tidal mirrors Knative: `autoscaler` is
 `config-autoscaler`, `gc` is `config-gc`, `network.domain` and `network.rollout-duration` come from
 `config-domain`/`config-network`, `deployment.progress-deadline` from `config-deployment`.
+`pools` declares where replicas may run (tidal.api.pools); without it, one unbounded local pool.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import yaml
 
 from tidal.api.autoscaling import AutoscalerConfig
 from tidal.api.errors import InvalidSpec
+from tidal.api.pools import Pool, discover_gpus, parse_pools
 from tidal.api.units import parse_duration
 
-SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway")
+SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "pools")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class GCConfig:
 @dataclass(frozen=True)
 class PlatformConfig:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    pools: tuple[Pool, ...] = field(default_factory=lambda: parse_pools(None))
     gc: GCConfig = field(default_factory=GCConfig)
     domain: str = "example.com"
     rollout_duration_s: float = 0.0
@@ -64,6 +67,7 @@ def parse_config(data: dict[str, Any]) -> PlatformConfig:
     defaults = PlatformConfig()
     return PlatformConfig(
         autoscaler=AutoscalerConfig.from_mapping(data.get("autoscaler") or {}),
+        pools=parse_pools(data.get("pools"), discover_gpus()),
         gc=_gc(_section(data, "gc", GC_KEYS)),
         domain=str(network.get("domain", defaults.domain)),
         rollout_duration_s=_seconds(network, "network", "rollout-duration", 0.0),

@@ -29,7 +29,13 @@ from tidal.api.units import parse_duration
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.history import HistoryRecorder
-from tidal.controller.revisions import GENERATION_LABEL, SERVICE_LABEL, next_revision
+from tidal.controller.placing import Placer
+from tidal.controller.revisions import (
+    CONFIGURATION_LABEL,
+    GENERATION_LABEL,
+    SERVICE_LABEL,
+    next_revision,
+)
 from tidal.controller.rollout import Rollout, advance, start_rollout
 from tidal.controller.scaling import ScaledRevision, ScalingLoop
 from tidal.controller.traffic import host_name, host_table, resolve_traffic
@@ -43,6 +49,7 @@ from tidal.store.sqlite import Store
 log = logging.getLogger("tidal.controller")
 
 SERVER_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp")
+REVISION_LABEL = "serving.knative.dev/revision"
 ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 NO_GC = "serving.knative.dev/no-gc"
 GC_PERIOD_S = 30.0
@@ -80,7 +87,8 @@ class Platform:
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
-        self.scaling = ScalingLoop(HistoryRecorder(self.history))
+        self.placer = Placer(config.pools)
+        self.scaling = ScalingLoop(HistoryRecorder(self.history), on_round=self.place)
         self.services: dict[str, ValidService] = {}
         self.workloads: dict[str, RevisionWorkload] = {}
         self.routes: dict[str, RouteState] = {}
@@ -256,11 +264,16 @@ class Platform:
                 progress_deadline_s=progress,
                 log_dir=self.data_dir / "logs" / namespace / name,
                 termination_grace_s=self.config.termination_grace_s,
+                labels={
+                    **revision["metadata"].get("labels", {}),
+                    SERVICE_LABEL: valid.name,
+                    CONFIGURATION_LABEL: valid.name,
+                    REVISION_LABEL: name,
+                },
             ),
             self.runtime,
             throttler,
-            on_status=self._on_workload_status,
-            on_replica_ready=self._record_ready_time,
+            events=self,
             ever_ready=_condition(status).get("status") == "True" or bool(status.get("everReady")),
         )
         ready_condition = _condition(status)
@@ -282,7 +295,7 @@ class Platform:
         self.router.throttlers[key] = throttler
         self.scaling.add(key, ScaledRevision(workload, autoscaler))
         if restored:
-            workload.scale_to(restored)
+            workload.set_desired(restored)
 
     def _remove_workload(self, namespace: str, name: str) -> None:
         key = key_of(namespace, name)
@@ -294,7 +307,25 @@ class Platform:
             self._tasks.append(task)
             task.add_done_callback(self._tasks.remove)
 
-    def _record_ready_time(self, replica: Replica) -> None:
+    # -- workload events (tidal.controller.workload.WorkloadEvents) -----------------------------
+
+    def place(self) -> None:
+        """Let the scheduler place or remove replicas of every revision."""
+        self.placer.place(self.workloads.values())
+
+    def needs_placement(self, workload: RevisionWorkload) -> None:
+        self.place()
+
+    def replica_started(
+        self, workload: RevisionWorkload, replica_id: str, pool: str, gpus: int
+    ) -> None:
+        spec = workload.spec
+        self.placer.ledger.start(replica_id, spec.service, spec.revision, pool, gpus, time.time())
+
+    def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None:
+        self.placer.ledger.stop(replica_id, time.time())
+
+    def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None:
         spec = replica.spec
         if replica.startup_seconds is not None:
             self.history.add_ready_time(
@@ -311,7 +342,7 @@ class Platform:
         if workload is not None:
             workload.replace(replica_id)
 
-    def _on_workload_status(self, workload: RevisionWorkload) -> None:
+    def status_changed(self, workload: RevisionWorkload) -> None:
         spec = workload.spec
         cc = spec.container_concurrency
         if cc:
@@ -319,7 +350,10 @@ class Platform:
         revision = self.store.get("Revision", spec.namespace, spec.revision)
         if revision is None:
             return
-        status = {**revision.get("status", {}), **workload.status_dict()}
+        status = {
+            **{k: v for k, v in revision.get("status", {}).items() if k != "pendingReplicas"},
+            **workload.status_dict(),
+        }
         status["everReady"] = workload.ever_ready
         if status != revision.get("status"):
             revision["status"] = status

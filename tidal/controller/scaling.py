@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
@@ -45,8 +46,9 @@ class ScaledRevision:
 
 
 class ScalingLoop:
-    def __init__(self, recorder: HistoryRecorder) -> None:
+    def __init__(self, recorder: HistoryRecorder, on_round: Callable[[], None]) -> None:
         self.recorder = recorder
+        self.on_round = on_round  # after each decision round: place replicas
         self.revisions: dict[str, ScaledRevision] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -92,10 +94,13 @@ class ScalingLoop:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             now = time.monotonic()
             tick += 1
+            decide = tick % TICKS_PER_DECISION == 0
             for entry in list(self.revisions.values()):
                 self._record(entry, now)
-                if tick % TICKS_PER_DECISION == 0:
+                if decide:
                     self._decide(entry, now)
+            if decide:
+                self.on_round()
 
     def _record(self, entry: ScaledRevision, now: float) -> None:
         workload = entry.workload
@@ -128,7 +133,7 @@ class ScalingLoop:
         decision = entry.autoscaler.tick(now, workload.ready_count(), entry.reachable)
         entry.last_decision = decision
         if decision.replicas is not None:
-            workload.scale_to(decision.replicas)
+            workload.set_desired(decision.replicas)
         labels = (workload.spec.namespace, workload.spec.revision)
         DESIRED.labels(*labels).set(workload.desired)
         PANIC.labels(*labels).set(1 if decision.in_panic else 0)

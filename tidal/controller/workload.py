@@ -1,7 +1,8 @@
 """One revision's replicas: start, readiness, drain, replacement and failure.
 
-A `RevisionWorkload` turns "this revision should have N replicas" into runtime calls, keeps the
-gateway's endpoints in step with replica readiness, and decides when a revision has failed:
+A `RevisionWorkload` carries out the scheduler's decisions for one revision (start this many
+replicas on these pools, stop these), keeps the gateway's endpoints in step with replica readiness,
+and decides when a revision has failed:
 - a replica of a revision that was never ready exits → Failed, reason `ExitCode<N>` with the last
   log lines (Knative marks the revision ContainerHealthy=False the same way);
 - no replica becomes ready within the progress deadline → Failed, `ProgressDeadlineExceeded`;
@@ -14,19 +15,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
+from tidal.api.pools import Pool
+from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
+from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
+from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
 CRASH_LOOP_LIMIT = 3
 MAX_BACKOFF_S = 30.0
 LOG_LINES_IN_REASON = 8
+LIVE_STATES = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
 
 COLD_STARTS = Counter(
     "tidal_cold_starts",
@@ -42,9 +49,25 @@ COLD_START_SECONDS = Histogram(
 REPLICA_STARTUP_SECONDS = Histogram(
     "tidal_replica_startup_seconds",
     "From replica start to ready (the revision's Ready Time)",
-    ["namespace", "service", "revision"],
+    ["namespace", "service", "revision", "pool"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
+
+
+class WorkloadEvents(Protocol):
+    """What the platform hears from a workload."""
+
+    def status_changed(self, workload: RevisionWorkload) -> None: ...
+
+    def needs_placement(self, workload: RevisionWorkload) -> None: ...
+
+    def replica_started(
+        self, workload: RevisionWorkload, replica_id: str, pool: str, gpus: int
+    ) -> None: ...
+
+    def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None: ...
+
+    def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +81,7 @@ class RevisionRuntimeSpec:
     progress_deadline_s: float
     log_dir: Path
     termination_grace_s: float
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (knative.md §4)."""
@@ -74,6 +98,28 @@ class RevisionRuntimeSpec:
             success_threshold=1 if aggressive else probe.success_threshold,
         )
 
+    def demand(self) -> Demand:
+        """What one replica takes from its pool: requests, as the Kubernetes scheduler counts."""
+        requests = self.container.resources.requests
+        return Demand(
+            cpu=parse_quantity(requests.get("cpu", 0)),
+            memory=parse_quantity(requests.get("memory", 0)),
+            gpus=self.container.gpus(),
+        )
+
+
+@dataclass
+class Provisioning:
+    """A replica placed on a pool and waiting for the pool's start-up delay."""
+
+    pool: str
+    devices: tuple[str, ...]
+    labels: Mapping[str, str]
+    since: float
+    task: asyncio.Task[None] | None = None
+    launched: bool = False  # the runtime is starting it: too late to cancel, stop instead
+    cancelled: bool = False
+
 
 class RevisionWorkload:
     def __init__(
@@ -81,26 +127,27 @@ class RevisionWorkload:
         spec: RevisionRuntimeSpec,
         runtime: Runtime,
         throttler: RevisionThrottler,
-        on_status: Callable[[RevisionWorkload], None],
-        on_replica_ready: Callable[[Replica], None] = lambda _: None,
+        events: WorkloadEvents,
         ever_ready: bool = False,
     ) -> None:
         self.spec = spec
         self.runtime = runtime
         self.throttler = throttler
-        self.on_status = on_status
-        self.on_replica_ready = on_replica_ready
+        self.events = events
+        self.demand = spec.demand()
         self.replicas: dict[str, Replica] = {}
+        self.provisioning: dict[str, Provisioning] = {}
+        self.replica_labels: dict[str, Mapping[str, str]] = {}
+        self.pending: tuple[Pending, ...] = ()
         self.desired = 0
         self.ever_ready = ever_ready
         self.failed_reason: str | None = None
         self.failed_message = ""
         self.crash_streak = 0
-        self.started_waiting: float | None = None
+        self._next_start_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping: set[str] = set()
         self._closed = False
-        self._labels = (spec.namespace, spec.service, spec.revision)
 
     # -- observed state -----------------------------------------------------------------------
 
@@ -111,14 +158,14 @@ class RevisionWorkload:
             if r.state is ReplicaState.READY and r.replica_id not in self._stopping
         )
 
-    def live(self) -> list[Replica]:
-        """Replicas that count towards the desired number (not being stopped, not dead)."""
-        return [
-            r
+    def live_count(self) -> int:
+        """Replicas that count towards the desired number: provisioning, starting or running."""
+        running = sum(
+            1
             for r in self.replicas.values()
-            if r.replica_id not in self._stopping
-            and r.state in (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
-        ]
+            if r.replica_id not in self._stopping and r.state in LIVE_STATES
+        )
+        return running + len(self.provisioning)
 
     def status_dict(self) -> dict[str, object]:
         if self.failed_reason is not None:
@@ -132,40 +179,86 @@ class RevisionWorkload:
             condition = {"type": "Ready", "status": "True"}
         else:
             condition = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
-        return {
+        status: dict[str, object] = {
             "conditions": [condition],
             "desiredReplicas": self.desired,
             "actualReplicas": self.ready_count(),
         }
+        if self.pending:
+            status["pendingReplicas"] = [p.reason for p in self.pending]
+        return status
 
-    # -- scaling ------------------------------------------------------------------------------
+    # -- placement ----------------------------------------------------------------------------
 
-    def scale_to(self, count: int) -> None:
-        """Start or drain replicas until `count` are live. Scale-in picks not-ready replicas
-        first, then the least busy."""
-        if self._closed:
-            return
-        changed = count != self.desired
-        self.desired = count
-        live = self.live()
-        if count > len(live) and self.failed_reason is None:
-            for _ in range(count - len(live)):
-                self._spawn(self._start_replica())
-        elif count < len(live):
-            victims = sorted(
-                live,
-                key=lambda r: (
-                    r.state is ReplicaState.READY,
-                    self.throttler.in_flight_of(r.replica_id),
-                ),
+    def set_desired(self, count: int) -> None:
+        if count != self.desired:
+            self.desired = count
+            self.events.status_changed(self)
+            self.events.needs_placement(self)
+
+    def placed(self) -> list[tuple[Placed, Demand]]:
+        """Every replica that holds resources in a pool, stopping ones included."""
+        items = [
+            (Placed(rid, p.pool, p.since, p.devices, ready=False, labels=p.labels), self.demand)
+            for rid, p in self.provisioning.items()
+        ]
+        for replica in self.replicas.values():
+            spec = replica.spec
+            items.append(
+                (
+                    Placed(
+                        replica.replica_id,
+                        spec.pool,
+                        replica.started_at,
+                        spec.devices,
+                        ready=replica.state is ReplicaState.READY,
+                        terminating=replica.replica_id in self._stopping,
+                        labels=self.replica_labels.get(replica.replica_id, {}),
+                    ),
+                    self.demand,
+                )
             )
-            for replica in victims[: len(live) - count]:
-                self._spawn(self._drain_and_stop(replica))
-        if changed:
-            self.on_status(self)
+        return items
 
-    async def _start_replica(self) -> None:
+    def request(self, now: float, policy: ResourcePolicy | None, others: list[Placed]) -> Request:
+        """What the scheduler should place for this revision now. A failed revision, or one
+        backing off after crashes, may shed replicas but start none."""
+        desired = self.desired
+        if self.failed_reason is not None or now < self._next_start_at or self._closed:
+            desired = min(desired, self.live_count())
+        return Request(
+            revision=f"{self.spec.namespace}/{self.spec.revision}",
+            desired=desired,
+            demand=self.demand,
+            replicas=[p for p, _ in self.placed()],
+            labels=self.spec.labels,
+            policy=policy,
+            others=others,
+            pending_since=[p.since for p in self.pending],
+        )
+
+    def apply(self, decision: Decision, pools: Mapping[str, Pool]) -> None:
+        for start in decision.start:
+            self._start(pools[start.pool], start.devices, {**self.spec.labels, **start.labels})
+        for replica_id in decision.stop:
+            self._stop(replica_id)
+        if decision.pending != self.pending:
+            changed = [p.reason for p in decision.pending] != [p.reason for p in self.pending]
+            self.pending = decision.pending
+            if changed:
+                self.events.status_changed(self)
+
+    def _start(self, pool: Pool, devices: tuple[str, ...], labels: Mapping[str, str]) -> None:
         replica_id = f"{self.spec.revision}-{secrets.token_hex(3)}"
+        entry = Provisioning(pool.name, devices, labels, time.monotonic())
+        self.provisioning[replica_id] = entry
+        self.replica_labels[replica_id] = labels
+        self.events.replica_started(self, replica_id, pool.name, len(devices))
+        entry.task = self._spawn(self._launch(replica_id, pool, entry))
+
+    async def _launch(self, replica_id: str, pool: Pool, entry: Provisioning) -> None:
+        if pool.startup_delay_s > 0:  # elastic capacity being provisioned
+            await asyncio.sleep(pool.startup_delay_s)
         container = self.spec.container
         env = {e.name: e.value for e in container.env}
         env.update(
@@ -173,6 +266,8 @@ class RevisionWorkload:
             K_CONFIGURATION=self.spec.service,
             K_REVISION=self.spec.revision,
         )
+        if not entry.devices:
+            env.setdefault("CUDA_VISIBLE_DEVICES", "")  # no GPU unless one was assigned
         replica_spec = ReplicaSpec(
             replica_id=replica_id,
             namespace=self.spec.namespace,
@@ -183,12 +278,33 @@ class RevisionWorkload:
             working_dir=container.working_dir,
             probe=self.spec.probe(),
             log_path=self.spec.log_dir / f"{replica_id}.log",
+            pool=pool.name,
+            devices=entry.devices,
         )
-        if self.started_waiting is None:
-            self.started_waiting = time.monotonic()
+        entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)
+        if self.provisioning.pop(replica_id, None) is None:
+            return  # it failed to start; _exited has dealt with it
         self.replicas[replica_id] = replica
-        self._spawn(self._watch_progress(replica))
+        if entry.cancelled:
+            self._spawn(self._drain_and_stop(replica))
+        else:
+            self._spawn(self._watch_progress(replica))
+
+    def _stop(self, replica_id: str) -> None:
+        entry = self.provisioning.get(replica_id)
+        if entry is not None:
+            if entry.launched:
+                entry.cancelled = True
+            else:
+                del self.provisioning[replica_id]
+                if entry.task is not None:
+                    entry.task.cancel()
+                self._gone(replica_id)
+            return
+        replica = self.replicas.get(replica_id)
+        if replica is not None and replica_id not in self._stopping:
+            self._spawn(self._drain_and_stop(replica))
 
     async def _drain_and_stop(self, replica: Replica) -> None:
         """No new requests; let in-flight ones finish (bounded by the revision timeout); stop."""
@@ -199,9 +315,15 @@ class RevisionWorkload:
             await asyncio.sleep(0.05)
         self.throttler.remove_endpoint(replica.replica_id)
         await self.runtime.stop(replica, self.spec.termination_grace_s)
-        self.replicas.pop(replica.replica_id, None)
         self._stopping.discard(replica.replica_id)
-        self.on_status(self)
+        self.replicas.pop(replica.replica_id, None)
+        self._gone(replica.replica_id)
+        self.events.status_changed(self)
+
+    def _gone(self, replica_id: str) -> None:
+        """The replica no longer holds pool resources (called once per replica)."""
+        self.replica_labels.pop(replica_id, None)
+        self.events.replica_gone(self, replica_id)
 
     async def _watch_progress(self, replica: Replica) -> None:
         """Knative's progress deadline: a replica that is not ready in time is given up."""
@@ -216,18 +338,16 @@ class RevisionWorkload:
                 replica,
             )
         else:
-            self._restart_later(replica, "ProgressDeadlineExceeded")
+            self._back_off(replica, "ProgressDeadlineExceeded")
 
     # -- runtime events -----------------------------------------------------------------------
 
     def _on_change(self, replica: Replica) -> None:
-        if replica.replica_id not in self.replicas:
-            self.replicas[replica.replica_id] = replica
         if replica.state is ReplicaState.READY:
             self._became_ready(replica)
         elif replica.state is ReplicaState.NOT_READY:
             self.throttler.remove_endpoint(replica.replica_id)
-            self.on_status(self)
+            self.events.status_changed(self)
         elif replica.state is ReplicaState.FAILED:
             self._exited(replica)
 
@@ -238,32 +358,44 @@ class RevisionWorkload:
         first = not self.ever_ready
         self.ever_ready = True
         self.failed_reason = None
+        labels = (self.spec.namespace, self.spec.service, self.spec.revision)
         if replica.startup_seconds is not None:
-            REPLICA_STARTUP_SECONDS.labels(*self._labels).observe(replica.startup_seconds)
-            self.on_replica_ready(replica)
+            REPLICA_STARTUP_SECONDS.labels(*labels, replica.spec.pool).observe(
+                replica.startup_seconds
+            )
+            self.events.replica_ready(self, replica)
         cold = self.throttler.add_endpoint(Endpoint(replica.replica_id, replica.host, replica.port))
         if cold is not None:
-            COLD_STARTS.labels(*self._labels).inc()
-            COLD_START_SECONDS.labels(*self._labels).observe(cold)
-        self.started_waiting = None
+            COLD_STARTS.labels(*labels).inc()
+            COLD_START_SECONDS.labels(*labels).observe(cold)
         if first or self.ready_count() == 1:
-            self.on_status(self)
+            self.events.status_changed(self)
 
     def _exited(self, replica: Replica) -> None:
+        """A replica ended on its own (crash, exit, failed spawn)."""
         self.throttler.remove_endpoint(replica.replica_id)
+        if replica.replica_id in self._stopping:
+            return  # _drain_and_stop finishes the bookkeeping
         self.replicas.pop(replica.replica_id, None)
-        if self._closed or replica.replica_id in self._stopping:
+        self.provisioning.pop(replica.replica_id, None)  # failed while being started
+        self._gone(replica.replica_id)
+        if self._closed:
             return
         code = replica.exit_code
         reason = f"ExitCode{code}" if code is not None else "StartFailed"
         if not self.ever_ready:
             self._fail(reason, replica.reason or f"exited with code {code}", replica)
             return
-        self._restart_later(replica, reason)
+        self._back_off(replica, reason)
 
-    def _restart_later(self, replica: Replica, reason: str) -> None:
-        """Replace a replica of a revision that was ready before, backing off while new
-        replicas keep failing to become ready."""
+    def replace(self, replica_id: str) -> None:
+        """The gateway could not connect to this replica: stop it; the scheduler replaces it."""
+        self._stop(replica_id)
+        self.events.needs_placement(self)
+
+    def _back_off(self, replica: Replica, reason: str) -> None:
+        """Delay the replacement of a replica of a revision that was ready before, longer while
+        new replicas keep failing to become ready."""
         if not replica.ever_ready:
             self.crash_streak += 1
         if self.crash_streak >= CRASH_LOOP_LIMIT:
@@ -273,19 +405,8 @@ class RevisionWorkload:
                 f"before ready ({reason}); last log lines:\n{tail}"
             )
         backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, self.crash_streak - 1))
-        self._spawn(self._replace_after(backoff))
-
-    def replace(self, replica_id: str) -> None:
-        """The gateway could not connect to this replica: stop it and start another."""
-        replica = self.replicas.get(replica_id)
-        if replica is not None and replica_id not in self._stopping:
-            self._spawn(self._drain_and_stop(replica))
-            self._spawn(self._replace_after(0.0))
-
-    async def _replace_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if not self._closed and len(self.live()) < self.desired:
-            await self._start_replica()
+        self._next_start_at = time.monotonic() + backoff
+        asyncio.get_running_loop().call_later(backoff, self.events.needs_placement, self)
 
     def _fail(self, reason: str, message: str, replica: Replica) -> None:
         tail = self._log_tail(replica)
@@ -294,24 +415,29 @@ class RevisionWorkload:
         self.throttler.fail(
             f"revision {self.spec.revision} failed: {reason}: {self.failed_message}"
         )
-        self.on_status(self)
+        self.events.status_changed(self)
 
     def _log_tail(self, replica: Replica) -> str:
         return "\n".join(self.runtime.log_tail(replica.spec, LOG_LINES_IN_REASON))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> None:
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         """Drain and stop every replica (service deleted, revision collected, platform stop)."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        for replica_id in list(self.provisioning):
+            self._stop(replica_id)
         await asyncio.gather(
-            *(self._drain_and_stop(r) for r in list(self.replicas.values())),
+            *(
+                self._drain_and_stop(r)
+                for r in list(self.replicas.values())
+                if r.replica_id not in self._stopping
+            ),
             return_exceptions=True,
         )

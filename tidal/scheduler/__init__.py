@@ -1,0 +1,1 @@
+"""Pure scheduling: replicas onto pools by ResourcePolicy, GPU devices, cost (DESIGN.md)."""
