@@ -20,6 +20,7 @@ from tidal.api.manifest import load_documents
 
 DEFAULT_SERVER = "http://127.0.0.1:8081"
 KNATIVE = "/apis/serving.knative.dev/v1"
+SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 TIDAL = "/apis/tidal.dev/v1"
 RESOURCES = {
     "services": "services",
@@ -33,7 +34,12 @@ RESOURCES = {
     "route": "routes",
     "replicas": "replicas",
     "replica": "replicas",
+    "resourcepolicies": "resourcepolicies",
+    "resourcepolicy": "resourcepolicies",
+    "pools": "pools",
+    "pool": "pools",
 }
+GROUPS = {"resourcepolicies": SCHEDULING}
 
 console = Console()
 if not console.is_terminal:  # piped: never truncate table cells to 80 columns
@@ -200,9 +206,12 @@ def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None
     if fmt:
         output(result, fmt)
         return
+    verb = "validated" if dry_run else "configured"
     for item in result["items"]:
+        if item["kind"] != "Service":
+            click.echo(f"{item['kind'].lower()}/{item['metadata']['name']} {verb}")
+            continue
         status = item.get("status", {})
-        verb = "validated" if dry_run else "configured"
         click.echo(
             f"service/{item['metadata']['name']} {verb} "
             f"(revision {status.get('latestCreatedRevisionName')}, url {status.get('url')})"
@@ -228,18 +237,21 @@ def get(
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
-            f"unknown resource {resource!r} (services, revisions, routes, replicas)"
+            f"unknown resource {resource!r} "
+            "(services, revisions, routes, replicas, pools, resourcepolicies)"
         )
     ns_path = "" if all_namespaces else f"/namespaces/{namespace}"
-    if plural == "replicas":
-        items = client.call("GET", f"{TIDAL}{ns_path}/replicas")["items"]
+    group = GROUPS.get(plural, KNATIVE)
+    if plural in ("replicas", "pools"):
+        path = f"{TIDAL}{ns_path}/replicas" if plural == "replicas" else f"{TIDAL}/pools"
+        items = client.call("GET", path)["items"]
         if name:
-            items = [i for i in items if name in (i["service"], i["revision"], i["name"])]
+            items = [i for i in items if name in (i.get("service"), i.get("revision"), i["name"])]
         result: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": items}
     elif name:
-        result = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/{plural}/{name}")
+        result = client.call("GET", f"{group}/namespaces/{namespace}/{plural}/{name}")
     else:
-        result = client.call("GET", f"{KNATIVE}{ns_path}/{plural}")
+        result = client.call("GET", f"{group}{ns_path}/{plural}")
     if fmt in ("json", "yaml"):
         output(result, fmt)
         return
@@ -321,15 +333,63 @@ def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
         row = [
             item["name"],
             item["revision"],
-            item["pool"],
+            item["pool"] or "-",
             item["state"],
-            str(item["port"]),
+            str(item["port"] or "-"),
             str(item["inFlight"]),
             f"{startup:.2f}s" if startup is not None else "-",
         ]
         if wide:
-            row += [str(item["pid"]), item["logPath"]]
+            row += [str(item["pid"] or "-"), item["logPath"] or item.get("reason", "-")]
         table.add_row(*row)
+    return table
+
+
+def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = _table("NAME", "KIND", "LABELS", "REPLICAS", "CPU", "MEMORY", "GPUS", "STARTUP")
+
+    def used(item: dict[str, Any], key: str, fmt: Any = str) -> str:
+        limit = item["capacity"][key]
+        return f"{fmt(item['used'][key])}/{'-' if limit is None else fmt(limit)}"
+
+    for item in items:
+        gpus = item["capacity"]["gpus"]
+        table.add_row(
+            item["name"],
+            item["kind"],
+            ",".join(f"{k}={v}" for k, v in item["labels"].items()),
+            used(item, "replicas"),
+            used(item, "cpu", lambda v: f"{v:g}"),
+            used(item, "memory", _bytes),
+            f"{','.join(item['used']['gpus']) or '-'} of {','.join(gpus) or '-'}",
+            f"{item['startupDelaySeconds']:g}s",
+        )
+    return table
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
+
+
+def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = _table("NAME", "SELECTOR", "STRATEGY", "UNITS", "WHEN-TRY-NEXT")
+    for item in items:
+        spec = item["spec"]
+        units = ", ".join(
+            f"{u['resource']}{u.get('nodeSelector', {})}"
+            + (f" max {u['max']}" if "max" in u else "")
+            for u in spec.get("units", [])
+        )
+        table.add_row(
+            item["metadata"]["name"],
+            ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()),
+            spec.get("strategy", "prefer"),
+            units,
+            spec.get("whenTryNextUnits", {}).get("policy", "LackResourceOrExceedMax"),
+        )
     return table
 
 
@@ -338,6 +398,8 @@ TABLES = {
     "revisions": revisions_table,
     "routes": routes_table,
     "replicas": replicas_table,
+    "pools": pools_table,
+    "resourcepolicies": policies_table,
 }
 
 
@@ -380,6 +442,8 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
                 f"panic={autoscaler['inPanic']}, {autoscaler['reason']}",
                 markup=False,
             )
+        for reason in revision.get("status", {}).get("pendingReplicas", []):
+            console.print(f"  {revision['metadata']['name']}: pending: {reason}", markup=False)
         for condition in revision.get("status", {}).get("conditions", []):
             if condition.get("message"):
                 console.print(
@@ -399,19 +463,24 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
 def delete(
     client: Client, resource: str | None, name: str | None, files: tuple[str, ...], namespace: str
 ) -> None:
-    """Delete a service (`delete service NAME` or `delete -f FILE`)."""
-    targets: list[tuple[str, str]] = []
+    """Delete a service or resource policy (`delete service NAME`, `delete -f FILE`)."""
+    targets: list[tuple[str, str, str]] = []
     if files:
         for doc in load_manifests(files):
             meta = doc.get("metadata", {})
-            targets.append((meta.get("namespace", "default"), meta.get("name", "")))
-    elif resource in ("service", "services", "svc", "ksvc") and name:
-        targets.append((namespace, name))
+            plural = "resourcepolicies" if doc.get("kind") == "ResourcePolicy" else "services"
+            targets.append((plural, meta.get("namespace", "default"), meta.get("name", "")))
+    elif RESOURCES.get(resource or "") in ("services", "resourcepolicies") and name:
+        targets.append((RESOURCES[resource or ""], namespace, name))
     else:
-        raise click.UsageError("use `tidal delete service NAME` or `tidal delete -f FILE`")
-    for ns, svc in targets:
-        client.call("DELETE", f"{KNATIVE}/namespaces/{ns}/services/{svc}")
-        click.echo(f"service/{svc} deleted")
+        raise click.UsageError(
+            "use `tidal delete service NAME`, `tidal delete resourcepolicy NAME` "
+            "or `tidal delete -f FILE`"
+        )
+    for plural, ns, target in targets:
+        client.call("DELETE", f"{GROUPS.get(plural, KNATIVE)}/namespaces/{ns}/{plural}/{target}")
+        kind = "service" if plural == "services" else "resourcepolicy"
+        click.echo(f"{kind}/{target} deleted")
 
 
 @main.command()
@@ -490,3 +559,37 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     if not sep or not key or not value:
         raise click.BadParameter(f"{text!r}: expected NAME=VALUE", param_hint=option)
     return key, value
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="How far back, e.g. 1h, 30m.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))
+@click.pass_obj
+def cost(client: Client, since: str, fmt: str | None) -> None:
+    """Replica-seconds, GPU-seconds and cost per service, revision and pool."""
+    import time
+
+    from tidal.api.units import parse_duration
+
+    try:
+        start = time.time() - parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    result = client.call("GET", f"{TIDAL}/cost?start={start}")
+    if fmt:
+        output(result, fmt)
+        return
+    table = _table("SERVICE", "REVISION", "POOL", "REPLICA-SECONDS", "GPU-SECONDS", "COST")
+    total = 0.0
+    for item in result["items"]:
+        total += item["cost"]
+        table.add_row(
+            item["service"],
+            item["revision"],
+            item["pool"],
+            f"{item['replicaSeconds']:.1f}",
+            f"{item['gpuSeconds']:.1f}",
+            f"{item['cost']:.4f}",
+        )
+    console.print(table)
+    console.print(f"total cost {total:.4f} over the last {since}")

@@ -3,7 +3,7 @@
     PORT=8000 python examples/hello/app.py
 
 GET /                           Hello from <K_REVISION>!   (?sleep=MS waits first)
-GET /env                        PORT, K_SERVICE, K_CONFIGURATION, K_REVISION, TARGET as JSON
+GET /env                        PORT, K_*, TARGET and the visible GPUs as JSON
 GET /stream?chunks=N&delay=MS   N chunks, MS apart, with chunked transfer encoding
 
 STARTUP_DELAY (seconds) delays listening, to make cold starts visible.
@@ -19,7 +19,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-ENV_KEYS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION", "TARGET")
+ENV_KEYS = (
+    "PORT",
+    "K_SERVICE",
+    "K_CONFIGURATION",
+    "K_REVISION",
+    "TARGET",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+)
 REVISION = os.environ.get("K_REVISION", "standalone")
 
 

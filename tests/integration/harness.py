@@ -242,3 +242,43 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+class Load:
+    """Closed-loop load in a background thread: `concurrency` clients each sending requests
+    back to back; the level can change while it runs. Collects every status code."""
+
+    def __init__(self, gateway: str, host_header: str, path: str) -> None:
+        import threading
+
+        self.gateway, self.host_header, self.path = gateway, host_header, path
+        self.concurrency = 0
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self, concurrency: int) -> Load:
+        self.concurrency = concurrency
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        return self.statuses
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def client(index: int) -> None:
+                while not self._stop.is_set():
+                    if index >= self.concurrency:
+                        await asyncio.sleep(0.05)
+                        continue
+                    url = self.gateway + self.path
+                    async with session.get(url, headers={"Host": self.host_header}) as response:
+                        await response.read()
+                        self.statuses.append(response.status)
+
+            await asyncio.gather(*(client(i) for i in range(32)))

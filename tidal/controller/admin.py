@@ -6,11 +6,16 @@ Paths:
   POST   /apis/tidal.dev/v1/apply[?dryRun=true]       body: {"items": [Service, ...]}
   GET    /apis/tidal.dev/v1[/namespaces/{ns}]/replicas
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N]
+  GET    /apis/scheduling.alibabacloud.com/v1alpha1[/namespaces/{ns}]/resourcepolicies[/{name}]
+  DELETE /apis/scheduling.alibabacloud.com/v1alpha1/namespaces/{ns}/resourcepolicies/{name}
+  GET    /apis/tidal.dev/v1/pools
+  GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +25,14 @@ from tidal.api.errors import InvalidSpec
 from tidal.controller.platform import Platform
 from tidal.store.sqlite import Conflict
 
-KINDS = {"services": "Service", "revisions": "Revision", "routes": "Route"}
+KINDS = {
+    "services": "Service",
+    "revisions": "Revision",
+    "routes": "Route",
+    "resourcepolicies": "ResourcePolicy",
+}
 KNATIVE = "/apis/serving.knative.dev/v1"
+SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 TIDAL = "/apis/tidal.dev/v1"
 
 
@@ -57,11 +68,13 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
         return web.json_response(view(kind, obj))
 
     async def delete_object(request: web.Request) -> web.Response:
-        if request.match_info["plural"] != "services":
-            return error(405, "only services can be deleted; revisions go with GC")
+        plural = request.match_info["plural"]
+        deleters = {"services": platform.delete_service, "resourcepolicies": platform.delete_policy}
+        if plural not in deleters:
+            return error(405, f"{plural} cannot be deleted; revisions and routes follow services")
         ns, name = request.match_info["ns"], request.match_info["name"]
-        if not platform.delete_service(ns, name):
-            return error(404, f'services "{name}" not found in {ns}')
+        if not deleters[plural](ns, name):
+            return error(404, f'{plural} "{name}" not found in {ns}')
         return web.json_response({"kind": "Status", "status": "Success"})
 
     async def apply(request: web.Request) -> web.Response:
@@ -94,6 +107,18 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
         text = platform.logs(ns, name, request.query.get("revision"), tail)
         return web.Response(text=text + "\n" if text else "")
 
+    async def pools(_: web.Request) -> web.Response:
+        return as_list(platform.pool_usage())
+
+    async def cost(request: web.Request) -> web.Response:
+        try:
+            now = time.time()
+            start = float(request.query.get("start", 0))
+            end = float(request.query.get("end", now))
+        except ValueError:
+            return error(400, "start and end must be epoch seconds")
+        return as_list(platform.cost(start, end, now))
+
     async def metrics(_: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
@@ -113,8 +138,11 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
     app.router.add_get(f"{TIDAL}/replicas", replicas)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/replicas", replicas)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/logs", logs)
-    app.router.add_get(f"{KNATIVE}/{{plural}}", list_objects)
-    app.router.add_get(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}", list_objects)
-    app.router.add_get(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)
-    app.router.add_delete(f"{KNATIVE}/namespaces/{{ns}}/{{plural}}/{{name}}", delete_object)
+    app.router.add_get(f"{TIDAL}/pools", pools)
+    app.router.add_get(f"{TIDAL}/cost", cost)
+    for group in (KNATIVE, SCHEDULING):
+        app.router.add_get(f"{group}/{{plural}}", list_objects)
+        app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}", list_objects)
+        app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)
+        app.router.add_delete(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", delete_object)
     return app

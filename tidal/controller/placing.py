@@ -8,13 +8,19 @@ hands each decision to the revision's workload.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy, selects
 from tidal.controller.workload import RevisionWorkload
 from tidal.scheduler.cost import CostLedger
 from tidal.scheduler.placement import place_all, tally
+
+COST_LABELS = ["service", "revision", "pool"]
 
 
 class Placer:
@@ -55,3 +61,77 @@ class Placer:
             workloads, place_all(requests, self.pools, usage, now), strict=True
         ):
             workload.apply(decision, self.pools_by_name)
+
+    def pool_usage(self, workloads: Iterable[RevisionWorkload]) -> list[dict[str, Any]]:
+        """Capacity and use of each pool, for `tidal get pools`."""
+        placed = [item for w in workloads for item in w.placed()]
+        usage = tally(self.pools, placed)
+        items = []
+        for pool in self.pools:
+            used = usage[pool.name]
+            items.append(
+                {
+                    "name": pool.name,
+                    "kind": pool.kind,
+                    "labels": pool.labels,
+                    "capacity": {
+                        "cpu": pool.cpu,
+                        "memory": pool.memory,
+                        "gpus": list(pool.gpus),
+                        "replicas": pool.max_replicas,
+                    },
+                    "used": {
+                        "cpu": used.cpu,
+                        "memory": used.memory,
+                        "gpus": sorted(used.devices),
+                        "replicas": used.replicas,
+                    },
+                    "replicas": sorted(p.replica_id for p, _ in placed if p.pool == pool.name),
+                    "startupDelaySeconds": pool.startup_delay_s,
+                    "price": {
+                        "replicaSecond": pool.price.replica_second,
+                        "gpuSecond": pool.price.gpu_second,
+                    },
+                }
+            )
+        return items
+
+    def cost(self, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        """Replica-seconds, GPU-seconds and cost per service, revision and pool in [start, end)."""
+        return [
+            {
+                "service": key.service,
+                "revision": key.revision,
+                "pool": key.pool,
+                "replicaSeconds": use.replica_seconds,
+                "gpuSeconds": use.gpu_seconds,
+                "cost": use.cost,
+            }
+            for key, use in sorted(self.ledger.usage(start, end, now).items())
+        ]
+
+
+class CostCollector(Collector):
+    """The ledger's totals as Prometheus counters, computed when scraped."""
+
+    def __init__(self, ledger: CostLedger) -> None:
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        families = {
+            "replica_seconds": CounterMetricFamily(
+                "tidal_replica_seconds", "Replica-seconds used", labels=COST_LABELS
+            ),
+            "gpu_seconds": CounterMetricFamily(
+                "tidal_gpu_seconds", "GPU-seconds used", labels=COST_LABELS
+            ),
+            "cost": CounterMetricFamily(
+                "tidal_cost", "Cost by the pools' prices", labels=COST_LABELS
+            ),
+        }
+        now = time.time()
+        for key, use in sorted(self.ledger.usage(0.0, now, now).items()):
+            labels = [key.service, key.revision, key.pool]
+            for name, family in families.items():
+                family.add_metric(labels, getattr(use, name))
+        yield from families.values()

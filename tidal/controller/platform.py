@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from tidal.api.autoscaling import parse_autoscaling_annotations
 from tidal.api.config import PlatformConfig
 from tidal.api.errors import InvalidSpec
@@ -24,12 +26,14 @@ from tidal.api.manifest import (
     ValidService,
     validate_service,
 )
+from tidal.api.resource_policy import KIND as RESOURCE_POLICY
+from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.api.service import RevisionSpec
 from tidal.api.units import parse_duration
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.history import HistoryRecorder
-from tidal.controller.placing import Placer
+from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
     CONFIGURATION_LABEL,
     GENERATION_LABEL,
@@ -42,7 +46,7 @@ from tidal.controller.traffic import host_name, host_table, resolve_traffic
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
-from tidal.runtime.base import Replica, Runtime
+from tidal.runtime.base import Replica, ReplicaState, Runtime
 from tidal.store.history import MetricHistory
 from tidal.store.sqlite import Store
 
@@ -70,9 +74,26 @@ class ServicePlan:
     """What one applied Service document will write."""
 
     valid: ValidService
-    service: dict[str, Any]
+    doc: dict[str, Any]
     revision: dict[str, Any] | None
     expected_version: str | None
+
+    @property
+    def key(self) -> str:
+        return key_of(self.valid.namespace, self.valid.name)
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    """What one applied ResourcePolicy document will write."""
+
+    policy: ResourcePolicy
+    doc: dict[str, Any]
+    expected_version: str | None
+
+    @property
+    def key(self) -> str:
+        return key_of(self.doc["metadata"]["namespace"], self.doc["metadata"]["name"])
 
 
 def key_of(namespace: str, name: str) -> str:
@@ -88,6 +109,8 @@ class Platform:
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
         self.placer = Placer(config.pools)
+        self._cost_collector = CostCollector(self.placer.ledger)
+        REGISTRY.register(self._cost_collector)
         self.scaling = ScalingLoop(HistoryRecorder(self.history), on_round=self.place)
         self.services: dict[str, ValidService] = {}
         self.workloads: dict[str, RevisionWorkload] = {}
@@ -113,6 +136,7 @@ class Platform:
         await self.scaling.stop()
         await asyncio.gather(*(w.close() for w in self.workloads.values()), return_exceptions=True)
         await self.runtime.close()
+        REGISTRY.unregister(self._cost_collector)
         self.history.close()
         self.store.close()
 
@@ -126,6 +150,11 @@ class Platform:
 
     def restore(self) -> None:
         """Rebuild workloads and routes from the store (after a restart or a kill -9)."""
+        for doc in self.store.list(RESOURCE_POLICY):
+            policy = validate_resource_policy(_strip_server_fields(doc))
+            self.placer.policies[
+                key_of(doc["metadata"]["namespace"], policy.metadata.name or "")
+            ] = policy
         for doc in self.store.list("Service"):
             try:
                 valid = validate_service(_strip_server_fields(doc), self.config.autoscaler)
@@ -143,14 +172,14 @@ class Platform:
 
     def apply(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[dict[str, Any]]:
         """Validate every document, then store all of them in one transaction, or none."""
-        plans: list[ServicePlan] = []
+        plans: list[ServicePlan | PolicyPlan] = []
         seen: set[str] = set()
         for index, doc in enumerate(docs):
             try:
-                plan = self._plan_service(doc)
-                key = key_of(plan.valid.namespace, plan.valid.name)
+                plan = self._plan(doc)
+                key = f"{plan.doc['kind']} {plan.key}"
                 if key in seen:
-                    raise InvalidSpec("metadata.name", f"Service {key} appears twice")
+                    raise InvalidSpec("metadata.name", f"{key} appears twice")
                 seen.add(key)
             except InvalidSpec as exc:
                 if len(docs) > 1:
@@ -158,24 +187,41 @@ class Platform:
                 raise
             plans.append(plan)
         if dry_run:
-            return [p.service for p in plans]
+            return [p.doc for p in plans]
         with self.store.transaction():
             for plan in plans:
-                self.store.put(plan.service, plan.expected_version)
-                if plan.revision is not None:
+                self.store.put(plan.doc, plan.expected_version)
+                if isinstance(plan, ServicePlan) and plan.revision is not None:
                     self.store.put(plan.revision)
         for plan in plans:
-            key = key_of(plan.valid.namespace, plan.valid.name)
-            self.services[key] = plan.valid
+            if isinstance(plan, PolicyPlan):
+                self.placer.policies[plan.key] = plan.policy
+                continue
+            self.services[plan.key] = plan.valid
             if plan.revision is not None:
                 self._add_workload(plan.valid, plan.revision, restored=None)
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
         self.collect_garbage()
-        return [p.service for p in plans]
+        self.place()
+        return [p.doc for p in plans]
+
+    def _plan(self, doc: dict[str, Any]) -> ServicePlan | PolicyPlan:
+        kind = doc.get("kind")
+        if kind == "Service":
+            return self._plan_service(doc)
+        if kind == RESOURCE_POLICY:
+            policy = validate_resource_policy(doc)
+            stored = policy.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+            expected = stored["metadata"].get("resourceVersion")
+            for server_field in SERVER_METADATA:
+                stored["metadata"].pop(server_field, None)
+            stored["metadata"]["namespace"] = policy.metadata.namespace or "default"
+            return PolicyPlan(policy, stored, expected)
+        raise InvalidSpec(
+            "kind", f"unsupported kind {kind!r} (supported: Service, {RESOURCE_POLICY})"
+        )
 
     def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
-        if doc.get("kind") != "Service":
-            raise InvalidSpec("kind", f"unsupported kind {doc.get('kind')!r} (supported: Service)")
         valid = validate_service(doc, self.config.autoscaler)
         service = valid.service.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
         expected = service["metadata"].get("resourceVersion")
@@ -205,6 +251,13 @@ class Platform:
         service["status"] = status
         self._set_service_conditions(service)
         return ServicePlan(valid, service, revision, expected)
+
+    def delete_policy(self, namespace: str, name: str) -> bool:
+        if not self.store.delete(RESOURCE_POLICY, namespace, name):
+            return False
+        self.placer.policies.pop(key_of(namespace, name), None)
+        self.place()
+        return True
 
     def delete_service(self, namespace: str, name: str) -> bool:
         key = key_of(namespace, name)
@@ -559,27 +612,71 @@ class Platform:
                 }
         return revision
 
+    def pool_usage(self) -> list[dict[str, Any]]:
+        return self.placer.pool_usage(self.workloads.values())
+
+    def cost(self, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        return self.placer.cost(start, end, now)
+
     def replicas(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every replica, with the ones still provisioning on their pool and the ones that are
+        pending (no room anywhere the policy allows) and why."""
         items = []
         for workload in self.workloads.values():
-            if namespace is not None and workload.spec.namespace != namespace:
+            spec = workload.spec
+            if namespace is not None and spec.namespace != namespace:
                 continue
+            base = {"namespace": spec.namespace, "service": spec.service, "revision": spec.revision}
             for replica in workload.replicas.values():
+                state = replica.state.value
+                if workload.is_stopping(replica.replica_id):
+                    state = ReplicaState.DRAINING.value
                 items.append(
                     {
                         "name": replica.replica_id,
-                        "namespace": workload.spec.namespace,
-                        "service": workload.spec.service,
-                        "revision": workload.spec.revision,
+                        **base,
                         "pool": replica.spec.pool,
                         "devices": list(replica.spec.devices),
-                        "state": replica.state.value,
+                        "state": state,
                         "host": replica.host,
                         "port": replica.port,
                         "pid": replica.pid,
                         "inFlight": workload.throttler.in_flight_of(replica.replica_id),
                         "startupSeconds": replica.startup_seconds,
                         "logPath": str(replica.spec.log_path),
+                    }
+                )
+            for replica_id, entry in workload.provisioning.items():
+                items.append(
+                    {
+                        "name": replica_id,
+                        **base,
+                        "pool": entry.pool,
+                        "devices": list(entry.devices),
+                        "state": "Provisioning",
+                        "host": None,
+                        "port": None,
+                        "pid": None,
+                        "inFlight": 0,
+                        "startupSeconds": None,
+                        "logPath": None,
+                    }
+                )
+            for index, pending in enumerate(workload.pending):
+                items.append(
+                    {
+                        "name": f"{spec.revision}-pending-{index}",
+                        **base,
+                        "pool": None,
+                        "devices": [],
+                        "state": "Pending",
+                        "reason": pending.reason,
+                        "host": None,
+                        "port": None,
+                        "pid": None,
+                        "inFlight": 0,
+                        "startupSeconds": None,
+                        "logPath": None,
                     }
                 )
         return items

@@ -158,6 +158,9 @@ class RevisionWorkload:
             if r.state is ReplicaState.READY and r.replica_id not in self._stopping
         )
 
+    def is_stopping(self, replica_id: str) -> bool:
+        return replica_id in self._stopping
+
     def live_count(self) -> int:
         """Replicas that count towards the desired number: provisioning, starting or running."""
         running = sum(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tidal.api.pools import Pool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class CostKey:
     service: str
     revision: str

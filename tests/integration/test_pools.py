@@ -1,0 +1,142 @@
+"""Pools and ResourcePolicy end to end: reserved first, burst to elastic, shed elastic first;
+whole GPUs per replica; cost per pool."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+
+from tests.integration.harness import (
+    FAST_AUTOSCALER,
+    Load,
+    Platform,
+    hello_service,
+    host,
+    wait_until,
+)
+
+POOLS = [
+    {
+        "name": "reserved",
+        "kind": "reserved",
+        "labels": {"tier": "ecs"},
+        "capacity": {"nvidia.com/gpu": ["0", "1"]},
+        "price": {"replicaSecond": 0.0002, "gpuSecond": 0.0008},
+    },
+    {
+        "name": "elastic",
+        "kind": "elastic",
+        "labels": {"tier": "eci"},
+        "startupDelay": "1s",
+        "price": {"replicaSecond": 0.0005, "gpuSecond": 0.002},
+    },
+]
+
+POLICY = {
+    "apiVersion": "scheduling.alibabacloud.com/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "burst", "namespace": "default"},
+    "spec": {
+        "selector": {"serving.knative.dev/service": "burst"},
+        "strategy": "prefer",
+        "units": [
+            {"resource": "ecs", "nodeSelector": {"tier": "ecs"}, "max": 2},
+            {"resource": "eci", "nodeSelector": {"tier": "eci"}},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    p = Platform(
+        tmp_path_factory.mktemp("pools"), {"autoscaler": FAST_AUTOSCALER, "pools": POOLS}
+    ).start()
+    yield p
+    p.stop()
+
+
+def ready_by_pool(platform: Platform, service: str) -> dict[str, int]:
+    return dict(
+        collections.Counter(r["pool"] for r in platform.replicas(service) if r["state"] == "Ready")
+    )
+
+
+def test_reserved_first_burst_to_elastic_shed_elastic_first(platform):
+    # One replica per in-flight request: target 1 at 100% utilization.
+    annotations = {
+        "autoscaling.knative.dev/target": "1",
+        "autoscaling.knative.dev/target-utilization-percentage": "100",
+        "autoscaling.knative.dev/max-scale": "5",
+    }
+    out = platform.apply(POLICY, hello_service("burst", annotations)).stdout
+    assert "resourcepolicy/burst configured" in out
+    platform.wait_ready("burst")
+    load = Load(platform.gateway, host("burst"), "/?sleep=400").start(5)
+    try:
+        wait_until(
+            lambda: ready_by_pool(platform, "burst") == {"reserved": 2, "elastic": 3},
+            60,
+            "2 reserved + 3 elastic replicas",
+            period=0.5,
+        )
+        load.concurrency = 2
+        seen = []
+
+        def shed() -> bool:
+            pools = ready_by_pool(platform, "burst")
+            seen.append(pools)
+            live = [r for r in platform.replicas("burst") if r["state"] != "Draining"]
+            return pools == {"reserved": 2} and len(live) == 2
+
+        wait_until(shed, 60, "the elastic replicas to go", period=0.5)
+        # While shrinking, the reserved replicas never went below 2: elastic went first.
+        assert all(p.get("reserved", 0) == 2 for p in seen), seen
+    finally:
+        statuses = load.stop()
+    assert statuses and set(statuses) == {200}, collections.Counter(statuses)
+    pools = {p["name"]: p for p in platform.get_json("pools")["items"]}
+    assert pools["reserved"]["used"]["replicas"] >= 2
+    assert "reserved" in platform.cli("get", "pools").stdout
+    costs = json.loads(platform.cli("cost", "-o", "json").stdout)["items"]
+    burst = {c["pool"]: c for c in costs if c["service"] == "burst"}
+    assert burst["elastic"]["replicaSeconds"] > 0 and burst["reserved"]["replicaSeconds"] > 0
+    elastic = burst["elastic"]
+    assert elastic["cost"] == pytest.approx(elastic["replicaSeconds"] * 0.0005)
+    metrics = platform.api("GET", "/metrics")[1].decode()
+    assert 'tidal_cost_total{pool="elastic",revision="burst-00001",service="burst"}' in metrics
+
+
+def test_whole_gpus_per_replica_and_pending_with_reason(platform):
+    doc = hello_service("gpu", {"autoscaling.knative.dev/min-scale": "3"})
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"nvidia.com/gpu": 1}
+    }
+    platform.apply(doc)
+    wait_until(lambda: ready_by_pool(platform, "gpu") == {"reserved": 2}, 30, "2 GPU replicas")
+    replicas = platform.replicas("gpu")
+    devices = sorted(d for r in replicas if r["state"] == "Ready" for d in r["devices"])
+    assert devices == ["0", "1"]
+    pending = [r for r in replicas if r["state"] == "Pending"]
+    assert len(pending) == 1 and "nvidia.com/gpu" in pending[0]["reason"]
+    assert "pending:" in platform.cli("describe", "service", "gpu").stdout
+    seen = {
+        json.loads(platform.request(host("gpu"), "/env")[2])["CUDA_VISIBLE_DEVICES"]
+        for _ in range(20)
+    }
+    assert seen <= {"0", "1"} and seen
+    # The other service's replicas see no GPU at all.
+    env = json.loads(platform.request(host("burst"), "/env")[2])
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_bad_policy_is_rejected(platform):
+    bad = json.loads(json.dumps(POLICY))
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["whenTryNextUnits"] = {"policy": "Sometimes"}
+    result = platform.apply(bad, check=False)
+    assert result.returncode != 0 and "spec.whenTryNextUnits.policy" in result.stderr
+    result = platform.cli("get", "resourcepolicies", "bad", check=False)
+    assert result.returncode != 0
