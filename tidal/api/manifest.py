@@ -19,6 +19,7 @@ from tidal.api.autoscaling import (
     parse_autoscaling_annotations,
 )
 from tidal.api.errors import InvalidSpec
+from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
 from tidal.api.service import API_VERSION, DNS1035, Service, TrafficTarget
 from tidal.api.units import parse_duration
 
@@ -26,6 +27,8 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
+# tidal.dev/ annotations that the platform itself writes on revisions.
+PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ValidService:
 
     service: Service
     autoscaling: AutoscalingAnnotations
+    predictive: PredictiveAnnotations
     progress_deadline_s: float | None
     rollout_duration_s: float | None
 
@@ -124,6 +128,9 @@ def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidServ
             )
 
     autoscaling = parse_autoscaling_annotations(template_meta.annotations, config)
+    predictive = parse_predictive_annotations(
+        template_meta.annotations, also_known=PLATFORM_ANNOTATIONS
+    )
     progress = _duration_annotation(
         template_meta.annotations, PROGRESS_DEADLINE, TEMPLATE_ANNOTATIONS, positive=True
     )
@@ -131,7 +138,7 @@ def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidServ
         service.metadata.annotations, ROLLOUT_DURATION, "metadata.annotations", positive=False
     )
     validate_traffic(service.spec.traffic)
-    return ValidService(service, autoscaling, progress, rollout)
+    return ValidService(service, autoscaling, predictive, progress, rollout)
 
 
 def _duration_annotation(

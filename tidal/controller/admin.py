@@ -8,6 +8,9 @@ Paths:
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N]
   GET    /apis/scheduling.alibabacloud.com/v1alpha1[/namespaces/{ns}]/resourcepolicies[/{name}]
   DELETE /apis/scheduling.alibabacloud.com/v1alpha1/namespaces/{ns}/resourcepolicies/{name}
+  GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
+  POST   /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/history
+         body: {"timestamps": [epoch, ...], "values": [...], "field": "avg_concurrency"}
   GET    /apis/tidal.dev/v1/pools
   GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
@@ -107,6 +110,30 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
         text = platform.logs(ns, name, request.query.get("revision"), tail)
         return web.Response(text=text + "\n" if text else "")
 
+    async def forecast(request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if platform.store.get("Service", ns, name) is None:
+            return error(404, f'services "{name}" not found in {ns}')
+        try:
+            return web.json_response(await platform.forecast(ns, name))
+        except InvalidSpec as exc:
+            return error(409, str(exc))
+
+    async def import_history(request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        try:
+            body = await request.json()
+            timestamps, values = body["timestamps"], body["values"]
+            field = body.get("field", "avg_concurrency")
+            if len(timestamps) != len(values):
+                raise ValueError("timestamps and values differ in length")
+            minutes = platform.import_history(ns, name, timestamps, values, field)
+        except InvalidSpec as exc:
+            return error(404, str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad history: {exc}")
+        return web.json_response({"kind": "Status", "status": "Success", "minutes": minutes})
+
     async def pools(_: web.Request) -> web.Response:
         return as_list(platform.pool_usage())
 
@@ -138,6 +165,8 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
     app.router.add_get(f"{TIDAL}/replicas", replicas)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/replicas", replicas)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/logs", logs)
+    app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/forecast", forecast)
+    app.router.add_post(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/history", import_history)
     app.router.add_get(f"{TIDAL}/pools", pools)
     app.router.add_get(f"{TIDAL}/cost", cost)
     for group in (KNATIVE, SCHEDULING):

@@ -16,21 +16,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import REGISTRY
 
-from tidal.api.autoscaling import parse_autoscaling_annotations
+from tidal.api.autoscaling import AHPA, PREDICTIVE, parse_autoscaling_annotations
 from tidal.api.config import PlatformConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
+    PLATFORM_ANNOTATIONS,
     PROGRESS_DEADLINE,
     ValidService,
     validate_service,
 )
+from tidal.api.predictive import REACTIVE, PredictiveAnnotations, parse_predictive_annotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.api.service import RevisionSpec
 from tidal.api.units import parse_duration
-from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
+from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
+from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.controller.forecasting import Forecaster, Planned, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.placing import CostCollector, Placer
@@ -41,7 +47,7 @@ from tidal.controller.revisions import (
     next_revision,
 )
 from tidal.controller.rollout import Rollout, advance, start_rollout
-from tidal.controller.scaling import ScaledRevision, ScalingLoop
+from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
 from tidal.controller.traffic import host_name, host_table, resolve_traffic
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
@@ -59,6 +65,7 @@ NO_GC = "serving.knative.dev/no-gc"
 GC_PERIOD_S = 30.0
 ROUTE_PERIOD_S = 0.5
 HISTORY_PRUNE_PERIOD_S = 3600.0
+PLAN_CHECK_PERIOD_S = 10.0
 
 
 @dataclass
@@ -112,6 +119,8 @@ class Platform:
         self._cost_collector = CostCollector(self.placer.ledger)
         REGISTRY.register(self._cost_collector)
         self.scaling = ScalingLoop(HistoryRecorder(self.history), on_round=self.place)
+        self.forecaster = Forecaster(self.history)
+        self.decider_specs: dict[str, DeciderSpec] = {}
         self.services: dict[str, ValidService] = {}
         self.workloads: dict[str, RevisionWorkload] = {}
         self.routes: dict[str, RouteState] = {}
@@ -128,7 +137,18 @@ class Platform:
             asyncio.ensure_future(
                 self._every(HISTORY_PRUNE_PERIOD_S, lambda: self.history.prune(time.time()))
             ),
+            asyncio.ensure_future(self._plan_forever()),
         ]
+
+    async def _plan_forever(self) -> None:
+        """Build missing and hourly plans for predictive revisions; export their numbers."""
+        while True:
+            try:
+                await self.forecaster.replan_due()
+                self.forecaster.export()
+            except Exception:
+                log.exception("planning failed")
+            await asyncio.sleep(PLAN_CHECK_PERIOD_S)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -337,13 +357,27 @@ class Platform:
                 f"revision {name} failed: {workload.failed_reason}: {workload.failed_message}"
             )
         now = time.monotonic()
-        autoscaler = RevisionAutoscaler(
-            decider_spec(self.config.autoscaler, autoscaling, cc),
+        spec_ = decider_spec(self.config.autoscaler, autoscaling, cc)
+        kpa = RevisionAutoscaler(
+            spec_,
             now,
             ready=restored or 0,
             progress_deadline_s=progress,
             initialized=restored is not None,
         )
+        autoscaler: Autoscaler = kpa
+        if autoscaling.autoscaler_class in (PREDICTIVE, AHPA):
+            settings = parse_predictive_annotations(annotations, also_known=PLATFORM_ANNOTATIONS)
+            predictive = PredictiveAutoscaler(
+                kpa,
+                PredictivePolicy(settings, spec_.min_scale, spec_.max_scale),
+                epoch_offset=time.time() - now,
+            )
+            self.forecaster.add(
+                key, Planned(namespace, valid.name, name, spec_, settings, predictive)
+            )
+            autoscaler = predictive
+        self.decider_specs[key] = spec_
         self.workloads[key] = workload
         self.router.throttlers[key] = throttler
         self.scaling.add(key, ScaledRevision(workload, autoscaler))
@@ -353,6 +387,8 @@ class Platform:
     def _remove_workload(self, namespace: str, name: str) -> None:
         key = key_of(namespace, name)
         self.scaling.remove(key)
+        self.forecaster.remove(key)
+        self.decider_specs.pop(key, None)
         self.router.throttlers.pop(key, None)
         workload = self.workloads.pop(key, None)
         if workload is not None:
@@ -611,6 +647,52 @@ class Platform:
                     "reachable": entry.reachable,
                 }
         return revision
+
+    async def forecast(self, namespace: str, service: str) -> dict[str, Any]:
+        """A fresh plan for the service's newest routed revision, and why it runs as it does.
+        A service that is not predictive gets the plan it would have, in observer terms."""
+        revisions = [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
+        routed = self.routes.get(key_of(namespace, service), RouteState()).routed
+        candidates = [r for r in revisions if r in routed] or revisions
+        if not candidates:
+            raise InvalidSpec("metadata.name", f"service {service!r} has no revisions")
+        revision = candidates[-1]
+        key = key_of(namespace, revision)
+        spec = self.decider_specs[key]
+        planned = self.forecaster.revisions.get(key)
+        settings = planned.settings if planned else PredictiveAnnotations(mode=REACTIVE)
+        plan = await self.forecaster.build(namespace, service, spec, settings)
+        if planned is not None:
+            planned.plan, planned.planned_at = plan, time.time()
+            planned.autoscaler.set_plan(plan)
+        last = planned.autoscaler.last if planned else None
+        view = plan_view(
+            namespace, service, revision, settings, spec.scaling_metric, plan, last, self.history
+        )
+        if planned is None:
+            view["reason"] = (
+                "not predictive: set autoscaling.knative.dev/class: predictive.tidal.dev on the "
+                "template to act on this plan"
+            )
+        return view
+
+    def import_history(
+        self,
+        namespace: str,
+        service: str,
+        timestamps: list[float],
+        values: list[float],
+        field: str,
+    ) -> int:
+        if self.store.get("Service", namespace, service) is None:
+            raise InvalidSpec("metadata.name", f"service {service!r} not found in {namespace}")
+        minutes = self.history.import_series(
+            namespace, service, np.asarray(timestamps, float), np.asarray(values, float), field
+        )
+        for planned in self.forecaster.revisions.values():
+            if (planned.namespace, planned.service) == (namespace, service):
+                planned.plan = None  # rebuild with the new history at the next check
+        return minutes
 
     def pool_usage(self) -> list[dict[str, Any]]:
         return self.placer.pool_usage(self.workloads.values())

@@ -11,10 +11,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import Gauge
 
-from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
+from tidal.autoscaler.kpa import Decision
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.workload import RevisionWorkload
 
@@ -35,10 +36,20 @@ PANIC = Gauge(
 )
 
 
+class Autoscaler(Protocol):
+    """What the loop drives: Knative's KPA, the predictive autoscaler, or a baseline."""
+
+    def record(self, now: float, concurrency: float, rps: float) -> None: ...
+
+    def poke(self, now: float, concurrency: float) -> bool: ...
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision: ...
+
+
 @dataclass
 class ScaledRevision:
     workload: RevisionWorkload
-    autoscaler: RevisionAutoscaler
+    autoscaler: Autoscaler
     reachable: bool = True
     last_decision: Decision | None = None
     period_start: float = field(default_factory=time.monotonic)

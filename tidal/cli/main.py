@@ -2,123 +2,33 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
-from rich.console import Console
-from rich.table import Table
 
 from tidal.api.config import load_config
 from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import load_documents
-
-DEFAULT_SERVER = "http://127.0.0.1:8081"
-KNATIVE = "/apis/serving.knative.dev/v1"
-SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
-TIDAL = "/apis/tidal.dev/v1"
-RESOURCES = {
-    "services": "services",
-    "service": "services",
-    "svc": "services",
-    "ksvc": "services",
-    "revisions": "revisions",
-    "revision": "revisions",
-    "rev": "revisions",
-    "routes": "routes",
-    "route": "routes",
-    "replicas": "replicas",
-    "replica": "replicas",
-    "resourcepolicies": "resourcepolicies",
-    "resourcepolicy": "resourcepolicies",
-    "pools": "pools",
-    "pool": "pools",
-}
-GROUPS = {"resourcepolicies": SCHEDULING}
-
-console = Console()
-if not console.is_terminal:  # piped: never truncate table cells to 80 columns
-    console = Console(width=250)
-
-
-class ApiError(click.ClickException):
-    pass
-
-
-class Client:
-    def __init__(self, server: str) -> None:
-        self.server = server.rstrip("/")
-
-    def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
-        """JSON from the admin API (or text, for logs); ApiError with the server's message."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-                if text:
-                    return raw.decode()
-                if response.headers.get_content_type() != "application/json":
-                    raise ApiError(f"{self.server} did not answer like tidal's admin API")
-                return json.loads(raw)
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("message", exc.reason)
-            except ValueError:
-                message = exc.reason
-            raise ApiError(message) from None
-        except (urllib.error.URLError, ConnectionError) as exc:
-            raise ApiError(
-                f"cannot reach tidal at {self.server} ({exc}); is `tidal up` running? "
-                "(set --server or TIDAL_SERVER)"
-            ) from None
-
-
-def load_manifests(paths: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Documents from files; a relative `workingDir` is resolved against its file's folder."""
-    docs: list[dict[str, Any]] = []
-    for path in paths:
-        file = Path(path)
-        try:
-            text = sys.stdin.read() if path == "-" else file.read_text()
-        except OSError as exc:
-            raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            loaded = load_documents(text)
-        except InvalidSpec as exc:
-            raise click.ClickException(f"{path}: {exc}") from None
-        base = Path.cwd() if path == "-" else file.resolve().parent
-        for doc in loaded:
-            _resolve_working_dirs(doc, base)
-        docs.extend(loaded)
-    return docs
-
-
-def _resolve_working_dirs(doc: dict[str, Any], base: Path) -> None:
-    try:
-        containers = doc["spec"]["template"]["spec"]["containers"]
-    except (KeyError, TypeError):
-        return
-    for container in containers if isinstance(containers, list) else []:
-        if isinstance(container, dict) and isinstance(container.get("workingDir"), str):
-            container["workingDir"] = str((base / container["workingDir"]).resolve())
-
-
-def output(obj: Any, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(obj, indent=2))
-    else:
-        click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+from tidal.cli.client import (
+    DEFAULT_SERVER,
+    GROUPS,
+    KNATIVE,
+    RESOURCES,
+    TIDAL,
+    ApiError,
+    Client,
+    console,
+    load_manifests,
+    output,
+)
+from tidal.cli.tables import (
+    TABLES,
+    new_table,
+    ready_condition,
+    replicas_table,
+    revisions_table,
+    routes_table,
+)
 
 
 @click.group()
@@ -259,150 +169,6 @@ def get(
     console.print(TABLES[plural](items, fmt == "wide"))
 
 
-def _ready(obj: dict[str, Any]) -> tuple[str, str]:
-    for condition in obj.get("status", {}).get("conditions", []):
-        if condition.get("type") == "Ready":
-            return condition.get("status", "Unknown"), condition.get("reason", "")
-    return "Unknown", ""
-
-
-def _table(*columns: str) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column)
-    return table
-
-
-def services_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = _table("NAMESPACE", "NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON")
-    for item in items:
-        status = item.get("status", {})
-        ready, reason = _ready(item)
-        table.add_row(
-            item["metadata"]["namespace"],
-            item["metadata"]["name"],
-            status.get("url"),
-            status.get("latestCreatedRevisionName"),
-            status.get("latestReadyRevisionName"),
-            ready,
-            reason,
-        )
-    return table
-
-
-def revisions_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = _table("NAME", "SERVICE", "GENERATION", "READY", "REASON", "DESIRED", "ACTUAL")
-    for item in items:
-        status = item.get("status", {})
-        ready, reason = _ready(item)
-        labels = item["metadata"].get("labels", {})
-        table.add_row(
-            item["metadata"]["name"],
-            labels.get("serving.knative.dev/service"),
-            labels.get("serving.knative.dev/configurationGeneration"),
-            ready,
-            reason,
-            str(status.get("desiredReplicas", 0)),
-            str(status.get("actualReplicas", 0)),
-        )
-    return table
-
-
-def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = _table("NAME", "URL", "TRAFFIC")
-    for item in items:
-        status = item.get("status", {})
-        traffic = ", ".join(
-            f"{t['percent']}% → {t['revisionName']}" + (f" (tag {t['tag']})" if "tag" in t else "")
-            for t in status.get("traffic", [])
-        )
-        rollout = status.get("rollout")
-        if rollout:
-            traffic += "  rolling out: " + ", ".join(f"{r} {p}%" for r, p in rollout["split"])
-        table.add_row(item["metadata"]["name"], status.get("url"), traffic)
-    return table
-
-
-def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    columns = ["NAME", "REVISION", "POOL", "STATE", "PORT", "INFLIGHT", "STARTUP"]
-    if wide:
-        columns += ["PID", "LOG"]
-    table = _table(*columns)
-    for item in items:
-        startup = item.get("startupSeconds")
-        row = [
-            item["name"],
-            item["revision"],
-            item["pool"] or "-",
-            item["state"],
-            str(item["port"] or "-"),
-            str(item["inFlight"]),
-            f"{startup:.2f}s" if startup is not None else "-",
-        ]
-        if wide:
-            row += [str(item["pid"] or "-"), item["logPath"] or item.get("reason", "-")]
-        table.add_row(*row)
-    return table
-
-
-def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = _table("NAME", "KIND", "LABELS", "REPLICAS", "CPU", "MEMORY", "GPUS", "STARTUP")
-
-    def used(item: dict[str, Any], key: str, fmt: Any = str) -> str:
-        limit = item["capacity"][key]
-        return f"{fmt(item['used'][key])}/{'-' if limit is None else fmt(limit)}"
-
-    for item in items:
-        gpus = item["capacity"]["gpus"]
-        table.add_row(
-            item["name"],
-            item["kind"],
-            ",".join(f"{k}={v}" for k, v in item["labels"].items()),
-            used(item, "replicas"),
-            used(item, "cpu", lambda v: f"{v:g}"),
-            used(item, "memory", _bytes),
-            f"{','.join(item['used']['gpus']) or '-'} of {','.join(gpus) or '-'}",
-            f"{item['startupDelaySeconds']:g}s",
-        )
-    return table
-
-
-def _bytes(value: float) -> str:
-    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if value >= size:
-            return f"{value / size:g}{unit}"
-    return f"{value:g}"
-
-
-def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = _table("NAME", "SELECTOR", "STRATEGY", "UNITS", "WHEN-TRY-NEXT")
-    for item in items:
-        spec = item["spec"]
-        units = ", ".join(
-            f"{u['resource']}{u.get('nodeSelector', {})}"
-            + (f" max {u['max']}" if "max" in u else "")
-            for u in spec.get("units", [])
-        )
-        table.add_row(
-            item["metadata"]["name"],
-            ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()),
-            spec.get("strategy", "prefer"),
-            units,
-            spec.get("whenTryNextUnits", {}).get("policy", "LackResourceOrExceedMax"),
-        )
-    return table
-
-
-TABLES = {
-    "services": services_table,
-    "revisions": revisions_table,
-    "routes": routes_table,
-    "replicas": replicas_table,
-    "pools": pools_table,
-    "resourcepolicies": policies_table,
-}
-
-
 @main.command()
 @click.argument("resource", type=click.Choice(["service", "services", "svc", "ksvc"]))
 @click.argument("name")
@@ -422,7 +188,7 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
         if r["service"] == name
     ]
     status = service.get("status", {})
-    ready, reason = _ready(service)
+    ready, reason = ready_condition(service)
     console.print(f"[bold]Service[/] {namespace}/{name}   URL {status.get('url')}")
     console.print(f"Ready: {ready} {reason}")
     for condition in status.get("conditions", []):
@@ -579,7 +345,7 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
     if fmt:
         output(result, fmt)
         return
-    table = _table("SERVICE", "REVISION", "POOL", "REPLICA-SECONDS", "GPU-SECONDS", "COST")
+    table = new_table("SERVICE", "REVISION", "POOL", "REPLICA-SECONDS", "GPU-SECONDS", "COST")
     total = 0.0
     for item in result["items"]:
         total += item["cost"]

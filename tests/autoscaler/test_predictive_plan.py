@@ -1,0 +1,86 @@
+"""Forecast and plan: the forward shift, Ready Time lead, and robustness to bad histories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.predictive.forecast import EWMA, NONE, PROFILE, forecast
+from tidal.autoscaler.predictive.periods import DAY
+from tidal.autoscaler.predictive.plan import build_plan, plan_replicas, ready_time_lead
+from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.autoscaler.predictive.synthetic import MONDAY, synthetic_history
+
+
+def test_plan_is_ceil_of_demand_shifted_earlier_by_the_lead():
+    upper = np.array([0, 0, 0, 0, 25, 0, 0, 10.0])
+    assert plan_replicas(upper, 10, 0).tolist() == [0, 0, 0, 0, 3, 0, 0, 1]
+    assert plan_replicas(upper, 10, 2).tolist() == [0, 0, 3, 3, 3, 1, 1, 1]
+    assert plan_replicas(upper, 10, 1).tolist() == [0, 0, 0, 3, 3, 0, 1, 1]
+    assert plan_replicas(np.array([20.0, np.nan]), 10, 0).tolist() == [2, 0]
+
+
+def test_ready_time_lead_is_p90_in_whole_minutes():
+    assert ready_time_lead([20, 30, 40, 50, 170]) == 3  # p90 = 122 s, rounded up
+    assert ready_time_lead([5.0]) == 1
+    assert ready_time_lead([]) == 1  # default 60 s
+    assert ready_time_lead([], default_s=0) == 0
+
+
+def test_plan_from_a_daily_history_follows_the_cycle():
+    _, y = synthetic_history(7, seed=5, bursts_per_day=0)
+    plan = build_plan(y, MONDAY + 7 * 86_400, 10, 0.95, lead_minutes=3)
+    assert plan.method == PROFILE and plan.periods == (DAY,)
+    assert len(plan.replicas) == DAY and plan.history_minutes == 7 * DAY
+    night, noon = plan.replicas_at(plan.start + 3 * 3600), plan.replicas_at(plan.start + 13 * 3600)
+    assert night == 1 and 10 <= noon <= 13
+    assert plan.replicas_at(plan.start - 1) is None
+    assert plan.replicas_at(plan.start + 86_400) is None
+
+
+def _histories() -> dict[str, np.ndarray]:
+    _, y = synthetic_history(3, seed=6)
+    gaps = y.copy()
+    gaps[500:900] = np.nan
+    gaps[2000:2005] = np.nan
+    nans = y.copy()
+    nans[np.random.default_rng(7).random(len(y)) < 0.3] = np.nan
+    spike = np.zeros(3 * DAY)
+    spike[1234] = 500.0
+    return {
+        "gaps": gaps,
+        "nans": nans,
+        "all-zero": np.zeros(3 * DAY),
+        "constant": np.full(3 * DAY, 42.0),
+        "single-spike": spike,
+        "10-minutes": np.full(10, 7.0),
+        "all-nan": np.full(DAY, np.nan),
+        "empty": np.array([]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_histories()))
+def test_any_history_gives_a_plan_or_an_explicit_observer_fallback(name):
+    history = _histories()[name]
+    plan = build_plan(history, MONDAY, 10, 0.95, lead_minutes=2)
+    assert plan.replicas.shape == (DAY,) and plan.replicas.dtype.kind == "i"
+    assert (plan.replicas >= 0).all() and np.isfinite(plan.forecast.upper).all()
+    policy = PredictivePolicy(PredictiveAnnotations())
+    policy.set_plan(plan)
+    decision = policy.decide(MONDAY + 30, reactive_desired=1, current_replicas=1)
+    if plan.history_minutes < 2 * DAY:
+        assert decision.mode_used == "observer" and "of history, need 2d" in decision.reason
+    else:
+        assert decision.mode_used == "auto"
+    print(f"{name}: {plan.method}, {plan.forecast.reason}; {decision.reason}")
+
+
+def test_fallback_methods_and_scale_to_zero():
+    assert forecast(np.full(DAY, np.nan), 0.95).method == NONE
+    assert forecast(np.full(10, 7.0), 0.95).method == EWMA
+    plan = build_plan(np.zeros(3 * DAY), MONDAY, 10, 0.95, lead_minutes=2)
+    assert plan.method == EWMA and not plan.replicas.any()
+    policy = PredictivePolicy(PredictiveAnnotations(stabilization_window=0))
+    policy.set_plan(plan)
+    assert policy.decide(MONDAY, 0, 1).replicas == 0

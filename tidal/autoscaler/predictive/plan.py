@@ -1,0 +1,85 @@
+"""From a forecast to replicas per minute, started one Ready Time early
+(research/predictive.md §1.4 steps 5-6, §6.3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+from tidal.autoscaler.predictive.forecast import ForecastResult, forecast
+
+HORIZON = 1440  # minutes planned: the next 24 h (§1.4 step 4)
+DEFAULT_READY_S = 60.0  # lead when no Ready Time has been measured yet
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Replicas for each minute from `start` (epoch seconds, on a minute boundary)."""
+
+    start: float
+    replicas: np.ndarray
+    forecast: ForecastResult
+    lead_minutes: int
+    target_per_replica: float
+    history_minutes: int  # minutes of the history that had data
+
+    @property
+    def method(self) -> str:
+        return self.forecast.method
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        return self.forecast.periods
+
+    def replicas_at(self, now: float) -> int | None:
+        """Planned replicas for the minute containing `now`; None outside the plan."""
+        i = math.floor((now - self.start) / 60.0)
+        return int(self.replicas[i]) if 0 <= i < len(self.replicas) else None
+
+
+def plan_replicas(
+    upper_demand: np.ndarray, target_per_replica: float, lead_minutes: int
+) -> np.ndarray:
+    """`n(t) = max over [t, t + lead] of ceil(upper(t') / target)` (§1.4 steps 5-6): each
+    scale-out starts `lead` minutes before the rise it serves. Past the end the last value
+    holds."""
+    need = np.ceil(np.asarray(upper_demand, dtype=float) / target_per_replica - 1e-9)
+    need = np.clip(np.nan_to_num(need), 0, None).astype(np.int64)
+    if lead_minutes <= 0 or need.size == 0:
+        return need
+    size = lead_minutes + 1
+    # A window of `size` whose origin puts t at its first element: max over [t, t + lead].
+    return maximum_filter1d(need, size, mode="nearest", origin=-(size // 2))
+
+
+def ready_time_lead(
+    samples_seconds: list[float] | np.ndarray,
+    percentile: float = 90.0,
+    default_s: float = DEFAULT_READY_S,
+) -> int:
+    """Lead in whole minutes: the `percentile` of measured create->Ready times (§6.3: p90),
+    rounded up; `default_s` when there are none."""
+    samples = np.asarray(samples_seconds, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    seconds = float(np.percentile(samples, percentile)) if samples.size else default_s
+    return max(math.ceil(seconds / 60.0), 0)
+
+
+def build_plan(
+    history: np.ndarray,
+    start: float,
+    target_per_replica: float,
+    quantile: float,
+    lead_minutes: int,
+    horizon: int = HORIZON,
+) -> Plan:
+    """Forecast the `horizon` minutes after a per-minute `history` that ends where the plan
+    `start`s (epoch seconds) and size replicas at the `quantile`."""
+    result = forecast(history, quantile, horizon)
+    replicas = plan_replicas(result.upper, target_per_replica, lead_minutes)
+    present = int(np.count_nonzero(~np.isnan(np.asarray(history, dtype=float))))
+    return Plan(start, replicas, result, lead_minutes, target_per_replica, present)

@@ -1,0 +1,151 @@
+"""kubectl-like tables for people (`-o json|yaml` gives the objects for scripts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def ready_condition(obj: dict[str, Any]) -> tuple[str, str]:
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition.get("type") == "Ready":
+            return condition.get("status", "Unknown"), condition.get("reason", "")
+    return "Unknown", ""
+
+
+def new_table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def services_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAMESPACE", "NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON")
+    for item in items:
+        status = item.get("status", {})
+        ready, reason = ready_condition(item)
+        table.add_row(
+            item["metadata"]["namespace"],
+            item["metadata"]["name"],
+            status.get("url"),
+            status.get("latestCreatedRevisionName"),
+            status.get("latestReadyRevisionName"),
+            ready,
+            reason,
+        )
+    return table
+
+
+def revisions_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "SERVICE", "GENERATION", "READY", "REASON", "DESIRED", "ACTUAL")
+    for item in items:
+        status = item.get("status", {})
+        ready, reason = ready_condition(item)
+        labels = item["metadata"].get("labels", {})
+        table.add_row(
+            item["metadata"]["name"],
+            labels.get("serving.knative.dev/service"),
+            labels.get("serving.knative.dev/configurationGeneration"),
+            ready,
+            reason,
+            str(status.get("desiredReplicas", 0)),
+            str(status.get("actualReplicas", 0)),
+        )
+    return table
+
+
+def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "URL", "TRAFFIC")
+    for item in items:
+        status = item.get("status", {})
+        traffic = ", ".join(
+            f"{t['percent']}% → {t['revisionName']}" + (f" (tag {t['tag']})" if "tag" in t else "")
+            for t in status.get("traffic", [])
+        )
+        rollout = status.get("rollout")
+        if rollout:
+            traffic += "  rolling out: " + ", ".join(f"{r} {p}%" for r, p in rollout["split"])
+        table.add_row(item["metadata"]["name"], status.get("url"), traffic)
+    return table
+
+
+def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    columns = ["NAME", "REVISION", "POOL", "STATE", "PORT", "INFLIGHT", "STARTUP"]
+    if wide:
+        columns += ["PID", "LOG"]
+    table = new_table(*columns)
+    for item in items:
+        startup = item.get("startupSeconds")
+        row = [
+            item["name"],
+            item["revision"],
+            item["pool"] or "-",
+            item["state"],
+            str(item["port"] or "-"),
+            str(item["inFlight"]),
+            f"{startup:.2f}s" if startup is not None else "-",
+        ]
+        if wide:
+            row += [str(item["pid"] or "-"), item["logPath"] or item.get("reason", "-")]
+        table.add_row(*row)
+    return table
+
+
+def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "KIND", "LABELS", "REPLICAS", "CPU", "MEMORY", "GPUS", "STARTUP")
+
+    def used(item: dict[str, Any], key: str, fmt: Any = str) -> str:
+        limit = item["capacity"][key]
+        return f"{fmt(item['used'][key])}/{'-' if limit is None else fmt(limit)}"
+
+    for item in items:
+        gpus = item["capacity"]["gpus"]
+        table.add_row(
+            item["name"],
+            item["kind"],
+            ",".join(f"{k}={v}" for k, v in item["labels"].items()),
+            used(item, "replicas"),
+            used(item, "cpu", lambda v: f"{v:g}"),
+            used(item, "memory", _bytes),
+            f"{','.join(item['used']['gpus']) or '-'} of {','.join(gpus) or '-'}",
+            f"{item['startupDelaySeconds']:g}s",
+        )
+    return table
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
+
+
+def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "SELECTOR", "STRATEGY", "UNITS", "WHEN-TRY-NEXT")
+    for item in items:
+        spec = item["spec"]
+        units = ", ".join(
+            f"{u['resource']}{u.get('nodeSelector', {})}"
+            + (f" max {u['max']}" if "max" in u else "")
+            for u in spec.get("units", [])
+        )
+        table.add_row(
+            item["metadata"]["name"],
+            ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()),
+            spec.get("strategy", "prefer"),
+            units,
+            spec.get("whenTryNextUnits", {}).get("policy", "LackResourceOrExceedMax"),
+        )
+    return table
+
+
+TABLES = {
+    "services": services_table,
+    "revisions": revisions_table,
+    "routes": routes_table,
+    "replicas": replicas_table,
+    "pools": pools_table,
+    "resourcepolicies": policies_table,
+}

@@ -1,0 +1,179 @@
+"""Plans for predictive revisions, built off the event loop from the stored history.
+
+Every revision of class `predictive.tidal.dev` (or the `ahpa.autoscaling.knative.dev` alias)
+gets a 1,440-minute plan: the service's per-minute demand (mean concurrency, or request rate for
+`metric: rps`) over the last 28 days, forecast at the configured quantile, divided by the per-pod
+target, and led by the measured Ready Time (p90) or `tidal.dev/scale-up-lead`
+(predictive.md §1.4). Plans are rebuilt hourly; building one runs in a worker thread so the data
+plane never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import Gauge
+
+from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.kpa import DeciderSpec
+from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+from tidal.autoscaler.predictive.plan import Plan, build_plan, ready_time_lead
+from tidal.autoscaler.predictive.policy import PolicyDecision
+from tidal.store.history import MetricHistory
+
+HISTORY_DAYS = 28
+REPLAN_S = 3600.0
+LABELS = ["namespace", "revision"]
+PREDICTED_DEMAND = Gauge(
+    "tidal_predicted_demand", "Forecast demand at the plan's quantile for this minute", LABELS
+)
+PLANNED_REPLICAS = Gauge("tidal_planned_replicas", "Replicas the plan wants now", LABELS)
+RECOMMENDED_REPLICAS = Gauge(
+    "tidal_recommended_replicas", "What auto mode runs now (observer mode exposes it)", LABELS
+)
+
+
+@dataclass
+class Planned:
+    """A predictive revision and its current plan."""
+
+    namespace: str
+    service: str
+    revision: str
+    spec: DeciderSpec
+    settings: PredictiveAnnotations
+    autoscaler: PredictiveAutoscaler
+    plan: Plan | None = None
+    planned_at: float = 0.0
+
+
+def demand_history(
+    history: MetricHistory, namespace: str, service: str, metric: str, now: float
+) -> tuple[np.ndarray, float]:
+    """The service's demand per minute up to the current minute (exclusive), and the epoch
+    second where the plan after it starts."""
+    end = int(now // 60)
+    first = history.first_minute(namespace, service)
+    start = end if first is None else max(first, end - HISTORY_DAYS * 1440)
+    field = "requests" if metric == "rps" else "avg_concurrency"
+    series = history.service_series(namespace, service, field, start, end)
+    if metric == "rps":
+        series = series / 60.0
+    return series, end * 60.0
+
+
+def lead_minutes(
+    history: MetricHistory, namespace: str, service: str, settings: PredictiveAnnotations
+) -> int:
+    if settings.scale_up_lead is not None:
+        return math.ceil(settings.scale_up_lead / 60.0)
+    return ready_time_lead(np.asarray(history.ready_times(namespace, service)))
+
+
+class Forecaster:
+    def __init__(self, history: MetricHistory) -> None:
+        self.history = history
+        self.revisions: dict[str, Planned] = {}
+
+    def add(self, key: str, planned: Planned) -> None:
+        self.revisions[key] = planned
+
+    def remove(self, key: str) -> None:
+        planned = self.revisions.pop(key, None)
+        if planned is not None:
+            for gauge in (PREDICTED_DEMAND, PLANNED_REPLICAS, RECOMMENDED_REPLICAS):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(planned.namespace, planned.revision)
+
+    async def build(
+        self, namespace: str, service: str, spec: DeciderSpec, settings: PredictiveAnnotations
+    ) -> Plan:
+        """A fresh plan from the service's history; the forecast runs in a worker thread."""
+        series, start = demand_history(
+            self.history, namespace, service, spec.scaling_metric, time.time()
+        )
+        lead = lead_minutes(self.history, namespace, service, settings)
+        return await asyncio.to_thread(
+            build_plan, series, start, spec.target_value, settings.quantile, lead
+        )
+
+    async def replan_due(self) -> None:
+        """Rebuild every plan older than REPLAN_S (and build the missing ones)."""
+        now = time.time()
+        for planned in list(self.revisions.values()):
+            if planned.plan is None or now - planned.planned_at >= REPLAN_S:
+                planned.plan = await self.build(
+                    planned.namespace, planned.service, planned.spec, planned.settings
+                )
+                planned.planned_at = now
+                planned.autoscaler.set_plan(planned.plan)
+
+    def export(self) -> None:
+        """Publish each predictive revision's current numbers as gauges."""
+        now = time.time()
+        for planned in self.revisions.values():
+            labels = (planned.namespace, planned.revision)
+            plan, last = planned.plan, planned.autoscaler.last
+            if plan is not None:
+                index = int((now - plan.start) // 60)
+                if 0 <= index < len(plan.replicas):
+                    PREDICTED_DEMAND.labels(*labels).set(float(plan.forecast.upper[index]))
+                    PLANNED_REPLICAS.labels(*labels).set(int(plan.replicas[index]))
+            if last is not None:
+                RECOMMENDED_REPLICAS.labels(*labels).set(last.recommended)
+
+
+def plan_view(
+    namespace: str,
+    service: str,
+    revision: str,
+    settings: PredictiveAnnotations,
+    metric: str,
+    plan: Plan,
+    last: PolicyDecision | None,
+    history: MetricHistory,
+) -> dict[str, Any]:
+    """What `tidal forecast` shows: periods, mode and why, Ready Time, the plan, and the
+    recent history it was built from (demand and ready replicas)."""
+    ready_times = history.ready_times(namespace, service)
+    recent_minutes = 2 * 1440
+    end = int(plan.start // 60)
+    demand, _ = demand_history(history, namespace, service, metric, plan.start)
+    ready = history.service_series(namespace, service, "ready_replicas", end - recent_minutes, end)
+    return {
+        "namespace": namespace,
+        "service": service,
+        "revision": revision,
+        "mode": settings.mode,
+        "modeUsed": last.mode_used if last else None,
+        "reason": last.reason if last else "no decision yet",
+        "periodsMinutes": list(plan.periods),
+        "method": plan.method,
+        "forecastReason": plan.forecast.reason,
+        "quantile": settings.quantile,
+        "readyTimeP90Seconds": float(np.percentile(ready_times, 90)) if ready_times else None,
+        "readyTimeSamples": len(ready_times),
+        "leadMinutes": plan.lead_minutes,
+        "targetPerReplica": plan.target_per_replica,
+        "historyMinutes": plan.history_minutes,
+        "start": plan.start,
+        "replicas": [int(r) for r in plan.replicas],
+        "demand": _floats(plan.forecast.mean),
+        "upper": _floats(plan.forecast.upper),
+        "recent": {
+            "start": (end - recent_minutes) * 60.0,
+            "demand": _floats(demand[-recent_minutes:], pad_to=recent_minutes),
+            "readyReplicas": _floats(ready),
+        },
+    }
+
+
+def _floats(values: np.ndarray, pad_to: int = 0) -> list[float | None]:
+    out = [None if math.isnan(v) else round(float(v), 4) for v in np.asarray(values, float)]
+    return [None] * (pad_to - len(out)) + out if pad_to > len(out) else out
