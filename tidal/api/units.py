@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -13,6 +13,7 @@ _DURATION_UNITS = {
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
+    "d": 86400.0,  # not Go's, but history spans are given in days
 }
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([a-zA-Z]*)$")
@@ -35,7 +36,8 @@ _QUANTITY_SUFFIXES = {
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Seconds from a Go duration string ("1h30m", "500ms", "60s") or a plain number of seconds."""
+    """Seconds from a Go duration string ("1h30m", "500ms", "60s", plus "d" for days) or a plain
+    number of seconds."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, int | float):

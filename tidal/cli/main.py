@@ -21,6 +21,7 @@ from tidal.cli.client import (
     load_manifests,
     output,
 )
+from tidal.cli.predictive import backtest, forecast, history
 from tidal.cli.tables import (
     TABLES,
     new_table,
@@ -359,3 +360,8 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
         )
     console.print(table)
     console.print(f"total cost {total:.4f} over the last {since}")
+
+
+main.add_command(forecast)
+main.add_command(history)
+main.add_command(backtest)
