@@ -32,6 +32,12 @@ POOLS = [
         "startupDelay": "1s",
         "price": {"replicaSecond": 0.0005, "gpuSecond": 0.002},
     },
+    {
+        "name": "standby",
+        "kind": "elastic",
+        "labels": {"tier": "spot"},
+        "price": {"replicaSecond": 0.00005},
+    },
 ]
 
 POLICY = {
@@ -140,3 +146,36 @@ def test_bad_policy_is_rejected(platform):
     assert result.returncode != 0 and "spec.whenTryNextUnits.policy" in result.stderr
     result = platform.cli("get", "resourcepolicies", "bad", check=False)
     assert result.returncode != 0
+
+
+def test_warm_standby_replica_instead_of_zero(platform):
+    platform.apply(hello_service("warm", {"tidal.dev/warm-standby-pool": "standby"}))
+    platform.wait_ready("warm")
+
+    def standby_only():
+        replicas = [r for r in platform.replicas("warm") if r["state"] != "Draining"]
+        return [r["pool"] for r in replicas if r["state"] == "Ready"] == ["standby"] and len(
+            replicas
+        ) == 1
+
+    # The initial replica goes after the stable window; a standby replica takes its place.
+    wait_until(standby_only, 40, "one ready replica on the standby pool", period=0.5)
+    status, headers, _ = platform.request(host("warm"))
+    assert status == 200 and headers["X-Tidal-Revision"] == "warm-00001"
+    metrics = platform.api("GET", "/metrics")[1].decode()
+    assert 'tidal_cold_starts_total{namespace="default",revision="warm-00001"' not in metrics
+    # Traffic brings a regular replica on the first pool; then the standby goes.
+    wait_until(
+        lambda: [r["pool"] for r in platform.replicas("warm")] == ["reserved"],
+        30,
+        "the regular replica to replace the standby",
+        period=0.5,
+    )
+
+
+def test_warm_standby_pool_must_exist(platform):
+    result = platform.apply(
+        hello_service("nowarm", {"tidal.dev/warm-standby-pool": "nowhere"}), check=False
+    )
+    assert result.returncode != 0
+    assert "tidal.dev/warm-standby-pool" in result.stderr and "nowhere" in result.stderr

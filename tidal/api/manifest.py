@@ -27,8 +27,9 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
-# tidal.dev/ annotations that the platform itself writes on revisions.
-PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash"})
+WARM_STANDBY = "tidal.dev/warm-standby-pool"
+# tidal.dev/ annotations outside predictive scaling: one users set, one the platform writes.
+PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY})
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ValidService:
     predictive: PredictiveAnnotations
     progress_deadline_s: float | None
     rollout_duration_s: float | None
+    warm_standby_pool: str | None
 
     @property
     def name(self) -> str:
@@ -138,7 +140,8 @@ def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidServ
         service.metadata.annotations, ROLLOUT_DURATION, "metadata.annotations", positive=False
     )
     validate_traffic(service.spec.traffic)
-    return ValidService(service, autoscaling, predictive, progress, rollout)
+    standby = template_meta.annotations.get(WARM_STANDBY)
+    return ValidService(service, autoscaling, predictive, progress, rollout, standby)
 
 
 def _duration_annotation(

@@ -18,7 +18,7 @@ from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy, selects
 from tidal.controller.workload import RevisionWorkload
 from tidal.scheduler.cost import CostLedger
-from tidal.scheduler.placement import place_all, tally
+from tidal.scheduler.placement import PoolUsage, Request, place, place_all, tally
 
 COST_LABELS = ["service", "revision", "pool"]
 
@@ -61,6 +61,25 @@ class Placer:
             workloads, place_all(requests, self.pools, usage, now), strict=True
         ):
             workload.apply(decision, self.pools_by_name)
+        for workload in workloads:
+            if workload.spec.standby_pool is not None:
+                self._keep_standby(workload, usage, now)
+
+    def _keep_standby(
+        self, workload: RevisionWorkload, usage: dict[str, PoolUsage], now: float
+    ) -> None:
+        """ACK's reserve instance: one replica on a cheap pool while the revision is at zero,
+        which serves the first requests and goes once a regular replica is ready."""
+        standby = workload.standby_ids()
+        if workload.wants_standby():
+            if not standby:
+                pool = self.pools_by_name[workload.spec.standby_pool or ""]
+                request = Request(f"{workload.spec.revision}-standby", 1, workload.demand)
+                for start in place(request, [pool], usage, now).start:
+                    workload.start_standby(pool, start.devices)
+        elif standby and (workload.desired == 0 or workload.serving_ready_count() > 0):
+            for replica_id in standby:
+                workload.stop(replica_id)
 
     def pool_usage(self, workloads: Iterable[RevisionWorkload]) -> list[dict[str, Any]]:
         """Capacity and use of each pool, for `tidal get pools`."""

@@ -25,6 +25,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
     PLATFORM_ANNOTATIONS,
     PROGRESS_DEADLINE,
+    WARM_STANDBY,
     ValidService,
     validate_service,
 )
@@ -243,6 +244,13 @@ class Platform:
 
     def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler)
+        standby = valid.warm_standby_pool
+        if standby is not None and standby not in self.placer.pools_by_name:
+            pools = ", ".join(self.placer.pools_by_name)
+            raise InvalidSpec(
+                f"spec.template.metadata.annotations[{WARM_STANDBY}]",
+                f"no pool named {standby!r} (pools: {pools})",
+            )
         service = valid.service.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
         expected = service["metadata"].get("resourceVersion")
         for server_field in SERVER_METADATA:
@@ -343,6 +351,7 @@ class Platform:
                     CONFIGURATION_LABEL: valid.name,
                     REVISION_LABEL: name,
                 },
+                standby_pool=annotations.get(WARM_STANDBY),
             ),
             self.runtime,
             throttler,
@@ -551,6 +560,7 @@ class Platform:
             rev = revision["metadata"]["name"]
             entry = self.scaling.revisions.get(key_of(namespace, rev))
             if entry is not None:
+                entry.workload.routed = rev in routed
                 entry.reachable = rev in routed or (
                     rev == pending
                     and not entry.workload.ever_ready

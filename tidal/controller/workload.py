@@ -30,6 +30,7 @@ from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
+STANDBY_LABEL = "tidal.dev/standby"
 CRASH_LOOP_LIMIT = 3
 MAX_BACKOFF_S = 30.0
 LOG_LINES_IN_REASON = 8
@@ -82,6 +83,7 @@ class RevisionRuntimeSpec:
     log_dir: Path
     termination_grace_s: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (knative.md §4)."""
@@ -140,6 +142,7 @@ class RevisionWorkload:
         self.replica_labels: dict[str, Mapping[str, str]] = {}
         self.pending: tuple[Pending, ...] = ()
         self.desired = 0
+        self.routed = True
         self.ever_ready = ever_ready
         self.failed_reason: str | None = None
         self.failed_message = ""
@@ -161,14 +164,38 @@ class RevisionWorkload:
     def is_stopping(self, replica_id: str) -> bool:
         return replica_id in self._stopping
 
+    def is_standby(self, replica_id: str) -> bool:
+        return self.replica_labels.get(replica_id, {}).get(STANDBY_LABEL) == "true"
+
+    def standby_ids(self) -> list[str]:
+        """The warm-standby replicas that are not already on their way out."""
+        return [
+            rid
+            for rid in [*self.replicas, *self.provisioning]
+            if self.is_standby(rid) and rid not in self._stopping
+        ]
+
+    def serving_ready_count(self) -> int:
+        """Ready replicas other than the warm standby."""
+        return sum(
+            1
+            for r in self.replicas.values()
+            if r.state is ReplicaState.READY
+            and r.replica_id not in self._stopping
+            and not self.is_standby(r.replica_id)
+        )
+
     def live_count(self) -> int:
-        """Replicas that count towards the desired number: provisioning, starting or running."""
+        """Replicas that count towards the desired number: provisioning, starting or running
+        (the warm standby is extra)."""
         running = sum(
             1
             for r in self.replicas.values()
-            if r.replica_id not in self._stopping and r.state in LIVE_STATES
+            if r.replica_id not in self._stopping
+            and r.state in LIVE_STATES
+            and not self.is_standby(r.replica_id)
         )
-        return running + len(self.provisioning)
+        return running + sum(1 for rid in self.provisioning if not self.is_standby(rid))
 
     def status_dict(self) -> dict[str, object]:
         if self.failed_reason is not None:
@@ -233,7 +260,7 @@ class RevisionWorkload:
             revision=f"{self.spec.namespace}/{self.spec.revision}",
             desired=desired,
             demand=self.demand,
-            replicas=[p for p, _ in self.placed()],
+            replicas=[p for p, _ in self.placed() if not self.is_standby(p.replica_id)],
             labels=self.spec.labels,
             policy=policy,
             others=others,
@@ -250,6 +277,23 @@ class RevisionWorkload:
             self.pending = decision.pending
             if changed:
                 self.events.status_changed(self)
+
+    def wants_standby(self) -> bool:
+        """At zero, routed and healthy: keep one warm replica on the standby pool."""
+        return (
+            self.spec.standby_pool is not None
+            and self.desired == 0
+            and self.routed
+            and self.ever_ready
+            and self.failed_reason is None
+            and not self._closed
+        )
+
+    def start_standby(self, pool: Pool, devices: tuple[str, ...]) -> None:
+        self._start(pool, devices, {**self.spec.labels, STANDBY_LABEL: "true"})
+
+    def stop(self, replica_id: str) -> None:
+        self._stop(replica_id)
 
     def _start(self, pool: Pool, devices: tuple[str, ...], labels: Mapping[str, str]) -> None:
         replica_id = f"{self.spec.revision}-{secrets.token_hex(3)}"
