@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import pytest
 
@@ -222,3 +223,17 @@ def test_old_revisions_are_garbage_collected(tmp_path):
         assert not [r for r in platform.replicas("old") if r["revision"] == "old-00001"]
     finally:
         platform.stop()
+
+
+def test_autoscaler_class_chooses_a_baseline_live(platform):
+    hpa = {"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}
+    platform.apply(hello_service("hpa", hpa))
+    platform.wait_ready("hpa")
+    time.sleep(12)  # past the 6 s window and 1 s grace that take a KPA service to zero
+    assert platform.ready_replicas("hpa") == 1  # HPA-like: no scale to zero
+    result = platform.apply(
+        hello_service("odd", {"autoscaling.knative.dev/class": "odd.example.com"}), check=False
+    )
+    assert result.returncode != 0
+    assert "annotations[autoscaling.knative.dev/class]" in result.stderr
+    assert "odd.example.com" in result.stderr

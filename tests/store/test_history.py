@@ -14,8 +14,13 @@ def rollup(revision: str, minute: int, concurrency: float) -> MinuteRollup:
 
 def test_service_series_sums_revisions_and_marks_gaps(tmp_path):
     history = MetricHistory(tmp_path / "h.db")
-    history.add([rollup("svc-00001", 100, 2.0), rollup("svc-00002", 100, 3.0),
-                 rollup("svc-00001", 102, 4.0)])
+    history.add(
+        [
+            rollup("svc-00001", 100, 2.0),
+            rollup("svc-00002", 100, 3.0),
+            rollup("svc-00001", 102, 4.0),
+        ]
+    )
     series = history.service_series("default", "svc", "avg_concurrency", 100, 104)
     assert series[0] == 5.0 and series[2] == 4.0
     assert math.isnan(series[1]) and math.isnan(series[3])
@@ -53,11 +58,21 @@ def test_recorder_writes_one_row_per_minute(tmp_path):
     recorder = HistoryRecorder(history)
     base = 6000 * 60.0
     for second in range(60):
-        recorder.observe("default", "svc", "svc-00001", base + second, 2.0 if second < 30 else 4.0,
-                         requests=1, peak=5 if second == 10 else 3, ready=2)
+        recorder.observe(
+            "default",
+            "svc",
+            "svc-00001",
+            base + second,
+            2.0 if second < 30 else 4.0,
+            requests=1,
+            peak=5 if second == 10 else 3,
+            ready=2,
+        )
     recorder.observe("default", "svc", "svc-00001", base + 60, 0.0, 0, 0, 2)  # next minute
-    series = {f: history.service_series("default", "svc", f, 6000, 6002)
-              for f in ("requests", "avg_concurrency", "peak_concurrency", "ready_replicas")}
+    series = {
+        f: history.service_series("default", "svc", f, 6000, 6002)
+        for f in ("requests", "avg_concurrency", "peak_concurrency", "ready_replicas")
+    }
     assert series["requests"][0] == 60
     assert series["avg_concurrency"][0] == 3.0
     assert series["peak_concurrency"][0] == 5

@@ -30,6 +30,7 @@ from tidal.cli.tables import (
     revisions_table,
     routes_table,
 )
+from tidal.sim.cli import simulate
 
 
 @click.group()
@@ -362,6 +363,7 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
     console.print(f"total cost {total:.4f} over the last {since}")
 
 
+main.add_command(simulate)
 main.add_command(forecast)
 main.add_command(history)
 main.add_command(backtest)

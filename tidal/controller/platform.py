@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY
 
-from tidal.api.autoscaling import AHPA, PREDICTIVE, parse_autoscaling_annotations
+from tidal.api.autoscaling import parse_autoscaling_annotations
 from tidal.api.config import PlatformConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
     PLATFORM_ANNOTATIONS,
     PROGRESS_DEADLINE,
+    TEMPLATE_ANNOTATIONS,
     WARM_STANDBY,
     ValidService,
     validate_service,
@@ -34,6 +35,7 @@ from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.api.service import RevisionSpec
 from tidal.api.units import parse_duration
+from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
 from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.policy import PredictivePolicy
@@ -244,6 +246,11 @@ class Platform:
 
     def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler)
+        try:
+            policy_for_class(valid.autoscaling.autoscaler_class)
+        except ValueError as exc:
+            field = f"{TEMPLATE_ANNOTATIONS}[autoscaling.knative.dev/class]"
+            raise InvalidSpec(field, str(exc)) from None
         standby = valid.warm_standby_pool
         if standby is not None and standby not in self.placer.pools_by_name:
             pools = ", ".join(self.placer.pools_by_name)
@@ -375,7 +382,12 @@ class Platform:
             initialized=restored is not None,
         )
         autoscaler: Autoscaler = kpa
-        if autoscaling.autoscaler_class in (PREDICTIVE, AHPA):
+        policy = policy_for_class(autoscaling.autoscaler_class)
+        if policy not in ("kpa", "predictive"):
+            autoscaler = make_autoscaler(
+                policy, spec_, now, ready=restored or 0, progress_deadline_s=progress
+            )
+        elif policy == "predictive":
             settings = parse_predictive_annotations(annotations, also_known=PLATFORM_ANNOTATIONS)
             predictive = PredictiveAutoscaler(
                 kpa,

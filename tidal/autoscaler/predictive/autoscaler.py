@@ -39,8 +39,9 @@ class PredictiveAutoscaler:
         if decision.replicas is not None:
             self._reactive_replicas = decision.replicas
         current = self._reactive_replicas if self.replicas is None else self.replicas
-        chosen = self.policy.decide(now + self.epoch_offset, self._reactive_replicas,
-                                    max(current, 0))
+        chosen = self.policy.decide(
+            now + self.epoch_offset, self._reactive_replicas, max(current, 0)
+        )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
         replicas = None if want is None or want == self.replicas else want

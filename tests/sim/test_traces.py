@@ -1,0 +1,137 @@
+"""Trace loaders, Poisson spreading and the synthetic generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tidal.sim.dists import default_service_time, parse_distribution
+from tidal.sim.traces import (
+    TraceError,
+    load_trace,
+    spread_counts,
+    synthetic_rate,
+    synthetic_trace,
+)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_generic_csv_with_iso_and_epoch_times_and_durations(tmp_path):
+    path = write(
+        tmp_path,
+        "t.csv",
+        "timestamp,duration\n2024-01-01T00:00:00,0.5\n2024-01-01T00:00:01.5,1\n1704067203,0.25\n",
+    )
+    trace = load_trace(path)
+    assert trace.arrivals.tolist() == [0.0, 1.5, 3.0]
+    assert trace.service_times.tolist() == [0.5, 1.0, 0.25]
+    assert trace.start_epoch == 1704067200.0
+    assert default_service_time(trace).kind == "trace"
+
+
+def test_azure_llm_format_keeps_token_columns(tmp_path):
+    path = write(
+        tmp_path,
+        "llm.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04.0319600,3180,8",
+    )
+    trace = load_trace(path)
+    assert len(trace) == 2
+    assert trace.arrivals[1] == pytest.approx(0.052)
+    times = parse_distribution("tokens").sample(2, np.random.default_rng(0), trace)
+    assert times.tolist() == pytest.approx([4808 / 5000 + 10 / 50, 3180 / 5000 + 8 / 50])
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("timestamp\n10\n12\n11\n", 4, "not sorted"),
+        ("timestamp,duration\n10,1\nnoon,1\n", 3, "bad timestamp"),
+        ("timestamp,duration\n10,1\n11,-2\n", 3, "bad duration"),
+        ("timestamp,duration\n10,1\n11\n", 3, "expected 2 fields"),
+        ("when\n10\n", 1, "unknown trace format"),
+    ],
+)
+def test_bad_rows_name_the_line(tmp_path, text, line, message):
+    path = write(tmp_path, "bad.csv", text)
+    with pytest.raises(TraceError, match=message) as info:
+        load_trace(path)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}:")
+
+
+def azure_functions_file(tmp_path, rows):
+    header = "HashFunction,HashOwner,HashApp," + ",".join(f"minute_{m + 1}" for m in range(3))
+    body = "\n".join(f"f{k},o,a," + ",".join(map(str, r)) for k, r in enumerate(rows))
+    return write(tmp_path, "inv.csv", header + "\n" + body + "\n")
+
+
+def test_azure_functions_counts_are_spread_within_their_minutes(tmp_path):
+    path = azure_functions_file(tmp_path, [[3, 0, 5], [1, 2, 0]])
+    trace = load_trace(path, seed=4)
+    assert trace.duration == 180.0
+    assert np.bincount((trace.arrivals // 60).astype(int)).tolist() == [4, 2, 5]
+    assert (np.diff(trace.arrivals) >= 0).all()
+    assert load_trace(path, seed=4).arrivals.tolist() == trace.arrivals.tolist()
+    assert load_trace(path, seed=5).arrivals.tolist() != trace.arrivals.tolist()
+    assert len(load_trace(path, functions=1)) == 8
+
+
+def test_azure_functions_bad_count_names_the_line(tmp_path):
+    path = azure_functions_file(tmp_path, [[1, 0, 1], [1, "x", 0]])
+    with pytest.raises(TraceError, match="whole numbers") as info:
+        load_trace(path)
+    assert info.value.line == 3
+
+
+def test_alibaba_qps_sums_generative_rows_per_timestamp(tmp_path):
+    path = write(
+        tmp_path,
+        "qps.csv",
+        "timestamp_anon,value,container_ip,request_type\n"
+        "1000.0,0.5,,API Requests\n1000.0,1.0,aa,Generative Requests\n"
+        "1000.0,1.0,bb,Generative Requests\n1057.0,0.0,aa,Generative Requests\n",
+    )
+    trace = load_trace(path, seed=1)
+    assert trace.duration == 114.0 and trace.start_epoch == 1000.0
+    assert 60 < len(trace) < 180  # Poisson(2 req/s x 57 s)
+    assert trace.arrivals.max() < 57.0
+    assert load_trace(path, seed=1).arrivals.tolist() == trace.arrivals.tolist()
+
+
+def test_spread_counts_is_a_seeded_uniform_spread():
+    rng = np.random.default_rng(0)
+    times = spread_counts(np.array([0.0, 10.0]), np.array([1000, 0]), 10.0, rng)
+    assert len(times) == 1000 and times.min() >= 0 and times.max() < 10.0
+    assert abs(times.mean() - 5.0) < 0.5
+
+
+def test_synthetic_trace_is_seeded_diurnal_and_weekly():
+    a, b = synthetic_trace(days=7, mean_rps=2, seed=3), synthetic_trace(days=7, mean_rps=2, seed=3)
+    assert a.arrivals.tolist() == b.arrivals.tolist()
+    assert len(a) == pytest.approx(7 * 86_400 * 2, rel=0.05)
+    rate = synthetic_rate(7, 2.0, seed=3, bursts_per_day=0, noise=0)
+    by_day = rate.reshape(7, 1440)
+    assert by_day[:5].mean() > 1.8 * by_day[5:].mean()  # weekend dip
+    assert by_day[0, 14 * 60] > 5 * by_day[0, 2 * 60]  # afternoon peak, night trough
+
+
+def test_head_cuts_by_time():
+    trace = synthetic_trace(days=1, mean_rps=1, seed=0).head(3600)
+    assert trace.duration == 3600 and trace.arrivals.max() < 3600
+
+
+def test_distributions_parse_and_sample():
+    rng = np.random.default_rng(0)
+    assert parse_distribution("0.3").sample(3, rng).tolist() == [0.3] * 3
+    load = parse_distribution("alibaba-load").sample(10_000, rng)
+    assert np.median(load) == pytest.approx(22.7, rel=0.1)
+    for bad in ("exp", "uniform:1", "nope:1", "const:-1"):
+        with pytest.raises(ValueError, match="bad distribution"):
+            parse_distribution(bad)

@@ -1,0 +1,359 @@
+"""Baseline autoscalers, for comparison in the simulator and for services that ask for them.
+
+Each has `RevisionAutoscaler`'s interface (tidal/autoscaler/kpa.py): `record(now, concurrency,
+rps)` every second with revision totals, `poke(now, concurrency) -> bool` on a request at zero,
+`tick(now, ready, reachable) -> Decision` every 2 s. Pure: time comes in as `now`.
+
+- `hpa`: Kubernetes HPA on a CPU-style utilisation (15 s sync, 10 % tolerance, scale-up limit
+  max(+100 %, +4 pods) per sync, 300 s scale-down stabilisation, never below one replica).
+- `ray`: Ray Serve's default policy (research/predictive.md §4.5).
+- `keepalive`: one replica per needed slot, each kept 10 min after its last use (AWS Lambda's
+  fixed keep-alive, §4.3).
+- `hybrid-histogram`: the Azure "Serverless in the Wild" keep-alive/pre-warm policy (§4.3).
+- `peak`: a fixed count, sized for the peak.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from tidal.api.autoscaling import AHPA, HPA, KPA, PREDICTIVE
+from tidal.autoscaler.kpa import (
+    ACTIVE,
+    INACTIVE,
+    PROXY,
+    SERVE,
+    TICK_INTERVAL,
+    DeciderSpec,
+    Decision,
+    RevisionAutoscaler,
+)
+from tidal.autoscaler.metrics import MaxTimeWindow
+
+RAY_CLASS = "ray.tidal.dev"
+KEEPALIVE_CLASS = "keepalive.tidal.dev"
+HYBRID_CLASS = "hybrid-histogram.tidal.dev"
+PEAK_CLASS = "peak.tidal.dev"
+
+
+class _Baseline:
+    """Bounds, the replica count last applied, and the Decision a tick returns."""
+
+    def __init__(self, spec: DeciderSpec, initial: int) -> None:
+        self.spec = spec
+        self.low = spec.min_scale
+        self.high = spec.max_scale or math.inf
+        self.initial = initial
+        self.replicas: int | None = None  # last applied; None before the first tick
+        self._latest = 0.0  # highest concurrency recorded since the last tick
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        self._latest = max(self._latest, concurrency)
+
+    def poke(self, now: float, concurrency: float) -> bool:
+        """Decide at once when at zero and a request came (§4.5: "from zero ... immediately")."""
+        return self.replicas == 0 and concurrency != 0
+
+    def _clamp(self, want: int) -> int:
+        return int(min(max(want, self.low), self.high))
+
+    def _apply(self, want: int, raw: int, reason: str, value: float) -> Decision:
+        want = self._clamp(want)
+        replicas = None if want == self.replicas else want
+        self.replicas = want
+        self._latest = 0.0
+        return Decision(
+            replicas=replicas,
+            desired_raw=raw,
+            ebc=-1.0,
+            in_panic=False,
+            active=ACTIVE if want else INACTIVE,
+            reason=reason,
+            stable_value=value,
+            panic_value=0.0,
+            mode=SERVE if want else PROXY,
+        )
+
+    def _need(self, concurrency: float) -> int:
+        return math.ceil(concurrency / self.spec.target_value - 1e-9)
+
+
+class HPAAutoscaler(_Baseline):
+    """Kubernetes HPA (`replica_calculator.go`, default `behavior`) on a CPU-like metric:
+    utilisation = concurrency per ready replica / the replica's capacity (`total_value`: the
+    containerConcurrency or the per-pod target), capped at 100 % as CPU is. A queue therefore
+    shows as 100 %, and scale-up is at most x 1/target per sync."""
+
+    SYNC_S = 15.0
+    TOLERANCE = 0.1
+    DOWN_STABILIZATION_S = 300.0
+
+    def __init__(self, spec: DeciderSpec, target_utilization: float = 0.8) -> None:
+        super().__init__(spec, max(1, spec.min_scale, spec.initial_scale))
+        self.low = max(1, self.low)
+        self.target_utilization = target_utilization
+        self._samples: deque[tuple[float, float]] = deque()
+        self._recommendations: deque[tuple[float, int]] = deque()
+        self._last_sync = -math.inf
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        self._samples.append((now, concurrency))
+
+    def poke(self, now: float, concurrency: float) -> bool:
+        return False
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        current = self.initial if self.replicas is None else self.replicas
+        while self._samples and self._samples[0][0] <= now - self.SYNC_S:
+            self._samples.popleft()
+        if now - self._last_sync < self.SYNC_S or not ready or not self._samples:
+            return self._apply(current, -1, "waiting for the next sync", 0.0)
+        self._last_sync = now
+        concurrency = sum(c for _, c in self._samples) / len(self._samples)
+        utilization = min(1.0, concurrency / (ready * self.spec.total_value))
+        ratio = utilization / self.target_utilization
+        wanted = ready if abs(ratio - 1.0) <= self.TOLERANCE else math.ceil(ratio * ready)
+        wanted = self._clamp(wanted)
+        self._recommendations.append((now, wanted))
+        while self._recommendations[0][0] < now - self.DOWN_STABILIZATION_S:
+            self._recommendations.popleft()
+        down_limit = max(r for _, r in self._recommendations)
+        desired = min(wanted, max(2 * current, current + 4)) if wanted > current else current
+        desired = min(desired, down_limit) if wanted <= current else desired
+        reason = f"utilization {utilization:.0%} of {self.target_utilization:.0%} -> {desired}"
+        return self._apply(desired, wanted, reason, concurrency)
+
+
+class RayServeAutoscaler(_Baseline):
+    """Ray Serve's default policy (§4.5): replicas report ongoing requests every 10 s, averaged
+    over a 30 s look-back; `desired = ceil(n * (1 + (err - 1) * factor))` with
+    `err = total / (target * n)`; a change applies after 30 s (up) / 600 s (down) of decisions in
+    the same direction; from zero with requests queued, one replica at once. The target is the
+    revision's per-pod target, as the KPA uses."""
+
+    METRICS_INTERVAL_S = 10.0
+    LOOK_BACK_S = 30.0
+    UPSCALE_DELAY_S = 30.0
+    DOWNSCALE_DELAY_S = 600.0
+    FACTOR = 1.0
+
+    def __init__(self, spec: DeciderSpec) -> None:
+        super().__init__(spec, spec.min_scale)
+        self._samples: deque[tuple[float, float]] = deque()
+        self._reported = 0.0
+        self._reported_at = -math.inf
+        self._counter = 0
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        super().record(now, concurrency, rps)
+        self._samples.append((now, concurrency))
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        if self.replicas is None:
+            return self._apply(self.initial, self.initial, "initial replicas", 0.0)
+        if now - self._reported_at >= self.METRICS_INTERVAL_S:
+            while self._samples and self._samples[0][0] <= now - self.LOOK_BACK_S:
+                self._samples.popleft()
+            values = [c for _, c in self._samples]
+            self._reported = sum(values) / len(values) if values else 0.0
+            self._reported_at = now
+        n = self.replicas
+        if n == 0:
+            if self._latest > 0:
+                self._counter = 0
+                return self._apply(max(math.ceil(self.FACTOR), 1), 1, "from zero", self._latest)
+            return self._apply(0, 0, "idle at zero", 0.0)
+        total = self._reported
+        err = total / (self.spec.target_value * n)
+        desired = math.ceil(n * (1 + (err - 1) * self.FACTOR) - 1e-9)
+        if desired == n and math.ceil(n * err - 1e-9) < n:
+            desired -= 1
+        desired = self._clamp(desired)
+        decision = n
+        if desired > n:
+            self._counter = max(self._counter, 0) + 1
+            if self._counter > int(self.UPSCALE_DELAY_S / TICK_INTERVAL):
+                self._counter, decision = 0, desired
+        elif desired < n:
+            self._counter = min(self._counter, 0) - 1
+            if self._counter < -int(self.DOWNSCALE_DELAY_S / TICK_INTERVAL):
+                self._counter, decision = 0, desired
+        else:
+            self._counter = 0
+        return self._apply(decision, desired, f"ongoing {total:.2f} -> {desired}", total)
+
+
+class KeepAliveAutoscaler(_Baseline):
+    """Fixed keep-alive: as many replicas as the concurrency needs at once (target per pod), each
+    kept `keep_alive_s` after it was last needed (AWS Lambda: 10 min, §4.3)."""
+
+    def __init__(self, spec: DeciderSpec, keep_alive_s: float = 600.0) -> None:
+        super().__init__(spec, spec.min_scale)
+        self._window = MaxTimeWindow(keep_alive_s, TICK_INTERVAL)
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        need = self._need(self._latest)
+        self._window.record(now, need)
+        return self._apply(self._window.current(), need, f"needs {need}", self._latest)
+
+
+class HybridHistogramAutoscaler(_Baseline):
+    """Azure's hybrid histogram policy (Shahrad et al., ATC 2020; §4.3), parameters and branch
+    rules as in dslab's `hybrid_histogram.rs`: idle times (last request's end to the next
+    arrival, at 1 s resolution) go into a 4 h histogram of 1 min bins.
+    - out-of-bounds rate >= 0.5: predict the next idle time (an AR(1) fit, in place of ARIMA)
+      and keep one replica warm in [0.85, 1.15] x the prediction;
+    - bin-count CV < 2 (not yet representative): keep one replica for the whole 4 h range;
+    - otherwise unload at once, pre-warm at p5 x 0.9 and keep until p99 x 1.1 after the idle
+      start.
+    Replicas beyond the first follow the load, kept for the stable window (not covered by the
+    paper, whose model is one instance per application)."""
+
+    RANGE_S = 4 * 3600.0
+    BIN_S = 60.0
+    CV_THRESHOLD = 2.0
+    OOB_THRESHOLD = 0.5
+    ARIMA_MARGIN = 0.15
+    HISTOGRAM_MARGIN = 0.10
+    HEAD, TAIL = 0.05, 0.99
+
+    def __init__(self, spec: DeciderSpec) -> None:
+        super().__init__(spec, spec.min_scale)
+        self._bins = np.zeros(round(self.RANGE_S / self.BIN_S), dtype=np.int64)
+        self._oob = 0
+        self._idle_times: list[float] = []
+        self._idle_since: float | None = None
+        self._warm = (0.0, 0.0)  # one replica is kept warm in [begin, end)
+        self._extra = MaxTimeWindow(spec.stable_window, TICK_INTERVAL)
+
+    def record(self, now: float, concurrency: float, rps: float) -> None:
+        super().record(now, concurrency, rps)
+        if concurrency > 0 and self._idle_since is not None:
+            self._add_idle_time(now - self._idle_since)
+            self._idle_since = None
+        elif concurrency == 0 and self._idle_since is None and self.replicas:
+            self._idle_since = now
+            self._warm = self._windows(now)
+
+    def _add_idle_time(self, seconds: float) -> None:
+        self._idle_times.append(seconds)
+        index = int(seconds // self.BIN_S)
+        if index < len(self._bins):
+            self._bins[index] += 1
+        else:
+            self._oob += 1
+
+    def _windows(self, idle_start: float) -> tuple[float, float]:
+        """[pre-warm, end of keep-alive) after an idle period starts (dslab `prewarm_window`,
+        `keepalive_window`)."""
+        total = int(self._bins.sum())
+        if self._oob and self._oob / (self._oob + total) >= self.OOB_THRESHOLD:
+            guess = self._predict_idle()
+            prewarm = guess * (1 - self.ARIMA_MARGIN)
+            return idle_start + prewarm, idle_start + prewarm + guess * self.ARIMA_MARGIN * 2
+        mean = total / len(self._bins)
+        cv = float(self._bins.std(ddof=1) / mean) if total else 0.0
+        if cv < self.CV_THRESHOLD:
+            return idle_start, idle_start + self.RANGE_S
+        cumulative = np.cumsum(self._bins) / total
+        head = int(np.searchsorted(cumulative, self.HEAD))
+        tail = int(np.searchsorted(cumulative, self.TAIL))
+        prewarm = head * self.BIN_S * (1 - self.HISTOGRAM_MARGIN)
+        keep = (tail + 1) * self.BIN_S * (1 + self.HISTOGRAM_MARGIN)
+        return idle_start + prewarm, idle_start + prewarm + keep
+
+    def _predict_idle(self) -> float:
+        """One-step AR(1) forecast fitted by least squares to the idle times."""
+        x = np.asarray(self._idle_times[-200:])
+        if len(x) < 3:
+            return float(x[-1])
+        mean = x.mean()
+        a, b = x[:-1] - mean, x[1:] - mean
+        phi = float(np.clip(a @ b / max(a @ a, 1e-12), -1.0, 1.0))
+        return max(0.0, mean + phi * (x[-1] - mean))
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        need = self._need(self._latest)
+        self._extra.record(now, need)
+        held = self._extra.current()
+        begin, end = self._warm
+        warm = 1 if begin <= now < end else 0
+        want = max(need, warm, held if held > 1 else 0)
+        reason = f"needs {need}; warm window [{begin:.0f}, {end:.0f})"
+        return self._apply(want, need, reason, self._latest)
+
+
+class PeakAutoscaler(_Baseline):
+    """Always on at peak: a fixed count (the simulator sizes it from the trace's peak)."""
+
+    def __init__(self, spec: DeciderSpec, replicas: int) -> None:
+        super().__init__(spec, replicas)
+        self.low = self.high = replicas
+
+    def poke(self, now: float, concurrency: float) -> bool:
+        return False
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        return self._apply(self.initial, self.initial, f"fixed at {self.initial}", self._latest)
+
+
+Autoscaler = (
+    RevisionAutoscaler
+    | HPAAutoscaler
+    | RayServeAutoscaler
+    | KeepAliveAutoscaler
+    | HybridHistogramAutoscaler
+    | PeakAutoscaler
+)
+
+BASELINES: dict[str, Callable[..., Autoscaler]] = {
+    "hpa": HPAAutoscaler,
+    "ray": RayServeAutoscaler,
+    "keepalive": KeepAliveAutoscaler,
+    "hybrid-histogram": HybridHistogramAutoscaler,
+    "peak": PeakAutoscaler,
+}
+CLASS_POLICIES = {
+    KPA: "kpa",
+    PREDICTIVE: "predictive",
+    AHPA: "predictive",
+    HPA: "hpa",
+    RAY_CLASS: "ray",
+    KEEPALIVE_CLASS: "keepalive",
+    HYBRID_CLASS: "hybrid-histogram",
+    PEAK_CLASS: "peak",
+}
+
+
+def policy_for_class(autoscaler_class: str) -> str:
+    """The policy name for an `autoscaling.knative.dev/class` value."""
+    try:
+        return CLASS_POLICIES[autoscaler_class]
+    except KeyError:
+        known = ", ".join(sorted(CLASS_POLICIES))
+        message = f"unknown autoscaler class {autoscaler_class!r} (known: {known})"
+        raise ValueError(message) from None
+
+
+def make_autoscaler(
+    name: str,
+    spec: DeciderSpec,
+    now: float,
+    ready: int = 0,
+    progress_deadline_s: float = 600.0,
+    peak_replicas: int | None = None,
+) -> Autoscaler:
+    """An autoscaler by policy name: `kpa` or one of BASELINES. `peak` runs `peak_replicas`
+    (default: max-scale, else min-scale, else 1). `predictive` is built by its own module."""
+    if name == "kpa":
+        return RevisionAutoscaler(spec, now, ready, progress_deadline_s=progress_deadline_s)
+    if name == "peak":
+        return PeakAutoscaler(spec, peak_replicas or spec.max_scale or spec.min_scale or 1)
+    if name not in BASELINES:
+        known = ", ".join(["kpa", *BASELINES])
+        raise ValueError(f"unknown autoscaler {name!r} (known: {known})")
+    return BASELINES[name](spec)

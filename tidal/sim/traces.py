@@ -1,0 +1,269 @@
+"""Request traces for the simulator: loaders, a seeded synthetic generator, Poisson spreading.
+
+Formats (shared/traces/README.md):
+- Azure Functions 2019 (`HashFunction,HashOwner,HashApp,minute_1..`): invocations per function per
+  minute; the selected functions' counts are summed and spread within each minute.
+- Azure LLM 2023 (`TIMESTAMP,ContextTokens,GeneratedTokens`): one row per request.
+- Alibaba GenTD26 `qps.csv` (`timestamp_anon,value,container_ip,request_type`): QPS samples per
+  container on a 57 s grid; the generative rows are summed per timestamp into a system rate.
+- Generic: a header whose first column is `timestamp` (ISO time or epoch seconds), one row per
+  request, an optional `duration` column (seconds).
+
+Counts per interval become arrival times by a seeded Poisson process: given n events in an
+interval, a Poisson process places them as n independent uniform times in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+DAY_S = 86_400.0
+ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid (README §2)
+SYNTHETIC_EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
+
+
+class TraceError(ValueError):
+    """A bad trace file; the message names the file and line."""
+
+    def __init__(self, path: str | Path, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path, self.line = str(path), line
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Arrivals in seconds from the trace start (sorted), with what the file gives per request.
+
+    `start_epoch` is the wall time of t = 0 (for calendar-aware policies); `duration` is the
+    span the trace covers (a per-minute trace covers whole minutes even if the last is empty)."""
+
+    name: str
+    arrivals: np.ndarray
+    duration: float
+    start_epoch: float = 0.0
+    service_times: np.ndarray | None = None
+    context_tokens: np.ndarray | None = None
+    generated_tokens: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.arrivals)
+
+    def head(self, seconds: float) -> Trace:
+        """The first `seconds` of the trace."""
+        keep = int(np.searchsorted(self.arrivals, seconds, side="left"))
+
+        def cut(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[:keep]
+
+        return replace(
+            self,
+            arrivals=self.arrivals[:keep],
+            duration=min(self.duration, seconds),
+            service_times=cut(self.service_times),
+            context_tokens=cut(self.context_tokens),
+            generated_tokens=cut(self.generated_tokens),
+        )
+
+
+def spread_counts(
+    starts: np.ndarray, counts: np.ndarray, width: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Sorted arrival times: `counts[k]` uniform times in [starts[k], starts[k] + width)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    base = np.repeat(np.asarray(starts, dtype=float), counts)
+    return np.sort(base + rng.uniform(0.0, width, size=base.size))
+
+
+def load_trace(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
+    """Load a trace file, recognising its format from the header. `functions` limits an Azure
+    Functions file to its first N functions (default: all of them, summed)."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise TraceError(path, 1, "empty file: expected a header row")
+    first = header[0].strip().lower()
+    if first == "hashfunction" and "minute_1" in header:
+        return load_azure_functions(path, seed, functions)
+    if first == "timestamp_anon" and "request_type" in header:
+        return load_alibaba_qps(path, seed)
+    if first in ("timestamp", "timestamp_anon"):
+        return load_requests(path)
+    raise TraceError(
+        path,
+        1,
+        f"unknown trace format (first column {header[0]!r}); expected `timestamp` (generic or "
+        "Azure LLM), `HashFunction` (Azure Functions) or `timestamp_anon` (Alibaba qps.csv)",
+    )
+
+
+def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, fields) for each non-empty data row."""
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = [(reader.line_num, row) for row in reader if row]
+    return header, rows
+
+
+def _timestamp(text: str, path: Path, line: int) -> float:
+    """Epoch seconds from a number or an ISO time (naive times are UTC)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        message = f"bad timestamp {text!r} (ISO time or epoch seconds)"
+        raise TraceError(path, line, message) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _number(text: str, what: str, path: Path, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceError(path, line, f"bad {what} {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise TraceError(path, line, f"bad {what} {text!r} (a number >= 0)")
+    return value
+
+
+def _check_sorted(times: np.ndarray, lines: list[int], path: Path) -> None:
+    back = np.flatnonzero(np.diff(times) < 0)
+    if back.size:
+        k = int(back[0]) + 1
+        raise TraceError(path, lines[k], "rows are not sorted by timestamp")
+
+
+def load_requests(path: str | Path) -> Trace:
+    """One row per request: generic `timestamp[,duration]` or Azure LLM 2023 (with token
+    columns `ContextTokens`, `GeneratedTokens`)."""
+    path = Path(path)
+    header, rows = _rows(path)
+    names = [name.strip().lower() for name in header]
+    duration_col = names.index("duration") if "duration" in names else None
+    token_cols = (
+        (names.index("contexttokens"), names.index("generatedtokens"))
+        if {"contexttokens", "generatedtokens"} <= set(names)
+        else None
+    )
+    times, durations, context, generated, lines = [], [], [], [], []
+    for line, row in rows:
+        if len(row) != len(header):
+            raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
+        times.append(_timestamp(row[0], path, line))
+        lines.append(line)
+        if duration_col is not None:
+            durations.append(_number(row[duration_col], "duration", path, line))
+        if token_cols is not None:
+            context.append(_number(row[token_cols[0]], "ContextTokens", path, line))
+            generated.append(_number(row[token_cols[1]], "GeneratedTokens", path, line))
+    if not times:
+        raise TraceError(path, 2, "no requests")
+    stamps = np.asarray(times)
+    _check_sorted(stamps, lines, path)
+    arrivals = stamps - stamps[0]
+    return Trace(
+        name=path.stem,
+        arrivals=arrivals,
+        duration=float(arrivals[-1]) + 1.0,
+        start_epoch=float(stamps[0]),
+        service_times=np.asarray(durations) if duration_col is not None else None,
+        context_tokens=np.asarray(context) if token_cols else None,
+        generated_tokens=np.asarray(generated) if token_cols else None,
+    )
+
+
+def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
+    """Azure Functions 2019 per-minute invocations, summed over the first `functions` rows."""
+    path = Path(path)
+    header, rows = _rows(path)
+    first_minute = header.index("minute_1")
+    minutes = len(header) - first_minute
+    total = np.zeros(minutes, dtype=np.int64)
+    for line, row in rows[:functions]:
+        if len(row) != len(header):
+            raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
+        try:
+            counts = np.array(row[first_minute:], dtype=np.int64)
+        except ValueError:
+            raise TraceError(path, line, "invocation counts must be whole numbers") from None
+        if (counts < 0).any():
+            raise TraceError(path, line, "negative invocation count")
+        total += counts
+    rng = np.random.default_rng(seed)
+    arrivals = spread_counts(np.arange(minutes) * 60.0, total, 60.0, rng)
+    return Trace(path.stem, arrivals, minutes * 60.0)
+
+
+def load_alibaba_qps(path: str | Path, seed: int = 0, kind: str = "Generative Requests") -> Trace:
+    """Alibaba GenTD26 qps.csv: the `kind` rows summed per timestamp give the system rate over
+    the next 57 s; arrivals are a seeded Poisson process at that rate."""
+    path = Path(path)
+    _, rows = _rows(path)
+    rate: dict[float, float] = {}
+    previous = -math.inf
+    for line, row in rows:
+        if len(row) != 4:
+            raise TraceError(path, line, f"expected 4 fields, got {len(row)}")
+        stamp = _timestamp(row[0], path, line)
+        if stamp < previous:
+            raise TraceError(path, line, "rows are not sorted by timestamp")
+        previous = stamp
+        if row[3] == kind:
+            rate[stamp] = rate.get(stamp, 0.0) + _number(row[1], "QPS value", path, line)
+    if not rate:
+        raise TraceError(path, 2, f"no {kind!r} rows")
+    stamps = np.array(sorted(rate))
+    rates = np.array([rate[s] for s in stamps])
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(rates * ALIBABA_STEP_S)
+    starts = stamps - stamps[0]
+    arrivals = spread_counts(starts, counts, ALIBABA_STEP_S, rng)
+    return Trace(path.stem, arrivals, float(starts[-1]) + ALIBABA_STEP_S, float(stamps[0]))
+
+
+def synthetic_rate(
+    days: float,
+    mean_rps: float = 5.0,
+    seed: int = 0,
+    trough: float = 0.1,
+    weekend: float = 0.5,
+    bursts_per_day: float = 2.0,
+    burst_factor: float = 4.0,
+    noise: float = 0.15,
+) -> np.ndarray:
+    """Requests/s per minute: a daily cycle peaking at 14:00 (`trough` x peak at night), weekends
+    at `weekend` x weekdays, `bursts_per_day` bursts of 5-30 min at `burst_factor` x, lognormal
+    noise of sigma `noise`; scaled so that the mean is `mean_rps`. Minute 0 is a Monday 00:00."""
+    rng = np.random.default_rng(seed)
+    minutes = round(days * 1440)
+    t = np.arange(minutes) / 1440.0  # days
+    daily = trough + (1 - trough) * (0.5 - 0.5 * np.cos(2 * np.pi * (t - 14 / 24 + 0.5)))
+    weekday = np.where((np.floor(t) % 7) >= 5, weekend, 1.0)
+    rate = daily * weekday * rng.lognormal(-(noise**2) / 2, noise, size=minutes)
+    for _ in range(rng.poisson(bursts_per_day * days)):
+        begin = int(rng.integers(0, max(minutes, 1)))
+        rate[begin : begin + int(rng.integers(5, 31))] *= burst_factor
+    return rate * (mean_rps / max(rate.mean(), 1e-12))
+
+
+def synthetic_trace(
+    days: float = 1.0, mean_rps: float = 5.0, seed: int = 0, **shape: float
+) -> Trace:
+    """A seeded diurnal trace (see `synthetic_rate`): Poisson counts per minute, spread."""
+    rate = synthetic_rate(days, mean_rps, seed, **shape)
+    rng = np.random.default_rng(seed + 1)
+    counts = rng.poisson(rate * 60.0)
+    arrivals = spread_counts(np.arange(len(rate)) * 60.0, counts, 60.0, rng)
+    return Trace(f"synthetic-{days:g}d", arrivals, len(rate) * 60.0, SYNTHETIC_EPOCH)
