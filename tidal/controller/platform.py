@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,13 +49,14 @@ from tidal.controller.revisions import (
     SERVICE_LABEL,
     next_revision,
 )
-from tidal.controller.rollout import Rollout, advance, start_rollout
+from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
-from tidal.controller.traffic import host_name, host_table, resolve_traffic
+from tidal.controller.traffic import host_name, resolve_traffic
+from tidal.controller.views import live_revision, read_logs, replica_views
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
-from tidal.runtime.base import Replica, ReplicaState, Runtime
+from tidal.runtime.base import Replica, Runtime
 from tidal.store.history import MetricHistory
 from tidal.store.sqlite import Store
 
@@ -63,20 +64,11 @@ log = logging.getLogger("tidal.controller")
 
 SERVER_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp")
 REVISION_LABEL = "serving.knative.dev/revision"
-ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 NO_GC = "serving.knative.dev/no-gc"
 GC_PERIOD_S = 30.0
 ROUTE_PERIOD_S = 0.5
 HISTORY_PRUNE_PERIOD_S = 3600.0
 PLAN_CHECK_PERIOD_S = 10.0
-
-
-@dataclass
-class RouteState:
-    hosts: set[str] = field(default_factory=set)
-    latest: str | None = None
-    rollout: Rollout | None = None
-    routed: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -106,10 +98,6 @@ class PolicyPlan:
         return key_of(self.doc["metadata"]["namespace"], self.doc["metadata"]["name"])
 
 
-def key_of(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
-
-
 class Platform:
     def __init__(self, config: PlatformConfig, data_dir: Path, runtime: Runtime) -> None:
         self.config = config
@@ -126,7 +114,9 @@ class Platform:
         self.decider_specs: dict[str, DeciderSpec] = {}
         self.services: dict[str, ValidService] = {}
         self.workloads: dict[str, RevisionWorkload] = {}
-        self.routes: dict[str, RouteState] = {}
+        self.routes = Routes(
+            self.store, self.router, self.scaling, config.domain, config.rollout_duration_s
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -298,8 +288,7 @@ class Platform:
         key = key_of(namespace, name)
         if self.store.get("Service", namespace, name) is None:
             return False
-        state = self.routes.pop(key, RouteState())
-        self.router.set_hosts(state.hosts, {})
+        self.routes.forget(key)
         revisions = self._revisions_of(namespace, name)
         with self.store.transaction():
             self.store.delete("Service", namespace, name)
@@ -515,114 +504,14 @@ class Platform:
     # -- routes -------------------------------------------------------------------------------
 
     def reconcile_route(self, namespace: str, name: str) -> None:
-        """Publish the service's hosts to the gateway and store the resolved Route."""
-        key = key_of(namespace, name)
-        valid = self.services.get(key)
-        service = self.store.get("Service", namespace, name)
-        if valid is None or service is None:
-            return
-        status = service.get("status", {})
-        latest_ready = status.get("latestReadyRevisionName")
-        latest = latest_ready or status["latestCreatedRevisionName"]
-        known = {r["metadata"]["name"] for r in self._revisions_of(namespace, name)}
-        targets = resolve_traffic(valid.service.spec.traffic, latest, known)
-        state = self.routes.setdefault(key, RouteState())
-        now = time.time()
-        duration = (
-            valid.rollout_duration_s
-            if valid.rollout_duration_s is not None
-            else self.config.rollout_duration_s
-        )
-        if state.latest is not None and state.latest != latest and latest_ready == latest:
-            percent = sum(t.percent for t in targets if t.latest)
-            previous = list(state.rollout.split) if state.rollout else [(state.latest, percent)]
-            state.rollout = start_rollout(previous, latest, percent, duration, now)
-        if latest_ready == latest:
-            state.latest = latest
-        if state.rollout is not None:
-            state.rollout = advance(state.rollout, now)
-            if state.rollout.done:
-                state.rollout = None
-        split = list(state.rollout.split) if state.rollout else None
-        table = host_table(name, namespace, self.config.domain, targets, split)
-        self.router.set_hosts(
-            state.hosts,
-            {
-                host: [(key_of(namespace, rev), pct) for rev, pct in entries]
-                for host, entries in table.items()
-            },
-        )
-        state.hosts = set(table)
-        routed = {rev for entries in table.values() for rev, pct in entries if pct > 0}
-        self._update_reachability(namespace, name, routed, status, state)
-        self._store_route(service, targets, state)
-
-    def _update_reachability(
-        self,
-        namespace: str,
-        name: str,
-        routed: set[str],
-        status: dict[str, Any],
-        state: RouteState,
-    ) -> None:
-        """Routed revisions, and the newest one while it starts, are reachable (knative.md
-        §1.2); a revision that stops being routed records when, for GC."""
-        pending = status.get("latestCreatedRevisionName")
-        for revision in self._revisions_of(namespace, name):
-            rev = revision["metadata"]["name"]
-            entry = self.scaling.revisions.get(key_of(namespace, rev))
-            if entry is not None:
-                entry.workload.routed = rev in routed
-                entry.reachable = rev in routed or (
-                    rev == pending
-                    and not entry.workload.ever_ready
-                    and entry.workload.failed_reason is None
-                )
-            if rev in state.routed and rev not in routed:
-                revision["metadata"].setdefault("annotations", {})[ROUTING_STATE_MODIFIED] = str(
-                    time.time()
-                )
-                self.store.put(revision)
-        state.routed = routed
-
-    def _store_route(self, service: dict[str, Any], targets: list[Any], state: RouteState) -> None:
-        meta = service["metadata"]
-        name, namespace = meta["name"], meta["namespace"]
-        domain = self.config.domain
-        traffic = []
-        for target in targets:
-            entry: dict[str, Any] = {
-                "revisionName": target.revision,
-                "percent": target.percent,
-                "latestRevision": target.latest,
-            }
-            if target.tag:
-                entry["tag"] = target.tag
-                entry["url"] = f"http://{host_name(name, namespace, domain, target.tag)}"
-            traffic.append(entry)
-        route = {
-            "apiVersion": "serving.knative.dev/v1",
-            "kind": "Route",
-            "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: name}},
-            "spec": {"traffic": service["spec"].get("traffic", [])},
-            "status": {
-                "url": f"http://{host_name(name, namespace, domain)}",
-                "traffic": traffic,
-                **({"rollout": state.rollout.to_dict()} if state.rollout else {}),
-            },
-        }
-        current = self.store.get("Route", namespace, name)
-        if current is None or (current["spec"], current["status"]) != (
-            route["spec"],
-            route["status"],
-        ):
-            self.store.put(route)
+        valid = self.services.get(key_of(namespace, name))
+        if valid is not None:
+            self.routes.reconcile(valid, self._revisions_of(namespace, name))
 
     def _advance_rollouts(self) -> None:
-        for key, state in list(self.routes.items()):
-            if state.rollout is not None:
-                namespace, name = key.split("/", 1)
-                self.reconcile_route(namespace, name)
+        for key in self.routes.rolling_out():
+            namespace, name = key.split("/", 1)
+            self.reconcile_route(namespace, name)
 
     # -- garbage collection -------------------------------------------------------------------
 
@@ -635,7 +524,7 @@ class Platform:
             if service is None:
                 continue
             latest_ready = service.get("status", {}).get("latestReadyRevisionName")
-            routed = self.routes.get(key, RouteState()).routed
+            routed = self.routes.routed(key)
             ages = [
                 _age(
                     revision,
@@ -654,27 +543,16 @@ class Platform:
     # -- views for the admin API --------------------------------------------------------------
 
     def live_revision(self, revision: dict[str, Any]) -> dict[str, Any]:
-        """The stored Revision with live replica counts and the autoscaler's last decision."""
-        key = key_of(revision["metadata"]["namespace"], revision["metadata"]["name"])
-        workload = self.workloads.get(key)
-        if workload is not None:
-            revision["status"] = {**revision.get("status", {}), **workload.status_dict()}
-            entry = self.scaling.revisions.get(key)
-            if entry is not None and entry.last_decision is not None:
-                decision = entry.last_decision
-                revision["status"]["autoscaler"] = {
-                    "active": decision.active,
-                    "inPanic": decision.in_panic,
-                    "reason": decision.reason,
-                    "reachable": entry.reachable,
-                }
-        return revision
+        meta = revision["metadata"]
+        return live_revision(
+            revision, self.scaling.revisions.get(key_of(meta["namespace"], meta["name"]))
+        )
 
     async def forecast(self, namespace: str, service: str) -> dict[str, Any]:
         """A fresh plan for the service's newest routed revision, and why it runs as it does.
         A service that is not predictive gets the plan it would have, in observer terms."""
         revisions = [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
-        routed = self.routes.get(key_of(namespace, service), RouteState()).routed
+        routed = self.routes.routed(key_of(namespace, service))
         candidates = [r for r in revisions if r in routed] or revisions
         if not candidates:
             raise InvalidSpec("metadata.name", f"service {service!r} has no revisions")
@@ -723,85 +601,15 @@ class Platform:
         return self.placer.cost(start, end, now)
 
     def replicas(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every replica, with the ones still provisioning on their pool and the ones that are
-        pending (no room anywhere the policy allows) and why."""
-        items = []
-        for workload in self.workloads.values():
-            spec = workload.spec
-            if namespace is not None and spec.namespace != namespace:
-                continue
-            base = {"namespace": spec.namespace, "service": spec.service, "revision": spec.revision}
-            for replica in workload.replicas.values():
-                state = replica.state.value
-                if workload.is_stopping(replica.replica_id):
-                    state = ReplicaState.DRAINING.value
-                items.append(
-                    {
-                        "name": replica.replica_id,
-                        **base,
-                        "pool": replica.spec.pool,
-                        "devices": list(replica.spec.devices),
-                        "state": state,
-                        "host": replica.host,
-                        "port": replica.port,
-                        "pid": replica.pid,
-                        "inFlight": workload.throttler.in_flight_of(replica.replica_id),
-                        "startupSeconds": replica.startup_seconds,
-                        "logPath": str(replica.spec.log_path),
-                    }
-                )
-            for replica_id, entry in workload.provisioning.items():
-                items.append(
-                    {
-                        "name": replica_id,
-                        **base,
-                        "pool": entry.pool,
-                        "devices": list(entry.devices),
-                        "state": "Provisioning",
-                        "host": None,
-                        "port": None,
-                        "pid": None,
-                        "inFlight": 0,
-                        "startupSeconds": None,
-                        "logPath": None,
-                    }
-                )
-            for index, pending in enumerate(workload.pending):
-                items.append(
-                    {
-                        "name": f"{spec.revision}-pending-{index}",
-                        **base,
-                        "pool": None,
-                        "devices": [],
-                        "state": "Pending",
-                        "reason": pending.reason,
-                        "host": None,
-                        "port": None,
-                        "pid": None,
-                        "inFlight": 0,
-                        "startupSeconds": None,
-                        "logPath": None,
-                    }
-                )
-        return items
+        return replica_views(self.workloads.values(), namespace)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
-        """The last `tail` lines of each replica log of the service (newest files last)."""
-        root = self.data_dir / "logs" / namespace
         names = (
             [revision]
             if revision
             else [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
         )
-        files = sorted(
-            (p for name in names for p in (root / name).glob("*.log")),
-            key=lambda p: p.stat().st_mtime,
-        )
-        chunks = []
-        for path in files:
-            lines = path.read_text(errors="replace").splitlines()[-tail:]
-            chunks.append(f"==> {path.parent.name}/{path.stem} <==\n" + "\n".join(lines))
-        return "\n".join(chunks)
+        return read_logs(self.data_dir / "logs" / namespace, names, tail)
 
 
 def _strip_server_fields(doc: dict[str, Any]) -> dict[str, Any]:

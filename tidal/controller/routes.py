@@ -1,0 +1,164 @@
+"""Routes: a Service's traffic block becomes the gateway's host table and a stored Route
+(research/knative.md §5), with gradual rollout of a new latest revision, and the reachability
+each revision's autoscaler needs (routed revisions are reachable, §1.2)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidal.api.manifest import ValidService
+from tidal.controller.revisions import SERVICE_LABEL
+from tidal.controller.rollout import Rollout, advance, start_rollout
+from tidal.controller.scaling import ScalingLoop
+from tidal.controller.traffic import host_name, host_table, resolve_traffic
+from tidal.gateway.routing import TrafficRouter
+from tidal.store.sqlite import Store
+
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+
+
+def key_of(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+@dataclass
+class RouteState:
+    hosts: set[str] = field(default_factory=set)
+    latest: str | None = None
+    rollout: Rollout | None = None
+    routed: set[str] = field(default_factory=set)
+
+
+class Routes:
+    def __init__(
+        self,
+        store: Store,
+        router: TrafficRouter,
+        scaling: ScalingLoop,
+        domain: str,
+        default_rollout_s: float,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.scaling = scaling
+        self.domain = domain
+        self.default_rollout_s = default_rollout_s
+        self.states: dict[str, RouteState] = {}
+
+    def routed(self, key: str) -> set[str]:
+        """Revisions that currently get traffic from the service's hosts."""
+        state = self.states.get(key)
+        return state.routed if state else set()
+
+    def rolling_out(self) -> list[str]:
+        return [key for key, state in self.states.items() if state.rollout is not None]
+
+    def forget(self, key: str) -> None:
+        """The service is gone: its hosts answer 404 from the next request on."""
+        state = self.states.pop(key, RouteState())
+        self.router.set_hosts(state.hosts, {})
+
+    def reconcile(self, valid: ValidService, revisions: list[dict[str, Any]]) -> None:
+        """Publish the service's hosts to the gateway and store the resolved Route."""
+        namespace, name = valid.namespace, valid.name
+        service = self.store.get("Service", namespace, name)
+        if service is None:
+            return
+        status = service.get("status", {})
+        latest_ready = status.get("latestReadyRevisionName")
+        latest = latest_ready or status["latestCreatedRevisionName"]
+        known = {r["metadata"]["name"] for r in revisions}
+        targets = resolve_traffic(valid.service.spec.traffic, latest, known)
+        state = self.states.setdefault(key_of(namespace, name), RouteState())
+        now = time.time()
+        duration = (
+            valid.rollout_duration_s
+            if valid.rollout_duration_s is not None
+            else self.default_rollout_s
+        )
+        if state.latest is not None and state.latest != latest and latest_ready == latest:
+            percent = sum(t.percent for t in targets if t.latest)
+            previous = list(state.rollout.split) if state.rollout else [(state.latest, percent)]
+            state.rollout = start_rollout(previous, latest, percent, duration, now)
+        if latest_ready == latest:
+            state.latest = latest
+        if state.rollout is not None:
+            state.rollout = advance(state.rollout, now)
+            if state.rollout.done:
+                state.rollout = None
+        split = list(state.rollout.split) if state.rollout else None
+        table = host_table(name, namespace, self.domain, targets, split)
+        self.router.set_hosts(
+            state.hosts,
+            {
+                host: [(key_of(namespace, rev), pct) for rev, pct in entries]
+                for host, entries in table.items()
+            },
+        )
+        state.hosts = set(table)
+        routed = {rev for entries in table.values() for rev, pct in entries if pct > 0}
+        self._update_reachability(namespace, revisions, routed, status, state)
+        self._store_route(service, targets, state)
+
+    def _update_reachability(
+        self,
+        namespace: str,
+        revisions: list[dict[str, Any]],
+        routed: set[str],
+        status: dict[str, Any],
+        state: RouteState,
+    ) -> None:
+        """Routed revisions, and the newest one while it starts, are reachable (knative.md
+        §1.2); a revision that stops being routed records when, for GC."""
+        pending = status.get("latestCreatedRevisionName")
+        for revision in revisions:
+            rev = revision["metadata"]["name"]
+            entry = self.scaling.revisions.get(key_of(namespace, rev))
+            if entry is not None:
+                entry.workload.routed = rev in routed
+                entry.reachable = rev in routed or (
+                    rev == pending
+                    and not entry.workload.ever_ready
+                    and entry.workload.failed_reason is None
+                )
+            if rev in state.routed and rev not in routed:
+                revision["metadata"].setdefault("annotations", {})[ROUTING_STATE_MODIFIED] = str(
+                    time.time()
+                )
+                self.store.put(revision)
+        state.routed = routed
+
+    def _store_route(self, service: dict[str, Any], targets: list[Any], state: RouteState) -> None:
+        meta = service["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        domain = self.domain
+        traffic = []
+        for target in targets:
+            entry: dict[str, Any] = {
+                "revisionName": target.revision,
+                "percent": target.percent,
+                "latestRevision": target.latest,
+            }
+            if target.tag:
+                entry["tag"] = target.tag
+                entry["url"] = f"http://{host_name(name, namespace, domain, target.tag)}"
+            traffic.append(entry)
+        route = {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: name}},
+            "spec": {"traffic": service["spec"].get("traffic", [])},
+            "status": {
+                "url": f"http://{host_name(name, namespace, domain)}",
+                "traffic": traffic,
+                **({"rollout": state.rollout.to_dict()} if state.rollout else {}),
+            },
+        }
+        current = self.store.get("Route", namespace, name)
+        if current is None or (current["spec"], current["status"]) != (
+            route["spec"],
+            route["status"],
+        ):
+            self.store.put(route)

@@ -1,0 +1,106 @@
+"""What the admin API shows about running things: live revision status, replicas, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tidal.controller.scaling import ScaledRevision
+from tidal.controller.workload import RevisionWorkload
+from tidal.runtime.base import ReplicaState
+from tidal.runtime.local import tail_lines
+
+
+def live_revision(revision: dict[str, Any], entry: ScaledRevision | None) -> dict[str, Any]:
+    """The stored Revision with live replica counts and the autoscaler's last decision."""
+    if entry is None:
+        return revision
+    revision["status"] = {**revision.get("status", {}), **entry.workload.status_dict()}
+    decision = entry.last_decision
+    if decision is not None:
+        revision["status"]["autoscaler"] = {
+            "active": decision.active,
+            "inPanic": decision.in_panic,
+            "reason": decision.reason,
+            "reachable": entry.reachable,
+        }
+    return revision
+
+
+def replica_views(
+    workloads: Iterable[RevisionWorkload], namespace: str | None
+) -> list[dict[str, Any]]:
+    """Every replica, with the ones still provisioning on their pool and the ones that are
+    pending (no room anywhere the policy allows) and why."""
+    items = []
+    for workload in workloads:
+        spec = workload.spec
+        if namespace is not None and spec.namespace != namespace:
+            continue
+        base = {"namespace": spec.namespace, "service": spec.service, "revision": spec.revision}
+        for replica in workload.replicas.values():
+            state = replica.state.value
+            if workload.is_stopping(replica.replica_id):
+                state = ReplicaState.DRAINING.value
+            items.append(
+                {
+                    "name": replica.replica_id,
+                    **base,
+                    "pool": replica.spec.pool,
+                    "devices": list(replica.spec.devices),
+                    "state": state,
+                    "host": replica.host,
+                    "port": replica.port,
+                    "pid": replica.pid,
+                    "inFlight": workload.throttler.in_flight_of(replica.replica_id),
+                    "startupSeconds": replica.startup_seconds,
+                    "logPath": str(replica.spec.log_path),
+                }
+            )
+        for replica_id, entry in workload.provisioning.items():
+            items.append(
+                {
+                    "name": replica_id,
+                    **base,
+                    "pool": entry.pool,
+                    "devices": list(entry.devices),
+                    "state": "Provisioning",
+                    "host": None,
+                    "port": None,
+                    "pid": None,
+                    "inFlight": 0,
+                    "startupSeconds": None,
+                    "logPath": None,
+                }
+            )
+        for index, pending in enumerate(workload.pending):
+            items.append(
+                {
+                    "name": f"{spec.revision}-pending-{index}",
+                    **base,
+                    "pool": None,
+                    "devices": [],
+                    "state": "Pending",
+                    "reason": pending.reason,
+                    "host": None,
+                    "port": None,
+                    "pid": None,
+                    "inFlight": 0,
+                    "startupSeconds": None,
+                    "logPath": None,
+                }
+            )
+    return items
+
+
+def read_logs(root: Path, revisions: list[str], tail: int) -> str:
+    """The last `tail` lines of each replica log of these revisions (newest files last)."""
+    files = sorted(
+        (p for name in revisions for p in (root / name).glob("*.log")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return "\n".join(
+        f"==> {path.parent.name}/{path.stem} <==\n" + "\n".join(tail_lines(path, tail))
+        for path in files
+    )
