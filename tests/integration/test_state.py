@@ -121,6 +121,11 @@ def test_malformed_http_request_gets_400(platform):
         assert sock.recv(1024).startswith(b"HTTP/1.1 400")
 
 
+def replica_seconds(platform: Platform, revision: str) -> float:
+    items = json.loads(platform.cli("cost", "-o", "json").stdout)["items"]
+    return sum(i["replicaSeconds"] for i in items if i["revision"] == revision)
+
+
 def test_restart_keeps_state_and_replicas(tmp_path):
     config = {"autoscaler": {**FAST_AUTOSCALER, "min-scale": 0}}
     platform = Platform(tmp_path, config).start()
@@ -139,11 +144,15 @@ def test_restart_keeps_state_and_replicas(tmp_path):
         )
         before = snapshot(platform)
         old_pids = [r["pid"] for r in platform.replicas("keep")]
+        cost_before = replica_seconds(platform, "keep-00001")
+        assert cost_before > 0
 
         platform.stop()  # clean stop: replicas are stopped with it
         assert not any(process_alive(pid) for pid in old_pids)
         platform.start()
         assert snapshot(platform) == before
+        # What the replicas cost before the restart is still accounted after it.
+        assert replica_seconds(platform, "keep-00001") >= cost_before
         route = platform.get_json("routes", "keep")
         assert route["status"]["traffic"][0]["revisionName"] == "keep-00001"
         wait_until(

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from tidal.controller.history import HistoryRecorder, histogram_quantile
-from tidal.store.history import MetricHistory, MinuteRollup
+from tidal.store.history import MetricHistory, MinuteRollup, ReplicaSpan
 
 
 def rollup(revision: str, minute: int, concurrency: float) -> MinuteRollup:
@@ -78,3 +78,15 @@ def test_recorder_writes_one_row_per_minute(tmp_path):
     assert series["peak_concurrency"][0] == 5
     assert series["ready_replicas"][0] == 2
     assert math.isnan(series["requests"][1])  # still open
+
+
+def test_replica_spans_are_closed_at_the_last_recorded_minute_after_a_restart(tmp_path):
+    history = MetricHistory(tmp_path / "h.db")
+    history.add([rollup("svc-00001", 1000, 1.0)])  # the old run's last minute: 1000
+    history.start_span(ReplicaSpan("a", "svc", "svc-00001", "local", 0, 59_000.0, None))
+    history.start_span(ReplicaSpan("b", "svc", "svc-00001", "local", 1, 59_100.0, None))
+    history.stop_span("b", 59_200.0)
+    assert history.close_open_spans() == 1001 * 60.0
+    spans = {s.replica_id: s for s in history.spans()}
+    assert spans["a"].stopped == 1001 * 60.0
+    assert spans["b"].stopped == 59_200.0 and spans["b"].gpus == 1

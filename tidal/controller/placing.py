@@ -19,6 +19,7 @@ from tidal.api.resource_policy import ResourcePolicy, selects
 from tidal.controller.workload import RevisionWorkload
 from tidal.scheduler.cost import CostLedger
 from tidal.scheduler.placement import PoolUsage, Request, place, place_all, tally
+from tidal.store.history import ReplicaSpan
 
 COST_LABELS = ["service", "revision", "pool"]
 
@@ -29,6 +30,16 @@ class Placer:
         self.pools_by_name = {pool.name: pool for pool in pools}
         self.policies: dict[str, ResourcePolicy] = {}  # "namespace/name" -> policy
         self.ledger = CostLedger(pools)
+
+    def load_spans(self, spans: Iterable[ReplicaSpan]) -> None:
+        """Cost of earlier runs (tidal.store.history), for pools that still exist."""
+        for span in spans:
+            if span.pool in self.pools_by_name:
+                self.ledger.start(
+                    span.replica_id, span.service, span.revision, span.pool, span.gpus, span.started
+                )
+                if span.stopped is not None:
+                    self.ledger.stop(span.replica_id, span.stopped)
 
     def policy_for(self, workload: RevisionWorkload) -> ResourcePolicy | None:
         """The policy in the revision's namespace whose selector matches its labels; the first

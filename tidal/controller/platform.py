@@ -57,7 +57,7 @@ from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
-from tidal.store.history import MetricHistory
+from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Store
 
 log = logging.getLogger("tidal.controller")
@@ -163,6 +163,8 @@ class Platform:
 
     def restore(self) -> None:
         """Rebuild workloads and routes from the store (after a restart or a kill -9)."""
+        self.history.close_open_spans()
+        self.placer.load_spans(self.history.spans())
         for doc in self.store.list(RESOURCE_POLICY):
             policy = validate_resource_policy(_strip_server_fields(doc))
             self.placer.policies[
@@ -419,10 +421,16 @@ class Platform:
         self, workload: RevisionWorkload, replica_id: str, pool: str, gpus: int
     ) -> None:
         spec = workload.spec
-        self.placer.ledger.start(replica_id, spec.service, spec.revision, pool, gpus, time.time())
+        now = time.time()
+        self.placer.ledger.start(replica_id, spec.service, spec.revision, pool, gpus, now)
+        self.history.start_span(
+            ReplicaSpan(replica_id, spec.service, spec.revision, pool, gpus, now, None)
+        )
 
     def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None:
-        self.placer.ledger.stop(replica_id, time.time())
+        now = time.time()
+        self.placer.ledger.stop(replica_id, now)
+        self.history.stop_span(replica_id, now)
 
     def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None:
         spec = replica.spec

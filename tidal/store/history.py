@@ -1,4 +1,5 @@
-"""Metric history: per-minute rollups per revision and replica Ready Times, in the state file.
+"""Metric history: per-minute rollups per revision, replica Ready Times and the replica spans
+that cost is computed from, in the state file.
 
 Predictive scaling learns from weeks of this (predictive.md §1.4); it survives restarts because it
 lives in the same SQLite file as the resources. Rollups older than the retention are pruned.
@@ -38,7 +39,27 @@ CREATE TABLE IF NOT EXISTS ready_times (
     seconds REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ready_times_service ON ready_times (namespace, service, at);
+CREATE TABLE IF NOT EXISTS replica_spans (
+    replica_id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    gpus INTEGER NOT NULL,
+    started REAL NOT NULL,
+    stopped REAL
+);
 """
+
+
+@dataclass(frozen=True)
+class ReplicaSpan:
+    replica_id: str
+    service: str
+    revision: str
+    pool: str
+    gpus: int
+    started: float
+    stopped: float | None
 
 
 @dataclass(frozen=True)
@@ -159,8 +180,44 @@ class MetricHistory:
         )
         return [seconds for (seconds,) in rows]
 
+    def start_span(self, span: ReplicaSpan) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO replica_spans VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                span.replica_id,
+                span.service,
+                span.revision,
+                span.pool,
+                span.gpus,
+                span.started,
+                span.stopped,
+            ),
+        )
+
+    def stop_span(self, replica_id: str, at: float) -> None:
+        self._db.execute(
+            "UPDATE replica_spans SET stopped=? WHERE replica_id=? AND stopped IS NULL",
+            (at, replica_id),
+        )
+
+    def spans(self) -> list[ReplicaSpan]:
+        return [ReplicaSpan(*row) for row in self._db.execute("SELECT * FROM replica_spans")]
+
+    def close_open_spans(self) -> float | None:
+        """After a restart: replicas of the previous run died with it. End their spans at the
+        last minute that run recorded (the best estimate of when it stopped); returns it."""
+        (last,) = self._db.execute("SELECT MAX(minute) FROM metric_minutes").fetchone()
+        if last is None:
+            return None
+        end = (last + 1) * 60.0
+        self._db.execute(
+            "UPDATE replica_spans SET stopped=MAX(started, ?) WHERE stopped IS NULL", (end,)
+        )
+        return end
+
     def prune(self, now_epoch: float) -> None:
         cutoff = now_epoch - RETENTION_DAYS * 86400
         with self._db:
             self._db.execute("DELETE FROM metric_minutes WHERE minute < ?", (int(cutoff) // 60,))
             self._db.execute("DELETE FROM ready_times WHERE at < ?", (cutoff,))
+            self._db.execute("DELETE FROM replica_spans WHERE stopped < ?", (cutoff,))
