@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS metric_minutes (
     avg_concurrency REAL NOT NULL,
     peak_concurrency REAL NOT NULL,
     p95_latency REAL,
-    ready_replicas REAL NOT NULL,
+    ready_replicas REAL,
     PRIMARY KEY (namespace, revision, minute)
 );
 CREATE INDEX IF NOT EXISTS metric_minutes_service ON metric_minutes (namespace, service, minute);
@@ -72,7 +72,7 @@ class MinuteRollup:
     avg_concurrency: float
     peak_concurrency: float
     p95_latency: float | None
-    ready_replicas: float
+    ready_replicas: float | None  # None for imported history: it says nothing about replicas
 
 
 class MetricHistory:
@@ -131,7 +131,7 @@ class MetricHistory:
                     concurrency,
                     concurrency,
                     None,
-                    0.0,
+                    None,
                 )
             )
         with self._db:
