@@ -86,8 +86,11 @@ def first_error(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(error_path(tuple(err["loc"])), message)
 
 
-def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidService:
-    """Check a Service document; raise InvalidSpec naming the first problem."""
+def validate_service(
+    doc: dict[str, Any], config: AutoscalerConfig, require_command: bool = True
+) -> ValidService:
+    """Check a Service document; raise InvalidSpec naming the first problem. The local runtime
+    runs `command`, so it needs one; on Kubernetes an image alone is enough."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
             "apiVersion",
@@ -105,13 +108,15 @@ def validate_service(doc: dict[str, Any], config: AutoscalerConfig) -> ValidServ
 
     container = service.spec.template.spec.containers[0]
     base = "spec.template.spec.containers[0]"
-    if not container.command:
-        raise InvalidSpec(
-            f"{base}.command",
-            "the local runtime runs a command, and this container has "
-            + (f"only an image ({container.image!r})" if container.image else "none")
-            + "; add `command:` (and `args:`) that start your server on $PORT",
+    if not container.command and (require_command or not container.image):
+        has = f"only an image ({container.image!r})" if container.image else "neither"
+        message = (
+            f"the local runtime runs a command, and this container has {has}; add `command:` "
+            "(and `args:`) that start your server on $PORT"
+            if require_command
+            else "a container needs an image or a command"
         )
+        raise InvalidSpec(f"{base}.command", message)
     for index, env in enumerate(container.env):
         if env.name in RESERVED_ENV:
             raise InvalidSpec(f"{base}.env[{index}].name", f"{env.name} is reserved")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from tidal.cli.client import (
     load_manifests,
     output,
 )
-from tidal.cli.predictive import backtest, forecast, history
 from tidal.cli.tables import (
     TABLES,
     new_table,
@@ -30,10 +30,30 @@ from tidal.cli.tables import (
     revisions_table,
     routes_table,
 )
-from tidal.sim.cli import simulate
+
+# Verbs whose modules import heavy libraries (numpy, matplotlib, the Kubernetes client) are
+# loaded only when used, so that `tidal get` starts fast (Click's lazy-group pattern).
+LAZY_COMMANDS = {
+    "backtest": "tidal.cli.predictive:backtest",
+    "forecast": "tidal.cli.predictive:forecast",
+    "history": "tidal.cli.predictive:history",
+    "kubernetes": "tidal.cli.kubernetes:kubernetes",
+    "simulate": "tidal.sim.cli:simulate",
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in LAZY_COMMANDS:
+            return super().get_command(ctx, name)
+        module, attribute = LAZY_COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--server",
     envvar="TIDAL_SERVER",
@@ -41,10 +61,17 @@ from tidal.sim.cli import simulate
     show_default=True,
     help="Admin API of the platform (or TIDAL_SERVER).",
 )
+@click.option("--kubeconfig", help="Talk to the tidal running in this cluster.")
+@click.option("--context", help="The kubeconfig context of the cluster (implies --kubeconfig).")
 @click.pass_context
-def main(ctx: click.Context, server: str) -> None:
+def main(ctx: click.Context, server: str, kubeconfig: str | None, context: str | None) -> None:
     """tidal: serverless AI inference from Knative Service manifests."""
-    ctx.obj = Client(server)
+    if kubeconfig or context:
+        from tidal.cli.kubernetes import ClusterClient
+
+        ctx.obj = ClusterClient(kubeconfig, context)
+    else:
+        ctx.obj = Client(server)
 
 
 @main.command()
@@ -361,9 +388,3 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
         )
     console.print(table)
     console.print(f"total cost {total:.4f} over the last {since}")
-
-
-main.add_command(simulate)
-main.add_command(forecast)
-main.add_command(history)
-main.add_command(backtest)

@@ -57,6 +57,7 @@ from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
+from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Store
 
@@ -99,10 +100,16 @@ class PolicyPlan:
 
 
 class Platform:
-    def __init__(self, config: PlatformConfig, data_dir: Path, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        config: PlatformConfig,
+        data_dir: Path,
+        runtime: Runtime,
+        store: ResourceStore | None = None,
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
-        self.store = Store(data_dir / "tidal.db")
+        self.store: ResourceStore = store if store is not None else Store(data_dir / "tidal.db")
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
@@ -172,7 +179,11 @@ class Platform:
             ] = policy
         for doc in self.store.list("Service"):
             try:
-                valid = validate_service(_strip_server_fields(doc), self.config.autoscaler)
+                valid = validate_service(
+                    _strip_server_fields(doc),
+                    self.config.autoscaler,
+                    self.runtime.requires_command,
+                )
             except InvalidSpec as exc:
                 log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
                 continue
@@ -237,7 +248,7 @@ class Platform:
         )
 
     def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
-        valid = validate_service(doc, self.config.autoscaler)
+        valid = validate_service(doc, self.config.autoscaler, self.runtime.requires_command)
         try:
             policy_for_class(valid.autoscaling.autoscaler_class)
         except ValueError as exc:

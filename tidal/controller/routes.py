@@ -14,7 +14,7 @@ from tidal.controller.rollout import Rollout, advance, start_rollout
 from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, host_table, resolve_traffic
 from tidal.gateway.routing import TrafficRouter
-from tidal.store.sqlite import Store
+from tidal.store.base import ResourceStore
 
 ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 
@@ -34,7 +34,7 @@ class RouteState:
 class Routes:
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         router: TrafficRouter,
         scaling: ScalingLoop,
         domain: str,

@@ -327,6 +327,7 @@ class RevisionWorkload:
             log_path=self.spec.log_dir / f"{replica_id}.log",
             pool=pool.name,
             devices=entry.devices,
+            labels=entry.labels,
         )
         entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)

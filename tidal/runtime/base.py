@@ -9,7 +9,7 @@ drain time is up.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -47,6 +47,7 @@ class ReplicaSpec:
     log_path: Path
     pool: str = "local"
     devices: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # revision's, unit podLabels, standby
 
 
 class ReplicaState(enum.StrEnum):
@@ -86,6 +87,9 @@ ReplicaListener = Callable[[Replica], None]
 
 
 class Runtime(Protocol):
+    # Whether a container needs `command`: processes do; pods can run the image's entrypoint.
+    requires_command: bool
+
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         """Start a replica and return at once; readiness and exit arrive through `on_change`."""
         ...

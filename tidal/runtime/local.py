@@ -110,6 +110,8 @@ class LocalRuntime:
     `spec.devices` is set, and PORT last.
     """
 
+    requires_command = True
+
     def __init__(self, close_grace_s: float = 5.0) -> None:
         self.close_grace_s = close_grace_s
         self._children: dict[str, _Child] = {}

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes.client import ApiClient
+
+from tests.kubernetes.emulator import FakeCluster, ThreadedEmulator
+
+
+@pytest.fixture
+def emulator() -> Iterator[ThreadedEmulator]:
+    with ThreadedEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def api(emulator: ThreadedEmulator) -> Iterator[ApiClient]:
+    api = emulator.api_client()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def cluster(api: ApiClient) -> Iterator[FakeCluster]:
+    with FakeCluster(api) as cluster:
+        yield cluster

@@ -1,0 +1,99 @@
+"""Every manifest tidal generates is valid for a current Kubernetes (kubernetes-validate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+from kubernetes.client import ApiClient
+
+from tests.kubernetes.emulator import ThreadedEmulator
+from tidal.cli.kubernetes import ClusterClient
+from tidal.cli.main import main
+from tidal.kubernetes.manifests import manifests
+from tidal.runtime.deployments import (
+    VIRTUAL_KUBELET_TOLERATION,
+    PodPlacement,
+    deployment_manifest,
+)
+
+KUBERNETES = "1.37.0"
+REVISION: dict[str, Any] = {
+    "metadata": {
+        "name": "hello-00001",
+        "namespace": "default",
+        "uid": "0b7c4a52-1d1c-4a43-9a57-6d1f0b2b1a11",
+        "labels": {"serving.knative.dev/service": "hello"},
+    },
+    "spec": {
+        "serviceAccountName": "inference",
+        "containers": [
+            {
+                "image": "ghcr.io/example/hello:1",
+                "args": ["--model", "small"],
+                "ports": [{"containerPort": 9000}],
+                "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": 1}},
+                "readinessProbe": {"tcpSocket": {}, "periodSeconds": 0, "timeoutSeconds": 2},
+            }
+        ],
+    },
+}
+
+
+def validate(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize("doc", manifests(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_install_manifests_validate(doc: dict[str, Any]) -> None:
+    validate(doc)
+
+
+def test_the_install_has_what_the_issue_lists() -> None:
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in manifests()]
+    assert ("CustomResourceDefinition", "services.serving.tidal.dev") in kinds
+    assert ("CustomResourceDefinition", "resourcepolicies.scheduling.tidal.dev") in kinds
+    assert ("Role", "tidal-controller") in kinds  # the Lease, in its own namespace only
+    assert ("ConfigMap", "tidal-config") in kinds
+    controller = next(d for d in manifests() if d["kind"] == "Deployment")
+    assert controller["spec"]["replicas"] == 1
+    cluster_role = next(d for d in manifests() if d["kind"] == "ClusterRole")
+    assert all("*" not in rule["verbs"] for rule in cluster_role["rules"])
+
+
+@pytest.mark.parametrize(
+    "placement, extra",
+    [
+        (PodPlacement({"pool": "ecs"}), {}),
+        (PodPlacement({"type": "virtual-kubelet"}, (VIRTUAL_KUBELET_TOLERATION,)), {"u": "1"}),
+    ],
+)
+def test_revision_deployments_validate(placement: PodPlacement, extra: dict[str, str]) -> None:
+    validate(deployment_manifest(REVISION, "hello-00001-ecs", "ecs", placement, extra, 30))
+
+
+def test_tidal_kubernetes_manifests_prints_them() -> None:
+    result = CliRunner().invoke(main, ["kubernetes", "manifests", "--namespace", "ml"])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(result.output))
+    assert {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml"}} in docs
+    for doc in docs:
+        validate(doc)
+
+
+def test_the_cli_reaches_the_admin_api_through_the_service_proxy(
+    emulator: ThreadedEmulator, api: ApiClient
+) -> None:
+    proxy = "/api/v1/namespaces/tidal-system/services/tidal-admin:8081/proxy"
+    seen: list[Any] = []
+    emulator.emulator[f"post {proxy}/apis/tidal.dev/v1/apply"] << {"items": []} >> seen
+    cluster = ClusterClient(None, None)
+    cluster._api = api
+    assert cluster.call("POST", "/apis/tidal.dev/v1/apply?dryRun=true", {"items": []}) == {
+        "items": []
+    }
+    assert seen[0].params == {"dryRun": "true"}
+    assert seen[0].data["items"] == []

@@ -1,0 +1,212 @@
+"""The real controller (Platform) on the Kubernetes store and runtime, against the emulator."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from tests.kubernetes.emulator import FakeCluster, eventually
+from tidal.api.config import parse_config
+from tidal.controller.platform import Platform
+from tidal.kubernetes.controller import cluster_platform
+from tidal.runtime.kubernetes import KubernetesRuntime
+
+CONFIG = parse_config(
+    {
+        "pools": [
+            {"name": "ecs", "kind": "reserved", "labels": {"pool": "ecs"}},
+            {"name": "eci", "kind": "elastic", "labels": {"type": "virtual-kubelet"}},
+        ]
+    }
+)
+SERVICE: dict[str, Any] = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Service",
+    "metadata": {"name": "hello", "namespace": "default"},
+    "spec": {
+        "template": {
+            "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1"}},
+            "spec": {
+                "containers": [
+                    {
+                        "image": "ghcr.io/example/hello:1",
+                        "command": ["python", "app.py"],
+                        "ports": [{"containerPort": 9000}],
+                    }
+                ]
+            },
+        }
+    },
+}
+POLICY: dict[str, Any] = {
+    "apiVersion": "scheduling.alibabacloud.com/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "ecs-first", "namespace": "default"},
+    "spec": {
+        "selector": {"serving.knative.dev/service": "hello"},
+        "units": [
+            {"resource": "ecs", "nodeSelector": {"pool": "ecs"}, "max": 2},
+            {"resource": "eci", "nodeSelector": {"type": "virtual-kubelet"}},
+        ],
+    },
+}
+KEY = "default/hello-00001"
+
+
+class Controllers:
+    """Platforms on the Kubernetes store and runtime, each as a controller process would be."""
+
+    def __init__(self, api: ApiClient, data_dir: Path) -> None:
+        self.api = api
+        self.data_dir = data_dir
+        self.running: list[Platform] = []
+
+    async def start(self) -> Platform:
+        platform = cluster_platform(CONFIG, self.data_dir, self.api)
+        await platform.start()
+        self.running.append(platform)
+        return platform
+
+    async def stop(self, platform: Platform) -> None:
+        """What the controller does when it goes: detach (its pods stay), then stop."""
+        self.running.remove(platform)
+        assert isinstance(platform.runtime, KubernetesRuntime)
+        platform.runtime.detach()
+        await platform.stop()
+
+
+@pytest.fixture
+async def controllers(api: ApiClient, tmp_path: Path) -> AsyncIterator[Controllers]:
+    controllers = Controllers(api, tmp_path)
+    yield controllers
+    for platform in list(controllers.running):
+        await controllers.stop(platform)
+
+
+def replicas(cluster: FakeCluster) -> dict[str, int]:
+    return {name: d["spec"]["replicas"] for name, d in cluster.deployments().items()}
+
+
+def ready_all(cluster: FakeCluster) -> None:
+    for index, pod in enumerate(cluster.pods()):
+        if not (pod.get("status") or {}).get("podIP"):
+            cluster.ready(pod, ip=f"10.0.0.{index + 1}")
+
+
+async def test_apply_stores_crs_and_creates_the_deployment(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    platform.apply([copy.deepcopy(SERVICE)])
+    crs = client.CustomObjectsApi(api)
+    stored = crs.get_namespaced_custom_object(
+        "serving.tidal.dev", "v1", "default", "services", "hello"
+    )
+    template = stored["spec"]["template"]  # the user's Knative spec, with Knative's defaults
+    assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1"}
+    assert template["spec"]["containers"][0]["image"] == "ghcr.io/example/hello:1"
+    assert template["spec"]["timeoutSeconds"] == 300
+    revision = crs.get_namespaced_custom_object(
+        "serving.tidal.dev", "v1", "default", "revisions", "hello-00001"
+    )
+    deployment = await eventually(lambda: cluster.deployments().get("hello-00001-ecs"))
+    await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1})
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["serving.knative.dev/revision"] == "hello-00001"
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == revision["metadata"]["uid"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/example/hello:1"
+
+
+async def test_knative_yaml_with_only_an_image_is_accepted_unchanged(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    service = copy.deepcopy(SERVICE)
+    del service["spec"]["template"]["spec"]["containers"][0]["command"]
+    platform.apply([service])
+    deployment = await eventually(lambda: cluster.deployments().get("hello-00001-ecs"))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/example/hello:1" and "command" not in container
+
+
+async def test_scale_out_fills_units_in_policy_order_and_scale_in_removes_elastic_first(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    platform.apply([copy.deepcopy(POLICY), copy.deepcopy(SERVICE)])
+    workload = platform.workloads[KEY]
+    await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1})
+    workload.set_desired(4)  # the autoscaler's decision
+    await eventually(
+        lambda: replicas(cluster) == {"hello-00001-ecs": 2, "hello-00001-eci": 2},
+        message="2 on the reserved unit (its max), 2 on the elastic one",
+    )
+    eci = cluster.deployments()["hello-00001-eci"]["spec"]["template"]["spec"]
+    assert eci["nodeSelector"] == {"type": "virtual-kubelet"}
+    assert eci["tolerations"][0]["key"] == "virtual-kubelet.io/provider"
+    await eventually(lambda: len(cluster.pods()) == 4)
+    ready_all(cluster)
+    await eventually(lambda: workload.ready_count() == 4, message="4 ready")
+
+    workload.set_desired(3)
+    await eventually(
+        lambda: replicas(cluster) == {"hello-00001-ecs": 2, "hello-00001-eci": 1},
+        message="the elastic unit shrinks first",
+    )
+    workload.set_desired(1)
+    await eventually(
+        lambda: replicas(cluster) == {"hello-00001-ecs": 1, "hello-00001-eci": 0},
+        message="elastic empty before reserved shrinks",
+    )
+
+
+async def test_pods_marked_ready_become_gateway_endpoints_and_pending_ones_do_not(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    platform.apply([copy.deepcopy(SERVICE)])
+    workload = platform.workloads[KEY]
+    workload.set_desired(2)
+    await eventually(lambda: len(cluster.pods()) == 2)
+    first, second = cluster.pods()
+    cluster.set_status(
+        second,
+        {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+        },
+    )
+    cluster.ready(first, ip="10.9.8.7")
+    throttler = platform.router.throttlers[KEY]
+    await eventually(lambda: throttler.endpoints, message="an endpoint")
+    assert [(e.host, e.port) for e in throttler.endpoints] == [("10.9.8.7", 9000)]
+    assert workload.failed_reason is None  # the pending pod does not fail the revision
+    assert workload.ready_count() == 1
+
+
+async def test_a_restarted_controller_recovers_from_the_custom_resources(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    first = await controllers.start()
+    first.apply([copy.deepcopy(SERVICE)])
+    first.workloads[KEY].set_desired(2)
+    await eventually(lambda: len(cluster.pods()) == 2)
+    ready_all(cluster)
+    await eventually(lambda: first.workloads[KEY].ready_count() == 2)
+    pods_before = sorted(p["metadata"]["name"] for p in cluster.pods())
+    await controllers.stop(first)
+
+    second = await controllers.start()  # a new process: nothing in memory
+    assert "default/hello" in second.services
+    workload = await eventually(lambda: second.workloads.get(KEY), message="workload restored")
+    await eventually(lambda: workload.ready_count() == 2, message="pods adopted")
+    assert sorted(p["metadata"]["name"] for p in cluster.pods()) == pods_before  # no new pods
+    throttler = second.router.throttlers[KEY]
+    assert sorted(e.host for e in throttler.endpoints) == ["10.0.0.1", "10.0.0.2"]

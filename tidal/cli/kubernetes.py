@@ -1,0 +1,117 @@
+"""`tidal kubernetes ...` (install manifests, the in-cluster controller) and the client that
+points the other verbs at a cluster (`tidal --kubeconfig/--context`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+
+from tidal.api.config import load_config, parse_config
+from tidal.api.errors import InvalidSpec
+from tidal.cli.client import ApiError, Client
+from tidal.kubernetes.manifests import DEFAULT_CONFIG, DEFAULT_IMAGE, manifests, render
+
+ADMIN_SERVICE = "tidal-admin:8081"
+
+
+@click.group()
+def kubernetes() -> None:
+    """Run tidal on a Kubernetes cluster."""
+
+
+@kubernetes.command("manifests")
+@click.option("--namespace", default="tidal-system", show_default=True)
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="tidal's own image.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="tidal.yaml (pools, autoscaler defaults) for the ConfigMap; default: an example.",
+)
+def manifests_command(namespace: str, image: str, config_path: str | None) -> None:
+    """Print the install: CRDs, namespace, RBAC, config, controller, Services."""
+    config = DEFAULT_CONFIG
+    if config_path is not None:
+        config = yaml.safe_load(Path(config_path).read_text()) or {}
+        try:
+            parse_config(config)
+        except InvalidSpec as exc:
+            raise click.ClickException(f"{config_path}: {exc}") from None
+    click.echo(render(manifests(namespace, image, config)), nl=False)
+
+
+@kubernetes.command("controller")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="tidal.yaml")
+@click.option("--data-dir", default="/var/lib/tidal", show_default=True)
+@click.option("--lease-namespace", default="tidal-system", show_default=True)
+@click.pass_context
+def controller_command(
+    ctx: click.Context, config_path: str | None, data_dir: str, lease_namespace: str
+) -> None:
+    """Run the controller, gateway and admin API in a pod (leader-elected)."""
+    import asyncio
+    import logging
+
+    from tidal.kubernetes.connect import api_client
+    from tidal.kubernetes.controller import ControllerOptions, run_controller
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        config = load_config(config_path)
+    except InvalidSpec as exc:
+        raise click.ClickException(f"config: {exc}") from None
+    kube = (ctx.find_root().params.get("kubeconfig"), ctx.find_root().params.get("context"))
+    identity = os.environ.get("POD_NAME") or socket.gethostname()
+    options = ControllerOptions(config, Path(data_dir), identity, lease_namespace)
+    asyncio.run(run_controller(options, api_client(*kube)))
+
+
+class ClusterClient(Client):
+    """The admin API of the tidal in a cluster, reached through the API server's service proxy
+    with the kubeconfig's credentials (no port-forward, no exposed admin port)."""
+
+    def __init__(
+        self, kubeconfig: str | None, context: str | None, namespace: str = "tidal-system"
+    ) -> None:
+        super().__init__(f"kubernetes:{namespace}/{ADMIN_SERVICE}")
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.namespace = namespace
+        self._api: ApiClient | None = None
+
+    def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
+        if self._api is None:
+            from tidal.kubernetes.connect import api_client
+
+            self._api = api_client(self.kubeconfig, self.context)
+        route, _, query = path.partition("?")
+        serialized = self._api.param_serialize(
+            method,
+            f"/api/v1/namespaces/{self.namespace}/services/{ADMIN_SERVICE}/proxy{route}",
+            query_params=urllib.parse.parse_qsl(query),
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*serialized, _request_timeout=30)
+            response.read()
+        except (OSError, ApiException) as exc:
+            raise ApiError(f"cannot reach tidal in the cluster ({exc})") from None
+        raw = response.data.decode(errors="replace")
+        if response.status >= 400:
+            try:
+                message = json.loads(raw).get("message", raw)
+            except ValueError:
+                message = raw
+            raise ApiError(message)
+        return raw if text else json.loads(raw)

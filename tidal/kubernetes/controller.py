@@ -1,0 +1,96 @@
+"""`tidal kubernetes controller`: the platform in a pod, acting only while it holds the Lease.
+
+The same Platform as `tidal up` (controller, autoscaler, scheduler, gateway, admin API) with the
+Kubernetes store and runtime. A candidate waits for the Lease before it builds anything or
+listens on a port, so only the leader is Ready behind the Services. When the Lease is lost or
+the pod is told to stop, it stops acting and leaves the pods running for the next leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from kubernetes.client import ApiClient
+
+from tidal.api.config import PlatformConfig
+from tidal.controller.admin import build_app
+from tidal.controller.leader import LeaderElector, LeaseLock
+from tidal.controller.platform import Platform
+from tidal.gateway.proxy import GatewayServer
+from tidal.kubernetes.manifests import ADMIN_PORT, GATEWAY_PORT, LEASE
+from tidal.runtime.deployments import placements_from_pools
+from tidal.runtime.kubernetes import KubernetesRuntime
+from tidal.store.kubernetes import KubernetesStore
+
+log = logging.getLogger("tidal.kubernetes")
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    config: PlatformConfig
+    data_dir: Path  # metric history (SQLite) on the state volume
+    identity: str
+    lease_namespace: str
+    host: str = "0.0.0.0"
+    port: int = GATEWAY_PORT
+    admin_port: int = ADMIN_PORT
+
+
+def cluster_platform(config: PlatformConfig, data_dir: Path, api: ApiClient) -> Platform:
+    """The Platform on the Kubernetes store and runtime."""
+    store = KubernetesStore(api)
+    runtime = KubernetesRuntime(
+        api,
+        lambda namespace, name: store.get("Revision", namespace, name),
+        placements_from_pools(config.pools),
+        termination_grace_s=config.termination_grace_s,
+    )
+    return Platform(config, data_dir, runtime, store=store)
+
+
+async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
+    """Wait for the Lease, then serve until SIGTERM/SIGINT or until the Lease is lost."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    elector = LeaderElector(LeaseLock(api, options.lease_namespace, LEASE), options.identity)
+    acquired = asyncio.ensure_future(elector.acquire())
+    await asyncio.wait(
+        [acquired, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED"
+    )
+    if not acquired.done():
+        acquired.cancel()
+        return
+    log.info("%s leads", options.identity)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    platform = cluster_platform(options.config, options.data_dir, api)
+    gateway = GatewayServer(platform.router)
+    runner: web.AppRunner | None = None
+    try:
+        await platform.start()
+        await gateway.start(options.host, options.port)
+        info = {"gateway": f"http://{options.host}:{options.port}", "mode": "kubernetes"}
+        runner = web.AppRunner(build_app(platform, info), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, options.host, options.admin_port).start()
+        lost = asyncio.ensure_future(elector.hold())
+        await asyncio.wait(
+            [lost, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED"
+        )
+        if lost.done():
+            log.warning("%s lost the Lease; stopping", options.identity)
+    finally:
+        await gateway.close()
+        if runner is not None:
+            await runner.cleanup()
+        assert isinstance(platform.runtime, KubernetesRuntime)
+        platform.runtime.detach()  # the pods stay for the next leader
+        with contextlib.suppress(Exception):
+            await platform.stop()

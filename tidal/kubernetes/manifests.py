@@ -1,0 +1,266 @@
+"""Everything `tidal kubernetes manifests` prints to install tidal on a cluster.
+
+CRDs for tidal's resources (Knative/ACK-shaped specs and statuses kept as written, hence
+x-kubernetes-preserve-unknown-fields), the namespace, RBAC with only the verbs the controller
+uses, the config (pools and autoscaler defaults), a volume for metric history, the controller
+Deployment and the Services in front of it. The controller process serves the gateway and the
+admin API as well (they share the autoscaler's in-memory request stats), so the gateway Service
+selects the controller pod; only the replica holding the Lease listens, so only it is Ready.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tidal.store.kubernetes import RESOURCES, CustomResource
+
+APP = "tidal-controller"
+LEASE = "tidal-controller"
+GATEWAY_PORT = 8080
+ADMIN_PORT = 8081
+CONFIG_PATH = "/etc/tidal/tidal.yaml"
+DATA_DIR = "/var/lib/tidal"
+DEFAULT_IMAGE = "ghcr.io/tidal-dev/tidal:0.1.0"
+DEFAULT_CONFIG: dict[str, Any] = {
+    "pools": [
+        {"name": "reserved", "kind": "reserved", "labels": {}},
+        {
+            "name": "elastic",
+            "kind": "elastic",
+            "labels": {"type": "virtual-kubelet"},
+            "startupDelay": "0s",
+        },
+    ],
+    "autoscaler": {
+        "container-concurrency-target-default": 100,
+        "container-concurrency-target-percentage": 70,
+        "stable-window": "60s",
+        "scale-to-zero-grace-period": "30s",
+    },
+    "deployment": {"progress-deadline": "600s"},
+}
+LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "tidal"}
+
+
+def manifests(
+    namespace: str = "tidal-system",
+    image: str = DEFAULT_IMAGE,
+    config: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The install, in apply order."""
+    return [
+        *(crd(resource) for resource in RESOURCES.values()),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        _meta("v1", "ServiceAccount", namespace),
+        *rbac(namespace),
+        config_map(namespace, config or DEFAULT_CONFIG),
+        state_volume(namespace),
+        controller(namespace, image),
+        _service(namespace, "tidal-gateway", 80, GATEWAY_PORT),
+        _service(namespace, "tidal-admin", ADMIN_PORT, ADMIN_PORT),
+    ]
+
+
+def render(docs: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def crd(resource: CustomResource) -> dict[str, Any]:
+    preserved = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    singular = resource.kind.lower()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{resource.plural}.{resource.group}", "labels": LABELS},
+        "spec": {
+            "group": resource.group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": resource.kind,
+                "listKind": f"{resource.kind}List",
+                "plural": resource.plural,
+                "singular": singular,
+                "categories": ["tidal"],
+            },
+            "versions": [
+                {
+                    "name": resource.version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": preserved, "status": preserved},
+                        }
+                    },
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Ready",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def rbac(namespace: str) -> list[dict[str, Any]]:
+    """Cluster-wide: tidal's CRs, Deployments and pods of every namespace it serves (only the
+    verbs the store and the runtime call). In its namespace: its own Lease."""
+    groups: dict[str, list[str]] = {}
+    for resource in RESOURCES.values():
+        groups.setdefault(resource.group, []).append(resource.plural)
+    rules: list[dict[str, Any]] = []
+    for group, plurals in groups.items():
+        rules.append(
+            {
+                "apiGroups": [group],
+                "resources": plurals,
+                "verbs": ["get", "list", "create", "update", "delete"],
+            }
+        )
+        rules.append(
+            {
+                "apiGroups": [group],
+                "resources": [f"{p}/status" for p in plurals],
+                "verbs": ["update"],
+            }
+        )
+    rules += [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    subject = [{"kind": "ServiceAccount", "name": APP, "namespace": namespace}]
+    lease_rules = [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [LEASE],
+            "verbs": ["get", "update"],
+        },
+    ]
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": APP}
+    return [
+        {**_meta("rbac.authorization.k8s.io/v1", "ClusterRole"), "rules": rules},
+        {
+            **_meta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+            "roleRef": {**role_ref, "kind": "ClusterRole"},
+            "subjects": subject,
+        },
+        {**_meta("rbac.authorization.k8s.io/v1", "Role", namespace), "rules": lease_rules},
+        {
+            **_meta("rbac.authorization.k8s.io/v1", "RoleBinding", namespace),
+            "roleRef": {**role_ref, "kind": "Role"},
+            "subjects": subject,
+        },
+    ]
+
+
+def config_map(namespace: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_meta("v1", "ConfigMap", namespace, "tidal-config"),
+        "data": {"tidal.yaml": yaml.safe_dump(config, sort_keys=False)},
+    }
+
+
+def state_volume(namespace: str) -> dict[str, Any]:
+    """Metric history (SQLite) survives controller restarts on this volume."""
+    return {
+        **_meta("v1", "PersistentVolumeClaim", namespace, "tidal-state"),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def controller(namespace: str, image: str) -> dict[str, Any]:
+    container = {
+        "name": "controller",
+        "image": image,
+        "args": [
+            "kubernetes",
+            "controller",
+            "--config",
+            CONFIG_PATH,
+            "--data-dir",
+            DATA_DIR,
+            "--lease-namespace",
+            namespace,
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "ports": [
+            {"name": "gateway", "containerPort": GATEWAY_PORT},
+            {"name": "admin", "containerPort": ADMIN_PORT},
+        ],
+        # Only the leader listens: the Services send traffic to the leader alone.
+        "readinessProbe": {"tcpSocket": {"port": GATEWAY_PORT}, "periodSeconds": 2},
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"memory": "2Gi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/tidal", "readOnly": True},
+            {"name": "state", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        **_meta("apps/v1", "Deployment", namespace),
+        "spec": {
+            "replicas": 1,
+            # One pod at a time holds the state volume; the Lease guards against a second one
+            # that still runs (a partitioned node) acting as well.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": APP}},
+            "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "serviceAccountName": APP,
+                    "securityContext": {"runAsUser": 10001, "fsGroup": 10001},
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "tidal-config"}},
+                        {"name": "state", "persistentVolumeClaim": {"claimName": "tidal-state"}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _service(namespace: str, name: str, port: int, target: int) -> dict[str, Any]:
+    return {
+        **_meta("v1", "Service", namespace, name),
+        "spec": {
+            "selector": {"app.kubernetes.io/name": APP},
+            "ports": [{"name": "http", "port": port, "targetPort": target}],
+        },
+    }
+
+
+def _meta(
+    api_version: str, kind: str, namespace: str | None = None, name: str = APP
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": LABELS}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata}

@@ -1,0 +1,228 @@
+"""Pure pieces of the Kubernetes runtime: Deployments from Knative revisions, pod states.
+
+One Deployment per (revision, pool), plus the per-replica labels the scheduler adds (a
+ResourcePolicy unit's podLabels, the warm-standby label) since one Deployment has one pod
+template. Pods carry Knative's labels (serving.knative.dev/service, configuration, revision),
+the pool, and land where the pool is: its labels are the nodeSelector, elastic pools tolerate
+virtual-kubelet's taint.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidal.api.pools import GPU, Pool
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
+POOL_LABEL = "tidal.dev/pool"
+DEPLOYMENT_LABEL = "tidal.dev/deployment"
+SERVICE_LABEL = "serving.knative.dev/service"
+CONFIGURATION_LABEL = "serving.knative.dev/configuration"
+REVISION_LABEL = "serving.knative.dev/revision"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+LOWEST_DELETION_COST = str(-(2**31))
+DEFAULT_PORT = 8080  # Knative's default container port
+USER_CONTAINER = "user-container"
+VIRTUAL_KUBELET_TOLERATION = {
+    "key": "virtual-kubelet.io/provider",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+
+
+@dataclass(frozen=True)
+class PodPlacement:
+    """Where a pool's pods run."""
+
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, str]] = ()
+
+
+def placements_from_pools(pools: Sequence[Pool]) -> dict[str, PodPlacement]:
+    """A pool's labels are node labels; elastic pools also tolerate virtual-kubelet nodes."""
+    return {
+        pool.name: PodPlacement(
+            dict(pool.labels), (VIRTUAL_KUBELET_TOLERATION,) if pool.kind == "elastic" else ()
+        )
+        for pool in pools
+    }
+
+
+def deployment_name(revision: str, pool: str, extra_labels: Mapping[str, str]) -> str:
+    """`<revision>-<pool>`, with a digest of the extra labels; at most 63 characters."""
+    name = f"{revision}-{pool}"
+    if extra_labels:
+        name += "-" + _digest(sorted(extra_labels.items()))[:6]
+    return name if len(name) <= 63 else f"{name[:54]}-{_digest(name)[:8]}"
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+def container_port(container: Mapping[str, Any]) -> int:
+    ports = container.get("ports") or []
+    return int(ports[0]["containerPort"]) if ports else DEFAULT_PORT
+
+
+def revision_labels(revision: Mapping[str, Any]) -> dict[str, str]:
+    """The labels every pod of the revision carries, as Knative labels its pods."""
+    meta = revision["metadata"]
+    labels = dict(meta.get("labels") or {})
+    service = labels.get(SERVICE_LABEL, meta["name"])
+    labels.update(
+        {
+            SERVICE_LABEL: service,
+            CONFIGURATION_LABEL: labels.get(CONFIGURATION_LABEL, service),
+            REVISION_LABEL: meta["name"],
+        }
+    )
+    return labels
+
+
+def deployment_manifest(
+    revision: Mapping[str, Any],
+    name: str,
+    pool: str,
+    placement: PodPlacement,
+    extra_labels: Mapping[str, str],
+    termination_grace_s: float,
+) -> dict[str, Any]:
+    """The Deployment for one revision on one pool, at zero replicas."""
+    meta = revision["metadata"]
+    labels = {**revision_labels(revision), **extra_labels, POOL_LABEL: pool, **MANAGED_BY}
+    selector = {DEPLOYMENT_LABEL: name, **MANAGED_BY}
+    pod_labels = {**labels, **selector}
+    spec = revision["spec"]
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(spec["containers"][0], labels)],
+        "terminationGracePeriodSeconds": int(termination_grace_s),
+        "enableServiceLinks": False,  # as Knative: no docker-link variables for every Service
+    }
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+    if spec.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    deployment: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+    if meta.get("uid"):  # the tidal Revision owns it: deleting the revision deletes its pods
+        deployment["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "serving.tidal.dev/v1",
+                "kind": "Revision",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+            }
+        ]
+    return deployment
+
+
+def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    port = container_port(container)
+    service = labels[SERVICE_LABEL]
+    env = [
+        {"name": e["name"], "value": str(e.get("value", ""))} for e in container.get("env") or []
+    ]
+    env += [
+        {"name": "PORT", "value": str(port)},
+        {"name": "K_SERVICE", "value": service},
+        {"name": "K_CONFIGURATION", "value": labels[CONFIGURATION_LABEL]},
+        {"name": "K_REVISION", "value": labels[REVISION_LABEL]},
+    ]
+    result: dict[str, Any] = {
+        "name": container.get("name") or USER_CONTAINER,
+        "image": container["image"],
+        "env": env,
+        "ports": [{"name": "user-port", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": _probe(container.get("readinessProbe") or {}, port),
+    }
+    for key in ("command", "args", "workingDir", "imagePullPolicy"):
+        if container.get(key):
+            result[key] = copy.deepcopy(container[key])
+    resources = _resources(container.get("resources") or {})
+    if resources:
+        result["resources"] = resources
+    return result
+
+
+def _probe(probe: Mapping[str, Any], port: int) -> dict[str, Any]:
+    """Knative's probe on the user port; period 0 (queue-proxy's aggressive probing) becomes 1 s,
+    the shortest the kubelet knows."""
+    if probe.get("httpGet") is not None:
+        handler = {"httpGet": {"path": probe["httpGet"].get("path", "/"), "port": port}}
+    else:
+        handler = {"tcpSocket": {"port": port}}
+    result: dict[str, Any] = {
+        **handler,
+        "periodSeconds": max(1, int(probe.get("periodSeconds", 0))),
+    }
+    for key in ("initialDelaySeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
+        if probe.get(key) is not None:
+            result[key] = probe[key]
+    return result
+
+
+def _resources(resources: Mapping[str, Any]) -> dict[str, Any]:
+    """Requests and limits as written; a GPU request is also a limit (Kubernetes wants both)."""
+    result = {
+        key: {name: str(amount) for name, amount in (resources.get(key) or {}).items()}
+        for key in ("requests", "limits")
+        if resources.get(key)
+    }
+    gpus = result.get("requests", {}).get(GPU)
+    if gpus is not None and GPU not in result.get("limits", {}):
+        result.setdefault("limits", {})[GPU] = gpus
+    return result
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the runtime reads from a pod: readiness, address, an exit, why it waits."""
+
+    ready: bool
+    ip: str | None
+    exit_code: int | None
+    failed: bool
+    terminating: bool
+    reason: str
+
+
+def pod_state(pod: Mapping[str, Any]) -> PodState:
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready", {}).get("status") == "True"
+    exit_code, reason = None, ""
+    for container in status.get("containerStatuses") or []:
+        for state in (container.get("state") or {}, container.get("lastState") or {}):
+            if state.get("terminated"):
+                exit_code = int(state["terminated"].get("exitCode", 0))
+                reason = state["terminated"].get("reason") or f"exit code {exit_code}"
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and not reason:
+            reason = waiting.get("reason", "")
+    scheduled = conditions.get("PodScheduled", {})
+    if not reason and scheduled.get("status") == "False":
+        reason = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}"
+    return PodState(
+        ready=ready,
+        ip=status.get("podIP"),
+        exit_code=exit_code,
+        failed=status.get("phase") == "Failed",
+        terminating=bool(pod.get("metadata", {}).get("deletionTimestamp")),
+        reason=reason or status.get("phase", "Pending"),
+    )
