@@ -133,6 +133,33 @@ def up(
 
 
 @main.command()
+@click.option(
+    "--controller",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="Admin API of the controller whose routing this gateway follows.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--id", "gateway_id", default=None, help="Name in the controller's stats.")
+def gateway(controller: str, host: str, port: int, gateway_id: str | None) -> None:
+    """Run one more gateway process in front of the platform's replicas (like Knative's
+    activators: it routes with the controller's state and reports its stats to it)."""
+    import os
+    import socket
+
+    import uvloop
+
+    from tidal.gateway.mirror import run_gateway
+
+    name = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        uvloop.run(run_gateway(controller, host, port, name))
+    except OSError as exc:
+        raise click.ClickException(f"{exc.strerror or exc} (try another --port)") from None
+
+
+@main.command()
 @click.option("-f", "--filename", "files", multiple=True, required=True)
 @click.option("--dry-run", is_flag=True, help="Validate only; store nothing.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))

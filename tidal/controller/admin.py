@@ -11,6 +11,9 @@ Paths:
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
   POST   /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/history
          body: {"timestamps": [epoch, ...], "values": [...], "field": "avg_concurrency"}
+  GET    /apis/tidal.dev/v1/gateway/state              routing state for gateway processes
+  POST   /apis/tidal.dev/v1/gateway/stats              their per-second stats
+  POST   /apis/tidal.dev/v1/gateway/poke               a first request at zero
   GET    /apis/tidal.dev/v1/pools
   GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
@@ -134,6 +137,24 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
             return error(400, f"bad history: {exc}")
         return web.json_response({"kind": "Status", "status": "Success", "minutes": minutes})
 
+    async def gateway_state(_: web.Request) -> web.Response:
+        return web.json_response(platform.gateway_state())
+
+    async def gateway_stats(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            platform.gateway_stats(str(body["gateway"]), dict(body["revisions"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad stats: {exc}")
+        return web.json_response({"kind": "Status", "status": "Success"})
+
+    async def gateway_poke(request: web.Request) -> web.Response:
+        try:
+            platform.gateway_poke(str((await request.json())["revision"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad poke: {exc}")
+        return web.json_response({"kind": "Status", "status": "Success"})
+
     async def pools(_: web.Request) -> web.Response:
         return as_list(platform.pool_usage())
 
@@ -167,6 +188,9 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/logs", logs)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/forecast", forecast)
     app.router.add_post(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/history", import_history)
+    app.router.add_get(f"{TIDAL}/gateway/state", gateway_state)
+    app.router.add_post(f"{TIDAL}/gateway/stats", gateway_stats)
+    app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
     app.router.add_get(f"{TIDAL}/cost", cost)
     for group in (KNATIVE, SCHEDULING):

@@ -55,6 +55,7 @@ from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.views import live_revision, read_logs, replica_views
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
 from tidal.gateway.activator import RevisionThrottler
+from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
 from tidal.store.base import ResourceStore
@@ -612,6 +613,31 @@ class Platform:
             if (planned.namespace, planned.service) == (namespace, service):
                 planned.plan = None  # rebuild with the new history at the next check
         return minutes
+
+    # -- other gateway processes (tidal.gateway.mirror) ----------------------------------------
+
+    def gateway_state(self) -> dict[str, Any]:
+        return routing_snapshot(self.router)
+
+    def gateway_stats(self, gateway: str, revisions: dict[str, dict[str, Any]]) -> None:
+        """One second of a gateway's stats: into the autoscaler, and its in-flight requests per
+        replica into the drain logic."""
+        now = time.monotonic()
+        for key, throttler in self.router.throttlers.items():
+            stats = revisions.get(key)
+            if stats is None:
+                throttler.remote_in_flight.pop(gateway, None)
+                continue
+            throttler.remote_seen = now
+            throttler.remote_in_flight[gateway] = {
+                str(k): int(v) for k, v in stats.get("inFlight", {}).items()
+            }
+            self.scaling.add_remote(
+                key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
+            )
+
+    def gateway_poke(self, key: str) -> None:
+        self.scaling.poke(key)
 
     def pool_usage(self) -> list[dict[str, Any]]:
         return self.placer.pool_usage(self.workloads.values())

@@ -54,6 +54,7 @@ class ScaledRevision:
     last_decision: Decision | None = None
     period_start: float = field(default_factory=time.monotonic)
     poked: bool = False  # an immediate stat was sent; the next report subtracts it
+    remote: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # other gateways
 
 
 class ScalingLoop:
@@ -73,6 +74,15 @@ class ScalingLoop:
             self.recorder.forget(spec.namespace, spec.service, spec.revision)
             for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
                 gauge.remove(entry.workload.spec.namespace, entry.workload.spec.revision)
+
+    def add_remote(self, key: str, concurrency: float, requests: float, peak: float) -> None:
+        """A second of another gateway's stats; added to this gateway's at the next record, as
+        Knative's collector adds activator and scraped stats (knative.md §1.3)."""
+        entry = self.revisions.get(key)
+        if entry is not None:
+            entry.remote[0] += concurrency
+            entry.remote[1] += requests
+            entry.remote[2] = max(entry.remote[2], peak)
 
     def poke(self, key: str) -> None:
         """First request for a revision with no free replica: send a stat of 1 at once and, if
@@ -116,6 +126,11 @@ class ScalingLoop:
     def _record(self, entry: ScaledRevision, now: float) -> None:
         workload = entry.workload
         concurrency, count, peak = workload.throttler.stats.collect(entry.period_start, now)
+        remote_concurrency, remote_count, remote_peak = entry.remote
+        entry.remote = [0.0, 0.0, 0.0]
+        concurrency += remote_concurrency
+        count += int(remote_count)
+        peak = max(peak, int(remote_peak))
         ready = workload.ready_count()
         self.recorder.observe(
             workload.spec.namespace,

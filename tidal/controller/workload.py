@@ -32,6 +32,10 @@ from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
 STANDBY_LABEL = "tidal.dev/standby"
 CRASH_LOOP_LIMIT = 3
+# With other gateway processes about, wait for them to see a drain (their poll) and to report
+# what they still have in flight (their stats) before trusting the in-flight count.
+REMOTE_DRAIN_SETTLE_S = 1.5
+REMOTE_RECENT_S = 10.0
 MAX_BACKOFF_S = 30.0
 LOG_LINES_IN_REASON = 8
 LIVE_STATES = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
@@ -358,6 +362,8 @@ class RevisionWorkload:
         """No new requests; let in-flight ones finish (bounded by the revision timeout); stop."""
         self._stopping.add(replica.replica_id)
         self.throttler.drain(replica.replica_id)
+        if time.monotonic() - self.throttler.remote_seen < REMOTE_RECENT_S:
+            await asyncio.sleep(REMOTE_DRAIN_SETTLE_S)
         deadline = time.monotonic() + self.spec.timeout_s
         while self.throttler.in_flight_of(replica.replica_id) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

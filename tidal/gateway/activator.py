@@ -52,6 +52,10 @@ class RevisionThrottler:
         self.failure: str | None = None
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.cold_start_began: float | None = None
+        # Requests in flight per replica in other gateway processes (tidal.gateway.mirror),
+        # and when one last reported.
+        self.remote_in_flight: dict[str, dict[str, int]] = {}
+        self.remote_seen = -1e9
 
     @property
     def pending(self) -> int:
@@ -61,10 +65,12 @@ class RevisionThrottler:
         return sum(1 for e in self.endpoints if not e.draining)
 
     def in_flight_of(self, replica_id: str) -> int:
+        """Requests on this replica, in this gateway and the others."""
+        remote = sum(counts.get(replica_id, 0) for counts in self.remote_in_flight.values())
         for endpoint in self.endpoints:
             if endpoint.replica_id == replica_id:
-                return endpoint.in_flight
-        return 0
+                return endpoint.in_flight + remote
+        return remote
 
     # -- request path -------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "deployment": {"progress-deadline": "600s"},
 }
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "tidal"}
+GATEWAY = "tidal-gateway"
 
 
 def manifests(
@@ -58,13 +59,21 @@ def manifests(
         config_map(namespace, config or DEFAULT_CONFIG),
         state_volume(namespace),
         controller(namespace, image),
-        _service(namespace, "tidal-gateway", 80, GATEWAY_PORT),
-        _service(namespace, "tidal-admin", ADMIN_PORT, ADMIN_PORT),
+        gateway(namespace, image),
+        _service(namespace, "tidal-gateway", 80, GATEWAY_PORT, GATEWAY),
+        _service(namespace, "tidal-admin", ADMIN_PORT, ADMIN_PORT, APP),
     ]
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Write shared label maps out in full: no YAML anchors in manifests people will read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(docs: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(docs, sort_keys=False)
+    return yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False)
 
 
 def crd(resource: CustomResource) -> dict[str, Any]:
@@ -247,11 +256,61 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
     }
 
 
-def _service(namespace: str, name: str, port: int, target: int) -> dict[str, Any]:
+def gateway(namespace: str, image: str, replicas: int = 2) -> dict[str, Any]:
+    """Gateway processes (`tidal gateway`): they route with the controller's state and report
+    their request stats to it, as Knative's activators do (tidal.gateway.mirror)."""
+    container = {
+        "name": "gateway",
+        "image": image,
+        "args": [
+            "gateway",
+            "--controller",
+            f"http://tidal-admin.{namespace}.svc:{ADMIN_PORT}",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GATEWAY_PORT),
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": GATEWAY_PORT}, "periodSeconds": 2},
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    labels = {**LABELS, "app.kubernetes.io/name": GATEWAY}
+    return {
+        **_meta("apps/v1", "Deployment", namespace, GATEWAY),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    # The gateway needs no Kubernetes API access.
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsUser": 10001},
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def _service(namespace: str, name: str, port: int, target: int, app: str) -> dict[str, Any]:
     return {
         **_meta("v1", "Service", namespace, name),
         "spec": {
-            "selector": {"app.kubernetes.io/name": APP},
+            "selector": {"app.kubernetes.io/name": app},
             "ports": [{"name": "http", "port": port, "targetPort": target}],
         },
     }

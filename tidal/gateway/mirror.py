@@ -1,0 +1,215 @@
+"""The gateway as a process of its own: it mirrors the controller's routing state and reports
+its request stats back, as Knative's activator does with the autoscaler (knative.md §1.3, §3).
+
+The controller publishes one snapshot (`routing_snapshot`): the host table, and per revision its
+containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway polls it and
+applies it to its own `TrafficRouter`; every second it posts each revision's average and peak
+concurrency, request count and in-flight requests per replica, and it pokes the controller at
+once on the first request for a revision with no free replica. The controller adds these stats
+to its own, so the autoscaler sees revision totals however many gateways there are.
+
+containerConcurrency is enforced by each gateway on its own requests: exact with one gateway,
+up to N x CC per replica with N gateways (Knative splits replicas between activators instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from tidal.gateway.activator import Endpoint, RevisionThrottler
+from tidal.gateway.routing import TrafficRouter
+
+log = logging.getLogger("tidal.gateway")
+POLL_PERIOD_S = 0.2
+STATS_PERIOD_S = 1.0
+
+
+def routing_snapshot(router: TrafficRouter) -> dict[str, Any]:
+    """What a remote gateway needs to route exactly like the controller's own gateway."""
+    return {
+        "hosts": {
+            host: [
+                [key, pct]
+                for key, pct in zip(route.revisions, _percents(route.cumulative), strict=True)
+            ]
+            for host, route in router.hosts.items()
+        },
+        "revisions": {
+            key: {
+                "namespace": t.namespace,
+                "service": t.service,
+                "revision": t.revision,
+                "containerConcurrency": t.cc,
+                "timeoutSeconds": t.timeout_s,
+                "pendingCap": t.pending_cap,
+                "failure": t.failure,
+                "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],
+            }
+            for key, t in router.throttlers.items()
+        },
+    }
+
+
+def _percents(cumulative: tuple[int, ...]) -> list[int]:
+    return [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
+
+
+def apply_snapshot(router: TrafficRouter, snapshot: dict[str, Any], on_first_request: Any) -> None:
+    """Make `router` route as the snapshot says; throttlers keep their waiters and stats."""
+    revisions = snapshot["revisions"]
+    for key in set(router.throttlers) - set(revisions):
+        router.throttlers.pop(key).fail("revision removed")
+    for key, state in revisions.items():
+        throttler = router.throttlers.get(key)
+        if throttler is None:
+            throttler = RevisionThrottler(
+                state["namespace"],
+                state["service"],
+                state["revision"],
+                state["containerConcurrency"],
+                state["timeoutSeconds"],
+                state["pendingCap"],
+                on_first_request=lambda _, key=key: on_first_request(key),
+            )
+            router.throttlers[key] = throttler
+        throttler.pending_cap = state["pendingCap"]
+        _sync_endpoints(throttler, state["endpoints"])
+        if state["failure"] is None:
+            throttler.failure = None
+        elif throttler.failure is None:
+            throttler.fail(state["failure"])
+    router.set_hosts(
+        set(router.hosts),
+        {
+            host: [(key, int(pct)) for key, pct in split]
+            for host, split in snapshot["hosts"].items()
+        },
+    )
+
+
+def _sync_endpoints(throttler: RevisionThrottler, wanted: list[list[Any]]) -> None:
+    by_id = {e.replica_id: e for e in throttler.endpoints}
+    for replica_id, host, port, draining in wanted:
+        endpoint = by_id.pop(replica_id, None)
+        if endpoint is None:
+            throttler.add_endpoint(Endpoint(replica_id, host, port, draining=draining))
+        elif draining:
+            throttler.drain(replica_id)
+    for replica_id in by_id:  # gone from the controller: no new requests, in-flight finish
+        throttler.remove_endpoint(replica_id)
+
+
+def collect_stats(router: TrafficRouter, period_start: float, now: float) -> dict[str, Any]:
+    """One period of every revision's stats, in the shape the controller's endpoint takes."""
+    stats = {}
+    for key, throttler in router.throttlers.items():
+        concurrency, count, peak = throttler.stats.collect(period_start, now)
+        in_flight = {e.replica_id: e.in_flight for e in throttler.endpoints if e.in_flight}
+        if concurrency or count or in_flight:
+            stats[key] = {
+                "concurrency": concurrency,
+                "requests": count,
+                "peak": peak,
+                "inFlight": in_flight,
+            }
+    return stats
+
+
+class ControllerLink:
+    """Polls the controller's routing state and posts stats and pokes to it."""
+
+    def __init__(self, router: TrafficRouter, controller: str, gateway_id: str) -> None:
+        self.router = router
+        self.base = controller.rstrip("/") + "/apis/tidal.dev/v1/gateway"
+        self.gateway_id = gateway_id
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pokes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Returns once the first routing state has arrived (retrying while the controller is
+        not up yet), so that the gateway routes from its first request on."""
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        while True:
+            try:
+                await self._poll_once()
+                break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("waiting for the controller at %s: %s", self.base, exc)
+                await asyncio.sleep(1.0)
+        self._tasks = [asyncio.ensure_future(self._poll()), asyncio.ensure_future(self._report())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    def poke(self, key: str) -> None:
+        task = asyncio.ensure_future(
+            self._post("poke", {"gateway": self.gateway_id, "revision": key})
+        )
+        self._pokes.add(task)
+        task.add_done_callback(self._pokes.discard)
+
+    async def _poll_once(self) -> None:
+        assert self.session is not None
+        async with self.session.get(f"{self.base}/state") as response:
+            response.raise_for_status()
+            apply_snapshot(self.router, await response.json(), self.poke)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_PERIOD_S)
+            try:
+                await self._poll_once()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("cannot read routing state from the controller: %s", exc)
+
+    async def _report(self) -> None:
+        period_start = time.monotonic()
+        while True:
+            await asyncio.sleep(STATS_PERIOD_S)
+            now = time.monotonic()
+            stats = collect_stats(self.router, period_start, now)
+            period_start = now
+            await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
+
+    async def _post(self, path: str, body: dict[str, Any]) -> None:
+        assert self.session is not None
+        try:
+            async with self.session.post(f"{self.base}/{path}", json=body) as response:
+                response.raise_for_status()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("cannot send %s to the controller: %s", path, exc)
+
+
+async def run_gateway(controller: str, host: str, port: int, gateway_id: str) -> None:
+    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM."""
+    import signal
+
+    from tidal.gateway.proxy import GatewayServer
+
+    router = TrafficRouter()
+    link = ControllerLink(router, controller, gateway_id)
+    server = GatewayServer(router)
+    await link.start()
+    await server.start(host, port)
+    log.warning(
+        "gateway %s on http://%s:%d, routing from %s", gateway_id, host, server.port, controller
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+        await link.close()
