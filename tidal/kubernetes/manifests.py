@@ -43,6 +43,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "tidal"}
 GATEWAY = "tidal-gateway"
+RESTRICTED = {  # the container security context of both of tidal's own Deployments
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def manifests(
@@ -219,12 +225,7 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
             "requests": {"cpu": "500m", "memory": "512Mi"},
             "limits": {"memory": "2Gi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": RESTRICTED,
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/tidal", "readOnly": True},
             {"name": "state", "mountPath": DATA_DIR},
@@ -271,21 +272,13 @@ def gateway(namespace: str, image: str, replicas: int = 2) -> dict[str, Any]:
             "--port",
             str(GATEWAY_PORT),
         ],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        ],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "readinessProbe": {"tcpSocket": {"port": GATEWAY_PORT}, "periodSeconds": 2},
         "resources": {
             "requests": {"cpu": "500m", "memory": "256Mi"},
             "limits": {"memory": "1Gi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": RESTRICTED,
     }
     labels = {**LABELS, "app.kubernetes.io/name": GATEWAY}
     return {
