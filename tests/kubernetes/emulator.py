@@ -255,18 +255,6 @@ def _deletion_rank(pod: dict[str, Any]) -> tuple[bool, int]:
     return ready, cost
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 5.0, message: str = "") -> Any:
-    """Poll a synchronous check (from a thread or a sync test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or check}")
-        time.sleep(0.02)
-
-
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, message: str = "") -> Any:
     """Poll a check from an async test without blocking its event loop."""
     deadline = time.monotonic() + timeout

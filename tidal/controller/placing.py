@@ -56,15 +56,16 @@ class Placer:
         workloads = list(workloads)
         placed = {id(w): w.placed() for w in workloads}
         usage = tally(self.pools, (item for items in placed.values() for item in items))
+        policies = {id(w): self.policy_for(w) for w in workloads}  # once, not once per pair
         requests = []
         for workload in workloads:
-            policy = self.policy_for(workload)
+            policy = policies[id(workload)]
             others = []
             if policy is not None:
                 others = [
                     p
                     for other in workloads
-                    if other is not workload and self.policy_for(other) is policy
+                    if other is not workload and policies[id(other)] is policy
                     for p, _ in placed[id(other)]
                 ]
             requests.append(workload.request(now, policy, others))
