@@ -73,10 +73,14 @@ def hello_service(
 
 
 class Platform:
-    """`tidal up` on free ports with its own data dir and config."""
+    """`tidal up` on free ports with its own data dir and config. Its admin token is `token`
+    once started; `env` (a config home of its own) lets any `tidal` process the test starts find
+    the token as a user's CLI would, and `api()` sends it."""
 
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config")}
+        self.token = ""
         self.data_dir = workdir / "data"
         self.config_path = workdir / "tidal.yaml"
         self.config_path.write_text(yaml.safe_dump(config or {"autoscaler": FAST_AUTOSCALER}))
@@ -107,8 +111,10 @@ class Platform:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            env=self.env,
         )
         wait_until(self._healthy, 30, "tidal up to answer /healthz")
+        self.token = (self.data_dir / "admin-token").read_text().strip()
         return self
 
     def _healthy(self) -> bool:
@@ -143,6 +149,7 @@ class Platform:
             text=True,
             timeout=60,
             input=stdin,
+            env=self.env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"tidal {' '.join(args)} failed: {result.stderr}{result.stdout}")
@@ -156,10 +163,25 @@ class Platform:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.cli("get", *args, "-o", "json").stdout)
 
-    def api(self, method: str, path: str) -> tuple[int, bytes]:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        token: bool = True,
+    ) -> tuple[int, bytes]:
+        """A raw admin API call, with the token unless `token` is False; a non-bytes `body` is
+        sent as JSON."""
+        sent = dict(headers or {})
+        if token and self.token:
+            sent.setdefault("Authorization", f"Bearer {self.token}")
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            sent.setdefault("Content-Type", "application/json")
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
         try:
-            conn.request(method, path)
+            conn.request(method, path, body=body, headers=sent)
             response = conn.getresponse()
             return response.status, response.read()
         finally:

@@ -47,6 +47,7 @@ def gateway(platform):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=platform.env,  # finds the platform's admin token as a local CLI does
     )
     url = f"http://127.0.0.1:{port}"
     original = platform.port

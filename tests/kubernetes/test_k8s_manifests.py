@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CoreV1Api
 
 from tests.kubernetes.emulator import ThreadedEmulator
 from tidal.cli.kubernetes import ClusterClient
@@ -19,6 +20,7 @@ from tidal.runtime.deployments import (
     PodPlacement,
     deployment_manifest,
 )
+from tidal.security.credentials import TOKEN_HEADER
 
 KUBERNETES = "1.37.0"
 REVISION: dict[str, Any] = {
@@ -90,6 +92,12 @@ def test_the_cli_reaches_the_admin_api_through_the_service_proxy(
     proxy = "/api/v1/namespaces/tidal-system/services/tidal-admin:8081/proxy"
     seen: list[Any] = []
     emulator.emulator[f"post {proxy}/apis/tidal.dev/v1/apply"] << {"items": []} >> seen
+    secret = next(d for d in manifests(token="s3cret") if d["kind"] == "Secret")
+    assert secret["stringData"] == {"token": "s3cret"}
+    # as the API server stores it (the emulator keeps stringData as written)
+    secret["data"] = {"token": base64.b64encode(b"s3cret").decode()}
+    del secret["stringData"]
+    CoreV1Api(api).create_namespaced_secret("tidal-system", secret)
     cluster = ClusterClient(None, None)
     cluster._api = api
     assert cluster.call("POST", "/apis/tidal.dev/v1/apply?dryRun=true", {"items": []}) == {
@@ -97,3 +105,5 @@ def test_the_cli_reaches_the_admin_api_through_the_service_proxy(
     }
     assert seen[0].params == {"dryRun": "true"}
     assert seen[0].data["items"] == []
+    # the admin token comes from the install's Secret, in a header the API server passes on
+    assert seen[0].headers[TOKEN_HEADER] == "s3cret"

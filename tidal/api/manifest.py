@@ -19,6 +19,7 @@ from tidal.api.autoscaling import (
     parse_autoscaling_annotations,
 )
 from tidal.api.errors import InvalidSpec
+from tidal.api.limits import check_metadata, load_yaml
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
 from tidal.api.service import API_VERSION, DNS1035, Service, TrafficTarget
 from tidal.api.units import parse_duration
@@ -56,7 +57,7 @@ class ValidService:
 def load_documents(text: str) -> list[dict[str, Any]]:
     """Every non-empty YAML document in `text`, each required to be a mapping."""
     try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        docs = [doc for doc in load_yaml(text) if doc is not None]
     except yaml.YAMLError as exc:
         raise InvalidSpec("", f"invalid YAML: {exc}") from None
     for index, doc in enumerate(docs):
@@ -97,6 +98,7 @@ def validate_service(
             f"expected apiVersion {API_VERSION} and kind Service, got "
             f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
         )
+    check_metadata(doc)
     try:
         service = Service.model_validate(doc)
     except ValidationError as exc:

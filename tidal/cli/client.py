@@ -15,6 +15,8 @@ from rich.console import Console
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import load_documents
+from tidal.security.credentials import find_credentials, read_token_file
+from tidal.security.tls import client_context
 
 DEFAULT_SERVER = "http://127.0.0.1:8081"
 KNATIVE = "/apis/serving.knative.dev/v1"
@@ -48,21 +50,39 @@ class ApiError(click.ClickException):
     pass
 
 
+def credentials(
+    server: str, token: str | None, token_file: str | None, ca_cert: str | None
+) -> tuple[str | None, str | None]:
+    """The token and CA for `server`: --token/TIDAL_TOKEN, else --token-file, else what a local
+    `tidal up` recorded for that URL (tidal.security.credentials)."""
+    if not token and token_file:
+        token = read_token_file(Path(token_file))
+        if token is None:
+            raise click.ClickException(f"cannot read a token from {token_file}")
+    if token and ca_cert:
+        return token, ca_cert
+    found_token, found_ca = find_credentials(server)
+    return token or found_token, ca_cert or found_ca
+
+
 class Client:
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, token: str | None = None, ca_cert: str | None = None) -> None:
         self.server = server.rstrip("/")
+        self.token = token
+        self.ca_cert = ca_cert
 
     def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
         """JSON from the admin API (or text, for logs); ApiError with the server's message."""
         data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
+            self.server + path, data=data, method=method, headers=headers
         )
+        tls = client_context(self.ca_cert) if self.server.startswith("https:") else None
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=tls) as response:
                 raw = response.read()
                 if text:
                     return raw.decode()
@@ -76,10 +96,12 @@ class Client:
                 message = exc.reason
             raise ApiError(message) from None
         except (urllib.error.URLError, ConnectionError) as exc:
-            raise ApiError(
-                f"cannot reach tidal at {self.server} ({exc}); is `tidal up` running? "
-                "(set --server or TIDAL_SERVER)"
-            ) from None
+            hint = (
+                "trust its certificate with --ca-cert or TIDAL_CA_CERT"
+                if "CERTIFICATE" in str(exc)
+                else "is `tidal up` running? (set --server or TIDAL_SERVER)"
+            )
+            raise ApiError(f"cannot reach tidal at {self.server} ({exc}); {hint}") from None
 
 
 def load_manifests(paths: tuple[str, ...]) -> list[dict[str, Any]]:

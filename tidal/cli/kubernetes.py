@@ -3,6 +3,7 @@ points the other verbs at a cluster (`tidal --kubeconfig/--context`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -18,7 +19,15 @@ from kubernetes.client.rest import ApiException
 from tidal.api.config import load_config, parse_config
 from tidal.api.errors import InvalidSpec
 from tidal.cli.client import ApiError, Client
-from tidal.kubernetes.manifests import DEFAULT_CONFIG, DEFAULT_IMAGE, manifests, render
+from tidal.kubernetes.manifests import (
+    DEFAULT_CONFIG,
+    DEFAULT_IMAGE,
+    TOKEN_KEY,
+    TOKEN_SECRET,
+    manifests,
+    render,
+)
+from tidal.security.credentials import TOKEN_HEADER, read_token_file
 
 ADMIN_SERVICE = "tidal-admin:8081"
 
@@ -37,8 +46,12 @@ def kubernetes() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="tidal.yaml (pools, autoscaler defaults) for the ConfigMap; default: an example.",
 )
-def manifests_command(namespace: str, image: str, config_path: str | None) -> None:
-    """Print the install: CRDs, namespace, RBAC, config, controller, Services."""
+@click.pass_context
+def manifests_command(
+    ctx: click.Context, namespace: str, image: str, config_path: str | None
+) -> None:
+    """Print the install: CRDs, namespace, RBAC, config, admin token Secret (a new random token
+    unless --token/TIDAL_TOKEN is given), controller, gateways, Services."""
     config = DEFAULT_CONFIG
     if config_path is not None:
         config = yaml.safe_load(Path(config_path).read_text()) or {}
@@ -46,7 +59,8 @@ def manifests_command(namespace: str, image: str, config_path: str | None) -> No
             parse_config(config)
         except InvalidSpec as exc:
             raise click.ClickException(f"{config_path}: {exc}") from None
-    click.echo(render(manifests(namespace, image, config)), nl=False)
+    token = ctx.find_root().params.get("token")
+    click.echo(render(manifests(namespace, image, config, token)), nl=False)
 
 
 @kubernetes.command("controller")
@@ -69,24 +83,55 @@ def controller_command(
         config = load_config(config_path)
     except InvalidSpec as exc:
         raise click.ClickException(f"config: {exc}") from None
-    kube = (ctx.find_root().params.get("kubeconfig"), ctx.find_root().params.get("context"))
+    root = ctx.find_root().params
+    kube = (root.get("kubeconfig"), root.get("context"))
+    token = root.get("token") or (
+        read_token_file(Path(root["token_file"])) if root.get("token_file") else None
+    )
+    if not token:
+        raise click.ClickException(
+            f"the admin API needs a token: set TIDAL_TOKEN (from the Secret {TOKEN_SECRET})"
+        )
     identity = os.environ.get("POD_NAME") or socket.gethostname()
-    options = ControllerOptions(config, Path(data_dir), identity, lease_namespace)
+    options = ControllerOptions(config, Path(data_dir), identity, lease_namespace, token)
     asyncio.run(run_controller(options, api_client(*kube)))
 
 
 class ClusterClient(Client):
     """The admin API of the tidal in a cluster, reached through the API server's service proxy
-    with the kubeconfig's credentials (no port-forward, no exposed admin port)."""
+    with the kubeconfig's credentials (no port-forward, no exposed admin port). The admin token
+    is read from the Secret with the same credentials unless given; it travels in X-Tidal-Token
+    because the API server consumes the Authorization header itself."""
 
     def __init__(
-        self, kubeconfig: str | None, context: str | None, namespace: str = "tidal-system"
+        self,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str = "tidal-system",
+        token: str | None = None,
     ) -> None:
-        super().__init__(f"kubernetes:{namespace}/{ADMIN_SERVICE}")
+        super().__init__(f"kubernetes:{namespace}/{ADMIN_SERVICE}", token)
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
         self._api: ApiClient | None = None
+
+    def _admin_token(self) -> str:
+        if self.token is None:
+            from kubernetes.client import CoreV1Api
+
+            assert self._api is not None
+            try:
+                secret = CoreV1Api(self._api).read_namespaced_secret(TOKEN_SECRET, self.namespace)
+            except (OSError, ApiException) as exc:
+                raise ApiError(
+                    f"cannot read the admin token (Secret {self.namespace}/{TOKEN_SECRET}): "
+                    f"{getattr(exc, 'reason', exc)}; pass --token or TIDAL_TOKEN"
+                ) from None
+            self.token = base64.b64decode((secret.data or {}).get(TOKEN_KEY, "")).decode()
+            if not self.token:
+                raise ApiError(f"Secret {self.namespace}/{TOKEN_SECRET} holds no {TOKEN_KEY!r}")
+        return self.token
 
     def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
         if self._api is None:
@@ -98,7 +143,11 @@ class ClusterClient(Client):
             method,
             f"/api/v1/namespaces/{self.namespace}/services/{ADMIN_SERVICE}/proxy{route}",
             query_params=urllib.parse.parse_qsl(query),
-            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            header_params={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                TOKEN_HEADER: self._admin_token(),
+            },
             body=body,
             auth_settings=["BearerToken"],
         )

@@ -19,6 +19,7 @@ from tidal.cli.client import (
     ApiError,
     Client,
     console,
+    credentials,
     load_manifests,
     output,
 )
@@ -63,15 +64,30 @@ class LazyGroup(click.Group):
 )
 @click.option("--kubeconfig", help="Talk to the tidal running in this cluster.")
 @click.option("--context", help="The kubeconfig context of the cluster (implies --kubeconfig).")
+@click.option(
+    "--token",
+    envvar="TIDAL_TOKEN",
+    help="Admin API token (or TIDAL_TOKEN); found by itself for a platform started here.",
+)
+@click.option("--token-file", envvar="TIDAL_TOKEN_FILE", help="Read the admin token from a file.")
+@click.option("--ca-cert", envvar="TIDAL_CA_CERT", help="CA (or self-signed cert) of a TLS admin.")
 @click.pass_context
-def main(ctx: click.Context, server: str, kubeconfig: str | None, context: str | None) -> None:
+def main(
+    ctx: click.Context,
+    server: str,
+    kubeconfig: str | None,
+    context: str | None,
+    token: str | None,
+    token_file: str | None,
+    ca_cert: str | None,
+) -> None:
     """tidal: serverless AI inference from Knative Service manifests."""
     if kubeconfig or context:
         from tidal.cli.kubernetes import ClusterClient
 
-        ctx.obj = ClusterClient(kubeconfig, context)
+        ctx.obj = ClusterClient(kubeconfig, context, token=token)
     else:
-        ctx.obj = Client(server)
+        ctx.obj = Client(server, *credentials(server, token, token_file, ca_cert))
 
 
 @main.command()
@@ -80,6 +96,12 @@ def main(ctx: click.Context, server: str, kubeconfig: str | None, context: str |
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int, help="Gateway port.")
 @click.option("--admin-port", default=8081, show_default=True, type=int)
+@click.option(
+    "--admin-host", default="127.0.0.1", show_default=True, help="Admin API address (not --host)."
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS for both.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True))
+@click.option("--protect-metrics", is_flag=True, help="/metrics needs the token too.")
 @click.option("--domain", default=None, help="Domain of service hosts (default example.com).")
 @click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply at start.")
 def up(
@@ -88,6 +110,10 @@ def up(
     host: str,
     port: int,
     admin_port: int,
+    admin_host: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    protect_metrics: bool,
     domain: str | None,
     files: tuple[str, ...],
 ) -> None:
@@ -96,6 +122,7 @@ def up(
     import dataclasses
 
     from tidal.controller.serve import ServeOptions, serve
+    from tidal.security.datadir import DataDirInUse
 
     try:
         config = load_config(config_path)
@@ -106,6 +133,11 @@ def up(
     options = ServeOptions(
         config, Path(data_dir).resolve(), host, port, admin_port, load_manifests(files)
     )
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    options.admin_host, options.metrics_need_token = admin_host, protect_metrics
+    if tls_cert and tls_key:
+        options.tls_cert, options.tls_key = Path(tls_cert).resolve(), Path(tls_key).resolve()
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
@@ -124,11 +156,13 @@ def up(
             uvloop.run(serve(options, ready))
         except ImportError:
             asyncio.run(serve(options, ready))
+    except DataDirInUse as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port)"
         ) from None
-    except InvalidSpec as exc:
+    except ValueError as exc:  # InvalidSpec, or a certificate that does not load
         raise click.ClickException(str(exc)) from None
 
 
@@ -142,19 +176,27 @@ def up(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--id", "gateway_id", default=None, help="Name in the controller's stats.")
-def gateway(controller: str, host: str, port: int, gateway_id: str | None) -> None:
+@click.pass_context
+def gateway(
+    ctx: click.Context, controller: str, host: str, port: int, gateway_id: str | None
+) -> None:
     """Run one more gateway process in front of the platform's replicas (like Knative's
-    activators: it routes with the controller's state and reports its stats to it)."""
+    activators: it routes with the controller's state and reports its stats to it). It
+    authenticates with --token/TIDAL_TOKEN/--token-file, or the token of a local platform."""
     import os
     import socket
 
     import uvloop
 
-    from tidal.gateway.mirror import run_gateway
+    from tidal.gateway.mirror import Unauthorized, run_gateway
 
+    root = ctx.find_root().params
+    token, ca_cert = credentials(controller, root["token"], root["token_file"], root["ca_cert"])
     name = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
     try:
-        uvloop.run(run_gateway(controller, host, port, name))
+        uvloop.run(run_gateway(controller, host, port, name, token, ca_cert))
+    except Unauthorized as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"{exc.strerror or exc} (try another --port)") from None
 

@@ -17,19 +17,30 @@ Paths:
   GET    /apis/tidal.dev/v1/pools
   GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
+
+Every path but /healthz (and /metrics, unless configured otherwise) needs the platform's bearer
+token; a request from a browser page of another origin, or a mutating call whose body is not
+JSON, is refused before any handler runs (docs/security.md). Errors are JSON `Status` objects
+with a message that says what failed, never a bare "Internal Server Error".
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidal.api.errors import InvalidSpec
+from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller.platform import Platform
-from tidal.store.sqlite import Conflict
+from tidal.security.credentials import TOKEN_HEADER, local_urls
+from tidal.store.sqlite import Conflict, StoreError
 
 KINDS = {
     "services": "Service",
@@ -42,14 +53,110 @@ SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 TIDAL = "/apis/tidal.dev/v1"
 
 
-def error(status: int, message: str, field: str = "") -> web.Response:
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+log = logging.getLogger("tidal.admin")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class AdminSecurity:
+    """Who may call the admin API: holders of `token`, from no browser origin but `origins`."""
+
+    token: str
+    origins: frozenset[str] = frozenset()
+    open_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/healthz", "/metrics"}))
+
+
+def own_origins(scheme: str, host: str, port: int) -> frozenset[str]:
+    """The browser origins of an admin API listening on host:port (its own pages, if any)."""
+    return frozenset(local_urls(scheme, host, port))
+
+
+def error(
+    status: int, message: str, field: str = "", headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response(
         {"kind": "Status", "status": "Failure", "code": status, "message": message, "field": field},
         status=status,
+        headers=headers,
     )
 
 
-def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
+def _bearer(request: web.Request) -> str:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    return request.headers.get(TOKEN_HEADER, "").strip()
+
+
+def guard(security: AdminSecurity) -> Any:
+    """Refuse foreign browser origins (403), missing or wrong tokens (401) and mutating calls
+    whose body is not JSON (415), in that order."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in security.origins:
+            return error(
+                403,
+                f"cross-origin request refused: Origin {origin!r} is not this admin API's own; "
+                "web pages may not call the admin API",
+            )
+        if request.path not in security.open_paths and not hmac.compare_digest(
+            _bearer(request).encode(), security.token.encode()
+        ):
+            return error(
+                401,
+                "unauthorized: the admin API needs its bearer token (Authorization: Bearer ...). "
+                "A CLI on the machine that ran `tidal up` finds it by itself; elsewhere pass "
+                "--token or TIDAL_TOKEN (the token is the file admin-token in the platform's data "
+                "dir)",
+                headers={"WWW-Authenticate": 'Bearer realm="tidal"'},
+            )
+        has_body = request.body_exists or request.method != "DELETE"
+        if request.method in MUTATING and has_body and request.content_type != "application/json":
+            return error(
+                415,
+                f"unsupported content type {request.headers.get('Content-Type', '(none)')!r}: "
+                "calls that change state take application/json",
+            )
+        return await handler(request)
+
+    return middleware
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as a JSON Status that says what failed."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.text or exc.reason)
+    except StoreError as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return error(507 if exc.full else 503, str(exc))
+    except InvalidSpec as exc:
+        return error(422, str(exc), exc.field)
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON within tidal's limits; InvalidSpec (not JSON, too deep) otherwise."""
+    try:
+        return parse_json(await request.read())
+    except ValueError as exc:
+        if isinstance(exc, InvalidSpec):
+            raise InvalidSpec("", f"body refused: {exc}") from None
+        raise InvalidSpec("", "body is not JSON") from None
+
+
+def build_app(
+    platform: Platform, info: dict[str, Any], security: AdminSecurity
+) -> web.Application:
     def as_list(items: list[dict[str, Any]]) -> web.Response:
         return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
 
@@ -85,13 +192,19 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
 
     async def apply(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "body is not JSON")
+            body = await read_json(request)
+        except InvalidSpec as exc:
+            return error(400, str(exc))
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             return error(400, 'body must be {"items": [object, ...]}')
         try:
+            for index, item in enumerate(items):
+                try:
+                    check_metadata(item)
+                except InvalidSpec as exc:
+                    where = f"document {index + 1}: {exc.field}" if len(items) > 1 else exc.field
+                    raise InvalidSpec(where, exc.message) from None
             applied = platform.apply(items, dry_run=request.query.get("dryRun") == "true")
         except InvalidSpec as exc:
             return error(422, str(exc), exc.field)
@@ -125,7 +238,10 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
     async def import_history(request: web.Request) -> web.Response:
         ns, name = request.match_info["ns"], request.match_info["name"]
         try:
-            body = await request.json()
+            body = await read_json(request)
+        except InvalidSpec as exc:
+            return error(400, str(exc))
+        try:
             timestamps, values = body["timestamps"], body["values"]
             field = body.get("field", "avg_concurrency")
             if len(timestamps) != len(values):
@@ -142,15 +258,15 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
 
     async def gateway_stats(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = await read_json(request)
             platform.gateway_stats(str(body["gateway"]), dict(body["revisions"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return error(400, f"bad stats: {exc}")
         return web.json_response({"kind": "Status", "status": "Success"})
 
     async def gateway_poke(request: web.Request) -> web.Response:
         try:
-            platform.gateway_poke(str((await request.json())["revision"]))
+            platform.gateway_poke(str((await read_json(request))["revision"]))
         except (ValueError, KeyError, TypeError) as exc:
             return error(400, f"bad poke: {exc}")
         return web.json_response({"kind": "Status", "status": "Success"})
@@ -178,7 +294,9 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
     async def get_info(_: web.Request) -> web.Response:
         return web.json_response(info)
 
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, guard(security)]
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(f"{TIDAL}/info", get_info)

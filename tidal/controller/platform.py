@@ -302,13 +302,13 @@ class Platform:
         key = key_of(namespace, name)
         if self.store.get("Service", namespace, name) is None:
             return False
-        self.routes.forget(key)
         revisions = self._revisions_of(namespace, name)
-        with self.store.transaction():
+        with self.store.transaction():  # store first: a failed commit leaves the routes as they are
             self.store.delete("Service", namespace, name)
             self.store.delete("Route", namespace, name)
             for revision in revisions:
                 self.store.delete("Revision", namespace, revision["metadata"]["name"])
+        self.routes.forget(key)
         for revision in revisions:
             self._remove_workload(namespace, revision["metadata"]["name"])
         self.services.pop(key, None)

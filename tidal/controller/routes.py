@@ -90,6 +90,7 @@ class Routes:
                 state.rollout = None
         split = list(state.rollout.split) if state.rollout else None
         table = host_table(name, namespace, self.domain, targets, split)
+        self._store_route(service, targets, state)  # store first, then what the gateway sees
         self.router.set_hosts(
             state.hosts,
             {
@@ -100,7 +101,6 @@ class Routes:
         state.hosts = set(table)
         routed = {rev for entries in table.values() for rev, pct in entries if pct > 0}
         self._update_reachability(namespace, revisions, routed, status, state)
-        self._store_route(service, targets, state)
 
     def _update_reachability(
         self,

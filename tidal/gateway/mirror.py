@@ -23,6 +23,7 @@ import aiohttp
 
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
+from tidal.security.tls import client_context
 
 log = logging.getLogger("tidal.gateway")
 POLL_PERIOD_S = 0.2
@@ -120,13 +121,26 @@ def collect_stats(router: TrafficRouter, period_start: float, now: float) -> dic
     return stats
 
 
+class Unauthorized(Exception):
+    """The controller refused this gateway's token."""
+
+
 class ControllerLink:
     """Polls the controller's routing state and posts stats and pokes to it."""
 
-    def __init__(self, router: TrafficRouter, controller: str, gateway_id: str) -> None:
+    def __init__(
+        self,
+        router: TrafficRouter,
+        controller: str,
+        gateway_id: str,
+        token: str | None = None,
+        ca_cert: str | None = None,
+    ) -> None:
         self.router = router
         self.base = controller.rstrip("/") + "/apis/tidal.dev/v1/gateway"
         self.gateway_id = gateway_id
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.tls = client_context(ca_cert) if self.base.startswith("https:") else None
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pokes: set[asyncio.Task[None]] = set()
@@ -134,11 +148,24 @@ class ControllerLink:
     async def start(self) -> None:
         """Returns once the first routing state has arrived (retrying while the controller is
         not up yet), so that the gateway routes from its first request on."""
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=5),
+            headers=self.headers,
+            connector=aiohttp.TCPConnector(ssl=self.tls) if self.tls else None,
+        )
         while True:
             try:
                 await self._poll_once()
                 break
+            except aiohttp.ClientResponseError as exc:
+                if exc.status in (401, 403):
+                    await self.session.close()
+                    raise Unauthorized(
+                        f"the controller at {self.base} refused this gateway ({exc.status}): "
+                        "pass its admin token with --token, TIDAL_TOKEN or --token-file"
+                    ) from None
+                log.warning("waiting for the controller at %s: %s", self.base, exc)
+                await asyncio.sleep(1.0)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("waiting for the controller at %s: %s", self.base, exc)
                 await asyncio.sleep(1.0)
@@ -190,14 +217,21 @@ class ControllerLink:
             log.warning("cannot send %s to the controller: %s", path, exc)
 
 
-async def run_gateway(controller: str, host: str, port: int, gateway_id: str) -> None:
+async def run_gateway(
+    controller: str,
+    host: str,
+    port: int,
+    gateway_id: str,
+    token: str | None = None,
+    ca_cert: str | None = None,
+) -> None:
     """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM."""
     import signal
 
     from tidal.gateway.proxy import GatewayServer
 
     router = TrafficRouter()
-    link = ControllerLink(router, controller, gateway_id)
+    link = ControllerLink(router, controller, gateway_id, token, ca_cert)
     server = GatewayServer(router)
     await link.start()
     await server.start(host, port)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import time
 from collections import deque
 from http import HTTPStatus
@@ -689,10 +690,10 @@ class GatewayServer:
         self._clients: set[_ClientConnection] = set()
         self._pool = _Pool()
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024
+            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024, ssl=tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

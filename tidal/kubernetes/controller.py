@@ -19,7 +19,7 @@ from aiohttp import web
 from kubernetes.client import ApiClient
 
 from tidal.api.config import PlatformConfig
-from tidal.controller.admin import build_app
+from tidal.controller.admin import AdminSecurity, build_app
 from tidal.controller.leader import LeaderElector, LeaseLock
 from tidal.controller.platform import Platform
 from tidal.gateway.proxy import GatewayServer
@@ -37,6 +37,7 @@ class ControllerOptions:
     data_dir: Path  # metric history (SQLite) on the state volume
     identity: str
     lease_namespace: str
+    token: str = ""  # the admin API's bearer token (the Secret tidal-admin-token)
     host: str = "0.0.0.0"
     port: int = GATEWAY_PORT
     admin_port: int = ADMIN_PORT
@@ -77,7 +78,8 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
         await platform.start()
         await gateway.start(options.host, options.port)
         info = {"gateway": f"http://{options.host}:{options.port}", "mode": "kubernetes"}
-        runner = web.AppRunner(build_app(platform, info), access_log=None)
+        security = AdminSecurity(options.token)  # no browser origin is its own
+        runner = web.AppRunner(build_app(platform, info, security), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, options.host, options.admin_port).start()
         lost = asyncio.ensure_future(elector.hold())

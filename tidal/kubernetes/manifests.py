@@ -3,13 +3,18 @@
 CRDs for tidal's resources (Knative/ACK-shaped specs and statuses kept as written, hence
 x-kubernetes-preserve-unknown-fields), the namespace, RBAC with only the verbs the controller
 uses, the config (pools and autoscaler defaults), a volume for metric history, the controller
-Deployment and the Services in front of it. The controller process serves the gateway and the
-admin API as well (they share the autoscaler's in-memory request stats), so the gateway Service
-selects the controller pod; only the replica holding the Lease listens, so only it is Ready.
+Deployment, the gateway Deployment and the Services in front of them. Only the leader among
+controller replicas listens, so only it is Ready behind the admin Service.
+
+The admin API needs a bearer token: a Secret made with a fresh random token each time the
+manifests are rendered (keep the rendered file, or pass the token to render the same one again),
+given to the controller and the gateways as TIDAL_TOKEN. The Service users' traffic reaches,
+tidal-gateway, selects only gateway pods, which have no admin port; tidal-admin is ClusterIP.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import yaml
@@ -43,6 +48,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "tidal"}
 GATEWAY = "tidal-gateway"
+TOKEN_SECRET = "tidal-admin-token"
+TOKEN_KEY = "token"
+TOKEN_ENV = {
+    "name": "TIDAL_TOKEN",
+    "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": TOKEN_KEY}},
+}
 RESTRICTED = {  # the container security context of both of tidal's own Deployments
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -55,14 +66,16 @@ def manifests(
     namespace: str = "tidal-system",
     image: str = DEFAULT_IMAGE,
     config: dict[str, Any] | None = None,
+    token: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The install, in apply order."""
+    """The install, in apply order; `token` defaults to a new random one."""
     return [
         *(crd(resource) for resource in RESOURCES.values()),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         _meta("v1", "ServiceAccount", namespace),
         *rbac(namespace),
         config_map(namespace, config or DEFAULT_CONFIG),
+        token_secret(namespace, token or secrets.token_urlsafe(32)),
         state_volume(namespace),
         controller(namespace, image),
         gateway(namespace, image),
@@ -187,6 +200,15 @@ def config_map(namespace: str, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def token_secret(namespace: str, token: str) -> dict[str, Any]:
+    """The admin API's bearer token, for the controller, the gateways and `tidal --kubeconfig`."""
+    return {
+        **_meta("v1", "Secret", namespace, TOKEN_SECRET),
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
 def state_volume(namespace: str) -> dict[str, Any]:
     """Metric history (SQLite) survives controller restarts on this volume."""
     return {
@@ -214,6 +236,7 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            TOKEN_ENV,
         ],
         "ports": [
             {"name": "gateway", "containerPort": GATEWAY_PORT},
@@ -272,6 +295,7 @@ def gateway(namespace: str, image: str, replicas: int = 2) -> dict[str, Any]:
             "--port",
             str(GATEWAY_PORT),
         ],
+        "env": [TOKEN_ENV],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "readinessProbe": {"tcpSocket": {"port": GATEWAY_PORT}, "periodSeconds": 2},
         "resources": {

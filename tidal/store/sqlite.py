@@ -4,11 +4,16 @@ Objects are plain dicts shaped like Kubernetes objects (apiVersion, kind, metada
 keyed by kind/namespace/name. Every write bumps a store-wide resourceVersion; a write may name the
 version it expects and fails with Conflict if the object moved on. Several writes can be grouped in
 one transaction so that an apply of many documents stores all or nothing.
+
+A write that SQLite refuses (a full disk, an I/O error) raises StoreError with what failed, after
+the transaction is rolled back, so that callers can change nothing else (docs/security.md). The
+file is created owner-only (0600); SQLite gives its -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -35,6 +40,38 @@ class Conflict(Exception):
     """The object changed since the version the writer read."""
 
 
+class StoreError(Exception):
+    """The state store refused a read or write; the message says what and why."""
+
+    def __init__(self, message: str, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
+
+
+SQLITE_FULL = 13
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """A StoreError naming the cause: "state store full: ..." for SQLITE_FULL."""
+    if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc):
+        return StoreError(f"state store full: {exc} ({path}); nothing was changed", full=True)
+    return StoreError(f"state store failed: {exc} ({path}); nothing was changed")
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
+
+
+def create_private(path: Path) -> None:
+    """Create `path` with mode 0600 if it does not exist, and make it 0600 if it does."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -43,6 +80,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -58,15 +96,19 @@ class Store:
         if self._in_txn:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        with _translated(self.path):
+            self._db.execute("BEGIN IMMEDIATE")
         self._in_txn = True
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # a failed COMMIT may leave it open
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from exc
         finally:
             self._in_txn = False
 
@@ -127,10 +169,11 @@ class Store:
         return obj
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
-        cursor = self._db.execute(
-            "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
-            (kind, namespace, name),
-        )
+        with self.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
+                (kind, namespace, name),
+            )
         return cursor.rowcount > 0
 
     def _next_version(self) -> int:
