@@ -1,0 +1,200 @@
+"""The admin API's guards, limits and store-first ordering, in process (fast, no replicas)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.security.inprocess import AUTH, TOKEN, AdminUnderTest, hello
+
+APPLY = "/apis/tidal.dev/v1/apply"
+SERVICE = "/apis/serving.knative.dev/v1/namespaces/default/services/hello"
+
+
+@pytest.fixture
+def admin(tmp_path: Path) -> Iterator[AdminUnderTest]:
+    under_test = AdminUnderTest(tmp_path / "data")
+    yield under_test
+    under_test.close()
+
+
+class FullDisk:
+    """Stands in for the SQLite connection and refuses writes as a full disk does, either at
+    once ("write") or only when the transaction commits ("commit")."""
+
+    def __init__(self, db: sqlite3.Connection, at: str) -> None:
+        self._db = db
+        self.at = at
+        self.full = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        verb = sql.lstrip().split()[0].upper()
+        failing = ("COMMIT",) if self.at == "commit" else ("INSERT", "DELETE", "UPDATE")
+        if self.full and verb in failing:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def fill_disk(admin: AdminUnderTest, at: str) -> FullDisk:
+    store = admin.platform.store
+    disk = FullDisk(store._db, at)  # type: ignore[attr-defined]
+    store._db = disk  # type: ignore[attr-defined]
+    disk.full = True
+    return disk
+
+
+def test_unauthenticated_and_wrong_tokens_are_refused(admin: AdminUnderTest) -> None:
+    for headers in (
+        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+        {"Content-Type": "application/json", "Authorization": f"Basic {TOKEN}"},
+    ):
+        status, body = admin.call("POST", APPLY, {"items": [hello()]}, headers)
+        assert status == 401 and "bearer token" in body["message"]
+        assert admin.call("GET", "/apis/serving.knative.dev/v1/services", None, headers)[0] == 401
+    assert admin.platform.store.list("Service") == []
+    # the token in X-Tidal-Token (what the Kubernetes API server's proxy passes on) works
+    headers = {"Content-Type": "application/json", "X-Tidal-Token": TOKEN}
+    assert admin.call("GET", "/apis/serving.knative.dev/v1/services", None, headers)[0] == 200
+
+
+def test_open_paths_need_no_token(admin: AdminUnderTest) -> None:
+    assert admin.call("GET", "/healthz", headers={})[0] == 200
+    assert admin.call("GET", "/metrics", headers={})[0] == 200
+
+
+def test_foreign_browser_origins_are_refused_even_with_the_token(admin: AdminUnderTest) -> None:
+    headers = {**AUTH, "Origin": "http://evil.example"}
+    status, body = admin.call("POST", APPLY, {"items": [hello()]}, headers)
+    assert status == 403 and "cross-origin request refused" in body["message"]
+    assert admin.platform.store.list("Service") == []
+    own = {**AUTH, "Origin": "http://127.0.0.1:8081"}
+    assert admin.call("GET", "/apis/tidal.dev/v1/info", None, own)[0] == 200
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_mutating_calls_take_only_json(admin: AdminUnderTest, content_type: str | None) -> None:
+    headers = {"Authorization": AUTH["Authorization"]}
+    if content_type:
+        headers["Content-Type"] = content_type
+    status, body = admin.call("POST", APPLY, b'{"items": []}', headers)
+    assert status == 415 and "application/json" in body["message"]
+
+
+@pytest.mark.parametrize("at", ["write", "commit"])
+def test_a_failed_apply_changes_nothing(admin: AdminUnderTest, at: str) -> None:
+    before = admin.snapshot()
+    disk = fill_disk(admin, at)
+    status, body = admin.apply(hello())
+    assert status == 507, body
+    assert body["message"].startswith("state store full: database or disk is full")
+    assert admin.snapshot() == before
+    assert admin.platform.runtime.started == []  # type: ignore[attr-defined]
+    assert admin.call("GET", SERVICE)[0] == 404
+    disk.full = False
+    assert admin.apply(hello())[0] == 200  # not left inside a dead transaction
+    assert admin.call("GET", SERVICE)[0] == 200
+
+
+@pytest.mark.parametrize("at", ["write", "commit"])
+def test_a_failed_delete_changes_nothing(admin: AdminUnderTest, at: str) -> None:
+    assert admin.apply(hello())[0] == 200
+    assert "hello.default.example.com" in admin.platform.router.hosts
+    before = admin.snapshot()
+    disk = fill_disk(admin, at)
+    status, body = admin.call("DELETE", SERVICE)
+    assert status == 507 and "state store full" in body["message"]
+    assert admin.snapshot() == before  # the gateway still routes the service
+    disk.full = False
+    assert admin.call("DELETE", SERVICE)[0] == 200
+    assert "hello.default.example.com" not in admin.platform.router.hosts
+
+
+def test_a_failed_traffic_change_changes_nothing(admin: AdminUnderTest) -> None:
+    assert admin.apply(hello())[0] == 200
+    second = hello(annotations={"autoscaling.knative.dev/target": "5"})
+    assert admin.apply(second)[0] == 200
+    before = admin.snapshot()
+    fill_disk(admin, "commit")
+    split = hello(annotations={"autoscaling.knative.dev/target": "5"})
+    split["spec"]["traffic"] = [
+        {"revisionName": "hello-00001", "percent": 50},
+        {"revisionName": "hello-00002", "percent": 50},
+    ]
+    status, body = admin.apply(split)
+    assert status == 507 and "state store full" in body["message"]
+    assert admin.snapshot() == before
+
+
+def test_deep_json_is_refused_not_a_500(admin: AdminUnderTest) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, body = admin.call("POST", APPLY, deep)
+    assert status == 400 and "nested deeper than 100" in body["message"]
+    deep_object = b'{"items": [' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"]}"
+    assert admin.call("POST", APPLY, deep_object)[0] == 400
+
+
+def test_bodies_over_3_mib_are_refused(admin: AdminUnderTest) -> None:
+    status, body = admin.call("POST", APPLY, b" " * (3 * 1024 * 1024 + 1))
+    assert status == 413 and "body" in body["message"].lower()
+
+
+def test_yaml_is_not_taken_by_the_admin_api(admin: AdminUnderTest) -> None:
+    bomb = b'a: &a ["lol","lol"]\nb: &b [*a,*a]\n'
+    headers = {**AUTH, "Content-Type": "application/yaml"}
+    assert admin.call("POST", APPLY, bomb, headers)[0] == 415
+    assert admin.call("POST", APPLY, bomb)[0] == 400
+
+
+@pytest.mark.parametrize(
+    "doc, field, words",
+    [
+        (
+            hello(annotations={"a": "x" * (256 * 1024)}),
+            "spec.template.metadata.annotations",
+            "at most 262144 bytes",
+        ),
+        (
+            {**hello(), "metadata": {"name": "hello", "labels": {"team": "x" * 64}}},
+            "metadata.labels[team]",
+            "at most 63 characters",
+        ),
+        (
+            {**hello(), "metadata": {"name": "hello", "labels": {"team": "a b"}}},
+            "metadata.labels[team]",
+            "value must be",
+        ),
+        (
+            {**hello(), "metadata": {"name": "hello", "labels": {"Bad_Prefix/x": "a"}}},
+            "metadata.labels[Bad_Prefix/x]",
+            "DNS-1123 subdomain",
+        ),
+        (
+            {**hello(), "metadata": {"name": "hello", "annotations": {"-x": "a"}}},
+            "metadata.annotations[-x]",
+            "key name",
+        ),
+        (hello("h" * 64), "metadata.name", "at most 63"),
+    ],
+)
+def test_kubernetes_limits_on_metadata(
+    admin: AdminUnderTest, doc: dict[str, Any], field: str, words: str
+) -> None:
+    status, body = admin.apply(doc)
+    assert status == 422, body
+    assert body["field"] == field and words in body["message"]
+    assert admin.platform.store.list("Service") == []
+
+
+def test_a_bad_document_stores_none_of_the_others(admin: AdminUnderTest) -> None:
+    bad = {**hello("two"), "metadata": {"name": "two", "labels": {"x": "y" * 100}}}
+    status, body = admin.apply(hello("one"), bad)
+    assert status == 422 and body["field"] == "document 2: metadata.labels[x]"
+    assert admin.platform.store.list("Service") == []
