@@ -77,8 +77,11 @@ class Platform:
     once started; `env` (a config home of its own) lets any `tidal` process the test starts find
     the token as a user's CLI would, and `api()` sends it."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
+        self.args = args  # more `tidal up` flags
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config")}
         self.token = ""
         self.data_dir = workdir / "data"
@@ -107,6 +110,7 @@ class Platform:
                 str(self.port),
                 "--admin-port",
                 str(self.admin_port),
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
