@@ -143,6 +143,7 @@ def up(
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
+        console.print(f"  admin token in {info['dataDir']}/admin-token (a local CLI finds it)")
         for valid in platform.services.values():
             svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
             console.print(f"  service [bold]{valid.name}[/]: http://{svc_host}")
