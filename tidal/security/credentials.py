@@ -34,7 +34,7 @@ def local_urls(scheme: str, host: str, port: int) -> list[str]:
     hosts = [host]
     if host in ANY or host in LOOPBACK:
         hosts += [h for h in LOOPBACK if h != host]
-    return [f"{scheme}://{h}:{port}" for h in hosts if h not in ANY]
+    return [f"{scheme}://{f'[{h}]' if ':' in h else h}:{port}" for h in hosts if h not in ANY]
 
 
 def record_server(urls: list[str], token_file: Path, ca_cert: Path | None) -> None:
