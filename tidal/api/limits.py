@@ -55,14 +55,15 @@ def parse_json(raw: bytes) -> Any:
         value = json.loads(raw)
     except RecursionError:
         raise InvalidSpec("", f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    check_structure(value, "body")
+    check_structure(value, "body", max_nodes=None)  # no aliases in JSON: the body cap bounds it
     return value
 
 
-def check_structure(value: Any, what: str) -> None:
-    """At most MAX_DEPTH deep, MAX_NODES nodes and MAX_BODY_BYTES of text, with shared
+def check_structure(value: Any, what: str, max_nodes: int | None = MAX_NODES) -> None:
+    """At most MAX_DEPTH deep, `max_nodes` nodes and MAX_BODY_BYTES of text, with shared
     (aliased) parts counted at each use, and no cycles. Iterative and memoised: the cost is
     linear in distinct nodes, however far aliases would expand."""
+    node_limit = max_nodes if max_nodes is not None else float("inf")
     seen: dict[int, tuple[int, int, int]] = {}  # id -> (nodes, characters, height)
     active: set[int] = set()
     stack: list[tuple[Any, int, bool]] = [(value, 1, False)]
@@ -80,10 +81,10 @@ def check_structure(value: Any, what: str) -> None:
                 nodes += child_nodes
                 chars += child_chars + (len(name) if isinstance(name, str) else 0)
                 height = max(height, child_height + 1)
-            if nodes > MAX_NODES or chars > MAX_BODY_BYTES:
+            if nodes > node_limit or chars > MAX_BODY_BYTES:
                 raise InvalidSpec(
                     what,
-                    f"expands to more than {MAX_NODES} nodes or {MAX_BODY_BYTES} bytes "
+                    f"expands to more than {max_nodes} nodes or {MAX_BODY_BYTES} bytes "
                     "(YAML aliases?); refused",
                 )
             seen[key] = (nodes, chars, height)
