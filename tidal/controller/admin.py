@@ -154,9 +154,7 @@ async def read_json(request: web.Request) -> Any:
         raise InvalidSpec("", "body is not JSON") from None
 
 
-def build_app(
-    platform: Platform, info: dict[str, Any], security: AdminSecurity
-) -> web.Application:
+def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity) -> web.Application:
     def as_list(items: list[dict[str, Any]]) -> web.Response:
         return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
 
