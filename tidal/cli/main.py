@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tidal.api.config import load_config
+from tidal.api.config import GatewayLimits, load_config, parse_gateway_limits
 from tidal.api.errors import InvalidSpec
 from tidal.cli.client import (
     DEFAULT_SERVER,
@@ -82,6 +82,9 @@ def main(ctx: click.Context, server: str, kubeconfig: str | None, context: str |
 @click.option("--admin-port", default=8081, show_default=True, type=int)
 @click.option("--domain", default=None, help="Domain of service hosts (default example.com).")
 @click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply at start.")
+@click.option(
+    "--drain-timeout", help="On SIGTERM/Ctrl-C, how long in-flight requests may take (30s)."
+)
 def up(
     config_path: str | None,
     data_dir: str,
@@ -90,6 +93,7 @@ def up(
     admin_port: int,
     domain: str | None,
     files: tuple[str, ...],
+    drain_timeout: str | None,
 ) -> None:
     """Run the platform: gateway, admin API and controller, in this process."""
     import asyncio
@@ -103,6 +107,7 @@ def up(
         raise click.ClickException(f"config: {exc}") from None
     if domain:
         config = dataclasses.replace(config, domain=domain)
+    config = dataclasses.replace(config, limits=_drain_option(config.limits, drain_timeout))
     options = ServeOptions(
         config, Path(data_dir).resolve(), host, port, admin_port, load_manifests(files)
     )
@@ -142,7 +147,16 @@ def up(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--id", "gateway_id", default=None, help="Name in the controller's stats.")
-def gateway(controller: str, host: str, port: int, gateway_id: str | None) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="tidal.yaml")
+@click.option("--drain-timeout", help="On SIGTERM/Ctrl-C, how long in-flight requests may take.")
+def gateway(
+    controller: str,
+    host: str,
+    port: int,
+    gateway_id: str | None,
+    config_path: str | None,
+    drain_timeout: str | None,
+) -> None:
     """Run one more gateway process in front of the platform's replicas (like Knative's
     activators: it routes with the controller's state and reports its stats to it)."""
     import os
@@ -151,10 +165,16 @@ def gateway(controller: str, host: str, port: int, gateway_id: str | None) -> No
     import uvloop
 
     from tidal.gateway.mirror import run_gateway
+    from tidal.runtime.hygiene import make_non_dumpable
 
+    try:
+        limits = _drain_option(load_config(config_path).limits, drain_timeout)
+    except InvalidSpec as exc:
+        raise click.ClickException(f"config: {exc}") from None
+    make_non_dumpable()
     name = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
     try:
-        uvloop.run(run_gateway(controller, host, port, name))
+        uvloop.run(run_gateway(controller, host, port, name, limits))
     except OSError as exc:
         raise click.ClickException(f"{exc.strerror or exc} (try another --port)") from None
 
@@ -374,6 +394,15 @@ def traffic(
                 raise
     route = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/routes/{name}")
     console.print(routes_table([route], False))
+
+
+def _drain_option(limits: GatewayLimits, drain_timeout: str | None) -> GatewayLimits:
+    if drain_timeout is None:
+        return limits
+    try:
+        return parse_gateway_limits({"drain-timeout": drain_timeout}, limits)
+    except InvalidSpec as exc:
+        raise click.BadParameter(exc.message, param_hint="--drain-timeout") from None
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from tidal.api.config import GatewayLimits
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
 
@@ -190,26 +191,28 @@ class ControllerLink:
             log.warning("cannot send %s to the controller: %s", path, exc)
 
 
-async def run_gateway(controller: str, host: str, port: int, gateway_id: str) -> None:
-    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM."""
-    import signal
-
+async def run_gateway(
+    controller: str, host: str, port: int, gateway_id: str, limits: GatewayLimits | None = None
+) -> None:
+    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM, then
+    drain (in-flight requests finish, up to the drain timeout) while still following the
+    controller, so held requests still find replicas."""
+    from tidal.gateway.limits import ConnectionBudget
     from tidal.gateway.proxy import GatewayServer
+    from tidal.gateway.shutdown import drain, wait_for_signal
 
+    limits = limits or GatewayLimits()
     router = TrafficRouter()
     link = ControllerLink(router, controller, gateway_id)
-    server = GatewayServer(router)
+    server = GatewayServer(router, limits, ConnectionBudget(limits.max_total_connections))
     await link.start()
     await server.start(host, port)
     log.warning(
         "gateway %s on http://%s:%d, routing from %s", gateway_id, host, server.port, controller
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        cut_short = await wait_for_signal()
+        await drain(server, limits.drain_timeout_s, cut_short)
     finally:
         await server.close()
         await link.close()
