@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _CONNECT_ATTEMPTS = 3
 _MAX_HEAD = 64 * 1024  # bytes a request head may take
 _MAX_IDLE = 256  # idle connections kept per upstream
+_LINGER_S = 2.0  # reading and dropping after an answer to a request not read whole
 _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
 )
@@ -393,6 +394,7 @@ class _ClientConnection(asyncio.Protocol):
         self._reading = True
         self._write_paused = False
         self._broken = False  # unparseable input: read no more
+        self._lingering = False  # answered and half-closed; reading only to drop
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # time.monotonic() when it fires
         # per request head:
@@ -403,7 +405,8 @@ class _ClientConnection(asyncio.Protocol):
         self._has_xfh = False
         self._has_xfp = False
         self._connection: bytes | None = None
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while the head is incomplete
+        self._head_size = 0  # bytes of request line and headers, as parsed
 
     # asyncio.Protocol
 
@@ -461,15 +464,17 @@ class _ClientConnection(asyncio.Protocol):
         self._headers = []
         self._host = self._xff = self._connection = None
         self._has_xfh = self._has_xfp = False
-        self._head_bytes = 0
+        self._head_bytes = self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: _Exchange = self._ex  # type: ignore[assignment]
         if ex.head is not None:  # trailers are dropped
             return
+        self._head_size += len(name) + len(value) + 4
         lname = name.lower()
         if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
             if lname == b"connection":
@@ -478,6 +483,8 @@ class _ClientConnection(asyncio.Protocol):
                 ex.chunked = True
             return
         if lname == b"host":
+            if self._host is not None:  # RFC 9112 3.2: more than one Host is a 400
+                ex.error = (400, "more than one Host header")
             self._host = value
         elif lname == b"x-forwarded-for":
             self._xff = value
@@ -496,7 +503,10 @@ class _ClientConnection(asyncio.Protocol):
         ex.http10 = parser.get_http_version() == "1.0"
         ex.keep_alive = parser.should_keep_alive() and not self._server.draining
         host = self._host
-        if parser.should_upgrade():
+        if ex.error is not None or self._head_size > _MAX_HEAD:
+            ex.error = ex.error or (431, "request head too large")
+            ex.keep_alive = False
+        elif parser.should_upgrade():
             ex.error = (501, "upgrade not supported")
             ex.keep_alive = False
         elif host is None:
@@ -556,7 +566,7 @@ class _ClientConnection(asyncio.Protocol):
         """Read from the client unless we hold bytes we cannot pass on yet (body before the
         upstream is ready, a pipelined request) or the upstream's write buffer is full."""
         transport = self.transport
-        if transport.is_closing():
+        if transport.is_closing() or self._lingering:
             return
         queue = self._queue
         ex = queue[0] if queue else None
@@ -697,9 +707,26 @@ class _ClientConnection(asyncio.Protocol):
             elif queue[0].head is None:  # the next request's head is still arriving
                 self.read_deadline = time.monotonic() + self._server.limits.header_read_timeout_s
             self._pump()
+        elif not ex.request_done:
+            self._linger()
         else:
             self._broken = True
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after answering a request we did not read whole: stop writing, read and drop
+        what the client still sends for a moment, then close. Closing at once with unread bytes
+        would reset the connection, and the client could lose the answer."""
+        self._broken = self._lingering = True
+        self.read_deadline = 0.0
+        transport = self.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._reading = True
+        transport.resume_reading()
+        self._loop.call_later(_LINGER_S, transport.close)
 
     def read_timed_out(self) -> None:
         """The read deadline passed: a head still arriving gets a 408, an idle connection is
@@ -709,9 +736,10 @@ class _ClientConnection(asyncio.Protocol):
         if self._queue and not self._queue[0].active:
             self.transport.write(_error_response(408, "request header timeout", False))
             self._server.header_timeouts += 1
+            self._linger()
         else:
             self._server.idle_timeouts += 1
-        self.transport.close()
+            self.transport.close()
 
     def drain(self) -> None:
         """Shutdown: close the connection if idle (or half-way through a request head), else
