@@ -37,6 +37,10 @@ LOG_READ_SIZE = 64 * 1024
 LOG_FLUSH_WAIT_S = 1.0  # after the replica exits, for its last output
 
 
+class SecurityContextError(Exception):
+    """The replica's securityContext cannot be honoured here; the message says why."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Who the replica runs as, when not as the platform's own user."""
@@ -47,12 +51,12 @@ class Credentials:
 
 def credentials(security: SecurityContext) -> Credentials | None:
     """The uid/gid a replica switches to, or None to stay the platform's user. Raises
-    PermissionError with the reason when the security context cannot be honoured."""
+    SecurityContextError when the security context cannot be honoured."""
     uid, gid = security.run_as_user, security.run_as_group
     effective = os.geteuid() if uid is None else uid
     if security.run_as_non_root and effective == 0:
         who = "runAsUser is 0" if uid is not None else "tidal runs as root and no runAsUser is set"
-        raise PermissionError(
+        raise SecurityContextError(
             f"securityContext.runAsNonRoot: the replica would run as root ({who})"
         )
     if uid is None and gid is None:
@@ -65,7 +69,7 @@ def credentials(security: SecurityContext) -> Credentials | None:
         except KeyError:
             gid = uid
     if (uid, gid) != (os.geteuid(), os.getegid()) and os.geteuid() != 0:
-        raise PermissionError(
+        raise SecurityContextError(
             f"securityContext: cannot run as uid {uid} gid {gid}: tidal runs as uid "
             f"{os.geteuid()} and only root can switch users"
         )
@@ -170,7 +174,7 @@ class LocalRuntime:
         try:
             creds = credentials(spec.security)
             process = await self._spawn(spec, replica.port, creds)
-        except PermissionError as err:
+        except SecurityContextError as err:
             replica.state = ReplicaState.FAILED
             replica.reason = str(err)
             _notify(on_change, replica)
