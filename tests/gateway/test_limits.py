@@ -18,6 +18,7 @@ from tests.gateway.test_proxy import FakeRouter, Replica
 from tidal.api.config import GatewayLimits
 from tidal.gateway.limits import ConnectionBudget
 from tidal.gateway.proxy import GatewayServer
+from tidal.gateway.shutdown import drain
 
 HOST = b"app.example.com"
 GET = b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\n\r\n"
@@ -316,3 +317,16 @@ def test_timeouts_on_uvloop(tmp_path) -> None:
             await replica.runner.cleanup()
 
     uvloop.run(scenario())
+
+
+async def test_a_second_signal_cuts_the_drain_short(gateway, router) -> None:
+    reader, writer = await connect(gateway)
+    writer.write(b"GET /hold HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+    while not router.leases:
+        await asyncio.sleep(0.01)
+    cut_short = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, cut_short.set)
+    started = time.monotonic()
+    await drain(gateway, 30.0, cut_short)
+    assert time.monotonic() - started < 1.0
+    assert await asyncio.wait_for(reader.read(), 2) == b""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,6 +17,7 @@ from tests.integration.harness import (
     FAST_AUTOSCALER,
     Platform,
     concurrent_gets,
+    free_port,
     hello_service,
     host,
     process_alive,
@@ -62,3 +65,77 @@ def test_sigterm_lets_20_slow_requests_finish(platform: Platform) -> None:
     wait_until(lambda: not any(process_alive(pid) for pid in pids), 5, "replicas to be gone")
     log = platform.log_path.read_text()
     assert "drained in" in log and "0 connection(s) cut" in log
+
+
+def test_drain_timeout_cuts_what_is_left(tmp_path) -> None:
+    platform = Platform(
+        tmp_path, {"autoscaler": FAST_AUTOSCALER, "gateway": {"drain-timeout": "1s"}}
+    ).start()
+    try:
+        platform.apply(
+            hello_service("stuck", annotations={"autoscaling.knative.dev/min-scale": "1"})
+        )
+        platform.wait_ready("stuck")
+        outcome: list[object] = []
+
+        def send() -> None:
+            try:
+                outcome.append(platform.request(host("stuck"), "/?sleep=20000", timeout=30)[0])
+            except OSError as exc:
+                outcome.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(1.0)
+        assert platform.process is not None
+        signalled = time.monotonic()
+        platform.process.send_signal(signal.SIGTERM)
+        platform.process.wait(timeout=30)
+        exited = time.monotonic() - signalled
+        sender.join(timeout=30)
+    finally:
+        platform.stop(kill=True)
+    print(f"\ndrain-timeout 1s with a 20 s request in flight: exit after {exited:.1f}s")
+    assert exited < 10
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError)  # cut, not answered
+    assert "1 connection(s) cut" in platform.log_path.read_text()
+
+
+def test_gateway_process_drains_too(platform: Platform) -> None:
+    platform.apply(hello_service("relay", annotations={"autoscaling.knative.dev/min-scale": "1"}))
+    platform.wait_ready("relay")
+    port = free_port()
+    command = ["gateway", "--controller", platform.admin, "--port", str(port)]
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "tidal", *command, "--drain-timeout", "20s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _listening(port), 20, "the gateway process to listen")
+        results: list[tuple[int, str, str]] = []
+
+        def send() -> None:
+            results.extend(asyncio.run(concurrent_gets(url, host("relay"), 10, "/?sleep=2000")))
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(0.8)
+        gateway.send_signal(signal.SIGTERM)
+        sender.join(timeout=30)
+        assert gateway.wait(timeout=30) == 0
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+    assert [status for status, _, _ in results] == [200] * 10
+    assert "0 connection(s) cut" in (gateway.stderr.read() if gateway.stderr else "")
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
