@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState
-from tidal.runtime.local import LocalRuntime, replica_env, resolve_command, tail_lines
+from tidal.api.config import LogLimits
+from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, SecurityContext
+from tidal.runtime.hygiene import ReplicaRecords, group_members
+from tidal.runtime.local import LocalRuntime, replica_env, resolve_command
+from tidal.runtime.logs import RotatingLog, tail_lines
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
@@ -368,3 +371,201 @@ def test_lifecycle_under_each_event_loop(loop: str, tmp_path: Path) -> None:
     state, exit_code, missing_state, reason = json.loads(out)
     assert (state, exit_code, missing_state) == ("Stopped", 0, "Failed")
     assert "no-such-command-xyz" in reason and "No such file or directory" in reason
+
+
+# -- log rotation -------------------------------------------------------------------------------
+
+
+def test_rotating_log_keeps_its_cap_and_tail_reads_across_files(tmp_path: Path) -> None:
+    path = tmp_path / "r.log"
+    lines = [f"line {i:05d} " + "x" * 40 for i in range(2000)]  # ~100 KB
+    with RotatingLog(path, max_bytes=8192, max_files=3) as out:
+        for i in range(0, len(lines), 7):  # writes that do not end on line ends
+            out.write("".join(f"{line}\n" for line in lines[i : i + 7]).encode())
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["r.log", "r.log.1", "r.log.2"]
+    assert all((tmp_path / f).stat().st_size <= 8192 for f in files)
+    assert (tmp_path / "r.log").stat().st_mode & 0o777 == 0o600
+    kept = sum((tmp_path / f).stat().st_size for f in files) // 53  # bytes per line
+    tail = tail_lines(path, kept - 2)  # more than the live file holds: read across rotations
+    assert tail == lines[-(kept - 2) :]
+    assert tail_lines(path, 10**6)[-1] == lines[-1]
+
+
+def test_rotating_log_with_one_file_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "r.log"
+    with RotatingLog(path, max_bytes=4096, max_files=1) as out:
+        for i in range(1000):
+            out.write(f"{i}\n".encode())
+    assert [p.name for p in tmp_path.iterdir()] == ["r.log"]
+    assert path.stat().st_size <= 4096
+    assert tail_lines(path, 1) == ["999"]
+
+
+async def test_replica_output_is_rotated(tmp_path: Path) -> None:
+    runtime = LocalRuntime(close_grace_s=1, log_limits=LogLimits(max_bytes=4096, max_files=2))
+    code = "import sys\nfor i in range(5000): print('out', i)\nsys.exit(3)"
+    rec = Recorder()
+    replica = await runtime.start(make_spec(tmp_path, script(code)), rec)
+    await rec.wait(replica, S.FAILED, timeout=10)
+    log_dir = replica.spec.log_path.parent
+    assert sorted(p.name for p in log_dir.iterdir()) == ["hello-00001-a.log", "hello-00001-a.log.1"]
+    assert all(p.stat().st_size <= 4096 for p in log_dir.iterdir())
+    assert runtime.log_tail(replica.spec, 3) == ["out 4997", "out 4998", "out 4999"]
+    await runtime.close()
+
+
+# -- securityContext ------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+SLEEPER = script("import time; time.sleep(60)")
+
+
+def secured(tmp_path: Path, **fields: object) -> ReplicaSpec:
+    """A sleeper (/bin/sleep: tidal's interpreter may not be readable by another user)."""
+    spec = make_spec(tmp_path, ("/bin/sleep", "60"))
+    return ReplicaSpec(**{**vars(spec), "security": SecurityContext(**fields)})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+async def test_run_as_user_and_group(runtime: LocalRuntime, tmp_path: Path) -> None:
+    replica = await runtime.start(
+        secured(tmp_path, run_as_user=65534, run_as_group=65533, allow_privilege_escalation=False),
+        Recorder(),
+    )
+    assert replica.state is S.STARTING, replica.reason
+    status = proc_status(replica.pid)
+    assert status["Uid"].split() == ["65534"] * 4
+    assert status["Gid"].split() == ["65533"] * 4
+    assert status["Groups"] == ""  # root's supplementary groups are dropped
+    assert status["NoNewPrivs"] == "1"
+
+
+async def test_run_as_non_root_refuses_root(runtime: LocalRuntime, tmp_path: Path) -> None:
+    as_root = {} if os.geteuid() == 0 else {"run_as_user": 0}
+    replica = await runtime.start(secured(tmp_path, run_as_non_root=True, **as_root), Recorder())
+    assert replica.state is S.FAILED
+    assert "runAsNonRoot" in replica.reason and "root" in replica.reason
+    assert replica.pid is None  # nothing was started
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may switch users")
+async def test_run_as_another_user_without_root_is_refused(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    replica = await runtime.start(secured(tmp_path, run_as_user=os.geteuid() + 1), Recorder())
+    assert replica.state is S.FAILED and "only root can switch users" in replica.reason
+
+
+async def test_secrets_of_the_platform_do_not_reach_replicas(
+    runtime: LocalRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDAL_TOKEN", "s3cret")
+    code = "import json, os, time; print(json.dumps(sorted(os.environ))); time.sleep(60)"
+    replica = await runtime.start(make_spec(tmp_path, script(code), env={"A": "b"}), Recorder())
+    while not runtime.log_tail(replica.spec, 1):
+        await asyncio.sleep(0.01)
+    names = json.loads(runtime.log_tail(replica.spec, 1)[0])
+    assert "TIDAL_TOKEN" not in names and "A" in names
+    assert b"s3cret" not in Path(f"/proc/{replica.pid}/environ").read_bytes()
+
+
+# -- process hygiene ----------------------------------------------------------------------------
+
+READ_ENVIRON = "import sys; print(len(open(f'/proc/{sys.argv[1]}/environ', 'rb').read()))"
+HOLDER = (
+    "import sys, time; from tidal.runtime.hygiene import make_non_dumpable; "
+    "print(make_non_dumpable() if sys.argv[1] == '1' else 'dumpable', flush=True); time.sleep(30)"
+)
+
+
+@pytest.mark.parametrize("non_dumpable", [True, False])
+def test_non_dumpable_process_hides_its_environment(non_dumpable: bool) -> None:
+    """A process of the same user (as a replica is) cannot read a non-dumpable one's environ.
+    As root both run as nobody, since root may read anything."""
+    user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+    python = sys.executable
+    if user:  # tidal's own interpreter may sit where nobody cannot read
+        python = "/usr/bin/python3"
+        if not os.path.exists(python):
+            pytest.skip("no /usr/bin/python3 to run as nobody")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDAL_TOKEN": "s3cret"}
+    holder = subprocess.Popen(
+        [python, "-c", HOLDER, "1" if non_dumpable else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        **user,  # type: ignore[arg-type]
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == ("True" if non_dumpable else "dumpable")
+        reader = subprocess.run(
+            [python, "-c", READ_ENVIRON, str(holder.pid)],
+            capture_output=True,
+            text=True,
+            **user,  # type: ignore[arg-type]
+        )
+        if non_dumpable:
+            assert reader.returncode != 0 and "Permission denied" in reader.stderr
+        else:
+            assert reader.returncode == 0 and int(reader.stdout) > 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def group_alive(pgid: int) -> list[int]:
+    return group_members(pgid, 0)
+
+
+def test_reap_kills_a_recorded_group_left_by_a_crash(tmp_path: Path) -> None:
+    """What a crashed platform leaves: the group leader killed by the death signal, a worker it
+    forked still running. The next start kills the worker from the record."""
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & echo $!; exec sleep 61"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert leader.stdout is not None
+    worker = int(leader.stdout.readline())
+    records = ReplicaRecords(tmp_path / "run")
+    records.record("hello-00001-abc", leader.pid)
+    leader.kill()
+    leader.wait()
+    assert not pid_gone(worker) and group_alive(leader.pid) == [worker]
+    killed = ReplicaRecords(tmp_path / "run").reap()
+    assert len(killed) == 1 and str(worker) in killed[0]
+    assert wait_gone(worker)
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_reap_spares_a_group_whose_number_was_reused(tmp_path: Path) -> None:
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        records = ReplicaRecords(tmp_path / "run")
+        records.record("hello-00001-abc", other.pid)
+        record = tmp_path / "run" / "hello-00001-abc.json"
+        entry = json.loads(record.read_text())
+        entry["start"] -= 1  # the recorded leader started earlier: this is someone else
+        record.write_text(json.dumps(entry))
+        assert records.reap() == []
+        assert not pid_gone(other.pid)
+    finally:
+        other.kill()
+        other.wait()
+
+
+async def test_records_follow_the_replicas(tmp_path: Path) -> None:
+    runtime = LocalRuntime(close_grace_s=1, records=ReplicaRecords(tmp_path / "run"))
+    replica = await runtime.start(make_spec(tmp_path, SLEEPER), Recorder())
+    entry = json.loads((tmp_path / "run" / "hello-00001-a.json").read_text())
+    assert entry["pgid"] == replica.pid == os.getpgid(replica.pid)
+    await runtime.stop(replica, 1)
+    assert list((tmp_path / "run").iterdir()) == []

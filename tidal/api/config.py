@@ -4,6 +4,8 @@ Sections mirror Knative's ConfigMaps where tidal mirrors Knative: `autoscaler` i
 `config-autoscaler`, `gc` is `config-gc`, `network.domain` and `network.rollout-duration` come from
 `config-domain`/`config-network`, `deployment.progress-deadline` from `config-deployment`.
 `pools` declares where replicas may run (tidal.api.pools); without it, one unbounded local pool.
+`gateway` holds the data plane's limits and its shutdown drain (docs/reliability.md), `logs` the
+size cap of each replica's log.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import yaml
 from tidal.api.autoscaling import AutoscalerConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.pools import Pool, discover_gpus, parse_pools
-from tidal.api.units import parse_duration
+from tidal.api.units import parse_duration, parse_quantity
 
-SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "pools")
+SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "logs", "pools")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,33 @@ class GCConfig:
 
 
 @dataclass(frozen=True)
+class GatewayLimits:
+    """What one client may hold of a gateway or admin listener, and how long shutdown waits.
+
+    A request head must arrive whole within `header_read_timeout_s` of its first byte (or of
+    the connection's opening); a keep-alive connection with no request for `idle_timeout_s` is
+    closed. Connections over a listener's cap, or over the process's total, get a 503 and are
+    closed at once. On SIGTERM/SIGINT in-flight requests get `drain_timeout_s` to finish.
+    """
+
+    header_read_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
+    max_connections: int = 4096  # per gateway listener
+    admin_max_connections: int = 256
+    max_total_connections: int = 8192  # all listeners of one process together
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class LogLimits:
+    """Each replica's log is rotated at `max_bytes`; `max_files` files are kept (the live one
+    included), like the kubelet's containerLogMaxSize/containerLogMaxFiles."""
+
+    max_bytes: int = 10 * 2**20
+    max_files: int = 2
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
     pools: tuple[Pool, ...] = field(default_factory=lambda: parse_pools(None))
@@ -43,6 +72,8 @@ class PlatformConfig:
     termination_grace_s: float = 10.0
     # The activator's pending cap for a revision without containerConcurrency.
     pending_cap_default: int = 10_000
+    limits: GatewayLimits = field(default_factory=GatewayLimits)
+    logs: LogLimits = field(default_factory=LogLimits)
 
 
 def load_config(path: str | Path | None) -> PlatformConfig:
@@ -63,7 +94,8 @@ def parse_config(data: dict[str, Any]) -> PlatformConfig:
             raise InvalidSpec(key, f"unknown section (known: {', '.join(SECTIONS)})")
     network = _section(data, "network", ("domain", "rollout-duration"))
     deployment = _section(data, "deployment", ("progress-deadline", "termination-grace-period"))
-    gateway = _section(data, "gateway", ("pending-cap-default",))
+    gateway = _section(data, "gateway", ("pending-cap-default", *GATEWAY_KEYS))
+    logs = _section(data, "logs", ("max-size", "max-files"))
     defaults = PlatformConfig()
     return PlatformConfig(
         autoscaler=AutoscalerConfig.from_mapping(data.get("autoscaler") or {}),
@@ -74,7 +106,63 @@ def parse_config(data: dict[str, Any]) -> PlatformConfig:
         progress_deadline_s=_seconds(deployment, "deployment", "progress-deadline", 600.0),
         termination_grace_s=_seconds(deployment, "deployment", "termination-grace-period", 10.0),
         pending_cap_default=_int(gateway, "gateway", "pending-cap-default", 10_000, minimum=1),
+        limits=parse_gateway_limits(gateway),
+        logs=LogLimits(
+            max_bytes=_bytes(logs, "logs", "max-size", LogLimits.max_bytes, minimum=4096),
+            max_files=_int(logs, "logs", "max-files", LogLimits.max_files, minimum=1),
+        ),
     )
+
+
+GATEWAY_KEYS = (
+    "header-read-timeout",
+    "idle-timeout",
+    "max-connections",
+    "admin-max-connections",
+    "max-total-connections",
+    "drain-timeout",
+)
+
+
+def parse_gateway_limits(
+    values: dict[str, Any], defaults: GatewayLimits | None = None
+) -> GatewayLimits:
+    """The `gateway` section's limits over `defaults` (other keys of the section are ignored
+    here)."""
+    d = defaults or GatewayLimits()
+    return GatewayLimits(
+        header_read_timeout_s=_positive_seconds(
+            values, "header-read-timeout", d.header_read_timeout_s
+        ),
+        idle_timeout_s=_positive_seconds(values, "idle-timeout", d.idle_timeout_s),
+        max_connections=_int(values, "gateway", "max-connections", d.max_connections, minimum=1),
+        admin_max_connections=_int(
+            values, "gateway", "admin-max-connections", d.admin_max_connections, minimum=1
+        ),
+        max_total_connections=_int(
+            values, "gateway", "max-total-connections", d.max_total_connections, minimum=1
+        ),
+        drain_timeout_s=_seconds(values, "gateway", "drain-timeout", d.drain_timeout_s),
+    )
+
+
+def _positive_seconds(values: dict[str, Any], key: str, default: float) -> float:
+    seconds = _seconds(values, "gateway", key, default)
+    if seconds <= 0:
+        raise InvalidSpec(f"gateway.{key}", "must be greater than 0")
+    return seconds
+
+
+def _bytes(values: dict[str, Any], section: str, key: str, default: int, minimum: int) -> int:
+    if key not in values:
+        return default
+    try:
+        amount = parse_quantity(values[key])
+    except (ValueError, TypeError) as exc:
+        raise InvalidSpec(f"{section}.{key}", str(exc)) from None
+    if amount < minimum:
+        raise InvalidSpec(f"{section}.{key}", f"must be at least {minimum} bytes")
+    return int(amount)
 
 
 GC_KEYS = (

@@ -99,6 +99,16 @@ class ResourceRequirements(KModel):
         return values
 
 
+class SecurityContext(KModel):
+    """The container security fields tidal honours; any other (capabilities, privileged, ...)
+    is refused rather than silently ignored."""
+
+    run_as_user: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    run_as_group: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    run_as_non_root: bool | None = None
+    allow_privilege_escalation: bool | None = None
+
+
 class Container(KModel):
     name: str | None = None
     image: str | None = None
@@ -110,6 +120,7 @@ class Container(KModel):
     readiness_probe: Probe | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
+    security_context: SecurityContext | None = None
 
     def gpus(self) -> int:
         """Whole GPU devices each replica needs (limits win over requests, as in Kubernetes)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tidal.api.config import load_config
+from tidal.api.config import GatewayLimits, load_config, parse_gateway_limits
 from tidal.api.errors import InvalidSpec
 from tidal.cli.client import (
     DEFAULT_SERVER,
@@ -104,6 +104,9 @@ def main(
 @click.option("--protect-metrics", is_flag=True, help="/metrics needs the token too.")
 @click.option("--domain", default=None, help="Domain of service hosts (default example.com).")
 @click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply at start.")
+@click.option(
+    "--drain-timeout", help="On SIGTERM/Ctrl-C, how long in-flight requests may take (30s)."
+)
 def up(
     config_path: str | None,
     data_dir: str,
@@ -116,6 +119,7 @@ def up(
     protect_metrics: bool,
     domain: str | None,
     files: tuple[str, ...],
+    drain_timeout: str | None,
 ) -> None:
     """Run the platform: gateway, admin API and controller, in this process."""
     import asyncio
@@ -130,6 +134,7 @@ def up(
         raise click.ClickException(f"config: {exc}") from None
     if domain:
         config = dataclasses.replace(config, domain=domain)
+    config = dataclasses.replace(config, limits=_drain_option(config.limits, drain_timeout))
     options = ServeOptions(
         config, Path(data_dir).resolve(), host, port, admin_port, load_manifests(files)
     )
@@ -177,9 +182,17 @@ def up(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--id", "gateway_id", default=None, help="Name in the controller's stats.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="tidal.yaml")
+@click.option("--drain-timeout", help="On SIGTERM/Ctrl-C, how long in-flight requests may take.")
 @click.pass_context
 def gateway(
-    ctx: click.Context, controller: str, host: str, port: int, gateway_id: str | None
+    ctx: click.Context,
+    controller: str,
+    host: str,
+    port: int,
+    gateway_id: str | None,
+    config_path: str | None,
+    drain_timeout: str | None,
 ) -> None:
     """Run one more gateway process in front of the platform's replicas (like Knative's
     activators: it routes with the controller's state and reports its stats to it). It
@@ -190,12 +203,18 @@ def gateway(
     import uvloop
 
     from tidal.gateway.mirror import Unauthorized, run_gateway
+    from tidal.runtime.hygiene import make_non_dumpable
 
+    try:
+        limits = _drain_option(load_config(config_path).limits, drain_timeout)
+    except InvalidSpec as exc:
+        raise click.ClickException(f"config: {exc}") from None
+    make_non_dumpable()
     root = ctx.find_root().params
     token, ca_cert = credentials(controller, root["token"], root["token_file"], root["ca_cert"])
     name = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
     try:
-        uvloop.run(run_gateway(controller, host, port, name, token, ca_cert))
+        uvloop.run(run_gateway(controller, host, port, name, token, ca_cert, limits))
     except Unauthorized as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -417,6 +436,15 @@ def traffic(
                 raise
     route = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/routes/{name}")
     console.print(routes_table([route], False))
+
+
+def _drain_option(limits: GatewayLimits, drain_timeout: str | None) -> GatewayLimits:
+    if drain_timeout is None:
+        return limits
+    try:
+        return parse_gateway_limits({"drain-timeout": drain_timeout}, limits)
+    except InvalidSpec as exc:
+        raise click.BadParameter(exc.message, param_hint="--drain-timeout") from None
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:

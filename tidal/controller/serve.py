@@ -1,11 +1,15 @@
-"""`tidal up`: one process with the gateway, the admin API and the controller."""
+"""`tidal up`: one process with the gateway, the admin API and the controller.
+
+Shutdown (SIGTERM/SIGINT) drains: the gateway stops accepting and in-flight requests get up to
+the drain timeout to finish; then the admin API closes and the controller stops every replica
+(SIGTERM, then SIGKILL after the termination grace period). A second signal cuts the drain short.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import logging
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,14 +17,19 @@ from typing import Any
 
 from aiohttp import web
 
-from tidal.api.config import PlatformConfig
+from tidal.api.config import GatewayLimits, PlatformConfig
 from tidal.controller.admin import AdminSecurity, build_app, own_origins
 from tidal.controller.platform import Platform
+from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.proxy import GatewayServer
+from tidal.gateway.shutdown import drain, wait_for_signal
+from tidal.runtime.hygiene import ReplicaRecords, make_non_dumpable, raise_open_files_limit
 from tidal.runtime.local import LocalRuntime
 from tidal.security.credentials import local_urls, record_server
 from tidal.security.datadir import TOKEN_FILE, DataDirLock, ensure_token, prepare
 from tidal.security.tls import server_context
+
+log = logging.getLogger("tidal")
 
 
 @dataclass
@@ -37,6 +46,49 @@ class ServeOptions:
     metrics_need_token: bool = False
 
 
+class CappedAppRunner(web.AppRunner):
+    """An aiohttp runner whose listener refuses connections over its cap and the process's."""
+
+    def __init__(
+        self, app: web.Application, limit: int, budget: ConnectionBudget, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._limit = limit
+        self._budget = budget
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+
+        def open_count() -> int:
+            return len(server.connections)
+
+        self._budget.register(open_count)
+        guard = capped(server, open_count, self._limit, self._budget)
+        return _GuardedServer(server, guard)  # type: ignore[return-value]
+
+
+class _GuardedServer:
+    """The aiohttp Server, called through the cap (everything else passes through)."""
+
+    def __init__(self, server: web.Server, guard: Callable[[], Any]) -> None:
+        self._server = server
+        self._guard = guard
+
+    def __call__(self) -> Any:
+        return self._guard()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+def harden(limits: GatewayLimits) -> None:
+    """Process-wide settings for a platform or gateway process (tidal.runtime.hygiene)."""
+    if not make_non_dumpable():
+        log.warning("could not mark the process non-dumpable")
+    # Every proxied connection takes two descriptors (client and replica), plus some spare.
+    raise_open_files_limit(2 * limits.max_total_connections + 1024)
+
+
 async def serve(
     options: ServeOptions, on_ready: Callable[[Platform, dict[str, Any]], None]
 ) -> None:
@@ -48,8 +100,17 @@ async def serve(
     token = ensure_token(options.data_dir)
     tls = server_context(options.tls_cert, options.tls_key) if options.tls_cert else None
     scheme = "https" if tls else "http"
-    platform = Platform(options.config, options.data_dir, LocalRuntime())
-    gateway = GatewayServer(platform.router)
+    limits = options.config.limits
+    harden(limits)
+    runtime = LocalRuntime(
+        close_grace_s=options.config.termination_grace_s,
+        records=ReplicaRecords(options.data_dir / "run" / "replicas"),
+        log_limits=options.config.logs,
+    )
+    runtime.reap_leftovers()  # only once the lock is ours: never another platform's replicas
+    platform = Platform(options.config, options.data_dir, runtime)
+    budget = ConnectionBudget(limits.max_total_connections)
+    gateway = GatewayServer(platform.router, limits, budget)
     runner: web.AppRunner | None = None
     try:
         await gateway.start(options.host, options.port, tls)
@@ -65,7 +126,15 @@ async def serve(
             own_origins(scheme, options.admin_host, options.admin_port),
             frozenset(open_paths),
         )
-        runner = web.AppRunner(build_app(platform, info, security), access_log=None)
+        # aiohttp's keep-alive timeout runs from the connection's opening or its last response
+        # until a whole request head is in: the header read timeout, for the admin API.
+        runner = CappedAppRunner(
+            build_app(platform, info, security),
+            limits.admin_max_connections,
+            budget,
+            access_log=None,
+            keepalive_timeout=limits.header_read_timeout_s,
+        )
         await runner.setup()
         await web.TCPSite(runner, options.admin_host, options.admin_port, ssl_context=tls).start()
         record_server(
@@ -77,11 +146,8 @@ async def serve(
         if options.manifests:
             platform.apply(options.manifests)
         on_ready(platform, info)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        cut_short = await wait_for_signal()
+        await drain(gateway, limits.drain_timeout_s, cut_short)
     finally:
         await gateway.close()
         if runner is not None:

@@ -27,7 +27,14 @@ from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
-from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
+from tidal.runtime.base import (
+    ProbeSpec,
+    Replica,
+    ReplicaSpec,
+    ReplicaState,
+    Runtime,
+    SecurityContext,
+)
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
 STANDBY_LABEL = "tidal.dev/standby"
@@ -332,6 +339,7 @@ class RevisionWorkload:
             pool=pool.name,
             devices=entry.devices,
             labels=entry.labels,
+            security=_security(container),
         )
         entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)
@@ -495,3 +503,15 @@ class RevisionWorkload:
             ),
             return_exceptions=True,
         )
+
+
+def _security(container: Container) -> SecurityContext:
+    sc = container.security_context
+    if sc is None:
+        return SecurityContext()
+    return SecurityContext(
+        run_as_user=sc.run_as_user,
+        run_as_group=sc.run_as_group,
+        run_as_non_root=bool(sc.run_as_non_root),
+        allow_privilege_escalation=sc.allow_privilege_escalation is not False,
+    )

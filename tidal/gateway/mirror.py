@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from tidal.api.config import GatewayLimits
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import TrafficRouter
 from tidal.security.tls import client_context
@@ -224,26 +225,27 @@ async def run_gateway(
     gateway_id: str,
     token: str | None = None,
     ca_cert: str | None = None,
+    limits: GatewayLimits | None = None,
 ) -> None:
-    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM."""
-    import signal
-
+    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM, then
+    drain (in-flight requests finish, up to the drain timeout) while still following the
+    controller, so held requests still find replicas."""
+    from tidal.gateway.limits import ConnectionBudget
     from tidal.gateway.proxy import GatewayServer
+    from tidal.gateway.shutdown import drain, wait_for_signal
 
+    limits = limits or GatewayLimits()
     router = TrafficRouter()
     link = ControllerLink(router, controller, gateway_id, token, ca_cert)
-    server = GatewayServer(router)
+    server = GatewayServer(router, limits, ConnectionBudget(limits.max_total_connections))
     await link.start()
     await server.start(host, port)
     log.warning(
         "gateway %s on http://%s:%d, routing from %s", gateway_id, host, server.port, controller
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        cut_short = await wait_for_signal()
+        await drain(server, limits.drain_timeout_s, cut_short)
     finally:
         await server.close()
         await link.close()

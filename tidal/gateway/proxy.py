@@ -7,6 +7,12 @@ response back. Both directions stream under transport flow control, so no body i
 
 Only the lease and the dial are awaited (in one task per request); everything after is protocol
 callbacks, which keeps the per-request cost low.
+
+Limits (`GatewayLimits`, docs/reliability.md): a request head must be complete within the header
+read timeout of its first byte (or of the connection's opening), an idle keep-alive connection
+is closed after the idle timeout, and connections over the listener's or the process's cap get a
+503. Each connection holds one read deadline that a once-a-second sweep checks, so a request pays
+no timer operation for it. `drain` stops accepting and lets in-flight requests finish.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from http import HTTPStatus
 
 import httptools
 
+from tidal.api.config import GatewayLimits
+from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.router import Lease, RouteError, Router
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,7 @@ log = logging.getLogger(__name__)
 _CONNECT_ATTEMPTS = 3
 _MAX_HEAD = 64 * 1024  # bytes a request head may take
 _MAX_IDLE = 256  # idle connections kept per upstream
+_LINGER_S = 2.0  # reading and dropping after an answer to a request not read whole
 _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
 )
@@ -374,6 +383,10 @@ class _ClientConnection(asyncio.Protocol):
     def __init__(self, server: GatewayServer) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
+        # Counted from here, not connection_made, so that a burst of accepts sees the cap.
+        server._clients.add(self)
+        # time.monotonic() by which the client must send something (see the module doc), 0: none
+        self.read_deadline = time.monotonic() + server.limits.header_read_timeout_s
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport
         self._peer = b""
@@ -382,6 +395,7 @@ class _ClientConnection(asyncio.Protocol):
         self._reading = True
         self._write_paused = False
         self._broken = False  # unparseable input: read no more
+        self._lingering = False  # answered and half-closed; reading only to drop
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # time.monotonic() when it fires
         # per request head:
@@ -392,7 +406,8 @@ class _ClientConnection(asyncio.Protocol):
         self._has_xfh = False
         self._has_xfp = False
         self._connection: bytes | None = None
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while the head is incomplete
+        self._head_size = 0  # bytes of request line and headers, as parsed
 
     # asyncio.Protocol
 
@@ -400,7 +415,6 @@ class _ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._peer = peer[0].encode() if peer else b""
-        self._server._clients.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._broken:
@@ -444,20 +458,24 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._ex = ex = _Exchange()
+        if not self._queue:  # else it is read once the ones before it are answered
+            self.read_deadline = time.monotonic() + self._server.limits.header_read_timeout_s
         self._queue.append(ex)
         self._url = b""
         self._headers = []
         self._host = self._xff = self._connection = None
         self._has_xfh = self._has_xfp = False
-        self._head_bytes = 0
+        self._head_bytes = self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: _Exchange = self._ex  # type: ignore[assignment]
         if ex.head is not None:  # trailers are dropped
             return
+        self._head_size += len(name) + len(value) + 4
         lname = name.lower()
         if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
             if lname == b"connection":
@@ -466,6 +484,8 @@ class _ClientConnection(asyncio.Protocol):
                 ex.chunked = True
             return
         if lname == b"host":
+            if self._host is not None:  # RFC 9112 3.2: more than one Host is a 400
+                ex.error = (400, "more than one Host header")
             self._host = value
         elif lname == b"x-forwarded-for":
             self._xff = value
@@ -478,12 +498,16 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         ex: _Exchange = self._ex  # type: ignore[assignment]
+        self.read_deadline = 0.0
         parser = self._parser
         ex.method = parser.get_method()
         ex.http10 = parser.get_http_version() == "1.0"
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = parser.should_keep_alive() and not self._server.draining
         host = self._host
-        if parser.should_upgrade():
+        if ex.error is not None or self._head_size > _MAX_HEAD:
+            ex.error = ex.error or (431, "request head too large")
+            ex.keep_alive = False
+        elif parser.should_upgrade():
             ex.error = (501, "upgrade not supported")
             ex.keep_alive = False
         elif host is None:
@@ -543,7 +567,7 @@ class _ClientConnection(asyncio.Protocol):
         """Read from the client unless we hold bytes we cannot pass on yet (body before the
         upstream is ready, a pipelined request) or the upstream's write buffer is full."""
         transport = self.transport
-        if transport.is_closing():
+        if transport.is_closing() or self._lingering:
             return
         queue = self._queue
         ex = queue[0] if queue else None
@@ -674,34 +698,142 @@ class _ClientConnection(asyncio.Protocol):
         ex.pending = None
         self._queue.popleft()
         if keep_alive:
+            queue = self._queue
+            if not queue:
+                if self._server.draining:
+                    self._broken = True
+                    self.transport.close()
+                    return
+                self.read_deadline = time.monotonic() + self._server.limits.idle_timeout_s
+            elif queue[0].head is None:  # the next request's head is still arriving
+                self.read_deadline = time.monotonic() + self._server.limits.header_read_timeout_s
             self._pump()
+        elif not ex.request_done:
+            self._linger()
         else:
             self._broken = True
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after answering a request we did not read whole: stop writing, read and drop
+        what the client still sends for a moment, then close. Closing at once with unread bytes
+        would reset the connection, and the client could lose the answer."""
+        self._broken = self._lingering = True
+        self.read_deadline = 0.0
+        transport = self.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._reading = True
+        transport.resume_reading()
+        self._loop.call_later(_LINGER_S, transport.close)
+
+    def read_timed_out(self) -> None:
+        """The read deadline passed: a head still arriving gets a 408, an idle connection is
+        closed without a word."""
+        self.read_deadline = 0.0
+        self._broken = True
+        if self._queue and not self._queue[0].active:
+            self.transport.write(_error_response(408, "request header timeout", False))
+            self._server.header_timeouts += 1
+            self._linger()
+        else:
+            self._server.idle_timeouts += 1
+            self.transport.close()
+
+    def drain(self) -> None:
+        """Shutdown: close the connection if idle (or half-way through a request head), else
+        after the responses it owes."""
+        if not self._queue or self._queue[0].head is None:
+            self._broken = True
+            self.transport.close()
+            return
+        for ex in self._queue:
+            ex.keep_alive = False
 
 
 class GatewayServer:
     """The gateway's HTTP listener: proxies each request to the replica its router leases."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(
+        self,
+        router: Router,
+        limits: GatewayLimits | None = None,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.router = router
+        self.limits = limits or GatewayLimits()
+        self.budget = budget
         self.port = 0
+        self.draining = False
+        self.header_timeouts = 0  # connections closed with a 408
+        self.idle_timeouts = 0
         self._server: asyncio.Server | None = None
         self._clients: set[_ClientConnection] = set()
         self._pool = _Pool()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._clients)
+
+    def _open_count(self) -> int:
+        return len(self._clients)
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
+        factory = capped(
+            lambda: _ClientConnection(self),
+            self._open_count,
+            self.limits.max_connections,
+            self.budget,
+        )
         self._server = await loop.create_server(
-            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024, ssl=tls
+            factory, host, port, reuse_address=True, backlog=1024, ssl=tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.budget is not None:
+            self.budget.register(self._open_count)
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections whose read deadline passed (checked a few times per shortest
+        timeout, at most once a second)."""
+        limits = self.limits
+        period = min(1.0, limits.header_read_timeout_s / 4, limits.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for client in [c for c in self._clients if 0.0 < c.read_deadline <= now]:
+                client.read_timed_out()
+
+    async def drain(self, timeout: float) -> int:
+        """Stop accepting, close idle connections and let the others finish the requests they
+        have sent (each closes after its last response), for up to `timeout` seconds; then cut
+        what is left. Returns how many connections were cut."""
+        if self._server is None:
+            return 0
+        self.draining = True
+        self._server.close()
+        for client in list(self._clients):
+            client.drain()
+        deadline = time.monotonic() + timeout
+        while self._clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cut = len(self._clients)
+        await self.close()
+        return cut
 
     async def close(self) -> None:
         """Stop listening, cut open client connections (their leases end as 499) and drop the
         idle upstream connections."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.budget is not None:
+            self.budget.unregister(self._open_count)
         self._server.close()
         for client in list(self._clients):
             client.transport.abort()

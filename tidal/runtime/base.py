@@ -33,6 +33,21 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class SecurityContext:
+    """The container's `securityContext` fields a runtime honours (Kubernetes' meanings).
+
+    `run_as_non_root` refuses to start a replica that would run as uid 0; without
+    `run_as_user` that is the runtime's own user (the image's, for pods).
+    `allow_privilege_escalation=False` sets no_new_privs, so setuid binaries gain nothing.
+    """
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool = False
+    allow_privilege_escalation: bool = True
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything needed to start one replica of a revision."""
 
@@ -48,6 +63,7 @@ class ReplicaSpec:
     pool: str = "local"
     devices: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)  # revision's, unit podLabels, standby
+    security: SecurityContext = field(default_factory=lambda: SecurityContext())
 
 
 class ReplicaState(enum.StrEnum):

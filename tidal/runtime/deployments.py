@@ -151,7 +151,7 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
         "ports": [{"name": "user-port", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": _probe(container.get("readinessProbe") or {}, port),
     }
-    for key in ("command", "args", "workingDir", "imagePullPolicy"):
+    for key in ("command", "args", "workingDir", "imagePullPolicy", "securityContext"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])
     resources = _resources(container.get("resources") or {})

@@ -1,64 +1,105 @@
 """Replicas as child processes of the platform on this machine.
 
 Each replica is `spec.command` run in its own session (so a stop signals its whole process group),
-with PORT set to a free loopback port, its output appended to `spec.log_path`, and readiness probed
-as Knative's queue-proxy does (`tidal.runtime.probe`). On Linux a replica is also killed when the
-platform process dies, so a crashed or `kill -9`ed `tidal up` leaves no orphans behind.
+with PORT set to a free loopback port, its output read through a pipe into `spec.log_path`
+(rotated by size, `LogLimits`), and readiness probed as Knative's queue-proxy does
+(`tidal.runtime.probe`). On Linux a replica's first process is also killed when the platform
+process dies; its process group is recorded in the data dir (`ReplicaRecords`) so that a
+platform restarted after a crash kills whatever else of it is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
+import pwd
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState
+from tidal.api.config import LogLimits
+from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, SecurityContext
+from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
+from tidal.runtime.logs import RotatingLog, tail_lines
 from tidal.runtime.probe import watch_readiness
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYTHONPATH")
-_PR_SET_PDEATHSIG = 1
+LOG_READ_SIZE = 64 * 1024
+LOG_FLUSH_WAIT_S = 1.0  # after the replica exits, for its last output
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    # Resolved here, in the parent: looking a symbol up in a forked child of a threaded process
-    # could deadlock on the loader's lock.
-    if not sys.platform.startswith("linux"):
+class SecurityContextError(Exception):
+    """The replica's securityContext cannot be honoured here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who the replica runs as, when not as the platform's own user."""
+
+    uid: int
+    gid: int
+
+
+def credentials(security: SecurityContext) -> Credentials | None:
+    """The uid/gid a replica switches to, or None to stay the platform's user. Raises
+    SecurityContextError when the security context cannot be honoured."""
+    uid, gid = security.run_as_user, security.run_as_group
+    effective = os.geteuid() if uid is None else uid
+    if security.run_as_non_root and effective == 0:
+        who = "runAsUser is 0" if uid is not None else "tidal runs as root and no runAsUser is set"
+        raise SecurityContextError(
+            f"securityContext.runAsNonRoot: the replica would run as root ({who})"
+        )
+    if uid is None and gid is None:
         return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+    if uid is None:
+        uid = os.geteuid()
+    if gid is None:  # the user's primary group, else a group of the same number
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = uid
+    if (uid, gid) != (os.geteuid(), os.getegid()) and os.geteuid() != 0:
+        raise SecurityContextError(
+            f"securityContext: cannot run as uid {uid} gid {gid}: tidal runs as uid "
+            f"{os.geteuid()} and only root can switch users"
+        )
+    return Credentials(uid, gid)
 
 
-_prctl = _load_prctl()
+def _preexec(
+    parent_pid: int, creds: Credentials | None, no_new_privs: bool
+) -> Callable[[], None] | None:
+    """A preexec_fn: die with the platform (PDEATHSIG), then drop to `creds`, then
+    no_new_privs.
 
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to SIGKILL the child when the platform dies.
-
-    The signal fires when the *thread* that forked the child exits, so replicas must be started
-    from a thread that lives as long as the platform (the event loop's thread does).
+    The death signal fires when the *thread* that forked the child exits, so replicas must be
+    started from a thread that lives as long as the platform (the event loop's thread does).
     """
-    if _prctl is None:
+    if prctl is None and creds is None:
         return None
-    prctl = _prctl
+    prctl_ = prctl
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
+        if prctl_ is not None:
+            prctl_(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os.kill(os.getpid(), signal.SIGKILL)
+        if creds is not None:
+            os.setgroups([])
+            os.setgid(creds.gid)
+            os.setuid(creds.uid)
+        if no_new_privs and prctl_ is not None:
+            prctl_(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
     return preexec
 
@@ -94,6 +135,7 @@ class _Child:
     replica: Replica
     on_change: ReplicaListener
     process: asyncio.subprocess.Process
+    log_task: asyncio.Task[None] | None = None
     probe_task: asyncio.Task[None] | None = None
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
@@ -112,43 +154,72 @@ class LocalRuntime:
 
     requires_command = True
 
-    def __init__(self, close_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        close_grace_s: float = 5.0,
+        records: ReplicaRecords | None = None,
+        log_limits: LogLimits | None = None,
+    ) -> None:
         self.close_grace_s = close_grace_s
+        self.records = records
+        self.log_limits = log_limits or LogLimits()
         self._children: dict[str, _Child] = {}
+
+    def reap_leftovers(self) -> list[str]:
+        """Kill the replica process groups a crashed earlier run left (see ReplicaRecords)."""
+        return [] if self.records is None else self.records.reap()
 
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
         try:
-            process = await self._spawn(spec, replica.port)
-        except (OSError, ValueError) as err:  # ValueError: an empty command or a NUL in it
+            creds = credentials(spec.security)
+            process = await self._spawn(spec, replica.port, creds)
+        except SecurityContextError as err:
+            replica.state = ReplicaState.FAILED
+            replica.reason = str(err)
+            _notify(on_change, replica)
+            return replica
+        except (OSError, ValueError, subprocess.SubprocessError) as err:
+            # ValueError: an empty command or a NUL in it; SubprocessError: the preexec failed
             replica.state = ReplicaState.FAILED
             replica.reason = _spawn_failure(spec, err)
             _notify(on_change, replica)
             return replica
         replica.pid = process.pid
+        if self.records is not None:
+            self.records.record(spec.replica_id, process.pid)
         child = _Child(replica, on_change, process)
         self._children[spec.replica_id] = child
         _notify(on_change, replica)
+        assert process.stdout is not None
+        child.log_task = asyncio.create_task(self._pump_log(process.stdout, spec))
         child.probe_task = asyncio.create_task(self._probe(child))
         child.exit_task = asyncio.create_task(self._await_exit(child))
         return replica
 
-    async def _spawn(self, spec: ReplicaSpec, port: int) -> asyncio.subprocess.Process:
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            return await asyncio.create_subprocess_exec(
-                *resolve_command(spec.command),
-                env=replica_env(spec, port),
-                cwd=spec.working_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
-            )
-        finally:
-            os.close(log_fd)
+    async def _spawn(
+        self, spec: ReplicaSpec, port: int, creds: Credentials | None
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *resolve_command(spec.command),
+            env=replica_env(spec, port),
+            cwd=spec.working_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_preexec(os.getpid(), creds, not spec.security.allow_privilege_escalation),
+        )
+
+    async def _pump_log(self, stream: asyncio.StreamReader, spec: ReplicaSpec) -> None:
+        """Copy the replica's output into its rotating log until the pipe closes."""
+        limits = self.log_limits
+        with RotatingLog(spec.log_path, limits.max_bytes, limits.max_files) as out:
+            while data := await stream.read(LOG_READ_SIZE):
+                try:
+                    out.write(data)
+                except OSError as exc:  # a full disk must not stop the replica: keep reading
+                    log.warning("cannot write the log of %s: %s", spec.replica_id, exc)
 
     async def _probe(self, child: _Child) -> None:
         replica = child.replica
@@ -181,7 +252,12 @@ class LocalRuntime:
         # Leftovers of the app (workers it forked) share its process group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.process.pid, signal.SIGKILL)
+        if child.log_task is not None:  # its last lines, for the reason of a failure
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(child.log_task), LOG_FLUSH_WAIT_S)
         replica = child.replica
+        if self.records is not None:
+            self.records.forget(replica.replica_id)
         replica.exit_code = code
         if child.stopping:
             replica.state = ReplicaState.STOPPED
@@ -230,31 +306,9 @@ def _notify(on_change: ReplicaListener, replica: Replica) -> None:
         log.exception("replica listener failed for %s", replica.replica_id)
 
 
-def _spawn_failure(spec: ReplicaSpec, err: OSError | ValueError) -> str:
+def _spawn_failure(spec: ReplicaSpec, err: Exception) -> str:
     # uvloop's errors do not name the missing file, so tell a bad command from a bad directory here.
     command = spec.command[0] if spec.command else ""
     if spec.working_dir is not None and not os.path.isdir(spec.working_dir):
         return f"cannot start {command!r}: working directory {spec.working_dir!r} does not exist"
     return f"cannot start {command!r}: {getattr(err, 'strerror', None) or err}"
-
-
-def tail_lines(path: Path, lines: int, block: int = 8192) -> list[str]:
-    """The last `lines` lines of a file, read backwards from its end in blocks."""
-    if lines <= 0:
-        return []
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with f:
-        end = f.seek(0, os.SEEK_END)
-        data = b""
-        pos = end
-        # One newline more than needed, so the first kept line is whole.
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    text = data.decode("utf-8", errors="replace")
-    return text.splitlines()[-lines:]
