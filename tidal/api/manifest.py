@@ -1,8 +1,8 @@
 """Reading manifests: YAML documents in, validated models out, or an error that names the field.
 
-Checks follow Knative's webhooks where tidal mirrors Knative (research/knative.md §2 for
-annotations, §5 for traffic). Checks that need stored state (does a traffic target's revision
-exist?) live in the controller.
+Checks follow Knative's webhooks where tidal mirrors Knative (docs/autoscaling.md#annotations for
+annotations, docs/architecture.md#revisions-traffic-and-rollout for traffic). Checks that need
+stored state (does a traffic target's revision exist?) live in the controller.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _duration_annotation(
 
 
 def validate_traffic(targets: list[TrafficTarget]) -> None:
-    """Knative's route_validation rules (research/knative.md §5)."""
+    """Knative's route_validation rules (docs/architecture.md#revisions-traffic-and-rollout)."""
     if not targets:
         return
     tags: set[str] = set()

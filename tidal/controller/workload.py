@@ -90,7 +90,7 @@ class RevisionRuntimeSpec:
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
 
     def probe(self) -> ProbeSpec:
-        """The readiness probe as queue-proxy would run it (knative.md §4)."""
+        """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
         probe = self.container.readiness_probe
         if probe is None:
             return ProbeSpec()

@@ -1,15 +1,16 @@
-"""The gateway as a process of its own: it mirrors the controller's routing state and reports
-its request stats back, as Knative's activator does with the autoscaler (knative.md §1.3, §3).
+"""The gateway as a process of its own: it mirrors the controller's routing state and reports its
+request stats back, as Knative's activator does with the autoscaler (docs/autoscaling.md#metrics,
+docs/autoscaling.md#activator-and-queue-proxy).
 
 The controller publishes one snapshot (`routing_snapshot`): the host table, and per revision its
 containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway polls it and
 applies it to its own `TrafficRouter`; every second it posts each revision's average and peak
-concurrency, request count and in-flight requests per replica, and it pokes the controller at
-once on the first request for a revision with no free replica. The controller adds these stats
-to its own, so the autoscaler sees revision totals however many gateways there are.
+concurrency, request count and in-flight requests per replica, and it pokes the controller at once
+on the first request for a revision with no free replica. The controller adds these stats to its
+own, so the autoscaler sees revision totals however many gateways there are.
 
-containerConcurrency is enforced by each gateway on its own requests: exact with one gateway,
-up to N x CC per replica with N gateways (Knative splits replicas between activators instead).
+containerConcurrency is enforced by each gateway on its own requests: exact with one gateway, up to
+N x CC per replica with N gateways (Knative splits replicas between activators instead).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Host-based routing to revisions by traffic percentage, in front of the per-revision activator.
 
-The controller publishes, per host, the revisions that serve it and their percentages (the main
-host `<name>.<ns>.<domain>` splits by percent; a tag host sends 100% to its revision, knative.md
-§5). Swapping a table is one assignment, so a rollback takes effect for the next request.
+The controller publishes, per host, the revisions that serve it and their percentages (the main host
+`<name>.<ns>.<domain>` splits by percent; a tag host sends 100% to its revision,
+docs/architecture.md#revisions-traffic-and-rollout). Swapping a table is one assignment, so a
+rollback takes effect for the next request.
 """
 
 from __future__ import annotations
