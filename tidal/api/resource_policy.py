@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import first_error
+from tidal.api.manifest import schema_errors
 from tidal.api.service import KModel, ObjectMeta
 from tidal.api.units import parse_duration
 
@@ -70,7 +70,7 @@ class ResourcePolicy(KModel):
 
 
 def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
-    """Check a ResourcePolicy document; raise InvalidSpec naming the first problem."""
+    """Check a ResourcePolicy document; raise InvalidSpec naming the problem(s)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
         raise InvalidSpec(
             "apiVersion",
@@ -80,7 +80,7 @@ def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
     try:
         policy = ResourcePolicy.model_validate(doc)
     except ValidationError as exc:
-        raise first_error(exc) from None
+        raise schema_errors(exc, ResourcePolicy) from None
     if not policy.metadata.name:
         raise InvalidSpec("metadata.name", "a ResourcePolicy needs a name")
     spec = policy.spec

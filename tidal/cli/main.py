@@ -52,6 +52,73 @@ class LazyGroup(click.Group):
         module, attribute = LAZY_COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attribute)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Accept flags anywhere on the line, as kubectl does: `get services --server URL`
+        and `-n prod get services` both work (see `kubectl_order`)."""
+        return super().parse_args(ctx, kubectl_order(self, ctx, args))
+
+
+def _options(command: click.Command, ctx: click.Context) -> dict[str, bool]:
+    """Option spellings of a command (and of its subcommands, for a group) -> takes a value."""
+    found: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for spelling in (*param.opts, *param.secondary_opts):
+                found[spelling] = not (param.is_flag or param.count)
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found.update({k: v for k, v in _options(sub, ctx).items() if k not in found})
+    return found
+
+
+# Verb flags that take no value, for reading `tidal -A get services` before the verb is known.
+_VERB_FLAGS = frozenset({"-A", "--all-namespaces", "-w", "--watch", "--dry-run", "--force"})
+
+
+def _split(args: list[str], options: dict[str, bool]) -> tuple[list[str], list[str]]:
+    """(occurrences of `options` in args, with their values; the other args), up to `--`."""
+    taken: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in options:
+            taken.append(arg)
+            if options[name] and "=" not in arg and index + 1 < len(args):
+                taken.append(args[index + 1])
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return taken, rest
+
+
+def kubectl_order(group: click.Group, ctx: click.Context, args: list[str]) -> list[str]:
+    """Reorder the command line so that Click can parse it: the group's own options (--server,
+    --kubeconfig, --context, ...) go before the verb wherever they were written, unless the verb
+    has an option of the same name; a verb's options written before the verb (`-n NS`, `-o wide`)
+    go after it."""
+    own = {k: v for k, v in _options(group, ctx).items() if any(k in p.opts for p in group.params)}
+    index = 0  # find the verb: the first word that is not an option or an option's value
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        name = args[index].split("=", 1)[0]
+        takes_value = own.get(name, name not in _VERB_FLAGS)
+        index += 2 if takes_value and "=" not in args[index] else 1
+    command = group.get_command(ctx, args[index]) if index < len(args) else None
+    if command is None:
+        return args
+    verb_options = _options(command, ctx)
+    global_options = {k: v for k, v in own.items() if k not in verb_options}
+    moved, after = _split(args[index + 1 :], global_options)
+    front, misplaced = _split(args[:index], own)
+    return [*front, *moved, args[index], *misplaced, *after]
+
 
 @click.group(cls=LazyGroup)
 @click.option(

@@ -201,6 +201,7 @@ class Platform:
         """Validate every document, then store all of them in one transaction, or none."""
         plans: list[ServicePlan | PolicyPlan] = []
         seen: set[str] = set()
+        errors: list[InvalidSpec] = []
         for index, doc in enumerate(docs):
             try:
                 plan = self._plan(doc)
@@ -209,10 +210,11 @@ class Platform:
                     raise InvalidSpec("metadata.name", f"{key} appears twice")
                 seen.add(key)
             except InvalidSpec as exc:
-                if len(docs) > 1:
-                    raise InvalidSpec(f"document {index + 1}: {exc.field}", exc.message) from None
-                raise
+                errors.append(exc.prefixed(f"document {index + 1}: ") if len(docs) > 1 else exc)
+                continue
             plans.append(plan)
+        if errors:
+            raise InvalidSpec.combine(errors)
         if dry_run:
             return [p.doc for p in plans]
         with self.store.transaction():
