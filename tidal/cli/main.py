@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tidal.cli.client import (
     load_manifests,
     output,
 )
+from tidal.cli.progress import PROGRESS_MIN_DOCS, progress
 from tidal.cli.tables import (
     TABLES,
     new_table,
@@ -30,6 +32,8 @@ from tidal.cli.tables import (
     revisions_table,
     routes_table,
 )
+
+WATCH_PERIOD_S = 1.0  # `tidal get -w` polls the admin API this often
 
 # Verbs whose modules import heavy libraries (numpy, matplotlib, the Kubernetes client) are
 # loaded only when used, so that `tidal get` starts fast (Click's lazy-group pattern).
@@ -235,12 +239,14 @@ def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None
     """Create or update services from Knative YAML (all documents, or none)."""
     docs = load_manifests(files)
     query = "?dryRun=true" if dry_run else ""
-    result = client.call("POST", f"{TIDAL}/apply{query}", {"items": docs})
+    with progress(f"applying {len(docs)} documents", enabled=len(docs) >= PROGRESS_MIN_DOCS):
+        result = client.call("POST", f"{TIDAL}/apply{query}", {"items": docs})
     if fmt:
-        output(result, fmt)
+        output({k: v for k, v in result.items() if k != "results"}, fmt)
         return
-    verb = "validated" if dry_run else "configured"
-    for item in result["items"]:
+    results = result.get("results") or ["configured"] * len(result["items"])
+    for item, done in zip(result["items"], results, strict=True):
+        verb = f"{done} (dry run)" if dry_run else done
         if item["kind"] != "Service":
             click.echo(f"{item['kind'].lower()}/{item['metadata']['name']} {verb}")
             continue
@@ -257,6 +263,7 @@ def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml", "wide"]))
+@click.option("-w", "--watch", is_flag=True, help="Keep watching; print again on every change.")
 @click.pass_obj
 def get(
     client: Client,
@@ -265,31 +272,49 @@ def get(
     namespace: str,
     all_namespaces: bool,
     fmt: str | None,
+    watch: bool,
 ) -> None:
-    """List services, revisions, routes or replicas."""
+    """List services, revisions, routes, replicas, pools or resource policies."""
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
             f"unknown resource {resource!r} "
             "(services, revisions, routes, replicas, pools, resourcepolicies)"
         )
-    ns_path = "" if all_namespaces else f"/namespaces/{namespace}"
+    last = None
+    while True:
+        result = _fetch(client, plural, name, None if all_namespaces else namespace)
+        if result != last:
+            if fmt in ("json", "yaml"):
+                output(result, fmt)
+            else:
+                console.print(TABLES[plural](result.get("items", [result]), fmt == "wide"))
+            last = result
+        if not watch:
+            return
+        try:
+            time.sleep(WATCH_PERIOD_S)
+        except KeyboardInterrupt:
+            return
+
+
+def _fetch(client: Client, plural: str, name: str | None, namespace: str | None) -> dict[str, Any]:
+    """One object, or a List, as the admin API gives it; a name that matches nothing is an
+    error, as in kubectl."""
+    ns_path = "" if namespace is None else f"/namespaces/{namespace}"
     group = GROUPS.get(plural, KNATIVE)
     if plural in ("replicas", "pools"):
         path = f"{TIDAL}{ns_path}/replicas" if plural == "replicas" else f"{TIDAL}/pools"
         items = client.call("GET", path)["items"]
         if name:
             items = [i for i in items if name in (i.get("service"), i.get("revision"), i["name"])]
-        result: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": items}
-    elif name:
-        result = client.call("GET", f"{group}/namespaces/{namespace}/{plural}/{name}")
-    else:
-        result = client.call("GET", f"{group}{ns_path}/{plural}")
-    if fmt in ("json", "yaml"):
-        output(result, fmt)
-        return
-    items = result.get("items", [result])
-    console.print(TABLES[plural](items, fmt == "wide"))
+            if not items:
+                where = "" if plural == "pools" else f" in {namespace or 'any namespace'}"
+                raise click.ClickException(f'{plural} "{name}" not found{where}')
+        return {"apiVersion": "v1", "kind": "List", "items": items}
+    if name:
+        return client.call("GET", f"{group}/namespaces/{namespace or 'default'}/{plural}/{name}")
+    return client.call("GET", f"{group}{ns_path}/{plural}")
 
 
 @main.command()
@@ -380,9 +405,17 @@ def delete(
 @click.pass_obj
 def logs(client: Client, name: str, namespace: str, revision: str | None, tail: int) -> None:
     """Output of the service's replicas."""
+    if revision:
+        found = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/revisions/{revision}")
+        owner = found["metadata"].get("labels", {}).get("serving.knative.dev/service")
+        if owner != name:
+            raise click.ClickException(f"revision {revision!r} belongs to service {owner!r}")
     query = f"?tail={tail}" + (f"&revision={revision}" if revision else "")
     path = f"{TIDAL}/namespaces/{namespace}/services/{name}/logs{query}"
-    click.echo(client.call("GET", path, text=True), nl=False)
+    text = client.call("GET", path, text=True)
+    if not text:
+        click.echo(f"no logs yet for {revision or name} (no replica has started)", err=True)
+    click.echo(text, nl=False)
 
 
 @main.command()
@@ -396,9 +429,15 @@ def logs(client: Client, name: str, namespace: str, revision: str | None, tail: 
     help="REVISION=PERCENT, or latest=PERCENT; repeat to split.",
 )
 @click.option("--tag", "tags", multiple=True, help="REVISION=TAG (or latest=TAG).")
+@click.option("--force", is_flag=True, help="Route to a failed revision anyway.")
 @click.pass_obj
 def traffic(
-    client: Client, name: str, namespace: str, splits: tuple[str, ...], tags: tuple[str, ...]
+    client: Client,
+    name: str,
+    namespace: str,
+    splits: tuple[str, ...],
+    tags: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Set the traffic split, e.g. roll back with `--to hello-00001=100`."""
     tag_of = dict(_pair(t, "--tag") for t in tags)
@@ -434,7 +473,8 @@ def traffic(
         service["spec"]["traffic"] = targets
         service.pop("status", None)
         try:
-            client.call("POST", f"{TIDAL}/apply", {"items": [service]})
+            query = "?force=true" if force else ""
+            client.call("POST", f"{TIDAL}/apply{query}", {"items": [service]})
             break
         except ApiError as exc:
             if "was modified" not in exc.message or attempt == 2:
@@ -456,8 +496,6 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 @click.pass_obj
 def cost(client: Client, since: str, fmt: str | None) -> None:
     """Replica-seconds, GPU-seconds and cost per service, revision and pool."""
-    import time
-
     from tidal.api.units import parse_duration
 
     try:
@@ -482,3 +520,14 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
         )
     console.print(table)
     console.print(f"total cost {total:.4f} over the last {since}")
+    unpriced = [
+        pool["name"]
+        for pool in client.call("GET", f"{TIDAL}/pools")["items"]
+        if not any(pool.get("price", {}).values())
+    ]
+    if unpriced:
+        click.echo(
+            f"note: no price for pool(s) {', '.join(unpriced)}: their replicas cost 0. Set "
+            "pools[].price in the config of `tidal up --config` (see examples/tidal.yaml).",
+            err=True,
+        )

@@ -213,9 +213,11 @@ class RevisionWorkload:
             condition = {"type": "Ready", "status": "True"}
         else:
             condition = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
+        # A failed revision starts no replica, whatever its autoscaler wants (see `request`).
+        failed = self.failed_reason is not None
         status: dict[str, object] = {
             "conditions": [condition],
-            "desiredReplicas": self.desired,
+            "desiredReplicas": min(self.desired, self.live_count()) if failed else self.desired,
             "actualReplicas": self.ready_count(),
         }
         if self.pending:
