@@ -53,7 +53,7 @@ from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.views import live_revision, read_logs, replica_views
-from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
+from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, count_remote_answers
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
@@ -690,6 +690,7 @@ class Platform:
             self.scaling.add_remote(
                 key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
             )
+            count_remote_answers(throttler, stats.get("codes", {}), stats.get("coldStarts", []))
 
     def gateway_poke(self, key: str) -> None:
         self.scaling.poke(key)

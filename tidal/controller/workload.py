@@ -27,6 +27,7 @@ from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
+from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
@@ -497,3 +498,16 @@ class RevisionWorkload:
             ),
             return_exceptions=True,
         )
+
+
+def count_remote_answers(
+    throttler: RevisionThrottler, codes: dict[str, int], cold_starts: list[float]
+) -> None:
+    """Add what another gateway process answered for this revision, and the cold starts it
+    held requests through, to this process's metrics, so /metrics counts every gateway."""
+    labels = (throttler.namespace, throttler.service, throttler.revision)
+    for code, count in codes.items():
+        REQUESTS.labels(*labels, str(code)).inc(int(count))
+    for seconds in cold_starts:
+        COLD_STARTS.labels(*labels).inc()
+        COLD_START_SECONDS.labels(*labels).observe(float(seconds))

@@ -70,6 +70,9 @@ class TrafficRouter:
         self.throttlers: dict[str, RevisionThrottler] = {}
         self.on_unreachable = on_unreachable
         self._metrics: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        # Answers per (revision key, status) since the last report, kept only by a gateway
+        # process of its own (tidal.gateway.mirror sets it), whose metrics the controller shows.
+        self.answered: dict[tuple[str, int], int] | None = None
 
     def set_hosts(self, owner_hosts: set[str], table: dict[str, list[tuple[str, int]]]) -> None:
         """Replace the routes for one service: drop its `owner_hosts`, install `table`."""
@@ -129,6 +132,8 @@ class TrafficRouter:
             self._metrics[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        if self.answered is not None:
+            self.answered[key] = self.answered.get(key, 0) + 1
 
 
 def _key(throttler: RevisionThrottler) -> str:
