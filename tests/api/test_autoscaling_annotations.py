@@ -1,5 +1,5 @@
-"""config-autoscaler defaults and validation (knative.md §1.1) and the per-revision
-`autoscaling.knative.dev/*` annotations (knative.md §2)."""
+"""config-autoscaler defaults and validation (docs/autoscaling.md#cluster-defaults) and the
+per-revision `autoscaling.knative.dev/*` annotations (docs/autoscaling.md#annotations)."""
 
 import pytest
 from pydantic import ValidationError
@@ -21,11 +21,11 @@ def parse(annotations, config=CONFIG):
     return parse_autoscaling_annotations(annotations, config)
 
 
-# --- §1.1 config-autoscaler ------------------------------------------------------------------
+# --- config-autoscaler (docs/autoscaling.md#cluster-defaults) ------------------------------------
 
 
 def test_config_defaults():
-    """§1.1 defaults table."""
+    """docs/autoscaling.md#cluster-defaults defaults table."""
     c = AutoscalerConfig()
     assert c.enable_scale_to_zero is True
     assert c.container_concurrency_target_fraction == 0.7
@@ -121,7 +121,8 @@ def test_config_from_kebab_keys():
     ],
 )
 def test_config_validation(data, key, text):
-    """§1.1 validation column; errors name `autoscaler.<key>` and quote the bad value."""
+    """docs/autoscaling.md#cluster-defaults validation column; errors name `autoscaler.<key>` and
+    quote the bad value."""
     with pytest.raises(InvalidSpec) as err:
         AutoscalerConfig.from_mapping(data)
     assert err.value.field == f"autoscaler.{key}"
@@ -134,7 +135,7 @@ def test_zero_initial_scale_allowed_by_config():
 
 
 def test_panic_threshold_is_not_range_checked_in_the_configmap():
-    """§1.1: only the annotation is limited to 110..1000."""
+    """docs/autoscaling.md#cluster-defaults: only the annotation is limited to 110..1000."""
     assert AutoscalerConfig.from_mapping({"panic-threshold-percentage": "50"})
 
 
@@ -149,7 +150,7 @@ def test_go_durations():
             parse_go_duration_ns(bad)
 
 
-# --- §2 annotations --------------------------------------------------------------------------
+# --- annotations (docs/autoscaling.md#annotations) -----------------------------------------------
 
 
 def test_no_annotations_give_defaults():
@@ -202,7 +203,8 @@ def test_every_key_parses():
 
 
 def test_legacy_camel_case_aliases_and_kebab_wins():
-    """§2: the legacy camelCase keys are accepted; the kebab-case key wins."""
+    """docs/autoscaling.md#annotations: the legacy camelCase keys are accepted; the kebab-case key
+    wins."""
     ann = parse(
         {
             A + "minScale": "1",
@@ -226,8 +228,8 @@ def test_legacy_camel_case_aliases_and_kebab_wins():
 
 
 def test_classes():
-    """§2: KPA/HPA accepted, other *.knative.dev refused, foreign classes allowed; tidal also
-    accepts ahpa.autoscaling.knative.dev and predictive.tidal.dev."""
+    """docs/autoscaling.md#annotations: KPA/HPA accepted, other *.knative.dev refused, foreign
+    classes allowed; tidal also accepts ahpa.autoscaling.knative.dev and predictive.tidal.dev."""
     for cls in (
         "hpa.autoscaling.knative.dev",
         "ahpa.autoscaling.knative.dev",
@@ -307,8 +309,8 @@ def test_non_kpa_classes_skip_kpa_metric_checks():
     ],
 )
 def test_annotation_errors_name_the_annotation(annotations, key, text):
-    """§2 validation column: each bad value raises InvalidSpec naming the annotation, with the
-    allowed range and the bad value in the message."""
+    """docs/autoscaling.md#annotations validation column: each bad value raises InvalidSpec naming
+    the annotation, with the allowed range and the bad value in the message."""
     with pytest.raises(InvalidSpec) as err:
         parse({A + k: v for k, v in annotations.items()})
     assert err.value.field == f"{PREFIX}[{A}{key}]"
@@ -316,7 +318,8 @@ def test_annotation_errors_name_the_annotation(annotations, key, text):
 
 
 def test_max_scale_limit():
-    """§1.1/§2: with max-scale-limit, every max-scale must be in [1, limit]."""
+    """docs/autoscaling.md#cluster-defaults, docs/autoscaling.md#annotations: with max-scale-limit,
+    every max-scale must be in [1, limit]."""
     config = AutoscalerConfig.from_mapping({"max-scale-limit": "10", "max-scale": "5"})
     assert parse({A + "max-scale": "10"}, config).max_scale == 10
     for bad in ("11", "0"):

@@ -1,4 +1,5 @@
-"""Bad manifests get an error that names the field (Knative webhook rules, knative.md §2, §5)."""
+"""Bad manifests get an error that names the field (Knative webhook rules,
+docs/autoscaling.md#annotations, docs/architecture.md#revisions-traffic-and-rollout)."""
 
 from __future__ import annotations
 

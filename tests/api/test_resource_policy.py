@@ -1,4 +1,4 @@
-"""ResourcePolicy manifests (ACK scheduling.alibabacloud.com/v1alpha1, predictive.md §3.1)."""
+"""ResourcePolicy manifests (ACK scheduling.alibabacloud.com/v1alpha1, docs/pools.md#units)."""
 
 from __future__ import annotations
 

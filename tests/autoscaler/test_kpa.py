@@ -1,5 +1,7 @@
-"""The KPA port: decider spec (knative.md §1.2), Scale() (§1.5), multiscaler (§1.6) and the
-KPA reconciler's bounds / scale-to-zero / SKS mode (§1.7), checked against the §8 oracles."""
+"""The KPA port: decider spec (docs/autoscaling.md#per-revision-settings), Scale()
+(docs/autoscaling.md#the-scale-decision), multiscaler (docs/autoscaling.md#ticks-and-pokes) and the
+KPA reconciler's bounds / scale-to-zero / SKS mode (docs/autoscaling.md#bounds-and-scale-to-zero),
+checked against the docs/autoscaling.md#worked-examples oracles."""
 
 from dataclasses import replace
 
@@ -30,8 +32,9 @@ def spec_with(config=None, container_concurrency=0, **annotations):
 
 
 def drive(ra, until, replicas, start=0):
-    """Idle revision: tick every 2 s with ready pods following the applied replicas; the
-    scraper records 0 every second while pods are ready (§1.3). Returns applied changes."""
+    """Idle revision: tick every 2 s with ready pods following the applied replicas; the scraper
+    records 0 every second while pods are ready (docs/autoscaling.md#metrics). Returns applied
+    changes."""
     applied = []
     for t in range(start, until):
         if replicas > 0:
@@ -44,11 +47,12 @@ def drive(ra, until, replicas, start=0):
     return applied, replicas
 
 
-# --- §1.2 decider spec -----------------------------------------------------------------------
+# --- decider spec (docs/autoscaling.md#per-revision-settings) -----------------------------------
 
 
 def test_default_decider_spec():
-    """§1.2/§8.2: concurrency target 70 of total 100, panic window 6 s, threshold 200 %."""
+    """docs/autoscaling.md#per-revision-settings, docs/autoscaling.md#worked-examples: concurrency
+    target 70 of total 100, panic window 6 s, threshold 200 %."""
     s = DEFAULTS
     assert (s.scaling_metric, s.target_value, s.total_value) == ("concurrency", 70.0, 100.0)
     assert (s.stable_window, s.panic_window, s.panic_threshold) == (60.0, 6.0, 2.0)
@@ -59,13 +63,14 @@ def test_default_decider_spec():
 
 
 def test_rps_target_is_140_of_200():
-    """§1.2: rps total 200 x 0.7."""
+    """docs/autoscaling.md#per-revision-settings: rps total 200 x 0.7."""
     s = spec_with(metric="rps")
     assert (s.scaling_metric, s.target_value, s.total_value) == ("rps", 140.0, 200.0)
 
 
 def test_container_concurrency_sets_total_and_caps_target():
-    """§1.2: total = CC; an annotation target is capped at CC for concurrency, not for rps."""
+    """docs/autoscaling.md#per-revision-settings: total = CC; an annotation target is capped at CC
+    for concurrency, not for rps."""
     assert (spec_with(container_concurrency=10).target_value) == pytest.approx(7.0)
     s = spec_with(container_concurrency=10, target=50.0)
     assert (s.total_value, s.target_value) == (10.0, pytest.approx(7.0))
@@ -75,12 +80,13 @@ def test_container_concurrency_sets_total_and_caps_target():
 
 
 def test_target_has_a_floor_of_001():
-    """§1.2: TargetValue = max(0.01, total x tu)."""
+    """docs/autoscaling.md#per-revision-settings: TargetValue = max(0.01, total x tu)."""
     assert spec_with(target=0.01, target_utilization_percentage=1.0).target_value == 0.01
 
 
 def test_panic_window_rounding_and_minimum():
-    """§1.2: round(stable x pct / 100) to a second, at least 1 s."""
+    """docs/autoscaling.md#per-revision-settings: round(stable x pct / 100) to a second, at least 1
+    s."""
     assert spec_with(window=25.0).panic_window == 3.0  # 2.5 s rounds half away from zero
     assert spec_with(window=6.0, panic_window_percentage=1.0).panic_window == 1.0
     assert spec_with(window=120.0, panic_window_percentage=50.0).panic_window == 60.0
@@ -105,16 +111,17 @@ def test_annotations_override_config():
 
 
 def test_initial_scale_zero_annotation_needs_allow_zero():
-    """§1.2: an annotation of 0 is used only with allow-zero-initial-scale."""
+    """docs/autoscaling.md#per-revision-settings: an annotation of 0 is used only with
+    allow-zero-initial-scale."""
     assert spec_with(initial_scale=0).initial_scale == 1
     assert spec_with({"allow-zero-initial-scale": "true"}, initial_scale=0).initial_scale == 0
 
 
-# --- §1.5 Scale() ----------------------------------------------------------------------------
+# --- Scale() (docs/autoscaling.md#the-scale-decision) --------------------------------------------
 
 
 def test_350_concurrency_gives_5_pods():
-    """§8.2: ceil(350 / 70) = 5."""
+    """docs/autoscaling.md#worked-examples: ceil(350 / 70) = 5."""
     d = Decider(DEFAULTS, now=0)
     for t in range(10):
         d.record(t, 350.0, 0.0)
@@ -135,8 +142,8 @@ def test_rps_metric_scales_on_rps():
 
 
 def test_panic_entry_hold_and_exit():
-    """§8.3: ready=2, panic avg 300: dppc = 5, 5/2 >= 2 -> panic; 5 is held as a floor until
-    the stable window passes with no over-threshold tick."""
+    """docs/autoscaling.md#worked-examples: ready=2, panic avg 300: dppc = 5, 5/2 >= 2 -> panic; 5
+    is held as a floor until the stable window passes with no over-threshold tick."""
     d = Decider(DEFAULTS, now=0)
     d.record(100, 300.0, 0.0)
     r = d.scale(100, ready_pods=2)
@@ -165,7 +172,8 @@ def test_panic_is_extended_by_each_over_threshold_tick():
 
 
 def test_decider_starts_in_panic_with_more_than_one_ready_pod():
-    """§1.5: a new decider with ready > 1 holds the current scale (maxPanicPods = ready)."""
+    """docs/autoscaling.md#the-scale-decision: a new decider with ready > 1 holds the current scale
+    (maxPanicPods = ready)."""
     d = Decider(DEFAULTS, now=0, ready=4)
     d.record(0, 0.0, 0.0)
     r = d.scale(0, ready_pods=4)
@@ -176,7 +184,8 @@ def test_decider_starts_in_panic_with_more_than_one_ready_pod():
 
 
 def test_scale_down_halves_per_tick():
-    """§8.4: from 10 pods with a stable value of 0: 10 -> 5 -> 2 -> 1 -> 0 (maxScaleDownRate 2)."""
+    """docs/autoscaling.md#worked-examples: from 10 pods with a stable value of 0: 10 -> 5 -> 2 -> 1
+    -> 0 (maxScaleDownRate 2)."""
     d = Decider(DEFAULTS, now=0)
     ready, seen = 10, []
     for t in range(0, 8, 2):
@@ -187,21 +196,23 @@ def test_scale_down_halves_per_tick():
 
 
 def test_unreachable_scales_down_without_rate_limit_or_delay():
-    """§1.5: maxDown = 0 when unreachable; the scale-down-delay applies only when reachable."""
+    """docs/autoscaling.md#the-scale-decision: maxDown = 0 when unreachable; the scale-down-delay
+    applies only when reachable."""
     d = Decider(replace(DEFAULTS, scale_down_delay=30.0), now=0)
     d.record(0, 0.0, 0.0)
     assert d.scale(0, ready_pods=10, reachable=False).desired == 0
 
 
 def test_max_scale_up_rate():
-    """§1.5: maxUp = ceil(MaxScaleUpRate x ready)."""
+    """docs/autoscaling.md#the-scale-decision: maxUp = ceil(MaxScaleUpRate x ready)."""
     d = Decider(spec_with({"max-scale-up-rate": "2.5"}), now=0)
     d.record(0, 7000.0, 0.0)
     assert d.scale(0, ready_pods=2).desired == 5
 
 
 def test_scale_down_delay_holds_the_max():
-    """§8.4/§1.5: with scale-down-delay D, desired is the max over the last D (2 s buckets)."""
+    """docs/autoscaling.md#worked-examples, docs/autoscaling.md#the-scale-decision: with
+    scale-down-delay D, desired is the max over the last D (2 s buckets)."""
     d = Decider(replace(DEFAULTS, scale_down_delay=10.0), now=0)
     d.record(0, 350.0, 0.0)
     assert d.scale(0, ready_pods=5).desired == 5
@@ -216,7 +227,8 @@ def test_scale_down_delay_holds_the_max():
 
 
 def test_activation_scale_is_the_floor_of_nonzero_demand():
-    """§1.5/§2: ActivationScale applies whenever demand > 0; zero demand stays zero."""
+    """docs/autoscaling.md#the-scale-decision, docs/autoscaling.md#annotations: ActivationScale
+    applies whenever demand > 0; zero demand stays zero."""
     d = Decider(replace(DEFAULTS, activation_scale=3), now=0)
     d.record(0, 1.0, 0.0)
     assert d.scale(0, ready_pods=0).desired == 3
@@ -226,8 +238,8 @@ def test_activation_scale_is_the_floor_of_nonzero_demand():
 
 
 def test_excess_burst_capacity_examples():
-    """§8.5: defaults, 3 ready pods, panic concurrency 50: floor(300 - 211 - 50) = 39.
-    At 100: -11. TBC 0 gives 0 and TBC -1 gives -1."""
+    """docs/autoscaling.md#worked-examples: defaults, 3 ready pods, panic concurrency 50: floor(300
+    - 211 - 50) = 39. At 100: -11. TBC 0 gives 0 and TBC -1 gives -1."""
     for load, ebc in [(50.0, 39.0), (100.0, -11.0)]:
         d = Decider(DEFAULTS, now=0)
         d.record(0, load, 0.0)
@@ -239,8 +251,8 @@ def test_excess_burst_capacity_examples():
 
 
 def test_no_data_is_invalid_unless_tbc_is_minus_one():
-    """§1.3: no write for longer than the stable window -> ErrNoData (skip the tick), except
-    with TBC = -1 (no scrape target)."""
+    """docs/autoscaling.md#metrics: no write for longer than the stable window -> ErrNoData (skip
+    the tick), except with TBC = -1 (no scrape target)."""
     d = Decider(DEFAULTS, now=0)
     assert d.scale(0, ready_pods=0).valid is False
     d.record(0, 70.0, 0.0)
@@ -263,12 +275,14 @@ def test_weighted_exponential_algorithm_is_used():
     assert (r.desired, r.in_panic) == (4, True)  # ceil(274.6 / 70)
 
 
-# --- §1.6/§1.7 RevisionAutoscaler ------------------------------------------------------------
+# --- RevisionAutoscaler (docs/autoscaling.md#ticks-and-pokes,
+# docs/autoscaling.md#bounds-and-scale-to-zero) ---------------------------------------------------
 
 
 def test_first_tick_creates_initial_scale_and_ebc_starts_negative():
-    """§1.6: a new decider has EBC = initialScale x total - TBC = -111 (activator in path);
-    §1.7: the deployment starts with initialScale replicas and the PA is Activating."""
+    """docs/autoscaling.md#ticks-and-pokes: a new decider has EBC = initialScale x total - TBC =
+    -111 (activator in path); docs/autoscaling.md#bounds-and-scale-to-zero: the deployment starts
+    with initialScale replicas and the PA is Activating."""
     ra = RevisionAutoscaler(DEFAULTS, now=0)
     assert (ra.desired_scale, ra.ebc) == (-1, -111.0)
     d = ra.tick(0, ready=0)
@@ -277,10 +291,11 @@ def test_first_tick_creates_initial_scale_and_ebc_starts_negative():
 
 
 def test_full_scale_down_to_zero_after_restart_with_10_pods():
-    """§8.4 with the PA steps: a restarted autoscaler with 10 ready pods starts in panic and
-    holds 10 for the stable window; then 10 -> 5 -> 2 -> 1; desired 0 is not applied until the
-    PA has been Active >= 60 s, then Inactive; with defaults 1 pod has EBC -111 < 0, so the
-    activator has been in path since t=66 and 0 is applied when the 30 s grace has passed."""
+    """docs/autoscaling.md#worked-examples with the PA steps: a restarted autoscaler with 10 ready
+    pods starts in panic and holds 10 for the stable window; then 10 -> 5 -> 2 -> 1; desired 0 is
+    not applied until the PA has been Active >= 60 s, then Inactive; with defaults 1 pod has EBC
+    -111 < 0, so the activator has been in path since t=66 and 0 is applied when the 30 s grace has
+    passed."""
     ra = RevisionAutoscaler(DEFAULTS, now=0, ready=10)
     applied, _ = drive(ra, 140, replicas=10)
     assert applied == [(62, 5), (64, 2), (66, 1), (96, 0)]
@@ -288,8 +303,9 @@ def test_full_scale_down_to_zero_after_restart_with_10_pods():
 
 
 def test_scale_to_zero_pa_steps():
-    """§1.7 with TBC 0 (activator out of path while serving): Active for >= stable window, then
-    Inactive (want 0, not applied), SKS to Proxy, and 0 is applied after the 30 s grace."""
+    """docs/autoscaling.md#bounds-and-scale-to-zero with TBC 0 (activator out of path while
+    serving): Active for >= stable window, then Inactive (want 0, not applied), SKS to Proxy, and 0
+    is applied after the 30 s grace."""
     spec = replace(DEFAULTS, target_burst_capacity=0.0)
     ra = RevisionAutoscaler(spec, now=0)
     assert ra.tick(0, ready=0).replicas == 1
@@ -314,7 +330,8 @@ def test_scale_to_zero_pa_steps():
 
 
 def test_pod_retention_delays_the_last_pod():
-    """§1.7: InactiveFor must reach max(grace, retention) before 0 is applied."""
+    """docs/autoscaling.md#bounds-and-scale-to-zero: InactiveFor must reach max(grace, retention)
+    before 0 is applied."""
     spec = replace(DEFAULTS, scale_to_zero_pod_retention_period=90.0)
     ra = RevisionAutoscaler(spec, now=0)
     ra.tick(0, 0)
@@ -331,8 +348,9 @@ def test_scale_to_zero_disabled_keeps_one():
 
 
 def test_poke_from_zero_and_cold_start():
-    """§1.6 Poke / §1.8: at desired 0 an activator stat with concurrency triggers an immediate
-    tick; the partial window gives avg 1, so 1 pod; EBC < 0 keeps the SKS in Proxy."""
+    """docs/autoscaling.md#ticks-and-pokes Poke / docs/autoscaling.md#scale-from-zero: at desired 0
+    an activator stat with concurrency triggers an immediate tick; the partial window gives avg 1,
+    so 1 pod; EBC < 0 keeps the SKS in Proxy."""
     ra = RevisionAutoscaler(DEFAULTS, now=0)
     assert ra.poke(0, 1.0) is False  # desired is still -1
     ra.tick(0, 0)
@@ -350,7 +368,8 @@ def test_poke_from_zero_and_cold_start():
 
 
 def test_activation_scale_from_zero():
-    """§2: activation-scale makes a scale-from-zero go straight to AS."""
+    """docs/autoscaling.md#annotations: activation-scale makes a scale-from-zero go straight to
+    AS."""
     ra = RevisionAutoscaler(replace(DEFAULTS, activation_scale=3, initial_scale=0), now=0)
     assert ra.tick(0, 0).replicas == 0
     ra.record(10, 1.0, 1.0)
@@ -358,8 +377,9 @@ def test_activation_scale_from_zero():
 
 
 def test_initial_scale_is_the_minimum_until_initialised():
-    """§1.7: the deployment starts at initialScale; min = max(min, initialScale) until
-    minReady = initialScale pods were ready; afterwards the decider may go lower."""
+    """docs/autoscaling.md#bounds-and-scale-to-zero: the deployment starts at initialScale; min =
+    max(min, initialScale) until minReady = initialScale pods were ready; afterwards the decider may
+    go lower."""
     ra = RevisionAutoscaler(replace(DEFAULTS, initial_scale=3), now=0)
     assert ra.tick(0, 0).replicas == 3
     ra.record(1, 70.0, 0.0)
@@ -379,8 +399,8 @@ def test_zero_initial_scale_is_inactive_at_once():
 
 
 def test_min_and_max_clamp():
-    """§1.7: desired is clamped to [min, max]; min keeps the revision from reaching zero;
-    min is ignored when unreachable."""
+    """docs/autoscaling.md#bounds-and-scale-to-zero: desired is clamped to [min, max]; min keeps the
+    revision from reaching zero; min is ignored when unreachable."""
     spec = replace(DEFAULTS, min_scale=2, max_scale=4)
     ra = RevisionAutoscaler(spec, now=0)
     ra.record(0, 7000.0, 0.0)
@@ -398,7 +418,8 @@ def test_min_and_max_clamp():
 
 
 def test_activation_times_out():
-    """§1.7: Activating longer than progress deadline + 30 s with desired 0 applies 0."""
+    """docs/autoscaling.md#bounds-and-scale-to-zero: Activating longer than progress deadline + 30 s
+    with desired 0 applies 0."""
     ra = RevisionAutoscaler(DEFAULTS, now=0, progress_deadline_s=100)
     assert ra.tick(0, 0).replicas == 1
     d = ra.tick(130, 0)
@@ -409,7 +430,8 @@ def test_activation_times_out():
 
 
 def test_invalid_tick_keeps_last_desired():
-    """§1.6: an invalid Scale (no data) leaves the last DesiredScale in place."""
+    """docs/autoscaling.md#ticks-and-pokes: an invalid Scale (no data) leaves the last DesiredScale
+    in place."""
     ra = RevisionAutoscaler(DEFAULTS, now=0)
     ra.record(0, 350.0, 0.0)
     assert ra.tick(0, 0).replicas == 5
@@ -418,7 +440,8 @@ def test_invalid_tick_keeps_last_desired():
 
 
 def test_serve_mode_needs_positive_ebc():
-    """§8.5: 3 ready pods at 50 concurrency: EBC 39 -> Serve; at 100: -11 -> Proxy."""
+    """docs/autoscaling.md#worked-examples: 3 ready pods at 50 concurrency: EBC 39 -> Serve; at 100:
+    -11 -> Proxy."""
     ra = RevisionAutoscaler(DEFAULTS, now=0)
     ra.record(0, 50.0, 0.0)
     d = ra.tick(0, ready=3)
@@ -430,7 +453,8 @@ def test_serve_mode_needs_positive_ebc():
 
 def test_restart_at_zero_stays_inactive_and_scales_up_on_demand():
     """A restored revision at zero applies nothing until there is demand; the new decider's
-    DesiredScale is -1, so the first stat waits for the next 2 s tick (§1.6)."""
+    DesiredScale is -1, so the first stat waits for the next 2 s tick
+    (docs/autoscaling.md#ticks-and-pokes)."""
     ra = RevisionAutoscaler(DEFAULTS, now=0, ready=0, initialized=True)
     d = ra.tick(0, 0)
     assert (d.replicas, d.active, d.mode) == (None, INACTIVE, PROXY)
@@ -441,7 +465,8 @@ def test_restart_at_zero_stays_inactive_and_scales_up_on_demand():
 
 
 def test_restart_with_pods_keeps_them():
-    """A restored revision with 3 ready pods: no initial scale, decider starts in panic (§1.5)."""
+    """A restored revision with 3 ready pods: no initial scale, decider starts in panic
+    (docs/autoscaling.md#the-scale-decision)."""
     ra = RevisionAutoscaler(replace(DEFAULTS, initial_scale=5), now=0, ready=3, initialized=True)
     ra.record(0, 0.0, 0.0)
     d = ra.tick(0, 3)

@@ -1,4 +1,5 @@
-"""Window aggregation, research/knative.md §1.4 (and §8.6 for the partial window)."""
+"""Window aggregation, docs/autoscaling.md#windows (and docs/autoscaling.md#worked-examples for the
+partial window)."""
 
 import pytest
 
@@ -12,14 +13,15 @@ from tidal.autoscaler.metrics import (
 
 
 def test_first_stat_gives_its_value_not_a_sixtieth():
-    """§8.6: a fresh revision's first stat of 1 yields avg 1 immediately, not 1/60."""
+    """docs/autoscaling.md#worked-examples: a fresh revision's first stat of 1 yields avg 1
+    immediately, not 1/60."""
     b = TimedFloat64Buckets(60)
     b.record(1000.4, 1.0)
     assert b.window_average(1000.9) == 1.0
 
 
 def test_partial_window_divides_by_buckets_since_first_write():
-    """§1.4: now <= lastWrite -> windowTotal / min(span+1, nb)."""
+    """docs/autoscaling.md#windows: now <= lastWrite -> windowTotal / min(span+1, nb)."""
     b = TimedFloat64Buckets(60)
     for t, v in [(10, 2.0), (11, 4.0), (12, 6.0)]:
         b.record(t, v)
@@ -27,7 +29,8 @@ def test_partial_window_divides_by_buckets_since_first_write():
 
 
 def test_values_in_the_same_second_sum():
-    """§1.3: scraper and activator stats of the same second add up in one bucket."""
+    """docs/autoscaling.md#metrics: scraper and activator stats of the same second add up in one
+    bucket."""
     b = TimedFloat64Buckets(60)
     b.record(5.1, 3.0)
     b.record(5.7, 2.0)
@@ -35,8 +38,8 @@ def test_values_in_the_same_second_sum():
 
 
 def test_stale_buckets_are_dropped_when_data_stops():
-    """§1.4: 0 < now-lastWrite < window: remove buckets in (lastWrite, now] and shrink the
-    divisor. Six 1 s buckets hold 1..6; three seconds later only 4, 5, 6 remain."""
+    """docs/autoscaling.md#windows: 0 < now-lastWrite < window: remove buckets in (lastWrite, now]
+    and shrink the divisor. Six 1 s buckets hold 1..6; three seconds later only 4, 5, 6 remain."""
     b = TimedFloat64Buckets(6)
     for t in range(6):
         b.record(t, float(t + 1))
@@ -45,7 +48,8 @@ def test_stale_buckets_are_dropped_when_data_stops():
 
 
 def test_single_stat_stays_until_the_window_passes():
-    """§1.4: the partial-window average of one stat is that stat until a whole window passes."""
+    """docs/autoscaling.md#windows: the partial-window average of one stat is that stat until a
+    whole window passes."""
     b = TimedFloat64Buckets(60)
     b.record(100, 1.0)
     assert b.window_average(159) == 1.0
@@ -53,7 +57,8 @@ def test_single_stat_stays_until_the_window_passes():
 
 
 def test_gap_of_a_window_resets_the_buffer():
-    """§1.4: a gap of at least one window resets all buckets and firstWrite."""
+    """docs/autoscaling.md#windows: a gap of at least one window resets all buckets and
+    firstWrite."""
     b = TimedFloat64Buckets(6)
     b.record(0, 100.0)
     b.record(6, 2.0)
@@ -90,7 +95,7 @@ def test_is_empty_after_a_window_without_writes():
 
 
 def test_resize_window_keeps_the_newest_buckets():
-    """§1.4 ResizeWindow copies the newest buckets."""
+    """docs/autoscaling.md#windows ResizeWindow copies the newest buckets."""
     b = TimedFloat64Buckets(6)
     for t in range(6):
         b.record(t, float(t + 1))
@@ -100,7 +105,8 @@ def test_resize_window_keeps_the_newest_buckets():
 
 
 def test_smoothing_coefficient_values():
-    """§1.4: a 60-bucket window gives alpha 0.2, a 6-bucket window about 0.785."""
+    """docs/autoscaling.md#windows: a 60-bucket window gives alpha 0.2, a 6-bucket window about
+    0.785."""
     assert smoothing_coefficient(60) == 0.2
     assert smoothing_coefficient(6) == pytest.approx(1 - 0.0001 ** (1 / 6))
     assert smoothing_coefficient(6) == pytest.approx(0.7846, abs=1e-4)
@@ -119,7 +125,8 @@ def test_weighted_average_matches_knatives_documented_example():
 
 
 def test_weighted_average_decays_over_empty_seconds():
-    """§1.4: z empty seconds multiply the weights by (1-alpha)^z and drop z buckets."""
+    """docs/autoscaling.md#windows: z empty seconds multiply the weights by (1-alpha)^z and drop z
+    buckets."""
     b = WeightedFloat64Buckets(6)
     a = b.smoothing_coeff
     b.record(0, 10.0)
@@ -134,7 +141,8 @@ def test_new_buckets_selects_the_algorithm():
 
 
 def test_max_window_holds_the_maximum_for_its_duration():
-    """§1.5 scale-down-delay: max over the trailing window, 2 s buckets."""
+    """docs/autoscaling.md#the-scale-decision scale-down-delay: max over the trailing window, 2 s
+    buckets."""
     w = MaxTimeWindow(10, 2)
     assert w.size == 5
     seen = []

@@ -1,4 +1,5 @@
-"""Pure controller logic: traffic resolution (knative.md §5), rollout steps, GC rules."""
+"""Pure controller logic: traffic resolution (docs/architecture.md#revisions-traffic-and-rollout),
+rollout steps, GC rules."""
 
 from __future__ import annotations
 

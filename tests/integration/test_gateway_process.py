@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import (
     Load,
@@ -76,6 +77,31 @@ def test_routes_like_the_controller_and_scales_from_zero(platform, gateway):
     wait_until(lambda: not platform.replicas("far"), 40, "far to scale to zero", period=0.5)
     results = run(concurrent_gets(gateway, host("far"), 20, "/?sleep=50"))
     assert collections.Counter(s for s, _, _ in results) == {200: 20}
+
+
+def _metric(platform: Platform, name: str, **labels: str) -> float:
+    status, body = platform.api("GET", "/metrics")
+    assert status == 200
+    total = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+def test_its_requests_and_cold_starts_are_in_the_admin_metrics(platform, gateway):
+    """Every request of the test above went through the second gateway; the controller's
+    /metrics counts them (1 + 20 answered 200) and the cold start it held them through."""
+    labels = {"service": "far", "revision": "far-00001"}
+    wait_until(
+        lambda: _metric(platform, "tidal_requests_total", code="200", **labels) >= 21,
+        10,
+        "the second gateway's answers in /metrics",
+        period=0.5,
+    )
+    assert _metric(platform, "tidal_cold_starts_total", **labels) >= 1
+    assert _metric(platform, "tidal_cold_start_duration_seconds_count", **labels) >= 1
 
 
 def test_its_stats_drive_the_autoscaler(platform, gateway):

@@ -1,4 +1,4 @@
-"""Placement by ResourcePolicy (research/predictive.md §3), as tables of cases."""
+"""Placement by ResourcePolicy (docs/pools.md#resourcepolicy), as tables of cases."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def test_without_policy_a_full_platform_leaves_replicas_pending_with_a_reason():
 
 
 # Reserved has room for one replica only (capacity.replicas 1) while its unit max is 3: the unit
-# lacks resources before it reaches max, which is where the spill policies differ (§3.2).
+# lacks resources before it reaches max, which is where the spill policies differ
+# (docs/pools.md#spill-policies).
 FULL = (Pool("reserved", "reserved", {"tier": "ecs"}, max_replicas=1), ELASTIC)
 MAX3 = [{"resource": "ecs", "nodeSelector": {"tier": "ecs"}, "max": 3}, {"resource": "eci"}]
 NO_MAX = [{"resource": "ecs", "nodeSelector": {"tier": "ecs"}}, {"resource": "eci"}]

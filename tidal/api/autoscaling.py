@@ -1,8 +1,8 @@
 """Autoscaling settings: the cluster defaults (Knative's ConfigMap `config-autoscaler`) and the
 per-revision `autoscaling.knative.dev/*` annotations, parsed and validated as Knative does.
 
-Rules come from research/knative.md §1.1 (defaults, `config.go` `validate`) and §2
-(`annotation_validation.go`). All durations are float seconds.
+Rules come from docs/autoscaling.md#cluster-defaults (defaults, `config.go` `validate`) and
+docs/autoscaling.md#annotations (`annotation_validation.go`). All durations are float seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RPS = "rps"
 LINEAR = "linear"
 WEIGHTED_EXPONENTIAL = "weighted-exponential"
 
-TARGET_MIN = 0.01  # §1.1 TargetMin
+TARGET_MIN = 0.01  # docs/autoscaling.md#cluster-defaults TargetMin
 WINDOW_MIN_S = 6.0
 WINDOW_MAX_S = 3600.0
 INT32_MAX = 2**31 - 1
@@ -107,9 +107,9 @@ def _kebab(name: str) -> str:
 
 
 class AutoscalerConfig(BaseModel):
-    """Knative's `config-autoscaler` (research/knative.md §1.1). Build it from the ConfigMap's
-    kebab-case keys with `from_mapping`. `container_concurrency_target_fraction` is the key
-    `container-concurrency-target-percentage` as a fraction (70 -> 0.7)."""
+    """Knative's `config-autoscaler` (docs/autoscaling.md#cluster-defaults). Build it from the
+    ConfigMap's kebab-case keys with `from_mapping`. `container_concurrency_target_fraction` is the
+    key `container-concurrency-target-percentage` as a fraction (70 -> 0.7)."""
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", alias_generator=_kebab, populate_by_name=True
@@ -140,7 +140,8 @@ class AutoscalerConfig(BaseModel):
 
     @property
     def target_utilization(self) -> float:
-        """RPS target utilisation; not settable in the ConfigMap (§1.1)."""
+        """RPS target utilisation; not settable in the ConfigMap
+        (docs/autoscaling.md#cluster-defaults)."""
         return 0.7
 
     @field_validator("container_concurrency_target_fraction")
@@ -150,7 +151,7 @@ class AutoscalerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _validate(self) -> AutoscalerConfig:
-        """Knative's `config.go` `validate`, in its order (§1.1)."""
+        """Knative's `config.go` `validate`, in its order (docs/autoscaling.md#cluster-defaults)."""
         for key, bad, rule in self._violations():
             if bad:
                 value = getattr(self, key.replace("-", "_"), None)
@@ -262,7 +263,8 @@ def _key(name: str) -> str:
     return f"{GROUP}/{name}"
 
 
-# Kebab-case key first, then the legacy camelCase alias (§2: the kebab key wins).
+# Kebab-case key first, then the legacy camelCase alias (docs/autoscaling.md#annotations: the kebab
+# key wins).
 _KEYS: dict[str, tuple[str, ...]] = {
     "class": (_key("class"),),
     "metric": (_key("metric"),),
@@ -303,11 +305,12 @@ KNOWN_ANNOTATIONS = frozenset(k for keys in _KEYS.values() for k in keys)
 
 @dataclass(frozen=True)
 class AutoscalingAnnotations:
-    """Validated `autoscaling.knative.dev/*` values of one revision (research/knative.md §2).
+    """Validated `autoscaling.knative.dev/*` values of one revision
+    (docs/autoscaling.md#annotations).
 
-    `autoscaler_class` and `metric` are resolved (class from the annotation or the cluster
-    default; metric defaulted per class). Every other field is None when the annotation is
-    absent, so callers can fall back to the `AutoscalerConfig` value. Durations are seconds.
+    `autoscaler_class` and `metric` are resolved (class from the annotation or the cluster default;
+    metric defaulted per class). Every other field is None when the annotation is absent, so callers
+    can fall back to the `AutoscalerConfig` value. Durations are seconds.
     """
 
     autoscaler_class: str = KPA
@@ -408,7 +411,8 @@ def parse_autoscaling_annotations(
     config: AutoscalerConfig,
     field_prefix: str = "spec.template.metadata.annotations",
 ) -> AutoscalingAnnotations:
-    """Validate a revision template's annotations like Knative's `ValidateAnnotations` (§2).
+    """Validate a revision template's annotations like Knative's `ValidateAnnotations`
+    (docs/autoscaling.md#annotations).
 
     Raises InvalidSpec naming the annotation, e.g.
     `spec.template.metadata.annotations[autoscaling.knative.dev/window]`. Unknown

@@ -1,17 +1,18 @@
 """Reading manifests: YAML documents in, validated models out, or an error that names the field.
 
-Checks follow Knative's webhooks where tidal mirrors Knative (research/knative.md §2 for
-annotations, §5 for traffic). Checks that need stored state (does a traffic target's revision
-exist?) live in the controller.
+Checks follow Knative's webhooks where tidal mirrors Knative (docs/autoscaling.md#annotations for
+annotations, docs/architecture.md#revisions-traffic-and-rollout for traffic). Checks that need
+stored state (does a traffic target's revision exist?) live in the controller.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tidal.api.autoscaling import (
     AutoscalerConfig,
@@ -80,18 +81,68 @@ def error_path(loc: tuple[int | str, ...]) -> str:
 
 def first_error(exc: ValidationError) -> InvalidSpec:
     """Turn pydantic's report into one InvalidSpec naming the first bad field."""
-    err = exc.errors()[0]
+    return InvalidSpec(*_problem(exc.errors()[0], None))
+
+
+def schema_errors(exc: ValidationError, model: type[BaseModel]) -> InvalidSpec:
+    """Every problem of pydantic's report, unknown fields first, each with its path; an unknown
+    field that looks like a known one gets a "did you mean"."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    return InvalidSpec("", "", [_problem(err, model) for err in errors])
+
+
+def _problem(err: Any, model: type[BaseModel] | None) -> tuple[str, str]:
     message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    if err["type"] == "extra_forbidden" and model is not None:
+        known = _known_fields(model, tuple(err["loc"])[:-1])
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif known:
+            message += f" (known here: {', '.join(sorted(known))})"
     if err["type"] == "literal_error" and "input" in err:
         message = f"{err['msg']}, got {err['input']!r}"
-    return InvalidSpec(error_path(tuple(err["loc"])), message)
+    return error_path(tuple(err["loc"])), message
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a manifest may use at `loc` inside `model` ([] when it is not a model)."""
+    current: Any = model
+    for part in loc:
+        current = _model_in(current)
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue  # a list index: the model stays the list's item type
+        field = next(
+            (f for name, f in current.model_fields.items() if part in (name, f.alias)), None
+        )
+        if field is None:
+            return []
+        current = field.annotation
+    current = _model_in(current)
+    if current is None:
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class inside `X`, `X | None`, `list[X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def validate_service(
     doc: dict[str, Any], config: AutoscalerConfig, require_command: bool = True
 ) -> ValidService:
-    """Check a Service document; raise InvalidSpec naming the first problem. The local runtime
-    runs `command`, so it needs one; on Kubernetes an image alone is enough."""
+    """Check a Service document; raise InvalidSpec naming every problem found (all schema
+    problems at once, then every semantic check). The local runtime runs `command`, so it needs
+    one; on Kubernetes an image alone is enough."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
             "apiVersion",
@@ -102,14 +153,67 @@ def validate_service(
     try:
         service = Service.model_validate(doc)
     except ValidationError as exc:
-        raise first_error(exc) from None
-    if not service.metadata.name:
-        raise InvalidSpec("metadata.name", "a Service needs a name")
-    if len(service.metadata.name) > 50:
-        raise InvalidSpec("metadata.name", "at most 50 characters (revision names add 6)")
+        raise schema_errors(exc, Service) from None
+    errors: list[InvalidSpec] = []
 
+    def check(step: Any, *args: Any) -> Any:
+        try:
+            return step(*args)
+        except InvalidSpec as exc:
+            errors.append(exc)
+            return None
+
+    check(_check_names, service)
+    check(_check_container, service, require_command)
+    template_meta = service.spec.template.metadata
+    autoscaling = check(parse_autoscaling_annotations, template_meta.annotations, config)
+    predictive = check(
+        lambda: parse_predictive_annotations(
+            template_meta.annotations, also_known=PLATFORM_ANNOTATIONS
+        )
+    )
+    progress = check(
+        _duration_annotation,
+        template_meta.annotations,
+        PROGRESS_DEADLINE,
+        TEMPLATE_ANNOTATIONS,
+        True,
+    )
+    rollout = check(
+        _duration_annotation,
+        service.metadata.annotations,
+        ROLLOUT_DURATION,
+        "metadata.annotations",
+        False,
+    )
+    check(validate_traffic, service.spec.traffic)
+    if errors:
+        raise InvalidSpec.combine(errors)
+    standby = template_meta.annotations.get(WARM_STANDBY)
+    return ValidService(service, autoscaling, predictive, progress, rollout, standby)
+
+
+def _check_names(service: Service) -> None:
+    name = service.metadata.name
+    if not name:
+        raise InvalidSpec("metadata.name", "a Service needs a name")
+    if len(name) > 50:
+        raise InvalidSpec("metadata.name", "at most 50 characters (revision names add 6)")
+    template_name = service.spec.template.metadata.name
+    if template_name is not None:
+        if not DNS1035.match(template_name) or len(template_name) > 63:
+            raise InvalidSpec("spec.template.metadata.name", "must be a DNS-1035 label")
+        if not template_name.startswith(name + "-"):
+            raise InvalidSpec(
+                "spec.template.metadata.name",
+                f"must start with the Service name followed by '-' ({name}-...)",
+            )
+
+
+def _check_container(service: Service, require_command: bool) -> None:
     container = service.spec.template.spec.containers[0]
     base = "spec.template.spec.containers[0]"
+    problems: list[tuple[str, str]] = []
     if not container.command and (require_command or not container.image):
         has = f"only an image ({container.image!r})" if container.image else "neither"
         message = (
@@ -118,37 +222,15 @@ def validate_service(
             if require_command
             else "a container needs an image or a command"
         )
-        raise InvalidSpec(f"{base}.command", message)
+        problems.append((f"{base}.command", message))
     for index, env in enumerate(container.env):
         if env.name in RESERVED_ENV:
-            raise InvalidSpec(f"{base}.env[{index}].name", f"{env.name} is reserved")
+            problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
     probe = container.readiness_probe
     if probe is not None and (probe.http_get is None) == (probe.tcp_socket is None):
-        raise InvalidSpec(f"{base}.readinessProbe", "set exactly one of httpGet and tcpSocket")
-
-    template_meta = service.spec.template.metadata
-    if template_meta.name is not None:
-        if not DNS1035.match(template_meta.name) or len(template_meta.name) > 63:
-            raise InvalidSpec("spec.template.metadata.name", "must be a DNS-1035 label")
-        if not template_meta.name.startswith(service.metadata.name + "-"):
-            raise InvalidSpec(
-                "spec.template.metadata.name",
-                f"must start with the Service name followed by '-' ({service.metadata.name}-...)",
-            )
-
-    autoscaling = parse_autoscaling_annotations(template_meta.annotations, config)
-    predictive = parse_predictive_annotations(
-        template_meta.annotations, also_known=PLATFORM_ANNOTATIONS
-    )
-    progress = _duration_annotation(
-        template_meta.annotations, PROGRESS_DEADLINE, TEMPLATE_ANNOTATIONS, positive=True
-    )
-    rollout = _duration_annotation(
-        service.metadata.annotations, ROLLOUT_DURATION, "metadata.annotations", positive=False
-    )
-    validate_traffic(service.spec.traffic)
-    standby = template_meta.annotations.get(WARM_STANDBY)
-    return ValidService(service, autoscaling, predictive, progress, rollout, standby)
+        problems.append((f"{base}.readinessProbe", "set exactly one of httpGet and tcpSocket"))
+    if problems:
+        raise InvalidSpec("", "", problems)
 
 
 def _duration_annotation(
@@ -167,33 +249,34 @@ def _duration_annotation(
 
 
 def validate_traffic(targets: list[TrafficTarget]) -> None:
-    """Knative's route_validation rules (research/knative.md §5)."""
+    """Knative's route_validation rules (docs/architecture.md#revisions-traffic-and-rollout)."""
     if not targets:
         return
     tags: set[str] = set()
     total = 0
+    problems: list[tuple[str, str]] = []
     for index, target in enumerate(targets):
         field = f"spec.traffic[{index}]"
         if target.url is not None:
-            raise InvalidSpec(f"{field}.url", "is set by the platform and not allowed in spec")
+            problems.append((f"{field}.url", "is set by the platform and not allowed in spec"))
         if target.configuration_name is not None:
-            raise InvalidSpec(
-                f"{field}.configurationName",
-                "not allowed in a Service (use latestRevision: true)",
-            )
+            message = "not allowed in a Service (use latestRevision: true)"
+            problems.append((f"{field}.configurationName", message))
         latest = target.latest_revision
         if latest is None:
             latest = target.revision_name is None
         if latest and target.revision_name is not None:
-            raise InvalidSpec(f"{field}.revisionName", "must be empty when latestRevision is true")
+            problems.append((f"{field}.revisionName", "must be empty when latestRevision is true"))
         if not latest and target.revision_name is None:
-            raise InvalidSpec(f"{field}.revisionName", "required when latestRevision is false")
+            problems.append((f"{field}.revisionName", "required when latestRevision is false"))
         if target.tag is not None:
             if not DNS1035.match(target.tag) or len(target.tag) > 63:
-                raise InvalidSpec(f"{field}.tag", f"{target.tag!r} is not a DNS-1035 label")
+                problems.append((f"{field}.tag", f"{target.tag!r} is not a DNS-1035 label"))
             if target.tag in tags:
-                raise InvalidSpec(f"{field}.tag", f"tag {target.tag!r} is used twice")
+                problems.append((f"{field}.tag", f"tag {target.tag!r} is used twice"))
             tags.add(target.tag)
         total += target.percent or 0
     if total != 100:
-        raise InvalidSpec("spec.traffic", f"percentages must sum to 100, got {total}")
+        problems.append(("spec.traffic", f"percentages must sum to 100, got {total}"))
+    if problems:
+        raise InvalidSpec("", "", problems)

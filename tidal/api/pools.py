@@ -1,7 +1,7 @@
 """Resource pools: the `pools:` section of the platform config (`tidal up --config tidal.yaml`).
 
 A pool is a place replicas run: `reserved` (paid for whether used or not, the ECS nodes of
-research/predictive.md §3) or `elastic` (provisioned on demand, the ECI instances; its
+docs/pools.md#resourcepolicy) or `elastic` (provisioned on demand, the ECI instances; its
 `startupDelay` models the provisioning time). ResourcePolicy units select pools by their labels.
 A missing capacity means unbounded. GPU devices are listed by id and handed out whole.
 """

@@ -1,7 +1,7 @@
 """ACK `scheduling.alibabacloud.com/v1alpha1` ResourcePolicy, as users write it.
 
-Field names and defaults follow ACK's doc and Go type (research/predictive.md §3.1, §3.2). What
-tidal makes of them:
+Field names and defaults follow ACK's doc and Go type (docs/pools.md#units,
+docs/pools.md#spill-policies). What tidal makes of them:
 
 - `units[].nodeSelector` is matched against pool labels, and `units[].resource` against the pool
   kind: `ecs` selects `reserved` pools, `eci`, `elastic` and `acs` select `elastic` pools.
@@ -17,13 +17,13 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import first_error
+from tidal.api.manifest import schema_errors
 from tidal.api.service import KModel, ObjectMeta
 from tidal.api.units import parse_duration
 
 API_VERSION = "scheduling.alibabacloud.com/v1alpha1"
 KIND = "ResourcePolicy"
-DEFAULT_TIMEOUT = "15m"  # whenTryNextUnits.timeout default (§3.1)
+DEFAULT_TIMEOUT = "15m"  # whenTryNextUnits.timeout default (docs/pools.md#units)
 POOL_KIND = {"ecs": "reserved", "eci": "elastic", "elastic": "elastic", "acs": "elastic"}
 
 SpillPolicy = Literal[
@@ -45,7 +45,8 @@ class WhenTryNextUnits(KModel):
 
     @cached_property
     def timeout_s(self) -> float:
-        """How long TimeoutOrExceedMax holds a pod in a unit before it may spill (§3.2)."""
+        """How long TimeoutOrExceedMax holds a pod in a unit before it may spill
+        (docs/pools.md#spill-policies)."""
         return parse_duration(DEFAULT_TIMEOUT if self.timeout is None else self.timeout)
 
 
@@ -69,7 +70,7 @@ class ResourcePolicy(KModel):
 
 
 def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
-    """Check a ResourcePolicy document; raise InvalidSpec naming the first problem."""
+    """Check a ResourcePolicy document; raise InvalidSpec naming the problem(s)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
         raise InvalidSpec(
             "apiVersion",
@@ -79,7 +80,7 @@ def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
     try:
         policy = ResourcePolicy.model_validate(doc)
     except ValidationError as exc:
-        raise first_error(exc) from None
+        raise schema_errors(exc, ResourcePolicy) from None
     if not policy.metadata.name:
         raise InvalidSpec("metadata.name", "a ResourcePolicy needs a name")
     spec = policy.spec
@@ -106,6 +107,6 @@ def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
 def selects(policy: ResourcePolicy, labels: dict[str, str]) -> bool:
     """Whether the policy applies to a replica with these labels; an empty selector selects all.
 
-    The policy applies only in its own namespace (§3.1); the caller checks that.
+    The policy applies only in its own namespace (docs/pools.md#units); the caller checks that.
     """
     return all(labels.get(key) == value for key, value in policy.spec.selector.items())

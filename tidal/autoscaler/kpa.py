@@ -1,6 +1,8 @@
-"""Knative's KPA, ported (research/knative.md §1): the decider spec (§1.2), the `Scale()`
-decider (§1.5), the multiscaler's bookkeeping (§1.6) and the KPA reconciler's bounds,
-scale-to-zero state machine and SKS mode (§1.7).
+"""Knative's KPA, ported (docs/autoscaling.md): the decider spec
+(docs/autoscaling.md#per-revision-settings), the `Scale()` decider
+(docs/autoscaling.md#the-scale-decision), the multiscaler's bookkeeping
+(docs/autoscaling.md#ticks-and-pokes) and the KPA reconciler's bounds, scale-to-zero state machine
+and SKS mode (docs/autoscaling.md#bounds-and-scale-to-zero).
 
 Pure: no clock, no I/O. `now` is float seconds from the caller (wall or simulated).
 """
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import BUCKET_SIZE, MaxTimeWindow, new_buckets
 
-TICK_INTERVAL = 2.0  # §1.1 decider tick
-ACTIVATION_TIMEOUT_BUFFER = 30.0  # §1.7 progress deadline + 30 s
+TICK_INTERVAL = 2.0  # docs/autoscaling.md#cluster-defaults decider tick
+# docs/autoscaling.md#bounds-and-scale-to-zero progress deadline + 30 s
+ACTIVATION_TIMEOUT_BUFFER = 30.0
 
 ACTIVE = "Active"
 ACTIVATING = "Activating"
@@ -25,7 +28,8 @@ PROXY = "Proxy"
 
 @dataclass(frozen=True)
 class DeciderSpec:
-    """Per-revision autoscaling parameters (§1.2). Durations in seconds."""
+    """Per-revision autoscaling parameters (docs/autoscaling.md#per-revision-settings). Durations in
+    seconds."""
 
     scaling_metric: str  # "concurrency" | "rps"
     target_value: float  # per-pod target: max(0.01, total x utilisation)
@@ -62,7 +66,8 @@ def _panic_window(stable_window: float, percentage: float) -> float:
 def decider_spec(
     config: AutoscalerConfig, ann: AutoscalingAnnotations, container_concurrency: int
 ) -> DeciderSpec:
-    """Resolve annotations over cluster defaults (`MakeDecider`, `ResolveMetricTarget`, §1.2)."""
+    """Resolve annotations over cluster defaults (`MakeDecider`, `ResolveMetricTarget`,
+    docs/autoscaling.md#per-revision-settings)."""
     metric = RPS if ann.metric == RPS else "concurrency"
     if metric == RPS:
         total, utilisation = config.requests_per_second_target_default, config.target_utilization
@@ -120,7 +125,8 @@ class ScaleResult:
 
 
 class Decider:
-    """Knative's per-revision `autoscaler` with its metric collection (§1.3-§1.5)."""
+    """Knative's per-revision `autoscaler` with its metric collection (docs/autoscaling.md#metrics,
+    docs/autoscaling.md#the-scale-decision)."""
 
     def __init__(self, spec: DeciderSpec, now: float, ready: int = 0) -> None:
         self.spec = spec
@@ -131,7 +137,8 @@ class Decider:
             )
             for metric in ("concurrency", RPS)
         }
-        # Start in panic when more than one pod is ready, holding the current scale (§1.5).
+        # Start in panic when more than one pod is ready, holding the current scale
+        # (docs/autoscaling.md#the-scale-decision).
         self._panic_time: float | None = now if ready > 1 else None
         self._max_panic_pods = ready
         self._delay = (
@@ -145,8 +152,8 @@ class Decider:
         return self._panic_time is not None
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
-        """Add revision totals into the current 1 s bucket of all four windows
-        (`collection.record`, §1.3). Values recorded in the same second sum."""
+        """Add revision totals into the current 1 s bucket of all four windows (`collection.record`,
+        docs/autoscaling.md#metrics). Values recorded in the same second sum."""
         for windows, value in (
             (self._windows["concurrency"], concurrency),
             (self._windows[RPS], rps),
@@ -155,10 +162,11 @@ class Decider:
                 buckets.record(now, value)
 
     def scale(self, now: float, ready_pods: int, reachable: bool = True) -> ScaleResult:
-        """Knative's `Scale()` (§1.5)."""
+        """Knative's `Scale()` (docs/autoscaling.md#the-scale-decision)."""
         spec = self.spec
         stable_buckets, panic_buckets = self._windows[spec.scaling_metric]
-        # No data (§1.3): nothing written for a window, unless TBC=-1 (no scrape target).
+        # No data (docs/autoscaling.md#metrics): nothing written for a window, unless TBC=-1 (no
+        # scrape target).
         if stable_buckets.is_empty(now) and spec.target_burst_capacity != -1:
             return ScaleResult(-1, 0.0, False, in_panic=self.in_panic)
         observed_stable = stable_buckets.window_average(now)
@@ -203,7 +211,8 @@ class Decider:
         )
 
     def _excess_burst_capacity(self, ready_pods: int, observed_panic: float) -> float:
-        """EBC = floor(ready x TotalValue - TBC - panic); 0 if TBC=0; -1 if TBC=-1 (§1.5)."""
+        """EBC = floor(ready x TotalValue - TBC - panic); 0 if TBC=0; -1 if TBC=-1
+        (docs/autoscaling.md#the-scale-decision)."""
         tbc = self.spec.target_burst_capacity
         if tbc == 0:
             return 0.0
@@ -232,12 +241,13 @@ class Decision:
 
 
 class RevisionAutoscaler:
-    """One revision's KPA: the decider, the multiscaler status and the KPA reconciler
-    (bounds, initial scale, scale-to-zero, Active condition, SKS mode; §1.6-§1.7).
+    """One revision's KPA: the decider, the multiscaler status and the KPA reconciler (bounds,
+    initial scale, scale-to-zero, Active condition, SKS mode; docs/autoscaling.md#ticks-and-pokes,
+    docs/autoscaling.md#bounds-and-scale-to-zero).
 
-    Feed it with `record` (every 1 s while the revision has ready pods, zeros included, like
-    the scraper; and for every activator stat), call `tick` every 2 s, and call `poke` on an
-    activator stat: when it returns True, tick at once.
+    Feed it with `record` (every 1 s while the revision has ready pods, zeros included, like the
+    scraper; and for every activator stat), call `tick` every 2 s, and call `poke` on an activator
+    stat: when it returns True, tick at once.
     """
 
     def __init__(
@@ -256,7 +266,7 @@ class RevisionAutoscaler:
         self.reachable = reachable
         self.decider = Decider(spec, now, ready)
         self.activation_timeout = progress_deadline_s + ACTIVATION_TIMEOUT_BUFFER
-        # Multiscaler status of a new decider (§1.6).
+        # Multiscaler status of a new decider (docs/autoscaling.md#ticks-and-pokes).
         self.desired_scale = -1
         tbc = spec.target_burst_capacity
         self.ebc = (
@@ -280,8 +290,9 @@ class RevisionAutoscaler:
         self.decider.record(now, concurrency, rps)
 
     def poke(self, now: float, concurrency: float) -> bool:
-        """Multiscaler `Poke` (§1.6): True when the last desired scale is 0 and a stat with
-        concurrency arrives, i.e. the caller should tick now (scale from zero)."""
+        """Multiscaler `Poke` (docs/autoscaling.md#ticks-and-pokes): True when the last desired
+        scale is 0 and a stat with concurrency arrives, i.e. the caller should tick now (scale from
+        zero)."""
         return self.desired_scale == 0 and concurrency != 0
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
@@ -322,7 +333,8 @@ class RevisionAutoscaler:
         )
 
     def _min_scale(self, reachable: bool) -> int:
-        """min-scale is ignored when the revision is unreachable (§1.7)."""
+        """min-scale is ignored when the revision is unreachable
+        (docs/autoscaling.md#bounds-and-scale-to-zero)."""
         return self.spec.min_scale if reachable else 0
 
     def _scale(self, now: float, reachable: bool) -> tuple[int, bool, str]:
@@ -344,8 +356,9 @@ class RevisionAutoscaler:
         return self._scale_to_zero(now, reachable)
 
     def _scale_to_zero(self, now: float, reachable: bool) -> tuple[int, bool, str]:
-        """`handleScaleToZero` (§1.7). In tidal the activator is always reachable, so the
-        activator probe of the Inactive branch always succeeds."""
+        """`handleScaleToZero` (docs/autoscaling.md#bounds-and-scale-to-zero). In tidal the
+        activator is always reachable, so the activator probe of the Inactive branch always
+        succeeds."""
         spec = self.spec
         if not spec.enable_scale_to_zero:
             return 1, True, "scale to zero disabled"
@@ -370,7 +383,7 @@ class RevisionAutoscaler:
         return 0, False, f"scale-to-zero grace {grace - proxy_for:.0f}s left"
 
     def _update_active(self, now: float, want: int, ready: int, reachable: bool) -> None:
-        """`computeActiveCondition` (§1.7)."""
+        """`computeActiveCondition` (docs/autoscaling.md#bounds-and-scale-to-zero)."""
         low = self._min_scale(reachable)
         min_ready = max(low, 1) if self._initialized else max(low, self.spec.initial_scale)
         if ready >= min_ready:

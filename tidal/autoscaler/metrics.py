@@ -1,5 +1,5 @@
 """Windowed metric aggregation, ported from Knative's `pkg/autoscaler/aggregation`
-(research/knative.md §1.4). Pure: every method takes `now` (float seconds) from the caller.
+(docs/autoscaling.md#windows). Pure: every method takes `now` (float seconds) from the caller.
 
 Times are truncated to the bucket granularity (1 s for metrics, 2 s for the scale-down-delay
 max window), exactly like Go's `time.Truncate` on Unix time.
@@ -12,7 +12,7 @@ from collections import deque
 
 from tidal.api.autoscaling import WEIGHTED_EXPONENTIAL
 
-BUCKET_SIZE = 1.0  # §1.1 BucketSize
+BUCKET_SIZE = 1.0  # docs/autoscaling.md#cluster-defaults BucketSize
 MIN_EXPONENT = 0.2
 WEIGHT_PRECISION = 0.9999
 PRECISION = 6
@@ -25,13 +25,14 @@ def _round_digits(value: float, digits: int) -> float:
 
 
 def smoothing_coefficient(num_buckets: float) -> float:
-    """alpha = max(1 - (1 - 0.9999)^(1/nb), 0.2) (§1.4 weighted exponential)."""
+    """alpha = max(1 - (1 - 0.9999)^(1/nb), 0.2) (docs/autoscaling.md#windows weighted
+    exponential)."""
     return max(1 - math.pow(1 - WEIGHT_PRECISION, 1 / num_buckets), MIN_EXPONENT)
 
 
 class TimedFloat64Buckets:
     """Ring buffer of per-bucket sums over a window; `window_average` is Knative's linear,
-    partial-window average (§1.4)."""
+    partial-window average (docs/autoscaling.md#windows)."""
 
     def __init__(self, window: float, granularity: float = BUCKET_SIZE) -> None:
         self.granularity = granularity
@@ -80,7 +81,8 @@ class TimedFloat64Buckets:
         return int((self.last_write - self.first_write) // self.granularity) + 1
 
     def window_average(self, now: float) -> float:
-        """Average over the valid part of the window, rounded to 6 digits (§1.4 linear)."""
+        """Average over the valid part of the window, rounded to 6 digits
+        (docs/autoscaling.md#windows linear)."""
         now = self._truncate(now)
         d = now - self.last_write
         if d <= 0:
@@ -118,7 +120,8 @@ class TimedFloat64Buckets:
 
 
 class WeightedFloat64Buckets(TimedFloat64Buckets):
-    """Buckets averaged with exponentially decaying, unnormalised weights (§1.4)."""
+    """Buckets averaged with exponentially decaying, unnormalised weights
+    (docs/autoscaling.md#windows)."""
 
     def __init__(self, window: float, granularity: float = BUCKET_SIZE) -> None:
         super().__init__(window, granularity)
@@ -126,7 +129,7 @@ class WeightedFloat64Buckets(TimedFloat64Buckets):
 
     def window_average(self, now: float) -> float:
         """Sum of bucket[lastWrite-i] * alpha*(1-alpha)^(i+z), z = empty buckets since the last
-        write (§1.4)."""
+        write (docs/autoscaling.md#windows)."""
         now = self._truncate(now)
         if self.is_empty(now):
             return 0.0
@@ -156,8 +159,9 @@ def new_buckets(window: float, algorithm: str = "linear") -> TimedFloat64Buckets
 
 
 class MaxTimeWindow:
-    """Maximum of values recorded over the last `duration`, in `granularity` buckets
-    (Knative `aggregation/max`, the scale-down-delay window of §1.5: 2 s buckets)."""
+    """Maximum of values recorded over the last `duration`, in `granularity` buckets (Knative
+    `aggregation/max`, the scale-down-delay window of docs/autoscaling.md#the-scale-decision: 2 s
+    buckets)."""
 
     def __init__(self, duration: float, granularity: float = 2.0) -> None:
         self.size = math.ceil(duration / granularity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tidal.cli.client import (
     load_manifests,
     output,
 )
+from tidal.cli.progress import PROGRESS_MIN_DOCS, progress
 from tidal.cli.tables import (
     TABLES,
     new_table,
@@ -31,6 +33,8 @@ from tidal.cli.tables import (
     revisions_table,
     routes_table,
 )
+
+WATCH_PERIOD_S = 1.0  # `tidal get -w` polls the admin API this often
 
 # Verbs whose modules import heavy libraries (numpy, matplotlib, the Kubernetes client) are
 # loaded only when used, so that `tidal get` starts fast (Click's lazy-group pattern).
@@ -52,6 +56,73 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, name)
         module, attribute = LAZY_COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Accept flags anywhere on the line, as kubectl does: `get services --server URL`
+        and `-n prod get services` both work (see `kubectl_order`)."""
+        return super().parse_args(ctx, kubectl_order(self, ctx, args))
+
+
+def _options(command: click.Command, ctx: click.Context) -> dict[str, bool]:
+    """Option spellings of a command (and of its subcommands, for a group) -> takes a value."""
+    found: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for spelling in (*param.opts, *param.secondary_opts):
+                found[spelling] = not (param.is_flag or param.count)
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found.update({k: v for k, v in _options(sub, ctx).items() if k not in found})
+    return found
+
+
+# Verb flags that take no value, for reading `tidal -A get services` before the verb is known.
+_VERB_FLAGS = frozenset({"-A", "--all-namespaces", "-w", "--watch", "--dry-run", "--force"})
+
+
+def _split(args: list[str], options: dict[str, bool]) -> tuple[list[str], list[str]]:
+    """(occurrences of `options` in args, with their values; the other args), up to `--`."""
+    taken: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in options:
+            taken.append(arg)
+            if options[name] and "=" not in arg and index + 1 < len(args):
+                taken.append(args[index + 1])
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return taken, rest
+
+
+def kubectl_order(group: click.Group, ctx: click.Context, args: list[str]) -> list[str]:
+    """Reorder the command line so that Click can parse it: the group's own options (--server,
+    --kubeconfig, --context, ...) go before the verb wherever they were written, unless the verb
+    has an option of the same name; a verb's options written before the verb (`-n NS`, `-o wide`)
+    go after it."""
+    own = {k: v for k, v in _options(group, ctx).items() if any(k in p.opts for p in group.params)}
+    index = 0  # find the verb: the first word that is not an option or an option's value
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        name = args[index].split("=", 1)[0]
+        takes_value = own.get(name, name not in _VERB_FLAGS)
+        index += 2 if takes_value and "=" not in args[index] else 1
+    command = group.get_command(ctx, args[index]) if index < len(args) else None
+    if command is None:
+        return args
+    verb_options = _options(command, ctx)
+    global_options = {k: v for k, v in own.items() if k not in verb_options}
+    moved, after = _split(args[index + 1 :], global_options)
+    front, misplaced = _split(args[:index], own)
+    return [*front, *moved, args[index], *misplaced, *after]
 
 
 @click.group(cls=LazyGroup)
@@ -230,12 +301,14 @@ def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None
     """Create or update services from Knative YAML (all documents, or none)."""
     docs = load_manifests(files)
     query = "?dryRun=true" if dry_run else ""
-    result = client.call("POST", f"{TIDAL}/apply{query}", {"items": docs})
+    with progress(f"applying {len(docs)} documents", enabled=len(docs) >= PROGRESS_MIN_DOCS):
+        result = client.call("POST", f"{TIDAL}/apply{query}", {"items": docs})
     if fmt:
-        output(result, fmt)
+        output({k: v for k, v in result.items() if k != "results"}, fmt)
         return
-    verb = "validated" if dry_run else "configured"
-    for item in result["items"]:
+    results = result.get("results") or ["configured"] * len(result["items"])
+    for item, done in zip(result["items"], results, strict=True):
+        verb = f"{done} (dry run)" if dry_run else done
         if item["kind"] != "Service":
             click.echo(f"{item['kind'].lower()}/{item['metadata']['name']} {verb}")
             continue
@@ -252,6 +325,7 @@ def apply(client: Client, files: tuple[str, ...], dry_run: bool, fmt: str | None
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml", "wide"]))
+@click.option("-w", "--watch", is_flag=True, help="Keep watching; print again on every change.")
 @click.pass_obj
 def get(
     client: Client,
@@ -260,31 +334,49 @@ def get(
     namespace: str,
     all_namespaces: bool,
     fmt: str | None,
+    watch: bool,
 ) -> None:
-    """List services, revisions, routes or replicas."""
+    """List services, revisions, routes, replicas, pools or resource policies."""
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
             f"unknown resource {resource!r} "
             "(services, revisions, routes, replicas, pools, resourcepolicies)"
         )
-    ns_path = "" if all_namespaces else f"/namespaces/{namespace}"
+    last = None
+    while True:
+        result = _fetch(client, plural, name, None if all_namespaces else namespace)
+        if result != last:
+            if fmt in ("json", "yaml"):
+                output(result, fmt)
+            else:
+                console.print(TABLES[plural](result.get("items", [result]), fmt == "wide"))
+            last = result
+        if not watch:
+            return
+        try:
+            time.sleep(WATCH_PERIOD_S)
+        except KeyboardInterrupt:
+            return
+
+
+def _fetch(client: Client, plural: str, name: str | None, namespace: str | None) -> dict[str, Any]:
+    """One object, or a List, as the admin API gives it; a name that matches nothing is an
+    error, as in kubectl."""
+    ns_path = "" if namespace is None else f"/namespaces/{namespace}"
     group = GROUPS.get(plural, KNATIVE)
     if plural in ("replicas", "pools"):
         path = f"{TIDAL}{ns_path}/replicas" if plural == "replicas" else f"{TIDAL}/pools"
         items = client.call("GET", path)["items"]
         if name:
             items = [i for i in items if name in (i.get("service"), i.get("revision"), i["name"])]
-        result: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": items}
-    elif name:
-        result = client.call("GET", f"{group}/namespaces/{namespace}/{plural}/{name}")
-    else:
-        result = client.call("GET", f"{group}{ns_path}/{plural}")
-    if fmt in ("json", "yaml"):
-        output(result, fmt)
-        return
-    items = result.get("items", [result])
-    console.print(TABLES[plural](items, fmt == "wide"))
+            if not items:
+                where = "" if plural == "pools" else f" in {namespace or 'any namespace'}"
+                raise click.ClickException(f'{plural} "{name}" not found{where}')
+        return {"apiVersion": "v1", "kind": "List", "items": items}
+    if name:
+        return client.call("GET", f"{group}/namespaces/{namespace or 'default'}/{plural}/{name}")
+    return client.call("GET", f"{group}{ns_path}/{plural}")
 
 
 @main.command()
@@ -375,9 +467,17 @@ def delete(
 @click.pass_obj
 def logs(client: Client, name: str, namespace: str, revision: str | None, tail: int) -> None:
     """Output of the service's replicas."""
+    if revision:
+        found = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/revisions/{revision}")
+        owner = found["metadata"].get("labels", {}).get("serving.knative.dev/service")
+        if owner != name:
+            raise click.ClickException(f"revision {revision!r} belongs to service {owner!r}")
     query = f"?tail={tail}" + (f"&revision={revision}" if revision else "")
     path = f"{TIDAL}/namespaces/{namespace}/services/{name}/logs{query}"
-    click.echo(client.call("GET", path, text=True), nl=False)
+    text = client.call("GET", path, text=True)
+    if not text:
+        click.echo(f"no logs yet for {revision or name} (no replica has started)", err=True)
+    click.echo(text, nl=False)
 
 
 @main.command()
@@ -391,9 +491,15 @@ def logs(client: Client, name: str, namespace: str, revision: str | None, tail: 
     help="REVISION=PERCENT, or latest=PERCENT; repeat to split.",
 )
 @click.option("--tag", "tags", multiple=True, help="REVISION=TAG (or latest=TAG).")
+@click.option("--force", is_flag=True, help="Route to a failed revision anyway.")
 @click.pass_obj
 def traffic(
-    client: Client, name: str, namespace: str, splits: tuple[str, ...], tags: tuple[str, ...]
+    client: Client,
+    name: str,
+    namespace: str,
+    splits: tuple[str, ...],
+    tags: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Set the traffic split, e.g. roll back with `--to hello-00001=100`."""
     tag_of = dict(_pair(t, "--tag") for t in tags)
@@ -429,7 +535,8 @@ def traffic(
         service["spec"]["traffic"] = targets
         service.pop("status", None)
         try:
-            client.call("POST", f"{TIDAL}/apply", {"items": [service]})
+            query = "?force=true" if force else ""
+            client.call("POST", f"{TIDAL}/apply{query}", {"items": [service]})
             break
         except ApiError as exc:
             if "was modified" not in exc.message or attempt == 2:
@@ -460,8 +567,6 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 @click.pass_obj
 def cost(client: Client, since: str, fmt: str | None) -> None:
     """Replica-seconds, GPU-seconds and cost per service, revision and pool."""
-    import time
-
     from tidal.api.units import parse_duration
 
     try:
@@ -486,3 +591,14 @@ def cost(client: Client, since: str, fmt: str | None) -> None:
         )
     console.print(table)
     console.print(f"total cost {total:.4f} over the last {since}")
+    unpriced = [
+        pool["name"]
+        for pool in client.call("GET", f"{TIDAL}/pools")["items"]
+        if not any(pool.get("price", {}).values())
+    ]
+    if unpriced:
+        click.echo(
+            f"note: no price for pool(s) {', '.join(unpriced)}: their replicas cost 0. Set "
+            "pools[].price in the config of `tidal up --config` (see examples/tidal.yaml).",
+            err=True,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
 import urllib.parse
@@ -16,6 +17,7 @@ import numpy as np
 
 from tidal.api.units import parse_duration
 from tidal.cli.client import TIDAL, Client, console, output
+from tidal.cli.progress import progress
 from tidal.cli.tables import new_table
 
 PROMETHEUS_MAX_POINTS = 10_000  # Prometheus refuses query_range answers over 11,000 points
@@ -175,7 +177,9 @@ def import_history(
         stamps, values = query_range(prometheus or "", query, back_s, step_s)
     keep = ~np.isnan(values)  # JSON has no NaN: minutes without a value stay out
     body = {"timestamps": stamps[keep].tolist(), "values": values[keep].tolist(), "field": field}
-    result = client.call("POST", f"{TIDAL}/namespaces/{namespace}/services/{name}/history", body)
+    with progress(f"importing {int(keep.sum())} points into {namespace}/{name}"):
+        path = f"{TIDAL}/namespaces/{namespace}/services/{name}/history"
+        result = client.call("POST", path, body)
     click.echo(f"imported {result['minutes']} minutes of history into {namespace}/{name}")
 
 
@@ -188,25 +192,34 @@ def query_range(
     start = end - back_s
     totals: dict[float, float] = {}
     chunk = step_s * PROMETHEUS_MAX_POINTS
-    while start < end:
-        stop = min(end, start + chunk)
-        params = urllib.parse.urlencode(
-            {"query": query, "start": start, "end": stop, "step": f"{step_s:g}s"}
-        )
-        url = f"{base.rstrip('/')}/api/v1/query_range?{params}"
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                answer = json.loads(response.read())
-        except (urllib.error.URLError, ValueError) as exc:
-            raise click.ClickException(f"Prometheus query_range at {base} failed: {exc}") from None
-        if answer.get("status") != "success":
-            raise click.ClickException(f"Prometheus answered: {answer.get('error', answer)}")
-        for series in answer["data"]["result"]:
-            for stamp, value in series["values"]:
-                totals[float(stamp)] = totals.get(float(stamp), 0.0) + float(value)
-        start = stop + step_s
+    chunks = max(1, math.ceil((end - start) / (chunk + step_s)))
+    with progress("querying Prometheus", total=chunks) as advance:
+        while start < end:
+            start = _query_chunk(base, query, start, min(end, start + chunk), step_s, totals)
+            advance(1)
     stamps = np.array(sorted(totals))
     return stamps, np.array([totals[t] for t in stamps])
+
+
+def _query_chunk(
+    base: str, query: str, start: float, stop: float, step_s: float, totals: dict[float, float]
+) -> float:
+    """One query_range call, summed into `totals`; returns the next chunk's start."""
+    params = urllib.parse.urlencode(
+        {"query": query, "start": start, "end": stop, "step": f"{step_s:g}s"}
+    )
+    url = f"{base.rstrip('/')}/api/v1/query_range?{params}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            answer = json.loads(response.read())
+    except (urllib.error.URLError, ValueError) as exc:
+        raise click.ClickException(f"Prometheus query_range at {base} failed: {exc}") from None
+    if answer.get("status") != "success":
+        raise click.ClickException(f"Prometheus answered: {answer.get('error', answer)}")
+    for series in answer["data"]["result"]:
+        for stamp, value in series["values"]:
+            totals[float(stamp)] = totals.get(float(stamp), 0.0) + float(value)
+    return stop + step_s
 
 
 @click.command()
@@ -231,12 +244,19 @@ def backtest(history_path: str, target: float, quantile: float, lead: int, fmt: 
     seasonal-naive and Holt-Winters computed in the same run."""
     from tidal.autoscaler.predictive.backtest import backtest as run_backtest
     from tidal.autoscaler.predictive.backtest import load_history_csv
+    from tidal.autoscaler.predictive.periods import DAY
 
     try:
         stamps, values = load_history_csv(history_path)
-        result = run_backtest(
-            values, target, quantile, lead, float(stamps[0]) if len(stamps) else 0.0
-        )
+        with progress("backtest: days", total=max(0, len(values) // DAY - 2)) as advance:
+            result = run_backtest(
+                values,
+                target,
+                quantile,
+                lead,
+                float(stamps[0]) if len(stamps) else 0.0,
+                on_day=lambda: advance(1),
+            )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt:

@@ -14,6 +14,13 @@ def ready_condition(obj: dict[str, Any]) -> tuple[str, str]:
     return "Unknown", ""
 
 
+def ready_message(obj: dict[str, Any]) -> str:
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition.get("type") == "Ready":
+            return str(condition.get("message", "")).split("\n")[0]
+    return ""
+
+
 def new_table(*columns: str) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in columns:
@@ -22,11 +29,14 @@ def new_table(*columns: str) -> Table:
 
 
 def services_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = new_table("NAMESPACE", "NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON")
+    columns = ["NAMESPACE", "NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    if wide:
+        columns += ["GENERATION", "CLASS", "TRAFFIC", "MESSAGE"]
+    table = new_table(*columns)
     for item in items:
         status = item.get("status", {})
         ready, reason = ready_condition(item)
-        table.add_row(
+        row = [
             item["metadata"]["namespace"],
             item["metadata"]["name"],
             status.get("url"),
@@ -34,30 +44,59 @@ def services_table(items: list[dict[str, Any]], wide: bool) -> Table:
             status.get("latestReadyRevisionName"),
             ready,
             reason,
-        )
+        ]
+        if wide:
+            spec = item.get("spec", {})
+            annotations = spec.get("template", {}).get("metadata", {}).get("annotations", {})
+            row += [
+                str(item["metadata"].get("generation", "-")),
+                annotations.get("autoscaling.knative.dev/class", "kpa.autoscaling.knative.dev"),
+                ", ".join(
+                    f"{t.get('percent', 0)}% {t.get('revisionName') or 'latest'}"
+                    for t in spec.get("traffic", [])
+                )
+                or "100% latest",
+                ready_message(item),
+            ]
+        table.add_row(*row)
     return table
 
 
 def revisions_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = new_table("NAME", "SERVICE", "GENERATION", "READY", "REASON", "DESIRED", "ACTUAL")
+    columns = ["NAME", "SERVICE", "GENERATION", "READY", "REASON", "STATE", "DESIRED", "ACTUAL"]
+    if wide:
+        columns += ["CONCURRENCY", "TIMEOUT", "PANIC", "AUTOSCALER", "MESSAGE"]
+    table = new_table(*columns)
     for item in items:
         status = item.get("status", {})
         ready, reason = ready_condition(item)
         labels = item["metadata"].get("labels", {})
-        table.add_row(
+        autoscaler = status.get("autoscaler", {})
+        row = [
             item["metadata"]["name"],
             labels.get("serving.knative.dev/service"),
             labels.get("serving.knative.dev/configurationGeneration"),
             ready,
             reason,
+            autoscaler.get("active", "-"),
             str(status.get("desiredReplicas", 0)),
             str(status.get("actualReplicas", 0)),
-        )
+        ]
+        if wide:
+            spec = item.get("spec", {})
+            row += [
+                str(spec.get("containerConcurrency", 0)),
+                f"{spec.get('timeoutSeconds', 300)}s",
+                str(autoscaler.get("inPanic", "-")),
+                autoscaler.get("reason", "-"),
+                ready_message(item),
+            ]
+        table.add_row(*row)
     return table
 
 
 def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = new_table("NAME", "URL", "TRAFFIC")
+    table = new_table("NAME", "URL", "TRAFFIC", *(["TAG URLS", "NAMESPACE"] if wide else []))
     for item in items:
         status = item.get("status", {})
         traffic = ", ".join(
@@ -67,7 +106,11 @@ def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
         rollout = status.get("rollout")
         if rollout:
             traffic += "  rolling out: " + ", ".join(f"{r} {p}%" for r, p in rollout["split"])
-        table.add_row(item["metadata"]["name"], status.get("url"), traffic)
+        row = [item["metadata"]["name"], status.get("url"), traffic]
+        if wide:
+            tags = [f"{t['tag']}: {t['url']}" for t in status.get("traffic", []) if t.get("url")]
+            row += [", ".join(tags) or "-", item["metadata"].get("namespace", "default")]
+        table.add_row(*row)
     return table
 
 
@@ -94,7 +137,10 @@ def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
 
 
 def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = new_table("NAME", "KIND", "LABELS", "REPLICAS", "CPU", "MEMORY", "GPUS", "STARTUP")
+    columns = ["NAME", "KIND", "LABELS", "REPLICAS", "CPU", "MEMORY", "GPUS", "STARTUP"]
+    if wide:
+        columns += ["PRICE/REPLICA-S", "PRICE/GPU-S", "RUNNING"]
+    table = new_table(*columns)
 
     def used(item: dict[str, Any], key: str, fmt: Any = str) -> str:
         limit = item["capacity"][key]
@@ -102,6 +148,14 @@ def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
 
     for item in items:
         gpus = item["capacity"]["gpus"]
+        extra = []
+        if wide:
+            price = item.get("price", {})
+            extra = [
+                f"{price.get('replicaSecond', 0):g}",
+                f"{price.get('gpuSecond', 0):g}",
+                ", ".join(item.get("replicas", [])) or "-",
+            ]
         table.add_row(
             item["name"],
             item["kind"],
@@ -111,6 +165,7 @@ def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:
             used(item, "memory", _bytes),
             f"{','.join(item['used']['gpus']) or '-'} of {','.join(gpus) or '-'}",
             f"{item['startupDelaySeconds']:g}s",
+            *extra,
         )
     return table
 
@@ -123,7 +178,10 @@ def _bytes(value: float) -> str:
 
 
 def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
-    table = new_table("NAME", "SELECTOR", "STRATEGY", "UNITS", "WHEN-TRY-NEXT")
+    columns = ["NAME", "SELECTOR", "STRATEGY", "UNITS", "WHEN-TRY-NEXT"]
+    if wide:
+        columns += ["NAMESPACE", "TIMEOUT", "MATCH-LABEL-KEYS", "IGNORE-TERMINATING"]
+    table = new_table(*columns)
     for item in items:
         spec = item["spec"]
         units = ", ".join(
@@ -131,13 +189,22 @@ def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
             + (f" max {u['max']}" if "max" in u else "")
             for u in spec.get("units", [])
         )
-        table.add_row(
+        when = spec.get("whenTryNextUnits", {})
+        row = [
             item["metadata"]["name"],
             ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()),
             spec.get("strategy", "prefer"),
             units,
-            spec.get("whenTryNextUnits", {}).get("policy", "LackResourceOrExceedMax"),
-        )
+            when.get("policy", "LackResourceOrExceedMax"),
+        ]
+        if wide:
+            row += [
+                item["metadata"].get("namespace", "default"),
+                when.get("timeout", "15m"),
+                ",".join(spec.get("matchLabelKeys", [])) or "-",
+                str(spec.get("ignoreTerminatingPod", True)),
+            ]
+        table.add_row(*row)
     return table
 
 

@@ -196,6 +196,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             return error(400, 'body must be {"items": [object, ...]}')
+        query = request.query
         try:
             for index, item in enumerate(items):
                 try:
@@ -203,12 +204,22 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
                 except InvalidSpec as exc:
                     where = f"document {index + 1}: {exc.field}" if len(items) > 1 else exc.field
                     raise InvalidSpec(where, exc.message) from None
-            applied = platform.apply(items, dry_run=request.query.get("dryRun") == "true")
+            applied = platform.apply_detailed(
+                items, query.get("dryRun") == "true", query.get("force") == "true"
+            )
         except InvalidSpec as exc:
             return error(422, str(exc), exc.field)
         except Conflict as exc:
             return error(409, str(exc))
-        return as_list(applied)
+        # `results[i]` says what happened to `items[i]`: created, configured or unchanged.
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [d for d, _ in applied],
+                "results": [r for _, r in applied],
+            }
+        )
 
     async def replicas(request: web.Request) -> web.Response:
         return as_list(platform.replicas(request.match_info.get("ns")))

@@ -1,4 +1,5 @@
-"""Which old revisions to delete, by Knative's rules (pkg/reconciler/gc, research/knative.md §5)."""
+"""Which old revisions to delete, by Knative's rules (pkg/reconciler/gc,
+docs/architecture.md#revisions-traffic-and-rollout)."""
 
 from __future__ import annotations
 

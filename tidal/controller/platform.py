@@ -53,7 +53,7 @@ from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.views import live_revision, read_logs, replica_views
-from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload
+from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, count_remote_answers
 from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
@@ -73,6 +73,9 @@ HISTORY_PRUNE_PERIOD_S = 3600.0
 PLAN_CHECK_PERIOD_S = 10.0
 
 
+CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
+
+
 @dataclass(frozen=True)
 class ServicePlan:
     """What one applied Service document will write."""
@@ -81,6 +84,7 @@ class ServicePlan:
     doc: dict[str, Any]
     revision: dict[str, Any] | None
     expected_version: str | None
+    result: str = CONFIGURED  # created | configured | unchanged, as kubectl prints
 
     @property
     def key(self) -> str:
@@ -94,6 +98,7 @@ class PolicyPlan:
     policy: ResourcePolicy
     doc: dict[str, Any]
     expected_version: str | None
+    result: str = CONFIGURED
 
     @property
     def key(self) -> str:
@@ -197,26 +202,39 @@ class Platform:
 
     # -- apply / delete -----------------------------------------------------------------------
 
-    def apply(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[dict[str, Any]]:
+    def apply(
+        self, docs: list[dict[str, Any]], dry_run: bool = False, force: bool = False
+    ) -> list[dict[str, Any]]:
         """Validate every document, then store all of them in one transaction, or none."""
+        return [doc for doc, _ in self.apply_detailed(docs, dry_run, force)]
+
+    def apply_detailed(
+        self, docs: list[dict[str, Any]], dry_run: bool = False, force: bool = False
+    ) -> list[tuple[dict[str, Any], str]]:
+        """`apply`, with what happened to each document: created, configured or unchanged.
+        Traffic to a failed revision is refused with its reason unless `force`."""
         plans: list[ServicePlan | PolicyPlan] = []
         seen: set[str] = set()
+        errors: list[InvalidSpec] = []
         for index, doc in enumerate(docs):
             try:
-                plan = self._plan(doc)
+                plan = self._plan(doc, force)
                 key = f"{plan.doc['kind']} {plan.key}"
                 if key in seen:
                     raise InvalidSpec("metadata.name", f"{key} appears twice")
                 seen.add(key)
             except InvalidSpec as exc:
-                if len(docs) > 1:
-                    raise InvalidSpec(f"document {index + 1}: {exc.field}", exc.message) from None
-                raise
+                errors.append(exc.prefixed(f"document {index + 1}: ") if len(docs) > 1 else exc)
+                continue
             plans.append(plan)
+        if errors:
+            raise InvalidSpec.combine(errors)
         if dry_run:
-            return [p.doc for p in plans]
+            return [(p.doc, p.result) for p in plans]
         with self.store.transaction():
             for plan in plans:
+                if plan.result == UNCHANGED:
+                    continue
                 self.store.put(plan.doc, plan.expected_version)
                 if isinstance(plan, ServicePlan) and plan.revision is not None:
                     self.store.put(plan.revision)
@@ -230,12 +248,12 @@ class Platform:
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
         self.collect_garbage()
         self.place()
-        return [p.doc for p in plans]
+        return [(p.doc, p.result) for p in plans]
 
-    def _plan(self, doc: dict[str, Any]) -> ServicePlan | PolicyPlan:
+    def _plan(self, doc: dict[str, Any], force: bool = False) -> ServicePlan | PolicyPlan:
         kind = doc.get("kind")
         if kind == "Service":
-            return self._plan_service(doc)
+            return self._plan_service(doc, force)
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
             stored = policy.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
@@ -243,12 +261,15 @@ class Platform:
             for server_field in SERVER_METADATA:
                 stored["metadata"].pop(server_field, None)
             stored["metadata"]["namespace"] = policy.metadata.namespace or "default"
-            return PolicyPlan(policy, stored, expected)
+            current = self.store.get(
+                RESOURCE_POLICY, stored["metadata"]["namespace"], policy.metadata.name or ""
+            )
+            return PolicyPlan(policy, stored, expected, _apply_result(current, stored))
         raise InvalidSpec(
             "kind", f"unsupported kind {kind!r} (supported: Service, {RESOURCE_POLICY})"
         )
 
-    def _plan_service(self, doc: dict[str, Any]) -> ServicePlan:
+    def _plan_service(self, doc: dict[str, Any], force: bool = False) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler, self.runtime.requires_command)
         try:
             policy_for_class(valid.autoscaling.autoscaler_class)
@@ -281,7 +302,9 @@ class Platform:
             )
             status["latestCreatedRevisionName"] = revision["metadata"]["name"]
         latest = status.get("latestReadyRevisionName") or status["latestCreatedRevisionName"]
-        resolve_traffic(valid.service.spec.traffic, latest, known)
+        resolved = resolve_traffic(valid.service.spec.traffic, latest, known)
+        if not force:
+            self._refuse_failed_targets(valid, resolved)
         changed = current is None or current.get("spec") != service["spec"]
         generation = int(current["metadata"].get("generation", 1)) if current else 0
         service["metadata"]["generation"] = generation + 1 if changed else generation
@@ -289,7 +312,27 @@ class Platform:
         status["url"] = f"http://{host_name(valid.name, valid.namespace, self.config.domain)}"
         service["status"] = status
         self._set_service_conditions(service)
-        return ServicePlan(valid, service, revision, expected)
+        result = _apply_result(current, service) if revision is None else CONFIGURED
+        return ServicePlan(valid, service, revision, expected, CREATED if not current else result)
+
+    def _refuse_failed_targets(self, valid: ValidService, resolved: list[Any]) -> None:
+        """Traffic to a failed revision would answer every request with 503: refuse it, with
+        the revision's reason (`tidal traffic --force` routes it anyway)."""
+        problems = []
+        for index, target in enumerate(resolved):
+            workload = self.workloads.get(key_of(valid.namespace, target.revision))
+            failed = workload is not None and workload.failed_reason is not None
+            if target.percent and not target.latest and failed:
+                assert workload is not None
+                problems.append(
+                    (
+                        f"spec.traffic[{index}]",
+                        f"revision {target.revision!r} failed: {_failure(workload)}; "
+                        "fix it, or route to it anyway with --force",
+                    )
+                )
+        if problems:
+            raise InvalidSpec("", "", problems)
 
     def delete_policy(self, namespace: str, name: str) -> bool:
         if not self.store.delete(RESOURCE_POLICY, namespace, name):
@@ -519,6 +562,18 @@ class Platform:
                 "reason": "RevisionMissing",
                 "message": f"Revision {latest!r} is not ready yet",
             }
+        namespace = service["metadata"]["namespace"]
+        for target in service.get("spec", {}).get("traffic", []):
+            routed = self.workloads.get(key_of(namespace, target.get("revisionName") or ""))
+            if target.get("percent") and routed is not None and routed.failed_reason is not None:
+                condition = {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "RevisionFailed",
+                    "message": f"Revision {routed.spec.revision!r} gets {target['percent']}% of "
+                    f"the traffic and failed: {_failure(routed)}",
+                }
+                break
         status["conditions"] = [condition]
 
     # -- routes -------------------------------------------------------------------------------
@@ -635,6 +690,7 @@ class Platform:
             self.scaling.add_remote(
                 key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
             )
+            count_remote_answers(throttler, stats.get("codes", {}), stats.get("coldStarts", []))
 
     def gateway_poke(self, key: str) -> None:
         self.scaling.poke(key)
@@ -655,6 +711,23 @@ class Platform:
             else [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
         )
         return read_logs(self.data_dir / "logs" / namespace, names, tail)
+
+
+def _failure(workload: RevisionWorkload) -> str:
+    """A failed revision's reason and the first line of its message."""
+    first_line = workload.failed_message.splitlines()[0] if workload.failed_message else ""
+    return f"{workload.failed_reason}: {first_line}" if first_line else str(workload.failed_reason)
+
+
+def _apply_result(current: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """kubectl's word for an apply: nothing stored yet, the same spec and metadata, or not."""
+    if current is None:
+        return CREATED
+    same = current.get("spec") == new.get("spec") and all(
+        current["metadata"].get(key, {}) == new["metadata"].get(key, {})
+        for key in ("labels", "annotations")
+    )
+    return UNCHANGED if same else CONFIGURED
 
 
 def _strip_server_fields(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Service → Revision: every change of `spec.template` makes a new immutable revision
-(research/knative.md §5: `<name>-00001`, `-00002`, …, or the template's own name)."""
+(docs/architecture.md#revisions-traffic-and-rollout: `<name>-00001`, `-00002`, …, or the template's
+own name)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Gradual rollout of a new latest revision (Knative's rollout.go, research/knative.md §5).
+"""Gradual rollout of a new latest revision (Knative's rollout.go,
+docs/architecture.md#revisions-traffic-and-rollout).
 
 The new revision starts with 1% of the latest target's percent P; then, every `step_duration`,
 `step_size` points move to it from the newest older revisions first, until it has all of P.

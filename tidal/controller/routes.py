@@ -1,6 +1,7 @@
 """Routes: a Service's traffic block becomes the gateway's host table and a stored Route
-(research/knative.md §5), with gradual rollout of a new latest revision, and the reachability
-each revision's autoscaler needs (routed revisions are reachable, §1.2)."""
+(docs/architecture.md#revisions-traffic-and-rollout), with gradual rollout of a new latest revision,
+and the reachability each revision's autoscaler needs (routed revisions are reachable,
+docs/autoscaling.md#per-revision-settings)."""
 
 from __future__ import annotations
 
@@ -110,8 +111,9 @@ class Routes:
         status: dict[str, Any],
         state: RouteState,
     ) -> None:
-        """Routed revisions, and the newest one while it starts, are reachable (knative.md
-        §1.2); a revision that stops being routed records when, for GC."""
+        """Routed revisions, and the newest one while it starts, are reachable
+        (docs/autoscaling.md#per-revision-settings); a revision that stops being routed records
+        when, for GC."""
         pending = status.get("latestCreatedRevisionName")
         for revision in revisions:
             rev = revision["metadata"]["name"]

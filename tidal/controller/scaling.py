@@ -1,8 +1,9 @@
 """The scaling loop: gateway stats → autoscaler → replicas.
 
-It keeps Knative's clocks (research/knative.md §1.3, §1.6): every second each revision's
-concurrency and request rate are recorded; every two seconds each revision's autoscaler decides;
-a request that arrives while a revision is at zero pokes its autoscaler for an immediate decision.
+It keeps Knative's clocks (docs/autoscaling.md#metrics, docs/autoscaling.md#ticks-and-pokes): every
+second each revision's concurrency and request rate are recorded; every two seconds each revision's
+autoscaler decides; a request that arrives while a revision is at zero pokes its autoscaler for an
+immediate decision.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ScalingLoop:
 
     def add_remote(self, key: str, concurrency: float, requests: float, peak: float) -> None:
         """A second of another gateway's stats; added to this gateway's at the next record, as
-        Knative's collector adds activator and scraped stats (knative.md §1.3)."""
+        Knative's collector adds activator and scraped stats (docs/autoscaling.md#metrics)."""
         entry = self.revisions.get(key)
         if entry is not None:
             entry.remote[0] += concurrency
@@ -85,8 +86,9 @@ class ScalingLoop:
             entry.remote[2] = max(entry.remote[2], peak)
 
     def poke(self, key: str) -> None:
-        """First request for a revision with no free replica: send a stat of 1 at once and, if
-        the revision is at zero, decide now instead of at the next tick (knative.md §1.8)."""
+        """First request for a revision with no free replica: send a stat of 1 at once and, if the
+        revision is at zero, decide now instead of at the next tick
+        (docs/autoscaling.md#scale-from-zero)."""
         entry = self.revisions.get(key)
         if entry is None:
             return
@@ -147,7 +149,8 @@ class ScalingLoop:
             rps, entry.poked = max(0.0, rps - 1.0), False
         entry.period_start = now
         # At zero pods Knative records only activator stats, which exist only while requests
-        # do (knative.md §1.3): recording zeros would dilute the first request's stat of 1.
+        # do (docs/autoscaling.md#metrics): recording zeros would dilute the first request's stat of
+        # 1.
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
         labels = (workload.spec.namespace, workload.spec.revision)

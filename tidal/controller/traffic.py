@@ -1,4 +1,5 @@
-"""Resolving a Service's traffic block into revisions and per-host splits (knative.md §5)."""
+"""Resolving a Service's traffic block into revisions and per-host splits
+(docs/architecture.md#revisions-traffic-and-rollout)."""
 
 from __future__ import annotations
 

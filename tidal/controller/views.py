@@ -18,7 +18,15 @@ def live_revision(revision: dict[str, Any], entry: ScaledRevision | None) -> dic
         return revision
     revision["status"] = {**revision.get("status", {}), **entry.workload.status_dict()}
     decision = entry.last_decision
-    if decision is not None:
+    workload = entry.workload
+    if workload.failed_reason is not None:  # not "Activating": it will not start a replica
+        revision["status"]["autoscaler"] = {
+            "active": "Failed",
+            "inPanic": False,
+            "reason": workload.failed_reason,
+            "reachable": entry.reachable,
+        }
+    elif decision is not None:
         revision["status"]["autoscaler"] = {
             "active": decision.active,
             "inPanic": decision.in_panic,

@@ -27,6 +27,7 @@ from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
+from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
     ProbeSpec,
     Replica,
@@ -97,7 +98,7 @@ class RevisionRuntimeSpec:
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
 
     def probe(self) -> ProbeSpec:
-        """The readiness probe as queue-proxy would run it (knative.md §4)."""
+        """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
         probe = self.container.readiness_probe
         if probe is None:
             return ProbeSpec()
@@ -220,9 +221,11 @@ class RevisionWorkload:
             condition = {"type": "Ready", "status": "True"}
         else:
             condition = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
+        # A failed revision starts no replica, whatever its autoscaler wants (see `request`).
+        failed = self.failed_reason is not None
         status: dict[str, object] = {
             "conditions": [condition],
-            "desiredReplicas": self.desired,
+            "desiredReplicas": min(self.desired, self.live_count()) if failed else self.desired,
             "actualReplicas": self.ready_count(),
         }
         if self.pending:
@@ -515,3 +518,16 @@ def _security(container: Container) -> SecurityContext:
         run_as_non_root=bool(sc.run_as_non_root),
         allow_privilege_escalation=sc.allow_privilege_escalation is not False,
     )
+
+
+def count_remote_answers(
+    throttler: RevisionThrottler, codes: dict[str, int], cold_starts: list[float]
+) -> None:
+    """Add what another gateway process answered for this revision, and the cold starts it
+    held requests through, to this process's metrics, so /metrics counts every gateway."""
+    labels = (throttler.namespace, throttler.service, throttler.revision)
+    for code, count in codes.items():
+        REQUESTS.labels(*labels, str(code)).inc(int(count))
+    for seconds in cold_starts:
+        COLD_STARTS.labels(*labels).inc()
+        COLD_START_SECONDS.labels(*labels).observe(float(seconds))

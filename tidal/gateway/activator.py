@@ -1,6 +1,7 @@
 """The activator: per-revision admission of requests to replicas.
 
-It plays Knative's activator and queue-proxy breaker together (research/knative.md §3, §4):
+It plays Knative's activator and queue-proxy breaker together
+(docs/autoscaling.md#activator-and-queue-proxy, docs/autoscaling.md#readiness-probe):
 - `containerConcurrency` (CC) > 0 is a hard per-replica limit; CC = 0 means unlimited;
 - a request that finds no free slot (no replica yet, or all full) waits, bounded by the revision's
   `timeoutSeconds` (504) and a pending cap (immediate 503 past it);

@@ -1,15 +1,16 @@
-"""The gateway as a process of its own: it mirrors the controller's routing state and reports
-its request stats back, as Knative's activator does with the autoscaler (knative.md §1.3, §3).
+"""The gateway as a process of its own: it mirrors the controller's routing state and reports its
+request stats back, as Knative's activator does with the autoscaler (docs/autoscaling.md#metrics,
+docs/autoscaling.md#activator-and-queue-proxy).
 
 The controller publishes one snapshot (`routing_snapshot`): the host table, and per revision its
 containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway polls it and
 applies it to its own `TrafficRouter`; every second it posts each revision's average and peak
-concurrency, request count and in-flight requests per replica, and it pokes the controller at
-once on the first request for a revision with no free replica. The controller adds these stats
-to its own, so the autoscaler sees revision totals however many gateways there are.
+concurrency, request count and in-flight requests per replica, and it pokes the controller at once
+on the first request for a revision with no free replica. The controller adds these stats to its
+own, so the autoscaler sees revision totals however many gateways there are.
 
-containerConcurrency is enforced by each gateway on its own requests: exact with one gateway,
-up to N x CC per replica with N gateways (Knative splits replicas between activators instead).
+containerConcurrency is enforced by each gateway on its own requests: exact with one gateway, up to
+N x CC per replica with N gateways (Knative splits replicas between activators instead).
 """
 
 from __future__ import annotations
@@ -61,8 +62,14 @@ def _percents(cumulative: tuple[int, ...]) -> list[int]:
     return [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
 
 
-def apply_snapshot(router: TrafficRouter, snapshot: dict[str, Any], on_first_request: Any) -> None:
-    """Make `router` route as the snapshot says; throttlers keep their waiters and stats."""
+def apply_snapshot(
+    router: TrafficRouter,
+    snapshot: dict[str, Any],
+    on_first_request: Any,
+    cold_starts: dict[str, list[float]] | None = None,
+) -> None:
+    """Make `router` route as the snapshot says; throttlers keep their waiters and stats. A new
+    endpoint that ends a cold start of this gateway adds its duration to `cold_starts`."""
     revisions = snapshot["revisions"]
     for key in set(router.throttlers) - set(revisions):
         router.throttlers.pop(key).fail("revision removed")
@@ -80,7 +87,9 @@ def apply_snapshot(router: TrafficRouter, snapshot: dict[str, Any], on_first_req
             )
             router.throttlers[key] = throttler
         throttler.pending_cap = state["pendingCap"]
-        _sync_endpoints(throttler, state["endpoints"])
+        cold = _sync_endpoints(throttler, state["endpoints"])
+        if cold is not None and cold_starts is not None:
+            cold_starts.setdefault(key, []).append(cold)
         if state["failure"] is None:
             throttler.failure = None
         elif throttler.failure is None:
@@ -94,30 +103,50 @@ def apply_snapshot(router: TrafficRouter, snapshot: dict[str, Any], on_first_req
     )
 
 
-def _sync_endpoints(throttler: RevisionThrottler, wanted: list[list[Any]]) -> None:
+def _sync_endpoints(throttler: RevisionThrottler, wanted: list[list[Any]]) -> float | None:
+    """Returns the duration of the cold start a new endpoint ended, if any."""
     by_id = {e.replica_id: e for e in throttler.endpoints}
+    cold = None
     for replica_id, host, port, draining in wanted:
         endpoint = by_id.pop(replica_id, None)
         if endpoint is None:
-            throttler.add_endpoint(Endpoint(replica_id, host, port, draining=draining))
+            ended = throttler.add_endpoint(Endpoint(replica_id, host, port, draining=draining))
+            cold = ended if ended is not None else cold
         elif draining:
             throttler.drain(replica_id)
     for replica_id in by_id:  # gone from the controller: no new requests, in-flight finish
         throttler.remove_endpoint(replica_id)
+    return cold
 
 
-def collect_stats(router: TrafficRouter, period_start: float, now: float) -> dict[str, Any]:
-    """One period of every revision's stats, in the shape the controller's endpoint takes."""
+def collect_stats(
+    router: TrafficRouter,
+    period_start: float,
+    now: float,
+    cold_starts: dict[str, list[float]] | None = None,
+) -> dict[str, Any]:
+    """One period of every revision's stats, in the shape the controller's endpoint takes:
+    for the autoscaler, and the answers per status code and cold starts for its /metrics
+    (both taken, so each is reported once)."""
+    answered: dict[str, dict[str, int]] = {}
+    for (key, code), count in (router.answered or {}).items():
+        answered.setdefault(key, {})[str(code)] = count
+    if router.answered is not None:
+        router.answered = {}
+    colds = cold_starts or {}
     stats = {}
     for key, throttler in router.throttlers.items():
         concurrency, count, peak = throttler.stats.collect(period_start, now)
         in_flight = {e.replica_id: e.in_flight for e in throttler.endpoints if e.in_flight}
-        if concurrency or count or in_flight:
+        codes, cold = answered.get(key, {}), colds.pop(key, [])
+        if concurrency or count or in_flight or codes or cold:
             stats[key] = {
                 "concurrency": concurrency,
                 "requests": count,
                 "peak": peak,
                 "inFlight": in_flight,
+                "codes": codes,
+                "coldStarts": cold,
             }
     return stats
 
@@ -145,6 +174,8 @@ class ControllerLink:
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pokes: set[asyncio.Task[None]] = set()
+        self.cold_starts: dict[str, list[float]] = {}
+        router.answered = {}  # counted here, shown in the controller's /metrics
 
     async def start(self) -> None:
         """Returns once the first routing state has arrived (retrying while the controller is
@@ -190,7 +221,7 @@ class ControllerLink:
         assert self.session is not None
         async with self.session.get(f"{self.base}/state") as response:
             response.raise_for_status()
-            apply_snapshot(self.router, await response.json(), self.poke)
+            apply_snapshot(self.router, await response.json(), self.poke, self.cold_starts)
 
     async def _poll(self) -> None:
         while True:
@@ -205,7 +236,7 @@ class ControllerLink:
         while True:
             await asyncio.sleep(STATS_PERIOD_S)
             now = time.monotonic()
-            stats = collect_stats(self.router, period_start, now)
+            stats = collect_stats(self.router, period_start, now, self.cold_starts)
             period_start = now
             await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
 

@@ -1,8 +1,9 @@
 """Host-based routing to revisions by traffic percentage, in front of the per-revision activator.
 
-The controller publishes, per host, the revisions that serve it and their percentages (the main
-host `<name>.<ns>.<domain>` splits by percent; a tag host sends 100% to its revision, knative.md
-§5). Swapping a table is one assignment, so a rollback takes effect for the next request.
+The controller publishes, per host, the revisions that serve it and their percentages (the main host
+`<name>.<ns>.<domain>` splits by percent; a tag host sends 100% to its revision,
+docs/architecture.md#revisions-traffic-and-rollout). Swapping a table is one assignment, so a
+rollback takes effect for the next request.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class TrafficRouter:
         self.throttlers: dict[str, RevisionThrottler] = {}
         self.on_unreachable = on_unreachable
         self._metrics: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        # Answers per (revision key, status) since the last report, kept only by a gateway
+        # process of its own (tidal.gateway.mirror sets it), whose metrics the controller shows.
+        self.answered: dict[tuple[str, int], int] | None = None
 
     def set_hosts(self, owner_hosts: set[str], table: dict[str, list[tuple[str, int]]]) -> None:
         """Replace the routes for one service: drop its `owner_hosts`, install `table`."""
@@ -128,6 +132,8 @@ class TrafficRouter:
             self._metrics[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        if self.answered is not None:
+            self.answered[key] = self.answered.get(key, 0) + 1
 
 
 def _key(throttler: RevisionThrottler) -> str:

@@ -1,5 +1,5 @@
 """Per-revision request statistics, measured where Knative's queue-proxy and activator measure
-them (research/knative.md §1.3): time-weighted average concurrency and request count per period.
+them (docs/autoscaling.md#metrics): time-weighted average concurrency and request count per period.
 
 The gateway sees every request (it plays both activator and queue-proxy), so these are exact
 revision totals, counted from the moment a request arrives (held requests included).

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """Readiness probe, as Knative's queue-proxy runs it (research/knative.md §4).
+    """Readiness probe, as Knative's queue-proxy runs it (docs/autoscaling.md#readiness-probe).
 
     `period_s == 0` means aggressive probing: every 50 ms with a 100 ms timeout until the first
     success. With a period, the probe keeps running after readiness and `failure_threshold`

@@ -1,10 +1,11 @@
-"""Readiness probing of a replica, the way Knative's queue-proxy does it (research/knative.md §4).
+"""Readiness probing of a replica, the way Knative's queue-proxy does it
+(docs/autoscaling.md#readiness-probe).
 
 Two modes, chosen by `ProbeSpec.period_s`:
 
 - aggressive (`period_s == 0`, the default): probe until `success_threshold` consecutive successes,
-  each attempt with a 100 ms timeout, then stop. Knative probes every 50 ms; tidal probes every
-  10 ms during the first second, when most small apps come up, and every 50 ms after that. A refused
+  each attempt with a 100 ms timeout, then stop. Knative probes every 50 ms; tidal probes every 10
+  ms during the first second, when most small apps come up, and every 50 ms after that. A refused
   connect on loopback costs tens of microseconds, so the faster start shaves ~20 ms off the average
   cold start, while the 50 ms period afterwards keeps a model that loads for a minute (or many
   replicas starting at once) from costing the event loop much. Knative gives up after 10 s and lets

@@ -1,1 +1,1 @@
-"""Pure scheduling: replicas onto pools by ResourcePolicy, GPU devices, cost (DESIGN.md)."""
+"""Pure scheduling: replicas onto pools by ResourcePolicy, GPU devices, cost (docs/pools.md)."""

@@ -4,25 +4,27 @@
 shared pools, taking each decision's starts out of the free capacity before the next. Both are
 pure and deterministic: same input, same decision.
 
-Scale-out (research/predictive.md §3.2, §3.5). Each new replica walks the policy's units in order:
+Scale-out (docs/pools.md#resourcepolicy, docs/pools.md#spill-policies). Each new replica walks
+the policy's units in order:
 - a unit whose `max` is reached is passed over (never exceeded);
 - the first pool of the unit with room (cpu, memory, replicas, whole free GPUs) takes the replica;
 - a unit without room passes the replica on or holds it Pending, by `whenTryNextUnits.policy`:
   `LackResourceOrExceedMax` passes on; `ExceedMax` holds it; `TimeoutOrExceedMax` holds it until
   it has been pending `timeout`; `LackResourceAndNoTerminating` holds it while a replica of the
-  unit is terminating. A unit without `max` never holds a replica (§3.2).
+  unit is terminating. A unit without `max` never holds a replica (docs/pools.md#spill-policies).
 - after the last unit, `strategy: prefer` tries the pools that match no unit, in config order
   (KEP-594: nodes outside the units "will be considered after all nodes that match the units",
-  §3.4); `required` leaves the replica Pending.
+  docs/pools.md#units); `required` leaves the replica Pending.
 Without a policy every pool is its own unit, in config order, without max: the first pool with
 room takes the replica. A replica counts toward a unit's max when it belongs to the policy's group
 (all replicas given, or with `matchLabelKeys` those with this revision's values), is not
 terminating (unless `ignoreTerminatingPod: false`), runs in one of the unit's pools and carries the
-unit's `podLabels` (§3.1); it counts in the first such unit only.
+unit's `podLabels` (docs/pools.md#units); it counts in the first such unit only.
 
-Scale-in (WorkloadSpread order, §3.4): replicas above their unit's max go first, then units from
-the last back to the first, replicas outside every unit before all of them. Inside a unit:
-not-ready before ready, then newest first, then the highest id (the ReplicaSet rank rules).
+Scale-in (WorkloadSpread order, docs/pools.md#scale-in-order): replicas above their unit's max go
+first, then units from the last back to the first, replicas outside every unit before all of them.
+Inside a unit: not-ready before ready, then newest first, then the highest id (the ReplicaSet rank
+rules).
 
 A stopped replica keeps its cpu, memory and devices until it has exited, so stops free nothing
 here: the caller's `usage` drops the replica once it is gone.
@@ -292,9 +294,9 @@ def _decide(request: Request, layout: _Layout, free: dict[str, _Room], now: floa
 
 
 def _group(request: Request) -> tuple[list[Placed], str | None]:
-    """The replicas counted toward unit max, or a reason no replica can be placed (§3.1:
-    with matchLabelKeys, max applies per group of equal label values; pods lacking one are
-    rejected)."""
+    """The replicas counted toward unit max, or a reason no replica can be placed
+    (docs/pools.md#units: with matchLabelKeys, max applies per group of equal label values; pods
+    lacking one are rejected)."""
     keys = request.policy.spec.match_label_keys if request.policy is not None else ()
     replicas = chain(request.replicas, request.others)
     if not keys:
@@ -357,7 +359,8 @@ def _note(
 
 
 def _hold(policy: ResourcePolicy | None, unit: _Unit, terminating: bool, waited: float) -> str:
-    """Why a unit without room keeps the replica rather than passing it on, or '' (§3.2)."""
+    """Why a unit without room keeps the replica rather than passing it on, or ''
+    (docs/pools.md#spill-policies)."""
     if policy is None:
         return ""
     when = policy.spec.when_try_next_units
@@ -380,7 +383,8 @@ def _hold(policy: ResourcePolicy | None, unit: _Unit, terminating: bool, waited:
 def _victims(
     active: list[Placed], units: Sequence[_Unit], counts: dict[int | None, int]
 ) -> list[str]:
-    """This revision's replicas in the order to stop them (WorkloadSpread order, §3.4)."""
+    """This revision's replicas in the order to stop them (WorkloadSpread order,
+    docs/pools.md#scale-in-order)."""
     inner = sorted(active, key=lambda r: r.replica_id, reverse=True)
     inner.sort(key=lambda r: (r.ready, -r.started_at))
     last = len(units)

@@ -1,8 +1,9 @@
-"""Metric history: per-minute rollups per revision, replica Ready Times and the replica spans
-that cost is computed from, in the state file.
+"""Metric history: per-minute rollups per revision, replica Ready Times and the replica spans that
+cost is computed from, in the state file.
 
-Predictive scaling learns from weeks of this (predictive.md §1.4); it survives restarts because it
-lives in the same SQLite file as the resources. Rollups older than the retention are pruned.
+Predictive scaling learns from weeks of this (docs/architecture.md#state); it survives restarts
+because it lives in the same SQLite file as the resources. Rollups older than the retention are
+pruned.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -190,6 +191,7 @@ def backtest(
     lead_minutes: int = 2,
     start: float = 0.0,
     first_day: int = 2,
+    on_day: Callable[[], None] | None = None,
 ) -> dict:
     """Walk forward through a per-minute history (starting at epoch `start`) one day at a time
     from `first_day`. Returns `{"methods": {name: {mase, under_provisioned_minutes,
@@ -215,6 +217,8 @@ def backtest(
         present = int(np.count_nonzero(~np.isnan(train)))
         replicas = per_method["tidal"][-1]
         plans.append(Plan(start + d * DAY * 60.0, replicas, result, lead_minutes, target, present))
+        if on_day is not None:  # progress for the CLI
+            on_day()
     reactive = reactive_replay(y, target, lead_minutes)[first_day * DAY : days * DAY]
     settings = PredictiveAnnotations(quantile=quantile, min_history=first_day * DAY * 60.0)
     report = {
