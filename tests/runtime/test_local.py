@@ -18,7 +18,7 @@ import pytest
 from tidal.api.config import LogLimits
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, SecurityContext
 from tidal.runtime.hygiene import ReplicaRecords, group_members
-from tidal.runtime.local import LocalRuntime, replica_env, resolve_command
+from tidal.runtime.local import LocalRuntime, credentials, replica_env, resolve_command
 from tidal.runtime.logs import RotatingLog, tail_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -569,3 +569,9 @@ async def test_records_follow_the_replicas(tmp_path: Path) -> None:
     assert entry["pgid"] == replica.pid == os.getpgid(replica.pid)
     await runtime.stop(replica, 1)
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_run_as_the_platforms_own_user_needs_no_switch() -> None:
+    same = SecurityContext(run_as_user=os.geteuid(), run_as_group=os.getegid())
+    assert credentials(same) is None
+    assert credentials(SecurityContext()) is None

@@ -806,7 +806,11 @@ class GatewayServer:
             await asyncio.sleep(period)
             now = time.monotonic()
             for client in [c for c in self._clients if 0.0 < c.read_deadline <= now]:
-                client.read_timed_out()
+                try:
+                    client.read_timed_out()
+                except Exception:  # e.g. accepted but never connected: forget it
+                    log.exception("closing a timed-out connection failed")
+                    self._clients.discard(client)
 
     async def drain(self, timeout: float) -> int:
         """Stop accepting, close idle connections and let the others finish the requests they

@@ -68,7 +68,9 @@ def credentials(security: SecurityContext) -> Credentials | None:
             gid = pwd.getpwuid(uid).pw_gid
         except KeyError:
             gid = uid
-    if (uid, gid) != (os.geteuid(), os.getegid()) and os.geteuid() != 0:
+    if (uid, gid) == (os.geteuid(), os.getegid()):
+        return None  # already so: nothing to switch (and no right to drop groups)
+    if os.geteuid() != 0:
         raise SecurityContextError(
             f"securityContext: cannot run as uid {uid} gid {gid}: tidal runs as uid "
             f"{os.geteuid()} and only root can switch users"
