@@ -135,9 +135,14 @@ class ClusterClient(Client):
 
     def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
         if self._api is None:
+            from kubernetes.config.config_exception import ConfigException
+
             from tidal.kubernetes.connect import api_client
 
-            self._api = api_client(self.kubeconfig, self.context)
+            try:
+                self._api = api_client(self.kubeconfig, self.context)
+            except ConfigException as exc:  # no kubeconfig, or no such context: say so
+                raise ApiError(f"cannot use the kubeconfig: {exc}") from None
         route, _, query = path.partition("?")
         serialized = self._api.param_serialize(
             method,

@@ -109,7 +109,7 @@ def kubectl_order(group: click.Group, ctx: click.Context, args: list[str]) -> li
     --kubeconfig, --context, ...) go before the verb wherever they were written, unless the verb
     has an option of the same name; a verb's options written before the verb (`-n NS`, `-o wide`)
     go after it."""
-    own = {k: v for k, v in _options(group, ctx).items() if any(k in p.opts for p in group.params)}
+    own = _options(click.Command(None, params=group.params), ctx)  # not its subcommands
     index = 0  # find the verb: the first word that is not an option or an option's value
     while index < len(args) and args[index].startswith("-") and args[index] != "--":
         name = args[index].split("=", 1)[0]
