@@ -20,7 +20,7 @@ from tidal.api.autoscaling import (
 )
 from tidal.api.errors import InvalidSpec
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
-from tidal.api.service import API_VERSION, DNS1035, Service, TrafficTarget
+from tidal.api.service import API_VERSION, DNS1035, Container, Service, TrafficTarget
 from tidal.api.units import parse_duration
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -28,8 +28,9 @@ PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
 WARM_STANDBY = "tidal.dev/warm-standby-pool"
-# tidal.dev/ annotations outside predictive scaling: one users set, one the platform writes.
-PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY})
+RUNTIME = "tidal.dev/runtime"  # container | process (docs/containers.md)
+# tidal.dev/ annotations outside predictive scaling: ones users set, one the platform writes.
+PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY, RUNTIME})
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def validate_service(
                 f"must start with the Service name followed by '-' ({service.metadata.name}-...)",
             )
 
+    _check_runtime(container, template_meta.annotations)
     autoscaling = parse_autoscaling_annotations(template_meta.annotations, config)
     predictive = parse_predictive_annotations(
         template_meta.annotations, also_known=PLATFORM_ANNOTATIONS
@@ -147,6 +149,27 @@ def validate_service(
     validate_traffic(service.spec.traffic)
     standby = template_meta.annotations.get(WARM_STANDBY)
     return ValidService(service, autoscaling, predictive, progress, rollout, standby)
+
+
+def runs_in_container(container: Container, annotations: dict[str, str]) -> bool:
+    """On one machine: an image without a command runs in a container engine, and so does any
+    image whose template asks for it with `tidal.dev/runtime: container`."""
+    if container.image is None:
+        return False
+    return not container.command or annotations.get(RUNTIME) == "container"
+
+
+def _check_runtime(container: Container, annotations: dict[str, str]) -> None:
+    if RUNTIME not in annotations:
+        return
+    field = f"{TEMPLATE_ANNOTATIONS}[{RUNTIME}]"
+    value = annotations[RUNTIME]
+    if value not in ("container", "process"):
+        raise InvalidSpec(field, f"must be container or process, got {value!r}")
+    if value == "container" and not container.image:
+        raise InvalidSpec(field, "a container runtime needs spec.template.spec.containers[0].image")
+    if value == "process" and not container.command:
+        raise InvalidSpec(field, "a process runtime needs spec.template.spec.containers[0].command")
 
 
 def _duration_annotation(

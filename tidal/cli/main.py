@@ -82,6 +82,14 @@ def main(ctx: click.Context, server: str, kubeconfig: str | None, context: str |
 @click.option("--admin-port", default=8081, show_default=True, type=int)
 @click.option("--domain", default=None, help="Domain of service hosts (default example.com).")
 @click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply at start.")
+@click.option(
+    "--container-engine",
+    type=click.Choice(["auto", "podman", "docker"]),
+    default="auto",
+    show_default=True,
+    envvar="TIDAL_CONTAINER_ENGINE",
+    help="Runs manifests that name only an image (auto: podman, else docker).",
+)
 def up(
     config_path: str | None,
     data_dir: str,
@@ -90,6 +98,7 @@ def up(
     admin_port: int,
     domain: str | None,
     files: tuple[str, ...],
+    container_engine: str,
 ) -> None:
     """Run the platform: gateway, admin API and controller, in this process."""
     import asyncio
@@ -106,11 +115,13 @@ def up(
     options = ServeOptions(
         config, Path(data_dir).resolve(), host, port, admin_port, load_manifests(files)
     )
+    options.container_engine = container_engine
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
+        console.print(f"  {info['containers']}", markup=False)
         for valid in platform.services.values():
             svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
             console.print(f"  service [bold]{valid.name}[/]: http://{svc_host}")

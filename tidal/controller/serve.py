@@ -16,6 +16,7 @@ from tidal.api.config import PlatformConfig
 from tidal.controller.admin import build_app
 from tidal.controller.platform import Platform
 from tidal.gateway.proxy import GatewayServer
+from tidal.runtime.container import ContainerRuntime, HostRuntime
 from tidal.runtime.local import LocalRuntime
 
 
@@ -27,13 +28,17 @@ class ServeOptions:
     port: int = 8080
     admin_port: int = 8081
     manifests: list[dict[str, Any]] = field(default_factory=list)
+    container_engine: str = "auto"  # podman, docker, or auto (podman first)
 
 
 async def serve(
     options: ServeOptions, on_ready: Callable[[Platform, dict[str, Any]], None]
 ) -> None:
     """Run until SIGINT/SIGTERM. `on_ready` gets the platform and the addresses once serving."""
-    platform = Platform(options.config, options.data_dir, LocalRuntime())
+    containers = ContainerRuntime(options.data_dir, options.container_engine)
+    platform = Platform(
+        options.config, options.data_dir, HostRuntime(LocalRuntime(), containers)
+    )
     gateway = GatewayServer(platform.router)
     runner: web.AppRunner | None = None
     try:
@@ -47,6 +52,7 @@ async def serve(
         runner = web.AppRunner(build_app(platform, info), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, options.host, options.admin_port).start()
+        info["containers"] = await containers.prepare()  # before restore starts any
         await platform.start()
         if options.manifests:
             platform.apply(options.manifests)

@@ -27,7 +27,7 @@ from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
-from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
+from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState, Runtime
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
 STANDBY_LABEL = "tidal.dev/standby"
@@ -88,6 +88,7 @@ class RevisionRuntimeSpec:
     termination_grace_s: float
     labels: Mapping[str, str] = field(default_factory=dict)
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
+    image: ImageSpec | None = None  # set: replicas run this image in a container engine
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (knative.md §4)."""
@@ -332,6 +333,7 @@ class RevisionWorkload:
             pool=pool.name,
             devices=entry.devices,
             labels=entry.labels,
+            image=self.spec.image,
         )
         entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)
