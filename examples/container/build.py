@@ -8,6 +8,7 @@ Needs a statically linked busybox (Debian: `apt-get install busybox-static`) and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import struct
 import subprocess
@@ -57,6 +58,29 @@ def build(tag: str = TAG, engine: str = "podman") -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+def content_tag(name: str = "localhost/tidal-example") -> str:
+    """A tag that changes with the image's files, so a cached build is never stale."""
+    digest = hashlib.sha256()
+    for path in sorted([HERE / "Containerfile", HERE / "server.sh", *(HERE / "www").rglob("*")]):
+        if path.is_file():
+            digest.update(path.relative_to(HERE).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{name}:{digest.hexdigest()[:12]}"
+
+
+def ensure_image(engine: str = "podman") -> str:
+    """The example image under its content tag, built only when the engine lacks it."""
+    tag = content_tag()
+    present = (
+        subprocess.run(
+            [engine, "image", "inspect", tag], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    if not present:
+        build(tag, engine)
+    return tag
 
 
 def main() -> None:
