@@ -161,7 +161,13 @@ async def test_failed_pull_names_the_image_and_the_engine_message(
     events = Events()
     spec = spec_for(tmp_path, ImageSpec("registry.invalid/acme/absent:1"))
     replica = await runtime.start(spec, events)
-    await events.wait_for(ReplicaState.FAILED, timeout=60)
+    phases = set()
+    async with asyncio.timeout(60):
+        while replica.state is ReplicaState.STARTING:
+            phases.add(replica.phase)
+            await asyncio.sleep(0.01)
+    assert "Pulling" in phases  # what `tidal describe` shows meanwhile
+    await events.wait_for(ReplicaState.FAILED)
     assert replica.reason.startswith("cannot pull image 'registry.invalid/acme/absent:1': ")
     assert len(replica.reason) > len("cannot pull image 'registry.invalid/acme/absent:1': ")
     assert "pulling image registry.invalid/acme/absent:1" in "\n".join(runtime.log_tail(spec, 5))

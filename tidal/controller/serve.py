@@ -42,17 +42,18 @@ async def serve(
     gateway = GatewayServer(platform.router)
     runner: web.AppRunner | None = None
     try:
+        engine = await containers.prepare()  # leftovers go before restore starts containers
         await gateway.start(options.host, options.port)
         info = {
             "gateway": f"http://{options.host}:{gateway.port}",
             "admin": f"http://{options.host}:{options.admin_port}",
             "domain": options.config.domain,
             "dataDir": str(options.data_dir),
+            "containers": engine,
         }
         runner = web.AppRunner(build_app(platform, info), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, options.host, options.admin_port).start()
-        info["containers"] = await containers.prepare()  # before restore starts any
         await platform.start()
         if options.manifests:
             platform.apply(options.manifests)

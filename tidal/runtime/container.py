@@ -121,6 +121,7 @@ class ContainerRuntime:
         self._reaper: subprocess.Popen[bytes] | None = None
         self._children: dict[str, _Child] = {}
         self._pulls: dict[str, asyncio.Task[str | None]] = {}
+        self._present: set[str] = set()  # images known to be in the engine's store
 
     # -- the engine, once per platform ----------------------------------------------------------
 
@@ -231,8 +232,11 @@ class ContainerRuntime:
         assert self.engine is not None
         image, policy = child.image.image, child.image.pull_policy
         if policy != "Always":
+            if image in self._present:  # seen here already: spare a cold start the engine call
+                return None
             present = await run_engine(image_present_args(self.engine, image), 60)
             if present.code == 0:
+                self._present.add(image)
                 return None
             if policy == "Never":
                 return (
@@ -248,6 +252,7 @@ class ContainerRuntime:
         started = time.monotonic()
         problem = await asyncio.shield(pull)
         if problem is None:
+            self._present.add(image)
             self._log_line(child, f"tidal: pulled {image} in {time.monotonic() - started:.1f}s")
         return problem
 
@@ -305,6 +310,7 @@ class ContainerRuntime:
         if code not in ENGINE_ERROR_CODES:
             return f"container exited with code {code}"
         assert self.engine is not None
+        self._present.discard(spec.image.image if spec.image else "")  # removed meanwhile?
         errors = [
             line
             for line in tail_lines(spec.log_path, 20)
