@@ -16,7 +16,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import runs_in_container, validate_service
 from tidal.api.service import Container
 from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState
-from tidal.runtime.container import HostRuntime, container_env, image_spec
+from tidal.runtime.container import ContainerRuntime, HostRuntime, container_env, image_spec
 from tidal.runtime.engine import (
     Engine,
     EngineError,
@@ -32,7 +32,9 @@ PODMAN = Engine("podman", "/usr/bin/podman")
 DOCKER = Engine("docker", "/usr/bin/docker")
 
 
-def replica_spec(devices: tuple[str, ...] = (), working_dir: str | None = None) -> ReplicaSpec:
+def replica_spec(
+    devices: tuple[str, ...] = (), working_dir: str | None = None, log_path: Path | None = None
+) -> ReplicaSpec:
     return ReplicaSpec(
         replica_id="web-00001-abc123",
         namespace="default",
@@ -42,7 +44,7 @@ def replica_spec(devices: tuple[str, ...] = (), working_dir: str | None = None) 
         env={"K_REVISION": "web-00001", "CUDA_VISIBLE_DEVICES": "0"},
         working_dir=working_dir,
         probe=ProbeSpec(),
-        log_path=Path("/tmp/x.log"),
+        log_path=log_path or Path("/tmp/tidal-test-container-args/x.log"),
         devices=devices,
         image=ImageSpec("localhost/web:1"),
     )
@@ -286,3 +288,40 @@ def test_host_runtime_sends_image_replicas_to_the_engine_and_the_rest_to_process
     assert containers.calls == [f"start {image.replica_id}", f"stop {image.replica_id}", "close"]
     assert processes.calls == ["start p", "stop p", "close"]
     assert host.log_tail(process, 1) == ["p"] and not host.requires_command
+
+
+RLIMIT_ERROR = (
+    "Error: runc: runc create failed: unable to start container process: error during container "
+    "init: error setting rlimits for ready process: error setting rlimit type 7: operation not "
+    "permitted: OCI permission denied"
+)
+
+
+def test_an_engine_that_cannot_start_containers_fails_replicas_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A podman that fails as it does on a host that needs containers.conf changes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "podman"
+    fake.write_text(f"#!/bin/sh\necho '{RLIMIT_ERROR}' >&2\nexit 126\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    runtime = ContainerRuntime(tmp_path / "data", "auto")
+    states: list[ReplicaState] = []
+
+    async def scenario() -> Replica:
+        assert await runtime.prepare() == f"containers: podman ({fake})"
+        spec = replica_spec(log_path=tmp_path / "logs" / "r.log")
+        replica = await runtime.start(spec, lambda r: states.append(r.state))
+        async with asyncio.timeout(10):
+            while replica.state is ReplicaState.STARTING:
+                await asyncio.sleep(0.01)
+        await runtime.close()
+        return replica
+
+    replica = asyncio.run(scenario())
+    assert states[-1] is ReplicaState.FAILED
+    assert replica.reason.startswith("podman cannot start containers on this host: Error: runc")
+    assert "/etc/containers/containers.conf" in replica.reason
+    assert "default_ulimits = []" in replica.reason
