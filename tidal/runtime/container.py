@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -374,6 +375,11 @@ class ContainerRuntime:
         await asyncio.gather(*(self.stop(c.replica, self.close_grace_s) for c in children))
         for pull in list(self._pulls.values()):
             pull.cancel()
+        if self._reaper is not None:  # nothing left for it to remove
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._reaper.pid, signal.SIGTERM)
+            await asyncio.to_thread(self._reaper.wait)
+            self._reaper = None
 
 
 class HostRuntime:

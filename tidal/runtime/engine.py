@@ -175,12 +175,15 @@ class Result:
 
 
 async def run_engine(args: Sequence[str], timeout_s: float | None = None) -> Result:
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:  # the engine went missing since it was found
+        return Result(-1, "", f"cannot run {args[0]}: {exc.strerror or exc}")
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
