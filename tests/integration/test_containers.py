@@ -47,6 +47,7 @@ def image_service(
     image: str,
     env: dict[str, str] | None = None,
     traffic: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
     **container: Any,
 ) -> dict[str, Any]:
     """A Knative Service as a cluster would take it: an image, no command."""
@@ -56,6 +57,7 @@ def image_service(
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "template": {
+                "metadata": {"annotations": annotations or {}},
                 "spec": {
                     "containers": [
                         {
@@ -65,7 +67,7 @@ def image_service(
                             **container,
                         }
                     ]
-                }
+                },
             }
         },
     }
@@ -92,12 +94,21 @@ def test_image_only_service_serves_splits_scales_to_zero_and_back_and_deletes(
     replica = platform.replicas("boxed")[0]
     assert replica["state"] == "Ready" and replica["startupSeconds"] > 0
 
-    # A second revision, half of the traffic each.
+    # A second revision with a command, in a container as its template asks; half the traffic.
     split = [
         {"revisionName": "boxed-00001", "percent": 50},
         {"latestRevision": True, "percent": 50},
     ]
-    platform.apply(image_service("boxed", image, {"GREETING": "two"}, traffic=split))
+    second = image_service(
+        "boxed",
+        image,
+        {"GREETING": "two"},
+        traffic=split,
+        annotations={"tidal.dev/runtime": "container"},
+        command=["/bin/sh", "/server.sh"],
+        args=["second"],
+    )
+    platform.apply(second)
     wait_until(lambda: platform.ready_replicas("boxed", "boxed-00002"), 30, "boxed-00002 ready")
     results = run(
         concurrent_gets(platform.gateway, host("boxed"), 60, "/cgi-bin/env", concurrency=4)
@@ -106,6 +117,9 @@ def test_image_only_service_serves_splits_scales_to_zero_and_back_and_deletes(
     served = collections.Counter(variables(body.encode())["K_REVISION"] for _, _, body in results)
     assert set(served) == {"boxed-00001", "boxed-00002"} and min(served.values()) >= 15, served
     assert all(revision == variables(body.encode())["K_REVISION"] for _, revision, body in results)
+    assert {
+        variables(body.encode())["ARGS"] for _, revision, body in results if revision.endswith("2")
+    } == {"second"}
 
     # Idle: both revisions scale to zero and their containers are gone.
     wait_until(lambda: not platform.replicas("boxed"), 40, "boxed to scale to zero", period=0.5)
