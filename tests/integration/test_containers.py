@@ -183,6 +183,17 @@ def test_killed_platform_leaves_no_container_running(tmp_path: Path, image: str)
         platform.start()
         status, headers, _ = platform.request(host("orphan"), "/cgi-bin/env")
         assert status == 200 and headers["X-Tidal-Revision"] == "orphan-00001"
+        # A container that dies is replaced, like a crashed process.
+        (first,) = containers(platform.data_dir)
+        assert ENGINE is not None
+        subprocess.run([ENGINE, "kill", first], check=True, capture_output=True)
+        wait_until(
+            lambda: containers(platform.data_dir) not in ([], [first])
+            and platform.ready_replicas("orphan") == 1,
+            30,
+            "a replacement container",
+        )
+        assert platform.request(host("orphan"), "/cgi-bin/env")[0] == 200
     finally:
         platform.stop()
     assert containers(platform.data_dir) == []
