@@ -188,8 +188,10 @@ def test_killed_platform_leaves_no_container_running(tmp_path: Path, image: str)
         assert ENGINE is not None
         subprocess.run([ENGINE, "kill", first], check=True, capture_output=True)
         wait_until(
-            lambda: containers(platform.data_dir) not in ([], [first])
-            and platform.ready_replicas("orphan") == 1,
+            lambda: (
+                containers(platform.data_dir) not in ([], [first])
+                and platform.ready_replicas("orphan") == 1
+            ),
             30,
             "a replacement container",
         )

@@ -209,10 +209,8 @@ async def check_engine(engine: Engine) -> None:
             )
         return
     with tempfile.TemporaryDirectory(prefix="tidal-engine-check-") as root:
-        args = [
-            engine.path, "run", "--rm", "--network", "none", "--rootfs", root, _CHECK_COMMAND,
-        ]  # fmt: skip
-        result = await run_engine(args, 60)
+        check = ["run", "--rm", "--network", "none", "--rootfs", root, _CHECK_COMMAND]
+        result = await run_engine([engine.path, *check], 60)
     text = result.err + result.out
     if result.code == 127 and ("not found" in text or "no such file" in text):
         return
