@@ -6,6 +6,7 @@
    here, see examples/container/), polling its port every millisecond; time exec → first 200.
 2. Through tidal: `tidal up` with N image-only services at zero replicas (initial-scale 0), one
    request each; time request → response.
+The two are taken in turn, one run of each per round.
 The difference of the medians is what tidal adds to the engine's own start: activator hold,
 autoscaler poke, the image presence check, readiness probing and proxying.
 """
@@ -63,8 +64,9 @@ def engine_alone(engine: str, image: str) -> float:
         subprocess.run([engine, "rm", "-f", name], check=True, capture_output=True)
 
 
-def through_tidal(runs: int, image: str, engine: str) -> tuple[list[float], list[float]]:
-    """Request → response at zero, and the replica's own Ready Time as tidal measured it."""
+def interleaved(runs: int, image: str, engine: str) -> tuple[list[float], list[float], list[float]]:
+    """Runs of the engine alone and through tidal taken in turn, so that load from other work on
+    the machine hits both alike. Returns (alone, tidal request at zero, tidal Ready Time)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = {"autoscaler": {"allow-zero-initial-scale": True}}
         platform = Platform(Path(tmp), config).start()
@@ -77,20 +79,22 @@ def through_tidal(runs: int, image: str, engine: str) -> tuple[list[float], list
             path = Path(tmp) / "services.yaml"
             path.write_text(yaml.safe_dump_all(docs))
             platform.cli("apply", "-f", str(path))
-            times = []
+            alone, times = [], []
             for i in range(runs + 1):
+                if i:  # the first round warms up the engine's and the platform's code paths
+                    alone.append(engine_alone(engine, image))
                 started = time.perf_counter()
                 status = get(platform.port, host(f"cold-{i}"))
                 elapsed = time.perf_counter() - started
                 assert status == 200, status
-                if i:  # the first one warms up the platform's own code paths
+                if i:
                     times.append(elapsed)
             ready = [
                 r["startupSeconds"]
                 for r in platform.get_json("replicas")["items"]
                 if r["service"] != "cold-0" and r["startupSeconds"] is not None
             ]
-            return times, ready
+            return alone, times, ready
         finally:
             platform.stop()
 
@@ -102,8 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     image = load_example_build().ensure_image(args.engine)
     engine_alone(args.engine, image)  # warm the engine's caches, as tidal's first run does
-    alone = [engine_alone(args.engine, image) for _ in range(args.runs)]
-    tidal, ready = through_tidal(args.runs, image, args.engine)
+    alone, tidal, ready = interleaved(args.runs, image, args.engine)
 
     def line(label: str, values: list[float]) -> str:
         return (
