@@ -46,11 +46,9 @@ BAD_CASES = [
         "revision 'state-00042' does not exist",
     ),
     (
-        "image only",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
-            command=[], image="ghcr.io/example/model:1"
-        ),
-        "the local runtime runs a command",
+        "neither image nor command",
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(command=[]),
+        "a container needs an image or a command",
     ),
 ]
 

@@ -22,7 +22,7 @@ from tidal.api.autoscaling import (
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import check_metadata, load_yaml
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
-from tidal.api.service import API_VERSION, DNS1035, Service, TrafficTarget
+from tidal.api.service import API_VERSION, DNS1035, Container, Service, TrafficTarget
 from tidal.api.units import parse_duration
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -30,8 +30,9 @@ PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
 WARM_STANDBY = "tidal.dev/warm-standby-pool"
-# tidal.dev/ annotations outside predictive scaling: one users set, one the platform writes.
-PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY})
+RUNTIME = "tidal.dev/runtime"  # container | process (docs/containers.md)
+# tidal.dev/ annotations outside predictive scaling: ones users set, one the platform writes.
+PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY, RUNTIME})
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def validate_service(
     check(_check_names, service)
     check(_check_container, service, require_command)
     template_meta = service.spec.template.metadata
+    check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
     autoscaling = check(parse_autoscaling_annotations, template_meta.annotations, config)
     predictive = check(
         lambda: parse_predictive_annotations(
@@ -231,6 +233,27 @@ def _check_container(service: Service, require_command: bool) -> None:
         problems.append((f"{base}.readinessProbe", "set exactly one of httpGet and tcpSocket"))
     if problems:
         raise InvalidSpec("", "", problems)
+
+
+def runs_in_container(container: Container, annotations: dict[str, str]) -> bool:
+    """On one machine: an image without a command runs in a container engine, and so does any
+    image whose template asks for it with `tidal.dev/runtime: container`."""
+    if container.image is None:
+        return False
+    return not container.command or annotations.get(RUNTIME) == "container"
+
+
+def _check_runtime(container: Container, annotations: dict[str, str]) -> None:
+    if RUNTIME not in annotations:
+        return
+    field = f"{TEMPLATE_ANNOTATIONS}[{RUNTIME}]"
+    value = annotations[RUNTIME]
+    if value not in ("container", "process"):
+        raise InvalidSpec(field, f"must be container or process, got {value!r}")
+    if value == "container" and not container.image:
+        raise InvalidSpec(field, "a container runtime needs spec.template.spec.containers[0].image")
+    if value == "process" and not container.command:
+        raise InvalidSpec(field, "a process runtime needs spec.template.spec.containers[0].command")
 
 
 def _duration_annotation(

@@ -112,7 +112,7 @@ class SecurityContext(KModel):
 class Container(KModel):
     name: str | None = None
     image: str | None = None
-    image_pull_policy: str | None = None
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] | None = None
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)

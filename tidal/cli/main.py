@@ -178,6 +178,14 @@ def main(
 @click.option(
     "--drain-timeout", help="On SIGTERM/Ctrl-C, how long in-flight requests may take (30s)."
 )
+@click.option(
+    "--container-engine",
+    type=click.Choice(["auto", "podman", "docker"]),
+    default="auto",
+    show_default=True,
+    envvar="TIDAL_CONTAINER_ENGINE",
+    help="Runs manifests that name only an image (auto: podman, else docker).",
+)
 def up(
     config_path: str | None,
     data_dir: str,
@@ -191,6 +199,7 @@ def up(
     domain: str | None,
     files: tuple[str, ...],
     drain_timeout: str | None,
+    container_engine: str,
 ) -> None:
     """Run the platform: gateway, admin API and controller, in this process."""
     import asyncio
@@ -214,12 +223,14 @@ def up(
     options.admin_host, options.metrics_need_token = admin_host, protect_metrics
     if tls_cert and tls_key:
         options.tls_cert, options.tls_key = Path(tls_cert).resolve(), Path(tls_key).resolve()
+    options.container_engine = container_engine
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
         console.print(f"  admin token in {info['dataDir']}/admin-token (a local CLI finds it)")
+        console.print(f"  {info['containers']}", markup=False)
         for valid in platform.services.values():
             svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
             console.print(f"  service [bold]{valid.name}[/]: http://{svc_host}")

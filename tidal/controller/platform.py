@@ -28,6 +28,7 @@ from tidal.api.manifest import (
     TEMPLATE_ANNOTATIONS,
     WARM_STANDBY,
     ValidService,
+    runs_in_container,
     validate_service,
 )
 from tidal.api.predictive import REACTIVE, PredictiveAnnotations, parse_predictive_annotations
@@ -58,6 +59,7 @@ from tidal.gateway.activator import RevisionThrottler
 from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
+from tidal.runtime.container import image_spec
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Store
@@ -405,6 +407,9 @@ class Platform:
                     REVISION_LABEL: name,
                 },
                 standby_pool=annotations.get(WARM_STANDBY),
+                image=image_spec(spec.containers[0])
+                if runs_in_container(spec.containers[0], annotations)
+                else None,
             ),
             self.runtime,
             throttler,

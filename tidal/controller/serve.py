@@ -23,6 +23,7 @@ from tidal.controller.platform import Platform
 from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.proxy import GatewayServer
 from tidal.gateway.shutdown import drain, wait_for_signal
+from tidal.runtime.container import ContainerRuntime, HostRuntime
 from tidal.runtime.hygiene import ReplicaRecords, make_non_dumpable, raise_open_files_limit
 from tidal.runtime.local import LocalRuntime
 from tidal.security.credentials import local_urls, record_server
@@ -44,6 +45,7 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     metrics_need_token: bool = False
+    container_engine: str = "auto"  # podman, docker, or auto (podman first)
 
 
 class CappedAppRunner(web.AppRunner):
@@ -102,23 +104,26 @@ async def serve(
     scheme = "https" if tls else "http"
     limits = options.config.limits
     harden(limits)
-    runtime = LocalRuntime(
+    processes = LocalRuntime(
         close_grace_s=options.config.termination_grace_s,
         records=ReplicaRecords(options.data_dir / "run" / "replicas"),
         log_limits=options.config.logs,
     )
-    runtime.reap_leftovers()  # only once the lock is ours: never another platform's replicas
-    platform = Platform(options.config, options.data_dir, runtime)
+    processes.reap_leftovers()  # only once the lock is ours: never another platform's replicas
+    containers = ContainerRuntime(options.data_dir, options.container_engine)
+    platform = Platform(options.config, options.data_dir, HostRuntime(processes, containers))
     budget = ConnectionBudget(limits.max_total_connections)
     gateway = GatewayServer(platform.router, limits, budget)
     runner: web.AppRunner | None = None
     try:
+        engine = await containers.prepare()  # leftovers go before restore starts containers
         await gateway.start(options.host, options.port, tls)
         info = {
             "gateway": f"{scheme}://{options.host}:{gateway.port}",
             "admin": f"{scheme}://{options.admin_host}:{options.admin_port}",
             "domain": options.config.domain,
             "dataDir": str(options.data_dir),
+            "containers": engine,
         }
         open_paths = {"/healthz"} if options.metrics_need_token else {"/healthz", "/metrics"}
         security = AdminSecurity(

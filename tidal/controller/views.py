@@ -49,6 +49,8 @@ def replica_views(
         base = {"namespace": spec.namespace, "service": spec.service, "revision": spec.revision}
         for replica in workload.replicas.values():
             state = replica.state.value
+            if replica.state is ReplicaState.STARTING and replica.phase:
+                state = replica.phase  # e.g. Pulling: the image is being pulled
             if workload.is_stopping(replica.replica_id):
                 state = ReplicaState.DRAINING.value
             items.append(

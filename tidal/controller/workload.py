@@ -29,6 +29,7 @@ from tidal.api.units import parse_quantity
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
+    ImageSpec,
     ProbeSpec,
     Replica,
     ReplicaSpec,
@@ -96,6 +97,7 @@ class RevisionRuntimeSpec:
     termination_grace_s: float
     labels: Mapping[str, str] = field(default_factory=dict)
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
+    image: ImageSpec | None = None  # set: replicas run this image in a container engine
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
@@ -343,6 +345,7 @@ class RevisionWorkload:
             devices=entry.devices,
             labels=entry.labels,
             security=_security(container),
+            image=self.spec.image,
         )
         entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)

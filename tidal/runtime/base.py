@@ -32,6 +32,27 @@ class ProbeSpec:
     success_threshold: int = 1
 
 
+PullPolicy = Literal["IfNotPresent", "Always", "Never"]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A replica that runs a container image through a container engine instead of `command`.
+
+    `entrypoint` and `args` keep Kubernetes' meaning: `entrypoint` (the manifest's `command`)
+    replaces the image's ENTRYPOINT and drops its CMD; `args` alone replaces the CMD.
+    """
+
+    image: str
+    pull_policy: PullPolicy = "IfNotPresent"
+    entrypoint: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    container_port: int = 8080  # PORT inside the container; published on a loopback port
+    cpu_limit: float | None = None  # cores
+    memory_limit: int | None = None  # bytes
+    run_as_user: int | None = None
+
+
 @dataclass(frozen=True)
 class SecurityContext:
     """The container's `securityContext` fields a runtime honours (Kubernetes' meanings).
@@ -64,6 +85,7 @@ class ReplicaSpec:
     devices: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)  # revision's, unit podLabels, standby
     security: SecurityContext = field(default_factory=lambda: SecurityContext())
+    image: ImageSpec | None = None  # set: run in a container (tidal.runtime.container)
 
 
 class ReplicaState(enum.StrEnum):
@@ -89,6 +111,7 @@ class Replica:
     exit_code: int | None = None
     reason: str = ""
     ever_ready: bool = field(default=False)
+    phase: str = ""  # what a STARTING replica is doing, when it is worth showing ("Pulling")
 
     @property
     def replica_id(self) -> str:

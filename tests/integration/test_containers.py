@@ -1,0 +1,201 @@
+"""Image-only Knative manifests end to end: `tidal up`, the CLI and the gateway, with podman (or
+docker) running the example image built here. Skipped, with the reason, only where no engine can
+be had."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Platform, concurrent_gets, host, run, wait_until
+from tests.runtime.test_container import ENGINE, load_example_build
+from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
+
+pytestmark = pytest.mark.skipif(
+    ENGINE is None, reason="no container engine: podman is not installed, docker has no daemon"
+)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    assert ENGINE is not None
+    return load_example_build().ensure_image(ENGINE)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    p = Platform(tmp_path_factory.mktemp("containers")).start()
+    yield p
+    p.stop()
+    assert containers(p.data_dir) == [], "tidal up left containers behind"
+
+
+def containers(data_dir: Path, revision: str | None = None) -> list[str]:
+    assert ENGINE is not None
+    args = [ENGINE, "ps", "-aq", "--filter", f"label={DATA_DIR_LABEL}={data_dir.resolve()}"]
+    if revision is not None:
+        args += ["--filter", f"label={REVISION_LABEL}=default/{revision}"]
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+
+
+def image_service(
+    name: str,
+    image: str,
+    env: dict[str, str] | None = None,
+    traffic: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    **container: Any,
+) -> dict[str, Any]:
+    """A Knative Service as a cluster would take it: an image, no command."""
+    doc: dict[str, Any] = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {
+                    "containers": [
+                        {
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                            **container,
+                        }
+                    ]
+                },
+            }
+        },
+    }
+    if traffic is not None:
+        doc["spec"]["traffic"] = traffic
+    return doc
+
+
+def variables(body: bytes) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in body.decode().splitlines() if "=" in line)
+
+
+def test_image_only_service_serves_splits_scales_to_zero_and_back_and_deletes(
+    platform: Platform, image: str
+) -> None:
+    out = platform.apply(image_service("boxed", image, {"GREETING": "one"})).stdout
+    assert "revision boxed-00001" in out
+    status, headers, body = platform.request(host("boxed"), "/cgi-bin/env")
+    assert status == 200 and headers["X-Tidal-Revision"] == "boxed-00001"
+    env = variables(body)
+    assert env["K_REVISION"] == "boxed-00001" and env["K_SERVICE"] == "boxed"
+    assert env["PORT"] == "8080" and env["GREETING"] == "one"
+    assert len(containers(platform.data_dir, "boxed-00001")) == 1
+    replica = platform.replicas("boxed")[0]
+    assert replica["state"] == "Ready" and replica["startupSeconds"] > 0
+
+    # A second revision with a command, in a container as its template asks; half the traffic.
+    split = [
+        {"revisionName": "boxed-00001", "percent": 50},
+        {"latestRevision": True, "percent": 50},
+    ]
+    second = image_service(
+        "boxed",
+        image,
+        {"GREETING": "two"},
+        traffic=split,
+        annotations={"tidal.dev/runtime": "container"},
+        command=["/bin/sh", "/server.sh"],
+        args=["second"],
+    )
+    platform.apply(second)
+    wait_until(lambda: platform.ready_replicas("boxed", "boxed-00002"), 30, "boxed-00002 ready")
+    results = run(
+        concurrent_gets(platform.gateway, host("boxed"), 60, "/cgi-bin/env", concurrency=4)
+    )
+    assert {status for status, _, _ in results} == {200}
+    served = collections.Counter(variables(body.encode())["K_REVISION"] for _, _, body in results)
+    assert set(served) == {"boxed-00001", "boxed-00002"} and min(served.values()) >= 15, served
+    assert all(revision == variables(body.encode())["K_REVISION"] for _, revision, body in results)
+    assert {
+        variables(body.encode())["ARGS"] for _, revision, body in results if revision.endswith("2")
+    } == {"second"}
+
+    # Idle: both revisions scale to zero and their containers are gone.
+    wait_until(lambda: not platform.replicas("boxed"), 40, "boxed to scale to zero", period=0.5)
+    assert containers(platform.data_dir) == []
+
+    # And back: the first request waits for a container to start.
+    status, headers, body = platform.request(host("boxed", namespace="default"), "/cgi-bin/env")
+    assert status == 200 and variables(body)["K_REVISION"] == headers["X-Tidal-Revision"]
+    assert containers(platform.data_dir, headers["X-Tidal-Revision"])
+
+    logs = platform.cli("logs", "boxed", "--revision", "boxed-00001").stdout
+    assert "listening on 8080 as user 0 in /" in logs
+
+    platform.cli("delete", "service", "boxed")
+    wait_until(lambda: not containers(platform.data_dir), 30, "containers of boxed to go")
+
+
+def test_missing_image_fails_the_revision_with_the_reason(platform: Platform) -> None:
+    platform.apply(image_service("absent", "localhost/tidal-absent:1"))
+
+    def failed() -> dict[str, Any] | None:
+        conditions = platform.revision("absent-00001")["status"].get("conditions", [])
+        return next((c for c in conditions if c["status"] == "False"), None)
+
+    condition = wait_until(failed, 30, "absent-00001 to fail", period=0.3)
+    assert (
+        "'localhost/tidal-absent:1' is not present and imagePullPolicy is Never"
+        in (condition["message"])
+    )
+    status, _, body = platform.request(host("absent"))
+    assert status == 503 and b"localhost/tidal-absent:1" in body
+    described = platform.cli("describe", "service", "absent").stdout
+    assert "imagePullPolicy is Never" in described
+
+    platform.apply(
+        image_service("unpullable", "registry.invalid/acme/absent:1", imagePullPolicy="Always")
+    )
+    message = wait_until(
+        lambda: (
+            platform.service("unpullable")["status"]["conditions"][0].get("message", "")
+            if platform.service("unpullable")["status"]["conditions"][0]["status"] == "False"
+            else None
+        ),
+        60,
+        "unpullable to fail",
+        period=0.3,
+    )
+    assert "cannot pull image 'registry.invalid/acme/absent:1': " in message
+    assert containers(platform.data_dir) == []
+
+
+def test_killed_platform_leaves_no_container_running(tmp_path: Path, image: str) -> None:
+    platform = Platform(tmp_path).start()
+    try:
+        platform.apply(image_service("orphan", image))
+        platform.wait_ready("orphan")
+        assert containers(platform.data_dir)
+        platform.stop(kill=True)
+        wait_until(lambda: not containers(platform.data_dir), 20, "the watcher to remove them")
+        # The next start finds the service again and runs it in a new container.
+        platform.start()
+        status, headers, _ = platform.request(host("orphan"), "/cgi-bin/env")
+        assert status == 200 and headers["X-Tidal-Revision"] == "orphan-00001"
+        # A container that dies is replaced, like a crashed process.
+        (first,) = containers(platform.data_dir)
+        assert ENGINE is not None
+        subprocess.run([ENGINE, "kill", first], check=True, capture_output=True)
+        wait_until(
+            lambda: (
+                containers(platform.data_dir) not in ([], [first])
+                and platform.ready_replicas("orphan") == 1
+            ),
+            30,
+            "a replacement container",
+        )
+        assert platform.request(host("orphan"), "/cgi-bin/env")[0] == 200
+    finally:
+        platform.stop()
+    assert containers(platform.data_dir) == []

@@ -1,0 +1,223 @@
+"""ContainerRuntime against the real engine, with the example image built here (no registry).
+
+Skipped, with the reason, only where neither podman nor a running docker can be had; CI installs
+podman. Each container start costs about half a second, so the tests are few.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState
+from tidal.runtime.container import ContainerRuntime
+from tidal.runtime.engine import DATA_DIR_LABEL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_example_build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "tidal_example_build", REPO / "examples" / "container" / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def usable_engine() -> str | None:
+    """podman, or docker with a daemon that answers."""
+    if shutil.which("podman"):
+        return "podman"
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True
+        )
+        if probe.returncode == 0:
+            return "docker"
+    return None
+
+
+ENGINE = usable_engine()
+pytestmark = pytest.mark.skipif(
+    ENGINE is None, reason="no container engine: podman is not installed, docker has no daemon"
+)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    assert ENGINE is not None
+    return load_example_build().ensure_image(ENGINE)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[ContainerRuntime]:
+    assert ENGINE is not None
+    rt = ContainerRuntime(tmp_path / "data", ENGINE, close_grace_s=1.0)
+    yield rt
+    await rt.close()
+
+
+def spec_for(tmp_path: Path, image: ImageSpec, **fields: object) -> ReplicaSpec:
+    values: dict[str, object] = {
+        "replica_id": f"web-00001-{time.monotonic_ns() % 10**6}",
+        "namespace": "default",
+        "service": "web",
+        "revision": "web-00001",
+        "command": (),
+        "env": {"K_SERVICE": "web", "K_CONFIGURATION": "web", "K_REVISION": "web-00001"},
+        "working_dir": None,
+        "probe": ProbeSpec(kind="http", path="/"),
+        "log_path": tmp_path / "logs" / "web.log",
+        "image": image,
+        **fields,
+    }
+    return ReplicaSpec(**values)  # type: ignore[arg-type]
+
+
+class Events:
+    def __init__(self) -> None:
+        self.states: list[ReplicaState] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, replica: Replica) -> None:
+        self.states.append(replica.state)
+        self.changed.set()
+
+    async def wait_for(self, state: ReplicaState, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while state not in self.states:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def containers_of(data_dir: Path) -> list[str]:
+    assert ENGINE is not None
+    out = subprocess.run(
+        [ENGINE, "ps", "-aq", "--filter", f"label={DATA_DIR_LABEL}={data_dir.resolve()}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def get(replica: Replica, path: str) -> str:
+    url = f"http://{replica.host}:{replica.port}{path}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+async def test_container_serves_the_knative_contract_and_stops_cleanly(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    spec = spec_for(
+        tmp_path,
+        ImageSpec(image, pull_policy="Never", args=("--model", "small"), run_as_user=1000),
+        env={"K_REVISION": "web-00001", "GREETING": "hi"},
+        working_dir="/www",
+    )
+    events = Events()
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.READY)
+    body = await asyncio.to_thread(get, replica, "/cgi-bin/env")
+    for line in ("K_REVISION=web-00001", "PORT=8080", "GREETING=hi", "UID=1000"):
+        assert line in body.splitlines()
+    assert "WORKDIR=/www" in body and "ARGS=--model small" in body
+    assert replica.startup_seconds is not None and replica.startup_seconds > 0
+    assert len(containers_of(tmp_path / "data")) == 1
+
+    await runtime.stop(replica, grace_s=5)
+    assert replica.state is ReplicaState.STOPPED
+    assert containers_of(tmp_path / "data") == []
+    assert "listening on 8080 as user 1000 in /www" in "\n".join(runtime.log_tail(spec, 20))
+
+
+async def test_missing_image_with_pull_policy_never_fails_naming_it(
+    runtime: ContainerRuntime, tmp_path: Path
+) -> None:
+    events = Events()
+    spec = spec_for(tmp_path, ImageSpec("localhost/tidal-absent:1", pull_policy="Never"))
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.FAILED)
+    assert "'localhost/tidal-absent:1' is not present and imagePullPolicy is Never" in (
+        replica.reason
+    )
+
+
+async def test_failed_pull_names_the_image_and_the_engine_message(
+    runtime: ContainerRuntime, tmp_path: Path
+) -> None:
+    events = Events()
+    spec = spec_for(tmp_path, ImageSpec("registry.invalid/acme/absent:1"))
+    replica = await runtime.start(spec, events)
+    phases = set()
+    async with asyncio.timeout(60):
+        while replica.state is ReplicaState.STARTING:
+            phases.add(replica.phase)
+            await asyncio.sleep(0.01)
+    assert "Pulling" in phases  # what `tidal describe` shows meanwhile
+    await events.wait_for(ReplicaState.FAILED)
+    assert replica.reason.startswith("cannot pull image 'registry.invalid/acme/absent:1': ")
+    assert len(replica.reason) > len("cannot pull image 'registry.invalid/acme/absent:1': ")
+    assert "pulling image registry.invalid/acme/absent:1" in "\n".join(runtime.log_tail(spec, 5))
+
+
+async def test_exit_of_the_container_is_reported_with_its_code(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    events = Events()
+    spec = spec_for(
+        tmp_path,
+        ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", "echo bye; exit 3")),
+    )
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.FAILED)
+    assert replica.exit_code == 3 and replica.reason == "container exited with code 3"
+    assert "bye" in runtime.log_tail(spec, 5)
+    assert containers_of(tmp_path / "data") == []
+
+
+async def test_sigterm_ignored_means_sigkill_after_the_grace_period(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    stubborn = "trap '' TERM; httpd -f -p $PORT -h /www & while true; do sleep 1; done"
+    spec = spec_for(
+        tmp_path, ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", stubborn))
+    )
+    events = Events()
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.READY)
+    started = time.monotonic()
+    await runtime.stop(replica, grace_s=1)
+    assert time.monotonic() - started >= 1.0
+    assert replica.state is ReplicaState.STOPPED and replica.exit_code == 137
+    assert containers_of(tmp_path / "data") == []
+
+
+async def test_prepare_removes_containers_left_by_an_earlier_run(
+    tmp_path: Path, image: str
+) -> None:
+    assert ENGINE is not None
+    data_dir = (tmp_path / "data").resolve()
+    subprocess.run(
+        [ENGINE, "run", "-d", "--label", f"{DATA_DIR_LABEL}={data_dir}", image],
+        check=True,
+        capture_output=True,
+    )
+    assert len(containers_of(data_dir)) == 1
+    runtime = ContainerRuntime(data_dir, ENGINE)
+    assert (await runtime.prepare()).startswith(f"containers: {ENGINE}")
+    assert containers_of(data_dir) == []
+    assert await runtime.ready() is None  # the engine can start containers here
+    await runtime.close()

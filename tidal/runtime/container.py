@@ -1,0 +1,414 @@
+"""Replicas as containers run by podman or docker on this machine (docs/containers.md).
+
+A replica is one attached `<engine> run --rm` child: its output is the replica's log, its exit is
+the container's exit. Knative's contract holds inside the container: PORT is the container port
+(8080 unless `ports[0].containerPort` says otherwise), published on a free 127.0.0.1 port that the
+gateway and the readiness probe use. The image is pulled first, by the engine, as
+`imagePullPolicy` says; the pull counts as start-up time, as in Knative. A stop is the engine's
+own: SIGTERM, then SIGKILL after the grace period.
+
+Containers carry labels naming tidal's data directory and process; leftovers of a platform that
+was killed are removed by a detached watcher as soon as it dies, and by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tidal.api.service import Container
+from tidal.api.units import parse_quantity
+from tidal.runtime.base import (
+    ImageSpec,
+    Replica,
+    ReplicaListener,
+    ReplicaSpec,
+    ReplicaState,
+    Runtime,
+)
+from tidal.runtime.engine import (
+    DATA_DIR_LABEL,
+    Engine,
+    EngineError,
+    check_engine,
+    container_name,
+    engine_fix,
+    find_engine,
+    image_present_args,
+    labels,
+    list_args,
+    pull_args,
+    reaper_script,
+    remove_args,
+    run_args,
+    run_engine,
+    stop_args,
+)
+from tidal.runtime.local import free_port, tail_lines
+from tidal.runtime.probe import watch_readiness
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+ENGINE_ERROR_CODES = (125, 126, 127)  # the engine, not the app: cannot create / run the command
+HOST_PROBLEMS = ("rlimit", "cgroup", "systemd", "dbus", "crun")
+STOP_SLACK_S = 30.0
+
+
+def image_spec(container: Container) -> ImageSpec:
+    """What the engine needs from a manifest's container."""
+    assert container.image is not None
+    limits = container.resources.limits
+    context = container.security_context
+    return ImageSpec(
+        image=container.image,
+        pull_policy=container.image_pull_policy or "IfNotPresent",  # type: ignore[arg-type]
+        entrypoint=tuple(container.command),
+        args=tuple(container.args),
+        container_port=container.ports[0].container_port if container.ports else DEFAULT_PORT,
+        cpu_limit=float(parse_quantity(limits["cpu"])) if "cpu" in limits else None,
+        memory_limit=int(parse_quantity(limits["memory"])) if "memory" in limits else None,
+        run_as_user=context.run_as_user if context is not None else None,
+    )
+
+
+def container_env(spec: ReplicaSpec, image: ImageSpec) -> dict[str, str]:
+    """The manifest's env and Knative's variables; nothing of the platform's own environment.
+    Assigned GPUs are the only ones the engine maps in, so no CUDA_VISIBLE_DEVICES is needed."""
+    env = dict(spec.env)
+    if spec.devices:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    env["PORT"] = str(image.container_port)
+    return env
+
+
+@dataclass
+class _Child:
+    replica: Replica
+    image: ImageSpec
+    on_change: ReplicaListener
+    process: asyncio.subprocess.Process | None = None
+    launch_task: asyncio.Task[None] | None = None
+    probe_task: asyncio.Task[None] | None = None
+    exit_task: asyncio.Task[None] | None = None
+    stop_task: asyncio.Task[None] | None = None
+    spawning: bool = False
+    stopping: bool = False
+
+
+class ContainerRuntime:
+    """Runs replicas whose spec names an image as containers on 127.0.0.1."""
+
+    requires_command = False
+
+    def __init__(self, data_dir: Path, engine: str = "auto", close_grace_s: float = 5.0) -> None:
+        self.data_dir = data_dir.resolve()
+        self.setting = engine
+        self.close_grace_s = close_grace_s
+        self.owner_pid = os.getpid()
+        self.engine: Engine | None = None
+        self.problem: str | None = None  # why containers cannot run here, once known
+        self._prepared: asyncio.Task[None] | None = None
+        self._checked: asyncio.Task[None] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._children: dict[str, _Child] = {}
+        self._pulls: dict[str, asyncio.Task[str | None]] = {}
+        self._present: set[str] = set()  # images known to be in the engine's store
+
+    # -- the engine, once per platform ----------------------------------------------------------
+
+    async def prepare(self) -> str:
+        """Find the engine and remove containers a previous run left behind (only the first call
+        does the work), then check in the background that the engine can start a container here.
+        Returns one line for `tidal up` to print."""
+        if self._prepared is None:
+            self._prepared = asyncio.ensure_future(self._prepare())
+        await asyncio.shield(self._prepared)
+        if self.engine is None:
+            return f"containers: cannot run images: {self.problem}"
+        return f"containers: {self.engine.name} ({self.engine.path})"
+
+    async def _prepare(self) -> None:
+        try:
+            self.engine = find_engine(self.setting)
+        except EngineError as exc:
+            self.problem = str(exc)
+            return
+        await self._remove({DATA_DIR_LABEL: str(self.data_dir)})
+        self._reaper = subprocess.Popen(
+            reaper_script(self.engine, self.data_dir, self.owner_pid),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._checked = asyncio.ensure_future(self._check(self.engine))
+
+    async def _check(self, engine: Engine) -> None:
+        try:
+            await check_engine(engine)
+        except EngineError as exc:
+            self.problem = str(exc)
+            log.error("%s", exc)
+        else:
+            log.info("%s can start containers here", engine.name)
+
+    async def ready(self) -> str | None:
+        """Prepared and checked: None, or why no container can start here."""
+        await self.prepare()
+        if self._checked is not None:
+            await asyncio.shield(self._checked)
+        return self.problem
+
+    async def _remove(self, label_filters: dict[str, str]) -> None:
+        assert self.engine is not None
+        listed = await run_engine(list_args(self.engine, label_filters), 60)
+        names = listed.out.split()
+        if listed.code == 0 and names:
+            log.info("removing %d container(s) left behind", len(names))
+            await run_engine(remove_args(self.engine, names), 120)
+
+    # -- Runtime -------------------------------------------------------------------------------
+
+    async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
+        assert spec.image is not None, "ContainerRuntime runs replicas that name an image"
+        replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
+        child = _Child(replica, spec.image, on_change)
+        self._children[spec.replica_id] = child
+        _notify(on_change, replica)
+        child.launch_task = asyncio.ensure_future(self._launch(child))
+        return replica
+
+    async def _launch(self, child: _Child) -> None:
+        replica = child.replica
+        replica.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        problem = await self.ready() or await self._ensure_image(child)
+        if problem is not None:
+            self._failed(child, problem)
+            return
+        if child.stopping:
+            return
+        assert self.engine is not None
+        spec = replica.spec
+        args = run_args(
+            self.engine,
+            spec,
+            child.image,
+            replica.port,
+            container_env(spec, child.image),
+            labels(spec, self.data_dir, self.owner_pid),
+        )
+        child.spawning = True
+        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            child.process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C on `tidal up` must not reach the containers
+            )
+        except OSError as exc:
+            self._failed(child, f"cannot run {self.engine.path}: {exc.strerror or exc}")
+            return
+        finally:
+            os.close(log_fd)
+            child.spawning = False
+        replica.pid = child.process.pid
+        replica.phase = ""
+        child.probe_task = asyncio.ensure_future(self._probe(child))
+        child.exit_task = asyncio.ensure_future(self._await_exit(child))
+
+    async def _ensure_image(self, child: _Child) -> str | None:
+        """Pull as the policy says; None when the image is there, else why it is not."""
+        assert self.engine is not None
+        image, policy = child.image.image, child.image.pull_policy
+        if policy != "Always":
+            if image in self._present:  # seen here already: spare a cold start the engine call
+                return None
+            present = await run_engine(image_present_args(self.engine, image), 60)
+            if present.code == 0:
+                self._present.add(image)
+                return None
+            if policy == "Never":
+                return (
+                    f"image {image!r} is not present and imagePullPolicy is Never "
+                    f"(build or load it first, e.g. `{self.engine.name} build -t {image} .`)"
+                )
+        child.replica.phase = "Pulling"
+        self._log_line(child, f"tidal: pulling image {image} ({self.engine.name}, {policy})")
+        pull = self._pulls.get(image)
+        if pull is None:  # replicas starting together share one pull
+            pull = self._pulls[image] = asyncio.ensure_future(self._pull(image))
+            pull.add_done_callback(lambda _: self._pulls.pop(image, None))
+        started = time.monotonic()
+        problem = await asyncio.shield(pull)
+        if problem is None:
+            self._present.add(image)
+            self._log_line(child, f"tidal: pulled {image} in {time.monotonic() - started:.1f}s")
+        return problem
+
+    async def _pull(self, image: str) -> str | None:
+        assert self.engine is not None
+        result = await run_engine(pull_args(self.engine, image))
+        if result.code != 0:
+            return f"cannot pull image {image!r}: {result.message()}"
+        return None
+
+    @staticmethod
+    def _log_line(child: _Child, line: str) -> None:
+        with child.replica.spec.log_path.open("a") as f:
+            f.write(line + "\n")
+
+    async def _probe(self, child: _Child) -> None:
+        replica = child.replica
+
+        def ready() -> None:
+            if self._may_report(child):
+                replica.state = ReplicaState.READY
+                if replica.ready_at is None:
+                    replica.ready_at = time.monotonic()
+                replica.ever_ready = True
+                _notify(child.on_change, replica)
+
+        def not_ready() -> None:
+            if self._may_report(child):
+                replica.state = ReplicaState.NOT_READY
+                _notify(child.on_change, replica)
+
+        await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
+
+    @staticmethod
+    def _may_report(child: _Child) -> bool:
+        readiness_states = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
+        return not child.stopping and child.replica.state in readiness_states
+
+    async def _await_exit(self, child: _Child) -> None:
+        assert child.process is not None
+        code = await child.process.wait()
+        if child.probe_task is not None:
+            child.probe_task.cancel()
+        replica = child.replica
+        replica.exit_code = code
+        if child.stopping:
+            replica.state = ReplicaState.STOPPED
+        else:
+            replica.state = ReplicaState.FAILED
+            replica.reason = self._exit_reason(replica.spec, code)
+        self._children.pop(replica.replica_id, None)
+        _notify(child.on_change, replica)
+
+    def _exit_reason(self, spec: ReplicaSpec, code: int) -> str:
+        if code not in ENGINE_ERROR_CODES:
+            return f"container exited with code {code}"
+        assert self.engine is not None
+        self._present.discard(spec.image.image if spec.image else "")  # removed meanwhile?
+        errors = [
+            line
+            for line in tail_lines(spec.log_path, 20)
+            if line.startswith(("Error", f"{self.engine.name}: Error"))
+        ]
+        message = errors[-1] if errors else f"exit code {code}"
+        if any(word in message.lower() for word in HOST_PROBLEMS):
+            return engine_fix(message)
+        return f"{self.engine.name} could not run the container: {message}"
+
+    def _failed(self, child: _Child, reason: str) -> None:
+        replica = child.replica
+        self._log_line(child, f"tidal: {reason}")
+        replica.state = ReplicaState.FAILED
+        replica.reason = reason
+        replica.phase = ""
+        self._children.pop(replica.replica_id, None)
+        _notify(child.on_change, replica)
+
+    async def stop(self, replica: Replica, grace_s: float) -> None:
+        child = self._children.get(replica.replica_id)
+        if child is None:
+            return  # never started, or already exited
+        if child.stop_task is None:
+            child.stopping = True
+            child.stop_task = asyncio.ensure_future(self._terminate(child, grace_s))
+        await asyncio.shield(child.stop_task)
+
+    async def _terminate(self, child: _Child, grace_s: float) -> None:
+        launch = child.launch_task
+        assert launch is not None
+        if not launch.done() and not child.spawning:
+            launch.cancel()  # still pulling or preparing: nothing runs yet
+        with contextlib.suppress(asyncio.CancelledError):
+            await launch
+        if child.process is None or child.exit_task is None:
+            replica = child.replica
+            if replica.state is not ReplicaState.FAILED:
+                replica.state = ReplicaState.STOPPED
+                self._children.pop(replica.replica_id, None)
+                _notify(child.on_change, replica)
+            return
+        if child.probe_task is not None:
+            child.probe_task.cancel()
+        assert self.engine is not None
+        name = container_name(child.replica.spec)
+        stopped = await run_engine(stop_args(self.engine, name, grace_s), grace_s + STOP_SLACK_S)
+        try:
+            await asyncio.wait_for(asyncio.shield(child.exit_task), STOP_SLACK_S)
+        except TimeoutError:
+            child.process.kill()
+            await child.exit_task
+        if stopped.code != 0:  # e.g. stopped while being created: make sure it is gone
+            await run_engine(remove_args(self.engine, [name]), STOP_SLACK_S)
+
+    def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
+        return tail_lines(replica_spec.log_path, lines)
+
+    async def close(self) -> None:
+        children = list(self._children.values())
+        await asyncio.gather(*(self.stop(c.replica, self.close_grace_s) for c in children))
+        for pull in list(self._pulls.values()):
+            pull.cancel()
+        if self._reaper is not None:  # nothing left for it to remove
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._reaper.pid, signal.SIGTERM)
+            await asyncio.to_thread(self._reaper.wait)
+            self._reaper = None
+
+
+class HostRuntime:
+    """Processes and containers on this machine: a replica whose spec names an image runs in a
+    container, any other as a process."""
+
+    requires_command = False
+
+    def __init__(self, processes: Runtime, containers: ContainerRuntime) -> None:
+        self.processes = processes
+        self.containers = containers
+
+    def _for(self, spec: ReplicaSpec) -> Runtime:
+        return self.containers if spec.image is not None else self.processes
+
+    async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
+        return await self._for(spec).start(spec, on_change)
+
+    async def stop(self, replica: Replica, grace_s: float) -> None:
+        await self._for(replica.spec).stop(replica, grace_s)
+
+    def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
+        return self._for(replica_spec).log_tail(replica_spec, lines)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.processes.close(), self.containers.close())
+
+
+def _notify(on_change: ReplicaListener, replica: Replica) -> None:
+    try:
+        on_change(replica)
+    except Exception:
+        log.exception("replica listener failed for %s", replica.replica_id)

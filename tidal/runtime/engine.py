@@ -1,0 +1,243 @@
+"""The container engine (podman or docker) as tidal drives it: which one, whether it can start a
+container on this host, and the command lines for pull, run, stop and clean-up.
+
+Everything here that builds a command line is a pure function, so tests can check the arguments
+(GPUs included) on a machine without the engine or a GPU. See docs/containers.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tidal.runtime.base import ImageSpec, ReplicaSpec
+
+EngineName = Literal["podman", "docker"]
+ENGINES: tuple[EngineName, ...] = ("podman", "docker")
+HOST = "127.0.0.1"
+
+# Labels on every container tidal starts, so that it can find its own containers again.
+DATA_DIR_LABEL = "tidal.dev/data-dir"
+OWNER_LABEL = "tidal.dev/owner-pid"
+REVISION_LABEL = "tidal.dev/revision"
+REPLICA_LABEL = "tidal.dev/replica"
+
+CONTAINERS_CONF = "/etc/containers/containers.conf"
+# What a host like a container-in-a-container CI runner needs (see docs/containers.md).
+CONF_LINES = {
+    "ulimits": ("[containers]", "default_ulimits = []"),
+    "cgroups": ("[engine]", 'cgroup_manager = "cgroupfs"'),
+    "runtime": ("[engine]", 'runtime = "runc"'),
+}
+_CHECK_COMMAND = "/.tidal-engine-check"  # does not exist: "not found" means the engine works
+
+
+class EngineError(Exception):
+    """The engine is missing or cannot start containers here; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: EngineName
+    path: str
+
+    @property
+    def podman(self) -> bool:
+        return self.name == "podman"
+
+
+def find_engine(setting: str = "auto") -> Engine:
+    """The engine a setting names (`podman`, `docker`, or `auto`: podman first, then docker)."""
+    if setting not in ("auto", *ENGINES):
+        raise EngineError(f"unknown container engine {setting!r} (use auto, podman or docker)")
+    names = ENGINES if setting == "auto" else (setting,)
+    for name in names:
+        path = shutil.which(name)
+        if path is not None:
+            return Engine(name, path)  # type: ignore[arg-type]
+    wanted = "podman or docker" if setting == "auto" else setting
+    raise EngineError(
+        f"no container engine found ({wanted} is not on PATH); install one, e.g. "
+        "`apt-get install podman runc`, to run manifests that name only an image"
+    )
+
+
+def container_name(spec: ReplicaSpec) -> str:
+    return f"tidal-{spec.namespace}-{spec.replica_id}"
+
+
+def labels(spec: ReplicaSpec, data_dir: Path, owner_pid: int) -> dict[str, str]:
+    return {
+        DATA_DIR_LABEL: str(data_dir),
+        OWNER_LABEL: str(owner_pid),
+        REVISION_LABEL: f"{spec.namespace}/{spec.revision}",
+        REPLICA_LABEL: spec.replica_id,
+    }
+
+
+def gpu_args(engine: Engine, devices: Sequence[str]) -> list[str]:
+    """Devices assigned by the scheduler: CDI names for podman, `--gpus` for docker."""
+    if not devices:
+        return []
+    if engine.podman:
+        return [arg for device in devices for arg in ("--device", f"nvidia.com/gpu={device}")]
+    # Docker splits --gpus on commas unless the value is quoted.
+    return ["--gpus", f'"device={",".join(devices)}"']
+
+
+def run_args(
+    engine: Engine,
+    spec: ReplicaSpec,
+    image: ImageSpec,
+    host_port: int,
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+) -> list[str]:
+    """`<engine> run` for one replica: attached (its output is the replica's log), removed when
+    it exits, the container's port published on the loopback interface only."""
+    args = [engine.path, "run", "--rm", "--name", container_name(spec), "--pull", "never"]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    args += ["--publish", f"{HOST}:{host_port}:{image.container_port}"]
+    for key, value in env.items():
+        args += ["--env", f"{key}={value}"]
+    if spec.working_dir:
+        args += ["--workdir", spec.working_dir]
+    if image.run_as_user is not None:
+        args += ["--user", str(image.run_as_user)]
+    if image.cpu_limit is not None:
+        args += ["--cpus", f"{image.cpu_limit:g}"]
+    if image.memory_limit is not None:
+        args += ["--memory", str(image.memory_limit)]
+    args += gpu_args(engine, spec.devices)
+    command = list(image.args)
+    if image.entrypoint:
+        # One executable through --entrypoint (docker takes no list); the rest become arguments.
+        args += ["--entrypoint", image.entrypoint[0]]
+        command = [*image.entrypoint[1:], *image.args]
+    return [*args, image.image, *command]
+
+
+def stop_args(engine: Engine, name: str, grace_s: float) -> list[str]:
+    """SIGTERM, then SIGKILL after the grace period (the engine's stop timeout)."""
+    return [engine.path, "stop", "--time", str(max(0, math.ceil(grace_s))), name]
+
+
+def remove_args(engine: Engine, names: Sequence[str]) -> list[str]:
+    return [engine.path, "rm", "--force", *names]
+
+
+def list_args(engine: Engine, label_filters: Mapping[str, str]) -> list[str]:
+    args = [engine.path, "ps", "--all", "--quiet"]
+    for key, value in label_filters.items():
+        args += ["--filter", f"label={key}={value}"]
+    return args
+
+
+def image_present_args(engine: Engine, image: str) -> list[str]:
+    if engine.podman:
+        return [engine.path, "image", "exists", image]
+    return [engine.path, "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def pull_args(engine: Engine, image: str) -> list[str]:
+    return [engine.path, "pull", "--quiet", image]
+
+
+def reaper_script(engine: Engine, data_dir: Path, owner_pid: int) -> list[str]:
+    """A detached watcher that removes this platform's containers once its process is gone, so
+    that a `kill -9` of `tidal up` leaves no container running (the next start cleans up too)."""
+    owned = {DATA_DIR_LABEL: str(data_dir), OWNER_LABEL: str(owner_pid)}
+    ps = shlex.join(list_args(engine, owned))
+    rm = shlex.join(remove_args(engine, []))
+    script = f"tail --pid={owner_pid} -f /dev/null; {ps} | xargs -r {rm} >/dev/null 2>&1"
+    return ["sh", "-c", script]
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def message(self) -> str:
+        """The engine's own words: its last non-empty line of stderr (or stdout)."""
+        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit code {self.code}"
+
+
+async def run_engine(args: Sequence[str], timeout_s: float | None = None) -> Result:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:  # the engine went missing since it was found
+        return Result(-1, "", f"cannot run {args[0]}: {exc.strerror or exc}")
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return Result(-1, "", f"{Path(args[0]).name} {args[1]} timed out after {timeout_s:g}s")
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+async def check_engine(engine: Engine) -> None:
+    """Raise EngineError, naming the fix, when the engine cannot start a container here.
+
+    podman runs a command that does not exist in an empty root filesystem: the engine reports
+    "not found" only after it has set up cgroups, rlimits and the OCI runtime, so no image is
+    needed. docker is checked by asking its daemon for its version."""
+    if not engine.podman:
+        result = await run_engine([engine.path, "version", "--format", "{{.Server.Version}}"], 30)
+        if result.code != 0:
+            raise EngineError(
+                f"docker cannot start containers: {result.message()} (start the docker daemon, "
+                "or install podman: `apt-get install podman runc`)"
+            )
+        return
+    with tempfile.TemporaryDirectory(prefix="tidal-engine-check-") as root:
+        check = ["run", "--rm", "--network", "none", "--rootfs", root, _CHECK_COMMAND]
+        result = await run_engine([engine.path, *check], 60)
+    text = result.err + result.out
+    if result.code == 127 and ("not found" in text or "no such file" in text):
+        return
+    raise EngineError(engine_fix(result.message()))
+
+
+def engine_fix(message: str) -> str:
+    """What to change on this host, given the engine's error starting a container."""
+    lowered = message.lower()
+    wanted = [
+        key
+        for key, words in (
+            ("ulimits", ("rlimit", "ulimit")),
+            ("cgroups", ("systemd", "dbus", "sd-bus", "cgroup")),
+            ("runtime", ("crun", "oci runtime not found", "runtime not found")),
+        )
+        if any(word in lowered for word in words)
+    ] or list(CONF_LINES)
+    sections: dict[str, list[str]] = {}
+    for key in wanted:
+        section, line = CONF_LINES[key]
+        sections.setdefault(section, []).append(line)
+    conf = "\n".join(
+        f"  {s}\n" + "\n".join(f"  {line}" for line in ls) for s, ls in sections.items()
+    )
+    runc = " (and `apt-get install runc`)" if "runtime" in wanted else ""
+    return (
+        f"podman cannot start containers on this host: {message}\n"
+        f"Add to {CONTAINERS_CONF}{runc}:\n{conf}"
+    )
