@@ -108,6 +108,9 @@ def up(
     )
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
+        from tidal.controller.kubeapi.kubeconfig import write_kubeconfig
+
+        write_kubeconfig(Path(info["dataDir"]), info["admin"], None)  # for kubectl
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
@@ -130,6 +133,28 @@ def up(
         ) from None
     except InvalidSpec as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--data-dir", default=".tidal", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Add it as context `tidal` to $KUBECONFIG's first file or ~/.kube/config.",
+)
+def kubeconfig(data_dir: str, merge: bool) -> None:
+    """Print the kubeconfig `tidal up` wrote, for kubectl (or merge it into yours)."""
+    from tidal.controller.kubeapi.kubeconfig import FILE, default_target, merge_into
+
+    source = Path(data_dir) / FILE
+    if not source.exists():
+        raise click.ClickException(f"no {source}: start the platform with `tidal up` first")
+    if not merge:
+        click.echo(source.read_text(), nl=False)
+        return
+    target = default_target()
+    merge_into(source, target)
+    click.echo(f"context tidal written to {target} (kubectl config use-context tidal)")
 
 
 @main.command()

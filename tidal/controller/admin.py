@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidal.api.errors import InvalidSpec
+from tidal.controller import kubeapi
 from tidal.controller.platform import Platform
 from tidal.store.sqlite import Conflict
 
@@ -179,6 +180,7 @@ def build_app(platform: Platform, info: dict[str, Any]) -> web.Application:
         return web.json_response(info)
 
     app = web.Application(client_max_size=16 * 1024 * 1024)
+    kubeapi.add_routes(app, platform)  # first: the Kubernetes API answers its standard paths
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(f"{TIDAL}/info", get_info)
