@@ -50,6 +50,7 @@ DROPPED_METADATA = (
     "ownerReferences",
 )
 WATCH_TIMEOUT_S = 1800.0
+LIVENESS_CHECK_S = 1.0  # how often an idle watch looks whether its client is still there
 
 
 def _handle(handler: Handler) -> Handler:
@@ -82,6 +83,7 @@ class KubeApi:
         self.feed.listeners.append(self.recorder.revision_changed)
         listeners = getattr(self.store, "listeners", None)
         self.watchable = listeners is not None
+        self.closing = asyncio.Event()
         if listeners is not None:
             listeners.append(self.feed.publish)
 
@@ -214,11 +216,13 @@ class KubeApi:
                 for obj in initial:
                     if _version(obj) > int(since or 0):
                         await send("MODIFIED", obj)
-            while (remaining := deadline - time.monotonic()) > 0:
+            while (remaining := deadline - time.monotonic()) > 0 and not self._gone(request):
                 try:
-                    event, stored = await asyncio.wait_for(queue.get(), remaining)
+                    event, stored = await asyncio.wait_for(
+                        queue.get(), min(remaining, LIVENESS_CHECK_S)
+                    )
                 except TimeoutError:
-                    break
+                    continue
                 obj = self._watched(resource, event, stored)
                 if obj is None or (namespace and obj["metadata"]["namespace"] != namespace):
                     continue
@@ -234,6 +238,11 @@ class KubeApi:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+    def _gone(self, request: web.Request) -> bool:
+        """The client hung up, or the platform is stopping."""
+        transport = request.transport
+        return self.closing.is_set() or transport is None or transport.is_closing()
 
     @staticmethod
     async def _pump(source: asyncio.Queue[Any], sink: asyncio.Queue[Any]) -> None:
@@ -451,6 +460,11 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
     /apis, so that these answer the Kubernetes paths)."""
     api = KubeApi(platform)
     router = app.router
+
+    async def end_watches(_: web.Application) -> None:
+        api.closing.set()
+
+    app.on_shutdown.append(end_watches)
 
     def static(body: Callable[[], Any]) -> Handler:
         async def handler(_: web.Request) -> web.StreamResponse:

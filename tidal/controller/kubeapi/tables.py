@@ -3,6 +3,8 @@ columns Knative's CRDs declare."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 from tidal.controller.kubeapi.resources import Resource
@@ -15,9 +17,33 @@ def wants_table(accept: str) -> bool:
     )
 
 
+def age(timestamp: str, now: float | None = None) -> str:
+    """How long ago, as kubectl prints ages (`45s`, `3m20s`, `5h`, `12d`)."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    seconds = max(0, int((time.time() if now is None else now) - then))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d" if days < 730 else f"{days // 365}y"
+
+
 def _cell(value: Any, kind: str) -> Any:
     if kind == "integer":
         return int(value) if value not in ("", None) else None
+    if kind == "date":
+        return age(str(value or "").replace("Z", "+0000"))
     return "" if value is None else value
 
 
