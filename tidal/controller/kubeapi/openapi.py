@@ -3,6 +3,11 @@ validate manifests, so `kubectl explain ksvc.spec.template` shows exactly what t
 
 The PATCH operations declare the `fieldValidation` parameter: kubectl then leaves validation to
 the server (which rejects unknown fields) instead of fetching a schema to check on its side.
+
+OpenAPI v2, which kubectl before 1.27 reads (as protobuf, gnostic's openapi_v2.Document), lists
+only the PATCH operations and their `dryRun` parameter, which is what those clients look for
+before `--dry-run=server`; it has no definitions, so they leave validation to the server, as for
+a custom resource without a schema. `kubectl explain` needs kubectl 1.27 or newer (it reads v3).
 """
 
 from __future__ import annotations
@@ -181,3 +186,48 @@ def root() -> dict[str, Any]:
             for gv in GROUP_VERSIONS
         }
     }
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _message(number: int, payload: bytes | str) -> bytes:
+    """One length-delimited protobuf field (a string or a nested message)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _v2_patch_path(group_version: str, resource: Resource) -> bytes:
+    """NamedPathItem{name, PathItem{patch: Operation{parameters: [dryRun in query],
+    vendor_extension: [x-kubernetes-group-version-kind]}}}."""
+    query = _message(2, "query") + _message(4, "dryRun") + _message(6, "string")
+    parameter = _message(1, _message(2, _message(3, query)))  # Parameter.non_body.query
+    gvk = f"group: {resource.group}\nkind: {resource.kind}\nversion: {resource.version}\n"
+    extension = _message(1, "x-kubernetes-group-version-kind") + _message(2, _message(2, gvk))
+    operation = (
+        _message(5, f"patch{resource.kind}") + _message(8, parameter) + _message(13, extension)
+    )
+    path = f"/apis/{group_version}/namespaces/{{namespace}}/{resource.plural}/{{name}}"
+    return _message(1, path) + _message(2, _message(8, operation))
+
+
+@cache
+def v2_protobuf() -> bytes:
+    paths = b"".join(
+        _message(2, _v2_patch_path(gv, r))
+        for gv, resources in GROUP_VERSIONS.items()
+        for r in resources
+        if r.writable
+    )
+    info = _message(1, "tidal") + _message(2, "v2")
+    return _message(1, "2.0") + _message(2, info) + _message(8, paths)
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+V2_JSON = {"swagger": "2.0", "info": {"title": "tidal", "version": "v2"}, "paths": {}}

@@ -506,6 +506,14 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         ),
     )
     router.add_get("/openapi/v3", static(openapi.root))
+
+    async def openapi_v2(request: web.Request) -> web.StreamResponse:
+        if openapi.V2_PROTOBUF in request.headers.get("Accept", ""):
+            # Not V2_PROTOBUF itself: Go's mime parser rejects its "@".
+            return web.Response(body=openapi.v2_protobuf(), content_type="application/octet-stream")
+        return web.json_response(openapi.V2_JSON)
+
+    router.add_get("/openapi/v2", openapi_v2)
     for gv, resources in GROUP_VERSIONS.items():
         router.add_get(
             f"/apis/{gv.split('/')[0]}",
