@@ -11,10 +11,14 @@ from tidal.controller.kubeapi.resources import Resource
 
 
 def wants_table(accept: str) -> bool:
-    return any(
-        "as=Table" in part and "g=meta.k8s.io" in part and "v=v1" in part.replace(" ", "")
-        for part in accept.split(",")
-    )
+    """Whether one of the accepted types is a meta.k8s.io/v1 Table."""
+    for media in accept.split(","):
+        params = dict(
+            part.strip().partition("=")[::2] for part in media.split(";")[1:] if "=" in part
+        )
+        if (params.get("as"), params.get("g"), params.get("v")) == ("Table", "meta.k8s.io", "v1"):
+            return True
+    return False
 
 
 def age(timestamp: str, now: float | None = None) -> str:
