@@ -44,6 +44,29 @@ DESCRIPTIONS = {
     "max, then spill to the next (ACK's ResourcePolicy).",
 }
 
+FIELDS = {
+    ("ServiceSpec", "template"): "The revision template: every change makes a new Revision.",
+    ("ServiceSpec", "traffic"): "How requests are split between revisions (default: all to the "
+    "latest ready one). Percentages sum to 100.",
+    ("RevisionTemplate", "metadata"): "Labels and annotations of the revisions; "
+    "autoscaling.knative.dev/* and tidal.dev/* annotations tune scaling.",
+    ("RevisionTemplate", "spec"): "What each replica runs.",
+    ("RevisionSpec", "containers"): "Exactly one container.",
+    ("RevisionSpec", "containerConcurrency"): "Most requests one replica serves at a time "
+    "(0: no limit).",
+    ("RevisionSpec", "timeoutSeconds"): "Longest a request may take, in seconds.",
+    ("Container", "command"): "The process to run; locally tidal runs it with $PORT set.",
+    ("Container", "image"): "The container image (needed on Kubernetes only).",
+    ("Container", "workingDir"): "Folder the command runs in.",
+    ("Container", "env"): "Environment variables (PORT and K_* are set by tidal).",
+    ("Container", "resources"): "cpu, memory and nvidia.com/gpu requests and limits; they place "
+    "replicas on pools.",
+    ("TrafficTarget", "revisionName"): "A revision by name.",
+    ("TrafficTarget", "latestRevision"): "Follow the latest ready revision.",
+    ("TrafficTarget", "percent"): "Share of the requests, 0-100.",
+    ("TrafficTarget", "tag"): "Also reachable at <tag>-<service>.<namespace>.<domain>.",
+}
+
 
 class RevisionObject(KModel):
     api_version: Literal["serving.knative.dev/v1"]
@@ -139,6 +162,12 @@ def group_version_document(group_version: str) -> dict[str, Any]:
         [(MODELS[r.kind], "validation") for r in resources], ref_template=REF, by_alias=True
     )
     schemas = {name: _clean(s) for name, s in schema.get("$defs", {}).items()}
+    for (model, field), text in FIELDS.items():
+        if model in schemas:
+            prop = schemas[model]["properties"][field]
+            if "$ref" in prop:  # OpenAPI 3.0 ignores what sits beside a $ref
+                prop["allOf"] = [{"$ref": prop.pop("$ref")}]
+            prop["description"] = text
     paths: dict[str, Any] = {}
     for resource in resources:
         name = MODELS[resource.kind].__name__

@@ -205,6 +205,7 @@ def configuration_of(service: dict[str, Any]) -> dict[str, Any]:
     """The Configuration Knative would keep for this Service: its template, newest revisions."""
     meta, status = service["metadata"], service.get("status", {})
     name = meta["name"]
+    generation = int(status.get("configurationGeneration", 1))
     return {
         "apiVersion": f"{KNATIVE_GROUP}/v1",
         "kind": "Configuration",
@@ -213,7 +214,7 @@ def configuration_of(service: dict[str, Any]) -> dict[str, Any]:
             "namespace": meta["namespace"],
             "uid": str(uuid.uuid5(uuid.UUID(meta["uid"]), "configuration")),
             "resourceVersion": meta["resourceVersion"],
-            "generation": int(status.get("configurationGeneration", 1)),
+            "generation": generation,
             "creationTimestamp": meta["creationTimestamp"],
             "labels": {**meta.get("labels", {}), SERVICE_LABEL: name},
             "ownerReferences": [
@@ -228,13 +229,11 @@ def configuration_of(service: dict[str, Any]) -> dict[str, Any]:
         },
         "spec": {"template": service["spec"]["template"]},
         "status": {
-            key: status[key]
-            for key in (
-                "observedGeneration",
-                "latestCreatedRevisionName",
-                "latestReadyRevisionName",
-                "conditions",
-            )
-            if key in status
+            "observedGeneration": generation,
+            **{
+                key: status[key]
+                for key in ("latestCreatedRevisionName", "latestReadyRevisionName", "conditions")
+                if key in status
+            },
         },
     }
