@@ -297,6 +297,8 @@ def test_create_replace_conflict_and_delete(kubectl, tmp_path):
     )
     again = kubectl("create", "-f", str(path), check=False)
     assert again.returncode != 0 and "(AlreadyExists)" in again.stderr
+    # Status updates change the resourceVersion too: read once the service has settled.
+    kubectl("wait", "--for=condition=Ready", "ksvc/second", "--timeout=60s")
     stale = kubectl.json("get", "ksvc", "second")
     current = kubectl.json("get", "ksvc", "second")
     current["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "replaced"
