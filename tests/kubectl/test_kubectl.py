@@ -318,6 +318,12 @@ def test_create_replace_conflict_and_delete(kubectl, tmp_path):
     assert revisions_of(kubectl, "second") == ["second-00001", "second-00002"]
     readonly = kubectl("delete", "revision", "second-00001", check=False)
     assert readonly.returncode != 0 and "MethodNotAllowed" in readonly.stderr
+    kubectl("label", "ksvc", "second", "team=a")
+    assert kubectl("get", "ksvc", "-l", "team=a", "-o", "name").stdout.split() == [
+        "service.serving.knative.dev/second"
+    ]
+    assert "(server dry run)" in kubectl("delete", "ksvc", "second", "--dry-run=server").stdout
+    assert kubectl("get", "ksvc", "second", "-o", "name").returncode == 0
     assert kubectl("delete", "-f", str(path)).stdout.strip() == (
         'service.serving.knative.dev "second" deleted'
     )

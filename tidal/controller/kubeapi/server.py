@@ -410,7 +410,8 @@ class KubeApi:
             self._writable(resource)
             namespace, name = request.match_info["ns"], request.match_info["name"]
             obj = self.get(resource, namespace, name)
-            if not _dry_run(request) and not deleters[resource.kind](namespace, name):
+            dry_run = _dry_run(request) or await _delete_options_dry_run(request)
+            if not dry_run and not deleters[resource.kind](namespace, name):
                 raise not_found(resource.plural, name)
             return web.json_response(
                 {
@@ -435,6 +436,21 @@ def _dry_run(request: web.Request) -> bool:
     if any(v != "All" for v in values):
         raise ApiError(400, f"dryRun must be All, got {values!r}")
     return bool(values)
+
+
+async def _delete_options_dry_run(request: web.Request) -> bool:
+    """kubectl sends DELETE's options, dryRun among them, as a DeleteOptions body."""
+    raw = await request.read()
+    if not raw:
+        return False
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the DeleteOptions body is not JSON") from None
+    dry_run = options.get("dryRun") if isinstance(options, dict) else None
+    if dry_run and dry_run != ["All"]:
+        raise ApiError(400, f"dryRun must be All, got {dry_run!r}")
+    return bool(dry_run)
 
 
 # -- discovery ----------------------------------------------------------------------------------
