@@ -213,8 +213,9 @@ class KubeApi:
                 for obj in initial:
                     await send("ADDED", obj)
             else:
+                start = int(since) if since.isdigit() else 0
                 for obj in initial:
-                    if _version(obj) > int(since or 0):
+                    if _version(obj) > start:
                         await send("MODIFIED", obj)
             while (remaining := deadline - time.monotonic()) > 0 and not self._gone(request):
                 try:
