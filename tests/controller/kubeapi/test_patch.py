@@ -54,3 +54,26 @@ def test_unknown_patch_type_and_bad_bodies():
     with pytest.raises(ApiError) as err:
         apply_patch(CURRENT, MERGE, b"{not json")
     assert err.value.code == 400
+
+
+def test_validation_causes_one_per_problem():
+    from tidal.api.errors import InvalidSpec
+    from tidal.controller.kubeapi.status import causes_of, invalid
+
+    one = InvalidSpec("spec.traffic", "percentages must sum to 100, got 50")
+    assert causes_of(one) == [
+        {"reason": "FieldValueInvalid", "field": "spec.traffic", "message": one.message}
+    ]
+    lines = InvalidSpec("", "spec.a: bad\nspec.b[0].name: worse")
+    assert [(c["field"], c["message"]) for c in causes_of(lines)] == [
+        ("spec.a", "bad"),
+        ("spec.b[0].name", "worse"),
+    ]
+    listed = InvalidSpec("spec.a", "bad")
+    listed.problems = [InvalidSpec("spec.a", "bad"), InvalidSpec("metadata.name", "missing")]
+    error = invalid("Service", "serving.knative.dev", "x", listed)
+    assert error.code == 422 and error.reason == "Invalid"
+    assert [c["field"] for c in error.details["causes"]] == ["spec.a", "metadata.name"]
+    assert error.message == (
+        'Service.serving.knative.dev "x" is invalid: spec.a: bad; metadata.name: missing'
+    )

@@ -54,19 +54,29 @@ def not_found(qualified: str, name: str) -> ApiError:
     )
 
 
+def _cause(field: str, message: str) -> dict[str, str]:
+    return {"reason": "FieldValueInvalid", "message": message, "field": field}
+
+
 def causes_of(exc: InvalidSpec) -> list[dict[str, str]]:
-    """One cause per problem. A message of several lines holds several problems, each
-    `path: message`; otherwise the error's own field and message are the one cause."""
+    """One cause per problem: from a list of errors the exception carries (items with `field`
+    and `message`), else from a message of several `path: message` lines, else the error's own
+    field and message."""
+    for value in vars(exc).values():
+        if (
+            isinstance(value, list | tuple)
+            and value
+            and all(hasattr(v, "field") and hasattr(v, "message") for v in value)
+        ):
+            return [_cause(str(v.field), str(v.message)) for v in value]
     lines = [line.strip(" -*") for line in str(exc).splitlines() if line.strip(" -*")]
     if len(lines) <= 1:
-        return [{"reason": "FieldValueInvalid", "message": exc.message, "field": exc.field}]
+        return [_cause(exc.field, exc.message)]
     causes = []
     for line in lines:
         field, sep, message = line.partition(": ")
         causes.append(
-            {"reason": "FieldValueInvalid", "message": message if sep else line, "field": field}
-            if sep
-            else {"reason": "FieldValueInvalid", "message": line}
+            _cause(field, message) if sep else {"reason": "FieldValueInvalid", "message": line}
         )
     return causes
 
