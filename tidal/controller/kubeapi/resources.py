@@ -179,12 +179,10 @@ EVENTS = Resource(
     ),
     writable=False,
 )
-RESOURCES = (SERVICES, CONFIGURATIONS, REVISIONS, ROUTES, RESOURCE_POLICIES)
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{SCHEDULING_GROUP}/v1alpha1": [RESOURCE_POLICIES],
 }
-BY_KIND = {r.kind: r for r in (*RESOURCES, EVENTS)}
 
 
 def with_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
