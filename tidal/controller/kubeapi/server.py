@@ -556,4 +556,3 @@ def _add_resource(router: web.UrlDispatcher, api: KubeApi, base: str, resource: 
         router.add_put(item, api.replacer(resource))
         router.add_patch(item, api.patcher(resource))
         router.add_delete(item, api.deleter(resource))
-
