@@ -108,7 +108,7 @@ def up(
     )
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
-        from tidal.controller.kubeapi.kubeconfig import write_kubeconfig
+        from tidal.cli.kubeconfig import write_kubeconfig
 
         write_kubeconfig(Path(info["dataDir"]), info["admin"], None)  # for kubectl
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
@@ -144,7 +144,7 @@ def up(
 )
 def kubeconfig(data_dir: str, merge: bool) -> None:
     """Print the kubeconfig `tidal up` wrote, for kubectl (or merge it into yours)."""
-    from tidal.controller.kubeapi.kubeconfig import FILE, default_target, merge_into
+    from tidal.cli.kubeconfig import FILE, default_target, merge_into
 
     source = Path(data_dir) / FILE
     if not source.exists():
