@@ -226,6 +226,12 @@ def up(
     options.container_engine = container_engine
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
+        from tidal.cli.kubeconfig import write_kubeconfig
+        from tidal.security.credentials import read_token_file
+        from tidal.security.datadir import TOKEN_FILE
+
+        data = Path(info["dataDir"])
+        write_kubeconfig(data, info["admin"], read_token_file(data / TOKEN_FILE))  # for kubectl
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
@@ -252,6 +258,28 @@ def up(
         ) from None
     except ValueError as exc:  # InvalidSpec, or a certificate that does not load
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--data-dir", default=".tidal", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Add it as context `tidal` to $KUBECONFIG's first file or ~/.kube/config.",
+)
+def kubeconfig(data_dir: str, merge: bool) -> None:
+    """Print the kubeconfig `tidal up` wrote, for kubectl (or merge it into yours)."""
+    from tidal.cli.kubeconfig import FILE, default_target, merge_into
+
+    source = Path(data_dir) / FILE
+    if not source.exists():
+        raise click.ClickException(f"no {source}: start the platform with `tidal up` first")
+    if not merge:
+        click.echo(source.read_text(), nl=False)
+        return
+    target = default_target()
+    merge_into(source, target)
+    click.echo(f"context tidal written to {target} (kubectl config use-context tidal)")
 
 
 @main.command()

@@ -38,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
+from tidal.controller import kubeapi
 from tidal.controller.platform import Platform
 from tidal.security.credentials import TOKEN_HEADER, local_urls
 from tidal.store.sqlite import Conflict, StoreError
@@ -306,6 +307,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, guard(security)]
     )
+    kubeapi.add_routes(app, platform)  # first: the Kubernetes API answers its standard paths
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(f"{TIDAL}/info", get_info)

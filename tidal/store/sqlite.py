@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS resources (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('resourceVersion', 0);
 """
+
+
+# Told of every committed write: ("ADDED" | "MODIFIED" | "DELETED", the object as stored).
+Listener = Callable[[str, dict[str, Any]], None]
 
 
 class Conflict(Exception):
@@ -86,6 +90,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._in_txn = False
+        self.listeners: list[Listener] = []  # e.g. the Kubernetes API's watches
+        self._pending: list[tuple[str, dict[str, Any]]] = []
 
     def close(self) -> None:
         self._db.close()
@@ -106,11 +112,25 @@ class Store:
             except BaseException:
                 if self._db.in_transaction:  # a failed COMMIT may leave it open
                     self._db.execute("ROLLBACK")
+                self._pending.clear()  # listeners hear of committed writes only
                 raise
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from exc
         finally:
             self._in_txn = False
+        self._notify()
+
+    def _changed(self, event: str, body: str) -> None:
+        if self.listeners:
+            self._pending.append((event, json.loads(body)))
+            if not self._in_txn:
+                self._notify()
+
+    def _notify(self) -> None:
+        pending, self._pending = self._pending, []
+        for event, obj in pending:
+            for listener in self.listeners:
+                listener(event, obj)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         row = self._db.execute(
@@ -162,19 +182,23 @@ class Store:
             else:
                 meta["uid"] = current["metadata"]["uid"]
                 meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+            body = json.dumps(obj, sort_keys=True)
             self._db.execute(
                 "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?)",
-                (kind, namespace, name, version, json.dumps(obj, sort_keys=True)),
+                (kind, namespace, name, version, body),
             )
+            self._changed("ADDED" if current is None else "MODIFIED", body)
         return obj
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         with self.transaction():
-            cursor = self._db.execute(
-                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
+            rows = self._db.execute(
+                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=? RETURNING body",
                 (kind, namespace, name),
-            )
-        return cursor.rowcount > 0
+            ).fetchall()
+            for (body,) in rows:
+                self._changed("DELETED", body)
+        return bool(rows)
 
     def _next_version(self) -> int:
         self._db.execute("UPDATE counters SET value = value + 1 WHERE name='resourceVersion'")

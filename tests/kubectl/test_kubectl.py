@@ -1,0 +1,404 @@
+"""The real `kubectl` against a running `tidal up`, with the kubeconfig `tidal up` writes.
+
+kubectl never sees the user's ~/.kube: HOME points at the test's folder and every call names
+the data dir's kubeconfig. Without a kubectl binary the module is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.harness import HELLO_DIR, REPO, Platform, hello_service, host, wait_until
+
+KUBECTL = shutil.which("kubectl")
+if KUBECTL is None:
+    pytest.skip(
+        "kubectl is not installed (CI installs Debian's kubernetes-client)",
+        allow_module_level=True,
+    )
+
+
+def _client_minor() -> int:
+    out = subprocess.run(
+        [KUBECTL, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30
+    ).stdout
+    return int(re.sub(r"\D", "", json.loads(out)["clientVersion"]["minor"]) or 0)
+
+
+class Kubectl:
+    def __init__(self, platform: Platform, home: Path) -> None:
+        self.platform = platform
+        self.config = platform.data_dir / "kubeconfig"
+        self.env = {**os.environ, "HOME": str(home)}
+        self.env.pop("KUBECONFIG", None)
+
+    def __call__(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=stdin,
+            env=self.env,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}{result.stdout}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    def apply(self, doc: dict[str, Any], *args: str, check: bool = True) -> Any:
+        return self("apply", "-f", "-", *args, stdin=yaml.safe_dump(doc), check=check)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    p = Platform(tmp_path_factory.mktemp("kubectl")).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def kubectl(platform, tmp_path_factory):
+    return Kubectl(platform, tmp_path_factory.mktemp("home"))
+
+
+def example_hello(target: str) -> dict[str, Any]:
+    """examples/hello/service.yaml as is, but for the folder: kubectl sends the manifest without
+    saying where the file was, so `workingDir` must not be relative to it."""
+    doc = yaml.safe_load((HELLO_DIR / "service.yaml").read_text())
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["workingDir"] = str(HELLO_DIR)
+    container["env"] = [{"name": "TARGET", "value": target}]
+    return doc
+
+
+def revisions_of(kubectl: Kubectl, service: str) -> list[str]:
+    items = kubectl.json("get", "revisions", "-l", f"serving.knative.dev/service={service}")
+    return [r["metadata"]["name"] for r in items["items"]]
+
+
+def header(output: str) -> list[str]:
+    return re.split(r"\s{2,}", output.splitlines()[0].strip())
+
+
+# -- discovery -------------------------------------------------------------------------------
+
+
+def test_api_resources_and_version(kubectl):
+    out = kubectl("api-resources").stdout
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "kservice,ksvc" in rows["services"] and "serving.knative.dev/v1" in rows["services"]
+    assert " rev " in rows["revisions"] and " rt " in rows["routes"]
+    assert "config,cfg" in rows["configurations"]
+    assert "scheduling.alibabacloud.com/v1alpha1" in rows["resourcepolicies"]
+    if _client_minor() >= 27:  # older clients have no --categories
+        knative = kubectl("api-resources", "--categories", "knative", "-o", "name").stdout.split()
+        assert set(knative) == {
+            "services.serving.knative.dev",
+            "revisions.serving.knative.dev",
+            "routes.serving.knative.dev",
+            "configurations.serving.knative.dev",
+        }
+    assert "v1.32.0+tidal" in kubectl("version").stdout
+
+
+def test_explain_from_published_openapi(kubectl):
+    if _client_minor() < 27:
+        pytest.skip("kubectl before 1.27 explains from OpenAPI v2 protobuf; tidal publishes v3")
+    out = kubectl("explain", "ksvc.spec.template").stdout
+    assert "KIND:       Service" in out and "GROUP:      serving.knative.dev" in out
+    assert re.search(r"^\s+spec\s+<RevisionSpec> -required-", out, re.M)
+    env = kubectl("explain", "ksvc.spec.template.spec.containers.env").stdout
+    assert re.search(r"^\s+name\s+<string> -required-", env, re.M)
+    bad = kubectl("explain", "ksvc.spec.nosuchfield", check=False)
+    assert bad.returncode != 0 and "nosuchfield" in bad.stderr
+
+
+# -- apply, get, serve -----------------------------------------------------------------------
+
+
+def test_apply_example_is_served_and_listed(platform, kubectl):
+    out = kubectl.apply(example_hello("kubectl")).stdout
+    assert out.strip() == "service.serving.knative.dev/hello created"
+    kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
+    status, headers, body = platform.request(host("hello"), "/env")
+    assert status == 200 and headers["X-Tidal-Revision"] == "hello-00001"
+    assert json.loads(body)["TARGET"] == "kubectl"
+    # Two doors into one store: tidal sees what kubectl applied.
+    assert platform.service("hello")["status"]["latestReadyRevisionName"] == "hello-00001"
+
+    svc = kubectl.json("get", "ksvc", "hello")
+    meta, status_ = svc["metadata"], svc["status"]
+    assert {"uid", "resourceVersion", "generation", "creationTimestamp"} <= set(meta)
+    assert status_["url"] == "http://hello.default.example.com"
+    assert status_["latestCreatedRevisionName"] == status_["latestReadyRevisionName"]
+    assert status_["traffic"] == [
+        {"latestRevision": True, "percent": 100, "revisionName": "hello-00001"}
+    ]
+    assert {"type": "Ready", "status": "True"} in status_["conditions"]
+
+
+def test_get_columns_and_output_formats(kubectl):
+    out = kubectl("get", "ksvc").stdout
+    assert header(out) == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    assert re.search(
+        r"^hello\s+http://hello.default.example.com\s+hello-00001\s+hello-00001\s+True", out, re.M
+    )
+    revs = kubectl("get", "revisions").stdout
+    assert header(revs) == [
+        "NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS",
+        "DESIRED REPLICAS",
+    ]  # fmt: skip
+    assert re.search(r"^hello-00001\s+hello\s+1\s+True\s+\d+\s+\d+", revs, re.M)
+    assert header(kubectl("get", "routes.serving.knative.dev").stdout) == [
+        "NAME", "URL", "READY", "REASON",
+    ]  # fmt: skip
+    cfg = kubectl("get", "configurations").stdout
+    assert header(cfg) == ["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    assert header(kubectl("get", "ksvc", "-A").stdout)[0] == "NAMESPACE"
+    assert "hello" in kubectl("get", "kservice", "-o", "wide", "-n", "default").stdout
+    assert (
+        "No resources found in elsewhere namespace"
+        in kubectl("get", "ksvc", "-n", "elsewhere").stderr
+    )
+    assert kubectl("get", "ksvc", "-o", "name").stdout.split() == [
+        "service.serving.knative.dev/hello"
+    ]
+    url = kubectl("get", "ksvc", "hello", "-o", "jsonpath={.status.url}").stdout
+    assert url == "http://hello.default.example.com"
+    listed = yaml.safe_load(kubectl("get", "rt", "-o", "yaml").stdout)
+    assert listed["items"][0]["status"]["traffic"][0]["revisionName"] == "hello-00001"
+    assert kubectl("get", "rev", "-l", "serving.knative.dev/service=hello", "-o", "name").stdout
+    assert (
+        "No resources found"
+        in kubectl("get", "rev", "-l", "serving.knative.dev/service!=hello").stderr
+    )
+    assert (
+        "hello-00001"
+        in kubectl(
+            "get", "rev", "-l", "serving.knative.dev/configurationGeneration in (1,2)"
+        ).stdout
+    )
+
+
+def test_apply_changes_client_and_server_side_and_dry_run(kubectl):
+    out = kubectl.apply(example_hello("second")).stdout
+    assert out.strip() == "service.serving.knative.dev/hello configured"
+    assert revisions_of(kubectl, "hello") == ["hello-00001", "hello-00002"]
+    out = kubectl.apply(example_hello("third"), "--server-side").stdout
+    assert out.strip() == "service.serving.knative.dev/hello serverside-applied"
+    assert revisions_of(kubectl, "hello")[-1] == "hello-00003"
+    out = kubectl.apply(example_hello("fourth"), "--dry-run=server", "-o", "json").stdout
+    planned = json.loads(out)
+    assert planned["status"]["latestCreatedRevisionName"] == "hello-00004"
+    assert revisions_of(kubectl, "hello")[-1] == "hello-00003"
+    stored = kubectl.json("get", "ksvc", "hello")
+    assert stored["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] == "third"
+    kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
+
+
+def test_patch_traffic_takes_effect_for_next_request(platform, kubectl):
+    kubectl(
+        "patch", "ksvc", "hello", "--type", "merge", "-p",
+        '{"spec":{"traffic":[{"revisionName":"hello-00001","percent":100}]}}',
+    )  # fmt: skip
+    status, headers, _ = platform.request(host("hello"))
+    assert status == 200 and headers["X-Tidal-Revision"] == "hello-00001"
+    kubectl(
+        "patch", "ksvc", "hello", "--type", "json", "-p",
+        '[{"op":"replace","path":"/spec/traffic",'
+        '"value":[{"latestRevision":true,"percent":100}]}]',
+    )  # fmt: skip
+    route = kubectl.json("get", "route", "hello")
+    assert route["status"]["traffic"][0]["revisionName"] == "hello-00003"
+    # Rollout to the latest revision may be gradual; the route says where it ends.
+    wait_until(
+        lambda: platform.request(host("hello"))[1]["X-Tidal-Revision"] == "hello-00003",
+        30,
+        "traffic back on hello-00003",
+    )
+
+
+def test_watch_streams_a_change(kubectl):
+    watch = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(kubectl.config), "get", "ksvc", "hello", "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env,
+    )
+    try:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first.split()[0] == "NAME"
+        assert watch.stdout.readline().split()[2] == "hello-00003"
+        kubectl.apply(example_hello("watched"))
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "hello-00004" not in seen and time.monotonic() < deadline:
+            seen += watch.stdout.readline()
+        assert re.search(r"^hello\s+\S+\s+hello-00004\s", seen, re.M), seen
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
+
+
+def test_describe_shows_revision_events(kubectl):
+    out = kubectl("describe", "ksvc", "hello").stdout
+    events = out.split("Events:")[1]
+    assert re.search(
+        r'Normal\s+Created\s+\S+\s+tidal-controller\s+Created Revision "hello-00001"', events
+    )
+    assert re.search(r'Normal\s+RevisionReady\s+.*Revision "hello-00004" is ready', events)
+    assert re.search(r'Normal\s+Scaled\s+.*Revision "hello-00001" scaled from 0 to 1', events)
+    crash = hello_service("crash")
+    crash["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "python", "-c", "import sys; sys.exit(3)",
+    ]  # fmt: skip
+    kubectl.apply(crash)
+
+    def described_failure() -> str:
+        out = kubectl("describe", "ksvc", "crash").stdout
+        return out if "RevisionFailed" in out else ""
+
+    failed = wait_until(described_failure, 30, "a RevisionFailed event")
+    assert re.search(
+        r'Warning\s+RevisionFailed\s+.*Revision "crash-00001" failed: ExitCode3', failed
+    )
+    wait = kubectl("wait", "--for=condition=Ready", "ksvc/crash", "--timeout=2s", check=False)
+    assert wait.returncode != 0
+    kubectl("delete", "ksvc", "crash")
+
+
+# -- create, replace, conflicts, errors, delete ---------------------------------------------
+
+
+def test_create_replace_conflict_and_delete(kubectl, tmp_path):
+    doc = hello_service("second", env={"TARGET": "created"})
+    path = tmp_path / "second.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert kubectl("create", "-f", str(path)).stdout.strip() == (
+        "service.serving.knative.dev/second created"
+    )
+    again = kubectl("create", "-f", str(path), check=False)
+    assert again.returncode != 0 and "(AlreadyExists)" in again.stderr
+    # Status updates change the resourceVersion too: read once the service has settled.
+    kubectl("wait", "--for=condition=Ready", "ksvc/second", "--timeout=60s")
+    stale = kubectl.json("get", "ksvc", "second")
+    current = kubectl.json("get", "ksvc", "second")
+    current["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "replaced"
+    out = kubectl("replace", "-f", "-", stdin=json.dumps(current)).stdout
+    assert out.strip() == "service.serving.knative.dev/second replaced"
+    assert revisions_of(kubectl, "second") == ["second-00001", "second-00002"]
+    stale["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "stale"
+    conflict = kubectl("replace", "-f", "-", stdin=json.dumps(stale), check=False)
+    assert conflict.returncode != 0 and "(Conflict)" in conflict.stderr
+    assert "the object has been modified" in conflict.stderr
+    pinned = kubectl(
+        "patch", "ksvc", "second", "--type", "merge", "-p",
+        json.dumps({"metadata": {"resourceVersion": stale["metadata"]["resourceVersion"]}}),
+        check=False,
+    )  # fmt: skip
+    assert pinned.returncode != 0 and "(Conflict)" in pinned.stderr
+    assert revisions_of(kubectl, "second") == ["second-00001", "second-00002"]
+    readonly = kubectl("delete", "revision", "second-00001", check=False)
+    assert readonly.returncode != 0 and "MethodNotAllowed" in readonly.stderr
+    kubectl("label", "ksvc", "second", "team=a")
+    assert kubectl("get", "ksvc", "-l", "team=a", "-o", "name").stdout.split() == [
+        "service.serving.knative.dev/second"
+    ]
+    assert "(server dry run)" in kubectl("delete", "ksvc", "second", "--dry-run=server").stdout
+    assert kubectl("get", "ksvc", "second", "-o", "name").returncode == 0
+    assert kubectl("delete", "-f", str(path)).stdout.strip() == (
+        'service.serving.knative.dev "second" deleted'
+    )
+    assert kubectl("get", "rev", "-l", "serving.knative.dev/service=second").stdout == ""
+    missing = kubectl("get", "ksvc", "second", check=False)
+    assert missing.returncode != 0 and "(NotFound)" in missing.stderr
+
+
+def test_validation_errors_name_their_paths_and_store_nothing(kubectl):
+    bad = hello_service("bad", env={"PORT": "1"})
+    bad["spec"]["template"]["spec"]["containers"][0]["bogus"] = True
+    result = kubectl.apply(bad, check=False)
+    assert result.returncode != 0
+    assert 'The Service "bad" is invalid' in result.stderr
+    assert "spec.template.spec.containers[0].bogus" in result.stderr
+    fixed = hello_service("bad", env={"PORT": "1"})
+    result = kubectl.apply(fixed, check=False)
+    assert result.returncode != 0
+    assert "spec.template.spec.containers[0].env[0].name: PORT is reserved" in result.stderr
+    traffic = hello_service("bad", traffic=[{"latestRevision": True, "percent": 50}])
+    result = kubectl.apply(traffic, "--dry-run=server", check=False)
+    assert result.returncode != 0 and "spec.traffic: percentages must sum to 100" in result.stderr
+    assert kubectl("get", "ksvc", "bad", check=False).returncode != 0
+
+
+def test_resource_policy_through_kubectl(kubectl):
+    policy = {
+        "apiVersion": "scheduling.alibabacloud.com/v1alpha1",
+        "kind": "ResourcePolicy",
+        "metadata": {"name": "cheap-first"},
+        "spec": {"units": [{"resource": "ecs"}, {"resource": "eci"}]},
+    }
+    created = kubectl.apply(policy).stdout
+    assert created.strip() == "resourcepolicy.scheduling.alibabacloud.com/cheap-first created"
+    out = kubectl("get", "resourcepolicies").stdout
+    assert header(out) == ["NAME", "STRATEGY", "AGE"] and "cheap-first" in out
+    kubectl("delete", "resourcepolicy", "cheap-first")
+    assert "No resources found" in kubectl("get", "resourcepolicies").stderr
+
+
+def test_tidal_kubeconfig_prints_and_merges(platform, tmp_path):
+    printed = platform.cli("kubeconfig", "--data-dir", str(platform.data_dir)).stdout
+    config = yaml.safe_load(printed)
+    assert config["clusters"][0]["cluster"]["server"] == platform.admin
+    assert config["current-context"] == "tidal"
+    mine = tmp_path / "config"
+    mine.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "prod", "cluster": {"server": "https://prod"}}],
+                "users": [{"name": "prod", "user": {}}],
+                "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}],
+                "current-context": "prod",
+            }
+        )
+    )
+    result = subprocess.run(
+        ["python3", "-m", "tidal", "kubeconfig", "--merge", "--data-dir", str(platform.data_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(mine), "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=True,
+    )
+    assert str(mine) in result.stdout
+    merged = yaml.safe_load(mine.read_text())
+    assert [c["name"] for c in merged["contexts"]] == ["prod", "tidal"]
+    assert merged["current-context"] == "prod"
+    out = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(mine), "--context", "tidal", "get", "ksvc", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(tmp_path)},
+    ).stdout
+    assert "service.serving.knative.dev/hello" in out.split()

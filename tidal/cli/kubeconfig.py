@@ -1,0 +1,64 @@
+"""The kubeconfig `tidal up` writes (`<data-dir>/kubeconfig`) and `tidal kubeconfig --merge`
+folds into the user's own, as a context named `tidal`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NAME = "tidal"
+FILE = "kubeconfig"
+
+
+def kubeconfig(server: str, token: str | None) -> dict[str, Any]:
+    user: dict[str, Any] = {"token": token} if token else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": NAME, "cluster": {"server": server}}],
+        "users": [{"name": NAME, "user": user}],
+        "contexts": [
+            {"name": NAME, "context": {"cluster": NAME, "user": NAME, "namespace": "default"}}
+        ],
+        "current-context": NAME,
+        "preferences": {},
+    }
+
+
+def write_kubeconfig(data_dir: Path, server: str, token: str | None) -> Path:
+    """Write `<data-dir>/kubeconfig` (owner-only: it may hold the admin token)."""
+    path = data_dir / FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(kubeconfig(server, token), out, sort_keys=False)
+    return path
+
+
+def default_target() -> Path:
+    """Where kubectl reads its configuration: the first file of $KUBECONFIG, or ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), None)
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def merge_into(source: Path, target: Path) -> None:
+    """Add (or replace) the cluster, user and context named `tidal` in `target`; the rest of
+    it, its current context included, stays as it was."""
+    ours = yaml.safe_load(source.read_text())
+    theirs: dict[str, Any] = {}
+    if target.exists():
+        theirs = yaml.safe_load(target.read_text()) or {}
+    theirs.setdefault("apiVersion", "v1")
+    theirs.setdefault("kind", "Config")
+    for section in ("clusters", "users", "contexts"):
+        entries = [e for e in theirs.get(section) or [] if e.get("name") != NAME]
+        theirs[section] = [*entries, *ours[section]]
+    theirs.setdefault("current-context", NAME)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(theirs, out, sort_keys=False)

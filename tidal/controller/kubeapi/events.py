@@ -1,0 +1,108 @@
+"""A small event recorder: what happened to a Service's revisions, as core/v1 Events on the
+Service (created, ready, failed, scaled), for `kubectl describe` and `kubectl get events`.
+
+It derives events from the stored revisions' changes, so the controller needs no calls of its
+own. Events live in memory, the newest MAX_EVENTS of them, as Kubernetes keeps them for an hour.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tidal.controller.kubeapi.resources import SERVICE_LABEL, condition
+from tidal.store.sqlite import now_rfc3339
+
+MAX_EVENTS = 1000
+COMPONENT = "tidal-controller"
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        get_service: Callable[[str, str], dict[str, Any] | None],
+        publish: Callable[[str, dict[str, Any]], None],
+        revisions: list[dict[str, Any]],
+    ) -> None:
+        self._get_service = get_service
+        self._publish = publish
+        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._versions = itertools.count(1)
+        self._seen: dict[tuple[str, str], tuple[str, int]] = {_key(r): _state(r) for r in revisions}
+
+    def revision_changed(self, event: str, revision: dict[str, Any]) -> None:
+        if revision.get("kind") != "Revision":
+            return
+        key = _key(revision)
+        name = revision["metadata"]["name"]
+        if event == "DELETED":
+            self._seen.pop(key, None)
+            return
+        ready, desired = _state(revision)
+        before = self._seen.get(key)
+        self._seen[key] = (ready, desired)
+        if before is None:
+            self.record(revision, "Normal", "Created", f'Created Revision "{name}"')
+            before = ("Unknown", 0)
+        if ready != before[0] and ready == "True":
+            self.record(revision, "Normal", "RevisionReady", f'Revision "{name}" is ready')
+        elif ready != before[0] and ready == "False":
+            why = f"{condition(revision, 'reason')}: {condition(revision, 'message')}"
+            self.record(revision, "Warning", "RevisionFailed", f'Revision "{name}" failed: {why}')
+        if desired != before[1]:
+            self.record(
+                revision,
+                "Normal",
+                "Scaled",
+                f'Revision "{name}" scaled from {before[1]} to {desired} replicas',
+            )
+
+    def record(self, revision: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = revision["metadata"]
+        namespace, service_name = meta["namespace"], meta.get("labels", {}).get(SERVICE_LABEL)
+        service = self._get_service(namespace, service_name) if service_name else None
+        if service is None:
+            return
+        smeta = service["metadata"]
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{smeta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": str(next(self._versions)),
+                "creationTimestamp": now,
+            },
+            "involvedObject": {
+                "apiVersion": service["apiVersion"],
+                "kind": "Service",
+                "name": smeta["name"],
+                "namespace": namespace,
+                "uid": smeta["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.events.append(event)
+        self._publish("ADDED", event)
+
+
+def _key(revision: dict[str, Any]) -> tuple[str, str]:
+    return revision["metadata"]["namespace"], revision["metadata"]["name"]
+
+
+def _state(revision: dict[str, Any]) -> tuple[str, int]:
+    return condition(revision, "status") or "Unknown", int(
+        revision.get("status", {}).get("desiredReplicas", 0)
+    )

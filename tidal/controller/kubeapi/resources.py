@@ -1,0 +1,237 @@
+"""The kinds the Kubernetes API serves: names for discovery, printer columns for tables, and the
+objects as kubectl sees them (docs/kubectl.md).
+
+Services, ResourcePolicies, Revisions and Routes are the stored objects; a Configuration is a view
+of its Service (Knative keeps one per Service; tidal derives it), so it is read-only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+KNATIVE_GROUP = "serving.knative.dev"
+SCHEDULING_GROUP = "scheduling.alibabacloud.com"
+SERVICE_LABEL = "serving.knative.dev/service"
+CONFIG_LABEL = "serving.knative.dev/configuration"
+GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
+READ_VERBS = ("get", "list", "watch")
+WRITE_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A printer column, as in a CRD's additionalPrinterColumns."""
+
+    name: str
+    value: Callable[[dict[str, Any]], Any]
+    type: str = "string"
+    priority: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    categories: tuple[str, ...]
+    columns: tuple[Column, ...]
+    writable: bool
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def store_kind(self) -> str:
+        """The kind objects are stored under (a Configuration is read from its Service)."""
+        return "Service" if self.kind == "Configuration" else self.kind
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": True,
+            "kind": self.kind,
+            "verbs": list(WRITE_VERBS if self.writable else READ_VERBS),
+            "shortNames": list(self.short_names),
+            "categories": list(self.categories),
+        }
+
+
+def condition(obj: dict[str, Any], field: str, kind: str = "Ready") -> str:
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond.get("type") == kind:
+            return str(cond.get(field, ""))
+    return ""
+
+
+def _status(field: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda obj: obj.get("status", {}).get(field, "")
+
+
+def _label(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda obj: obj["metadata"].get("labels", {}).get(key, "")
+
+
+def _age(obj: dict[str, Any]) -> str:
+    return obj["metadata"].get("creationTimestamp", "")
+
+
+NAME = Column("Name", lambda o: o["metadata"]["name"], description="Name of the object")
+READY = Column("Ready", lambda o: condition(o, "status"))
+REASON = Column("Reason", lambda o: condition(o, "reason"))
+URL = Column("URL", _status("url"))
+LATEST_CREATED = Column("LatestCreated", _status("latestCreatedRevisionName"))
+LATEST_READY = Column("LatestReady", _status("latestReadyRevisionName"))
+KNATIVE_CATEGORIES = ("all", "knative", "serving")
+
+SERVICES = Resource(
+    KNATIVE_GROUP,
+    "v1",
+    "Service",
+    "services",
+    "service",
+    ("kservice", "ksvc"),
+    KNATIVE_CATEGORIES,
+    (NAME, URL, LATEST_CREATED, LATEST_READY, READY, REASON),
+    writable=True,
+)
+REVISIONS = Resource(
+    KNATIVE_GROUP,
+    "v1",
+    "Revision",
+    "revisions",
+    "revision",
+    ("rev",),
+    KNATIVE_CATEGORIES,
+    (
+        NAME,
+        Column("Config Name", _label(CONFIG_LABEL)),
+        Column("Generation", _label(GENERATION_LABEL)),
+        READY,
+        REASON,
+        Column("Actual Replicas", _status("actualReplicas"), "integer"),
+        Column("Desired Replicas", _status("desiredReplicas"), "integer"),
+    ),
+    writable=False,
+)
+ROUTES = Resource(
+    KNATIVE_GROUP,
+    "v1",
+    "Route",
+    "routes",
+    "route",
+    ("rt",),
+    KNATIVE_CATEGORIES,
+    (NAME, URL, READY, REASON),
+    writable=False,
+)
+CONFIGURATIONS = Resource(
+    KNATIVE_GROUP,
+    "v1",
+    "Configuration",
+    "configurations",
+    "configuration",
+    ("config", "cfg"),
+    KNATIVE_CATEGORIES,
+    (NAME, LATEST_CREATED, LATEST_READY, READY, REASON),
+    writable=False,
+)
+RESOURCE_POLICIES = Resource(
+    SCHEDULING_GROUP,
+    "v1alpha1",
+    "ResourcePolicy",
+    "resourcepolicies",
+    "resourcepolicy",
+    (),
+    (),
+    (
+        NAME,
+        Column("Strategy", lambda o: o.get("spec", {}).get("strategy", "prefer")),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+)
+EVENTS = Resource(
+    "",
+    "v1",
+    "Event",
+    "events",
+    "event",
+    ("ev",),
+    (),
+    (
+        Column("Last Seen", lambda o: o.get("lastTimestamp", ""), "date"),
+        Column("Type", lambda o: o.get("type", "")),
+        Column("Reason", lambda o: o.get("reason", "")),
+        Column(
+            "Object",
+            lambda o: f"{o['involvedObject']['kind'].lower()}/{o['involvedObject']['name']}",
+        ),
+        Column("Message", lambda o: o.get("message", "")),
+    ),
+    writable=False,
+)
+GROUP_VERSIONS = {
+    f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
+    f"{SCHEDULING_GROUP}/v1alpha1": [RESOURCE_POLICIES],
+}
+
+
+def with_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """Every object has a generation; revisions and routes are written once per change, so
+    theirs is 1 as in Knative."""
+    obj["metadata"].setdefault("generation", 1)
+    return obj
+
+
+def service_with_traffic(service: dict[str, Any], route: dict[str, Any] | None) -> dict[str, Any]:
+    """Knative's Service status repeats its Route's resolved traffic."""
+    if route is not None and "traffic" in route.get("status", {}):
+        service.setdefault("status", {})["traffic"] = route["status"]["traffic"]
+    return with_server_fields(service)
+
+
+def configuration_of(service: dict[str, Any]) -> dict[str, Any]:
+    """The Configuration Knative would keep for this Service: its template, newest revisions."""
+    meta, status = service["metadata"], service.get("status", {})
+    name = meta["name"]
+    generation = int(status.get("configurationGeneration", 1))
+    return {
+        "apiVersion": f"{KNATIVE_GROUP}/v1",
+        "kind": "Configuration",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "uid": str(uuid.uuid5(uuid.UUID(meta["uid"]), "configuration")),
+            "resourceVersion": meta["resourceVersion"],
+            "generation": generation,
+            "creationTimestamp": meta["creationTimestamp"],
+            "labels": {**meta.get("labels", {}), SERVICE_LABEL: name},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{KNATIVE_GROUP}/v1",
+                    "kind": "Service",
+                    "name": name,
+                    "uid": meta["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"template": service["spec"]["template"]},
+        "status": {
+            "observedGeneration": generation,
+            **{
+                key: status[key]
+                for key in ("latestCreatedRevisionName", "latestReadyRevisionName", "conditions")
+                if key in status
+            },
+        },
+    }
