@@ -103,3 +103,17 @@ def test_security_context_fields_not_honoured_are_refused(security, needle):
     with pytest.raises(InvalidSpec) as info:
         validate_service(with_security(security), AutoscalerConfig())
     assert "securityContext" in str(info.value) and needle in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["up", "gateway"])
+def test_a_bad_drain_timeout_flag_is_named(command, tmp_path):
+    from click.testing import CliRunner
+
+    from tidal.cli.main import main
+
+    result = CliRunner().invoke(
+        main,
+        [command, "--drain-timeout", "soon", *(["--data-dir", str(tmp_path)] * (command == "up"))],
+    )
+    assert result.exit_code == 2
+    assert "--drain-timeout" in result.output and "invalid duration" in result.output
