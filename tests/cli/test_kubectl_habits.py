@@ -262,3 +262,14 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     )
     assert piped.returncode == 0 and "METHOD" in piped.stdout
     assert "backtest: days" not in piped.stderr + piped.stdout
+
+
+def test_apply_of_many_documents_shows_progress_on_a_terminal(platform, tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump_all([hello_service(f"many{i}") for i in range(6)]))
+    screen = _on_a_terminal("apply", "-f", str(path), "--server", platform.admin, cwd=tmp_path)
+    assert "applying 6 documents" in screen
+    assert screen.count("created") == 6
+    piped = platform.cli("apply", "-f", str(path))
+    assert "applying" not in piped.stdout + piped.stderr
+    assert piped.stdout.count("unchanged") == 6

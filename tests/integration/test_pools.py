@@ -78,7 +78,7 @@ def test_reserved_first_burst_to_elastic_shed_elastic_first(platform):
         "autoscaling.knative.dev/max-scale": "5",
     }
     out = platform.apply(POLICY, hello_service("burst", annotations)).stdout
-    assert "resourcepolicy/burst configured" in out
+    assert "resourcepolicy/burst created" in out
     platform.wait_ready("burst")
     load = Load(platform.gateway, host("burst"), "/?sleep=400").start(5)
     try:

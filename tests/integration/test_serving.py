@@ -30,7 +30,7 @@ def platform(tmp_path_factory):
 
 def test_apply_creates_revision_and_serves(platform):
     out = platform.apply(hello_service("hello", env={"TARGET": "tests"})).stdout
-    assert "service/hello configured (revision hello-00001" in out
+    assert "service/hello created (revision hello-00001" in out
     status, headers, body = platform.request(host("hello"), "/env")
     assert status == 200
     assert headers["X-Tidal-Revision"] == "hello-00001"
