@@ -113,7 +113,10 @@ def test_the_default_data_dir_is_found_from_its_folder(tmp_path: Path):
     admin_port, port = free_port(), free_port()
     env = stranger_env(tmp_path)
     up = subprocess.Popen(
-        [sys.executable, "-m", "tidal", "up", "--port", str(port), "--admin-port", str(admin_port)],
+        [
+            *(sys.executable, "-m", "tidal", "up", "--port", str(port)),
+            *("--admin-port", str(admin_port), "--kube-port", "0"),
+        ],
         cwd=tmp_path,
         env={**env, "XDG_CONFIG_HOME": str(tmp_path / "up-home")},
         stdout=subprocess.DEVNULL,
