@@ -43,13 +43,13 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     admin_port: int = 8081
-    kube_port: int = 6443  # TLS for kubectl when the admin API has none; 0: any free port
     manifests: list[dict[str, Any]] = field(default_factory=list)
     admin_host: str = "127.0.0.1"  # not --host: exposing the gateway must not expose the admin
     tls_cert: Path | None = None
     tls_key: Path | None = None
     metrics_need_token: bool = False
     container_engine: str = "auto"  # podman, docker, or auto (podman first)
+    kube_port: int = 6443  # TLS for kubectl when the admin API has none; 0: any free port
 
 
 class CappedAppRunner(web.AppRunner):
