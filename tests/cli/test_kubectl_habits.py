@@ -25,15 +25,18 @@ def platform(tmp_path_factory):
     p.stop()
 
 
-def tidal(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`tidal` exactly as typed, without the harness' leading --server."""
+def tidal(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tidal` exactly as typed, without the harness' leading --server (`env`: the platform's,
+    where the CLI finds its token)."""
     return subprocess.run(
         [sys.executable, "-m", "tidal", *args],
         capture_output=True,
         text=True,
         timeout=60,
         input=stdin,
-        env={**os.environ, "TIDAL_SERVER": "http://127.0.0.1:9"},  # nothing listens there
+        env={**(env or os.environ), "TIDAL_SERVER": "http://127.0.0.1:9"},  # nothing there
     )
 
 
@@ -46,7 +49,7 @@ def test_global_flags_anywhere_on_the_line(platform):
         ["-o", "json", "--server", platform.admin, "get", "services", "flags"],
         ["get", "-A", "services", "--server", platform.admin, "-o", "yaml"],
     ):
-        result = tidal(*line)
+        result = tidal(*line, env=platform.env)
         assert result.returncode == 0, (line, result.stderr)
         assert "flags" in result.stdout, line
     # Without --server the CLI really goes to TIDAL_SERVER (nothing there): the flag was used.
@@ -144,6 +147,7 @@ def test_get_watch_prints_again_on_change(platform):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=platform.env,
     )
     try:
         time.sleep(1.5)

@@ -38,6 +38,8 @@ def test_tidal_up_prints_the_readme_curls_and_they_answer(tmp_path):
                 str(port),
                 "--admin-port",
                 str(admin),
+                "--kube-port",
+                "0",
             ],
             cwd=REPO,
             stdout=out,

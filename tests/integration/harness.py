@@ -110,6 +110,8 @@ class Platform:
                 str(self.port),
                 "--admin-port",
                 str(self.admin_port),
+                "--kube-port",
+                "0",  # kubectl's TLS listener on any free port; the kubeconfig names it
                 *self.args,
             ],
             stdout=log,

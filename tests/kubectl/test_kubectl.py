@@ -6,6 +6,7 @@ the data dir's kubeconfig. Without a kubectl binary the module is skipped, sayin
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -367,7 +368,14 @@ def test_resource_policy_through_kubectl(kubectl):
 def test_tidal_kubeconfig_prints_and_merges(platform, tmp_path):
     printed = platform.cli("kubeconfig", "--data-dir", str(platform.data_dir)).stdout
     config = yaml.safe_load(printed)
-    assert config["clusters"][0]["cluster"]["server"] == platform.admin
+    # kubectl sends its token over https only: its own TLS listener, trusting the platform's CA.
+    cluster = config["clusters"][0]["cluster"]
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+", cluster["server"])
+    assert cluster["server"] != platform.admin.replace("http:", "https:")
+    ca = base64.b64decode(cluster["certificate-authority-data"])
+    assert ca == (platform.data_dir / "tls" / "ca.crt").read_bytes()
+    command = f"kubectl --kubeconfig {platform.data_dir / 'kubeconfig'} get ksvc"
+    assert command in platform.log_path.read_text()  # `tidal up` says how to use it
     assert config["current-context"] == "tidal"
     mine = tmp_path / "config"
     mine.write_text(

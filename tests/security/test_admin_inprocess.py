@@ -79,13 +79,45 @@ def test_foreign_browser_origins_are_refused_even_with_the_token(admin: AdminUnd
     assert admin.call("GET", "/apis/tidal.dev/v1/info", None, own)[0] == 200
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+# What a browser page may send cross-site without a CORS preflight (and a few near misses).
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+        "application/yaml",
+        "text/json",
+        "application/json-seq",
+        "text/plain+json",
+    ],
+)
 def test_mutating_calls_take_only_json(admin: AdminUnderTest, content_type: str | None) -> None:
     headers = {"Authorization": AUTH["Authorization"]}
     if content_type:
         headers["Content-Type"] = content_type
     status, body = admin.call("POST", APPLY, b'{"items": []}', headers)
     assert status == 415 and "application/json" in body["message"]
+    assert "apply-patch+yaml" in body["message"]
+
+
+# What kubectl sends for create, patch and apply: each needs a CORS preflight from a browser.
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    ],
+)
+def test_kubectls_body_types_pass_the_guard(admin: AdminUnderTest, content_type: str) -> None:
+    headers = {"Authorization": AUTH["Authorization"], "Content-Type": content_type}
+    status, body = admin.call("POST", APPLY, b'{"items": []}', headers)
+    assert status == 200, body
 
 
 @pytest.mark.parametrize("at", ["write", "commit"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
 import ipaddress
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.harness import Platform, free_port, hello_service, host, wait_until
 
@@ -113,7 +115,10 @@ def test_the_default_data_dir_is_found_from_its_folder(tmp_path: Path):
     admin_port, port = free_port(), free_port()
     env = stranger_env(tmp_path)
     up = subprocess.Popen(
-        [sys.executable, "-m", "tidal", "up", "--port", str(port), "--admin-port", str(admin_port)],
+        [
+            *(sys.executable, "-m", "tidal", "up", "--port", str(port)),
+            *("--admin-port", str(admin_port), "--kube-port", "0"),
+        ],
         cwd=tmp_path,
         env={**env, "XDG_CONFIG_HOME": str(tmp_path / "up-home")},
         stdout=subprocess.DEVNULL,
@@ -195,6 +200,11 @@ def test_tls_on_both_listeners(tmp_path: Path):
         assert trusting.returncode == 0 and "secure" in trusting.stdout
         with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP on TLS
             p.api("GET", "/healthz")
+        # kubectl goes to the admin listener itself, trusting the given certificate.
+        kube = yaml.safe_load((p.data_dir / "kubeconfig").read_text())["clusters"][0]["cluster"]
+        assert kube["server"] == p.admin
+        assert base64.b64decode(kube["certificate-authority-data"]) == cert.read_bytes()
+        assert not (p.data_dir / "tls").exists()  # no CA of its own is needed
     finally:
         p.stop()
 

@@ -3,6 +3,7 @@ folds into the user's own, as a context named `tidal`."""
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,16 @@ NAME = "tidal"
 FILE = "kubeconfig"
 
 
-def kubeconfig(server: str, token: str | None) -> dict[str, Any]:
+def kubeconfig(server: str, token: str | None, ca_pem: bytes | None = None) -> dict[str, Any]:
+    """A kubeconfig for `server`; kubectl sends `token` only over https, trusting `ca_pem`."""
     user: dict[str, Any] = {"token": token} if token else {}
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": NAME, "cluster": {"server": server}}],
+        "clusters": [{"name": NAME, "cluster": cluster}],
         "users": [{"name": NAME, "user": user}],
         "contexts": [
             {"name": NAME, "context": {"cluster": NAME, "user": NAME, "namespace": "default"}}
@@ -28,13 +33,15 @@ def kubeconfig(server: str, token: str | None) -> dict[str, Any]:
     }
 
 
-def write_kubeconfig(data_dir: Path, server: str, token: str | None) -> Path:
+def write_kubeconfig(
+    data_dir: Path, server: str, token: str | None, ca_pem: bytes | None = None
+) -> Path:
     """Write `<data-dir>/kubeconfig` (owner-only: it may hold the admin token)."""
     path = data_dir / FILE
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        yaml.safe_dump(kubeconfig(server, token), out, sort_keys=False)
+        yaml.safe_dump(kubeconfig(server, token, ca_pem), out, sort_keys=False)
     return path
 
 

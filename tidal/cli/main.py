@@ -168,6 +168,13 @@ def main(
 @click.option("--port", default=8080, show_default=True, type=int, help="Gateway port.")
 @click.option("--admin-port", default=8081, show_default=True, type=int)
 @click.option(
+    "--kube-port",
+    default=6443,
+    show_default=True,
+    type=int,
+    help="HTTPS port of the Kubernetes API for kubectl, if no --tls-cert (0: any free one).",
+)
+@click.option(
     "--admin-host", default="127.0.0.1", show_default=True, help="Admin API address (not --host)."
 )
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS for both.")
@@ -192,6 +199,7 @@ def up(
     host: str,
     port: int,
     admin_port: int,
+    kube_port: int,
     admin_host: str,
     tls_cert: str | None,
     tls_key: str | None,
@@ -221,21 +229,23 @@ def up(
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     options.admin_host, options.metrics_need_token = admin_host, protect_metrics
+    options.kube_port = kube_port
     if tls_cert and tls_key:
         options.tls_cert, options.tls_key = Path(tls_cert).resolve(), Path(tls_key).resolve()
     options.container_engine = container_engine
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
-        from tidal.cli.kubeconfig import write_kubeconfig
-        from tidal.security.credentials import read_token_file
-        from tidal.security.datadir import TOKEN_FILE
+        from tidal.cli.kubeconfig import FILE
 
-        data = Path(info["dataDir"])
-        write_kubeconfig(data, info["admin"], read_token_file(data / TOKEN_FILE))  # for kubectl
         console.print(f"[bold green]tidal is up[/] (data: {info['dataDir']})")
         console.print(f"  gateway   {info['gateway']}")
         console.print(f"  admin API {info['admin']}   metrics {info['admin']}/metrics")
         console.print(f"  admin token in {info['dataDir']}/admin-token (a local CLI finds it)")
+        kubectl = f"kubectl --kubeconfig {Path(data_dir) / FILE} get ksvc"
+        console.print(
+            f"  kubectl   {info['kube']} (TLS), kubeconfig {info['kubeconfig']}", markup=False
+        )
+        console.print(f"    {kubectl}", soft_wrap=True, markup=False)
         console.print(f"  {info['containers']}", markup=False)
         for valid in platform.services.values():
             svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
@@ -254,7 +264,7 @@ def up(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
-            f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port)"
+            f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port/--kube-port)"
         ) from None
     except ValueError as exc:  # InvalidSpec, or a certificate that does not load
         raise click.ClickException(str(exc)) from None

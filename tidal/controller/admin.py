@@ -20,8 +20,9 @@ Paths:
 
 Every path but /healthz (and /metrics, unless configured otherwise) needs the platform's bearer
 token; a request from a browser page of another origin, or a mutating call whose body is not
-JSON, is refused before any handler runs (docs/security.md). Errors are JSON `Status` objects
-with a message that says what failed, never a bare "Internal Server Error".
+JSON (or kubectl's YAML apply patch), is refused before any handler runs (docs/security.md).
+Errors are JSON `Status` objects with a message that says what failed, never a bare "Internal
+Server Error".
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ TIDAL = "/apis/tidal.dev/v1"
 
 
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+# kubectl's server-side apply body; the JSON kinds (merge, JSON and strategic merge patches)
+# match `application/*+json`. A browser page can send none of them cross-site without a CORS
+# preflight, unlike text/plain, forms and multipart (the CSRF that the 415 keeps out).
+APPLY_PATCH_YAML = "application/apply-patch+yaml"
 log = logging.getLogger("tidal.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -90,9 +95,17 @@ def _bearer(request: web.Request) -> str:
     return request.headers.get(TOKEN_HEADER, "").strip()
 
 
+def body_type_allowed(content_type: str) -> bool:
+    """Whether a mutating call may carry a body of this (parameterless, lower-case) type."""
+    kind, _, subtype = content_type.partition("/")
+    return kind == "application" and (
+        subtype == "json" or subtype.endswith("+json") or content_type == APPLY_PATCH_YAML
+    )
+
+
 def guard(security: AdminSecurity) -> Any:
     """Refuse foreign browser origins (403), missing or wrong tokens (401) and mutating calls
-    whose body is not JSON (415), in that order."""
+    whose body is not JSON or kubectl's YAML apply patch (415), in that order."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -115,11 +128,12 @@ def guard(security: AdminSecurity) -> Any:
                 headers={"WWW-Authenticate": 'Bearer realm="tidal"'},
             )
         has_body = request.body_exists or request.method != "DELETE"
-        if request.method in MUTATING and has_body and request.content_type != "application/json":
+        if request.method in MUTATING and has_body and not body_type_allowed(request.content_type):
             return error(
                 415,
                 f"unsupported content type {request.headers.get('Content-Type', '(none)')!r}: "
-                "calls that change state take application/json",
+                "calls that change state take application/json (or application/*+json, "
+                f"{APPLY_PATCH_YAML})",
             )
         return await handler(request)
 

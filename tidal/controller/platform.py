@@ -62,7 +62,7 @@ from tidal.runtime.base import Replica, Runtime
 from tidal.runtime.container import image_spec
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
-from tidal.store.sqlite import Store
+from tidal.store.sqlite import Conflict, Store
 
 log = logging.getLogger("tidal.controller")
 
@@ -236,6 +236,7 @@ class Platform:
         with self.store.transaction():
             for plan in plans:
                 if plan.result == UNCHANGED:
+                    self._check_version(plan.doc, plan.expected_version)
                     continue
                 self.store.put(plan.doc, plan.expected_version)
                 if isinstance(plan, ServicePlan) and plan.revision is not None:
@@ -251,6 +252,19 @@ class Platform:
         self.collect_garbage()
         self.place()
         return [(p.doc, p.result) for p in plans]
+
+    def _check_version(self, doc: dict[str, Any], expected: str | None) -> None:
+        """Conflict if `expected` names a version the stored `doc` no longer has: a write
+        pinned to a stale read fails even when it would change nothing."""
+        meta = doc["metadata"]
+        current = self.store.get(doc["kind"], meta["namespace"], meta["name"])
+        if expected is not None and (
+            current is None or current["metadata"].get("resourceVersion") != expected
+        ):
+            raise Conflict(
+                f"{doc['kind']} {meta['namespace']}/{meta['name']} was modified (expected "
+                f"resourceVersion {expected}); read it again and retry"
+            )
 
     def _plan(self, doc: dict[str, Any], force: bool = False) -> ServicePlan | PolicyPlan:
         kind = doc.get("kind")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from tidal.api.config import GatewayLimits, PlatformConfig
+from tidal.cli.kubeconfig import write_kubeconfig
 from tidal.controller.admin import AdminSecurity, build_app, own_origins
 from tidal.controller.platform import Platform
 from tidal.gateway.limits import ConnectionBudget, capped
@@ -28,6 +30,7 @@ from tidal.runtime.hygiene import ReplicaRecords, make_non_dumpable, raise_open_
 from tidal.runtime.local import LocalRuntime
 from tidal.security.credentials import local_urls, record_server
 from tidal.security.datadir import TOKEN_FILE, DataDirLock, ensure_token, prepare
+from tidal.security.localca import ensure_local_tls
 from tidal.security.tls import server_context
 
 log = logging.getLogger("tidal")
@@ -46,6 +49,7 @@ class ServeOptions:
     tls_key: Path | None = None
     metrics_need_token: bool = False
     container_engine: str = "auto"  # podman, docker, or auto (podman first)
+    kube_port: int = 6443  # TLS for kubectl when the admin API has none; 0: any free port
 
 
 class CappedAppRunner(web.AppRunner):
@@ -83,6 +87,22 @@ class _GuardedServer:
         return getattr(self._server, name)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), bound before the app is built so
+    that its real port is known."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+def dial_host(host: str) -> str:
+    """Where a local client reaches a listener on `host` (a wildcard means loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def harden(limits: GatewayLimits) -> None:
     """Process-wide settings for a platform or gateway process (tidal.runtime.hygiene)."""
     if not make_non_dumpable():
@@ -115,6 +135,7 @@ async def serve(
     budget = ConnectionBudget(limits.max_total_connections)
     gateway = GatewayServer(platform.router, limits, budget)
     runner: web.AppRunner | None = None
+    kube_sock: socket.socket | None = None
     try:
         engine = await containers.prepare()  # leftovers go before restore starts containers
         await gateway.start(options.host, options.port, tls)
@@ -125,12 +146,20 @@ async def serve(
             "dataDir": str(options.data_dir),
             "containers": engine,
         }
+        origins = own_origins(scheme, options.admin_host, options.admin_port)
+        # kubectl sends its token over https only: without TLS of the user's, the same app
+        # answers on a second listener with a certificate of the platform's own CA.
+        kube_tls, kube_ca = None, options.tls_cert
+        info["kube"] = info["admin"]
+        if tls is None or kube_ca is None:
+            local = ensure_local_tls(options.data_dir, (options.admin_host,))
+            kube_tls, kube_ca = server_context(local.cert, local.key), local.ca_cert
+            kube_sock = listen(options.admin_host, options.kube_port)
+            kube_port = kube_sock.getsockname()[1]
+            info["kube"] = f"https://{dial_host(options.admin_host)}:{kube_port}"
+            origins |= own_origins("https", options.admin_host, kube_port)
         open_paths = {"/healthz"} if options.metrics_need_token else {"/healthz", "/metrics"}
-        security = AdminSecurity(
-            token,
-            own_origins(scheme, options.admin_host, options.admin_port),
-            frozenset(open_paths),
-        )
+        security = AdminSecurity(token, origins, frozenset(open_paths))
         # aiohttp's keep-alive timeout runs from the connection's opening or its last response
         # until a whole request head is in: the header read timeout, for the admin API.
         runner = CappedAppRunner(
@@ -141,6 +170,12 @@ async def serve(
             keepalive_timeout=limits.header_read_timeout_s,
         )
         await runner.setup()
+        if kube_sock is not None:
+            await web.SockSite(runner, kube_sock, ssl_context=kube_tls).start()
+        # Written before the admin API answers, so whoever saw /healthz finds it current.
+        info["kubeconfig"] = str(
+            write_kubeconfig(options.data_dir, info["kube"], token, kube_ca.read_bytes())
+        )
         await web.TCPSite(runner, options.admin_host, options.admin_port, ssl_context=tls).start()
         record_server(
             local_urls(scheme, options.admin_host, options.admin_port),
@@ -157,6 +192,8 @@ async def serve(
         await gateway.close()
         if runner is not None:
             await runner.cleanup()
+        if kube_sock is not None:
+            kube_sock.close()
         with contextlib.suppress(Exception):
             await platform.stop()
         lock.release()
