@@ -8,10 +8,16 @@ Pure: no clock, no I/O. `now` is float seconds from the caller (wall or simulate
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
-from tidal.autoscaler.metrics import BUCKET_SIZE, MaxTimeWindow, new_buckets
+from tidal.autoscaler.metrics import (
+    BUCKET_SIZE,
+    MaxTimeWindow,
+    WeightedFloat64Buckets,
+    new_buckets,
+)
 
 TICK_INTERVAL = 2.0  # §1.1 decider tick
 ACTIVATION_TIMEOUT_BUFFER = 30.0  # §1.7 progress deadline + 30 s
@@ -320,6 +326,65 @@ class RevisionAutoscaler:
             panic_value=result.panic_value,
             mode=self.mode,
         )
+
+    # -- idle skipping (the simulator's event-skipping replay; docs/simulator.md) --------------
+
+    def quiet_until(self, now: float, ready: int) -> float:
+        """Right after a tick at `now`: the time before which further ticks would change nothing
+        that `skip_idle` does not reproduce, provided the revision stays idle (zero recorded
+        every second while `ready` > 0, nothing recorded at zero). `now` when unsure."""
+        decider = self.decider
+        if self._replicas is None or decider.in_panic or decider._delay is not None:
+            return now
+        # The state machine may still be moving (one step per tick, e.g. Activating -> Active
+        # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
+        mine, its = dict(vars(self)), dict(vars(decider))
+        moved = self.tick(now, ready, self.reachable).replicas is not None
+        if moved or vars(self) != mine or vars(decider) != its:
+            self.__dict__.update(mine)
+            decider.__dict__.update(its)
+            return now
+        limit = math.inf
+        for buckets in self.decider._windows[self.spec.scaling_metric]:
+            if ready == 0:
+                if not buckets.is_empty(now):
+                    return now
+                continue
+            exit_at = buckets.oldest_nonzero_exit()
+            if exit_at is None:
+                continue
+            if not buckets.span_full() or isinstance(buckets, WeightedFloat64Buckets):
+                return now
+            limit = min(limit, exit_at)
+        since, spec = self._active_since, self.spec
+        if self.active == ACTIVATING:
+            thresholds = [since + self.activation_timeout]
+        elif self.active == ACTIVE:
+            thresholds = [since + spec.stable_window]
+        else:
+            grace = spec.scale_to_zero_grace_period
+            retention = spec.scale_to_zero_pod_retention_period
+            thresholds = [since + max(grace, retention), since + retention]
+            if self._proxy_since is not None:
+                thresholds.append(self._proxy_since + grace)
+        return min([limit, *(t for t in thresholds if t > now)])
+
+    def fill_idle(self, t: float) -> None:
+        """Record the zeros of every second up to `t` at once (see `record_idle`)."""
+        for windows in self.decider._windows.values():
+            for buckets in windows:
+                buckets.record_idle(t)
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """Bring the state to what idle stats at `records` and ticks at `ticks` (all before
+        `quiet_until`) would leave: those ticks all compute the same thing, so the last one
+        stands for them."""
+        if ticks:
+            if ready:
+                self.fill_idle(ticks[-1])
+            self.tick(ticks[-1], ready)
+        if ready and records and (not ticks or records[-1] > ticks[-1]):
+            self.fill_idle(records[-1])
 
     def _min_scale(self, reachable: bool) -> int:
         """min-scale is ignored when the revision is unreachable (§1.7)."""
