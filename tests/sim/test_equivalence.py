@@ -41,10 +41,10 @@ def whole_seconds() -> Trace:
 
 
 CASES = {
-    "sparse": (sparse_trace(days=0.5, mean_rps=0.05, seed=3), None),
+    "sparse": (sparse_trace(days=0.3, mean_rps=0.05, seed=3), None),
     "diurnal": (synthetic_trace(days=0.1, mean_rps=3.0, seed=4), None),
     "whole-seconds": (whole_seconds(), {"autoscaling.knative.dev/window": "20s"}),
-    "fleet": (sparse_trace(days=0.4, mean_rps=0.08, seed=6, services=4), None),
+    "fleet": (sparse_trace(days=0.2, mean_rps=0.08, seed=6, services=4), None),
 }
 
 

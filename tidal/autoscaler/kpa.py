@@ -336,6 +336,18 @@ class RevisionAutoscaler:
         decider = self.decider
         if self._replicas is None or decider.in_panic or decider._delay is not None:
             return now
+        limit = math.inf
+        for buckets in decider._windows[self.spec.scaling_metric]:
+            if buckets.is_empty(now):
+                continue
+            exit_at = buckets.oldest_nonzero_exit()
+            if exit_at is None:
+                continue  # all zeros: the average stays 0 whatever the span
+            if ready == 0 or not buckets.span_full():
+                return now  # the average moves as the window slides or fills
+            if isinstance(buckets, WeightedFloat64Buckets):
+                return now
+            limit = min(limit, exit_at)
         # The state machine may still be moving (one step per tick, e.g. Activating -> Active
         # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
         mine, its = dict(vars(self)), dict(vars(decider))
@@ -344,18 +356,6 @@ class RevisionAutoscaler:
             self.__dict__.update(mine)
             decider.__dict__.update(its)
             return now
-        limit = math.inf
-        for buckets in self.decider._windows[self.spec.scaling_metric]:
-            if ready == 0:
-                if not buckets.is_empty(now):
-                    return now
-                continue
-            exit_at = buckets.oldest_nonzero_exit()
-            if exit_at is None:
-                continue
-            if not buckets.span_full() or isinstance(buckets, WeightedFloat64Buckets):
-                return now
-            limit = min(limit, exit_at)
         since, spec = self._active_since, self.spec
         if self.active == ACTIVATING:
             thresholds = [since + self.activation_timeout]

@@ -108,6 +108,14 @@ class SimResult:
     score_from: float = 0.0
     note: str = ""
     setting: str = ""
+    service_times: np.ndarray | None = None
+
+    def wait(self) -> np.ndarray:
+        """Per request, how long it waited for a replica (queueing and cold start); NaN
+        unless served."""
+        if self.service_times is None:
+            return self.latency
+        return np.maximum(self.latency - self.service_times, 0.0)
 
 
 def peak_replicas(arrivals: np.ndarray, service_times: np.ndarray, target: float) -> int:
@@ -600,6 +608,7 @@ class Simulation:
             service_usage=by_service,
             score_from=self.score_from,
             note=policy_note(self.policy, [s.autoscaler for s in self.services]),
+            service_times=self.service_times,
         )
 
 
@@ -626,7 +635,7 @@ def policy_note(policy: str, autoscalers: list[Any]) -> str:
 
 def _human(seconds: float) -> str:
     hours = seconds / 3600.0
-    return f"{hours / 24:.1f} d" if hours >= 24 else f"{hours:.1f} h"
+    return f"{hours / 24:.2f} d" if hours >= 72 else f"{hours:.1f} h"
 
 
 def simulate(
