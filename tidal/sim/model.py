@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tidal.api.pools import Pool
-from tidal.api.predictive import PredictiveAnnotations
+from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import DeciderSpec, Decision
@@ -240,6 +240,7 @@ class Simulation:
         self.service_times = service_times
         self.skip = skip
         self.score_from = score_from
+        self.prior_s = 0.0 if prior_history is None else 60.0 * len(prior_history)
         rng = np.random.default_rng(seed + 7)
         self.startup_samples = startup.sample(STARTUP_SAMPLES, rng).tolist()
         self.clock0 = trace.start_epoch
@@ -607,30 +608,37 @@ class Simulation:
             service_max_replicas=np.array([s.max_live for s in self.services]),
             service_usage=by_service,
             score_from=self.score_from,
-            note=policy_note(self.policy, [s.autoscaler for s in self.services]),
+            note=policy_note(
+                self.policy, self.models[0], self.prior_s, self.score_from, self.trace.duration
+            ),
             service_times=self.service_times,
         )
 
 
-def policy_note(policy: str, autoscalers: list[Any]) -> str:
-    """Why a row may not show the policy as itself (e.g. predictive in observer mode)."""
+def policy_note(
+    policy: str, model: ServiceModel, prior_s: float, score_from: float, duration: float
+) -> str:
+    """Why a row may not show the policy as itself: predictive runs as the KPA (observer mode)
+    while its history is shorter than `tidal.dev/min-history`."""
     if policy != "predictive":
         return ""
-    modes = Counter()
-    for autoscaler in autoscalers:
-        last = getattr(getattr(autoscaler, "autoscaler", None), "last", None)
-        modes[getattr(last, "mode_used", "observer")] += 1
-    if set(modes) <= {"observer"}:
-        sample = autoscalers[0]
-        have = len(getattr(sample, "_history", ())) * 60.0
-        need = sample.settings.min_history
+    settings = model.predictive
+    if settings.mode in (OBSERVER, REACTIVE):
+        return f"tidal.dev/mode={settings.mode}: ran as kpa"
+    until = settings.min_history - prior_s  # replay time at which the history suffices
+    if until <= score_from:
+        return ""
+    need = _human(settings.min_history)
+    if until >= duration:
+        have = _human(prior_s + duration)
         return (
-            f"observer (ran as kpa): {_human(have)} of history < {_human(need)} needed; "
+            f"observer (ran as kpa): {have} of history < {need} needed; "
             "give --warmup DAYS or --history FILE"
         )
-    if len(autoscalers) > 1 and modes.get("observer"):
-        return f"{modes['observer']} of {len(autoscalers)} services in observer (ran as kpa)"
-    return ""
+    return (
+        f"observer (ran as kpa) for the first {_human(until - score_from)} scored, "
+        f"until it had {need} of history; a longer --warmup avoids it"
+    )
 
 
 def _human(seconds: float) -> str:

@@ -38,12 +38,21 @@ def predictive_quiet_until(predictive: Any, now: float, ready: int) -> float:
                 limit = min(limit, plan.start + upto * 60.0 - offset)
         window = policy._window
         if window:
+            # The latest entry holding each column's maximum: when it leaves the window, the
+            # held recommendation drops.
+            auto_top = proactive_top = -math.inf
+            auto_at = proactive_at = 0.0
+            for at, auto, proactive in window:
+                if auto >= auto_top:
+                    auto_top, auto_at = auto, at
+                if proactive >= proactive_top:
+                    proactive_top, proactive_at = proactive, at
             hold = policy.settings.stabilization_window
-            for column in (1, 2):
-                top = max(entry[column] for entry in window)
-                if top > window[-1][column]:
-                    latest = max(entry[0] for entry in window if entry[column] == top)
-                    limit = min(limit, latest + hold - offset)
+            _, auto_now, proactive_now = window[-1]
+            if auto_top > auto_now:
+                limit = min(limit, auto_at + hold - offset)
+            if proactive_top > proactive_now:
+                limit = min(limit, proactive_at + hold - offset)
         return limit
     except AttributeError:
         return now
