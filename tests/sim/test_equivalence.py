@@ -45,6 +45,7 @@ CASES = {
     "diurnal": (synthetic_trace(days=0.1, mean_rps=3.0, seed=4), None),
     "whole-seconds": (whole_seconds(), {"autoscaling.knative.dev/window": "20s"}),
     "fleet": (sparse_trace(days=0.2, mean_rps=0.08, seed=6, services=4), None),
+    "fleet-busy": (sparse_trace(days=0.15, mean_rps=0.2, seed=9, services=3), None),
 }
 
 

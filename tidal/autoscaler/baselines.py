@@ -57,6 +57,7 @@ class _Baseline:
         self.initial = initial
         self.replicas: int | None = None  # last applied; None before the first tick
         self._latest = 0.0  # highest concurrency recorded since the last tick
+        self._idle_tick = False  # the last tick saw no load
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         self._latest = max(self._latest, concurrency)
@@ -73,6 +74,7 @@ class _Baseline:
         want = self._clamp(want)
         replicas = None if want == self.replicas else want
         self.replicas = want
+        self._idle_tick = self._latest == 0  # this tick saw no load: idle ticks repeat it
         self._latest = 0.0
         return Decision(
             replicas=replicas,
@@ -90,8 +92,8 @@ class _Baseline:
         return math.ceil(concurrency / self.spec.target_value - 1e-9)
 
     def _settled(self) -> bool:
-        """A tick has run and nothing was recorded since: idle ticks repeat it."""
-        return self.replicas is not None and self._latest == 0
+        """The last tick saw no load and nothing was recorded since: idle ticks repeat it."""
+        return self.replicas is not None and self._idle_tick and self._latest == 0
 
     def quiet_until(self, now: float, ready: int) -> float:
         return math.inf if self._settled() else now

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
     BUCKET_SIZE,
+    PRECISION,
     MaxTimeWindow,
     WeightedFloat64Buckets,
+    _round_digits,
     new_buckets,
 )
 
@@ -337,17 +339,14 @@ class RevisionAutoscaler:
         if self._replicas is None or decider.in_panic or decider._delay is not None:
             return now
         limit = math.inf
-        for buckets in decider._windows[self.spec.scaling_metric]:
-            if buckets.is_empty(now):
-                continue
-            exit_at = buckets.oldest_nonzero_exit()
-            if exit_at is None:
-                continue  # all zeros: the average stays 0 whatever the span
-            if ready == 0 or not buckets.span_full():
-                return now  # the average moves as the window slides or fills
-            if isinstance(buckets, WeightedFloat64Buckets):
-                return now
-            limit = min(limit, exit_at)
+        windows = decider._windows[self.spec.scaling_metric]
+        for buckets in windows:
+            if buckets.is_empty(now) or buckets.oldest_nonzero_exit() is None:
+                continue  # empty or all zeros: the average stays 0
+            if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
+                return now  # the average drifts as the window slides unwritten
+            limit = self._inputs_change(ready)
+            break
         # The state machine may still be moving (one step per tick, e.g. Activating -> Active
         # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
         mine, its = dict(vars(self)), dict(vars(decider))
@@ -368,6 +367,42 @@ class RevisionAutoscaler:
             if self._proxy_since is not None:
                 thresholds.append(self._proxy_since + grace)
         return min([limit, *(t for t in thresholds if t > now)])
+
+    def _inputs_change(self, ready: int) -> float:
+        """With a zero recorded every second from now on: the first second at which what a
+        tick decides from (desired pods from the stable and panic averages, the panic trigger,
+        the sign of the excess burst capacity) differs from now. The averages are computed as
+        `window_average` would, bucket by bucket as the zeros overwrite them."""
+        spec = self.spec
+        stable, panic = self.decider._windows[spec.scaling_metric]
+        states = []
+        for buckets in (stable, panic):
+            assert buckets.first_write is not None
+            first = buckets._index(buckets.first_write)
+            states.append([buckets, buckets.window_total, first, len(buckets.buckets)])
+        last = stable._index(stable.last_write)
+
+        def inputs(second: int) -> tuple[int, int, bool]:
+            averages = []
+            for state in states:
+                _, total, first, size = state
+                span = min(second - first + 1, size)
+                averages.append(_round_digits(total / span, PRECISION))
+            observed_stable, observed_panic = averages
+            dspc = math.ceil(observed_stable / spec.target_value)
+            dppc = math.ceil(observed_panic / spec.target_value)
+            tbc = spec.target_burst_capacity
+            ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
+            return dspc, dppc, ebc >= 0
+
+        now_inputs = inputs(last)
+        for second in range(last + 1, last + len(stable.buckets) + 1):
+            for state in states:
+                buckets, size = state[0], state[3]
+                state[1] -= buckets.buckets[second % size]  # overwritten by the zero
+            if inputs(second) != now_inputs:
+                return second * stable.granularity
+        return math.inf
 
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
