@@ -197,7 +197,7 @@ class _Service:
         self.period_start = 0.0
         self.poked = False
         self.cold_began: float | None = None
-        self.cold_starts = 0
+        self.cold_starts: list[float] = []  # when each cold start ended (a replica was ready)
         self.started = 0
         self.max_live = 0
         self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
@@ -556,7 +556,7 @@ class Simulation:
                     self.changes.append((t, 1, 0))
                     heappush(svc.free, (0, a))
                     if svc.cold_began is not None:
-                        svc.cold_starts += 1
+                        svc.cold_starts.append(t)
                         svc.cold_began = None
                     drain_queue(svc, t)
             elif queued[a]:
@@ -591,20 +591,23 @@ class Simulation:
             np.add.at(ready, slot, d_ready)
             np.add.at(live, slot, d_live)
         codes = np.array([OK, REJECTED, TIMED_OUT], dtype=np.int16)
+        cold_counts = np.array(
+            [sum(1 for t in s.cold_starts if t >= self.score_from) for s in self.services]
+        )
         return SimResult(
             policy=self.policy,
             arrivals=self.trace.arrivals,
             latency=np.asarray(latency),
             status=codes[np.frombuffer(bytes(status), dtype=np.uint8)],
             cold=np.frombuffer(bytes(cold), dtype=np.uint8).astype(bool),
-            cold_starts=sum(s.cold_starts for s in self.services),
+            cold_starts=int(cold_counts.sum()),
             ready=np.cumsum(ready)[:seconds],
             replicas=np.cumsum(live)[:seconds],
             usage=usage,
             duration=stop_at,
             services=tuple(m.name for m in self.models),
             service_of=self.service_of,
-            service_cold_starts=np.array([s.cold_starts for s in self.services]),
+            service_cold_starts=cold_counts,
             service_max_replicas=np.array([s.max_live for s in self.services]),
             service_usage=by_service,
             score_from=self.score_from,
