@@ -287,6 +287,7 @@ class KeepAliveAutoscaler(_Baseline):
 
     def __init__(self, spec: DeciderSpec, keep_alive_s: float = 600.0) -> None:
         super().__init__(spec, spec.min_scale)
+        self.keep_alive_s = keep_alive_s
         self._window = MaxTimeWindow(keep_alive_s, TICK_INTERVAL)
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
