@@ -100,3 +100,19 @@ def test_factory_and_classes():
         make_autoscaler("nope", spec(), 0.0)
     with pytest.raises(ValueError, match="unknown autoscaler class"):
         policy_for_class("x.example.com")
+
+
+def test_sweep_knobs_are_settings_the_baselines_take():
+    from tidal.autoscaler.baselines import SETTINGS
+    from tidal.sim.sweep import SWEEPS, settings_for
+
+    for policy, knobs in SWEEPS.items():
+        for knob in knobs:
+            assert "/" in knob or knob in SETTINGS[policy], (policy, knob)
+        for point in settings_for(policy)[1:]:
+            if point.settings:
+                scaler = make_autoscaler(policy, spec(), 0.0, settings=point.settings)
+                for name, value in point.settings.items():
+                    assert getattr(scaler, name) == value
+    with pytest.raises(ValueError, match="keepalive has no setting tail"):
+        make_autoscaler("keepalive", spec(), 0.0, settings={"tail": 0.9})

@@ -8,7 +8,9 @@ import pytest
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.traces import (
     TraceError,
+    dns_label,
     load_trace,
+    sparse_trace,
     spread_counts,
     synthetic_rate,
     synthetic_trace,
@@ -135,3 +137,44 @@ def test_distributions_parse_and_sample():
     for bad in ("exp", "uniform:1", "nope:1", "const:-1"):
         with pytest.raises(ValueError, match="bad distribution"):
             parse_distribution(bad)
+
+
+def test_azure_functions_keep_one_service_per_function(tmp_path):
+    path = azure_functions_file(tmp_path, [[3, 0, 5], [1, 2, 0]])
+    trace = load_trace(path, seed=4)
+    assert trace.services == ("fn-f0", "fn-f1")
+    assert np.bincount(trace.service_of).tolist() == [8, 3]
+    first = trace.arrivals[trace.service_of == 1]
+    assert np.bincount((first // 60).astype(int)).tolist() == [1, 2]
+
+
+def test_generic_csv_service_column_names_become_dns_labels(tmp_path):
+    path = write(
+        tmp_path,
+        "fleet.csv",
+        "timestamp,service,duration\n"
+        "0,Llama_3 8B,1\n1,llama-3-8b,1\n2,7b/chat,0.5\n3,Llama_3 8B,1\n",
+    )
+    trace = load_trace(path)
+    assert trace.services == ("llama-3-8b", "llama-3-8b-2", "s-7b-chat")
+    assert trace.service_of.tolist() == [0, 1, 2, 0]
+    busiest = trace.busiest(1)
+    assert busiest.services == ("llama-3-8b",) and busiest.arrivals.tolist() == [0.0, 3.0]
+    assert busiest.service_times.tolist() == [1.0, 1.0]
+    assert dns_label("x" * 80) == "x" * 40
+
+
+def test_sparse_trace_is_seeded_bursty_with_day_and_week_rhythm():
+    a, b = sparse_trace(days=14, seed=2), sparse_trace(days=14, seed=2)
+    assert a.arrivals.tolist() == b.arrivals.tolist()
+    assert len(a) == pytest.approx(14 * 86_400 * 0.0125, rel=0.15)
+    gaps = np.diff(a.arrivals)
+    assert np.median(gaps) < 30 and (gaps > 3600).sum() >= 10  # clusters, and long idle gaps
+    hours = (a.arrivals // 3600 % 24).astype(int)
+    assert (hours >= 9).sum() - (hours >= 18).sum() > 5 * (hours < 6).sum()
+    days = (a.arrivals // 86_400 % 7).astype(int)
+    assert (days < 5).sum() / 5 > 2 * (days >= 5).sum() / 2
+    fleet = sparse_trace(days=3, mean_rps=0.2, seed=1, services=4)
+    sizes = np.bincount(fleet.service_of)
+    assert fleet.services == ("svc-1", "svc-2", "svc-3", "svc-4")
+    assert (np.diff(sizes) < 0).all() and (np.diff(fleet.arrivals) >= 0).all()

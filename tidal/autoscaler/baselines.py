@@ -6,18 +6,25 @@ rps)` every second with revision totals, `poke(now, concurrency) -> bool` on a r
 
 - `hpa`: Kubernetes HPA on a CPU-style utilisation (15 s sync, 10 % tolerance, scale-up limit
   max(+100 %, +4 pods) per sync, 300 s scale-down stabilisation, never below one replica).
-- `ray`: Ray Serve's default policy (research/predictive.md §4.5).
+- `ray`: Ray Serve's default policy.
 - `keepalive`: one replica per needed slot, each kept 10 min after its last use (AWS Lambda's
-  fixed keep-alive, §4.3).
-- `hybrid-histogram`: the Azure "Serverless in the Wild" keep-alive/pre-warm policy (§4.3).
+  fixed keep-alive).
+- `hybrid-histogram`: the Azure "Serverless in the Wild" keep-alive/pre-warm policy.
 - `peak`: a fixed count, sized for the peak.
+docs/simulator.md describes each and its sweep knob (the keyword arguments named in
+`SETTINGS`).
+
+For the simulator's event-skipping replay each has `quiet_until(now, ready)` (after a tick at
+`now`, the time before which further idle ticks change nothing) and `skip_idle(records, ticks,
+ready)` (the state those idle seconds would leave); `RevisionAutoscaler` has the same pair.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -50,12 +57,14 @@ class _Baseline:
         self.initial = initial
         self.replicas: int | None = None  # last applied; None before the first tick
         self._latest = 0.0  # highest concurrency recorded since the last tick
+        self._idle_tick = False  # the last tick saw no load
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         self._latest = max(self._latest, concurrency)
 
     def poke(self, now: float, concurrency: float) -> bool:
-        """Decide at once when at zero and a request came (§4.5: "from zero ... immediately")."""
+        """Decide at once when at zero and a request came (Ray Serve: "from zero ...
+        immediately")."""
         return self.replicas == 0 and concurrency != 0
 
     def _clamp(self, want: int) -> int:
@@ -65,6 +74,7 @@ class _Baseline:
         want = self._clamp(want)
         replicas = None if want == self.replicas else want
         self.replicas = want
+        self._idle_tick = self._latest == 0  # this tick saw no load: idle ticks repeat it
         self._latest = 0.0
         return Decision(
             replicas=replicas,
@@ -81,6 +91,18 @@ class _Baseline:
     def _need(self, concurrency: float) -> int:
         return math.ceil(concurrency / self.spec.target_value - 1e-9)
 
+    def _settled(self) -> bool:
+        """The last tick saw no load and nothing was recorded since: idle ticks repeat it."""
+        return self.replicas is not None and self._idle_tick and self._latest == 0
+
+    def quiet_until(self, now: float, ready: int) -> float:
+        return math.inf if self._settled() else now
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """Idle records only keep `_latest` at 0; the last of identical ticks stands for all."""
+        if ticks:
+            self.tick(ticks[-1], ready)
+
 
 class HPAAutoscaler(_Baseline):
     """Kubernetes HPA (`replica_calculator.go`, default `behavior`) on a CPU-like metric:
@@ -92,10 +114,16 @@ class HPAAutoscaler(_Baseline):
     TOLERANCE = 0.1
     DOWN_STABILIZATION_S = 300.0
 
-    def __init__(self, spec: DeciderSpec, target_utilization: float = 0.8) -> None:
+    def __init__(
+        self,
+        spec: DeciderSpec,
+        target_utilization: float = 0.8,
+        down_stabilization_s: float = DOWN_STABILIZATION_S,
+    ) -> None:
         super().__init__(spec, max(1, spec.min_scale, spec.initial_scale))
         self.low = max(1, self.low)
         self.target_utilization = target_utilization
+        self.down_stabilization_s = down_stabilization_s
         self._samples: deque[tuple[float, float]] = deque()
         self._recommendations: deque[tuple[float, int]] = deque()
         self._last_sync = -math.inf
@@ -119,7 +147,7 @@ class HPAAutoscaler(_Baseline):
         wanted = ready if abs(ratio - 1.0) <= self.TOLERANCE else math.ceil(ratio * ready)
         wanted = self._clamp(wanted)
         self._recommendations.append((now, wanted))
-        while self._recommendations[0][0] < now - self.DOWN_STABILIZATION_S:
+        while self._recommendations[0][0] < now - self.down_stabilization_s:
             self._recommendations.popleft()
         down_limit = max(r for _, r in self._recommendations)
         desired = min(wanted, max(2 * current, current + 4)) if wanted > current else current
@@ -127,9 +155,44 @@ class HPAAutoscaler(_Baseline):
         reason = f"utilization {utilization:.0%} of {self.target_utilization:.0%} -> {desired}"
         return self._apply(desired, wanted, reason, concurrency)
 
+    def quiet_until(self, now: float, ready: int) -> float:
+        """At its floor with only zeros in the samples and floor-level recommendations, every
+        idle sync recommends the floor again."""
+        settled = (
+            self.replicas == self.low
+            and ready > 0
+            and all(c == 0 for _, c in self._samples)
+            and all(r == self.low for _, r in self._recommendations)
+        )
+        return math.inf if settled else now
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """Zero samples for the last 15 s, the sync clock moved on as the ticks would move it,
+        then the last tick itself."""
+        if ticks:
+            last = self._last_sync
+            end = len(ticks) - 1  # the last tick runs for real below
+            k = bisect_left(ticks, last + self.SYNC_S - 1.0, 0, end)
+            while k < end:
+                if ticks[k] - last >= self.SYNC_S:
+                    last = ticks[k]
+                    k = bisect_left(ticks, last + self.SYNC_S - 1.0, k + 1, end)
+                else:
+                    k += 1
+            if last != self._last_sync:
+                self._last_sync = last
+                self._recommendations = deque([(last, self.low)])
+        # Older zeros would be gone: the last tick drops samples more than 15 s old.
+        tail = [records[j] for j in range(max(0, len(records) - 20), len(records))]
+        if ticks:
+            self._samples.extend((t, 0.0) for t in tail if t <= ticks[-1])
+            self.tick(ticks[-1], ready)
+            tail = [t for t in tail if t > ticks[-1]]
+        self._samples.extend((t, 0.0) for t in tail)
+
 
 class RayServeAutoscaler(_Baseline):
-    """Ray Serve's default policy (§4.5): replicas report ongoing requests every 10 s, averaged
+    """Ray Serve's default policy : replicas report ongoing requests every 10 s, averaged
     over a 30 s look-back; `desired = ceil(n * (1 + (err - 1) * factor))` with
     `err = total / (target * n)`; a change applies after 30 s (up) / 600 s (down) of decisions in
     the same direction; from zero with requests queued, one replica at once. The target is the
@@ -141,8 +204,15 @@ class RayServeAutoscaler(_Baseline):
     DOWNSCALE_DELAY_S = 600.0
     FACTOR = 1.0
 
-    def __init__(self, spec: DeciderSpec) -> None:
+    def __init__(
+        self,
+        spec: DeciderSpec,
+        upscale_delay_s: float = UPSCALE_DELAY_S,
+        downscale_delay_s: float = DOWNSCALE_DELAY_S,
+    ) -> None:
         super().__init__(spec, spec.min_scale)
+        self.upscale_delay_s = upscale_delay_s
+        self.downscale_delay_s = downscale_delay_s
         self._samples: deque[tuple[float, float]] = deque()
         self._reported = 0.0
         self._reported_at = -math.inf
@@ -176,23 +246,48 @@ class RayServeAutoscaler(_Baseline):
         decision = n
         if desired > n:
             self._counter = max(self._counter, 0) + 1
-            if self._counter > int(self.UPSCALE_DELAY_S / TICK_INTERVAL):
+            if self._counter > int(self.upscale_delay_s / TICK_INTERVAL):
                 self._counter, decision = 0, desired
         elif desired < n:
             self._counter = min(self._counter, 0) - 1
-            if self._counter < -int(self.DOWNSCALE_DELAY_S / TICK_INTERVAL):
+            if self._counter < -int(self.downscale_delay_s / TICK_INTERVAL):
                 self._counter, decision = 0, desired
         else:
             self._counter = 0
         return self._apply(decision, desired, f"ongoing {total:.2f} -> {desired}", total)
 
+    def quiet_until(self, now: float, ready: int) -> float:
+        """At zero with nothing but zeros in the look-back, idle ticks only move the 10 s
+        report clock."""
+        settled = self._settled() and self.replicas == 0 and all(c == 0 for _, c in self._samples)
+        return math.inf if settled else now
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        if not ticks:
+            return
+        last = self._reported_at
+        end = len(ticks) - 1  # the last tick runs for real below
+        k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, 0, end)
+        while k < end:
+            if ticks[k] - last >= self.METRICS_INTERVAL_S:
+                last = ticks[k]
+                k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, k + 1, end)
+            else:
+                k += 1
+        if last != self._reported_at:
+            while self._samples and self._samples[0][0] <= last - self.LOOK_BACK_S:
+                self._samples.popleft()
+            self._reported, self._reported_at = 0.0, last
+        self.tick(ticks[-1], ready)
+
 
 class KeepAliveAutoscaler(_Baseline):
     """Fixed keep-alive: as many replicas as the concurrency needs at once (target per pod), each
-    kept `keep_alive_s` after it was last needed (AWS Lambda: 10 min, §4.3)."""
+    kept `keep_alive_s` after it was last needed (AWS Lambda: 10 min)."""
 
     def __init__(self, spec: DeciderSpec, keep_alive_s: float = 600.0) -> None:
         super().__init__(spec, spec.min_scale)
+        self.keep_alive_s = keep_alive_s
         self._window = MaxTimeWindow(keep_alive_s, TICK_INTERVAL)
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
@@ -200,9 +295,13 @@ class KeepAliveAutoscaler(_Baseline):
         self._window.record(now, need)
         return self._apply(self._window.current(), need, f"needs {need}", self._latest)
 
+    def quiet_until(self, now: float, ready: int) -> float:
+        """Idle ticks change nothing until the longest-kept replica's time is up."""
+        return self._window.expires_at() if self._settled() else now
+
 
 class HybridHistogramAutoscaler(_Baseline):
-    """Azure's hybrid histogram policy (Shahrad et al., ATC 2020; §4.3), parameters and branch
+    """Azure's hybrid histogram policy (Shahrad et al., ATC 2020), parameters and branch
     rules as in dslab's `hybrid_histogram.rs`: idle times (last request's end to the next
     arrival, at 1 s resolution) go into a 4 h histogram of 1 min bins.
     - out-of-bounds rate >= 0.5: predict the next idle time (an AR(1) fit, in place of ARIMA)
@@ -221,8 +320,9 @@ class HybridHistogramAutoscaler(_Baseline):
     HISTOGRAM_MARGIN = 0.10
     HEAD, TAIL = 0.05, 0.99
 
-    def __init__(self, spec: DeciderSpec) -> None:
+    def __init__(self, spec: DeciderSpec, head: float = HEAD, tail: float = TAIL) -> None:
         super().__init__(spec, spec.min_scale)
+        self.head, self.tail = head, tail
         self._bins = np.zeros(round(self.RANGE_S / self.BIN_S), dtype=np.int64)
         self._oob = 0
         self._idle_times: list[float] = []
@@ -260,8 +360,8 @@ class HybridHistogramAutoscaler(_Baseline):
         if cv < self.CV_THRESHOLD:
             return idle_start, idle_start + self.RANGE_S
         cumulative = np.cumsum(self._bins) / total
-        head = int(np.searchsorted(cumulative, self.HEAD))
-        tail = int(np.searchsorted(cumulative, self.TAIL))
+        head = int(np.searchsorted(cumulative, self.head))
+        tail = int(np.searchsorted(cumulative, self.tail))
         prewarm = head * self.BIN_S * (1 - self.HISTOGRAM_MARGIN)
         keep = (tail + 1) * self.BIN_S * (1 + self.HISTOGRAM_MARGIN)
         return idle_start + prewarm, idle_start + prewarm + keep
@@ -285,6 +385,16 @@ class HybridHistogramAutoscaler(_Baseline):
         want = max(need, warm, held if held > 1 else 0)
         reason = f"needs {need}; warm window [{begin:.0f}, {end:.0f})"
         return self._apply(want, need, reason, self._latest)
+
+    def quiet_until(self, now: float, ready: int) -> float:
+        """Idle ticks change nothing until the warm window opens or closes, or the extra
+        replicas' stable window is up."""
+        if not self._settled() or (ready and self._idle_since is None):
+            return now
+        limits = [t for t in self._warm if t > now]
+        if self._extra.current() > 1:
+            limits.append(self._extra.expires_at())
+        return min(limits, default=math.inf)
 
 
 class PeakAutoscaler(_Baseline):
@@ -317,6 +427,13 @@ BASELINES: dict[str, Callable[..., Autoscaler]] = {
     "hybrid-histogram": HybridHistogramAutoscaler,
     "peak": PeakAutoscaler,
 }
+# The keyword settings (knobs) each baseline takes, in seconds or fractions.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "hpa": ("target_utilization", "down_stabilization_s"),
+    "ray": ("upscale_delay_s", "downscale_delay_s"),
+    "keepalive": ("keep_alive_s",),
+    "hybrid-histogram": ("head", "tail"),
+}
 CLASS_POLICIES = {
     KPA: "kpa",
     PREDICTIVE: "predictive",
@@ -346,9 +463,11 @@ def make_autoscaler(
     ready: int = 0,
     progress_deadline_s: float = 600.0,
     peak_replicas: int | None = None,
+    settings: Mapping[str, float] | None = None,
 ) -> Autoscaler:
     """An autoscaler by policy name: `kpa` or one of BASELINES. `peak` runs `peak_replicas`
-    (default: max-scale, else min-scale, else 1). `predictive` is built by its own module."""
+    (default: max-scale, else min-scale, else 1). `settings` are a baseline's keyword
+    arguments (its knobs, e.g. `keep_alive_s`). `predictive` is built by its own module."""
     if name == "kpa":
         return RevisionAutoscaler(spec, now, ready, progress_deadline_s=progress_deadline_s)
     if name == "peak":
@@ -356,4 +475,8 @@ def make_autoscaler(
     if name not in BASELINES:
         known = ", ".join(["kpa", *BASELINES])
         raise ValueError(f"unknown autoscaler {name!r} (known: {known})")
-    return BASELINES[name](spec)
+    unknown = set(settings or {}) - set(SETTINGS.get(name, ()))
+    if unknown:
+        accepted = ", ".join(SETTINGS.get(name, ())) or "none"
+        raise ValueError(f"{name} has no setting {', '.join(sorted(unknown))} (has: {accepted})")
+    return BASELINES[name](spec, **(settings or {}))

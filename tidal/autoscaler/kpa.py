@@ -10,10 +10,18 @@ Pure: no clock, no I/O. `now` is float seconds from the caller (wall or simulate
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
-from tidal.autoscaler.metrics import BUCKET_SIZE, MaxTimeWindow, new_buckets
+from tidal.autoscaler.metrics import (
+    BUCKET_SIZE,
+    PRECISION,
+    MaxTimeWindow,
+    WeightedFloat64Buckets,
+    _round_digits,
+    new_buckets,
+)
 
 TICK_INTERVAL = 2.0  # docs/autoscaling.md#cluster-defaults decider tick
 # docs/autoscaling.md#bounds-and-scale-to-zero progress deadline + 30 s
@@ -331,6 +339,98 @@ class RevisionAutoscaler:
             panic_value=result.panic_value,
             mode=self.mode,
         )
+
+    # -- idle skipping (the simulator's event-skipping replay; docs/simulator.md) --------------
+
+    def quiet_until(self, now: float, ready: int) -> float:
+        """Right after a tick at `now`: the time before which further ticks would change nothing
+        that `skip_idle` does not reproduce, provided the revision stays idle (zero recorded
+        every second while `ready` > 0, nothing recorded at zero). `now` when unsure."""
+        decider = self.decider
+        if self._replicas is None or decider.in_panic or decider._delay is not None:
+            return now
+        limit = math.inf
+        windows = decider._windows[self.spec.scaling_metric]
+        for buckets in windows:
+            if buckets.is_empty(now) or buckets.oldest_nonzero_exit() is None:
+                continue  # empty or all zeros: the average stays 0
+            if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
+                return now  # the average drifts as the window slides unwritten
+            limit = self._inputs_change(ready)
+            break
+        # The state machine may still be moving (one step per tick, e.g. Activating -> Active
+        # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
+        mine, its = dict(vars(self)), dict(vars(decider))
+        moved = self.tick(now, ready, self.reachable).replicas is not None
+        if moved or vars(self) != mine or vars(decider) != its:
+            self.__dict__.update(mine)
+            decider.__dict__.update(its)
+            return now
+        since, spec = self._active_since, self.spec
+        if self.active == ACTIVATING:
+            thresholds = [since + self.activation_timeout]
+        elif self.active == ACTIVE:
+            thresholds = [since + spec.stable_window]
+        else:
+            grace = spec.scale_to_zero_grace_period
+            retention = spec.scale_to_zero_pod_retention_period
+            thresholds = [since + max(grace, retention), since + retention]
+            if self._proxy_since is not None:
+                thresholds.append(self._proxy_since + grace)
+        return min([limit, *(t for t in thresholds if t > now)])
+
+    def _inputs_change(self, ready: int) -> float:
+        """With a zero recorded every second from now on: the first second at which what a
+        tick decides from (desired pods from the stable and panic averages, the panic trigger,
+        the sign of the excess burst capacity) differs from now. The averages are computed as
+        `window_average` would, bucket by bucket as the zeros overwrite them."""
+        spec = self.spec
+        stable, panic = self.decider._windows[spec.scaling_metric]
+        states = []
+        for buckets in (stable, panic):
+            assert buckets.first_write is not None
+            first = buckets._index(buckets.first_write)
+            states.append([buckets, buckets.window_total, first, len(buckets.buckets)])
+        last = stable._index(stable.last_write)
+
+        def inputs(second: int) -> tuple[int, int, bool]:
+            averages = []
+            for state in states:
+                _, total, first, size = state
+                span = min(second - first + 1, size)
+                averages.append(_round_digits(total / span, PRECISION))
+            observed_stable, observed_panic = averages
+            dspc = math.ceil(observed_stable / spec.target_value)
+            dppc = math.ceil(observed_panic / spec.target_value)
+            tbc = spec.target_burst_capacity
+            ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
+            return dspc, dppc, ebc >= 0
+
+        now_inputs = inputs(last)
+        for second in range(last + 1, last + len(stable.buckets) + 1):
+            for state in states:
+                buckets, size = state[0], state[3]
+                state[1] -= buckets.buckets[second % size]  # overwritten by the zero
+            if inputs(second) != now_inputs:
+                return second * stable.granularity
+        return math.inf
+
+    def fill_idle(self, t: float) -> None:
+        """Record the zeros of every second up to `t` at once (see `record_idle`)."""
+        for windows in self.decider._windows.values():
+            for buckets in windows:
+                buckets.record_idle(t)
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """Bring the state to what idle stats at `records` and ticks at `ticks` (all before
+        `quiet_until`) would leave: those ticks all compute the same thing, so the last one
+        stands for them."""
+        if ticks:
+            if ready:
+                self.fill_idle(ticks[-1])
+            self.tick(ticks[-1], ready)
+        if ready and records and (not ticks or records[-1] > ticks[-1]):
+            self.fill_idle(records[-1])
 
     def _min_scale(self, reachable: bool) -> int:
         """min-scale is ignored when the revision is unreachable

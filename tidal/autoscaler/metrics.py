@@ -72,6 +72,29 @@ class TimedFloat64Buckets:
         self.buckets[self._index(t) % len(self.buckets)] += value
         self.window_total += value
 
+    def record_idle(self, t: float) -> None:
+        """The state that a zero recorded every bucket up to `t` leaves: skipped buckets are
+        zeroed and `first_write` kept (a single `record` would reset it after a long gap). The
+        simulator uses it to skip idle seconds; it needs at least one earlier write."""
+        first = self.first_write
+        self.record(t, 0.0)
+        if first is not None and self.first_write is not None:
+            self.first_write = min(first, self.first_write)
+
+    def oldest_nonzero_exit(self) -> float | None:
+        """When the oldest non-zero bucket leaves the window if only zeros follow (None: all
+        zero). Until then the full-window average cannot change."""
+        size = len(self.buckets)
+        last = self._index(self.last_write)
+        for age in range(size - 1, -1, -1):
+            if self.buckets[(last - age) % size] != 0.0:
+                return (last - age + size) * self.granularity
+        return None
+
+    def span_full(self) -> bool:
+        """True once the valid part of the window covers all its buckets."""
+        return self.first_write is not None and self._valid_span() >= len(self.buckets)
+
     def is_empty(self, now: float) -> bool:
         """True when nothing was written during the last window."""
         return self._truncate(now) - self.last_write > self.window
@@ -181,3 +204,9 @@ class MaxTimeWindow:
     def current(self) -> int:
         """The maximum over the window; 0 before the first record."""
         return self._maxima[0][1] if self._maxima else 0
+
+    def expires_at(self) -> float:
+        """When the current maximum leaves the window if only zeros follow (inf when it is 0)."""
+        if not self._maxima or self._maxima[0][1] == 0:
+            return math.inf
+        return float((self._maxima[0][0] + self.size) * int(self.granularity))

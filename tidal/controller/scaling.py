@@ -16,12 +16,10 @@ from typing import Protocol
 
 from prometheus_client import Gauge
 
+from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import Decision
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.workload import RevisionWorkload
-
-STAT_PERIOD_S = 1.0
-TICKS_PER_DECISION = 2
 
 DESIRED = Gauge(
     "tidal_desired_replicas", "Replicas the autoscaler wants", ["namespace", "revision"]

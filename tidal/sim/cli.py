@@ -1,16 +1,21 @@
-"""`tidal simulate`: replay a trace through each policy and compare them.
+"""`tidal simulate`: replay a trace through each policy and compare them (docs/simulator.md).
 
-tidal simulate --trace FILE|synthetic -f service.yaml [--pools tidal.yaml]
-               [--policy NAME ...] [--days N] [-o json] [--report DIR]
+tidal simulate --trace FILE|synthetic -f service.yaml [--pools tidal.yaml] [--policy NAME ...]
+               [--per-service] [--services N] [--sweep] [--warmup DAYS | --history FILE]
+               [--days N] [-o json] [--report DIR]
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,11 +30,21 @@ from tidal.autoscaler.kpa import decider_spec
 from tidal.scheduler.placement import Demand
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
-from tidal.sim.model import simulate as run_simulation
-from tidal.sim.report import print_table, summarize, to_json, write_report
-from tidal.sim.traces import DAY_S, Trace, TraceError, load_trace, synthetic_trace
+from tidal.sim.report import print_tables, summarize, to_json, write_report
+from tidal.sim.runner import Job, Shared, run_jobs
+from tidal.sim.sweep import Setting, frontiers, settings_for
+from tidal.sim.traces import (
+    DAY_S,
+    Trace,
+    TraceError,
+    load_trace,
+    sparse_trace,
+    synthetic_trace,
+)
 
 SYNTHETIC = "synthetic"
+SHAPES = ("diurnal", "sparse")
+DEFAULT_RPS = {"diurnal": 5.0, "sparse": 0.0125}
 
 
 def load_platform(path: str | None) -> tuple[PlatformConfig, tuple[Pool, ...]]:
@@ -43,13 +58,26 @@ def load_platform(path: str | None) -> tuple[PlatformConfig, tuple[Pool, ...]]:
     return parse_config(data), pools
 
 
-def load_service(path: str, config: PlatformConfig) -> ServiceModel:
-    """The first Service in a manifest file, as the simulator needs it."""
+def load_manifest(path: str) -> dict[str, Any]:
+    """The first Service document of a manifest file."""
     docs = load_documents(Path(path).read_text())
     services = [doc for doc in docs if doc.get("kind") == "Service"]
     if not services:
         raise InvalidSpec("kind", "no Service in the file")
-    valid = validate_service(services[0], config.autoscaler)
+    return services[0]
+
+
+def service_model(
+    doc: dict[str, Any], config: PlatformConfig, annotations: dict[str, str] | None = None
+) -> ServiceModel:
+    """What the simulator needs of a Service manifest, with extra template annotations (a
+    sweep point) validated as `tidal apply` would."""
+    if annotations:
+        doc = copy.deepcopy(doc)
+        template = doc.setdefault("spec", {}).setdefault("template", {})
+        meta = template.setdefault("metadata", {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+    valid = validate_service(doc, config.autoscaler)
     template = valid.service.spec.template
     spec = template.spec
     container = spec.containers[0]
@@ -72,11 +100,37 @@ def load_service(path: str, config: PlatformConfig) -> ServiceModel:
     )
 
 
-def load_any_trace(source: str, days: float | None, rps: float, seed: int) -> Trace:
+def load_service(path: str, config: PlatformConfig) -> ServiceModel:
+    """The first Service in a manifest file, as the simulator needs it."""
+    return service_model(load_manifest(path), config)
+
+
+def load_any_trace(
+    source: str, days: float | None, rps: float | None, seed: int, shape: str, services: int
+) -> Trace:
     if source == SYNTHETIC:
-        return synthetic_trace(days or 1.0, rps, seed)
+        rate = DEFAULT_RPS[shape] if rps is None else rps
+        if shape == "sparse":
+            return sparse_trace(days or 28.0, rate, seed, services)
+        return synthetic_trace(days or 1.0, rate, seed, services)
     trace = load_trace(source, seed)
     return trace if days is None else trace.head(days * DAY_S)
+
+
+def prior_history(path: str, trace: Trace) -> np.ndarray:
+    """Per-minute mean concurrency from a history CSV (as `tidal history import --csv` reads),
+    for the minutes before the trace starts (NaN where the file has none)."""
+    from tidal.autoscaler.predictive.backtest import load_history_csv
+
+    stamps, values = load_history_csv(path)
+    start_minute = math.floor(trace.start_epoch / 60.0)
+    first = int(stamps[0] // 60)
+    if first >= start_minute:
+        raise ValueError(f"{path}: the history starts after the trace does; it must precede it")
+    series = np.full(start_minute - first, np.nan)
+    keep = min(len(values), len(series))
+    series[:keep] = values[:keep]
+    return series
 
 
 @click.command("simulate")
@@ -85,7 +139,7 @@ def load_any_trace(source: str, days: float | None, rps: float, seed: int) -> Tr
     "source",
     required=True,
     help="Trace file (Azure Functions 2019, Azure LLM 2023, Alibaba qps.csv, or a CSV with a "
-    "timestamp[,duration] header), or 'synthetic' for a seeded diurnal trace.",
+    "timestamp[,service][,duration] header), or 'synthetic' for a seeded trace (see --shape).",
 )
 @click.option("-f", "--filename", "service_file", required=True, help="Knative Service YAML.")
 @click.option("--pools", "pools_file", help="Platform config (tidal.yaml) with pools and prices.")
@@ -96,10 +150,44 @@ def load_any_trace(source: str, days: float | None, rps: float, seed: int) -> Tr
     type=click.Choice(POLICIES),
     help="Policies to compare (repeat; default: all).",
 )
+@click.option(
+    "--per-service",
+    is_flag=True,
+    help="One service per trace service (function, model...), each from the manifest as a "
+    "template, all sharing the pools. Without it the trace is summed into the one service.",
+)
+@click.option(
+    "--services",
+    "service_count",
+    type=click.IntRange(min=1),
+    help="Keep the N busiest services of the trace (synthetic: make N services).",
+)
+@click.option("--sweep", is_flag=True, help="Run each policy over its knob; report frontiers.")
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Replay the first DAYS as history (predictive learns), score only the rest.",
+)
+@click.option(
+    "--history",
+    "history_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Per-minute history CSV (timestamp,value: mean concurrency) before the trace, for "
+    "predictive.",
+)
 @click.option("--days", type=float, help="Replay the first N days (synthetic: its length).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write plots here.")
-@click.option("--slo", "slo_s", type=float, default=1.0, show_default=True, help="Latency SLO (s).")
+@click.option(
+    "--slo",
+    "slo_s",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Most a request may wait for a replica (queueing and cold start, on top of its own "
+    "service time); longer waits and failures count as SLO misses.",
+)
 @click.option(
     "--service-time",
     help="Service time distribution (default: the trace's durations, its token model, or "
@@ -111,37 +199,79 @@ def load_any_trace(source: str, days: float | None, rps: float, seed: int) -> Tr
     show_default=True,
     help="Replica start-up time distribution, added to the pool's startupDelay.",
 )
-@click.option("--rps", type=float, default=5.0, show_default=True, help="Synthetic mean req/s.")
+@click.option(
+    "--shape",
+    type=click.Choice(SHAPES),
+    default="diurnal",
+    show_default=True,
+    help="Synthetic trace: busy diurnal, or sparse bursty clusters (28 days by default).",
+)
+@click.option("--rps", type=float, help="Synthetic mean req/s (diurnal 5, sparse 0.0125).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: CPUs).")
 def simulate(
     source: str,
     service_file: str,
     pools_file: str | None,
     policies: tuple[str, ...],
+    per_service: bool,
+    service_count: int | None,
+    sweep: bool,
+    warmup: float,
+    history_file: str | None,
     days: float | None,
     fmt: str,
     report_dir: str | None,
     slo_s: float,
     service_time: str | None,
     startup: str,
-    rps: float,
+    shape: str,
+    rps: float | None,
     seed: int,
+    jobs: int | None,
 ) -> None:
     """Replay a request trace through tidal's autoscaler and scheduler, once per policy."""
+    names = policies or POLICIES
     try:
         config, pools = load_platform(pools_file)
-        service = load_service(service_file, config)
-        trace = load_any_trace(source, days, rps, seed)
+        doc = load_manifest(service_file)
+        template = service_model(doc, config)
+        synthetic_services = service_count if source == SYNTHETIC else 1
+        trace = load_any_trace(source, days, rps, seed, shape, synthetic_services or 1)
+        if service_count is not None and source != SYNTHETIC:
+            if not trace.services:
+                raise ValueError("--services needs a trace with several services")
+            trace = trace.busiest(service_count)
+        if per_service and not trace.services:
+            raise ValueError(
+                f"--per-service: {trace.name} has one service (give a trace with a service "
+                "column, an Azure Functions file, or synthetic --services N)"
+            )
+        if history_file is not None and per_service:
+            raise ValueError("--history is one service's history; with --per-service use --warmup")
+        if warmup * DAY_S >= trace.duration:
+            raise ValueError(f"--warmup {warmup:g} d leaves nothing of the trace to score")
         service_dist = (
             parse_distribution(service_time) if service_time else default_service_time(trace)
         )
         startup_dist = parse_distribution(startup)
+        history = prior_history(history_file, trace) if history_file else None
+        job_list = build_jobs(doc, config, template, trace, names, per_service, sweep)
     except (InvalidSpec, TraceError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    names = policies or POLICIES
+
+    times = service_dist.sample(len(trace), np.random.default_rng(seed), trace)
+    shared = Shared(
+        trace,
+        pools,
+        times,
+        startup_dist,
+        seed,
+        {"prior_history": history, "score_from": warmup * DAY_S},
+    )
     err = Console(stderr=True)
     with Progress(
-        TextColumn("{task.description:>16}"),
+        TextColumn("{task.description:>28}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeRemainingColumn(),
@@ -149,30 +279,69 @@ def simulate(
         transient=True,
         disable=not err.is_terminal,
     ) as bar:
-        tasks = {name: bar.add_task(name, total=trace.duration) for name in names}
-
-        def progress(name: str, t: float) -> None:
-            bar.update(tasks[name], completed=t)
-
+        tasks = [
+            bar.add_task(f"{job.policy} {job.label}", total=trace.duration) for job in job_list
+        ]
         try:
-            results = run_simulation(
-                trace, service, names, pools, service_dist, startup_dist, seed, progress
+            results = run_jobs(
+                shared,
+                job_list,
+                jobs,
+                lambda index, t: bar.update(tasks[index], completed=t),
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    summary = summarize(results, slo_s)
-    title = f"{trace.name} ({len(trace):,} requests, {trace.duration / 3600:.1f} h)"
+
+    main = {r.policy: r for r in results if r.setting == "default"}
+    summary = summarize(main, slo_s, per_service=per_service)
+    if sweep:
+        rows: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for result in results:
+            m = summarize({result.policy: result}, slo_s)["policies"][result.policy]
+            rows.setdefault(result.policy, []).append((result.setting, m))
+        summary["frontiers"] = frontiers(rows)
+    scored = f", scored after {warmup:g} d" if warmup else ""
+    span = (
+        f"{trace.duration / 3600:.1f} h"
+        if trace.duration < 2 * DAY_S
+        else (f"{trace.duration / DAY_S:.1f} d")
+    )
+    fleet = f", {len(trace.services):,} services" if per_service else ""
+    title = f"{trace.name} ({len(trace):,} requests{fleet}, {span}{scored})"
     if fmt == "json":
         click.echo(to_json(summary))
     else:
-        print_table(summary, title, Console(width=200) if not sys.stdout.isatty() else None)
+        print_tables(summary, title, Console(width=200) if not sys.stdout.isatty() else None)
         click.echo(
             f"service time {service_dist}, start-up {startup_dist} + pool delay, "
-            f"SLO {slo_s:g} s, seed {seed}"
+            f"SLO: wait <= {slo_s:g} s, seed {seed}"
         )
     if report_dir is not None:
-        files = write_report(results, summary, Path(report_dir), title)
+        files = write_report(main, summary, Path(report_dir), title)
         click.echo(f"report: {', '.join(str(f) for f in files)}", err=fmt == "json")
+
+
+def build_jobs(
+    doc: dict[str, Any],
+    config: PlatformConfig,
+    template: ServiceModel,
+    trace: Trace,
+    policies: tuple[str, ...],
+    per_service: bool,
+    sweep: bool,
+) -> list[Job]:
+    """One job per policy (and per sweep point), with its services built from the manifest."""
+    jobs = []
+    for policy in policies:
+        for setting in settings_for(policy) if sweep else [Setting()]:
+            model = (
+                service_model(doc, config, setting.annotations) if setting.annotations else template
+            )
+            services = (
+                [replace(model, name=name) for name in trace.services] if per_service else [model]
+            )
+            jobs.append(Job(policy, setting.label, services, setting.settings))
+    return jobs
 
 
 if __name__ == "__main__":

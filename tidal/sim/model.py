@@ -1,20 +1,30 @@
-"""Discrete-event replay of a trace through tidal's own autoscaler and scheduler.
+"""Discrete-event replay of a trace through tidal's own autoscaler and scheduler, for one
+service or a fleet of services sharing pools.
 
-The simulated platform keeps the live one's rules (DESIGN.md, "the principle"):
+The simulated platform keeps the live one's rules (docs/simulator.md):
 - gateway/activator (tidal/gateway/activator.py): a request waits in a FIFO queue while no
   replica has a free slot; containerConcurrency (CC) is a hard per-replica limit (0 = none); the
   least-loaded replica is picked; past the pending cap (10 x CC x max(1, desired), or 10000 when
   CC = 0) a request gets 503 at once; a request still unanswered `timeoutSeconds` after it
   arrived gets 504 (waiting or in service, as the proxy's deadline does);
-- scaling loop (tidal/controller/scaling.py): every 1 s the revision's time-weighted concurrency
-  and request rate are recorded (not when it has no ready replica and no traffic); every 2 s the
-  autoscaler ticks; the first request that finds no free replica while none is in flight pokes
-  it (a stat of 1, and an immediate decision when at zero);
+- scaling loop (tidal/controller/scaling.py, clocks from tidal/autoscaler/clocks.py): every
+  stat period each service's time-weighted concurrency and request rate are recorded (not when
+  it has no ready replica and no traffic); every decision tick its autoscaler decides; the first
+  request that finds no free replica while none is in flight pokes it (a stat of 1, and an
+  immediate decision when at zero);
 - workload (tidal/controller/workload.py): a replica serves after its pool's start-up delay plus
   a start-up time drawn from a distribution; scale-in drains (no new requests, stop when idle);
 - scheduler (tidal/scheduler/placement.py): `place` picks each new replica's pool and the
-  replicas to stop; CostLedger (tidal/scheduler/cost.py) prices replica- and GPU-seconds.
-Time is simulated (seconds from the trace start); the autoscaler sees `start_epoch + t`. All
+  replicas to stop, over the capacity every service's replicas hold; CostLedger
+  (tidal/scheduler/cost.py) prices replica- and GPU-seconds.
+
+Event skipping: a service with no request in flight, no replica starting or draining and no
+replica pending placement asks its autoscaler, after a decision, until when further idle ticks
+would change nothing (`quiet_until`); its ticks until then, or until its next request, are not
+run one by one but summed up by the autoscaler's `skip_idle`. The result is the same as ticking
+every second (`skip=False`), which tests/sim/test_equivalence.py checks.
+
+Time is simulated (seconds from the trace start); autoscalers see `start_epoch + t`. All
 randomness is seeded, and every policy sees the same service and start-up times.
 """
 
@@ -22,31 +32,34 @@ from __future__ import annotations
 
 import heapq
 import math
-from array import array
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from tidal.api.pools import Pool
-from tidal.api.predictive import PredictiveAnnotations
-from tidal.autoscaler.baselines import Autoscaler, make_autoscaler
-from tidal.autoscaler.kpa import DeciderSpec
+from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
+from tidal.autoscaler.baselines import make_autoscaler
+from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
+from tidal.autoscaler.kpa import DeciderSpec, Decision
 from tidal.scheduler.cost import CostLedger, Usage
-from tidal.scheduler.placement import Demand, Placed, Request, place, tally
+from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
 from tidal.sim.dists import Distribution
 from tidal.sim.predictive import SimulatedPredictive
+from tidal.sim.quiet import predictive_quiet_until, predictive_skip_idle
 from tidal.sim.traces import Trace
 
-STAT_PERIOD_S = 1.0
-TICKS_PER_DECISION = 2
 PENDING_CAP_DEFAULT = 10_000
 STARTUP_SAMPLES = 4096
 OK, REJECTED, TIMED_OUT = 0, 503, 504
 PEAK_WINDOW_S = 10.0
 POLICIES = ("kpa", "predictive", "hpa", "ray", "keepalive", "hybrid-histogram", "peak")
 STARTING, READY, DRAINING = 0, 1, 2
+# Event kinds, in the order they run at the same instant (as the live loop's stat tick comes
+# before the requests of that instant). Arrivals (kind 1) come from the trace, not the heap.
+TICK, DONE, UP, DEADLINE = 0, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,19 @@ class ServiceModel:
     pending_cap_default: int = PENDING_CAP_DEFAULT
 
 
+class Autoscaler(Protocol):
+    def record(self, now: float, concurrency: float, rps: float) -> None: ...
+
+    def poke(self, now: float, concurrency: float) -> bool: ...
+
+    def tick(self, now: float, ready: int, reachable: bool = True) -> Decision: ...
+
+
 @dataclass
 class SimResult:
     """One policy's replay. Per request: latency (s; NaN unless served), status (0 served,
-    503, 504) and whether it waited for a cold start. Per second: ready and live replicas."""
+    503, 504), whether it waited for a cold start, and its service (an index into `services`).
+    Per second: ready and live replicas of the whole fleet. Usage counts from `score_from`."""
 
     policy: str
     arrivals: np.ndarray
@@ -78,14 +100,30 @@ class SimResult:
     replicas: np.ndarray
     usage: dict[str, Usage]
     duration: float
+    services: tuple[str, ...] = ("",)
+    service_of: np.ndarray | None = None
+    service_cold_starts: np.ndarray | None = None
+    service_max_replicas: np.ndarray | None = None
+    service_usage: dict[str, dict[str, Usage]] = field(default_factory=dict)
+    score_from: float = 0.0
+    note: str = ""
+    setting: str = ""
+    service_times: np.ndarray | None = None
+
+    def wait(self) -> np.ndarray:
+        """Per request, how long it waited for a replica (queueing and cold start); NaN
+        unless served."""
+        if self.service_times is None:
+            return self.latency
+        return np.maximum(self.latency - self.service_times, 0.0)
 
 
-def peak_replicas(trace: Trace, service_times: np.ndarray, target: float) -> int:
+def peak_replicas(arrivals: np.ndarray, service_times: np.ndarray, target: float) -> int:
     """Replicas for the busiest 10 s: offered concurrency (work arriving in the window / its
     length, Little's law) over the per-replica target."""
-    if not len(trace):
+    if not len(arrivals):
         return 1
-    windows = (trace.arrivals // PEAK_WINDOW_S).astype(np.int64)
+    windows = (arrivals // PEAK_WINDOW_S).astype(np.int64)
     work = np.bincount(windows, weights=service_times)
     return max(1, math.ceil(float(work.max()) / PEAK_WINDOW_S / target - 1e-9))
 
@@ -96,147 +134,285 @@ def make_policy(
     now: float,
     peak: int,
     ready_times: np.ndarray,
-) -> Autoscaler | SimulatedPredictive:
+    settings: Mapping[str, float] | None = None,
+    prior_history: np.ndarray | None = None,
+) -> Any:
     if name == "predictive":
         return SimulatedPredictive(
-            service.spec, service.predictive, now, ready_times, service.progress_deadline_s
+            service.spec,
+            service.predictive,
+            now,
+            ready_times,
+            service.progress_deadline_s,
+            prior_history=prior_history,
         )
     return make_autoscaler(
-        name, service.spec, now, progress_deadline_s=service.progress_deadline_s, peak_replicas=peak
+        name,
+        service.spec,
+        now,
+        progress_deadline_s=service.progress_deadline_s,
+        peak_replicas=peak,
+        settings=settings,
     )
 
 
+class _Grid(Sequence[float]):
+    """The autoscaler times `clock0 + k * STAT_PERIOD_S` for k in [first, last] with `step`,
+    without building the list (a skip may cover weeks)."""
+
+    def __init__(self, clock0: float, first: int, last: int, step: int = 1) -> None:
+        self.clock0, self.first, self.step = clock0, first, step
+        self.size = max(0, (last - first) // step + 1)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if i < 0:
+            i += self.size
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        return self.clock0 + (self.first + i * self.step) * STAT_PERIOD_S
+
+
+class _Service:
+    """One service's side of the replay: its autoscaler, queue, replicas and gateway stats."""
+
+    def __init__(self, index: int, model: ServiceModel, autoscaler: Any) -> None:
+        self.index = index
+        self.model = model
+        self.autoscaler = autoscaler
+        self.cc = model.container_concurrency
+        self.timeout = model.timeout_s
+        self.state: dict[int, int] = {}
+        self.ready = 0
+        self.desired = 0
+        self.pending_since: list[float] = []
+        self.free: list[tuple[int, int]] = []  # (in-flight, replica) heap, stale entries lazily
+        self.queue: deque[int] = deque()
+        self.open = 0
+        self.area = 0.0
+        self.last = 0.0
+        self.count = 0
+        self.period_start = 0.0
+        self.poked = False
+        self.cold_began: float | None = None
+        self.cold_starts: list[float] = []  # when each cold start ended (a replica was ready)
+        self.started = 0
+        self.max_live = 0
+        self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
+        self.skip_from: int | None = None  # first stat tick not run while quiet
+        quiet = getattr(autoscaler, "quiet_until", None)
+        skip = getattr(autoscaler, "skip_idle", None)
+        if isinstance(autoscaler, SimulatedPredictive) and quiet is None:
+            quiet = lambda now, ready: predictive_quiet_until(autoscaler, now, ready)  # noqa: E731
+            skip = lambda r, t, ready: predictive_skip_idle(autoscaler, r, t, ready)  # noqa: E731
+        self.quiet_until: Callable[[float, int], float] | None = quiet
+        self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
+
+
 class Simulation:
-    """One policy over one trace. Build, then `run()`."""
+    """One policy over one trace, for one service or several (one per trace service, in the
+    order of `trace.services`). Build, then `run()`."""
 
     def __init__(
         self,
         trace: Trace,
-        service: ServiceModel,
+        service: ServiceModel | Sequence[ServiceModel],
         policy: str,
         pools: tuple[Pool, ...],
         service_times: np.ndarray,
         startup: Distribution,
         seed: int = 0,
+        *,
+        skip: bool = True,
+        settings: Mapping[str, float] | None = None,
+        prior_history: np.ndarray | None = None,
+        score_from: float = 0.0,
     ) -> None:
         self.trace = trace
-        self.service = service
+        self.models = [service] if isinstance(service, ServiceModel) else list(service)
+        if len(self.models) > 1 and len(self.models) != len(trace.services):
+            raise ValueError(f"{len(self.models)} services for a trace of {len(trace.services)}")
         self.policy = policy
         self.pools = pools
         self.pool_by_name = {pool.name: pool for pool in pools}
         self.service_times = service_times
+        self.skip = skip
+        self.score_from = score_from
+        self.prior_s = 0.0 if prior_history is None else 60.0 * len(prior_history)
         rng = np.random.default_rng(seed + 7)
         self.startup_samples = startup.sample(STARTUP_SAMPLES, rng).tolist()
         self.clock0 = trace.start_epoch
-        peak = peak_replicas(trace, service_times, service.spec.target_value)
-        self.autoscaler = make_policy(
-            policy, service, self.clock0, peak, np.asarray(self.startup_samples)
+        n_services = len(self.models)
+        self.service_of = (
+            trace.service_of.astype(np.int64)
+            if n_services > 1 and trace.service_of is not None
+            else np.zeros(len(trace), dtype=np.int64)
         )
+        ready_times = np.asarray(self.startup_samples)
+        self.services: list[_Service] = []
+        for index, model in enumerate(self.models):
+            mine = self.service_of == index
+            peak = peak_replicas(trace.arrivals[mine], service_times[mine], model.spec.target_value)
+            autoscaler = make_policy(
+                policy, model, self.clock0, peak, ready_times, settings, prior_history
+            )
+            self.services.append(_Service(index, model, autoscaler))
         self.ledger = CostLedger(pools)
-        # Replicas: state, in-flight count, pool, start time, devices, by integer id.
-        self.state: dict[int, int] = {}
+        # Replicas of every service, by integer id.
         self.in_flight: list[int] = []
         self.pool_of: list[str] = []
-        self.started: list[float] = []
+        self.started_at: list[float] = []
         self.devices: list[tuple[str, ...]] = []
-        self.ready_count = 0
-        self.desired = 0
-        self.pending_since: list[float] = []
-        self.free: list[tuple[int, int]] = []  # (in-flight, replica) heap, stale entries lazily
-        self.events: list[tuple[float, int, int, int]] = []  # (time, kind, a, b)
-        self.cold_start_began: float | None = None
-        self.cold_starts = 0
+        self.owner: list[int] = []
+        # What each pool's replicas hold: replicas per demand, and devices.
+        self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
+        self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
+        self.events: list[tuple[float, int, int, int]] = []
+        self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
-    # -- replicas -----------------------------------------------------------------------------
+    # -- capacity and replicas ----------------------------------------------------------------
 
-    def _start_replica(self, pool: str, devices: tuple[str, ...], t: float) -> None:
+    def _usage(self) -> dict[str, PoolUsage]:
+        usage = {}
+        for name, demands in self.pool_demands.items():
+            cpu = sum(d.cpu * n for d, n in demands.items())
+            memory = sum(d.memory * n for d, n in demands.items())
+            count = sum(demands.values())
+            usage[name] = PoolUsage(cpu, memory, count, frozenset(self.pool_devices[name]))
+        return usage
+
+    def _start_replica(self, svc: _Service, pool: str, devices: tuple[str, ...], t: float) -> None:
         rid = len(self.in_flight)
         self.in_flight.append(0)
         self.pool_of.append(pool)
-        self.started.append(t)
+        self.started_at.append(t)
         self.devices.append(devices)
-        self.state[rid] = STARTING
-        delay = self.pool_by_name[pool].startup_delay_s
-        delay += self.startup_samples[rid % len(self.startup_samples)]
-        self.ledger.start(str(rid), self.service.name, self.service.name, pool, len(devices), t)
-        heapq.heappush(self.events, (t + delay, 1, rid, 0))
+        self.owner.append(svc.index)
+        svc.state[rid] = STARTING
+        svc.max_live = max(svc.max_live, len(svc.state))
+        if pool in self.pool_demands:
+            self.pool_demands[pool][svc.model.demand] += 1
+            self.pool_devices[pool].update(devices)
+        sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
+        svc.started += 1
+        delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
+        self.ledger.start(str(rid), svc.model.name, svc.model.name, pool, len(devices), t)
+        self.changes.append((t, 0, 1))
+        heapq.heappush(self.events, (t + delay, UP, rid, 0))
 
-    def _stop_replica(self, rid: int, t: float) -> None:
-        state = self.state.get(rid)
+    def _remove(self, svc: _Service, rid: int, t: float) -> None:
+        del svc.state[rid]
+        self.ledger.stop(str(rid), t)
+        pool = self.pool_of[rid]
+        if pool in self.pool_demands:
+            self.pool_demands[pool][svc.model.demand] -= 1
+            self.pool_devices[pool].difference_update(self.devices[rid])
+        self.changes.append((t, 0, -1))
+
+    def _stop_replica(self, svc: _Service, rid: int, t: float) -> None:
+        state = svc.state.get(rid)
         if state == READY:
-            self.ready_count -= 1
+            svc.ready -= 1
+            self.changes.append((t, -1, 0))
         if state == STARTING or self.in_flight[rid] == 0:
-            del self.state[rid]
-            self.ledger.stop(str(rid), t)
+            self._remove(svc, rid, t)
         else:
-            self.state[rid] = DRAINING
+            svc.state[rid] = DRAINING
 
-    def _scale_to(self, count: int, t: float) -> None:
+    def _scale_to(self, svc: _Service, count: int, t: float) -> None:
         """The workload's `scale_to`, with the scheduler choosing pools and victims."""
-        self.desired = count
+        svc.desired = count
         placed = [
             Placed(
                 str(rid),
                 self.pool_of[rid],
-                self.started[rid],
+                self.started_at[rid],
                 self.devices[rid],
                 ready=state == READY,
                 terminating=state == DRAINING,
             )
-            for rid, state in self.state.items()
+            for rid, state in svc.state.items()
         ]
-        demand = self.service.demand
-        usage = tally(self.pools, [(p, demand) for p in placed])
         request = Request(
-            self.service.name, count, demand, placed, pending_since=self.pending_since
+            svc.model.name, count, svc.model.demand, placed, pending_since=svc.pending_since
         )
-        decision = place(request, self.pools, usage, t)
+        decision = place(request, self.pools, self._usage(), t)
         for start in decision.start:
-            self._start_replica(start.pool, start.devices, t)
+            self._start_replica(svc, start.pool, start.devices, t)
         for rid in decision.stop:
-            self._stop_replica(int(rid), t)
-        self.pending_since = [p.since for p in decision.pending]
+            self._stop_replica(svc, int(rid), t)
+        svc.pending_since = [p.since for p in decision.pending]
 
-    def _decide(self, t: float) -> None:
-        decision = self.autoscaler.tick(self.clock0 + t, self.ready_count, True)
+    def _decide(self, svc: _Service, t: float) -> None:
+        decision = svc.autoscaler.tick(self.clock0 + t, svc.ready, True)
         if decision.replicas is not None:
-            self._scale_to(decision.replicas, t)
-        elif self.pending_since:
-            self._scale_to(self.desired, t)
+            self._scale_to(svc, decision.replicas, t)
+        elif svc.pending_since:
+            self._scale_to(svc, svc.desired, t)
+
+    # -- idle skipping ------------------------------------------------------------------------
+
+    def _wake(self, svc: _Service, last_k: int) -> None:
+        """Sum up the skipped stat ticks from `svc.skip_from` to `last_k` (inclusive)."""
+        first = svc.skip_from
+        svc.skip_from = None
+        if first is None or last_k < first:
+            return
+        per = TICKS_PER_DECISION
+        first_tick = -(-first // per) * per
+        last_tick = last_k // per * per
+        records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
+        ticks = _Grid(self.clock0, first_tick, last_tick, per)
+        assert svc.skip_idle is not None
+        svc.skip_idle(records, ticks, svc.ready)
+        svc.period_start = svc.last = last_k * STAT_PERIOD_S
+
+    def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
+        """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
+        if svc.quiet_until is None or svc.open or svc.pending_since or svc.ready != len(svc.state):
+            return k + 1
+        limit = svc.quiet_until(self.clock0 + k * STAT_PERIOD_S, svc.ready)
+        if limit == math.inf:
+            resume = end_k
+        else:
+            resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
+            while self.clock0 + resume * STAT_PERIOD_S < limit:
+                resume += 1
+            resume = min(resume, end_k)
+        if resume > k + 1:
+            svc.skip_from = k + 1
+        return max(resume, k + 1)
 
     # -- the replay ---------------------------------------------------------------------------
 
     def run(self, progress: Callable[[float], None] | None = None) -> SimResult:
-        """Replay the trace. `progress(t)` is called about once a simulated minute."""
+        """Replay the trace. `progress(t)` is called about every 1 % of the trace."""
         arrivals = self.trace.arrivals.tolist()
+        owners = self.service_of.tolist()
         service_times = self.service_times.tolist()
         n = len(arrivals)
         latency = [math.nan] * n
         status = bytearray(n)  # 0 OK, 1 503, 2 504
         cold = bytearray(n)
-        ready_series, live_series = array("i"), array("i")
-        cc = self.service.container_concurrency
-        timeout = self.service.timeout_s
-        autoscaler = self.autoscaler
+        queued = bytearray(n)
+        services = self.services
         clock0 = self.clock0
-        events, free, in_flight, state = self.events, self.free, self.in_flight, self.state
+        events, in_flight = self.events, self.in_flight
         heappush, heappop = heapq.heappush, heapq.heappop
-        queue: deque[int] = deque()
         inf = math.inf
         end = self.trace.duration
+        end_k = math.floor(end / STAT_PERIOD_S) + 1  # the first stat tick after the end
+        per = TICKS_PER_DECISION
+        skip = self.skip
+        report_every = max(end / 100.0, 60.0)
+        next_report = report_every
+        last_done = 0.0
 
-        # Gateway stats (tidal/gateway/stats.py) and the scaling loop's clock.
-        open_requests = 0
-        area = 0.0
-        last = 0.0
-        count = 0
-        period_start = 0.0
-        poked = False
-        tick = 0
-        next_tick = STAT_PERIOD_S
-
-        def pick() -> int:
+        def pick(svc: _Service) -> int:
             """Least in-flight ready replica with a free slot, or -1."""
+            free, state, cc = svc.free, svc.state, svc.cc
             while free:
                 load, rid = free[0]
                 if state.get(rid) != READY or in_flight[rid] != load:
@@ -247,156 +423,249 @@ class Simulation:
                 return rid
             return -1
 
-        def dispatch(req: int, rid: int, t: float) -> None:
-            heappop(free)
+        def dispatch(svc: _Service, req: int, rid: int, t: float) -> None:
+            heappop(svc.free)
             in_flight[rid] += 1
-            heappush(free, (in_flight[rid], rid))
+            heappush(svc.free, (in_flight[rid], rid))
             done = t + service_times[req]
-            deadline = arrivals[req] + timeout
+            deadline = arrivals[req] + svc.timeout
             if done > deadline:
-                heappush(events, (deadline, 0, req, -1 - rid))
+                heappush(events, (deadline, DONE, req, -1 - rid))
             else:
-                heappush(events, (done, 0, req, rid))
+                heappush(events, (done, DONE, req, rid))
 
-        def drain_queue(t: float) -> None:
+        def drain_queue(svc: _Service, t: float) -> None:
+            queue = svc.queue
             while queue:
-                rid = pick()
+                rid = pick(svc)
                 if rid < 0:
                     return
-                dispatch(queue.popleft(), rid, t)
+                req = queue.popleft()
+                queued[req] = 0
+                dispatch(svc, req, rid, t)
+
+        for svc in services:
+            heappush(events, (STAT_PERIOD_S, TICK, svc.index, 0))
 
         i = 0
         while True:
             ta = arrivals[i] if i < n else inf
-            te = events[0][0] if events else inf
-            tq = arrivals[queue[0]] + timeout if queue else inf
-            if next_tick <= ta and next_tick <= te and next_tick <= tq:
-                # -- the 1 s stat clock and the 2 s decision clock ------------------------
-                t = next_tick
-                if i >= n and not open_requests and t > end:
-                    break
-                area += open_requests * (t - last)
-                last = t
-                elapsed = max(t - period_start, 1e-3)
-                concurrency, rps = area / elapsed, count / elapsed
-                if poked:
-                    rps, poked = max(0.0, rps - 1.0), False
-                area, count, period_start = 0.0, 0, t
-                if self.ready_count or concurrency or rps:
-                    autoscaler.record(clock0 + t, concurrency, rps)
-                tick += 1
-                if tick % TICKS_PER_DECISION == 0:
-                    self._decide(t)
-                    drain_queue(t)
-                ready_series.append(self.ready_count)
-                live_series.append(len(state))
-                next_tick = tick * STAT_PERIOD_S + STAT_PERIOD_S
-                if progress is not None and tick % 60 == 0:
-                    progress(t)
-            elif ta <= te and ta <= tq:
-                # -- a request arrives ----------------------------------------------------
-                t = ta
-                area += open_requests * (t - last)
-                last = t
-                first = open_requests == 0
-                open_requests += 1
-                count += 1
-                rid = -1 if queue else pick()
-                if rid >= 0:
-                    dispatch(i, rid, t)
-                else:
-                    if first:
-                        autoscaler.record(clock0 + t, 1.0, 1.0)
-                        poked = True
-                        if autoscaler.poke(clock0 + t, 1.0) or self.desired == 0:
-                            self._decide(t)
-                    cap = 10 * cc * max(1, self.desired) if cc else self.service.pending_cap_default
-                    if len(queue) >= cap:
-                        status[i] = 1
-                        open_requests -= 1
-                    else:
-                        if self.ready_count == 0:
-                            cold[i] = 1
-                            if self.cold_start_began is None:
-                                self.cold_start_began = t
-                        queue.append(i)
-                i += 1
-            elif te <= tq:
-                # -- a request ends, or a replica becomes ready ---------------------------
+            if events and (events[0][0] < ta or (events[0][0] == ta and events[0][1] == TICK)):
                 t, kind, a, b = heappop(events)
-                area += open_requests * (t - last)
-                last = t
-                if kind == 0:
-                    rid = b if b >= 0 else -1 - b
-                    open_requests -= 1
-                    if b >= 0:
-                        latency[a] = t - arrivals[a]
-                    else:
-                        status[a] = 2
-                    in_flight[rid] -= 1
-                    s = state[rid]
-                    if s == READY:
-                        heappush(free, (in_flight[rid], rid))
-                        if queue:
-                            drain_queue(t)
-                    elif s == DRAINING and in_flight[rid] == 0:
-                        del state[rid]
-                        self.ledger.stop(str(rid), t)
-                elif state.get(a) == STARTING:
-                    state[a] = READY
-                    self.ready_count += 1
-                    heappush(free, (0, a))
-                    if self.cold_start_began is not None:
-                        self.cold_starts += 1
-                        self.cold_start_began = None
-                    drain_queue(t)
-                if len(free) > 4 * self.ready_count + 64:
-                    free[:] = [(in_flight[r], r) for r, s in state.items() if s == READY]
-                    heapq.heapify(free)
+            elif i < n:
+                t, kind, a, b = ta, 1, i, owners[i]
+                i += 1
             else:
-                # -- the oldest waiting request times out ---------------------------------
-                t = tq
-                area += open_requests * (t - last)
-                last = t
-                status[queue.popleft()] = 2
-                open_requests -= 1
+                break
+            if progress is not None and t >= next_report:
+                progress(min(t, end))
+                next_report = t + report_every
+            if kind == TICK:
+                # -- a service's stat clock and decision clock ----------------------------
+                svc = services[a]
+                k = round(t / STAT_PERIOD_S)
+                if k != svc.next_k:
+                    continue  # superseded: the service woke early
+                if svc.skip_from is not None:
+                    self._wake(svc, k - 1)
+                if t > end and not svc.open:
+                    continue  # done: no more ticks for this service
+                svc.area += svc.open * (t - svc.last)
+                svc.last = t
+                elapsed = max(t - svc.period_start, 1e-3)
+                concurrency, rps = svc.area / elapsed, svc.count / elapsed
+                if svc.poked:
+                    rps, svc.poked = max(0.0, rps - 1.0), False
+                svc.area, svc.count, svc.period_start = 0.0, 0, t
+                if svc.ready or concurrency or rps:
+                    svc.autoscaler.record(clock0 + t, concurrency, rps)
+                next_k = k + 1
+                if k % per == 0:
+                    self._decide(svc, t)
+                    drain_queue(svc, t)
+                    if skip:
+                        next_k = self._quiet_ticks(svc, k, end_k)
+                svc.next_k = next_k
+                heappush(events, (next_k * STAT_PERIOD_S, TICK, a, 0))
+            elif kind == 1:
+                # -- a request arrives ----------------------------------------------------
+                svc = services[b]
+                if svc.skip_from is not None:
+                    k = math.floor(t / STAT_PERIOD_S)
+                    self._wake(svc, k)
+                    if svc.next_k != k + 1:  # else the resume entry is that very tick
+                        svc.next_k = k + 1
+                        heappush(events, (svc.next_k * STAT_PERIOD_S, TICK, b, 0))
+                svc.area += svc.open * (t - svc.last)
+                svc.last = t
+                first = svc.open == 0
+                svc.open += 1
+                svc.count += 1
+                rid = -1 if svc.queue else pick(svc)
+                if rid >= 0:
+                    dispatch(svc, a, rid, t)
+                    continue
+                if first:
+                    svc.autoscaler.record(clock0 + t, 1.0, 1.0)
+                    svc.poked = True
+                    if svc.autoscaler.poke(clock0 + t, 1.0) or svc.desired == 0:
+                        self._decide(svc, t)
+                cc = svc.cc
+                cap = 10 * cc * max(1, svc.desired) if cc else svc.model.pending_cap_default
+                if len(svc.queue) >= cap:
+                    status[a] = 1
+                    svc.open -= 1
+                    last_done = max(last_done, t)
+                else:
+                    if svc.ready == 0:
+                        cold[a] = 1
+                        if svc.cold_began is None:
+                            svc.cold_began = t
+                    svc.queue.append(a)
+                    queued[a] = 1
+                    heappush(events, (arrivals[a] + svc.timeout, DEADLINE, a, b))
+            elif kind == DONE:
+                # -- a request ends (answered, or at its deadline) --------------------------
+                rid = b if b >= 0 else -1 - b
+                svc = services[self.owner[rid]]
+                svc.area += svc.open * (t - svc.last)
+                svc.last = t
+                svc.open -= 1
+                last_done = t
+                if b >= 0:
+                    latency[a] = t - arrivals[a]
+                else:
+                    status[a] = 2
+                in_flight[rid] -= 1
+                s = svc.state[rid]
+                if s == READY:
+                    heappush(svc.free, (in_flight[rid], rid))
+                    if svc.queue:
+                        drain_queue(svc, t)
+                elif s == DRAINING and in_flight[rid] == 0:
+                    self._remove(svc, rid, t)
+                if len(svc.free) > 4 * svc.ready + 64:
+                    svc.free[:] = [(in_flight[r], r) for r, s in svc.state.items() if s == READY]
+                    heapq.heapify(svc.free)
+            elif kind == UP:
+                # -- a replica becomes ready -----------------------------------------------
+                svc = services[self.owner[a]]
+                if svc.state.get(a) == STARTING:
+                    svc.state[a] = READY
+                    svc.ready += 1
+                    self.changes.append((t, 1, 0))
+                    heappush(svc.free, (0, a))
+                    if svc.cold_began is not None:
+                        svc.cold_starts.append(t)
+                        svc.cold_began = None
+                    drain_queue(svc, t)
+            elif queued[a]:
+                # -- the oldest waiting request of a service times out ----------------------
+                svc = services[b]
+                svc.area += svc.open * (t - svc.last)
+                svc.last = t
+                svc.queue.popleft()
+                queued[a] = 0
+                status[a] = 2
+                svc.open -= 1
+                last_done = t
+        return self._result(latency, status, cold, max(end, last_done))
 
-        stop_at = max(end, last)
-        for rid in list(state):
-            self.ledger.stop(str(rid), stop_at)
+    def _result(
+        self, latency: list[float], status: bytearray, cold: bytearray, stop_at: float
+    ) -> SimResult:
+        for svc in self.services:
+            for rid in list(svc.state):
+                self.ledger.stop(str(rid), stop_at)
         usage: dict[str, Usage] = {}
-        for key, value in self.ledger.usage(0.0, math.inf, stop_at).items():
+        by_service: dict[str, dict[str, Usage]] = {}
+        for key, value in self.ledger.usage(self.score_from, math.inf, stop_at).items():
             usage[key.pool] = usage.get(key.pool, Usage()) + value
+            pools = by_service.setdefault(key.service, {})
+            pools[key.pool] = pools.get(key.pool, Usage()) + value
+        seconds = max(1, math.ceil(stop_at / STAT_PERIOD_S))
+        ready, live = np.zeros(seconds + 1, dtype=np.int64), np.zeros(seconds + 1, dtype=np.int64)
+        if self.changes:
+            times, d_ready, d_live = (np.asarray(c) for c in zip(*self.changes, strict=True))
+            slot = np.clip(np.ceil(times / STAT_PERIOD_S).astype(np.int64) - 1, 0, seconds)
+            np.add.at(ready, slot, d_ready)
+            np.add.at(live, slot, d_live)
         codes = np.array([OK, REJECTED, TIMED_OUT], dtype=np.int16)
+        cold_counts = np.array(
+            [sum(1 for t in s.cold_starts if t >= self.score_from) for s in self.services]
+        )
         return SimResult(
             policy=self.policy,
             arrivals=self.trace.arrivals,
             latency=np.asarray(latency),
             status=codes[np.frombuffer(bytes(status), dtype=np.uint8)],
             cold=np.frombuffer(bytes(cold), dtype=np.uint8).astype(bool),
-            cold_starts=self.cold_starts,
-            ready=np.asarray(ready_series),
-            replicas=np.asarray(live_series),
+            cold_starts=int(cold_counts.sum()),
+            ready=np.cumsum(ready)[:seconds],
+            replicas=np.cumsum(live)[:seconds],
             usage=usage,
             duration=stop_at,
+            services=tuple(m.name for m in self.models),
+            service_of=self.service_of,
+            service_cold_starts=cold_counts,
+            service_max_replicas=np.array([s.max_live for s in self.services]),
+            service_usage=by_service,
+            score_from=self.score_from,
+            note=policy_note(
+                self.policy, self.models[0], self.prior_s, self.score_from, self.trace.duration
+            ),
+            service_times=self.service_times,
         )
+
+
+def policy_note(
+    policy: str, model: ServiceModel, prior_s: float, score_from: float, duration: float
+) -> str:
+    """Why a row may not show the policy as itself: predictive runs as the KPA (observer mode)
+    while its history is shorter than `tidal.dev/min-history`."""
+    if policy != "predictive":
+        return ""
+    settings = model.predictive
+    if settings.mode in (OBSERVER, REACTIVE):
+        return f"tidal.dev/mode={settings.mode}: ran as kpa"
+    until = settings.min_history - prior_s  # replay time at which the history suffices
+    if until <= score_from:
+        return ""
+    need = _human(settings.min_history)
+    if until >= duration:
+        have = _human(prior_s + duration)
+        return (
+            f"observer (ran as kpa): {have} of history < {need} needed; "
+            "give --warmup DAYS or --history FILE"
+        )
+    return (
+        f"observer (ran as kpa) for the first {_human(until - score_from)} scored, "
+        f"until it had {need} of history; a longer --warmup avoids it"
+    )
+
+
+def _human(seconds: float) -> str:
+    hours = seconds / 3600.0
+    return f"{hours / 24:.2f} d" if hours >= 72 else f"{hours:.1f} h"
 
 
 def simulate(
     trace: Trace,
-    service: ServiceModel,
+    service: ServiceModel | Sequence[ServiceModel],
     policies: tuple[str, ...],
     pools: tuple[Pool, ...],
     service_time: Distribution,
     startup: Distribution,
     seed: int = 0,
     progress: Callable[[str, float], None] | None = None,
+    **options: Any,
 ) -> dict[str, SimResult]:
-    """Replay `trace` once per policy, all with the same service and start-up times."""
+    """Replay `trace` once per policy, in this process, all with the same service and start-up
+    times. `options` go to `Simulation` (skip, settings, prior_history, score_from)."""
     times = service_time.sample(len(trace), np.random.default_rng(seed), trace)
     results = {}
     for name in policies:
-        sim = Simulation(trace, service, name, pools, times, startup, seed)
+        sim = Simulation(trace, service, name, pools, times, startup, seed, **options)
         report = None if progress is None else (lambda t, name=name: progress(name, t))
         results[name] = sim.run(report)
     return results

@@ -29,9 +29,11 @@ class SimulatedPredictive:
         now: float,
         ready_times: np.ndarray,
         progress_deadline_s: float = 600.0,
+        prior_history: np.ndarray | None = None,
     ) -> None:
         """`ready_times` are measured start-up times (s); the plan leads by their p90 unless
-        `tidal.dev/scale-up-lead` is set."""
+        `tidal.dev/scale-up-lead` is set. `prior_history` is per-minute mean concurrency that
+        ends where the replay starts (`tidal simulate --history`)."""
         self.spec = spec
         self.settings = settings
         reactive = RevisionAutoscaler(spec, now, progress_deadline_s=progress_deadline_s)
@@ -44,7 +46,8 @@ class SimulatedPredictive:
         self._minute = math.floor(now / 60.0)
         self._first_minute = self._minute
         self._sum = 0.0
-        self._history: list[float] = []
+        self._history: list[float] = [] if prior_history is None else list(prior_history)
+        self._first_minute -= len(self._history)
         self._next_plan = now
 
     def record(self, now: float, concurrency: float, rps: float) -> None:

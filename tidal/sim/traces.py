@@ -1,13 +1,16 @@
-"""Request traces for the simulator: loaders, a seeded synthetic generator, Poisson spreading.
+"""Request traces for the simulator: loaders, seeded synthetic generators, Poisson spreading.
 
-Formats (shared/traces/README.md):
+Formats (docs/simulator.md):
 - Azure Functions 2019 (`HashFunction,HashOwner,HashApp,minute_1..`): invocations per function per
-  minute; the selected functions' counts are summed and spread within each minute.
+  minute, spread within each minute; one service per function (`per_service`), or all summed.
 - Azure LLM 2023 (`TIMESTAMP,ContextTokens,GeneratedTokens`): one row per request.
 - Alibaba GenTD26 `qps.csv` (`timestamp_anon,value,container_ip,request_type`): QPS samples per
   container on a 57 s grid; the generative rows are summed per timestamp into a system rate.
 - Generic: a header whose first column is `timestamp` (ISO time or epoch seconds), one row per
-  request, an optional `duration` column (seconds).
+  request, optional `service` (which service it is for) and `duration` (seconds) columns.
+
+A trace may carry several services: `services` names them (valid DNS labels) and `service_of`
+gives each request's index into it.
 
 Counts per interval become arrival times by a seeded Poisson process: given n events in an
 interval, a Poisson process places them as n independent uniform times in it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 DAY_S = 86_400.0
-ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid (README §2)
+ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid
 SYNTHETIC_EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 
 
@@ -50,25 +54,46 @@ class Trace:
     service_times: np.ndarray | None = None
     context_tokens: np.ndarray | None = None
     generated_tokens: np.ndarray | None = None
+    services: tuple[str, ...] = ()
+    service_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.arrivals)
 
-    def head(self, seconds: float) -> Trace:
-        """The first `seconds` of the trace."""
-        keep = int(np.searchsorted(self.arrivals, seconds, side="left"))
-
+    def _select(self, keep: np.ndarray, **changes: object) -> Trace:
         def cut(values: np.ndarray | None) -> np.ndarray | None:
-            return None if values is None else values[:keep]
+            return None if values is None else values[keep]
 
         return replace(
             self,
-            arrivals=self.arrivals[:keep],
-            duration=min(self.duration, seconds),
+            arrivals=self.arrivals[keep],
             service_times=cut(self.service_times),
             context_tokens=cut(self.context_tokens),
             generated_tokens=cut(self.generated_tokens),
+            service_of=cut(self.service_of),
+            **changes,
         )
+
+    def busiest(self, count: int) -> Trace:
+        """Only the `count` services with the most requests (ties: first named), renumbered
+        busiest first."""
+        if self.service_of is None or count >= len(self.services):
+            return self
+        totals = np.bincount(self.service_of, minlength=len(self.services))
+        order = np.argsort(-totals, kind="stable")[:count]
+        index = np.full(len(self.services), -1)
+        index[order] = np.arange(len(order))
+        kept = self._select(index[self.service_of] >= 0)
+        return replace(
+            kept,
+            services=tuple(self.services[k] for k in order),
+            service_of=index[kept.service_of],
+        )
+
+    def head(self, seconds: float) -> Trace:
+        """The first `seconds` of the trace."""
+        keep = int(np.searchsorted(self.arrivals, seconds, side="left"))
+        return self._select(slice(0, keep), duration=min(self.duration, seconds))  # type: ignore[arg-type]
 
 
 def spread_counts(
@@ -80,9 +105,28 @@ def spread_counts(
     return np.sort(base + rng.uniform(0.0, width, size=base.size))
 
 
+def dns_label(text: str, taken: set[str] | None = None, limit: int = 40) -> str:
+    """A valid service name (DNS-1035 label) from a trace's service id: lower case, other
+    characters to '-', a letter first, at most `limit` long; a number is added when the name
+    is in `taken` (and the result is added to it)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.strip().lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)
+    if not name or not name[0].isalpha():
+        name = "s-" + name
+    name = name[:limit].rstrip("-")
+    if taken is not None:
+        base, n = name, 2
+        while name in taken:
+            suffix = f"-{n}"
+            name = base[: limit - len(suffix)].rstrip("-") + suffix
+            n += 1
+        taken.add(name)
+    return name
+
+
 def load_trace(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
     """Load a trace file, recognising its format from the header. `functions` limits an Azure
-    Functions file to its first N functions (default: all of them, summed)."""
+    Functions file to its first N functions."""
     path = Path(path)
     with path.open(newline="") as handle:
         header = next(csv.reader(handle), None)
@@ -152,6 +196,9 @@ def load_requests(path: str | Path) -> Trace:
     header, rows = _rows(path)
     names = [name.strip().lower() for name in header]
     duration_col = names.index("duration") if "duration" in names else None
+    service_col = names.index("service") if "service" in names else None
+    service_ids: dict[str, int] = {}
+    owners: list[int] = []
     token_cols = (
         (names.index("contexttokens"), names.index("generatedtokens"))
         if {"contexttokens", "generatedtokens"} <= set(names)
@@ -163,6 +210,11 @@ def load_requests(path: str | Path) -> Trace:
             raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
         times.append(_timestamp(row[0], path, line))
         lines.append(line)
+        if service_col is not None:
+            key = row[service_col].strip()
+            if not key:
+                raise TraceError(path, line, "empty service")
+            owners.append(service_ids.setdefault(key, len(service_ids)))
         if duration_col is not None:
             durations.append(_number(row[duration_col], "duration", path, line))
         if token_cols is not None:
@@ -181,16 +233,27 @@ def load_requests(path: str | Path) -> Trace:
         service_times=np.asarray(durations) if duration_col is not None else None,
         context_tokens=np.asarray(context) if token_cols else None,
         generated_tokens=np.asarray(generated) if token_cols else None,
+        **_services(list(service_ids), owners),
     )
 
 
+def _services(ids: list[str], owners: list[int] | np.ndarray) -> dict[str, object]:
+    """Trace fields for per-request service ids (nothing when there are none)."""
+    if not ids:
+        return {}
+    taken: set[str] = set()
+    names = tuple(dns_label(i, taken) for i in ids)
+    return {"services": names, "service_of": np.asarray(owners, dtype=np.int64)}
+
+
 def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
-    """Azure Functions 2019 per-minute invocations, summed over the first `functions` rows."""
+    """Azure Functions 2019 per-minute invocations of the first `functions` rows, one service
+    per function (named after the first 12 characters of its hash)."""
     path = Path(path)
     header, rows = _rows(path)
     first_minute = header.index("minute_1")
     minutes = len(header) - first_minute
-    total = np.zeros(minutes, dtype=np.int64)
+    per_function, ids = [], []
     for line, row in rows[:functions]:
         if len(row) != len(header):
             raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
@@ -200,10 +263,18 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
             raise TraceError(path, line, "invocation counts must be whole numbers") from None
         if (counts < 0).any():
             raise TraceError(path, line, "negative invocation count")
-        total += counts
+        per_function.append(counts)
+        ids.append("fn-" + row[0][:12])
+    if not per_function:
+        raise TraceError(path, 2, "no functions")
+    counts = np.asarray(per_function).ravel()  # function-major, then minute
+    starts = np.tile(np.arange(minutes) * 60.0, len(per_function))
+    owners = np.repeat(np.arange(len(per_function)), minutes)
     rng = np.random.default_rng(seed)
-    arrivals = spread_counts(np.arange(minutes) * 60.0, total, 60.0, rng)
-    return Trace(path.stem, arrivals, minutes * 60.0)
+    times = np.repeat(starts, counts) + rng.uniform(0.0, 60.0, size=int(counts.sum()))
+    who = np.repeat(owners, counts)
+    order = np.lexsort((who, times))
+    return Trace(path.stem, times[order], minutes * 60.0, **_services(ids, who[order]))
 
 
 def load_alibaba_qps(path: str | Path, seed: int = 0, kind: str = "Generative Requests") -> Trace:
@@ -259,11 +330,76 @@ def synthetic_rate(
 
 
 def synthetic_trace(
-    days: float = 1.0, mean_rps: float = 5.0, seed: int = 0, **shape: float
+    days: float = 1.0, mean_rps: float = 5.0, seed: int = 0, services: int = 1, **shape: float
 ) -> Trace:
-    """A seeded diurnal trace (see `synthetic_rate`): Poisson counts per minute, spread."""
-    rate = synthetic_rate(days, mean_rps, seed, **shape)
-    rng = np.random.default_rng(seed + 1)
-    counts = rng.poisson(rate * 60.0)
-    arrivals = spread_counts(np.arange(len(rate)) * 60.0, counts, 60.0, rng)
-    return Trace(f"synthetic-{days:g}d", arrivals, len(rate) * 60.0, SYNTHETIC_EPOCH)
+    """A seeded diurnal trace (see `synthetic_rate`): Poisson counts per minute, spread. With
+    `services` > 1, that many services of Zipf-distributed sizes (`service_sizes`), each with
+    its own noise and bursts, together at `mean_rps`."""
+    if services <= 1:
+        rate = synthetic_rate(days, mean_rps, seed, **shape)
+        rng = np.random.default_rng(seed + 1)
+        counts = rng.poisson(rate * 60.0)
+        arrivals = spread_counts(np.arange(len(rate)) * 60.0, counts, 60.0, rng)
+        return Trace(f"synthetic-{days:g}d", arrivals, len(rate) * 60.0, SYNTHETIC_EPOCH)
+    parts = [
+        synthetic_trace(days, mean_rps * share, seed + 101 * k, **shape).arrivals
+        for k, share in enumerate(service_sizes(services))
+    ]
+    return _merge(f"synthetic-{days:g}d-{services}s", parts, round(days * 1440) * 60.0)
+
+
+def service_sizes(services: int, exponent: float = 1.2) -> np.ndarray:
+    """Shares of traffic of `services` services, largest first (Zipf: k^-exponent)."""
+    weights = np.arange(1, services + 1, dtype=float) ** -exponent
+    return weights / weights.sum()
+
+
+def _merge(name: str, parts: list[np.ndarray], duration: float) -> Trace:
+    """One trace from per-service arrivals, services named `svc-1`, `svc-2`, ..."""
+    times = np.concatenate(parts)
+    who = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    order = np.lexsort((who, times))
+    names = tuple(f"svc-{k + 1}" for k in range(len(parts)))
+    return Trace(
+        name, times[order], duration, SYNTHETIC_EPOCH, services=names, service_of=who[order]
+    )
+
+
+def sparse_trace(
+    days: float = 28.0,
+    mean_rps: float = 0.0125,
+    seed: int = 0,
+    services: int = 1,
+    burst_size: float = 8.0,
+    burst_gap_s: float = 6.0,
+    night: float = 0.05,
+    weekend: float = 0.3,
+) -> Trace:
+    """A seeded sparse, bursty trace shaped like a GPU inference service: clusters of requests
+    (geometric sizes of mean `burst_size`, exponential gaps of mean `burst_gap_s` inside a
+    cluster) that start as a Poisson process whose rate follows a working day (9:00-18:00 at
+    full rate, `night` x outside, a ramp between) and a week (`weekend` x on Saturday and
+    Sunday), so idle gaps run from minutes at midday to hours at night. Several services get
+    Zipf-distributed sizes. The default is about 30,000 requests over 28 days."""
+    rng = np.random.default_rng(seed)
+    minutes = round(days * 1440)
+    t = np.arange(minutes) / 1440.0
+    hour = (t % 1.0) * 24.0
+    day_shape = np.clip(np.minimum(hour - 7.0, 20.0 - hour) / 2.0, 0.0, 1.0)
+    weekday = np.where((np.floor(t) % 7) >= 5, weekend, 1.0)
+    shape = (night + (1.0 - night) * day_shape) * weekday
+    parts = []
+    for share in service_sizes(services):
+        cluster_rate = mean_rps * share / burst_size * shape / shape.mean()  # clusters/s
+        starts = spread_counts(
+            np.arange(minutes) * 60.0, rng.poisson(cluster_rate * 60.0), 60.0, rng
+        )
+        sizes = rng.geometric(1.0 / burst_size, size=len(starts))
+        elapsed = np.cumsum(rng.exponential(burst_gap_s, size=int(sizes.sum())))
+        first = np.repeat(np.cumsum(sizes) - sizes, sizes)  # each request's cluster head
+        times = np.repeat(starts, sizes) + elapsed - elapsed[first]
+        parts.append(np.sort(times[times < minutes * 60.0]))
+    name = f"sparse-{days:g}d" + (f"-{services}s" if services > 1 else "")
+    if services == 1:
+        return Trace(name, parts[0], minutes * 60.0, SYNTHETIC_EPOCH)
+    return replace(_merge(name, parts, minutes * 60.0), name=name)

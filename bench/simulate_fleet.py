@@ -1,0 +1,57 @@
+"""Benchmark: the Azure Functions 2019 day (1,350 functions, about 927,000 invocations), one
+service per function sharing the pools of examples/simulate/tidal.yaml, all 7 policies in
+parallel worker processes, as `tidal simulate --per-service` runs it; bar <= 60 s.
+
+    python bench/simulate_fleet.py PATH/1350_inv.csv [--jobs N]
+
+The trace is not part of the repository: give its path (or set TIDAL_AZURE_FUNCTIONS_TRACE);
+without one the benchmark says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from simulate_common import REPO, timed_run, verdict
+
+from tidal.sim import POLICIES
+from tidal.sim.cli import load_platform, load_service
+from tidal.sim.dists import parse_distribution
+from tidal.sim.runner import Job, Shared
+from tidal.sim.traces import load_trace
+
+BAR_S = 60.0
+ENV = "TIDAL_AZURE_FUNCTIONS_TRACE"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trace", nargs="?", default=os.environ.get(ENV))
+    parser.add_argument("--jobs", type=int, help="worker processes (default: CPUs)")
+    args = parser.parse_args()
+    if not args.trace or not Path(args.trace).exists():
+        print(f"skipped: no Azure Functions trace (give its path or set {ENV})")
+        return
+    config, pools = load_platform(str(REPO / "examples/simulate/tidal.yaml"))
+    template = load_service(str(REPO / "examples/simulate/service.yaml"), config)
+    trace = load_trace(args.trace)
+    services = [replace(template, name=name) for name in trace.services]
+    dist = parse_distribution("azure-functions")
+    import numpy as np
+
+    times = dist.sample(len(trace), np.random.default_rng(0), trace)
+    shared = Shared(trace, pools, times, parse_distribution("alibaba-load"), 0, {})
+    jobs = [Job(policy, "default", services, {}) for policy in POLICIES]
+    results, wall, cpu = timed_run(shared, jobs, args.jobs)
+    print(f"trace           {len(trace):,} requests, {len(trace.services):,} services, 24 h")
+    for result in results:
+        cold = int(result.cold.sum())
+        print(f"  {result.policy:17} cold-start req {cold:8,}  cold starts {result.cold_starts:7,}")
+    raise SystemExit(verdict(wall, cpu, BAR_S, min(len(jobs), args.jobs or 99)))
+
+
+if __name__ == "__main__":
+    main()

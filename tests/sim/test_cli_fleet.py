@@ -1,0 +1,167 @@
+"""`tidal simulate` at fleet scale: per-service replays sharing pools, --services, --sweep
+frontiers, --warmup/--history for predictive, and the errors for bad combinations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tidal.sim.cli import simulate as simulate_command
+
+SERVICE = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Service",
+    "metadata": {"name": "model"},
+    "spec": {
+        "template": {
+            "spec": {
+                "containerConcurrency": 2,
+                "containers": [{"command": ["x"], "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+            }
+        }
+    },
+}
+POOLS = {
+    "pools": [
+        {"name": "reserved", "capacity": {"nvidia.com/gpu": [0, 1]}, "price": {"gpuSecond": 1}},
+        {
+            "name": "elastic",
+            "startupDelay": "20s",
+            "capacity": {"nvidia.com/gpu": ["e0", "e1", "e2"]},
+            "price": {"gpuSecond": 2},
+        },
+    ]
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    manifest, pools = tmp_path / "service.yaml", tmp_path / "tidal.yaml"
+    manifest.write_text(yaml.safe_dump(SERVICE))
+    pools.write_text(yaml.safe_dump(POOLS))
+    return ["-f", str(manifest), "--pools", str(pools)]
+
+
+def invoke(args):
+    out = CliRunner().invoke(simulate_command, args)
+    assert out.exit_code == 0, out.output
+    return out
+
+
+def fleet_csv(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = ["timestamp,service"]
+    ids = ["Chat_7B", "chat-7b", "Embed", "rare"]
+    for t in np.sort(rng.uniform(0, 4 * 3600, 600)):
+        rows.append(f"{1_700_000_000 + t:.3f},{rng.choice(ids, p=[0.5, 0.3, 0.15, 0.05])}")
+    path = tmp_path / "fleet.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_per_service_replays_each_service_on_shared_pools(tmp_path, files):
+    trace = fleet_csv(tmp_path)
+    args = ["--trace", str(trace), *files, "--per-service", "--policy", "kpa", "--policy", "peak"]
+    doc = json.loads(invoke([*args, "-o", "json", "--jobs", "2"]).stdout)
+    kpa = doc["policies"]["kpa"]
+    assert set(kpa["services"]) == {"chat-7b", "chat-7b-2", "embed", "rare"}
+    assert sum(m["requests"] for m in kpa["services"].values()) == kpa["requests"] == 600
+    assert sum(m["cold_starts"] for m in kpa["services"].values()) == kpa["cold_starts"]
+    # Four always-on services need four GPUs: two reserved, the rest spill to elastic.
+    peak = doc["policies"]["peak"]
+    assert set(peak["pools"]) == {"reserved", "elastic"} and peak["max_replicas"] >= 4
+    total = sum(m["gpu_seconds"] for m in peak["services"].values())
+    assert total == pytest.approx(peak["gpu_seconds"], abs=1.0)  # each rounded to 0.1 s
+
+    two = json.loads(invoke([*args, "--services", "2", "-o", "json"]).stdout)
+    assert set(two["policies"]["kpa"]["services"]) == {"chat-7b", "chat-7b-2"}
+    table = invoke([*args, "--services", "3"]).output
+    assert "services with the most cold-start requests (kpa)" in table
+
+
+def test_sweep_reports_a_frontier_per_policy_and_draws_it(tmp_path, files):
+    report = tmp_path / "report"
+    args = ["--trace", "synthetic", "--shape", "sparse", "--days", "0.5", "--rps", "0.05"]
+    out = invoke(
+        [
+            *args,
+            *files,
+            "--policy",
+            "keepalive",
+            "--policy",
+            "kpa",
+            "--sweep",
+            "-o",
+            "json",
+            "--report",
+            str(report),
+            "--jobs",
+            "2",
+        ]
+    )
+    doc = json.loads(out.stdout)
+    fronts = doc["frontiers"]
+    assert set(fronts) == {"keepalive", "kpa"}
+    keepalive = fronts["keepalive"]
+    assert [p["setting"] for p in keepalive][:2] == ["default", "keep_alive_s=30"]
+    assert any(p["pareto_optimal"] for p in keepalive)
+    # Longer keep-alive: fewer cold starts, more GPU time.
+    short, long = keepalive[1], keepalive[-1]
+    assert long["cold_start_requests"] <= short["cold_start_requests"]
+    assert long["cost"] > short["cost"]
+    for points in fronts.values():
+        for p in points:
+            assert {"setting", "cold_start_requests", "replica_seconds", "cost"} <= set(p)
+            dominated = any(
+                q["cold_start_requests"] <= p["cold_start_requests"]
+                and q["cost"] <= p["cost"]
+                and (q["cold_start_requests"], q["cost"]) != (p["cold_start_requests"], p["cost"])
+                for q in points
+            )
+            assert p["pareto_optimal"] == (not dominated)
+    assert (report / "frontiers.png").stat().st_size > 10_000
+
+
+def test_predictive_notes_observer_until_it_has_history(tmp_path, files):
+    doc = json.loads(json.dumps(SERVICE))
+    doc["spec"]["template"]["metadata"] = {"annotations": {"tidal.dev/min-history": "6h"}}
+    (tmp_path / "service.yaml").write_text(yaml.safe_dump(doc))
+    args = ["--trace", "synthetic", "--days", "0.4", "--rps", "0.05", *files]
+    args += ["--policy", "predictive", "-o", "json"]
+    plain = json.loads(invoke(args).stdout)["policies"]["predictive"]
+    assert plain["note"].startswith("observer (ran as kpa)")
+    warm = json.loads(invoke([*args, "--warmup", "0.3"]).stdout)["policies"]["predictive"]
+    assert "note" not in warm
+    assert warm["requests"] < plain["requests"]  # only the last 0.1 d is scored
+
+    # Six hours given as a history file instead.
+    history = tmp_path / "history.csv"
+    start = 1704067200 - 6 * 3600  # before the synthetic trace's Monday, 00:00 UTC
+    minutes = np.arange(6 * 60)
+    values = 0.3 + 0.25 * np.sin(2 * np.pi * minutes / 1440)
+    history.write_text(
+        "timestamp,value\n"
+        + "\n".join(f"{start + 60 * m},{v:.3f}" for m, v in zip(minutes, values, strict=True))
+    )
+    given = json.loads(invoke([*args, "--history", str(history)]).stdout)["policies"]
+    assert "note" not in given["predictive"]
+    assert given["predictive"]["requests"] == plain["requests"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--per-service"], "has one service"),
+        (["--services", "2"], "needs a trace with several services"),
+        (["--warmup", "5"], "leaves nothing of the trace to score"),
+    ],
+)
+def test_bad_combinations_are_named(files, extra, message):
+    out = CliRunner().invoke(
+        simulate_command, ["--trace", "synthetic", "--days", "0.1", *files, *extra]
+    )
+    assert out.exit_code != 0 and message in out.output
