@@ -31,7 +31,8 @@ PROMETHEUS_MAX_POINTS = 10_000  # Prometheus refuses query_range answers over 11
 def forecast(
     client: Client, name: str, namespace: str, hours: int, plot: str | None, fmt: str | None
 ) -> None:
-    """The service's forecast and 24-hour replica plan, its mode and why, its Ready Time."""
+    """The service's forecast and 24-hour replica plan, the priced warm decision, its mode and
+    why the current count was chosen, its Ready Time."""
     view = client.call("GET", f"{TIDAL}/namespaces/{namespace}/services/{name}/forecast")
     if plot:
         draw(view, Path(plot))
@@ -59,6 +60,7 @@ def forecast(
         " per replica",
         markup=False,
     )
+    console.print(_warm_line(view.get("warm")), markup=False)
     table = new_table("HOUR (UTC)", "DEMAND", f"Q{view['quantile'] * 100:g}", "REPLICAS")
     for hour in range(min(hours, 24)):
         span = slice(hour * 60, (hour + 1) * 60)
@@ -70,6 +72,27 @@ def forecast(
             str(max(view["replicas"][span])),
         )
     console.print(table)
+
+
+def _warm_line(warm: dict[str, Any] | None) -> str:
+    """One line on the priced decision to keep a replica warm while the service is idle."""
+    if not warm:
+        return "warm decision: not available"
+    if not warm["fitted"]:
+        return (
+            f"warm decision: {warm['gaps']} idle gaps seen, need {warm['needGaps']}; "
+            "idle replicas follow the KPA"
+        )
+    price = f"a cold start priced {warm['coldStartCostReplicaSeconds']:g} replica-s" + (
+        " (auto: the most the KPA's own replica time affords)" if warm["autoPrice"] else ""
+    )
+    expect = (
+        f"expects {warm['expectedColdStartsVsKpa']:.2f}x the KPA's cold starts at "
+        f"{warm['expectedReplicaTimeVsKpa']:.2f}x its idle replica time over "
+        f"{warm['gaps']} idle gaps"
+    )
+    used = "" if warm["used"] else "; no gain over the KPA's tail, so idle replicas follow it"
+    return f"warm decision: {price}; {expect}{used}"
 
 
 def _period_name(minutes: int) -> str:
