@@ -27,8 +27,14 @@ from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.plan import Plan, ready_time_lead
-from tidal.autoscaler.predictive.policy import PolicyDecision
-from tidal.autoscaler.predictive.refit import REFIT_S, build_models, ready_seconds
+from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
+from tidal.autoscaler.predictive.refit import (
+    REFIT_S,
+    WARM_REFIT_S,
+    build_models,
+    ready_seconds,
+    refit_warm,
+)
 from tidal.autoscaler.predictive.warm import MIN_GAPS
 from tidal.store.history import MetricHistory
 
@@ -56,6 +62,7 @@ class Planned:
     autoscaler: PredictiveAutoscaler
     plan: Plan | None = None
     planned_at: float = 0.0
+    warm_at: float = 0.0
 
 
 def demand_history(
@@ -127,15 +134,39 @@ class Forecaster:
         return plan
 
     async def replan_due(self) -> None:
-        """Rebuild every plan older than REPLAN_S (and build the missing ones)."""
+        """Rebuild every plan older than REPLAN_S (and build the missing ones); refit warm
+        models older than WARM_REFIT_S."""
         now = time.time()
         for planned in list(self.revisions.values()):
             if planned.plan is None or now - planned.planned_at >= REPLAN_S:
                 planned.plan = await self.build(
                     planned.namespace, planned.service, planned.spec, planned.settings
                 )
-                planned.planned_at = now
+                planned.planned_at = planned.warm_at = now
                 planned.autoscaler.set_plan(planned.plan)
+            elif now - planned.warm_at >= WARM_REFIT_S:
+                planned.warm_at = now
+                await self.refit_warm(planned, now)
+
+    async def refit_warm(self, planned: Planned, now: float) -> None:
+        """The warm model alone, from the history and the gaps seen, in a worker thread on a
+        copy (the autoscaler itself is only touched here, on the event loop)."""
+        series, start = demand_history(
+            self.history, planned.namespace, planned.service, planned.spec.scaling_metric, now
+        )
+        settings = planned.settings
+        ready_s = (
+            settings.scale_up_lead
+            if settings.scale_up_lead is not None
+            else ready_seconds(self.history.ready_times(planned.namespace, planned.service))
+        )
+        watcher = planned.autoscaler
+        shadow = PredictiveAutoscaler(watcher.reactive, PredictivePolicy(settings))
+        shadow.gaps, shadow.observing_since = list(watcher.gaps), watcher.observing_since
+        model = await asyncio.to_thread(
+            refit_warm, shadow, series, start, planned.spec, settings, ready_s
+        )
+        watcher.policy.set_warm(model, shadow.policy.gaps_seen)
 
     def export(self) -> None:
         """Publish each predictive revision's current numbers as gauges."""

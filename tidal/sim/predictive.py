@@ -3,7 +3,8 @@
 replayed history, by the same functions the live controller calls (tidal/autoscaler/predictive/
 refit.py).
 
-Live, the controller refits hourly from the stored per-minute history; here this wrapper keeps
+Live, the controller refits (plans hourly, warm models every 10 minutes) from the stored
+per-minute history; here this wrapper keeps
 the per-minute mean concurrency of the replay (after `prior_history`, the per-minute history
 that ends where the trace starts) and does the same. `now` is epoch seconds: plans and cron
 bounds are calendar-aware.
@@ -20,7 +21,13 @@ from tidal.autoscaler.kpa import DeciderSpec, Decision, RevisionAutoscaler
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.plan import ready_time_lead
 from tidal.autoscaler.predictive.policy import PredictivePolicy
-from tidal.autoscaler.predictive.refit import REFIT_S, ready_seconds, refit
+from tidal.autoscaler.predictive.refit import (
+    REFIT_S,
+    WARM_REFIT_S,
+    ready_seconds,
+    refit,
+    refit_warm,
+)
 
 HISTORY_MINUTES = 28 * 1440  # as live (tidal.controller.forecasting.HISTORY_DAYS)
 
@@ -54,6 +61,7 @@ class SimulatedPredictive:
         self._sum = 0.0
         self._history: list[float] = prior
         self._next_plan = now
+        self._next_warm = now + WARM_REFIT_S
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         self.autoscaler.record(now, concurrency, rps)
@@ -82,14 +90,18 @@ class SimulatedPredictive:
     def next_decision_at(self, now: float) -> float | None:
         """See `PredictiveAutoscaler.next_decision_at`; also the next hourly refit."""
         at = self.autoscaler.next_decision_at(now)
-        return self._next_plan if at is None else min(at, self._next_plan)
+        refit_at = min(self._next_plan, self._next_warm)
+        return refit_at if at is None else min(at, refit_at)
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         self._roll(now)
+        if now < min(self._next_plan, self._next_warm):
+            return self.autoscaler.tick(now, ready, reachable)
+        history = np.asarray(self._history[-HISTORY_MINUTES:])
+        start = (self._first_minute + len(self._history)) * 60.0
         if now >= self._next_plan:
             self._next_plan = now + REFIT_S
-            history = np.asarray(self._history[-HISTORY_MINUTES:])
-            start = (self._first_minute + len(self._history)) * 60.0
+            self._next_warm = now + WARM_REFIT_S
             refit(
                 self.autoscaler,
                 history,
@@ -99,4 +111,7 @@ class SimulatedPredictive:
                 self.lead_minutes,
                 self.ready_s,
             )
+        else:
+            self._next_warm = now + WARM_REFIT_S
+            refit_warm(self.autoscaler, history, start, self.spec, self.settings, self.ready_s)
         return self.autoscaler.tick(now, ready, reachable)

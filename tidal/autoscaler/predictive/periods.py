@@ -42,7 +42,10 @@ def interpolate_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
 
 def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
     """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning."""
-    empty = np.isnan(x).all(axis=axis)
+    missing = np.isnan(x)
+    if not missing.any():
+        return np.median(x, axis=axis)
+    empty = missing.all(axis=axis)
     safe = np.where(np.expand_dims(empty, axis), 0.0, x)
     return np.where(empty, np.nan, np.nanmedian(safe, axis=axis))
 

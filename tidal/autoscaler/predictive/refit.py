@@ -16,7 +16,8 @@ from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
 from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
 
-REFIT_S = 3600.0  # plans and warm models are rebuilt hourly
+REFIT_S = 3600.0  # plans (and warm models) are rebuilt hourly
+WARM_REFIT_S = 600.0  # warm models also every 10 minutes: cheap, and new gaps matter early
 
 
 def ready_seconds(samples: np.ndarray | list[float], percentile: float = 90.0) -> float:
@@ -48,6 +49,25 @@ def build_models(
     tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
     model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
     return replace(plan, warm=model, gaps_seen=len(gaps)), model, len(gaps)
+
+
+def refit_warm(
+    autoscaler: PredictiveAutoscaler,
+    history: np.ndarray,
+    start: float,
+    spec: DeciderSpec,
+    settings: PredictiveAnnotations,
+    ready_s: float,
+) -> WarmModel | None:
+    """Refit only the warm model (the plan stays), in the caller's thread."""
+    first = start - 60.0 * len(history)
+    gaps = gaps_from_minutes(history, first, until=autoscaler.observing_since) + list(
+        autoscaler.gaps
+    )
+    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
+    autoscaler.policy.set_warm(model, len(gaps))
+    return model
 
 
 def refit(

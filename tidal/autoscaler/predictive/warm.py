@@ -15,7 +15,9 @@ gap began" for each slice:
 A cold start is priced at `cold_start_cost` replica-seconds. By default ("auto") that price is
 chosen per fit as the highest one whose expected replica time over the observed gaps stays under
 `BUDGET` times what the KPA's fixed tail (stable window + scale-to-zero grace) would spend on the
-same gaps: the policy buys as few cold starts as KPA's own budget allows. If even that price
+same gaps (the margin covers the optimism of scoring on the gaps it was fitted on): the policy
+buys as few cold starts as the KPA's own budget allows, or, if a cheaper price already expects
+to avoid three in four of the KPA's cold starts, that cheaper price. If even that price
 expects no real gain over the KPA on the gaps seen (memoryless arrivals: the KPA's fixed tail
 is then already on the cost/cold-start frontier), the service runs as the KPA. With an increasing
 hazard (a timer) the programme releases at once and pre-warms one Ready Time before the expected
@@ -38,8 +40,9 @@ HALF_LIFE_S = 7 * 86_400.0  # recency weighting of gaps (drift)
 MIN_GAPS = 30  # fewer observed idle gaps: run as the KPA
 MIN_GAP_S = 2.0  # shorter pauses are part of a busy period
 MAX_GAPS = 5000  # most recent gaps kept
-BUDGET = 0.9  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
+BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
+ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 41)  # candidate cold-start prices (replica-seconds)
 AUTO = None
 
@@ -163,6 +166,9 @@ def fit(
     if cold_start_cost is AUTO:
         affordable = np.flatnonzero(cost <= BUDGET * kpa_cost)
         pick = int(affordable[-1]) if affordable.size else 0
+        enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
+        if enough.size:  # the cheapest price that already avoids most cold starts
+            pick = int(enough[0])
         useful = bool(affordable.size) and cold[pick] <= GAIN * kpa_cold
     else:
         pick = 0
