@@ -29,10 +29,10 @@ def test_ready_time_lead_is_p90_in_whole_minutes():
 
 
 def test_plan_from_a_daily_history_follows_the_cycle():
-    _, y = synthetic_history(7, seed=5, bursts_per_day=0)
-    plan = build_plan(y, MONDAY + 7 * 86_400, 10, 0.95, lead_minutes=3)
+    _, y = synthetic_history(8, seed=5, bursts_per_day=0)  # plans a Tuesday
+    plan = build_plan(y, MONDAY + 8 * 86_400, 10, 0.95, lead_minutes=3)
     assert plan.method in (PROFILE, SEASONAL_NAIVE) and plan.periods == (DAY,)
-    assert len(plan.replicas) == DAY and plan.history_minutes == 7 * DAY
+    assert len(plan.replicas) == DAY and plan.history_minutes == 8 * DAY
     night, noon = plan.replicas_at(plan.start + 3 * 3600), plan.replicas_at(plan.start + 13 * 3600)
     assert night in (0, 1) and 9 <= noon <= 13  # 5 and ~100 in flight, target 10
     assert plan.replicas_at(plan.start - 1) is None
