@@ -195,15 +195,20 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", action="store_true", help="frontiers and baselines (G2)")
     parser.add_argument("--only", help="run only traces whose name contains this")
+    parser.add_argument("--no-synthetic", action="store_true", help="only the given traces")
     args = parser.parse_args()
 
-    traces = [
-        sparse_bursty(args.seed),
-        timer(args.seed),
-        dense(args.seed),
-        growing(args.seed),
-        one_off(args.seed),
-    ]
+    traces = (
+        []
+        if args.no_synthetic
+        else [
+            sparse_bursty(args.seed),
+            timer(args.seed),
+            dense(args.seed),
+            growing(args.seed),
+            one_off(args.seed),
+        ]
+    )
     for path in args.traces:
         if not path.exists():
             print(f"skipped {path}: not found")

@@ -59,7 +59,14 @@ def refit_warm(
     settings: PredictiveAnnotations,
     ready_s: float,
 ) -> WarmModel | None:
-    """Refit only the warm model (the plan stays), in the caller's thread."""
+    """Refit only the warm model (the plan stays), in the caller's thread. Without a new gap
+    since the last fit the model stands (returned as is)."""
+    if (
+        autoscaler.gaps
+        and autoscaler.policy.gaps_seen
+        and autoscaler.gaps[-1].start + autoscaler.gaps[-1].length < start - WARM_REFIT_S
+    ):
+        return autoscaler.policy.warm
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=autoscaler.observing_since) + list(
         autoscaler.gaps

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STEP_S = 10.0  # decision grid
+STEP_S = 15.0  # decision grid
 HORIZON_S = 2 * 3600.0  # gaps longer than this are "long"; the programme's last step
 SLICES = 6  # 4-hour slices of the day
 OTHER_SLICE_WEIGHT = 0.1  # how much gaps from other slices count in a slice's histogram
@@ -43,7 +43,7 @@ MAX_GAPS = 5000  # most recent gaps kept
 BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
 ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
-PRICES = np.geomspace(1.0, 1e5, 41)  # candidate cold-start prices (replica-seconds)
+PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
 AUTO = None
 
 
@@ -169,7 +169,7 @@ def fit(
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
-        useful = bool(affordable.size) and cold[pick] <= GAIN * kpa_cold
+        useful = bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
     else:
         pick = 0
     return WarmModel(
