@@ -144,7 +144,7 @@ def _mode(text: str) -> str:
 
 
 def _quantile(text: str) -> float:
-    """0.5..0.999, or a percentage 50..99.9 as AHPA writes it (`quantile: 95`, §2.1)."""
+    """0.5..0.999, or a percentage 50..99.9 as AHPA writes it (`quantile: 95`)."""
     try:
         value = float(text)
     except ValueError:

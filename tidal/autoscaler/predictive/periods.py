@@ -1,4 +1,4 @@
-"""Robust periodicity detection on a per-minute series (research/predictive.md §1.4 step 2).
+"""Robust periodicity detection on a per-minute series (docs/predictive.md).
 
 A RobustPeriod-like test, cut down to the two periods a service's load has: a day (1,440 min)
 and a week (10,080 min). The series is cleaned (short gaps interpolated, NaNs ignored),

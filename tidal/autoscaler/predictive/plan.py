@@ -19,7 +19,7 @@ from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.forecast import ForecastResult, forecast
 from tidal.autoscaler.predictive.warm import WarmModel
 
-HORIZON = 1440  # minutes planned: the next 24 h (§1.4 step 4)
+HORIZON = 1440  # minutes planned: the next 24 h
 DEFAULT_READY_S = 60.0  # lead when no Ready Time has been measured yet
 
 
@@ -72,7 +72,7 @@ def ready_time_lead(
     percentile: float = 90.0,
     default_s: float = DEFAULT_READY_S,
 ) -> int:
-    """Lead in whole minutes: the `percentile` of measured create->Ready times (§6.3: p90),
+    """Lead in whole minutes: the `percentile` of measured create->Ready times (p90),
     rounded up; `default_s` when there are none."""
     samples = np.asarray(samples_seconds, dtype=float)
     samples = samples[np.isfinite(samples)]
