@@ -48,7 +48,7 @@ POOLS = [
      "price": {"gpuSecond": 0.0012}},
 ]  # fmt: skip
 BASELINES = ("keepalive", "hybrid-histogram", "ray", "hpa")
-SWEEP_COSTS = (30.0, 120.0, 600.0, 3600.0)  # tidal.dev/cold-start-cost values, replica-seconds
+SWEEP_COSTS = (30.0, 120.0, 600.0, 3600.0, 86_400.0)  # tidal.dev/cold-start-cost, replica-s
 
 
 # --- synthetic traces ----------------------------------------------------------------------------
