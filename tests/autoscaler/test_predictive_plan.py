@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tidal.api.predictive import PredictiveAnnotations
-from tidal.autoscaler.predictive.forecast import EWMA, NONE, PROFILE, forecast
+from tidal.autoscaler.predictive.forecast import NONE, PROFILE, SEASONAL_NAIVE, forecast
 from tidal.autoscaler.predictive.periods import DAY
 from tidal.autoscaler.predictive.plan import build_plan, plan_replicas, ready_time_lead
 from tidal.autoscaler.predictive.policy import PredictivePolicy
@@ -29,12 +29,12 @@ def test_ready_time_lead_is_p90_in_whole_minutes():
 
 
 def test_plan_from_a_daily_history_follows_the_cycle():
-    _, y = synthetic_history(7, seed=5, bursts_per_day=0)
-    plan = build_plan(y, MONDAY + 7 * 86_400, 10, 0.95, lead_minutes=3)
-    assert plan.method == PROFILE and plan.periods == (DAY,)
-    assert len(plan.replicas) == DAY and plan.history_minutes == 7 * DAY
+    _, y = synthetic_history(8, seed=5, bursts_per_day=0)  # plans a Tuesday
+    plan = build_plan(y, MONDAY + 8 * 86_400, 10, 0.95, lead_minutes=3)
+    assert plan.method in (PROFILE, SEASONAL_NAIVE) and plan.periods == (DAY,)
+    assert len(plan.replicas) == DAY and plan.history_minutes == 8 * DAY
     night, noon = plan.replicas_at(plan.start + 3 * 3600), plan.replicas_at(plan.start + 13 * 3600)
-    assert night == 1 and 10 <= noon <= 13
+    assert night in (0, 1) and 9 <= noon <= 13  # 5 and ~100 in flight, target 10
     assert plan.replicas_at(plan.start - 1) is None
     assert plan.replicas_at(plan.start + 86_400) is None
 
@@ -71,6 +71,8 @@ def test_any_history_gives_a_plan_or_an_explicit_observer_fallback(name):
     decision = policy.decide(MONDAY + 30, reactive_desired=1, current_replicas=1)
     if plan.history_minutes < 2 * DAY:
         assert decision.mode_used == "observer" and "of history, need 2d" in decision.reason
+    elif not plan.periods:  # a level without a rhythm is not acted on
+        assert decision.mode_used == "observer" and "no period found" in decision.reason
     else:
         assert decision.mode_used == "auto"
     print(f"{name}: {plan.method}, {plan.forecast.reason}; {decision.reason}")
@@ -78,9 +80,9 @@ def test_any_history_gives_a_plan_or_an_explicit_observer_fallback(name):
 
 def test_fallback_methods_and_scale_to_zero():
     assert forecast(np.full(DAY, np.nan), 0.95).method == NONE
-    assert forecast(np.full(10, 7.0), 0.95).method == EWMA
+    assert forecast(np.full(10, 7.0), 0.95).method == SEASONAL_NAIVE  # the last value
     plan = build_plan(np.zeros(3 * DAY), MONDAY, 10, 0.95, lead_minutes=2)
-    assert plan.method == EWMA and not plan.replicas.any()
+    assert plan.method == SEASONAL_NAIVE and not plan.replicas.any()
     policy = PredictivePolicy(PredictiveAnnotations(stabilization_window=0))
     policy.set_plan(plan)
     assert policy.decide(MONDAY, 0, 1).replicas == 0

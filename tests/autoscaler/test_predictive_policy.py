@@ -51,15 +51,32 @@ def _plan(replicas: list[int], start: float = MONDAY, history_days: float = 3) -
     return Plan(start, np.array(replicas), result, 2, 10.0, int(history_days * 1440))
 
 
-def test_auto_takes_the_max_and_holds_scale_in_for_the_window():
+def test_auto_adds_the_plan_over_the_kpa_and_leaves_scale_in_to_the_kpa():
     policy = PredictivePolicy(PredictiveAnnotations())
     policy.set_plan(_plan([5] * 3 + [1] * 20))
     d = policy.decide(MONDAY, reactive_desired=2, current_replicas=2)
     assert (d.replicas, d.mode_used, d.planned, d.reactive) == (5, "auto", 5, 2)
     assert policy.decide(MONDAY + 60, 7, 5).replicas == 7  # scale-out at once
-    assert policy.decide(MONDAY + 180, 1, 7).replicas == 7  # held
-    assert policy.decide(MONDAY + 360, 1, 7).replicas == 7  # 300 s after the 7
-    assert policy.decide(MONDAY + 361, 1, 7).replicas == 1
+    # No peak is held: the KPA's own stable window already holds its scale-in.
+    assert policy.decide(MONDAY + 180, 1, 7).replicas == 1
+
+
+def test_proactive_holds_scale_in_for_the_window():
+    policy = PredictivePolicy(PredictiveAnnotations(mode="proactive"))
+    policy.set_plan(_plan([5] * 3 + [1] * 20))
+    assert policy.decide(MONDAY, 0, 0).replicas == 5
+    assert policy.decide(MONDAY + 180, 0, 5).replicas == 5  # held
+    assert policy.decide(MONDAY + 300, 0, 5).replicas == 5  # 300 s after the 5
+    assert policy.decide(MONDAY + 361, 0, 5).replicas == 1
+
+
+def test_an_untrusted_plan_adds_nothing():
+    """A plan without a period (an EWMA level) or from under min-history is not acted on."""
+    policy = PredictivePolicy(PredictiveAnnotations())
+    zeros = np.zeros(10)
+    flat = ForecastResult(zeros, zeros, (), "ewma", "no period")
+    policy.set_plan(Plan(MONDAY, np.array([3] * 10), flat, 2, 10.0, 5 * 1440))
+    assert policy.decide(MONDAY, 1, 1).replicas == 1
 
 
 def test_modes():
@@ -77,16 +94,13 @@ def test_modes():
 def test_observer_until_enough_history_and_says_so():
     policy = PredictivePolicy(PredictiveAnnotations(), min_scale=0)
     d = policy.decide(MONDAY, 2, 2)
-    assert (d.mode_used, d.replicas, d.reason.split(";")[0]) == (
-        "observer",
-        2,
-        "observer: no plan yet",
-    )
+    assert (d.mode_used, d.replicas) == ("observer", 2)
+    assert d.reason.startswith("observer (runs as the KPA): 0s of history, need 2d for a plan")
     policy.set_plan(_plan([6] * 10, history_days=3 / 24))
     d = policy.decide(MONDAY, 2, 2)
-    assert d.mode_used == "observer" and d.replicas == 2 and d.recommended == 6
-    assert d.reason.startswith("observer: 3h of history, need 2d")
-    print(d.reason)
+    assert d.mode_used == "observer" and d.replicas == 2 and d.recommended == 2
+    assert "3h of history, need 2d" in d.reason
+    assert "0 idle gaps seen, need 30" in d.reason
 
 
 def test_stale_plan_falls_back_to_reactive_and_bounds_always_apply():
@@ -95,7 +109,7 @@ def test_stale_plan_falls_back_to_reactive_and_bounds_always_apply():
     )
     policy.set_plan(_plan([0] * 10))
     d = policy.decide(MONDAY + DAY_S, reactive_desired=0, current_replicas=0)
-    assert (d.mode_used, d.planned, d.replicas) == ("reactive", None, 0)
+    assert (d.mode_used, d.planned, d.replicas) == ("auto", None, 0)
     assert policy.decide(at(1, 9), 0, 0).replicas == 2
     assert policy.decide(at(1, 9), 40, 0).replicas == 5
     assert policy.decide(MONDAY + 60, -1, 3).reactive == 3  # KPA without data: keep current

@@ -64,6 +64,8 @@ def test_plan_from_imported_history_scales_ahead_without_traffic(platform, tmp_p
     assert min(view["replicas"][600:700]) <= 1
     text = platform.cli("forecast", "shop").stdout
     assert "periods: daily" in text and "mode: auto" in text
+    assert "warm decision: " in text and "idle gaps" in text
+    assert view["warm"]["fitted"] or view["warm"]["needGaps"] == 30
     plot = tmp_path / "plan.png"
     platform.cli("forecast", "shop", "--plot", str(plot), "-o", "json")
     assert plot.read_bytes()[:4] == b"\x89PNG"

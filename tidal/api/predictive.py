@@ -1,13 +1,15 @@
 """The `tidal.dev/*` annotations of a revision template that steer predictive autoscaling
 (class `predictive.tidal.dev`, alias `ahpa.autoscaling.knative.dev`).
 
-They mirror AHPA's knobs (research/predictive.md §2.1): `scaleStrategy` -> `mode`,
+They mirror AHPA's knobs (docs/predictive.md): `scaleStrategy` -> `mode`,
 `prediction.quantile` -> `quantile`, `prediction.scaleUpForward` -> `scale-up-lead`,
-`stabilizationWindowSeconds` -> `stabilization-window`, `instanceBounds` -> `bounds`.
+`stabilizationWindowSeconds` -> `stabilization-window`, `instanceBounds` -> `bounds`; and
+tidal's own price knob, `cold-start-cost`.
 
 | annotation | values | default |
 |---|---|---|
 | `tidal.dev/mode` | observer, auto, proactive, reactive | auto (observer until `min-history`) |
+| `tidal.dev/cold-start-cost` | auto, or a duration 1s..1d of replica time | auto |
 | `tidal.dev/quantile` | 0.5..0.999, or a percentage 50..99.9 ("95" = 0.95) | 0.95 |
 | `tidal.dev/scale-up-lead` | duration 0s..1h; overrides the measured Ready Time | measured |
 | `tidal.dev/stabilization-window` | duration 0s..1h; scale-in takes the max within it | 300s |
@@ -15,10 +17,15 @@ They mirror AHPA's knobs (research/predictive.md §2.1): `scaleStrategy` -> `mod
 | `tidal.dev/bounds` | cron windows, see `parse_bounds` | none |
 | `tidal.dev/timezone` | IANA zone for `bounds` | UTC |
 
+`cold-start-cost` is what one cold start is worth, in seconds of one warm replica's time (the
+pool price cancels out: holding a replica and starting one are paid in the same pool). `auto`
+picks, at each fit, the highest price whose expected replica time over the service's own idle
+gaps stays within the KPA's; a larger value buys fewer cold starts with more replica time.
+
 `min-history` defaults to two days: two full daily cycles are the least from which a daily
 period can be confirmed (an autocorrelation at lag 1 d needs two cycles) and a per-minute-of-day
-profile has more than one sample. AHPA asks for 7 days (§0.4); tidal plans from 2 days with a
-daily profile and adds the weekly one once 14 days exist (§6.1: "7 days or >= 2 periods").
+profile has more than one sample. AHPA asks for 7 days; tidal plans from 2 days with a daily
+profile and adds the weekly one once 14 days exist.
 """
 
 from __future__ import annotations
@@ -45,8 +52,18 @@ STABILIZATION_WINDOW = PREFIX + "stabilization-window"
 MIN_HISTORY = PREFIX + "min-history"
 BOUNDS = PREFIX + "bounds"
 TIMEZONE = PREFIX + "timezone"
+COLD_START_COST = PREFIX + "cold-start-cost"
 KNOWN_ANNOTATIONS = frozenset(
-    (MODE, QUANTILE, SCALE_UP_LEAD, STABILIZATION_WINDOW, MIN_HISTORY, BOUNDS, TIMEZONE)
+    (
+        MODE,
+        QUANTILE,
+        SCALE_UP_LEAD,
+        STABILIZATION_WINDOW,
+        MIN_HISTORY,
+        BOUNDS,
+        TIMEZONE,
+        COLD_START_COST,
+    )
 )
 
 DAY_S = 86_400.0
@@ -80,6 +97,7 @@ class PredictiveAnnotations:
     min_history: float = 2 * DAY_S
     bounds: tuple[CronBound, ...] = field(default=())
     timezone: str = "UTC"
+    cold_start_cost: float | None = None  # replica-seconds; None = auto
 
 
 def parse_predictive_annotations(
@@ -108,6 +126,7 @@ def parse_predictive_annotations(
         MIN_HISTORY: ("min_history", lambda t: _duration(t, 28 * DAY_S, "28d")),
         BOUNDS: ("bounds", parse_bounds),
         TIMEZONE: ("timezone", _timezone),
+        COLD_START_COST: ("cold_start_cost", _cold_start_cost),
     }
     for key, (name, parse) in parsers.items():
         if key in annotations:
@@ -125,7 +144,7 @@ def _mode(text: str) -> str:
 
 
 def _quantile(text: str) -> float:
-    """0.5..0.999, or a percentage 50..99.9 as AHPA writes it (`quantile: 95`, §2.1)."""
+    """0.5..0.999, or a percentage 50..99.9 as AHPA writes it (`quantile: 95`)."""
     try:
         value = float(text)
     except ValueError:
@@ -151,6 +170,16 @@ def _duration(text: str, high: float, high_text: str) -> float:
     return seconds
 
 
+def _cold_start_cost(text: str) -> float | None:
+    """`auto`, or a duration of replica time (1s..1d)."""
+    if text.strip() == "auto":
+        return None
+    seconds = _duration(text, DAY_S, "1d")
+    if seconds < 1:
+        raise ValueError(f"expected auto or 1s <= value <= 1d, got {text!r}")
+    return seconds
+
+
 def _timezone(text: str) -> str:
     try:
         ZoneInfo(text)
@@ -169,7 +198,7 @@ def parse_bounds(text: str) -> tuple[CronBound, ...]:
     DAYS is `*` or a comma list of days and day ranges (`MON-FRI`, `SAT,SUN`, `MON,WED-FRI`).
     Times are wall-clock in `tidal.dev/timezone`; the end is exclusive, `24:00` is allowed, and
     an end at or before the start wraps past midnight. Example, the AHPA doc's working-hours
-    floor plus a night cap (§2.1, §2.3):
+    floor plus a night cap:
 
         MON-FRI 08:00-18:00 min=2 max=10; * 00:00-06:00 max=1
 

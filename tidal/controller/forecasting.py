@@ -1,10 +1,12 @@
-"""Plans for predictive revisions, built off the event loop from the stored history.
+"""Plans and warm models for predictive revisions, built off the event loop from the stored
+history (docs/predictive.md).
 
 Every revision of class `predictive.tidal.dev` (or the `ahpa.autoscaling.knative.dev` alias)
-gets a 1,440-minute plan: the service's per-minute demand (mean concurrency, or request rate for
-`metric: rps`) over the last 28 days, forecast at the configured quantile, divided by the per-pod
-target, and led by the measured Ready Time (p90) or `tidal.dev/scale-up-lead`
-(predictive.md §1.4). Plans are rebuilt hourly; building one runs in a worker thread so the data
+gets, hourly, what the simulator's replay gets (`tidal.autoscaler.predictive.refit`): a
+1,440-minute plan from the service's per-minute demand (mean concurrency, or request rate for
+`metric: rps`) over the last 28 days, led by the measured Ready Time (p90) or
+`tidal.dev/scale-up-lead`; and the priced warm decision, fitted on the idle gaps the autoscaler
+saw plus those in the history before it started. Building runs in a worker thread so the data
 plane never waits for it.
 """
 
@@ -23,12 +25,21 @@ from prometheus_client import Gauge
 from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
-from tidal.autoscaler.predictive.plan import Plan, build_plan, ready_time_lead
-from tidal.autoscaler.predictive.policy import PolicyDecision
+from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.plan import Plan, ready_time_lead
+from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
+from tidal.autoscaler.predictive.refit import (
+    REFIT_S,
+    WARM_REFIT_S,
+    build_models,
+    ready_seconds,
+    refit_warm,
+)
+from tidal.autoscaler.predictive.warm import MIN_GAPS
 from tidal.store.history import MetricHistory
 
 HISTORY_DAYS = 28
-REPLAN_S = 3600.0
+REPLAN_S = REFIT_S
 LABELS = ["namespace", "revision"]
 PREDICTED_DEMAND = Gauge(
     "tidal_predicted_demand", "Forecast demand at the plan's quantile for this minute", LABELS
@@ -51,6 +62,7 @@ class Planned:
     autoscaler: PredictiveAutoscaler
     plan: Plan | None = None
     planned_at: float = 0.0
+    warm_at: float = 0.0
 
 
 def demand_history(
@@ -94,25 +106,67 @@ class Forecaster:
     async def build(
         self, namespace: str, service: str, spec: DeciderSpec, settings: PredictiveAnnotations
     ) -> Plan:
-        """A fresh plan from the service's history; the forecast runs in a worker thread."""
+        """A fresh plan and warm model from the service's history and, when one of its
+        revisions is predictive, the idle gaps that autoscaler saw; the fitting runs in a
+        worker thread (the gaps are copied here, on the event loop)."""
         series, start = demand_history(
             self.history, namespace, service, spec.scaling_metric, time.time()
         )
         lead = lead_minutes(self.history, namespace, service, settings)
-        return await asyncio.to_thread(
-            build_plan, series, start, spec.target_value, settings.quantile, lead
+        if settings.scale_up_lead is not None:
+            ready_s = settings.scale_up_lead
+        else:
+            ready_s = ready_seconds(self.history.ready_times(namespace, service))
+        watcher = next(
+            (
+                p.autoscaler
+                for p in self.revisions.values()
+                if (p.namespace, p.service) == (namespace, service) and p.spec is spec
+            ),
+            None,
         )
+        bounds = Bounds(spec.min_scale, spec.max_scale, settings.bounds, settings.timezone)
+        gaps = list(watcher.gaps) if watcher is not None else []
+        since = watcher.observing_since if watcher is not None else None
+        plan, _, _ = await asyncio.to_thread(
+            build_models, series, start, spec, settings, lead, ready_s, bounds, gaps, since
+        )
+        return plan
 
     async def replan_due(self) -> None:
-        """Rebuild every plan older than REPLAN_S (and build the missing ones)."""
+        """Rebuild every plan older than REPLAN_S (and build the missing ones); refit warm
+        models older than WARM_REFIT_S."""
         now = time.time()
         for planned in list(self.revisions.values()):
             if planned.plan is None or now - planned.planned_at >= REPLAN_S:
                 planned.plan = await self.build(
                     planned.namespace, planned.service, planned.spec, planned.settings
                 )
-                planned.planned_at = now
+                planned.planned_at = planned.warm_at = now
                 planned.autoscaler.set_plan(planned.plan)
+            elif now - planned.warm_at >= WARM_REFIT_S:
+                planned.warm_at = now
+                await self.refit_warm(planned, now)
+
+    async def refit_warm(self, planned: Planned, now: float) -> None:
+        """The warm model alone, from the history and the gaps seen, in a worker thread on a
+        copy (the autoscaler itself is only touched here, on the event loop)."""
+        series, start = demand_history(
+            self.history, planned.namespace, planned.service, planned.spec.scaling_metric, now
+        )
+        settings = planned.settings
+        ready_s = (
+            settings.scale_up_lead
+            if settings.scale_up_lead is not None
+            else ready_seconds(self.history.ready_times(planned.namespace, planned.service))
+        )
+        watcher = planned.autoscaler
+        shadow = PredictiveAutoscaler(watcher.reactive, PredictivePolicy(settings))
+        shadow.gaps, shadow.observing_since = list(watcher.gaps), watcher.observing_since
+        model = await asyncio.to_thread(
+            refit_warm, shadow, series, start, planned.spec, settings, ready_s
+        )
+        watcher.policy.set_warm(model, shadow.policy.gaps_seen)
 
     def export(self) -> None:
         """Publish each predictive revision's current numbers as gauges."""
@@ -164,6 +218,8 @@ def plan_view(
         "historyMinutes": plan.history_minutes,
         "start": plan.start,
         "replicas": [int(r) for r in plan.replicas],
+        "cautiousReplicas": [int(r) for r in plan.cautious] if plan.cautious is not None else None,
+        "warm": warm_view(plan),
         "demand": _floats(plan.forecast.mean),
         "upper": _floats(plan.forecast.upper),
         "recent": {
@@ -171,6 +227,24 @@ def plan_view(
             "demand": _floats(demand[-recent_minutes:], pad_to=recent_minutes),
             "readyReplicas": _floats(ready),
         },
+    }
+
+
+def warm_view(plan: Plan) -> dict[str, Any]:
+    """The priced warm decision's fit: what a cold start is worth, what it expects vs the KPA."""
+    model = plan.warm
+    if model is None:
+        return {"fitted": False, "gaps": plan.gaps_seen, "needGaps": MIN_GAPS}
+    return {
+        "fitted": True,
+        "used": model.useful,
+        "gaps": model.gaps,
+        "coldStartCostReplicaSeconds": round(model.price, 1),
+        "autoPrice": model.auto_price,
+        "readySeconds": round(model.ready_s, 1),
+        "kpaTailSeconds": model.kpa_tail_s,
+        "expectedReplicaTimeVsKpa": round(model.expected_cost_ratio, 3),
+        "expectedColdStartsVsKpa": round(model.expected_cold_ratio, 3),
     }
 
 

@@ -1,2 +1,3 @@
-"""Predictive autoscaling, pure (research/predictive.md §1.4, §6): periods -> forecast -> plan
--> policy, with cron bounds and a walk-forward backtest."""
+"""Predictive autoscaling, pure (docs/predictive.md): periods -> forecast -> plan, idle gaps ->
+priced warm decision, combined with the KPA by the policy within cron bounds; and a walk-forward
+backtest."""

@@ -1,10 +1,13 @@
 """tidal's predictive autoscaler with the KPA's interface (record / poke / tick → Decision):
-the reactive KPA plus a plan, combined by `PredictivePolicy` (predictive.md §1.4 step 8).
+the reactive KPA, the priced warm decision and the plan, combined by `PredictivePolicy`
+(docs/predictive.md).
 
-Pure. Who builds the plan, and when, is the caller's business: the live controller builds it off
-the event loop from the stored history; the simulator from its replayed history. Both hand it in
-with `set_plan`. The KPA's clock may be monotonic; plans and cron bounds are calendar-aware, so
-`epoch_offset` turns the KPA's `now` into epoch seconds.
+Pure. Who builds the plan and fits the warm model, and when, is the caller's business: the live
+controller does it off the event loop from the stored history; the simulator from its replayed
+history. Both hand them in with `set_plan` (a plan carries its warm model). This object watches
+requests come and go (`record`) and keeps the idle gaps it saw, exactly, for the next fit. The
+KPA's clock may be monotonic; plans, gaps and cron bounds are calendar-aware, so `epoch_offset`
+turns the KPA's `now` into epoch seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
+from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap
+
+IDLE_AFTER_S = 2.5  # no concurrency for this long (a stat period and a bit): idle
 
 
 class PredictiveAutoscaler:
@@ -24,15 +30,49 @@ class PredictiveAutoscaler:
         self.replicas: int | None = None  # what this autoscaler last asked for
         self.last: PolicyDecision | None = None
         self._reactive_replicas = -1
+        self.gaps: list[Gap] = []  # idle gaps seen, epoch seconds
+        self.observing_since: float | None = None  # epoch second of the first record
+        self._last_busy: float | None = None  # epoch second of the last stat with requests
 
     def set_plan(self, plan: Plan | None) -> None:
+        """A fresh plan, with the warm model fitted alongside it (`Plan.warm`)."""
         self.policy.set_plan(plan)
+        if plan is not None:
+            self.policy.set_warm(plan.warm, plan.gaps_seen)
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         self.reactive.record(now, concurrency, rps)
+        epoch = now + self.epoch_offset
+        if self.observing_since is None:
+            self.observing_since = epoch
+        if concurrency > 0 or rps > 0:
+            if self._last_busy is not None and epoch - self._last_busy >= MIN_GAP_S:
+                self.gaps.append(Gap(self._last_busy, epoch - self._last_busy))
+                if len(self.gaps) > 2 * MAX_GAPS:
+                    del self.gaps[:MAX_GAPS]
+            self._last_busy = epoch
 
     def poke(self, now: float, concurrency: float) -> bool:
         return self.reactive.poke(now, concurrency)
+
+    def idle_since(self, now: float) -> float | None:
+        """Epoch second the last request ended, or None while requests are in flight (or none
+        was ever seen)."""
+        epoch = now + self.epoch_offset
+        if self._last_busy is None or epoch - self._last_busy < IDLE_AFTER_S:
+            return None
+        return self._last_busy
+
+    def next_decision_at(self, now: float) -> float | None:
+        """The KPA-clock second by which `tick` must run for a decision that changes with no
+        new request (releasing or pre-warming a replica); None when nothing is pending. A
+        replay that skips idle time must tick by then (it must also tick while requests are
+        in flight and while the KPA holds replicas, as for the KPA alone)."""
+        idle = self.idle_since(now)
+        if idle is None:
+            return None
+        at = self.policy.next_change(now + self.epoch_offset, max(self.replicas or 0, 0), idle)
+        return None if at is None else at - self.epoch_offset
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         decision = self.reactive.tick(now, ready, reachable)
@@ -40,7 +80,10 @@ class PredictiveAutoscaler:
             self._reactive_replicas = decision.replicas
         current = self._reactive_replicas if self.replicas is None else self.replicas
         chosen = self.policy.decide(
-            now + self.epoch_offset, self._reactive_replicas, max(current, 0)
+            now + self.epoch_offset,
+            self._reactive_replicas,
+            max(current, 0),
+            self.idle_since(now),
         )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas

@@ -1,5 +1,6 @@
-"""Walk-forward backtest of the forecast and plan against two baselines (research/predictive.md
-§6.2): for each day, fit on the days before and forecast the day.
+"""Walk-forward backtest of the forecast and plan against two baselines (docs/predictive.md):
+for each fold (a day; an hour, or 10 minutes, for histories under three days, or three hours),
+fit on what came before and forecast the fold.
 
 Every method gets the same treatment: its point forecast scores MASE (against the in-sample
 same-minute-yesterday error), and `mean + Q_q(its in-sample residuals)` goes through the same
@@ -30,8 +31,9 @@ import numpy as np
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from tidal.api.predictive import PredictiveAnnotations
-from tidal.autoscaler.predictive.forecast import forecast
-from tidal.autoscaler.predictive.periods import DAY, WEEK, interpolate_gaps
+from tidal.autoscaler.predictive.forecast import filled, forecast
+from tidal.autoscaler.predictive.forecast import seasonal_naive as seasonal_naive_forecast
+from tidal.autoscaler.predictive.periods import DAY, interpolate_gaps
 from tidal.autoscaler.predictive.plan import Plan, plan_replicas
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 
@@ -111,18 +113,19 @@ def _value(text: str, where: str) -> float:
 
 
 def seasonal_naive(train: np.ndarray, horizon: int, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Same minute last week (with a week of history), else yesterday; band from its own
-    in-sample errors."""
-    y = _filled(train)
-    period = WEEK if len(y) >= WEEK + DAY else DAY
-    mean = np.resize(y[-period:], horizon)
-    band = np.quantile(y[period:] - y[:-period], q) if len(y) > period else 0.0
-    return mean, mean + max(band, 0.0)
+    """Same minute last week (with a week and a day of history), else yesterday, else the last
+    value; band from its own in-sample errors."""
+    result = seasonal_naive_forecast(train, q, horizon)
+    return result.mean, result.upper
 
 
 def holt_winters(train: np.ndarray, horizon: int, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Additive Holt-Winters with a daily season (statsmodels); band from its residuals."""
-    y = _filled(train)
+    """Additive Holt-Winters with a daily season (statsmodels); band from its residuals. NaN
+    (not scored) with under two days of history."""
+    y = filled(train)
+    if len(y) < 2 * DAY:
+        nan = np.full(horizon, math.nan)
+        return nan, nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = ExponentialSmoothing(
@@ -130,15 +133,6 @@ def holt_winters(train: np.ndarray, horizon: int, q: float) -> tuple[np.ndarray,
         ).fit()
     mean = np.clip(fit.forecast(horizon), 0.0, None)
     return mean, mean + max(float(np.quantile(fit.resid, q)), 0.0)
-
-
-def _filled(train: np.ndarray) -> np.ndarray:
-    """Baselines need a gap-free series: interpolate every gap, 0 where there is no data."""
-    y = np.asarray(train, dtype=float)
-    ok = ~np.isnan(y)
-    if not ok.any():
-        return np.zeros(len(y))
-    return np.interp(np.arange(len(y)), np.flatnonzero(ok), y[ok])
 
 
 BASELINES = {
@@ -184,6 +178,11 @@ def policy_replay(
 # --- Backtest -----------------------------------------------------------------------------------
 
 
+def fold_minutes(length: int) -> int:
+    """A day with three days of history or more; else an hour with three hours; else 10 min."""
+    return DAY if length >= 3 * DAY else 60 if length >= 3 * 60 else 10
+
+
 def backtest(
     values: np.ndarray,
     target: float,
@@ -193,41 +192,65 @@ def backtest(
     first_day: int = 2,
     on_day: Callable[[], None] | None = None,
 ) -> dict:
-    """Walk forward through a per-minute history (starting at epoch `start`) one day at a time
-    from `first_day`. Returns `{"methods": {name: {mase, under_provisioned_minutes,
-    replica_minutes, minutes}}, "days": n}`; MASE is None for the replays."""
+    """Walk forward through a per-minute history (starting at epoch `start`) one fold at a time
+    (`fold_minutes`) from fold `first_day`. Returns `{"methods": {name: {mase,
+    under_provisioned_minutes, replica_minutes, minutes}}, "days": n, "folds": n,
+    "foldMinutes": m, "chosen": {method: folds}}`; MASE is None for the replays."""
     y = np.asarray(values, dtype=float)
-    days = len(y) // DAY
-    if days <= first_day:
-        raise ValueError(f"need more than {first_day} days of history, got {len(y) / DAY:.1f}")
-    truth = y[first_day * DAY : days * DAY]
+    fold = fold_minutes(len(y))
+    folds = len(y) // fold
+    if folds <= first_day:
+        raise ValueError(
+            f"need more than {first_day} folds of {fold} minutes of history, got "
+            f"{len(y) / fold:.1f}"
+        )
+    truth = y[first_day * fold : folds * fold]
     names = ("tidal", *BASELINES)
     per_method: dict[str, list[np.ndarray]] = {name: [] for name in names}
     mase: dict[str, list[float]] = {name: [] for name in names}
+    chosen: dict[str, int] = {}
     plans = []
-    for d in range(first_day, days):
-        train, actual = y[: d * DAY], y[d * DAY : (d + 1) * DAY]
+    for d in range(first_day, folds):
+        train, actual = y[: d * fold], y[d * fold : (d + 1) * fold]
         scale = _mase_scale(train)
-        result = forecast(train, quantile, DAY)
+        result = forecast(train, quantile, fold)
+        chosen[result.method] = chosen.get(result.method, 0) + 1
         outputs = {"tidal": (result.mean, result.upper)}
-        outputs |= {name: fn(train, DAY, quantile) for name, fn in BASELINES.items()}
+        outputs |= {name: fn(train, fold, quantile) for name, fn in BASELINES.items()}
         for name, (mean, upper) in outputs.items():
             mase[name].append(_nanmean(np.abs(actual - mean)) / scale if scale else math.nan)
-            per_method[name].append(plan_replicas(upper, target, lead_minutes))
+            per_method[name].append(plan_replicas(np.nan_to_num(upper), target, lead_minutes))
         present = int(np.count_nonzero(~np.isnan(train)))
         replicas = per_method["tidal"][-1]
-        plans.append(Plan(start + d * DAY * 60.0, replicas, result, lead_minutes, target, present))
+        plans.append(Plan(start + d * fold * 60.0, replicas, result, lead_minutes, target, present))
         if on_day is not None:  # progress for the CLI
             on_day()
-    reactive = reactive_replay(y, target, lead_minutes)[first_day * DAY : days * DAY]
-    settings = PredictiveAnnotations(quantile=quantile, min_history=first_day * DAY * 60.0)
+    reactive = reactive_replay(y, target, lead_minutes)[first_day * fold : folds * fold]
+    settings = PredictiveAnnotations(quantile=quantile, min_history=first_day * fold * 60.0)
     report = {
         name: _score(truth, np.concatenate(per_method[name]), target, _nanmean(mase[name]))
         for name in names
+        if not math.isnan(_nanmean(mase[name])) or name == "tidal"
     }
     report["reactive_kpa"] = _score(truth, reactive, target, None)
     report["tidal_auto"] = _score(truth, policy_replay(plans, reactive, settings), target, None)
-    return {"methods": report, "days": days - first_day}
+    return {
+        "methods": report,
+        "days": round((folds - first_day) * fold / DAY, 2),
+        "folds": folds - first_day,
+        "foldMinutes": fold,
+        "chosen": chosen,
+    }
+
+
+def trace_rate(path: str | Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A request trace (any format `tidal simulate` reads) as per-minute (timestamps, req/s)."""
+    from tidal.sim.traces import load_trace
+
+    trace = load_trace(path, seed)
+    minutes = max(int(np.ceil(trace.duration / 60.0)), 1)
+    counts = np.bincount((trace.arrivals // 60.0).astype(np.int64), minlength=minutes)
+    return trace.start_epoch + 60.0 * np.arange(len(counts)), counts / 60.0
 
 
 def _mase_scale(train: np.ndarray) -> float:

@@ -1,6 +1,5 @@
-"""Replica bounds at a moment: cron windows over min/max-scale (AHPA's `instanceBounds`,
-research/predictive.md §2.1; §1.4 step 8: "min_b and max_b come from the instanceBounds cron
-entry active at t, or else from min/maxReplicas").
+"""Replica bounds at a moment: cron windows over min/max-scale (like AHPA's `instanceBounds`;
+docs/predictive.md): the bounds of the window active at a moment, else min/max-scale.
 """
 
 from __future__ import annotations

@@ -1,4 +1,15 @@
-"""Robust decomposition forecast with a quantile band (research/predictive.md §1.4 steps 3-4).
+"""Forecast a per-minute series with a quantile band, choosing the method by held-out error
+(docs/predictive.md).
+
+Three candidates: seasonal-naive (the same minute one period ago: a week, else a day; with
+under a day of history, the last value), a seasonal-median profile (below) and the recent level
+(EWMA). Each is scored (mean absolute error) on up to five (two when a day long) held-out
+windows of
+`min(horizon, 1 d)` minutes at the end of the history, fitted on what precedes each; a method
+other than seasonal-naive is chosen only when it is at least 10 % better on average and no
+worse in any window (choosing on the average alone picked the smoother method just before
+level shifts it then missed), and the choice is refitted on the whole history. With too little
+history to hold a window out: the profile when periods are found, else seasonal-naive.
 
 With periods: a seasonal-median profile. Each minute of the period (a day, or a week when a
 weekly period was found) is forecast as the median of that minute +- `WINDOW` minutes over all
@@ -11,14 +22,15 @@ the day, so a burst that fell in the same hour twice does not widen that hour al
 STL/MSTL (statsmodels) in the walk-forward backtest at a fraction of the cost (numbers in
 `backtest.py`).
 
-Without periods, or with too little history: the recent level (EWMA, half-life 30 min) plus
-the q-quantile of its one-step errors over the last day, flat over the horizon (§1.4 step 4:
-"fall back to EWMA plus residual quantile and let the reactive path dominate").
+Without periods, or with too little history: the recent level (EWMA, half-life 30 min, or a
+quarter of a shorter horizon) plus
+the q-quantile of its one-step errors over the last day, flat over the horizon (and the reactive
+path dominates).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,10 +45,15 @@ from tidal.autoscaler.predictive.periods import (
 
 WINDOW = 10  # minutes either side pooled into a phase's median
 MAX_CYCLES = 4  # weeks (or 28 days) of history used at most
-HALF_LIFE = 30.0  # minutes, fallback EWMA
+HALF_LIFE = 30.0  # minutes, EWMA for a day's horizon; a quarter of a shorter horizon
 PROFILE = "seasonal-median"
 EWMA = "ewma"
+SEASONAL_NAIVE = "seasonal-naive"
 NONE = "none"
+MIN_HOLDOUT = 10  # minutes: shorter held-out spans are not worth choosing on
+HOLDOUTS = 5  # held-out windows (rolling origin) a choice is made on
+DAY_HOLDOUTS = 2
+MARGIN = 0.9  # another method must beat seasonal-naive's held-out error by 10 % to be chosen
 
 
 @dataclass(frozen=True)
@@ -56,8 +73,85 @@ def forecast(
     horizon: int = DAY,
     periods: tuple[int, ...] | None = None,
 ) -> ForecastResult:
-    """Forecast `horizon` minutes after a per-minute `history` (NaN = no data). `periods` are
-    detected when not given."""
+    """Forecast `horizon` minutes after a per-minute `history` (NaN = no data) with the method
+    that did best on its last `min(horizon, 1 d)` minutes. `periods` are detected when not
+    given."""
+    y = np.asarray(history, dtype=float)
+    hold = min(horizon, DAY)
+    known = int(np.count_nonzero(~np.isnan(y)))
+    if periods is None:  # once, on the whole history, for every candidate and window
+        periods = detect_periods(interpolate_gaps(y))
+    # A day-long window costs a profile fit each; two days of evidence keep a plan under 1 s.
+    windows = min(HOLDOUTS if hold < DAY else DAY_HOLDOUTS, len(y) // hold - 2)
+    if hold < MIN_HOLDOUT or windows < 1 or known == 0:
+        if known and not periods:
+            return seasonal_naive(y, quantile, horizon)
+        return _fixed(y, quantile, horizon, periods)
+    errors, by_window = {}, {}
+    for method in (SEASONAL_NAIVE, PROFILE, EWMA):
+        scores = []
+        for w in range(1, windows + 1):
+            train, test = y[: len(y) - w * hold], y[len(y) - w * hold :][:hold]
+            err = np.abs(test - _by_method(method, train, quantile, hold, periods).mean)
+            scores.append(float(np.nanmean(err)) if np.isfinite(err).any() else np.inf)
+        errors[method], by_window[method] = float(np.mean(scores)), np.array(scores)
+    # Seasonal-naive unless another method is clearly better out of sample, in every held-out
+    # window: choosing on a few windows is noisy, and a near-tie is not worth it.
+    best = min(errors, key=lambda m: errors[m])
+    naive = by_window[SEASONAL_NAIVE]
+    if errors[best] > MARGIN * errors[SEASONAL_NAIVE] or (by_window[best] > naive).any():
+        best = SEASONAL_NAIVE
+    result = _by_method(best, y, quantile, horizon, periods)
+    scores_text = ", ".join(f"{m} {e:.3g}" for m, e in errors.items())
+    return replace(result, reason=f"{result.reason}; chosen by held-out error ({scores_text})")
+
+
+def _by_method(
+    method: str, y: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...] | None
+) -> ForecastResult:
+    if method == SEASONAL_NAIVE:
+        result = seasonal_naive(y, quantile, horizon)
+        seasonal = "last value" not in result.reason
+        return replace(result, periods=tuple(periods or ()) if seasonal else ())
+    if method == EWMA:
+        clean = interpolate_gaps(y)
+        if not np.count_nonzero(~np.isnan(clean)):
+            zeros = np.zeros(horizon)
+            return ForecastResult(zeros, zeros, (), NONE, "no history: forecast 0")
+        return _ewma_forecast(clean, quantile, horizon, "recent level (EWMA) + quantile")
+    return _fixed(y, quantile, horizon, periods)
+
+
+def seasonal_naive(history: np.ndarray, quantile: float, horizon: int) -> ForecastResult:
+    """The same minute one period ago (a week with a week and a day of history, else a day),
+    the last value with under a day; the band from its own in-sample errors."""
+    y = filled(history)
+    period = WEEK if len(y) >= WEEK + DAY else DAY if len(y) >= DAY + 60 else 0
+    if period:
+        mean = np.resize(y[-period:], horizon)
+        errors = y[period:] - y[:-period]
+        name = "same minute last week" if period == WEEK else "same minute yesterday"
+    else:
+        mean = np.full(horizon, y[-1] if len(y) else 0.0)
+        errors = np.diff(y)
+        name = "last value"
+    band = max(float(np.quantile(errors, quantile)), 0.0) if len(errors) else 0.0
+    return ForecastResult(mean, mean + band, (), SEASONAL_NAIVE, f"seasonal-naive: {name}")
+
+
+def filled(history: np.ndarray) -> np.ndarray:
+    """A gap-free series: every gap interpolated, 0 where there is no data at all."""
+    y = np.asarray(history, dtype=float)
+    ok = ~np.isnan(y)
+    if not ok.any():
+        return np.zeros(len(y))
+    return np.interp(np.arange(len(y)), np.flatnonzero(ok), y[ok])
+
+
+def _fixed(
+    history: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...] | None
+) -> ForecastResult:
+    """The profile when periods are found, else the EWMA level."""
     y = interpolate_gaps(np.asarray(history, dtype=float))
     if periods is None:
         periods = detect_periods(y)
@@ -135,7 +229,8 @@ def _weekday_level(y: np.ndarray, profile: np.ndarray, horizon: int) -> np.ndarr
 
 def _ewma_forecast(y: np.ndarray, quantile: float, horizon: int, reason: str) -> ForecastResult:
     recent = y[~np.isnan(y)][-DAY:]
-    alpha = 1.0 - 0.5 ** (1.0 / HALF_LIFE)
+    half_life = min(HALF_LIFE, max(horizon / 4.0, 1.0))
+    alpha = 1.0 - 0.5 ** (1.0 / half_life)
     level = recent[0]
     errors = np.empty(len(recent))
     for i, value in enumerate(recent):

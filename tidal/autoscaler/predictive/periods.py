@@ -1,4 +1,4 @@
-"""Robust periodicity detection on a per-minute series (research/predictive.md §1.4 step 2).
+"""Robust periodicity detection on a per-minute series (docs/predictive.md).
 
 A RobustPeriod-like test, cut down to the two periods a service's load has: a day (1,440 min)
 and a week (10,080 min). The series is cleaned (short gaps interpolated, NaNs ignored),
@@ -42,7 +42,10 @@ def interpolate_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
 
 def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
     """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning."""
-    empty = np.isnan(x).all(axis=axis)
+    missing = np.isnan(x)
+    if not missing.any():
+        return np.median(x, axis=axis)
+    empty = missing.all(axis=axis)
     safe = np.where(np.expand_dims(empty, axis), 0.0, x)
     return np.where(empty, np.nan, np.nanmedian(safe, axis=axis))
 

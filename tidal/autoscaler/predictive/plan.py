@@ -1,5 +1,10 @@
-"""From a forecast to replicas per minute, started one Ready Time early
-(research/predictive.md §1.4 steps 5-6, §6.3).
+"""From a forecast to replicas per minute, started one Ready Time early (docs/predictive.md).
+
+Two counts per minute: `replicas`, the expected demand over the per-replica target rounded to
+the nearest replica (what auto mode adds over the KPA: a predictable rise is ready one Ready
+Time before it comes, at about the cost the KPA pays once the rise is there), and `cautious`,
+the forecast's quantile over the target rounded up (what proactive mode runs). Both lie within
+the revision's bounds, cron windows included.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.forecast import ForecastResult, forecast
+from tidal.autoscaler.predictive.warm import WarmModel
 
-HORIZON = 1440  # minutes planned: the next 24 h (§1.4 step 4)
+HORIZON = 1440  # minutes planned: the next 24 h
 DEFAULT_READY_S = 60.0  # lead when no Ready Time has been measured yet
 
 
@@ -26,6 +33,9 @@ class Plan:
     lead_minutes: int
     target_per_replica: float
     history_minutes: int  # minutes of the history that had data
+    cautious: np.ndarray | None = None  # replicas at the forecast's quantile (proactive mode)
+    warm: WarmModel | None = None  # the priced warm decision fitted with it (None: too few gaps)
+    gaps_seen: int = 0  # idle gaps that fit had
 
     @property
     def method(self) -> str:
@@ -42,12 +52,13 @@ class Plan:
 
 
 def plan_replicas(
-    upper_demand: np.ndarray, target_per_replica: float, lead_minutes: int
+    upper_demand: np.ndarray, target_per_replica: float, lead_minutes: int, nearest: bool = False
 ) -> np.ndarray:
-    """`n(t) = max over [t, t + lead] of ceil(upper(t') / target)` (§1.4 steps 5-6): each
-    scale-out starts `lead` minutes before the rise it serves. Past the end the last value
-    holds."""
-    need = np.ceil(np.asarray(upper_demand, dtype=float) / target_per_replica - 1e-9)
+    """`n(t) = max over [t, t + lead] of ceil(upper(t') / target)`: each scale-out starts
+    `lead` minutes before the rise it serves. Past the end the last value holds. `nearest`
+    rounds to the nearest replica instead of up (for an expected, not a cautious, demand)."""
+    ratio = np.asarray(upper_demand, dtype=float) / target_per_replica
+    need = np.floor(ratio + 0.5) if nearest else np.ceil(ratio - 1e-9)
     need = np.clip(np.nan_to_num(need), 0, None).astype(np.int64)
     if lead_minutes <= 0 or need.size == 0:
         return need
@@ -61,7 +72,7 @@ def ready_time_lead(
     percentile: float = 90.0,
     default_s: float = DEFAULT_READY_S,
 ) -> int:
-    """Lead in whole minutes: the `percentile` of measured create->Ready times (§6.3: p90),
+    """Lead in whole minutes: the `percentile` of measured create->Ready times (p90),
     rounded up; `default_s` when there are none."""
     samples = np.asarray(samples_seconds, dtype=float)
     samples = samples[np.isfinite(samples)]
@@ -76,10 +87,25 @@ def build_plan(
     quantile: float,
     lead_minutes: int,
     horizon: int = HORIZON,
+    bounds: Bounds | None = None,
 ) -> Plan:
     """Forecast the `horizon` minutes after a per-minute `history` that ends where the plan
-    `start`s (epoch seconds) and size replicas at the `quantile`."""
+    `start`s (epoch seconds); size replicas at the expected demand and, cautiously, at the
+    `quantile`; clamp both to `bounds`."""
     result = forecast(history, quantile, horizon)
-    replicas = plan_replicas(result.upper, target_per_replica, lead_minutes)
+    replicas = plan_replicas(result.mean, target_per_replica, lead_minutes, nearest=True)
+    cautious = plan_replicas(result.upper, target_per_replica, lead_minutes)
+    if bounds is not None:
+        replicas, cautious = (
+            clamp_plan(replicas, start, bounds),
+            clamp_plan(cautious, start, bounds),
+        )
     present = int(np.count_nonzero(~np.isnan(np.asarray(history, dtype=float))))
-    return Plan(start, replicas, result, lead_minutes, target_per_replica, present)
+    return Plan(start, replicas, result, lead_minutes, target_per_replica, present, cautious)
+
+
+def clamp_plan(replicas: np.ndarray, start: float, bounds: Bounds) -> np.ndarray:
+    """Each minute's count within that minute's bounds (min/max-scale and cron windows)."""
+    return np.array(
+        [bounds.clamp(int(n), start + 60.0 * i) for i, n in enumerate(replicas)], dtype=np.int64
+    )

@@ -1,15 +1,23 @@
-"""Combine the reactive KPA, the plan and the bounds into the replicas to run
-(research/predictive.md §1.4 step 8, §6.1):
+"""Combine the reactive KPA, the warm decision, the plan and the bounds into the replicas to
+run (docs/predictive.md):
 
-    desired = clamp(max(reactive, planned), bounds(t)), scale-in held by the stabilization window
+    auto = clamp(max(reactive-or-warm, planned), bounds(t))
 
-Modes (`tidal.dev/mode`, AHPA's `scaleStrategy`, §2.1):
-- auto: both paths, as above.
-- proactive: the plan alone (the reactive count when the plan does not cover now).
+- reactive-or-warm: while requests are in flight, the KPA's count. While the service is idle,
+  the priced warm decision (`warm.WarmModel`): one replica kept or pre-warmed, or none, which
+  may release sooner than the KPA's tail would. A request the forecast missed is met by the KPA
+  exactly as without prediction (it runs on every tick and owns every count above one).
+- planned: the plan's expected-demand replicas, led by one Ready Time, when the forecast found a
+  daily or weekly period (a predictable rise is ready before it comes).
+
+Modes (`tidal.dev/mode`):
+- auto: as above.
+- proactive: the plan alone (the reactive count when the plan does not cover now), scale-in
+  held by the stabilization window.
 - reactive: the KPA alone, within the bounds.
 - observer: act like reactive, and expose what auto would do (`recommended`). A revision in
-  auto or proactive runs in observer while its history is shorter than `tidal.dev/min-history`,
-  and says so in `reason`.
+  auto runs as the KPA (observer) while it has neither enough idle gaps for the warm decision
+  nor `tidal.dev/min-history` for the plan, and says so in `reason`.
 Bounds always apply; they do not depend on history. Pure: time comes in as `now`.
 """
 
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from tidal.api.predictive import AUTO, OBSERVER, PROACTIVE, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.plan import Plan
+from tidal.autoscaler.predictive.warm import MIN_GAPS, WarmModel
 
 
 @dataclass(frozen=True)
@@ -37,8 +46,8 @@ class PolicyDecision:
 
 
 class PredictivePolicy:
-    """One revision's combination of paths. Give it a plan with `set_plan` when one is built,
-    and call `decide` on every autoscaler tick."""
+    """One revision's combination of paths. Give it a plan with `set_plan` and a warm model with
+    `set_warm` when they are built, and call `decide` on every autoscaler tick."""
 
     def __init__(
         self, settings: PredictiveAnnotations, min_scale: int = 0, max_scale: int = 0
@@ -46,57 +55,124 @@ class PredictivePolicy:
         self.settings = settings
         self.bounds = Bounds(min_scale, max_scale, settings.bounds, settings.timezone)
         self.plan: Plan | None = None
-        # (time, auto recommendation, proactive recommendation) inside the window.
-        self._window: deque[tuple[float, int, int]] = deque()
+        self.warm: WarmModel | None = None
+        self.gaps_seen = 0  # idle gaps the last warm fit had (for the reason when it had too few)
+        # (time, proactive recommendation) inside the stabilization window.
+        self._window: deque[tuple[float, int]] = deque()
 
     def set_plan(self, plan: Plan | None) -> None:
         self.plan = plan
 
-    def decide(self, now: float, reactive_desired: int, current_replicas: int) -> PolicyDecision:
+    def set_warm(self, model: WarmModel | None, gaps_seen: int = 0) -> None:
+        self.warm = model
+        self.gaps_seen = model.gaps if model is not None else gaps_seen
+
+    def decide(
+        self,
+        now: float,
+        reactive_desired: int,
+        current_replicas: int,
+        idle_since: float | None = None,
+    ) -> PolicyDecision:
         """`reactive_desired` is the KPA's count (its `Decision.replicas`, or the current count
-        when that is None); a negative value means the KPA has no data yet."""
+        when that is None); a negative value means the KPA has no data yet. `idle_since` is when
+        the last request ended, None while requests are in flight."""
         reactive = reactive_desired if reactive_desired >= 0 else current_replicas
-        planned = self.plan.replicas_at(now) if self.plan is not None else None
-        auto_raw = reactive if planned is None else max(reactive, planned)
-        auto, proactive = self._stabilize(now, auto_raw, reactive if planned is None else planned)
+        planned = self._planned(now)
+        base, why = reactive, f"reactive {reactive}"
+        if self.warm is not None and self.warm.useful and idle_since is not None:
+            keep, why = self.warm.action(idle_since, now, current_replicas > 0)
+            base = max(reactive, 1) if keep else 0
+        auto = base if planned is None else max(base, planned)
         recommended = self.bounds.clamp(auto, now)
-        mode, reason = self._mode(planned)
+        cautious = self._cautious(now)
+        proactive = self._stabilize(now, reactive if cautious is None else cautious)
+        mode, reason = self._mode()
         if mode == AUTO:
             replicas = recommended
-            reason = f"auto: max(reactive {reactive}, planned {planned}) -> {replicas}"
+            plan_text = "" if planned is None else f", planned {planned}"
+            reason = f"auto: {why}{plan_text} -> {replicas}"
         elif mode == PROACTIVE:
             replicas = self.bounds.clamp(proactive, now)
-            reason = f"proactive: planned {planned} -> {replicas}"
+            reason = f"proactive: planned {cautious} -> {replicas}"
         else:
             replicas = self.bounds.clamp(reactive, now)
             reason = f"{reason}; reactive {reactive} -> {replicas}, auto would run {recommended}"
         return PolicyDecision(replicas, mode, reason, planned, reactive, recommended)
 
-    def _mode(self, planned: int | None) -> tuple[str, str]:
+    def next_change(
+        self, now: float, current_replicas: int, idle_since: float | None
+    ) -> float | None:
+        """Epoch second when, with no new request, the warm decision next changes (None: not
+        before something else happens). A caller that skips idle time ticks by then."""
+        if self.warm is None or not self.warm.useful or idle_since is None:
+            return None
+        return self.warm.next_change(idle_since, now, current_replicas > 0)
+
+    def _planned(self, now: float) -> int | None:
+        """The plan's count now, when the plan is trustworthy: built from at least min-history
+        and from a forecast that found a period."""
+        plan = self.plan
+        if plan is None or not plan.periods:
+            return None
+        if plan.history_minutes * 60.0 < self.settings.min_history:
+            return None
+        return plan.replicas_at(now)
+
+    def _cautious(self, now: float) -> int | None:
+        """The plan's quantile count now (proactive mode)."""
+        plan = self.plan
+        if plan is None:
+            return None
+        counts = plan.replicas if plan.cautious is None else plan.cautious
+        i = int((now - plan.start) // 60)
+        return int(counts[i]) if 0 <= i < len(counts) else None
+
+    def _mode(self) -> tuple[str, str]:
         """The mode in effect and, for reactive/observer, why."""
         mode = self.settings.mode
         if mode in (OBSERVER, REACTIVE):
             return mode, f"{mode}: tidal.dev/mode={mode}"
-        if self.plan is None:
-            return OBSERVER, "observer: no plan yet"
-        have = self.plan.history_minutes * 60.0
-        need = self.settings.min_history
-        if have < need:
-            return (
-                OBSERVER,
-                f"observer: {human_duration(have)} of history, need {human_duration(need)}",
+        if mode == PROACTIVE:
+            if self.plan is None:
+                return OBSERVER, "observer: no plan yet"
+            have = self.plan.history_minutes * 60.0
+            if have < self.settings.min_history:
+                need = human_duration(self.settings.min_history)
+                return OBSERVER, f"observer: {human_duration(have)} of history, need {need}"
+            return mode, ""
+        if (self.warm is not None and self.warm.useful) or self._planned_ok():
+            return mode, ""
+        have = 0.0 if self.plan is None else self.plan.history_minutes * 60.0
+        need = human_duration(self.settings.min_history)
+        periodic = "" if self.plan is None or self.plan.periods else ", no period found"
+        if self.warm is None:
+            gaps = f"{self.gaps_seen} idle gaps seen, need {MIN_GAPS} to price keeping one warm"
+        else:
+            gaps = (
+                f"{self.warm.gaps} idle gaps show no rhythm to exploit (best affordable price "
+                f"expects {self.warm.expected_cold_ratio:.2f}x the KPA's cold starts)"
             )
-        if planned is None:
-            return REACTIVE, "reactive: the plan does not cover now"
-        return mode, ""
+        return OBSERVER, (
+            f"observer (runs as the KPA): {human_duration(have)} of history, need {need} for "
+            f"a plan{periodic}; {gaps}"
+        )
 
-    def _stabilize(self, now: float, auto: int, proactive: int) -> tuple[int, int]:
-        """Scale-in takes the max of the recommendations within the window (§1.4 step 8);
+    def _planned_ok(self) -> bool:
+        plan = self.plan
+        return (
+            plan is not None
+            and bool(plan.periods)
+            and plan.history_minutes * 60.0 >= self.settings.min_history
+        )
+
+    def _stabilize(self, now: float, proactive: int) -> int:
+        """Proactive scale-in takes the max of the recommendations within the window;
         scale-out is immediate."""
-        self._window.append((now, auto, proactive))
+        self._window.append((now, proactive))
         while self._window[0][0] < now - self.settings.stabilization_window:
             self._window.popleft()
-        return max(a for _, a, _ in self._window), max(p for _, _, p in self._window)
+        return max(p for _, p in self._window)
 
 
 def human_duration(seconds: float) -> str:

@@ -1,0 +1,275 @@
+"""Predictive vs the KPA (and the baselines) on traces: cold starts against replica-seconds.
+
+    python bench/pareto.py [TRACE ...] [--functions 6] [--warmup-days 2] [--sweep] [--quick]
+
+Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file also yields
+`--functions` single-function services, drawn seeded from its sparse, medium and dense ones).
+Seeded synthetic traces are always added: sparse-bursty, timer (fixed period), dense-diurnal,
+growing and one-off. Every policy replays the whole trace through the simulator's Python API;
+only what happens after the warm-up (`--warmup-days`, at most a third of a short trace) is
+scored. The service is a GPU model server: one request at a time per replica, start-up drawn
+from the Alibaba model-load times (median 23 s, p90 42 s), pools of 2 reserved + 16 elastic GPUs.
+
+Printed per trace: KPA and predictive (defaults) cold-start-affected requests, replica-seconds
+and failed requests, the ratios, and the goals of docs/predictive.md:
+  G1  predictive cold <= 0.5 x KPA's, replica-seconds <= 1.0 x KPA's, failed <= KPA's
+  G2  (with --sweep) no baseline point has fewer cold starts and fewer replica-seconds than
+      every point of predictive's frontier (its `tidal.dev/cold-start-cost` swept)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
+from tidal.api.pools import parse_pools
+from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.kpa import decider_spec
+from tidal.scheduler.placement import Demand
+from tidal.sim.dists import default_service_time, parse_distribution
+from tidal.sim.model import ServiceModel, simulate
+from tidal.sim.traces import SYNTHETIC_EPOCH, Trace, load_trace, spread_counts, synthetic_trace
+
+DAY = 86_400.0
+POOLS = [
+    {"name": "reserved", "kind": "reserved", "capacity": {"nvidia.com/gpu": ["0", "1"]},
+     "price": {"gpuSecond": 0.0008}},
+    {"name": "elastic", "kind": "elastic", "startupDelay": "5s",
+     "capacity": {"nvidia.com/gpu": [f"e{i}" for i in range(16)]},
+     "price": {"gpuSecond": 0.0012}},
+]  # fmt: skip
+BASELINES = ("keepalive", "hybrid-histogram", "ray", "hpa")
+SWEEP_COSTS = (30.0, 120.0, 600.0, 3600.0, 86_400.0)  # tidal.dev/cold-start-cost, replica-s
+
+
+# --- synthetic traces ----------------------------------------------------------------------------
+
+
+def _trace(name: str, arrivals: np.ndarray, days: float) -> Trace:
+    arrivals = np.sort(arrivals[(arrivals >= 0) & (arrivals < days * DAY)])
+    return Trace(name, arrivals, days * DAY, SYNTHETIC_EPOCH)
+
+
+def _diurnal(t: np.ndarray, night: float) -> np.ndarray:
+    """1 at 14:00, `night` at 02:00."""
+    return night + (1 - night) * (0.5 - 0.5 * np.cos(2 * np.pi * ((t % DAY) / DAY - 14 / 24 + 0.5)))
+
+
+def _sessions(rng: np.random.Generator, days: float, per_hour, mean_len: float, gap_s: float):
+    """Sessions starting as a non-homogeneous Poisson process (`per_hour(t)` peak rate), each
+    a geometric number of requests with lognormal gaps (median `gap_s`)."""
+    peak = float(per_hour(np.linspace(0, days * DAY, 10_000)).max()) / 3600.0
+    starts, t = [], 0.0
+    while t < days * DAY:
+        t += rng.exponential(1 / peak)
+        if rng.random() < per_hour(np.array([t]))[0] / 3600.0 / peak:
+            starts.append(t)
+    out = []
+    for s in starts:
+        n = rng.geometric(1 / mean_len)
+        out.append(s + np.concatenate(([0.0], np.cumsum(rng.lognormal(np.log(gap_s), 0.8, n - 1)))))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def sparse_bursty(seed: int, days: float = 6) -> Trace:
+    rng = np.random.default_rng(seed)
+    arr = _sessions(rng, days, lambda t: 4.0 * _diurnal(t, 0.1), 4.0, 50.0)
+    return _trace("synthetic sparse-bursty", arr, days)
+
+
+def timer(seed: int, days: float = 4) -> Trace:
+    rng = np.random.default_rng(seed)
+    ticks = np.arange(0, days * DAY, 600.0) + 7.0 + rng.normal(0, 1.0, int(days * DAY / 600))
+    extra = rng.uniform(0, days * DAY, rng.poisson(days * 4))
+    return _trace("synthetic timer-10min", np.concatenate((ticks, extra)), days)
+
+
+def dense(seed: int, days: float = 3) -> Trace:
+    t = synthetic_trace(days, 1.0, seed)
+    return replace(t, name="synthetic dense-diurnal")
+
+
+def growing(seed: int, days: float = 6) -> Trace:
+    rng = np.random.default_rng(seed)
+    arr = _sessions(rng, days, lambda t: (1 + 3 * t / (days * DAY)) * 2 * _diurnal(t, 0.2), 3, 40.0)
+    return _trace("synthetic growing", arr, days)
+
+
+def one_off(seed: int, days: float = 4) -> Trace:
+    rng = np.random.default_rng(seed)
+    quiet = rng.uniform(0, days * DAY, rng.poisson(days * 6))
+    burst = 2.6 * DAY + rng.uniform(0, 600, 150)
+    return _trace("synthetic one-off", np.concatenate((quiet, burst)), days)
+
+
+def azure_functions(path: Path, count: int, seed: int) -> list[Trace]:
+    """`count` single functions of an Azure Functions 2019 file, spread over sparsity strata."""
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        first = header.index("minute_1")
+        rows = [np.array(r[first:], dtype=np.int64) for r in reader if r]
+    active = np.array([int((r > 0).sum()) for r in rows])
+    strata = [(5, 30), (31, 200), (201, 1000), (1001, 1440)]
+    rng = np.random.default_rng(seed)
+    picked = []
+    for k in range(count):
+        lo, hi = strata[k % len(strata)]
+        pool = np.flatnonzero((active >= lo) & (active <= hi))
+        if pool.size:
+            picked.append(int(rng.choice(pool)))
+    traces = []
+    for i in picked:
+        counts = rows[i]
+        arr = spread_counts(np.arange(len(counts)) * 60.0, counts, 60.0, np.random.default_rng(i))
+        name = f"{path.stem} fn#{i} ({active[i]} active min)"
+        traces.append(Trace(name, arr, len(counts) * 60.0, SYNTHETIC_EPOCH))
+    return traces
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    cold: int
+    replica_s: float
+    failed: int
+    cost: float
+
+
+def service(settings: PredictiveAnnotations) -> ServiceModel:
+    config = AutoscalerConfig()
+    spec = decider_spec(config, parse_autoscaling_annotations({}, config), 1)
+    return ServiceModel("svc", spec, 1, 300.0, Demand(gpus=1), settings)
+
+
+def score(result, warmup_s: float) -> Score:
+    after = result.arrivals >= warmup_s
+    replica_s = float(result.replicas[int(warmup_s) :].sum())
+    cost = sum(u.cost for u in result.usage.values())
+    return Score(
+        int(result.cold[after].sum()), replica_s, int((result.status[after] != 0).sum()), cost
+    )
+
+
+def run(trace: Trace, names, settings: PredictiveAnnotations, warmup_s: float) -> dict[str, Score]:
+    pools = parse_pools(POOLS)
+    times = (
+        default_service_time(trace)
+        if trace.service_times is not None
+        else parse_distribution("exp:3")
+    )
+    results = simulate(
+        trace, service(settings), tuple(names), pools, times, parse_distribution("alibaba-load")
+    )
+    return {name: score(r, warmup_s) for name, r in results.items()}
+
+
+def dominated(point: Score, frontier: list[Score]) -> bool:
+    """True when `point` has fewer cold starts and fewer replica-seconds than any point of the
+    frontier could offer, i.e. no frontier point is at least as good on both."""
+    return not any(f.cold <= point.cold and f.replica_s <= point.replica_s for f in frontier)
+
+
+def ratio(a: float, b: float) -> str:
+    if b == 0:
+        return "-" if a == 0 else "inf"
+    return f"{a / b:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("traces", nargs="*", type=Path)
+    parser.add_argument("--functions", type=int, default=4, help="single functions per Azure file")
+    parser.add_argument("--warmup-days", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", action="store_true", help="frontiers and baselines (G2)")
+    parser.add_argument("--only", help="run only traces whose name contains this")
+    parser.add_argument("--no-synthetic", action="store_true", help="only the given traces")
+    args = parser.parse_args()
+
+    traces = (
+        []
+        if args.no_synthetic
+        else [
+            sparse_bursty(args.seed),
+            timer(args.seed),
+            dense(args.seed),
+            growing(args.seed),
+            one_off(args.seed),
+        ]
+    )
+    for path in args.traces:
+        if not path.exists():
+            print(f"skipped {path}: not found")
+            continue
+        trace = load_trace(path, args.seed)
+        traces.append(replace(trace, name=path.name))
+        if path.name.endswith("_inv.csv"):
+            traces.extend(azure_functions(path, args.functions, args.seed))
+    if args.only:
+        traces = [t for t in traces if args.only in t.name]
+
+    header = (
+        f"{'trace':44} {'req':>7} {'KPA cold':>8} {'pred cold':>9} {'ratio':>6} "
+        f"{'KPA replica-s':>13} {'pred replica-s':>14} {'ratio':>6} {'fail K/P':>9} "
+        f"{'cost ratio':>10}  G1  G2"
+    )
+    print(header)
+    met = {"G1": 0, "G2": 0}
+    for trace in traces:
+        began = time.perf_counter()
+        warmup = min(args.warmup_days * DAY, trace.duration / 3)
+        default = PredictiveAnnotations()
+        names = ["kpa", "predictive", *(BASELINES if args.sweep else ())]
+        scores = run(trace, names, default, warmup)
+        kpa, pred = scores["kpa"], scores["predictive"]
+        g1 = (
+            (pred.cold <= 0.5 * kpa.cold if kpa.cold else pred.cold == 0)
+            and pred.replica_s <= kpa.replica_s
+            and pred.failed <= kpa.failed
+        )
+        g2 = "-"
+        if args.sweep:
+            frontier = [pred] + [
+                run(trace, ["predictive"], replace(default, cold_start_cost=c), warmup)[
+                    "predictive"
+                ]
+                for c in SWEEP_COSTS
+            ]
+            beaten = [b for b in BASELINES if dominated(scores[b], frontier)]
+            g2 = "yes" if not beaten else "no:" + ",".join(beaten)
+            met["G2"] += not beaten
+        met["G1"] += g1
+        print(
+            f"{trace.name[:44]:44} {len(trace):>7} {kpa.cold:>8} {pred.cold:>9} "
+            f"{ratio(pred.cold, kpa.cold):>6} {kpa.replica_s:>13,.0f} {pred.replica_s:>14,.0f} "
+            f"{ratio(pred.replica_s, kpa.replica_s):>6} {kpa.failed:>4}/{pred.failed:<4} "
+            f"{ratio(pred.cost, kpa.cost):>10}  {'yes' if g1 else 'no':3} {g2}"
+            f"   ({time.perf_counter() - began:.0f}s)",
+            flush=True,
+        )
+        if args.sweep:
+            for name in BASELINES:
+                s = scores[name]
+                print(f"    {name:18} cold {s.cold:>6}  replica-s {s.replica_s:>12,.0f}")
+    print(
+        f"G1 met on {met['G1']}/{len(traces)} traces"
+        + (f", G2 on {met['G2']}/{len(traces)}" if args.sweep else "")
+        + f"; scored after min({args.warmup_days:g} d, a third of the trace)"
+    )
+    return 0 if met["G1"] == len(traces) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

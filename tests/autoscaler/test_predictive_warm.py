@@ -1,0 +1,164 @@
+"""The priced warm decision: learning idle gaps, releasing sooner than the KPA, pre-warming one
+Ready Time ahead, running as the KPA without a rhythm, and never slower than the KPA."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
+from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
+from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
+from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.plan import build_plan
+from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.autoscaler.predictive.refit import refit
+from tidal.autoscaler.predictive.synthetic import MONDAY, synthetic_history
+from tidal.autoscaler.predictive.warm import MIN_GAPS, STEP_S, Gap, fit, gaps_from_minutes
+
+READY_S = 30.0
+TAIL_S = 90.0  # the KPA's defaults: 60 s stable window + 30 s grace
+PERIOD = 600.0
+
+
+def timer_gaps(count: int = 100, period: float = PERIOD) -> list[Gap]:
+    rng = np.random.default_rng(0)
+    return [Gap(MONDAY + i * period, period - 5 + rng.normal(0, 1)) for i in range(count)]
+
+
+def test_a_timer_is_released_at_once_and_prewarmed_one_ready_time_ahead():
+    model = fit(timer_gaps(), READY_S, TAIL_S, MONDAY + 100 * PERIOD)
+    assert model is not None and model.useful and model.auto_price
+    idle = MONDAY + 1000 * PERIOD  # a gap that starts now, in the same slice of the day
+    keep, why = model.action(idle, idle + 5, warm=True)
+    assert not keep and "release" in why
+    # Cold: stay at zero until about one Ready Time (plus a step) before the next tick.
+    prewarm = model.next_change(idle, idle + 5, warm=False)
+    assert prewarm is not None
+    lead = idle + PERIOD - 5 - prewarm
+    assert READY_S <= lead <= READY_S + 3 * STEP_S, lead
+    assert model.action(idle, prewarm + 1, warm=False)[0]
+    assert model.expected_cold_ratio < 0.2 and model.expected_cost_ratio < 0.9
+
+
+def test_memoryless_gaps_run_as_the_kpa():
+    """Exponential gaps: no price both saves replica time and halves cold starts; the model
+    says so instead of trading one for the other."""
+    rng = np.random.default_rng(1)
+    gaps = [Gap(MONDAY + i * 900, rng.exponential(120)) for i in range(400)]
+    model = fit(gaps, READY_S, TAIL_S, MONDAY + 400 * 900)
+    assert model is not None and not model.useful
+
+
+def test_too_few_gaps_is_no_model_and_an_explicit_price_is_used_as_given():
+    assert fit(timer_gaps(MIN_GAPS - 1), READY_S, TAIL_S, MONDAY) is None
+    gaps = timer_gaps()
+    cheap = fit(gaps, READY_S, TAIL_S, MONDAY, cold_start_cost=1.0)
+    dear = fit(gaps, READY_S, TAIL_S, MONDAY, cold_start_cost=100_000.0)
+    assert cheap is not None and dear is not None and not cheap.auto_price
+    idle = MONDAY + 50 * PERIOD
+    # Priced at one replica-second, a cold start is never worth a pre-warm.
+    assert cheap.next_change(idle, idle + 5, warm=False) is None
+    assert dear.expected_cold_ratio <= cheap.expected_cold_ratio
+
+
+def test_gaps_from_minutes():
+    history = np.array([0, 1, 0, 0, 0, 2, 3, 0, 1, np.nan])
+    gaps = gaps_from_minutes(history, MONDAY)
+    assert [(g.start - MONDAY, g.length) for g in gaps] == [(120.0, 210.0), (420.0, 90.0)]
+    assert len(gaps_from_minutes(history, MONDAY, until=MONDAY + 400)) == 1
+
+
+def test_cold_start_cost_annotation():
+    parse = parse_predictive_annotations
+    assert parse({"tidal.dev/cold-start-cost": "10m"}).cold_start_cost == 600.0
+    assert parse({"tidal.dev/cold-start-cost": "auto"}).cold_start_cost is None
+    assert PredictiveAnnotations().cold_start_cost is None
+    for bad in ("-5s", "2d", "cheap"):
+        try:
+            parse({"tidal.dev/cold-start-cost": bad})
+        except Exception as exc:  # InvalidSpec names the annotation
+            assert "tidal.dev/cold-start-cost" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+
+
+def _autoscaler(min_scale: int = 0) -> PredictiveAutoscaler:
+    config = AutoscalerConfig()
+    annotations = {"autoscaling.knative.dev/min-scale": str(min_scale)} if min_scale else {}
+    spec = decider_spec(config, parse_autoscaling_annotations(annotations, config), 1)
+    policy = PredictivePolicy(PredictiveAnnotations(), spec.min_scale, spec.max_scale)
+    return PredictiveAutoscaler(RevisionAutoscaler(spec, 0.0), policy, epoch_offset=MONDAY)
+
+
+def _drive(auto: PredictiveAutoscaler, start: float, end: float, busy: tuple[float, float]):
+    """Record every second and tick every 2 s from `start` to `end` (KPA clock), with one
+    request in flight during `busy`; returns (time, replicas asked) after each tick."""
+    out = []
+    ready = auto.replicas or 0
+    for t in np.arange(start, end, 1.0):
+        in_flight = 1.0 if busy[0] <= t < busy[1] else 0.0
+        if ready or in_flight:
+            auto.record(t, in_flight, in_flight)
+        if int(t) % 2 == 0:
+            d = auto.tick(t, ready)
+            ready = auto.replicas or 0
+            out.append((t, ready, d.reason))
+    return out
+
+
+def test_live_code_path_releases_early_and_prewarms_before_the_next_tick():
+    """A service called every 10 minutes for 2 s. After MIN_GAPS ticks seen, the refit turns
+    them into a model; then the replica goes away seconds after each call (the KPA would keep
+    it 90 s) and comes back one Ready Time before the next one."""
+    auto = _autoscaler()
+    t = 0.0
+    for _ in range(MIN_GAPS + 5):
+        _drive(auto, t, t + PERIOD, (t + 10, t + 12))
+        t += PERIOD
+    assert len(auto.gaps) >= MIN_GAPS
+    spec = auto.reactive.spec
+    refit(auto, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
+    assert auto.policy.warm is not None and auto.policy.warm.useful
+    trace = _drive(auto, t, t + PERIOD + 20, (t + 10, t + 12))
+    zero_at = next(s for s, n, _ in trace if s > t + 12 and n == 0)
+    assert zero_at - (t + 12) < 30, "released sooner than the KPA's 90 s tail"
+    back = next(s for s, n, _ in trace if s > zero_at and n >= 1)
+    assert t + PERIOD + 10 - back >= READY_S, "pre-warmed at least one Ready Time ahead"
+    assert any("pre-warm" in why for _, _, why in trace)
+    wake = auto.next_decision_at(zero_at + 2)
+    assert wake is not None and zero_at < wake <= back
+
+
+def test_a_missed_request_is_met_as_fast_as_by_the_kpa_alone_and_min_scale_holds():
+    auto = _autoscaler()
+    t = 0.0
+    for _ in range(MIN_GAPS + 5):
+        _drive(auto, t, t + PERIOD, (t + 10, t + 12))
+        t += PERIOD
+    refit(auto, np.zeros(10), MONDAY + t, auto.reactive.spec, PredictiveAnnotations(), 1, READY_S)
+    _drive(auto, t, t + 100, (t + 10, t + 12))
+    assert auto.replicas == 0
+    # An unforeseen request in the middle of the gap: the stat and the poke, then a decision.
+    now = t + 101
+    auto.record(now, 1.0, 1.0)
+    auto.poke(now, 1.0)
+    d = auto.tick(now, 0)
+    assert d.replicas is not None and d.replicas == max(d.desired_raw, 1)
+
+    floor = _autoscaler(min_scale=1)
+    t = 0.0
+    for _ in range(MIN_GAPS + 5):
+        _drive(floor, t, t + PERIOD, (t + 10, t + 12))
+        t += PERIOD
+    spec = floor.reactive.spec
+    refit(floor, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
+    assert min(n for _, n, _ in _drive(floor, t, t + PERIOD, (t + 10, t + 12))) == 1
+
+
+def test_plans_stay_within_max_scale_and_cron_bounds():
+    _, values = synthetic_history(3, seed=0)
+    bounds = Bounds(1, 4, ())
+    plan = build_plan(values * 10, MONDAY + 3 * 86_400, 10.0, 0.95, 2, bounds=bounds)
+    assert plan.replicas.max() <= 4 and plan.cautious is not None and plan.cautious.max() <= 4
+    assert plan.replicas.min() >= 1

@@ -1,0 +1,102 @@
+"""One refit of a predictive revision, shared by the live controller and the simulator: the
+plan from the per-minute history, and the warm model from the idle gaps the autoscaler saw plus
+those read off the history before it started watching. Pure and CPU-bound: the controller runs
+it in a worker thread."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.kpa import DeciderSpec
+from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
+from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
+
+REFIT_S = 3600.0  # plans (and warm models) are rebuilt hourly
+WARM_REFIT_S = 600.0  # warm models also every 10 minutes: cheap, and new gaps matter early
+
+
+def ready_seconds(samples: np.ndarray | list[float], percentile: float = 90.0) -> float:
+    """The Ready Time the warm decision pre-warms by: p90 of measured start-up times."""
+    x = np.asarray(samples, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, percentile)) if x.size else DEFAULT_READY_S
+
+
+def build_models(
+    history: np.ndarray,
+    start: float,
+    spec: DeciderSpec,
+    settings: PredictiveAnnotations,
+    lead_minutes: int,
+    ready_s: float,
+    bounds: Bounds,
+    seen: list[Gap],
+    observing_since: float | None,
+) -> tuple[Plan, WarmModel | None, int]:
+    """A plan and a warm model (None with too few gaps) and how many gaps it had. `history` is
+    per-minute demand ending at epoch `start` (where the plan begins); `seen` are the gaps the
+    autoscaler observed since `observing_since`."""
+    plan = build_plan(
+        history, start, spec.target_value, settings.quantile, lead_minutes, bounds=bounds
+    )
+    first = start - 60.0 * len(history)
+    gaps = gaps_from_minutes(history, first, until=observing_since) + seen
+    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
+    return replace(plan, warm=model, gaps_seen=len(gaps)), model, len(gaps)
+
+
+def refit_warm(
+    autoscaler: PredictiveAutoscaler,
+    history: np.ndarray,
+    start: float,
+    spec: DeciderSpec,
+    settings: PredictiveAnnotations,
+    ready_s: float,
+) -> WarmModel | None:
+    """Refit only the warm model (the plan stays), in the caller's thread. Without a new gap
+    since the last fit the model stands (returned as is)."""
+    if (
+        autoscaler.gaps
+        and autoscaler.policy.gaps_seen
+        and autoscaler.gaps[-1].start + autoscaler.gaps[-1].length < start - WARM_REFIT_S
+    ):
+        return autoscaler.policy.warm
+    first = start - 60.0 * len(history)
+    gaps = gaps_from_minutes(history, first, until=autoscaler.observing_since) + list(
+        autoscaler.gaps
+    )
+    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
+    autoscaler.policy.set_warm(model, len(gaps))
+    return model
+
+
+def refit(
+    autoscaler: PredictiveAutoscaler,
+    history: np.ndarray,
+    start: float,
+    spec: DeciderSpec,
+    settings: PredictiveAnnotations,
+    lead_minutes: int,
+    ready_s: float,
+) -> tuple[Plan, WarmModel | None]:
+    """Build and hand in a fresh plan and warm model, in the caller's thread."""
+    plan, model, _ = build_models(
+        history,
+        start,
+        spec,
+        settings,
+        lead_minutes,
+        ready_s,
+        autoscaler.policy.bounds,
+        list(autoscaler.gaps),
+        autoscaler.observing_since,
+    )
+    autoscaler.set_plan(plan)
+    return plan, model
