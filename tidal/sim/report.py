@@ -16,6 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from tidal.console.report import write_html_report
 from tidal.scheduler.cost import Usage
 from tidal.sim.model import OK, REJECTED, TIMED_OUT, SimResult
 
@@ -175,7 +176,8 @@ def write_report(
         f"![cost vs cold starts]({scatter_png.name})\n"
     )
     (directory / "summary.json").write_text(to_json(summary))
-    return [load_png, cold_png, scatter_png, summary_md, directory / "summary.json"]
+    html = write_html_report(directory, title)  # the same, as a page in the console's style
+    return [load_png, cold_png, scatter_png, summary_md, directory / "summary.json", html]
 
 
 def _per_minute(series: np.ndarray, minutes: int) -> np.ndarray:

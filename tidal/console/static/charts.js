@@ -88,17 +88,20 @@ function timeChart(container, spec) {
       });
       return;
     }
-    let d = "", pen = false, prev = null;
+    let d = "", pen = false;
     st.forEach((tt, i) => {
       const v = s.values[i];
       if (v === null || v === undefined) { pen = false; return; }
       if (!pen) d += `M${x(tt).toFixed(1)},${y(v).toFixed(1)}`;
       else if (s.step) d += `H${x(tt).toFixed(1)}V${y(v).toFixed(1)}`;
       else d += `L${x(tt).toFixed(1)},${y(v).toFixed(1)}`;
-      pen = true; prev = v;
+      pen = true;
     });
+    // data-max / data-last: what the line shows, for people reading the DOM (and the tests)
+    const shown = s.values.filter((v) => v !== null && v !== undefined);
     if (d) svgEl("path", {d, fill: "none", stroke: color, "stroke-width": s.width || 1.6,
-      "stroke-dasharray": s.dash || "", "data-series": s.name}, svg);
+      "stroke-dasharray": s.dash || "", "data-series": s.name,
+      "data-max": Math.max(...shown), "data-last": shown[shown.length - 1]}, svg);
   });
   const legend = document.createElement("div");
   legend.className = "legend";

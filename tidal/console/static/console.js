@@ -156,13 +156,13 @@ async function servicePage(ns, name) {
 
   const renderHeader = (r) => {
     header.textContent = "";
-    header.append(
+    header.append(...[
       el("div", {}, el("span", {class: `badge ${r.ready}`, text: r.ready}), " ", el("a", {href: r.url, text: r.url})),
       r.reason ? el("div", {class: "error small", text: r.reason}) : null,
       el("div", {class: "small"},
         `${fmtNum(r.rps)} req/s · ${fmtNum(r.concurrency)} in flight · p95 ${ms(r.p95)} · ${r.replicas} ready / ${r.desired} desired / ${r.planned === null ? "–" : r.planned} planned · ${r.class} (${r.mode})`),
       el("div", {class: "muted small", text: `last decision: ${r.decision || "–"}`}),
-      splitBar(r.traffic));
+      splitBar(r.traffic)].filter((c) => c !== null));
   };
   const renderRevisions = (revisions) => {
     revisionsBox.textContent = "";
