@@ -1,13 +1,14 @@
 """The web console in a real headless Chromium (Selenium) against a real `tidal up`.
 
 One platform and one browser for the module. Screenshots of every page go to the folder that
-`console_shots` names (under pytest's tmp dir; printed). Needs /usr/bin/chromium and
+`shots` names and prints (under pytest's tmp dir, or TIDAL_CONSOLE_SHOTS). Needs /usr/bin/chromium and
 /usr/bin/chromedriver (`.ci/run` installs them); skipped with the reason otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("console-screenshots")
+    named = os.environ.get("TIDAL_CONSOLE_SHOTS")  # a folder that outlives pytest's tmp dirs
+    folder = Path(named) if named else tmp_path_factory.mktemp("console-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"console screenshots in {folder}")
     return folder
 
