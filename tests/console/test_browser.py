@@ -1,8 +1,9 @@
 """The web console in a real headless Chromium (Selenium) against a real `tidal up`.
 
 One platform and one browser for the module. Screenshots of every page go to the folder that
-`shots` names and prints (under pytest's tmp dir, or TIDAL_CONSOLE_SHOTS). Needs /usr/bin/chromium and
-/usr/bin/chromedriver (`.ci/run` installs them); skipped with the reason otherwise.
+`shots` names and prints (under pytest's tmp dir, or TIDAL_CONSOLE_SHOTS). Needs
+/usr/bin/chromium and /usr/bin/chromedriver (`.ci/run` installs them); skipped with the reason
+otherwise.
 """
 
 from __future__ import annotations
