@@ -9,7 +9,9 @@ otherwise.
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     # a second revision, so that there is something to roll back to
     p.apply(hello_service("hello", env={"GREETING": "v2"}))
     wait_until(lambda: _revision_of(p) == "hello-00002", 30, "hello-00002 to take traffic")
+    # three days of a daily pattern, so that the day window and the forecast have something
+    now = int(time.time()) // 60 * 60
+    minutes = range(now - 3 * 86400, now - 3600, 60)
+    values = [round(2 + 1.5 * math.sin(2 * math.pi * t / 86400), 3) for t in minutes]
+    history = "/apis/tidal.dev/v1/namespaces/default/services/hello/history"
+    assert p.api("POST", history, {"timestamps": list(minutes), "values": values})[0] == 200
     yield p
     p.stop()
 
@@ -162,6 +170,17 @@ def test_a_gateway_request_shows_in_the_live_chart(platform, browser, shots):
     _shot(browser, shots / "service.png")
 
 
+def test_day_window_draws_the_minute_history(platform, browser):
+    browser.get(platform.admin + "/console/services/default/hello")
+    _wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-window=day]"))).click()
+    line = "#chart-concurrency path[data-series='in flight']"
+    _wait(
+        browser,
+        lambda d: float(d.find_element(By.CSS_SELECTOR, line).get_attribute("data-max")) > 3,
+    )
+    assert _errors(browser) == []
+
+
 def test_rollback_from_the_console_changes_the_next_requests_revision(platform, browser, shots):
     assert _revision_of(platform) == "hello-00002"
     browser.get(platform.admin + "/console/services/default/hello")
@@ -196,6 +215,17 @@ def test_the_cookie_never_authenticates_a_cross_site_change(platform):
     assert platform.api("POST", apply, body, headers={**cookie, **own}, token=False)[0] == 200
     wrong = {"Cookie": "tidal_console=wrong", **own}
     assert platform.api("POST", apply, body, headers=wrong, token=False)[0] == 401
+
+
+def test_the_open_console_paths_reach_nothing_else(platform):
+    for path in (
+        "/console/../apis/tidal.dev/v1/info",
+        "/console/%2e%2e/apis/tidal.dev/v1/info",
+        "/console/static/../../apis/tidal.dev/v1/info",
+        "/console/static/%2e%2e/routes.py",
+    ):
+        status, body = platform.api("GET", path, token=False)
+        assert status == 404 and b"dataDir" not in body, path
 
 
 def test_pools_and_cost_pages(platform, browser, shots):

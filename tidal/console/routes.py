@@ -3,7 +3,7 @@
 Pages and assets under /console/ hold no data and need no token (a page without the session
 cookie redirects to the login page); everything they show comes from JSON under
 /apis/tidal.dev/v1/console/ and the rest of the admin API, which the admin guard protects: the
-bearer token, or the console's HttpOnly SameSite=Strict cookie (docs/security.md, docs/console.md).
+bearer token, or the console's HttpOnly SameSite=Strict cookie (docs/console.md#security).
 """
 
 from __future__ import annotations

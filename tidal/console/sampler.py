@@ -8,6 +8,7 @@ windows come from the per-minute history in the state file (tidal/store/history.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from tidal.controller.routes import key_of
 from tidal.controller.workload import COLD_STARTS
 from tidal.gateway.routing import LATENCY, REQUESTS
 
+log = logging.getLogger("tidal.console")
 KEEP_SECONDS = 3600
 KEEP_MINUTES = 7 * 1440
 P95_WINDOW_S = 60
@@ -96,7 +98,10 @@ class Sampler:
 
     async def _run(self) -> None:
         while True:
-            self.sample(time.time())
+            try:
+                self.sample(time.time())
+            except Exception:  # a view must never stop: log, and sample again next time
+                log.exception("console sampler")
             await asyncio.sleep(self.period)
 
     def sample(self, now: float) -> None:

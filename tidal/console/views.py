@@ -19,15 +19,16 @@ RATE_WINDOW_S = 10
 WINDOWS = {"hour": (60, 1), "day": (1440, 1), "week": (7 * 1440, 10)}  # minutes, minutes a point
 
 
-def _revisions(platform: Any, namespace: str, service: str) -> list[dict[str, Any]]:
-    return sorted(
-        (
-            platform.live_revision(r)
-            for r in platform.store.list("Revision", namespace)
-            if r["metadata"].get("labels", {}).get("serving.knative.dev/service") == service
-        ),
-        key=lambda r: r["metadata"]["name"],
-    )
+def _revisions(platform: Any, namespace: str | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Live revisions by (namespace, service), oldest first: one read of the store."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for revision in platform.store.list("Revision", namespace):
+        meta = revision["metadata"]
+        service = meta.get("labels", {}).get("serving.knative.dev/service", "")
+        out.setdefault((meta["namespace"], service), []).append(platform.live_revision(revision))
+    for revisions in out.values():
+        revisions.sort(key=lambda r: r["metadata"]["name"])
+    return out
 
 
 def _ready(obj: dict[str, Any]) -> str:
@@ -60,14 +61,20 @@ def _p95(series: list[Series]) -> float | None:
     return histogram_quantile(0.95, merged)
 
 
-def service_rows(platform: Any, sampler: Sampler) -> list[dict[str, Any]]:
-    """One row per service for the Services table."""
+def service_rows(
+    platform: Any, sampler: Sampler, only: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per service for the Services table (or only for the service `only`)."""
     rows = []
     hour_ago = time.time() - 3600
-    for service in platform.store.list("Service", None):
-        meta, status = service["metadata"], service.get("status", {})
+    services = platform.store.list("Service", only[0] if only else None)
+    by_service = _revisions(platform, only[0] if only else None)
+    for service in services:
+        meta = service["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        revisions = _revisions(platform, ns, name)
+        if only is not None and (ns, name) != only:
+            continue
+        revisions = by_service.get((ns, name), [])
         series = [
             sampler.series[(ns, r["metadata"]["name"])]
             for r in revisions
@@ -85,7 +92,7 @@ def service_rows(platform: Any, sampler: Sampler) -> list[dict[str, Any]]:
             {
                 "namespace": ns,
                 "name": name,
-                "url": status.get("url", ""),
+                "url": service.get("status", {}).get("url", ""),
                 "ready": _ready(service),
                 "reason": _reason(service),
                 "traffic": route.get("status", {}).get("traffic", []),  # as routed now
@@ -113,7 +120,7 @@ def service_detail(platform: Any, sampler: Sampler, ns: str, name: str) -> dict[
     if service is None:
         return None
     revisions = []
-    for r in _revisions(platform, ns, name):
+    for r in _revisions(platform, ns).get((ns, name), []):
         status = r.get("status", {})
         revisions.append(
             {
@@ -127,11 +134,8 @@ def service_detail(platform: Any, sampler: Sampler, ns: str, name: str) -> dict[
                 "created": r["metadata"].get("creationTimestamp", ""),
             }
         )
-    row = next(
-        (r for r in service_rows(platform, sampler) if (r["namespace"], r["name"]) == (ns, name)),
-        {},
-    )
-    return {"service": row, "revisions": revisions, "spec": service.get("spec", {})}
+    rows = service_rows(platform, sampler, (ns, name))
+    return {"service": rows[0] if rows else {}, "revisions": revisions}
 
 
 def live_series(sampler: Sampler, ns: str, revisions: list[str], seconds: int) -> dict[str, Any]:

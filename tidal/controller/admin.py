@@ -94,7 +94,7 @@ def _bearer(request: web.Request) -> str:
 def authenticated(request: web.Request, security: AdminSecurity) -> bool:
     """The bearer token, or the console's cookie. A mutating call is taken on the cookie only
     with this admin API's own Origin (browsers send it; another site's page cannot), so a
-    cookie never makes a cross-site request count (docs/security.md)."""
+    cookie never makes a cross-site request count (docs/console.md#security)."""
     supplied = _bearer(request)
     origin = request.headers.get("Origin", "").rstrip("/")
     if not supplied and (request.method not in MUTATING or origin in security.origins):
