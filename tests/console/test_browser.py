@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,18 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     # a second revision, so that there is something to roll back to
     p.apply(hello_service("hello", env={"GREETING": "v2"}))
     wait_until(lambda: _revision_of(p) == "hello-00002", 30, "hello-00002 to take traffic")
-    # three days of a daily pattern, so that the day window and the forecast have something
+    # a day of a daily pattern, so that the day window and the forecast have something (the
+    # import writes a row at a time: seconds per thousand minutes, hence a day, not a week)
     now = int(time.time()) // 60 * 60
-    minutes = range(now - 3 * 86400, now - 3600, 60)
+    minutes = list(range(now - 86400, now - 600, 60))
     values = [round(2 + 1.5 * math.sin(2 * math.pi * t / 86400), 3) for t in minutes]
-    history = "/apis/tidal.dev/v1/namespaces/default/services/hello/history"
-    assert p.api("POST", history, {"timestamps": list(minutes), "values": values})[0] == 200
+    request = urllib.request.Request(
+        f"{p.admin}/apis/tidal.dev/v1/namespaces/default/services/hello/history",
+        json.dumps({"timestamps": minutes, "values": values}).encode(),
+        {"Authorization": f"Bearer {p.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert json.load(response)["minutes"] == len(minutes)
     yield p
     p.stop()
 
