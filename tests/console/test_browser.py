@@ -40,6 +40,12 @@ POOLS = [  # priced, so that the Cost page has figures (as examples/tidal.yaml)
         "price": {"replicaSecond": 0.0002},
     },
     {"name": "elastic", "kind": "elastic", "price": {"replicaSecond": 0.0005}},
+    {
+        "name": "gpu",
+        "kind": "reserved",
+        "capacity": {"nvidia.com/gpu": ["0", "1"]},  # declared devices: no GPU is touched
+        "price": {"replicaSecond": 0.0002, "gpuSecond": 0.0008},
+    },
 ]
 
 
@@ -66,6 +72,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         assert json.load(response)["minutes"] == len(minutes)
+    # three replicas of one GPU each, two GPUs: one stays pending, with the placer's reason
+    gpu = hello_service("gpu", {"autoscaling.knative.dev/min-scale": "3"})
+    gpu["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"nvidia.com/gpu": 1}
+    }
+    p.apply(gpu)
     yield p
     p.stop()
 
@@ -237,8 +249,12 @@ def test_the_open_console_paths_reach_nothing_else(platform):
 
 def test_pools_and_cost_pages(platform, browser, shots):
     browser.get(platform.admin + "/console/pools")
-    pool = _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "[data-pool]")))
-    assert "replicas" in pool.text
+    pool = _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "[data-pool=gpu]")))
+    _wait(
+        browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-pool=gpu] .chip.held")) == 2
+    )
+    assert "GPU 0: gpu (gpu-00001-" in pool.text and "GPU 1: gpu (gpu-00001-" in pool.text
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "pending"), "nvidia.com/gpu"))
     _shot(browser, shots / "pools.png")
     browser.get(platform.admin + "/console/cost")
     table = _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#cost-table table")))
