@@ -219,6 +219,27 @@ def test_rollback_from_the_console_changes_the_next_requests_revision(platform, 
     _shot(browser, shots / "service-rolled-back.png")
 
 
+def test_a_split_the_api_refuses_shows_its_message_and_changes_nothing(platform, browser):
+    browser.get(platform.admin + "/console/services/default/hello")
+    for revision in ("hello-00001", "hello-00002"):
+        box = _wait(
+            browser,
+            ec.presence_of_element_located((By.CSS_SELECTOR, f"input[data-revision={revision}]")),
+        )
+        box.clear()
+        box.send_keys("30")
+    browser.find_element(By.ID, "traffic-apply").click()
+    _wait(browser, ec.visibility_of_element_located((By.ID, "confirm")))
+    browser.find_element(By.ID, "confirm-ok").click()
+    message = _wait(
+        browser, ec.visibility_of_element_located((By.CSS_SELECTOR, "#traffic-message.error"))
+    )
+    assert "100" in message.text  # the API's own message: the percentages must add up to 100
+    assert _revision_of(platform) == "hello-00001"
+    errors = _errors(browser)  # the refused apply is logged by the browser; nothing else
+    assert errors and all("/apis/tidal.dev/v1/apply" in e["message"] for e in errors), errors
+
+
 def test_the_cookie_never_authenticates_a_cross_site_change(platform):
     cookie = {"Cookie": f"tidal_console={platform.token}"}
     body = {"items": []}
