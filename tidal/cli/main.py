@@ -40,6 +40,7 @@ WATCH_PERIOD_S = 1.0  # `tidal get -w` polls the admin API this often
 # loaded only when used, so that `tidal get` starts fast (Click's lazy-group pattern).
 LAZY_COMMANDS = {
     "backtest": "tidal.cli.predictive:backtest",
+    "console": "tidal.console.cli:console_command",
     "forecast": "tidal.cli.predictive:forecast",
     "history": "tidal.cli.predictive:history",
     "kubernetes": "tidal.cli.kubernetes:kubernetes",

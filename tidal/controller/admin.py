@@ -60,6 +60,8 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 # match `application/*+json`. A browser page can send none of them cross-site without a CORS
 # preflight, unlike text/plain, forms and multipart (the CSRF that the 415 keeps out).
 APPLY_PATCH_YAML = "application/apply-patch+yaml"
+CONSOLE_COOKIE = "tidal_console"  # the web console's session: the token, HttpOnly, SameSite=Strict
+CONSOLE_PAGES = "/console/"  # the console's pages and assets: no data, no token (docs/console.md)
 log = logging.getLogger("tidal.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -101,6 +103,15 @@ def body_type_allowed(content_type: str) -> bool:
     return kind == "application" and (
         subtype == "json" or subtype.endswith("+json") or content_type == APPLY_PATCH_YAML
     )
+def authenticated(request: web.Request, security: AdminSecurity) -> bool:
+    """The bearer token, or the console's cookie. A mutating call is taken on the cookie only
+    with this admin API's own Origin (browsers send it; another site's page cannot), so a
+    cookie never makes a cross-site request count (docs/console.md#security)."""
+    supplied = _bearer(request)
+    origin = request.headers.get("Origin", "").rstrip("/")
+    if not supplied and (request.method not in MUTATING or origin in security.origins):
+        supplied = request.cookies.get(CONSOLE_COOKIE, "")
+    return bool(supplied) and hmac.compare_digest(supplied.encode(), security.token.encode())
 
 
 def guard(security: AdminSecurity) -> Any:
@@ -116,8 +127,9 @@ def guard(security: AdminSecurity) -> Any:
                 f"cross-origin request refused: Origin {origin!r} is not this admin API's own; "
                 "web pages may not call the admin API",
             )
-        if request.path not in security.open_paths and not hmac.compare_digest(
-            _bearer(request).encode(), security.token.encode()
+        public = request.path in security.open_paths or request.path == "/"
+        if not (public or request.path.startswith(CONSOLE_PAGES)) and not authenticated(
+            request, security
         ):
             return error(
                 401,
@@ -341,4 +353,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
         app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}", list_objects)
         app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)
         app.router.add_delete(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", delete_object)
+    from tidal.console.routes import mount  # the web console (it imports this module)
+
+    mount(app, platform, security)
     return app

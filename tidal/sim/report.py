@@ -19,6 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from tidal.console.report import write_html_report
 from tidal.scheduler.cost import Usage
 from tidal.sim.model import OK, REJECTED, TIMED_OUT, SimResult
 
@@ -251,4 +252,5 @@ def write_report(
         f"its service had no ready replica.\n\n{images}\n"
     )
     (directory / "summary.json").write_text(to_json(summary))
-    return [*files, summary_md, directory / "summary.json"]
+    html = write_html_report(directory, title)  # the same, as a page in the console's style
+    return [*files, summary_md, directory / "summary.json", html]
