@@ -26,7 +26,7 @@ SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "logs", "poo
 
 @dataclass(frozen=True)
 class GCConfig:
-    """Knative's `config-gc` (research/knative.md §5). None means "disabled"."""
+    """Knative's `config-gc` (docs/architecture.md#garbage-collection). None means "disabled"."""
 
     retain_since_create_time_s: float | None = 48 * 3600.0
     retain_since_last_active_time_s: float | None = 15 * 3600.0

@@ -1,5 +1,5 @@
 """What-if simulator: replay request traces through tidal's own autoscaler and scheduler with a
-simulated clock (DESIGN.md, "the principle")."""
+simulated clock (docs/architecture.md#the-one-rule)."""
 
 from tidal.sim.model import POLICIES, ServiceModel, SimResult, Simulation, simulate
 from tidal.sim.traces import Trace, TraceError, load_trace, synthetic_trace

@@ -1,6 +1,6 @@
 """A seeded synthetic load history: a daily cycle, a weekly dip, noise and random bursts.
 
-Shaped like the museum-hours traffic in DESIGN.md: quiet nights, a broad daytime hump, lower
+Shaped like museum-hours traffic: quiet nights, a broad daytime hump, lower
 weekends, and unannounced event bursts the forecast cannot know about.
 """
 
