@@ -156,7 +156,6 @@ def test_predictive_notes_observer_until_it_has_history(tmp_path, files):
     ("extra", "message"),
     [
         (["--per-service"], "has one service"),
-        (["--services", "2"], "needs a trace with several services"),
         (["--warmup", "5"], "leaves nothing of the trace to score"),
     ],
 )
@@ -165,3 +164,10 @@ def test_bad_combinations_are_named(files, extra, message):
         simulate_command, ["--trace", "synthetic", "--days", "0.1", *files, *extra]
     )
     assert out.exit_code != 0 and message in out.output
+
+
+def test_services_needs_a_fleet_trace(tmp_path, files):
+    trace = tmp_path / "one.csv"
+    trace.write_text("timestamp\n1\n2\n3\n")
+    out = CliRunner().invoke(simulate_command, ["--trace", str(trace), *files, "--services", "2"])
+    assert out.exit_code != 0 and "needs a trace with several services" in out.output
