@@ -4,9 +4,10 @@ The other policies answer `quiet_until(now, ready)` and `skip_idle(records, tick
 themselves (tidal/autoscaler/kpa.py, baselines.py). `SimulatedPredictive` is the production
 `PredictiveAutoscaler` (reactive KPA + plan + policy) fed with replanned history; until it
 answers them itself, these functions do, from what it holds: idle ticks change nothing before
-the reactive KPA's own limit, the next replan, the next minute whose planned count differs, or
-the moment the stabilization window lets go of a higher recommendation. Anything they cannot
-read makes the replay tick every second instead (slower, never different).
+the reactive KPA's own limit, the predictive autoscaler's next decision (a warm release or
+pre-warm, a refit), the moment the service turns idle, the next minute whose planned count
+differs, or the moment the stabilization window lets go of a higher recommendation. Anything
+they cannot read makes the replay tick every second instead (slower, never different).
 """
 
 from __future__ import annotations
@@ -17,45 +18,57 @@ from typing import Any
 
 import numpy as np
 
+from tidal.autoscaler.predictive.autoscaler import IDLE_AFTER_S
+
 
 def predictive_quiet_until(predictive: Any, now: float, ready: int) -> float:
     try:
         scaler = predictive.autoscaler
         policy = scaler.policy
-        limit = min(scaler.reactive.quiet_until(now, ready), predictive._next_plan)
+        offset = scaler.epoch_offset
+        limit = scaler.reactive.quiet_until(now, ready)
         if limit <= now or policy.bounds.windows or scaler._reactive_replicas < 0:
             return now
-        offset = scaler.epoch_offset
+        # The warm decision's next release or pre-warm, and the next refit.
+        pending = predictive.next_decision_at(now)
+        if pending is not None:
+            limit = min(limit, pending)
+        # The moment an ended request makes the service idle (the warm decision takes over).
+        last_busy = scaler._last_busy
+        if last_busy is not None and scaler.idle_since(now) is None:
+            limit = min(limit, last_busy + IDLE_AFTER_S - offset)
         plan = policy.plan
         if plan is not None:
-            values = plan.replicas
-            index = math.floor((now + offset - plan.start) / 60.0)
-            if index < 0:
-                limit = min(limit, plan.start - offset)
-            elif index < len(values):
-                differ = np.flatnonzero(values[index:] != values[index])
-                upto = index + int(differ[0]) if differ.size else len(values)
-                limit = min(limit, plan.start + upto * 60.0 - offset)
+            limit = min(limit, _next_plan_change(plan, now + offset) - offset)
         window = policy._window
         if window:
-            # The latest entry holding each column's maximum: when it leaves the window, the
-            # held recommendation drops.
-            auto_top = proactive_top = -math.inf
-            auto_at = proactive_at = 0.0
-            for at, auto, proactive in window:
-                if auto >= auto_top:
-                    auto_top, auto_at = auto, at
-                if proactive >= proactive_top:
-                    proactive_top, proactive_at = proactive, at
-            hold = policy.settings.stabilization_window
-            _, auto_now, proactive_now = window[-1]
-            if auto_top > auto_now:
-                limit = min(limit, auto_at + hold - offset)
-            if proactive_top > proactive_now:
-                limit = min(limit, proactive_at + hold - offset)
-        return limit
+            # The latest entry holding the window's maximum: when it leaves the window, the
+            # held (proactive) recommendation drops.
+            top, top_at = -math.inf, 0.0
+            for at, proactive in window:
+                if proactive >= top:
+                    top, top_at = proactive, at
+            if top > window[-1][1]:
+                limit = min(limit, top_at + policy.settings.stabilization_window - offset)
+        return max(limit, now)
     except AttributeError:
         return now
+
+
+def _next_plan_change(plan: Any, epoch: float) -> float:
+    """Epoch second of the next minute whose planned (or cautious) count differs from this
+    minute's; the plan's start when it has not begun, infinity when nothing changes."""
+    index = math.floor((epoch - plan.start) / 60.0)
+    if index < 0:
+        return plan.start
+    change = math.inf
+    for counts in (plan.replicas, plan.cautious):
+        if counts is None or index >= len(counts):
+            continue
+        differ = np.flatnonzero(counts[index:] != counts[index])
+        upto = index + int(differ[0]) if differ.size else len(counts)
+        change = min(change, plan.start + upto * 60.0)
+    return change
 
 
 def predictive_skip_idle(
