@@ -223,7 +223,7 @@ def test_example_config_has_priced_pools(tmp_path):
         p.stop()
 
 
-def _on_a_terminal(*args: str, cwd: Path) -> str:
+def _on_a_terminal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run `tidal ARGS` with stdout and stderr on a pseudo-terminal; its screen output."""
     master, slave = pty.openpty()
     process = subprocess.Popen(
@@ -231,7 +231,7 @@ def _on_a_terminal(*args: str, cwd: Path) -> str:
         stdout=slave,
         stderr=slave,
         cwd=cwd,
-        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+        env={**(env or os.environ), "TERM": "xterm", "COLUMNS": "120"},
     )
     os.close(slave)
     chunks = []
@@ -257,7 +257,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     rows = [f"{start + 60 * m},{10 + 5 * ((m % 1440) // 60 > 8)}" for m in range(4 * 1440)]
     csv.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
     screen = _on_a_terminal("backtest", "--history", str(csv), cwd=tmp_path)
-    assert "backtest: days" in screen and "METHOD" in screen
+    assert "backtest: folds" in screen and "METHOD" in screen
     piped = subprocess.run(
         [sys.executable, "-m", "tidal", "backtest", "--history", str(csv)],
         capture_output=True,
@@ -271,7 +271,9 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
 def test_apply_of_many_documents_shows_progress_on_a_terminal(platform, tmp_path):
     path = tmp_path / "many.yaml"
     path.write_text(yaml.safe_dump_all([hello_service(f"many{i}") for i in range(6)]))
-    screen = _on_a_terminal("apply", "-f", str(path), "--server", platform.admin, cwd=tmp_path)
+    screen = _on_a_terminal(
+        "apply", "-f", str(path), "--server", platform.admin, cwd=tmp_path, env=platform.env
+    )
     assert "applying 6 documents" in screen
     assert screen.count("created") == 6
     piped = platform.cli("apply", "-f", str(path))
