@@ -15,7 +15,7 @@ from typing import Any
 
 SWEEPS: dict[str, dict[str, tuple[Any, ...]]] = {
     "kpa": {"autoscaling.knative.dev/window": ("10s", "30s", "60s", "180s", "600s", "1800s")},
-    "predictive": {"tidal.dev/quantile": ("0.5", "0.8", "0.9", "0.95", "0.99")},
+    "predictive": {"tidal.dev/cold-start-cost": ("30s", "2m", "10m", "1h", "6h", "1d")},
     "hpa": {"down_stabilization_s": (30.0, 120.0, 300.0, 900.0, 1800.0)},
     "ray": {"downscale_delay_s": (30.0, 120.0, 600.0, 1800.0, 3600.0)},
     "keepalive": {"keep_alive_s": (30.0, 120.0, 600.0, 1800.0, 3600.0)},
