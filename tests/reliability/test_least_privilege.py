@@ -27,6 +27,7 @@ def platform(tmp_path_factory):
         p.start()
     finally:
         del os.environ["TIDAL_TOKEN"]
+    p.env.pop("TIDAL_TOKEN")  # the platform got it; the test's CLI finds the admin token instead
     yield p
     p.stop()
 

@@ -111,6 +111,7 @@ def test_gateway_process_drains_too(platform: Platform) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=platform.env,  # finds the admin token as a local CLI does
     )
     try:
         url = f"http://127.0.0.1:{port}"
