@@ -143,7 +143,10 @@ async def test_scale_out_fills_units_in_policy_order_and_scale_in_removes_elasti
     platform.apply([copy.deepcopy(POLICY), copy.deepcopy(SERVICE)])
     workload = platform.workloads[KEY]
     await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1})
-    workload.set_desired(4)  # the autoscaler's decision
+    # The test plays the autoscaler: the KPA's own first decision (min-scale 1) must not land
+    # in the middle of it, whenever its first tick comes.
+    platform.scaling.remove(KEY)
+    workload.set_desired(4)
     await eventually(
         lambda: replicas(cluster) == {"hello-00001-ecs": 2, "hello-00001-eci": 2},
         message="2 on the reserved unit (its max), 2 on the elastic one",
