@@ -52,7 +52,7 @@ from tidal.runtime.engine import (
     stop_args,
 )
 from tidal.runtime.local import free_port, tail_lines
-from tidal.runtime.probe import watch_readiness
+from tidal.runtime.probe import report_readiness
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,13 @@ class ContainerRuntime:
             child.spawning = False
         replica.pid = child.process.pid
         replica.phase = ""
-        child.probe_task = asyncio.ensure_future(self._probe(child))
+        child.probe_task = asyncio.ensure_future(
+            report_readiness(
+                child.replica,
+                lambda: child.stopping,
+                lambda: _notify(child.on_change, child.replica),
+            )
+        )
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
     async def _ensure_image(self, child: _Child) -> str | None:
@@ -267,29 +273,6 @@ class ContainerRuntime:
     def _log_line(child: _Child, line: str) -> None:
         with child.replica.spec.log_path.open("a") as f:
             f.write(line + "\n")
-
-    async def _probe(self, child: _Child) -> None:
-        replica = child.replica
-
-        def ready() -> None:
-            if self._may_report(child):
-                replica.state = ReplicaState.READY
-                if replica.ready_at is None:
-                    replica.ready_at = time.monotonic()
-                replica.ever_ready = True
-                _notify(child.on_change, replica)
-
-        def not_ready() -> None:
-            if self._may_report(child):
-                replica.state = ReplicaState.NOT_READY
-                _notify(child.on_change, replica)
-
-        await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
-
-    @staticmethod
-    def _may_report(child: _Child) -> bool:
-        readiness_states = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
-        return not child.stopping and child.replica.state in readiness_states
 
     async def _await_exit(self, child: _Child) -> None:
         assert child.process is not None

@@ -27,7 +27,7 @@ from tidal.api.config import LogLimits
 from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, SecurityContext
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
 from tidal.runtime.logs import RotatingLog, tail_lines
-from tidal.runtime.probe import watch_readiness
+from tidal.runtime.probe import report_readiness
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,13 @@ class LocalRuntime:
         _notify(on_change, replica)
         assert process.stdout is not None
         child.log_task = asyncio.create_task(self._pump_log(process.stdout, spec))
-        child.probe_task = asyncio.create_task(self._probe(child))
+        child.probe_task = asyncio.create_task(
+            report_readiness(
+                child.replica,
+                lambda: child.stopping,
+                lambda: _notify(child.on_change, child.replica),
+            )
+        )
         child.exit_task = asyncio.create_task(self._await_exit(child))
         return replica
 
@@ -222,30 +228,6 @@ class LocalRuntime:
                     out.write(data)
                 except OSError as exc:  # a full disk must not stop the replica: keep reading
                     log.warning("cannot write the log of %s: %s", spec.replica_id, exc)
-
-    async def _probe(self, child: _Child) -> None:
-        replica = child.replica
-
-        def ready() -> None:
-            if self._may_report(child):
-                replica.state = ReplicaState.READY
-                if replica.ready_at is None:
-                    replica.ready_at = time.monotonic()
-                replica.ever_ready = True
-                _notify(child.on_change, replica)
-
-        def not_ready() -> None:
-            if self._may_report(child):
-                replica.state = ReplicaState.NOT_READY
-                _notify(child.on_change, replica)
-
-        await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
-
-    @staticmethod
-    def _may_report(child: _Child) -> bool:
-        # DRAINING is set by the controller; a probe result must not undo it.
-        readiness_states = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
-        return not child.stopping and child.replica.state in readiness_states
 
     async def _await_exit(self, child: _Child) -> None:
         code = await child.process.wait()

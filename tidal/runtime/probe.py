@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tidal.runtime.base import ProbeSpec
+from tidal.runtime.base import ProbeSpec, Replica, ReplicaState
 
 AGGRESSIVE_PERIOD_S = 0.05
 AGGRESSIVE_TIMEOUT_S = 0.1
@@ -112,3 +112,34 @@ async def _sleep_until(deadline: float) -> float:
         return now
     await asyncio.sleep(deadline - now)
     return deadline
+
+
+# DRAINING is set by the controller, FAILED and STOPPED by the runtime: a probe result moves a
+# replica only between these.
+_READINESS_STATES = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT_READY)
+
+
+async def report_readiness(
+    replica: Replica, stopping: Callable[[], bool], notify: Callable[[], None]
+) -> None:
+    """Probe `replica` until cancelled, moving it to READY (its first Ready Time kept) or
+    NOT_READY and calling `notify` on each change; a stopping replica is left alone. Every
+    runtime that runs replicas on this machine (processes, containers) probes this way."""
+
+    def may_report() -> bool:
+        return not stopping() and replica.state in _READINESS_STATES
+
+    def ready() -> None:
+        if may_report():
+            replica.state = ReplicaState.READY
+            if replica.ready_at is None:
+                replica.ready_at = time.monotonic()
+            replica.ever_ready = True
+            notify()
+
+    def not_ready() -> None:
+        if may_report():
+            replica.state = ReplicaState.NOT_READY
+            notify()
+
+    await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
