@@ -9,6 +9,7 @@ drain time is up.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,17 @@ class Replica:
 
 
 ReplicaListener = Callable[[Replica], None]
+
+
+def notify(on_change: ReplicaListener, replica: Replica) -> None:
+    """Tell the controller a replica changed; a failing listener is logged, never raised into
+    the runtime's own tasks."""
+    try:
+        on_change(replica)
+    except Exception:
+        logging.getLogger("tidal.runtime").exception(
+            "replica listener failed for %s", replica.replica_id
+        )
 
 
 class Runtime(Protocol):

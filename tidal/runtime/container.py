@@ -32,6 +32,7 @@ from tidal.runtime.base import (
     ReplicaSpec,
     ReplicaState,
     Runtime,
+    notify,
 )
 from tidal.runtime.engine import (
     DATA_DIR_LABEL,
@@ -183,7 +184,7 @@ class ContainerRuntime:
         replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
         child = _Child(replica, spec.image, on_change)
         self._children[spec.replica_id] = child
-        _notify(on_change, replica)
+        notify(on_change, replica)
         child.launch_task = asyncio.ensure_future(self._launch(child))
         return replica
 
@@ -228,7 +229,7 @@ class ContainerRuntime:
             report_readiness(
                 child.replica,
                 lambda: child.stopping,
-                lambda: _notify(child.on_change, child.replica),
+                lambda: notify(child.on_change, child.replica),
             )
         )
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
@@ -287,7 +288,7 @@ class ContainerRuntime:
             replica.state = ReplicaState.FAILED
             replica.reason = self._exit_reason(replica.spec, code)
         self._children.pop(replica.replica_id, None)
-        _notify(child.on_change, replica)
+        notify(child.on_change, replica)
 
     def _exit_reason(self, spec: ReplicaSpec, code: int) -> str:
         if code not in ENGINE_ERROR_CODES:
@@ -311,7 +312,7 @@ class ContainerRuntime:
         replica.reason = reason
         replica.phase = ""
         self._children.pop(replica.replica_id, None)
-        _notify(child.on_change, replica)
+        notify(child.on_change, replica)
 
     async def stop(self, replica: Replica, grace_s: float) -> None:
         child = self._children.get(replica.replica_id)
@@ -334,7 +335,7 @@ class ContainerRuntime:
             if replica.state is not ReplicaState.FAILED:
                 replica.state = ReplicaState.STOPPED
                 self._children.pop(replica.replica_id, None)
-                _notify(child.on_change, replica)
+                notify(child.on_change, replica)
             return
         if child.probe_task is not None:
             child.probe_task.cancel()
@@ -388,10 +389,3 @@ class HostRuntime:
 
     async def close(self) -> None:
         await asyncio.gather(self.processes.close(), self.containers.close())
-
-
-def _notify(on_change: ReplicaListener, replica: Replica) -> None:
-    try:
-        on_change(replica)
-    except Exception:
-        log.exception("replica listener failed for %s", replica.replica_id)

@@ -36,7 +36,7 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState
+from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, notify
 from tidal.runtime.deployments import (
     DELETION_COST,
     DEPLOYMENT_LABEL,
@@ -124,7 +124,7 @@ class KubernetesRuntime:
         except (ApiException, KeyError, ValueError) as exc:
             replica.state = ReplicaState.FAILED
             replica.reason = f"cannot create the Deployment: {_message(exc)}"
-            _notify(on_change, replica)
+            notify(on_change, replica)
             return replica
         replica.port = deployment.port
         child = _Child(replica, on_change, deployment)
@@ -136,7 +136,7 @@ class KubernetesRuntime:
                 deployment.waiting.append(child)
                 deployment.wanted += 1
                 await self._scale(deployment)
-        _notify(on_change, replica)
+        notify(on_change, replica)
         return replica
 
     async def stop(self, replica: Replica, grace_s: float) -> None:
@@ -337,7 +337,7 @@ class KubernetesRuntime:
         child.deployment.waiting.appendleft(child)
         if child.replica.state is ReplicaState.READY:
             child.replica.state = ReplicaState.NOT_READY
-            _notify(child.on_change, child.replica)
+            notify(child.on_change, child.replica)
 
     def _update(self, child: _Child, pod: dict[str, Any]) -> None:
         if child.stopping or child.failed or self._detached:
@@ -348,7 +348,7 @@ class KubernetesRuntime:
             child.failed = True
             replica.state = ReplicaState.FAILED
             replica.exit_code = state.exit_code
-            _notify(child.on_change, replica)
+            notify(child.on_change, replica)
             self._spawn(self._remove(child))
         elif state.ready and state.ip:
             if replica.state is not ReplicaState.READY:
@@ -357,10 +357,10 @@ class KubernetesRuntime:
                 if replica.ready_at is None:
                     replica.ready_at = time.monotonic()
                 replica.ever_ready = True
-                _notify(child.on_change, replica)
+                notify(child.on_change, replica)
         elif replica.state is ReplicaState.READY:
             replica.state = ReplicaState.NOT_READY
-            _notify(child.on_change, replica)
+            notify(child.on_change, replica)
 
     def _gone(self, child: _Child) -> None:
         replica = child.replica
@@ -370,7 +370,7 @@ class KubernetesRuntime:
         child.gone.set()
         if not child.failed and replica.state is not ReplicaState.STOPPED:
             replica.state = ReplicaState.STOPPED
-            _notify(child.on_change, replica)
+            notify(child.on_change, replica)
 
     def _resync(self, pods: list[dict[str, Any]]) -> None:
         """A fresh list: pods missing from it were deleted while the watch was down."""
@@ -425,13 +425,6 @@ class KubernetesRuntime:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _notify(on_change: ReplicaListener, replica: Replica) -> None:
-    try:
-        on_change(replica)
-    except Exception:
-        log.exception("replica listener failed for %s", replica.replica_id)
 
 
 def _message(exc: Exception) -> str:

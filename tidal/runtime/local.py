@@ -24,7 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tidal.api.config import LogLimits
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, SecurityContext
+from tidal.runtime.base import (
+    Replica,
+    ReplicaListener,
+    ReplicaSpec,
+    ReplicaState,
+    SecurityContext,
+    notify,
+)
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
 from tidal.runtime.logs import RotatingLog, tail_lines
 from tidal.runtime.probe import report_readiness
@@ -179,27 +186,27 @@ class LocalRuntime:
         except SecurityContextError as err:
             replica.state = ReplicaState.FAILED
             replica.reason = str(err)
-            _notify(on_change, replica)
+            notify(on_change, replica)
             return replica
         except (OSError, ValueError, subprocess.SubprocessError) as err:
             # ValueError: an empty command or a NUL in it; SubprocessError: the preexec failed
             replica.state = ReplicaState.FAILED
             replica.reason = _spawn_failure(spec, err)
-            _notify(on_change, replica)
+            notify(on_change, replica)
             return replica
         replica.pid = process.pid
         if self.records is not None:
             self.records.record(spec.replica_id, process.pid)
         child = _Child(replica, on_change, process)
         self._children[spec.replica_id] = child
-        _notify(on_change, replica)
+        notify(on_change, replica)
         assert process.stdout is not None
         child.log_task = asyncio.create_task(self._pump_log(process.stdout, spec))
         child.probe_task = asyncio.create_task(
             report_readiness(
                 child.replica,
                 lambda: child.stopping,
-                lambda: _notify(child.on_change, child.replica),
+                lambda: notify(child.on_change, child.replica),
             )
         )
         child.exit_task = asyncio.create_task(self._await_exit(child))
@@ -249,7 +256,7 @@ class LocalRuntime:
             replica.state = ReplicaState.FAILED
             replica.reason = f"exited with code {code}"
         self._children.pop(replica.replica_id, None)
-        _notify(child.on_change, replica)
+        notify(child.on_change, replica)
 
     async def stop(self, replica: Replica, grace_s: float) -> None:
         child = self._children.get(replica.replica_id)
@@ -281,13 +288,6 @@ class LocalRuntime:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-
-
-def _notify(on_change: ReplicaListener, replica: Replica) -> None:
-    try:
-        on_change(replica)
-    except Exception:
-        log.exception("replica listener failed for %s", replica.replica_id)
 
 
 def _spawn_failure(spec: ReplicaSpec, err: Exception) -> str:
