@@ -113,15 +113,17 @@ class ScalingLoop:
         while True:
             next_at += STAT_PERIOD_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            now = time.monotonic()
             tick += 1
-            decide = tick % TICKS_PER_DECISION == 0
-            for entry in list(self.revisions.values()):
-                self._record(entry, now)
-                if decide:
-                    self._decide(entry, now)
+            self.step(time.monotonic(), decide=tick % TICKS_PER_DECISION == 0)
+
+    def step(self, now: float, decide: bool) -> None:
+        """One stat tick: record every revision's second; on a decision tick, decide and place."""
+        for entry in list(self.revisions.values()):
+            self._record(entry, now)
             if decide:
-                self.on_round()
+                self._decide(entry, now)
+        if decide:
+            self.on_round()
 
     def _record(self, entry: ScaledRevision, now: float) -> None:
         workload = entry.workload
