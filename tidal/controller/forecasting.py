@@ -91,17 +91,13 @@ def lead_minutes(
 class Forecaster:
     def __init__(self, history: MetricHistory) -> None:
         self.history = history
-        self.revisions: dict[str, Planned] = {}
+        self.revisions: dict[str, Planned] = {}  # kept by tidal.controller.handle.Revisions
 
-    def add(self, key: str, planned: Planned) -> None:
-        self.revisions[key] = planned
-
-    def remove(self, key: str) -> None:
-        planned = self.revisions.pop(key, None)
-        if planned is not None:
-            for gauge in (PREDICTED_DEMAND, PLANNED_REPLICAS, RECOMMENDED_REPLICAS):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(planned.namespace, planned.revision)
+    def forget(self, planned: Planned) -> None:
+        """The revision is gone (the platform's handle map dropped it from `revisions`)."""
+        for gauge in (PREDICTED_DEMAND, PLANNED_REPLICAS, RECOMMENDED_REPLICAS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(planned.namespace, planned.revision)
 
     async def build(
         self, namespace: str, service: str, spec: DeciderSpec, settings: PredictiveAnnotations

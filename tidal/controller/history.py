@@ -25,9 +25,28 @@ class _Minute:
 
 
 class HistoryRecorder:
+    """Per-second stats in, per-minute rows out: the scaling loop calls `begin_second`, then
+    `observe` for each revision, then `write`, which stores the minutes that ended in one
+    transaction (not one per revision)."""
+
     def __init__(self, history: MetricHistory) -> None:
         self.history = history
         self._open: dict[tuple[str, str, str], _Minute] = {}
+        self._due: list[MinuteRollup] = []
+        self._buckets: dict[tuple[str, str], dict[float, float]] | None = None
+
+    def begin_second(self) -> None:
+        self._buckets = None  # the latency histogram is read again, once, when a minute ends
+
+    def write(self) -> None:
+        due, self._due = self._due, []
+        if due:
+            self.history.add(due)
+
+    def _latency(self, namespace: str, revision: str) -> dict[float, float]:
+        if self._buckets is None:
+            self._buckets = all_latency_buckets()
+        return self._buckets.get((namespace, revision), {})
 
     def observe(
         self,
@@ -47,7 +66,7 @@ class HistoryRecorder:
         if current is None or current.minute != minute:
             if current is not None:
                 self._flush(key, current)
-            current = _Minute(minute, buckets_at_start=latency_buckets(namespace, revision))
+            current = _Minute(minute, buckets_at_start=self._latency(namespace, revision))
             self._open[key] = current
         current.seconds += 1
         current.requests += requests
@@ -55,48 +74,53 @@ class HistoryRecorder:
         current.peak = max(current.peak, peak)
         current.ready_sum += ready
 
+    def observe_idle(self, namespace: str, service: str, revision: str, now_epoch: float) -> None:
+        """`observe` of a second with nothing in it (no requests, no replicas)."""
+        current = self._open.get((namespace, service, revision))
+        if current is not None and current.minute == int(now_epoch // 60):
+            current.seconds += 1
+        else:
+            self.observe(namespace, service, revision, now_epoch, 0.0, 0, 0, 0)
+
     def forget(self, namespace: str, service: str, revision: str) -> None:
         current = self._open.pop((namespace, service, revision), None)
         if current is not None:
+            self._buckets = None
             self._flush((namespace, service, revision), current)
+            self.write()
 
     def _flush(self, key: tuple[str, str, str], minute: _Minute) -> None:
         namespace, service, revision = key
         if minute.seconds == 0:
             return
-        end = latency_buckets(namespace, revision)
+        end = self._latency(namespace, revision)
         delta = {le: end.get(le, 0.0) - minute.buckets_at_start.get(le, 0.0) for le in end}
-        self.history.add(
-            [
-                MinuteRollup(
-                    namespace,
-                    service,
-                    revision,
-                    minute.minute,
-                    requests=minute.requests,
-                    avg_concurrency=minute.concurrency_sum / minute.seconds,
-                    peak_concurrency=minute.peak,
-                    p95_latency=histogram_quantile(0.95, delta),
-                    ready_replicas=minute.ready_sum / minute.seconds,
-                )
-            ]
+        self._due.append(
+            MinuteRollup(
+                namespace,
+                service,
+                revision,
+                minute.minute,
+                requests=minute.requests,
+                avg_concurrency=minute.concurrency_sum / minute.seconds,
+                peak_concurrency=minute.peak,
+                p95_latency=histogram_quantile(0.95, delta),
+                ready_replicas=minute.ready_sum / minute.seconds,
+            )
         )
 
 
-def latency_buckets(namespace: str, revision: str) -> dict[float, float]:
-    """Cumulative request counts per latency bucket bound for a revision, all status codes."""
-    counts: dict[float, float] = {}
+def all_latency_buckets() -> dict[tuple[str, str], dict[float, float]]:
+    """`latency_buckets` of every revision, from one read of the histogram."""
+    table: dict[tuple[str, str], dict[float, float]] = {}
     for family in LATENCY.collect():
         for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_bucket")
-                and labels.get("revision") == revision
-                and labels.get("namespace") == namespace
-            ):
+            if sample.name.endswith("_bucket"):
+                labels = sample.labels
+                counts = table.setdefault((labels["namespace"], labels["revision"]), {})
                 bound = float(labels["le"])
                 counts[bound] = counts.get(bound, 0.0) + sample.value
-    return counts
+    return table
 
 
 def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:

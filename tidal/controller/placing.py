@@ -53,7 +53,7 @@ class Placer:
 
     def place(self, workloads: Iterable[RevisionWorkload]) -> None:
         now = time.monotonic()
-        workloads = list(workloads)
+        workloads = [w for w in workloads if _has_work(w)]
         placed = {id(w): w.placed() for w in workloads}
         usage = tally(self.pools, (item for items in placed.values() for item in items))
         policies = {id(w): self.policy_for(w) for w in workloads}  # once, not once per pair
@@ -166,3 +166,15 @@ class CostCollector(Collector):
             for name, family in families.items():
                 family.add_metric(labels, getattr(use, name))
         yield from families.values()
+
+
+def _has_work(workload: RevisionWorkload) -> bool:
+    """Whether the scheduler has anything to do for it: an idle revision at zero has nothing
+    placed, nothing wanted and nothing pending (and placing it would change nothing)."""
+    return bool(
+        workload.desired
+        or workload.replicas
+        or workload.provisioning
+        or workload.pending
+        or workload.spec.standby_pool is not None
+    )

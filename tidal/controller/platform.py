@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,47 +20,37 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY
 
-from tidal.api.autoscaling import parse_autoscaling_annotations
 from tidal.api.config import PlatformConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
-    PLATFORM_ANNOTATIONS,
-    PROGRESS_DEADLINE,
     TEMPLATE_ANNOTATIONS,
     WARM_STANDBY,
     ValidService,
-    runs_in_container,
     validate_service,
 )
-from tidal.api.predictive import REACTIVE, PredictiveAnnotations, parse_predictive_annotations
+from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
-from tidal.api.service import RevisionSpec
-from tidal.api.units import parse_duration
-from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
-from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
-from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
-from tidal.autoscaler.predictive.policy import PredictivePolicy
-from tidal.controller.forecasting import Forecaster, Planned, plan_view
+from tidal.autoscaler.baselines import policy_for_class
+from tidal.controller.factory import RevisionFactory
+from tidal.controller.forecasting import Forecaster, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
+from tidal.controller.handle import RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
-    CONFIGURATION_LABEL,
     GENERATION_LABEL,
     SERVICE_LABEL,
     next_revision,
 )
 from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
-from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
+from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.views import live_revision, read_logs, replica_views
-from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, count_remote_answers
-from tidal.gateway.activator import RevisionThrottler
+from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
-from tidal.runtime.container import image_spec
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store
@@ -67,7 +58,6 @@ from tidal.store.sqlite import Conflict, Store
 log = logging.getLogger("tidal.controller")
 
 SERVER_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp")
-REVISION_LABEL = "serving.knative.dev/revision"
 NO_GC = "serving.knative.dev/no-gc"
 GC_PERIOD_S = 30.0
 ROUTE_PERIOD_S = 0.5
@@ -124,15 +114,24 @@ class Platform:
         self.placer = Placer(config.pools)
         self._cost_collector = CostCollector(self.placer.ledger)
         REGISTRY.register(self._cost_collector)
-        self.scaling = ScalingLoop(HistoryRecorder(self.history), on_round=self.place)
         self.forecaster = Forecaster(self.history)
-        self.decider_specs: dict[str, DeciderSpec] = {}
+        # The one map of revision handles; the router's throttlers and the forecaster's plan
+        # entries are tables it keeps in step.
+        self.revisions = Revisions(self.router.throttlers, self.forecaster.revisions)
+        self.scaling = ScalingLoop(
+            HistoryRecorder(self.history), on_round=self.place, revisions=self.revisions
+        )
+        self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke)
         self.services: dict[str, ValidService] = {}
-        self.workloads: dict[str, RevisionWorkload] = {}
         self.routes = Routes(
-            self.store, self.router, self.scaling, config.domain, config.rollout_duration_s
+            self.store, self.router, self.revisions, config.domain, config.rollout_duration_s
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._placing: asyncio.Handle | None = None
+
+    @property
+    def workloads(self) -> Mapping[str, RevisionWorkload]:
+        return WorkloadView(self.revisions)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -185,6 +184,12 @@ class Platform:
             self.placer.policies[
                 key_of(doc["metadata"]["namespace"], policy.metadata.name or "")
             ] = policy
+        by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for revision in self.store.list("Revision"):  # one read, not one per service
+            meta = revision["metadata"]
+            owner = (meta["namespace"], meta.get("labels", {}).get(SERVICE_LABEL, ""))
+            by_service.setdefault(owner, []).append(revision)
+        restored: list[tuple[RevisionWorkload, int]] = []
         for doc in self.store.list("Service"):
             try:
                 valid = validate_service(
@@ -197,10 +202,17 @@ class Platform:
                 continue
             key = key_of(valid.namespace, valid.name)
             self.services[key] = valid
-            for revision in self._revisions_of(valid.namespace, valid.name):
-                status = revision.get("status", {})
-                self._add_workload(valid, revision, restored=int(status.get("desiredReplicas", 0)))
+            for revision in by_service.get((valid.namespace, valid.name), []):
+                desired = int(revision.get("status", {}).get("desiredReplicas", 0))
+                handle = self.factory.build(valid.name, revision, restored=desired)
+                self.revisions.add(handle)
+                if desired:
+                    restored.append((handle.workload, desired))
             self.reconcile_route(valid.namespace, valid.name)
+        # Replicas start once the loop runs again (placement is coalesced): restore returns as
+        # soon as the tables are rebuilt, and the admin API answers meanwhile.
+        for workload, desired in restored:
+            workload.set_desired(desired)
 
     # -- apply / delete -----------------------------------------------------------------------
 
@@ -247,9 +259,11 @@ class Platform:
                 continue
             self.services[plan.key] = plan.valid
             if plan.revision is not None:
-                self._add_workload(plan.valid, plan.revision, restored=None)
+                self.revisions.add(self.factory.build(plan.valid.name, plan.revision, None))
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
-        self.collect_garbage()
+        self.collect_garbage(
+            [(p.valid.namespace, p.valid.name) for p in plans if isinstance(p, ServicePlan)]
+        )
         self.place()
         return [(p.doc, p.result) for p in plans]
 
@@ -369,7 +383,7 @@ class Platform:
                 self.store.delete("Revision", namespace, revision["metadata"]["name"])
         self.routes.forget(key)
         for revision in revisions:
-            self._remove_workload(namespace, revision["metadata"]["name"])
+            self._remove_revision(RevisionKey.of(namespace, revision["metadata"]["name"]))
         self.services.pop(key, None)
         return True
 
@@ -379,116 +393,37 @@ class Platform:
         revisions = self.store.list("Revision", namespace, {SERVICE_LABEL: service})
         return sorted(revisions, key=lambda r: int(r["metadata"]["labels"][GENERATION_LABEL]))
 
-    def _add_workload(
-        self, valid: ValidService, revision: dict[str, Any], restored: int | None
-    ) -> None:
-        namespace, name = valid.namespace, revision["metadata"]["name"]
-        key = key_of(namespace, name)
-        spec = RevisionSpec.model_validate(revision["spec"])
-        annotations = revision["metadata"].get("annotations", {})
-        autoscaling = parse_autoscaling_annotations(annotations, self.config.autoscaler)
-        progress = (
-            parse_duration(annotations[PROGRESS_DEADLINE])
-            if PROGRESS_DEADLINE in annotations
-            else self.config.progress_deadline_s
-        )
-        cc = spec.container_concurrency
-        throttler = RevisionThrottler(
-            namespace,
-            valid.name,
-            name,
-            cc,
-            float(spec.timeout_seconds),
-            pending_cap=10 * cc if cc else self.config.pending_cap_default,
-            on_first_request=lambda _: self.scaling.poke(key),
-        )
-        status = revision.get("status", {})
-        workload = RevisionWorkload(
-            RevisionRuntimeSpec(
-                namespace=namespace,
-                service=valid.name,
-                revision=name,
-                container=spec.containers[0],
-                container_concurrency=cc,
-                timeout_s=float(spec.timeout_seconds),
-                progress_deadline_s=progress,
-                log_dir=self.data_dir / "logs" / namespace / name,
-                termination_grace_s=self.config.termination_grace_s,
-                labels={
-                    **revision["metadata"].get("labels", {}),
-                    SERVICE_LABEL: valid.name,
-                    CONFIGURATION_LABEL: valid.name,
-                    REVISION_LABEL: name,
-                },
-                standby_pool=annotations.get(WARM_STANDBY),
-                image=image_spec(spec.containers[0])
-                if runs_in_container(spec.containers[0], annotations)
-                else None,
-            ),
-            self.runtime,
-            throttler,
-            events=self,
-            ever_ready=_condition(status).get("status") == "True" or bool(status.get("everReady")),
-        )
-        ready_condition = _condition(status)
-        if ready_condition.get("status") == "False":
-            workload.failed_reason = ready_condition.get("reason", "Failed")
-            workload.failed_message = ready_condition.get("message", "")
-            throttler.fail(
-                f"revision {name} failed: {workload.failed_reason}: {workload.failed_message}"
-            )
-        now = time.monotonic()
-        spec_ = decider_spec(self.config.autoscaler, autoscaling, cc)
-        kpa = RevisionAutoscaler(
-            spec_,
-            now,
-            ready=restored or 0,
-            progress_deadline_s=progress,
-            initialized=restored is not None,
-        )
-        autoscaler: Autoscaler = kpa
-        policy = policy_for_class(autoscaling.autoscaler_class)
-        if policy not in ("kpa", "predictive"):
-            autoscaler = make_autoscaler(
-                policy, spec_, now, ready=restored or 0, progress_deadline_s=progress
-            )
-        elif policy == "predictive":
-            settings = parse_predictive_annotations(annotations, also_known=PLATFORM_ANNOTATIONS)
-            predictive = PredictiveAutoscaler(
-                kpa,
-                PredictivePolicy(settings, spec_.min_scale, spec_.max_scale),
-                epoch_offset=time.time() - now,
-            )
-            self.forecaster.add(
-                key, Planned(namespace, valid.name, name, spec_, settings, predictive)
-            )
-            autoscaler = predictive
-        self.decider_specs[key] = spec_
-        self.workloads[key] = workload
-        self.router.throttlers[key] = throttler
-        self.scaling.add(key, ScaledRevision(workload, autoscaler))
-        if restored:
-            workload.set_desired(restored)
-
-    def _remove_workload(self, namespace: str, name: str) -> None:
-        key = key_of(namespace, name)
-        self.scaling.remove(key)
-        self.forecaster.remove(key)
-        self.decider_specs.pop(key, None)
-        self.router.throttlers.pop(key, None)
-        workload = self.workloads.pop(key, None)
-        if workload is not None:
-            task = asyncio.ensure_future(workload.close())
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
+    def _remove_revision(self, key: RevisionKey) -> None:
+        """Out of every table in one step; its replicas drain and stop in the background."""
+        handle = self.revisions.remove(key)
+        if handle is None:
+            return
+        self.scaling.forget(handle)
+        if handle.planned is not None:
+            self.forecaster.forget(handle.planned)
+        task = asyncio.ensure_future(handle.workload.close())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
     # -- workload events (tidal.controller.workload.WorkloadEvents) -----------------------------
 
     def place(self) -> None:
         """Let the scheduler place or remove replicas of every revision."""
-        self.placer.place(self.workloads.values())
+        self.placer.place(h.workload for h in self.revisions.values())
 
     def needs_placement(self, workload: RevisionWorkload) -> None:
+        """Place once the current step is done: many changes in one step, one placement."""
+        if self._placing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.place()
+            return
+        self._placing = loop.call_soon(self._place_soon)
+
+    def _place_soon(self) -> None:
+        self._placing = None
         self.place()
 
     def replica_started(
@@ -519,15 +454,13 @@ class Platform:
             )
 
     def _on_unreachable(self, key: str, replica_id: str) -> None:
-        workload = self.workloads.get(key)
-        if workload is not None:
-            workload.replace(replica_id)
+        handle = self.revisions.get(key)
+        if handle is not None:
+            handle.workload.replace(replica_id)
 
     def status_changed(self, workload: RevisionWorkload) -> None:
         spec = workload.spec
-        cc = spec.container_concurrency
-        if cc:
-            workload.throttler.pending_cap = 10 * cc * max(1, workload.desired)
+        workload.throttler.size_queue(workload.desired, self.config.pending_cap_default)
         revision = self.store.get("Revision", spec.namespace, spec.revision)
         if revision is None:
             return
@@ -554,7 +487,7 @@ class Platform:
         if json.dumps(svc_status, sort_keys=True) != before:
             self.store.put(service)
             self.reconcile_route(spec.namespace, spec.service)
-            self.collect_garbage()
+            self.collect_garbage([(spec.namespace, spec.service)])
 
     def _generation_of(self, namespace: str, revision: str) -> int:
         doc = self.store.get("Revision", namespace, revision)
@@ -600,7 +533,8 @@ class Platform:
     def reconcile_route(self, namespace: str, name: str) -> None:
         valid = self.services.get(key_of(namespace, name))
         if valid is not None:
-            self.routes.reconcile(valid, self._revisions_of(namespace, name))
+            names = [h.key.name for h in self.revisions.of_service(namespace, name)]
+            self.routes.reconcile(valid, names)
 
     def _advance_rollouts(self) -> None:
         for key in self.routes.rolling_out():
@@ -609,38 +543,47 @@ class Platform:
 
     # -- garbage collection -------------------------------------------------------------------
 
-    def collect_garbage(self) -> list[str]:
-        """Delete old revisions by Knative's GC rules; returns the deleted names."""
+    def collect_garbage(self, services: Iterable[tuple[str, str]] | None = None) -> list[str]:
+        """Delete old revisions by Knative's GC rules; returns the deleted names. `services`
+        (namespace, name): only these, after they changed; None (the periodic pass): those
+        with more revisions than GC keeps anyway, counted in memory (the latest is never
+        collected, so a service with one revision costs nothing)."""
+        keep = max(1, self.config.gc.min_non_active_revisions)
+        if services is None:
+            services = [
+                s for s in self.revisions.services() if len(self.revisions.of_service(*s)) > keep
+            ]
         deleted: list[str] = []
         now = time.time()
-        for key, valid in list(self.services.items()):
-            service = self.store.get("Service", valid.namespace, valid.name)
-            if service is None:
-                continue
-            latest_ready = service.get("status", {}).get("latestReadyRevisionName")
-            routed = self.routes.routed(key)
-            ages = [
-                _age(
-                    revision,
-                    active=revision["metadata"]["name"] in routed
-                    or revision["metadata"]["name"]
-                    in (latest_ready, service["status"].get("latestCreatedRevisionName")),
-                )
-                for revision in self._revisions_of(valid.namespace, valid.name)
-            ]
-            for name in revisions_to_collect(ages, self.config.gc, now):
-                self.store.delete("Revision", valid.namespace, name)
-                self._remove_workload(valid.namespace, name)
-                deleted.append(f"{valid.namespace}/{name}")
+        for namespace, name in services:
+            deleted += self._collect_service(namespace, name, now)
+        return deleted
+
+    def _collect_service(self, namespace: str, name: str, now: float) -> list[str]:
+        if key_of(namespace, name) not in self.services:
+            return []
+        service = self.store.get("Service", namespace, name)
+        if service is None:
+            return []
+        status = service.get("status", {})
+        active = {status.get("latestReadyRevisionName"), status.get("latestCreatedRevisionName")}
+        active |= self.routes.routed(key_of(namespace, name))
+        ages = [
+            _age(revision, active=revision["metadata"]["name"] in active)
+            for revision in self._revisions_of(namespace, name)
+        ]
+        deleted = []
+        for revision in revisions_to_collect(ages, self.config.gc, now):
+            self.store.delete("Revision", namespace, revision)
+            self._remove_revision(RevisionKey.of(namespace, revision))
+            deleted.append(f"{namespace}/{revision}")
         return deleted
 
     # -- views for the admin API --------------------------------------------------------------
 
     def live_revision(self, revision: dict[str, Any]) -> dict[str, Any]:
         meta = revision["metadata"]
-        return live_revision(
-            revision, self.scaling.revisions.get(key_of(meta["namespace"], meta["name"]))
-        )
+        return live_revision(revision, self.revisions.get(key_of(meta["namespace"], meta["name"])))
 
     async def forecast(self, namespace: str, service: str) -> dict[str, Any]:
         """A fresh plan for the service's newest routed revision, and why it runs as it does.
@@ -652,7 +595,7 @@ class Platform:
             raise InvalidSpec("metadata.name", f"service {service!r} has no revisions")
         revision = candidates[-1]
         key = key_of(namespace, revision)
-        spec = self.decider_specs[key]
+        spec = self.revisions[key].decider
         planned = self.forecaster.revisions.get(key)
         settings = planned.settings if planned else PredictiveAnnotations(mode=REACTIVE)
         plan = await self.forecaster.build(namespace, service, spec, settings)
@@ -755,13 +698,6 @@ def _strip_server_fields(doc: dict[str, Any]) -> dict[str, Any]:
     for server_field in SERVER_METADATA:
         doc["metadata"].pop(server_field, None)
     return doc
-
-
-def _condition(status: dict[str, Any]) -> dict[str, Any]:
-    for condition in status.get("conditions", []):
-        if condition.get("type") == "Ready":
-            return condition
-    return {}
 
 
 def _generation(revision: dict[str, Any]) -> int:

@@ -6,13 +6,14 @@ docs/autoscaling.md#per-revision-settings)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tidal.api.manifest import ValidService
+from tidal.controller.handle import RevisionHandle
 from tidal.controller.revisions import SERVICE_LABEL
 from tidal.controller.rollout import Rollout, advance, start_rollout
-from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, host_table, resolve_traffic
 from tidal.gateway.routing import TrafficRouter
 from tidal.store.base import ResourceStore
@@ -37,13 +38,13 @@ class Routes:
         self,
         store: ResourceStore,
         router: TrafficRouter,
-        scaling: ScalingLoop,
+        revisions: Mapping[str, RevisionHandle],
         domain: str,
         default_rollout_s: float,
     ) -> None:
         self.store = store
         self.router = router
-        self.scaling = scaling
+        self.revisions = revisions
         self.domain = domain
         self.default_rollout_s = default_rollout_s
         self.states: dict[str, RouteState] = {}
@@ -61,8 +62,9 @@ class Routes:
         state = self.states.pop(key, RouteState())
         self.router.set_hosts(state.hosts, {})
 
-    def reconcile(self, valid: ValidService, revisions: list[dict[str, Any]]) -> None:
-        """Publish the service's hosts to the gateway and store the resolved Route."""
+    def reconcile(self, valid: ValidService, revisions: list[str]) -> None:
+        """Publish the service's hosts to the gateway and store the resolved Route.
+        `revisions`: the names of the service's revisions."""
         namespace, name = valid.namespace, valid.name
         service = self.store.get("Service", namespace, name)
         if service is None:
@@ -70,7 +72,7 @@ class Routes:
         status = service.get("status", {})
         latest_ready = status.get("latestReadyRevisionName")
         latest = latest_ready or status["latestCreatedRevisionName"]
-        known = {r["metadata"]["name"] for r in revisions}
+        known = set(revisions)
         targets = resolve_traffic(valid.service.spec.traffic, latest, known)
         state = self.states.setdefault(key_of(namespace, name), RouteState())
         now = time.time()
@@ -106,7 +108,7 @@ class Routes:
     def _update_reachability(
         self,
         namespace: str,
-        revisions: list[dict[str, Any]],
+        revisions: list[str],
         routed: set[str],
         status: dict[str, Any],
         state: RouteState,
@@ -115,9 +117,8 @@ class Routes:
         (docs/autoscaling.md#per-revision-settings); a revision that stops being routed records
         when, for GC."""
         pending = status.get("latestCreatedRevisionName")
-        for revision in revisions:
-            rev = revision["metadata"]["name"]
-            entry = self.scaling.revisions.get(key_of(namespace, rev))
+        for rev in revisions:
+            entry = self.revisions.get(key_of(namespace, rev))
             if entry is not None:
                 entry.workload.routed = rev in routed
                 entry.reachable = rev in routed or (
@@ -126,10 +127,11 @@ class Routes:
                     and entry.workload.failed_reason is None
                 )
             if rev in state.routed and rev not in routed:
-                revision["metadata"].setdefault("annotations", {})[ROUTING_STATE_MODIFIED] = str(
-                    time.time()
-                )
-                self.store.put(revision)
+                revision = self.store.get("Revision", namespace, rev)
+                if revision is not None:
+                    annotations = revision["metadata"].setdefault("annotations", {})
+                    annotations[ROUTING_STATE_MODIFIED] = str(time.time())
+                    self.store.put(revision)
         state.routed = routed
 
     def _store_route(self, service: dict[str, Any], targets: list[Any], state: RouteState) -> None:

@@ -9,17 +9,20 @@ immediate decision.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from prometheus_client import Gauge
 
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import Decision
+from tidal.controller.handle import RevisionHandle
 from tidal.controller.history import HistoryRecorder
-from tidal.controller.workload import RevisionWorkload
+
+SETTLE_RECHECK_S = 10.0
 
 DESIRED = Gauge(
     "tidal_desired_replicas", "Replicas the autoscaler wants", ["namespace", "revision"]
@@ -45,34 +48,34 @@ class Autoscaler(Protocol):
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision: ...
 
 
-@dataclass
-class ScaledRevision:
-    workload: RevisionWorkload
-    autoscaler: Autoscaler
-    reachable: bool = True
-    last_decision: Decision | None = None
-    period_start: float = field(default_factory=time.monotonic)
-    poked: bool = False  # an immediate stat was sent; the next report subtracts it
-    remote: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # other gateways
-
-
 class ScalingLoop:
-    def __init__(self, recorder: HistoryRecorder, on_round: Callable[[], None]) -> None:
+    """Drives the autoscaler of every handle in `revisions` (the platform's one map of them)."""
+
+    def __init__(
+        self,
+        recorder: HistoryRecorder,
+        on_round: Callable[[], None],
+        revisions: Mapping[str, RevisionHandle],
+    ) -> None:
         self.recorder = recorder
         self.on_round = on_round  # after each decision round: place replicas
-        self.revisions: dict[str, ScaledRevision] = {}
+        self.revisions = revisions
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, key: str, entry: ScaledRevision) -> None:
-        self.revisions[key] = entry
-
     def remove(self, key: str) -> None:
-        entry = self.revisions.pop(key, None)
+        """Stop scaling this revision: its scale is set by hand from now on."""
+        entry = self.revisions.get(key)
         if entry is not None:
-            spec = entry.workload.spec
-            self.recorder.forget(spec.namespace, spec.service, spec.revision)
-            for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
-                gauge.remove(entry.workload.spec.namespace, entry.workload.spec.revision)
+            entry.scaled = False
+            self.forget(entry)
+
+    def forget(self, entry: RevisionHandle) -> None:
+        """The revision is gone: write out its history and drop its gauges."""
+        spec = entry.workload.spec
+        self.recorder.forget(spec.namespace, spec.service, spec.revision)
+        for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
+            with contextlib.suppress(KeyError):
+                gauge.remove(spec.namespace, spec.revision)
 
     def add_remote(self, key: str, concurrency: float, requests: float, peak: float) -> None:
         """A second of another gateway's stats; added to this gateway's at the next record, as
@@ -82,6 +85,7 @@ class ScalingLoop:
             entry.remote[0] += concurrency
             entry.remote[1] += requests
             entry.remote[2] = max(entry.remote[2], peak)
+            entry.idle = False
 
     def poke(self, key: str) -> None:
         """First request for a revision with no free replica: send a stat of 1 at once and, if the
@@ -92,7 +96,7 @@ class ScalingLoop:
             return
         now = time.monotonic()
         entry.autoscaler.record(now, 1.0, 1.0)
-        entry.poked = True
+        entry.poked, entry.idle = True, False
         # Knative pokes only when the decider's last desired scale is 0; it is -1 until the
         # first valid tick, so a revision created at zero would wait up to 2 s. tidal also
         # decides at once whenever the applied scale is zero.
@@ -117,32 +121,47 @@ class ScalingLoop:
             self.step(time.monotonic(), decide=tick % TICKS_PER_DECISION == 0)
 
     def step(self, now: float, decide: bool) -> None:
-        """One stat tick: record every revision's second; on a decision tick, decide and place."""
+        """One stat tick: record every revision's second; on a decision tick, decide and place.
+        A revision idle at zero (`RevisionHandle.idle`) costs a record of nothing and no
+        decision until a request, a stat or a change of reachability wakes it."""
+        now_epoch = time.time()
+        self.recorder.begin_second()
         for entry in list(self.revisions.values()):
-            self._record(entry, now)
-            if decide:
+            if not entry.scaled or (entry.idle and self._idle_second(entry, now, now_epoch)):
+                continue
+            self._record(entry, now, now_epoch)
+            if decide and not entry.idle:
                 self._decide(entry, now)
+        self.recorder.write()
         if decide:
             self.on_round()
 
-    def _record(self, entry: ScaledRevision, now: float) -> None:
+    def _idle_second(self, entry: RevisionHandle, now: float, now_epoch: float) -> bool:
+        """An idle revision's second, the cheap way when nothing happened in it: no request
+        arrived, none is in flight, and nothing asked for replicas. False: record it fully."""
+        workload = entry.workload
+        stats = workload.throttler.stats
+        if stats.requests or stats.in_flight or workload.desired:
+            entry.idle = False
+            return False
+        entry.period_start = now
+        spec = workload.spec
+        self.recorder.observe_idle(spec.namespace, spec.service, spec.revision, now_epoch)
+        return True
+
+    def _record(self, entry: RevisionHandle, now: float, now_epoch: float) -> None:
         workload = entry.workload
         concurrency, count, peak = workload.throttler.stats.collect(entry.period_start, now)
         remote_concurrency, remote_count, remote_peak = entry.remote
-        entry.remote = [0.0, 0.0, 0.0]
-        concurrency += remote_concurrency
-        count += int(remote_count)
-        peak = max(peak, int(remote_peak))
+        if remote_concurrency or remote_count or remote_peak:
+            entry.remote = [0.0, 0.0, 0.0]
+            concurrency += remote_concurrency
+            count += int(remote_count)
+            peak = max(peak, int(remote_peak))
         ready = workload.ready_count()
+        spec = workload.spec
         self.recorder.observe(
-            workload.spec.namespace,
-            workload.spec.service,
-            workload.spec.revision,
-            time.time(),
-            concurrency,
-            count,
-            peak,
-            ready,
+            spec.namespace, spec.service, spec.revision, now_epoch, concurrency, count, peak, ready
         )
         rps = count / max(now - entry.period_start, 1e-3)
         if entry.poked:
@@ -153,11 +172,14 @@ class ScalingLoop:
         # 1.
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
-        labels = (workload.spec.namespace, workload.spec.revision)
+            entry.idle = False
+        elif entry.idle and not workload.throttler.stats.in_flight:
+            return  # its gauges read 0 since it went idle
+        labels = (spec.namespace, spec.revision)
         IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
         READY.labels(*labels).set(ready)
 
-    def _decide(self, entry: ScaledRevision, now: float) -> None:
+    def _decide(self, entry: RevisionHandle, now: float) -> None:
         workload = entry.workload
         decision = entry.autoscaler.tick(now, workload.ready_count(), entry.reachable)
         entry.last_decision = decision
@@ -166,3 +188,17 @@ class ScalingLoop:
         labels = (workload.spec.namespace, workload.spec.revision)
         DESIRED.labels(*labels).set(workload.desired)
         PANIC.labels(*labels).set(1 if decision.in_panic else 0)
+        if workload.desired == 0 and now >= entry.settle_check_at:
+            entry.idle = _settled_at_zero(entry, now)
+
+
+def _settled_at_zero(entry: RevisionHandle, now: float) -> bool:
+    """At zero with nothing ready, and the autoscaler says idle ticks would change nothing from
+    here on (its `quiet_until` is infinite: the simulator's idle skipping, docs/simulator.md).
+    Not yet: it is asked again once it might be (at least SETTLE_RECHECK_S later)."""
+    quiet_until = getattr(entry.autoscaler, "quiet_until", None)
+    if quiet_until is None or entry.workload.ready_count() or entry.workload.live_count():
+        return False
+    limit = quiet_until(now, 0)
+    entry.settle_check_at = max(limit, now + SETTLE_RECHECK_S)
+    return bool(limit == math.inf)

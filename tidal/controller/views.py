@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tidal.controller.scaling import ScaledRevision
+from tidal.controller.handle import RevisionHandle
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import ReplicaState
 from tidal.runtime.local import tail_lines
 
 
-def live_revision(revision: dict[str, Any], entry: ScaledRevision | None) -> dict[str, Any]:
+def live_revision(revision: dict[str, Any], entry: RevisionHandle | None) -> dict[str, Any]:
     """The stored Revision with live replica counts and the autoscaler's last decision."""
     if entry is None:
         return revision

@@ -13,6 +13,7 @@ and decides when a revision has failed:
 from __future__ import annotations
 
 import asyncio
+import enum
 import secrets
 import time
 from collections.abc import Mapping
@@ -66,6 +67,37 @@ REPLICA_STARTUP_SECONDS = Histogram(
     ["namespace", "service", "revision", "pool"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
+
+
+class Clock(Protocol):
+    """Monotonic seconds: the workload's timers (back-off, provisioning, drain deadlines)."""
+
+    def now(self) -> float: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+
+class Lifecycle(enum.StrEnum):
+    """A revision's lifecycle, as its workload sees it."""
+
+    DEPLOYING = "Deploying"  # no replica has been ready yet
+    READY = "Ready"  # a replica has been ready; lost replicas are replaced at once
+    BACKING_OFF = "BackingOff"  # replacements wait (`next_start_at`) after failed starts
+    FAILED = "Failed"  # never ready and gave up: starts nothing until a replica turns ready
+    CLOSED = "Closed"  # collected, deleted or shutting down: starts nothing, ever
+
+
+# Every allowed move; `RevisionWorkload._enter` refuses any other.
+TRANSITIONS: dict[Lifecycle, frozenset[Lifecycle]] = {
+    Lifecycle.DEPLOYING: frozenset({Lifecycle.READY, Lifecycle.FAILED, Lifecycle.CLOSED}),
+    Lifecycle.READY: frozenset({Lifecycle.BACKING_OFF, Lifecycle.CLOSED}),
+    Lifecycle.BACKING_OFF: frozenset({Lifecycle.READY, Lifecycle.BACKING_OFF, Lifecycle.CLOSED}),
+    Lifecycle.FAILED: frozenset({Lifecycle.READY, Lifecycle.FAILED, Lifecycle.CLOSED}),
+    Lifecycle.CLOSED: frozenset(),
+}
 
 
 class WorkloadEvents(Protocol):
@@ -145,7 +177,10 @@ class RevisionWorkload:
         throttler: RevisionThrottler,
         events: WorkloadEvents,
         ever_ready: bool = False,
+        failure: tuple[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`ever_ready` and `failure` (reason, message) restore a stored revision's state."""
         self.spec = spec
         self.runtime = runtime
         self.throttler = throttler
@@ -157,14 +192,55 @@ class RevisionWorkload:
         self.pending: tuple[Pending, ...] = ()
         self.desired = 0
         self.routed = True
-        self.ever_ready = ever_ready
-        self.failed_reason: str | None = None
-        self.failed_message = ""
-        self.crash_streak = 0
-        self._next_start_at = 0.0
+        self.clock: Clock = clock or MonotonicClock()
+        self.state = (
+            Lifecycle.FAILED
+            if failure is not None
+            else Lifecycle.READY
+            if ever_ready
+            else Lifecycle.DEPLOYING
+        )
+        self.ever_ready = ever_ready  # a fact once true, whatever state follows
+        self.failure = failure  # (reason, message) while FAILED
+        self.crash_streak = 0  # replicas in a row that failed before ready
+        self.next_start_at = 0.0  # BACKING_OFF: no replica starts before this
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping: set[str] = set()
-        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _enter(
+        self,
+        state: Lifecycle,
+        failure: tuple[str, str] | None = None,
+        next_start_at: float = 0.0,
+    ) -> None:
+        """The one place the lifecycle moves (see TRANSITIONS)."""
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"revision {self.spec.revision}: no move {self.state} -> {state}")
+        if state is Lifecycle.READY:
+            self.ever_ready = True
+            self.failure = None
+            self.crash_streak = 0
+        elif state is Lifecycle.FAILED:
+            self.failure = failure
+        elif state is Lifecycle.BACKING_OFF:
+            self.next_start_at = next_start_at
+        self.state = state
+
+    @property
+    def failed_reason(self) -> str | None:
+        return self.failure[0] if self.failure is not None else None
+
+    @property
+    def failed_message(self) -> str:
+        return self.failure[1] if self.failure is not None else ""
+
+    def may_start(self, now: float) -> bool:
+        """Whether new replicas may start now (a failed, backing-off or closed one sheds only)."""
+        if self.state is Lifecycle.BACKING_OFF and now >= self.next_start_at:
+            return True
+        return self.state in (Lifecycle.DEPLOYING, Lifecycle.READY)
 
     # -- observed state -----------------------------------------------------------------------
 
@@ -270,7 +346,7 @@ class RevisionWorkload:
         """What the scheduler should place for this revision now. A failed revision, or one
         backing off after crashes, may shed replicas but start none."""
         desired = self.desired
-        if self.failed_reason is not None or now < self._next_start_at or self._closed:
+        if not self.may_start(now):
             desired = min(desired, self.live_count())
         return Request(
             revision=f"{self.spec.namespace}/{self.spec.revision}",
@@ -301,8 +377,7 @@ class RevisionWorkload:
             and self.desired == 0
             and self.routed
             and self.ever_ready
-            and self.failed_reason is None
-            and not self._closed
+            and self.state in (Lifecycle.READY, Lifecycle.BACKING_OFF)
         )
 
     def start_standby(self, pool: Pool, devices: tuple[str, ...]) -> None:
@@ -313,7 +388,7 @@ class RevisionWorkload:
 
     def _start(self, pool: Pool, devices: tuple[str, ...], labels: Mapping[str, str]) -> None:
         replica_id = f"{self.spec.revision}-{secrets.token_hex(3)}"
-        entry = Provisioning(pool.name, devices, labels, time.monotonic())
+        entry = Provisioning(pool.name, devices, labels, self.clock.now())
         self.provisioning[replica_id] = entry
         self.replica_labels[replica_id] = labels
         self.events.replica_started(self, replica_id, pool.name, len(devices))
@@ -376,10 +451,10 @@ class RevisionWorkload:
         """No new requests; let in-flight ones finish (bounded by the revision timeout); stop."""
         self._stopping.add(replica.replica_id)
         self.throttler.drain(replica.replica_id)
-        if time.monotonic() - self.throttler.remote_seen < REMOTE_RECENT_S:
+        if self.clock.now() - self.throttler.remote_seen < REMOTE_RECENT_S:
             await asyncio.sleep(REMOTE_DRAIN_SETTLE_S)
-        deadline = time.monotonic() + self.spec.timeout_s
-        while self.throttler.in_flight_of(replica.replica_id) and time.monotonic() < deadline:
+        deadline = self.clock.now() + self.spec.timeout_s
+        while self.throttler.in_flight_of(replica.replica_id) and self.clock.now() < deadline:
             await asyncio.sleep(0.05)
         self.throttler.remove_endpoint(replica.replica_id)
         await self.runtime.stop(replica, self.spec.termination_grace_s)
@@ -422,10 +497,10 @@ class RevisionWorkload:
     def _became_ready(self, replica: Replica) -> None:
         if replica.replica_id in self._stopping:
             return
-        self.crash_streak = 0
         first = not self.ever_ready
-        self.ever_ready = True
-        self.failed_reason = None
+        if self.state not in (Lifecycle.READY, Lifecycle.CLOSED):
+            self._enter(Lifecycle.READY)
+        self.crash_streak = 0
         labels = (self.spec.namespace, self.spec.service, self.spec.revision)
         if replica.startup_seconds is not None:
             REPLICA_STARTUP_SECONDS.labels(*labels, replica.spec.pool).observe(
@@ -447,7 +522,7 @@ class RevisionWorkload:
         self.replicas.pop(replica.replica_id, None)
         self.provisioning.pop(replica.replica_id, None)  # failed while being started
         self._gone(replica.replica_id)
-        if self._closed:
+        if self.state is Lifecycle.CLOSED:
             return
         code = replica.exit_code
         reason = f"ExitCode{code}" if code is not None else "StartFailed"
@@ -473,13 +548,16 @@ class RevisionWorkload:
                 f"before ready ({reason}); last log lines:\n{tail}"
             )
         backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, self.crash_streak - 1))
-        self._next_start_at = time.monotonic() + backoff
+        if self.state is not Lifecycle.CLOSED:
+            self._enter(Lifecycle.BACKING_OFF, next_start_at=self.clock.now() + backoff)
         asyncio.get_running_loop().call_later(backoff, self.events.needs_placement, self)
 
     def _fail(self, reason: str, message: str, replica: Replica) -> None:
         tail = self._log_tail(replica)
-        self.failed_reason = reason
-        self.failed_message = f"{message}; last log lines:\n{tail}" if tail else message
+        if self.state not in (Lifecycle.DEPLOYING, Lifecycle.FAILED):
+            return  # closed meanwhile
+        detail = f"{message}; last log lines:\n{tail}" if tail else message
+        self._enter(Lifecycle.FAILED, failure=(reason, detail))
         self.throttler.fail(
             f"revision {self.spec.revision} failed: {reason}: {self.failed_message}"
         )
@@ -498,7 +576,8 @@ class RevisionWorkload:
 
     async def close(self) -> None:
         """Drain and stop every replica (service deleted, revision collected, platform stop)."""
-        self._closed = True
+        if self.state is not Lifecycle.CLOSED:
+            self._enter(Lifecycle.CLOSED)
         for replica_id in list(self.provisioning):
             self._stop(replica_id)
         await asyncio.gather(

@@ -20,6 +20,17 @@ from dataclasses import dataclass
 from tidal.gateway.router import RouteError
 from tidal.gateway.stats import RevisionStats
 
+# With containerConcurrency set, a revision holds at most this many waiting requests per slot
+# (CC x max(1, desired replicas)); without it, the platform's gateway.pending-cap-default.
+PENDING_PER_SLOT = 10
+
+
+def pending_cap(container_concurrency: int, desired: int, default: int) -> int:
+    """How many requests a revision may hold waiting (503 past it)."""
+    if container_concurrency:
+        return PENDING_PER_SLOT * container_concurrency * max(1, desired)
+    return default
+
 
 @dataclass(eq=False)
 class Endpoint:
@@ -165,6 +176,10 @@ class RevisionThrottler:
         for endpoint in self.endpoints:
             if endpoint.replica_id == replica_id:
                 endpoint.draining = True
+
+    def size_queue(self, desired: int, default: int) -> None:
+        """Resize the pending cap to the revision's desired replicas (see `pending_cap`)."""
+        self.pending_cap = pending_cap(self.cc, desired, default)
 
     def fail(self, reason: str) -> None:
         """Answer waiting and new requests with 503 `reason` until a replica becomes ready."""

@@ -44,6 +44,7 @@ from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import DeciderSpec, Decision
+from tidal.gateway.activator import pending_cap
 from tidal.scheduler.cost import CostLedger, Usage
 from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
 from tidal.sim.dists import Distribution
@@ -511,7 +512,7 @@ class Simulation:
                     if svc.autoscaler.poke(clock0 + t, 1.0) or svc.desired == 0:
                         self._decide(svc, t)
                 cc = svc.cc
-                cap = 10 * cc * max(1, svc.desired) if cc else svc.model.pending_cap_default
+                cap = pending_cap(cc, svc.desired, svc.model.pending_cap_default)
                 if len(svc.queue) >= cap:
                     status[a] = 1
                     svc.open -= 1

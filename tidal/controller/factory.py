@@ -1,0 +1,220 @@
+"""Builds a revision's handle from its stored document: the one place that knows how.
+
+The autoscaler comes from a table keyed by the policy an `autoscaling.knative.dev/class` names
+(`BUILDERS`); policies not in it are the baselines of `tidal.autoscaler.baselines`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tidal.api.autoscaling import parse_autoscaling_annotations
+from tidal.api.config import PlatformConfig
+from tidal.api.manifest import (
+    PLATFORM_ANNOTATIONS,
+    PROGRESS_DEADLINE,
+    WARM_STANDBY,
+    runs_in_container,
+)
+from tidal.api.predictive import parse_predictive_annotations
+from tidal.api.service import RevisionSpec
+from tidal.api.units import parse_duration
+from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
+from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
+from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.controller.forecasting import Planned
+from tidal.controller.handle import RevisionHandle, RevisionKey
+from tidal.controller.revisions import CONFIGURATION_LABEL, GENERATION_LABEL, SERVICE_LABEL
+from tidal.controller.scaling import Autoscaler
+from tidal.controller.workload import (
+    Clock,
+    MonotonicClock,
+    RevisionRuntimeSpec,
+    RevisionWorkload,
+    WorkloadEvents,
+)
+from tidal.gateway.activator import RevisionThrottler, pending_cap
+from tidal.runtime.base import Runtime
+from tidal.runtime.container import image_spec
+
+REVISION_LABEL = "serving.knative.dev/revision"
+
+
+@dataclass(frozen=True)
+class AutoscalerInputs:
+    """What every autoscaler builder gets."""
+
+    key: RevisionKey
+    service: str
+    spec: DeciderSpec
+    annotations: dict[str, Any]
+    now: float
+    ready: int  # restored replicas (0 for a new revision)
+    initialized: bool  # restored: the revision already had its initial scale
+    progress_deadline_s: float
+
+
+Built = tuple[Autoscaler, Planned | None]
+
+
+def _kpa(inputs: AutoscalerInputs) -> RevisionAutoscaler:
+    return RevisionAutoscaler(
+        inputs.spec,
+        inputs.now,
+        ready=inputs.ready,
+        progress_deadline_s=inputs.progress_deadline_s,
+        initialized=inputs.initialized,
+    )
+
+
+def _build_kpa(inputs: AutoscalerInputs) -> Built:
+    return _kpa(inputs), None
+
+
+def _build_predictive(inputs: AutoscalerInputs) -> Built:
+    """The KPA, led by an hourly plan (tidal.controller.forecasting builds the plan)."""
+    settings = parse_predictive_annotations(inputs.annotations, also_known=PLATFORM_ANNOTATIONS)
+    spec = inputs.spec
+    autoscaler = PredictiveAutoscaler(
+        _kpa(inputs),
+        PredictivePolicy(settings, spec.min_scale, spec.max_scale),
+        epoch_offset=time.time() - inputs.now,
+    )
+    key = inputs.key
+    return autoscaler, Planned(key.namespace, inputs.service, key.name, spec, settings, autoscaler)
+
+
+BUILDERS: dict[str, Callable[[AutoscalerInputs], Built]] = {
+    "kpa": _build_kpa,
+    "predictive": _build_predictive,
+}
+
+
+def build_autoscaler(policy: str, inputs: AutoscalerInputs) -> Built:
+    builder = BUILDERS.get(policy)
+    if builder is not None:
+        return builder(inputs)
+    baseline = make_autoscaler(
+        policy,
+        inputs.spec,
+        inputs.now,
+        ready=inputs.ready,
+        progress_deadline_s=inputs.progress_deadline_s,
+    )
+    return baseline, None
+
+
+class RevisionFactory:
+    """Stored Revision → `RevisionHandle` (nothing is started: the platform adds the handle,
+    then sets a restored revision's scale)."""
+
+    def __init__(
+        self,
+        config: PlatformConfig,
+        data_dir: Path,
+        runtime: Runtime,
+        events: WorkloadEvents,
+        poke: Callable[[str], None],
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.runtime = runtime
+        self.events = events
+        self.poke = poke  # the scaling loop's: a first request at zero
+        self.clock = clock or MonotonicClock()
+
+    def build(self, service: str, revision: dict[str, Any], restored: int | None) -> RevisionHandle:
+        """`restored`: the replicas a stored revision wanted before a restart (None: new)."""
+        meta = revision["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key = RevisionKey.of(namespace, name)
+        spec = RevisionSpec.model_validate(revision["spec"])
+        annotations = meta.get("annotations", {})
+        autoscaling = parse_autoscaling_annotations(annotations, self.config.autoscaler)
+        progress = (
+            parse_duration(annotations[PROGRESS_DEADLINE])
+            if PROGRESS_DEADLINE in annotations
+            else self.config.progress_deadline_s
+        )
+        cc = spec.container_concurrency
+        timeout = float(spec.timeout_seconds)
+        throttler = RevisionThrottler(
+            namespace,
+            service,
+            name,
+            cc,
+            timeout,
+            pending_cap=pending_cap(cc, 0, self.config.pending_cap_default),
+            on_first_request=lambda _: self.poke(key),
+        )
+        status = revision.get("status", {})
+        ready_condition = _condition(status)
+        failure = None
+        if ready_condition.get("status") == "False":
+            failure = (ready_condition.get("reason", "Failed"), ready_condition.get("message", ""))
+            throttler.fail(f"revision {name} failed: {failure[0]}: {failure[1]}")
+        container = spec.containers[0]
+        workload = RevisionWorkload(
+            RevisionRuntimeSpec(
+                namespace=namespace,
+                service=service,
+                revision=name,
+                container=container,
+                container_concurrency=cc,
+                timeout_s=timeout,
+                progress_deadline_s=progress,
+                log_dir=self.data_dir / "logs" / namespace / name,
+                termination_grace_s=self.config.termination_grace_s,
+                labels={
+                    **meta.get("labels", {}),
+                    SERVICE_LABEL: service,
+                    CONFIGURATION_LABEL: service,
+                    REVISION_LABEL: name,
+                },
+                standby_pool=annotations.get(WARM_STANDBY),
+                image=image_spec(container) if runs_in_container(container, annotations) else None,
+            ),
+            self.runtime,
+            throttler,
+            events=self.events,
+            ever_ready=ready_condition.get("status") == "True" or bool(status.get("everReady")),
+            failure=failure,
+            clock=self.clock,
+        )
+        decider = decider_spec(self.config.autoscaler, autoscaling, cc)
+        inputs = AutoscalerInputs(
+            key,
+            service,
+            decider,
+            annotations,
+            self.clock.now(),
+            ready=restored or 0,
+            initialized=restored is not None,
+            progress_deadline_s=progress,
+        )
+        autoscaler, planned = build_autoscaler(
+            policy_for_class(autoscaling.autoscaler_class), inputs
+        )
+        return RevisionHandle(
+            key=key,
+            service=service,
+            generation=int(meta["labels"][GENERATION_LABEL]),
+            decider=decider,
+            throttler=throttler,
+            workload=workload,
+            autoscaler=autoscaler,
+            planned=planned,
+        )
+
+
+def _condition(status: dict[str, Any]) -> dict[str, Any]:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Ready":
+            return condition
+    return {}
