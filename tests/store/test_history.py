@@ -69,6 +69,7 @@ def test_recorder_writes_one_row_per_minute(tmp_path):
             ready=2,
         )
     recorder.observe("default", "svc", "svc-00001", base + 60, 0.0, 0, 0, 2)  # next minute
+    recorder.write()  # the scaling loop writes the minutes that ended once per second
     series = {
         f: history.service_series("default", "svc", f, 6000, 6002)
         for f in ("requests", "avg_concurrency", "peak_concurrency", "ready_replicas")

@@ -84,6 +84,10 @@ class RevisionThrottler:
                 return endpoint.in_flight + remote
         return remote
 
+    def size_queue(self, desired: int, default: int) -> None:
+        """Resize the pending cap to the revision's desired replicas (see `pending_cap`)."""
+        self.pending_cap = pending_cap(self.cc, desired, default)
+
     # -- request path -------------------------------------------------------------------------
 
     async def acquire(self, deadline: float) -> Endpoint:
@@ -176,10 +180,6 @@ class RevisionThrottler:
         for endpoint in self.endpoints:
             if endpoint.replica_id == replica_id:
                 endpoint.draining = True
-
-    def size_queue(self, desired: int, default: int) -> None:
-        """Resize the pending cap to the revision's desired replicas (see `pending_cap`)."""
-        self.pending_cap = pending_cap(self.cc, desired, default)
 
     def fail(self, reason: str) -> None:
         """Answer waiting and new requests with 503 `reason` until a replica becomes ready."""

@@ -153,8 +153,9 @@ class Store:
     ) -> list[dict[str, Any]]:
         if namespace is not None and labels and INDEXED_LABEL in labels:
             rows = self._db.execute(
-                f"SELECT body FROM resources WHERE kind=? AND namespace=? AND {_INDEXED_VALUE}=? "
-                "ORDER BY name",
+                # Named: without statistics SQLite prefers the primary key for its order.
+                "SELECT body FROM resources INDEXED BY resources_by_service "
+                f"WHERE kind=? AND namespace=? AND {_INDEXED_VALUE}=? ORDER BY name",
                 (kind, namespace, labels[INDEXED_LABEL]),
             )
         elif namespace is None:
