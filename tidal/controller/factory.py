@@ -27,17 +27,12 @@ from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
 from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.forecasting import Planned
 from tidal.controller.handle import RevisionHandle, RevisionKey
 from tidal.controller.revisions import CONFIGURATION_LABEL, GENERATION_LABEL, SERVICE_LABEL
 from tidal.controller.scaling import Autoscaler
-from tidal.controller.workload import (
-    Clock,
-    MonotonicClock,
-    RevisionRuntimeSpec,
-    RevisionWorkload,
-    WorkloadEvents,
-)
+from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, WorkloadEvents
 from tidal.gateway.activator import RevisionThrottler, pending_cap
 from tidal.runtime.base import Runtime
 from tidal.runtime.container import image_spec
@@ -210,6 +205,7 @@ class RevisionFactory:
             workload=workload,
             autoscaler=autoscaler,
             planned=planned,
+            period_start=inputs.now,
         )
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy, selects
+from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.workload import RevisionWorkload
 from tidal.scheduler.cost import CostLedger
 from tidal.scheduler.placement import PoolUsage, Request, place, place_all, tally
@@ -25,7 +26,8 @@ COST_LABELS = ["service", "revision", "pool"]
 
 
 class Placer:
-    def __init__(self, pools: tuple[Pool, ...]) -> None:
+    def __init__(self, pools: tuple[Pool, ...], clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or MonotonicClock()
         self.pools = pools
         self.pools_by_name = {pool.name: pool for pool in pools}
         self.policies: dict[str, ResourcePolicy] = {}  # "namespace/name" -> policy
@@ -52,7 +54,7 @@ class Placer:
         return None
 
     def place(self, workloads: Iterable[RevisionWorkload]) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         workloads = [w for w in workloads if _has_work(w)]
         placed = {id(w): w.placed() for w in workloads}
         usage = tally(self.pools, (item for items in placed.values() for item in items))

@@ -32,6 +32,7 @@ from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.autoscaler.baselines import policy_for_class
+from tidal.controller.clock import Clock
 from tidal.controller.factory import RevisionFactory
 from tidal.controller.forecasting import Forecaster, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
@@ -104,6 +105,7 @@ class Platform:
         data_dir: Path,
         runtime: Runtime,
         store: ResourceStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
@@ -111,17 +113,15 @@ class Platform:
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
-        self.placer = Placer(config.pools)
+        self.placer = Placer(config.pools, clock)
         self._cost_collector = CostCollector(self.placer.ledger)
         REGISTRY.register(self._cost_collector)
         self.forecaster = Forecaster(self.history)
         # The one map of revision handles; the router's throttlers and the forecaster's plan
         # entries are tables it keeps in step.
         self.revisions = Revisions(self.router.throttlers, self.forecaster.revisions)
-        self.scaling = ScalingLoop(
-            HistoryRecorder(self.history), on_round=self.place, revisions=self.revisions
-        )
-        self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke)
+        self.scaling = ScalingLoop(HistoryRecorder(self.history), self.place, self.revisions, clock)
+        self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke, clock)
         self.services: dict[str, ValidService] = {}
         self.routes = Routes(
             self.store, self.router, self.revisions, config.domain, config.rollout_duration_s

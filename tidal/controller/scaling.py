@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import Decision
+from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.handle import RevisionHandle
 from tidal.controller.history import HistoryRecorder
 
@@ -56,8 +57,10 @@ class ScalingLoop:
         recorder: HistoryRecorder,
         on_round: Callable[[], None],
         revisions: Mapping[str, RevisionHandle],
+        clock: Clock | None = None,
     ) -> None:
         self.recorder = recorder
+        self.clock: Clock = clock or MonotonicClock()
         self.on_round = on_round  # after each decision round: place replicas
         self.revisions = revisions
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +97,7 @@ class ScalingLoop:
         entry = self.revisions.get(key)
         if entry is None:
             return
-        now = time.monotonic()
+        now = self.clock.now()
         entry.autoscaler.record(now, 1.0, 1.0)
         entry.poked, entry.idle = True, False
         # Knative pokes only when the decider's last desired scale is 0; it is -1 until the
@@ -113,12 +116,12 @@ class ScalingLoop:
 
     async def _run(self) -> None:
         tick = 0
-        next_at = time.monotonic()
+        next_at = self.clock.now()
         while True:
             next_at += STAT_PERIOD_S
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.sleep(max(0.0, next_at - self.clock.now()))
             tick += 1
-            self.step(time.monotonic(), decide=tick % TICKS_PER_DECISION == 0)
+            self.step(self.clock.now(), decide=tick % TICKS_PER_DECISION == 0)
 
     def step(self, now: float, decide: bool) -> None:
         """One stat tick: record every revision's second; on a decision tick, decide and place.

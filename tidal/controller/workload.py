@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
+from tidal.controller.clock import Clock, MonotonicClock
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
@@ -67,17 +67,6 @@ REPLICA_STARTUP_SECONDS = Histogram(
     ["namespace", "service", "revision", "pool"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
-
-
-class Clock(Protocol):
-    """Monotonic seconds: the workload's timers (back-off, provisioning, drain deadlines)."""
-
-    def now(self) -> float: ...
-
-
-class MonotonicClock:
-    def now(self) -> float:
-        return time.monotonic()
 
 
 class Lifecycle(enum.StrEnum):

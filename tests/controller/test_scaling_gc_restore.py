@@ -1,0 +1,149 @@
+"""The scaling loop, GC and restart recovery through the Platform, on a fake runtime and a fake
+clock (tidal.controller.scaling, tidal.controller.platform)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.controller.fakes import (
+    decide,
+    make_platform,
+    runtime_of,
+    service,
+    settle,
+    zero_initial_scale,
+)
+from tidal.api.config import GCConfig, PlatformConfig
+from tidal.controller.platform import Platform
+from tidal.controller.workload import Lifecycle
+
+KEY = "default/hello-00001"
+ZERO = {"autoscaling.knative.dev/initial-scale": "0"}
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = make_platform(tmp_path, zero_initial_scale(PlatformConfig()))
+    yield platform
+    await platform.stop()
+
+
+async def test_a_request_at_zero_pokes_the_autoscaler_and_a_replica_starts(
+    platform: Platform,
+) -> None:
+    platform.apply([service(**ZERO)])
+    await decide(platform)
+    assert runtime_of(platform).running() == []
+    throttler = platform.router.throttlers[KEY]
+    waiting = asyncio.ensure_future(throttler.acquire(deadline=1e12))
+    await settle()  # the first request at zero decides at once: one replica
+    assert platform.workloads[KEY].desired == 1
+    (replica,) = runtime_of(platform).running()
+    runtime_of(platform).ready(replica)
+    await settle()
+    assert waiting.done() and waiting.result().replica_id == replica
+    throttler.release(waiting.result())
+
+
+async def test_idle_revisions_at_zero_are_not_decided_until_something_happens(
+    platform: Platform,
+) -> None:
+    platform.apply([service(**ZERO)])
+    handle = platform.revisions[KEY]
+    ticks = []
+    tick = handle.autoscaler.tick
+    handle.autoscaler.tick = lambda *a, **k: ticks.append(a) or tick(*a, **k)  # type: ignore[method-assign]
+    for _ in range(100):  # past the stable window and the scale-to-zero grace period
+        await decide(platform)
+    assert handle.idle, "settled at zero"
+    settled = len(ticks)
+    for _ in range(10):
+        await decide(platform)
+    assert len(ticks) == settled, "no decision while idle"
+    platform.scaling.poke(KEY)  # a first request
+    assert not handle.idle and platform.workloads[KEY].desired == 1
+    assert len(ticks) == settled + 1
+
+
+async def test_a_change_of_reachability_wakes_an_idle_revision(platform: Platform) -> None:
+    platform.apply([service(**ZERO)])
+    handle = platform.revisions[KEY]
+    for _ in range(100):
+        await decide(platform)
+    assert handle.idle
+    handle.reachable = False
+    assert not handle.idle
+
+
+async def test_decisions_resize_the_throttlers_pending_cap(platform: Platform) -> None:
+    doc = service(**ZERO)
+    doc["spec"]["template"]["spec"]["containerConcurrency"] = 2
+    platform.apply([doc])
+    throttler = platform.router.throttlers[KEY]
+    assert throttler.pending_cap == 20  # 10 x CC x max(1, desired)
+    platform.workloads[KEY].set_desired(3)
+    assert throttler.pending_cap == 60
+
+
+async def test_gc_collects_old_revisions_of_the_changed_service_only(tmp_path: Path) -> None:
+    gc = GCConfig(  # none is old enough to go by age: only max-non-active collects
+        retain_since_create_time_s=3600.0,
+        retain_since_last_active_time_s=None,
+        min_non_active_revisions=0,
+        max_non_active_revisions=1,
+    )
+    platform = make_platform(tmp_path, replace(zero_initial_scale(PlatformConfig()), gc=gc))
+    try:
+        runtime = runtime_of(platform)
+        for version in range(1, 4):
+            doc = service()
+            doc["spec"]["template"]["spec"]["containers"][0]["env"] = [
+                {"name": "V", "value": str(version)}
+            ]
+            platform.apply([doc, service("other")] if version == 1 else [doc])
+            await decide(platform)
+            for replica in runtime.running():
+                if runtime.replicas[replica].ever_ready is False:
+                    runtime.ready(replica)
+        await settle()
+        names = [h.key.name for h in platform.revisions.of_service("default", "hello")]
+        assert names == ["hello-00002", "hello-00003"], "one non-active revision kept"
+        assert "default/hello-00001" not in platform.router.throttlers
+        assert platform.store.get("Revision", "default", "hello-00001") is None
+        assert "default/other-00001" in platform.revisions
+        assert platform.collect_garbage() == []  # the periodic pass finds nothing more
+    finally:
+        await platform.stop()
+
+
+async def test_a_restarted_platform_recovers_revisions_and_starts_replicas_after_restore(
+    tmp_path: Path,
+) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service(), service("idle", **{"autoscaling.knative.dev/max-scale": "3"})])
+    await decide(first)
+    for replica in runtime_of(first).running():
+        if replica.startswith("hello"):
+            runtime_of(first).ready(replica)
+        else:
+            runtime_of(first).exit(replica, code=2)  # never ready: failed
+    await first.stop()
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()
+        assert runtime_of(second).running() == [], "restore starts nothing itself"
+        hello, idle = second.workloads[KEY], second.workloads["default/idle-00001"]
+        assert hello.state is Lifecycle.READY and hello.desired == 1
+        assert idle.state is Lifecycle.FAILED and idle.failed_reason == "ExitCode2"
+        assert second.router.throttlers["default/idle-00001"].failure is not None
+        assert second.router.hosts["hello.default.example.com"].revisions == (KEY,)
+        await settle()
+        assert [r.split("-")[0] for r in runtime_of(second).running()] == ["hello"]
+    finally:
+        await second.stop()
