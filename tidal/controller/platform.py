@@ -208,7 +208,7 @@ class Platform:
                 self.revisions.add(handle)
                 if desired:
                     restored.append((handle.workload, desired))
-            self.reconcile_route(valid.namespace, valid.name)
+            self.reconcile_route(valid.namespace, valid.name, doc)
         # Replicas start once the loop runs again (placement is coalesced): restore returns as
         # soon as the tables are rebuilt, and the admin API answers meanwhile.
         for workload, desired in restored:
@@ -530,11 +530,13 @@ class Platform:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def reconcile_route(self, namespace: str, name: str) -> None:
+    def reconcile_route(
+        self, namespace: str, name: str, service: dict[str, Any] | None = None
+    ) -> None:
         valid = self.services.get(key_of(namespace, name))
         if valid is not None:
             names = [h.key.name for h in self.revisions.of_service(namespace, name)]
-            self.routes.reconcile(valid, names)
+            self.routes.reconcile(valid, names, service)
 
     def _advance_rollouts(self) -> None:
         for key in self.routes.rolling_out():

@@ -31,6 +31,7 @@ class RouteState:
     latest: str | None = None
     rollout: Rollout | None = None
     routed: set[str] = field(default_factory=set)
+    stored: tuple[Any, Any] | None = None  # the Route's (spec, status) as last read or written
 
 
 class Routes:
@@ -62,11 +63,15 @@ class Routes:
         state = self.states.pop(key, RouteState())
         self.router.set_hosts(state.hosts, {})
 
-    def reconcile(self, valid: ValidService, revisions: list[str]) -> None:
+    def reconcile(
+        self, valid: ValidService, revisions: list[str], service: dict[str, Any] | None = None
+    ) -> None:
         """Publish the service's hosts to the gateway and store the resolved Route.
-        `revisions`: the names of the service's revisions."""
+        `revisions`: the names of the service's revisions; `service`: the stored Service when
+        the caller has just read it."""
         namespace, name = valid.namespace, valid.name
-        service = self.store.get("Service", namespace, name)
+        if service is None:
+            service = self.store.get("Service", namespace, name)
         if service is None:
             return
         status = service.get("status", {})
@@ -160,9 +165,10 @@ class Routes:
                 **({"rollout": state.rollout.to_dict()} if state.rollout else {}),
             },
         }
-        current = self.store.get("Route", namespace, name)
-        if current is None or (current["spec"], current["status"]) != (
-            route["spec"],
-            route["status"],
-        ):
+        if state.stored is None:  # first time since start: compare with what the store has
+            current = self.store.get("Route", namespace, name)
+            state.stored = (current["spec"], current["status"]) if current else (None, None)
+        wanted = (route["spec"], route["status"])
+        if state.stored != wanted:
             self.store.put(route)
+            state.stored = wanted
