@@ -127,7 +127,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[tuple[str, float
         platform.scaling.step(time.monotonic() + next(clock), True)
     tick_s = timed(lambda: platform.scaling.step(time.monotonic() + next(clock), True), 20)
     ready = sum(1 for r in platform.replicas() if r.get("state") == "Ready")
-    print(f"{revisions} revisions, {ready} ready replicas (busy services)")
+    idle = sum(1 for h in platform.revisions.values() if h.idle)
+    print(f"{revisions} revisions, {idle} idle at zero, {ready} ready replicas (busy services)")
     await client.close()
     await platform.stop()
 

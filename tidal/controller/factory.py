@@ -205,6 +205,7 @@ class RevisionFactory:
             workload=workload,
             autoscaler=autoscaler,
             planned=planned,
+            history_key=(namespace, service, name),
             period_start=inputs.now,
         )
 

@@ -55,6 +55,7 @@ class RevisionHandle:
     workload: RevisionWorkload
     autoscaler: Autoscaler
     planned: Planned | None = None  # predictive revisions: the plan the forecaster keeps
+    history_key: tuple[str, str, str] = ("", "", "")  # (namespace, service, revision)
     # -- the scaling loop's state (tidal.controller.scaling) --
     last_decision: Decision | None = None
     period_start: float = field(default_factory=time.monotonic)

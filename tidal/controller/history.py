@@ -74,13 +74,14 @@ class HistoryRecorder:
         current.peak = max(current.peak, peak)
         current.ready_sum += ready
 
-    def observe_idle(self, namespace: str, service: str, revision: str, now_epoch: float) -> None:
-        """`observe` of a second with nothing in it (no requests, no replicas)."""
-        current = self._open.get((namespace, service, revision))
-        if current is not None and current.minute == int(now_epoch // 60):
+    def observe_idle(self, key: tuple[str, str, str], now_epoch: float, minute: int) -> None:
+        """`observe` of a second with nothing in it (no requests, no replicas); `key` is
+        (namespace, service, revision), `minute` the epoch minute of `now_epoch`."""
+        current = self._open.get(key)
+        if current is not None and current.minute == minute:
             current.seconds += 1
         else:
-            self.observe(namespace, service, revision, now_epoch, 0.0, 0, 0, 0)
+            self.observe(*key, now_epoch, 0.0, 0, 0, 0)
 
     def forget(self, namespace: str, service: str, revision: str) -> None:
         current = self._open.pop((namespace, service, revision), None)

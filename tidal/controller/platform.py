@@ -408,8 +408,13 @@ class Platform:
     # -- workload events (tidal.controller.workload.WorkloadEvents) -----------------------------
 
     def place(self) -> None:
-        """Let the scheduler place or remove replicas of every revision."""
-        self.placer.place(h.workload for h in self.revisions.values())
+        """Let the scheduler place or remove replicas of every revision (idle ones at zero have
+        nothing to place, unless they keep a warm standby)."""
+        self.placer.place(
+            h.workload
+            for h in self.revisions.values()
+            if not h.idle or h.workload.spec.standby_pool is not None
+        )
 
     def needs_placement(self, workload: RevisionWorkload) -> None:
         """Place once the current step is done: many changes in one step, one placement."""

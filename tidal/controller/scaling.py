@@ -128,29 +128,28 @@ class ScalingLoop:
         A revision idle at zero (`RevisionHandle.idle`) costs a record of nothing and no
         decision until a request, a stat or a change of reachability wakes it."""
         now_epoch = time.time()
-        self.recorder.begin_second()
+        minute = int(now_epoch // 60)
+        recorder = self.recorder
+        recorder.begin_second()
         for entry in list(self.revisions.values()):
-            if not entry.scaled or (entry.idle and self._idle_second(entry, now, now_epoch)):
+            if not entry.scaled:
                 continue
+            if entry.idle:
+                # The cheap second of an idle revision, when nothing happened in it: no request
+                # arrived, none is in flight, nothing asked for replicas.
+                workload = entry.workload
+                stats = workload.throttler.stats
+                if not (stats.requests or stats.in_flight or workload.desired):
+                    entry.period_start = now
+                    recorder.observe_idle(entry.history_key, now_epoch, minute)
+                    continue
+                entry.idle = False
             self._record(entry, now, now_epoch)
             if decide and not entry.idle:
                 self._decide(entry, now)
-        self.recorder.write()
+        recorder.write()
         if decide:
             self.on_round()
-
-    def _idle_second(self, entry: RevisionHandle, now: float, now_epoch: float) -> bool:
-        """An idle revision's second, the cheap way when nothing happened in it: no request
-        arrived, none is in flight, and nothing asked for replicas. False: record it fully."""
-        workload = entry.workload
-        stats = workload.throttler.stats
-        if stats.requests or stats.in_flight or workload.desired:
-            entry.idle = False
-            return False
-        entry.period_start = now
-        spec = workload.spec
-        self.recorder.observe_idle(spec.namespace, spec.service, spec.revision, now_epoch)
-        return True
 
     def _record(self, entry: RevisionHandle, now: float, now_epoch: float) -> None:
         workload = entry.workload
