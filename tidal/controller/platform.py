@@ -158,6 +158,8 @@ class Platform:
             await asyncio.sleep(PLAN_CHECK_PERIOD_S)
 
     async def stop(self) -> None:
+        if self._placing is not None:
+            self._placing.cancel()
         for task in self._tasks:
             task.cancel()
         await self.scaling.stop()
