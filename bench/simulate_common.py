@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tidal.sim.runner import Job, Shared, run_jobs  # noqa: E402
+from tidal.sim.runner import Job, Shared, run_jobs, usable_cpus  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -31,9 +31,9 @@ def timed_run(shared: Shared, jobs: list[Job], processes: int | None) -> tuple[l
 def verdict(wall: float, cpu: float, bar: float, processes: int) -> int:
     """Print the figures against the bar; the exit status says whether wall time met it."""
     load = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     print(f"wall time       {wall:.1f} s  (bar <= {bar:g} s)")
-    print(f"CPU time        {cpu:.1f} s over {processes} worker process(es); {cores} CPUs")
+    print(f"CPU time        {cpu:.1f} s over {processes} worker process(es); {cores} usable CPUs")
     print(f"machine load    {load:.1f} (1-min average): the wall time is only fair when low")
     ok = wall <= bar
     print("PASS" if ok else "FAIL")

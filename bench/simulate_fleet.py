@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from simulate_common import REPO, timed_run, verdict
+from simulate_common import REPO, timed_run, usable_cpus, verdict
 
 from tidal.sim import POLICIES
 from tidal.sim.cli import load_platform, load_service
@@ -50,7 +50,7 @@ def main() -> None:
     for result in results:
         cold = int(result.cold.sum())
         print(f"  {result.policy:17} cold-start req {cold:8,}  cold starts {result.cold_starts:7,}")
-    raise SystemExit(verdict(wall, cpu, BAR_S, min(len(jobs), args.jobs or 99)))
+    raise SystemExit(verdict(wall, cpu, BAR_S, min(len(jobs), args.jobs or usable_cpus())))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from simulate_common import timed_run, verdict
+from simulate_common import timed_run, usable_cpus, verdict
 
 from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
 from tidal.api.pools import parse_pools
@@ -50,7 +50,7 @@ def main() -> None:
     for result in results:
         cold = int(result.cold.sum())
         print(f"  {result.policy:17} cold-start req {cold:6,}  cold starts {result.cold_starts:5,}")
-    raise SystemExit(verdict(wall, cpu, BAR_S, min(len(jobs), args.jobs or 99)))
+    raise SystemExit(verdict(wall, cpu, BAR_S, min(len(jobs), args.jobs or usable_cpus())))
 
 
 if __name__ == "__main__":

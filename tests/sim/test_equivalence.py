@@ -79,3 +79,27 @@ def test_event_skipping_matches_ticking_every_second(case, policy):
     assert np.array_equal(fast.replicas, slow.replicas)
     assert fast.usage == slow.usage
     assert fast.service_usage == slow.service_usage
+
+
+def test_blocked_placement_is_not_retried_and_changes_nothing(monkeypatch):
+    """Four services on four GPUs: some wait for capacity. The skipping replay asks the
+    scheduler less often (a placement that failed is retried once capacity is freed) and still
+    gives the per-second replay's result."""
+    import tidal.sim.model as sim_model
+
+    calls = {True: 0, False: 0}
+    mode = {"skip": True}
+
+    def counting(*args, **kwargs):
+        calls[mode["skip"]] += 1
+        return place(*args, **kwargs)
+
+    place = sim_model.place
+    monkeypatch.setattr(sim_model, "place", counting)
+    fast = replay("fleet-busy", "kpa", True)
+    mode["skip"] = False
+    slow = replay("fleet-busy", "kpa", False)
+    assert 0 < calls[True] < calls[False]
+    assert np.array_equal(fast.status, slow.status)
+    assert np.array_equal(fast.latency, slow.latency, equal_nan=True)
+    assert fast.service_usage == slow.service_usage

@@ -21,8 +21,11 @@ The simulated platform keeps the live one's rules (docs/simulator.md):
 Event skipping: a service with no request in flight, no replica starting or draining and no
 replica pending placement asks its autoscaler, after a decision, until when further idle ticks
 would change nothing (`quiet_until`); its ticks until then, or until its next request, are not
-run one by one but summed up by the autoscaler's `skip_idle`. The result is the same as ticking
-every second (`skip=False`), which tests/sim/test_equivalence.py checks.
+run one by one but summed up by the autoscaler's `skip_idle`. A placement that left every
+missing replica pending is not retried for the same count until some replica has been removed
+(capacity only shrinks in between, so it would fail again). The result is the same as ticking
+every second with every placement retried (`skip=False`), which tests/sim/test_equivalence.py
+checks.
 
 Time is simulated (seconds from the trace start); autoscalers see `start_epoch + t`. All
 randomness is seeded, and every policy sees the same service and start-up times.
@@ -203,6 +206,9 @@ class _Service:
         self.max_live = 0
         self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
         self.skip_from: int | None = None  # first stat tick not run while quiet
+        # (capacity freed so far, desired) at the last placement that left every missing
+        # replica pending: until capacity is freed, asking again for as many gets the same.
+        self.blocked: tuple[int, int] | None = None
         quiet = getattr(autoscaler, "quiet_until", None)
         skip = getattr(autoscaler, "skip_idle", None)
         if isinstance(autoscaler, SimulatedPredictive) and quiet is None:
@@ -271,6 +277,7 @@ class Simulation:
         self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
         self.events: list[tuple[float, int, int, int]] = []
+        self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
     # -- capacity and replicas ----------------------------------------------------------------
@@ -305,6 +312,7 @@ class Simulation:
 
     def _remove(self, svc: _Service, rid: int, t: float) -> None:
         del svc.state[rid]
+        self.freed += 1
         self.ledger.stop(str(rid), t)
         pool = self.pool_of[rid]
         if pool in self.pool_demands:
@@ -325,6 +333,8 @@ class Simulation:
     def _scale_to(self, svc: _Service, count: int, t: float) -> None:
         """The workload's `scale_to`, with the scheduler choosing pools and victims."""
         svc.desired = count
+        if svc.blocked == (self.freed, count):
+            return  # nothing freed since that placement failed: it would fail again
         placed = [
             Placed(
                 str(rid),
@@ -345,6 +355,8 @@ class Simulation:
         for rid in decision.stop:
             self._stop_replica(svc, int(rid), t)
         svc.pending_since = [p.since for p in decision.pending]
+        blocked = decision.pending and not decision.start and not decision.stop
+        svc.blocked = (self.freed, count) if blocked and self.skip else None
 
     def _decide(self, svc: _Service, t: float) -> None:
         decision = svc.autoscaler.tick(self.clock0 + t, svc.ready, True)
