@@ -66,8 +66,10 @@ def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = N
     keep = runs > 1
     begins = start + 60.0 * (active[:-1][keep] + 1)
     lengths = 60.0 * (runs[keep] - 1) + 30.0
-    out = [Gap(float(b), float(g)) for b, g in zip(begins, lengths, strict=True)]
-    return [g for g in out if until is None or g.start + g.length <= until]
+    if until is not None:
+        ended = begins + lengths <= until
+        begins, lengths = begins[ended], lengths[ended]
+    return [Gap(b, g) for b, g in zip(begins.tolist(), lengths.tolist(), strict=True)]
 
 
 def slice_of(epoch: float) -> int:
@@ -137,14 +139,14 @@ def fit(
     cold_start_cost: float | None = AUTO,
 ) -> WarmModel | None:
     """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them."""
-    gaps = [g for g in gaps if g.length >= MIN_GAP_S][-MAX_GAPS:]
-    if len(gaps) < MIN_GAPS:
+    both = np.array([(g.start, g.length) for g in gaps], dtype=float).reshape(-1, 2)
+    both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
+    if len(both) < MIN_GAPS:
         return None
-    begins = np.array([g.start for g in gaps])
-    lengths = np.array([g.length for g in gaps])
+    begins, lengths = both[:, 0], both[:, 1]
     steps = int(HORIZON_S // STEP_S)
     recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
-    own = np.array([slice_of(b) for b in begins])
+    own = ((begins % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
     weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
     weights = weights * recency[None, :]  # (slices, gaps)
     bins = np.minimum((lengths // STEP_S).astype(np.int64), steps)  # `steps` = beyond horizon
@@ -178,7 +180,7 @@ def fit(
         price=float(prices[pick]),
         auto_price=cold_start_cost is AUTO,
         ready_s=ready_s,
-        gaps=len(gaps),
+        gaps=len(both),
         kpa_tail_s=kpa_tail_s,
         expected_cost_ratio=float(cost[pick] / kpa_cost) if kpa_cost else math.inf,
         expected_cold_ratio=float(cold[pick] / kpa_cold) if kpa_cold else 0.0,
@@ -205,30 +207,52 @@ def _smooth(mass: np.ndarray) -> np.ndarray:
 
 def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.ndarray, ...]:
     """Backward induction over the steps of a gap, for every price and slice at once.
-    Costs are in replica-seconds; an arrival ends the gap."""
+    Costs are in replica-seconds; an arrival ends the gap.
+
+    Starting a replica at step k commits it for the m steps it takes to be ready, so its value
+    is affine in the warm value m steps later: `begin[k] = a[k] + b[k] * v_warm[k + m]`, with
+    `a` and `b` built from the hazards alone (m vector operations over all steps). That leaves
+    two scalar-per-state recurrences in the step loop instead of an m-deep pipeline."""
     slices, steps = hazard.shape
-    c = prices[:, None]  # (prices, 1) broadcast over slices
+    n = len(prices)
+    c = prices[:, None, None]  # (prices, 1, 1) broadcast over slices and steps
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
-    cold_arrival = c + ready_s
-    v_cold = np.broadcast_to(cold_arrival, (len(prices), slices)).copy()  # beyond the horizon
-    v_warm = v_cold.copy()
-    v_start = np.broadcast_to(v_cold[..., None], (len(prices), slices, m)).copy()
-    # v_start[..., j]: starting, j + 1 steps until ready
-    hold = np.zeros((len(prices), slices, steps), dtype=bool)
-    start = np.zeros((len(prices), slices, steps), dtype=bool)
-    left = STEP_S * np.arange(m)  # start time still to pay after this step, by steps left
+    cold_arrival = c[..., 0] + ready_s  # (prices, 1)
+    # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
+    q = np.concatenate((hazard, np.ones((slices, m))), axis=1)  # (slices, steps + m)
+    a = np.zeros((n, slices, steps))
+    b = np.ones((1, slices, steps))
+    for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
+        qi = q[None, :, i : i + steps]
+        live = (np.arange(steps) + i < steps)[None, None, :]  # not yet beyond the horizon
+        pay = np.where(live, STEP_S + qi * (c + (m - 1 - i) * STEP_S), cold_arrival[..., None])
+        a = a + b * pay
+        b = b * np.where(live, 1.0 - qi, 0.0)
+    # An arrival while starting is a cold start, and the rest of the start is still paid.
+    # Step-major copies keep each step's slice contiguous in the loop.
+    a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
+    b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
+    miss = np.ascontiguousarray((1.0 - hazard).T)  # (steps, slices)
+    stay_q = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]  # (steps, p, s)
+    v_warm = np.empty((steps + m + 1, n, slices))
+    v_warm[steps:] = cold_arrival
+    v_cold = np.broadcast_to(cold_arrival, (n, slices)).copy()  # beyond the horizon
+    hold = np.empty((steps, n, slices), dtype=bool)
+    start = np.empty((steps, n, slices), dtype=bool)
+    stay, begin, keep = np.empty((3, n, slices))
     for k in range(steps - 1, -1, -1):
-        q = hazard[:, k][None, :]
-        nxt = np.concatenate((v_warm[..., None], v_start[..., :-1]), axis=2)
-        # An arrival while starting is a cold start, and the rest of the start is still paid.
-        v_start = STEP_S + q[..., None] * (c[..., None] + left) + (1 - q[..., None]) * nxt
-        stay = q * cold_arrival + (1 - q) * v_cold
-        begin = v_start[..., m - 1]
-        start[:, :, k] = begin < stay
-        v_cold = np.minimum(stay, begin)
-        keep = STEP_S + (1 - q) * v_warm
-        hold[:, :, k] = keep <= v_cold
-        v_warm = np.minimum(keep, v_cold)
+        np.multiply(miss[k], v_cold, out=stay)
+        stay += stay_q[k]
+        np.multiply(b_k[k], v_warm[k + m], out=begin)
+        begin += a_k[k]
+        np.less(begin, stay, out=start[k])
+        np.minimum(stay, begin, out=v_cold)
+        np.multiply(miss[k], v_warm[k + 1], out=keep)
+        keep += STEP_S
+        np.less_equal(keep, v_cold, out=hold[k])
+        np.minimum(keep, v_cold, out=v_warm[k])
+    hold = np.ascontiguousarray(np.moveaxis(hold, 0, 2))
+    start = np.ascontiguousarray(np.moveaxis(start, 0, 2))
     return hold, start
 
 
@@ -242,36 +266,76 @@ def _evaluate(
     steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted total idle replica-seconds and cold starts of each price's tables over the gaps
-    (each gap played in its own slice, starting warm)."""
-    prices = hold.shape[0]
+    (each gap played in its own slice, starting warm). The gaps are summed by (slice, length
+    bin) first; each (price, slice) path comes from `_paths`."""
+    prices, slices = hold.shape[:2]
+    mass = np.zeros((slices, steps + 1))  # weight of the gaps by (own slice, length bin)
+    np.add.at(mass, (own, bins), weights)
     m = max(1, math.ceil(ready_s / STEP_S))
-    # Walk the state machine once per (price, slice): 0 cold, 1 warm, j >= 2 starting (ready
-    # after j - 1 more steps).
-    state = np.ones((prices, SLICES), dtype=np.int64)
-    spent = np.zeros((prices, SLICES, steps + 1))  # replica time spent before step k
-    cold_at = np.zeros((prices, SLICES, steps + 1), dtype=bool)  # an arrival in step k is cold
-    ready_at = np.zeros((prices, SLICES, steps + 1))  # replica time an arrival then costs
-    for k in range(steps):
-        warm = state == 1
-        starting = state >= 2
-        cold = state == 0
-        keep = np.where(warm, hold[:, :, k], False)
-        begin = np.where(cold, start[:, :, k], False)
-        now_warm = keep | starting | begin
-        cold_at[:, :, k] = ~(keep)
-        ready_at[:, :, k] = np.where(
-            cold & ~begin | warm & ~keep,
-            ready_s,
-            np.where(begin, (m - 1) * STEP_S, np.where(starting, (state - 2) * STEP_S, 0.0)),
-        )
-        spent[:, :, k + 1] = spent[:, :, k] + np.where(now_warm, STEP_S, 0.0)
-        state = np.where(keep, 1, np.where(begin, m, np.where(starting, state - 1, 0)))
-    cold_at[:, :, steps] = state != 1
-    ready_at[:, :, steps] = np.where(state == 0, ready_s, 0.0)
-    spent_g = spent[:, own, bins]  # (prices, gaps)
-    cost = (spent_g + ready_at[:, own, bins]) @ weights
-    cold = cold_at[:, own, bins].astype(float) @ weights
+    paid, extra, cold_at = _paths(hold.reshape(-1, steps), start.reshape(-1, steps), m, ready_s)
+    spent = np.concatenate((np.zeros((paid.shape[0], 1)), np.cumsum(paid, axis=1)[:, :-1]), 1)
+    shape = (prices, slices, steps + 1)
+    cost = np.einsum("psk,sk->p", (spent + extra).reshape(shape), mass)
+    cold = np.einsum("psk,sk->p", cold_at.reshape(shape).astype(float), mass)
     return cost, cold
+
+
+def _paths(
+    hold: np.ndarray, start: np.ndarray, m: int, ready_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The path of each row's tables over a gap that begins warm, all rows at once: per step
+    (index `steps`: beyond the horizon), the replica time paid in it, the replica time an
+    arrival in it then costs, and whether that arrival is cold.
+
+    A path is a chain of warm spells: warm from entry e until the next release r, at zero
+    until the next start s, starting for m steps, warm again from s + m. The entries reached
+    from step 0 are found by pointer doubling on that jump, then each spell is laid down with
+    difference arrays."""
+    rows, steps = hold.shape
+    n = steps  # "beyond the horizon"; n + 1 is a sink
+    idx = np.arange(steps + 2)
+    never = np.full((rows, 2), n, dtype=np.int64)
+    # next release at or after k (n: none), next start at or after k (n: none)
+    release = np.where(~hold, idx[:steps], n)
+    release = np.minimum.accumulate(np.concatenate((release, never), 1)[:, ::-1], 1)[:, ::-1]
+    begin = np.where(start, idx[:steps], n)
+    begin = np.minimum.accumulate(np.concatenate((begin, never), 1)[:, ::-1], 1)[:, ::-1]
+    r = release[:, : n + 1]  # for entries 0..n
+    s = np.take_along_axis(begin, np.minimum(r + 1, n + 1), axis=1)
+    jump = np.where((r < n) & (s < n) & (s + m <= n), s + m, n + 1)
+    jump = np.concatenate((jump, np.full((rows, 1), n + 1)), 1)  # the sink stays
+    # Pointer doubling on flat indices (row offset + node): after round j, every entry up to
+    # 2 ** (j + 1) - 1 jumps from step 0 is marked.
+    width = n + 2
+    jump = (jump + np.arange(rows)[:, None] * width).ravel()
+    reached = np.zeros(rows * width, dtype=bool)
+    reached[::width] = True
+    for _ in range(math.ceil(math.log2(width)) + 1):
+        reached[jump[reached]] = True
+        jump = jump.take(jump)
+    t, e = np.nonzero(reached.reshape(rows, width)[:, : n + 1])
+    r, s = r[t, e], s[t, e]
+    warm = np.zeros((rows, n + 3))
+    np.add.at(warm, (t, e), 1.0)
+    np.add.at(warm, (t, np.where(r < n, r, n + 1)), -1.0)  # never released: warm beyond
+    started = (r < n) & (s < n)
+    t, r, s = t[started], r[started], s[started]
+    end = np.minimum(s + m, n)
+    busy = np.zeros((rows, n + 2))
+    due = np.zeros((rows, n + 2))  # s + m - 1 while starting: steps to ready = due - k
+    np.add.at(busy, (t, s), 1.0)
+    np.add.at(busy, (t, end), -1.0)
+    np.add.at(due, (t, s), s + m - 1.0)
+    np.add.at(due, (t, end), -(s + m - 1.0))
+    warm = np.cumsum(warm, 1)[:, : n + 1] > 0.5
+    busy = np.cumsum(busy, 1)[:, : n + 1] > 0.5
+    due = np.cumsum(due, 1)[:, : n + 1]
+    paid = np.where(warm | busy, STEP_S, 0.0)
+    extra = np.where(warm, 0.0, np.where(busy, STEP_S * (due - idx[: n + 1]), ready_s))
+    starting_beyond = np.zeros(rows, dtype=bool)
+    starting_beyond[t[s + m > n]] = True  # still starting at the horizon: no wait counted
+    extra[starting_beyond, n] = 0.0
+    return paid, extra, ~warm
 
 
 def _kpa(
