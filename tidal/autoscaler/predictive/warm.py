@@ -42,6 +42,8 @@ MIN_GAP_S = 2.0  # shorter pauses are part of a busy period
 MAX_GAPS = 5000  # most recent gaps kept
 BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
+HELD_OUT = 0.3  # auto price: chosen on this most recent share of the gaps, fitted on the rest
+MIN_HELD_OUT = 10  # ... and on at least this many
 ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
 AUTO = None
@@ -98,11 +100,12 @@ class WarmModel:
         s, k = slice_of(idle_since), self._step(now - idle_since)
         p_soon = self.arrival_within(idle_since, now, self.ready_s + STEP_S)
         odds = f"P(request within {self.ready_s + STEP_S:.0f}s) {p_soon:.2f}"
+        beyond = now - idle_since >= HORIZON_S  # longer than the model sees: as the KPA, none
         if warm:
-            keep = bool(self.hold[s, k])
+            keep = bool(self.hold[s, k]) and not beyond
             verb = "keep 1 warm" if keep else "release"
         else:
-            keep = bool(self.start[s, k])
+            keep = bool(self.start[s, k]) and not beyond
             verb = "pre-warm 1" if keep else "stay at 0"
         return keep, (
             f"idle {now - idle_since:.0f}s: {verb} ({odds}; a cold start priced "
@@ -111,10 +114,14 @@ class WarmModel:
 
     def next_change(self, idle_since: float, now: float, warm: bool) -> float | None:
         """Epoch second when `action` next changes if nothing arrives (None: never)."""
+        if now - idle_since >= HORIZON_S:
+            return None
         s, k = slice_of(idle_since), self._step(now - idle_since)
         row = self.hold[s] if warm else self.start[s]
         flips = np.flatnonzero(row[k:] != row[k])
-        return None if not flips.size else idle_since + (k + int(flips[0])) * STEP_S
+        if flips.size:
+            return idle_since + (k + int(flips[0])) * STEP_S
+        return idle_since + HORIZON_S if row[k] else None
 
     def arrival_within(self, idle_since: float, now: float, seconds: float) -> float:
         """P(the gap ends within `seconds` after `now`, given it lasted until `now`)."""
@@ -138,55 +145,84 @@ def fit(
     now: float,
     cold_start_cost: float | None = AUTO,
 ) -> WarmModel | None:
-    """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them."""
+    """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
+
+    With the auto price, the price is chosen out of sample: tables fitted on the older gaps
+    are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
+    gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
+    used are then refitted on all the gaps at the chosen price."""
     both = np.array([(g.start, g.length) for g in gaps], dtype=float).reshape(-1, 2)
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
     begins, lengths = both[:, 0], both[:, 1]
     steps = int(HORIZON_S // STEP_S)
-    recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
-    own = ((begins % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
-    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
-    weights = weights * recency[None, :]  # (slices, gaps)
     bins = np.minimum((lengths // STEP_S).astype(np.int64), steps)  # `steps` = beyond horizon
-    mass = np.zeros((SLICES, steps + 1))
-    for s in range(SLICES):
-        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
-    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
-    # survival[s, k] = P(gap > k steps); hazard[s, k] = P(ends in step k | lasted k steps)
-    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
-    survival = np.clip(survival, 0.0, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 1.0)
-    hazard = np.clip(hazard[:, :steps], 0.0, 1.0)
-    prices = PRICES if cold_start_cost is AUTO else np.array([float(cold_start_cost)])
-    hold, start = _solve(hazard, prices, ready_s)  # (prices, slices, steps)
-    cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
-    kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+    own = ((begins % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
+    recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
     useful = True
     if cold_start_cost is AUTO:
+        held = max(MIN_HELD_OUT, int(HELD_OUT * len(both)))
+        train, test = slice(0, len(both) - held), slice(len(both) - held, None)
+        hazard, _ = _hazard(bins[train], own[train], recency[train], steps)
+        hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
+        cost, cold = _evaluate(hold, start, bins[test], own[test], recency[test], ready_s, steps)
+        kpa_cost, kpa_cold = _kpa(lengths[test], recency[test], kpa_tail_s, ready_s)
         affordable = np.flatnonzero(cost <= BUDGET * kpa_cost)
         pick = int(affordable[-1]) if affordable.size else 0
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
         useful = bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
-    else:
-        pick = 0
+        price = float(PRICES[pick])
+        cost_ratio = float(cost[pick] / kpa_cost) if kpa_cost else math.inf
+        cold_ratio = float(cold[pick] / kpa_cold) if kpa_cold else 0.0
+    hazard, survival = _hazard(bins, own, recency, steps)
+    if cold_start_cost is not AUTO:
+        price = float(cold_start_cost)
+    hold, start = _solve(hazard, np.array([price]), ready_s)
+    if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
+        cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
+        kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+        cost_ratio = float(cost[0] / kpa_cost) if kpa_cost else math.inf
+        cold_ratio = float(cold[0] / kpa_cold) if kpa_cold else 0.0
     return WarmModel(
-        hold=hold[pick],
-        start=start[pick],
-        price=float(prices[pick]),
+        hold=hold[0],
+        start=start[0],
+        price=price,
         auto_price=cold_start_cost is AUTO,
         ready_s=ready_s,
         gaps=len(both),
         kpa_tail_s=kpa_tail_s,
-        expected_cost_ratio=float(cost[pick] / kpa_cost) if kpa_cost else math.inf,
-        expected_cold_ratio=float(cold[pick] / kpa_cold) if kpa_cold else 0.0,
+        expected_cost_ratio=cost_ratio,
+        expected_cold_ratio=cold_ratio,
         useful=useful,
         survival=survival,
     )
+
+
+def _hazard(
+    bins: np.ndarray, own: np.ndarray, recency: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice of the day, the hazard of each step of a gap (the chance it ends in step k,
+    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length."""
+    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
+    weights = weights * recency[None, :]  # (slices, gaps)
+    mass = np.zeros((SLICES, steps + 1))
+    for s in range(SLICES):
+        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
+    # Unseen is not impossible: one more (average-weight) gap longer than the horizon, so the
+    # hazard past the longest gap seen is low, not certain (a few quiet nights must not read
+    # as "a request is due now", which would pre-warm a replica and hold it all night).
+    total = mass.sum(axis=1)
+    n_eff = total**2 / np.maximum((weights**2).sum(axis=1), 1e-300)
+    mass[:, steps] += total / np.maximum(n_eff, 1.0)
+    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
+    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
+    survival = np.clip(survival, 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 0.0)
+    return np.clip(hazard[:, :steps], 0.0, 1.0), survival
 
 
 def _smooth(mass: np.ndarray) -> np.ndarray:
