@@ -5,10 +5,13 @@
 Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file also yields
 `--functions` single-function services, drawn seeded from its sparse, medium and dense ones).
 Seeded synthetic traces are always added: sparse-bursty, timer (fixed period), dense-diurnal,
-growing and one-off. Every policy replays the whole trace through the simulator's Python API;
-only what happens after the warm-up (`--warmup-days`, at most a third of a short trace) is
-scored. The service is a GPU model server: one request at a time per replica, start-up drawn
-from the Alibaba model-load times (median 23 s, p90 42 s), pools of 2 reserved + 16 elastic GPUs.
+growing, one-off, and the simulator's own sparse generator (one service, and each service of a
+4-service fleet). A trace with services is also scored per service (its `--functions` busiest),
+each learning from its own history only. Every policy replays the whole trace through the
+simulator's Python API; only what happens after the warm-up (`--warmup-days`, at most a third
+of a short trace) is scored. The service is a GPU model server: one request at a time per
+replica, start-up drawn from the Alibaba model-load times (median 23 s, p90 42 s), pools of 2
+reserved + 16 elastic GPUs.
 
 Printed per trace: KPA and predictive (defaults) cold-start-affected requests, replica-seconds
 and failed requests, the ratios, and the goals of docs/predictive.md:
@@ -37,7 +40,14 @@ from tidal.autoscaler.kpa import decider_spec
 from tidal.scheduler.placement import Demand
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import ServiceModel, simulate
-from tidal.sim.traces import SYNTHETIC_EPOCH, Trace, load_trace, spread_counts, synthetic_trace
+from tidal.sim.traces import (
+    SYNTHETIC_EPOCH,
+    Trace,
+    load_trace,
+    sparse_trace,
+    spread_counts,
+    synthetic_trace,
+)
 
 DAY = 86_400.0
 POOLS = [
@@ -109,6 +119,29 @@ def one_off(seed: int, days: float = 4) -> Trace:
     quiet = rng.uniform(0, days * DAY, rng.poisson(days * 6))
     burst = 2.6 * DAY + rng.uniform(0, 600, 150)
     return _trace("synthetic one-off", np.concatenate((quiet, burst)), days)
+
+
+def simulator_sparse(seed: int) -> list[Trace]:
+    """The simulator's own sparse generator (`tidal simulate --trace synthetic --shape sparse`,
+    bench/simulate_sparse.py): one service over 14 days, and each service of a 4-service fleet
+    over 7 days."""
+    one = replace(sparse_trace(days=14, seed=seed), name="sim sparse (1 service)")
+    fleet = sparse_trace(days=7, mean_rps=0.05, seed=seed + 7, services=4)
+    return [one, *per_service(fleet, 4, "sim sparse fleet")]
+
+
+def per_service(trace: Trace, count: int, label: str) -> list[Trace]:
+    """The `count` busiest services of a multi-service trace, each its own trace (each learns
+    from its own history only)."""
+    if not trace.services or trace.service_of is None:
+        return []
+    busiest = trace.busiest(count)
+    out = []
+    for k, name in enumerate(busiest.services):
+        keep = busiest.service_of == k
+        one = busiest._select(keep)
+        out.append(replace(one, name=f"{label} {name}", services=(), service_of=None))
+    return out
 
 
 def azure_functions(path: Path, count: int, seed: int) -> list[Trace]:
@@ -207,6 +240,7 @@ def main() -> int:
             dense(args.seed),
             growing(args.seed),
             one_off(args.seed),
+            *simulator_sparse(args.seed),
         ]
     )
     for path in args.traces:
@@ -214,7 +248,8 @@ def main() -> int:
             print(f"skipped {path}: not found")
             continue
         trace = load_trace(path, args.seed)
-        traces.append(replace(trace, name=path.name))
+        traces.append(replace(trace, name=path.name, services=(), service_of=None))
+        traces.extend(per_service(trace, args.functions, path.name))
         if path.name.endswith("_inv.csv"):
             traces.extend(azure_functions(path, args.functions, args.seed))
     if args.only:

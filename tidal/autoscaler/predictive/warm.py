@@ -43,7 +43,7 @@ MAX_GAPS = 5000  # most recent gaps kept
 BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
 HELD_OUT = 0.3  # auto price: chosen on this most recent share of the gaps, fitted on the rest
-MIN_HELD_OUT = 10  # ... and on at least this many
+MIN_HELD_OUT = 20  # ... and on at least this many
 ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
 AUTO = None
