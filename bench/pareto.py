@@ -1,8 +1,8 @@
 """Predictive vs the KPA (and the baselines) on traces: cold starts against replica-seconds.
 
-    python bench/pareto.py [TRACE ...] [--functions 6] [--warmup-days 2] [--sweep] [--quick]
+    python bench/pareto.py [TRACE ...] [--functions 4] [--warmup-days 2] [--sweep] [--only TEXT]
 
-Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file also yields
+Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file yields
 `--functions` single-function services, drawn seeded from its sparse, medium and dense ones).
 Seeded synthetic traces are always added: sparse-bursty, timer (fixed period), dense-diurnal,
 growing, one-off, and the simulator's own sparse generator (one service, and each service of a
@@ -16,8 +16,8 @@ reserved + 16 elastic GPUs.
 Printed per trace: KPA and predictive (defaults) cold-start-affected requests, replica-seconds
 and failed requests, the ratios, and the goals of docs/predictive.md:
   G1  predictive cold <= 0.5 x KPA's, replica-seconds <= 1.0 x KPA's, failed <= KPA's
-  G2  (with --sweep) no baseline point has fewer cold starts and fewer replica-seconds than
-      every point of predictive's frontier (its `tidal.dev/cold-start-cost` swept)
+  G2  (with --sweep) no baseline point has both fewer cold starts and fewer replica-seconds
+      than a point of predictive's frontier (its `tidal.dev/cold-start-cost` swept)
 """
 
 from __future__ import annotations
@@ -209,9 +209,10 @@ def run(trace: Trace, names, settings: PredictiveAnnotations, warmup_s: float) -
 
 
 def dominated(point: Score, frontier: list[Score]) -> bool:
-    """True when `point` has fewer cold starts and fewer replica-seconds than any point of the
-    frontier could offer, i.e. no frontier point is at least as good on both."""
-    return not any(f.cold <= point.cold and f.replica_s <= point.replica_s for f in frontier)
+    """True when `point` (a baseline's) beats some point of predictive's frontier on both axes:
+    fewer cold starts and fewer replica-seconds. A baseline point that is cheaper but colder,
+    or warmer but dearer, than every frontier point is a different trade, not a win."""
+    return any(point.cold < f.cold and point.replica_s < f.replica_s for f in frontier)
 
 
 def ratio(a: float, b: float) -> str:
@@ -247,11 +248,12 @@ def main() -> int:
         if not path.exists():
             print(f"skipped {path}: not found")
             continue
+        if path.name.endswith("_inv.csv"):  # unrelated functions: scored one by one
+            traces.extend(azure_functions(path, args.functions, args.seed))
+            continue
         trace = load_trace(path, args.seed)
         traces.append(replace(trace, name=path.name, services=(), service_of=None))
         traces.extend(per_service(trace, args.functions, path.name))
-        if path.name.endswith("_inv.csv"):
-            traces.extend(azure_functions(path, args.functions, args.seed))
     if args.only:
         traces = [t for t in traces if args.only in t.name]
 
