@@ -180,7 +180,10 @@ def fit(
     hazard, survival = _hazard(bins, own, recency, steps)
     if cold_start_cost is not AUTO:
         price = float(cold_start_cost)
-    hold, start = _solve(hazard, np.array([price]), ready_s)
+    if useful:
+        hold, start = _solve(hazard, np.array([price]), ready_s)
+    else:  # runs as the KPA: the tables are not used, so the held-out fit's stand
+        hold, start = hold[pick : pick + 1], start[pick : pick + 1]
     if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
         cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
         kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
