@@ -1,20 +1,23 @@
 """Predictive vs the KPA (and the baselines) on traces: cold starts against replica-seconds.
 
-    python bench/pareto.py [TRACE ...] [--functions 6] [--warmup-days 2] [--sweep] [--quick]
+    python bench/pareto.py [TRACE ...] [--functions 4] [--warmup-days 2] [--sweep] [--only TEXT]
 
-Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file also yields
+Each TRACE is any file `tidal simulate --trace` reads (an Azure Functions file yields
 `--functions` single-function services, drawn seeded from its sparse, medium and dense ones).
 Seeded synthetic traces are always added: sparse-bursty, timer (fixed period), dense-diurnal,
-growing and one-off. Every policy replays the whole trace through the simulator's Python API;
-only what happens after the warm-up (`--warmup-days`, at most a third of a short trace) is
-scored. The service is a GPU model server: one request at a time per replica, start-up drawn
-from the Alibaba model-load times (median 23 s, p90 42 s), pools of 2 reserved + 16 elastic GPUs.
+growing, one-off, and the simulator's own sparse generator (one service, and each service of a
+4-service fleet). A trace with services is also scored per service (its `--functions` busiest),
+each learning from its own history only. Every policy replays the whole trace through the
+simulator's Python API; only what happens after the warm-up (`--warmup-days`, at most a third
+of a short trace) is scored. The service is a GPU model server: one request at a time per
+replica, start-up drawn from the Alibaba model-load times (median 23 s, p90 42 s), pools of 2
+reserved + 16 elastic GPUs.
 
 Printed per trace: KPA and predictive (defaults) cold-start-affected requests, replica-seconds
 and failed requests, the ratios, and the goals of docs/predictive.md:
   G1  predictive cold <= 0.5 x KPA's, replica-seconds <= 1.0 x KPA's, failed <= KPA's
-  G2  (with --sweep) no baseline point has fewer cold starts and fewer replica-seconds than
-      every point of predictive's frontier (its `tidal.dev/cold-start-cost` swept)
+  G2  (with --sweep) no baseline point has both fewer cold starts and fewer replica-seconds
+      than a point of predictive's frontier (its `tidal.dev/cold-start-cost` swept)
 """
 
 from __future__ import annotations
@@ -37,7 +40,14 @@ from tidal.autoscaler.kpa import decider_spec
 from tidal.scheduler.placement import Demand
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import ServiceModel, simulate
-from tidal.sim.traces import SYNTHETIC_EPOCH, Trace, load_trace, spread_counts, synthetic_trace
+from tidal.sim.traces import (
+    SYNTHETIC_EPOCH,
+    Trace,
+    load_trace,
+    sparse_trace,
+    spread_counts,
+    synthetic_trace,
+)
 
 DAY = 86_400.0
 POOLS = [
@@ -111,6 +121,29 @@ def one_off(seed: int, days: float = 4) -> Trace:
     return _trace("synthetic one-off", np.concatenate((quiet, burst)), days)
 
 
+def simulator_sparse(seed: int) -> list[Trace]:
+    """The simulator's own sparse generator (`tidal simulate --trace synthetic --shape sparse`,
+    bench/simulate_sparse.py): one service over 14 days, and each service of a 4-service fleet
+    over 7 days."""
+    one = replace(sparse_trace(days=14, seed=seed), name="sim sparse (1 service)")
+    fleet = sparse_trace(days=7, mean_rps=0.05, seed=seed + 7, services=4)
+    return [one, *per_service(fleet, 4, "sim sparse fleet")]
+
+
+def per_service(trace: Trace, count: int, label: str) -> list[Trace]:
+    """The `count` busiest services of a multi-service trace, each its own trace (each learns
+    from its own history only)."""
+    if not trace.services or trace.service_of is None:
+        return []
+    busiest = trace.busiest(count)
+    out = []
+    for k, name in enumerate(busiest.services):
+        keep = busiest.service_of == k
+        one = busiest._select(keep)
+        out.append(replace(one, name=f"{label} {name}", services=(), service_of=None))
+    return out
+
+
 def azure_functions(path: Path, count: int, seed: int) -> list[Trace]:
     """`count` single functions of an Azure Functions 2019 file, spread over sparsity strata."""
     with path.open(newline="") as f:
@@ -176,9 +209,10 @@ def run(trace: Trace, names, settings: PredictiveAnnotations, warmup_s: float) -
 
 
 def dominated(point: Score, frontier: list[Score]) -> bool:
-    """True when `point` has fewer cold starts and fewer replica-seconds than any point of the
-    frontier could offer, i.e. no frontier point is at least as good on both."""
-    return not any(f.cold <= point.cold and f.replica_s <= point.replica_s for f in frontier)
+    """True when `point` (a baseline's) beats some point of predictive's frontier on both axes:
+    fewer cold starts and fewer replica-seconds. A baseline point that is cheaper but colder,
+    or warmer but dearer, than every frontier point is a different trade, not a win."""
+    return any(point.cold < f.cold and point.replica_s < f.replica_s for f in frontier)
 
 
 def ratio(a: float, b: float) -> str:
@@ -207,16 +241,19 @@ def main() -> int:
             dense(args.seed),
             growing(args.seed),
             one_off(args.seed),
+            *simulator_sparse(args.seed),
         ]
     )
     for path in args.traces:
         if not path.exists():
             print(f"skipped {path}: not found")
             continue
-        trace = load_trace(path, args.seed)
-        traces.append(replace(trace, name=path.name))
-        if path.name.endswith("_inv.csv"):
+        if path.name.endswith("_inv.csv"):  # unrelated functions: scored one by one
             traces.extend(azure_functions(path, args.functions, args.seed))
+            continue
+        trace = load_trace(path, args.seed)
+        traces.append(replace(trace, name=path.name, services=(), service_of=None))
+        traces.extend(per_service(trace, args.functions, path.name))
     if args.only:
         traces = [t for t in traces if args.only in t.name]
 

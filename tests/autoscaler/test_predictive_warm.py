@@ -162,3 +162,29 @@ def test_plans_stay_within_max_scale_and_cron_bounds():
     plan = build_plan(values * 10, MONDAY + 3 * 86_400, 10.0, 0.95, 2, bounds=bounds)
     assert plan.replicas.max() <= 4 and plan.cautious is not None and plan.cautious.max() <= 4
     assert plan.replicas.min() >= 1
+
+
+def test_a_gap_longer_than_any_seen_is_not_read_as_a_request_due():
+    """Quiet nights longer than every gap seen: the model neither pre-warms for them nor holds
+    a replica through them (past its horizon it does what the KPA does: none)."""
+    rng = np.random.default_rng(3)
+    gaps = [Gap(MONDAY + i * 3600, float(rng.uniform(200, 3000))) for i in range(200)]
+    model = fit(gaps, READY_S, TAIL_S, MONDAY + 200 * 3600, cold_start_cost=100_000.0)
+    assert model is not None
+    idle = MONDAY + 1000 * 3600
+    for after in (3500.0, 5000.0, 7100.0, 9000.0, 30_000.0):
+        assert not model.action(idle, idle + after, warm=False)[0], after
+    assert not model.action(idle, idle + 7300.0, warm=True)[0]
+    held = model.next_change(idle, idle + 100.0, warm=True)
+    assert held is not None and held <= idle + 7200.0
+
+
+def test_the_auto_price_is_chosen_on_gaps_it_was_not_fitted_on():
+    """A timer that stopped: fitted on the old ticks, the tables would pre-warm for a tick that
+    no longer comes. Scored on the recent gaps, they lose to the KPA, so it runs as the KPA."""
+    rng = np.random.default_rng(4)
+    old = timer_gaps(140)
+    recent = [Gap(MONDAY + (140 + i) * PERIOD, float(rng.exponential(400))) for i in range(60)]
+    assert fit(old, READY_S, TAIL_S, MONDAY + 140 * PERIOD).useful
+    model = fit(old + recent, READY_S, TAIL_S, MONDAY + 200 * PERIOD)
+    assert model is not None and not model.useful

@@ -42,6 +42,8 @@ MIN_GAP_S = 2.0  # shorter pauses are part of a busy period
 MAX_GAPS = 5000  # most recent gaps kept
 BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
+HELD_OUT = 0.3  # auto price: chosen on this most recent share of the gaps, fitted on the rest
+MIN_HELD_OUT = 20  # ... and on at least this many
 ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
 AUTO = None
@@ -66,8 +68,10 @@ def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = N
     keep = runs > 1
     begins = start + 60.0 * (active[:-1][keep] + 1)
     lengths = 60.0 * (runs[keep] - 1) + 30.0
-    out = [Gap(float(b), float(g)) for b, g in zip(begins, lengths, strict=True)]
-    return [g for g in out if until is None or g.start + g.length <= until]
+    if until is not None:
+        ended = begins + lengths <= until
+        begins, lengths = begins[ended], lengths[ended]
+    return [Gap(b, g) for b, g in zip(begins.tolist(), lengths.tolist(), strict=True)]
 
 
 def slice_of(epoch: float) -> int:
@@ -96,11 +100,12 @@ class WarmModel:
         s, k = slice_of(idle_since), self._step(now - idle_since)
         p_soon = self.arrival_within(idle_since, now, self.ready_s + STEP_S)
         odds = f"P(request within {self.ready_s + STEP_S:.0f}s) {p_soon:.2f}"
+        beyond = now - idle_since >= HORIZON_S  # longer than the model sees: as the KPA, none
         if warm:
-            keep = bool(self.hold[s, k])
+            keep = bool(self.hold[s, k]) and not beyond
             verb = "keep 1 warm" if keep else "release"
         else:
-            keep = bool(self.start[s, k])
+            keep = bool(self.start[s, k]) and not beyond
             verb = "pre-warm 1" if keep else "stay at 0"
         return keep, (
             f"idle {now - idle_since:.0f}s: {verb} ({odds}; a cold start priced "
@@ -109,10 +114,14 @@ class WarmModel:
 
     def next_change(self, idle_since: float, now: float, warm: bool) -> float | None:
         """Epoch second when `action` next changes if nothing arrives (None: never)."""
+        if now - idle_since >= HORIZON_S:
+            return None
         s, k = slice_of(idle_since), self._step(now - idle_since)
         row = self.hold[s] if warm else self.start[s]
         flips = np.flatnonzero(row[k:] != row[k])
-        return None if not flips.size else idle_since + (k + int(flips[0])) * STEP_S
+        if flips.size:
+            return idle_since + (k + int(flips[0])) * STEP_S
+        return idle_since + HORIZON_S if row[k] else None
 
     def arrival_within(self, idle_since: float, now: float, seconds: float) -> float:
         """P(the gap ends within `seconds` after `now`, given it lasted until `now`)."""
@@ -136,55 +145,87 @@ def fit(
     now: float,
     cold_start_cost: float | None = AUTO,
 ) -> WarmModel | None:
-    """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them."""
-    gaps = [g for g in gaps if g.length >= MIN_GAP_S][-MAX_GAPS:]
-    if len(gaps) < MIN_GAPS:
+    """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
+
+    With the auto price, the price is chosen out of sample: tables fitted on the older gaps
+    are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
+    gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
+    used are then refitted on all the gaps at the chosen price."""
+    both = np.array([(g.start, g.length) for g in gaps], dtype=float).reshape(-1, 2)
+    both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
+    if len(both) < MIN_GAPS:
         return None
-    begins = np.array([g.start for g in gaps])
-    lengths = np.array([g.length for g in gaps])
+    begins, lengths = both[:, 0], both[:, 1]
     steps = int(HORIZON_S // STEP_S)
-    recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
-    own = np.array([slice_of(b) for b in begins])
-    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
-    weights = weights * recency[None, :]  # (slices, gaps)
     bins = np.minimum((lengths // STEP_S).astype(np.int64), steps)  # `steps` = beyond horizon
-    mass = np.zeros((SLICES, steps + 1))
-    for s in range(SLICES):
-        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
-    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
-    # survival[s, k] = P(gap > k steps); hazard[s, k] = P(ends in step k | lasted k steps)
-    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
-    survival = np.clip(survival, 0.0, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 1.0)
-    hazard = np.clip(hazard[:, :steps], 0.0, 1.0)
-    prices = PRICES if cold_start_cost is AUTO else np.array([float(cold_start_cost)])
-    hold, start = _solve(hazard, prices, ready_s)  # (prices, slices, steps)
-    cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
-    kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+    own = ((begins % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
+    recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
     useful = True
     if cold_start_cost is AUTO:
+        held = max(MIN_HELD_OUT, int(HELD_OUT * len(both)))
+        train, test = slice(0, len(both) - held), slice(len(both) - held, None)
+        hazard, _ = _hazard(bins[train], own[train], recency[train], steps)
+        hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
+        cost, cold = _evaluate(hold, start, bins[test], own[test], recency[test], ready_s, steps)
+        kpa_cost, kpa_cold = _kpa(lengths[test], recency[test], kpa_tail_s, ready_s)
         affordable = np.flatnonzero(cost <= BUDGET * kpa_cost)
         pick = int(affordable[-1]) if affordable.size else 0
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
         useful = bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
-    else:
-        pick = 0
+        price = float(PRICES[pick])
+        cost_ratio = float(cost[pick] / kpa_cost) if kpa_cost else math.inf
+        cold_ratio = float(cold[pick] / kpa_cold) if kpa_cold else 0.0
+    hazard, survival = _hazard(bins, own, recency, steps)
+    if cold_start_cost is not AUTO:
+        price = float(cold_start_cost)
+    if useful:
+        hold, start = _solve(hazard, np.array([price]), ready_s)
+    else:  # runs as the KPA: the tables are not used, so the held-out fit's stand
+        hold, start = hold[pick : pick + 1], start[pick : pick + 1]
+    if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
+        cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
+        kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+        cost_ratio = float(cost[0] / kpa_cost) if kpa_cost else math.inf
+        cold_ratio = float(cold[0] / kpa_cold) if kpa_cold else 0.0
     return WarmModel(
-        hold=hold[pick],
-        start=start[pick],
-        price=float(prices[pick]),
+        hold=hold[0],
+        start=start[0],
+        price=price,
         auto_price=cold_start_cost is AUTO,
         ready_s=ready_s,
-        gaps=len(gaps),
+        gaps=len(both),
         kpa_tail_s=kpa_tail_s,
-        expected_cost_ratio=float(cost[pick] / kpa_cost) if kpa_cost else math.inf,
-        expected_cold_ratio=float(cold[pick] / kpa_cold) if kpa_cold else 0.0,
+        expected_cost_ratio=cost_ratio,
+        expected_cold_ratio=cold_ratio,
         useful=useful,
         survival=survival,
     )
+
+
+def _hazard(
+    bins: np.ndarray, own: np.ndarray, recency: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice of the day, the hazard of each step of a gap (the chance it ends in step k,
+    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length."""
+    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
+    weights = weights * recency[None, :]  # (slices, gaps)
+    mass = np.zeros((SLICES, steps + 1))
+    for s in range(SLICES):
+        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
+    # Unseen is not impossible: one more (average-weight) gap longer than the horizon, so the
+    # hazard past the longest gap seen is low, not certain (a few quiet nights must not read
+    # as "a request is due now", which would pre-warm a replica and hold it all night).
+    total = mass.sum(axis=1)
+    n_eff = total**2 / np.maximum((weights**2).sum(axis=1), 1e-300)
+    mass[:, steps] += total / np.maximum(n_eff, 1.0)
+    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
+    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
+    survival = np.clip(survival, 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 0.0)
+    return np.clip(hazard[:, :steps], 0.0, 1.0), survival
 
 
 def _smooth(mass: np.ndarray) -> np.ndarray:
@@ -205,30 +246,52 @@ def _smooth(mass: np.ndarray) -> np.ndarray:
 
 def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.ndarray, ...]:
     """Backward induction over the steps of a gap, for every price and slice at once.
-    Costs are in replica-seconds; an arrival ends the gap."""
+    Costs are in replica-seconds; an arrival ends the gap.
+
+    Starting a replica at step k commits it for the m steps it takes to be ready, so its value
+    is affine in the warm value m steps later: `begin[k] = a[k] + b[k] * v_warm[k + m]`, with
+    `a` and `b` built from the hazards alone (m vector operations over all steps). That leaves
+    two scalar-per-state recurrences in the step loop instead of an m-deep pipeline."""
     slices, steps = hazard.shape
-    c = prices[:, None]  # (prices, 1) broadcast over slices
+    n = len(prices)
+    c = prices[:, None, None]  # (prices, 1, 1) broadcast over slices and steps
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
-    cold_arrival = c + ready_s
-    v_cold = np.broadcast_to(cold_arrival, (len(prices), slices)).copy()  # beyond the horizon
-    v_warm = v_cold.copy()
-    v_start = np.broadcast_to(v_cold[..., None], (len(prices), slices, m)).copy()
-    # v_start[..., j]: starting, j + 1 steps until ready
-    hold = np.zeros((len(prices), slices, steps), dtype=bool)
-    start = np.zeros((len(prices), slices, steps), dtype=bool)
-    left = STEP_S * np.arange(m)  # start time still to pay after this step, by steps left
+    cold_arrival = c[..., 0] + ready_s  # (prices, 1)
+    # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
+    q = np.concatenate((hazard, np.ones((slices, m))), axis=1)  # (slices, steps + m)
+    a = np.zeros((n, slices, steps))
+    b = np.ones((1, slices, steps))
+    for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
+        qi = q[None, :, i : i + steps]
+        live = (np.arange(steps) + i < steps)[None, None, :]  # not yet beyond the horizon
+        pay = np.where(live, STEP_S + qi * (c + (m - 1 - i) * STEP_S), cold_arrival[..., None])
+        a = a + b * pay
+        b = b * np.where(live, 1.0 - qi, 0.0)
+    # An arrival while starting is a cold start, and the rest of the start is still paid.
+    # Step-major copies keep each step's slice contiguous in the loop.
+    a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
+    b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
+    miss = np.ascontiguousarray((1.0 - hazard).T)  # (steps, slices)
+    stay_q = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]  # (steps, p, s)
+    v_warm = np.empty((steps + m + 1, n, slices))
+    v_warm[steps:] = cold_arrival
+    v_cold = np.broadcast_to(cold_arrival, (n, slices)).copy()  # beyond the horizon
+    hold = np.empty((steps, n, slices), dtype=bool)
+    start = np.empty((steps, n, slices), dtype=bool)
+    stay, begin, keep = np.empty((3, n, slices))
     for k in range(steps - 1, -1, -1):
-        q = hazard[:, k][None, :]
-        nxt = np.concatenate((v_warm[..., None], v_start[..., :-1]), axis=2)
-        # An arrival while starting is a cold start, and the rest of the start is still paid.
-        v_start = STEP_S + q[..., None] * (c[..., None] + left) + (1 - q[..., None]) * nxt
-        stay = q * cold_arrival + (1 - q) * v_cold
-        begin = v_start[..., m - 1]
-        start[:, :, k] = begin < stay
-        v_cold = np.minimum(stay, begin)
-        keep = STEP_S + (1 - q) * v_warm
-        hold[:, :, k] = keep <= v_cold
-        v_warm = np.minimum(keep, v_cold)
+        np.multiply(miss[k], v_cold, out=stay)
+        stay += stay_q[k]
+        np.multiply(b_k[k], v_warm[k + m], out=begin)
+        begin += a_k[k]
+        np.less(begin, stay, out=start[k])
+        np.minimum(stay, begin, out=v_cold)
+        np.multiply(miss[k], v_warm[k + 1], out=keep)
+        keep += STEP_S
+        np.less_equal(keep, v_cold, out=hold[k])
+        np.minimum(keep, v_cold, out=v_warm[k])
+    hold = np.ascontiguousarray(np.moveaxis(hold, 0, 2))
+    start = np.ascontiguousarray(np.moveaxis(start, 0, 2))
     return hold, start
 
 
@@ -242,36 +305,76 @@ def _evaluate(
     steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted total idle replica-seconds and cold starts of each price's tables over the gaps
-    (each gap played in its own slice, starting warm)."""
-    prices = hold.shape[0]
+    (each gap played in its own slice, starting warm). The gaps are summed by (slice, length
+    bin) first; each (price, slice) path comes from `_paths`."""
+    prices, slices = hold.shape[:2]
+    mass = np.zeros((slices, steps + 1))  # weight of the gaps by (own slice, length bin)
+    np.add.at(mass, (own, bins), weights)
     m = max(1, math.ceil(ready_s / STEP_S))
-    # Walk the state machine once per (price, slice): 0 cold, 1 warm, j >= 2 starting (ready
-    # after j - 1 more steps).
-    state = np.ones((prices, SLICES), dtype=np.int64)
-    spent = np.zeros((prices, SLICES, steps + 1))  # replica time spent before step k
-    cold_at = np.zeros((prices, SLICES, steps + 1), dtype=bool)  # an arrival in step k is cold
-    ready_at = np.zeros((prices, SLICES, steps + 1))  # replica time an arrival then costs
-    for k in range(steps):
-        warm = state == 1
-        starting = state >= 2
-        cold = state == 0
-        keep = np.where(warm, hold[:, :, k], False)
-        begin = np.where(cold, start[:, :, k], False)
-        now_warm = keep | starting | begin
-        cold_at[:, :, k] = ~(keep)
-        ready_at[:, :, k] = np.where(
-            cold & ~begin | warm & ~keep,
-            ready_s,
-            np.where(begin, (m - 1) * STEP_S, np.where(starting, (state - 2) * STEP_S, 0.0)),
-        )
-        spent[:, :, k + 1] = spent[:, :, k] + np.where(now_warm, STEP_S, 0.0)
-        state = np.where(keep, 1, np.where(begin, m, np.where(starting, state - 1, 0)))
-    cold_at[:, :, steps] = state != 1
-    ready_at[:, :, steps] = np.where(state == 0, ready_s, 0.0)
-    spent_g = spent[:, own, bins]  # (prices, gaps)
-    cost = (spent_g + ready_at[:, own, bins]) @ weights
-    cold = cold_at[:, own, bins].astype(float) @ weights
+    paid, extra, cold_at = _paths(hold.reshape(-1, steps), start.reshape(-1, steps), m, ready_s)
+    spent = np.concatenate((np.zeros((paid.shape[0], 1)), np.cumsum(paid, axis=1)[:, :-1]), 1)
+    shape = (prices, slices, steps + 1)
+    cost = np.einsum("psk,sk->p", (spent + extra).reshape(shape), mass)
+    cold = np.einsum("psk,sk->p", cold_at.reshape(shape).astype(float), mass)
     return cost, cold
+
+
+def _paths(
+    hold: np.ndarray, start: np.ndarray, m: int, ready_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The path of each row's tables over a gap that begins warm, all rows at once: per step
+    (index `steps`: beyond the horizon), the replica time paid in it, the replica time an
+    arrival in it then costs, and whether that arrival is cold.
+
+    A path is a chain of warm spells: warm from entry e until the next release r, at zero
+    until the next start s, starting for m steps, warm again from s + m. The entries reached
+    from step 0 are found by pointer doubling on that jump, then each spell is laid down with
+    difference arrays."""
+    rows, steps = hold.shape
+    n = steps  # "beyond the horizon"; n + 1 is a sink
+    idx = np.arange(steps + 2)
+    never = np.full((rows, 2), n, dtype=np.int64)
+    # next release at or after k (n: none), next start at or after k (n: none)
+    release = np.where(~hold, idx[:steps], n)
+    release = np.minimum.accumulate(np.concatenate((release, never), 1)[:, ::-1], 1)[:, ::-1]
+    begin = np.where(start, idx[:steps], n)
+    begin = np.minimum.accumulate(np.concatenate((begin, never), 1)[:, ::-1], 1)[:, ::-1]
+    r = release[:, : n + 1]  # for entries 0..n
+    s = np.take_along_axis(begin, np.minimum(r + 1, n + 1), axis=1)
+    jump = np.where((r < n) & (s < n) & (s + m <= n), s + m, n + 1)
+    jump = np.concatenate((jump, np.full((rows, 1), n + 1)), 1)  # the sink stays
+    # Pointer doubling on flat indices (row offset + node): after round j, every entry up to
+    # 2 ** (j + 1) - 1 jumps from step 0 is marked.
+    width = n + 2
+    jump = (jump + np.arange(rows)[:, None] * width).ravel()
+    reached = np.zeros(rows * width, dtype=bool)
+    reached[::width] = True
+    for _ in range(math.ceil(math.log2(width)) + 1):
+        reached[jump[reached]] = True
+        jump = jump.take(jump)
+    t, e = np.nonzero(reached.reshape(rows, width)[:, : n + 1])
+    r, s = r[t, e], s[t, e]
+    warm = np.zeros((rows, n + 3))
+    np.add.at(warm, (t, e), 1.0)
+    np.add.at(warm, (t, np.where(r < n, r, n + 1)), -1.0)  # never released: warm beyond
+    started = (r < n) & (s < n)
+    t, r, s = t[started], r[started], s[started]
+    end = np.minimum(s + m, n)
+    busy = np.zeros((rows, n + 2))
+    due = np.zeros((rows, n + 2))  # s + m - 1 while starting: steps to ready = due - k
+    np.add.at(busy, (t, s), 1.0)
+    np.add.at(busy, (t, end), -1.0)
+    np.add.at(due, (t, s), s + m - 1.0)
+    np.add.at(due, (t, end), -(s + m - 1.0))
+    warm = np.cumsum(warm, 1)[:, : n + 1] > 0.5
+    busy = np.cumsum(busy, 1)[:, : n + 1] > 0.5
+    due = np.cumsum(due, 1)[:, : n + 1]
+    paid = np.where(warm | busy, STEP_S, 0.0)
+    extra = np.where(warm, 0.0, np.where(busy, STEP_S * (due - idx[: n + 1]), ready_s))
+    starting_beyond = np.zeros(rows, dtype=bool)
+    starting_beyond[t[s + m > n]] = True  # still starting at the horizon: no wait counted
+    extra[starting_beyond, n] = 0.0
+    return paid, extra, ~warm
 
 
 def _kpa(
