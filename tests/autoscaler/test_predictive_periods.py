@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from tidal.autoscaler.predictive.periods import DAY, WEEK, detect_periods, interpolate_gaps
+from tidal.autoscaler.predictive.periods import (
+    DAY,
+    WEEK,
+    detect_periods,
+    interpolate_gaps,
+    nanmedian,
+)
 from tidal.autoscaler.predictive.synthetic import synthetic_history
 
 
@@ -47,3 +55,16 @@ def test_interpolate_gaps_fills_only_short_inner_runs():
     y = np.array([np.nan, 1, np.nan, 3, *[np.nan] * 5, 9, np.nan])
     out = interpolate_gaps(y, max_gap=2)
     assert np.isnan(out[0]) and out[2] == 2 and np.isnan(out[4:9]).all() and np.isnan(out[-1])
+
+
+def test_nanmedian_gives_numpys_values_and_nan_for_empty_slices() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        shape = (int(rng.integers(1, 8)), int(rng.integers(1, 40)))
+        x = rng.normal(size=shape)
+        x[rng.random(shape) < rng.random()] = np.nan
+        for axis in (0, 1):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = np.nanmedian(x, axis=axis)
+            assert np.array_equal(nanmedian(x, axis), expected, equal_nan=True)

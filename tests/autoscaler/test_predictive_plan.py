@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.forecast import NONE, PROFILE, SEASONAL_NAIVE, forecast
 from tidal.autoscaler.predictive.periods import DAY
-from tidal.autoscaler.predictive.plan import build_plan, plan_replicas, ready_time_lead
+from tidal.autoscaler.predictive.plan import build_plan, clamp_plan, plan_replicas, ready_time_lead
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 from tidal.autoscaler.predictive.synthetic import MONDAY, synthetic_history
 
@@ -86,3 +87,11 @@ def test_fallback_methods_and_scale_to_zero():
     policy = PredictivePolicy(PredictiveAnnotations(stabilization_window=0))
     policy.set_plan(plan)
     assert policy.decide(MONDAY, 0, 1).replicas == 0
+
+
+@pytest.mark.parametrize("low,high", [(0, 0), (2, 0), (1, 5), (3, 3)])
+def test_clamp_plan_without_windows_matches_clamping_each_minute(low: int, high: int) -> None:
+    bounds = Bounds(min_scale=low, max_scale=high)
+    replicas = np.array([0, 1, 2.7, 4, 9, 0])
+    expected = [bounds.clamp(int(n), 0.0) for n in replicas]
+    assert clamp_plan(replicas, 0.0, bounds).tolist() == expected

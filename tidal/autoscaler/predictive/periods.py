@@ -41,13 +41,17 @@ def interpolate_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
 
 
 def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
-    """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning."""
-    missing = np.isnan(x)
-    if not missing.any():
-        return np.median(x, axis=axis)
-    empty = missing.all(axis=axis)
-    safe = np.where(np.expand_dims(empty, axis), 0.0, x)
-    return np.where(empty, np.nan, np.nanmedian(safe, axis=axis))
+    """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning.
+
+    Sorted once instead of through `np.nanmedian`, whose path for short axes goes through
+    masked arrays and cost most of a forecast refit; the values are the same."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    ordered = np.sort(x, axis=-1)  # NaN sorts last
+    present = np.count_nonzero(~np.isnan(x), axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0)[..., None], -1)[..., 0]
+    high = np.take_along_axis(ordered, (present // 2)[..., None], -1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(present == 0, np.nan, (low + high) / 2)
 
 
 def clip_spikes(values: np.ndarray, k: float = 5.0) -> np.ndarray:

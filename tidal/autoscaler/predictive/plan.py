@@ -106,6 +106,9 @@ def build_plan(
 
 def clamp_plan(replicas: np.ndarray, start: float, bounds: Bounds) -> np.ndarray:
     """Each minute's count within that minute's bounds (min/max-scale and cron windows)."""
+    if not bounds.windows:  # the same bounds every minute
+        counts = np.maximum(np.asarray(replicas).astype(np.int64), bounds.min_scale)
+        return np.minimum(counts, bounds.max_scale) if bounds.max_scale else counts
     return np.array(
         [bounds.clamp(int(n), start + 60.0 * i) for i, n in enumerate(replicas)], dtype=np.int64
     )
