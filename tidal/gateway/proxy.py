@@ -191,6 +191,8 @@ class _UpstreamConnection(asyncio.Protocol):
         self.write_full = False  # transport asked us to stop writing
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
+        # Lines that end in a bare LF are taken, as browsers and nginx take them from upstreams.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self._client: _ClientConnection | None = None
         self._ex: _Exchange | None = None
         self._out: list[bytes] = []  # bytes for the client, written once per read
