@@ -11,9 +11,12 @@ Paths:
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
   POST   /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/history
          body: {"timestamps": [epoch, ...], "values": [...], "field": "avg_concurrency"}
-  GET    /apis/tidal.dev/v1/gateway/state              routing state for gateway processes
+  GET    /apis/tidal.dev/v1/gateway/state[?epoch=E&since=V&wait=S]
+                                                        routing state for gateway processes
+                                                        (what changed since V; a long poll)
   POST   /apis/tidal.dev/v1/gateway/stats              their per-second stats
-  POST   /apis/tidal.dev/v1/gateway/poke               a first request at zero
+  POST   /apis/tidal.dev/v1/gateway/poke               a first request at zero, or a replica
+                                                        that refused a connection
   GET    /apis/tidal.dev/v1/pools
   GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
@@ -289,8 +292,18 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             return error(400, f"bad history: {exc}")
         return web.json_response({"kind": "Status", "status": "Success", "minutes": minutes})
 
-    async def gateway_state(_: web.Request) -> web.Response:
-        return web.json_response(platform.gateway_state())
+    async def gateway_state(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = int(query.get("since", "0"))
+            wait_s = min(max(float(query.get("wait", "0")), 0.0), 60.0)
+        except ValueError:
+            return error(400, "since must be an integer and wait a number of seconds")
+        return web.json_response(
+            await platform.gateway_state(
+                query.get("epoch", ""), since, wait_s, query.get("gateway", "")
+            )
+        )
 
     async def gateway_stats(request: web.Request) -> web.Response:
         try:
@@ -302,8 +315,12 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     async def gateway_poke(request: web.Request) -> web.Response:
         try:
-            platform.gateway_poke(str((await read_json(request))["revision"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            body = await read_json(request)
+            unreachable = body.get("unreachable")
+            platform.gateway_poke(
+                str(body["revision"]), None if unreachable is None else str(unreachable)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return error(400, f"bad poke: {exc}")
         return web.json_response({"kind": "Status", "status": "Success"})
 
