@@ -212,6 +212,7 @@ async def serve(
                 tls_cert=options.tls_cert,
                 tls_key=options.tls_key,
             ),
+            on_exit=lambda worker: platform.gateway_stats(worker, {}),
         )
         feed = feed_of(platform.router)  # tracks routing changes from before the first worker
         await workers.start()  # their start-up overlaps the restore below
@@ -227,6 +228,7 @@ async def serve(
             await workers.stop(5.0)
         if gateway_sock is not None:
             gateway_sock.close()
+        feed_of(platform.router).release()
         if runner is not None:
             await runner.cleanup()
         for sock in (admin_sock, kube_sock):

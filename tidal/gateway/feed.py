@@ -39,6 +39,11 @@ class RoutingFeed:
         self._log.move_to_end(entry)
         self._changed.set()
 
+    def release(self) -> None:
+        """Answer every waiting long poll now (shutdown: the admin API closes without waiting
+        them out)."""
+        self._changed.set()
+
     async def delta(
         self, epoch: str = "", since: int = 0, wait_s: float = 0.0, gateway: str = ""
     ) -> dict[str, Any]:

@@ -21,6 +21,7 @@ N x CC per replica with N gateways (Knative splits replicas between activators i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -181,6 +182,7 @@ class ControllerLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self.cold_starts: dict[str, list[float]] = {}
+        self._period_start = time.monotonic()  # of the stats not reported yet
         router.answered = {}  # counted here, shown in the controller's /metrics
         router.on_unreachable = self.unreachable
 
@@ -211,9 +213,17 @@ class ControllerLink:
         self._tasks = [asyncio.ensure_future(self._poll()), asyncio.ensure_future(self._report())]
 
     async def close(self) -> None:
-        for task in (*self._tasks, *self._sends):
+        """Stop following; a last stats report tells the controller what this gateway
+        answered since the previous one, and that it holds no request any more."""
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._report_once(), 2.0)
+        for task in self._sends:
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
@@ -266,13 +276,15 @@ class ControllerLink:
                 await asyncio.sleep(RETRY_S)
 
     async def _report(self) -> None:
-        period_start = time.monotonic()
         while True:
             await asyncio.sleep(STATS_PERIOD_S)
-            now = time.monotonic()
-            stats = collect_stats(self.router, period_start, now, self.cold_starts)
-            period_start = now
-            await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
+            await self._report_once()
+
+    async def _report_once(self) -> None:
+        now = time.monotonic()
+        stats = collect_stats(self.router, self._period_start, now, self.cold_starts)
+        self._period_start = now
+        await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
         assert self.session is not None

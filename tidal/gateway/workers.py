@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,12 +43,21 @@ class WorkerOptions:
 class GatewayWorkers:
     """Starts, watches (restarting any that die) and drains the gateway workers."""
 
-    def __init__(self, count: int, sock: socket.socket, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        count: int,
+        sock: socket.socket,
+        options: WorkerOptions,
+        on_exit: Callable[[str], None] = lambda worker: None,
+    ) -> None:
+        """`on_exit(worker id)` hears of each worker that exited: what it reported in flight
+        is no longer."""
         if count < 1:
             raise ValueError("--gateway-workers must be at least 1")
         self.count = count
         self.sock = sock
         self.options = options
+        self.on_exit = on_exit
         self.processes: list[asyncio.subprocess.Process | None] = [None] * count
         self.restarts = 0
         self._stopping = False
@@ -103,6 +113,7 @@ class GatewayWorkers:
             assert process is not None
             started = time.monotonic()
             code = await process.wait()
+            self.on_exit(worker_id(index))
             if self._stopping:
                 return
             failures = 0 if time.monotonic() - started > STABLE_S else failures + 1
