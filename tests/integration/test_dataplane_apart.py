@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import (
     FAST_AUTOSCALER,
@@ -64,6 +65,43 @@ def test_two_workers_serve_the_port(platform: Platform) -> None:
     results = run(concurrent_gets(platform.gateway, host("steady"), 40))
     assert collections.Counter(s for s, _, _ in results) == {200: 40}
     assert {r for _, r, _ in results} == {"steady-00001"}
+
+
+def metric(platform: Platform, name: str, **labels: str) -> float:
+    body = platform.api("GET", "/metrics")[1].decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_admin_metrics_count_what_the_workers_serve(platform: Platform) -> None:
+    """Latency histograms and in-flight requests come from the workers' reports."""
+    steady = {"revision": "steady-00001"}
+    before = metric(platform, "tidal_request_duration_seconds_count", **steady)
+    results: list[tuple[int, str, str]] = []
+    sender = threading.Thread(
+        target=lambda: results.extend(
+            run(concurrent_gets(platform.gateway, host("steady"), 6, "/?sleep=2500"))
+        )
+    )
+    sender.start()
+    wait_until(
+        lambda: metric(platform, "tidal_inflight_requests", **steady) >= 1,
+        5,
+        "requests in flight at the workers in /metrics",
+    )
+    sender.join(timeout=30)
+    assert [s for s, _, _ in results] == [200] * 6
+    wait_until(
+        lambda: metric(platform, "tidal_request_duration_seconds_count", **steady) >= before + 6,
+        5,
+        "the workers' latencies in /metrics",
+    )
+    slow = metric(platform, "tidal_request_duration_seconds_bucket", le="2.5", **steady)
+    assert metric(platform, "tidal_request_duration_seconds_count", **steady) - slow >= 6
 
 
 def test_a_stopped_controller_delays_no_request_to_a_ready_replica(platform: Platform) -> None:

@@ -152,7 +152,7 @@ class ScalingLoop:
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
         labels = (workload.spec.namespace, workload.spec.revision)
-        IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
+        IN_FLIGHT.labels(*labels).set(workload.throttler.in_flight_total())
         READY.labels(*labels).set(ready)
 
     def _decide(self, entry: ScaledRevision, now: float) -> None:

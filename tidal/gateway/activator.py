@@ -81,6 +81,11 @@ class RevisionThrottler:
     def ready_count(self) -> int:
         return sum(1 for e in self.endpoints if not e.draining)
 
+    def in_flight_total(self) -> int:
+        """Requests in flight here and, as last reported, in other gateway processes."""
+        remote = sum(sum(counts.values()) for counts in self.remote_in_flight.values())
+        return self.stats.in_flight + remote
+
     def in_flight_of(self, replica_id: str) -> int:
         """Requests on this replica, in this gateway and the others."""
         remote = sum(counts.get(replica_id, 0) for counts in self.remote_in_flight.values())
