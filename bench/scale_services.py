@@ -186,6 +186,12 @@ def until(check: Any, timeout: float, period: float = 0.02) -> float | None:
     return None
 
 
+def timed(action: Any) -> tuple[float, Any]:
+    started = time.monotonic()
+    value = action()
+    return time.monotonic() - started, value
+
+
 def wrk(url: str, host: str, rate: int, duration: float, script: Path) -> dict[str, float]:
     connections = 10
     delay_ms = max(1, round(connections * 1000 / rate))
@@ -260,6 +266,18 @@ def main() -> None:
         print(f"apply {args.services} services in batches of {args.batch}:")
         print(f"  batches (s): {' '.join(f'{b:.2f}' for b in batches)}")
         print(f"  total {total:.1f} s                              bar <= 30 s: {bar(total <= 30)}")
+
+        state_path = "/apis/tidal.dev/v1/gateway/state"
+        full_s, full = timed(lambda: up.call("GET", state_path, timeout=60)[1])
+        delta_path = f"{state_path}?epoch={full['epoch']}&since={full['version'] - 1}"
+        delta_s, delta = timed(lambda: up.call("GET", delta_path, timeout=60)[1])
+        full_kb, delta_kb = len(json.dumps(full)) / 1024, len(json.dumps(delta)) / 1024
+        results.update(stateFullMs=round(full_s * 1000, 1), stateFullKB=round(full_kb, 1))
+        results.update(stateDeltaMs=round(delta_s * 1000, 1), stateDeltaKB=round(delta_kb, 1))
+        print(
+            f"routing state for a gateway: whole {full_kb:.0f} KB in {full_s * 1000:.0f} ms "
+            f"(first poll only); one change {delta_kb:.1f} KB in {delta_s * 1000:.1f} ms"
+        )
 
         def serving_ready() -> bool:
             ready = [r for r in up.replicas() if r["state"] == "Ready"]
