@@ -183,6 +183,7 @@ class ControllerLink:
         self._sends: set[asyncio.Task[None]] = set()
         self.cold_starts: dict[str, list[float]] = {}
         self._period_start = time.monotonic()  # of the stats not reported yet
+        self._failing: set[str] = set()  # kinds of sends that failed last time
         router.answered = {}  # counted here, shown in the controller's /metrics
         router.on_unreachable = self.unreachable
 
@@ -270,7 +271,7 @@ class ControllerLink:
                     log.warning(
                         "cannot read routing state from the controller (routing with the last "
                         "state it sent): %s",
-                        exc or type(exc).__name__,
+                        _describe(exc),
                     )
                 failing = True
                 await asyncio.sleep(RETRY_S)
@@ -287,12 +288,20 @@ class ControllerLink:
         await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
+        """Send; a failure is logged once until a send of the same kind succeeds again."""
         assert self.session is not None
         try:
             async with self.session.post(f"{self.base}/{path}", json=body) as response:
                 response.raise_for_status()
+            self._failing.discard(path)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("cannot send %s to the controller: %s", path, exc or type(exc).__name__)
+            if path not in self._failing:
+                self._failing.add(path)
+                log.warning("cannot send %s to the controller: %s", path, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 async def run_gateway(
