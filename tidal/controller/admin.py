@@ -44,6 +44,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller import kubeapi
 from tidal.controller.platform import Platform
+from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
 from tidal.store.sqlite import Conflict, StoreError
 
@@ -361,6 +362,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/forecast", forecast)
     app.router.add_post(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/history", import_history)
     app.router.add_get(f"{TIDAL}/gateway/state", gateway_state)
+    app.on_shutdown.append(lambda _: _release_long_polls(platform))
     app.router.add_post(f"{TIDAL}/gateway/stats", gateway_stats)
     app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
@@ -374,3 +376,8 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     mount(app, platform, security)
     return app
+
+
+async def _release_long_polls(platform: Platform) -> None:
+    """Shutdown: answer the gateways' waiting polls now rather than wait them out."""
+    feed_of(platform.router).release()

@@ -228,7 +228,6 @@ async def serve(
             await workers.stop(5.0)
         if gateway_sock is not None:
             gateway_sock.close()
-        feed_of(platform.router).release()
         if runner is not None:
             await runner.cleanup()
         for sock in (admin_sock, kube_sock):
