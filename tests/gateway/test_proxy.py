@@ -465,6 +465,25 @@ async def test_upstream_failing_mid_response_is_502(gateway, session, router) ->
     await eventually(lambda: router.statuses() == [[502]])
 
 
+async def test_upstream_head_with_bare_lf_line_ends_is_relayed(gateway, session, router) -> None:
+    """A replica whose response lines end in a bare LF (some hand-written servers): relayed
+    with CRLF, as browsers and nginx accept it, not a 502."""
+
+    async def lf_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(lf_only, "127.0.0.1", 0)
+    router.routes["app.example.com"] = [("127.0.0.1", server.sockets[0].getsockname()[1])]
+    async with server, session.get(url(gateway, "/"), headers=HOST) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain"
+        assert await resp.read() == b"hello"
+    await eventually(lambda: router.statuses() == [[200]])
+
+
 async def test_stale_pooled_connection_is_replayed_on_a_fresh_one(gateway, session, router) -> None:
     """A replica that closes a kept-alive connection when the next request arrives on it."""
     connections = 0

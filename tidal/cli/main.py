@@ -194,6 +194,13 @@ def main(
     envvar="TIDAL_CONTAINER_ENGINE",
     help="Runs manifests that name only an image (auto: podman, else docker).",
 )
+@click.option(
+    "--gateway-workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Gateway processes sharing --port (the data plane runs apart from the controller).",
+)
 def up(
     config_path: str | None,
     data_dir: str,
@@ -209,8 +216,10 @@ def up(
     files: tuple[str, ...],
     drain_timeout: str | None,
     container_engine: str,
+    gateway_workers: int,
 ) -> None:
-    """Run the platform: gateway, admin API and controller, in this process."""
+    """Run the platform: admin API and controller in this process, the gateway in worker
+    processes of its own."""
     import asyncio
     import dataclasses
 
@@ -234,6 +243,7 @@ def up(
     if tls_cert and tls_key:
         options.tls_cert, options.tls_key = Path(tls_cert).resolve(), Path(tls_key).resolve()
     options.container_engine = container_engine
+    options.gateway_workers = gateway_workers
 
     def ready(platform: Any, info: dict[str, Any]) -> None:
         from tidal.cli.kubeconfig import FILE

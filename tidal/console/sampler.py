@@ -128,7 +128,7 @@ class Sampler:
                 for old in [m for m in series.cold_minutes if m <= minute - KEEP_MINUTES]:
                     del series.cold_minutes[old]
             self._last_requests[key], self._last_cold[key] = total, cold_total
-            series.concurrency.append(workload.throttler.stats.in_flight)
+            series.concurrency.append(workload.throttler.in_flight_total())
             series.ready.append(workload.ready_count())
             series.desired.append(workload.desired)
             series.planned.append(self.planned(*key))

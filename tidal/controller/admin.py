@@ -11,9 +11,12 @@ Paths:
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
   POST   /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/history
          body: {"timestamps": [epoch, ...], "values": [...], "field": "avg_concurrency"}
-  GET    /apis/tidal.dev/v1/gateway/state              routing state for gateway processes
+  GET    /apis/tidal.dev/v1/gateway/state[?epoch=E&since=V&wait=S]
+                                                        routing state for gateway processes
+                                                        (what changed since V; a long poll)
   POST   /apis/tidal.dev/v1/gateway/stats              their per-second stats
-  POST   /apis/tidal.dev/v1/gateway/poke               a first request at zero
+  POST   /apis/tidal.dev/v1/gateway/poke               a first request at zero, or a replica
+                                                        that refused a connection
   GET    /apis/tidal.dev/v1/pools
   GET    /apis/tidal.dev/v1/cost[?start=EPOCH&end=EPOCH]
   GET    /apis/tidal.dev/v1/info
@@ -41,6 +44,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller import kubeapi
 from tidal.controller.platform import Platform
+from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
 from tidal.store.sqlite import Conflict, StoreError
 
@@ -289,8 +293,18 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             return error(400, f"bad history: {exc}")
         return web.json_response({"kind": "Status", "status": "Success", "minutes": minutes})
 
-    async def gateway_state(_: web.Request) -> web.Response:
-        return web.json_response(platform.gateway_state())
+    async def gateway_state(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = int(query.get("since", "0"))
+            wait_s = min(max(float(query.get("wait", "0")), 0.0), 60.0)
+        except ValueError:
+            return error(400, "since must be an integer and wait a number of seconds")
+        return web.json_response(
+            await platform.gateway_state(
+                query.get("epoch", ""), since, wait_s, query.get("gateway", "")
+            )
+        )
 
     async def gateway_stats(request: web.Request) -> web.Response:
         try:
@@ -302,8 +316,12 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     async def gateway_poke(request: web.Request) -> web.Response:
         try:
-            platform.gateway_poke(str((await read_json(request))["revision"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            body = await read_json(request)
+            unreachable = body.get("unreachable")
+            platform.gateway_poke(
+                str(body["revision"]), None if unreachable is None else str(unreachable)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return error(400, f"bad poke: {exc}")
         return web.json_response({"kind": "Status", "status": "Success"})
 
@@ -344,6 +362,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/forecast", forecast)
     app.router.add_post(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/history", import_history)
     app.router.add_get(f"{TIDAL}/gateway/state", gateway_state)
+    app.on_shutdown.append(lambda _: _release_long_polls(platform))
     app.router.add_post(f"{TIDAL}/gateway/stats", gateway_stats)
     app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
@@ -357,3 +376,8 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     mount(app, platform, security)
     return app
+
+
+async def _release_long_polls(platform: Platform) -> None:
+    """Shutdown: answer the gateways' waiting polls now rather than wait them out."""
+    feed_of(platform.router).release()

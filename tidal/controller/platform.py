@@ -49,8 +49,8 @@ from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.views import live_revision, read_logs, replica_views
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
-from tidal.gateway.mirror import routing_snapshot
-from tidal.gateway.routing import TrafficRouter
+from tidal.gateway.feed import feed_of
+from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import Replica, Runtime
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
@@ -128,6 +128,7 @@ class Platform:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._placing: asyncio.Handle | None = None
+        self._gateway_reported: dict[str, set[str]] = {}  # revision keys each gateway reported
 
     @property
     def workloads(self) -> Mapping[str, RevisionWorkload]:
@@ -642,18 +643,29 @@ class Platform:
 
     # -- other gateway processes (tidal.gateway.mirror) ----------------------------------------
 
-    def gateway_state(self) -> dict[str, Any]:
-        return routing_snapshot(self.router)
+    async def gateway_state(
+        self, epoch: str = "", since: int = 0, wait_s: float = 0.0, gateway: str = ""
+    ) -> dict[str, Any]:
+        """The routing state changed since version `since` of `epoch` (all of it for another
+        epoch), waiting up to `wait_s` for a change (tidal.gateway.feed)."""
+        return await feed_of(self.router).delta(epoch, since, wait_s, gateway)
 
     def gateway_stats(self, gateway: str, revisions: dict[str, dict[str, Any]]) -> None:
-        """One second of a gateway's stats: into the autoscaler, and its in-flight requests per
-        replica into the drain logic."""
+        """One second of a gateway's stats: into the autoscaler and /metrics, and its in-flight
+        requests per replica into the drain logic. Costs the revisions it reports (and those it
+        reported last time), not all of them."""
         now = time.monotonic()
-        for key, throttler in self.router.throttlers.items():
-            stats = revisions.get(key)
-            if stats is None:
+        reported = self._gateway_reported.setdefault(gateway, set())
+        for key in reported - revisions.keys():
+            throttler = self.router.throttlers.get(key)
+            if throttler is not None:
                 throttler.remote_in_flight.pop(gateway, None)
+        reported.clear()
+        for key, stats in revisions.items():
+            throttler = self.router.throttlers.get(key)
+            if throttler is None:
                 continue
+            reported.add(key)
             throttler.remote_seen = now
             throttler.remote_in_flight[gateway] = {
                 str(k): int(v) for k, v in stats.get("inFlight", {}).items()
@@ -662,9 +674,16 @@ class Platform:
                 key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
             )
             count_remote_answers(throttler, stats.get("codes", {}), stats.get("coldStarts", []))
+            labels = (throttler.namespace, throttler.service, throttler.revision)
+            for code, (total, *counts) in stats.get("latency", {}).items():
+                add_reported_latency((*labels, str(code)), total, counts)
 
-    def gateway_poke(self, key: str) -> None:
-        self.scaling.poke(key)
+    def gateway_poke(self, key: str, unreachable: str | None = None) -> None:
+        """A gateway's first request at zero for `key`, or a replica that refused it."""
+        if unreachable is not None:
+            self._on_unreachable(key, unreachable)
+        else:
+            self.scaling.poke(key)
 
     def pool_usage(self) -> list[dict[str, Any]]:
         return self.placer.pool_usage(self.workloads.values())

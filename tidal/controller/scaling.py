@@ -175,10 +175,10 @@ class ScalingLoop:
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
             entry.idle = False
-        elif entry.idle and not workload.throttler.stats.in_flight:
+        elif entry.idle and not workload.throttler.in_flight_total():
             return  # its gauges read 0 since it went idle
         labels = (spec.namespace, spec.revision)
-        IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
+        IN_FLIGHT.labels(*labels).set(workload.throttler.in_flight_total())
         READY.labels(*labels).set(ready)
 
     def _decide(self, entry: RevisionHandle, now: float) -> None:

@@ -1,16 +1,27 @@
-"""`tidal up`: one process with the gateway, the admin API and the controller.
+"""`tidal up`: the control plane (admin API, controller) in this process, the data plane in
+gateway worker processes of its own (tidal.gateway.workers) sharing the gateway's port.
 
-Shutdown (SIGTERM/SIGINT) drains: the gateway stops accepting and in-flight requests get up to
-the drain timeout to finish; then the admin API closes and the controller stops every replica
-(SIGTERM, then SIGKILL after the termination grace period). A second signal cuts the drain short.
+The workers follow the controller's routing state and report their stats back, as `tidal gateway`
+does (tidal.gateway.mirror), so nothing the controller does (apply, GC, planning, restore) can
+delay a request that has a ready replica, and a worker keeps serving from its last routing state
+while the controller is busy. This process binds the gateway's socket and passes it to the
+workers; a worker that dies is restarted.
+
+Shutdown (SIGTERM/SIGINT) drains: the workers stop accepting and in-flight requests get up to the
+drain timeout to finish (the controller keeps running meanwhile, so held requests still get
+replicas); then the admin API closes and the controller stops every replica (SIGTERM, then
+SIGKILL after the termination grace period). A second signal cuts the drain short.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +33,10 @@ from tidal.api.config import GatewayLimits, PlatformConfig
 from tidal.cli.kubeconfig import write_kubeconfig
 from tidal.controller.admin import AdminSecurity, build_app, own_origins
 from tidal.controller.platform import Platform
+from tidal.gateway.feed import feed_of
 from tidal.gateway.limits import ConnectionBudget, capped
-from tidal.gateway.proxy import GatewayServer
-from tidal.gateway.shutdown import drain, wait_for_signal
+from tidal.gateway.shutdown import wait_for_signal
+from tidal.gateway.workers import GatewayWorkers, WorkerOptions
 from tidal.runtime.container import ContainerRuntime, HostRuntime
 from tidal.runtime.hygiene import ReplicaRecords, make_non_dumpable, raise_open_files_limit
 from tidal.runtime.local import LocalRuntime
@@ -50,6 +62,7 @@ class ServeOptions:
     metrics_need_token: bool = False
     container_engine: str = "auto"  # podman, docker, or auto (podman first)
     kube_port: int = 6443  # TLS for kubectl when the admin API has none; 0: any free port
+    gateway_workers: int = 1  # gateway processes sharing the gateway's port
 
 
 class CappedAppRunner(web.AppRunner):
@@ -87,11 +100,11 @@ class _GuardedServer:
         return getattr(self._server, name)
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     """A listening socket on host:port (port 0: a free one), bound before the app is built so
     that its real port is known."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=128)
+    return socket.create_server((host, port), family=family, backlog=backlog)
 
 
 def dial_host(host: str) -> str:
@@ -133,20 +146,26 @@ async def serve(
     containers = ContainerRuntime(options.data_dir, options.container_engine)
     platform = Platform(options.config, options.data_dir, HostRuntime(processes, containers))
     budget = ConnectionBudget(limits.max_total_connections)
-    gateway = GatewayServer(platform.router, limits, budget)
     runner: web.AppRunner | None = None
     kube_sock: socket.socket | None = None
+    admin_sock: socket.socket | None = None
+    gateway_sock: socket.socket | None = None
+    workers: GatewayWorkers | None = None
     try:
         engine = await containers.prepare()  # leftovers go before restore starts containers
-        await gateway.start(options.host, options.port, tls)
+        # Bound here, so that the printed addresses carry the real ports (also for port 0).
+        gateway_sock = listen(options.host, options.port, backlog=1024)
+        admin_sock = listen(options.admin_host, options.admin_port)
+        admin_port = admin_sock.getsockname()[1]
         info = {
-            "gateway": f"{scheme}://{options.host}:{gateway.port}",
-            "admin": f"{scheme}://{options.admin_host}:{options.admin_port}",
+            "gateway": f"{scheme}://{options.host}:{gateway_sock.getsockname()[1]}",
+            "admin": f"{scheme}://{options.admin_host}:{admin_port}",
             "domain": options.config.domain,
             "dataDir": str(options.data_dir),
             "containers": engine,
+            "gatewayWorkers": options.gateway_workers,
         }
-        origins = own_origins(scheme, options.admin_host, options.admin_port)
+        origins = own_origins(scheme, options.admin_host, admin_port)
         # kubectl sends its token over https only: without TLS of the user's, the same app
         # answers on a second listener with a certificate of the platform's own CA.
         kube_tls, kube_ca = None, options.tls_cert
@@ -176,24 +195,71 @@ async def serve(
         info["kubeconfig"] = str(
             write_kubeconfig(options.data_dir, info["kube"], token, kube_ca.read_bytes())
         )
-        await web.TCPSite(runner, options.admin_host, options.admin_port, ssl_context=tls).start()
+        await web.SockSite(runner, admin_sock, ssl_context=tls).start()
         record_server(
-            local_urls(scheme, options.admin_host, options.admin_port),
+            local_urls(scheme, options.admin_host, admin_port),
             options.data_dir / TOKEN_FILE,
             options.tls_cert,
         )
+        workers = GatewayWorkers(
+            options.gateway_workers,
+            gateway_sock,
+            WorkerOptions(
+                controller=f"{scheme}://{dial_host(options.admin_host)}:{admin_port}",
+                token_file=options.data_dir / TOKEN_FILE,
+                limits=limits,
+                ca_cert=options.tls_cert if tls else None,
+                tls_cert=options.tls_cert,
+                tls_key=options.tls_key,
+            ),
+            on_exit=lambda worker: platform.gateway_stats(worker, {}),
+        )
+        feed = feed_of(platform.router)  # tracks routing changes from before the first worker
+        await workers.start()  # their start-up overlaps the restore below
         await platform.start()
         if options.manifests:
             platform.apply(options.manifests)
+        await _workers_routing(feed.gateways, workers.ids, limits.drain_timeout_s)
         on_ready(platform, info)
         cut_short = await wait_for_signal()
-        await drain(gateway, limits.drain_timeout_s, cut_short)
+        await _drain(workers, gateway_sock, limits.drain_timeout_s, cut_short)
     finally:
-        await gateway.close()
+        if workers is not None:
+            await workers.stop(5.0)
+        if gateway_sock is not None:
+            gateway_sock.close()
         if runner is not None:
             await runner.cleanup()
-        if kube_sock is not None:
-            kube_sock.close()
+        for sock in (admin_sock, kube_sock):
+            if sock is not None:
+                sock.close()
         with contextlib.suppress(Exception):
             await platform.stop()
         lock.release()
+
+
+async def _workers_routing(seen: set[str], ids: set[str], timeout: float) -> None:
+    """Wait (up to `timeout`) until every worker has the routing state, so that the gateway
+    routes from the moment `tidal up` says it is up."""
+    deadline = time.monotonic() + timeout
+    while not ids <= seen:
+        if time.monotonic() > deadline:
+            log.warning("gateway workers %s have no routing state yet", sorted(ids - seen))
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _drain(
+    workers: GatewayWorkers, sock: socket.socket, timeout: float, cut_short: asyncio.Event
+) -> None:
+    """Stop accepting (close our copy of the gateway socket, the workers close theirs) and let
+    the workers finish their in-flight requests, up to `timeout`; a second signal cuts it."""
+    sock.close()
+    workers.signal(signal.SIGTERM)
+    waiting = asyncio.ensure_future(workers.wait(timeout + 5.0))
+    interrupted = asyncio.ensure_future(cut_short.wait())
+    await asyncio.wait((waiting, interrupted), return_when=asyncio.FIRST_COMPLETED)
+    if not waiting.done():
+        workers.signal(signal.SIGTERM)  # the worker's second signal: cut the drain
+        await waiting
+    interrupted.cancel()

@@ -57,8 +57,10 @@ class RevisionThrottler:
         self.revision = revision
         self.cc = container_concurrency
         self.timeout_s = timeout_s
-        self.pending_cap = pending_cap
+        self._pending_cap = pending_cap
         self.on_first_request = on_first_request
+        # Called after each change gateway processes must see (tidal.gateway.feed).
+        self.on_change: Callable[[], None] | None = None
         self.endpoints: list[Endpoint] = []
         self.stats = RevisionStats()
         self.failure: str | None = None
@@ -70,11 +72,30 @@ class RevisionThrottler:
         self.remote_seen = -1e9
 
     @property
+    def pending_cap(self) -> int:
+        return self._pending_cap
+
+    @pending_cap.setter
+    def pending_cap(self, value: int) -> None:
+        if value != self._pending_cap:
+            self._pending_cap = value
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    @property
     def pending(self) -> int:
         return len(self._waiters)
 
     def ready_count(self) -> int:
         return sum(1 for e in self.endpoints if not e.draining)
+
+    def in_flight_total(self) -> int:
+        """Requests in flight here and, as last reported, in other gateway processes."""
+        remote = sum(sum(counts.values()) for counts in self.remote_in_flight.values())
+        return self.stats.in_flight + remote
 
     def in_flight_of(self, replica_id: str) -> int:
         """Requests on this replica, in this gateway and the others."""
@@ -170,18 +191,22 @@ class RevisionThrottler:
             cold_start = time.monotonic() - self.cold_start_began
             self.cold_start_began = None
         self._wake(len(self._waiters))
+        self._changed()
         return cold_start
 
     def remove_endpoint(self, replica_id: str) -> None:
         self.endpoints = [e for e in self.endpoints if e.replica_id != replica_id]
+        self._changed()
 
     def drain(self, replica_id: str) -> None:
         """Stop sending new requests to a replica; in-flight ones go on."""
         for endpoint in self.endpoints:
-            if endpoint.replica_id == replica_id:
+            if endpoint.replica_id == replica_id and not endpoint.draining:
                 endpoint.draining = True
+                self._changed()
 
     def fail(self, reason: str) -> None:
         """Answer waiting and new requests with 503 `reason` until a replica becomes ready."""
         self.failure = reason
         self._wake(len(self._waiters))
+        self._changed()

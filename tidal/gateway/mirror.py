@@ -1,13 +1,18 @@
 """The gateway as a process of its own: it mirrors the controller's routing state and reports its
 request stats back, as Knative's activator does with the autoscaler (docs/autoscaling.md#metrics,
-docs/autoscaling.md#activator-and-queue-proxy).
+docs/autoscaling.md#activator-and-queue-proxy). `tidal up` runs its data plane this way, and
+`tidal gateway` adds more such processes.
 
-The controller publishes one snapshot (`routing_snapshot`): the host table, and per revision its
-containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway polls it and
-applies it to its own `TrafficRouter`; every second it posts each revision's average and peak
-concurrency, request count and in-flight requests per replica, and it pokes the controller at once
-on the first request for a revision with no free replica. The controller adds these stats to its
-own, so the autoscaler sees revision totals however many gateways there are.
+The controller versions its routing state (tidal.gateway.feed): the host table, and per revision
+its containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway long-polls
+it for what changed since the version it holds and applies that to its own `TrafficRouter`, so a
+poll costs what changed, not how many services exist. Every second it posts each active
+revision's average and peak concurrency, request count, in-flight requests per replica, answers
+per status code with their latency histogram, and cold starts; it pokes the controller at once on
+the first request for a revision with no free replica, and tells it of a replica that refused a
+connection. The controller adds these stats to its own, so the autoscaler and /metrics see
+revision totals however many gateways there are. While the controller does not answer, the
+gateway keeps routing with the last state it has.
 
 containerConcurrency is enforced by each gateway on its own requests: exact with one gateway, up to
 N x CC per replica with N gateways (Knative splits replicas between activators instead).
@@ -16,7 +21,10 @@ N x CC per replica with N gateways (Knative splits replicas between activators i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import ssl
 import time
 from typing import Any
 
@@ -24,42 +32,23 @@ import aiohttp
 
 from tidal.api.config import GatewayLimits
 from tidal.gateway.activator import Endpoint, RevisionThrottler
-from tidal.gateway.routing import TrafficRouter
+from tidal.gateway.feed import host_split, revision_state
+from tidal.gateway.routing import HostRoute, TrafficRouter
 from tidal.security.tls import client_context
 
 log = logging.getLogger("tidal.gateway")
-POLL_PERIOD_S = 0.2
+LONG_POLL_S = 10.0  # how long the controller holds a poll with nothing new
+RETRY_S = 0.5  # between polls while the controller does not answer
 STATS_PERIOD_S = 1.0
 
 
 def routing_snapshot(router: TrafficRouter) -> dict[str, Any]:
-    """What a remote gateway needs to route exactly like the controller's own gateway."""
+    """The whole routing state of `router`, as a gateway gets it on its first poll."""
     return {
-        "hosts": {
-            host: [
-                [key, pct]
-                for key, pct in zip(route.revisions, _percents(route.cumulative), strict=True)
-            ]
-            for host, route in router.hosts.items()
-        },
-        "revisions": {
-            key: {
-                "namespace": t.namespace,
-                "service": t.service,
-                "revision": t.revision,
-                "containerConcurrency": t.cc,
-                "timeoutSeconds": t.timeout_s,
-                "pendingCap": t.pending_cap,
-                "failure": t.failure,
-                "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],
-            }
-            for key, t in router.throttlers.items()
-        },
+        "full": True,
+        "hosts": {host: host_split(route) for host, route in router.hosts.items()},
+        "revisions": {key: revision_state(t) for key, t in router.throttlers.items()},
     }
-
-
-def _percents(cumulative: tuple[int, ...]) -> list[int]:
-    return [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
 
 
 def apply_snapshot(
@@ -68,13 +57,20 @@ def apply_snapshot(
     on_first_request: Any,
     cold_starts: dict[str, list[float]] | None = None,
 ) -> None:
-    """Make `router` route as the snapshot says; throttlers keep their waiters and stats. A new
-    endpoint that ends a cold start of this gateway adds its duration to `cold_starts`."""
+    """Make `router` route as the controller's state says: the whole of it (`full`), or what
+    changed (a revision or host given as null is gone). Throttlers keep their waiters and stats.
+    A new endpoint that ends a cold start of this gateway adds its duration to `cold_starts`."""
     revisions = snapshot["revisions"]
-    for key in set(router.throttlers) - set(revisions):
-        router.throttlers.pop(key).fail("revision removed")
+    full = snapshot.get("full", True)
+    if full:
+        for key in set(router.throttlers) - set(revisions):
+            router.throttlers.pop(key).fail("revision removed")
     for key, state in revisions.items():
         throttler = router.throttlers.get(key)
+        if state is None:
+            if throttler is not None:
+                router.throttlers.pop(key).fail("revision removed")
+            continue
         if throttler is None:
             throttler = RevisionThrottler(
                 state["namespace"],
@@ -94,13 +90,14 @@ def apply_snapshot(
             throttler.failure = None
         elif throttler.failure is None:
             throttler.fail(state["failure"])
-    router.set_hosts(
-        set(router.hosts),
-        {
-            host: [(key, int(pct)) for key, pct in split]
-            for host, split in snapshot["hosts"].items()
-        },
-    )
+    hosts = {} if full else dict(router.hosts)
+    for host, split in snapshot["hosts"].items():
+        route = None if split is None else HostRoute.from_split([(k, int(p)) for k, p in split])
+        if route is not None and route.revisions:
+            hosts[host] = route
+        else:
+            hosts.pop(host, None)
+    router.hosts = hosts  # one assignment: the next request sees the whole change
 
 
 def _sync_endpoints(throttler: RevisionThrottler, wanted: list[list[Any]]) -> float | None:
@@ -125,18 +122,25 @@ def collect_stats(
     now: float,
     cold_starts: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
-    """One period of every revision's stats, in the shape the controller's endpoint takes:
-    for the autoscaler, and the answers per status code and cold starts for its /metrics
-    (both taken, so each is reported once)."""
+    """One period of the stats of every revision that saw requests, in the shape the
+    controller's endpoint takes: for the autoscaler, and the answers per status code (with
+    their latency sum and histogram counts) and cold starts for its /metrics (taken, so each is
+    reported once)."""
     answered: dict[str, dict[str, int]] = {}
-    for (key, code), count in (router.answered or {}).items():
-        answered.setdefault(key, {})[str(code)] = count
+    latency: dict[str, dict[str, list[float]]] = {}
+    for (key, code), answers in (router.answered or {}).items():
+        answered.setdefault(key, {})[str(code)] = int(answers[0])
+        latency.setdefault(key, {})[str(code)] = answers[1:]
     if router.answered is not None:
         router.answered = {}
     colds = cold_starts or {}
     stats = {}
     for key, throttler in router.throttlers.items():
-        concurrency, count, peak = throttler.stats.collect(period_start, now)
+        window = throttler.stats
+        busy = window.in_flight or window.requests or window.peak
+        if not (busy or key in answered or key in colds):
+            continue  # idle all period: nothing to say (and nothing to collect)
+        concurrency, count, peak = window.collect(period_start, now)
         in_flight = {e.replica_id: e.in_flight for e in throttler.endpoints if e.in_flight}
         codes, cold = answered.get(key, {}), colds.pop(key, [])
         if concurrency or count or in_flight or codes or cold:
@@ -146,6 +150,7 @@ def collect_stats(
                 "peak": peak,
                 "inFlight": in_flight,
                 "codes": codes,
+                "latency": latency.get(key, {}),
                 "coldStarts": cold,
             }
     return stats
@@ -156,7 +161,7 @@ class Unauthorized(Exception):
 
 
 class ControllerLink:
-    """Polls the controller's routing state and posts stats and pokes to it."""
+    """Follows the controller's routing state (long polls) and posts stats and pokes to it."""
 
     def __init__(
         self,
@@ -172,10 +177,15 @@ class ControllerLink:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.tls = client_context(ca_cert) if self.base.startswith("https:") else None
         self.session: aiohttp.ClientSession | None = None
+        self.epoch = ""  # of the routing state held, and its version
+        self.version = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._pokes: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] = set()
         self.cold_starts: dict[str, list[float]] = {}
+        self._period_start = time.monotonic()  # of the stats not reported yet
+        self._failing: set[str] = set()  # kinds of sends that failed last time
         router.answered = {}  # counted here, shown in the controller's /metrics
+        router.on_unreachable = self.unreachable
 
     async def start(self) -> None:
         """Returns once the first routing state has arrived (retrying while the controller is
@@ -187,7 +197,7 @@ class ControllerLink:
         )
         while True:
             try:
-                await self._poll_once()
+                await self._poll_once(0.0)
                 break
             except aiohttp.ClientResponseError as exc:
                 if exc.status in (401, 403):
@@ -204,49 +214,94 @@ class ControllerLink:
         self._tasks = [asyncio.ensure_future(self._poll()), asyncio.ensure_future(self._report())]
 
     async def close(self) -> None:
+        """Stop following; a last stats report tells the controller what this gateway
+        answered since the previous one, and that it holds no request any more."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._report_once(), 2.0)
+        for task in self._sends:
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
     def poke(self, key: str) -> None:
-        task = asyncio.ensure_future(
-            self._post("poke", {"gateway": self.gateway_id, "revision": key})
-        )
-        self._pokes.add(task)
-        task.add_done_callback(self._pokes.discard)
+        """A first request found no free replica of `key`: the controller's autoscaler hears
+        of it at once (its stats come a second later)."""
+        self._send("poke", {"gateway": self.gateway_id, "revision": key})
 
-    async def _poll_once(self) -> None:
+    def unreachable(self, key: str, replica_id: str) -> None:
+        """A replica refused a connection: the controller replaces it."""
+        body = {"gateway": self.gateway_id, "revision": key, "unreachable": replica_id}
+        self._send("poke", body)
+
+    def _send(self, path: str, body: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._post(path, body))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _poll_once(self, wait_s: float) -> None:
         assert self.session is not None
-        async with self.session.get(f"{self.base}/state") as response:
-            response.raise_for_status()
-            apply_snapshot(self.router, await response.json(), self.poke, self.cold_starts)
+        query = {
+            "epoch": self.epoch,
+            "since": str(self.version),
+            "wait": str(wait_s),
+            "gateway": self.gateway_id,
+        }
+        timeout = aiohttp.ClientTimeout(total=wait_s + 10)
+        async with self.session.get(f"{self.base}/state", params=query, timeout=timeout) as answer:
+            answer.raise_for_status()
+            state = await answer.json()
+        apply_snapshot(self.router, state, self.poke, self.cold_starts)
+        self.epoch, self.version = state.get("epoch", ""), int(state.get("version", 0))
 
     async def _poll(self) -> None:
+        failing = False
         while True:
-            await asyncio.sleep(POLL_PERIOD_S)
             try:
-                await self._poll_once()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("cannot read routing state from the controller: %s", exc)
+                await self._poll_once(LONG_POLL_S)
+                if failing:
+                    log.warning("routing state from the controller again")
+                failing = False
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if not failing:
+                    log.warning(
+                        "cannot read routing state from the controller (routing with the last "
+                        "state it sent): %s",
+                        _describe(exc),
+                    )
+                failing = True
+                await asyncio.sleep(RETRY_S)
 
     async def _report(self) -> None:
-        period_start = time.monotonic()
         while True:
             await asyncio.sleep(STATS_PERIOD_S)
-            now = time.monotonic()
-            stats = collect_stats(self.router, period_start, now, self.cold_starts)
-            period_start = now
-            await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
+            await self._report_once()
+
+    async def _report_once(self) -> None:
+        now = time.monotonic()
+        stats = collect_stats(self.router, self._period_start, now, self.cold_starts)
+        self._period_start = now
+        await self._post("stats", {"gateway": self.gateway_id, "revisions": stats})
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
+        """Send; a failure is logged once until a send of the same kind succeeds again."""
         assert self.session is not None
         try:
             async with self.session.post(f"{self.base}/{path}", json=body) as response:
                 response.raise_for_status()
+            self._failing.discard(path)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("cannot send %s to the controller: %s", path, exc)
+            if path not in self._failing:
+                self._failing.add(path)
+                log.warning("cannot send %s to the controller: %s", path, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 async def run_gateway(
@@ -257,10 +312,13 @@ async def run_gateway(
     token: str | None = None,
     ca_cert: str | None = None,
     limits: GatewayLimits | None = None,
+    sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """`tidal gateway`: serve requests with the controller's routing until SIGINT/SIGTERM, then
-    drain (in-flight requests finish, up to the drain timeout) while still following the
-    controller, so held requests still find replicas."""
+    """`tidal gateway` (and each gateway worker of `tidal up`): serve requests with the
+    controller's routing until SIGINT/SIGTERM, then drain (in-flight requests finish, up to the
+    drain timeout) while still following the controller, so held requests still find replicas.
+    With `sock`, serve on that listening socket (one `tidal up` shares among its workers)."""
     from tidal.gateway.limits import ConnectionBudget
     from tidal.gateway.proxy import GatewayServer
     from tidal.gateway.shutdown import drain, wait_for_signal
@@ -270,9 +328,15 @@ async def run_gateway(
     link = ControllerLink(router, controller, gateway_id, token, ca_cert)
     server = GatewayServer(router, limits, ConnectionBudget(limits.max_total_connections))
     await link.start()
-    await server.start(host, port)
+    await server.start(host, port, tls, sock=sock)
+    scheme = "https" if tls else "http"
     log.warning(
-        "gateway %s on http://%s:%d, routing from %s", gateway_id, host, server.port, controller
+        "gateway %s on %s://%s:%d, routing from %s",
+        gateway_id,
+        scheme,
+        host,
+        server.port,
+        controller,
     )
     try:
         cut_short = await wait_for_signal()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import ssl
 import time
 from collections import deque
@@ -191,6 +192,8 @@ class _UpstreamConnection(asyncio.Protocol):
         self.write_full = False  # transport asked us to stop writing
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
+        # Lines that end in a bare LF are taken, as browsers and nginx take them from upstreams.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self._client: _ClientConnection | None = None
         self._ex: _Exchange | None = None
         self._out: list[bytes] = []  # bytes for the client, written once per read
@@ -781,7 +784,15 @@ class GatewayServer:
     def _open_count(self) -> int:
         return len(self._clients)
 
-    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Listen on host:port, or on `sock`, a listening socket made elsewhere (one that
+        several gateway processes share)."""
         loop = asyncio.get_running_loop()
         factory = capped(
             lambda: _ClientConnection(self),
@@ -789,9 +800,12 @@ class GatewayServer:
             self.limits.max_connections,
             self.budget,
         )
-        self._server = await loop.create_server(
-            factory, host, port, reuse_address=True, backlog=1024, ssl=tls
-        )
+        if sock is not None:
+            self._server = await loop.create_server(factory, sock=sock, backlog=1024, ssl=tls)
+        else:
+            self._server = await loop.create_server(
+                factory, host, port, reuse_address=True, backlog=1024, ssl=tls
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         if self.budget is not None:
             self.budget.register(self._open_count)

@@ -9,10 +9,12 @@ rollback takes effect for the next request.
 from __future__ import annotations
 
 import bisect
+import functools
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -24,12 +26,30 @@ REQUESTS = Counter(
     "Requests answered, per revision and status code",
     ["namespace", "service", "revision", "code"],
 )
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 LATENCY = Histogram(
     "tidal_request_duration_seconds",
     "Time from request arrival to the end of the response",
     ["namespace", "service", "revision", "code"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    buckets=LATENCY_BUCKETS,
 )
+# What a gateway process reports per (revision key, status code) and period: answers, the sum of
+# their latencies, and how many fell in each LATENCY bucket (the last one: +Inf).
+Answers = list[float]
+
+
+def add_reported_latency(labels: tuple[str, ...], total_s: float, counts: list[int]) -> None:
+    """Add another gateway process's latency histogram counts to this process's LATENCY, so
+    /metrics (and what reads LATENCY here) counts every gateway. prometheus_client has no
+    public call to add whole bucket counts; its child keeps per-bucket counters and a sum."""
+    child = LATENCY.labels(*labels)
+    buckets = child._buckets
+    if len(counts) != len(buckets):
+        raise ValueError(f"expected {len(buckets)} latency buckets, got {len(counts)}")
+    child._sum.inc(float(total_s))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(int(count))
 
 
 @dataclass(frozen=True)
@@ -62,26 +82,64 @@ class ActivatorLease(Lease):
     endpoint: Endpoint | None = None
 
 
+class Throttlers(dict[str, RevisionThrottler]):
+    """The router's revisions by key; adding or removing one (or a change to one) is reported
+    to `on_change("revision", key)` once someone listens (tidal.gateway.feed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_change: Callable[[str, str], None] | None = None
+
+    def listen(self, on_change: Callable[[str, str], None]) -> None:
+        self.on_change = on_change
+        for key, throttler in self.items():
+            throttler.on_change = functools.partial(on_change, "revision", key)
+
+    def __setitem__(self, key: str, throttler: RevisionThrottler) -> None:
+        super().__setitem__(key, throttler)
+        if self.on_change is not None:
+            throttler.on_change = functools.partial(self.on_change, "revision", key)
+            self.on_change("revision", key)
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        throttler = super().pop(key, *default)
+        if self.on_change is not None and isinstance(throttler, RevisionThrottler):
+            throttler.on_change = None
+            self.on_change("revision", key)
+        return throttler
+
+
 class TrafficRouter:
     """The gateway's Router: host → revision → activator → replica."""
 
     def __init__(self, on_unreachable: Callable[[str, str], None] = lambda rev, rid: None) -> None:
         self.hosts: dict[str, HostRoute] = {}
-        self.throttlers: dict[str, RevisionThrottler] = {}
+        self.throttlers = Throttlers()
         self.on_unreachable = on_unreachable
         self._metrics: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
-        # Answers per (revision key, status) since the last report, kept only by a gateway
-        # process of its own (tidal.gateway.mirror sets it), whose metrics the controller shows.
-        self.answered: dict[tuple[str, int], int] | None = None
+        # Answers per (revision key, status) since the last report: [count, latency sum, count
+        # per LATENCY bucket...], kept only by a gateway process of its own (tidal.gateway.mirror
+        # sets it), whose metrics the controller shows.
+        self.answered: dict[tuple[str, int], Answers] | None = None
+        self.feed: object | None = None  # the controller's RoutingFeed, once a gateway asked
 
     def set_hosts(self, owner_hosts: set[str], table: dict[str, list[tuple[str, int]]]) -> None:
         """Replace the routes for one service: drop its `owner_hosts`, install `table`."""
-        hosts = {h: r for h, r in self.hosts.items() if h not in owner_hosts}
+        before = self.hosts
+        hosts = {h: r for h, r in before.items() if h not in owner_hosts}
         for host, split in table.items():
             route = HostRoute.from_split(split)
             if route.revisions:
                 hosts[host] = route
         self.hosts = hosts
+        on_change = self.throttlers.on_change
+        if on_change is not None:
+            for host in owner_hosts | table.keys():
+                if before.get(host) != hosts.get(host):
+                    on_change("host", host)
 
     async def acquire(self, host: str, path: str) -> Lease:
         route = self.hosts.get(host)
@@ -133,7 +191,12 @@ class TrafficRouter:
         children[0].inc()
         children[1].observe(seconds)
         if self.answered is not None:
-            self.answered[key] = self.answered.get(key, 0) + 1
+            answers = self.answered.get(key)
+            if answers is None:
+                answers = self.answered[key] = [0.0] * (len(LATENCY_BUCKETS) + 3)
+            answers[0] += 1
+            answers[1] += seconds
+            answers[2 + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
 
 def _key(throttler: RevisionThrottler) -> str:
