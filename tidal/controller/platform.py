@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY
 
-from tidal.api.autoscaling import parse_autoscaling_annotations
+from tidal.api.autoscaling import metric_settings, parse_autoscaling_annotations
 from tidal.api.config import PlatformConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
@@ -40,9 +40,11 @@ from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
 from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.autoscaler.signals import MetricAutoscaler, signal_spec
 from tidal.controller.forecasting import Forecaster, Planned, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.history import HistoryRecorder
+from tidal.controller.measured import hpa_autoscaler, metric_feed
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
     CONFIGURATION_LABEL,
@@ -53,6 +55,7 @@ from tidal.controller.revisions import (
 from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import Autoscaler, ScaledRevision, ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
+from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, read_logs, replica_views
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, count_remote_answers
 from tidal.gateway.activator import RevisionThrottler
@@ -60,6 +63,7 @@ from tidal.gateway.mirror import routing_snapshot
 from tidal.gateway.routing import TrafficRouter
 from tidal.runtime.base import Replica, Runtime
 from tidal.runtime.container import image_spec
+from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store
@@ -125,6 +129,7 @@ class Platform:
         self._cost_collector = CostCollector(self.placer.ledger)
         REGISTRY.register(self._cost_collector)
         self.scaling = ScalingLoop(HistoryRecorder(self.history), on_round=self.place)
+        self.scaling.monitor = monitor_for(runtime)
         self.forecaster = Forecaster(self.history)
         self.decider_specs: dict[str, DeciderSpec] = {}
         self.services: dict[str, ValidService] = {}
@@ -439,6 +444,12 @@ class Platform:
             )
         now = time.monotonic()
         spec_ = decider_spec(self.config.autoscaler, autoscaling, cc)
+        policy = policy_for_class(autoscaling.autoscaler_class)
+        measured = metric_settings(autoscaling, annotations, spec.containers[0])
+        feed = metric_feed(autoscaling, measured, spec_)
+        plan_spec = spec_  # plans are learned from request history in its units
+        if feed is not None and policy in ("kpa", "predictive"):
+            spec_ = signal_spec(spec_)  # the KPA decides on replica-equivalents
         kpa = RevisionAutoscaler(
             spec_,
             now,
@@ -447,8 +458,9 @@ class Platform:
             initialized=restored is not None,
         )
         autoscaler: Autoscaler = kpa
-        policy = policy_for_class(autoscaling.autoscaler_class)
-        if policy not in ("kpa", "predictive"):
+        if policy == "hpa":
+            autoscaler = hpa_autoscaler(spec_, autoscaling, measured)
+        elif policy not in ("kpa", "predictive"):
             autoscaler = make_autoscaler(
                 policy, spec_, now, ready=restored or 0, progress_deadline_s=progress
             )
@@ -460,9 +472,11 @@ class Platform:
                 epoch_offset=time.time() - now,
             )
             self.forecaster.add(
-                key, Planned(namespace, valid.name, name, spec_, settings, predictive)
+                key, Planned(namespace, valid.name, name, plan_spec, settings, predictive)
             )
             autoscaler = predictive
+        if feed is not None and policy in ("kpa", "predictive"):
+            autoscaler = MetricAutoscaler(autoscaler, feed)
         self.decider_specs[key] = spec_
         self.workloads[key] = workload
         self.router.throttlers[key] = throttler
@@ -707,7 +721,11 @@ class Platform:
                 str(k): int(v) for k, v in stats.get("inFlight", {}).items()
             }
             self.scaling.add_remote(
-                key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
+                key,
+                float(stats["concurrency"]),
+                float(stats["requests"]),
+                float(stats["peak"]),
+                [(float(rt), float(s)) for rt, s in stats.get("latencies", [])],
             )
             count_remote_answers(throttler, stats.get("codes", {}), stats.get("coldStarts", []))
 
@@ -721,7 +739,11 @@ class Platform:
         return self.placer.cost(start, end, now)
 
     def replicas(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return replica_views(self.workloads.values(), namespace)
+        def measured(workload: RevisionWorkload, replica_id: str) -> dict[str, Any]:
+            key = key_of(workload.spec.namespace, workload.spec.revision)
+            return resource_view(self.scaling.revisions.get(key), replica_id)
+
+        return replica_views(self.workloads.values(), namespace, measured)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
         names = (

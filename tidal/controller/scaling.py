@@ -18,8 +18,11 @@ from prometheus_client import Gauge
 
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import Decision
+from tidal.autoscaler.signals import Usage
 from tidal.controller.history import HistoryRecorder
+from tidal.controller.usage import forget_replica_gauges, sample_resources
 from tidal.controller.workload import RevisionWorkload
+from tidal.runtime.resources import ReplicaResources, ResourceMonitor
 
 DESIRED = Gauge(
     "tidal_desired_replicas", "Replicas the autoscaler wants", ["namespace", "revision"]
@@ -54,6 +57,11 @@ class ScaledRevision:
     period_start: float = field(default_factory=time.monotonic)
     poked: bool = False  # an immediate stat was sent; the next report subtracts it
     remote: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # other gateways
+    remote_latencies: list[tuple[float, float]] = field(default_factory=list)
+    # The last measured use of each replica (tidal.runtime.resources), by replica id.
+    resources: dict[str, ReplicaResources] = field(default_factory=dict)
+    usage: Usage | None = None  # their sum over ready replicas, for the autoscaler
+    exported: set[str] = field(default_factory=set)  # replicas with tidal_replica_* gauges
 
 
 class ScalingLoop:
@@ -62,6 +70,8 @@ class ScalingLoop:
         self.on_round = on_round  # after each decision round: place replicas
         self.revisions: dict[str, ScaledRevision] = {}
         self._task: asyncio.Task[None] | None = None
+        self.monitor: ResourceMonitor | None = None  # measures replicas' CPU, memory, GPU
+        self._sampler: asyncio.Task[None] | None = None
 
     def add(self, key: str, entry: ScaledRevision) -> None:
         self.revisions[key] = entry
@@ -73,8 +83,16 @@ class ScalingLoop:
             self.recorder.forget(spec.namespace, spec.service, spec.revision)
             for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
                 gauge.remove(entry.workload.spec.namespace, entry.workload.spec.revision)
+            forget_replica_gauges(entry, set())
 
-    def add_remote(self, key: str, concurrency: float, requests: float, peak: float) -> None:
+    def add_remote(
+        self,
+        key: str,
+        concurrency: float,
+        requests: float,
+        peak: float,
+        latencies: list[tuple[float, float]] | None = None,
+    ) -> None:
         """A second of another gateway's stats; added to this gateway's at the next record, as
         Knative's collector adds activator and scraped stats (docs/autoscaling.md#metrics)."""
         entry = self.revisions.get(key)
@@ -82,6 +100,7 @@ class ScalingLoop:
             entry.remote[0] += concurrency
             entry.remote[1] += requests
             entry.remote[2] = max(entry.remote[2], peak)
+            entry.remote_latencies.extend(latencies or ())
 
     def poke(self, key: str) -> None:
         """First request for a revision with no free replica: send a stat of 1 at once and, if the
@@ -101,11 +120,21 @@ class ScalingLoop:
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+        if self.monitor is not None:
+            self._sampler = asyncio.ensure_future(self._sample_forever(self.monitor))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._sampler):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _sample_forever(self, monitor: ResourceMonitor) -> None:
+        """Measure every replica once a stat period, off the event loop (an engine's `stats`
+        takes a while); the record step hands the latest figures to the autoscalers."""
+        while True:
+            await asyncio.sleep(STAT_PERIOD_S)
+            await sample_resources(monitor, list(self.revisions.values()))
 
     async def _run(self) -> None:
         tick = 0
@@ -149,11 +178,24 @@ class ScalingLoop:
         # At zero pods Knative records only activator stats, which exist only while requests
         # do (docs/autoscaling.md#metrics): recording zeros would dilute the first request's stat of
         # 1.
+        self._record_measured(entry, now)
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
         labels = (workload.spec.namespace, workload.spec.revision)
         IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
         READY.labels(*labels).set(ready)
+
+    def _record_measured(self, entry: ScaledRevision, now: float) -> None:
+        """Response times and resource use, for autoscalers that scale on them (the optional
+        `record_latency` / `record_usage` of tidal.autoscaler.signals)."""
+        latencies = entry.workload.throttler.stats.take_latencies() + entry.remote_latencies
+        entry.remote_latencies = []
+        record_latency = getattr(entry.autoscaler, "record_latency", None)
+        if record_latency is not None and latencies:
+            record_latency(now, latencies)
+        record_usage = getattr(entry.autoscaler, "record_usage", None)
+        if record_usage is not None and entry.usage is not None:
+            record_usage(now, entry.usage)
 
     def _decide(self, entry: ScaledRevision, now: float) -> None:
         workload = entry.workload
