@@ -148,6 +148,22 @@ class MetricFeed:
             self._rt_value = 0.0  # no request in flight or answered: no load
         return self._rt_value
 
+    def view(self) -> dict[str, Any]:
+        """The metric, its last observation and target, in the units users write (cores,
+        bytes, %, ms), for the revision's status."""
+        metric, observed, per = self.target.metric, self.observed, self.target.per_replica
+        scale = 1000.0 if metric == RT else 1.0
+        view: dict[str, Any] = {
+            "name": metric,
+            "observed": None if observed is None else observed * scale,
+            "target": per * scale,
+        }
+        if metric == RT:
+            view["percentile"] = self.target.rt_percentile
+            view["serviceTime"] = None if self.service_time is None else self.service_time * 1000
+            view["guarded"] = self.guarded
+        return view
+
     def describe(self) -> str:
         """The observation in words, for the autoscaler's status reason."""
         metric, observed = self.target.metric, self.observed

@@ -33,6 +33,9 @@ def live_revision(revision: dict[str, Any], entry: ScaledRevision | None) -> dic
             "reason": decision.reason,
             "reachable": entry.reachable,
         }
+        feed = getattr(entry.autoscaler, "feed", None)  # scaling on a measured metric
+        if feed is not None:
+            revision["status"]["autoscaler"]["metric"] = feed.view()
     return revision
 
 
