@@ -5,13 +5,14 @@ The replicas run examples/burn (burn CPU, hold memory, sleep)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import Load, Platform, host, wait_until
+from tests.integration.harness import FAST_AUTOSCALER, Load, Platform, host, wait_until
 
 BURN_DIR = Path(__file__).resolve().parents[2] / "examples" / "burn"
 
@@ -168,3 +169,51 @@ def test_rt_guard_when_service_time_alone_is_over_target(platform):
         assert most_replicas(platform, "slow", 8) <= 3
     finally:
         assert set(load.stop()) == {200}
+
+
+FAKE_NVML = Path(__file__).resolve().parents[1] / "fakes" / "nvml"
+
+
+@pytest.fixture(scope="module")
+def gpu_platform(tmp_path_factory):
+    """A platform with three declared GPUs whose NVML readings the test writes to a file."""
+    workdir = tmp_path_factory.mktemp("gpu-metrics")
+    config = {
+        "autoscaler": FAST_AUTOSCALER,
+        "pools": [
+            {"name": "gpus", "kind": "reserved", "capacity": {"nvidia.com/gpu": ["0", "1", "2"]}}
+        ],
+    }
+    p = Platform(workdir, config)
+    state = workdir / "nvml.json"
+    state.write_text("{}")
+    p.env["FAKE_NVML_STATE"] = str(state)
+    p.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKE_NVML), p.env.get("PYTHONPATH")]))
+    p.start()
+    yield p, state
+    p.stop()
+
+
+def test_gpu_utilization_scales_through_nvml(gpu_platform):
+    """Target 50 %: a replica whose device reads 95 % needs two; at 10 % it keeps one."""
+    platform, state = gpu_platform
+    annotations = {
+        **HPA_FAST,
+        "autoscaling.knative.dev/metric": "gpu",
+        "autoscaling.knative.dev/target": "50",
+    }
+    doc = burn_service("infer", annotations)
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"nvidia.com/gpu": 1}
+    }
+    state.write_text(json.dumps({str(d): {"gpu": 10, "used": 2**30} for d in range(3)}))
+    platform.apply(doc)
+    platform.wait_ready("infer")
+    assert most_replicas(platform, "infer", 4) == 1
+    [replica] = replicas(platform, "infer")
+    assert replica["gpuPercent"] == 10 and replica["gpuMemoryBytes"] == 2**30
+    busy = replica["devices"][0]
+    state.write_text(json.dumps({busy: {"gpu": 95, "used": 2 * 2**30}}))
+    wait_until(lambda: len(replicas(platform, "infer")) >= 2, 30, "infer to scale out on GPU")
+    metric = autoscaler_status(platform, "infer-00001")["metric"]
+    assert metric["name"] == "gpu" and metric["target"] == 50
