@@ -587,19 +587,19 @@ def _check_metric_needs(
     prefix: str,
 ) -> tuple[float | None, float]:
     """What a metric needs besides its name: memory and rt a `target` (MiB, ms: there is no
-    sensible default), cpu a CPU request to take a percentage of (Kubernetes' HPA reports
-    "missing request for cpu" and never scales); HPA no scale to zero. Returns
+    sensible default), cpu a CPU request to take a percentage of, gpu a GPU. Returns
     (`tidal.dev/rt-percentile` or None, HPA sync period in seconds)."""
     metric, target_key = ann.metric, f"{prefix}[{_key('target')}]"
     if metric == MEMORY and ann.target is None:
         raise InvalidSpec(target_key, 'metric memory needs a target: MiB per replica, e.g. "512"')
     if metric == RT and ann.target is None:
         raise InvalidSpec(target_key, 'metric rt needs a target: milliseconds, e.g. "200"')
-    if metric == CPU and not cpu_request:
+    if metric == CPU and not cpu_request and ann.autoscaler_class != HPA:
+        # Knative's HPA class takes it (Kubernetes' HPA then reports "missing request for
+        # cpu" and holds, as tidal's does); the predictive classes are tidal's to check.
         raise InvalidSpec(
             "spec.template.spec.containers[0].resources.requests.cpu",
-            "metric cpu scales on % of the CPU request: set resources.requests.cpu "
-            "(missing request for cpu)",
+            "metric cpu scales on % of the CPU request: set resources.requests.cpu",
         )
     if metric == GPU and not gpus:
         raise InvalidSpec(

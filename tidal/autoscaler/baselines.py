@@ -164,7 +164,8 @@ class HPAAutoscaler(_Baseline):
             self._samples.popleft()
         measured = [(v, m) for _, v, m in self._samples if m]
         if now - self._last_sync < self.sync_s or not ready or not measured:
-            return self._apply(current, -1, "waiting for the next sync", 0.0)
+            reason = "waiting for the next sync" if measured else self.feed.describe()
+            return self._apply(current, -1, reason, 0.0)
         self._last_sync = now
         value = sum(v for v, _ in measured) / len(measured)
         pods = sum(m for _, m in measured) / len(measured)

@@ -89,7 +89,7 @@ class MetricFeed:
         self._latencies: deque[tuple[float, float, float]] = deque()  # (t, rt, service)
         self._rt_value = 0.0  # the last RT figure, held while requests are in flight
         self.observed: float | None = None  # the last observation, in the metric's unit
-        self.service_time: float | None = None  # mean time on a replica over the window
+        self.service_time: float | None = None  # least time on a replica in the window
 
     def record_usage(self, usage: Usage) -> None:
         self.usage = usage
@@ -112,6 +112,8 @@ class MetricFeed:
         """(replica-equivalents, replicas measured) for this second; (0, 0) with nothing measured.
         Call after this second's `record_usage`/`record_latency`."""
         metric, per = self.target.metric, self.target.per_replica
+        if per <= 0:
+            return 0.0, 0  # no target to measure against (cpu without a request)
         if metric in (CPU, MEMORY, GPU):
             usage = self.usage
             self.usage = None
@@ -134,16 +136,21 @@ class MetricFeed:
     def _rt(self, now: float, concurrency: float, ready: int) -> float:
         fresh = [(rt, s) for t, rt, s in self._latencies if t >= now - 1.0 + 1e-9]
         if fresh:
-            window = [(rt, s) for _, rt, s in self._latencies]
+            # The quickest time on a replica in the window: what a request costs without
+            # queueing (and with the least contention inside the replica).
+            self.service_time = min(s for _, _, s in self._latencies)
             self.observed = response_time(fresh, self.target.rt_percentile)
-            self.service_time = sum(s for _, s in window) / len(window)
             target = self.target.per_replica
             if self.guarded:
                 # Only queueing can be removed: aim a little above the service time.
                 target = self.service_time * (1 + TOLERANCE)
             ratio = self.observed / target
             pods = max(ready, 1)
-            self._rt_value = pods if abs(ratio - 1.0) <= TOLERANCE else pods * ratio
+            # RT is not proportional to 1/replicas (the service time stays), so a burst of
+            # queueing (a cold start) must not ask for a fleet: at most double per second,
+            # as HPA's scale-up limit.
+            value = pods if abs(ratio - 1.0) <= TOLERANCE else min(pods * ratio, 2.0 * pods)
+            self._rt_value = value
         elif concurrency <= 0:
             self._rt_value = 0.0  # no request in flight or answered: no load
         return self._rt_value
@@ -167,6 +174,8 @@ class MetricFeed:
     def describe(self) -> str:
         """The observation in words, for the autoscaler's status reason."""
         metric, observed = self.target.metric, self.observed
+        if self.target.per_replica <= 0:
+            return "missing request for cpu: set resources.requests.cpu to scale on cpu"
         if observed is None:
             return f"no {metric} measured yet"
         if metric == CPU:

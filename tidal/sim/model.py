@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tidal.api.autoscaling import RT
 from tidal.api.pools import Pool
 from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import HPAAutoscaler, make_autoscaler
@@ -146,7 +147,8 @@ def make_policy(
     if metric is not None and name == "hpa":
         feed = MetricFeed(metric, HPAAutoscaler.SYNC_S)
         return HPAAutoscaler(service.spec, feed=feed, **(settings or {}))
-    if metric is not None and name in ("kpa", "predictive"):
+    # The KPA takes rt but no resource metric (Knative refuses cpu on it); predictive takes all.
+    if metric is not None and (name == "predictive" or (name == "kpa" and metric.metric == RT)):
         inner = make_policy(
             name,
             replace(service, spec=signal_spec(service.spec), metric=None),
