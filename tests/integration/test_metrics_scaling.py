@@ -91,8 +91,9 @@ def test_cpu_scales_on_burning_requests_and_not_on_sleeping_ones(platform):
     finally:
         assert set(burning.stop()) == {200}
         assert set(sleeping.stop()) == {200}
-    status = platform.revision("burner-00001")["status"]["autoscaler"]
-    assert "cpu" in status["reason"] and "target 100m" in status["reason"], status
+    status = autoscaler_status(platform, "burner-00001")
+    assert status["metric"]["name"] == "cpu" and status["metric"]["target"] == 0.1, status
+    assert "of target" in status["reason"] and "target 100m" in status["reason"], status
     wide = platform.cli("get", "replicas", "-o", "wide").stdout
     assert "CPU/REQ" in wide and "Mi" in wide, wide
     code, body = platform.api("GET", "/metrics")
@@ -160,12 +161,11 @@ def test_rt_guard_when_service_time_alone_is_over_target(platform):
     load = Load(platform.gateway, host("slow"), "/?sleep=300").start(2)
     try:
         wait_until(
-            lambda: autoscaler_status(platform, "slow-00001").get("metric", {}).get("guarded"),
+            lambda: "cannot lower RT" in autoscaler_status(platform, "slow-00001")["reason"],
             30,
             "the guard to show in the status",
         )
-        status = autoscaler_status(platform, "slow-00001")
-        assert "more replicas cannot lower RT" in status["reason"], status
+        assert autoscaler_status(platform, "slow-00001")["metric"]["guarded"]
         assert most_replicas(platform, "slow", 8) <= 3
     finally:
         assert set(load.stop()) == {200}

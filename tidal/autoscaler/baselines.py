@@ -143,6 +143,7 @@ class HPAAutoscaler(_Baseline):
         self._recommendations: deque[tuple[float, int]] = deque()
         self._last_sync = -math.inf
         self._ready = 0
+        self._reason = "waiting for the first sync"  # the last sync's, until the next
 
     def record_usage(self, now: float, usage: Usage) -> None:
         self.feed.record_usage(usage)
@@ -164,7 +165,7 @@ class HPAAutoscaler(_Baseline):
             self._samples.popleft()
         measured = [(v, m) for _, v, m in self._samples if m]
         if now - self._last_sync < self.sync_s or not ready or not measured:
-            reason = "waiting for the next sync" if measured else self.feed.describe()
+            reason = self._reason if measured else self.feed.describe()
             return self._apply(current, -1, reason, 0.0)
         self._last_sync = now
         value = sum(v for v, _ in measured) / len(measured)
@@ -181,8 +182,8 @@ class HPAAutoscaler(_Baseline):
         desired = max(current, up) if up > current else current
         desired = min(desired, down) if desired > down else desired
         desired = min(desired, max(2 * current, current + 4))
-        reason = f"{ratio:.0%} of target -> {desired}; {self.feed.describe()}"
-        return self._apply(desired, wanted, reason, value)
+        self._reason = f"{ratio:.0%} of target -> {desired}; {self.feed.describe()}"
+        return self._apply(desired, wanted, self._reason, value)
 
     def quiet_until(self, now: float, ready: int) -> float:
         """At its floor with nothing measured in the samples and floor-level recommendations,
