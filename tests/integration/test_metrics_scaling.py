@@ -1,6 +1,7 @@
-"""Scaling on what replicas really do, end to end through the gateway (docs/autoscaling.md#metrics-
-and-classes): CPU and memory as the process tree uses them, response time as the gateway sees it.
-The replicas run examples/burn (burn CPU, hold memory, sleep)."""
+"""Scaling on what replicas really do, end to end through the gateway
+(docs/autoscaling.md#metrics-and-classes): CPU and memory as the process tree uses them, response
+time as the gateway sees it, GPUs through a fake NVML. The replicas run examples/burn (burn CPU,
+hold memory, sleep)."""
 
 from __future__ import annotations
 
