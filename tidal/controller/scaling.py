@@ -161,6 +161,8 @@ class ScalingLoop:
         count += int(remote_count)
         peak = max(peak, int(remote_peak))
         ready = workload.ready_count()
+        latencies = workload.throttler.stats.take_latencies() + entry.remote_latencies
+        entry.remote_latencies = []
         self.recorder.observe(
             workload.spec.namespace,
             workload.spec.service,
@@ -170,6 +172,8 @@ class ScalingLoop:
             count,
             peak,
             ready,
+            entry.usage,
+            latencies,
         )
         rps = count / max(now - entry.period_start, 1e-3)
         if entry.poked:
@@ -178,18 +182,18 @@ class ScalingLoop:
         # At zero pods Knative records only activator stats, which exist only while requests
         # do (docs/autoscaling.md#metrics): recording zeros would dilute the first request's stat of
         # 1.
-        self._record_measured(entry, now)
+        self._record_measured(entry, now, latencies)
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
         labels = (workload.spec.namespace, workload.spec.revision)
         IN_FLIGHT.labels(*labels).set(workload.throttler.stats.in_flight)
         READY.labels(*labels).set(ready)
 
-    def _record_measured(self, entry: ScaledRevision, now: float) -> None:
+    def _record_measured(
+        self, entry: ScaledRevision, now: float, latencies: list[tuple[float, float]]
+    ) -> None:
         """Response times and resource use, for autoscalers that scale on them (the optional
         `record_latency` / `record_usage` of tidal.autoscaler.signals)."""
-        latencies = entry.workload.throttler.stats.take_latencies() + entry.remote_latencies
-        entry.remote_latencies = []
         record_latency = getattr(entry.autoscaler, "record_latency", None)
         if record_latency is not None and latencies:
             record_latency(now, latencies)
