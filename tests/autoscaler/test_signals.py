@@ -135,3 +135,27 @@ def test_hpa_without_a_cpu_request_says_so_and_holds():
     decision = hpa.tick(0.0, 1)
     assert "missing request for cpu" in decision.reason
     assert hpa.tick(30.0, 1).replicas is None
+
+
+def test_predictive_class_learns_and_decides_on_the_metric():
+    """The predictive autoscaler under the feed: its reactive KPA and its idle-gap record see
+    the replica-equivalents, and its own methods stay reachable for the planner."""
+    from tidal.api.predictive import parse_predictive_annotations
+    from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
+    from tidal.autoscaler.predictive.policy import PredictivePolicy
+
+    decider = signal_spec(spec(metric="rt", target="200"))
+    kpa = RevisionAutoscaler(decider, 0.0, ready=1, initialized=True)
+    policy = PredictivePolicy(parse_predictive_annotations({}), 0, 0)
+    predictive = PredictiveAutoscaler(kpa, policy)
+    scaler = MetricAutoscaler(predictive, MetricFeed(metric_target("rt", 200, None, None), 6))
+    ready = 1
+    for t in range(0, 10):
+        scaler.record_latency(float(t), [(0.5 if ready == 1 else 0.15, 0.1)])
+        scaler.record(float(t), 2.0, 4.0)
+        if t % 2 == 0:
+            ready = scaler.tick(float(t), ready).replicas or ready
+    assert ready == 2
+    assert predictive.observing_since == 0.0 and predictive._last_busy == 9.0
+    scaler.set_plan(None)  # the planner's entry point passes through
+    assert scaler.idle_since(20.0) == 9.0

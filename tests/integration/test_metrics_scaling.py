@@ -97,6 +97,8 @@ def test_cpu_scales_on_burning_requests_and_not_on_sleeping_ones(platform):
     assert "of target" in status["reason"] and "target 100m" in status["reason"], status
     wide = platform.cli("get", "replicas", "-o", "wide").stdout
     assert "CPU/REQ" in wide and "Mi" in wide, wide
+    described = platform.cli("describe", "service", "burner").stdout
+    assert "CPU/REQ" in described and "of target" in described, described
     code, body = platform.api("GET", "/metrics")
     assert code == 200
     assert b'tidal_replica_cpu_cores{namespace="default",replica=' in body
