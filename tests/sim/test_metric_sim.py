@@ -56,3 +56,19 @@ def test_hpa_on_simulated_cpu_scales_with_work_not_with_queue_length():
     svc = model(MetricTarget(CPU, 0.5), cc=1)
     result = replay(svc, "hpa")
     assert 2 <= result.replicas[60:120].max() <= 3
+
+
+def test_event_skipping_changes_nothing_when_scaling_on_rt_or_cpu():
+    """Bursts with idle gaps between them: skipping the idle ticks gives the same replay."""
+    rng = np.random.default_rng(1)
+    arrivals = np.sort(np.concatenate([rng.uniform(s, s + 60, 400) for s in (0, 600, 1500)]))
+    for metric, policy in ((MetricTarget(RT, 0.12), "kpa"), (MetricTarget(CPU, 0.5), "hpa")):
+        runs = []
+        for skip in (True, False):
+            trace = Trace("bursts", arrivals, 2400.0)
+            times = np.full(len(arrivals), 0.1)
+            pools, startup = parse_pools(None), parse_distribution("1")
+            sim = Simulation(trace, model(metric), policy, pools, times, startup, skip=skip)
+            result = sim.run()
+            runs.append((result.replicas.tolist(), np.nan_to_num(result.latency).tolist()))
+        assert runs[0] == runs[1], policy

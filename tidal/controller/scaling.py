@@ -39,7 +39,9 @@ PANIC = Gauge(
 
 
 class Autoscaler(Protocol):
-    """What the loop drives: Knative's KPA, the predictive autoscaler, or a baseline."""
+    """What the loop drives: Knative's KPA, the predictive autoscaler, or a baseline. One that
+    scales on measured metrics also has `record_latency(now, [(rt, service)])` and
+    `record_usage(now, Usage)` (tidal.autoscaler.signals), called before `record` when present."""
 
     def record(self, now: float, concurrency: float, rps: float) -> None: ...
 
@@ -179,10 +181,10 @@ class ScalingLoop:
         if entry.poked:
             rps, entry.poked = max(0.0, rps - 1.0), False
         entry.period_start = now
+        self._record_measured(entry, now, latencies)
         # At zero pods Knative records only activator stats, which exist only while requests
         # do (docs/autoscaling.md#metrics): recording zeros would dilute the first request's stat of
         # 1.
-        self._record_measured(entry, now, latencies)
         if ready or concurrency or rps:
             entry.autoscaler.record(now, concurrency, rps)
         labels = (workload.spec.namespace, workload.spec.revision)
