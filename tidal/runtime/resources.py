@@ -77,10 +77,11 @@ class ProcessSampler:
 
     def sample(self, replicas: Iterable[Replica]) -> dict[str, ReplicaResources]:
         out: dict[str, ReplicaResources] = {}
+        replicas = [r for r in replicas if r.pid is not None]
+        children = _children_by_parent() if replicas else {}
         for replica in replicas:
-            if replica.pid is None:
-                continue
-            measured = _process_tree(replica.pid)
+            assert replica.pid is not None
+            measured = _process_tree(replica.pid, children)
             if measured is None:
                 continue
             cpu_seconds, rss = measured
@@ -91,22 +92,32 @@ class ProcessSampler:
         return out
 
 
-def _process_tree(pid: int) -> tuple[float, int] | None:
+def _children_by_parent() -> dict[int, list[int]]:
+    """One scan of the process table per round (psutil's `children()` scans it per call)."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info["ppid"]
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
+    return children
+
+
+def _process_tree(pid: int, children: dict[int, list[int]]) -> tuple[float, int] | None:
     """(CPU seconds, resident bytes) of a process and its descendants; None once it is gone."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    cpu, rss = 0.0, 0
-    for proc in procs:
+    pids, cpu, rss = [pid], 0.0, 0
+    while pids:
+        current = pids.pop()
         try:
+            proc = psutil.Process(current)
             with proc.oneshot():
                 times = proc.cpu_times()
                 cpu += times.user + times.system
                 rss += proc.memory_info().rss
         except psutil.Error:
-            continue  # exited between the listing and the read
+            if current == pid:
+                return None  # the replica itself is gone
+            continue  # a child exited between the scan and the read
+        pids.extend(children.get(current, ()))
     return cpu, rss
 
 
