@@ -48,10 +48,11 @@ def test_resource_feed_sums_usage_over_the_measured_replicas():
 def test_rt_feed_scales_with_rt_over_target_and_holds_within_tolerance():
     feed = MetricFeed(metric_target("rt", 200, None, None), 6)
     feed.record_latency(0.0, [(0.3, 0.1), (0.3, 0.1)])
-    assert math.isclose(feed.value(0.0, 2.0, 2)[0], 3.0)  # 2 x 300/200
+    assert math.isclose(feed.value(0.0, 4.0, 2)[0], 3.0)  # 2 x 300/200
+    assert feed.value(0.5, 2.5, 2)[0] == 2.5  # never more than the requests in flight
     feed.record_latency(1.0, [(0.21, 0.1)])
-    assert feed.value(1.0, 1.0, 2)[0] == 2  # 5 % over: hold
-    assert feed.value(2.0, 1.0, 2)[0] == 2  # in flight, none answered: the last figure
+    assert feed.value(1.0, 3.0, 2)[0] == 2  # 5 % over: hold
+    assert feed.value(2.0, 3.0, 2)[0] == 2  # in flight, none answered: the last figure
     assert feed.value(3.0, 0.0, 2)[0] == 0  # nothing in flight or answered: no load
     feed.record_latency(4.0, [(2.0, 0.1)])
     assert feed.value(4.0, 5.0, 1)[0] == 2  # a burst of queueing: at most double
@@ -67,12 +68,12 @@ def test_rt_percentile_reads_the_tail():
 def test_rt_guard_when_the_service_time_alone_is_over_target():
     feed = MetricFeed(metric_target("rt", 200, None, None), 6)
     feed.record_latency(0.0, [(0.6, 0.3), (0.6, 0.3)])
-    value, _ = feed.value(0.0, 2.0, 1)
+    value, _ = feed.value(0.0, 4.0, 1)
     assert feed.guarded and feed.view()["guarded"]
     assert math.isclose(value, 0.6 / 0.33)  # against 1.1 x the service time, not 200 ms
     assert "more replicas cannot lower RT" in feed.describe()
     feed.record_latency(1.0, [(0.34, 0.3)])
-    assert feed.value(1.0, 1.0, 2)[0] == 2  # queue gone: hold, do not run to max-scale
+    assert feed.value(1.0, 3.0, 2)[0] == 2  # queue gone: hold, do not run to max-scale
 
 
 def test_kpa_on_rt_scales_out_then_back_in():

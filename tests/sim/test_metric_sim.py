@@ -23,8 +23,10 @@ def model(metric: MetricTarget | None, cc: int = 1, annotations=None) -> Service
 
 
 def replay(svc: ServiceModel, policy: str, rate: float = 8.0, seconds: float = 120.0):
-    """Steady arrivals at `rate`/s of 100 ms requests."""
-    arrivals = np.arange(0.0, seconds, 1.0 / rate)
+    """Poisson arrivals at `rate`/s (seeded) of 100 ms requests."""
+    gaps = np.random.default_rng(7).exponential(1.0 / rate, int(rate * seconds * 1.2))
+    arrivals = np.cumsum(gaps)
+    arrivals = arrivals[arrivals < seconds]
     trace = Trace("steady", arrivals, seconds + 30)
     times = np.full(len(arrivals), 0.1)
     sim = Simulation(trace, svc, policy, parse_pools(None), times, parse_distribution("1"))

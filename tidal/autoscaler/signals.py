@@ -82,14 +82,18 @@ def response_time(samples: Sequence[tuple[float, float]], percentile: float | No
 class MetricFeed:
     """Per second, the replica-equivalents the revision needs on its metric."""
 
-    def __init__(self, target: MetricTarget, window_s: float) -> None:
+    def __init__(
+        self, target: MetricTarget, window_s: float, container_concurrency: int = 0
+    ) -> None:
         self.target = target
         self.window_s = window_s
+        self.cc = container_concurrency
         self.usage: Usage | None = None
         self._latencies: deque[tuple[float, float, float]] = deque()  # (t, rt, service)
         self._rt_value = 0.0  # the last RT figure, held while requests are in flight
         self.observed: float | None = None  # the last observation, in the metric's unit
-        self.service_time: float | None = None  # least time on a replica in the window
+        # Time on a replica over the window, by the same statistic as RT (mean or percentile).
+        self.service_time: float | None = None
 
     def record_usage(self, usage: Usage) -> None:
         self.usage = usage
@@ -136,9 +140,10 @@ class MetricFeed:
     def _rt(self, now: float, concurrency: float, ready: int) -> float:
         fresh = [(rt, s) for t, rt, s in self._latencies if t >= now - 1.0 + 1e-9]
         if fresh:
-            # The quickest time on a replica in the window: what a request costs without
-            # queueing (and with the least contention inside the replica).
-            self.service_time = min(s for _, _, s in self._latencies)
+            # What requests cost without queueing, read as RT is (mean or the percentile):
+            # a p95 target cannot be met if the p95 of the service time alone is over it.
+            window = [(s, s) for _, _, s in self._latencies]
+            self.service_time = response_time(window, self.target.rt_percentile)
             self.observed = response_time(fresh, self.target.rt_percentile)
             target = self.target.per_replica
             if self.guarded:
@@ -148,9 +153,10 @@ class MetricFeed:
             pods = max(ready, 1)
             # RT is not proportional to 1/replicas (the service time stays), so a burst of
             # queueing (a cold start) must not ask for a fleet: at most double per second,
-            # as HPA's scale-up limit.
+            # as HPA's scale-up limit; and never more replicas than it takes to give every
+            # request in the gateway a slot of its own (more cannot shorten any queue).
             value = pods if abs(ratio - 1.0) <= TOLERANCE else min(pods * ratio, 2.0 * pods)
-            self._rt_value = value
+            self._rt_value = min(value, max(concurrency, 1.0) / max(self.cc, 1))
         elif concurrency <= 0:
             self._rt_value = 0.0  # no request in flight or answered: no load
         return self._rt_value

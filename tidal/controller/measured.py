@@ -16,14 +16,14 @@ from tidal.autoscaler.signals import MetricFeed, metric_target
 
 
 def metric_feed(
-    ann: AutoscalingAnnotations, settings: MetricSettings, spec: DeciderSpec
+    ann: AutoscalingAnnotations, settings: MetricSettings, spec: DeciderSpec, cc: int = 0
 ) -> MetricFeed | None:
     """The feed for a KPA-like revision on rt/cpu/memory/gpu; None for concurrency and rps,
     which the KPA reads as they are."""
     if ann.metric in (CONCURRENCY, RPS, ""):
         return None
     target = metric_target(ann.metric, ann.target, settings.cpu_request, settings.rt_percentile)
-    return MetricFeed(target, spec.stable_window)
+    return MetricFeed(target, spec.stable_window, cc)
 
 
 def hpa_autoscaler(

@@ -446,7 +446,7 @@ class Platform:
         spec_ = decider_spec(self.config.autoscaler, autoscaling, cc)
         policy = policy_for_class(autoscaling.autoscaler_class)
         measured = metric_settings(autoscaling, annotations, spec.containers[0])
-        feed = metric_feed(autoscaling, measured, spec_)
+        feed = metric_feed(autoscaling, measured, spec_, cc)
         plan_spec = spec_  # plans are learned from request history in its units
         if feed is not None and policy in ("kpa", "predictive"):
             spec_ = signal_spec(spec_)  # the KPA decides on replica-equivalents

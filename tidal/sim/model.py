@@ -158,7 +158,8 @@ def make_policy(
             settings,
             prior_history,
         )
-        return MetricAutoscaler(inner, MetricFeed(metric, service.spec.stable_window))
+        feed = MetricFeed(metric, service.spec.stable_window, service.container_concurrency)
+        return MetricAutoscaler(inner, feed)
     if name == "predictive":
         return SimulatedPredictive(
             service.spec,
