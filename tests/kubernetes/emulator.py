@@ -118,6 +118,7 @@ RESOURCES = (
     "serving.tidal.dev/v1/revisions",
     "serving.tidal.dev/v1/routes",
     "scheduling.tidal.dev/v1alpha1/resourcepolicies",
+    "metrics.k8s.io/v1beta1/pods",  # PodMetrics, as metrics-server serves them
 )
 
 
@@ -229,6 +230,23 @@ class FakeCluster:
     def set_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+
+    def report_usage(self, pod: dict[str, Any], cpu: str, memory: str) -> None:
+        """What metrics-server would publish for the pod: one container's CPU and memory."""
+        meta = pod["metadata"]
+        client.CustomObjectsApi(self.core.api_client).create_namespaced_custom_object(
+            "metrics.k8s.io",
+            "v1beta1",
+            meta["namespace"],
+            "pods",
+            {
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "kind": "PodMetrics",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "window": "15s",
+                "containers": [{"name": "user-container", "usage": {"cpu": cpu, "memory": memory}}],
+            },
+        )
 
     def ready(self, pod: dict[str, Any], ip: str = "10.0.0.1") -> None:
         self.set_status(

@@ -13,6 +13,7 @@ from tests.kubernetes.emulator import DELETION_COST, FakeCluster, eventually
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState
 from tidal.runtime.deployments import PodPlacement
 from tidal.runtime.kubernetes import KubernetesRuntime
+from tidal.runtime.resources import monitor_for
 
 REVISION: dict[str, Any] = {
     "apiVersion": "serving.knative.dev/v1",
@@ -218,3 +219,19 @@ async def test_a_new_runtime_adopts_running_pods_and_removes_the_rest(
         assert cluster.pods(created)[0]["status"]["podIP"] == adopted.host
     finally:
         await successor.close()
+
+
+async def test_replica_use_comes_from_the_metrics_api(
+    runtime: KubernetesRuntime, cluster: FakeCluster
+) -> None:
+    """`kubectl top`'s source: PodMetrics per pod; a pod without them is left out."""
+    replica = await runtime.start(replica_spec("r1"), Recorder())
+    created = await eventually(lambda: deployment(cluster, "hello-00001-ecs"))
+    pod = (await eventually(lambda: cluster.pods(created)))[0]
+    cluster.ready(pod)
+    await eventually(lambda: replica.state is ReplicaState.READY, message="READY")
+    monitor = monitor_for(runtime)
+    assert monitor.sample([replica]) == {}
+    cluster.report_usage(pod, cpu="250m", memory="64Mi")
+    measured = monitor.sample([replica])["r1"]
+    assert measured.cpu_cores == 0.25 and measured.memory_bytes == 64 * 2**20

@@ -6,11 +6,13 @@ import pytest
 
 from tidal.api.autoscaling import HPA, AutoscalerConfig, parse_autoscaling_annotations
 from tidal.autoscaler.baselines import (
+    HPAAutoscaler,
     HybridHistogramAutoscaler,
     make_autoscaler,
     policy_for_class,
 )
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
+from tidal.autoscaler.signals import Usage
 
 
 def spec(cc=1, **annotations):
@@ -28,6 +30,11 @@ def drive(scaler, concurrency, start, end, ready=None):
     counts = []
     current = scaler.replicas or 0
     for t in range(start, end):
+        if isinstance(scaler, HPAAutoscaler) and current:
+            # CPU as the simulator models it: the requests in service (at most CC per
+            # replica) each burn one core; a queue burns nothing.
+            busy = min(concurrency, current * scaler.spec.total_value)
+            scaler.record_usage(float(t), Usage(replicas=current, cpu_cores=busy))
         scaler.record(float(t), concurrency, concurrency)
         if t % 2 == 0:
             decision = scaler.tick(float(t), current if ready is None else ready)
@@ -42,7 +49,8 @@ def test_hpa_syncs_every_15s_never_goes_to_zero_and_stabilises_scale_down():
     assert not hpa.poke(0.0, 1.0)
     up = drive(hpa, 4.0, 0, 60)
     assert up[0] == 1 and max(up) > 1
-    # Utilisation is capped at 100 %: x1.25 per sync (target 80 %), not a jump to 4/0.8.
+    # CPU is that of requests in service, so at CC=1 one replica shows 1 core against a target
+    # of 0.8: x1.25 per sync, not a jump to 4/0.8.
     assert up[8] <= 2
     peak = up[-1]
     down = drive(hpa, 0.0, 60, 400)

@@ -15,8 +15,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tidal.api.autoscaling import (
+    HPA_SYNC_PERIOD,
+    RT_PERCENTILE,
     AutoscalerConfig,
     AutoscalingAnnotations,
+    metric_settings,
     parse_autoscaling_annotations,
 )
 from tidal.api.errors import InvalidSpec
@@ -32,7 +35,9 @@ TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
 WARM_STANDBY = "tidal.dev/warm-standby-pool"
 RUNTIME = "tidal.dev/runtime"  # container | process (docs/containers.md)
 # tidal.dev/ annotations outside predictive scaling: ones users set, one the platform writes.
-PLATFORM_ANNOTATIONS = frozenset({"tidal.dev/template-hash", WARM_STANDBY, RUNTIME})
+PLATFORM_ANNOTATIONS = frozenset(
+    {"tidal.dev/template-hash", WARM_STANDBY, RUNTIME, RT_PERCENTILE, HPA_SYNC_PERIOD}
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,9 @@ def validate_service(
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
     autoscaling = check(parse_autoscaling_annotations, template_meta.annotations, config)
+    if autoscaling is not None:
+        container = service.spec.template.spec.containers[0]
+        check(metric_settings, autoscaling, template_meta.annotations, container)
     predictive = check(
         lambda: parse_predictive_annotations(
             template_meta.annotations, also_known=PLATFORM_ANNOTATIONS

@@ -4,8 +4,8 @@ Each has `RevisionAutoscaler`'s interface (tidal/autoscaler/kpa.py): `record(now
 rps)` every second with revision totals, `poke(now, concurrency) -> bool` on a request at zero,
 `tick(now, ready, reachable) -> Decision` every 2 s. Pure: time comes in as `now`.
 
-- `hpa`: Kubernetes HPA on a CPU-style utilisation (15 s sync, 10 % tolerance, scale-up limit
-  max(+100 %, +4 pods) per sync, 300 s scale-down stabilisation, never below one replica).
+- `hpa`: Kubernetes HPA on a measured metric, CPU by default (15 s sync, 10 % tolerance, scale-up
+  limit max(+100 %, +4 pods) per sync, 300 s scale-down stabilisation, never below one replica).
 - `ray`: Ray Serve's default policy.
 - `keepalive`: one replica per needed slot, each kept 10 min after its last use (AWS Lambda's
   fixed keep-alive).
@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tidal.api.autoscaling import AHPA, HPA, KPA, PREDICTIVE
+from tidal.api.autoscaling import AHPA, CPU, HPA, KPA, PREDICTIVE
 from tidal.autoscaler.kpa import (
     ACTIVE,
     INACTIVE,
@@ -40,6 +40,7 @@ from tidal.autoscaler.kpa import (
     RevisionAutoscaler,
 )
 from tidal.autoscaler.metrics import MaxTimeWindow
+from tidal.autoscaler.signals import MetricFeed, MetricTarget, Usage
 
 RAY_CLASS = "ray.tidal.dev"
 KEEPALIVE_CLASS = "keepalive.tidal.dev"
@@ -105,10 +106,16 @@ class _Baseline:
 
 
 class HPAAutoscaler(_Baseline):
-    """Kubernetes HPA (`replica_calculator.go`, default `behavior`) on a CPU-like metric:
-    utilisation = concurrency per ready replica / the replica's capacity (`total_value`: the
-    containerConcurrency or the per-pod target), capped at 100 % as CPU is. A queue therefore
-    shows as 100 %, and scale-up is at most x 1/target per sync."""
+    """Kubernetes HPA (`replica_calculator.go`, `normalizeDesiredReplicasWithBehaviors`) on a
+    measured metric (tidal/autoscaler/signals.py): each sync, `desired = ceil(ready x observed /
+    target)` from the mean of the samples since the last sync, held within a 10 % tolerance;
+    scale-up takes the least recommendation of its stabilization window (default 0 s) and at most
+    max(+100 %, +4 pods) per sync, scale-down the greatest of its window (default 300 s); never
+    below one replica. Knative's `window` annotation sets both windows.
+
+    Without a feed (the simulator's `hpa` baseline) it scales on CPU: each request in service
+    burns `cores_per_request`, each replica requests `total_value x cores_per_request` and the
+    target is `target_utilization` of that, so a queue does not show as CPU."""
 
     SYNC_S = 15.0
     TOLERANCE = 0.1
@@ -119,76 +126,100 @@ class HPAAutoscaler(_Baseline):
         spec: DeciderSpec,
         target_utilization: float = 0.8,
         down_stabilization_s: float = DOWN_STABILIZATION_S,
+        up_stabilization_s: float = 0.0,
+        sync_s: float = SYNC_S,
+        feed: MetricFeed | None = None,
+        cores_per_request: float = 1.0,
     ) -> None:
         super().__init__(spec, max(1, spec.min_scale, spec.initial_scale))
         self.low = max(1, self.low)
         self.target_utilization = target_utilization
         self.down_stabilization_s = down_stabilization_s
-        self._samples: deque[tuple[float, float]] = deque()
+        self.up_stabilization_s = up_stabilization_s
+        self.sync_s = sync_s
+        per_replica = spec.total_value * cores_per_request * target_utilization
+        self.feed = feed or MetricFeed(MetricTarget(CPU, per_replica), sync_s)
+        self._samples: deque[tuple[float, float, int]] = deque()  # (t, value, measured)
         self._recommendations: deque[tuple[float, int]] = deque()
         self._last_sync = -math.inf
+        self._ready = 0
+        self._reason = "waiting for the first sync"  # the last sync's, until the next
+
+    def record_usage(self, now: float, usage: Usage) -> None:
+        self.feed.record_usage(usage)
+
+    def record_latency(self, now: float, samples: Sequence[tuple[float, float]]) -> None:
+        self.feed.record_latency(now, samples)
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
-        self._samples.append((now, concurrency))
+        value, measured = self.feed.value(now, concurrency, self._ready)
+        self._samples.append((now, value, measured))
 
     def poke(self, now: float, concurrency: float) -> bool:
         return False
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
+        self._ready = ready
         current = self.initial if self.replicas is None else self.replicas
-        while self._samples and self._samples[0][0] <= now - self.SYNC_S:
+        while self._samples and self._samples[0][0] <= now - self.sync_s:
             self._samples.popleft()
-        if now - self._last_sync < self.SYNC_S or not ready or not self._samples:
-            return self._apply(current, -1, "waiting for the next sync", 0.0)
+        measured = [(v, m) for _, v, m in self._samples if m]
+        if now - self._last_sync < self.sync_s or not ready or not measured:
+            reason = self._reason if measured else self.feed.describe()
+            return self._apply(current, -1, reason, 0.0)
         self._last_sync = now
-        concurrency = sum(c for _, c in self._samples) / len(self._samples)
-        utilization = min(1.0, concurrency / (ready * self.spec.total_value))
-        ratio = utilization / self.target_utilization
-        wanted = ready if abs(ratio - 1.0) <= self.TOLERANCE else math.ceil(ratio * ready)
+        value = sum(v for v, _ in measured) / len(measured)
+        pods = sum(m for _, m in measured) / len(measured)
+        ratio = value / pods
+        wanted = current if abs(ratio - 1.0) <= self.TOLERANCE else math.ceil(value - 1e-9)
         wanted = self._clamp(wanted)
         self._recommendations.append((now, wanted))
-        while self._recommendations[0][0] < now - self.down_stabilization_s:
+        keep = max(self.down_stabilization_s, self.up_stabilization_s)
+        while self._recommendations[0][0] < now - keep:
             self._recommendations.popleft()
-        down_limit = max(r for _, r in self._recommendations)
-        desired = min(wanted, max(2 * current, current + 4)) if wanted > current else current
-        desired = min(desired, down_limit) if wanted <= current else desired
-        reason = f"utilization {utilization:.0%} of {self.target_utilization:.0%} -> {desired}"
-        return self._apply(desired, wanted, reason, concurrency)
+        up = min(r for t, r in self._recommendations if t >= now - self.up_stabilization_s)
+        down = max(r for t, r in self._recommendations if t >= now - self.down_stabilization_s)
+        desired = max(current, up) if up > current else current
+        desired = min(desired, down) if desired > down else desired
+        desired = min(desired, max(2 * current, current + 4))
+        self._reason = f"{ratio:.0%} of target -> {desired}; {self.feed.describe()}"
+        return self._apply(desired, wanted, self._reason, value)
 
     def quiet_until(self, now: float, ready: int) -> float:
-        """At its floor with only zeros in the samples and floor-level recommendations, every
-        idle sync recommends the floor again."""
+        """At its floor with nothing measured in the samples and floor-level recommendations,
+        every idle sync recommends the floor again."""
         settled = (
             self.replicas == self.low
             and ready > 0
-            and all(c == 0 for _, c in self._samples)
+            and all(v == 0 for _, v, _ in self._samples)
             and all(r == self.low for _, r in self._recommendations)
         )
         return math.inf if settled else now
 
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
-        """Zero samples for the last 15 s, the sync clock moved on as the ticks would move it,
-        then the last tick itself."""
+        """Zero samples for the last sync period, the sync clock moved on as the ticks would move
+        it, then the last tick itself."""
         if ticks:
             last = self._last_sync
             end = len(ticks) - 1  # the last tick runs for real below
-            k = bisect_left(ticks, last + self.SYNC_S - 1.0, 0, end)
+            k = bisect_left(ticks, last + self.sync_s - 1.0, 0, end)
             while k < end:
-                if ticks[k] - last >= self.SYNC_S:
+                if ticks[k] - last >= self.sync_s:
                     last = ticks[k]
-                    k = bisect_left(ticks, last + self.SYNC_S - 1.0, k + 1, end)
+                    k = bisect_left(ticks, last + self.sync_s - 1.0, k + 1, end)
                 else:
                     k += 1
             if last != self._last_sync:
                 self._last_sync = last
                 self._recommendations = deque([(last, self.low)])
-        # Older zeros would be gone: the last tick drops samples more than 15 s old.
+        # Older zeros would be gone: the last tick drops samples more than a sync old.
         tail = [records[j] for j in range(max(0, len(records) - 20), len(records))]
+        measured = self._ready
         if ticks:
-            self._samples.extend((t, 0.0) for t in tail if t <= ticks[-1])
+            self._samples.extend((t, 0.0, measured) for t in tail if t <= ticks[-1])
             self.tick(ticks[-1], ready)
             tail = [t for t in tail if t > ticks[-1]]
-        self._samples.extend((t, 0.0) for t in tail)
+        self._samples.extend((t, 0.0, measured) for t in tail)
 
 
 class RayServeAutoscaler(_Baseline):

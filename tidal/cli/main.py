@@ -487,7 +487,7 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
                 )
     console.print()
     console.print("[bold]Replicas[/]")
-    console.print(replicas_table(replicas, False))
+    console.print(replicas_table(replicas, False, usage=True))
 
 
 @main.command()

@@ -114,8 +114,11 @@ def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
-def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
+def replicas_table(items: list[dict[str, Any]], wide: bool, usage: bool = False) -> Table:
+    """Replicas; `wide` adds the pid, log and measured use, `usage` only the measured use."""
     columns = ["NAME", "REVISION", "POOL", "STATE", "PORT", "INFLIGHT", "STARTUP"]
+    if wide or usage:
+        columns += ["CPU", "CPU/REQ", "MEMORY", "GPU", "GPU MEM"]
     if wide:
         columns += ["PID", "LOG"]
     table = new_table(*columns)
@@ -130,10 +133,26 @@ def replicas_table(items: list[dict[str, Any]], wide: bool) -> Table:
             str(item["inFlight"]),
             f"{startup:.2f}s" if startup is not None else "-",
         ]
+        if wide or usage:
+            row += usage_cells(item)
         if wide:
             row += [str(item["pid"] or "-"), item["logPath"] or item.get("reason", "-")]
         table.add_row(*row)
     return table
+
+
+def usage_cells(item: dict[str, Any]) -> list[str]:
+    """CPU in millicores and % of the request, memory and GPU memory in MiB, GPU in %."""
+    cpu, share = item.get("cpuCores"), item.get("cpuPercentOfRequest")
+    memory, gpu = item.get("memoryBytes"), item.get("gpuPercent")
+    gpu_memory = item.get("gpuMemoryBytes")
+    return [
+        f"{cpu * 1000:.0f}m" if cpu is not None else "-",
+        f"{share:.0f}%" if share is not None else "-",
+        f"{memory / 2**20:.0f}Mi" if memory is not None else "-",
+        f"{gpu:.0f}%" if gpu is not None else "-",
+        f"{gpu_memory / 2**20:.0f}Mi" if gpu_memory is not None else "-",
+    ]
 
 
 def pools_table(items: list[dict[str, Any]], wide: bool) -> Table:

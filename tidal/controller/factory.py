@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tidal.api.autoscaling import parse_autoscaling_annotations
+from tidal.api.autoscaling import (
+    AutoscalingAnnotations,
+    MetricSettings,
+    metric_settings,
+    parse_autoscaling_annotations,
+)
 from tidal.api.config import PlatformConfig
 from tidal.api.manifest import (
     PLATFORM_ANNOTATIONS,
@@ -27,9 +32,11 @@ from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
 from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.autoscaler.signals import MetricAutoscaler, signal_spec
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.forecasting import Planned
 from tidal.controller.handle import RevisionHandle, RevisionKey
+from tidal.controller.measured import hpa_autoscaler, metric_feed
 from tidal.controller.revisions import CONFIGURATION_LABEL, GENERATION_LABEL, SERVICE_LABEL
 from tidal.controller.scaling import Autoscaler
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, WorkloadEvents
@@ -47,6 +54,9 @@ class AutoscalerInputs:
     key: RevisionKey
     service: str
     spec: DeciderSpec
+    plan_spec: DeciderSpec  # plans are learned from request history, in its units
+    autoscaling: AutoscalingAnnotations
+    measured: MetricSettings
     annotations: dict[str, Any]
     now: float
     ready: int  # restored replicas (0 for a new revision)
@@ -81,12 +91,21 @@ def _build_predictive(inputs: AutoscalerInputs) -> Built:
         epoch_offset=time.time() - inputs.now,
     )
     key = inputs.key
-    return autoscaler, Planned(key.namespace, inputs.service, key.name, spec, settings, autoscaler)
+    planned = Planned(
+        key.namespace, inputs.service, key.name, inputs.plan_spec, settings, autoscaler
+    )
+    return autoscaler, planned
+
+
+def _build_hpa(inputs: AutoscalerInputs) -> Built:
+    """Kubernetes HPA on a measured metric (tidal.controller.measured)."""
+    return hpa_autoscaler(inputs.spec, inputs.autoscaling, inputs.measured), None
 
 
 BUILDERS: dict[str, Callable[[AutoscalerInputs], Built]] = {
     "kpa": _build_kpa,
     "predictive": _build_predictive,
+    "hpa": _build_hpa,
 }
 
 
@@ -182,20 +201,32 @@ class RevisionFactory:
             failure=failure,
             clock=self.clock,
         )
-        decider = decider_spec(self.config.autoscaler, autoscaling, cc)
+        policy = policy_for_class(autoscaling.autoscaler_class)
+        measured = metric_settings(autoscaling, annotations, container)
+        plan_spec = decider = decider_spec(self.config.autoscaler, autoscaling, cc)
+        # rt/cpu/memory/gpu for the KPA-like classes: the KPA decides on replica-equivalents
+        # that the feed computes from the measured metric.
+        feed = None
+        if policy in ("kpa", "predictive"):
+            feed = metric_feed(autoscaling, measured, decider, cc)
+        if feed is not None:
+            decider = signal_spec(decider)
         inputs = AutoscalerInputs(
             key,
             service,
             decider,
+            plan_spec,
+            autoscaling,
+            measured,
             annotations,
             self.clock.now(),
             ready=restored or 0,
             initialized=restored is not None,
             progress_deadline_s=progress,
         )
-        autoscaler, planned = build_autoscaler(
-            policy_for_class(autoscaling.autoscaler_class), inputs
-        )
+        autoscaler, planned = build_autoscaler(policy, inputs)
+        if feed is not None:
+            autoscaler = MetricAutoscaler(autoscaler, feed)
         return RevisionHandle(
             key=key,
             service=service,

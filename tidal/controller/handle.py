@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 from tidal.autoscaler.kpa import DeciderSpec, Decision
 
 if TYPE_CHECKING:
+    from tidal.autoscaler.signals import Usage
     from tidal.controller.forecasting import Planned
     from tidal.controller.scaling import Autoscaler
     from tidal.controller.workload import RevisionWorkload
     from tidal.gateway.activator import RevisionThrottler
+    from tidal.runtime.resources import ReplicaResources
 
 
 class RevisionKey(str):
@@ -43,6 +45,51 @@ class RevisionKey(str):
         return self.split("/", 1)[1]
 
 
+@dataclass
+class RemoteStats:
+    """Other gateway processes' stats for one revision since the scaling loop last recorded it.
+
+    Each gateway reports once a second at its own phase, so one record window may hold none or
+    two of a gateway's reports. Summing them would make the autoscaler's input jump between 0
+    and twice the load; instead each gateway's concurrency is averaged over its reports in the
+    window, and a gateway that reported in the previous window but not in this one counts with
+    its last figure. Requests are counts and are summed."""
+
+    concurrency: dict[str, list[float]] = field(default_factory=dict)  # gateway -> [sum, n]
+    last: dict[str, float] = field(default_factory=dict)  # gateway -> previous window's figure
+    requests: float = 0.0
+    peak: float = 0.0
+    latencies: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(
+        self,
+        gateway: str,
+        concurrency: float,
+        requests: float,
+        peak: float,
+        latencies: list[tuple[float, float]],
+    ) -> None:
+        total = self.concurrency.setdefault(gateway, [0.0, 0.0])
+        total[0] += concurrency
+        total[1] += 1
+        self.requests += requests
+        self.peak = max(self.peak, peak)
+        self.latencies.extend(latencies)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.concurrency or self.last or self.requests or self.latencies)
+
+    def take(self) -> tuple[float, int, int, list[tuple[float, float]]]:
+        """(concurrency, requests, peak, latencies) for this window; starts the next one."""
+        current = {gateway: total / n for gateway, (total, n) in self.concurrency.items()}
+        missed = sum(value for gateway, value in self.last.items() if gateway not in current)
+        taken = (sum(current.values()) + missed, int(self.requests), int(self.peak), self.latencies)
+        self.concurrency, self.last = {}, current
+        self.requests, self.peak, self.latencies = 0.0, 0.0, []
+        return taken
+
+
 @dataclass(eq=False)
 class RevisionHandle:
     """Everything tidal holds for one revision."""
@@ -60,7 +107,11 @@ class RevisionHandle:
     last_decision: Decision | None = None
     period_start: float = field(default_factory=time.monotonic)
     poked: bool = False  # an immediate stat was sent; the next report subtracts it
-    remote: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # other gateways
+    remote: RemoteStats = field(default_factory=lambda: RemoteStats())  # other gateways
+    # The last measured use of each replica (tidal.runtime.resources), by replica id.
+    resources: dict[str, ReplicaResources] = field(default_factory=dict)
+    usage: Usage | None = None  # their sum over ready replicas, for the autoscaler
+    exported: set[str] = field(default_factory=set)  # replicas with tidal_replica_* gauges
     scaled: bool = True  # False: the loop leaves it alone (its scale is set by hand)
     idle: bool = False  # at zero and settled: decision ticks skip it until something happens
     settle_check_at: float = 0.0  # when to ask the autoscaler again whether it has settled

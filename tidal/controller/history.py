@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tidal.autoscaler.signals import Usage
 from tidal.gateway.routing import LATENCY
 from tidal.store.history import MetricHistory, MinuteRollup
 
@@ -21,6 +22,11 @@ class _Minute:
     concurrency_sum: float = 0.0
     peak: float = 0.0
     ready_sum: float = 0.0
+    # Measured use and RT: sums and how many seconds had a figure.
+    cpu: list[float] = field(default_factory=lambda: [0.0, 0])
+    memory: list[float] = field(default_factory=lambda: [0.0, 0])
+    gpu: list[float] = field(default_factory=lambda: [0.0, 0])
+    rt: list[float] = field(default_factory=lambda: [0.0, 0])
     buckets_at_start: dict[float, float] = field(default_factory=dict)
 
 
@@ -58,8 +64,11 @@ class HistoryRecorder:
         requests: int,
         peak: int,
         ready: int,
+        usage: Usage | None = None,
+        latencies: list[tuple[float, float]] | None = None,
     ) -> None:
-        """One second of a revision's stats; a new minute writes the previous one out."""
+        """One second of a revision's stats (with its replicas' measured use and its requests'
+        response times, when there are any); a new minute writes the previous one out."""
         key = (namespace, service, revision)
         minute = int(now_epoch // 60)
         current = self._open.get(key)
@@ -73,6 +82,13 @@ class HistoryRecorder:
         current.concurrency_sum += concurrency
         current.peak = max(current.peak, peak)
         current.ready_sum += ready
+        if usage is not None:
+            _add(current.cpu, usage.cpu_cores)
+            _add(current.memory, usage.memory_bytes)
+            if usage.gpu_replicas:
+                _add(current.gpu, usage.gpu_percent / usage.gpu_replicas)
+        for rt, _ in latencies or ():
+            _add(current.rt, rt)
 
     def observe_idle(self, key: tuple[str, str, str], now_epoch: float, minute: int) -> None:
         """`observe` of a second with nothing in it (no requests, no replicas); `key` is
@@ -107,8 +123,21 @@ class HistoryRecorder:
                 peak_concurrency=minute.peak,
                 p95_latency=histogram_quantile(0.95, delta),
                 ready_replicas=minute.ready_sum / minute.seconds,
+                cpu_cores=_mean(minute.cpu),
+                memory_bytes=_mean(minute.memory),
+                gpu_percent=_mean(minute.gpu),
+                mean_rt=_mean(minute.rt),
             )
         )
+
+
+def _add(acc: list[float], value: float) -> None:
+    acc[0] += value
+    acc[1] += 1
+
+
+def _mean(acc: list[float]) -> float | None:
+    return acc[0] / acc[1] if acc[1] else None
 
 
 def all_latency_buckets() -> dict[tuple[str, str], dict[float, float]]:

@@ -47,11 +47,13 @@ from tidal.controller.revisions import (
 from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
+from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, read_logs, replica_views
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import Replica, Runtime
+from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
 from tidal.store.history import MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store
@@ -121,6 +123,7 @@ class Platform:
         # entries are tables it keeps in step.
         self.revisions = Revisions(self.router.throttlers, self.forecaster.revisions)
         self.scaling = ScalingLoop(HistoryRecorder(self.history), self.place, self.revisions, clock)
+        self.scaling.monitor = monitor_for(runtime)
         self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke, clock)
         self.services: dict[str, ValidService] = {}
         self.routes = Routes(
@@ -671,7 +674,12 @@ class Platform:
                 str(k): int(v) for k, v in stats.get("inFlight", {}).items()
             }
             self.scaling.add_remote(
-                key, float(stats["concurrency"]), float(stats["requests"]), float(stats["peak"])
+                key,
+                gateway,
+                float(stats["concurrency"]),
+                float(stats["requests"]),
+                float(stats["peak"]),
+                [(float(rt), float(s)) for rt, s in stats.get("latencies", [])],
             )
             count_remote_answers(throttler, stats.get("codes", {}), stats.get("coldStarts", []))
             labels = (throttler.namespace, throttler.service, throttler.revision)
@@ -692,7 +700,11 @@ class Platform:
         return self.placer.cost(start, end, now)
 
     def replicas(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return replica_views(self.workloads.values(), namespace)
+        def measured(workload: RevisionWorkload, replica_id: str) -> dict[str, Any]:
+            key = key_of(workload.spec.namespace, workload.spec.revision)
+            return resource_view(self.scaling.revisions.get(key), replica_id)
+
+        return replica_views(self.workloads.values(), namespace, measured)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
         names = (

@@ -22,6 +22,8 @@ from tidal.autoscaler.kpa import Decision
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.handle import RevisionHandle
 from tidal.controller.history import HistoryRecorder
+from tidal.controller.usage import forget_replica_gauges, sample_resources
+from tidal.runtime.resources import ResourceMonitor
 
 SETTLE_RECHECK_S = 10.0
 
@@ -40,7 +42,9 @@ PANIC = Gauge(
 
 
 class Autoscaler(Protocol):
-    """What the loop drives: Knative's KPA, the predictive autoscaler, or a baseline."""
+    """What the loop drives: Knative's KPA, the predictive autoscaler, or a baseline. One that
+    scales on measured metrics also has `record_latency(now, [(rt, service)])` and
+    `record_usage(now, Usage)` (tidal.autoscaler.signals), called before `record` when present."""
 
     def record(self, now: float, concurrency: float, rps: float) -> None: ...
 
@@ -64,6 +68,8 @@ class ScalingLoop:
         self.on_round = on_round  # after each decision round: place replicas
         self.revisions = revisions
         self._task: asyncio.Task[None] | None = None
+        self.monitor: ResourceMonitor | None = None  # measures replicas' CPU, memory, GPU
+        self._sampler: asyncio.Task[None] | None = None
 
     def remove(self, key: str) -> None:
         """Stop scaling this revision: its scale is set by hand from now on."""
@@ -79,15 +85,22 @@ class ScalingLoop:
         for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
             with contextlib.suppress(KeyError):
                 gauge.remove(spec.namespace, spec.revision)
+        forget_replica_gauges(entry, set())
 
-    def add_remote(self, key: str, concurrency: float, requests: float, peak: float) -> None:
+    def add_remote(
+        self,
+        key: str,
+        gateway: str,
+        concurrency: float,
+        requests: float,
+        peak: float,
+        latencies: list[tuple[float, float]] | None = None,
+    ) -> None:
         """A second of another gateway's stats; added to this gateway's at the next record, as
         Knative's collector adds activator and scraped stats (docs/autoscaling.md#metrics)."""
         entry = self.revisions.get(key)
         if entry is not None:
-            entry.remote[0] += concurrency
-            entry.remote[1] += requests
-            entry.remote[2] = max(entry.remote[2], peak)
+            entry.remote.add(gateway, concurrency, requests, peak, latencies or [])
             entry.idle = False
 
     def poke(self, key: str) -> None:
@@ -108,11 +121,21 @@ class ScalingLoop:
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+        if self.monitor is not None:
+            self._sampler = asyncio.ensure_future(self._sample_forever(self.monitor))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._sampler):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _sample_forever(self, monitor: ResourceMonitor) -> None:
+        """Measure every replica once a stat period, off the event loop (an engine's `stats`
+        takes a while); the record step hands the latest figures to the autoscalers."""
+        while True:
+            await asyncio.sleep(STAT_PERIOD_S)
+            await sample_resources(monitor, list(self.revisions.values()))
 
     async def _run(self) -> None:
         tick = 0
@@ -154,21 +177,32 @@ class ScalingLoop:
     def _record(self, entry: RevisionHandle, now: float, now_epoch: float) -> None:
         workload = entry.workload
         concurrency, count, peak = workload.throttler.stats.collect(entry.period_start, now)
-        remote_concurrency, remote_count, remote_peak = entry.remote
-        if remote_concurrency or remote_count or remote_peak:
-            entry.remote = [0.0, 0.0, 0.0]
+        latencies = workload.throttler.stats.take_latencies()
+        if entry.remote.pending:
+            remote_concurrency, remote_count, remote_peak, remote_latencies = entry.remote.take()
             concurrency += remote_concurrency
-            count += int(remote_count)
-            peak = max(peak, int(remote_peak))
+            count += remote_count
+            peak = max(peak, remote_peak)
+            latencies += remote_latencies
         ready = workload.ready_count()
         spec = workload.spec
         self.recorder.observe(
-            spec.namespace, spec.service, spec.revision, now_epoch, concurrency, count, peak, ready
+            spec.namespace,
+            spec.service,
+            spec.revision,
+            now_epoch,
+            concurrency,
+            count,
+            peak,
+            ready,
+            entry.usage,
+            latencies,
         )
         rps = count / max(now - entry.period_start, 1e-3)
         if entry.poked:
             rps, entry.poked = max(0.0, rps - 1.0), False
         entry.period_start = now
+        self._record_measured(entry, now, latencies)
         # At zero pods Knative records only activator stats, which exist only while requests
         # do (docs/autoscaling.md#metrics): recording zeros would dilute the first request's stat of
         # 1.
@@ -180,6 +214,18 @@ class ScalingLoop:
         labels = (spec.namespace, spec.revision)
         IN_FLIGHT.labels(*labels).set(workload.throttler.in_flight_total())
         READY.labels(*labels).set(ready)
+
+    def _record_measured(
+        self, entry: RevisionHandle, now: float, latencies: list[tuple[float, float]]
+    ) -> None:
+        """Response times and resource use, for autoscalers that scale on them (the optional
+        `record_latency` / `record_usage` of tidal.autoscaler.signals)."""
+        record_latency = getattr(entry.autoscaler, "record_latency", None)
+        if record_latency is not None and latencies:
+            record_latency(now, latencies)
+        record_usage = getattr(entry.autoscaler, "record_usage", None)
+        if record_usage is not None and entry.usage is not None:
+            record_usage(now, entry.usage)
 
     def _decide(self, entry: RevisionHandle, now: float) -> None:
         workload = entry.workload

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,20 @@ def live_revision(revision: dict[str, Any], entry: RevisionHandle | None) -> dic
             "reason": decision.reason,
             "reachable": entry.reachable,
         }
+        feed = getattr(entry.autoscaler, "feed", None)  # scaling on a measured metric
+        if feed is not None:
+            revision["status"]["autoscaler"]["metric"] = feed.view()
     return revision
 
 
 def replica_views(
-    workloads: Iterable[RevisionWorkload], namespace: str | None
+    workloads: Iterable[RevisionWorkload],
+    namespace: str | None,
+    measured: Callable[[RevisionWorkload, str], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every replica, with the ones still provisioning on their pool and the ones that are
-    pending (no room anywhere the policy allows) and why."""
+    pending (no room anywhere the policy allows) and why. `measured` gives a running replica's
+    CPU, memory and GPU use (tidal.controller.usage.resource_view)."""
     items = []
     for workload in workloads:
         spec = workload.spec
@@ -66,6 +72,7 @@ def replica_views(
                     "inFlight": workload.throttler.in_flight_of(replica.replica_id),
                     "startupSeconds": replica.startup_seconds,
                     "logPath": str(replica.spec.log_path),
+                    **(measured(workload, replica.replica_id) if measured else {}),
                 }
             )
         for replica_id, entry in workload.provisioning.items():

@@ -143,7 +143,8 @@ def collect_stats(
         concurrency, count, peak = window.collect(period_start, now)
         in_flight = {e.replica_id: e.in_flight for e in throttler.endpoints if e.in_flight}
         codes, cold = answered.get(key, {}), colds.pop(key, [])
-        if concurrency or count or in_flight or codes or cold:
+        latencies = throttler.stats.take_latencies()
+        if concurrency or count or in_flight or codes or cold or latencies:
             stats[key] = {
                 "concurrency": concurrency,
                 "requests": count,
@@ -152,6 +153,7 @@ def collect_stats(
                 "codes": codes,
                 "latency": latency.get(key, {}),
                 "coldStarts": cold,
+                "latencies": latencies,
             }
     return stats
 

@@ -80,6 +80,7 @@ class HostRoute:
 class ActivatorLease(Lease):
     throttler: RevisionThrottler | None = None
     endpoint: Endpoint | None = None
+    granted: float = 0.0  # time.monotonic() when the replica slot was granted
 
 
 class Throttlers(dict[str, RevisionThrottler]):
@@ -166,6 +167,7 @@ class TrafficRouter:
             self._released,
             throttler=throttler,
             endpoint=endpoint,
+            granted=time.monotonic(),
         )
         return lease
 
@@ -179,7 +181,9 @@ class TrafficRouter:
     def _released(self, lease: Lease, status: int) -> None:
         assert isinstance(lease, ActivatorLease) and lease.throttler and lease.endpoint
         lease.throttler.release(lease.endpoint)
-        self._observe(lease.throttler, status, time.monotonic() - lease.started)
+        now = time.monotonic()
+        self._observe(lease.throttler, status, now - lease.started)
+        lease.throttler.stats.answered(now - lease.started, now - lease.granted)
 
     def _observe(self, throttler: RevisionThrottler, status: int, seconds: float) -> None:
         key = (_key(throttler), status)

@@ -169,6 +169,24 @@ class KubernetesRuntime:
             return [f"(logs unavailable: {_message(exc)})"]
         return str(text).splitlines()[-lines:]
 
+    def pod_of(self, replica: Replica) -> tuple[str, str] | None:
+        """(namespace, pod name) of a replica once a pod backs it (for its metrics)."""
+        child = self._children.get(replica.replica_id)
+        if child is None or child.pod is None:
+            return None
+        return child.deployment.namespace, child.pod
+
+    def pod_metrics(self, namespace: str, pod: str) -> dict[str, Any] | None:
+        """The pod's PodMetrics from the metrics API (`kubectl top`'s source); None without."""
+        try:
+            return client.CustomObjectsApi(self._api).get_namespaced_custom_object(
+                "metrics.k8s.io", "v1beta1", namespace, "pods", pod, _request_timeout=2
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def detach(self) -> None:
         """Stop acting on the cluster: pods keep running for the next controller to adopt."""
         self._detached = True

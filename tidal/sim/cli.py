@@ -20,13 +20,22 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tidal.api.autoscaling import (
+    CPU,
+    GPU,
+    MEMORY,
+    RT,
+    AutoscalingAnnotations,
+    metric_settings,
+)
 from tidal.api.config import PlatformConfig, parse_config
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import load_documents, validate_service
 from tidal.api.pools import Pool, parse_pools
-from tidal.api.predictive import parse_predictive_annotations
+from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.autoscaler.kpa import decider_spec
+from tidal.autoscaler.signals import MetricTarget, metric_target
 from tidal.scheduler.placement import Demand
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
@@ -91,13 +100,30 @@ def service_model(
     return ServiceModel(
         name=valid.name,
         spec=decider_spec(config.autoscaler, valid.autoscaling, cc),
+        metric=simulated_metric(valid.autoscaling, template.metadata.annotations, container),
         container_concurrency=cc,
         timeout_s=float(spec.timeout_seconds),
         demand=demand,
-        predictive=parse_predictive_annotations(template.metadata.annotations),
+        predictive=valid.predictive,
         progress_deadline_s=valid.progress_deadline_s or config.progress_deadline_s,
         pending_cap_default=config.pending_cap_default,
     )
+
+
+def simulated_metric(
+    ann: AutoscalingAnnotations, annotations: dict[str, str], container: Container
+) -> MetricTarget | None:
+    """The RT or CPU target a revision scales on (docs/simulator.md: a request in service burns
+    one core); None for concurrency and rps. Memory and GPU use are not simulated."""
+    if ann.metric in (MEMORY, GPU):
+        raise InvalidSpec(
+            "spec.template.metadata.annotations[autoscaling.knative.dev/metric]",
+            f"the simulator models rt and cpu; {ann.metric} is measured only on a live platform",
+        )
+    settings = metric_settings(ann, annotations, container)
+    if ann.metric == RT or (ann.metric == CPU and settings.cpu_request):
+        return metric_target(ann.metric, ann.target, settings.cpu_request, settings.rt_percentile)
+    return None
 
 
 def load_service(path: str, config: PlatformConfig) -> ServiceModel:

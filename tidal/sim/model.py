@@ -37,16 +37,19 @@ import heapq
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from tidal.api.autoscaling import RT
 from tidal.api.pools import Pool
 from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
-from tidal.autoscaler.baselines import make_autoscaler
+from tidal.autoscaler.baselines import HPAAutoscaler, make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
 from tidal.autoscaler.kpa import DeciderSpec, Decision
+from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget, signal_spec
+from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
 from tidal.scheduler.cost import CostLedger, Usage
 from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
@@ -78,6 +81,9 @@ class ServiceModel:
     predictive: PredictiveAnnotations = field(default_factory=PredictiveAnnotations)
     progress_deadline_s: float = 600.0
     pending_cap_default: int = PENDING_CAP_DEFAULT
+    # Scaling on RT or CPU (tidal.autoscaler.signals); None: on the spec's concurrency or rps.
+    metric: MetricTarget | None = None
+    cores_per_request: float = 1.0  # CPU a request in service burns
 
 
 class Autoscaler(Protocol):
@@ -141,6 +147,23 @@ def make_policy(
     settings: Mapping[str, float] | None = None,
     prior_history: np.ndarray | None = None,
 ) -> Any:
+    metric = service.metric
+    if metric is not None and name == "hpa":
+        feed = MetricFeed(metric, HPAAutoscaler.SYNC_S)
+        return HPAAutoscaler(service.spec, feed=feed, **(settings or {}))
+    # The KPA takes rt but no resource metric (Knative refuses cpu on it); predictive takes all.
+    if metric is not None and (name == "predictive" or (name == "kpa" and metric.metric == RT)):
+        inner = make_policy(
+            name,
+            replace(service, spec=signal_spec(service.spec), metric=None),
+            now,
+            peak,
+            ready_times,
+            settings,
+            prior_history,
+        )
+        feed = MetricFeed(metric, service.spec.stable_window, service.container_concurrency)
+        return MetricAutoscaler(inner, feed)
     if name == "predictive":
         return SimulatedPredictive(
             service.spec,
@@ -209,6 +232,13 @@ class _Service:
         # (capacity freed so far, desired) at the last placement that left every missing
         # replica pending: until capacity is freed, asking again for as many gets the same.
         self.blocked: tuple[int, int] | None = None
+        # RT and CPU for autoscalers that scale on them: requests in service (their time
+        # integral is CPU time at `cores_per_request`) and (RT, service time) of the answered.
+        self.measured = callable(getattr(autoscaler, "record_usage", None))
+        self.busy = 0
+        self.busy_area = 0.0
+        self.busy_last = 0.0
+        self.latencies: list[tuple[float, float]] = []
         quiet = getattr(autoscaler, "quiet_until", None)
         skip = getattr(autoscaler, "skip_idle", None)
         if isinstance(autoscaler, SimulatedPredictive) and quiet is None:
@@ -440,6 +470,9 @@ class Simulation:
             heappop(svc.free)
             in_flight[rid] += 1
             heappush(svc.free, (in_flight[rid], rid))
+            if svc.measured:
+                svc.busy_area += svc.busy * (t - svc.busy_last)
+                svc.busy_last, svc.busy = t, svc.busy + 1
             done = t + service_times[req]
             deadline = arrivals[req] + svc.timeout
             if done > deadline:
@@ -490,6 +523,8 @@ class Simulation:
                 if svc.poked:
                     rps, svc.poked = max(0.0, rps - 1.0), False
                 svc.area, svc.count, svc.period_start = 0.0, 0, t
+                if svc.measured:
+                    self._measure(svc, clock0 + t, t, elapsed)
                 if svc.ready or concurrency or rps:
                     svc.autoscaler.record(clock0 + t, concurrency, rps)
                 next_k = k + 1
@@ -545,6 +580,11 @@ class Simulation:
                 svc.last = t
                 svc.open -= 1
                 last_done = t
+                if svc.measured:
+                    svc.busy_area += svc.busy * (t - svc.busy_last)
+                    svc.busy_last, svc.busy = t, svc.busy - 1
+                    if b >= 0:
+                        svc.latencies.append((t - arrivals[a], service_times[a]))
                 if b >= 0:
                     latency[a] = t - arrivals[a]
                 else:
@@ -583,6 +623,19 @@ class Simulation:
                 svc.open -= 1
                 last_done = t
         return self._result(latency, status, cold, max(end, last_done))
+
+    def _measure(self, svc: _Service, now: float, t: float, elapsed: float) -> None:
+        """A stat period's RT samples and CPU (requests in service x cores per request) for an
+        autoscaler that scales on them, as the live loop hands them in."""
+        svc.busy_area += svc.busy * (t - svc.busy_last)
+        svc.busy_last = t
+        if svc.latencies:
+            svc.autoscaler.record_latency(now, svc.latencies)
+            svc.latencies = []
+        if svc.ready:
+            cores = svc.busy_area / elapsed * svc.model.cores_per_request
+            svc.autoscaler.record_usage(now, Measured(replicas=svc.ready, cpu_cores=cores))
+        svc.busy_area = 0.0
 
     def _result(
         self, latency: list[float], status: bytearray, cold: bytearray, stop_at: float

@@ -17,7 +17,19 @@ from pathlib import Path
 import numpy as np
 
 RETENTION_DAYS = 35
-FIELDS = ("requests", "avg_concurrency", "peak_concurrency", "p95_latency", "ready_replicas")
+FIELDS = (
+    "requests",
+    "avg_concurrency",
+    "peak_concurrency",
+    "p95_latency",
+    "ready_replicas",
+    "cpu_cores",
+    "memory_bytes",
+    "gpu_percent",
+    "mean_rt",
+)
+# Columns added after the first release: a state file without them gets them on open.
+MEASURED_COLUMNS = ("cpu_cores", "memory_bytes", "gpu_percent", "mean_rt")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_minutes (
@@ -30,6 +42,10 @@ CREATE TABLE IF NOT EXISTS metric_minutes (
     peak_concurrency REAL NOT NULL,
     p95_latency REAL,
     ready_replicas REAL,
+    cpu_cores REAL,
+    memory_bytes REAL,
+    gpu_percent REAL,
+    mean_rt REAL,
     PRIMARY KEY (namespace, revision, minute)
 );
 CREATE INDEX IF NOT EXISTS metric_minutes_service ON metric_minutes (namespace, service, minute);
@@ -76,6 +92,12 @@ class MinuteRollup:
     peak_concurrency: float
     p95_latency: float | None
     ready_replicas: float | None  # None for imported history: it says nothing about replicas
+    # Measured use, summed over ready replicas (GPU: mean %), and mean RT in seconds; None when
+    # nothing was measured (docs/autoscaling.md#metrics-and-classes).
+    cpu_cores: float | None = None
+    memory_bytes: float | None = None
+    gpu_percent: float | None = None
+    mean_rt: float | None = None
 
 
 class MetricHistory:
@@ -83,6 +105,10 @@ class MetricHistory:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(metric_minutes)")}
+        for column in MEASURED_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE metric_minutes ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -112,12 +138,18 @@ class MetricHistory:
                 r.peak_concurrency,
                 r.p95_latency,
                 r.ready_replicas,
+                r.cpu_cores,
+                r.memory_bytes,
+                r.gpu_percent,
+                r.mean_rt,
             )
             for r in rollups
         ]
+        columns = ", ".join(("namespace", "service", "revision", "minute", *FIELDS))
+        marks = ", ".join("?" * (4 + len(FIELDS)))
         with self._transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO metric_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT OR REPLACE INTO metric_minutes ({columns}) VALUES ({marks})", rows
             )
 
     def import_series(
