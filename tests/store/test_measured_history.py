@@ -37,6 +37,7 @@ def test_minutes_keep_cpu_memory_gpu_and_mean_rt(tmp_path):
             "default", "svc", "svc-00001", base + second, 1.0, 2, 1, 2, usage, latencies
         )
     recorder.observe("default", "svc", "svc-00001", base + 60, 0.0, 0, 0, 2)  # next minute
+    recorder.write()  # the scaling loop writes ended minutes once per second
 
     def series(field):
         return history.service_series("default", "svc", field, 5999, 6002)
