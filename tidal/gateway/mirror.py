@@ -39,7 +39,7 @@ from tidal.security.tls import client_context
 log = logging.getLogger("tidal.gateway")
 LONG_POLL_S = 10.0  # how long the controller holds a poll with nothing new
 RETRY_S = 0.5  # between polls while the controller does not answer
-STATS_PERIOD_S = 1.0
+STATS_PERIOD_S = 0.5
 
 
 def routing_snapshot(router: TrafficRouter) -> dict[str, Any]:
