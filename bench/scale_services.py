@@ -352,7 +352,8 @@ def main() -> None:
         )
         ok_answer = admin <= 5 and gateway is not None and gateway <= 5
         print(f"restart with {args.services + args.batch} services (stop took {stopped:.1f} s):")
-        print(f"  admin API answers after {admin:.2f} s, gateway after {gateway} s")
+        answered = "never" if gateway is None else f"{gateway:.2f} s"
+        print(f"  admin API answers after {admin:.2f} s, gateway after {answered}")
         print(f"                                          bar <= 5 s: {bar(ok_answer)}")
         if served is not None and gateway is not None:
             again = served - gateway
