@@ -34,6 +34,7 @@ from tidal.runtime.base import (
     Runtime,
     notify,
 )
+from tidal.runtime.children import ChildStopping
 from tidal.runtime.engine import (
     DATA_DIR_LABEL,
     Engine,
@@ -105,7 +106,7 @@ class _Child:
     stopping: bool = False
 
 
-class ContainerRuntime:
+class ContainerRuntime(ChildStopping):
     """Runs replicas whose spec names an image as containers on 127.0.0.1."""
 
     requires_command = False
@@ -314,15 +315,6 @@ class ContainerRuntime:
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
 
-    async def stop(self, replica: Replica, grace_s: float) -> None:
-        child = self._children.get(replica.replica_id)
-        if child is None:
-            return  # never started, or already exited
-        if child.stop_task is None:
-            child.stopping = True
-            child.stop_task = asyncio.ensure_future(self._terminate(child, grace_s))
-        await asyncio.shield(child.stop_task)
-
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         launch = child.launch_task
         assert launch is not None
@@ -354,8 +346,7 @@ class ContainerRuntime:
         return tail_lines(replica_spec.log_path, lines)
 
     async def close(self) -> None:
-        children = list(self._children.values())
-        await asyncio.gather(*(self.stop(c.replica, self.close_grace_s) for c in children))
+        await self.stop_all()
         for pull in list(self._pulls.values()):
             pull.cancel()
         if self._reaper is not None:  # nothing left for it to remove

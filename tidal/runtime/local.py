@@ -32,6 +32,7 @@ from tidal.runtime.base import (
     SecurityContext,
     notify,
 )
+from tidal.runtime.children import ChildStopping
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
 from tidal.runtime.logs import RotatingLog, tail_lines
 from tidal.runtime.probe import report_readiness
@@ -151,7 +152,7 @@ class _Child:
     stopping: bool = False
 
 
-class LocalRuntime:
+class LocalRuntime(ChildStopping):
     """Runs each replica as a child process on 127.0.0.1.
 
     A command starting with exactly `python` or `python3` runs with `sys.executable`, the
@@ -258,15 +259,6 @@ class LocalRuntime:
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
 
-    async def stop(self, replica: Replica, grace_s: float) -> None:
-        child = self._children.get(replica.replica_id)
-        if child is None:
-            return  # never started, or already exited
-        if child.stop_task is None:
-            child.stopping = True
-            child.stop_task = asyncio.create_task(self._terminate(child, grace_s))
-        await asyncio.shield(child.stop_task)
-
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         assert child.exit_task is not None and child.probe_task is not None
         child.probe_task.cancel()
@@ -281,8 +273,7 @@ class LocalRuntime:
         return tail_lines(replica_spec.log_path, lines)
 
     async def close(self) -> None:
-        children = list(self._children.values())
-        await asyncio.gather(*(self.stop(c.replica, self.close_grace_s) for c in children))
+        await self.stop_all()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
