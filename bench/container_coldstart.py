@@ -14,7 +14,6 @@ autoscaler poke, the image presence check, readiness probing and proxying.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import statistics
 import subprocess
@@ -28,20 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from coldstart import get  # noqa: E402  (bench/ is on the path when run as a script)
+
 from tests.integration.harness import Platform, free_port, host  # noqa: E402
 from tests.integration.test_containers import image_service  # noqa: E402
 from tests.runtime.test_container import load_example_build  # noqa: E402
-
-
-def get(port: int, host_header: str = "localhost", timeout: float = 60) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/", headers={"Host": host_header})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def engine_alone(engine: str, image: str) -> float:
@@ -84,7 +74,7 @@ def interleaved(runs: int, image: str, engine: str) -> tuple[list[float], list[f
                 if i:  # the first round warms up the engine's and the platform's code paths
                     alone.append(engine_alone(engine, image))
                 started = time.perf_counter()
-                status = get(platform.port, host(f"cold-{i}"))
+                status = get(platform.port, host(f"cold-{i}"), timeout=60)
                 elapsed = time.perf_counter() - started
                 assert status == 200, status
                 if i:
