@@ -175,8 +175,9 @@ def test_port_0_prints_the_bound_ports(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
     try:
+        # The banner is written a line at a time: wait for the lines naming the ports.
         text = wait_until(
-            lambda: "tidal is up" in (t := log.read_text()) and t, 30, "tidal up to start"
+            lambda: "metrics http" in (t := log.read_text()) and t, 30, "tidal up to start"
         )
         gateway = re.search(r"gateway\s+http://127\.0\.0\.1:(\d+)", text)
         admin = re.search(r"admin API http://127\.0\.0\.1:(\d+)", text)
