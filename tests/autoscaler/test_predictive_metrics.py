@@ -108,9 +108,7 @@ def test_predictive_plans_and_decides_on_cpu_cores_over_the_cpu_target():
     # Led by two minutes: replicas are ready before the 09:00 rise, not after it.
     assert policy.decide(start + 9 * 3600.0 - 90.0, 1, 1, None).planned == 8
     # The same figures read as concurrency at its default target (70) would plan nothing.
-    as_concurrency, _, _ = build_models(
-        history, start, spec(), settings, 2, 60.0, bounds, [], None
-    )
+    as_concurrency, _, _ = build_models(history, start, spec(), settings, 2, 60.0, bounds, [], None)
     assert as_concurrency.replicas_at(noon) == 0
 
 
