@@ -1,5 +1,5 @@
-"""The simulator models memory and GPU use (docs/simulator.md#measured-metrics), so `hpa` and
-`predictive` on `metric: memory|gpu` compare in `tidal simulate` like the other metrics:
+"""The simulator models memory and GPU use (docs/simulator.md#what-is-simulated), so `hpa`
+and `predictive` on `metric: memory|gpu` compare in `tidal simulate` like the other metrics:
 memory is each ready replica's own plus bytes per request in service, GPU the busy share."""
 
 from __future__ import annotations

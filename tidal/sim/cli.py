@@ -2,7 +2,8 @@
 
 tidal simulate --trace FILE|synthetic -f service.yaml [--pools tidal.yaml] [--policy NAME ...]
                [--per-service] [--services N] [--sweep] [--warmup DAYS | --history FILE]
-               [--days N] [-o json] [--report DIR]
+               [--days N] [-o json] [--report DIR] [--cores-per-request N]
+               [--memory-per-replica Q] [--memory-per-request Q] [--gpu-per-request PCT]
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def service_model(
 def simulated_metric(
     ann: AutoscalingAnnotations, annotations: dict[str, str], container: Container
 ) -> MetricTarget | None:
-    """The RT, CPU, memory or GPU target a revision scales on (docs/simulator.md#measured-
-    metrics); None for concurrency and rps."""
+    """The RT, CPU, memory or GPU target a revision scales on
+    (docs/simulator.md#what-is-simulated); None for concurrency and rps."""
     settings = metric_settings(ann, annotations, container)
     if ann.metric in (RT, MEMORY, GPU) or (ann.metric == CPU and settings.cpu_request):
         return metric_target(ann.metric, ann.target, settings.cpu_request, settings.rt_percentile)

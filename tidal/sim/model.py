@@ -82,7 +82,7 @@ class ServiceModel:
     progress_deadline_s: float = 600.0
     pending_cap_default: int = PENDING_CAP_DEFAULT
     # Scaling on RT, CPU, memory or GPU (tidal.autoscaler.signals); None: on the spec's
-    # concurrency or rps. What replicas use (docs/simulator.md#measured-metrics):
+    # concurrency or rps. What replicas use (docs/simulator.md#what-is-simulated):
     metric: MetricTarget | None = None
     cores_per_request: float = 1.0  # CPU a request in service burns
     memory_per_replica: float = 0.0  # bytes a ready replica holds when idle
