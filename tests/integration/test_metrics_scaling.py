@@ -186,8 +186,10 @@ def test_rt_guard_with_unlimited_concurrency(platform):
     load = Load(platform.gateway, host("open"), "/?sleep=300").start(2)
     try:
         wait_until(
-            lambda: "already has a replica of its own"
-            in autoscaler_status(platform, "open-00001")["reason"],
+            lambda: (
+                "already has a replica of its own"
+                in autoscaler_status(platform, "open-00001")["reason"]
+            ),
             30,
             "the unlimited-concurrency guard to show in the status",
         )
