@@ -5,6 +5,7 @@ memory is each ready replica's own plus bytes per request in service, GPU the bu
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -84,3 +85,19 @@ def test_tidal_simulate_takes_memory_from_options_and_says_when_it_has_none(mani
     ran = CliRunner().invoke(simulate, [*args, "--memory-per-request", "100Mi"])
     assert ran.exit_code == 0, ran.output
     assert '"hpa"' in ran.output
+
+
+def test_concurrency_history_is_refused_for_a_plan_on_another_metric(manifest, tmp_path):
+    """`--history` is mean concurrency; predictive on memory plans on memory, so it learns
+    from the replayed warm-up instead of mixing units."""
+    history = tmp_path / "history.csv"
+    history.write_text("timestamp,value\n1700000000,1\n")
+    predictive = tmp_path / "predictive.yaml"
+    text = Path(manifest).read_text()
+    predictive.write_text(text.replace("hpa.autoscaling.knative.dev", "predictive.tidal.dev"))
+    args = ["--trace", "synthetic", "--days", "0.02", "-f", str(predictive)]
+    args += ["--policy", "predictive"]
+    args += ["--memory-per-request", "100Mi", "--history", str(history)]
+    refused = CliRunner().invoke(simulate, args)
+    assert refused.exit_code != 0
+    assert "predictive on metric memory" in refused.output and "--warmup" in refused.output

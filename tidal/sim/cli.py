@@ -320,6 +320,11 @@ def simulate(
             )
         if history_file is not None and per_service:
             raise ValueError("--history is one service's history; with --per-service use --warmup")
+        if history_file is not None and template.metric is not None and "predictive" in names:
+            raise ValueError(
+                f"--history is mean concurrency; predictive on metric {template.metric.metric} "
+                "plans on that metric, which it learns from the replay: use --warmup DAYS"
+            )
         if warmup * DAY_S >= trace.duration:
             raise ValueError(f"--warmup {warmup:g} d leaves nothing of the trace to score")
         service_dist = (
