@@ -66,7 +66,7 @@ def test_rt_percentile_reads_the_tail():
 
 
 def test_rt_guard_when_the_service_time_alone_is_over_target():
-    feed = MetricFeed(metric_target("rt", 200, None, None), 6)
+    feed = MetricFeed(metric_target("rt", 200, None, None), 6, container_concurrency=1)
     feed.record_latency(0.0, [(0.6, 0.3), (0.6, 0.3)])
     value, _ = feed.value(0.0, 4.0, 1)
     assert feed.guarded and feed.view()["guarded"]

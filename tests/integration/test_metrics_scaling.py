@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import FAST_AUTOSCALER, Load, Platform, host, wait_until
+from tidal.store.history import MetricHistory, MinuteRollup
 
 BURN_DIR = Path(__file__).resolve().parents[2] / "examples" / "burn"
 
@@ -173,6 +174,64 @@ def test_rt_guard_when_service_time_alone_is_over_target(platform):
         assert most_replicas(platform, "slow", 8) <= 3
     finally:
         assert set(load.stop()) == {200}
+
+
+def test_rt_guard_with_unlimited_concurrency(platform):
+    """CC 0: nothing queues in the gateway, so the service time cannot tell sharing a replica
+    from the work itself. 300 ms sleeps against 200 ms: it scales to a replica per request in
+    flight (2), then says more replicas cannot lower RT, and not to max-scale (6)."""
+    annotations = {**RT_FAST, "autoscaling.knative.dev/target": "200"}
+    platform.apply(burn_service("open", annotations, cc=0))
+    platform.wait_ready("open")
+    load = Load(platform.gateway, host("open"), "/?sleep=300").start(2)
+    try:
+        wait_until(
+            lambda: (
+                "already has a replica of its own"
+                in autoscaler_status(platform, "open-00001")["reason"]
+            ),
+            30,
+            "the unlimited-concurrency guard to show in the status",
+        )
+        assert autoscaler_status(platform, "open-00001")["metric"]["guarded"]
+        assert most_replicas(platform, "open", 8) <= 3
+        described = platform.cli("describe", "service", "open").stdout
+        assert "more replicas cannot lower RT" in described, described
+    finally:
+        assert set(load.stop()) == {200}
+
+
+def test_predictive_plans_on_the_cpu_history(platform):
+    """Four days of stored minutes whose CPU follows the hour (2.4 cores 09-17 UTC, 0.3
+    otherwise) under the same concurrency: `tidal forecast` plans 2.4 / (60 % of 500m) = 8
+    replicas by day and 1 at night, from the cpu history and the cpu target."""
+    annotations = {
+        "autoscaling.knative.dev/class": "predictive.tidal.dev",
+        "autoscaling.knative.dev/metric": "cpu",
+        "autoscaling.knative.dev/target": "60",
+    }
+    platform.apply(burn_service("planner", annotations, cpu="500m"))
+    platform.wait_ready("planner")
+    history = MetricHistory(platform.data_dir / "tidal.db")
+    end = int(time.time() // 60)
+    rows = [
+        MinuteRollup(
+            "default", "planner", "planner-00000", minute, 120.0, 2.0, 3.0, None, 1.0,
+            cpu_cores=2.4 if 9 * 60 <= minute % 1440 < 17 * 60 else 0.3,
+        )
+        for minute in range(end - 4 * 1440, end - 1)
+    ]  # fmt: skip
+    history.add(rows)
+    history.close()
+    code, body = platform.api(
+        "GET", "/apis/tidal.dev/v1/namespaces/default/services/planner/forecast"
+    )
+    assert code == 200, body
+    view = json.loads(body)
+    assert view["metric"] == "cpu" and view["targetPerReplica"] == 0.3, view["metric"]
+    assert set(view["replicas"]) == {1, 8}, sorted(set(view["replicas"]))
+    text = platform.cli("forecast", "planner").stdout
+    assert "target 0.3 cores (cpu) per replica" in text, text
 
 
 FAKE_NVML = Path(__file__).resolve().parents[1] / "fakes" / "nvml"

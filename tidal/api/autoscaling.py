@@ -606,6 +606,16 @@ def _check_metric_needs(
             "spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]",
             "metric gpu measures the replica's GPUs: request at least one nvidia.com/gpu",
         )
+    measured = metric in (RT, *RESOURCE_METRICS)
+    if measured and ann.target_utilization_percentage is not None and ann.autoscaler_class != HPA:
+        # The KPA-like classes read `target` as written for these (ms, %, MiB); a utilisation
+        # on top would be silently ignored. (Knative's HPA class ignores it too, and accepts it.)
+        found = next(k for k in _KEYS["target_utilization_percentage"] if k in annotations)
+        raise InvalidSpec(
+            f"{prefix}[{found}]",
+            f"only applies to metric {CONCURRENCY} or {RPS}; for {metric} set the "
+            f"{_key('target')} itself",
+        )
     percentile = None
     if RT_PERCENTILE in annotations:
         text = annotations[RT_PERCENTILE]

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from tidal.api.autoscaling import CPU, GPU, MEMORY, RT
+from tidal.api.autoscaling import CONCURRENCY, CPU, GPU, MEMORY, RPS, RT
 from tidal.autoscaler.kpa import DeciderSpec, Decision
 
 MIB = 1024 * 1024
@@ -71,6 +71,65 @@ def metric_target(
     return MetricTarget(metric, target or 0.0)
 
 
+# What a predictive plan forecasts on each measured metric, in the unit users write its target
+# in (docs/autoscaling.md#predictive-on-every-metric): the per-minute history column (summed over
+# the service's revisions; gpu and rt weighted by ready replicas, since the history keeps their
+# per-replica mean) and the factor from the feed's unit (MetricTarget.per_replica) to it.
+PLAN_COLUMNS = {
+    CPU: ("cpu_cores", 1.0, "cores"),
+    MEMORY: ("memory_bytes", 1.0 / MIB, "MiB"),
+    GPU: ("gpu_percent*ready_replicas", 1.0, "% of a GPU"),
+    RT: ("mean_rt*ready_replicas", 1000.0, "ms x replicas"),
+}
+
+
+def planning_spec(spec: DeciderSpec, target: MetricTarget | None) -> DeciderSpec:
+    """The spec a predictive plan is sized with: the revision's own for concurrency and rps;
+    on a measured metric its per-replica target in the plan's unit (cpu: the request's cores x
+    target %, memory MiB, gpu %, rt ms), `scaling_metric` naming the metric."""
+    if target is None or target.metric not in PLAN_COLUMNS:
+        return spec
+    per = target.per_replica * PLAN_COLUMNS[target.metric][1]
+    return dataclasses.replace(
+        spec, scaling_metric=target.metric, target_value=per, total_value=per
+    )
+
+
+def plan_unit(metric: str) -> str:
+    """The unit of a plan's demand and per-replica target on `metric`, for people."""
+    if metric in PLAN_COLUMNS:
+        return PLAN_COLUMNS[metric][2]
+    return "requests/s" if metric == RPS else "requests in flight"
+
+
+def plan_columns(metric: str) -> tuple[str, ...]:
+    """The history columns `demand_series` needs for `metric`."""
+    if metric == RPS:
+        return ("requests",)
+    if metric == CONCURRENCY:
+        return ("avg_concurrency",)
+    return ("requests", "avg_concurrency", PLAN_COLUMNS[metric][0])
+
+
+def demand_series(metric: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-minute demand on `metric` from history columns (NaN = no data), in the plan's unit:
+    mean concurrency; requests/s; cores; MiB; % of a GPU summed over replicas; RT x ready
+    replicas (RT does not add up over replicas: `ready x RT / target` is the replicas that minute
+    asked for, HPA's estimate). A minute without requests is no demand (0) whatever its replicas
+    used idling, so idle gaps show in the series; a minute with requests but no measurement
+    stays NaN."""
+    if metric == RPS:
+        return np.asarray(columns["requests"], dtype=float) / 60.0
+    if metric == CONCURRENCY:
+        return np.asarray(columns["avg_concurrency"], dtype=float)
+    column, scale, _ = PLAN_COLUMNS[metric]
+    values = np.asarray(columns[column], dtype=float) * scale
+    requests = np.asarray(columns["requests"], dtype=float)
+    concurrency = np.asarray(columns["avg_concurrency"], dtype=float)
+    idle = (requests == 0) & (concurrency == 0)
+    return np.where(idle, 0.0, values)
+
+
 def response_time(samples: Sequence[tuple[float, float]], percentile: float | None) -> float:
     """Mean (or the given percentile, 0-100) of the samples' response times, in seconds."""
     values = [rt for rt, _ in samples]
@@ -94,6 +153,7 @@ class MetricFeed:
         self.observed: float | None = None  # the last observation, in the metric's unit
         # Time on a replica over the window, by the same statistic as RT (mean or percentile).
         self.service_time: float | None = None
+        self._own_replica = False  # CC 0: RT over target with a replica per request (guarded)
 
     def record_usage(self, usage: Usage) -> None:
         self.usage = usage
@@ -105,10 +165,17 @@ class MetricFeed:
 
     @property
     def guarded(self) -> bool:
-        """RT target at or under the service time alone: replicas cannot help."""
+        """More replicas cannot bring RT under target. With a containerConcurrency the gateway
+        queues, and the service time alone is at or over the target. With none (CC 0) nothing
+        queues in the gateway and the time on a replica includes sharing it, so the service
+        time says nothing alone: RT is over target while every request in flight already has
+        a replica of its own."""
+        if self.target.metric != RT:
+            return False
+        if not self.cc:
+            return self._own_replica
         return (
-            self.target.metric == RT
-            and self.service_time is not None
+            self.service_time is not None
             and self.service_time >= GUARD_SHARE * self.target.per_replica
         )
 
@@ -146,11 +213,12 @@ class MetricFeed:
             self.service_time = response_time(window, self.target.rt_percentile)
             self.observed = response_time(fresh, self.target.rt_percentile)
             target = self.target.per_replica
-            if self.guarded:
+            if self.cc and self.guarded:
                 # Only queueing can be removed: aim a little above the service time.
                 target = self.service_time * (1 + TOLERANCE)
             ratio = self.observed / target
             pods = max(ready, 1)
+            self._own_replica = ratio > 1 + TOLERANCE and ready >= max(concurrency, 1.0)
             # RT is not proportional to 1/replicas (the service time stays), so a burst of
             # queueing (a cold start) must not ask for a fleet: at most double per second,
             # as HPA's scale-up limit; and never more replicas than it takes to give every
@@ -200,7 +268,12 @@ class MetricFeed:
             )
             target = self.target.per_replica * 1000
             text = f"rt {which} {observed * 1000:.0f}ms, target {target:.0f}ms"
-            if self.guarded:
+            if self.guarded and not self.cc:
+                text += (
+                    "; every request in flight already has a replica of its own "
+                    "(containerConcurrency 0): more replicas cannot lower RT, not scaling out"
+                )
+            elif self.guarded:
                 assert self.service_time is not None
                 text += (
                     f"; service time {self.service_time * 1000:.0f}ms is at or above the target: "
@@ -225,8 +298,9 @@ def signal_spec(spec: DeciderSpec) -> DeciderSpec:
 
 class MetricAutoscaler:
     """A KPA-like autoscaler (the KPA, or the predictive autoscaler around it) fed with the
-    replica-equivalents of an RT or resource metric instead of concurrency. Requests still poke
-    it from zero; the status reason says what was observed."""
+    replica-equivalents of an RT or resource metric instead of concurrency, and zero for a
+    second without requests. Requests still poke it from zero; the status reason says what was
+    observed."""
 
     def __init__(self, inner: Inner, feed: MetricFeed) -> None:
         self.inner = inner
@@ -241,7 +315,11 @@ class MetricAutoscaler:
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         value, _ = self.feed.value(now, concurrency, self._ready)
-        if self._ready == 0 and concurrency > 0:
+        if concurrency <= 0 and rps <= 0:
+            # No request: no load, whatever idle replicas use. So a revision still scales to
+            # zero, and the predictive class sees its idle gaps as on concurrency.
+            value = 0.0
+        elif self._ready == 0:
             value = max(value, 1.0)  # requests at zero: one replica, as the KPA's poke
         self.inner.record(now, value, value)
 

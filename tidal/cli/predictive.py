@@ -59,7 +59,7 @@ def forecast(
             else "not measured yet"
         )
         + f"; scale-up lead {view['leadMinutes']} min; target {view['targetPerReplica']:g}"
-        " per replica",
+        f" {view.get('unit', '')} ({view.get('metric', 'concurrency')}) per replica",
         markup=False,
     )
     console.print(_warm_line(view.get("warm")), markup=False)

@@ -32,7 +32,7 @@ from tidal.autoscaler.baselines import make_autoscaler, policy_for_class
 from tidal.autoscaler.kpa import DeciderSpec, RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.policy import PredictivePolicy
-from tidal.autoscaler.signals import MetricAutoscaler, signal_spec
+from tidal.autoscaler.signals import MetricAutoscaler, planning_spec, signal_spec
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.forecasting import Planned
 from tidal.controller.handle import RevisionHandle, RevisionKey
@@ -54,7 +54,7 @@ class AutoscalerInputs:
     key: RevisionKey
     service: str
     spec: DeciderSpec
-    plan_spec: DeciderSpec  # plans are learned from request history, in its units
+    plan_spec: DeciderSpec  # what plans forecast (signals.planning_spec), in the metric's units
     autoscaling: AutoscalingAnnotations
     measured: MetricSettings
     annotations: dict[str, Any]
@@ -210,6 +210,7 @@ class RevisionFactory:
         if policy in ("kpa", "predictive"):
             feed = metric_feed(autoscaling, measured, decider, cc)
         if feed is not None:
+            plan_spec = planning_spec(decider, feed.target)  # plans forecast the metric itself
             decider = signal_spec(decider)
         inputs = AutoscalerInputs(
             key,

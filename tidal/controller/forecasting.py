@@ -3,8 +3,9 @@ history (docs/predictive.md).
 
 Every revision of class `predictive.tidal.dev` (or the `ahpa.autoscaling.knative.dev` alias)
 gets, hourly, what the simulator's replay gets (`tidal.autoscaler.predictive.refit`): a
-1,440-minute plan from the service's per-minute demand (mean concurrency, or request rate for
-`metric: rps`) over the last 28 days, led by the measured Ready Time (p90) or
+1,440-minute plan from the service's per-minute demand on the metric it scales on (mean
+concurrency, request rate, CPU cores, memory, GPU or RT: `signals.planning_spec`) over the
+last 28 days, led by the measured Ready Time (p90) or
 `tidal.dev/scale-up-lead`; and the priced warm decision, fitted on the idle gaps the autoscaler
 saw plus those in the history before it started. Building runs in a worker thread so the data
 plane never waits for it.
@@ -36,6 +37,7 @@ from tidal.autoscaler.predictive.refit import (
     refit_warm,
 )
 from tidal.autoscaler.predictive.warm import MIN_GAPS
+from tidal.autoscaler.signals import demand_series, plan_columns, plan_unit
 from tidal.store.history import MetricHistory
 
 HISTORY_DAYS = 28
@@ -68,16 +70,16 @@ class Planned:
 def demand_history(
     history: MetricHistory, namespace: str, service: str, metric: str, now: float
 ) -> tuple[np.ndarray, float]:
-    """The service's demand per minute up to the current minute (exclusive), and the epoch
-    second where the plan after it starts."""
+    """The service's demand on `metric` (the plan spec's `scaling_metric`) per minute up to the
+    current minute (exclusive), and the epoch second where the plan after it starts."""
     end = int(now // 60)
     first = history.first_minute(namespace, service)
     start = end if first is None else max(first, end - HISTORY_DAYS * 1440)
-    field = "requests" if metric == "rps" else "avg_concurrency"
-    series = history.service_series(namespace, service, field, start, end)
-    if metric == "rps":
-        series = series / 60.0
-    return series, end * 60.0
+    columns = {
+        name: history.service_series(namespace, service, name, start, end)
+        for name in plan_columns(metric)
+    }
+    return demand_series(metric, columns), end * 60.0
 
 
 def lead_minutes(
@@ -210,6 +212,8 @@ def plan_view(
         "readyTimeP90Seconds": float(np.percentile(ready_times, 90)) if ready_times else None,
         "readyTimeSamples": len(ready_times),
         "leadMinutes": plan.lead_minutes,
+        "metric": metric,
+        "unit": plan_unit(metric),
         "targetPerReplica": plan.target_per_replica,
         "historyMinutes": plan.history_minutes,
         "start": plan.start,

@@ -608,8 +608,8 @@ class Platform:
             raise InvalidSpec("metadata.name", f"service {service!r} has no revisions")
         revision = candidates[-1]
         key = key_of(namespace, revision)
-        spec = self.revisions[key].decider
         planned = self.forecaster.revisions.get(key)
+        spec = planned.spec if planned else self.revisions[key].decider  # the plan's metric
         settings = planned.settings if planned else PredictiveAnnotations(mode=REACTIVE)
         plan = await self.forecaster.build(namespace, service, spec, settings)
         if planned is not None:

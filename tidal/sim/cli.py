@@ -2,7 +2,8 @@
 
 tidal simulate --trace FILE|synthetic -f service.yaml [--pools tidal.yaml] [--policy NAME ...]
                [--per-service] [--services N] [--sweep] [--warmup DAYS | --history FILE]
-               [--days N] [-o json] [--report DIR]
+               [--days N] [-o json] [--report DIR] [--cores-per-request N]
+               [--memory-per-replica Q] [--memory-per-request Q] [--gpu-per-request PCT]
 """
 
 from __future__ import annotations
@@ -113,17 +114,25 @@ def service_model(
 def simulated_metric(
     ann: AutoscalingAnnotations, annotations: dict[str, str], container: Container
 ) -> MetricTarget | None:
-    """The RT or CPU target a revision scales on (docs/simulator.md: a request in service burns
-    one core); None for concurrency and rps. Memory and GPU use are not simulated."""
-    if ann.metric in (MEMORY, GPU):
-        raise InvalidSpec(
-            "spec.template.metadata.annotations[autoscaling.knative.dev/metric]",
-            f"the simulator models rt and cpu; {ann.metric} is measured only on a live platform",
-        )
+    """The RT, CPU, memory or GPU target a revision scales on
+    (docs/simulator.md#what-is-simulated); None for concurrency and rps."""
     settings = metric_settings(ann, annotations, container)
-    if ann.metric == RT or (ann.metric == CPU and settings.cpu_request):
+    if ann.metric in (RT, MEMORY, GPU) or (ann.metric == CPU and settings.cpu_request):
         return metric_target(ann.metric, ann.target, settings.cpu_request, settings.rt_percentile)
     return None
+
+
+def with_usage(model: ServiceModel, usage: dict[str, float]) -> ServiceModel:
+    """The model with what its replicas use (`tidal simulate --memory-per-request` ...); a
+    memory metric needs some memory to measure."""
+    model = replace(model, **usage)
+    memory = model.memory_per_replica or model.memory_per_request
+    if model.metric is not None and model.metric.metric == MEMORY and not memory:
+        raise ValueError(
+            "metric memory: the simulator models memory as --memory-per-replica plus "
+            "--memory-per-request x requests in service; give at least one of them"
+        )
+    return model
 
 
 def load_service(path: str, config: PlatformConfig) -> ServiceModel:
@@ -233,6 +242,32 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     help="Synthetic trace: busy diurnal, or sparse bursty clusters (28 days by default).",
 )
 @click.option("--rps", type=float, help="Synthetic mean req/s (diurnal 5, sparse 0.0125).")
+@click.option(
+    "--cores-per-request",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="CPU a request in service burns (metric cpu).",
+)
+@click.option(
+    "--memory-per-replica",
+    default="0",
+    show_default=True,
+    help="Memory a ready replica holds idle, e.g. 300Mi (metric memory).",
+)
+@click.option(
+    "--memory-per-request",
+    default="0",
+    show_default=True,
+    help="Memory a request in service adds, e.g. 50Mi (metric memory).",
+)
+@click.option(
+    "--gpu-per-request",
+    type=click.FloatRange(min=0),
+    default=100.0,
+    show_default=True,
+    help="% of its replica's GPU a request in service keeps busy (metric gpu).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: CPUs).")
 def simulate(
@@ -253,6 +288,10 @@ def simulate(
     startup: str,
     shape: str,
     rps: float | None,
+    cores_per_request: float,
+    memory_per_replica: str,
+    memory_per_request: str,
+    gpu_per_request: float,
     seed: int,
     jobs: int | None,
 ) -> None:
@@ -261,7 +300,13 @@ def simulate(
     try:
         config, pools = load_platform(pools_file)
         doc = load_manifest(service_file)
-        template = service_model(doc, config)
+        usage = {
+            "cores_per_request": cores_per_request,
+            "memory_per_replica": parse_quantity(memory_per_replica),
+            "memory_per_request": parse_quantity(memory_per_request),
+            "gpu_per_request": gpu_per_request,
+        }
+        template = with_usage(service_model(doc, config), usage)
         synthetic_services = service_count if source == SYNTHETIC else 1
         trace = load_any_trace(source, days, rps, seed, shape, synthetic_services or 1)
         if service_count is not None and source != SYNTHETIC:
@@ -275,6 +320,11 @@ def simulate(
             )
         if history_file is not None and per_service:
             raise ValueError("--history is one service's history; with --per-service use --warmup")
+        if history_file is not None and template.metric is not None and "predictive" in names:
+            raise ValueError(
+                f"--history is mean concurrency; predictive on metric {template.metric.metric} "
+                "plans on that metric, which it learns from the replay: use --warmup DAYS"
+            )
         if warmup * DAY_S >= trace.duration:
             raise ValueError(f"--warmup {warmup:g} d leaves nothing of the trace to score")
         service_dist = (
@@ -282,7 +332,7 @@ def simulate(
         )
         startup_dist = parse_distribution(startup)
         history = prior_history(history_file, trace) if history_file else None
-        job_list = build_jobs(doc, config, template, trace, names, per_service, sweep)
+        job_list = build_jobs(doc, config, template, trace, names, per_service, sweep, usage)
     except (InvalidSpec, TraceError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -355,13 +405,17 @@ def build_jobs(
     policies: tuple[str, ...],
     per_service: bool,
     sweep: bool,
+    usage: dict[str, float] | None = None,
 ) -> list[Job]:
-    """One job per policy (and per sweep point), with its services built from the manifest."""
+    """One job per policy (and per sweep point), with its services built from the manifest
+    (and `usage`, what their replicas use)."""
     jobs = []
     for policy in policies:
         for setting in settings_for(policy) if sweep else [Setting()]:
             model = (
-                service_model(doc, config, setting.annotations) if setting.annotations else template
+                with_usage(service_model(doc, config, setting.annotations), usage or {})
+                if setting.annotations
+                else template
             )
             services = (
                 [replace(model, name=name) for name in trace.services] if per_service else [model]

@@ -81,9 +81,13 @@ class ServiceModel:
     predictive: PredictiveAnnotations = field(default_factory=PredictiveAnnotations)
     progress_deadline_s: float = 600.0
     pending_cap_default: int = PENDING_CAP_DEFAULT
-    # Scaling on RT or CPU (tidal.autoscaler.signals); None: on the spec's concurrency or rps.
+    # Scaling on RT, CPU, memory or GPU (tidal.autoscaler.signals); None: on the spec's
+    # concurrency or rps. What replicas use (docs/simulator.md#what-is-simulated):
     metric: MetricTarget | None = None
     cores_per_request: float = 1.0  # CPU a request in service burns
+    memory_per_replica: float = 0.0  # bytes a ready replica holds when idle
+    memory_per_request: float = 0.0  # bytes a request in service adds
+    gpu_per_request: float = 100.0  # % of a replica's GPU a request in service keeps busy
 
 
 class Autoscaler(Protocol):
@@ -232,8 +236,8 @@ class _Service:
         # (capacity freed so far, desired) at the last placement that left every missing
         # replica pending: until capacity is freed, asking again for as many gets the same.
         self.blocked: tuple[int, int] | None = None
-        # RT and CPU for autoscalers that scale on them: requests in service (their time
-        # integral is CPU time at `cores_per_request`) and (RT, service time) of the answered.
+        # RT and use for autoscalers that scale on them: requests in service (their time
+        # integral gives CPU, memory and GPU use) and (RT, service time) of the answered.
         self.measured = callable(getattr(autoscaler, "record_usage", None))
         self.busy = 0
         self.busy_area = 0.0
@@ -625,16 +629,25 @@ class Simulation:
         return self._result(latency, status, cold, max(end, last_done))
 
     def _measure(self, svc: _Service, now: float, t: float, elapsed: float) -> None:
-        """A stat period's RT samples and CPU (requests in service x cores per request) for an
-        autoscaler that scales on them, as the live loop hands them in."""
+        """A stat period's RT samples and use for an autoscaler that scales on them, as the
+        live loop hands them in. From the requests in service over the period: CPU at cores
+        per request; memory as each ready replica's own plus bytes per request; GPU as the
+        busy share (% per request, at most 100 % of each ready replica's GPU)."""
         svc.busy_area += svc.busy * (t - svc.busy_last)
         svc.busy_last = t
         if svc.latencies:
             svc.autoscaler.record_latency(now, svc.latencies)
             svc.latencies = []
         if svc.ready:
-            cores = svc.busy_area / elapsed * svc.model.cores_per_request
-            svc.autoscaler.record_usage(now, Measured(replicas=svc.ready, cpu_cores=cores))
+            model, busy = svc.model, svc.busy_area / elapsed
+            usage = Measured(
+                replicas=svc.ready,
+                cpu_cores=busy * model.cores_per_request,
+                memory_bytes=svc.ready * model.memory_per_replica + busy * model.memory_per_request,
+                gpu_percent=min(busy * model.gpu_per_request, 100.0 * svc.ready),
+                gpu_replicas=svc.ready,
+            )
+            svc.autoscaler.record_usage(now, usage)
         svc.busy_area = 0.0
 
     def _result(

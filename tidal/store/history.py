@@ -28,6 +28,9 @@ FIELDS = (
     "gpu_percent",
     "mean_rt",
 )
+# Products of columns a series may also sum per minute: a per-replica mean (GPU %, RT) weighted
+# by each revision's ready replicas, so several revisions add up.
+WEIGHTED = ("gpu_percent*ready_replicas", "mean_rt*ready_replicas")
 # Columns added after the first release: a state file without them gets them on open.
 MEASURED_COLUMNS = ("cpu_cores", "memory_bytes", "gpu_percent", "mean_rt")
 
@@ -190,12 +193,12 @@ class MetricHistory:
         self, namespace: str, service: str, field: str, start_minute: int, end_minute: int
     ) -> np.ndarray:
         """One value per minute in [start, end), summed over the service's revisions; NaN where
-        nothing was recorded."""
-        if field not in FIELDS:
+        nothing was recorded. `field` is a column or one of WEIGHTED."""
+        if field not in FIELDS and field not in WEIGHTED:
             raise ValueError(f"unknown field {field!r}")
         series = np.full(end_minute - start_minute, np.nan)
         rows = self._db.execute(
-            # `field` is one of FIELDS (checked above), never user text.
+            # `field` is one of FIELDS or WEIGHTED (checked above), never user text.
             f"SELECT minute, SUM({field}) FROM metric_minutes "
             "WHERE namespace=? AND service=? AND minute>=? AND minute<? GROUP BY minute",
             (namespace, service, start_minute, end_minute),
