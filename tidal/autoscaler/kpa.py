@@ -347,16 +347,21 @@ class RevisionAutoscaler:
         that `skip_idle` does not reproduce, provided the revision stays idle (zero recorded
         every second while `ready` > 0, nothing recorded at zero). `now` when unsure."""
         decider = self.decider
-        if self._replicas is None or decider.in_panic or decider._delay is not None:
+        if self._replicas is None or decider._delay is not None:
             return now
         limit = math.inf
+        if decider._panic_time is not None:
+            # With the inputs unchanged (bounded below), a tick either re-triggers panic (its
+            # time is the tick's, as the last tick of a skip sets it) or holds the panic's
+            # count until a stable window after the last trigger.
+            limit = decider._panic_time + self.spec.stable_window
         windows = decider._windows[self.spec.scaling_metric]
         for buckets in windows:
             if buckets.is_empty(now) or buckets.oldest_nonzero_exit() is None:
                 continue  # empty or all zeros: the average stays 0
             if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
                 return now  # the average drifts as the window slides unwritten
-            limit = self._inputs_change(ready)
+            limit = min(limit, self._inputs_change(ready))
             break
         # The state machine may still be moving (one step per tick, e.g. Activating -> Active
         # -> Serve mode): tick again at `now` and keep the state only if nothing moved.

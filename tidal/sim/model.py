@@ -301,6 +301,7 @@ class Simulation:
         self.in_flight: list[int] = []
         self.pool_of: list[str] = []
         self.started_at: list[float] = []
+        self.ready_at: list[float] = []  # when a starting replica becomes ready
         self.devices: list[tuple[str, ...]] = []
         self.owner: list[int] = []
         # What each pool's replicas hold: replicas per demand, and devices.
@@ -336,6 +337,7 @@ class Simulation:
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
+        self.ready_at.append(t + delay)
         self.ledger.start(str(rid), svc.model.name, svc.model.name, pool, len(devices), t)
         self.changes.append((t, 0, 1))
         heapq.heappush(self.events, (t + delay, UP, rid, 0))
@@ -414,9 +416,16 @@ class Simulation:
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
-        if svc.quiet_until is None or svc.open or svc.pending_since or svc.ready != len(svc.state):
+        if svc.quiet_until is None or svc.open or svc.pending_since:
             return k + 1
-        limit = svc.quiet_until(self.clock0 + k * STAT_PERIOD_S, svc.ready)
+        up = math.inf  # a starting replica's readiness ends the skip (ready changes)
+        if svc.ready != len(svc.state):
+            for rid, state in svc.state.items():
+                if state == DRAINING:
+                    return k + 1
+                if state == STARTING:
+                    up = min(up, self.ready_at[rid])
+        limit = min(svc.quiet_until(self.clock0 + k * STAT_PERIOD_S, svc.ready), self.clock0 + up)
         if limit == math.inf:
             resume = end_k
         else:
@@ -603,6 +612,12 @@ class Simulation:
             elif kind == UP:
                 # -- a replica becomes ready -----------------------------------------------
                 svc = services[self.owner[a]]
+                if svc.skip_from is not None:  # the skip ran up to here at most (ready changes)
+                    k = math.floor(t / STAT_PERIOD_S)
+                    self._wake(svc, k)
+                    if svc.next_k != k + 1:
+                        svc.next_k = k + 1
+                        heappush(events, (svc.next_k * STAT_PERIOD_S, TICK, svc.index, 0))
                 if svc.state.get(a) == STARTING:
                     svc.state[a] = READY
                     svc.ready += 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -53,6 +54,9 @@ AUTO = None
 class Gap:
     start: float  # epoch seconds the service went idle
     length: float  # seconds until the next request
+
+
+_START, _LENGTH = attrgetter("start"), attrgetter("length")
 
 
 def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = None) -> list[Gap]:
@@ -151,7 +155,13 @@ def fit(
     are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
     gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
     used are then refitted on all the gaps at the chosen price."""
-    both = np.array([(g.start, g.length) for g in gaps], dtype=float).reshape(-1, 2)
+    both = np.stack(
+        (
+            np.fromiter(map(_START, gaps), float, len(gaps)),
+            np.fromiter(map(_LENGTH, gaps), float, len(gaps)),
+        ),
+        axis=1,
+    )
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
@@ -268,30 +278,33 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
         a = a + b * pay
         b = b * np.where(live, 1.0 - qi, 0.0)
     # An arrival while starting is a cold start, and the rest of the start is still paid.
-    # Step-major copies keep each step's slice contiguous in the loop.
+    # Step-major copies keep each step's slice contiguous in the loop. `v[k]` holds the cold
+    # and the warm value at step k; a start's value needs the warm value m steps on, so it is
+    # computed for m steps at once, and the choices are read off the stored values at the end.
     a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
     b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
     miss = np.ascontiguousarray((1.0 - hazard).T)  # (steps, slices)
-    stay_q = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]  # (steps, p, s)
-    v_warm = np.empty((steps + m + 1, n, slices))
-    v_warm[steps:] = cold_arrival
-    v_cold = np.broadcast_to(cold_arrival, (n, slices)).copy()  # beyond the horizon
-    hold = np.empty((steps, n, slices), dtype=bool)
-    start = np.empty((steps, n, slices), dtype=bool)
-    stay, begin, keep = np.empty((3, n, slices))
-    for k in range(steps - 1, -1, -1):
-        np.multiply(miss[k], v_cold, out=stay)
-        stay += stay_q[k]
-        np.multiply(b_k[k], v_warm[k + m], out=begin)
-        begin += a_k[k]
-        np.less(begin, stay, out=start[k])
-        np.minimum(stay, begin, out=v_cold)
-        np.multiply(miss[k], v_warm[k + 1], out=keep)
-        keep += STEP_S
-        np.less_equal(keep, v_cold, out=hold[k])
-        np.minimum(keep, v_cold, out=v_warm[k])
-    hold = np.ascontiguousarray(np.moveaxis(hold, 0, 2))
-    start = np.ascontiguousarray(np.moveaxis(start, 0, 2))
+    add = np.empty((steps, 2, n, slices))  # what an arrival costs (cold), a step (warm)
+    add[:, 0] = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]
+    add[:, 1] = STEP_S
+    v = np.empty((steps + m + 1, 2, n, slices))
+    v[steps:] = cold_arrival  # beyond the horizon
+    stay_keep = np.empty((steps, 2, n, slices))  # staying at zero, keeping one warm
+    begin = np.empty((steps, n, slices))  # starting one now
+    top = steps - 1
+    while top >= 0:
+        low = max(0, top - m + 1)
+        np.multiply(b_k[low : top + 1], v[low + m : top + m + 1, 1], out=begin[low : top + 1])
+        begin[low : top + 1] += a_k[low : top + 1]
+        for k in range(top, low - 1, -1):
+            sk, vk = stay_keep[k], v[k]
+            np.multiply(miss[k], v[k + 1], out=sk)
+            sk += add[k]
+            np.minimum(sk[0], begin[k], out=vk[0])
+            np.minimum(sk[1], vk[0], out=vk[1])
+        top = low - 1
+    start = np.ascontiguousarray(np.moveaxis(begin < stay_keep[:, 0], 0, 2))
+    hold = np.ascontiguousarray(np.moveaxis(stay_keep[:, 1] <= v[:steps, 0], 0, 2))
     return hold, start
 
 
