@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
@@ -387,38 +389,49 @@ class RevisionAutoscaler:
     def _inputs_change(self, ready: int) -> float:
         """With a zero recorded every second from now on: the first second at which what a
         tick decides from (desired pods from the stable and panic averages, the panic trigger,
-        the sign of the excess burst capacity) differs from now. The averages are computed as
-        `window_average` would, bucket by bucket as the zeros overwrite them."""
+        the sign of the excess burst capacity) differs from now. The window totals are computed
+        as `record` leaves them, bucket by bucket as the zeros overwrite them. With no negative
+        bucket the averages only fall, so each input moves one way and the first change is
+        found by bisection."""
         spec = self.spec
         stable, panic = self.decider._windows[spec.scaling_metric]
-        states = []
+        last = stable._index(stable.last_write)
+        horizon = len(stable.buckets)
+        series = []  # per window: its first bucket, size, and total after j zeros
         for buckets in (stable, panic):
             assert buckets.first_write is not None
-            first = buckets._index(buckets.first_write)
-            states.append([buckets, buckets.window_total, first, len(buckets.buckets)])
-        last = stable._index(stable.last_write)
+            size, ring = len(buckets.buckets), buckets.buckets
+            overwritten = [ring[(last + j) % size] for j in range(1, min(horizon, size) + 1)]
+            totals = list(accumulate(overwritten, sub, initial=buckets.window_total))
+            totals.extend([totals[-1]] * (horizon + 1 - len(totals)))
+            series.append((buckets._index(buckets.first_write), size, totals))
+        tbc = spec.target_burst_capacity
 
-        def inputs(second: int) -> tuple[int, int, bool]:
+        def inputs(j: int) -> tuple[int, int, bool]:
+            second = last + j
             averages = []
-            for state in states:
-                _, total, first, size = state
+            for first, size, totals in series:
                 span = min(second - first + 1, size)
-                averages.append(_round_digits(total / span, PRECISION))
+                averages.append(_round_digits(totals[j] / span, PRECISION))
             observed_stable, observed_panic = averages
             dspc = math.ceil(observed_stable / spec.target_value)
             dppc = math.ceil(observed_panic / spec.target_value)
-            tbc = spec.target_burst_capacity
             ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
             return dspc, dppc, ebc >= 0
 
-        now_inputs = inputs(last)
-        for second in range(last + 1, last + len(stable.buckets) + 1):
-            for state in states:
-                buckets, size = state[0], state[3]
-                state[1] -= buckets.buckets[second % size]  # overwritten by the zero
-            if inputs(second) != now_inputs:
-                return second * stable.granularity
-        return math.inf
+        now_inputs = inputs(0)
+        if min(*stable.buckets, *panic.buckets) < 0:  # not monotone: look at every second
+            changed = (j for j in range(1, horizon + 1) if inputs(j) != now_inputs)
+            j = next(changed, None)
+            return math.inf if j is None else (last + j) * stable.granularity
+        low, high = 0, horizon + 1  # inputs(low) == now; the first change is in (low, high]
+        while high - low > 1:
+            mid = (low + high) // 2
+            if inputs(mid) != now_inputs:
+                high = mid
+            else:
+                low = mid
+        return math.inf if high > horizon else (last + high) * stable.granularity
 
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
