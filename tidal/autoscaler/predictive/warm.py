@@ -155,13 +155,13 @@ def fit(
     are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
     gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
     used are then refitted on all the gaps at the chosen price."""
-    both = np.stack(
-        (
-            np.fromiter(map(_START, gaps), float, len(gaps)),
-            np.fromiter(map(_LENGTH, gaps), float, len(gaps)),
-        ),
-        axis=1,
-    )
+    # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
+    newest = gaps[-MAX_GAPS:]
+    lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
+    if len(newest) < len(gaps) and not (lengths >= MIN_GAP_S).all():
+        newest = gaps
+        lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
+    both = np.stack((np.fromiter(map(_START, newest), float, len(newest)), lengths), axis=1)
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
@@ -341,7 +341,7 @@ def _paths(
 
     A path is a chain of warm spells: warm from entry e until the next release r, at zero
     until the next start s, starting for m steps, warm again from s + m. The entries reached
-    from step 0 are found by pointer doubling on that jump, then each spell is laid down with
+    from step 0 are found by following that jump, then each spell is laid down with
     difference arrays."""
     rows, steps = hold.shape
     n = steps  # "beyond the horizon"; n + 1 is a sink
@@ -355,17 +355,15 @@ def _paths(
     r = release[:, : n + 1]  # for entries 0..n
     s = np.take_along_axis(begin, np.minimum(r + 1, n + 1), axis=1)
     jump = np.where((r < n) & (s < n) & (s + m <= n), s + m, n + 1)
-    jump = np.concatenate((jump, np.full((rows, 1), n + 1)), 1)  # the sink stays
-    # Pointer doubling on flat indices (row offset + node): after round j, every entry up to
-    # 2 ** (j + 1) - 1 jumps from step 0 is marked.
-    width = n + 2
-    jump = (jump + np.arange(rows)[:, None] * width).ravel()
-    reached = np.zeros(rows * width, dtype=bool)
-    reached[::width] = True
-    for _ in range(math.ceil(math.log2(width)) + 1):
-        reached[jump[reached]] = True
-        jump = jump.take(jump)
-    t, e = np.nonzero(reached.reshape(rows, width)[:, : n + 1])
+    # Follow every row's chain from step 0 at once (entries only grow, so it ends).
+    reached = np.zeros((rows, n + 1), dtype=bool)
+    row, node = np.arange(rows), np.zeros(rows, dtype=np.int64)
+    while row.size:
+        reached[row, node] = True
+        node = jump[row, node]
+        more = node <= n
+        row, node = row[more], node[more]
+    t, e = np.nonzero(reached)
     r, s = r[t, e], s[t, e]
     warm = np.zeros((rows, n + 3))
     np.add.at(warm, (t, e), 1.0)
