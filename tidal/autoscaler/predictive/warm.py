@@ -283,7 +283,8 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     # computed for m steps at once, and the choices are read off the stored values at the end.
     a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
     b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
-    miss = np.ascontiguousarray((1.0 - hazard).T)  # (steps, slices)
+    miss = np.empty((steps, 2, n, slices))  # laid out as the values, for the fast path
+    miss[:] = (1.0 - hazard).T[:, None, None, :]
     add = np.empty((steps, 2, n, slices))  # what an arrival costs (cold), a step (warm)
     add[:, 0] = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]
     add[:, 1] = STEP_S
