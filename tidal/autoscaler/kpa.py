@@ -20,6 +20,7 @@ from tidal.autoscaler.metrics import (
     BUCKET_SIZE,
     PRECISION,
     MaxTimeWindow,
+    TimedFloat64Buckets,
     WeightedFloat64Buckets,
     _round_digits,
     new_buckets,
@@ -433,6 +434,101 @@ class RevisionAutoscaler:
                 low = mid
         return math.inf if high > horizon else (last + high) * stable.granularity
 
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Right after a record and a tick at `now`: the time before which further ticks would
+        change nothing that `skip_steady` does not reproduce, provided `concurrency` and `rps`
+        are recorded every second from now on (e.g. requests queued for a replica that cannot
+        be placed). Looks at most one stable window ahead; `now` when unsure."""
+        decider = self.decider
+        if self._replicas is None or decider._delay is not None:
+            return now
+        spec = self.spec
+        stable, panic = decider._windows[spec.scaling_metric]
+        second = stable._index(now)
+        for buckets in (stable, panic):
+            if (
+                isinstance(buckets, WeightedFloat64Buckets)
+                or buckets.first_write is None
+                or buckets._index(buckets.last_write) != second
+            ):
+                return now
+        value = concurrency if spec.scaling_metric != RPS else rps
+        horizon = len(stable.buckets)
+        series = []  # per window: its first bucket, size and total after j more records
+        for buckets in (stable, panic):
+            size, ring = len(buckets.buckets), buckets.buckets
+            totals = [buckets.window_total]
+            for j in range(1, horizon + 1):
+                old = ring[(second + j) % size] if j <= size else value
+                totals.append((totals[-1] - old) + value)
+            series.append((buckets._index(buckets.first_write), size, totals))
+        tbc = spec.target_burst_capacity
+        ready_f = max(1.0, float(ready))
+
+        def inputs(j: int) -> tuple[int, int, bool, bool]:
+            averages = []
+            for first, size, totals in series:
+                span = min(second + j - first + 1, size)
+                averages.append(_round_digits(totals[j] / span, PRECISION))
+            observed_stable, observed_panic = averages
+            dspc = math.ceil(observed_stable / spec.target_value)
+            dppc = math.ceil(observed_panic / spec.target_value)
+            ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
+            return dspc, dppc, dppc / ready_f >= spec.panic_threshold, ebc >= 0
+
+        now_inputs = inputs(0)
+        limit = (second + horizon) * stable.granularity
+        for j in range(1, horizon + 1):
+            if inputs(j) != now_inputs:
+                limit = (second + j) * stable.granularity
+                break
+        if decider._panic_time is not None and not now_inputs[2]:
+            limit = min(limit, decider._panic_time + spec.stable_window)
+        # As in `quiet_until`: the state machine must be at rest at `now`.
+        mine, its = dict(vars(self)), dict(vars(decider))
+        moved = self.tick(now, ready, self.reachable).replicas is not None
+        if moved or vars(self) != mine or vars(decider) != its:
+            self.__dict__.update(mine)
+            decider.__dict__.update(its)
+            return now
+        since = self._active_since
+        if self.active == ACTIVATING:
+            thresholds = [since + self.activation_timeout]
+        elif self.active == ACTIVE:
+            thresholds = [since + spec.stable_window]
+        else:
+            grace = spec.scale_to_zero_grace_period
+            retention = spec.scale_to_zero_pod_retention_period
+            thresholds = [since + max(grace, retention), since + retention]
+            if self._proxy_since is not None:
+                thresholds.append(self._proxy_since + grace)
+        return max(now, min([limit, *(t for t in thresholds if t > now)]))
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """Bring the state to what `concurrency` and `rps` recorded at `records` and ticks at
+        `ticks` (all before `steady_until`) would leave: the records one by one, then the last
+        tick for all ticks (they all compute the same thing)."""
+        values = {"concurrency": concurrency, RPS: rps}
+        split = len(records)
+        if ticks:
+            last = ticks[-1]
+            split = next((i for i in range(len(records)) if records[i] > last), len(records))
+        for metric, windows in self.decider._windows.items():
+            for buckets in windows:
+                _record_each(buckets, records, 0, split, values[metric])
+        if ticks:
+            self.tick(ticks[-1], ready)
+        for metric, windows in self.decider._windows.items():
+            for buckets in windows:
+                _record_each(buckets, records, split, len(records), values[metric])
+
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
         for windows in self.decider._windows.values():
@@ -521,3 +617,29 @@ class RevisionAutoscaler:
         """A condition's transition time moves when its status or reason changes."""
         if (status, reason) != (self.active, self._active_reason):
             self.active, self._active_reason, self._active_since = status, reason, now
+
+
+def _record_each(
+    buckets: TimedFloat64Buckets, times: Sequence[float], begin: int, end: int, value: float
+) -> None:
+    """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
+    bucket right after the last write, the steps `record` takes are done inline."""
+    ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
+    inline = step < buckets.window and buckets.first_write is not None
+    total, last = buckets.window_total, buckets.last_write
+    for i in range(begin, end):
+        t = times[i]
+        bucket_time = math.floor(t / step) * step
+        if inline and bucket_time == last + step and bucket_time >= buckets.first_write:
+            slot = int(t // step) % size
+            total -= ring[slot]
+            ring[slot] = 0.0
+            ring[slot] += value
+            total += value
+            last = bucket_time
+        else:
+            buckets.window_total, buckets.last_write = total, last
+            buckets.record(t, value)
+            total, last, ring = buckets.window_total, buckets.last_write, buckets.buckets
+            inline = step < buckets.window and buckets.first_write is not None
+    buckets.window_total, buckets.last_write = total, last

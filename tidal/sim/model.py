@@ -245,6 +245,10 @@ class _Service:
             quiet = lambda now, ready: predictive_quiet_until(autoscaler, now, ready)  # noqa: E731
             skip = lambda r, t, ready: predictive_skip_idle(autoscaler, r, t, ready)  # noqa: E731
         self.quiet_until: Callable[[float, int], float] | None = quiet
+        # Steady skipping (requests queued for a replica that cannot be placed): the KPA's.
+        self.steady_until = getattr(autoscaler, "steady_until", None)
+        self.skip_steady = getattr(autoscaler, "skip_steady", None)
+        self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
 
 
@@ -309,6 +313,8 @@ class Simulation:
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
+        self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
+        self.ticking: tuple[int, int] | None = None  # (stat tick, service) being run
         self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
     # -- capacity and replicas ----------------------------------------------------------------
@@ -345,6 +351,8 @@ class Simulation:
     def _remove(self, svc: _Service, rid: int, t: float) -> None:
         del svc.state[rid]
         self.freed += 1
+        if self.waiting:
+            self._retry_waiting(t)
         self.ledger.stop(str(rid), t)
         pool = self.pool_of[rid]
         if pool in self.pool_demands:
@@ -401,21 +409,56 @@ class Simulation:
 
     def _wake(self, svc: _Service, last_k: int) -> None:
         """Sum up the skipped stat ticks from `svc.skip_from` to `last_k` (inclusive)."""
-        first = svc.skip_from
-        svc.skip_from = None
+        first, steady = svc.skip_from, svc.steady
+        svc.skip_from = svc.steady = None
+        self.waiting.discard(svc.index)
         if first is None or last_k < first:
             return
         per = TICKS_PER_DECISION
         first_tick = -(-first // per) * per
         last_tick = last_k // per * per
-        records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
         ticks = _Grid(self.clock0, first_tick, last_tick, per)
-        assert svc.skip_idle is not None
-        svc.skip_idle(records, ticks, svc.ready)
+        if steady is not None:
+            assert svc.skip_steady is not None
+            svc.skip_steady(_Grid(self.clock0, first, last_k), ticks, svc.ready, *steady)
+        else:
+            records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
+            assert svc.skip_idle is not None
+            svc.skip_idle(records, ticks, svc.ready)
         svc.period_start = svc.last = last_k * STAT_PERIOD_S
+
+    def _wake_at(self, svc: _Service, k: int) -> None:
+        """Wake a skipping service at an event after stat tick `k` and before tick k + 1."""
+        self._wake(svc, k)
+        if svc.next_k != k + 1:  # else the resume entry is that very tick
+            svc.next_k = k + 1
+            heapq.heappush(self.events, (svc.next_k * STAT_PERIOD_S, TICK, svc.index, 0))
+
+    def _retry_waiting(self, t: float) -> None:
+        """Capacity was freed at `t`: each service waiting for it retries its placement at its
+        next decision tick, as its skipped tick would (during the stat tick of service i at
+        t, those after i still tick at t). Its autoscaler is not needed for that: it would
+        decide the same, so it is woken only if the placement starts a replica."""
+        k = math.floor(t / STAT_PERIOD_S)
+        per = TICKS_PER_DECISION
+        after = (k // per + 1) * per
+        for index in self.waiting:
+            ticking = self.ticking
+            now = ticking is not None and ticking[0] == k and index > ticking[1] and k % per == 0
+            heapq.heappush(self.events, ((k if now else after) * STAT_PERIOD_S, TICK, index, 1))
+
+    def _retry(self, svc: _Service, k: int) -> None:
+        """The placement retry of a waiting service's skipped decision tick `k`."""
+        if svc.steady is None:
+            return  # woken since: its own tick retries
+        self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
+        if svc.state:  # placed: its ticks from k on are its own again
+            self._wake_at(svc, k)
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
+        if svc.open and svc.steady_until is not None:
+            return self._steady_ticks(svc, k)
         if svc.quiet_until is None or svc.open or svc.pending_since:
             return k + 1
         up = math.inf  # a starting replica's readiness ends the skip (ready changes)
@@ -436,6 +479,32 @@ class Simulation:
         if resume > k + 1:
             svc.skip_from = k + 1
         return max(resume, k + 1)
+
+    def _steady_ticks(self, svc: _Service, k: int) -> int:
+        """Like `_quiet_ticks`, for a service whose requests all wait for a replica that
+        cannot be placed until capacity is freed: every stat records the same (the queue, no
+        arrivals) until its next request, time-out or freed capacity wakes it."""
+        if (
+            svc.ready
+            or svc.state
+            or svc.measured
+            or not svc.pending_since
+            or svc.blocked != (self.freed, svc.desired)
+            or svc.open != len(svc.queue)
+        ):
+            return k + 1
+        assert svc.steady_until is not None
+        concurrency = float(svc.open)
+        limit = svc.steady_until(self.clock0 + k * STAT_PERIOD_S, 0, concurrency, 0.0)
+        resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
+        while self.clock0 + resume * STAT_PERIOD_S < limit:
+            resume += 1
+        if resume <= k + 1:
+            return k + 1
+        svc.skip_from = k + 1
+        svc.steady = (concurrency, 0.0)
+        self.waiting.add(svc.index)
+        return resume
 
     # -- the replay ---------------------------------------------------------------------------
 
@@ -519,12 +588,16 @@ class Simulation:
                 # -- a service's stat clock and decision clock ----------------------------
                 svc = services[a]
                 k = round(t / STAT_PERIOD_S)
+                if b:
+                    self._retry(svc, k)
+                    continue
                 if k != svc.next_k:
                     continue  # superseded: the service woke early
                 if svc.skip_from is not None:
                     self._wake(svc, k - 1)
                 if t > end and not svc.open:
                     continue  # done: no more ticks for this service
+                self.ticking = (k, a)
                 svc.area += svc.open * (t - svc.last)
                 svc.last = t
                 elapsed = max(t - svc.period_start, 1e-3)
@@ -544,6 +617,7 @@ class Simulation:
                         next_k = self._quiet_ticks(svc, k, end_k)
                 svc.next_k = next_k
                 heappush(events, (next_k * STAT_PERIOD_S, TICK, a, 0))
+                self.ticking = None
             elif kind == 1:
                 # -- a request arrives ----------------------------------------------------
                 svc = services[b]
@@ -630,6 +704,8 @@ class Simulation:
             elif queued[a]:
                 # -- the oldest waiting request of a service times out ----------------------
                 svc = services[b]
+                if svc.skip_from is not None:
+                    self._wake_at(svc, math.floor(t / STAT_PERIOD_S))
                 svc.area += svc.open * (t - svc.last)
                 svc.last = t
                 svc.queue.popleft()
