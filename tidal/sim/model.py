@@ -18,14 +18,18 @@ The simulated platform keeps the live one's rules (docs/simulator.md):
   replicas to stop, over the capacity every service's replicas hold; CostLedger
   (tidal/scheduler/cost.py) prices replica- and GPU-seconds.
 
-Event skipping: a service with no request in flight, no replica starting or draining and no
-replica pending placement asks its autoscaler, after a decision, until when further idle ticks
-would change nothing (`quiet_until`); its ticks until then, or until its next request, are not
-run one by one but summed up by the autoscaler's `skip_idle`. A placement that left every
-missing replica pending is not retried for the same count until some replica has been removed
-(capacity only shrinks in between, so it would fail again). The result is the same as ticking
-every second with every placement retried (`skip=False`), which tests/sim/test_equivalence.py
-checks.
+Event skipping: a service with no request in flight, no replica draining and no replica
+pending placement asks its autoscaler, after a decision, until when further idle ticks would
+change nothing (`quiet_until`); its ticks until then, or until its next request or a starting
+replica's readiness, are not run one by one but summed up by the autoscaler's `skip_idle`. A
+placement that left every missing replica pending is not retried for the same count until some
+replica has been removed (capacity only shrinks in between, so it would fail again). A service
+whose requests all wait for such a placement records the same stats every second (its queue, no
+arrivals): a KPA says until when its decision stays the same (`steady_until`) and takes those
+stats in one go (`skip_steady`); its next request or time-out wakes it, and freed capacity makes
+it retry the placement at its next decision tick, woken only if a replica is started. The
+result is the same as ticking every second with every placement retried (`skip=False`), which
+tests/sim/test_equivalence.py checks.
 
 Time is simulated (seconds from the trace start); autoscalers see `start_epoch + t`. All
 randomness is seeded, and every policy sees the same service and start-up times.
