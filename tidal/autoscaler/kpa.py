@@ -462,19 +462,19 @@ class RevisionAutoscaler:
                 old = ring[(second + j) % size] if j <= size else value
                 totals.append((totals[-1] - old) + value)
             series.append((buckets._index(buckets.first_write), size, totals))
+        (first_s, size_s, totals_s), (first_p, size_p, totals_p) = series
+        target, threshold = spec.target_value, spec.panic_threshold
         tbc = spec.target_burst_capacity
         ready_f = max(1.0, float(ready))
+        base = ready * spec.total_value - tbc
 
         def inputs(j: int) -> tuple[int, int, bool, bool]:
-            averages = []
-            for first, size, totals in series:
-                span = min(second + j - first + 1, size)
-                averages.append(_round_digits(totals[j] / span, PRECISION))
-            observed_stable, observed_panic = averages
-            dspc = math.ceil(observed_stable / spec.target_value)
-            dppc = math.ceil(observed_panic / spec.target_value)
-            ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
-            return dspc, dppc, dppc / ready_f >= spec.panic_threshold, ebc >= 0
+            at = second + j
+            observed_stable = _round_digits(totals_s[j] / min(at - first_s + 1, size_s), PRECISION)
+            observed_panic = _round_digits(totals_p[j] / min(at - first_p + 1, size_p), PRECISION)
+            dppc = math.ceil(observed_panic / target)
+            ebc = math.floor(base - observed_panic) if tbc > 0 else tbc
+            return math.ceil(observed_stable / target), dppc, dppc / ready_f >= threshold, ebc >= 0
 
         now_inputs = inputs(0)
         limit = (second + horizon) * stable.granularity
