@@ -268,21 +268,28 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
     cold_arrival = c[..., 0] + ready_s  # (prices, 1)
     # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
-    q = np.concatenate((hazard, np.ones((slices, m))), axis=1)  # (slices, steps + m)
-    a = np.zeros((n, slices, steps))
-    b = np.ones((1, slices, steps))
+    # Laid out step-major (steps, prices, slices), so each step's slice is contiguous.
+    q = np.concatenate((hazard.T, np.ones((m, slices))), axis=0)  # (steps + m, slices)
+    prices_k = prices[None, :, None]
+    a_k = np.zeros((steps, n, slices))
+    b_k = np.ones((steps, 1, slices))
+    pay = np.empty((steps, n, slices))
     for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
-        qi = q[None, :, i : i + steps]
-        live = (np.arange(steps) + i < steps)[None, None, :]  # not yet beyond the horizon
-        pay = np.where(live, STEP_S + qi * (c + (m - 1 - i) * STEP_S), cold_arrival[..., None])
-        a = a + b * pay
-        b = b * np.where(live, 1.0 - qi, 0.0)
+        qi = q[i : i + steps, None, :]
+        np.multiply(qi, prices_k + (m - 1 - i) * STEP_S, out=pay)
+        pay += STEP_S
+        if i:
+            pay[steps - i :] = cold_arrival  # beyond the horizon
+        pay *= b_k
+        a_k += pay
+        factor = 1.0 - qi
+        if i:
+            factor[steps - i :] = 0.0
+        b_k = b_k * factor
     # An arrival while starting is a cold start, and the rest of the start is still paid.
-    # Step-major copies keep each step's slice contiguous in the loop. `v[k]` holds the cold
-    # and the warm value at step k; a start's value needs the warm value m steps on, so it is
-    # computed for m steps at once, and the choices are read off the stored values at the end.
-    a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
-    b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
+    # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
+    # m steps on, so it is computed for m steps at once, and the choices are read off the
+    # stored values at the end.
     miss = np.empty((steps, 2, n, slices))  # laid out as the values, for the fast path
     miss[:] = (1.0 - hazard).T[:, None, None, :]
     add = np.empty((steps, 2, n, slices))  # what an arrival costs (cold), a step (warm)
