@@ -1,6 +1,6 @@
 """The event-skipping replay gives exactly the per-second replay's results, for every policy, on
 traces of different shapes (sparse clusters, a busy diurnal day, whole-second timestamps, a
-fleet sharing a small pool)."""
+fleet sharing a small pool, a GPU service with slow starts, a fleet starved of capacity)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,28 @@ def whole_seconds() -> Trace:
     return Trace("whole", arrivals, float(arrivals[-1]) + 600.0, 1_700_000_000.0)
 
 
+GPU_POOLS = [
+    {"name": "gpu", "capacity": {"nvidia.com/gpu": [0, 1]}},
+    {"name": "spill", "startupDelay": "20s", "capacity": {"nvidia.com/gpu": [2, 3]}},
+]
+# One reserved GPU, then GPUs that take 30 s more to start: panics and replicas starting while
+# idle (CC 1).
+SLOW_POOLS = [
+    {"name": "reserved", "capacity": {"nvidia.com/gpu": [0]}},
+    {"name": "elastic", "startupDelay": "30s", "capacity": {"nvidia.com/gpu": [1, 2, 3]}},
+]
+# Two GPUs for six services: requests queue for capacity until it is freed or they time out.
+STARVED_POOLS = [{"name": "gpu", "capacity": {"nvidia.com/gpu": [0, 1]}}]
+# Cases whose services take one GPU each: their containerConcurrency and pools.
+SETUP = {
+    "gpu-slow-start": (1, SLOW_POOLS),
+    "fleet-starved": (2, STARVED_POOLS),
+}
+
 CASES = {
     "sparse": (sparse_trace(days=0.3, mean_rps=0.05, seed=3), None),
+    "gpu-slow-start": (sparse_trace(days=0.15, mean_rps=0.06, seed=12), None),
+    "fleet-starved": (sparse_trace(days=0.06, mean_rps=0.3, seed=11, services=6), None),
     "diurnal": (synthetic_trace(days=0.1, mean_rps=3.0, seed=4), None),
     "whole-seconds": (whole_seconds(), {"autoscaling.knative.dev/window": "20s"}),
     "fleet": (sparse_trace(days=0.2, mean_rps=0.08, seed=6, services=4), None),
@@ -49,22 +69,25 @@ CASES = {
 }
 
 
-def replay(case: str, policy: str, skip: bool):
+def build(case: str, policy: str, skip: bool) -> Simulation:
     trace, annotations = CASES[case]
     pools = parse_pools(None)
     services: ServiceModel | list[ServiceModel] = model(annotations=annotations)
-    if trace.services:
-        pools = parse_pools(
-            [
-                {"name": "gpu", "capacity": {"nvidia.com/gpu": [0, 1]}},
-                {"name": "spill", "startupDelay": "20s", "capacity": {"nvidia.com/gpu": [2, 3]}},
-            ]
-        )
+    if case in SETUP:
+        cc, spec = SETUP[case]
+        pools = parse_pools(spec)
+        names = trace.services or ("svc",)
+        services = [model(name, cc=cc, gpus=1) for name in names]
+    elif trace.services:
+        pools = parse_pools(GPU_POOLS)
         services = [model(name, gpus=1) for name in trace.services]
     times = parse_distribution("exp:2").sample(len(trace), np.random.default_rng(1))
     startup = parse_distribution("uniform:5,40")
-    sim = Simulation(trace, services, policy, pools, times, startup, skip=skip)
-    return sim.run()
+    return Simulation(trace, services, policy, pools, times, startup, skip=skip)
+
+
+def replay(case: str, policy: str, skip: bool):
+    return build(case, policy, skip).run()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -103,3 +126,76 @@ def test_blocked_placement_is_not_retried_and_changes_nothing(monkeypatch):
     assert np.array_equal(fast.status, slow.status)
     assert np.array_equal(fast.latency, slow.latency, equal_nan=True)
     assert fast.service_usage == slow.service_usage
+
+
+def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkeypatch):
+    """The skips beyond plain idleness happen on these traces: idle ticks skipped while the KPA
+    is in panic or a replica is still starting, ticks of services whose requests wait for
+    capacity skipped (their autoscaler fed the same stats in one go), and placements retried
+    when capacity is freed without waking them. The replay is still the per-second one."""
+    import tidal.sim.model as sim_model
+
+    seen = {"panic": 0, "starting": 0, "steady": 0, "retry": 0}
+    quiet = sim_model.Simulation._quiet_ticks
+    steady = sim_model.Simulation._steady_ticks
+    retry = sim_model.Simulation._retry
+
+    def quiet_ticks(self, svc, k, end_k):
+        resume = quiet(self, svc, k, end_k)
+        if resume > k + 1 and not svc.open:
+            seen["panic"] += svc.autoscaler.decider.in_panic
+            seen["starting"] += len(svc.state) > svc.ready
+        return resume
+
+    def steady_ticks(self, svc, k):
+        resume = steady(self, svc, k)
+        seen["steady"] += resume > k + 1
+        return resume
+
+    def retried(self, svc, k):
+        seen["retry"] += svc.steady is not None
+        return retry(self, svc, k)
+
+    monkeypatch.setattr(sim_model.Simulation, "_quiet_ticks", quiet_ticks)
+    monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
+    monkeypatch.setattr(sim_model.Simulation, "_retry", retried)
+    for case in ("gpu-slow-start", "fleet-starved"):
+        fast, slow = build(case, "kpa", True), build(case, "kpa", False)
+        decided = {True: 0, False: 0}
+        for sim, key in ((fast, True), (slow, False)):
+            for svc in sim.services:
+                tick = svc.autoscaler.tick
+
+                def counted(now, ready, reachable=True, tick=tick, key=key, decided=decided):
+                    decided[key] += 1
+                    return tick(now, ready, reachable)
+
+                svc.autoscaler.tick = counted
+        a, b = fast.run(), slow.run()
+        assert np.array_equal(a.latency, b.latency, equal_nan=True)
+        assert np.array_equal(a.status, b.status)
+        assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
+        assert a.service_usage == b.service_usage
+        assert decided[True] < 0.75 * decided[False], (case, decided)
+    assert all(seen.values()), seen
+
+
+def test_recording_a_run_of_seconds_at_once_equals_recording_each():
+    """`skip_steady`'s one-pass recording leaves the windows as `record` called every second
+    does: after data, after a gap, on a window never written, on a one-bucket window."""
+    from tidal.autoscaler.kpa import _record_each
+    from tidal.autoscaler.metrics import TimedFloat64Buckets
+
+    rng = np.random.default_rng(3)
+    for window, history in ((60.0, 90), (6.0, 3), (60.0, 0), (1.0, 5)):
+        one, each = TimedFloat64Buckets(window), TimedFloat64Buckets(window)
+        for t in range(history):
+            value = float(rng.random() * 5)
+            one.record(1000.0 + t, value)
+            each.record(1000.0 + t, value)
+        start = 1000.0 + history + (0 if history % 2 else 30)
+        times = [start + t for t in range(150)]
+        _record_each(one, times, 0, len(times), 3.0)
+        for t in times:
+            each.record(t, 3.0)
+        assert vars(one) == vars(each)

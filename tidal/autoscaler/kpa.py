@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
     BUCKET_SIZE,
     PRECISION,
     MaxTimeWindow,
+    TimedFloat64Buckets,
     WeightedFloat64Buckets,
     _round_digits,
     new_buckets,
@@ -347,16 +350,21 @@ class RevisionAutoscaler:
         that `skip_idle` does not reproduce, provided the revision stays idle (zero recorded
         every second while `ready` > 0, nothing recorded at zero). `now` when unsure."""
         decider = self.decider
-        if self._replicas is None or decider.in_panic or decider._delay is not None:
+        if self._replicas is None or decider._delay is not None:
             return now
         limit = math.inf
+        if decider._panic_time is not None:
+            # With the inputs unchanged (bounded below), a tick either re-triggers panic (its
+            # time is the tick's, as the last tick of a skip sets it) or holds the panic's
+            # count until a stable window after the last trigger.
+            limit = decider._panic_time + self.spec.stable_window
         windows = decider._windows[self.spec.scaling_metric]
         for buckets in windows:
             if buckets.is_empty(now) or buckets.oldest_nonzero_exit() is None:
                 continue  # empty or all zeros: the average stays 0
             if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
                 return now  # the average drifts as the window slides unwritten
-            limit = self._inputs_change(ready)
+            limit = min(limit, self._inputs_change(ready))
             break
         # The state machine may still be moving (one step per tick, e.g. Activating -> Active
         # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
@@ -382,38 +390,144 @@ class RevisionAutoscaler:
     def _inputs_change(self, ready: int) -> float:
         """With a zero recorded every second from now on: the first second at which what a
         tick decides from (desired pods from the stable and panic averages, the panic trigger,
-        the sign of the excess burst capacity) differs from now. The averages are computed as
-        `window_average` would, bucket by bucket as the zeros overwrite them."""
+        the sign of the excess burst capacity) differs from now. The window totals are computed
+        as `record` leaves them, bucket by bucket as the zeros overwrite them. With no negative
+        bucket the averages only fall, so each input moves one way and the first change is
+        found by bisection."""
         spec = self.spec
         stable, panic = self.decider._windows[spec.scaling_metric]
-        states = []
+        last = stable._index(stable.last_write)
+        horizon = len(stable.buckets)
+        series = []  # per window: its first bucket, size, and total after j zeros
         for buckets in (stable, panic):
             assert buckets.first_write is not None
-            first = buckets._index(buckets.first_write)
-            states.append([buckets, buckets.window_total, first, len(buckets.buckets)])
-        last = stable._index(stable.last_write)
+            size, ring = len(buckets.buckets), buckets.buckets
+            overwritten = [ring[(last + j) % size] for j in range(1, min(horizon, size) + 1)]
+            totals = list(accumulate(overwritten, sub, initial=buckets.window_total))
+            totals.extend([totals[-1]] * (horizon + 1 - len(totals)))
+            series.append((buckets._index(buckets.first_write), size, totals))
+        tbc = spec.target_burst_capacity
 
-        def inputs(second: int) -> tuple[int, int, bool]:
+        def inputs(j: int) -> tuple[int, int, bool]:
+            second = last + j
             averages = []
-            for state in states:
-                _, total, first, size = state
+            for first, size, totals in series:
                 span = min(second - first + 1, size)
-                averages.append(_round_digits(total / span, PRECISION))
+                averages.append(_round_digits(totals[j] / span, PRECISION))
             observed_stable, observed_panic = averages
             dspc = math.ceil(observed_stable / spec.target_value)
             dppc = math.ceil(observed_panic / spec.target_value)
-            tbc = spec.target_burst_capacity
             ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
             return dspc, dppc, ebc >= 0
 
-        now_inputs = inputs(last)
-        for second in range(last + 1, last + len(stable.buckets) + 1):
-            for state in states:
-                buckets, size = state[0], state[3]
-                state[1] -= buckets.buckets[second % size]  # overwritten by the zero
-            if inputs(second) != now_inputs:
-                return second * stable.granularity
-        return math.inf
+        now_inputs = inputs(0)
+        if min(*stable.buckets, *panic.buckets) < 0:  # not monotone: look at every second
+            changed = (j for j in range(1, horizon + 1) if inputs(j) != now_inputs)
+            j = next(changed, None)
+            return math.inf if j is None else (last + j) * stable.granularity
+        low, high = 0, horizon + 1  # inputs(low) == now; the first change is in (low, high]
+        while high - low > 1:
+            mid = (low + high) // 2
+            if inputs(mid) != now_inputs:
+                high = mid
+            else:
+                low = mid
+        return math.inf if high > horizon else (last + high) * stable.granularity
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Right after a record and a tick at `now`: the time before which further ticks would
+        change nothing that `skip_steady` does not reproduce, provided `concurrency` and `rps`
+        are recorded every second from now on (e.g. requests queued for a replica that cannot
+        be placed). Looks at most one stable window ahead; `now` when unsure."""
+        decider = self.decider
+        if self._replicas is None or decider._delay is not None:
+            return now
+        spec = self.spec
+        stable, panic = decider._windows[spec.scaling_metric]
+        second = stable._index(now)
+        for buckets in (stable, panic):
+            if (
+                isinstance(buckets, WeightedFloat64Buckets)
+                or buckets.first_write is None
+                or buckets._index(buckets.last_write) != second
+            ):
+                return now
+        value = concurrency if spec.scaling_metric != RPS else rps
+        horizon = len(stable.buckets)
+        series = []  # per window: its first bucket, size and total after j more records
+        for buckets in (stable, panic):
+            size, ring = len(buckets.buckets), buckets.buckets
+            totals = [buckets.window_total]
+            for j in range(1, horizon + 1):
+                old = ring[(second + j) % size] if j <= size else value
+                totals.append((totals[-1] - old) + value)
+            series.append((buckets._index(buckets.first_write), size, totals))
+        (first_s, size_s, totals_s), (first_p, size_p, totals_p) = series
+        target, threshold = spec.target_value, spec.panic_threshold
+        tbc = spec.target_burst_capacity
+        ready_f = max(1.0, float(ready))
+        base = ready * spec.total_value - tbc
+
+        def inputs(j: int) -> tuple[int, int, bool, bool]:
+            at = second + j
+            observed_stable = _round_digits(totals_s[j] / min(at - first_s + 1, size_s), PRECISION)
+            observed_panic = _round_digits(totals_p[j] / min(at - first_p + 1, size_p), PRECISION)
+            dppc = math.ceil(observed_panic / target)
+            ebc = math.floor(base - observed_panic) if tbc > 0 else tbc
+            return math.ceil(observed_stable / target), dppc, dppc / ready_f >= threshold, ebc >= 0
+
+        now_inputs = inputs(0)
+        limit = (second + horizon) * stable.granularity
+        for j in range(1, horizon + 1):
+            if inputs(j) != now_inputs:
+                limit = (second + j) * stable.granularity
+                break
+        if decider._panic_time is not None and not now_inputs[2]:
+            limit = min(limit, decider._panic_time + spec.stable_window)
+        # As in `quiet_until`: the state machine must be at rest at `now`.
+        mine, its = dict(vars(self)), dict(vars(decider))
+        moved = self.tick(now, ready, self.reachable).replicas is not None
+        if moved or vars(self) != mine or vars(decider) != its:
+            self.__dict__.update(mine)
+            decider.__dict__.update(its)
+            return now
+        since = self._active_since
+        if self.active == ACTIVATING:
+            thresholds = [since + self.activation_timeout]
+        elif self.active == ACTIVE:
+            thresholds = [since + spec.stable_window]
+        else:
+            grace = spec.scale_to_zero_grace_period
+            retention = spec.scale_to_zero_pod_retention_period
+            thresholds = [since + max(grace, retention), since + retention]
+            if self._proxy_since is not None:
+                thresholds.append(self._proxy_since + grace)
+        return max(now, min([limit, *(t for t in thresholds if t > now)]))
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """Bring the state to what `concurrency` and `rps` recorded at `records` and ticks at
+        `ticks` (all before `steady_until`) would leave: the records one by one, then the last
+        tick for all ticks (they all compute the same thing)."""
+        values = {"concurrency": concurrency, RPS: rps}
+        split = len(records)
+        if ticks:
+            last = ticks[-1]
+            split = next((i for i in range(len(records)) if records[i] > last), len(records))
+        for metric, windows in self.decider._windows.items():
+            for buckets in windows:
+                _record_each(buckets, records, 0, split, values[metric])
+        if ticks:
+            self.tick(ticks[-1], ready)
+        for metric, windows in self.decider._windows.items():
+            for buckets in windows:
+                _record_each(buckets, records, split, len(records), values[metric])
 
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
@@ -503,3 +617,29 @@ class RevisionAutoscaler:
         """A condition's transition time moves when its status or reason changes."""
         if (status, reason) != (self.active, self._active_reason):
             self.active, self._active_reason, self._active_since = status, reason, now
+
+
+def _record_each(
+    buckets: TimedFloat64Buckets, times: Sequence[float], begin: int, end: int, value: float
+) -> None:
+    """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
+    bucket right after the last write, the steps `record` takes are done inline."""
+    ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
+    inline = step < buckets.window and buckets.first_write is not None
+    total, last = buckets.window_total, buckets.last_write
+    for i in range(begin, end):
+        t = times[i]
+        bucket_time = math.floor(t / step) * step
+        if inline and bucket_time == last + step and bucket_time >= buckets.first_write:
+            slot = int(t // step) % size
+            total -= ring[slot]
+            ring[slot] = 0.0
+            ring[slot] += value
+            total += value
+            last = bucket_time
+        else:
+            buckets.window_total, buckets.last_write = total, last
+            buckets.record(t, value)
+            total, last, ring = buckets.window_total, buckets.last_write, buckets.buckets
+            inline = step < buckets.window and buckets.first_write is not None
+    buckets.window_total, buckets.last_write = total, last

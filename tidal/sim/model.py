@@ -18,14 +18,18 @@ The simulated platform keeps the live one's rules (docs/simulator.md):
   replicas to stop, over the capacity every service's replicas hold; CostLedger
   (tidal/scheduler/cost.py) prices replica- and GPU-seconds.
 
-Event skipping: a service with no request in flight, no replica starting or draining and no
-replica pending placement asks its autoscaler, after a decision, until when further idle ticks
-would change nothing (`quiet_until`); its ticks until then, or until its next request, are not
-run one by one but summed up by the autoscaler's `skip_idle`. A placement that left every
-missing replica pending is not retried for the same count until some replica has been removed
-(capacity only shrinks in between, so it would fail again). The result is the same as ticking
-every second with every placement retried (`skip=False`), which tests/sim/test_equivalence.py
-checks.
+Event skipping: a service with no request in flight, no replica draining and no replica
+pending placement asks its autoscaler, after a decision, until when further idle ticks would
+change nothing (`quiet_until`); its ticks until then, or until its next request or a starting
+replica's readiness, are not run one by one but summed up by the autoscaler's `skip_idle`. A
+placement that left every missing replica pending is not retried for the same count until some
+replica has been removed (capacity only shrinks in between, so it would fail again). A service
+whose requests all wait for such a placement records the same stats every second (its queue, no
+arrivals): a KPA says until when its decision stays the same (`steady_until`) and takes those
+stats in one go (`skip_steady`); its next request or time-out wakes it, and freed capacity makes
+it retry the placement at its next decision tick, woken only if a replica is started. The
+result is the same as ticking every second with every placement retried (`skip=False`), which
+tests/sim/test_equivalence.py checks.
 
 Time is simulated (seconds from the trace start); autoscalers see `start_epoch + t`. All
 randomness is seeded, and every policy sees the same service and start-up times.
@@ -249,6 +253,10 @@ class _Service:
             quiet = lambda now, ready: predictive_quiet_until(autoscaler, now, ready)  # noqa: E731
             skip = lambda r, t, ready: predictive_skip_idle(autoscaler, r, t, ready)  # noqa: E731
         self.quiet_until: Callable[[float, int], float] | None = quiet
+        # Steady skipping (requests queued for a replica that cannot be placed): the KPA's.
+        self.steady_until = getattr(autoscaler, "steady_until", None)
+        self.skip_steady = getattr(autoscaler, "skip_steady", None)
+        self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
 
 
@@ -305,6 +313,7 @@ class Simulation:
         self.in_flight: list[int] = []
         self.pool_of: list[str] = []
         self.started_at: list[float] = []
+        self.ready_at: list[float] = []  # when a starting replica becomes ready
         self.devices: list[tuple[str, ...]] = []
         self.owner: list[int] = []
         # What each pool's replicas hold: replicas per demand, and devices.
@@ -312,6 +321,8 @@ class Simulation:
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
+        self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
+        self.ticking: tuple[int, int] | None = None  # (stat tick, service) being run
         self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
     # -- capacity and replicas ----------------------------------------------------------------
@@ -340,6 +351,7 @@ class Simulation:
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
+        self.ready_at.append(t + delay)
         self.ledger.start(str(rid), svc.model.name, svc.model.name, pool, len(devices), t)
         self.changes.append((t, 0, 1))
         heapq.heappush(self.events, (t + delay, UP, rid, 0))
@@ -347,6 +359,8 @@ class Simulation:
     def _remove(self, svc: _Service, rid: int, t: float) -> None:
         del svc.state[rid]
         self.freed += 1
+        if self.waiting:
+            self._retry_waiting(t)
         self.ledger.stop(str(rid), t)
         pool = self.pool_of[rid]
         if pool in self.pool_demands:
@@ -403,24 +417,66 @@ class Simulation:
 
     def _wake(self, svc: _Service, last_k: int) -> None:
         """Sum up the skipped stat ticks from `svc.skip_from` to `last_k` (inclusive)."""
-        first = svc.skip_from
-        svc.skip_from = None
+        first, steady = svc.skip_from, svc.steady
+        svc.skip_from = svc.steady = None
+        self.waiting.discard(svc.index)
         if first is None or last_k < first:
             return
         per = TICKS_PER_DECISION
         first_tick = -(-first // per) * per
         last_tick = last_k // per * per
-        records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
         ticks = _Grid(self.clock0, first_tick, last_tick, per)
-        assert svc.skip_idle is not None
-        svc.skip_idle(records, ticks, svc.ready)
+        if steady is not None:
+            assert svc.skip_steady is not None
+            svc.skip_steady(_Grid(self.clock0, first, last_k), ticks, svc.ready, *steady)
+        else:
+            records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
+            assert svc.skip_idle is not None
+            svc.skip_idle(records, ticks, svc.ready)
         svc.period_start = svc.last = last_k * STAT_PERIOD_S
+
+    def _wake_at(self, svc: _Service, k: int) -> None:
+        """Wake a skipping service at an event after stat tick `k` and before tick k + 1."""
+        self._wake(svc, k)
+        if svc.next_k != k + 1:  # else the resume entry is that very tick
+            svc.next_k = k + 1
+            heapq.heappush(self.events, (svc.next_k * STAT_PERIOD_S, TICK, svc.index, 0))
+
+    def _retry_waiting(self, t: float) -> None:
+        """Capacity was freed at `t`: each service waiting for it retries its placement at its
+        next decision tick, as its skipped tick would (during the stat tick of service i at
+        t, those after i still tick at t). Its autoscaler is not needed for that: it would
+        decide the same, so it is woken only if the placement starts a replica."""
+        k = math.floor(t / STAT_PERIOD_S)
+        per = TICKS_PER_DECISION
+        after = (k // per + 1) * per
+        for index in self.waiting:
+            ticking = self.ticking
+            now = ticking is not None and ticking[0] == k and index > ticking[1] and k % per == 0
+            heapq.heappush(self.events, ((k if now else after) * STAT_PERIOD_S, TICK, index, 1))
+
+    def _retry(self, svc: _Service, k: int) -> None:
+        """The placement retry of a waiting service's skipped decision tick `k`."""
+        if svc.steady is None:
+            return  # woken since: its own tick retries
+        self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
+        if svc.state:  # placed: its ticks from k on are its own again
+            self._wake_at(svc, k)
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
-        if svc.quiet_until is None or svc.open or svc.pending_since or svc.ready != len(svc.state):
+        if svc.open and svc.steady_until is not None:
+            return self._steady_ticks(svc, k)
+        if svc.quiet_until is None or svc.open or svc.pending_since:
             return k + 1
-        limit = svc.quiet_until(self.clock0 + k * STAT_PERIOD_S, svc.ready)
+        up = math.inf  # a starting replica's readiness ends the skip (ready changes)
+        if svc.ready != len(svc.state):
+            for rid, state in svc.state.items():
+                if state == DRAINING:
+                    return k + 1
+                if state == STARTING:
+                    up = min(up, self.ready_at[rid])
+        limit = min(svc.quiet_until(self.clock0 + k * STAT_PERIOD_S, svc.ready), self.clock0 + up)
         if limit == math.inf:
             resume = end_k
         else:
@@ -431,6 +487,32 @@ class Simulation:
         if resume > k + 1:
             svc.skip_from = k + 1
         return max(resume, k + 1)
+
+    def _steady_ticks(self, svc: _Service, k: int) -> int:
+        """Like `_quiet_ticks`, for a service whose requests all wait for a replica that
+        cannot be placed until capacity is freed: every stat records the same (the queue, no
+        arrivals) until its next request, time-out or freed capacity wakes it."""
+        if (
+            svc.ready
+            or svc.state
+            or svc.measured
+            or not svc.pending_since
+            or svc.blocked != (self.freed, svc.desired)
+            or svc.open != len(svc.queue)
+        ):
+            return k + 1
+        assert svc.steady_until is not None
+        concurrency = float(svc.open)
+        limit = svc.steady_until(self.clock0 + k * STAT_PERIOD_S, 0, concurrency, 0.0)
+        resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
+        while self.clock0 + resume * STAT_PERIOD_S < limit:
+            resume += 1
+        if resume <= k + 1:
+            return k + 1
+        svc.skip_from = k + 1
+        svc.steady = (concurrency, 0.0)
+        self.waiting.add(svc.index)
+        return resume
 
     # -- the replay ---------------------------------------------------------------------------
 
@@ -514,12 +596,16 @@ class Simulation:
                 # -- a service's stat clock and decision clock ----------------------------
                 svc = services[a]
                 k = round(t / STAT_PERIOD_S)
+                if b:
+                    self._retry(svc, k)
+                    continue
                 if k != svc.next_k:
                     continue  # superseded: the service woke early
                 if svc.skip_from is not None:
                     self._wake(svc, k - 1)
                 if t > end and not svc.open:
                     continue  # done: no more ticks for this service
+                self.ticking = (k, a)
                 svc.area += svc.open * (t - svc.last)
                 svc.last = t
                 elapsed = max(t - svc.period_start, 1e-3)
@@ -539,6 +625,7 @@ class Simulation:
                         next_k = self._quiet_ticks(svc, k, end_k)
                 svc.next_k = next_k
                 heappush(events, (next_k * STAT_PERIOD_S, TICK, a, 0))
+                self.ticking = None
             elif kind == 1:
                 # -- a request arrives ----------------------------------------------------
                 svc = services[b]
@@ -607,6 +694,12 @@ class Simulation:
             elif kind == UP:
                 # -- a replica becomes ready -----------------------------------------------
                 svc = services[self.owner[a]]
+                if svc.skip_from is not None:  # the skip ran up to here at most (ready changes)
+                    k = math.floor(t / STAT_PERIOD_S)
+                    self._wake(svc, k)
+                    if svc.next_k != k + 1:
+                        svc.next_k = k + 1
+                        heappush(events, (svc.next_k * STAT_PERIOD_S, TICK, svc.index, 0))
                 if svc.state.get(a) == STARTING:
                     svc.state[a] = READY
                     svc.ready += 1
@@ -619,6 +712,8 @@ class Simulation:
             elif queued[a]:
                 # -- the oldest waiting request of a service times out ----------------------
                 svc = services[b]
+                if svc.skip_from is not None:
+                    self._wake_at(svc, math.floor(t / STAT_PERIOD_S))
                 svc.area += svc.open * (t - svc.last)
                 svc.last = t
                 svc.queue.popleft()

@@ -59,7 +59,7 @@ class SimulatedPredictive:
         prior = [] if prior_history is None else [float(v) for v in prior_history]
         self._first_minute = self._minute - len(prior)
         self._sum = 0.0
-        self._history: list[float] = prior
+        self._history = _Series(prior)
         self._next_plan = now
         self._next_warm = now + WARM_REFIT_S
 
@@ -73,7 +73,7 @@ class SimulatedPredictive:
         minute = math.floor(now / 60.0)
         if minute - self._minute > 1:  # a skipped stretch: whole minutes without a record
             self._history.append(self._sum / 60.0)
-            self._history.extend([0.0] * (minute - self._minute - 1))
+            self._history.zeros(minute - self._minute - 1)
             self._sum, self._minute = 0.0, minute
         while self._minute < minute:
             self._history.append(self._sum / 60.0)
@@ -81,7 +81,7 @@ class SimulatedPredictive:
             self._minute += 1
         if len(self._history) > 2 * HISTORY_MINUTES:
             drop = len(self._history) - HISTORY_MINUTES
-            del self._history[:drop]
+            self._history.drop(drop)
             self._first_minute += drop
 
     def poke(self, now: float, concurrency: float) -> bool:
@@ -97,7 +97,7 @@ class SimulatedPredictive:
         self._roll(now)
         if now < min(self._next_plan, self._next_warm):
             return self.autoscaler.tick(now, ready, reachable)
-        history = np.asarray(self._history[-HISTORY_MINUTES:])
+        history = self._history.tail(HISTORY_MINUTES)
         start = (self._first_minute + len(self._history)) * 60.0
         if now >= self._next_plan:
             self._next_plan = now + REFIT_S
@@ -115,3 +115,43 @@ class SimulatedPredictive:
             self._next_warm = now + WARM_REFIT_S
             refit_warm(self.autoscaler, history, start, self.spec, self.settings, self.ready_s)
         return self.autoscaler.tick(now, ready, reachable)
+
+
+class _Series:
+    """The per-minute history: appended to one minute at a time, read as an array of its last
+    minutes at every refit (a buffer, so that a refit does not convert a month-long list)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self._data = np.zeros(max(1024, 2 * len(values)))
+        self._data[: len(values)] = values
+        self._size = len(values)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _grow(self, extra: int) -> None:
+        need = self._size + extra
+        if need > len(self._data):
+            data = np.zeros(max(need, 2 * len(self._data)))
+            data[: self._size] = self._data[: self._size]
+            self._data = data
+
+    def append(self, value: float) -> None:
+        self._grow(1)
+        self._data[self._size] = value
+        self._size += 1
+
+    def zeros(self, count: int) -> None:
+        self._grow(count)
+        self._data[self._size : self._size + count] = 0.0
+        self._size += count
+
+    def drop(self, count: int) -> None:
+        """Forget the first `count` minutes."""
+        kept = self._data[count : self._size].copy()
+        self._data[: len(kept)] = kept
+        self._size = len(kept)
+
+    def tail(self, count: int) -> np.ndarray:
+        """A copy of the last `count` minutes (all when fewer)."""
+        return self._data[max(0, self._size - count) : self._size].copy()

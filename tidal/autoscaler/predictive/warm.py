@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -53,6 +54,9 @@ AUTO = None
 class Gap:
     start: float  # epoch seconds the service went idle
     length: float  # seconds until the next request
+
+
+_START, _LENGTH = attrgetter("start"), attrgetter("length")
 
 
 def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = None) -> list[Gap]:
@@ -151,7 +155,13 @@ def fit(
     are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
     gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
     used are then refitted on all the gaps at the chosen price."""
-    both = np.array([(g.start, g.length) for g in gaps], dtype=float).reshape(-1, 2)
+    # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
+    newest = gaps[-MAX_GAPS:]
+    lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
+    if len(newest) < len(gaps) and not (lengths >= MIN_GAP_S).all():
+        newest = gaps
+        lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
+    both = np.stack((np.fromiter(map(_START, newest), float, len(newest)), lengths), axis=1)
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
@@ -258,40 +268,51 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
     cold_arrival = c[..., 0] + ready_s  # (prices, 1)
     # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
-    q = np.concatenate((hazard, np.ones((slices, m))), axis=1)  # (slices, steps + m)
-    a = np.zeros((n, slices, steps))
-    b = np.ones((1, slices, steps))
+    # Laid out step-major (steps, prices, slices), so each step's slice is contiguous.
+    q = np.concatenate((hazard.T, np.ones((m, slices))), axis=0)  # (steps + m, slices)
+    prices_k = prices[None, :, None]
+    a_k = np.zeros((steps, n, slices))
+    b_k = np.ones((steps, 1, slices))
+    pay = np.empty((steps, n, slices))
     for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
-        qi = q[None, :, i : i + steps]
-        live = (np.arange(steps) + i < steps)[None, None, :]  # not yet beyond the horizon
-        pay = np.where(live, STEP_S + qi * (c + (m - 1 - i) * STEP_S), cold_arrival[..., None])
-        a = a + b * pay
-        b = b * np.where(live, 1.0 - qi, 0.0)
+        qi = q[i : i + steps, None, :]
+        np.multiply(qi, prices_k + (m - 1 - i) * STEP_S, out=pay)
+        pay += STEP_S
+        if i:
+            pay[steps - i :] = cold_arrival  # beyond the horizon
+        pay *= b_k
+        a_k += pay
+        factor = 1.0 - qi
+        if i:
+            factor[steps - i :] = 0.0
+        b_k = b_k * factor
     # An arrival while starting is a cold start, and the rest of the start is still paid.
-    # Step-major copies keep each step's slice contiguous in the loop.
-    a_k = np.ascontiguousarray(np.moveaxis(a, 2, 0))  # (steps, prices, slices)
-    b_k = np.ascontiguousarray(np.moveaxis(np.broadcast_to(b, a.shape), 2, 0))
-    miss = np.ascontiguousarray((1.0 - hazard).T)  # (steps, slices)
-    stay_q = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]  # (steps, p, s)
-    v_warm = np.empty((steps + m + 1, n, slices))
-    v_warm[steps:] = cold_arrival
-    v_cold = np.broadcast_to(cold_arrival, (n, slices)).copy()  # beyond the horizon
-    hold = np.empty((steps, n, slices), dtype=bool)
-    start = np.empty((steps, n, slices), dtype=bool)
-    stay, begin, keep = np.empty((3, n, slices))
-    for k in range(steps - 1, -1, -1):
-        np.multiply(miss[k], v_cold, out=stay)
-        stay += stay_q[k]
-        np.multiply(b_k[k], v_warm[k + m], out=begin)
-        begin += a_k[k]
-        np.less(begin, stay, out=start[k])
-        np.minimum(stay, begin, out=v_cold)
-        np.multiply(miss[k], v_warm[k + 1], out=keep)
-        keep += STEP_S
-        np.less_equal(keep, v_cold, out=hold[k])
-        np.minimum(keep, v_cold, out=v_warm[k])
-    hold = np.ascontiguousarray(np.moveaxis(hold, 0, 2))
-    start = np.ascontiguousarray(np.moveaxis(start, 0, 2))
+    # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
+    # m steps on, so it is computed for m steps at once, and the choices are read off the
+    # stored values at the end.
+    miss = np.empty((steps, 2, n, slices))  # laid out as the values, for the fast path
+    miss[:] = (1.0 - hazard).T[:, None, None, :]
+    add = np.empty((steps, 2, n, slices))  # what an arrival costs (cold), a step (warm)
+    add[:, 0] = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]
+    add[:, 1] = STEP_S
+    v = np.empty((steps + m + 1, 2, n, slices))
+    v[steps:] = cold_arrival  # beyond the horizon
+    stay_keep = np.empty((steps, 2, n, slices))  # staying at zero, keeping one warm
+    begin = np.empty((steps, n, slices))  # starting one now
+    top = steps - 1
+    while top >= 0:
+        low = max(0, top - m + 1)
+        np.multiply(b_k[low : top + 1], v[low + m : top + m + 1, 1], out=begin[low : top + 1])
+        begin[low : top + 1] += a_k[low : top + 1]
+        for k in range(top, low - 1, -1):
+            sk, vk = stay_keep[k], v[k]
+            np.multiply(miss[k], v[k + 1], out=sk)
+            sk += add[k]
+            np.minimum(sk[0], begin[k], out=vk[0])
+            np.minimum(sk[1], vk[0], out=vk[1])
+        top = low - 1
+    start = np.ascontiguousarray(np.moveaxis(begin < stay_keep[:, 0], 0, 2))
+    hold = np.ascontiguousarray(np.moveaxis(stay_keep[:, 1] <= v[:steps, 0], 0, 2))
     return hold, start
 
 
@@ -328,7 +349,7 @@ def _paths(
 
     A path is a chain of warm spells: warm from entry e until the next release r, at zero
     until the next start s, starting for m steps, warm again from s + m. The entries reached
-    from step 0 are found by pointer doubling on that jump, then each spell is laid down with
+    from step 0 are found by following that jump, then each spell is laid down with
     difference arrays."""
     rows, steps = hold.shape
     n = steps  # "beyond the horizon"; n + 1 is a sink
@@ -342,17 +363,15 @@ def _paths(
     r = release[:, : n + 1]  # for entries 0..n
     s = np.take_along_axis(begin, np.minimum(r + 1, n + 1), axis=1)
     jump = np.where((r < n) & (s < n) & (s + m <= n), s + m, n + 1)
-    jump = np.concatenate((jump, np.full((rows, 1), n + 1)), 1)  # the sink stays
-    # Pointer doubling on flat indices (row offset + node): after round j, every entry up to
-    # 2 ** (j + 1) - 1 jumps from step 0 is marked.
-    width = n + 2
-    jump = (jump + np.arange(rows)[:, None] * width).ravel()
-    reached = np.zeros(rows * width, dtype=bool)
-    reached[::width] = True
-    for _ in range(math.ceil(math.log2(width)) + 1):
-        reached[jump[reached]] = True
-        jump = jump.take(jump)
-    t, e = np.nonzero(reached.reshape(rows, width)[:, : n + 1])
+    # Follow every row's chain from step 0 at once (entries only grow, so it ends).
+    reached = np.zeros((rows, n + 1), dtype=bool)
+    row, node = np.arange(rows), np.zeros(rows, dtype=np.int64)
+    while row.size:
+        reached[row, node] = True
+        node = jump[row, node]
+        more = node <= n
+        row, node = row[more], node[more]
+    t, e = np.nonzero(reached)
     r, s = r[t, e], s[t, e]
     warm = np.zeros((rows, n + 3))
     np.add.at(warm, (t, e), 1.0)
