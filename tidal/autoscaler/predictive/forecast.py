@@ -30,6 +30,8 @@ path dominates).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -54,6 +56,7 @@ MIN_HOLDOUT = 10  # minutes: shorter held-out spans are not worth choosing on
 HOLDOUTS = 5  # held-out windows (rolling origin) a choice is made on
 DAY_HOLDOUTS = 2
 MARGIN = 0.9  # another method must beat seasonal-naive's held-out error by 10 % to be chosen
+MEMO_SIZE = 256  # fits kept for reuse: a day of hourly plans' (see `_mean_of`)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def forecast(
     """Forecast `horizon` minutes after a per-minute `history` (NaN = no data) with the method
     that did best on its last `min(horizon, 1 d)` minutes. `periods` are detected when not
     given."""
-    y = np.asarray(history, dtype=float)
+    y = np.array(history, dtype=float)  # a copy: fits on its prefixes are kept for reuse
     hold = min(horizon, DAY)
     known = int(np.count_nonzero(~np.isnan(y)))
     if periods is None:  # once, on the whole history, for every candidate and window
@@ -91,8 +94,8 @@ def forecast(
     for method in (SEASONAL_NAIVE, PROFILE, EWMA):
         scores = []
         for w in range(1, windows + 1):
-            train, test = y[: len(y) - w * hold], y[len(y) - w * hold :][:hold]
-            err = np.abs(test - _by_method(method, train, quantile, hold, periods).mean)
+            test = y[len(y) - w * hold :][:hold]
+            err = np.abs(test - _mean_of(method, y[: len(y) - w * hold], quantile, hold, periods))
             scores.append(float(np.nanmean(err)) if np.isfinite(err).any() else np.inf)
         errors[method], by_window[method] = float(np.mean(scores)), np.array(scores)
     # Seasonal-naive unless another method is clearly better out of sample, in every held-out
@@ -102,8 +105,40 @@ def forecast(
     if errors[best] > MARGIN * errors[SEASONAL_NAIVE] or (by_window[best] > naive).any():
         best = SEASONAL_NAIVE
     result = _by_method(best, y, quantile, horizon, periods)
+    _remember((best, quantile, horizon, tuple(periods), len(y)), y, result.mean)
     scores_text = ", ".join(f"{m} {e:.3g}" for m, e in errors.items())
     return replace(result, reason=f"{result.reason}; chosen by held-out error ({scores_text})")
+
+
+_memo: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _mean_of(
+    method: str, train: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...]
+) -> np.ndarray:
+    """`_by_method(...).mean`, reused when the same fit was made before on the same values:
+    hourly plans hold out their last days, each of which an earlier plan fitted on (a plan's
+    windows end where plans of 1 and 2 days ago began), so most of a plan's fits repeat."""
+    key = (method, quantile, horizon, tuple(periods), len(train))
+    with _memo_lock:
+        kept = _memo.get(key)
+    if kept is not None and np.array_equal(kept[0].view(np.int64), train.view(np.int64)):
+        return kept[1]  # bit for bit the same input: the same (pure) fit
+    mean = _by_method(method, train, quantile, horizon, periods).mean
+    _remember(key, train, mean)
+    return mean
+
+
+def _remember(key: tuple, train: np.ndarray, mean: np.ndarray) -> None:
+    """Keep a fit's mean for `_mean_of` (`train` is a private copy's prefix: never written)."""
+    mean = mean.copy()
+    mean.flags.writeable = False
+    with _memo_lock:
+        _memo[key] = (train, mean)
+        _memo.move_to_end(key)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
 
 
 def _by_method(
@@ -231,11 +266,15 @@ def _ewma_forecast(y: np.ndarray, quantile: float, horizon: int, reason: str) ->
     recent = y[~np.isnan(y)][-DAY:]
     half_life = min(HALF_LIFE, max(horizon / 4.0, 1.0))
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
-    level = recent[0]
-    errors = np.empty(len(recent))
-    for i, value in enumerate(recent):
-        errors[i] = value - level
-        level += alpha * (value - level)
+    # Python floats: the same IEEE arithmetic as NumPy scalars, several times faster per step.
+    values = recent.tolist()
+    level = values[0]
+    steps = []
+    for value in values:
+        step = value - level
+        steps.append(step)
+        level += alpha * step
+    errors = np.array(steps)
     level = max(float(level), 0.0)
     band = max(float(np.quantile(errors, quantile)), 0.0) if len(recent) > 1 else 0.0
     mean = np.full(horizon, level)
