@@ -286,6 +286,8 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
         if i:
             factor[steps - i :] = 0.0
         b_k = b_k * factor
+    if n == 1:  # one price: too few states per step for NumPy's per-call cost to pay off
+        return _induct_scalar(hazard, a_k[:, 0], b_k[:, 0], m, float(cold_arrival[0, 0]))
     # An arrival while starting is a cold start, and the rest of the start is still paid.
     # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
     # m steps on, so it is computed for m steps at once, and the choices are read off the
@@ -314,6 +316,31 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     start = np.ascontiguousarray(np.moveaxis(begin < stay_keep[:, 0], 0, 2))
     hold = np.ascontiguousarray(np.moveaxis(stay_keep[:, 1] <= v[:steps, 0], 0, 2))
     return hold, start
+
+
+def _induct_scalar(
+    hazard: np.ndarray, a_k: np.ndarray, b_k: np.ndarray, m: int, cold_arrival: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_solve`'s step loop for a single price, slice by slice on Python floats: the same
+    operations in the same order (IEEE doubles either way), so the same tables."""
+    slices, steps = hazard.shape
+    misses, arrivals = (1.0 - hazard).tolist(), (hazard * cold_arrival).tolist()
+    begins, stays, keeps = np.empty((3, 1, slices, steps))
+    colds = np.empty((1, slices, steps))
+    for j in range(slices):
+        miss, arrival = misses[j], arrivals[j]
+        a, b = a_k[:, j].tolist(), b_k[:, j].tolist()
+        cold = [cold_arrival] * (steps + m + 1)  # value at zero; beyond the horizon: cold
+        warm = [cold_arrival] * (steps + m + 1)  # value holding one
+        begin, stay, keep = [0.0] * steps, [0.0] * steps, [0.0] * steps
+        for k in range(steps - 1, -1, -1):
+            begin[k] = bk = b[k] * warm[k + m] + a[k]
+            stay[k] = sk = miss[k] * cold[k + 1] + arrival[k]
+            keep[k] = kk = miss[k] * warm[k + 1] + STEP_S
+            cold[k] = vk = sk if sk < bk else bk
+            warm[k] = kk if kk < vk else vk
+        begins[0, j], stays[0, j], keeps[0, j], colds[0, j] = begin, stay, keep, cold[:steps]
+    return keeps <= colds, begins < stays
 
 
 def _evaluate(
