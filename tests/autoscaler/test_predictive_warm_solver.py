@@ -99,3 +99,19 @@ def test_fast_solver_and_evaluator_match_the_step_by_step_programme(kind, ready_
     ref_cost, ref_cold = reference_evaluate(hold, start, bins, own, weights, ready_s)
     np.testing.assert_allclose(cost, ref_cost, rtol=1e-9)
     np.testing.assert_allclose(cold, ref_cold, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["flat", "timer", "bursty", "noise"])
+@pytest.mark.parametrize("ready_s", [10.0, 40.0, 100.0])
+def test_single_price_solver_matches_the_vectorised_one_bit_for_bit(kind, ready_s):
+    """A fit's final tables come from the one-price path (Python floats); each price's row of
+    the all-prices path (NumPy) must be the same tables."""
+    rng = np.random.default_rng(hash((kind, ready_s, 1)) % 2**32)
+    hazard = hazards(kind, rng, 6, 480)
+    prices = PRICES[::3]
+    hold, start = _solve(hazard, prices, ready_s)
+    assert hold.any() and (~hold).any()
+    for p, price in enumerate(prices):
+        one_hold, one_start = _solve(hazard, np.array([price]), ready_s)
+        assert one_hold.shape == (1, 6, 480) and one_hold.dtype == bool
+        assert np.array_equal(one_hold[0], hold[p]) and np.array_equal(one_start[0], start[p])

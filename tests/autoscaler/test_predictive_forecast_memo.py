@@ -1,0 +1,40 @@
+"""Hourly plans hold out days that earlier plans fitted on; forecast reuses those fits. A
+reused fit must give exactly the forecast a fresh one does, and only on the same values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tidal.autoscaler.predictive.forecast as F
+from tidal.autoscaler.predictive.periods import DAY
+from tidal.autoscaler.predictive.synthetic import synthetic_history
+
+
+def test_reused_fits_give_exactly_the_fresh_forecast(monkeypatch) -> None:
+    _, y = synthetic_history(days=7, seed=3)
+    changed = y.copy()
+    changed[DAY : 2 * DAY] *= 2.0  # same lengths, other values: its fits must not be reused
+    histories = [y[: 4 * DAY], y[: 5 * DAY], changed[: 6 * DAY], y[: 6 * DAY], y[: 6 * DAY - 60]]
+    fits: list[str] = []
+    real = F._by_method
+    monkeypatch.setattr(
+        F, "_by_method", lambda method, *rest: fits.append(method) or real(method, *rest)
+    )
+
+    F._memo.clear()
+    reused = []
+    for history in histories:
+        mine = history.copy()
+        reused.append(F.forecast(mine, 0.9))
+        mine[:] = 0.0  # the caller's array changing later must not matter
+    with_memo = len(fits)
+    fresh = []
+    for history in histories:
+        F._memo.clear()
+        fresh.append(F.forecast(history, 0.9))
+
+    assert with_memo < len(fits) - with_memo  # fits were reused
+    for a, b in zip(reused, fresh, strict=True):
+        assert np.array_equal(a.mean, b.mean) and np.array_equal(a.upper, b.upper)
+        assert (a.periods, a.method, a.reason) == (b.periods, b.method, b.reason)
+    assert len(F._memo) <= F.MEMO_SIZE
