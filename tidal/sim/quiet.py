@@ -62,13 +62,31 @@ def _next_plan_change(plan: Any, epoch: float) -> float:
     if index < 0:
         return plan.start
     change = math.inf
-    for counts in (plan.replicas, plan.cautious):
-        if counts is None or index >= len(counts):
+    for counts, steps in _steps_of(plan):
+        if index >= len(counts):
             continue
-        differ = np.flatnonzero(counts[index:] != counts[index])
-        upto = index + int(differ[0]) if differ.size else len(counts)
+        # Counts are constant between steps: the first minute after `index` that differs
+        # from it is the first step after it.
+        at = int(np.searchsorted(steps, index, side="right"))
+        upto = int(steps[at]) if at < len(steps) else len(counts)
         change = min(change, plan.start + upto * 60.0)
     return change
+
+
+_steps_cache: list[Any] = [None, ()]  # the last plan asked about, and its counts' steps
+
+
+def _steps_of(plan: Any) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per count array of `plan` (planned, cautious), the minutes where the count differs
+    from the minute before; computed once per plan (a plan is asked about every wake)."""
+    if _steps_cache[0] is not plan:
+        _steps_cache[1] = tuple(
+            (counts, np.flatnonzero(counts[1:] != counts[:-1]) + 1)
+            for counts in (plan.replicas, plan.cautious)
+            if counts is not None
+        )
+        _steps_cache[0] = plan
+    return _steps_cache[1]
 
 
 def predictive_skip_idle(
