@@ -4,9 +4,10 @@ run (docs/predictive.md):
     auto = clamp(max(reactive-or-warm, planned), bounds(t))
 
 - reactive-or-warm: while requests are in flight, the KPA's count. While the service is idle,
-  the priced warm decision (`warm.WarmModel`): one replica kept or pre-warmed, or none, which
-  may release sooner than the KPA's tail would. A request the forecast missed is met by the KPA
-  exactly as without prediction (it runs on every tick and owns every count above one).
+  the priced warm decision (`warm.WarmModel`): replicas kept (the KPA's count, at most what the
+  last hour's peak needed) or one pre-warmed, or none, which may release sooner than the KPA's
+  tail would. A request the forecast missed is met by the KPA exactly as without prediction (it
+  runs on every tick and owns every count above one while requests are in flight).
 - planned: the plan's expected-demand replicas, led by one Ready Time, when the forecast found a
   daily or weekly period (a predictable rise is ready before it comes).
 
