@@ -188,3 +188,33 @@ def test_the_auto_price_is_chosen_on_gaps_it_was_not_fitted_on():
     assert fit(old, READY_S, TAIL_S, MONDAY + 140 * PERIOD).useful
     model = fit(old + recent, READY_S, TAIL_S, MONDAY + 200 * PERIOD)
     assert model is not None and not model.useful
+
+
+def test_an_idle_service_holds_no_more_than_the_last_hours_peak_needed():
+    """A cold start panics the KPA to two replicas for one request, and it holds them through
+    its stable window. While idle, the warm decision keeps what the last hour's busiest moment
+    needed at full capacity per replica, not that headroom; with requests in flight, or without
+    a warm decision, the KPA's count stands."""
+    rng = np.random.default_rng(3)
+    gaps = [Gap(MONDAY + i * 3600, float(rng.uniform(200, 3000))) for i in range(200)]
+    model = fit(gaps, READY_S, TAIL_S, MONDAY + 200 * 3600, cold_start_cost=100_000.0)
+    assert model is not None and model.useful
+    policy = PredictivePolicy(PredictiveAnnotations())
+    idle = MONDAY + 1000 * 3600
+    now = idle + 400.0
+    assert model.action(idle, now, warm=True)[0]
+    assert policy.decide(now, 2, 2, idle, idle_need=1).replicas == 2  # no warm model yet
+    policy.set_warm(model)
+    d = policy.decide(now, 2, 2, idle, idle_need=1)
+    assert d.replicas == 1 and "peak needs 1" in d.reason
+    assert policy.decide(now, 2, 2, idle, idle_need=2).replicas == 2
+    assert policy.decide(now, 3, 3, idle, idle_need=None).replicas == 3
+    assert policy.decide(now, 2, 2, None, idle_need=1).replicas == 2  # busy: the KPA's count
+
+    auto = _autoscaler()  # one request at a time per replica
+    assert auto.idle_need(0.0) == 1
+    auto.record(10.0, 2.4, 2.4)
+    auto.record(20.0, 0.8, 0.8)
+    assert auto.idle_need(30.0) == 3
+    assert auto.idle_need(10.0 + 3590.0) == 3
+    assert auto.idle_need(20.0 + 3601.0) == 1  # both samples are over an hour old

@@ -12,12 +12,16 @@ turns the KPA's `now` into epoch seconds.
 
 from __future__ import annotations
 
+import math
+from collections import deque
+
 from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
 from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap
 
 IDLE_AFTER_S = 2.5  # no concurrency for this long (a stat period and a bit): idle
+PEAK_WINDOW_S = 3600.0  # idle replicas beyond what the last hour's peak needed are not held
 
 
 class PredictiveAutoscaler:
@@ -33,6 +37,7 @@ class PredictiveAutoscaler:
         self.gaps: list[Gap] = []  # idle gaps seen, epoch seconds
         self.observing_since: float | None = None  # epoch second of the first record
         self._last_busy: float | None = None  # epoch second of the last stat with requests
+        self._peaks: deque[tuple[float, float]] = deque()  # (epoch, concurrency), decreasing
 
     def set_plan(self, plan: Plan | None) -> None:
         """A fresh plan, with the warm model fitted alongside it (`Plan.warm`)."""
@@ -51,6 +56,18 @@ class PredictiveAutoscaler:
                 if len(self.gaps) > 2 * MAX_GAPS:
                     del self.gaps[:MAX_GAPS]
             self._last_busy = epoch
+            while self._peaks and self._peaks[-1][1] <= concurrency:
+                self._peaks.pop()
+            self._peaks.append((epoch, concurrency))
+
+    def idle_need(self, now: float) -> int:
+        """Replicas the busiest moment of the last PEAK_WINDOW_S needed at full capacity per
+        replica (at least one): what an idle service may still hold."""
+        epoch = now + self.epoch_offset
+        while self._peaks and self._peaks[0][0] < epoch - PEAK_WINDOW_S:
+            self._peaks.popleft()
+        peak = self._peaks[0][1] if self._peaks else 0.0
+        return max(1, math.ceil(peak / self.reactive.spec.total_value - 1e-9))
 
     def poke(self, now: float, concurrency: float) -> bool:
         return self.reactive.poke(now, concurrency)
@@ -84,6 +101,7 @@ class PredictiveAutoscaler:
             self._reactive_replicas,
             max(current, 0),
             self.idle_since(now),
+            self.idle_need(now),
         )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas

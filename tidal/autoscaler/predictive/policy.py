@@ -4,9 +4,10 @@ run (docs/predictive.md):
     auto = clamp(max(reactive-or-warm, planned), bounds(t))
 
 - reactive-or-warm: while requests are in flight, the KPA's count. While the service is idle,
-  the priced warm decision (`warm.WarmModel`): one replica kept or pre-warmed, or none, which
-  may release sooner than the KPA's tail would. A request the forecast missed is met by the KPA
-  exactly as without prediction (it runs on every tick and owns every count above one).
+  the priced warm decision (`warm.WarmModel`): replicas kept (the KPA's count, at most what the
+  last hour's peak needed) or one pre-warmed, or none, which may release sooner than the KPA's
+  tail would. A request the forecast missed is met by the KPA exactly as without prediction (it
+  runs on every tick and owns every count above one while requests are in flight).
 - planned: the plan's expected-demand replicas, led by one Ready Time, when the forecast found a
   daily or weekly period (a predictable rise is ready before it comes).
 
@@ -73,16 +74,24 @@ class PredictivePolicy:
         reactive_desired: int,
         current_replicas: int,
         idle_since: float | None = None,
+        idle_need: int | None = None,
     ) -> PolicyDecision:
         """`reactive_desired` is the KPA's count (its `Decision.replicas`, or the current count
         when that is None); a negative value means the KPA has no data yet. `idle_since` is when
-        the last request ended, None while requests are in flight."""
+        the last request ended, None while requests are in flight. `idle_need` is the most
+        replicas an idle service may hold when the warm decision keeps one (the last hour's
+        peak at full capacity per replica); None: no such cap."""
         reactive = reactive_desired if reactive_desired >= 0 else current_replicas
         planned = self._planned(now)
         base, why = reactive, f"reactive {reactive}"
         if self.warm is not None and self.warm.useful and idle_since is not None:
             keep, why = self.warm.action(idle_since, now, current_replicas > 0)
             base = max(reactive, 1) if keep else 0
+            # The KPA's headroom (its target is below a replica's capacity, and a cold start
+            # panics it to two) is for concurrency that is not there while idle: hold no more
+            # than the last hour's peak needed.
+            if idle_need is not None and base > idle_need:
+                base, why = idle_need, f"{why}; the last hour's peak needs {idle_need}"
         auto = base if planned is None else max(base, planned)
         recommended = self.bounds.clamp(auto, now)
         cautious = self._cautious(now)
