@@ -366,8 +366,14 @@ class RevisionAutoscaler:
                 return now  # the average drifts as the window slides unwritten
             limit = min(limit, self._inputs_change(ready))
             break
-        # The state machine may still be moving (one step per tick, e.g. Activating -> Active
-        # -> Serve mode): tick again at `now` and keep the state only if nothing moved.
+        return self._at_rest_until(now, ready, limit)
+
+    def _at_rest_until(self, now: float, ready: int, limit: float) -> float:
+        """`limit`, or sooner the next timer of the state machine (activation timeout, stable
+        window, scale-to-zero grace and retention); `now` if it may still be moving (one step
+        per tick, e.g. Activating -> Active -> Serve mode): it ticks again at `now` and keeps
+        the state only if nothing moved."""
+        decider = self.decider
         mine, its = dict(vars(self)), dict(vars(decider))
         moved = self.tick(now, ready, self.reachable).replicas is not None
         if moved or vars(self) != mine or vars(decider) != its:
@@ -485,24 +491,7 @@ class RevisionAutoscaler:
         if decider._panic_time is not None and not now_inputs[2]:
             limit = min(limit, decider._panic_time + spec.stable_window)
         # As in `quiet_until`: the state machine must be at rest at `now`.
-        mine, its = dict(vars(self)), dict(vars(decider))
-        moved = self.tick(now, ready, self.reachable).replicas is not None
-        if moved or vars(self) != mine or vars(decider) != its:
-            self.__dict__.update(mine)
-            decider.__dict__.update(its)
-            return now
-        since = self._active_since
-        if self.active == ACTIVATING:
-            thresholds = [since + self.activation_timeout]
-        elif self.active == ACTIVE:
-            thresholds = [since + spec.stable_window]
-        else:
-            grace = spec.scale_to_zero_grace_period
-            retention = spec.scale_to_zero_pod_retention_period
-            thresholds = [since + max(grace, retention), since + retention]
-            if self._proxy_since is not None:
-                thresholds.append(self._proxy_since + grace)
-        return max(now, min([limit, *(t for t in thresholds if t > now)]))
+        return max(now, self._at_rest_until(now, ready, limit))
 
     def skip_steady(
         self,
