@@ -91,3 +91,27 @@ def test_replica_spans_are_closed_at_the_last_recorded_minute_after_a_restart(tm
     spans = {s.replica_id: s for s in history.spans()}
     assert spans["a"].stopped == 1001 * 60.0
     assert spans["b"].stopped == 59_200.0 and spans["b"].gpus == 1
+
+
+def test_a_full_store_keeps_the_minutes_and_writes_them_once_it_has_room(tmp_path):
+    """A full disk must not stop the scaling loop that calls `write` every second: the ended
+    minutes are kept and stored once the file can grow again (SQLite's `max_page_count` makes
+    the file full, as a full disk does: "database or disk is full")."""
+    history = MetricHistory(tmp_path / "h.db")
+    pages = history._db.execute("PRAGMA page_count").fetchone()[0]
+    history._db.execute(f"PRAGMA max_page_count = {pages}")
+    recorder = HistoryRecorder(history)
+    for second in range(60 * 40):  # 40 revisions' minutes, more than the file has room for
+        recorder.begin_second()
+        for r in range(40):
+            recorder.observe("default", "svc", f"svc-{r:05d}", 6000.0 + second, 1.0, 1, 1, 1)
+        recorder.write()  # raises nothing while full
+    assert recorder._due  # kept, not dropped
+    stored = history.service_series("default", "svc", "requests", 100, 139)
+    assert np.isnan(stored[10:]).all()  # the file was full after its first pages
+
+    history._db.execute(f"PRAGMA max_page_count = {pages * 1000}")
+    recorder.write()
+    assert not recorder._due
+    series = history.service_series("default", "svc", "requests", 100, 139)
+    assert (series == 40 * 60).all()  # 39 ended minutes of all 40 revisions, none lost

@@ -6,12 +6,17 @@ minute, interpolated as Prometheus' histogram_quantile does), so the request pat
 
 from __future__ import annotations
 
+import logging
 import math
+import sqlite3
 from dataclasses import dataclass, field
 
 from tidal.autoscaler.signals import Usage
 from tidal.gateway.routing import LATENCY
 from tidal.store.history import MetricHistory, MinuteRollup
+
+log = logging.getLogger("tidal.controller")
+MAX_UNWRITTEN = 100_000  # minute rows held while the store cannot take them (a full disk)
 
 
 @dataclass
@@ -33,21 +38,33 @@ class _Minute:
 class HistoryRecorder:
     """Per-second stats in, per-minute rows out: the scaling loop calls `begin_second`, then
     `observe` for each revision, then `write`, which stores the minutes that ended in one
-    transaction (not one per revision)."""
+    transaction (not one per revision). A store that cannot take them (a full disk) must not
+    stop the scaling loop: the rows are kept and retried every second until it takes them."""
 
     def __init__(self, history: MetricHistory) -> None:
         self.history = history
         self._open: dict[tuple[str, str, str], _Minute] = {}
-        self._due: list[MinuteRollup] = []
+        self._due: list[MinuteRollup] = []  # ended minutes not stored yet
+        self._failing = False
         self._buckets: dict[tuple[str, str], dict[float, float]] | None = None
 
     def begin_second(self) -> None:
         self._buckets = None  # the latency histogram is read again, once, when a minute ends
 
     def write(self) -> None:
-        due, self._due = self._due, []
-        if due:
-            self.history.add(due)
+        if not self._due:
+            return
+        try:
+            self.history.add(self._due)
+        except sqlite3.Error as exc:
+            if not self._failing:
+                log.warning("per-minute history not written (%s); kept and retried", exc)
+            self._failing = True
+            del self._due[:-MAX_UNWRITTEN]
+            return
+        if self._failing:
+            log.warning("per-minute history written again")
+        self._due, self._failing = [], False
 
     def _latency(self, namespace: str, revision: str) -> dict[float, float]:
         if self._buckets is None:

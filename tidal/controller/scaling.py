@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,8 @@ from tidal.controller.handle import RevisionHandle
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.usage import forget_replica_gauges, sample_resources
 from tidal.runtime.resources import ResourceMonitor
+
+log = logging.getLogger("tidal.controller")
 
 SETTLE_RECHECK_S = 10.0
 
@@ -144,7 +147,10 @@ class ScalingLoop:
             next_at += STAT_PERIOD_S
             await asyncio.sleep(max(0.0, next_at - self.clock.now()))
             tick += 1
-            self.step(self.clock.now(), decide=tick % TICKS_PER_DECISION == 0)
+            try:
+                self.step(self.clock.now(), decide=tick % TICKS_PER_DECISION == 0)
+            except Exception:  # one bad second must not end scaling for every revision
+                log.exception("scaling step failed; next tick in %.0f s", STAT_PERIOD_S)
 
     def step(self, now: float, decide: bool) -> None:
         """One stat tick: record every revision's second; on a decision tick, decide and place.
