@@ -509,14 +509,18 @@ class RevisionAutoscaler:
         if ticks:
             last = ticks[-1]
             split = next((i for i in range(len(records)) if records[i] > last), len(records))
-        for metric, windows in self.decider._windows.items():
-            for buckets in windows:
-                _record_each(buckets, records, 0, split, values[metric])
+        self._record_span(records, 0, split, values)
         if ticks:
             self.tick(ticks[-1], ready)
+        self._record_span(records, split, len(records), values)
+
+    def _record_span(
+        self, records: Sequence[float], begin: int, end: int, values: dict[str, float]
+    ) -> None:
+        """Every window records its metric's value at `records[begin:end]`."""
         for metric, windows in self.decider._windows.items():
             for buckets in windows:
-                _record_each(buckets, records, split, len(records), values[metric])
+                _record_each(buckets, records, begin, end, values[metric])
 
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
