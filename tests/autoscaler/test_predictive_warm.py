@@ -3,6 +3,8 @@ Ready Time ahead, running as the KPA without a rhythm, and never slower than the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
@@ -218,3 +220,32 @@ def test_an_idle_service_holds_no_more_than_the_last_hours_peak_needed():
     assert auto.idle_need(30.0) == 3
     assert auto.idle_need(10.0 + 3590.0) == 3
     assert auto.idle_need(20.0 + 3601.0) == 1  # both samples are over an hour old
+
+
+def test_a_replay_that_skips_idle_time_wakes_when_the_idle_cap_drops():
+    """Holding two replicas idle because the last hour's peak needed two, the count drops to
+    one when that peak is an hour old: `next_decision_at` says so, or a replay that skips idle
+    time would miss the release (and hold two replicas until the next request)."""
+    rng = np.random.default_rng(3)
+    gaps = [Gap(MONDAY + i * 3600, float(rng.uniform(200, 3000))) for i in range(200)]
+    model = fit(gaps, READY_S, TAIL_S, MONDAY + 200 * 3600, cold_start_cost=100_000.0)
+    assert model is not None and model.useful
+    model = replace(model, hold=np.ones_like(model.hold))  # keep warm through the horizon
+    auto = _autoscaler()
+    auto.policy.set_warm(model)
+    auto.record(10.0, 2.0, 2.0)  # two requests at once, then idle
+    auto.replicas = auto._reactive_replicas = 2
+
+    def decide(t: float) -> int:
+        return auto.policy.decide(MONDAY + t, 2, 2, MONDAY + 10.0, auto.idle_need(t)).replicas
+
+    t, seen = 100.0, []
+    while t < 4000.0:
+        auto.replicas = held = decide(t)
+        seen.append((t, held))
+        wake = auto.next_decision_at(t)
+        until = 4000.0 if wake is None else min(wake, 4000.0)
+        for s in np.arange(t + 1.0, until, 7.0):  # nothing changes before the wake
+            assert decide(float(s)) == held, (t, s, wake)
+        t = max(until, t + 1.0)
+    assert (100.0, 2) in seen and any(n == 1 and s >= 3610.0 for s, n in seen), seen

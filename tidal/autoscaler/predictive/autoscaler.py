@@ -88,7 +88,13 @@ class PredictiveAutoscaler:
         idle = self.idle_since(now)
         if idle is None:
             return None
-        at = self.policy.next_change(now + self.epoch_offset, max(self.replicas or 0, 0), idle)
+        held = max(self.replicas or 0, 0)
+        at = self.policy.next_change(now + self.epoch_offset, held, idle)
+        if held > 1 and self.policy.warm is not None and self.policy.warm.useful and self._peaks:
+            # Holding more than one while idle: the idle cap drops when the last hour's peak
+            # leaves the window.
+            expiry = self._peaks[0][0] + PEAK_WINDOW_S
+            at = expiry if at is None else min(at, expiry)
         return None if at is None else at - self.epoch_offset
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
