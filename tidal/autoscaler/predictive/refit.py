@@ -13,6 +13,7 @@ from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.kpa_cost import panic_cost
 from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
 from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
 
@@ -47,7 +48,8 @@ def build_models(
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=observing_since) + seen
     tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
-    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
+    panic_s = panic_cost(spec, ready_s, tail)
+    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost, panic_s)
     return replace(plan, warm=model, gaps_seen=len(gaps)), model, len(gaps)
 
 
@@ -72,7 +74,8 @@ def refit_warm(
         autoscaler.gaps
     )
     tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
-    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost)
+    panic_s = panic_cost(spec, ready_s, tail)
+    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost, panic_s)
     autoscaler.policy.set_warm(model, len(gaps))
     return model
 

@@ -44,6 +44,7 @@ MAX_GAPS = 5000  # most recent gaps kept
 BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
 HELD_OUT = 0.3  # auto price: chosen on this most recent share of the gaps, fitted on the rest
+WINDOWS = 2  # ... split into this many consecutive windows, each within the budget
 MIN_HELD_OUT = 20  # ... and on at least this many
 ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
@@ -148,13 +149,16 @@ def fit(
     kpa_tail_s: float,
     now: float,
     cold_start_cost: float | None = AUTO,
+    panic_s: float = 0.0,
 ) -> WarmModel | None:
     """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
 
     With the auto price, the price is chosen out of sample: tables fitted on the older gaps
     are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
     gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
-    used are then refitted on all the gaps at the chosen price."""
+    used are then refitted on all the gaps at the chosen price. `panic_s` is what a cold start
+    costs beyond its Ready Time in that model (`kpa_cost.panic_cost`: the KPA's panic
+    replica), added for every expected cold start on either side."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
     newest = gaps[-MAX_GAPS:]
     lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
@@ -173,12 +177,21 @@ def fit(
     useful = True
     if cold_start_cost is AUTO:
         held = max(MIN_HELD_OUT, int(HELD_OUT * len(both)))
-        train, test = slice(0, len(both) - held), slice(len(both) - held, None)
+        train = slice(0, len(both) - held)
         hazard, _ = _hazard(bins[train], own[train], recency[train], steps)
         hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
-        cost, cold = _evaluate(hold, start, bins[test], own[test], recency[test], ready_s, steps)
-        kpa_cost, kpa_cold = _kpa(lengths[test], recency[test], kpa_tail_s, ready_s)
-        affordable = np.flatnonzero(cost <= BUDGET * kpa_cost)
+        # Scored on each of WINDOWS consecutive parts of the held-out gaps: a price must stay
+        # within the budget on every one of them, not only on their sum.
+        windows = []
+        for part in np.array_split(np.arange(len(both) - held, len(both)), WINDOWS):
+            cost, cold = _evaluate(
+                hold, start, bins[part], own[part], recency[part], ready_s, steps
+            )
+            kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
+            windows.append((cost + panic_s * cold, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
+        within = np.all([c <= BUDGET * k for c, _, k, _ in windows], axis=0)
+        cost, cold, kpa_cost, kpa_cold = (sum(w[i] for w in windows) for i in range(4))
+        affordable = np.flatnonzero(within)
         pick = int(affordable[-1]) if affordable.size else 0
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
@@ -197,6 +210,7 @@ def fit(
     if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
         cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
         kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+        cost, kpa_cost = cost + panic_s * cold, kpa_cost + panic_s * kpa_cold
         cost_ratio = float(cost[0] / kpa_cost) if kpa_cost else math.inf
         cold_ratio = float(cold[0] / kpa_cold) if kpa_cold else 0.0
     return WarmModel(
