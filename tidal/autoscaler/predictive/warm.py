@@ -268,26 +268,28 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
     cold_arrival = c[..., 0] + ready_s  # (prices, 1)
     # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
-    # Laid out step-major (steps, prices, slices), so each step's slice is contiguous.
+    # `a` is built price-major, (prices, steps, slices), so that each operation runs over
+    # long contiguous rows; the step loop below wants it step-major.
     q = np.concatenate((hazard.T, np.ones((m, slices))), axis=0)  # (steps + m, slices)
-    prices_k = prices[None, :, None]
-    a_k = np.zeros((steps, n, slices))
-    b_k = np.ones((steps, 1, slices))
-    pay = np.empty((steps, n, slices))
+    a = np.zeros((n, steps, slices))
+    b = np.ones((steps, slices))
+    pay = np.empty((n, steps, slices))
     for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
-        qi = q[i : i + steps, None, :]
-        np.multiply(qi, prices_k + (m - 1 - i) * STEP_S, out=pay)
+        qi = q[i : i + steps]
+        np.multiply(qi, (prices + (m - 1 - i) * STEP_S)[:, None, None], out=pay)
         pay += STEP_S
         if i:
-            pay[steps - i :] = cold_arrival  # beyond the horizon
-        pay *= b_k
-        a_k += pay
+            pay[:, steps - i :] = cold_arrival[:, :, None]  # beyond the horizon
+        pay *= b
+        a += pay
         factor = 1.0 - qi
         if i:
             factor[steps - i :] = 0.0
-        b_k = b_k * factor
+        b = b * factor
     if n == 1:  # one price: too few states per step for NumPy's per-call cost to pay off
-        return _induct_scalar(hazard, a_k[:, 0], b_k[:, 0], m, float(cold_arrival[0, 0]))
+        return _induct_scalar(hazard, a[0], b, m, float(cold_arrival[0, 0]))
+    a_k = np.ascontiguousarray(a.transpose(1, 0, 2))  # (steps, prices, slices)
+    b_k = b[:, None, :]
     # An arrival while starting is a cold start, and the rest of the start is still paid.
     # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
     # m steps on, so it is computed for m steps at once, and the choices are read off the
@@ -313,8 +315,11 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
             np.minimum(sk[0], begin[k], out=vk[0])
             np.minimum(sk[1], vk[0], out=vk[1])
         top = low - 1
-    start = np.ascontiguousarray(np.moveaxis(begin < stay_keep[:, 0], 0, 2))
-    hold = np.ascontiguousarray(np.moveaxis(stay_keep[:, 1] <= v[:steps, 0], 0, 2))
+    # The choices, laid out (prices, slices, steps).
+    start = np.empty((n, slices, steps), dtype=bool)
+    np.less(begin.transpose(1, 2, 0), stay_keep[:, 0].transpose(1, 2, 0), out=start)
+    hold = np.empty((n, slices, steps), dtype=bool)
+    np.less_equal(stay_keep[:, 1].transpose(1, 2, 0), v[:steps, 0].transpose(1, 2, 0), out=hold)
     return hold, start
 
 
