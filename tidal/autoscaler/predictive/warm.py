@@ -64,6 +64,8 @@ def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = N
     without demand between minutes with demand, each taken as its expected length (the gap
     starts and ends somewhere inside the busy minutes around it). Only gaps ending before
     `until` are returned."""
+    if until is not None and until < start + 90.0:  # none ends that early (a minute, then 30 s)
+        return []
     y = np.nan_to_num(np.asarray(history, dtype=float))
     active = np.flatnonzero(y > 0)
     if active.size < 2:
