@@ -50,7 +50,7 @@ PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seco
 AUTO = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a fit reads thousands of them, fields inline
 class Gap:
     start: float  # epoch seconds the service went idle
     length: float  # seconds until the next request
