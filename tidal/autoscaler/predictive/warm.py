@@ -310,12 +310,15 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
         low = max(0, top - m + 1)
         np.multiply(b_k[low : top + 1], v[low + m : top + m + 1, 1], out=begin[low : top + 1])
         begin[low : top + 1] += a_k[low : top + 1]
+        after = v[top + 1]
         for k in range(top, low - 1, -1):
             sk, vk = stay_keep[k], v[k]
-            np.multiply(miss[k], v[k + 1], out=sk)
+            np.multiply(miss[k], after, out=sk)
             sk += add[k]
-            np.minimum(sk[0], begin[k], out=vk[0])
-            np.minimum(sk[1], vk[0], out=vk[1])
+            cold = vk[0]
+            np.minimum(sk[0], begin[k], out=cold)
+            np.minimum(sk[1], cold, out=vk[1])
+            after = vk
         top = low - 1
     # The choices, laid out (prices, slices, steps).
     start = np.empty((n, slices, steps), dtype=bool)
