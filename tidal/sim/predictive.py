@@ -60,6 +60,7 @@ class SimulatedPredictive:
         self._first_minute = self._minute - len(prior)
         self._sum = 0.0
         self._history = _Series(prior)
+        self._trim()
         self._next_plan = now
         self._next_warm = now + WARM_REFIT_S
 
@@ -71,6 +72,8 @@ class SimulatedPredictive:
     def _roll(self, now: float) -> None:
         """Close the minutes before the one holding `now` (mean concurrency; no record = 0)."""
         minute = math.floor(now / 60.0)
+        if minute <= self._minute:  # most calls: the same minute
+            return
         if minute - self._minute > 1:  # a skipped stretch: whole minutes without a record
             self._history.append(self._sum / 60.0)
             self._history.zeros(minute - self._minute - 1)
@@ -79,6 +82,10 @@ class SimulatedPredictive:
             self._history.append(self._sum / 60.0)
             self._sum = 0.0
             self._minute += 1
+        self._trim()
+
+    def _trim(self) -> None:
+        """Forget what no refit reads (kept up to twice that, so it is dropped rarely)."""
         if len(self._history) > 2 * HISTORY_MINUTES:
             drop = len(self._history) - HISTORY_MINUTES
             self._history.drop(drop)

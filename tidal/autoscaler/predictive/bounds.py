@@ -34,6 +34,8 @@ class Bounds:
 
     def window_at(self, now: float) -> CronBound | None:
         """The first window containing `now`, if any."""
+        if not self.windows:
+            return None
         local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
         minute = local.hour * 60 + local.minute
         day = local.weekday()

@@ -212,8 +212,8 @@ def _profile_forecast(
     grid = grid.reshape(cycles, period)
     wrapped = np.concatenate((grid[:, -WINDOW:], grid, grid[:, :WINDOW]), axis=1)
     pooled = sliding_window_view(wrapped, 2 * WINDOW + 1, axis=1)  # (cycles, period, window)
-    pooled = pooled.transpose(1, 0, 2).reshape(period, -1)
-    profile = nanmedian(pooled, axis=1)
+    pooled = pooled.transpose(1, 0, 2).reshape(period, -1)  # a copy
+    profile = nanmedian(pooled, axis=1, scratch=True)
     profile = np.nan_to_num(profile, nan=float(np.nanmedian(y)))
     band = _band(grid - profile, quantile)
     steps = np.arange(horizon)

@@ -40,14 +40,19 @@ def interpolate_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
     return y
 
 
-def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+def nanmedian(x: np.ndarray, axis: int, scratch: bool = False) -> np.ndarray:
     """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning.
 
     Sorted once instead of through `np.nanmedian`, whose path for short axes goes through
-    masked arrays and cost most of a forecast refit; the values are the same."""
+    masked arrays and cost most of a forecast refit; the values are the same. `scratch`: `x`
+    is a float array the caller no longer needs, sorted in place instead of copied."""
     x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
-    ordered = np.sort(x, axis=-1)  # NaN sorts last
-    present = np.count_nonzero(~np.isnan(x), axis=-1)
+    if scratch:
+        x.sort(axis=-1)  # NaN sorts last
+        ordered = x
+    else:
+        ordered = np.sort(x, axis=-1)
+    present = np.count_nonzero(~np.isnan(ordered), axis=-1)
     low = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0)[..., None], -1)[..., 0]
     high = np.take_along_axis(ordered, (present // 2)[..., None], -1)[..., 0]
     with np.errstate(invalid="ignore"):

@@ -60,6 +60,7 @@ class PredictivePolicy:
         self.gaps_seen = 0  # idle gaps the last warm fit had (for the reason when it had too few)
         # (time, proactive recommendation) inside the stabilization window.
         self._window: deque[tuple[float, int]] = deque()
+        self._mode_memo: tuple | None = None  # (plan, warm, gaps_seen, settings, _mode())
 
     def set_plan(self, plan: Plan | None) -> None:
         self.plan = plan
@@ -138,7 +139,22 @@ class PredictivePolicy:
         return int(counts[i]) if 0 <= i < len(counts) else None
 
     def _mode(self) -> tuple[str, str]:
-        """The mode in effect and, for reactive/observer, why."""
+        """The mode in effect and, for reactive/observer, why: the same until the plan, the
+        warm model or the settings change, so kept until then (it is asked every tick)."""
+        memo = self._mode_memo
+        if (
+            memo is not None
+            and memo[0] is self.plan
+            and memo[1] is self.warm
+            and memo[2] == self.gaps_seen
+            and memo[3] is self.settings
+        ):
+            return memo[4]
+        mode = self._mode_now()
+        self._mode_memo = (self.plan, self.warm, self.gaps_seen, self.settings, mode)
+        return mode
+
+    def _mode_now(self) -> tuple[str, str]:
         mode = self.settings.mode
         if mode in (OBSERVER, REACTIVE):
             return mode, f"{mode}: tidal.dev/mode={mode}"
@@ -177,11 +193,16 @@ class PredictivePolicy:
 
     def _stabilize(self, now: float, proactive: int) -> int:
         """Proactive scale-in takes the max of the recommendations within the window;
-        scale-out is immediate."""
-        self._window.append((now, proactive))
-        while self._window[0][0] < now - self.settings.stabilization_window:
-            self._window.popleft()
-        return max(p for _, p in self._window)
+        scale-out is immediate. The window keeps only recommendations no later one is at
+        least as high as (decreasing), so its first is the max, and the latest moment each
+        value was recommended is kept."""
+        window = self._window
+        while window and window[-1][1] <= proactive:
+            window.pop()
+        window.append((now, proactive))
+        while window[0][0] < now - self.settings.stabilization_window:
+            window.popleft()
+        return window[0][1]
 
 
 def human_duration(seconds: float) -> str:

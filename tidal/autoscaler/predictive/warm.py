@@ -53,7 +53,7 @@ PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seco
 AUTO = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a fit reads thousands of them, fields inline
 class Gap:
     start: float  # epoch seconds the service went idle
     length: float  # seconds until the next request
@@ -67,6 +67,8 @@ def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = N
     without demand between minutes with demand, each taken as its expected length (the gap
     starts and ends somewhere inside the busy minutes around it). Only gaps ending before
     `until` are returned."""
+    if until is not None and until < start + 90.0:  # none ends that early (a minute, then 30 s)
+        return []
     y = np.nan_to_num(np.asarray(history, dtype=float))
     active = np.flatnonzero(y > 0)
     if active.size < 2:
@@ -284,26 +286,28 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
     cold_arrival = c[..., 0] + ready_s  # (prices, 1)
     # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
-    # Laid out step-major (steps, prices, slices), so each step's slice is contiguous.
+    # `a` is built price-major, (prices, steps, slices), so that each operation runs over
+    # long contiguous rows; the step loop below wants it step-major.
     q = np.concatenate((hazard.T, np.ones((m, slices))), axis=0)  # (steps + m, slices)
-    prices_k = prices[None, :, None]
-    a_k = np.zeros((steps, n, slices))
-    b_k = np.ones((steps, 1, slices))
-    pay = np.empty((steps, n, slices))
+    a = np.zeros((n, steps, slices))
+    b = np.ones((steps, slices))
+    pay = np.empty((n, steps, slices))
     for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
-        qi = q[i : i + steps, None, :]
-        np.multiply(qi, prices_k + (m - 1 - i) * STEP_S, out=pay)
+        qi = q[i : i + steps]
+        np.multiply(qi, (prices + (m - 1 - i) * STEP_S)[:, None, None], out=pay)
         pay += STEP_S
         if i:
-            pay[steps - i :] = cold_arrival  # beyond the horizon
-        pay *= b_k
-        a_k += pay
+            pay[:, steps - i :] = cold_arrival[:, :, None]  # beyond the horizon
+        pay *= b
+        a += pay
         factor = 1.0 - qi
         if i:
             factor[steps - i :] = 0.0
-        b_k = b_k * factor
+        b = b * factor
     if n == 1:  # one price: too few states per step for NumPy's per-call cost to pay off
-        return _induct_scalar(hazard, a_k[:, 0], b_k[:, 0], m, float(cold_arrival[0, 0]))
+        return _induct_scalar(hazard, a[0], b, m, float(cold_arrival[0, 0]))
+    a_k = np.ascontiguousarray(a.transpose(1, 0, 2))  # (steps, prices, slices)
+    b_k = b[:, None, :]
     # An arrival while starting is a cold start, and the rest of the start is still paid.
     # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
     # m steps on, so it is computed for m steps at once, and the choices are read off the
@@ -322,15 +326,21 @@ def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.n
         low = max(0, top - m + 1)
         np.multiply(b_k[low : top + 1], v[low + m : top + m + 1, 1], out=begin[low : top + 1])
         begin[low : top + 1] += a_k[low : top + 1]
+        after = v[top + 1]
         for k in range(top, low - 1, -1):
             sk, vk = stay_keep[k], v[k]
-            np.multiply(miss[k], v[k + 1], out=sk)
+            np.multiply(miss[k], after, out=sk)
             sk += add[k]
-            np.minimum(sk[0], begin[k], out=vk[0])
-            np.minimum(sk[1], vk[0], out=vk[1])
+            cold = vk[0]
+            np.minimum(sk[0], begin[k], out=cold)
+            np.minimum(sk[1], cold, out=vk[1])
+            after = vk
         top = low - 1
-    start = np.ascontiguousarray(np.moveaxis(begin < stay_keep[:, 0], 0, 2))
-    hold = np.ascontiguousarray(np.moveaxis(stay_keep[:, 1] <= v[:steps, 0], 0, 2))
+    # The choices, laid out (prices, slices, steps).
+    start = np.empty((n, slices, steps), dtype=bool)
+    np.less(begin.transpose(1, 2, 0), stay_keep[:, 0].transpose(1, 2, 0), out=start)
+    hold = np.empty((n, slices, steps), dtype=bool)
+    np.less_equal(stay_keep[:, 1].transpose(1, 2, 0), v[:steps, 0].transpose(1, 2, 0), out=hold)
     return hold, start
 
 
@@ -338,25 +348,30 @@ def _induct_scalar(
     hazard: np.ndarray, a_k: np.ndarray, b_k: np.ndarray, m: int, cold_arrival: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """`_solve`'s step loop for a single price, slice by slice on Python floats: the same
-    operations in the same order (IEEE doubles either way), so the same tables."""
+    operations in the same order (IEEE doubles either way), so the same tables. The steps are
+    walked backwards over reversed lists; `warms` grows by one value per step, so the warm
+    value one step on is `warms[-1]` and m steps on `warms[-m]`."""
     slices, steps = hazard.shape
-    misses, arrivals = (1.0 - hazard).tolist(), (hazard * cold_arrival).tolist()
-    begins, stays, keeps = np.empty((3, 1, slices, steps))
-    colds = np.empty((1, slices, steps))
+    hold = np.empty((1, slices, steps), dtype=bool)
+    start = np.empty((1, slices, steps), dtype=bool)
+    misses = (1.0 - hazard)[:, ::-1].tolist()
+    arrivals = (hazard * cold_arrival)[:, ::-1].tolist()
+    a_rev, b_rev = a_k[::-1].T.tolist(), b_k[::-1].T.tolist()
     for j in range(slices):
-        miss, arrival = misses[j], arrivals[j]
-        a, b = a_k[:, j].tolist(), b_k[:, j].tolist()
-        cold = [cold_arrival] * (steps + m + 1)  # value at zero; beyond the horizon: cold
-        warm = [cold_arrival] * (steps + m + 1)  # value holding one
-        begin, stay, keep = [0.0] * steps, [0.0] * steps, [0.0] * steps
-        for k in range(steps - 1, -1, -1):
-            begin[k] = bk = b[k] * warm[k + m] + a[k]
-            stay[k] = sk = miss[k] * cold[k + 1] + arrival[k]
-            keep[k] = kk = miss[k] * warm[k + 1] + STEP_S
-            cold[k] = vk = sk if sk < bk else bk
-            warm[k] = kk if kk < vk else vk
-        begins[0, j], stays[0, j], keeps[0, j], colds[0, j] = begin, stay, keep, cold[:steps]
-    return keeps <= colds, begins < stays
+        warms = [cold_arrival] * m  # beyond the horizon: a cold arrival
+        cold = cold_arrival  # value at zero one step on
+        holds, starts = [], []
+        for miss, arrival, a, b in zip(misses[j], arrivals[j], a_rev[j], b_rev[j], strict=True):
+            bk = b * warms[-m] + a
+            sk = miss * cold + arrival
+            kk = miss * warms[-1] + STEP_S
+            cold = sk if sk < bk else bk
+            warms.append(kk if kk < cold else cold)
+            holds.append(kk <= cold)
+            starts.append(bk < sk)
+        hold[0, j] = holds[::-1]
+        start[0, j] = starts[::-1]
+    return hold, start
 
 
 def _evaluate(
@@ -376,7 +391,8 @@ def _evaluate(
     np.add.at(mass, (own, bins), weights)
     m = max(1, math.ceil(ready_s / STEP_S))
     paid, extra, cold_at = _paths(hold.reshape(-1, steps), start.reshape(-1, steps), m, ready_s)
-    spent = np.concatenate((np.zeros((paid.shape[0], 1)), np.cumsum(paid, axis=1)[:, :-1]), 1)
+    spent = np.zeros_like(paid)  # replica time paid before each step
+    np.cumsum(paid[:, :-1], axis=1, out=spent[:, 1:])
     shape = (prices, slices, steps + 1)
     cost = np.einsum("psk,sk->p", (spent + extra).reshape(shape), mass)
     cold = np.einsum("psk,sk->p", cold_at.reshape(shape).astype(float), mass)
@@ -391,9 +407,12 @@ def _paths(
     arrival in it then costs, and whether that arrival is cold.
 
     A path is a chain of warm spells: warm from entry e until the next release r, at zero
-    until the next start s, starting for m steps, warm again from s + m. The entries reached
-    from step 0 are found by following that jump, then each spell is laid down with
-    difference arrays."""
+    until the next start s, starting for m steps, warm again from s + m. The chains are
+    followed from step 0 for all rows at once (a few hops each), then the spells are laid
+    down in one difference array: +1 while warm, (s + m - 1) + 2 while starting, so that one
+    cumulative sum tells warm (1), starting (>= 2) and cold (0) apart and gives the steps to
+    ready while starting. All values are small integers, so
+    the sums are exact."""
     rows, steps = hold.shape
     n = steps  # "beyond the horizon"; n + 1 is a sink
     idx = np.arange(steps + 2)
@@ -403,39 +422,33 @@ def _paths(
     release = np.minimum.accumulate(np.concatenate((release, never), 1)[:, ::-1], 1)[:, ::-1]
     begin = np.where(start, idx[:steps], n)
     begin = np.minimum.accumulate(np.concatenate((begin, never), 1)[:, ::-1], 1)[:, ::-1]
-    r = release[:, : n + 1]  # for entries 0..n
-    s = np.take_along_axis(begin, np.minimum(r + 1, n + 1), axis=1)
-    jump = np.where((r < n) & (s < n) & (s + m <= n), s + m, n + 1)
-    # Follow every row's chain from step 0 at once (entries only grow, so it ends).
-    reached = np.zeros((rows, n + 1), dtype=bool)
-    row, node = np.arange(rows), np.zeros(rows, dtype=np.int64)
-    while row.size:
-        reached[row, node] = True
-        node = jump[row, node]
-        more = node <= n
-        row, node = row[more], node[more]
-    t, e = np.nonzero(reached)
-    r, s = r[t, e], s[t, e]
-    warm = np.zeros((rows, n + 3))
-    np.add.at(warm, (t, e), 1.0)
-    np.add.at(warm, (t, np.where(r < n, r, n + 1)), -1.0)  # never released: warm beyond
+    found: list[tuple[np.ndarray, ...]] = []
+    row, entry = np.arange(rows), np.zeros(rows, dtype=np.int64)
+    while row.size:  # entries only grow, so this ends
+        r = release[row, entry]
+        s = begin[row, np.minimum(r + 1, n + 1)]
+        found.append((row, entry, r, s))
+        more = (r < n) & (s < n) & (s + m <= n)
+        row, entry = row[more], s[more] + m
+    t, e, r, s = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    width = n + 3
     started = (r < n) & (s < n)
-    t, r, s = t[started], r[started], s[started]
-    end = np.minimum(s + m, n)
-    busy = np.zeros((rows, n + 2))
-    due = np.zeros((rows, n + 2))  # s + m - 1 while starting: steps to ready = due - k
-    np.add.at(busy, (t, s), 1.0)
-    np.add.at(busy, (t, end), -1.0)
-    np.add.at(due, (t, s), s + m - 1.0)
-    np.add.at(due, (t, end), -(s + m - 1.0))
-    warm = np.cumsum(warm, 1)[:, : n + 1] > 0.5
-    busy = np.cumsum(busy, 1)[:, : n + 1] > 0.5
-    due = np.cumsum(due, 1)[:, : n + 1]
-    paid = np.where(warm | busy, STEP_S, 0.0)
-    extra = np.where(warm, 0.0, np.where(busy, STEP_S * (due - idx[: n + 1]), ready_s))
-    starting_beyond = np.zeros(rows, dtype=bool)
-    starting_beyond[t[s + m > n]] = True  # still starting at the horizon: no wait counted
-    extra[starting_beyond, n] = 0.0
+    ts, ss = t[started], s[started]
+    due = ss + m + 1.0  # while starting: the last starting step + 2
+    at = np.concatenate(
+        (
+            t * width + e,  # warm from the entry ...
+            t * width + np.where(r < n, r, n + 1),  # ... to the release (never: beyond)
+            ts * width + ss,  # starting from the start ...
+            ts * width + np.minimum(ss + m, n),  # ... until ready
+        )
+    )
+    weight = np.concatenate((np.ones(len(t)), np.full(len(t), -1.0), due, -due))
+    code = np.cumsum(np.bincount(at, weight, rows * width).reshape(rows, width), 1)[:, : n + 1]
+    warm, busy = code == 1.0, code >= 2.0
+    paid = np.where(code > 0.5, STEP_S, 0.0)
+    extra = np.where(warm, 0.0, np.where(busy, STEP_S * (code - 2.0 - idx[: n + 1]), ready_s))
+    extra[ts[ss + m > n], n] = 0.0  # still starting at the horizon: no wait counted
     return paid, extra, ~warm
 
 

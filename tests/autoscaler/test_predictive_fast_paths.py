@@ -1,0 +1,113 @@
+"""The predictive policy's fast paths against plain transcriptions of what they replace: the
+stabilization window (max over every recommendation in it, and the latest moment that max was
+recommended, which the replay's quiet check reads), the cached mode and reason, and the warm
+model's path evaluation (`_paths`) against a step-by-step walk of each row's tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.predictive.policy import PredictivePolicy
+from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _paths
+
+
+def test_the_stabilization_window_gives_the_max_of_every_recommendation_in_it():
+    rng = np.random.default_rng(3)
+    settings = PredictiveAnnotations(mode="proactive", stabilization_window=30.0)
+    policy = PredictivePolicy(settings)
+    seen: list[tuple[float, int]] = []
+    now = 0.0
+    for _ in range(3000):
+        now += float(rng.choice([0.5, 1.0, 1.0, 2.0, 7.0, 40.0]))
+        proactive = int(rng.choice([0, 1, 1, 2, 3, 5]))
+        got = policy._stabilize(now, proactive)
+        seen.append((now, proactive))
+        inside = [(t, p) for t, p in seen if t >= now - settings.stabilization_window]
+        top = max(p for _, p in inside)
+        assert got == top
+        # What tidal/sim/quiet.py reads: the max, the latest moment it was recommended,
+        # and the newest recommendation.
+        window = policy._window
+        latest = max(t for t, p in inside if p == top)
+        held = [(t, p) for t, p in window if p == top]
+        assert held == [(latest, top)] and window[-1] == (now, proactive)
+        assert max(p for _, p in window) == top
+
+
+def test_the_mode_and_its_reason_follow_a_new_plan_or_warm_model():
+    policy = PredictivePolicy(PredictiveAnnotations())
+    first = policy.decide(0.0, 1, 1)
+    assert first.mode_used == "observer" and "0 idle gaps seen" in first.reason
+    policy.set_warm(None, gaps_seen=12)
+    assert "12 idle gaps seen" in policy.decide(1.0, 1, 1).reason
+    steps = 8
+    model = WarmModel(
+        hold=np.zeros((6, steps), dtype=bool),
+        start=np.zeros((6, steps), dtype=bool),
+        price=10.0,
+        auto_price=True,
+        ready_s=30.0,
+        gaps=40,
+        kpa_tail_s=90.0,
+        expected_cost_ratio=0.5,
+        expected_cold_ratio=0.5,
+        useful=True,
+        survival=np.ones((6, steps + 1)),
+    )
+    policy.set_warm(model)
+    assert policy.decide(2.0, 1, 1).mode_used == "auto"
+
+
+def walk(hold: np.ndarray, start: np.ndarray, m: int, ready_s: float):
+    """Per row and step (`steps`: beyond), as a gap that began warm reaches it: replica time
+    paid in the step, what an arrival in it then costs, and whether that arrival is cold."""
+    rows, steps = hold.shape
+    paid = np.zeros((rows, steps + 1))
+    extra = np.zeros((rows, steps + 1))
+    cold = np.zeros((rows, steps + 1), dtype=bool)
+    for t in range(rows):
+        state = 1  # 0 cold, 1 warm, j >= 2: starting, j - 1 steps until ready
+        for k in range(steps + 1):  # what an arrival in step k meets, then the step passes
+            if k == steps:  # beyond the horizon: warm, starting (no wait counted) or cold
+                paid[t, k] = STEP_S if state == 1 else 0.0
+                extra[t, k] = 0.0 if state >= 1 else ready_s
+                cold[t, k] = state != 1
+            elif state == 1:
+                warm = bool(hold[t, k])
+                paid[t, k] = STEP_S if warm else 0.0
+                extra[t, k] = 0.0 if warm else ready_s
+                cold[t, k] = not warm
+                state = 1 if warm else 0
+            elif state == 0:
+                go = bool(start[t, k])
+                paid[t, k] = STEP_S if go else 0.0
+                extra[t, k] = STEP_S * (m - 1) if go else ready_s
+                cold[t, k] = True
+                state = m if go else 0
+            else:
+                paid[t, k] = STEP_S
+                extra[t, k] = STEP_S * (state - 2)
+                cold[t, k] = True
+                state -= 1
+    return paid, extra, cold
+
+
+@pytest.mark.parametrize("ready_s", [10.0, 15.0, 40.0, 100.0])
+def test_paths_match_a_step_by_step_walk(ready_s):
+    rng = np.random.default_rng(int(ready_s))
+    m = max(1, math.ceil(ready_s / STEP_S))
+    rows, steps = 40, 50
+    hold = rng.random((rows, steps)) < rng.uniform(0.2, 0.95, (rows, 1))
+    start = rng.random((rows, steps)) < rng.uniform(0.0, 0.4, (rows, 1))
+    hold[0], start[0] = True, False  # never released: warm beyond the horizon
+    hold[1], start[1] = False, False  # released at once, never started again
+    hold[2, -3:], start[2] = False, True  # started at the horizon: still starting beyond
+    paid, extra, cold = _paths(hold, start, m, ready_s)
+    ref_paid, ref_extra, ref_cold = walk(hold, start, m, ready_s)
+    assert np.array_equal(paid, ref_paid)
+    assert np.array_equal(cold, ref_cold)
+    assert np.array_equal(extra, ref_extra)
