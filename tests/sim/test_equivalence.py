@@ -147,8 +147,8 @@ def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkey
             seen["starting"] += len(svc.state) > svc.ready
         return resume
 
-    def steady_ticks(self, svc, k):
-        resume = steady(self, svc, k)
+    def steady_ticks(self, svc, k, end_k):
+        resume = steady(self, svc, k, end_k)
         seen["steady"] += resume > k + 1
         return resume
 
@@ -199,3 +199,42 @@ def test_recording_a_run_of_seconds_at_once_equals_recording_each():
         for t in times:
             each.record(t, 3.0)
         assert vars(one) == vars(each)
+
+
+@pytest.mark.parametrize("policy", ["hpa", "keepalive", "hybrid-histogram", "peak"])
+def test_baselines_skip_while_starved_and_change_nothing(monkeypatch, policy):
+    """On a fleet starved of capacity, the baselines skip the ticks of services without a
+    replica whose missing ones cannot be placed: with requests queued (the same stats every
+    second) and, for those that hold a replica without traffic, with none. Fewer decisions,
+    the per-second replay's result."""
+    import tidal.sim.model as sim_model
+
+    seen = {"queued": 0, "empty": 0}
+    steady = sim_model.Simulation._steady_ticks
+
+    def steady_ticks(self, svc, k, end_k):
+        resume = steady(self, svc, k, end_k)
+        if resume > k + 1:
+            seen["queued" if svc.open else "empty"] += 1
+        return resume
+
+    monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
+    fast, slow = build("fleet-starved", policy, True), build("fleet-starved", policy, False)
+    decided = {True: 0, False: 0}
+    for sim, key in ((fast, True), (slow, False)):
+        for svc in sim.services:
+            tick = svc.autoscaler.tick
+
+            def counted(now, ready, reachable=True, tick=tick, key=key):
+                decided[key] += 1
+                return tick(now, ready, reachable)
+
+            svc.autoscaler.tick = counted
+    a, b = fast.run(), slow.run()
+    assert np.array_equal(a.latency, b.latency, equal_nan=True)
+    assert np.array_equal(a.status, b.status)
+    assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
+    assert a.service_usage == b.service_usage
+    print(policy, seen, decided)
+    assert seen["queued"] > 0, seen
+    assert decided[True] < 0.75 * decided[False], decided

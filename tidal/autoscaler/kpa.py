@@ -448,6 +448,8 @@ class RevisionAutoscaler:
         decider = self.decider
         if self._replicas is None or decider._delay is not None:
             return now
+        if not (ready or concurrency or rps):
+            return now  # nothing is recorded then: the windows would not see these zeros
         spec = self.spec
         stable, panic = decider._windows[spec.scaling_metric]
         second = stable._index(now)

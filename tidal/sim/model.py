@@ -253,9 +253,11 @@ class _Service:
             quiet = lambda now, ready: predictive_quiet_until(autoscaler, now, ready)  # noqa: E731
             skip = lambda r, t, ready: predictive_skip_idle(autoscaler, r, t, ready)  # noqa: E731
         self.quiet_until: Callable[[float, int], float] | None = quiet
-        # Steady skipping (requests queued for a replica that cannot be placed): the KPA's.
-        self.steady_until = getattr(autoscaler, "steady_until", None)
-        self.skip_steady = getattr(autoscaler, "skip_steady", None)
+        # Steady skipping (no replica, the missing ones cannot be placed, requests queued or
+        # none). Not through a metric wrapper: it records other values than it is given.
+        steady = not isinstance(autoscaler, MetricAutoscaler)
+        self.steady_until = getattr(autoscaler, "steady_until", None) if steady else None
+        self.skip_steady = getattr(autoscaler, "skip_steady", None) if steady else None
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
 
@@ -428,7 +430,10 @@ class Simulation:
         ticks = _Grid(self.clock0, first_tick, last_tick, per)
         if steady is not None:
             assert svc.skip_steady is not None
-            svc.skip_steady(_Grid(self.clock0, first, last_k), ticks, svc.ready, *steady)
+            # Stats are recorded only with a replica ready or traffic (see `run`).
+            recorded = svc.ready or steady[0] or steady[1]
+            records = _Grid(self.clock0, first, last_k) if recorded else _Grid(0.0, 1, 0)
+            svc.skip_steady(records, ticks, svc.ready, *steady)
         else:
             records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
             assert svc.skip_idle is not None
@@ -465,9 +470,9 @@ class Simulation:
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
-        if svc.open and svc.steady_until is not None:
-            return self._steady_ticks(svc, k)
-        if svc.quiet_until is None or svc.open or svc.pending_since:
+        if svc.open or svc.pending_since:
+            return k + 1 if svc.steady_until is None else self._steady_ticks(svc, k, end_k)
+        if svc.quiet_until is None:
             return k + 1
         up = math.inf  # a starting replica's readiness ends the skip (ready changes)
         if svc.ready != len(svc.state):
@@ -488,25 +493,30 @@ class Simulation:
             svc.skip_from = k + 1
         return max(resume, k + 1)
 
-    def _steady_ticks(self, svc: _Service, k: int) -> int:
-        """Like `_quiet_ticks`, for a service whose requests all wait for a replica that
-        cannot be placed until capacity is freed: every stat records the same (the queue, no
-        arrivals) until its next request, time-out or freed capacity wakes it."""
+    def _steady_ticks(self, svc: _Service, k: int, end_k: int) -> int:
+        """Like `_quiet_ticks`, for a service without replicas whose missing ones cannot be
+        placed until capacity is freed, its requests (if any) all waiting: every stat is the
+        same (the queue, no arrivals; nothing is recorded without one) until its next
+        request, time-out or freed capacity wakes it. A service that measures use and RT
+        measures nothing then (no replica, no answer)."""
         if (
             svc.ready
             or svc.state
-            or svc.measured
             or not svc.pending_since
             or svc.blocked != (self.freed, svc.desired)
             or svc.open != len(svc.queue)
+            or (svc.measured and (svc.busy or svc.latencies))
         ):
             return k + 1
         assert svc.steady_until is not None
         concurrency = float(svc.open)
         limit = svc.steady_until(self.clock0 + k * STAT_PERIOD_S, 0, concurrency, 0.0)
-        resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
-        while self.clock0 + resume * STAT_PERIOD_S < limit:
-            resume += 1
+        if limit == math.inf:
+            resume = end_k  # woken there at the latest (past the end: by its time-outs)
+        else:
+            resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
+            while self.clock0 + resume * STAT_PERIOD_S < limit:
+                resume += 1
         if resume <= k + 1:
             return k + 1
         svc.skip_from = k + 1
