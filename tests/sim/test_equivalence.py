@@ -201,7 +201,7 @@ def test_recording_a_run_of_seconds_at_once_equals_recording_each():
         assert vars(one) == vars(each)
 
 
-@pytest.mark.parametrize("policy", ["hpa", "keepalive", "hybrid-histogram", "peak"])
+@pytest.mark.parametrize("policy", ["hpa", "ray", "keepalive", "hybrid-histogram", "peak"])
 def test_baselines_skip_while_starved_and_change_nothing(monkeypatch, policy):
     """On a fleet starved of capacity, the baselines skip the ticks of services without a
     replica whose missing ones cannot be placed: with requests queued (the same stats every

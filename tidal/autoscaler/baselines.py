@@ -327,11 +327,7 @@ class RayServeAutoscaler(_Baseline):
                 return self._apply(max(math.ceil(self.FACTOR), 1), 1, "from zero", self._latest)
             return self._apply(0, 0, "idle at zero", 0.0)
         total = self._reported
-        err = total / (self.spec.target_value * n)
-        desired = math.ceil(n * (1 + (err - 1) * self.FACTOR) - 1e-9)
-        if desired == n and math.ceil(n * err - 1e-9) < n:
-            desired -= 1
-        desired = self._clamp(desired)
+        desired = self._desired(total, n)
         decision = n
         if desired > n:
             self._counter = max(self._counter, 0) + 1
@@ -345,17 +341,24 @@ class RayServeAutoscaler(_Baseline):
             self._counter = 0
         return self._apply(decision, desired, f"ongoing {total:.2f} -> {desired}", total)
 
+    def _desired(self, total: float, n: int) -> int:
+        err = total / (self.spec.target_value * n)
+        desired = math.ceil(n * (1 + (err - 1) * self.FACTOR) - 1e-9)
+        if desired == n and math.ceil(n * err - 1e-9) < n:
+            desired -= 1
+        return self._clamp(desired)
+
     def quiet_until(self, now: float, ready: int) -> float:
         """At zero with nothing but zeros in the look-back, idle ticks only move the 10 s
         report clock."""
         settled = self._settled() and self.replicas == 0 and all(c == 0 for _, c in self._samples)
         return math.inf if settled else now
 
-    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
-        if not ticks:
-            return
+    def _last_report(self, ticks: Sequence[float]) -> float:
+        """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
+        it; `_reported_at` when none does)."""
         last = self._reported_at
-        end = len(ticks) - 1  # the last tick runs for real below
+        end = len(ticks) - 1  # the last tick runs for real
         k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, 0, end)
         while k < end:
             if ticks[k] - last >= self.METRICS_INTERVAL_S:
@@ -363,11 +366,81 @@ class RayServeAutoscaler(_Baseline):
                 k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, k + 1, end)
             else:
                 k += 1
+        return last
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        if not ticks:
+            return
+        last = self._last_report(ticks)
         if last != self._reported_at:
             while self._samples and self._samples[0][0] <= last - self.LOOK_BACK_S:
                 self._samples.popleft()
             self._reported, self._reported_at = 0.0, last
         self.tick(ticks[-1], ready)
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """With replicas wanted and none ready: until the next report the report stands, and
+        from it a constant desired count moves the up/down counter one step a tick; the count
+        changes when the counter trips. A report changes nothing when the look-back holds only
+        the recorded value (integral, so its mean is exact), or, with nothing recorded, nothing
+        and the last report was 0."""
+        n = self.replicas
+        if ready or not n:
+            return now
+        value = concurrency if concurrency > 0 else None
+        settled = self._reported == concurrency and (
+            all(c == value for _, c in self._samples) and float(concurrency).is_integer()
+        )
+        step = TICK_INTERVAL
+        limit = math.inf
+        if not settled:
+            j = 1
+            while now + j * step - self._reported_at < self.METRICS_INTERVAL_S:
+                j += 1
+            limit = now + j * step
+        desired, counter = self._desired(self._reported, n), self._counter
+        if desired > n:
+            trips = int(self.upscale_delay_s / step) + 1 - max(counter, 0)
+        elif desired < n:
+            trips = int(self.downscale_delay_s / step) + 1 + min(counter, 0)
+        else:
+            return limit
+        return min(limit, now + max(trips, 1) * step)
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """The counter moved by the ticks before the last, the report clock and the look-back
+        as they leave it (a report repeats the last one), then the last tick and the records
+        after it."""
+        split = bisect_right(records, ticks[-1]) if ticks else len(records)
+        cut = -math.inf
+        if len(ticks) > 1:
+            n, steps = self.replicas or 0, len(ticks) - 1
+            desired = self._desired(self._reported, n)
+            if desired > n:
+                self._counter = max(self._counter, 0) + steps
+            elif desired < n:
+                self._counter = min(self._counter, 0) - steps
+            else:
+                self._counter = 0
+            last = self._last_report(ticks)
+            if last != self._reported_at:
+                cut = last - self.LOOK_BACK_S
+                while self._samples and self._samples[0][0] <= cut:
+                    self._samples.popleft()
+                self._reported_at = last
+        for j in range(bisect_right(records, cut, 0, split), split):
+            self.record(records[j], concurrency, rps)
+        if ticks:
+            self.tick(ticks[-1], ready)
+        for j in range(split, len(records)):
+            self.record(records[j], concurrency, rps)
 
 
 class KeepAliveAutoscaler(_Baseline):
