@@ -42,6 +42,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,7 +60,12 @@ from tidal.scheduler.cost import CostLedger, Usage
 from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
 from tidal.sim.dists import Distribution
 from tidal.sim.predictive import SimulatedPredictive
-from tidal.sim.quiet import predictive_quiet_until, predictive_skip_idle
+from tidal.sim.quiet import (
+    predictive_quiet_until,
+    predictive_skip_idle,
+    predictive_skip_steady,
+    predictive_steady_until,
+)
 from tidal.sim.traces import Trace
 
 PENDING_CAP_DEFAULT = 10_000
@@ -258,6 +264,9 @@ class _Service:
         steady = not isinstance(autoscaler, MetricAutoscaler)
         self.steady_until = getattr(autoscaler, "steady_until", None) if steady else None
         self.skip_steady = getattr(autoscaler, "skip_steady", None) if steady else None
+        if isinstance(autoscaler, SimulatedPredictive) and self.steady_until is None:
+            self.steady_until = partial(predictive_steady_until, autoscaler)
+            self.skip_steady = partial(predictive_skip_steady, autoscaler)
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
 
