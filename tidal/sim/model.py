@@ -330,6 +330,7 @@ class Simulation:
         # What each pool's replicas hold: replicas per demand, and devices.
         self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
+        self._usage_now: dict[str, PoolUsage] | None = None  # `_usage()` until they change
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
@@ -339,12 +340,17 @@ class Simulation:
     # -- capacity and replicas ----------------------------------------------------------------
 
     def _usage(self) -> dict[str, PoolUsage]:
+        """What every pool's replicas hold; kept until a replica starts or is removed (most
+        placements of a starved fleet ask in between)."""
+        if self._usage_now is not None:
+            return self._usage_now
         usage = {}
         for name, demands in self.pool_demands.items():
             cpu = sum(d.cpu * n for d, n in demands.items())
             memory = sum(d.memory * n for d, n in demands.items())
             count = sum(demands.values())
             usage[name] = PoolUsage(cpu, memory, count, frozenset(self.pool_devices[name]))
+        self._usage_now = usage
         return usage
 
     def _start_replica(self, svc: _Service, pool: str, devices: tuple[str, ...], t: float) -> None:
@@ -359,6 +365,7 @@ class Simulation:
         if pool in self.pool_demands:
             self.pool_demands[pool][svc.model.demand] += 1
             self.pool_devices[pool].update(devices)
+            self._usage_now = None
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
@@ -377,6 +384,7 @@ class Simulation:
         if pool in self.pool_demands:
             self.pool_demands[pool][svc.model.demand] -= 1
             self.pool_devices[pool].difference_update(self.devices[rid])
+            self._usage_now = None
         self.changes.append((t, 0, -1))
 
     def _stop_replica(self, svc: _Service, rid: int, t: float) -> None:
