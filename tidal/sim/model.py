@@ -24,9 +24,10 @@ change nothing (`quiet_until`); its ticks until then, or until its next request 
 replica's readiness, are not run one by one but summed up by the autoscaler's `skip_idle`. A
 placement that left every missing replica pending is not retried for the same count until some
 replica has been removed (capacity only shrinks in between, so it would fail again). A service
-whose requests all wait for such a placement records the same stats every second (its queue, no
-arrivals): a KPA says until when its decision stays the same (`steady_until`) and takes those
-stats in one go (`skip_steady`); its next request or time-out wakes it, and freed capacity makes
+without replicas whose requests (if any) all wait for such a placement records the same stats
+every second (its queue, no arrivals; nothing without requests): its autoscaler says until when
+its decision stays the same (`steady_until`) and takes those stats in one go (`skip_steady`);
+its next request or time-out wakes it, and freed capacity makes
 it retry the placement at its next decision tick, woken only if a replica is started. The
 result is the same as ticking every second with every placement retried (`skip=False`), which
 tests/sim/test_equivalence.py checks.
