@@ -56,6 +56,7 @@ STARVED_POOLS = [{"name": "gpu", "capacity": {"nvidia.com/gpu": [0, 1]}}]
 SETUP = {
     "gpu-slow-start": (1, SLOW_POOLS),
     "fleet-starved": (2, STARVED_POOLS),
+    "fleet-idle-starved": (2, STARVED_POOLS),
 }
 
 CASES = {
@@ -66,6 +67,9 @@ CASES = {
     "whole-seconds": (whole_seconds(), {"autoscaling.knative.dev/window": "20s"}),
     "fleet": (sparse_trace(days=0.2, mean_rps=0.08, seed=6, services=4), None),
     "fleet-busy": (sparse_trace(days=0.15, mean_rps=0.2, seed=9, services=3), None),
+    # Thirty services for two GPUs, most without a request for many minutes: they wait for
+    # capacity with nothing queued (the KPA until its activation times out).
+    "fleet-idle-starved": (sparse_trace(days=0.03, mean_rps=0.02, seed=13, services=30), None),
 }
 
 
@@ -147,8 +151,8 @@ def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkey
             seen["starting"] += len(svc.state) > svc.ready
         return resume
 
-    def steady_ticks(self, svc, k):
-        resume = steady(self, svc, k)
+    def steady_ticks(self, svc, k, end_k):
+        resume = steady(self, svc, k, end_k)
         seen["steady"] += resume > k + 1
         return resume
 
@@ -199,3 +203,46 @@ def test_recording_a_run_of_seconds_at_once_equals_recording_each():
         for t in times:
             each.record(t, 3.0)
         assert vars(one) == vars(each)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
+    """On fleets starved of capacity, a service without a replica whose missing ones cannot
+    be placed skips its ticks: with requests queued (the same stats every second), and with
+    none (nothing recorded; e.g. a KPA activating, or a baseline holding a replica without
+    traffic; predictive only then). Fewer decisions, the per-second replay's result."""
+    import tidal.sim.model as sim_model
+
+    seen = {"queued": 0, "empty": 0}
+    steady = sim_model.Simulation._steady_ticks
+
+    def steady_ticks(self, svc, k, end_k):
+        resume = steady(self, svc, k, end_k)
+        if resume > k + 1:
+            seen["queued" if svc.open else "empty"] += 1
+        return resume
+
+    monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
+    cases = [("fleet-starved", "queued"), ("fleet-idle-starved", "empty")]
+    if policy == "predictive":
+        cases = cases[1:]  # with requests queued it ticks (docs/simulator.md)
+    for case, kind in cases:
+        fast, slow = build(case, policy, True), build(case, policy, False)
+        decided = {True: 0, False: 0}
+        for sim, key in ((fast, True), (slow, False)):
+            for svc in sim.services:
+                tick = svc.autoscaler.tick
+
+                def counted(now, ready, reachable=True, tick=tick, key=key, decided=decided):
+                    decided[key] += 1
+                    return tick(now, ready, reachable)
+
+                svc.autoscaler.tick = counted
+        before = seen[kind]
+        a, b = fast.run(), slow.run()
+        assert np.array_equal(a.latency, b.latency, equal_nan=True)
+        assert np.array_equal(a.status, b.status)
+        assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
+        assert a.service_usage == b.service_usage
+        assert seen[kind] > before, (case, seen)
+        assert decided[True] < 0.75 * decided[False], (case, decided)

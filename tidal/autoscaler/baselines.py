@@ -16,19 +16,22 @@ docs/simulator.md describes each and its sweep knob (the keyword arguments named
 
 For the simulator's event-skipping replay each has `quiet_until(now, ready)` (after a tick at
 `now`, the time before which further idle ticks change nothing) and `skip_idle(records, ticks,
-ready)` (the state those idle seconds would leave); `RevisionAutoscaler` has the same pair.
+ready)` (the state those idle seconds would leave); `RevisionAutoscaler` has the same pair. The
+steady pair `steady_until(now, ready, concurrency, rps)` and `skip_steady(records, ticks, ready,
+concurrency, rps)` does the same for seconds without a ready replica that all record the same
+stats (requests queued for a replica that cannot be placed), or none at all.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tidal.api.autoscaling import AHPA, CPU, HPA, KPA, PREDICTIVE
+from tidal.api.autoscaling import AHPA, CPU, GPU, HPA, KPA, MEMORY, PREDICTIVE
 from tidal.autoscaler.kpa import (
     ACTIVE,
     INACTIVE,
@@ -103,6 +106,36 @@ class _Baseline:
         """Idle records only keep `_latest` at 0; the last of identical ticks stands for all."""
         if ticks:
             self.tick(ticks[-1], ready)
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Right after a tick at `now`, with no replica ready: the time before which further
+        ticks change nothing, provided `concurrency` and `rps` are recorded every second (or,
+        both 0, nothing is). `now` when unsure."""
+        return now
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """The state that the same stats at `records` and ticks at `ticks` (all before
+        `steady_until`) leave. Here a record only raises `_latest` and the ticks all compute
+        the same thing: the last record before the last tick, that tick, and the last record
+        after it stand for all."""
+        split = bisect_right(records, ticks[-1]) if ticks else len(records)
+        if split:
+            self.record(records[split - 1], concurrency, rps)
+        if ticks:
+            self.tick(ticks[-1], ready)
+        if split < len(records):
+            self.record(records[-1], concurrency, rps)
+
+    def _held_until(self, window: MaxTimeWindow, need: int) -> float:
+        """With `need` recorded in `window` at every tick: when its maximum next changes."""
+        return window.expires_at() if window.current() > need else math.inf
 
 
 class HPAAutoscaler(_Baseline):
@@ -196,6 +229,31 @@ class HPAAutoscaler(_Baseline):
         )
         return math.inf if settled else now
 
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Without a ready replica there is no sync and a resource metric measures nothing:
+        every tick holds the count, until a replica is ready."""
+        resource = self.feed.target.metric in (CPU, MEMORY, GPU) and self.feed.usage is None
+        return math.inf if not ready and resource and self.replicas is not None else now
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """The records (unmeasured samples) a sync old or less at the last tick, that tick,
+        then the records after it: the ticks before drop only what it drops too."""
+        split = bisect_right(records, ticks[-1]) if ticks else 0
+        if ticks:
+            begin = bisect_right(records, ticks[-1] - self.sync_s, 0, split)
+            for j in range(begin, split):
+                self.record(records[j], concurrency, rps)
+            self.tick(ticks[-1], ready)
+        for j in range(split, len(records)):
+            self.record(records[j], concurrency, rps)
+
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
         """Zero samples for the last sync period, the sync clock moved on as the ticks would move
         it, then the last tick itself."""
@@ -269,11 +327,7 @@ class RayServeAutoscaler(_Baseline):
                 return self._apply(max(math.ceil(self.FACTOR), 1), 1, "from zero", self._latest)
             return self._apply(0, 0, "idle at zero", 0.0)
         total = self._reported
-        err = total / (self.spec.target_value * n)
-        desired = math.ceil(n * (1 + (err - 1) * self.FACTOR) - 1e-9)
-        if desired == n and math.ceil(n * err - 1e-9) < n:
-            desired -= 1
-        desired = self._clamp(desired)
+        desired = self._desired(total, n)
         decision = n
         if desired > n:
             self._counter = max(self._counter, 0) + 1
@@ -287,17 +341,24 @@ class RayServeAutoscaler(_Baseline):
             self._counter = 0
         return self._apply(decision, desired, f"ongoing {total:.2f} -> {desired}", total)
 
+    def _desired(self, total: float, n: int) -> int:
+        err = total / (self.spec.target_value * n)
+        desired = math.ceil(n * (1 + (err - 1) * self.FACTOR) - 1e-9)
+        if desired == n and math.ceil(n * err - 1e-9) < n:
+            desired -= 1
+        return self._clamp(desired)
+
     def quiet_until(self, now: float, ready: int) -> float:
         """At zero with nothing but zeros in the look-back, idle ticks only move the 10 s
         report clock."""
         settled = self._settled() and self.replicas == 0 and all(c == 0 for _, c in self._samples)
         return math.inf if settled else now
 
-    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
-        if not ticks:
-            return
+    def _last_report(self, ticks: Sequence[float]) -> float:
+        """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
+        it; `_reported_at` when none does)."""
         last = self._reported_at
-        end = len(ticks) - 1  # the last tick runs for real below
+        end = len(ticks) - 1  # the last tick runs for real
         k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, 0, end)
         while k < end:
             if ticks[k] - last >= self.METRICS_INTERVAL_S:
@@ -305,11 +366,81 @@ class RayServeAutoscaler(_Baseline):
                 k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, k + 1, end)
             else:
                 k += 1
+        return last
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        if not ticks:
+            return
+        last = self._last_report(ticks)
         if last != self._reported_at:
             while self._samples and self._samples[0][0] <= last - self.LOOK_BACK_S:
                 self._samples.popleft()
             self._reported, self._reported_at = 0.0, last
         self.tick(ticks[-1], ready)
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """With replicas wanted and none ready: until the next report the report stands, and
+        from it a constant desired count moves the up/down counter one step a tick; the count
+        changes when the counter trips. A report changes nothing when the look-back holds only
+        the recorded value (integral, so its mean is exact), or, with nothing recorded, nothing
+        and the last report was 0."""
+        n = self.replicas
+        if ready or not n:
+            return now
+        value = concurrency if concurrency > 0 else None
+        settled = self._reported == concurrency and (
+            all(c == value for _, c in self._samples) and float(concurrency).is_integer()
+        )
+        step = TICK_INTERVAL
+        limit = math.inf
+        if not settled:
+            j = 1
+            while now + j * step - self._reported_at < self.METRICS_INTERVAL_S:
+                j += 1
+            limit = now + j * step
+        desired, counter = self._desired(self._reported, n), self._counter
+        if desired > n:
+            trips = int(self.upscale_delay_s / step) + 1 - max(counter, 0)
+        elif desired < n:
+            trips = int(self.downscale_delay_s / step) + 1 + min(counter, 0)
+        else:
+            return limit
+        return min(limit, now + max(trips, 1) * step)
+
+    def skip_steady(
+        self,
+        records: Sequence[float],
+        ticks: Sequence[float],
+        ready: int,
+        concurrency: float,
+        rps: float,
+    ) -> None:
+        """The counter moved by the ticks before the last, the report clock and the look-back
+        as they leave it (a report repeats the last one), then the last tick and the records
+        after it."""
+        split = bisect_right(records, ticks[-1]) if ticks else len(records)
+        cut = -math.inf
+        if len(ticks) > 1:
+            n, steps = self.replicas or 0, len(ticks) - 1
+            desired = self._desired(self._reported, n)
+            if desired > n:
+                self._counter = max(self._counter, 0) + steps
+            elif desired < n:
+                self._counter = min(self._counter, 0) - steps
+            else:
+                self._counter = 0
+            last = self._last_report(ticks)
+            if last != self._reported_at:
+                cut = last - self.LOOK_BACK_S
+                while self._samples and self._samples[0][0] <= cut:
+                    self._samples.popleft()
+                self._reported_at = last
+        for j in range(bisect_right(records, cut, 0, split), split):
+            self.record(records[j], concurrency, rps)
+        if ticks:
+            self.tick(ticks[-1], ready)
+        for j in range(split, len(records)):
+            self.record(records[j], concurrency, rps)
 
 
 class KeepAliveAutoscaler(_Baseline):
@@ -329,6 +460,16 @@ class KeepAliveAutoscaler(_Baseline):
     def quiet_until(self, now: float, ready: int) -> float:
         """Idle ticks change nothing until the longest-kept replica's time is up."""
         return self._window.expires_at() if self._settled() else now
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Each tick records the same need: the count holds until the kept maximum above it
+        leaves the window (never, when the need is the maximum)."""
+        if ready or self.replicas is None:
+            return now
+        need = self._need(concurrency)
+        if self._clamp(max(self._window.current(), need)) != self.replicas:
+            return now
+        return self._held_until(self._window, need)
 
 
 class HybridHistogramAutoscaler(_Baseline):
@@ -427,6 +568,21 @@ class HybridHistogramAutoscaler(_Baseline):
             limits.append(self._extra.expires_at())
         return min(limits, default=math.inf)
 
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        """Each tick sees the same need: the count holds until the warm window opens or
+        closes or the extra replicas' maximum above the need leaves its window. Requests must
+        not end an idle period on their first record (that changes the histogram)."""
+        if ready or self.replicas is None or (concurrency > 0 and self._idle_since is not None):
+            return now
+        need = self._need(concurrency)
+        held = max(self._extra.current(), need)
+        begin, end = self._warm
+        warm = 1 if begin <= now < end else 0
+        if self._clamp(max(need, warm, held if held > 1 else 0)) != self.replicas:
+            return now
+        limits = [t for t in self._warm if t > now]
+        return min([self._held_until(self._extra, need), *limits])
+
 
 class PeakAutoscaler(_Baseline):
     """Always on at peak: a fixed count (the simulator sizes it from the trace's peak)."""
@@ -440,6 +596,9 @@ class PeakAutoscaler(_Baseline):
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         return self._apply(self.initial, self.initial, f"fixed at {self.initial}", self._latest)
+
+    def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
+        return math.inf if self.replicas is not None else now
 
 
 Autoscaler = (

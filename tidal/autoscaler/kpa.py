@@ -382,7 +382,8 @@ class RevisionAutoscaler:
             return now
         since, spec = self._active_since, self.spec
         if self.active == ACTIVATING:
-            thresholds = [since + self.activation_timeout]
+            # It times out once strictly past the timeout: the tick at the timeout still waits.
+            thresholds = [math.nextafter(since + self.activation_timeout, math.inf)]
         elif self.active == ACTIVE:
             thresholds = [since + spec.stable_window]
         else:
@@ -444,10 +445,13 @@ class RevisionAutoscaler:
         """Right after a record and a tick at `now`: the time before which further ticks would
         change nothing that `skip_steady` does not reproduce, provided `concurrency` and `rps`
         are recorded every second from now on (e.g. requests queued for a replica that cannot
-        be placed). Looks at most one stable window ahead; `now` when unsure."""
+        be placed), or nothing at all when both are 0 and no replica is ready (then it is
+        `quiet_until`'s answer). Looks at most one stable window ahead; `now` when unsure."""
         decider = self.decider
         if self._replicas is None or decider._delay is not None:
             return now
+        if not (ready or concurrency or rps):
+            return self.quiet_until(now, ready)  # nothing is recorded: idle at zero
         spec = self.spec
         stable, panic = decider._windows[spec.scaling_metric]
         second = stable._index(now)

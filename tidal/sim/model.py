@@ -24,9 +24,10 @@ change nothing (`quiet_until`); its ticks until then, or until its next request 
 replica's readiness, are not run one by one but summed up by the autoscaler's `skip_idle`. A
 placement that left every missing replica pending is not retried for the same count until some
 replica has been removed (capacity only shrinks in between, so it would fail again). A service
-whose requests all wait for such a placement records the same stats every second (its queue, no
-arrivals): a KPA says until when its decision stays the same (`steady_until`) and takes those
-stats in one go (`skip_steady`); its next request or time-out wakes it, and freed capacity makes
+without replicas whose requests (if any) all wait for such a placement records the same stats
+every second (its queue, no arrivals; nothing without requests): its autoscaler says until when
+its decision stays the same (`steady_until`) and takes those stats in one go (`skip_steady`);
+its next request or time-out wakes it, and freed capacity makes
 it retry the placement at its next decision tick, woken only if a replica is started. The
 result is the same as ticking every second with every placement retried (`skip=False`), which
 tests/sim/test_equivalence.py checks.
@@ -42,6 +43,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,7 +61,12 @@ from tidal.scheduler.cost import CostLedger, Usage
 from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
 from tidal.sim.dists import Distribution
 from tidal.sim.predictive import SimulatedPredictive
-from tidal.sim.quiet import predictive_quiet_until, predictive_skip_idle
+from tidal.sim.quiet import (
+    predictive_quiet_until,
+    predictive_skip_idle,
+    predictive_skip_steady,
+    predictive_steady_until,
+)
 from tidal.sim.traces import Trace
 
 PENDING_CAP_DEFAULT = 10_000
@@ -253,9 +260,14 @@ class _Service:
             quiet = lambda now, ready: predictive_quiet_until(autoscaler, now, ready)  # noqa: E731
             skip = lambda r, t, ready: predictive_skip_idle(autoscaler, r, t, ready)  # noqa: E731
         self.quiet_until: Callable[[float, int], float] | None = quiet
-        # Steady skipping (requests queued for a replica that cannot be placed): the KPA's.
-        self.steady_until = getattr(autoscaler, "steady_until", None)
-        self.skip_steady = getattr(autoscaler, "skip_steady", None)
+        # Steady skipping (no replica, the missing ones cannot be placed, requests queued or
+        # none). Not through a metric wrapper: it records other values than it is given.
+        steady = not isinstance(autoscaler, MetricAutoscaler)
+        self.steady_until = getattr(autoscaler, "steady_until", None) if steady else None
+        self.skip_steady = getattr(autoscaler, "skip_steady", None) if steady else None
+        if isinstance(autoscaler, SimulatedPredictive) and self.steady_until is None:
+            self.steady_until = partial(predictive_steady_until, autoscaler)
+            self.skip_steady = partial(predictive_skip_steady, autoscaler)
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
 
@@ -319,6 +331,7 @@ class Simulation:
         # What each pool's replicas hold: replicas per demand, and devices.
         self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
+        self._usage_now: dict[str, PoolUsage] | None = None  # `_usage()` until they change
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
@@ -328,12 +341,17 @@ class Simulation:
     # -- capacity and replicas ----------------------------------------------------------------
 
     def _usage(self) -> dict[str, PoolUsage]:
+        """What every pool's replicas hold; kept until a replica starts or is removed (most
+        placements of a starved fleet ask in between)."""
+        if self._usage_now is not None:
+            return self._usage_now
         usage = {}
         for name, demands in self.pool_demands.items():
             cpu = sum(d.cpu * n for d, n in demands.items())
             memory = sum(d.memory * n for d, n in demands.items())
             count = sum(demands.values())
             usage[name] = PoolUsage(cpu, memory, count, frozenset(self.pool_devices[name]))
+        self._usage_now = usage
         return usage
 
     def _start_replica(self, svc: _Service, pool: str, devices: tuple[str, ...], t: float) -> None:
@@ -348,6 +366,7 @@ class Simulation:
         if pool in self.pool_demands:
             self.pool_demands[pool][svc.model.demand] += 1
             self.pool_devices[pool].update(devices)
+            self._usage_now = None
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
@@ -366,6 +385,7 @@ class Simulation:
         if pool in self.pool_demands:
             self.pool_demands[pool][svc.model.demand] -= 1
             self.pool_devices[pool].difference_update(self.devices[rid])
+            self._usage_now = None
         self.changes.append((t, 0, -1))
 
     def _stop_replica(self, svc: _Service, rid: int, t: float) -> None:
@@ -428,7 +448,10 @@ class Simulation:
         ticks = _Grid(self.clock0, first_tick, last_tick, per)
         if steady is not None:
             assert svc.skip_steady is not None
-            svc.skip_steady(_Grid(self.clock0, first, last_k), ticks, svc.ready, *steady)
+            # Stats are recorded only with a replica ready or traffic (see `run`).
+            recorded = svc.ready or steady[0] or steady[1]
+            records = _Grid(self.clock0, first, last_k) if recorded else _Grid(0.0, 1, 0)
+            svc.skip_steady(records, ticks, svc.ready, *steady)
         else:
             records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
             assert svc.skip_idle is not None
@@ -465,9 +488,9 @@ class Simulation:
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
-        if svc.open and svc.steady_until is not None:
-            return self._steady_ticks(svc, k)
-        if svc.quiet_until is None or svc.open or svc.pending_since:
+        if svc.open or svc.pending_since:
+            return k + 1 if svc.steady_until is None else self._steady_ticks(svc, k, end_k)
+        if svc.quiet_until is None:
             return k + 1
         up = math.inf  # a starting replica's readiness ends the skip (ready changes)
         if svc.ready != len(svc.state):
@@ -488,25 +511,30 @@ class Simulation:
             svc.skip_from = k + 1
         return max(resume, k + 1)
 
-    def _steady_ticks(self, svc: _Service, k: int) -> int:
-        """Like `_quiet_ticks`, for a service whose requests all wait for a replica that
-        cannot be placed until capacity is freed: every stat records the same (the queue, no
-        arrivals) until its next request, time-out or freed capacity wakes it."""
+    def _steady_ticks(self, svc: _Service, k: int, end_k: int) -> int:
+        """Like `_quiet_ticks`, for a service without replicas whose missing ones cannot be
+        placed until capacity is freed, its requests (if any) all waiting: every stat is the
+        same (the queue, no arrivals; nothing is recorded without one) until its next
+        request, time-out or freed capacity wakes it. A service that measures use and RT
+        measures nothing then (no replica, no answer)."""
         if (
             svc.ready
             or svc.state
-            or svc.measured
             or not svc.pending_since
             or svc.blocked != (self.freed, svc.desired)
             or svc.open != len(svc.queue)
+            or (svc.measured and (svc.busy or svc.latencies))
         ):
             return k + 1
         assert svc.steady_until is not None
         concurrency = float(svc.open)
         limit = svc.steady_until(self.clock0 + k * STAT_PERIOD_S, 0, concurrency, 0.0)
-        resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
-        while self.clock0 + resume * STAT_PERIOD_S < limit:
-            resume += 1
+        if limit == math.inf:
+            resume = end_k  # woken there at the latest (past the end: by its time-outs)
+        else:
+            resume = max(k + 1, math.ceil((limit - self.clock0) / STAT_PERIOD_S) - 1)
+            while self.clock0 + resume * STAT_PERIOD_S < limit:
+                resume += 1
         if resume <= k + 1:
             return k + 1
         svc.skip_from = k + 1

@@ -8,6 +8,11 @@ the reactive KPA's own limit, the predictive autoscaler's next decision (a warm 
 pre-warm, a refit), the moment the service turns idle, the next minute whose planned count
 differs, or the moment the stabilization window lets go of a higher recommendation. Anything
 they cannot read makes the replay tick every second instead (slower, never different).
+
+A service waiting for capacity with nothing queued records nothing, as an idle one at zero:
+`predictive_steady_until` and `predictive_skip_steady` answer for it as for idleness. With
+requests queued (the same stats every second, which also fill the per-minute history) they
+decline: the replay ticks.
 """
 
 from __future__ import annotations
@@ -100,3 +105,26 @@ def predictive_skip_idle(
         predictive.tick(ticks[-1], ready)
     if ready and records and (not ticks or records[-1] > ticks[-1]):
         predictive.record(records[-1], 0.0, 0.0)
+
+
+def predictive_steady_until(
+    predictive: Any, now: float, ready: int, concurrency: float, rps: float
+) -> float:
+    """`steady_until` (tidal/autoscaler/kpa.py) for the predictive policy: with nothing
+    recorded (no replica ready, no traffic) it is idle at zero; otherwise `now`."""
+    if ready or concurrency or rps:
+        return now
+    return predictive_quiet_until(predictive, now, ready)
+
+
+def predictive_skip_steady(
+    predictive: Any,
+    records: Sequence[float],
+    ticks: Sequence[float],
+    ready: int,
+    concurrency: float,
+    rps: float,
+) -> None:
+    """`skip_steady` for the spans `predictive_steady_until` allows (nothing recorded)."""
+    assert not records and not ready
+    predictive_skip_idle(predictive, records, ticks, ready)
