@@ -107,6 +107,8 @@ def body_type_allowed(content_type: str) -> bool:
     return kind == "application" and (
         subtype == "json" or subtype.endswith("+json") or content_type == APPLY_PATCH_YAML
     )
+
+
 def authenticated(request: web.Request, security: AdminSecurity) -> bool:
     """The bearer token, or the console's cookie. A mutating call is taken on the cookie only
     with this admin API's own Origin (browsers send it; another site's page cannot), so a
