@@ -94,6 +94,28 @@ def replay(case: str, policy: str, skip: bool):
     return build(case, policy, skip).run()
 
 
+def same_result_with_fewer_decisions(case: str, policy: str) -> tuple[int, int]:
+    """Replay `case` skipping and ticking every second; assert the same result and return
+    how many decisions each made."""
+    decided = {True: 0, False: 0}
+    sims = {skip: build(case, policy, skip) for skip in (True, False)}
+    for skip, sim in sims.items():
+        for svc in sim.services:
+            tick = svc.autoscaler.tick
+
+            def counted(now, ready, reachable=True, tick=tick, skip=skip):
+                decided[skip] += 1
+                return tick(now, ready, reachable)
+
+            svc.autoscaler.tick = counted
+    a, b = sims[True].run(), sims[False].run()
+    assert np.array_equal(a.latency, b.latency, equal_nan=True)
+    assert np.array_equal(a.status, b.status)
+    assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
+    assert a.service_usage == b.service_usage
+    return decided[True], decided[False]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("policy", POLICIES)
 def test_event_skipping_matches_ticking_every_second(case, policy):
@@ -164,23 +186,8 @@ def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkey
     monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
     monkeypatch.setattr(sim_model.Simulation, "_retry", retried)
     for case in ("gpu-slow-start", "fleet-starved"):
-        fast, slow = build(case, "kpa", True), build(case, "kpa", False)
-        decided = {True: 0, False: 0}
-        for sim, key in ((fast, True), (slow, False)):
-            for svc in sim.services:
-                tick = svc.autoscaler.tick
-
-                def counted(now, ready, reachable=True, tick=tick, key=key, decided=decided):
-                    decided[key] += 1
-                    return tick(now, ready, reachable)
-
-                svc.autoscaler.tick = counted
-        a, b = fast.run(), slow.run()
-        assert np.array_equal(a.latency, b.latency, equal_nan=True)
-        assert np.array_equal(a.status, b.status)
-        assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
-        assert a.service_usage == b.service_usage
-        assert decided[True] < 0.75 * decided[False], (case, decided)
+        skipping, every_second = same_result_with_fewer_decisions(case, "kpa")
+        assert skipping < 0.75 * every_second, (case, skipping, every_second)
     assert all(seen.values()), seen
 
 
@@ -227,22 +234,7 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
     if policy == "predictive":
         cases = cases[1:]  # with requests queued it ticks (docs/simulator.md)
     for case, kind in cases:
-        fast, slow = build(case, policy, True), build(case, policy, False)
-        decided = {True: 0, False: 0}
-        for sim, key in ((fast, True), (slow, False)):
-            for svc in sim.services:
-                tick = svc.autoscaler.tick
-
-                def counted(now, ready, reachable=True, tick=tick, key=key, decided=decided):
-                    decided[key] += 1
-                    return tick(now, ready, reachable)
-
-                svc.autoscaler.tick = counted
         before = seen[kind]
-        a, b = fast.run(), slow.run()
-        assert np.array_equal(a.latency, b.latency, equal_nan=True)
-        assert np.array_equal(a.status, b.status)
-        assert np.array_equal(a.ready, b.ready) and np.array_equal(a.replicas, b.replicas)
-        assert a.service_usage == b.service_usage
+        skipping, every_second = same_result_with_fewer_decisions(case, policy)
         assert seen[kind] > before, (case, seen)
-        assert decided[True] < 0.75 * decided[False], (case, decided)
+        assert skipping < 0.75 * every_second, (case, skipping, every_second)
