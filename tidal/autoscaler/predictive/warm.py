@@ -186,11 +186,10 @@ def fit(
         hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
         # Scored on each of WINDOWS consecutive parts of the held-out gaps: a price must stay
         # within the budget on every one of them, not only on their sum.
+        per_bin = _per_bin(hold, start, ready_s, steps)
         windows = []
         for part in np.array_split(np.arange(len(both) - held, len(both)), WINDOWS):
-            cost, cold = _evaluate(
-                hold, start, bins[part], own[part], recency[part], ready_s, steps
-            )
+            cost, cold = _score(per_bin, bins[part], own[part], recency[part])
             kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
             windows.append((cost + panic_s * cold, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
         within = np.all([c <= BUDGET * k for c, _, k, _ in windows], axis=0)
@@ -384,18 +383,34 @@ def _evaluate(
     steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted total idle replica-seconds and cold starts of each price's tables over the gaps
-    (each gap played in its own slice, starting warm). The gaps are summed by (slice, length
-    bin) first; each (price, slice) path comes from `_paths`."""
+    (each gap played in its own slice, starting warm)."""
+    return _score(_per_bin(hold, start, ready_s, steps), bins, own, weights)
+
+
+def _per_bin(
+    hold: np.ndarray, start: np.ndarray, ready_s: float, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (price, slice, length bin): the idle replica-seconds and whether it is a cold start,
+    for a gap of that length played on the tables from its start (paths from `_paths`). It
+    depends on the tables only, so it is computed once for all the gaps scored on them."""
     prices, slices = hold.shape[:2]
-    mass = np.zeros((slices, steps + 1))  # weight of the gaps by (own slice, length bin)
-    np.add.at(mass, (own, bins), weights)
     m = max(1, math.ceil(ready_s / STEP_S))
     paid, extra, cold_at = _paths(hold.reshape(-1, steps), start.reshape(-1, steps), m, ready_s)
     spent = np.zeros_like(paid)  # replica time paid before each step
     np.cumsum(paid[:, :-1], axis=1, out=spent[:, 1:])
     shape = (prices, slices, steps + 1)
-    cost = np.einsum("psk,sk->p", (spent + extra).reshape(shape), mass)
-    cold = np.einsum("psk,sk->p", cold_at.reshape(shape).astype(float), mass)
+    return (spent + extra).reshape(shape), cold_at.reshape(shape).astype(float)
+
+
+def _score(
+    per_bin: tuple[np.ndarray, np.ndarray], bins: np.ndarray, own: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_evaluate` from `_per_bin`'s tables: the gaps summed by (slice, length bin) first."""
+    cost_at, cold_at = per_bin
+    mass = np.zeros(cost_at.shape[1:])  # weight of the gaps by (own slice, length bin)
+    np.add.at(mass, (own, bins), weights)
+    cost = np.einsum("psk,sk->p", cost_at, mass)
+    cold = np.einsum("psk,sk->p", cold_at, mass)
     return cost, cold
 
 
