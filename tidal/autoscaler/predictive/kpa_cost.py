@@ -35,11 +35,21 @@ def panic_cost(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:
     the KPA's windows do not see a waiting request, and the simple model stands (0)."""
     if spec.scaling_metric not in ("concurrency", RPS):
         return 0.0
-    return _replay(spec, round(ready_s / STAT_S) * STAT_S, tail_s)
+    return _replay(spec, round(ready_s / STAT_S) * STAT_S, tail_s)[0]
+
+
+def served_panic_cost(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:
+    """The part of `panic_cost` spent while the request is in flight: the replica time of the
+    replicas beyond the first from the panic until the request is served (0 where one request
+    does not panic the KPA). What a cold start costs at least, when the replica it panics into
+    is released as soon as the service is idle again."""
+    if spec.scaling_metric not in ("concurrency", RPS):
+        return 0.0
+    return _replay(spec, round(ready_s / STAT_S) * STAT_S, tail_s)[1]
 
 
 @lru_cache(maxsize=256)
-def _replay(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:
+def _replay(spec: DeciderSpec, ready_s: float, tail_s: float) -> tuple[float, float]:
     kpa = RevisionAutoscaler(spec, 0.0, ready=0, initialized=True)
     asked: list[float] = []  # when each replica still asked for was asked for
 
@@ -52,7 +62,7 @@ def _replay(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:
     kpa.poke(0.0, 1.0)
     apply(kpa.tick(0.0, 0).replicas, 0.0)
     done = ready_s + SERVICE_S  # the request leaves
-    first = beyond = 0.0
+    first = beyond = served = 0.0
     ticks_per_stat = max(1, round(TICK_INTERVAL / STAT_S))
     k = 0
     while k * STAT_S < LIMIT_S:
@@ -67,7 +77,10 @@ def _replay(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:
         n = len(asked)
         first += STAT_S * min(n, 1)
         beyond += STAT_S * max(n - 1, 0)
+        if busy:
+            served = beyond
         if not busy and n == 0:
             break
     simple = ready_s + SERVICE_S + tail_s
-    return max(0.0, beyond + min(first, simple) - simple)
+    full = max(0.0, beyond + min(first, simple) - simple)
+    return full, min(full, served)

@@ -103,6 +103,9 @@ class WarmModel:
     expected_cold_ratio: float  # expected cold starts vs the KPA's, on the fitted gaps
     useful: bool  # False: no affordable price beats the KPA's tail on these gaps; run as KPA
     survival: np.ndarray = field(repr=False)  # P(gap > k steps) per slice
+    # The held-out test found a price worth using. `useful` may still be False for the auto
+    # price until a second fit agrees (refit.fit_warm: one fit's verdict can be noise).
+    rhythm: bool = True
 
     def action(self, idle_since: float, now: float, warm: bool) -> tuple[bool, str]:
         """(keep or have one replica, why) for a gap that began at `idle_since`."""
@@ -154,6 +157,7 @@ def fit(
     now: float,
     cold_start_cost: float | None = AUTO,
     panic_s: float = 0.0,
+    own_panic_s: float | None = None,
 ) -> WarmModel | None:
     """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
 
@@ -162,7 +166,10 @@ def fit(
     gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
     used are then refitted on all the gaps at the chosen price. `panic_s` is what a cold start
     costs beyond its Ready Time in that model (`kpa_cost.panic_cost`: the KPA's panic
-    replica), added for every expected cold start on either side."""
+    replica), added for every expected cold start on either side; in the auto price's budget
+    predictive's own expected cold starts are charged `own_panic_s` instead when given
+    (`kpa_cost.served_panic_cost`: the part spent while the request waits, after which the
+    idle cap may release the panic replica)."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
     newest = gaps[-MAX_GAPS:]
     lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
@@ -187,13 +194,15 @@ def fit(
         # Scored on each of WINDOWS consecutive parts of the held-out gaps: a price must stay
         # within the budget on every one of them, not only on their sum.
         per_bin = _per_bin(hold, start, ready_s, steps)
+        charge = panic_s if own_panic_s is None else own_panic_s
         windows = []
         for part in np.array_split(np.arange(len(both) - held, len(both)), WINDOWS):
             cost, cold = _score(per_bin, bins[part], own[part], recency[part])
             kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
-            windows.append((cost + panic_s * cold, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
-        within = np.all([c <= BUDGET * k for c, _, k, _ in windows], axis=0)
+            windows.append((cost, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
+        within = np.all([c + charge * n <= BUDGET * k for c, n, k, _ in windows], axis=0)
         cost, cold, kpa_cost, kpa_cold = (sum(w[i] for w in windows) for i in range(4))
+        cost = cost + panic_s * cold  # the expected ratio is reported at the full charge
         affordable = np.flatnonzero(within)
         pick = int(affordable[-1]) if affordable.size else 0
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
@@ -228,6 +237,7 @@ def fit(
         expected_cold_ratio=cold_ratio,
         useful=useful,
         survival=survival,
+        rhythm=useful,
     )
 
 
