@@ -120,7 +120,8 @@ def test_live_code_path_releases_early_and_prewarms_before_the_next_tick():
         t += PERIOD
     assert len(auto.gaps) >= MIN_GAPS
     spec = auto.reactive.spec
-    refit(auto, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
+    for _ in range(2):  # auto acts once two fits agree (test_predictive_confirm.py)
+        refit(auto, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
     assert auto.policy.warm is not None and auto.policy.warm.useful
     trace = _drive(auto, t, t + PERIOD + 20, (t + 10, t + 12))
     zero_at = next(s for s, n, _ in trace if s > t + 12 and n == 0)
@@ -138,7 +139,10 @@ def test_a_missed_request_is_met_as_fast_as_by_the_kpa_alone_and_min_scale_holds
     for _ in range(MIN_GAPS + 5):
         _drive(auto, t, t + PERIOD, (t + 10, t + 12))
         t += PERIOD
-    refit(auto, np.zeros(10), MONDAY + t, auto.reactive.spec, PredictiveAnnotations(), 1, READY_S)
+    for _ in range(2):  # auto acts once two fits agree
+        refit(
+            auto, np.zeros(10), MONDAY + t, auto.reactive.spec, PredictiveAnnotations(), 1, READY_S
+        )
     _drive(auto, t, t + 100, (t + 10, t + 12))
     assert auto.replicas == 0
     # An unforeseen request in the middle of the gap: the stat and the poke, then a decision.
@@ -154,7 +158,8 @@ def test_a_missed_request_is_met_as_fast_as_by_the_kpa_alone_and_min_scale_holds
         _drive(floor, t, t + PERIOD, (t + 10, t + 12))
         t += PERIOD
     spec = floor.reactive.spec
-    refit(floor, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
+    for _ in range(2):  # auto acts once two fits agree
+        refit(floor, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
     assert min(n for _, n, _ in _drive(floor, t, t + PERIOD, (t + 10, t + 12))) == 1
 
 

@@ -126,8 +126,9 @@ class Forecaster:
         bounds = Bounds(spec.min_scale, spec.max_scale, settings.bounds, settings.timezone)
         gaps = list(watcher.gaps) if watcher is not None else []
         since = watcher.observing_since if watcher is not None else None
+        used = watcher.policy.warm if watcher is not None else None
         plan, _, _ = await asyncio.to_thread(
-            build_models, series, start, spec, settings, lead, ready_s, bounds, gaps, since
+            build_models, series, start, spec, settings, lead, ready_s, bounds, gaps, since, used
         )
         return plan
 
@@ -162,7 +163,7 @@ class Forecaster:
         shadow = PredictiveAutoscaler(watcher.reactive, PredictivePolicy(settings))
         shadow.gaps, shadow.observing_since = list(watcher.gaps), watcher.observing_since
         model = await asyncio.to_thread(
-            refit_warm, shadow, series, start, planned.spec, settings, ready_s
+            refit_warm, shadow, series, start, planned.spec, settings, ready_s, watcher.policy.warm
         )
         watcher.policy.set_warm(model, shadow.policy.gaps_seen)
 

@@ -13,7 +13,7 @@ from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
-from tidal.autoscaler.predictive.kpa_cost import panic_cost
+from tidal.autoscaler.predictive.kpa_cost import panic_cost, served_panic_cost
 from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
 from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
 
@@ -38,18 +38,17 @@ def build_models(
     bounds: Bounds,
     seen: list[Gap],
     observing_since: float | None,
+    previous: WarmModel | None = None,
 ) -> tuple[Plan, WarmModel | None, int]:
     """A plan and a warm model (None with too few gaps) and how many gaps it had. `history` is
     per-minute demand ending at epoch `start` (where the plan begins); `seen` are the gaps the
-    autoscaler observed since `observing_since`."""
+    autoscaler observed since `observing_since`; `previous` is the warm model in use."""
     plan = build_plan(
         history, start, spec.target_value, settings.quantile, lead_minutes, bounds=bounds
     )
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=observing_since) + seen
-    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
-    panic_s = panic_cost(spec, ready_s, tail)
-    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost, panic_s)
+    model = fit_warm(gaps, ready_s, start, spec, settings, previous)
     return replace(plan, warm=model, gaps_seen=len(gaps)), model, len(gaps)
 
 
@@ -60,9 +59,11 @@ def refit_warm(
     spec: DeciderSpec,
     settings: PredictiveAnnotations,
     ready_s: float,
+    previous: WarmModel | None = None,
 ) -> WarmModel | None:
     """Refit only the warm model (the plan stays), in the caller's thread. Without a new gap
-    since the last fit the model stands (returned as is)."""
+    since the last fit the model stands (returned as is). `previous`: the warm model in use,
+    when `autoscaler` is a copy that does not hold it."""
     if (
         autoscaler.gaps
         and autoscaler.policy.gaps_seen
@@ -73,9 +74,9 @@ def refit_warm(
     gaps = gaps_from_minutes(history, first, until=autoscaler.observing_since) + list(
         autoscaler.gaps
     )
-    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
-    panic_s = panic_cost(spec, ready_s, tail)
-    model = fit(gaps, ready_s, tail, start, settings.cold_start_cost, panic_s)
+    if previous is None:
+        previous = autoscaler.policy.warm
+    model = fit_warm(gaps, ready_s, start, spec, settings, previous)
     autoscaler.policy.set_warm(model, len(gaps))
     return model
 
@@ -100,6 +101,35 @@ def refit(
         autoscaler.policy.bounds,
         list(autoscaler.gaps),
         autoscaler.observing_since,
+        autoscaler.policy.warm,
     )
     autoscaler.set_plan(plan)
     return plan, model
+
+
+def fit_warm(
+    gaps: list[Gap],
+    ready_s: float,
+    now: float,
+    spec: DeciderSpec,
+    settings: PredictiveAnnotations,
+    previous: WarmModel | None,
+) -> WarmModel | None:
+    """The warm model, priced with what a cold start costs under the service's own KPA
+    (docs/predictive.md, "The price knob and its default").
+
+    With the auto price, predictive's own expected cold starts are charged only the panic
+    replica's time while the request waits (its idle cap may drop that replica afterwards),
+    the KPA's the whole of it; and a price is acted on only when the previous fit (`previous`,
+    ten minutes and new gaps earlier) also found one worth using. The held-out verdict rests
+    on a few dozen recent gaps, and a verdict that one fit gives and the next withdraws is
+    noise: acted on, it held replicas at dear prices for ten minutes and bought nothing."""
+    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    panic_s = panic_cost(spec, ready_s, tail)
+    auto = settings.cold_start_cost is None
+    served_s = served_panic_cost(spec, ready_s, tail) if auto else None
+    model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, panic_s, served_s)
+    confirmed = previous is not None and previous.rhythm
+    if model is not None and auto and model.useful and not confirmed:
+        model = replace(model, useful=False)
+    return model
