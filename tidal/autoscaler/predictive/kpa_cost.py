@@ -10,11 +10,12 @@ measures what the KPA spends on a lone cold request beyond the simple model's `R
 fixed tail` (its panic headroom, less the shorter tail it then has), for the service's own KPA
 settings and Ready Time, with the KPA's own code.
 
-Every expected cold start is charged it, the KPA's and predictive's alike: predictive's cold
-starts go through the same KPA. (Its idle cap trims the panic replica once the request is
-served only when the last hour's peak needed one replica; counting on that overshot the KPA's
-replica time on busy services and on very sparse ones.) A cold start avoided is then worth
-its full cost in the budget. Pure and deterministic; cached per (settings, Ready Time).
+Every expected cold start of the KPA's is charged it, so a cold start avoided is worth its
+full cost in the budget. Predictive's own are charged `served_panic_cost`, the part spent while
+the request waits: its idle cap releases the panic replica once the service is idle again
+when the last hour's peak needed one replica. (That lighter charge is acted on only when two
+consecutive fits agree, `refit.fit_warm`: alone, its flickering verdicts overshot the KPA's
+replica time on a busy service.) Pure and deterministic; cached per (settings, Ready Time).
 """
 
 from __future__ import annotations

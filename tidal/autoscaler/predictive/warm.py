@@ -15,9 +15,10 @@ gap began" for each slice:
 A cold start is priced at `cold_start_cost` replica-seconds. By default ("auto") that price is
 chosen per fit as the highest one whose expected replica time over the observed gaps stays under
 `BUDGET` times what the KPA's fixed tail (stable window + scale-to-zero grace) would spend on the
-same gaps (the margin covers the optimism of scoring on the gaps it was fitted on; each
-expected cold start, the KPA's and its own, also pays the replica the KPA panics into,
-`kpa_cost.panic_cost`): the policy buys as few cold starts as the KPA's own budget allows,
+same gaps (the margin covers the optimism of scoring on the gaps it was fitted on; each of
+the KPA's expected cold starts also pays the replica the KPA panics into,
+`kpa_cost.panic_cost`, and each of its own the part of it spent while the request waits): the
+policy buys as few cold starts as the KPA's own budget allows,
 or, if a cheaper price already expects to avoid three in four of the KPA's cold starts, that
 cheaper price. If even that price
 expects no real gain over the KPA on the gaps seen (memoryless arrivals: the KPA's fixed tail
