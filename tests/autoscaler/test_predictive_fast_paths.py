@@ -1,7 +1,7 @@
 """The predictive policy's fast paths against plain transcriptions of what they replace: the
 stabilization window (max over every recommendation in it, and the latest moment that max was
 recommended, which the replay's quiet check reads), the cached mode and reason, and the warm
-model's path evaluation (`_paths`) against a step-by-step walk of each row's tables."""
+model's path evaluation (`_per_bin`) against a step-by-step walk of each row's tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.predictive.policy import PredictivePolicy
-from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _paths
+from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _per_bin
 
 
 def test_the_stabilization_window_gives_the_max_of_every_recommendation_in_it():
@@ -97,7 +97,7 @@ def walk(hold: np.ndarray, start: np.ndarray, m: int, ready_s: float):
 
 
 @pytest.mark.parametrize("ready_s", [10.0, 15.0, 40.0, 100.0])
-def test_paths_match_a_step_by_step_walk(ready_s):
+def test_per_bin_costs_match_a_step_by_step_walk(ready_s):
     rng = np.random.default_rng(int(ready_s))
     m = max(1, math.ceil(ready_s / STEP_S))
     rows, steps = 40, 50
@@ -106,8 +106,10 @@ def test_paths_match_a_step_by_step_walk(ready_s):
     hold[0], start[0] = True, False  # never released: warm beyond the horizon
     hold[1], start[1] = False, False  # released at once, never started again
     hold[2, -3:], start[2] = False, True  # started at the horizon: still starting beyond
-    paid, extra, cold = _paths(hold, start, m, ready_s)
-    ref_paid, ref_extra, ref_cold = walk(hold, start, m, ready_s)
-    assert np.array_equal(paid, ref_paid)
-    assert np.array_equal(cold, ref_cold)
-    assert np.array_equal(extra, ref_extra)
+    # Laid out as (prices, slices, steps): 8 prices of 5 slices.
+    cost, cold = _per_bin(hold.reshape(8, 5, steps), start.reshape(8, 5, steps), ready_s, steps)
+    paid, extra, ref_cold = walk(hold, start, m, ready_s)
+    spent = np.concatenate((np.zeros((rows, 1)), np.cumsum(paid[:, :-1], axis=1)), axis=1)
+    assert cost.shape == cold.shape == (8, 5, steps + 1)
+    assert np.array_equal(cost.reshape(rows, -1), spent + extra)
+    assert np.array_equal(cold.reshape(rows, -1), ref_cold.astype(float))
