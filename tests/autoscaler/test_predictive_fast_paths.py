@@ -1,7 +1,8 @@
 """The predictive policy's fast paths against plain transcriptions of what they replace: the
 stabilization window (max over every recommendation in it, and the latest moment that max was
 recommended, which the replay's quiet check reads), the cached mode and reason, and the warm
-model's path evaluation (`_per_bin`) against a step-by-step walk of each row's tables."""
+model's path evaluation (`_per_bin`) against a step-by-step walk of each row's tables, and the
+gap arrays a fit reuses from the previous one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.predictive import warm
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _per_bin
 
@@ -113,3 +115,33 @@ def test_per_bin_costs_match_a_step_by_step_walk(ready_s):
     assert cost.shape == cold.shape == (8, 5, steps + 1)
     assert np.array_equal(cost.reshape(rows, -1), spent + extra)
     assert np.array_equal(cold.reshape(rows, -1), ref_cold.astype(float))
+
+
+def test_gap_columns_reuse_only_the_very_gap_objects_read_last_time():
+    def plain(gaps):
+        return [g.start for g in gaps], [g.length for g in gaps]
+
+    def check(gaps):
+        starts, lengths = warm._columns(gaps)
+        assert (starts.tolist(), lengths.tolist()) == plain(gaps)
+
+    gaps = [warm.Gap(float(i), 10.0 + i) for i in range(50)]
+    check(gaps[:30])
+    check(gaps[:40])  # grown: the first 30 from before
+    check(gaps[5:45])  # shifted and grown
+    check(gaps[5:45])  # the same again
+    # Equal values in new objects are read anew, as is a list whose middle was replaced.
+    copies = [warm.Gap(g.start, g.length) for g in gaps[5:45]]
+    check(copies)
+    changed = list(copies)
+    changed[10] = warm.Gap(-1.0, 99.0)
+    check(changed)
+    check([])
+    check(gaps[:1])
+    # What is reused: the overlap of the very objects, found by identity.
+    assert warm._shift(gaps[:30], gaps[:40]) == 0
+    assert warm._shift(gaps[:40], gaps[5:45]) == 5
+    assert warm._shift(gaps[5:45], copies) is None
+    assert warm._shift(copies, changed) is None
+    assert warm._shift(gaps[:40], gaps[45:]) is None
+    assert warm._shift(gaps[:40], gaps[5:45], reach=5) is None  # searched no further

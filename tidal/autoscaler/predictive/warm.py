@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, is_
 
 import numpy as np
 
@@ -60,6 +60,42 @@ class Gap:
 
 
 _START, _LENGTH = attrgetter("start"), attrgetter("length")
+_read: tuple[list[Gap], np.ndarray, np.ndarray] = ([], np.empty(0), np.empty(0))
+
+
+def _columns(gaps: list[Gap]) -> tuple[np.ndarray, np.ndarray]:
+    """The starts and lengths of `gaps` as arrays. Consecutive fits of a service see the same
+    Gap objects (frozen) shifted by a few and followed by new ones: the part read last time
+    whose objects are identical is taken from then, only the new ones are read (thousands of
+    gaps lie scattered in memory after a long run; reading them cost more than solving)."""
+    global _read
+    old, old_starts, old_lengths = _read  # one tuple: consistent when fits run in threads
+    shift = _shift(old, gaps)
+    kept = len(old) - shift if shift is not None else 0
+    new = gaps[kept:]
+    starts = np.fromiter(map(_START, new), float, len(new))
+    lengths = np.fromiter(map(_LENGTH, new), float, len(new))
+    if kept:
+        starts = np.concatenate((old_starts[shift:], starts))
+        lengths = np.concatenate((old_lengths[shift:], lengths))
+    _read = (gaps, starts, lengths)
+    return starts, lengths
+
+
+def _shift(old: list[Gap], gaps: list[Gap], reach: int = 256) -> int | None:
+    """d < reach such that `gaps` begins with the very objects `old[d:]` (None: no such d).
+    Between two fits of a service a few gaps at most leave the front of its newest MAX_GAPS;
+    a search bounded by `reach` keeps a miss (fits of other services in turn) cheap."""
+    if not old or not gaps:
+        return None
+    first = gaps[0]
+    for d in range(min(len(old), reach)):
+        if old[d] is first:
+            n = len(old) - d
+            if n <= len(gaps) and all(map(is_, old[d:], gaps[:n])):
+                return d
+            return None
+    return None
 
 
 def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = None) -> list[Gap]:
@@ -164,12 +200,10 @@ def fit(
     costs beyond its Ready Time in that model (`kpa_cost.panic_cost`: the KPA's panic
     replica), added for every expected cold start on either side."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
-    newest = gaps[-MAX_GAPS:]
-    lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
-    if len(newest) < len(gaps) and not (lengths >= MIN_GAP_S).all():
-        newest = gaps
-        lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
-    both = np.stack((np.fromiter(map(_START, newest), float, len(newest)), lengths), axis=1)
+    starts, lengths = _columns(gaps[-MAX_GAPS:])
+    if len(starts) < len(gaps) and not (lengths >= MIN_GAP_S).all():
+        starts, lengths = _columns(gaps)
+    both = np.stack((starts, lengths), axis=1)
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
