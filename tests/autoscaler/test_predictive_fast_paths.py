@@ -1,7 +1,8 @@
 """The predictive policy's fast paths against plain transcriptions of what they replace: the
 stabilization window (max over every recommendation in it, and the latest moment that max was
 recommended, which the replay's quiet check reads), the cached mode and reason, and the warm
-model's path evaluation (`_paths`) against a step-by-step walk of each row's tables."""
+model's path evaluation (`_per_bin`) against a step-by-step walk of each row's tables, and the
+gap arrays a fit reuses from the previous one."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 
 from tidal.api.predictive import PredictiveAnnotations
+from tidal.autoscaler.predictive import warm
 from tidal.autoscaler.predictive.policy import PredictivePolicy
-from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _paths
+from tidal.autoscaler.predictive.warm import STEP_S, WarmModel, _per_bin
 
 
 def test_the_stabilization_window_gives_the_max_of_every_recommendation_in_it():
@@ -97,7 +99,7 @@ def walk(hold: np.ndarray, start: np.ndarray, m: int, ready_s: float):
 
 
 @pytest.mark.parametrize("ready_s", [10.0, 15.0, 40.0, 100.0])
-def test_paths_match_a_step_by_step_walk(ready_s):
+def test_per_bin_costs_match_a_step_by_step_walk(ready_s):
     rng = np.random.default_rng(int(ready_s))
     m = max(1, math.ceil(ready_s / STEP_S))
     rows, steps = 40, 50
@@ -106,8 +108,40 @@ def test_paths_match_a_step_by_step_walk(ready_s):
     hold[0], start[0] = True, False  # never released: warm beyond the horizon
     hold[1], start[1] = False, False  # released at once, never started again
     hold[2, -3:], start[2] = False, True  # started at the horizon: still starting beyond
-    paid, extra, cold = _paths(hold, start, m, ready_s)
-    ref_paid, ref_extra, ref_cold = walk(hold, start, m, ready_s)
-    assert np.array_equal(paid, ref_paid)
-    assert np.array_equal(cold, ref_cold)
-    assert np.array_equal(extra, ref_extra)
+    # Laid out as (prices, slices, steps): 8 prices of 5 slices.
+    cost, cold = _per_bin(hold.reshape(8, 5, steps), start.reshape(8, 5, steps), ready_s, steps)
+    paid, extra, ref_cold = walk(hold, start, m, ready_s)
+    spent = np.concatenate((np.zeros((rows, 1)), np.cumsum(paid[:, :-1], axis=1)), axis=1)
+    assert cost.shape == cold.shape == (8, 5, steps + 1)
+    assert np.array_equal(cost.reshape(rows, -1), spent + extra)
+    assert np.array_equal(cold.reshape(rows, -1), ref_cold.astype(float))
+
+
+def test_gap_columns_reuse_only_the_very_gap_objects_read_last_time():
+    def plain(gaps):
+        return [g.start for g in gaps], [g.length for g in gaps]
+
+    def check(gaps):
+        starts, lengths = warm._columns(gaps)
+        assert (starts.tolist(), lengths.tolist()) == plain(gaps)
+
+    gaps = [warm.Gap(float(i), 10.0 + i) for i in range(50)]
+    check(gaps[:30])
+    check(gaps[:40])  # grown: the first 30 from before
+    check(gaps[5:45])  # shifted and grown
+    check(gaps[5:45])  # the same again
+    # Equal values in new objects are read anew, as is a list whose middle was replaced.
+    copies = [warm.Gap(g.start, g.length) for g in gaps[5:45]]
+    check(copies)
+    changed = list(copies)
+    changed[10] = warm.Gap(-1.0, 99.0)
+    check(changed)
+    check([])
+    check(gaps[:1])
+    # What is reused: the overlap of the very objects, found by identity.
+    assert warm._shift(gaps[:30], gaps[:40]) == 0
+    assert warm._shift(gaps[:40], gaps[5:45]) == 5
+    assert warm._shift(gaps[5:45], copies) is None
+    assert warm._shift(copies, changed) is None
+    assert warm._shift(gaps[:40], gaps[45:]) is None
+    assert warm._shift(gaps[:40], gaps[5:45], reach=5) is None  # searched no further

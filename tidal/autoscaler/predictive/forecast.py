@@ -211,8 +211,11 @@ def _profile_forecast(
     grid[len(grid) - len(tail) :] = tail
     grid = grid.reshape(cycles, period)
     wrapped = np.concatenate((grid[:, -WINDOW:], grid, grid[:, :WINDOW]), axis=1)
-    pooled = sliding_window_view(wrapped, 2 * WINDOW + 1, axis=1)  # (cycles, period, window)
-    pooled = pooled.transpose(1, 0, 2).reshape(period, -1)  # a copy
+    # Phase-major, phases j - WINDOW .. j + WINDOW of every cycle lie side by side, so row j
+    # of `pooled` is one contiguous stretch (a median does not care about the order).
+    by_phase = np.ascontiguousarray(wrapped.T).ravel()
+    width = (2 * WINDOW + 1) * cycles
+    pooled = sliding_window_view(by_phase, width)[::cycles].copy()  # (period, window x cycles)
     profile = nanmedian(pooled, axis=1, scratch=True)
     profile = np.nan_to_num(profile, nan=float(np.nanmedian(y)))
     band = _band(grid - profile, quantile)

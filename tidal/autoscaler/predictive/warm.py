@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, is_
 
 import numpy as np
 
@@ -61,6 +61,42 @@ class Gap:
 
 
 _START, _LENGTH = attrgetter("start"), attrgetter("length")
+_read: tuple[list[Gap], np.ndarray, np.ndarray] = ([], np.empty(0), np.empty(0))
+
+
+def _columns(gaps: list[Gap]) -> tuple[np.ndarray, np.ndarray]:
+    """The starts and lengths of `gaps` as arrays. Consecutive fits of a service see the same
+    Gap objects (frozen) shifted by a few and followed by new ones: the part read last time
+    whose objects are identical is taken from then, only the new ones are read (thousands of
+    gaps lie scattered in memory after a long run; reading them cost more than solving)."""
+    global _read
+    old, old_starts, old_lengths = _read  # one tuple: consistent when fits run in threads
+    shift = _shift(old, gaps)
+    kept = len(old) - shift if shift is not None else 0
+    new = gaps[kept:]
+    starts = np.fromiter(map(_START, new), float, len(new))
+    lengths = np.fromiter(map(_LENGTH, new), float, len(new))
+    if kept:
+        starts = np.concatenate((old_starts[shift:], starts))
+        lengths = np.concatenate((old_lengths[shift:], lengths))
+    _read = (gaps, starts, lengths)
+    return starts, lengths
+
+
+def _shift(old: list[Gap], gaps: list[Gap], reach: int = 256) -> int | None:
+    """d < reach such that `gaps` begins with the very objects `old[d:]` (None: no such d).
+    Between two fits of a service a few gaps at most leave the front of its newest MAX_GAPS;
+    a search bounded by `reach` keeps a miss (fits of other services in turn) cheap."""
+    if not old or not gaps:
+        return None
+    first = gaps[0]
+    for d in range(min(len(old), reach)):
+        if old[d] is first:
+            n = len(old) - d
+            if n <= len(gaps) and all(map(is_, old[d:], gaps[:n])):
+                return d
+            return None
+    return None
 
 
 def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = None) -> list[Gap]:
@@ -172,12 +208,10 @@ def fit(
     (`kpa_cost.served_panic_cost`: the part spent while the request waits, after which the
     idle cap may release the panic replica)."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
-    newest = gaps[-MAX_GAPS:]
-    lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
-    if len(newest) < len(gaps) and not (lengths >= MIN_GAP_S).all():
-        newest = gaps
-        lengths = np.fromiter(map(_LENGTH, newest), float, len(newest))
-    both = np.stack((np.fromiter(map(_START, newest), float, len(newest)), lengths), axis=1)
+    starts, lengths = _columns(gaps[-MAX_GAPS:])
+    if len(starts) < len(gaps) and not (lengths >= MIN_GAP_S).all():
+        starts, lengths = _columns(gaps)
+    both = np.stack((starts, lengths), axis=1)
     both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
     if len(both) < MIN_GAPS:
         return None
@@ -283,105 +317,27 @@ def _smooth(mass: np.ndarray) -> np.ndarray:
 
 
 def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.ndarray, ...]:
-    """Backward induction over the steps of a gap, for every price and slice at once.
-    Costs are in replica-seconds; an arrival ends the gap.
+    """Backward induction over the steps of a gap, for every price and slice: (hold, start),
+    each (prices, slices, steps). Costs are in replica-seconds; an arrival ends the gap.
 
     Starting a replica at step k commits it for the m steps it takes to be ready, so its value
     is affine in the warm value m steps later: `begin[k] = a[k] + b[k] * v_warm[k + m]`, with
-    `a` and `b` built from the hazards alone (m vector operations over all steps). That leaves
-    two scalar-per-state recurrences in the step loop instead of an m-deep pipeline."""
-    slices, steps = hazard.shape
-    n = len(prices)
-    c = prices[:, None, None]  # (prices, 1, 1) broadcast over slices and steps
+    `a` and `b` built from the hazards alone. That leaves two recurrences per step, walked in
+    compiled code (`warm_kernels.induct`)."""
+    from tidal.autoscaler.predictive import warm_kernels  # numba: loaded on the first fit
+
     m = max(1, math.ceil(ready_s / STEP_S))  # steps a start takes
-    cold_arrival = c[..., 0] + ready_s  # (prices, 1)
-    # Hazards padded past the horizon: there the gap ends "beyond" (value: a cold arrival).
-    # `a` is built price-major, (prices, steps, slices), so that each operation runs over
-    # long contiguous rows; the step loop below wants it step-major.
-    q = np.concatenate((hazard.T, np.ones((m, slices))), axis=0)  # (steps + m, slices)
-    a = np.zeros((n, steps, slices))
-    b = np.ones((steps, slices))
-    pay = np.empty((n, steps, slices))
-    for i in range(m):  # step k + i of a start begun at k, m - 1 - i steps still to come
-        qi = q[i : i + steps]
-        np.multiply(qi, (prices + (m - 1 - i) * STEP_S)[:, None, None], out=pay)
-        pay += STEP_S
-        if i:
-            pay[:, steps - i :] = cold_arrival[:, :, None]  # beyond the horizon
-        pay *= b
-        a += pay
-        factor = 1.0 - qi
-        if i:
-            factor[steps - i :] = 0.0
-        b = b * factor
-    if n == 1:  # one price: too few states per step for NumPy's per-call cost to pay off
-        return _induct_scalar(hazard, a[0], b, m, float(cold_arrival[0, 0]))
-    a_k = np.ascontiguousarray(a.transpose(1, 0, 2))  # (steps, prices, slices)
-    b_k = b[:, None, :]
-    # An arrival while starting is a cold start, and the rest of the start is still paid.
-    # `v[k]` holds the cold and the warm value at step k; a start's value needs the warm value
-    # m steps on, so it is computed for m steps at once, and the choices are read off the
-    # stored values at the end.
-    miss = np.empty((steps, 2, n, slices))  # laid out as the values, for the fast path
-    miss[:] = (1.0 - hazard).T[:, None, None, :]
-    add = np.empty((steps, 2, n, slices))  # what an arrival costs (cold), a step (warm)
-    add[:, 0] = np.ascontiguousarray(hazard.T)[:, None, :] * cold_arrival[None]
-    add[:, 1] = STEP_S
-    v = np.empty((steps + m + 1, 2, n, slices))
-    v[steps:] = cold_arrival  # beyond the horizon
-    stay_keep = np.empty((steps, 2, n, slices))  # staying at zero, keeping one warm
-    begin = np.empty((steps, n, slices))  # starting one now
-    top = steps - 1
-    while top >= 0:
-        low = max(0, top - m + 1)
-        np.multiply(b_k[low : top + 1], v[low + m : top + m + 1, 1], out=begin[low : top + 1])
-        begin[low : top + 1] += a_k[low : top + 1]
-        after = v[top + 1]
-        for k in range(top, low - 1, -1):
-            sk, vk = stay_keep[k], v[k]
-            np.multiply(miss[k], after, out=sk)
-            sk += add[k]
-            cold = vk[0]
-            np.minimum(sk[0], begin[k], out=cold)
-            np.minimum(sk[1], cold, out=vk[1])
-            after = vk
-        top = low - 1
-    # The choices, laid out (prices, slices, steps).
-    start = np.empty((n, slices, steps), dtype=bool)
-    np.less(begin.transpose(1, 2, 0), stay_keep[:, 0].transpose(1, 2, 0), out=start)
-    hold = np.empty((n, slices, steps), dtype=bool)
-    np.less_equal(stay_keep[:, 1].transpose(1, 2, 0), v[:steps, 0].transpose(1, 2, 0), out=hold)
-    return hold, start
-
-
-def _induct_scalar(
-    hazard: np.ndarray, a_k: np.ndarray, b_k: np.ndarray, m: int, cold_arrival: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """`_solve`'s step loop for a single price, slice by slice on Python floats: the same
-    operations in the same order (IEEE doubles either way), so the same tables. The steps are
-    walked backwards over reversed lists; `warms` grows by one value per step, so the warm
-    value one step on is `warms[-1]` and m steps on `warms[-m]`."""
-    slices, steps = hazard.shape
-    hold = np.empty((1, slices, steps), dtype=bool)
-    start = np.empty((1, slices, steps), dtype=bool)
-    misses = (1.0 - hazard)[:, ::-1].tolist()
-    arrivals = (hazard * cold_arrival)[:, ::-1].tolist()
-    a_rev, b_rev = a_k[::-1].T.tolist(), b_k[::-1].T.tolist()
-    for j in range(slices):
-        warms = [cold_arrival] * m  # beyond the horizon: a cold arrival
-        cold = cold_arrival  # value at zero one step on
-        holds, starts = [], []
-        for miss, arrival, a, b in zip(misses[j], arrivals[j], a_rev[j], b_rev[j], strict=True):
-            bk = b * warms[-m] + a
-            sk = miss * cold + arrival
-            kk = miss * warms[-1] + STEP_S
-            cold = sk if sk < bk else bk
-            warms.append(kk if kk < cold else cold)
-            holds.append(kk <= cold)
-            starts.append(bk < sk)
-        hold[0, j] = holds[::-1]
-        start[0, j] = starts[::-1]
-    return hold, start
+    hold, start = warm_kernels.induct(
+        np.ascontiguousarray(hazard, dtype=float),
+        np.ascontiguousarray(prices, dtype=float),
+        float(ready_s),
+        m,
+        STEP_S,
+    )
+    return (
+        np.ascontiguousarray(hold.transpose(2, 1, 0)),
+        np.ascontiguousarray(start.transpose(2, 1, 0)),
+    )
 
 
 def _evaluate(
@@ -402,15 +358,23 @@ def _per_bin(
     hold: np.ndarray, start: np.ndarray, ready_s: float, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per (price, slice, length bin): the idle replica-seconds and whether it is a cold start,
-    for a gap of that length played on the tables from its start (paths from `_paths`). It
-    depends on the tables only, so it is computed once for all the gaps scored on them."""
+    for a gap of that length played on the tables from its start (a warm spell until the next
+    release, at zero until the next start, starting for m steps, warm again, ...; walked in
+    compiled code, `warm_kernels.walk`). It depends on the tables only, so it is computed once
+    for all the gaps scored on them."""
+    from tidal.autoscaler.predictive import warm_kernels  # numba: loaded on the first fit
+
     prices, slices = hold.shape[:2]
     m = max(1, math.ceil(ready_s / STEP_S))
-    paid, extra, cold_at = _paths(hold.reshape(-1, steps), start.reshape(-1, steps), m, ready_s)
-    spent = np.zeros_like(paid)  # replica time paid before each step
-    np.cumsum(paid[:, :-1], axis=1, out=spent[:, 1:])
+    cost, cold = warm_kernels.walk(
+        np.ascontiguousarray(hold).reshape(-1, steps),
+        np.ascontiguousarray(start).reshape(-1, steps),
+        m,
+        float(ready_s),
+        STEP_S,
+    )
     shape = (prices, slices, steps + 1)
-    return (spent + extra).reshape(shape), cold_at.reshape(shape).astype(float)
+    return cost.reshape(shape), cold.reshape(shape)
 
 
 def _score(
@@ -423,59 +387,6 @@ def _score(
     cost = np.einsum("psk,sk->p", cost_at, mass)
     cold = np.einsum("psk,sk->p", cold_at, mass)
     return cost, cold
-
-
-def _paths(
-    hold: np.ndarray, start: np.ndarray, m: int, ready_s: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The path of each row's tables over a gap that begins warm, all rows at once: per step
-    (index `steps`: beyond the horizon), the replica time paid in it, the replica time an
-    arrival in it then costs, and whether that arrival is cold.
-
-    A path is a chain of warm spells: warm from entry e until the next release r, at zero
-    until the next start s, starting for m steps, warm again from s + m. The chains are
-    followed from step 0 for all rows at once (a few hops each), then the spells are laid
-    down in one difference array: +1 while warm, (s + m - 1) + 2 while starting, so that one
-    cumulative sum tells warm (1), starting (>= 2) and cold (0) apart and gives the steps to
-    ready while starting. All values are small integers, so
-    the sums are exact."""
-    rows, steps = hold.shape
-    n = steps  # "beyond the horizon"; n + 1 is a sink
-    idx = np.arange(steps + 2)
-    never = np.full((rows, 2), n, dtype=np.int64)
-    # next release at or after k (n: none), next start at or after k (n: none)
-    release = np.where(~hold, idx[:steps], n)
-    release = np.minimum.accumulate(np.concatenate((release, never), 1)[:, ::-1], 1)[:, ::-1]
-    begin = np.where(start, idx[:steps], n)
-    begin = np.minimum.accumulate(np.concatenate((begin, never), 1)[:, ::-1], 1)[:, ::-1]
-    found: list[tuple[np.ndarray, ...]] = []
-    row, entry = np.arange(rows), np.zeros(rows, dtype=np.int64)
-    while row.size:  # entries only grow, so this ends
-        r = release[row, entry]
-        s = begin[row, np.minimum(r + 1, n + 1)]
-        found.append((row, entry, r, s))
-        more = (r < n) & (s < n) & (s + m <= n)
-        row, entry = row[more], s[more] + m
-    t, e, r, s = (np.concatenate(parts) for parts in zip(*found, strict=True))
-    width = n + 3
-    started = (r < n) & (s < n)
-    ts, ss = t[started], s[started]
-    due = ss + m + 1.0  # while starting: the last starting step + 2
-    at = np.concatenate(
-        (
-            t * width + e,  # warm from the entry ...
-            t * width + np.where(r < n, r, n + 1),  # ... to the release (never: beyond)
-            ts * width + ss,  # starting from the start ...
-            ts * width + np.minimum(ss + m, n),  # ... until ready
-        )
-    )
-    weight = np.concatenate((np.ones(len(t)), np.full(len(t), -1.0), due, -due))
-    code = np.cumsum(np.bincount(at, weight, rows * width).reshape(rows, width), 1)[:, : n + 1]
-    warm, busy = code == 1.0, code >= 2.0
-    paid = np.where(code > 0.5, STEP_S, 0.0)
-    extra = np.where(warm, 0.0, np.where(busy, STEP_S * (code - 2.0 - idx[: n + 1]), ready_s))
-    extra[ts[ss + m > n], n] = 0.0  # still starting at the horizon: no wait counted
-    return paid, extra, ~warm
 
 
 def _kpa(

@@ -1,0 +1,118 @@
+"""Compiled loops of the warm model (`warm.py`): the backward induction over the steps of a gap
+and the walk of each table's path over a gap.
+
+Both are sequential in the step, so NumPy could only vectorise them across the 126 (price,
+slice) chains, paying several calls of its per-call overhead on each of ~480 steps; compiled,
+a fit's solves and path walk take a fraction of that. The arithmetic is the one the NumPy
+version did, operation for operation in the same order (no fused multiply-add, no fast-math),
+so the tables are the same bits (tests/autoscaler/test_predictive_warm_solver.py and
+test_predictive_fast_paths.py check them against plain transcriptions). numba is imported with
+this module, which `warm` loads on its first fit, so importing `tidal` does not pay for it;
+`cache=True` keeps the machine code between processes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def induct(
+    hazard: np.ndarray, prices: np.ndarray, ready_s: float, m: int, step: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hold, start), each (steps, slices, prices), of the programme `warm._solve` documents.
+
+    A start begun at step k is ready m steps later; its value is affine in the warm value
+    then, `a + b * warm[k + m]`, with `a` (per price) and `b` summed over its m steps first.
+    Past the horizon every value is a cold arrival. Each step updates all (price, slice)
+    chains, which are independent, so the processor overlaps them."""
+    slices, steps = hazard.shape
+    n = prices.shape[0]
+    hold = np.empty((steps, slices, n), dtype=np.bool_)
+    start = np.empty((steps, slices, n), dtype=np.bool_)
+    arrival = np.empty(n)  # a cold arrival: the price and the Ready Time
+    for p in range(n):
+        arrival[p] = prices[p] + ready_s
+    priced = np.empty((n, m))  # what an arrival costs in step i of a start, the step not yet
+    for p in range(n):
+        for i in range(m):
+            priced[p, i] = prices[p] + (m - 1 - i) * step
+    warms = np.empty((steps + m, slices, n))
+    cold = np.empty((slices, n))  # the value at zero one step on
+    for j in range(slices):
+        for p in range(n):
+            cold[j, p] = arrival[p]
+            for i in range(m):
+                warms[steps + i, j, p] = arrival[p]
+    q = np.empty(m)  # the hazards of a start's m steps
+    ahead = np.empty(m)  # P(no arrival before step i of a start)
+    for k in range(steps - 1, -1, -1):
+        for j in range(slices):
+            factor_b = 1.0
+            for i in range(m):
+                q[i] = hazard[j, k + i] if k + i < steps else 1.0
+                ahead[i] = factor_b
+                beyond = i > 0 and k >= steps - i
+                factor_b = factor_b * (0.0 if beyond else 1.0 - q[i])
+            h = hazard[j, k]
+            miss = 1.0 - h
+            for p in range(n):
+                total = 0.0
+                for i in range(m):  # step k + i of a start, m - 1 - i steps still to come
+                    beyond = i > 0 and k >= steps - i
+                    pay = arrival[p] if beyond else q[i] * priced[p, i] + step
+                    total = total + pay * ahead[i]
+                begin = factor_b * warms[k + m, j, p] + total  # start one now
+                stay = miss * cold[j, p] + h * arrival[p]  # stay at zero
+                keep = miss * warms[k + 1, j, p] + step  # keep one warm
+                value = stay if stay < begin else begin
+                cold[j, p] = value
+                warms[k, j, p] = keep if keep < value else value
+                hold[k, j, p] = keep <= value
+                start[k, j, p] = begin < stay
+    return hold, start
+
+
+@numba.njit(cache=True)
+def walk(
+    hold: np.ndarray, start: np.ndarray, m: int, ready_s: float, step: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`warm._per_bin` for rows of tables: each row's path over a gap that begins warm, and per
+    step (index `steps`: beyond the horizon) what a gap ending in it cost (the replica time
+    paid before it, plus what an arrival in it then costs on top) and whether that arrival is
+    cold (1.0) or not (0.0). All sums are of whole steps, exact in any order."""
+    rows, steps = hold.shape
+    cost = np.empty((rows, steps + 1))
+    cold = np.ones((rows, steps + 1))
+    for t in range(rows):
+        state = 1  # 0 cold, 1 warm, j >= 2: starting, j - 1 steps until ready
+        spent = 0.0  # replica time paid before step k
+        for k in range(steps):
+            if state == 1:
+                if hold[t, k]:
+                    cost[t, k] = spent
+                    cold[t, k] = 0.0
+                    spent += step
+                else:
+                    cost[t, k] = spent + ready_s
+                    state = 0
+            elif state == 0:
+                if start[t, k]:
+                    cost[t, k] = spent + step * (m - 1)
+                    spent += step
+                    state = m
+                else:
+                    cost[t, k] = spent + ready_s
+            else:
+                cost[t, k] = spent + step * (state - 2)
+                spent += step
+                state -= 1
+        # Beyond the horizon: warm, still starting (no wait counted) or cold.
+        if state == 0:
+            cost[t, steps] = spent + ready_s
+        else:
+            cost[t, steps] = spent
+            if state == 1:
+                cold[t, steps] = 0.0
+    return cost, cold
