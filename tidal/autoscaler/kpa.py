@@ -307,6 +307,25 @@ class RevisionAutoscaler:
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         """One decider tick followed by one KPA reconcile."""
+        replicas, desired_raw, in_panic, reason, stable_value, panic_value = self._step(
+            now, ready, reachable
+        )
+        return Decision(
+            replicas=replicas,
+            desired_raw=desired_raw,
+            ebc=self.ebc,
+            in_panic=in_panic,
+            active=self.active,
+            reason=reason,
+            stable_value=stable_value,
+            panic_value=panic_value,
+            mode=self.mode,
+        )
+
+    def _step(
+        self, now: float, ready: int, reachable: bool
+    ) -> tuple[int | None, int, bool, str, float, float]:
+        """`tick`'s work; returns the fields of its `Decision` that are not attributes."""
         self.reachable = reachable
         desired_raw, ebc, valid, stable_value, panic_value, in_panic = self.decider.scale_values(
             now, ready, reachable
@@ -332,17 +351,7 @@ class RevisionAutoscaler:
         elif self._proxy_since is None:
             self._proxy_since = now
         self._update_active(now, want, ready, reachable)
-        return Decision(
-            replicas=replicas,
-            desired_raw=desired_raw,
-            ebc=self.ebc,
-            in_panic=in_panic,
-            active=self.active,
-            reason=reason,
-            stable_value=stable_value,
-            panic_value=panic_value,
-            mode=self.mode,
-        )
+        return replicas, desired_raw, in_panic, reason, stable_value, panic_value
 
     # -- idle skipping (the simulator's event-skipping replay; docs/simulator.md) --------------
 
@@ -376,7 +385,7 @@ class RevisionAutoscaler:
         the state only if nothing moved."""
         decider = self.decider
         mine, its = dict(vars(self)), dict(vars(decider))
-        moved = self.tick(now, ready, self.reachable).replicas is not None
+        moved = self._step(now, ready, self.reachable)[0] is not None
         if moved or vars(self) != mine or vars(decider) != its:
             self.__dict__.update(mine)
             decider.__dict__.update(its)
@@ -431,7 +440,7 @@ class RevisionAutoscaler:
             return ceil(observed_stable / target), ceil(observed_panic / target), ebc >= 0
 
         now_inputs = inputs(0)
-        if min(*stable.buckets, *panic.buckets) < 0:  # not monotone: look at every second
+        if min(stable.buckets + panic.buckets) < 0:  # not monotone: look at every second
             changed = (j for j in range(1, horizon + 1) if inputs(j) != now_inputs)
             j = next(changed, None)
             return math.inf if j is None else (last + j) * step
