@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from functools import reduce
-from operator import sub
 
 from tidal.api.autoscaling import WEIGHTED_EXPONENTIAL
 
@@ -43,31 +41,6 @@ def smoothing_coefficient(num_buckets: float) -> float:
     """alpha = max(1 - (1 - 0.9999)^(1/nb), 0.2) (docs/autoscaling.md#windows weighted
     exponential)."""
     return max(1 - math.pow(1 - WEIGHT_PRECISION, 1 / num_buckets), MIN_EXPONENT)
-
-
-def _slots(ring: list[float], first: int, count: int) -> list[float]:
-    """The values of the ring's buckets `first`, `first + 1`, ... (`count` of them, wrapping
-    around), in that order."""
-    size = len(ring)
-    start = first % size
-    end = start + count
-    if end <= size:
-        return ring[start:end]
-    if count <= size:
-        return ring[start:] + ring[: end - size]
-    return [ring[i % size] for i in range(first, first + count)]
-
-
-def _clear(ring: list[float], first: int, count: int) -> None:
-    """Zero the ring's buckets `first` ... `first + count - 1` (at most all of them)."""
-    size = len(ring)
-    start = first % size
-    end = start + min(count, size)
-    if end <= size:
-        ring[start:end] = [0.0] * (end - start)
-    else:
-        ring[start:] = [0.0] * (size - start)
-        ring[: end - size] = [0.0] * (end - size)
 
 
 class TimedFloat64Buckets:
@@ -109,19 +82,13 @@ class TimedFloat64Buckets:
                     self.window_total = 0.0
                 else:
                     ring = self.buckets
-                    skipped = index - int(last // step)
-                    if skipped == 1:  # the usual case: the next second
-                        slot = index % len(ring)
-                        self.window_total -= ring[slot]
-                        ring[slot] = 0.0
-                    elif skipped > 1:
-                        # The skipped buckets leave the total one by one, oldest first, as
-                        # a loop over them would (a bucket met twice is 0 the second time).
-                        first_skipped = index - skipped + 1
-                        size = min(skipped, len(ring))
-                        old = _slots(ring, first_skipped, size)
-                        self.window_total = reduce(sub, old, self.window_total)
-                        _clear(ring, first_skipped, size)
+                    size = len(ring)
+                    total = self.window_total
+                    for i in range(int(last // step) + 1, index + 1):
+                        idx = i % size
+                        total -= ring[idx]
+                        ring[idx] = 0.0
+                    self.window_total = total
                 self.last_write = bucket_time
         ring = self.buckets
         ring[index % len(ring)] += value
@@ -140,11 +107,11 @@ class TimedFloat64Buckets:
         """When the oldest non-zero bucket leaves the window if only zeros follow (None: all
         zero). Until then the full-window average cannot change."""
         size = len(self.buckets)
-        oldest = self._index(self.last_write) + 1  # the oldest bucket's index
-        nonzero = list(map(bool, _slots(self.buckets, oldest, size)))  # oldest first
-        if True not in nonzero:
-            return None
-        return (oldest + nonzero.index(True)) * self.granularity
+        last = self._index(self.last_write)
+        for age in range(size - 1, -1, -1):
+            if self.buckets[(last - age) % size] != 0.0:
+                return (last - age + size) * self.granularity
+        return None
 
     def span_full(self) -> bool:
         """True once the valid part of the window covers all its buckets."""
@@ -152,8 +119,7 @@ class TimedFloat64Buckets:
 
     def is_empty(self, now: float) -> bool:
         """True when nothing was written during the last window."""
-        step = self.granularity
-        return math.floor(now / step) * step - self.last_write > self.window
+        return self._truncate(now) - self.last_write > self.window
 
     def _valid_span(self) -> int:
         assert self.first_write is not None
@@ -172,10 +138,12 @@ class TimedFloat64Buckets:
             return round_precision(self.window_total / min(span, len(self.buckets)))
         if d < self.window:
             ring = self.buckets
+            size = len(ring)
             start, end = int(last // step), int(now // step)
-            # The buckets in (lastWrite, now] leave the total one by one, as in Knative's loop.
-            total = reduce(sub, _slots(ring, start + 1, end - start), self.window_total)
-            num = min(self._valid_span(), len(ring) - (end - start))
+            total = self.window_total
+            for i in range(start + 1, end + 1):
+                total -= ring[i % size]
+            num = min(self._valid_span(), size - (end - start))
             return round_precision(total / num)
         return 0.0
 
