@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from tidal.api.autoscaling import AutoscalerConfig, AutoscalingAnnotations
-from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
+from tidal.autoscaler.kpa import RevisionAutoscaler, _totals_after, decider_spec
 from tidal.autoscaler.metrics import TimedFloat64Buckets, _round_digits, round_precision
 
 
@@ -212,3 +212,21 @@ def test_inputs_change_matches_a_record_by_record_replay(seed):
         assert ra._inputs_change(ready) == expected
         checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_totals_after_are_the_floats_of_record(seed):
+    """The look-ahead's window totals are bit for bit those that `record` leaves."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        window = rng.choice([1, 6, 60])
+        buckets = TimedFloat64Buckets(window)
+        second = rng.randrange(100, 200)
+        for t in range(second - rng.randrange(0, 2 * window), second + 1):
+            buckets.record(float(t), rng.choice([0.0, rng.random() * 99, 1 / 3]))
+        value = rng.choice([0.0, 1.0, rng.random() * 7])
+        count = rng.randrange(1, 70)
+        ahead = _totals_after(list(buckets.buckets), second, buckets.window_total, value, count)
+        for j in range(1, count + 1):
+            buckets.record(float(second + j), value)
+            assert bits(ahead[j - 1]) == bits(buckets.window_total)

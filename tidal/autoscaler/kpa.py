@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import sub
+from operator import add, neg, sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
@@ -499,17 +499,24 @@ class RevisionAutoscaler:
         ebc_ok = (floor(base - observed_panic) if tbc > 0 else tbc) >= 0
         now_inputs = (dspc, dppc, dppc / ready_f >= threshold, ebc_ok)
         limit = (second + horizon) * step
-        # A window whose every bucket holds `value`, whose total a record of it leaves as is
-        # and whose span is full averages the same at every later second: with both so, no
-        # input can change (a service stuck waiting for capacity spends most of its time so).
-        saturated = all(
-            at_full and ring.count(value) == len(ring) and (total - value) + value == total
-            for at_full, ring, total in (
-                (second - first_s + 1 >= size_s, ring_s, total_s),
-                (second - first_p + 1 >= size_p, ring_p, total_p),
-            )
-        )
-        for j in range(1, 1 if saturated else horizon + 1):
+        # With both spans full, each input is a monotone function of a window's total (the
+        # averages divide by a constant, rounding and ceil keep the order), so when the least
+        # and the greatest total to come give the inputs of now, every total between does.
+        steady = False
+        if second - first_s + 1 >= size_s and second - first_p + 1 >= size_p:
+            steady = True
+            for ring, total, size, pods in (
+                (ring_s, total_s, size_s, dspc),
+                (ring_p, total_p, size_p, dppc),
+            ):
+                totals = _totals_after(ring, second, total, value, horizon)
+                for bound in (min(totals), max(totals)):
+                    x = round_precision(bound / size)
+                    if ceil(x / target) != pods or (
+                        ring is ring_p and tbc > 0 and (floor(base - x) >= 0) != ebc_ok
+                    ):
+                        steady = False
+        for j in range(1, 1 if steady else horizon + 1):
             total_s = (total_s - (ring_s[(second + j) % size_s] if j <= size_s else value)) + value
             total_p = (total_p - (ring_p[(second + j) % size_p] if j <= size_p else value)) + value
             at = second + j
@@ -676,3 +683,18 @@ def _record_each(
             first = buckets.first_write
             inline = step < buckets.window and first is not None
     buckets.window_total, buckets.last_write = total, last
+
+
+def _totals_after(
+    ring: list[float], second: int, total: float, value: float, count: int
+) -> list[float]:
+    """A window's totals after each of `count` records of `value` in the seconds after
+    `second` (its last write), computed as `record` does: each record takes the bucket it
+    overwrites off the total, then adds `value`. `t + -b` is `t - b` in IEEE arithmetic, so one
+    C-level `accumulate` over (-old, value) pairs gives the very floats of the loop."""
+    size = len(ring)
+    cut = (second + 1) % size
+    olds = (ring[cut:] + ring[:cut])[:count] + [value] * max(0, count - size)
+    steps = [value] * (2 * count)
+    steps[0::2] = map(neg, olds)
+    return list(accumulate(steps, add, initial=total))[2::2]
