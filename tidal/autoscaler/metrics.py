@@ -21,17 +21,9 @@ PRECISION = 6
 ROUND_SCALE = 10.0**PRECISION  # the 10^n of `round_precision`
 
 
-def _round_digits(value: float, digits: int) -> float:
-    """Go's `math.Round(f*10^n)/10^n`: half away from zero."""
-    p = 10.0**digits
-    if value > 0.0:  # the same float as below, without abs and copysign
-        return math.floor(value * p + 0.5) / p
-    return math.copysign(math.floor(abs(value) * p + 0.5), value) / p
-
-
 def round_precision(value: float) -> float:
-    """`_round_digits(value, PRECISION)`, the rounding of every window average; called once or
-    twice per average, so the common case (a positive value) is inlined."""
+    """Go's `math.Round(f*10^6)/10^6` (half away from zero), the rounding of every window
+    average. A positive value skips abs and copysign: the same float, sooner."""
     if value > 0.0:
         return math.floor(value * ROUND_SCALE + 0.5) / ROUND_SCALE
     return math.copysign(math.floor(abs(value) * ROUND_SCALE + 0.5), value) / ROUND_SCALE
