@@ -10,20 +10,21 @@ Pure: no clock, no I/O. `now` is float seconds from the caller (wall or simulate
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import sub
+from operator import add, neg, sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
     BUCKET_SIZE,
-    PRECISION,
+    ROUND_SCALE,
     MaxTimeWindow,
     TimedFloat64Buckets,
     WeightedFloat64Buckets,
-    _round_digits,
     new_buckets,
+    round_precision,
 )
 
 TICK_INTERVAL = 2.0  # docs/autoscaling.md#cluster-defaults decider tick
@@ -141,13 +142,12 @@ class Decider:
 
     def __init__(self, spec: DeciderSpec, now: float, ready: int = 0) -> None:
         self.spec = spec
-        self._windows = {
-            metric: (
-                new_buckets(spec.stable_window, spec.aggregation_algorithm),
-                new_buckets(spec.panic_window, spec.aggregation_algorithm),
-            )
-            for metric in ("concurrency", RPS)
-        }
+        # Knative's collector also keeps the windows of the metric the decider does not scale
+        # on; nothing reads them, so only the scaling metric's are kept (half the work).
+        self._stable = new_buckets(spec.stable_window, spec.aggregation_algorithm)
+        self._panic = new_buckets(spec.panic_window, spec.aggregation_algorithm)
+        self._windows = {spec.scaling_metric: (self._stable, self._panic)}
+        self._scales_rps = spec.scaling_metric == RPS
         # Start in panic when more than one pod is ready, holding the current scale
         # (docs/autoscaling.md#the-scale-decision).
         self._panic_time: float | None = now if ready > 1 else None
@@ -163,31 +163,36 @@ class Decider:
         return self._panic_time is not None
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
-        """Add revision totals into the current 1 s bucket of all four windows (`collection.record`,
+        """Add revision totals into the current 1 s bucket of the windows (`collection.record`,
         docs/autoscaling.md#metrics). Values recorded in the same second sum."""
-        for windows, value in (
-            (self._windows["concurrency"], concurrency),
-            (self._windows[RPS], rps),
-        ):
-            for buckets in windows:
-                buckets.record(now, value)
+        value = rps if self._scales_rps else concurrency
+        self._stable.record(now, value)
+        self._panic.record(now, value)
 
     def scale(self, now: float, ready_pods: int, reachable: bool = True) -> ScaleResult:
         """Knative's `Scale()` (docs/autoscaling.md#the-scale-decision)."""
+        return ScaleResult(*self.scale_values(now, ready_pods, reachable))
+
+    def scale_values(
+        self, now: float, ready_pods: int, reachable: bool = True
+    ) -> tuple[int, float, bool, float, float, bool]:
+        """`scale` as the plain tuple of `ScaleResult`'s fields (a tick does not need the
+        object)."""
         spec = self.spec
-        stable_buckets, panic_buckets = self._windows[spec.scaling_metric]
+        stable_buckets, panic_buckets = self._stable, self._panic
         # No data (docs/autoscaling.md#metrics): nothing written for a window, unless TBC=-1 (no
         # scrape target).
         if stable_buckets.is_empty(now) and spec.target_burst_capacity != -1:
-            return ScaleResult(-1, 0.0, False, in_panic=self.in_panic)
+            return -1, 0.0, False, 0.0, 0.0, self._panic_time is not None
         observed_stable = stable_buckets.window_average(now)
         observed_panic = panic_buckets.window_average(now)
 
         ready = max(1.0, float(ready_pods))
         max_up = math.ceil(spec.max_scale_up_rate * ready)
         max_down = math.floor(ready / spec.max_scale_down_rate) if reachable else 0
-        dspc = math.ceil(observed_stable / spec.target_value)
-        dppc = math.ceil(observed_panic / spec.target_value)
+        target = spec.target_value
+        dspc = math.ceil(observed_stable / target)
+        dppc = math.ceil(observed_panic / target)
         stable_pods = min(max(dspc, max_down), max_up)
         panic_pods = min(max(dppc, max_down), max_up)
         if spec.activation_scale > 1:
@@ -212,14 +217,8 @@ class Decider:
             self._delay.record(now, desired)
             desired = self._delay.current()
 
-        return ScaleResult(
-            desired=desired,
-            ebc=self._excess_burst_capacity(ready_pods, observed_panic),
-            valid=True,
-            stable_value=observed_stable,
-            panic_value=observed_panic,
-            in_panic=self.in_panic,
-        )
+        ebc = self._excess_burst_capacity(ready_pods, observed_panic)
+        return desired, ebc, True, observed_stable, observed_panic, self._panic_time is not None
 
     def _excess_burst_capacity(self, ready_pods: int, observed_panic: float) -> float:
         """EBC = floor(ready x TotalValue - TBC - panic); 0 if TBC=0; -1 if TBC=-1
@@ -308,11 +307,32 @@ class RevisionAutoscaler:
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         """One decider tick followed by one KPA reconcile."""
+        replicas, desired_raw, in_panic, reason, stable_value, panic_value = self._step(
+            now, ready, reachable
+        )
+        return Decision(
+            replicas=replicas,
+            desired_raw=desired_raw,
+            ebc=self.ebc,
+            in_panic=in_panic,
+            active=self.active,
+            reason=reason,
+            stable_value=stable_value,
+            panic_value=panic_value,
+            mode=self.mode,
+        )
+
+    def _step(
+        self, now: float, ready: int, reachable: bool
+    ) -> tuple[int | None, int, bool, str, float, float]:
+        """`tick`'s work; returns the fields of its `Decision` that are not attributes."""
         self.reachable = reachable
-        result = self.decider.scale(now, ready, reachable)
-        if result.valid:
-            self.desired_scale = result.desired
-            self.ebc = result.ebc
+        desired_raw, ebc, valid, stable_value, panic_value, in_panic = self.decider.scale_values(
+            now, ready, reachable
+        )
+        if valid:
+            self.desired_scale = desired_raw
+            self.ebc = ebc
 
         want, apply, reason = self._scale(now, reachable)
         current = self.spec.initial_scale if self._replicas is None else self._replicas
@@ -331,17 +351,7 @@ class RevisionAutoscaler:
         elif self._proxy_since is None:
             self._proxy_since = now
         self._update_active(now, want, ready, reachable)
-        return Decision(
-            replicas=replicas,
-            desired_raw=result.desired,
-            ebc=self.ebc,
-            in_panic=result.in_panic,
-            active=self.active,
-            reason=reason,
-            stable_value=result.stable_value,
-            panic_value=result.panic_value,
-            mode=self.mode,
-        )
+        return replicas, desired_raw, in_panic, reason, stable_value, panic_value
 
     # -- idle skipping (the simulator's event-skipping replay; docs/simulator.md) --------------
 
@@ -375,7 +385,7 @@ class RevisionAutoscaler:
         the state only if nothing moved."""
         decider = self.decider
         mine, its = dict(vars(self)), dict(vars(decider))
-        moved = self.tick(now, ready, self.reachable).replicas is not None
+        moved = self._step(now, ready, self.reachable)[0] is not None
         if moved or vars(self) != mine or vars(decider) != its:
             self.__dict__.update(mine)
             decider.__dict__.update(its)
@@ -402,36 +412,38 @@ class RevisionAutoscaler:
         bucket the averages only fall, so each input moves one way and the first change is
         found by bisection."""
         spec = self.spec
-        stable, panic = self.decider._windows[spec.scaling_metric]
-        last = stable._index(stable.last_write)
+        stable, panic = self.decider._stable, self.decider._panic
+        step = stable.granularity
+        last = int(stable.last_write // step)
         horizon = len(stable.buckets)
         series = []  # per window: its first bucket, size, and total after j zeros
         for buckets in (stable, panic):
             assert buckets.first_write is not None
             size, ring = len(buckets.buckets), buckets.buckets
-            overwritten = [ring[(last + j) % size] for j in range(1, min(horizon, size) + 1)]
+            cut = (last + 1) % size  # the ring from the bucket after the last write on
+            overwritten = (ring[cut:] + ring[:cut])[: min(horizon, size)]
             totals = list(accumulate(overwritten, sub, initial=buckets.window_total))
             totals.extend([totals[-1]] * (horizon + 1 - len(totals)))
-            series.append((buckets._index(buckets.first_write), size, totals))
-        tbc = spec.target_burst_capacity
+            series.append((int(buckets.first_write // buckets.granularity), size, totals))
+        (first_s, size_s, totals_s), (first_p, size_p, totals_p) = series
+        target, tbc = spec.target_value, spec.target_burst_capacity
+        base = ready * spec.total_value - tbc
+        floor, ceil, scale = math.floor, math.ceil, ROUND_SCALE
 
         def inputs(j: int) -> tuple[int, int, bool]:
             second = last + j
-            averages = []
-            for first, size, totals in series:
-                span = min(second - first + 1, size)
-                averages.append(_round_digits(totals[j] / span, PRECISION))
-            observed_stable, observed_panic = averages
-            dspc = math.ceil(observed_stable / spec.target_value)
-            dppc = math.ceil(observed_panic / spec.target_value)
-            ebc = math.floor(ready * spec.total_value - tbc - observed_panic) if tbc > 0 else tbc
-            return dspc, dppc, ebc >= 0
+            x = totals_s[j] / min(second - first_s + 1, size_s)
+            observed_stable = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
+            x = totals_p[j] / min(second - first_p + 1, size_p)
+            observed_panic = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
+            ebc = floor(base - observed_panic) if tbc > 0 else tbc
+            return ceil(observed_stable / target), ceil(observed_panic / target), ebc >= 0
 
         now_inputs = inputs(0)
-        if min(*stable.buckets, *panic.buckets) < 0:  # not monotone: look at every second
+        if min(stable.buckets + panic.buckets) < 0:  # not monotone: look at every second
             changed = (j for j in range(1, horizon + 1) if inputs(j) != now_inputs)
             j = next(changed, None)
-            return math.inf if j is None else (last + j) * stable.granularity
+            return math.inf if j is None else (last + j) * step
         low, high = 0, horizon + 1  # inputs(low) == now; the first change is in (low, high]
         while high - low > 1:
             mid = (low + high) // 2
@@ -439,7 +451,7 @@ class RevisionAutoscaler:
                 high = mid
             else:
                 low = mid
-        return math.inf if high > horizon else (last + high) * stable.granularity
+        return math.inf if high > horizon else (last + high) * step
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """Right after a record and a tick at `now`: the time before which further ticks would
@@ -453,44 +465,73 @@ class RevisionAutoscaler:
         if not (ready or concurrency or rps):
             return self.quiet_until(now, ready)  # nothing is recorded: idle at zero
         spec = self.spec
-        stable, panic = decider._windows[spec.scaling_metric]
-        second = stable._index(now)
+        stable, panic = decider._stable, decider._panic
+        step = stable.granularity
+        second = int(now // step)
         for buckets in (stable, panic):
             if (
                 isinstance(buckets, WeightedFloat64Buckets)
                 or buckets.first_write is None
-                or buckets._index(buckets.last_write) != second
+                or int(buckets.last_write // buckets.granularity) != second
             ):
                 return now
         value = concurrency if spec.scaling_metric != RPS else rps
         horizon = len(stable.buckets)
-        series = []  # per window: its first bucket, size and total after j more records
-        for buckets in (stable, panic):
-            size, ring = len(buckets.buckets), buckets.buckets
-            totals = [buckets.window_total]
-            for j in range(1, horizon + 1):
-                old = ring[(second + j) % size] if j <= size else value
-                totals.append((totals[-1] - old) + value)
-            series.append((buckets._index(buckets.first_write), size, totals))
-        (first_s, size_s, totals_s), (first_p, size_p, totals_p) = series
+        assert stable.first_write is not None and panic.first_write is not None
+        ring_s, size_s, total_s = stable.buckets, len(stable.buckets), stable.window_total
+        ring_p, size_p, total_p = panic.buckets, len(panic.buckets), panic.window_total
+        first_s = int(stable.first_write // step)
+        first_p = int(panic.first_write // panic.granularity)
         target, threshold = spec.target_value, spec.panic_threshold
         tbc = spec.target_burst_capacity
         ready_f = max(1.0, float(ready))
         base = ready * spec.total_value - tbc
+        floor, ceil, scale = math.floor, math.ceil, ROUND_SCALE
 
-        def inputs(j: int) -> tuple[int, int, bool, bool]:
+        # What a tick decides from, after j more records of `value`: desired pods from the
+        # stable and panic averages, the panic trigger (a function of the panic pods) and the
+        # sign of the excess burst capacity. The window totals are updated as `record` leaves
+        # them; the first j at which an input differs ends the steady span.
+        observed_stable = round_precision(total_s / min(second - first_s + 1, size_s))
+        observed_panic = round_precision(total_p / min(second - first_p + 1, size_p))
+        dspc = ceil(observed_stable / target)
+        dppc = ceil(observed_panic / target)
+        ebc_ok = (floor(base - observed_panic) if tbc > 0 else tbc) >= 0
+        now_inputs = (dspc, dppc, dppc / ready_f >= threshold, ebc_ok)
+        limit = (second + horizon) * step
+        # With both spans full, each input is a monotone function of a window's total (the
+        # averages divide by a constant, rounding and ceil keep the order), so when the least
+        # and the greatest total to come give the inputs of now, every total between does.
+        steady = False
+        if second - first_s + 1 >= size_s and second - first_p + 1 >= size_p:
+            steady = True
+            for ring, total, size, pods in (
+                (ring_s, total_s, size_s, dspc),
+                (ring_p, total_p, size_p, dppc),
+            ):
+                totals = _totals_after(ring, second, total, value, horizon)
+                for bound in (min(totals), max(totals)):
+                    x = round_precision(bound / size)
+                    if ceil(x / target) != pods or (
+                        ring is ring_p and tbc > 0 and (floor(base - x) >= 0) != ebc_ok
+                    ):
+                        steady = False
+        for j in range(1, 1 if steady else horizon + 1):
+            total_s = (total_s - (ring_s[(second + j) % size_s] if j <= size_s else value)) + value
+            total_p = (total_p - (ring_p[(second + j) % size_p] if j <= size_p else value)) + value
             at = second + j
-            observed_stable = _round_digits(totals_s[j] / min(at - first_s + 1, size_s), PRECISION)
-            observed_panic = _round_digits(totals_p[j] / min(at - first_p + 1, size_p), PRECISION)
-            dppc = math.ceil(observed_panic / target)
-            ebc = math.floor(base - observed_panic) if tbc > 0 else tbc
-            return math.ceil(observed_stable / target), dppc, dppc / ready_f >= threshold, ebc >= 0
-
-        now_inputs = inputs(0)
-        limit = (second + horizon) * stable.granularity
-        for j in range(1, horizon + 1):
-            if inputs(j) != now_inputs:
-                limit = (second + j) * stable.granularity
+            x = total_s / min(at - first_s + 1, size_s)
+            x = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
+            if ceil(x / target) != dspc:
+                limit = at * step
+                break
+            x = total_p / min(at - first_p + 1, size_p)
+            x = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
+            if ceil(x / target) != dppc:  # the panic trigger follows the panic pods
+                limit = at * step
+                break
+            if tbc > 0 and (floor(base - x) >= 0) != ebc_ok:
+                limit = at * step
                 break
         if decider._panic_time is not None and not now_inputs[2]:
             limit = min(limit, decider._panic_time + spec.stable_window)
@@ -511,8 +552,7 @@ class RevisionAutoscaler:
         values = {"concurrency": concurrency, RPS: rps}
         split = len(records)
         if ticks:
-            last = ticks[-1]
-            split = next((i for i in range(len(records)) if records[i] > last), len(records))
+            split = bisect_right(records, ticks[-1])  # the records are in time order
         self._record_span(records, 0, split, values)
         if ticks:
             self.tick(ticks[-1], ready)
@@ -522,9 +562,10 @@ class RevisionAutoscaler:
         self, records: Sequence[float], begin: int, end: int, values: dict[str, float]
     ) -> None:
         """Every window records its metric's value at `records[begin:end]`."""
+        times = [records[i] for i in range(begin, end)]  # read once for all windows
         for metric, windows in self.decider._windows.items():
             for buckets in windows:
-                _record_each(buckets, records, begin, end, values[metric])
+                _record_each(buckets, times, 0, len(times), values[metric])
 
     def fill_idle(self, t: float) -> None:
         """Record the zeros of every second up to `t` at once (see `record_idle`)."""
@@ -622,21 +663,38 @@ def _record_each(
     """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
     bucket right after the last write, the steps `record` takes are done inline."""
     ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
-    inline = step < buckets.window and buckets.first_write is not None
+    first = buckets.first_write
+    inline = step < buckets.window and first is not None
     total, last = buckets.window_total, buckets.last_write
+    floor = math.floor
     for i in range(begin, end):
         t = times[i]
-        bucket_time = math.floor(t / step) * step
-        if inline and bucket_time == last + step and bucket_time >= buckets.first_write:
+        bucket_time = floor(t / step) * step
+        if inline and bucket_time == last + step and bucket_time >= first:
             slot = int(t // step) % size
             total -= ring[slot]
-            ring[slot] = 0.0
-            ring[slot] += value
+            ring[slot] = 0.0 + value  # the slot is zeroed, then the value added to it
             total += value
             last = bucket_time
         else:
             buckets.window_total, buckets.last_write = total, last
             buckets.record(t, value)
             total, last, ring = buckets.window_total, buckets.last_write, buckets.buckets
-            inline = step < buckets.window and buckets.first_write is not None
+            first = buckets.first_write
+            inline = step < buckets.window and first is not None
     buckets.window_total, buckets.last_write = total, last
+
+
+def _totals_after(
+    ring: list[float], second: int, total: float, value: float, count: int
+) -> list[float]:
+    """A window's totals after each of `count` records of `value` in the seconds after
+    `second` (its last write), computed as `record` does: each record takes the bucket it
+    overwrites off the total, then adds `value`. `t + -b` is `t - b` in IEEE arithmetic, so one
+    C-level `accumulate` over (-old, value) pairs gives the very floats of the loop."""
+    size = len(ring)
+    cut = (second + 1) % size
+    olds = (ring[cut:] + ring[:cut])[:count] + [value] * max(0, count - size)
+    steps = [value] * (2 * count)
+    steps[0::2] = map(neg, olds)
+    return list(accumulate(steps, add, initial=total))[2::2]

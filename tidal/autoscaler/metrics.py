@@ -18,10 +18,15 @@ WEIGHT_PRECISION = 0.9999
 PRECISION = 6
 
 
-def _round_digits(value: float, digits: int) -> float:
-    """Go's `math.Round(f*10^n)/10^n`: half away from zero."""
-    p = 10.0**digits
-    return math.copysign(math.floor(abs(value) * p + 0.5), value) / p
+ROUND_SCALE = 10.0**PRECISION  # the 10^n of `round_precision`
+
+
+def round_precision(value: float) -> float:
+    """Go's `math.Round(f*10^6)/10^6` (half away from zero), the rounding of every window
+    average. A positive value skips abs and copysign: the same float, sooner."""
+    if value > 0.0:
+        return math.floor(value * ROUND_SCALE + 0.5) / ROUND_SCALE
+    return math.copysign(math.floor(abs(value) * ROUND_SCALE + 0.5), value) / ROUND_SCALE
 
 
 def smoothing_coefficient(num_buckets: float) -> float:
@@ -52,24 +57,33 @@ class TimedFloat64Buckets:
         """Add `value` to the bucket of `t`, zeroing buckets skipped since the last write; a gap
         of a whole window resets the buffer and `first_write`. Writes older than a window
         before the last write are dropped."""
-        bucket_time = self._truncate(t)
-        if self.last_write != bucket_time:
-            if not bucket_time + self.window > self.last_write:
+        step = self.granularity
+        bucket_time = math.floor(t / step) * step
+        index = int(t // step)
+        last = self.last_write
+        if last != bucket_time:
+            if not bucket_time + self.window > last:
                 return
-            if self.first_write is None or self.first_write > bucket_time:
+            first = self.first_write
+            if first is None or first > bucket_time:
                 self.first_write = bucket_time
-            if bucket_time > self.last_write:
-                if bucket_time - self.last_write >= self.window:
+            if bucket_time > last:
+                if bucket_time - last >= self.window:
                     self.first_write = bucket_time
                     self.buckets = [0.0] * len(self.buckets)
                     self.window_total = 0.0
                 else:
-                    for i in range(self._index(self.last_write) + 1, self._index(t) + 1):
-                        idx = i % len(self.buckets)
-                        self.window_total -= self.buckets[idx]
-                        self.buckets[idx] = 0.0
+                    ring = self.buckets
+                    size = len(ring)
+                    total = self.window_total
+                    for i in range(int(last // step) + 1, index + 1):
+                        idx = i % size
+                        total -= ring[idx]
+                        ring[idx] = 0.0
+                    self.window_total = total
                 self.last_write = bucket_time
-        self.buckets[self._index(t) % len(self.buckets)] += value
+        ring = self.buckets
+        ring[index % len(ring)] += value
         self.window_total += value
 
     def record_idle(self, t: float) -> None:
@@ -106,18 +120,23 @@ class TimedFloat64Buckets:
     def window_average(self, now: float) -> float:
         """Average over the valid part of the window, rounded to 6 digits
         (docs/autoscaling.md#windows linear)."""
-        now = self._truncate(now)
-        d = now - self.last_write
+        step = self.granularity
+        now = math.floor(now / step) * step
+        last = self.last_write
+        d = now - last
         if d <= 0:
-            num = min(self._valid_span(), len(self.buckets))
-            return _round_digits(self.window_total / num, PRECISION)
+            assert self.first_write is not None
+            span = int((last - self.first_write) // step) + 1
+            return round_precision(self.window_total / min(span, len(self.buckets)))
         if d < self.window:
-            start, end = self._index(self.last_write), self._index(now)
+            ring = self.buckets
+            size = len(ring)
+            start, end = int(last // step), int(now // step)
             total = self.window_total
             for i in range(start + 1, end + 1):
-                total -= self.buckets[i % len(self.buckets)]
-            num = min(self._valid_span(), len(self.buckets) - (end - start))
-            return _round_digits(total / num, PRECISION)
+                total -= ring[i % size]
+            num = min(self._valid_span(), size - (end - start))
+            return round_precision(total / num)
         return 0.0
 
     def resize_window(self, window: float, now: float) -> None:
