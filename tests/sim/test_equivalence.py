@@ -139,12 +139,18 @@ def test_blocked_placement_is_not_retried_and_changes_nothing(monkeypatch):
     calls = {True: 0, False: 0}
     mode = {"skip": True}
 
-    def counting(*args, **kwargs):
-        calls[mode["skip"]] += 1
-        return place(*args, **kwargs)
+    def counting(function):
+        def counted(*args, **kwargs):
+            calls[mode["skip"]] += 1
+            return function(*args, **kwargs)
 
-    place = sim_model.place
-    monkeypatch.setattr(sim_model, "place", counting)
+        return counted
+
+    # A placement asks whether there is room for one more (answered once per change of the
+    # pools' usage), then `place`.
+    monkeypatch.setattr(sim_model, "place", counting(sim_model.place))
+    room_for = sim_model.Simulation._room_for
+    monkeypatch.setattr(sim_model.Simulation, "_room_for", counting(room_for))
     fast = replay("fleet-busy", "kpa", True)
     mode["skip"] = False
     slow = replay("fleet-busy", "kpa", False)

@@ -58,7 +58,7 @@ from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget,
 from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
 from tidal.scheduler.cost import CostLedger, Usage
-from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
+from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place, room_for
 from tidal.sim.dists import Distribution
 from tidal.sim.predictive import SimulatedPredictive
 from tidal.sim.quiet import (
@@ -332,6 +332,7 @@ class Simulation:
         self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
         self._usage_now: dict[str, PoolUsage] | None = None  # `_usage()` until they change
+        self._room: dict[Demand, bool] = {}  # `room_for` each demand, until usage changes
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
@@ -354,6 +355,14 @@ class Simulation:
         self._usage_now = usage
         return usage
 
+    def _room_for(self, demand: Demand) -> bool:
+        """`room_for(demand)` over the pools as they are now (asked by most placements of a
+        starved fleet, between two changes of usage)."""
+        room = self._room.get(demand)
+        if room is None:
+            room = self._room[demand] = room_for(demand, self.pools, self._usage())
+        return room
+
     def _start_replica(self, svc: _Service, pool: str, devices: tuple[str, ...], t: float) -> None:
         rid = len(self.in_flight)
         self.in_flight.append(0)
@@ -367,6 +376,7 @@ class Simulation:
             self.pool_demands[pool][svc.model.demand] += 1
             self.pool_devices[pool].update(devices)
             self._usage_now = None
+            self._room.clear()
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
@@ -386,6 +396,7 @@ class Simulation:
             self.pool_demands[pool][svc.model.demand] -= 1
             self.pool_devices[pool].difference_update(self.devices[rid])
             self._usage_now = None
+            self._room.clear()
         self.changes.append((t, 0, -1))
 
     def _stop_replica(self, svc: _Service, rid: int, t: float) -> None:
@@ -403,6 +414,18 @@ class Simulation:
         svc.desired = count
         if svc.blocked == (self.freed, count):
             return  # nothing freed since that placement failed: it would fail again
+        active = len(svc.state)
+        if active and svc.ready != active:
+            active -= sum(1 for state in svc.state.values() if state == DRAINING)
+        if count > active and not self._room_for(svc.model.demand):
+            # No pool has room for one more: `place` (no ResourcePolicy here) would start or
+            # stop nothing and hold every missing replica pending, the oldest first, then now.
+            missing = count - active
+            since = sorted(svc.pending_since)[:missing]
+            since += [t] * (missing - len(since))
+            svc.pending_since = since
+            svc.blocked = (self.freed, count) if self.skip else None
+            return
         placed = [
             Placed(
                 str(rid),
