@@ -223,7 +223,7 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
     """On fleets starved of capacity, a service without a replica whose missing ones cannot
     be placed skips its ticks: with requests queued (the same stats every second), and with
     none (nothing recorded; e.g. a KPA activating, or a baseline holding a replica without
-    traffic; predictive only then). Fewer decisions, the per-second replay's result."""
+    traffic). Fewer decisions, the per-second replay's result."""
     import tidal.sim.model as sim_model
 
     seen = {"queued": 0, "empty": 0}
@@ -236,10 +236,7 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
         return resume
 
     monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
-    cases = [("fleet-starved", "queued"), ("fleet-idle-starved", "empty")]
-    if policy == "predictive":
-        cases = cases[1:]  # with requests queued it ticks (docs/simulator.md)
-    for case, kind in cases:
+    for case, kind in [("fleet-starved", "queued"), ("fleet-idle-starved", "empty")]:
         before = seen[kind]
         skipping, every_second = same_result_with_fewer_decisions(case, policy)
         assert seen[kind] > before, (case, seen)

@@ -11,8 +11,11 @@ they cannot read makes the replay tick every second instead (slower, never diffe
 
 A service waiting for capacity with nothing queued records nothing, as an idle one at zero:
 `predictive_steady_until` and `predictive_skip_steady` answer for it as for idleness. With
-requests queued (the same stats every second, which also fill the per-minute history) they
-decline: the replay ticks.
+requests queued it records the same stats every second: the reactive KPA says how long its
+decision holds (its own `steady_until`), the predictive side adds its refits, plan changes and
+stabilization window (never the warm decision: the service is busy throughout), and the skipped
+records are laid down as recording each would (the KPA's windows in one pass, the last busy
+second and peak, the per-minute history second by second).
 """
 
 from __future__ import annotations
@@ -23,41 +26,51 @@ from typing import Any
 
 import numpy as np
 
+from tidal.autoscaler.clocks import STAT_PERIOD_S
 from tidal.autoscaler.predictive.autoscaler import IDLE_AFTER_S
+from tidal.autoscaler.predictive.warm import MIN_GAP_S
 
 
 def predictive_quiet_until(predictive: Any, now: float, ready: int) -> float:
     try:
         scaler = predictive.autoscaler
-        policy = scaler.policy
-        offset = scaler.epoch_offset
-        limit = scaler.reactive.quiet_until(now, ready)
-        if limit <= now or policy.bounds.windows or scaler._reactive_replicas < 0:
-            return now
-        # The warm decision's next release or pre-warm, and the next refit.
-        pending = predictive.next_decision_at(now)
-        if pending is not None:
-            limit = min(limit, pending)
+        limit = _predictive_limit(predictive, now, scaler.reactive.quiet_until(now, ready))
         # The moment an ended request makes the service idle (the warm decision takes over).
         last_busy = scaler._last_busy
         if last_busy is not None and scaler.idle_since(now) is None:
-            limit = min(limit, last_busy + IDLE_AFTER_S - offset)
-        plan = policy.plan
-        if plan is not None:
-            limit = min(limit, _next_plan_change(plan, now + offset) - offset)
-        window = policy._window
-        if window:
-            # The latest entry holding the window's maximum: when it leaves the window, the
-            # held (proactive) recommendation drops.
-            top, top_at = -math.inf, 0.0
-            for at, proactive in window:
-                if proactive >= top:
-                    top, top_at = proactive, at
-            if top > window[-1][1]:
-                limit = min(limit, top_at + policy.settings.stabilization_window - offset)
+            limit = min(limit, last_busy + IDLE_AFTER_S - scaler.epoch_offset)
         return max(limit, now)
     except AttributeError:
         return now
+
+
+def _predictive_limit(predictive: Any, now: float, limit: float) -> float:
+    """`limit` (the reactive KPA's), or sooner the warm decision's next release or pre-warm,
+    the next refit, the next plan change, or the stabilization window letting go of its
+    maximum; `now` when unsure (cron bounds, a KPA without data yet)."""
+    scaler = predictive.autoscaler
+    policy = scaler.policy
+    offset = scaler.epoch_offset
+    if limit <= now or policy.bounds.windows or scaler._reactive_replicas < 0:
+        return now
+    # The warm decision's next release or pre-warm, and the next refit.
+    pending = predictive.next_decision_at(now)
+    if pending is not None:
+        limit = min(limit, pending)
+    plan = policy.plan
+    if plan is not None:
+        limit = min(limit, _next_plan_change(plan, now + offset) - offset)
+    window = policy._window
+    if window:
+        # The latest entry holding the window's maximum: when it leaves the window, the
+        # held (proactive) recommendation drops.
+        top, top_at = -math.inf, 0.0
+        for at, proactive in window:
+            if proactive >= top:
+                top, top_at = proactive, at
+        if top > window[-1][1]:
+            limit = min(limit, top_at + policy.settings.stabilization_window - offset)
+    return limit
 
 
 def _next_plan_change(plan: Any, epoch: float) -> float:
@@ -110,11 +123,24 @@ def predictive_skip_idle(
 def predictive_steady_until(
     predictive: Any, now: float, ready: int, concurrency: float, rps: float
 ) -> float:
-    """`steady_until` (tidal/autoscaler/kpa.py) for the predictive policy: with nothing
-    recorded (no replica ready, no traffic) it is idle at zero; otherwise `now`."""
-    if ready or concurrency or rps:
+    """`steady_until` (tidal/autoscaler/kpa.py) for the predictive policy. With nothing
+    recorded (no replica ready, no traffic) it is idle at zero. With requests queued and no
+    replica (`concurrency` recorded every second, no arrivals): the reactive KPA's own
+    `steady_until`, and as for idleness the next refit, plan change and the stabilization
+    window letting go (the service is busy all along, so the warm decision is not asked)."""
+    if not (ready or concurrency or rps):
+        return predictive_quiet_until(predictive, now, ready)
+    if ready or rps or concurrency < 0:
         return now
-    return predictive_quiet_until(predictive, now, ready)
+    try:
+        scaler = predictive.autoscaler
+        last_busy = scaler._last_busy
+        if STAT_PERIOD_S >= MIN_GAP_S or last_busy != now + scaler.epoch_offset:
+            return now  # the stat at `now` must be busy, and each after it follow it closely
+        limit = scaler.reactive.steady_until(now, ready, concurrency, rps)
+        return max(_predictive_limit(predictive, now, limit), now)
+    except AttributeError:
+        return now
 
 
 def predictive_skip_steady(
@@ -125,6 +151,45 @@ def predictive_skip_steady(
     concurrency: float,
     rps: float,
 ) -> None:
-    """`skip_steady` for the spans `predictive_steady_until` allows (nothing recorded)."""
-    assert not records and not ready
-    predictive_skip_idle(predictive, records, ticks, ready)
+    """`skip_steady` for the spans `predictive_steady_until` allows: with nothing recorded,
+    as idle; with requests queued, the records before the last tick, that tick (the ticks
+    all decide the same), then the records after it."""
+    if not records:
+        assert not ready
+        predictive_skip_idle(predictive, records, ticks, ready)
+        return
+    split = len(records)
+    if ticks:
+        last = ticks[-1]
+        split = next((i for i in range(len(records)) if records[i] > last), len(records))
+    _record_busy(predictive, records, 0, split, concurrency)
+    if ticks:
+        predictive.tick(ticks[-1], ready)
+    _record_busy(predictive, records, split, len(records), concurrency)
+
+
+def _record_busy(
+    predictive: Any, records: Sequence[float], begin: int, end: int, concurrency: float
+) -> None:
+    """`predictive.record(t, concurrency, 0)` for each t of `records[begin:end]`, seconds
+    apart, with `concurrency` > 0: the reactive KPA records them in one pass; of the
+    predictive autoscaler's own state, they leave no idle gap (each follows a busy second),
+    the last as the last busy second, and one peak entry at the last (each record replaces
+    the previous one's, of the same value). The per-minute history sums them one by one."""
+    if begin >= end:
+        return
+    scaler = predictive.autoscaler
+    span = [records[i] for i in range(begin, end)]
+    scaler.reactive.skip_steady(span, (), 0, concurrency, 0.0)
+    epoch = records[end - 1] + scaler.epoch_offset
+    if scaler.observing_since is None:
+        scaler.observing_since = records[begin] + scaler.epoch_offset
+    scaler._last_busy = epoch
+    peaks = scaler._peaks
+    while peaks and peaks[-1][1] <= concurrency:
+        peaks.pop()
+    peaks.append((epoch, concurrency))
+    roll = predictive._roll
+    for i in range(begin, end):
+        roll(records[i])
+        predictive._sum += concurrency
