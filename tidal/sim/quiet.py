@@ -21,6 +21,7 @@ second and peak, the per-minute history second by second).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,20 +92,27 @@ def _next_plan_change(plan: Any, epoch: float) -> float:
     return change
 
 
-_steps_cache: list[Any] = [None, ()]  # the last plan asked about, and its counts' steps
+# Per plan (by id, with a weak reference that tells a live plan from a reused id): its
+# counts' steps. A fleet asks about each service's plan in turn, so one entry would not do.
+_steps_cache: dict[int, tuple[weakref.ref[Any], tuple[np.ndarray, ...]]] = {}
+_steps_limit = [1024]  # prune dead plans' entries past this many
 
 
 def _steps_of(plan: Any) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Per count array of `plan` (planned, cautious), the minutes where the count differs
     from the minute before; computed once per plan (a plan is asked about every wake)."""
-    if _steps_cache[0] is not plan:
-        _steps_cache[1] = tuple(
-            (counts, np.flatnonzero(counts[1:] != counts[:-1]) + 1)
-            for counts in (plan.replicas, plan.cautious)
-            if counts is not None
-        )
-        _steps_cache[0] = plan
-    return _steps_cache[1]
+    arrays = tuple(c for c in (plan.replicas, plan.cautious) if c is not None)
+    entry = _steps_cache.get(id(plan))
+    if entry is not None and entry[0]() is plan:
+        steps = entry[1]
+    else:
+        if len(_steps_cache) >= _steps_limit[0]:
+            for key in [key for key, (ref, _) in _steps_cache.items() if ref() is None]:
+                del _steps_cache[key]
+            _steps_limit[0] = max(1024, 2 * len(_steps_cache))
+        steps = tuple(np.flatnonzero(c[1:] != c[:-1]) + 1 for c in arrays)
+        _steps_cache[id(plan)] = (weakref.ref(plan), steps)
+    return tuple(zip(arrays, steps, strict=True))
 
 
 def predictive_skip_idle(
