@@ -218,10 +218,11 @@ class _Grid(Sequence[float]):
 
 
 def _grid_or_list(clock0: float, first: int, last: int) -> Sequence[float]:
-    """The times of stat ticks `first` to `last`: as a list when short (steady skips hand
-    their records to autoscalers that read each one, and a list's items cost less to read),
-    else a `_Grid`. The same floats either way."""
-    if last - first < 4096:
+    """The times of stat ticks `first` to `last`: as a list when short, else a `_Grid`; the
+    same floats either way. The KPA reads every record of a steady skip, and its skips are
+    short (they end when its windows' averages move, at most one stable window on); a list's
+    items cost less to read. Others read a few records of what may be a long skip."""
+    if last - first < 96:
         return [clock0 + k * STAT_PERIOD_S for k in range(first, last + 1)]
     return _Grid(clock0, first, last)
 
