@@ -184,9 +184,9 @@ def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkey
         seen["steady"] += resume > k + 1
         return resume
 
-    def retried(self, svc, k):
+    def retried(self, svc, k, chain):
         seen["retry"] += svc.steady is not None
-        return retry(self, svc, k)
+        return retry(self, svc, k, chain)
 
     monkeypatch.setattr(sim_model.Simulation, "_quiet_ticks", quiet_ticks)
     monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)

@@ -38,6 +38,7 @@ randomness is seeded, and every policy sees the same service and start-up times.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import Counter, deque
@@ -346,6 +347,10 @@ class Simulation:
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
+        # Placement retries in turn after capacity was freed: id -> (services, their
+        # demands, [position]); an event (time, TICK, service, id) is the next one's turn.
+        self.chains: dict[int, tuple[list[int], set[Demand], list[int]]] = {}
+        self.chain_id = 0
         self.ticking: tuple[int, int] | None = None  # (stat tick, service) being run
         self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
@@ -502,22 +507,49 @@ class Simulation:
         """Capacity was freed at `t`: each service waiting for it retries its placement at its
         next decision tick, as its skipped tick would (during the stat tick of service i at
         t, those after i still tick at t). Its autoscaler is not needed for that: it would
-        decide the same, so it is woken only if the placement starts a replica."""
+        decide the same, so it is woken only if the placement starts a replica.
+
+        A retry without room for one more replica starts nothing and changes nothing the
+        replay reads later (the service's next decision places afresh), and room comes back
+        only when a replica is removed, which schedules retries of its own for every service
+        whose turn has not come. So the services retry in turn, by index (the order of their
+        ticks at that instant), in a chain that ends once no pool has room for them."""
         k = math.floor(t / STAT_PERIOD_S)
         per = TICKS_PER_DECISION
         after = (k // per + 1) * per
-        for index in self.waiting:
-            ticking = self.ticking
-            now = ticking is not None and ticking[0] == k and index > ticking[1] and k % per == 0
-            heapq.heappush(self.events, ((k if now else after) * STAT_PERIOD_S, TICK, index, 1))
+        order = sorted(self.waiting)
+        ticking = self.ticking
+        if ticking is not None and ticking[0] == k and k % per == 0:
+            split = bisect.bisect_right(order, ticking[1])
+            self._chain(order[split:], k)
+            order = order[:split]
+        self._chain(order, after)
 
-    def _retry(self, svc: _Service, k: int) -> None:
-        """The placement retry of a waiting service's skipped decision tick `k`."""
-        if svc.steady is None:
-            return  # woken since: its own tick retries
-        self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
-        if svc.state:  # placed: its ticks from k on are its own again
-            self._wake_at(svc, k)
+    def _chain(self, order: list[int], k: int) -> None:
+        """Retries of the services `order` (ascending) at stat tick `k`, one after another."""
+        if not order:
+            return
+        self.chain_id += 1
+        demands = {self.services[index].model.demand for index in order}
+        self.chains[self.chain_id] = (order, demands, [0])
+        heapq.heappush(self.events, (k * STAT_PERIOD_S, TICK, order[0], self.chain_id))
+
+    def _retry(self, svc: _Service, k: int, chain: int) -> None:
+        """The placement retry of a waiting service's skipped decision tick `k`, then the next
+        service's of its chain while there is room."""
+        order, demands, at = self.chains[chain]
+        if not any(self._room_for(demand) for demand in demands):
+            del self.chains[chain]
+            return
+        if svc.steady is not None:  # else woken since: its own tick retries
+            self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
+            if svc.state:  # placed: its ticks from k on are its own again
+                self._wake_at(svc, k)
+        at[0] += 1
+        if at[0] < len(order) and any(self._room_for(demand) for demand in demands):
+            heapq.heappush(self.events, (k * STAT_PERIOD_S, TICK, order[at[0]], chain))
+        else:
+            del self.chains[chain]
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
@@ -658,7 +690,7 @@ class Simulation:
                 svc = services[a]
                 k = round(t / STAT_PERIOD_S)
                 if b:
-                    self._retry(svc, k)
+                    self._retry(svc, k, b)
                     continue
                 if k != svc.next_k:
                     continue  # superseded: the service woke early
