@@ -17,6 +17,7 @@ from tidal.scheduler.placement import (
     Request,
     place,
     place_all,
+    room_for,
     tally,
 )
 
@@ -399,3 +400,38 @@ def test_fewer_desired_drops_the_newest_pending_first():
     existing = (replica("r0", "reserved"),)
     decision = decide(2, existing, pol, pools=FULL, pending_since=(NOW - 5, NOW - 50, NOW - 1))
     assert [p.since for p in decision.pending] == [NOW - 50]
+
+
+def test_room_for_says_whether_place_starts_a_replica_without_a_policy():
+    """`room_for` stands in for `place` (the simulator asks it first): without a policy, a
+    revision short of replicas gets at least one started exactly when it says so, and
+    otherwise every missing replica pending."""
+    gpu_pools = (
+        Pool("a", cpu=4, memory=8 * GI, gpus=("0", "1"), max_replicas=3),
+        Pool("b", "elastic", cpu=2, gpus=("e0",)),
+    )
+    demands = (Demand(cpu=1), Demand(cpu=1, memory=3 * GI, gpus=1), Demand(cpu=2, gpus=2))
+    usages = [
+        {
+            "a": PoolUsage(cpu_a, memory_a * GI, replicas_a, frozenset(devices_a)),
+            "b": PoolUsage(cpu_b, 0.0, 1, frozenset(devices_b)),
+        }
+        for cpu_a in (0.0, 2.5, 4.0)
+        for memory_a in (0.0, 6.0)
+        for replicas_a in (0, 3)
+        for devices_a in ((), ("1",), ("0", "1"))
+        for cpu_b in (0.0, 1.0, 2.0)
+        for devices_b in ((), ("e0",))
+    ]
+    mine = (replica("r1", "a"), replica("r2", "b", terminating=True))
+    seen = set()
+    for demand in demands:
+        for usage in usages:
+            room = room_for(demand, gpu_pools, usage)
+            seen.add(room)
+            for desired in (2, 3):
+                decision = place(Request("svc", desired, demand, mine), gpu_pools, usage, NOW)
+                assert bool(decision.start) == room
+                if not room:
+                    assert not decision.stop and len(decision.pending) == desired - 1
+    assert seen == {True, False}

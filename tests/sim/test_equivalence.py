@@ -139,12 +139,18 @@ def test_blocked_placement_is_not_retried_and_changes_nothing(monkeypatch):
     calls = {True: 0, False: 0}
     mode = {"skip": True}
 
-    def counting(*args, **kwargs):
-        calls[mode["skip"]] += 1
-        return place(*args, **kwargs)
+    def counting(function):
+        def counted(*args, **kwargs):
+            calls[mode["skip"]] += 1
+            return function(*args, **kwargs)
 
-    place = sim_model.place
-    monkeypatch.setattr(sim_model, "place", counting)
+        return counted
+
+    # A placement asks whether there is room for one more (answered once per change of the
+    # pools' usage), then `place`.
+    monkeypatch.setattr(sim_model, "place", counting(sim_model.place))
+    room_for = sim_model.Simulation._room_for
+    monkeypatch.setattr(sim_model.Simulation, "_room_for", counting(room_for))
     fast = replay("fleet-busy", "kpa", True)
     mode["skip"] = False
     slow = replay("fleet-busy", "kpa", False)
@@ -178,9 +184,9 @@ def test_kpa_skips_while_in_panic_starting_or_starved_and_changes_nothing(monkey
         seen["steady"] += resume > k + 1
         return resume
 
-    def retried(self, svc, k):
+    def retried(self, svc, k, chain):
         seen["retry"] += svc.steady is not None
-        return retry(self, svc, k)
+        return retry(self, svc, k, chain)
 
     monkeypatch.setattr(sim_model.Simulation, "_quiet_ticks", quiet_ticks)
     monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
@@ -217,7 +223,7 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
     """On fleets starved of capacity, a service without a replica whose missing ones cannot
     be placed skips its ticks: with requests queued (the same stats every second), and with
     none (nothing recorded; e.g. a KPA activating, or a baseline holding a replica without
-    traffic; predictive only then). Fewer decisions, the per-second replay's result."""
+    traffic). Fewer decisions, the per-second replay's result."""
     import tidal.sim.model as sim_model
 
     seen = {"queued": 0, "empty": 0}
@@ -230,10 +236,7 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
         return resume
 
     monkeypatch.setattr(sim_model.Simulation, "_steady_ticks", steady_ticks)
-    cases = [("fleet-starved", "queued"), ("fleet-idle-starved", "empty")]
-    if policy == "predictive":
-        cases = cases[1:]  # with requests queued it ticks (docs/simulator.md)
-    for case, kind in cases:
+    for case, kind in [("fleet-starved", "queued"), ("fleet-idle-starved", "empty")]:
         before = seen[kind]
         skipping, every_second = same_result_with_fewer_decisions(case, policy)
         assert seen[kind] > before, (case, seen)

@@ -154,6 +154,16 @@ def place(
     return _decide(request, _units(request.policy, pools), free, now)
 
 
+def room_for(demand: Demand, pools: Sequence[Pool], usage: Mapping[str, PoolUsage]) -> bool:
+    """Whether some pool has room for one more replica needing `demand`. For a revision
+    without a ResourcePolicy that wants more replicas than it has (terminating ones aside),
+    `place` starts at least one exactly when this holds, and otherwise holds every missing
+    replica pending: a caller that only needs to know whether it starts any can ask this
+    instead, without building the decision and its reasons."""
+    empty = PoolUsage()
+    return any(_Room(pool, usage.get(pool.name, empty)).fits(demand) for pool in pools)
+
+
 def place_all(
     requests: Iterable[Request], pools: Sequence[Pool], usage: Mapping[str, PoolUsage], now: float
 ) -> list[Decision]:

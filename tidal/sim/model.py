@@ -38,6 +38,7 @@ randomness is seeded, and every policy sees the same service and start-up times.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import Counter, deque
@@ -58,7 +59,7 @@ from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget,
 from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
 from tidal.scheduler.cost import CostLedger, Usage
-from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place
+from tidal.scheduler.placement import Demand, Placed, PoolUsage, Request, place, room_for
 from tidal.sim.dists import Distribution
 from tidal.sim.predictive import SimulatedPredictive
 from tidal.sim.quiet import (
@@ -217,6 +218,16 @@ class _Grid(Sequence[float]):
         return self.clock0 + (self.first + i * self.step) * STAT_PERIOD_S
 
 
+def _grid_or_list(clock0: float, first: int, last: int) -> Sequence[float]:
+    """The times of stat ticks `first` to `last`: as a list when short, else a `_Grid`; the
+    same floats either way. The KPA reads every record of a steady skip, and its skips are
+    short (they end when its windows' averages move, at most one stable window on); a list's
+    items cost less to read. Others read a few records of what may be a long skip."""
+    if last - first < 96:
+        return [clock0 + k * STAT_PERIOD_S for k in range(first, last + 1)]
+    return _Grid(clock0, first, last)
+
+
 class _Service:
     """One service's side of the replay: its autoscaler, queue, replicas and gateway stats."""
 
@@ -332,9 +343,14 @@ class Simulation:
         self.pool_demands: dict[str, Counter[Demand]] = {p.name: Counter() for p in pools}
         self.pool_devices: dict[str, set[str]] = {p.name: set() for p in pools}
         self._usage_now: dict[str, PoolUsage] | None = None  # `_usage()` until they change
+        self._room: dict[Demand, bool] = {}  # `room_for` each demand, until usage changes
         self.events: list[tuple[float, int, int, int]] = []
         self.freed = 0  # replicas removed so far (each frees capacity in its pool)
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
+        # Placement retries in turn after capacity was freed: id -> (services, their
+        # demands, [position]); an event (time, TICK, service, id) is the next one's turn.
+        self.chains: dict[int, tuple[list[int], set[Demand], list[int]]] = {}
+        self.chain_id = 0
         self.ticking: tuple[int, int] | None = None  # (stat tick, service) being run
         self.changes: list[tuple[float, int, int]] = []  # (time, d ready, d live)
 
@@ -354,6 +370,14 @@ class Simulation:
         self._usage_now = usage
         return usage
 
+    def _room_for(self, demand: Demand) -> bool:
+        """`room_for(demand)` over the pools as they are now (asked by most placements of a
+        starved fleet, between two changes of usage)."""
+        room = self._room.get(demand)
+        if room is None:
+            room = self._room[demand] = room_for(demand, self.pools, self._usage())
+        return room
+
     def _start_replica(self, svc: _Service, pool: str, devices: tuple[str, ...], t: float) -> None:
         rid = len(self.in_flight)
         self.in_flight.append(0)
@@ -367,6 +391,7 @@ class Simulation:
             self.pool_demands[pool][svc.model.demand] += 1
             self.pool_devices[pool].update(devices)
             self._usage_now = None
+            self._room.clear()
         sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
         svc.started += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
@@ -386,6 +411,7 @@ class Simulation:
             self.pool_demands[pool][svc.model.demand] -= 1
             self.pool_devices[pool].difference_update(self.devices[rid])
             self._usage_now = None
+            self._room.clear()
         self.changes.append((t, 0, -1))
 
     def _stop_replica(self, svc: _Service, rid: int, t: float) -> None:
@@ -403,6 +429,18 @@ class Simulation:
         svc.desired = count
         if svc.blocked == (self.freed, count):
             return  # nothing freed since that placement failed: it would fail again
+        active = len(svc.state)
+        if active and svc.ready != active:
+            active -= sum(1 for state in svc.state.values() if state == DRAINING)
+        if count > active and not self._room_for(svc.model.demand):
+            # No pool has room for one more: `place` (no ResourcePolicy here) would start or
+            # stop nothing and hold every missing replica pending, the oldest first, then now.
+            missing = count - active
+            since = sorted(svc.pending_since)[:missing]
+            since += [t] * (missing - len(since))
+            svc.pending_since = since
+            svc.blocked = (self.freed, count) if self.skip else None
+            return
         placed = [
             Placed(
                 str(rid),
@@ -450,7 +488,7 @@ class Simulation:
             assert svc.skip_steady is not None
             # Stats are recorded only with a replica ready or traffic (see `run`).
             recorded = svc.ready or steady[0] or steady[1]
-            records = _Grid(self.clock0, first, last_k) if recorded else _Grid(0.0, 1, 0)
+            records = _grid_or_list(self.clock0, first, last_k) if recorded else []
             svc.skip_steady(records, ticks, svc.ready, *steady)
         else:
             records = _Grid(self.clock0, first, last_k) if svc.ready else _Grid(0.0, 1, 0)
@@ -469,22 +507,49 @@ class Simulation:
         """Capacity was freed at `t`: each service waiting for it retries its placement at its
         next decision tick, as its skipped tick would (during the stat tick of service i at
         t, those after i still tick at t). Its autoscaler is not needed for that: it would
-        decide the same, so it is woken only if the placement starts a replica."""
+        decide the same, so it is woken only if the placement starts a replica.
+
+        A retry without room for one more replica starts nothing and changes nothing the
+        replay reads later (the service's next decision places afresh), and room comes back
+        only when a replica is removed, which schedules retries of its own for every service
+        whose turn has not come. So the services retry in turn, by index (the order of their
+        ticks at that instant), in a chain that ends once no pool has room for them."""
         k = math.floor(t / STAT_PERIOD_S)
         per = TICKS_PER_DECISION
         after = (k // per + 1) * per
-        for index in self.waiting:
-            ticking = self.ticking
-            now = ticking is not None and ticking[0] == k and index > ticking[1] and k % per == 0
-            heapq.heappush(self.events, ((k if now else after) * STAT_PERIOD_S, TICK, index, 1))
+        order = sorted(self.waiting)
+        ticking = self.ticking
+        if ticking is not None and ticking[0] == k and k % per == 0:
+            split = bisect.bisect_right(order, ticking[1])
+            self._chain(order[split:], k)
+            order = order[:split]
+        self._chain(order, after)
 
-    def _retry(self, svc: _Service, k: int) -> None:
-        """The placement retry of a waiting service's skipped decision tick `k`."""
-        if svc.steady is None:
-            return  # woken since: its own tick retries
-        self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
-        if svc.state:  # placed: its ticks from k on are its own again
-            self._wake_at(svc, k)
+    def _chain(self, order: list[int], k: int) -> None:
+        """Retries of the services `order` (ascending) at stat tick `k`, one after another."""
+        if not order:
+            return
+        self.chain_id += 1
+        demands = {self.services[index].model.demand for index in order}
+        self.chains[self.chain_id] = (order, demands, [0])
+        heapq.heappush(self.events, (k * STAT_PERIOD_S, TICK, order[0], self.chain_id))
+
+    def _retry(self, svc: _Service, k: int, chain: int) -> None:
+        """The placement retry of a waiting service's skipped decision tick `k`, then the next
+        service's of its chain while there is room."""
+        order, demands, at = self.chains[chain]
+        if not any(self._room_for(demand) for demand in demands):
+            del self.chains[chain]
+            return
+        if svc.steady is not None:  # else woken since: its own tick retries
+            self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
+            if svc.state:  # placed: its ticks from k on are its own again
+                self._wake_at(svc, k)
+        at[0] += 1
+        if at[0] < len(order) and any(self._room_for(demand) for demand in demands):
+            heapq.heappush(self.events, (k * STAT_PERIOD_S, TICK, order[at[0]], chain))
+        else:
+            del self.chains[chain]
 
     def _quiet_ticks(self, svc: _Service, k: int, end_k: int) -> int:
         """After the decision at stat tick `k`: the next tick to run (k + 1 unless quiet)."""
@@ -625,7 +690,7 @@ class Simulation:
                 svc = services[a]
                 k = round(t / STAT_PERIOD_S)
                 if b:
-                    self._retry(svc, k)
+                    self._retry(svc, k, b)
                     continue
                 if k != svc.next_k:
                     continue  # superseded: the service woke early

@@ -11,53 +11,67 @@ they cannot read makes the replay tick every second instead (slower, never diffe
 
 A service waiting for capacity with nothing queued records nothing, as an idle one at zero:
 `predictive_steady_until` and `predictive_skip_steady` answer for it as for idleness. With
-requests queued (the same stats every second, which also fill the per-minute history) they
-decline: the replay ticks.
+requests queued it records the same stats every second: the reactive KPA says how long its
+decision holds (its own `steady_until`), the predictive side adds its refits, plan changes and
+stabilization window (never the warm decision: the service is busy throughout), and the skipped
+records are laid down as recording each would (the KPA's windows in one pass, the last busy
+second and peak, the per-minute history second by second).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tidal.autoscaler.clocks import STAT_PERIOD_S
 from tidal.autoscaler.predictive.autoscaler import IDLE_AFTER_S
+from tidal.autoscaler.predictive.warm import MIN_GAP_S
 
 
 def predictive_quiet_until(predictive: Any, now: float, ready: int) -> float:
     try:
         scaler = predictive.autoscaler
-        policy = scaler.policy
-        offset = scaler.epoch_offset
-        limit = scaler.reactive.quiet_until(now, ready)
-        if limit <= now or policy.bounds.windows or scaler._reactive_replicas < 0:
-            return now
-        # The warm decision's next release or pre-warm, and the next refit.
-        pending = predictive.next_decision_at(now)
-        if pending is not None:
-            limit = min(limit, pending)
+        limit = _predictive_limit(predictive, now, scaler.reactive.quiet_until(now, ready))
         # The moment an ended request makes the service idle (the warm decision takes over).
         last_busy = scaler._last_busy
         if last_busy is not None and scaler.idle_since(now) is None:
-            limit = min(limit, last_busy + IDLE_AFTER_S - offset)
-        plan = policy.plan
-        if plan is not None:
-            limit = min(limit, _next_plan_change(plan, now + offset) - offset)
-        window = policy._window
-        if window:
-            # The latest entry holding the window's maximum: when it leaves the window, the
-            # held (proactive) recommendation drops.
-            top, top_at = -math.inf, 0.0
-            for at, proactive in window:
-                if proactive >= top:
-                    top, top_at = proactive, at
-            if top > window[-1][1]:
-                limit = min(limit, top_at + policy.settings.stabilization_window - offset)
+            limit = min(limit, last_busy + IDLE_AFTER_S - scaler.epoch_offset)
         return max(limit, now)
     except AttributeError:
         return now
+
+
+def _predictive_limit(predictive: Any, now: float, limit: float) -> float:
+    """`limit` (the reactive KPA's), or sooner the warm decision's next release or pre-warm,
+    the next refit, the next plan change, or the stabilization window letting go of its
+    maximum; `now` when unsure (cron bounds, a KPA without data yet)."""
+    scaler = predictive.autoscaler
+    policy = scaler.policy
+    offset = scaler.epoch_offset
+    if limit <= now or policy.bounds.windows or scaler._reactive_replicas < 0:
+        return now
+    # The warm decision's next release or pre-warm, and the next refit.
+    pending = predictive.next_decision_at(now)
+    if pending is not None:
+        limit = min(limit, pending)
+    plan = policy.plan
+    if plan is not None:
+        limit = min(limit, _next_plan_change(plan, now + offset) - offset)
+    window = policy._window
+    if window:
+        # The latest entry holding the window's maximum: when it leaves the window, the
+        # held (proactive) recommendation drops.
+        top, top_at = -math.inf, 0.0
+        for at, proactive in window:
+            if proactive >= top:
+                top, top_at = proactive, at
+        if top > window[-1][1]:
+            limit = min(limit, top_at + policy.settings.stabilization_window - offset)
+    return limit
 
 
 def _next_plan_change(plan: Any, epoch: float) -> float:
@@ -78,20 +92,27 @@ def _next_plan_change(plan: Any, epoch: float) -> float:
     return change
 
 
-_steps_cache: list[Any] = [None, ()]  # the last plan asked about, and its counts' steps
+# Per plan (by id, with a weak reference that tells a live plan from a reused id): its
+# counts' steps. A fleet asks about each service's plan in turn, so one entry would not do.
+_steps_cache: dict[int, tuple[weakref.ref[Any], tuple[np.ndarray, ...]]] = {}
+_steps_limit = [1024]  # prune dead plans' entries past this many
 
 
 def _steps_of(plan: Any) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Per count array of `plan` (planned, cautious), the minutes where the count differs
     from the minute before; computed once per plan (a plan is asked about every wake)."""
-    if _steps_cache[0] is not plan:
-        _steps_cache[1] = tuple(
-            (counts, np.flatnonzero(counts[1:] != counts[:-1]) + 1)
-            for counts in (plan.replicas, plan.cautious)
-            if counts is not None
-        )
-        _steps_cache[0] = plan
-    return _steps_cache[1]
+    arrays = tuple(c for c in (plan.replicas, plan.cautious) if c is not None)
+    entry = _steps_cache.get(id(plan))
+    if entry is not None and entry[0]() is plan:
+        steps = entry[1]
+    else:
+        if len(_steps_cache) >= _steps_limit[0]:
+            for key in [key for key, (ref, _) in _steps_cache.items() if ref() is None]:
+                del _steps_cache[key]
+            _steps_limit[0] = max(1024, 2 * len(_steps_cache))
+        steps = tuple(np.flatnonzero(c[1:] != c[:-1]) + 1 for c in arrays)
+        _steps_cache[id(plan)] = (weakref.ref(plan), steps)
+    return tuple(zip(arrays, steps, strict=True))
 
 
 def predictive_skip_idle(
@@ -110,11 +131,24 @@ def predictive_skip_idle(
 def predictive_steady_until(
     predictive: Any, now: float, ready: int, concurrency: float, rps: float
 ) -> float:
-    """`steady_until` (tidal/autoscaler/kpa.py) for the predictive policy: with nothing
-    recorded (no replica ready, no traffic) it is idle at zero; otherwise `now`."""
-    if ready or concurrency or rps:
+    """`steady_until` (tidal/autoscaler/kpa.py) for the predictive policy. With nothing
+    recorded (no replica ready, no traffic) it is idle at zero. With requests queued and no
+    replica (`concurrency` recorded every second, no arrivals): the reactive KPA's own
+    `steady_until`, and as for idleness the next refit, plan change and the stabilization
+    window letting go (the service is busy all along, so the warm decision is not asked)."""
+    if not (ready or concurrency or rps):
+        return predictive_quiet_until(predictive, now, ready)
+    if ready or rps or concurrency < 0:
         return now
-    return predictive_quiet_until(predictive, now, ready)
+    try:
+        scaler = predictive.autoscaler
+        last_busy = scaler._last_busy
+        if STAT_PERIOD_S >= MIN_GAP_S or last_busy != now + scaler.epoch_offset:
+            return now  # the stat at `now` must be busy, and each after it follow it closely
+        limit = scaler.reactive.steady_until(now, ready, concurrency, rps)
+        return max(_predictive_limit(predictive, now, limit), now)
+    except AttributeError:
+        return now
 
 
 def predictive_skip_steady(
@@ -125,6 +159,45 @@ def predictive_skip_steady(
     concurrency: float,
     rps: float,
 ) -> None:
-    """`skip_steady` for the spans `predictive_steady_until` allows (nothing recorded)."""
-    assert not records and not ready
-    predictive_skip_idle(predictive, records, ticks, ready)
+    """`skip_steady` for the spans `predictive_steady_until` allows: with nothing recorded,
+    as idle; with requests queued, the records before the last tick, that tick (the ticks
+    all decide the same), then the records after it."""
+    if not records:
+        assert not ready
+        predictive_skip_idle(predictive, records, ticks, ready)
+        return
+    split = len(records)
+    if ticks:
+        last = ticks[-1]
+        split = next((i for i in range(len(records)) if records[i] > last), len(records))
+    _record_busy(predictive, records, 0, split, concurrency)
+    if ticks:
+        predictive.tick(ticks[-1], ready)
+    _record_busy(predictive, records, split, len(records), concurrency)
+
+
+def _record_busy(
+    predictive: Any, records: Sequence[float], begin: int, end: int, concurrency: float
+) -> None:
+    """`predictive.record(t, concurrency, 0)` for each t of `records[begin:end]`, seconds
+    apart, with `concurrency` > 0: the reactive KPA records them in one pass; of the
+    predictive autoscaler's own state, they leave no idle gap (each follows a busy second),
+    the last as the last busy second, and one peak entry at the last (each record replaces
+    the previous one's, of the same value). The per-minute history sums them one by one."""
+    if begin >= end:
+        return
+    scaler = predictive.autoscaler
+    span = [records[i] for i in range(begin, end)]
+    scaler.reactive.skip_steady(span, (), 0, concurrency, 0.0)
+    epoch = records[end - 1] + scaler.epoch_offset
+    if scaler.observing_since is None:
+        scaler.observing_since = records[begin] + scaler.epoch_offset
+    scaler._last_busy = epoch
+    peaks = scaler._peaks
+    while peaks and peaks[-1][1] <= concurrency:
+        peaks.pop()
+    peaks.append((epoch, concurrency))
+    roll = predictive._roll
+    for i in range(begin, end):
+        roll(records[i])
+        predictive._sum += concurrency
