@@ -7,6 +7,9 @@ gap arrays a fit reuses from the previous one."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,3 +148,29 @@ def test_gap_columns_reuse_only_the_very_gap_objects_read_last_time():
     assert warm._shift(copies, changed) is None
     assert warm._shift(gaps[:40], gaps[45:]) is None
     assert warm._shift(gaps[:40], gaps[5:45], reach=5) is None  # searched no further
+
+
+SOLVE_DIGEST = """
+import hashlib
+import numpy as np
+from tidal.autoscaler.predictive import warm
+hazard = np.random.default_rng(5).uniform(0, 0.05, (warm.SLICES, 480))
+hold, start = warm._solve(hazard, warm.PRICES, 40.0)
+print(hashlib.sha256(hold.tobytes() + start.tobytes()).hexdigest())
+"""
+
+
+def test_the_compiled_solver_works_where_numba_can_cache_nothing():
+    """tidal's image runs on a read-only file system as a user without a home, where numba
+    rejects `cache=True`; a fit must then compile without a cache, to the same tables."""
+    digests = []
+    for locators in (None, "ZipCacheLocator"):  # ZipCacheLocator: no usable place here
+        env = dict(os.environ)
+        if locators:
+            env["NUMBA_CACHE_LOCATOR_CLASSES"] = locators
+        done = subprocess.run(
+            [sys.executable, "-c", SOLVE_DIGEST], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        digests.append(done.stdout.strip())
+    assert digests[0] == digests[1] and len(digests[0]) == 64

@@ -13,11 +13,24 @@ this module, which `warm` loads on its first fit, so importing `tidal` does not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+def _compiled(function: Callable) -> Callable:
+    """`function` compiled, its machine code cached on disk where numba finds a writable place
+    (beside this file, NUMBA_CACHE_DIR, or the user's cache directory). tidal's image runs as a
+    user without a home on a read-only file system: there numba refuses `cache=True` outright,
+    so the code is compiled once per process instead."""
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(function)
+
+
+@_compiled
 def induct(
     hazard: np.ndarray, prices: np.ndarray, ready_s: float, m: int, step: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +87,7 @@ def induct(
     return hold, start
 
 
-@numba.njit(cache=True)
+@_compiled
 def walk(
     hold: np.ndarray, start: np.ndarray, m: int, ready_s: float, step: float
 ) -> tuple[np.ndarray, np.ndarray]:
