@@ -77,6 +77,13 @@ def test_auto_acts_on_a_price_only_when_the_previous_fit_found_one_too():
     assert none is not None and not none.rhythm and not none.useful
     third = fit_warm(gaps, READY_S, now + 1200, spec_for(), settings, none)
     assert third is not None and third.rhythm and not third.useful
+    # `tidal describe` says which: a price waiting for its second fit, or no rhythm at all.
+    policy = PredictivePolicy(settings)
+    policy.set_warm(first, len(gaps))
+    waiting = policy.decide(now, 1, 1)
+    assert waiting.mode_used == "observer" and "used once the next fit agrees" in waiting.reason
+    policy.set_warm(none, len(memoryless))
+    assert "no rhythm to exploit" in policy.decide(now + 1, 1, 1).reason
 
 
 def test_an_explicit_price_is_used_from_the_first_fit():

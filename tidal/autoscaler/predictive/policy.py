@@ -173,6 +173,12 @@ class PredictivePolicy:
         periodic = "" if self.plan is None or self.plan.periods else ", no period found"
         if self.warm is None:
             gaps = f"{self.gaps_seen} idle gaps seen, need {MIN_GAPS} to price keeping one warm"
+        elif self.warm.rhythm:
+            gaps = (
+                f"{self.warm.gaps} idle gaps: a {self.warm.price:.0f} replica-s price expects "
+                f"{self.warm.expected_cold_ratio:.2f}x the KPA's cold starts; used once the next "
+                "fit agrees"
+            )
         else:
             gaps = (
                 f"{self.warm.gaps} idle gaps show no rhythm to exploit (best affordable price "
