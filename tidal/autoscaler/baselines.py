@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tidal.api.autoscaling import AHPA, CPU, GPU, HPA, KPA, MEMORY, PREDICTIVE
+from tidal.autoscaler.clocks import STAT_PERIOD_S
 from tidal.autoscaler.kpa import (
     ACTIVE,
     INACTIVE,
@@ -49,6 +50,40 @@ RAY_CLASS = "ray.tidal.dev"
 KEEPALIVE_CLASS = "keepalive.tidal.dev"
 HYBRID_CLASS = "hybrid-histogram.tidal.dev"
 PEAK_CLASS = "peak.tidal.dev"
+
+
+def _last_firing(ticks: Sequence[float], last: float, interval: float) -> float:
+    """The last of `ticks[:-1]` at which a clock fires that fires on the first tick at least
+    `interval` after it last fired (at `last`); `last` when it does not fire. After its first
+    firing it fires every so many ticks, as long as the ticks' differences are exact."""
+    end = len(ticks) - 1  # the last tick runs for real
+    k = _next_firing(ticks, last, interval, 0, end)
+    if k == end:
+        return last
+    stride = _next_firing(ticks, ticks[k], interval, k + 1, end) - k
+    if _exact_differences(ticks[k], ticks[end - 1]):
+        return ticks[k + (end - 1 - k) // stride * stride]
+    while k + stride < end:
+        k += stride
+        stride = _next_firing(ticks, ticks[k], interval, k + 1, end) - k
+    return ticks[k]
+
+
+def _next_firing(ticks: Sequence[float], last: float, interval: float, lo: int, end: int) -> int:
+    """The first index in [lo, end) whose tick is at least `interval` after `last`; `end` when
+    none is."""
+    k = bisect_left(ticks, last + interval - 1.0, lo, end)
+    while k < end and ticks[k] - last < interval:
+        k += 1
+    return k
+
+
+def _exact_differences(low: float, high: float) -> bool:
+    """Whether times `clock0 + k` (k whole) from `low` to `high` differ by exactly their k's
+    difference: all on one binade's grid finer than 1 s, or all whole seconds."""
+    if not 0 < low <= high < 2.0**52:
+        return False
+    return math.frexp(low)[1] == math.frexp(high)[1] or (low.is_integer() and high.is_integer())
 
 
 class _Baseline:
@@ -258,15 +293,7 @@ class HPAAutoscaler(_Baseline):
         """Zero samples for the last sync period, the sync clock moved on as the ticks would move
         it, then the last tick itself."""
         if ticks:
-            last = self._last_sync
-            end = len(ticks) - 1  # the last tick runs for real below
-            k = bisect_left(ticks, last + self.sync_s - 1.0, 0, end)
-            while k < end:
-                if ticks[k] - last >= self.sync_s:
-                    last = ticks[k]
-                    k = bisect_left(ticks, last + self.sync_s - 1.0, k + 1, end)
-                else:
-                    k += 1
+            last = _last_firing(ticks, self._last_sync, self.sync_s)
             if last != self._last_sync:
                 self._last_sync = last
                 self._recommendations = deque([(last, self.low)])
@@ -350,33 +377,67 @@ class RayServeAutoscaler(_Baseline):
 
     def quiet_until(self, now: float, ready: int) -> float:
         """At zero with nothing but zeros in the look-back, idle ticks only move the 10 s
-        report clock."""
-        settled = self._settled() and self.replicas == 0 and all(c == 0 for _, c in self._samples)
-        return math.inf if settled else now
+        report clock. With replicas, an idle tick records zeros and moves the up/down counter
+        one step towards the count the last report asks for: until the next report (never,
+        when the look-back and the report are all zeros: reports stay 0) or the counter
+        trips. Half a stat period early, so that the tick at that time is never the last of a
+        skip (its decision would be lost) whatever the clock's rounding."""
+        n = self.replicas
+        if n is None:
+            return now
+        zeros = all(c == 0 for _, c in self._samples)
+        if n == 0:
+            return math.inf if zeros and self._settled() else now
+        step, early = TICK_INTERVAL, STAT_PERIOD_S / 2
+        limit = math.inf
+        if not (zeros and self._reported == 0):
+            j = 1
+            while now + j * step - self._reported_at < self.METRICS_INTERVAL_S:
+                j += 1
+            limit = now + j * step - early
+        desired, counter = self._desired(self._reported, n), self._counter
+        if desired > n:
+            trips = int(self.upscale_delay_s / step) + 1 - max(counter, 0)
+        elif desired < n:
+            trips = int(self.downscale_delay_s / step) + 1 + min(counter, 0)
+        else:
+            return limit
+        return min(limit, now + trips * step - early)
 
     def _last_report(self, ticks: Sequence[float]) -> float:
         """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
         it; `_reported_at` when none does)."""
-        last = self._reported_at
-        end = len(ticks) - 1  # the last tick runs for real
-        k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, 0, end)
-        while k < end:
-            if ticks[k] - last >= self.METRICS_INTERVAL_S:
-                last = ticks[k]
-                k = bisect_left(ticks, last + self.METRICS_INTERVAL_S - 1.0, k + 1, end)
-            else:
-                k += 1
-        return last
+        return _last_firing(ticks, self._reported_at, self.METRICS_INTERVAL_S)
 
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """The counter moved by the ticks before the last (the count `quiet_until` saw asked
+        for throughout), the report clock moved (a report among them averages zeros: 0), the
+        zeros recorded since the last report's look-back, then the last tick and the zeros
+        recorded after it."""
         if not ticks:
+            self._samples.extend((t, 0.0) for t in records)
             return
+        n, steps = self.replicas, len(ticks) - 1
+        if n and steps:
+            desired = self._desired(self._reported, n)
+            if desired > n:
+                self._counter = max(self._counter, 0) + steps
+            elif desired < n:
+                self._counter = min(self._counter, 0) - steps
+            else:
+                self._counter = 0
+        split = bisect_right(records, ticks[-1])
+        begin = 0
         last = self._last_report(ticks)
         if last != self._reported_at:
-            while self._samples and self._samples[0][0] <= last - self.LOOK_BACK_S:
+            cut = last - self.LOOK_BACK_S
+            while self._samples and self._samples[0][0] <= cut:
                 self._samples.popleft()
             self._reported, self._reported_at = 0.0, last
+            begin = bisect_right(records, cut, 0, split)
+        self._samples.extend((records[j], 0.0) for j in range(begin, split))
         self.tick(ticks[-1], ready)
+        self._samples.extend((records[j], 0.0) for j in range(split, len(records)))
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """With replicas wanted and none ready: until the next report the report stands, and
