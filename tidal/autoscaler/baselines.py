@@ -134,9 +134,6 @@ class _Baseline:
         """The last tick saw no load and nothing was recorded since: idle ticks repeat it."""
         return self.replicas is not None and self._idle_tick and self._latest == 0
 
-    def quiet_until(self, now: float, ready: int) -> float:
-        return math.inf if self._settled() else now
-
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
         """Idle records only keep `_latest` at 0; the last of identical ticks stands for all."""
         if ticks:
@@ -519,8 +516,10 @@ class KeepAliveAutoscaler(_Baseline):
         return self._apply(self._window.current(), need, f"needs {need}", self._latest)
 
     def quiet_until(self, now: float, ready: int) -> float:
-        """Idle ticks change nothing until the longest-kept replica's time is up."""
-        return self._window.expires_at() if self._settled() else now
+        """Idle ticks record a need of 0, which keeps the count until the longest-kept
+        replica's time is up (whether or not the tick at `now` saw load: the window's last
+        zero stands for the zeros before it, so the last tick of a skip stands for all)."""
+        return self._window.expires_at() if self.replicas is not None else now
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """Each tick records the same need: the count holds until the kept maximum above it
@@ -657,6 +656,10 @@ class PeakAutoscaler(_Baseline):
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         return self._apply(self.initial, self.initial, f"fixed at {self.initial}", self._latest)
+
+    def quiet_until(self, now: float, ready: int) -> float:
+        """Every tick decides the same count: the last of a skip stands for all."""
+        return math.inf if self.replicas is not None else now
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         return math.inf if self.replicas is not None else now
