@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tidal.api.autoscaling import AHPA, CPU, GPU, HPA, KPA, MEMORY, PREDICTIVE
+from tidal.api.autoscaling import AHPA, CONCURRENCY, CPU, GPU, HPA, KPA, MEMORY, PREDICTIVE, RPS
 from tidal.autoscaler.clocks import STAT_PERIOD_S
 from tidal.autoscaler.kpa import (
     ACTIVE,
@@ -252,14 +252,28 @@ class HPAAutoscaler(_Baseline):
 
     def quiet_until(self, now: float, ready: int) -> float:
         """At its floor with nothing measured in the samples and floor-level recommendations,
-        every idle sync recommends the floor again."""
+        every idle sync recommends the floor again. Otherwise, on a metric an idle replica
+        measures as 0, ticks before the next sync only drop old samples, which the last tick
+        of a skip does for all: until the next sync, half a stat period early (so that the
+        sync never is the last tick of a skip whatever the clock's rounding)."""
+        if self.replicas is None or not ready:
+            return now
         settled = (
             self.replicas == self.low
-            and ready > 0
             and all(v == 0 for _, v, _ in self._samples)
             and all(r == self.low for _, r in self._recommendations)
         )
-        return math.inf if settled else now
+        if settled:
+            return math.inf
+        if (
+            self.feed.target.metric not in (CPU, GPU, CONCURRENCY, RPS)
+            or self.feed.target.per_replica <= 0
+        ):
+            return now
+        j = 1
+        while now + j * TICK_INTERVAL - self._last_sync < self.sync_s:
+            j += 1
+        return now + j * TICK_INTERVAL - STAT_PERIOD_S / 2
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """Without a ready replica there is no sync and a resource metric measures nothing:
@@ -297,6 +311,9 @@ class HPAAutoscaler(_Baseline):
         # Older zeros would be gone: the last tick drops samples more than a sync old.
         tail = [records[j] for j in range(max(0, len(records) - 20), len(records))]
         measured = self._ready
+        target = self.feed.target
+        if tail and target.metric in (CPU, GPU) and target.per_replica > 0:
+            self.feed.observed = 0.0  # as an idle second's use leaves it
         if ticks:
             self._samples.extend((t, 0.0, measured) for t in tail if t <= ticks[-1])
             self.tick(ticks[-1], ready)
