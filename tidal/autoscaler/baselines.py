@@ -28,6 +28,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -573,7 +574,11 @@ class HybridHistogramAutoscaler(_Baseline):
         super().__init__(spec, spec.min_scale)
         self.head, self.tail = head, tail
         self._bins = np.zeros(round(self.RANGE_S / self.BIN_S), dtype=np.int64)
+        self._cumulative = np.zeros_like(self._bins)  # counts up to and including each bin
+        self._total = 0  # of the bins
+        self._squares = 0  # sum of the bins' squares
         self._oob = 0
+        self._offsets: tuple[float, float] | None = None  # _windows' (begin, length), cached
         self._idle_times: list[float] = []
         self._idle_since: float | None = None
         self._warm = (0.0, 0.0)  # one replica is kept warm in [begin, end)
@@ -590,30 +595,64 @@ class HybridHistogramAutoscaler(_Baseline):
 
     def _add_idle_time(self, seconds: float) -> None:
         self._idle_times.append(seconds)
+        self._offsets = None
         index = int(seconds // self.BIN_S)
         if index < len(self._bins):
-            self._bins[index] += 1
+            count = int(self._bins[index])
+            self._bins[index] = count + 1
+            self._cumulative[index:] += 1
+            self._total += 1
+            self._squares += 2 * count + 1
         else:
             self._oob += 1
 
     def _windows(self, idle_start: float) -> tuple[float, float]:
         """[pre-warm, end of keep-alive) after an idle period starts (dslab `prewarm_window`,
         `keepalive_window`)."""
-        total = int(self._bins.sum())
+        if self._offsets is None:
+            self._offsets = self._window_offsets()
+        prewarm, length = self._offsets
+        begin = idle_start + prewarm
+        return begin, begin + length
+
+    def _window_offsets(self) -> tuple[float, float]:
+        """The warm window's start after the idle start and its length, from the histogram
+        (or the idle times' forecast)."""
+        total = self._total
         if self._oob and self._oob / (self._oob + total) >= self.OOB_THRESHOLD:
             guess = self._predict_idle()
-            prewarm = guess * (1 - self.ARIMA_MARGIN)
-            return idle_start + prewarm, idle_start + prewarm + guess * self.ARIMA_MARGIN * 2
-        mean = total / len(self._bins)
-        cv = float(self._bins.std(ddof=1) / mean) if total else 0.0
-        if cv < self.CV_THRESHOLD:
-            return idle_start, idle_start + self.RANGE_S
-        cumulative = np.cumsum(self._bins) / total
-        head = int(np.searchsorted(cumulative, self.head))
-        tail = int(np.searchsorted(cumulative, self.tail))
+            return guess * (1 - self.ARIMA_MARGIN), guess * self.ARIMA_MARGIN * 2
+        if self._cv_below_threshold(total):
+            return 0.0, self.RANGE_S
+        head, tail = self._percentile_bin(self.head), self._percentile_bin(self.tail)
         prewarm = head * self.BIN_S * (1 - self.HISTOGRAM_MARGIN)
         keep = (tail + 1) * self.BIN_S * (1 + self.HISTOGRAM_MARGIN)
-        return idle_start + prewarm, idle_start + prewarm + keep
+        return prewarm, keep
+
+    def _cv_below_threshold(self, total: int) -> bool:
+        """Whether the bin counts' coefficient of variation (sample std / mean) is under
+        CV_THRESHOLD. Decided from exact integer sums (cv^2 = n (n S2 - T^2) / ((n - 1) T^2)),
+        unless so close to the threshold that only the float computation can say."""
+        if not total:
+            return self.CV_THRESHOLD > 0.0
+        n = len(self._bins)
+        limit = Fraction(self.CV_THRESHOLD) ** 2
+        num = n * (n * self._squares - total * total) * limit.denominator
+        den = (n - 1) * total * total * limit.numerator
+        if abs(num - den) * 10**9 > den:
+            return num < den
+        return float(self._bins.std(ddof=1) / (total / n)) < self.CV_THRESHOLD
+
+    def _percentile_bin(self, q: float) -> int:
+        """The first bin whose cumulative share (count / total, as a float) reaches `q`: the
+        first holding the least count whose share does."""
+        total = self._total
+        least = max(0, math.ceil(q * total))
+        while least > 0 and (least - 1) / total >= q:
+            least -= 1
+        while least / total < q:
+            least += 1
+        return int(self._cumulative.searchsorted(least))
 
     def _predict_idle(self) -> float:
         """One-step AR(1) forecast fitted by least squares to the idle times."""
@@ -636,14 +675,39 @@ class HybridHistogramAutoscaler(_Baseline):
         return self._apply(want, need, reason, self._latest)
 
     def quiet_until(self, now: float, ready: int) -> float:
-        """Idle ticks change nothing until the warm window opens or closes, or the extra
-        replicas' stable window is up."""
-        if not self._settled() or (ready and self._idle_since is None):
+        """Idle ticks need 0: the count holds until the warm window opens or closes, or the
+        extra replicas' stable window is up, provided the first idle tick keeps it (the tick at
+        `now` may have seen load). With a replica ready and no idle period begun, the next
+        second's zero begins one, with windows from then. That second and the next tick are
+        foreseen as `now` plus a stat period and a tick, so those windows' bounds are kept
+        half a stat period clear of the ticks (whatever the clock's rounding): a bound before
+        the first idle tick is passed at it, a later one ends the skip half a period early."""
+        if self.replicas is None:
             return now
-        limits = [t for t in self._warm if t > now]
-        if self._extra.current() > 1:
+        held = self._extra.current()
+        if ready and self._idle_since is None:
+            if not self.replicas:
+                return now
+            first, early = now + TICK_INTERVAL, STAT_PERIOD_S / 2
+            begin, end = self._windows(now + STAT_PERIOD_S)
+            warm = 1 if begin <= first < end else 0
+            limits = [t - early for t in (begin, end) if t > first - early]
+        else:
+            begin, end = self._warm
+            warm = 1 if begin <= now < end else 0
+            limits = [t for t in self._warm if t > now]
+        if self._clamp(max(warm, held if held > 1 else 0)) != self.replicas:
+            return now
+        if held > 1:
             limits.append(self._extra.expires_at())
         return min(limits, default=math.inf)
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """The first idle record (it may begin an idle period; the rest change nothing), then
+        the last tick, which stands for all."""
+        if records:
+            self.record(records[0], 0.0, 0.0)
+        super().skip_idle(records, ticks, ready)
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """Each tick sees the same need: the count holds until the warm window opens or
