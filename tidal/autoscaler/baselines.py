@@ -53,21 +53,30 @@ HYBRID_CLASS = "hybrid-histogram.tidal.dev"
 PEAK_CLASS = "peak.tidal.dev"
 
 
-def _last_firing(ticks: Sequence[float], last: float, interval: float) -> float:
-    """The last of `ticks[:-1]` at which a clock fires that fires on the first tick at least
-    `interval` after it last fired (at `last`); `last` when it does not fire. After its first
-    firing it fires every so many ticks, as long as the ticks' differences are exact."""
-    end = len(ticks) - 1  # the last tick runs for real
+def _firings(
+    ticks: Sequence[float], last: float, interval: float, span: float = 0.0
+) -> list[float]:
+    """When a clock fires among `ticks[:-1]` (the last tick runs for real) that fires on the
+    first tick at least `interval` after it last fired (at `last`): its firings from `span`
+    before its final one, in order; none when it does not fire. After its first firing it
+    fires every so many ticks, as long as the ticks' differences are exact."""
+    end = len(ticks) - 1
     k = _next_firing(ticks, last, interval, 0, end)
     if k == end:
-        return last
+        return []
     stride = _next_firing(ticks, ticks[k], interval, k + 1, end) - k
     if _exact_differences(ticks[k], ticks[end - 1]):
-        return ticks[k + (end - 1 - k) // stride * stride]
+        final = k + (end - 1 - k) // stride * stride
+        first = final
+        while first - stride >= k and ticks[first - stride] >= ticks[final] - span:
+            first -= stride
+        return [ticks[i] for i in range(first, final + 1, stride)]
+    fired = [ticks[k]]
     while k + stride < end:
         k += stride
+        fired.append(ticks[k])
         stride = _next_firing(ticks, ticks[k], interval, k + 1, end) - k
-    return ticks[k]
+    return [t for t in fired if t >= fired[-1] - span]
 
 
 def _next_firing(ticks: Sequence[float], last: float, interval: float, lo: int, end: int) -> int:
@@ -248,8 +257,11 @@ class HPAAutoscaler(_Baseline):
         desired = max(current, up) if up > current else current
         desired = min(desired, down) if desired > down else desired
         desired = min(desired, max(2 * current, current + 4))
-        self._reason = f"{ratio:.0%} of target -> {desired}; {self.feed.describe()}"
+        self._reason = self._sync_reason(ratio, desired)
         return self._apply(desired, wanted, self._reason, value)
+
+    def _sync_reason(self, ratio: float, desired: int) -> str:
+        return f"{ratio:.0%} of target -> {desired}; {self.feed.describe()}"
 
     def quiet_until(self, now: float, ready: int) -> float:
         """At its floor with nothing measured in the samples and floor-level recommendations,
@@ -302,19 +314,25 @@ class HPAAutoscaler(_Baseline):
             self.record(records[j], concurrency, rps)
 
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
-        """Zero samples for the last sync period, the sync clock moved on as the ticks would move
-        it, then the last tick itself."""
-        if ticks:
-            last = _last_firing(ticks, self._last_sync, self.sync_s)
-            if last != self._last_sync:
-                self._last_sync = last
-                self._recommendations = deque([(last, self.low)])
+        """Zero samples for the last sync period, the syncs among the ticks before the last
+        (only when settled: each recommends the floor) as they leave the clock, the
+        recommendations and the reason, then the last tick itself."""
         # Older zeros would be gone: the last tick drops samples more than a sync old.
         tail = [records[j] for j in range(max(0, len(records) - 20), len(records))]
         measured = self._ready
         target = self.feed.target
-        if tail and target.metric in (CPU, GPU) and target.per_replica > 0:
+        if tail and target.metric in (CPU, MEMORY, GPU) and target.per_replica > 0:
             self.feed.observed = 0.0  # as an idle second's use leaves it
+        if ticks:
+            keep = max(self.down_stabilization_s, self.up_stabilization_s)
+            fired = _firings(ticks, self._last_sync, self.sync_s, keep)
+            if fired:
+                self._last_sync = last = fired[-1]
+                recommendations = self._recommendations
+                while recommendations and recommendations[0][0] < last - keep:
+                    recommendations.popleft()
+                recommendations.extend((t, self.low) for t in fired)
+                self._reason = self._sync_reason(0.0, self.low)
         if ticks:
             self._samples.extend((t, 0.0, measured) for t in tail if t <= ticks[-1])
             self.tick(ticks[-1], ready)
@@ -422,7 +440,8 @@ class RayServeAutoscaler(_Baseline):
     def _last_report(self, ticks: Sequence[float]) -> float:
         """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
         it; `_reported_at` when none does)."""
-        return _last_firing(ticks, self._reported_at, self.METRICS_INTERVAL_S)
+        fired = _firings(ticks, self._reported_at, self.METRICS_INTERVAL_S)
+        return fired[-1] if fired else self._reported_at
 
     def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
         """The counter moved by the ticks before the last (the count `quiet_until` saw asked
