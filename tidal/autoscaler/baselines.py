@@ -319,10 +319,16 @@ class HPAAutoscaler(_Baseline):
         recommendations and the reason, then the last tick itself."""
         # Older zeros would be gone: the last tick drops samples more than a sync old.
         tail = [records[j] for j in range(max(0, len(records) - 20), len(records))]
-        measured = self._ready
+        # The replicas each zero counts as measured: a resource metric counts those ready
+        # (`ready` throughout), the others those the last tick saw (this skip's from its first).
         target = self.feed.target
-        if tail and target.metric in (CPU, MEMORY, GPU) and target.per_replica > 0:
+        resource = target.metric in (CPU, MEMORY, GPU)
+        before, after = (ready, ready) if resource else (self._ready, ready)
+        if target.per_replica <= 0:
+            before = after = 0
+        elif tail and resource:
             self.feed.observed = 0.0  # as an idle second's use leaves it
+        first = ticks[0] if ticks else math.inf
         if ticks:
             keep = max(self.down_stabilization_s, self.up_stabilization_s)
             fired = _firings(ticks, self._last_sync, self.sync_s, keep)
@@ -334,10 +340,12 @@ class HPAAutoscaler(_Baseline):
                 recommendations.extend((t, self.low) for t in fired)
                 self._reason = self._sync_reason(0.0, self.low)
         if ticks:
-            self._samples.extend((t, 0.0, measured) for t in tail if t <= ticks[-1])
+            self._samples.extend(
+                (t, 0.0, before if t <= first else after) for t in tail if t <= ticks[-1]
+            )
             self.tick(ticks[-1], ready)
             tail = [t for t in tail if t > ticks[-1]]
-        self._samples.extend((t, 0.0, measured) for t in tail)
+        self._samples.extend((t, 0.0, before if t <= first else after) for t in tail)
 
 
 class RayServeAutoscaler(_Baseline):
