@@ -54,22 +54,26 @@ def record(scaler, now: float, concurrency: float, ready: int) -> None:
         scaler.record(now, concurrency, concurrency)
 
 
-# Idle gaps (s) between bursts of a few seconds: from a second to beyond the 600 s delays,
-# many inside a 30 s look-back; only short ones (idle times within a few histogram bins); or
-# a request every ~10 minutes (the hybrid histogram unloads and pre-warms).
-GAPS = {
-    "bursty": [1, 3, 8, 15, 25, 40, 90, 300, 650, 1300],
-    "short": [1, 3, 8, 15, 25, 40, 90, 150],
-    "regular": [540, 570, 600, 630, 660],
+# Bursts (up to so many seconds) and the idle gaps (s) between them: short bursts, gaps from
+# a second to beyond the 600 s delays, many inside a 30 s look-back; only short gaps (idle
+# times within a few histogram bins); a request every ~10 minutes (the hybrid histogram
+# unloads and pre-warms); minutes of load (every policy scales up, then down).
+SHAPES = {
+    "bursty": (8, [1, 3, 8, 15, 25, 40, 90, 300, 650, 1300]),
+    "short": (8, [1, 3, 8, 15, 25, 40, 90, 150]),
+    "regular": (8, [540, 570, 600, 630, 660]),
+    "sustained": (240, [5, 30, 200, 400, 700]),
 }
 
 
 def load(rng: np.random.Generator, seconds: int, shape: str) -> list[float]:
-    """Bursts of fractional concurrency, sometimes over the target, between idle gaps."""
+    """Bursts of fractional concurrency, often over the target, between idle gaps."""
+    longest, gaps = SHAPES[shape]
     out: list[float] = []
     while len(out) < seconds:
-        out += [float(rng.choice([0.4, 1.0, 1.5, 3.0, 6.0])) for _ in range(rng.integers(1, 8))]
-        out += [0.0] * int(rng.choice(GAPS[shape]))
+        burst = rng.integers(1, longest)
+        out += [float(rng.choice([0.4, 1.0, 1.5, 3.0, 6.0])) for _ in range(burst)]
+        out += [0.0] * int(rng.choice(gaps))
     return out[:seconds]
 
 
@@ -87,12 +91,13 @@ def check_skips(scaler, clock0: float, seconds: int, shape: str, seed: int) -> i
         if k % 2:
             continue
         decision = scaler.tick(now, ready)
-        if decision.replicas is not None:
-            ready = decision.replicas
+        scaled = decision.replicas is not None
+        if scaled:
+            ready = decision.replicas  # from the next second on: the tick saw the old count
         if k + 1 == len(loads) or loads[k + 1]:
             continue  # busy in the next second (this one's load may have just ended)
-        if k - busy > 4 and rng.random() > 0.05:
-            continue  # every tick right after load, a few of the others
+        if k - busy > 4 and not scaled and rng.random() > 0.05:
+            continue  # every tick right after load or scaling, a few of the others
         idle = next((j for j in range(k + 1, len(loads)) if loads[j]), len(loads)) - k - 1
         for seen in (ready, 0) if ready and rng.random() < 0.2 else (ready,):
             compared += compare(scaler, clock0, k, seen, idle, rng)
@@ -146,6 +151,7 @@ SCALERS = {
         ("bursty", 1_700_000_000.375, 6000),  # tick times that are not whole seconds
         ("short", 1_700_000_000.0, 3000),
         ("regular", 1_700_000_000.0, 20000),
+        ("sustained", 1_700_000_000.0, 8000),
     ],
 )
 @pytest.mark.parametrize("name", sorted(SCALERS))

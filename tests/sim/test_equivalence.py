@@ -40,6 +40,20 @@ def whole_seconds() -> Trace:
     return Trace("whole", arrivals, float(arrivals[-1]) + 600.0, 1_700_000_000.0)
 
 
+def delays() -> Trace:
+    """Bursts of a few to a hundred requests over 3 s to 90 s, between gaps that end inside
+    a 30 s look-back, inside the 600 s downscale delays, or just after them: replicas scaled
+    up wait out their delays idle, and bursts land right after skips."""
+    rng = np.random.default_rng(21)
+    gaps = [12.0, 25.0, 33.0, 120.0, 400.0, 590.0, 604.0, 612.0, 631.0, 900.0]
+    t, arrivals = 5.0, []
+    while t < 7200.0:
+        size = int(rng.integers(2, 120))
+        arrivals += list(t + np.sort(rng.random(size) * rng.choice([3.0, 20.0, 90.0])))
+        t = arrivals[-1] + float(rng.choice(gaps)) + float(rng.choice([0.0, 0.5, rng.random()]))
+    return Trace("delays", np.asarray(arrivals), arrivals[-1] + 900.0, 1_700_000_000.0)
+
+
 GPU_POOLS = [
     {"name": "gpu", "capacity": {"nvidia.com/gpu": [0, 1]}},
     {"name": "spill", "startupDelay": "20s", "capacity": {"nvidia.com/gpu": [2, 3]}},
@@ -65,6 +79,7 @@ CASES = {
     "fleet-starved": (sparse_trace(days=0.06, mean_rps=0.3, seed=11, services=6), None),
     "diurnal": (synthetic_trace(days=0.1, mean_rps=3.0, seed=4), None),
     "whole-seconds": (whole_seconds(), {"autoscaling.knative.dev/window": "20s"}),
+    "delays": (delays(), None),
     "fleet": (sparse_trace(days=0.2, mean_rps=0.08, seed=6, services=4), None),
     "fleet-busy": (sparse_trace(days=0.15, mean_rps=0.2, seed=9, services=3), None),
     # Thirty services for two GPUs, most without a request for many minutes: they wait for
@@ -241,3 +256,12 @@ def test_starved_services_skip_and_change_nothing(monkeypatch, policy):
         skipping, every_second = same_result_with_fewer_decisions(case, policy)
         assert seen[kind] > before, (case, seen)
         assert skipping < 0.75 * every_second, (case, skipping, every_second)
+
+
+@pytest.mark.parametrize("policy", ["ray", "hpa", "keepalive", "hybrid-histogram", "peak"])
+def test_baselines_skip_their_delays_and_change_nothing(policy):
+    """Replicas held idle by a baseline's delay (ray's 600 s downscale, HPA's stabilization
+    between syncs, keep-alive, the histogram's windows) are skipped, not ticked through, with
+    the per-second replay's result."""
+    skipping, every_second = same_result_with_fewer_decisions("delays", policy)
+    assert skipping < 0.3 * every_second, (skipping, every_second)
