@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -127,8 +128,20 @@ class Forecaster:
         gaps = list(watcher.gaps) if watcher is not None else []
         since = watcher.observing_since if watcher is not None else None
         used = watcher.policy.warm if watcher is not None else None
+        ledger = copy.copy(watcher.ledger) if watcher is not None else None
         plan, _, _ = await asyncio.to_thread(
-            build_models, series, start, spec, settings, lead, ready_s, bounds, gaps, since, used
+            build_models,
+            series,
+            start,
+            spec,
+            settings,
+            lead,
+            ready_s,
+            bounds,
+            gaps,
+            since,
+            used,
+            ledger,
         )
         return plan
 
@@ -162,6 +175,7 @@ class Forecaster:
         watcher = planned.autoscaler
         shadow = PredictiveAutoscaler(watcher.reactive, PredictivePolicy(settings))
         shadow.gaps, shadow.observing_since = list(watcher.gaps), watcher.observing_since
+        shadow.ledger = copy.copy(watcher.ledger)  # read by the refit, off the event loop
         model = await asyncio.to_thread(
             refit_warm, shadow, series, start, planned.spec, settings, ready_s, watcher.policy.warm
         )

@@ -16,6 +16,7 @@ import math
 from collections import deque
 
 from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
+from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
 from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap
@@ -38,6 +39,8 @@ class PredictiveAutoscaler:
         self.observing_since: float | None = None  # epoch second of the first record
         self._last_busy: float | None = None  # epoch second of the last stat with requests
         self._peaks: deque[tuple[float, float]] = deque()  # (epoch, concurrency), decreasing
+        self.ledger = Ledger()  # spent against the KPA underneath (the auto price's guard)
+        self._ready = 0  # ready replicas at the last tick
 
     def set_plan(self, plan: Plan | None) -> None:
         """A fresh plan, with the warm model fitted alongside it (`Plan.warm`)."""
@@ -53,6 +56,10 @@ class PredictiveAutoscaler:
         if concurrency > 0 or rps > 0:
             if self._last_busy is not None and epoch - self._last_busy >= MIN_GAP_S:
                 self.gaps.append(Gap(self._last_busy, epoch - self._last_busy))
+                warm = self.policy.warm
+                if warm is not None and warm.useful:  # prediction decided this gap
+                    kpa_cold = epoch - self._last_busy > warm.kpa_tail_s
+                    self.ledger.gap_ended(epoch, kpa_cold, self._ready > 0)
                 if len(self.gaps) > 2 * MAX_GAPS:
                     del self.gaps[:MAX_GAPS]
             self._last_busy = epoch
@@ -114,6 +121,14 @@ class PredictiveAutoscaler:
         replicas = None if want is None or want == self.replicas else want
         if replicas is not None:
             self.replicas = replicas
+        self._ready = ready
+        self.ledger.advance(
+            now + self.epoch_offset,
+            self.replicas or 0,
+            self._reactive_replicas,
+            self.idle_since(now),
+            self.reactive.spec.stable_window + self.reactive.spec.scale_to_zero_grace_period,
+        )
         return Decision(
             replicas=replicas,
             desired_raw=decision.desired_raw,

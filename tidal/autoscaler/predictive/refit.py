@@ -14,6 +14,7 @@ from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.kpa_cost import panic_cost, served_panic_cost
+from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
 from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
 
@@ -39,16 +40,18 @@ def build_models(
     seen: list[Gap],
     observing_since: float | None,
     previous: WarmModel | None = None,
+    ledger: Ledger | None = None,
 ) -> tuple[Plan, WarmModel | None, int]:
     """A plan and a warm model (None with too few gaps) and how many gaps it had. `history` is
     per-minute demand ending at epoch `start` (where the plan begins); `seen` are the gaps the
-    autoscaler observed since `observing_since`; `previous` is the warm model in use."""
+    autoscaler observed since `observing_since`; `previous` is the warm model in use, `ledger` its
+    account of what prediction spent against the KPA."""
     plan = build_plan(
         history, start, spec.target_value, settings.quantile, lead_minutes, bounds=bounds
     )
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=observing_since) + seen
-    model = fit_warm(gaps, ready_s, start, spec, settings, previous)
+    model = fit_warm(gaps, ready_s, start, spec, settings, previous, ledger)
     return replace(plan, warm=model, gaps_seen=len(gaps)), model, len(gaps)
 
 
@@ -76,7 +79,7 @@ def refit_warm(
     )
     if previous is None:
         previous = autoscaler.policy.warm
-    model = fit_warm(gaps, ready_s, start, spec, settings, previous)
+    model = fit_warm(gaps, ready_s, start, spec, settings, previous, autoscaler.ledger)
     autoscaler.policy.set_warm(model, len(gaps))
     return model
 
@@ -102,6 +105,7 @@ def refit(
         list(autoscaler.gaps),
         autoscaler.observing_since,
         autoscaler.policy.warm,
+        autoscaler.ledger,
     )
     autoscaler.set_plan(plan)
     return plan, model
@@ -114,6 +118,7 @@ def fit_warm(
     spec: DeciderSpec,
     settings: PredictiveAnnotations,
     previous: WarmModel | None,
+    ledger: Ledger | None = None,
 ) -> WarmModel | None:
     """The warm model, priced with what a cold start costs under the service's own KPA
     (docs/predictive.md, "The price knob and its default").
@@ -123,12 +128,20 @@ def fit_warm(
     the KPA's the whole of it; and a price is acted on only when the previous fit (`previous`,
     ten minutes and new gaps earlier) also found one worth using. The held-out verdict rests
     on a few dozen recent gaps, and a verdict that one fit gives and the next withdraws is
-    noise: acted on, it held replicas at dear prices for ten minutes and bought nothing."""
+    noise: acted on, it held replicas at dear prices for ten minutes and bought nothing.
+
+    The price must fit BUDGET of the KPA's idle replica time on the held-out gaps (a margin for
+    the model's optimism). While `ledger`, the live account of replica time, shows prediction
+    to have spent measurably less than the KPA alone would have (`Ledger.paid_for`, a cold
+    start avoided or caused priced at the Ready Time plus the panic replica), a fit that finds
+    nothing worth using within BUDGET may use the cheapest price that is within the KPA's whole
+    idle replica time: the margin is then paid for by what was measured, not assumed."""
     tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
     panic_s = panic_cost(spec, ready_s, tail)
     auto = settings.cold_start_cost is None
     served_s = served_panic_cost(spec, ready_s, tail) if auto else None
-    model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, panic_s, served_s)
+    spare = 1.0 if auto and ledger is not None and ledger.paid_for(ready_s + panic_s) else None
+    model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, panic_s, served_s, spare)
     confirmed = previous is not None and previous.rhythm
     if model is not None and auto and model.useful and not confirmed:
         model = replace(model, useful=False)

@@ -195,6 +195,7 @@ def fit(
     cold_start_cost: float | None = AUTO,
     panic_s: float = 0.0,
     own_panic_s: float | None = None,
+    spare: float | None = None,
 ) -> WarmModel | None:
     """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
 
@@ -206,7 +207,9 @@ def fit(
     replica), added for every expected cold start on either side; in the auto price's budget
     predictive's own expected cold starts are charged `own_panic_s` instead when given
     (`kpa_cost.served_panic_cost`: the part spent while the request waits, after which the
-    idle cap may release the panic replica)."""
+    idle cap may release the panic replica). `spare` (`refit.fit_warm`: while the live account
+    shows prediction spending less than the KPA): where no price within BUDGET is worth
+    using, the cheapest one within `spare` x the KPA's idle replica time that is."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
     starts, lengths = _columns(gaps[-MAX_GAPS:])
     if len(starts) < len(gaps) and not (lengths >= MIN_GAP_S).all():
@@ -244,6 +247,11 @@ def fit(
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
         useful = bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
+        if not useful and spare is not None:
+            wider = np.all([c + charge * n <= spare * k for c, n, k, _ in windows], axis=0)
+            worth = np.flatnonzero(wider & (cold <= GAIN * kpa_cold))
+            if worth.size:
+                pick, useful = int(worth[0]), True
         price = float(PRICES[pick])
         cost_ratio = float(cost[pick] / kpa_cost) if kpa_cost else math.inf
         cold_ratio = float(cold[pick] / kpa_cold) if kpa_cold else 0.0
