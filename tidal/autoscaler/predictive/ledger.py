@@ -53,9 +53,9 @@ class Ledger:
         elif epoch > self.at:
             start = self.at
             self._decay(epoch)
-            self.spent += (epoch - start) * self.policy_count
+            self.spent += self.policy_count * _decayed(epoch - start, 0.0)
             end = epoch if self.kpa_until is None else min(epoch, max(self.kpa_until, start))
-            self.kpa += (end - start) * self.kpa_count
+            self.kpa += self.kpa_count * _decayed(epoch - start, epoch - end)
         self.policy_count, self.kpa_count = max(policy, 0), max(kpa, 0)
         self.kpa_until = None if idle_since is None else idle_since + tail_s
 
@@ -94,3 +94,12 @@ class Ledger:
         self.caused *= factor
         self.avoided *= factor
         self.at = epoch
+
+
+def _decayed(begin_ago: float, end_ago: float) -> float:
+    """Replica-seconds of one replica held from `begin_ago` to `end_ago` seconds ago, each
+    second weighed as the decay weighs it now: the integral of the decay over that span, so
+    the account is the same whether the ticks come every 2 s (live) or after a skip of hours
+    (the simulator's idle skipping)."""
+    rate = math.log(2.0) / HALF_LIFE_S
+    return (math.exp(-rate * end_ago) - math.exp(-rate * begin_ago)) / rate
