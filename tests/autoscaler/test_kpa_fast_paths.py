@@ -71,14 +71,6 @@ class PlainBuckets:
         self.buckets[self._index(t) % len(self.buckets)] += value
         self.window_total += value
 
-    def oldest_nonzero_exit(self) -> float | None:
-        size = len(self.buckets)
-        last = self._index(self.last_write)
-        for age in range(size - 1, -1, -1):
-            if self.buckets[(last - age) % size] != 0.0:
-                return (last - age + size) * self.granularity
-        return None
-
     def window_average(self, now: float) -> float:
         now = self._truncate(now)
         d = now - self.last_write
@@ -98,7 +90,7 @@ class PlainBuckets:
 @pytest.mark.parametrize("seed", range(4))
 def test_bucket_bookkeeping_matches_the_plain_port(seed):
     """Writes in the same second, skipped seconds, gaps of a window, writes from the past; the
-    average read later, and when the oldest non-zero bucket leaves."""
+    average read later."""
     rng = random.Random(seed)
     window = rng.choice([1, 6, 10, 60])
     fast, plain = TimedFloat64Buckets(window), PlainBuckets(window)
@@ -112,7 +104,6 @@ def test_bucket_bookkeeping_matches_the_plain_port(seed):
         assert fast.buckets == plain.buckets
         assert bits(fast.window_total) == bits(plain.window_total)
         assert (fast.first_write, fast.last_write) == (plain.first_write, plain.last_write)
-        assert fast.oldest_nonzero_exit() == plain.oldest_nonzero_exit()
         for ahead in (0.0, 0.7, 2.0, rng.uniform(0, 2 * window)):
             assert bits(fast.window_average(t + ahead)) == bits(plain.window_average(t + ahead))
 
@@ -228,3 +219,131 @@ def test_totals_after_are_the_floats_of_record(seed):
         for j in range(1, count + 1):
             buckets.record(float(second + j), value)
             assert bits(ahead[j - 1]) == bits(buckets.window_total)
+
+
+def _sparse_history(rng: random.Random, ra: RevisionAutoscaler, until: int, ready: int) -> None:
+    """Bursts of a few seconds between idle stretches (zeros recorded, or nothing at all), as a
+    sparse service's windows look: mostly zero buckets, spans that are not yet full."""
+    t = rng.randrange(0, 90)
+    while t < until:
+        for _ in range(rng.randrange(1, 6)):
+            ra.record(
+                float(t), rng.choice([1.0, rng.random() * 3, float(rng.randrange(1, 9))]), 0.0
+            )
+            if t % 2 == 0:
+                ra.tick(float(t), ready)
+            t += 1
+        quiet = rng.randrange(1, 80)
+        zeros = rng.random() < 0.7
+        for _ in range(quiet):
+            if zeros:
+                ra.record(float(t), 0.0, 0.0)
+            if t % 2 == 0:
+                ra.tick(float(t), ready)
+            t += 1
+            if t >= until:
+                break
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inputs_change_on_sparse_windows_matches_a_record_by_record_replay(seed):
+    """`_inputs_change` looks only where a zero overwrites a non-zero bucket or the span grows:
+    windows that are mostly zero, partly filled, or all zero give the replay's answer."""
+    rng = random.Random(300 + seed)
+    checked = found = 0
+    for _ in range(60):
+        spec = _spec(rng.choice([6.0, 10.0, 60.0]), rng.choice([0.0, 20.0, 211.0]))
+        ra = RevisionAutoscaler(spec, now=0.0)
+        ready = rng.randrange(1, 4)
+        _sparse_history(rng, ra, rng.randrange(20, 400), ready)
+        decider = copy.deepcopy(ra.decider)
+        if decider._stable.first_write is None or decider._panic.first_write is None:
+            continue
+        last = int(decider._stable.last_write)
+        start = _inputs(decider, ready, last, trigger=False)
+        expected = math.inf
+        for j in range(1, len(decider._stable.buckets) + 1):
+            decider.record(float(last + j), 0.0, 0.0)
+            if _inputs(decider, ready, last + j, trigger=False) != start:
+                expected = float(last + j)
+                break
+        assert ra._inputs_change(ready) == expected
+        checked += 1
+        found += expected != math.inf
+    assert checked > 30 and found > 10
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_at_rest_until_right_after_a_step_matches_the_full_trial_step(seed):
+    """Right after a step with the same inputs, `_at_rest_until` tries the reconciler alone;
+    the answer and the state it leaves are those of the trial step of the whole autoscaler
+    (decider included) with snapshots of everything, which it takes otherwise."""
+    rng = random.Random(500 + seed)
+    fast_paths = moved = 0
+    for _ in range(120):
+        spec = _spec(rng.choice([6.0, 10.0, 60.0]), rng.choice([0.0, 20.0, 211.0, -1.0]))
+        ready = rng.choice([0, 1, 1, 2, 3])
+        ra = RevisionAutoscaler(spec, now=0.0, ready=rng.choice([0, ready]))
+        history = rng.choice([_sparse_history, _history, None])  # None: a new revision
+        if history is not None:
+            history(rng, ra, rng.randrange(2, 300), ready)
+        now = float(int(ra.decider._stable.last_write) if ra.decider._stable.first_write else 0)
+        now += rng.choice([0, 1, 2, 31, 61, 700])
+        ra.tick(now, rng.choice([ready, ready, 0, ready + 1]), rng.random() < 0.9)
+        ready_now = ra._stepped[1]
+        limit = now + rng.choice([0.5, 7.0, 90.0, math.inf])
+        full = copy.deepcopy(ra)
+        full._stepped = None  # no record of the last step: the whole trial step runs
+        fast_paths += ra._stepped == (
+            now,
+            ready_now,
+            ra.reachable,
+            ra.decider._stable.writes,
+            ra.decider._panic.writes,
+        )
+        got = ra._at_rest_until(now, ready_now, limit)
+        want = full._at_rest_until(now, ready_now, limit)
+        assert got == want
+        moved += got == now
+        state = {k: v for k, v in vars(ra).items() if k not in ("decider", "_stepped")}
+        assert state == {k: v for k, v in vars(full).items() if k not in ("decider", "_stepped")}
+        assert vars(ra.decider).keys() == vars(full.decider).keys()
+        for key in ("_panic_time", "_max_panic_pods"):
+            assert getattr(ra.decider, key) == getattr(full.decider, key)
+    assert fast_paths == 120 and 0 < moved < 100  # both answers: at rest, and still moving
+
+
+def test_a_write_after_the_step_makes_at_rest_until_try_the_whole_step():
+    """The fast path holds only while the windows are as the last step read them: a record
+    since then moves the decider's inputs, and the whole trial step sees it."""
+    spec = _spec(10.0, 0.0)
+    ra = RevisionAutoscaler(spec, now=0.0, ready=1, initialized=True)
+    for t in range(12):
+        ra.record(float(t), 0.0, 0.0)
+        ra.tick(float(t), 1)
+    assert ra._at_rest_until(11.0, 1, math.inf) > 11.0  # idle, at rest: a timer ahead
+    ra.record(11.0, 50.0, 0.0)  # a burst in the same second, after the tick
+    assert ra._stepped is not None and ra._stepped[3] != ra.decider._stable.writes
+    assert ra._at_rest_until(11.0, 1, math.inf) == 11.0  # the next tick scales up
+
+
+def test_at_rest_until_sees_the_reconciler_still_moving_and_puts_it_back():
+    """The tick that deactivates an idle revision leaves it Inactive with its replica; the next
+    tick at the same instant scales it to zero (the activator has been in the path for the
+    grace period). The fast path must say `now` and leave the state as the tick left it."""
+    spec = _spec(60.0, 211.0)  # a stable window longer than the grace period
+    ra = RevisionAutoscaler(spec, now=0.0, ready=1, initialized=True)
+    t = 0
+    while ra.active != "Inactive":
+        ra.record(float(t), 0.0, 0.0)
+        ra.tick(float(t), 1)
+        t += 1
+        assert t < 400
+    now = float(t - 1)
+    before = copy.deepcopy(vars(ra))
+    assert ra._at_rest_until(now, 1, math.inf) == now
+    assert vars(ra).keys() == before.keys()
+    for key, value in before.items():
+        if key != "decider":
+            assert getattr(ra, key) == value, key
+    assert ra.tick(now, 1).replicas == 0
