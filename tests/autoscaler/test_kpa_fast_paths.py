@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from tidal.api.autoscaling import AutoscalerConfig, AutoscalingAnnotations
-from tidal.autoscaler.kpa import RevisionAutoscaler, _totals_after, decider_spec
+from tidal.autoscaler.kpa import RevisionAutoscaler, _record_each, _totals_after, decider_spec
 from tidal.autoscaler.metrics import TimedFloat64Buckets, round_precision
 
 
@@ -347,3 +347,45 @@ def test_at_rest_until_sees_the_reconciler_still_moving_and_puts_it_back():
         if key != "decider":
             assert getattr(ra, key) == value, key
     assert ra.tick(now, 1).replicas == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_recording_a_run_at_once_leaves_the_buckets_of_record(seed):
+    """`_record_each` writes a run of the seconds right after the last write by slices and one
+    reduction; other times one by one. Either way the buckets are bit for bit those of calling
+    `record` for each time: short runs, runs that wrap the ring, runs longer than the window,
+    runs that start later, fractional times, repeated seconds."""
+    rng = random.Random(700 + seed)
+    runs = 0
+    for _ in range(150):
+        window = rng.choice([1, 2, 6, 10, 60])
+        one, each = TimedFloat64Buckets(window), TimedFloat64Buckets(window)
+        t = 1000.0 + rng.randrange(60)
+        for _ in range(rng.randrange(0, 3 * window)):
+            value = rng.choice([0.0, rng.random() * 9, 1 / 3, float(rng.randrange(4))])
+            one.record(t, value)
+            each.record(t, value)
+            t += rng.choice([1.0, 1.0, 1.0, 2.0, 0.0])
+        start = (each.last_write if each.first_write is not None else t) + rng.choice(
+            [1.0, 1.0, 1.0, 1.25, 2.0, 0.0]
+        )
+        count = rng.choice([1, 2, window, window + 1, rng.randrange(1, 4 * window + 2)])
+        times = [start + k for k in range(count)]
+        if rng.random() < 0.2:
+            times.insert(rng.randrange(len(times)), times[0])  # a repeated second
+            times.sort()
+        value = rng.choice([0.0, 3.0, rng.random() * 5, 1 / 3])
+        before = one.writes
+        _record_each(one, times, 0, len(times), value)
+        for at in times:
+            each.record(at, value)
+        assert one.buckets == each.buckets
+        assert [bits(b) for b in one.buckets] == [bits(b) for b in each.buckets]
+        assert bits(one.window_total) == bits(each.window_total)
+        assert (one.first_write, one.last_write, one.writes) == (
+            each.first_write,
+            each.last_write,
+            each.writes,
+        )
+        runs += one.writes - before == len(times) and times[0] == int(times[0])
+    assert runs > 60

@@ -13,6 +13,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from itertools import accumulate, compress
 from operator import add, neg, sub
 
@@ -684,12 +685,21 @@ def _record_each(
     buckets: TimedFloat64Buckets, times: Sequence[float], begin: int, end: int, value: float
 ) -> None:
     """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
-    bucket right after the last write, the steps `record` takes are done inline."""
+    bucket right after the last write, the steps `record` takes are done inline; where all the
+    times are the seconds right after it, one after another, at C speed."""
     ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
     first = buckets.first_write
     inline = step < buckets.window and first is not None
     total, last = buckets.window_total, buckets.last_write
     floor = math.floor
+    if inline and step == 1.0 and end > begin and first is not None:
+        seconds = list(map(floor, [times[i] for i in range(begin, end)]))
+        count = end - begin
+        if seconds[0] == last + 1.0 >= first and seconds == list(
+            range(seconds[0], seconds[0] + count)
+        ):
+            _record_run(buckets, seconds[0], count, value)
+            return
     recorded = 0  # by `record` itself, which counts its writes
     for i in range(begin, end):
         t = times[i]
@@ -709,6 +719,31 @@ def _record_each(
             recorded += 1
     buckets.window_total, buckets.last_write = total, last
     buckets.writes += end - begin - recorded
+
+
+def _record_run(buckets: TimedFloat64Buckets, second: int, count: int, value: float) -> None:
+    """`record(t, value)` for t in seconds `second` to `second + count - 1` of 1 s buckets, the
+    first of them right after the last write: each overwrites the next bucket (its old value
+    off the total, then `0.0 + value` in the bucket and `value` on the total), so the total
+    is one C-level `reduce` over (-old, value) pairs (see `_totals_after`) and the ring is
+    written by slices."""
+    ring = buckets.buckets
+    size = len(ring)
+    written = 0.0 + value  # what `record` leaves in a zeroed bucket
+    cut = second % size
+    olds = (ring[cut:] + ring[:cut])[:count] + [written] * max(0, count - size)
+    steps = [value] * (2 * count)
+    steps[0::2] = map(neg, olds)
+    buckets.window_total = reduce(add, steps, buckets.window_total)
+    if count >= size:
+        ring[:] = [written] * size
+    elif cut + count <= size:
+        ring[cut : cut + count] = [written] * count
+    else:
+        ring[cut:] = [written] * (size - cut)
+        ring[: cut + count - size] = [written] * (cut + count - size)
+    buckets.last_write = float(second + count - 1)
+    buckets.writes += count
 
 
 def _totals_after(
