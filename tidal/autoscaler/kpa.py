@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import reduce
 from itertools import accumulate, compress
 from operator import add, neg, sub
 
@@ -686,13 +686,14 @@ def _record_each(
 ) -> None:
     """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
     bucket right after the last write, the steps `record` takes are done inline; where all the
-    times are the seconds right after it, one after another, at C speed."""
+    times (a few dozen or more) are the seconds right after it, one after another, at C
+    speed."""
     ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
     first = buckets.first_write
     inline = step < buckets.window and first is not None
     total, last = buckets.window_total, buckets.last_write
     floor = math.floor
-    if inline and step == 1.0 and end > begin and first is not None:
+    if inline and step == 1.0 and end - begin >= 24 and first is not None:  # else a loop is as fast
         seconds = list(map(floor, [times[i] for i in range(begin, end)]))
         count = end - begin
         if seconds[0] == last + 1.0 >= first and seconds == list(
@@ -734,7 +735,7 @@ def _record_run(buckets: TimedFloat64Buckets, second: int, count: int, value: fl
     olds = (ring[cut:] + ring[:cut])[:count] + [written] * max(0, count - size)
     steps = [value] * (2 * count)
     steps[0::2] = map(neg, olds)
-    buckets.window_total = reduce(add, steps, buckets.window_total)
+    buckets.window_total = deque(accumulate(steps, initial=buckets.window_total), maxlen=1)[0]
     if count >= size:
         ring[:] = [written] * size
     elif cut + count <= size:
