@@ -389,3 +389,29 @@ def test_recording_a_run_at_once_leaves_the_buckets_of_record(seed):
         )
         runs += one.writes - before == len(times) and times[0] == int(times[0])
     assert runs > 60
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tick_replicas_is_the_ticks_replicas_and_leaves_the_same_state(seed):
+    """The simulator's `tick_replicas` is `tick(...).replicas` without the `Decision`: the same
+    answer and the same state after, tick after tick."""
+    rng = random.Random(900 + seed)
+    for _ in range(20):
+        spec = _spec(rng.choice([6.0, 10.0, 60.0]), rng.choice([0.0, 20.0, 211.0, -1.0]))
+        one = RevisionAutoscaler(spec, now=0.0)
+        other = copy.deepcopy(one)
+        ready = 0
+        for t in range(rng.randrange(10, 300)):
+            value = rng.choice([0.0, 0.0, rng.random() * 30])
+            for ra in (one, other):
+                ra.record(float(t), value, value)
+            if t % 2 == 0:
+                ready = max(0, ready + rng.choice([-1, 0, 0, 1]))
+                reachable = rng.random() < 0.9
+                assert one.tick(float(t), ready, reachable).replicas == other.tick_replicas(
+                    float(t), ready, reachable
+                )
+                assert vars(one).keys() == vars(other).keys()
+                for key, value in vars(one).items():
+                    if key != "decider":
+                        assert getattr(other, key) == value, key

@@ -326,6 +326,11 @@ class RevisionAutoscaler:
             mode=self.mode,
         )
 
+    def tick_replicas(self, now: float, ready: int, reachable: bool = True) -> int | None:
+        """`tick` for a caller that reads only its `replicas` (the simulator): the same step,
+        without building the `Decision`."""
+        return self._step(now, ready, reachable)[0]
+
     def _step(
         self, now: float, ready: int, reachable: bool
     ) -> tuple[int | None, int, bool, str, float, float]:

@@ -281,6 +281,11 @@ class _Service:
             self.skip_steady = partial(predictive_skip_steady, autoscaler)
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
+        # A decision tick's replicas to apply (None: as they are), without the whole
+        # `Decision` where the autoscaler can say just that.
+        self.tick_replicas: Callable[[float, int], int | None] = getattr(
+            autoscaler, "tick_replicas", None
+        ) or (lambda now, ready: autoscaler.tick(now, ready, True).replicas)
 
 
 class Simulation:
@@ -465,9 +470,9 @@ class Simulation:
         svc.blocked = (self.freed, count) if blocked and self.skip else None
 
     def _decide(self, svc: _Service, t: float) -> None:
-        decision = svc.autoscaler.tick(self.clock0 + t, svc.ready, True)
-        if decision.replicas is not None:
-            self._scale_to(svc, decision.replicas, t)
+        replicas = svc.tick_replicas(self.clock0 + t, svc.ready)
+        if replicas is not None:
+            self._scale_to(svc, replicas, t)
         elif svc.pending_since:
             self._scale_to(svc, svc.desired, t)
 
