@@ -388,9 +388,9 @@ class RevisionAutoscaler:
         for buckets in windows:
             if buckets.is_empty(now) or not any(buckets.buckets):
                 continue  # empty or all zeros: the average stays 0
-            if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
-                return now  # the average drifts as the window slides unwritten
-            limit = min(limit, self._inputs_change(ready))
+            if isinstance(buckets, WeightedFloat64Buckets):
+                return now  # the weights move as the window slides
+            limit = min(limit, self._inputs_change(ready) if ready else self._unwritten_change(now))
             break
         return self._at_rest_until(now, ready, limit)
 
@@ -452,6 +452,64 @@ class RevisionAutoscaler:
             self._active_since,
             self._initialized,
         )
+
+    def _unwritten_change(self, now: float) -> float:
+        """With nothing recorded from now on (no replica ready, no traffic): the first second
+        after `now` at which what a tick decides from differs from now: whether the stable
+        window has data at all, the stable and panic pods (the panic trigger follows the panic
+        pods) and the sign of the excess burst capacity. The averages are those
+        `window_average` reads as the window slides on unwritten: the buckets that leave it
+        taken off the total one by one, over the buckets still in it. That count shrinks, so an
+        average may rise as well as fall: every second is looked at, until a whole window past
+        the last write (then the stable window has no data, or with TBC -1 only zeros)."""
+        spec = self.spec
+        stable, panic = self.decider._stable, self.decider._panic
+        if stable.first_write is None or panic.first_write is None:
+            return now
+        if stable.granularity != 1.0 or panic.granularity != 1.0:
+            return now
+        series = []  # per window: last write, its second, size, window, valid span, totals
+        for buckets in (stable, panic):
+            ring, size, last = buckets.buckets, len(buckets.buckets), buckets.last_write
+            second = int(last)
+            cut = (second + 1) % size  # the oldest bucket: the first to leave
+            leaving = (ring[cut:] + ring[:cut])[: size - 1]
+            totals = list(accumulate(leaving, sub, initial=buckets.window_total))
+            span = int((last - buckets.first_write) // 1.0) + 1
+            series.append((last, second, size, buckets.window, span, totals))
+        (last_s, second_s, size_s, window_s, span_s, totals_s) = series[0]
+        (last_p, second_p, size_p, window_p, span_p, totals_p) = series[1]
+        target, tbc = spec.target_value, spec.target_burst_capacity
+        base = 0 * spec.total_value - tbc  # the excess burst capacity's, with no pod ready
+        floor, ceil = math.floor, math.ceil
+
+        def inputs(b: int) -> tuple[int, int, bool] | None:
+            at = float(b)  # the bucket `window_average` truncates a tick in it to
+            if at - last_s > window_s and tbc != -1:
+                return None  # no data
+            if at - last_s <= 0:
+                x = round_precision(totals_s[0] / min(span_s, size_s))
+            elif at - last_s < window_s:
+                gone = b - second_s
+                x = round_precision(totals_s[gone] / min(span_s, size_s - gone))
+            else:
+                x = 0.0
+            pods = ceil(x / target)
+            if at - last_p <= 0:
+                x = round_precision(totals_p[0] / min(span_p, size_p))
+            elif at - last_p < window_p:
+                gone = b - second_p
+                x = round_precision(totals_p[gone] / min(span_p, size_p - gone))
+            else:
+                x = 0.0
+            return pods, ceil(x / target), (floor(base - x) if tbc > 0 else tbc) >= 0
+
+        start = floor(now)
+        now_inputs = inputs(start)
+        for b in range(start + 1, max(second_s + size_s, second_p + size_p) + 2):
+            if inputs(b) != now_inputs:
+                return float(b)
+        return math.inf
 
     def _inputs_change(self, ready: int) -> float:
         """With a zero recorded every second from now on: the first second at which what a
