@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, compress
-from operator import add, neg, sub
+from operator import neg, sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
@@ -822,7 +822,7 @@ def _totals_after(
     olds = (ring[cut:] + ring[:cut])[:count] + [value] * max(0, count - size)
     steps = [value] * (2 * count)
     steps[0::2] = map(neg, olds)
-    return list(accumulate(steps, add, initial=total))[2::2]
+    return list(accumulate(steps, initial=total))[2::2]  # accumulate's own + is add's, sooner
 
 
 def _first_change(
