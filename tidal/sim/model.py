@@ -54,7 +54,7 @@ from tidal.api.pools import Pool
 from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import HPAAutoscaler, make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
-from tidal.autoscaler.kpa import DeciderSpec, Decision
+from tidal.autoscaler.kpa import DeciderSpec, Decision, RevisionAutoscaler
 from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget, signal_spec
 from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
@@ -282,10 +282,13 @@ class _Service:
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
         # A decision tick's replicas to apply (None: as they are), without the whole
-        # `Decision` where the autoscaler can say just that.
-        self.tick_replicas: Callable[[float, int], int | None] = getattr(
-            autoscaler, "tick_replicas", None
-        ) or (lambda now, ready: autoscaler.tick(now, ready, True).replicas)
+        # `Decision` where the KPA itself decides (not through a wrapper, whose attributes
+        # may lead to the KPA it wraps).
+        self.tick_replicas: Callable[[float, int], int | None] = (
+            autoscaler.tick_replicas
+            if isinstance(autoscaler, RevisionAutoscaler)
+            else lambda now, ready: autoscaler.tick(now, ready, True).replicas
+        )
 
 
 class Simulation:
