@@ -123,6 +123,13 @@ def same_result_with_fewer_decisions(case: str, policy: str) -> tuple[int, int]:
                 return tick(now, ready, reachable)
 
             svc.autoscaler.tick = counted
+            replicas = svc.tick_replicas  # the replay's own decisions (a tick's replicas)
+
+            def counted_replicas(now, ready, replicas=replicas, skip=skip):
+                decided[skip] += 1
+                return replicas(now, ready)
+
+            svc.tick_replicas = counted_replicas
     a, b = sims[True].run(), sims[False].run()
     assert np.array_equal(a.latency, b.latency, equal_nan=True)
     assert np.array_equal(a.status, b.status)

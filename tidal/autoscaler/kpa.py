@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import add, neg, sub
+from itertools import accumulate, compress
+from operator import neg, sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
@@ -294,6 +295,9 @@ class RevisionAutoscaler:
         # The SKS starts in Proxy mode: the activator is in the path from creation.
         self.mode = PROXY
         self._proxy_since: float | None = now
+        # (now, ready, reachable, the windows' write counts) of the last step: a step with the
+        # same key would have the decider decide the same and leave it as it is.
+        self._stepped: tuple[float, int, bool, int, int] | None = None
 
     def record(self, now: float, concurrency: float, rps: float) -> None:
         """Record revision-total concurrency and requests/s for the second containing `now`."""
@@ -322,18 +326,30 @@ class RevisionAutoscaler:
             mode=self.mode,
         )
 
+    def tick_replicas(self, now: float, ready: int, reachable: bool = True) -> int | None:
+        """`tick` for a caller that reads only its `replicas` (the simulator): the same step,
+        without building the `Decision`."""
+        return self._step(now, ready, reachable)[0]
+
     def _step(
         self, now: float, ready: int, reachable: bool
     ) -> tuple[int | None, int, bool, str, float, float]:
         """`tick`'s work; returns the fields of its `Decision` that are not attributes."""
         self.reachable = reachable
-        desired_raw, ebc, valid, stable_value, panic_value, in_panic = self.decider.scale_values(
+        decider = self.decider
+        desired_raw, ebc, valid, stable_value, panic_value, in_panic = decider.scale_values(
             now, ready, reachable
         )
         if valid:
             self.desired_scale = desired_raw
             self.ebc = ebc
+        self._stepped = (now, ready, reachable, decider._stable.writes, decider._panic.writes)
+        replicas, reason = self._reconcile(now, ready, reachable)
+        return replicas, desired_raw, in_panic, reason, stable_value, panic_value
 
+    def _reconcile(self, now: float, ready: int, reachable: bool) -> tuple[int | None, str]:
+        """The KPA reconciler's part of a step, from the multiscaler status: the replicas to
+        apply (None: as they are) and why."""
         want, apply, reason = self._scale(now, reachable)
         current = self.spec.initial_scale if self._replicas is None else self._replicas
         replicas = None
@@ -351,7 +367,7 @@ class RevisionAutoscaler:
         elif self._proxy_since is None:
             self._proxy_since = now
         self._update_active(now, want, ready, reachable)
-        return replicas, desired_raw, in_panic, reason, stable_value, panic_value
+        return replicas, reason
 
     # -- idle skipping (the simulator's event-skipping replay; docs/simulator.md) --------------
 
@@ -370,11 +386,11 @@ class RevisionAutoscaler:
             limit = decider._panic_time + self.spec.stable_window
         windows = decider._windows[self.spec.scaling_metric]
         for buckets in windows:
-            if buckets.is_empty(now) or buckets.oldest_nonzero_exit() is None:
+            if buckets.is_empty(now) or not any(buckets.buckets):
                 continue  # empty or all zeros: the average stays 0
-            if ready == 0 or isinstance(buckets, WeightedFloat64Buckets):
-                return now  # the average drifts as the window slides unwritten
-            limit = min(limit, self._inputs_change(ready))
+            if isinstance(buckets, WeightedFloat64Buckets):
+                return now  # the weights move as the window slides
+            limit = min(limit, self._inputs_change(ready) if ready else self._unwritten_change(now))
             break
         return self._at_rest_until(now, ready, limit)
 
@@ -384,12 +400,33 @@ class RevisionAutoscaler:
         per tick, e.g. Activating -> Active -> Serve mode): it ticks again at `now` and keeps
         the state only if nothing moved."""
         decider = self.decider
-        mine, its = dict(vars(self)), dict(vars(decider))
-        moved = self._step(now, ready, self.reachable)[0] is not None
-        if moved or vars(self) != mine or vars(decider) != its:
-            self.__dict__.update(mine)
-            decider.__dict__.update(its)
-            return now
+        key = (now, ready, self.reachable, decider._stable.writes, decider._panic.writes)
+        if decider._delay is None and key == self._stepped:
+            # Right after a step with these inputs, the decider's part of a step at `now`
+            # decides the same and keeps its state (the panic time is `now` or stays, the panic
+            # maximum stays), and the status it feeds the reconciler is already in place: only
+            # the reconciler may move.
+            state = self._reconciler_state()
+            moved = self._reconcile(now, ready, self.reachable)[0] is not None
+            if moved or self._reconciler_state() != state:
+                (
+                    self._replicas,
+                    self.mode,
+                    self._proxy_since,
+                    self.active,
+                    self._active_reason,
+                    self._active_since,
+                    self._initialized,
+                ) = state
+                return now
+        else:
+            mine, its = dict(vars(self)), dict(vars(decider))
+            moved = self._step(now, ready, self.reachable)[0] is not None
+            self._stepped = mine["_stepped"]  # a record of the last step, not a state
+            if moved or vars(self) != mine or vars(decider) != its:
+                self.__dict__.update(mine)
+                decider.__dict__.update(its)
+                return now
         since, spec = self._active_since, self.spec
         if self.active == ACTIVATING:
             # It times out once strictly past the timeout: the tick at the timeout still waits.
@@ -404,54 +441,104 @@ class RevisionAutoscaler:
                 thresholds.append(self._proxy_since + grace)
         return min([limit, *(t for t in thresholds if t > now)])
 
+    def _reconciler_state(self) -> tuple[int | None, str, float | None, str, str, float, bool]:
+        """What `_reconcile` may change."""
+        return (
+            self._replicas,
+            self.mode,
+            self._proxy_since,
+            self.active,
+            self._active_reason,
+            self._active_since,
+            self._initialized,
+        )
+
+    def _unwritten_change(self, now: float) -> float:
+        """With nothing recorded from now on (no replica ready, no traffic): the first second
+        after `now` at which what a tick decides from differs from now: whether the stable
+        window has data at all, the stable and panic pods (the panic trigger follows the panic
+        pods) and the sign of the excess burst capacity. The averages are those
+        `window_average` reads as the window slides on unwritten: the buckets that leave it
+        taken off the total one by one, over the buckets still in it. That count shrinks, so an
+        average may rise as well as fall: every second is looked at, until a whole window past
+        the last write (then the stable window has no data, or with TBC -1 only zeros)."""
+        spec = self.spec
+        stable, panic = self.decider._stable, self.decider._panic
+        if stable.first_write is None or panic.first_write is None:
+            return now
+        if stable.granularity != 1.0 or panic.granularity != 1.0:
+            return now
+        series = []  # per window: last write, its second, size, window, valid span, totals
+        for buckets in (stable, panic):
+            ring, size, last = buckets.buckets, len(buckets.buckets), buckets.last_write
+            second = int(last)
+            cut = (second + 1) % size  # the oldest bucket: the first to leave
+            leaving = (ring[cut:] + ring[:cut])[: size - 1]
+            totals = list(accumulate(leaving, sub, initial=buckets.window_total))
+            span = int((last - buckets.first_write) // 1.0) + 1
+            series.append((last, second, size, buckets.window, span, totals))
+        (last_s, second_s, size_s, window_s, span_s, totals_s) = series[0]
+        (last_p, second_p, size_p, window_p, span_p, totals_p) = series[1]
+        target, tbc = spec.target_value, spec.target_burst_capacity
+        base = 0 * spec.total_value - tbc  # the excess burst capacity's, with no pod ready
+        floor, ceil = math.floor, math.ceil
+
+        def inputs(b: int) -> tuple[int, int, bool] | None:
+            at = float(b)  # the bucket `window_average` truncates a tick in it to
+            if at - last_s > window_s and tbc != -1:
+                return None  # no data
+            if at - last_s <= 0:
+                x = round_precision(totals_s[0] / min(span_s, size_s))
+            elif at - last_s < window_s:
+                gone = b - second_s
+                x = round_precision(totals_s[gone] / min(span_s, size_s - gone))
+            else:
+                x = 0.0
+            pods = ceil(x / target)
+            if at - last_p <= 0:
+                x = round_precision(totals_p[0] / min(span_p, size_p))
+            elif at - last_p < window_p:
+                gone = b - second_p
+                x = round_precision(totals_p[gone] / min(span_p, size_p - gone))
+            else:
+                x = 0.0
+            return pods, ceil(x / target), (floor(base - x) if tbc > 0 else tbc) >= 0
+
+        start = floor(now)
+        now_inputs = inputs(start)
+        for b in range(start + 1, max(second_s + size_s, second_p + size_p) + 2):
+            if inputs(b) != now_inputs:
+                return float(b)
+        return math.inf
+
     def _inputs_change(self, ready: int) -> float:
         """With a zero recorded every second from now on: the first second at which what a
         tick decides from (desired pods from the stable and panic averages, the panic trigger,
-        the sign of the excess burst capacity) differs from now. The window totals are computed
-        as `record` leaves them, bucket by bucket as the zeros overwrite them. With no negative
-        bucket the averages only fall, so each input moves one way and the first change is
-        found by bisection."""
+        the sign of the excess burst capacity) differs from now. The stable pods depend on the
+        stable window alone, the rest on the panic window alone, so each window's first change
+        is found on its own (the panic window's first: it is short, and bounds the stable
+        window's search)."""
         spec = self.spec
         stable, panic = self.decider._stable, self.decider._panic
         step = stable.granularity
         last = int(stable.last_write // step)
         horizon = len(stable.buckets)
-        series = []  # per window: its first bucket, size, and total after j zeros
-        for buckets in (stable, panic):
-            assert buckets.first_write is not None
-            size, ring = len(buckets.buckets), buckets.buckets
-            cut = (last + 1) % size  # the ring from the bucket after the last write on
-            overwritten = (ring[cut:] + ring[:cut])[: min(horizon, size)]
-            totals = list(accumulate(overwritten, sub, initial=buckets.window_total))
-            totals.extend([totals[-1]] * (horizon + 1 - len(totals)))
-            series.append((int(buckets.first_write // buckets.granularity), size, totals))
-        (first_s, size_s, totals_s), (first_p, size_p, totals_p) = series
         target, tbc = spec.target_value, spec.target_burst_capacity
-        base = ready * spec.total_value - tbc
-        floor, ceil, scale = math.floor, math.ceil, ROUND_SCALE
+        ceil = math.ceil
+        if tbc > 0:
+            base, floor = ready * spec.total_value - tbc, math.floor
 
-        def inputs(j: int) -> tuple[int, int, bool]:
-            second = last + j
-            x = totals_s[j] / min(second - first_s + 1, size_s)
-            observed_stable = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
-            x = totals_p[j] / min(second - first_p + 1, size_p)
-            observed_panic = floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x)
-            ebc = floor(base - observed_panic) if tbc > 0 else tbc
-            return ceil(observed_stable / target), ceil(observed_panic / target), ebc >= 0
+            def panic_inputs(observed: float) -> tuple[int, bool]:
+                return ceil(observed / target), floor(base - observed) >= 0
 
-        now_inputs = inputs(0)
-        if min(stable.buckets + panic.buckets) < 0:  # not monotone: look at every second
-            changed = (j for j in range(1, horizon + 1) if inputs(j) != now_inputs)
-            j = next(changed, None)
-            return math.inf if j is None else (last + j) * step
-        low, high = 0, horizon + 1  # inputs(low) == now; the first change is in (low, high]
-        while high - low > 1:
-            mid = (low + high) // 2
-            if inputs(mid) != now_inputs:
-                high = mid
-            else:
-                low = mid
-        return math.inf if high > horizon else (last + high) * step
+        else:  # the excess burst capacity is the constant TBC: its sign never changes
+
+            def panic_inputs(observed: float) -> tuple[int, bool]:
+                return ceil(observed / target), False
+
+        j = _first_change(panic, last, horizon, panic_inputs)
+        j = _first_change(stable, last, j - 1, lambda observed: ceil(observed / target))
+        return math.inf if j > horizon else (last + j) * step
 
     def steady_until(self, now: float, ready: int, concurrency: float, rps: float) -> float:
         """Right after a record and a tick at `now`: the time before which further ticks would
@@ -661,12 +748,23 @@ def _record_each(
     buckets: TimedFloat64Buckets, times: Sequence[float], begin: int, end: int, value: float
 ) -> None:
     """`buckets.record(times[i], value)` for i in [begin, end), in one pass: where a time is the
-    bucket right after the last write, the steps `record` takes are done inline."""
+    bucket right after the last write, the steps `record` takes are done inline; where all the
+    times (a few dozen or more) are the seconds right after it, one after another, at C
+    speed."""
     ring, size, step = buckets.buckets, len(buckets.buckets), buckets.granularity
     first = buckets.first_write
     inline = step < buckets.window and first is not None
     total, last = buckets.window_total, buckets.last_write
     floor = math.floor
+    if inline and step == 1.0 and end - begin >= 24 and first is not None:  # else a loop is as fast
+        seconds = list(map(floor, [times[i] for i in range(begin, end)]))
+        count = end - begin
+        if seconds[0] == last + 1.0 >= first and seconds == list(
+            range(seconds[0], seconds[0] + count)
+        ):
+            _record_run(buckets, seconds[0], count, value)
+            return
+    recorded = 0  # by `record` itself, which counts its writes
     for i in range(begin, end):
         t = times[i]
         bucket_time = floor(t / step) * step
@@ -682,7 +780,34 @@ def _record_each(
             total, last, ring = buckets.window_total, buckets.last_write, buckets.buckets
             first = buckets.first_write
             inline = step < buckets.window and first is not None
+            recorded += 1
     buckets.window_total, buckets.last_write = total, last
+    buckets.writes += end - begin - recorded
+
+
+def _record_run(buckets: TimedFloat64Buckets, second: int, count: int, value: float) -> None:
+    """`record(t, value)` for t in seconds `second` to `second + count - 1` of 1 s buckets, the
+    first of them right after the last write: each overwrites the next bucket (its old value
+    off the total, then `0.0 + value` in the bucket and `value` on the total), so the total
+    is one C-level `reduce` over (-old, value) pairs (see `_totals_after`) and the ring is
+    written by slices."""
+    ring = buckets.buckets
+    size = len(ring)
+    written = 0.0 + value  # what `record` leaves in a zeroed bucket
+    cut = second % size
+    olds = (ring[cut:] + ring[:cut])[:count] + [written] * max(0, count - size)
+    steps = [value] * (2 * count)
+    steps[0::2] = map(neg, olds)
+    buckets.window_total = deque(accumulate(steps, initial=buckets.window_total), maxlen=1)[0]
+    if count >= size:
+        ring[:] = [written] * size
+    elif cut + count <= size:
+        ring[cut : cut + count] = [written] * count
+    else:
+        ring[cut:] = [written] * (size - cut)
+        ring[: cut + count - size] = [written] * (cut + count - size)
+    buckets.last_write = float(second + count - 1)
+    buckets.writes += count
 
 
 def _totals_after(
@@ -697,4 +822,52 @@ def _totals_after(
     olds = (ring[cut:] + ring[:cut])[:count] + [value] * max(0, count - size)
     steps = [value] * (2 * count)
     steps[0::2] = map(neg, olds)
-    return list(accumulate(steps, add, initial=total))[2::2]
+    return list(accumulate(steps, initial=total))[2::2]  # accumulate's own + is add's, sooner
+
+
+def _first_change(
+    buckets: TimedFloat64Buckets, last: int, horizon: int, inputs: Callable[[float], object]
+) -> int:
+    """With a zero recorded every second after `last` (the second of the last write): the
+    first j in [1, horizon] at which `inputs` of the window's average after j zeros differs
+    from its value now; `horizon + 1` if none does. The window totals are those `record`
+    leaves, bucket by bucket as the zeros overwrite them. The average can only move where a
+    zero overwrites a non-zero bucket or the valid span still grows, so only those seconds
+    are looked at; with no negative bucket and no negative total the average only falls, each
+    input moves one way, and the first of them that differs is found by bisection."""
+    if horizon < 1:
+        return horizon + 1
+    assert buckets.first_write is not None
+    ring = buckets.buckets
+    size = len(ring)
+    span = last - int(buckets.first_write // buckets.granularity) + 1
+    grow = min(max(0, size - span), horizon)  # seconds in which the valid span grows
+    if not grow and not any(ring):
+        return horizon + 1  # all zeros over a full span: the total and the divisor stay
+    reach = min(horizon, size)  # past a whole window of zeros nothing moves
+    cut = (last + 1) % size  # the ring from the bucket after the last write on
+    overwritten = (ring[cut:] + ring[:cut])[:reach]
+    totals = list(accumulate(overwritten, sub, initial=buckets.window_total))
+    moves = list(range(1, grow + 1))
+    moves += compress(range(grow + 1, reach + 1), overwritten[grow:])
+    if not moves:
+        return horizon + 1
+    floor, scale = math.floor, ROUND_SCALE
+
+    def at(j: int) -> object:
+        x = totals[j] / min(span + j, size)
+        return inputs(floor(x * scale + 0.5) / scale if x > 0.0 else round_precision(x))
+
+    now = at(0)
+    if min(ring) < 0.0 or totals[-1] < 0.0:  # not monotone: look at every move
+        return next((j for j in moves if at(j) != now), horizon + 1)
+    if at(moves[-1]) == now:
+        return horizon + 1
+    low, high = -1, len(moves) - 1  # at(moves[high]) differs; the first change is after low
+    while high - low > 1:
+        mid = (low + high) // 2
+        if at(moves[mid]) != now:
+            high = mid
+        else:
+            low = mid
+    return moves[high]

@@ -46,6 +46,8 @@ class TimedFloat64Buckets:
         self.first_write: float | None = None
         self.last_write = -math.inf  # Go's zero time: "never"
         self.window_total = 0.0
+        # Bumped by every write: a reader that saw the same count saw the same buckets.
+        self.writes = 0
 
     def _truncate(self, t: float) -> float:
         return math.floor(t / self.granularity) * self.granularity
@@ -85,6 +87,7 @@ class TimedFloat64Buckets:
         ring = self.buckets
         ring[index % len(ring)] += value
         self.window_total += value
+        self.writes += 1
 
     def record_idle(self, t: float) -> None:
         """The state that a zero recorded every bucket up to `t` leaves: skipped buckets are
@@ -94,16 +97,6 @@ class TimedFloat64Buckets:
         self.record(t, 0.0)
         if first is not None and self.first_write is not None:
             self.first_write = min(first, self.first_write)
-
-    def oldest_nonzero_exit(self) -> float | None:
-        """When the oldest non-zero bucket leaves the window if only zeros follow (None: all
-        zero). Until then the full-window average cannot change."""
-        size = len(self.buckets)
-        last = self._index(self.last_write)
-        for age in range(size - 1, -1, -1):
-            if self.buckets[(last - age) % size] != 0.0:
-                return (last - age + size) * self.granularity
-        return None
 
     def span_full(self) -> bool:
         """True once the valid part of the window covers all its buckets."""
@@ -159,6 +152,7 @@ class TimedFloat64Buckets:
         self.window = window
         self.buckets = new
         self.window_total = total
+        self.writes += 1
 
 
 class WeightedFloat64Buckets(TimedFloat64Buckets):

@@ -54,7 +54,7 @@ from tidal.api.pools import Pool
 from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import HPAAutoscaler, make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
-from tidal.autoscaler.kpa import DeciderSpec, Decision
+from tidal.autoscaler.kpa import DeciderSpec, Decision, RevisionAutoscaler
 from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget, signal_spec
 from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
@@ -281,6 +281,14 @@ class _Service:
             self.skip_steady = partial(predictive_skip_steady, autoscaler)
         self.steady: tuple[float, float] | None = None  # what the skipped stats record
         self.skip_idle: Callable[[Sequence[float], Sequence[float], int], None] | None = skip
+        # A decision tick's replicas to apply (None: as they are), without the whole
+        # `Decision` where the KPA itself decides (not through a wrapper, whose attributes
+        # may lead to the KPA it wraps).
+        self.tick_replicas: Callable[[float, int], int | None] = (
+            autoscaler.tick_replicas
+            if isinstance(autoscaler, RevisionAutoscaler)
+            else lambda now, ready: autoscaler.tick(now, ready, True).replicas
+        )
 
 
 class Simulation:
@@ -465,9 +473,9 @@ class Simulation:
         svc.blocked = (self.freed, count) if blocked and self.skip else None
 
     def _decide(self, svc: _Service, t: float) -> None:
-        decision = svc.autoscaler.tick(self.clock0 + t, svc.ready, True)
-        if decision.replicas is not None:
-            self._scale_to(svc, decision.replicas, t)
+        replicas = svc.tick_replicas(self.clock0 + t, svc.ready)
+        if replicas is not None:
+            self._scale_to(svc, replicas, t)
         elif svc.pending_since:
             self._scale_to(svc, svc.desired, t)
 
