@@ -280,40 +280,27 @@ def _hazard(
     bins: np.ndarray, own: np.ndarray, recency: np.ndarray, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per slice of the day, the hazard of each step of a gap (the chance it ends in step k,
-    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length."""
-    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
-    weights = weights * recency[None, :]  # (slices, gaps)
-    mass = np.zeros((SLICES, steps + 1))
-    for s in range(SLICES):
-        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
-    # Unseen is not impossible: one more (average-weight) gap longer than the horizon, so the
-    # hazard past the longest gap seen is low, not certain (a few quiet nights must not read
-    # as "a request is due now", which would pre-warm a replica and hold it all night).
-    total = mass.sum(axis=1)
-    n_eff = total**2 / np.maximum((weights**2).sum(axis=1), 1e-300)
-    mass[:, steps] += total / np.maximum(n_eff, 1.0)
-    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
-    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
-    survival = np.clip(survival, 0.0, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 0.0)
-    return np.clip(hazard[:, :steps], 0.0, 1.0), survival
+    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length.
 
+    Each gap weighs its recency in its own slice and OTHER_SLICE_WEIGHT times that in the
+    others. Unseen is not impossible: one more (average-weight) gap longer than the horizon is
+    added, so the hazard past the longest gap seen is low, not certain (a few quiet nights must
+    not read as "a request is due now", which would pre-warm a replica and hold it all night).
+    The distribution is then smoothed by a box whose width grows with the gap length (about
+    +-3 %), so a few hundred gaps give a usable hazard and a timer stays sharp (the
+    beyond-horizon column is left alone). Computed in one compiled pass
+    (`warm_kernels.hazard`: the same sums in the same order as the NumPy expression of it in
+    tests/autoscaler/test_predictive_warm_kernels.py)."""
+    from tidal.autoscaler.predictive import warm_kernels  # numba: loaded on the first fit
 
-def _smooth(mass: np.ndarray) -> np.ndarray:
-    """A box average whose width grows with the gap length (about +-3 %), so a few hundred gaps
-    give a usable hazard and a timer stays sharp; the beyond-horizon column is left alone."""
-    body = mass[:, :-1]
-    steps = body.shape[1]
-    k = np.arange(steps)
-    width = np.maximum(1, k // 32)
-    lo, hi = np.clip(k - width, 0, steps), np.clip(k + width + 1, 0, steps)
-    total = np.concatenate((np.zeros((mass.shape[0], 1)), np.cumsum(body, axis=1)), axis=1)
-    smooth = (total[:, hi] - total[:, lo]) / (hi - lo)
-    smooth *= body.sum(axis=1, keepdims=True) / np.maximum(
-        smooth.sum(axis=1, keepdims=True), 1e-300
+    return warm_kernels.hazard(
+        np.ascontiguousarray(bins, dtype=np.int64),
+        np.ascontiguousarray(own, dtype=np.int64),
+        np.ascontiguousarray(recency, dtype=float),
+        SLICES,
+        OTHER_SLICE_WEIGHT,
+        steps,
     )
-    return np.concatenate((smooth, mass[:, -1:]), axis=1)
 
 
 def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.ndarray, ...]:
