@@ -47,10 +47,10 @@ def induct(
     arrival = np.empty(n)  # a cold arrival: the price and the Ready Time
     for p in range(n):
         arrival[p] = prices[p] + ready_s
-    priced = np.empty((n, m))  # what an arrival costs in step i of a start, the step not yet
-    for p in range(n):
-        for i in range(m):
-            priced[p, i] = prices[p] + (m - 1 - i) * step
+    priced = np.empty((m, n))  # what an arrival costs in step i of a start, the step not yet
+    for i in range(m):
+        for p in range(n):
+            priced[i, p] = prices[p] + (m - 1 - i) * step
     warms = np.empty((steps + m, slices, n))
     cold = np.empty((slices, n))  # the value at zero one step on
     for j in range(slices):
@@ -60,6 +60,7 @@ def induct(
                 warms[steps + i, j, p] = arrival[p]
     q = np.empty(m)  # the hazards of a start's m steps
     ahead = np.empty(m)  # P(no arrival before step i of a start)
+    total = np.empty(n)  # per price, what a start's m steps cost, summed step by step
     for k in range(steps - 1, -1, -1):
         for j in range(slices):
             factor_b = 1.0
@@ -70,13 +71,19 @@ def induct(
                 factor_b = factor_b * (0.0 if beyond else 1.0 - q[i])
             h = hazard[j, k]
             miss = 1.0 - h
+            # Step k + i of a start, m - 1 - i steps still to come; the prices side by side.
+            total[:] = 0.0
+            for i in range(m):
+                weight = ahead[i]
+                if i > 0 and k >= steps - i:  # beyond the horizon: a cold arrival
+                    for p in range(n):
+                        total[p] = total[p] + arrival[p] * weight
+                else:
+                    hazard_i = q[i]
+                    for p in range(n):
+                        total[p] = total[p] + (hazard_i * priced[i, p] + step) * weight
             for p in range(n):
-                total = 0.0
-                for i in range(m):  # step k + i of a start, m - 1 - i steps still to come
-                    beyond = i > 0 and k >= steps - i
-                    pay = arrival[p] if beyond else q[i] * priced[p, i] + step
-                    total = total + pay * ahead[i]
-                begin = factor_b * warms[k + m, j, p] + total  # start one now
+                begin = factor_b * warms[k + m, j, p] + total[p]  # start one now
                 stay = miss * cold[j, p] + h * arrival[p]  # stay at zero
                 keep = miss * warms[k + 1, j, p] + step  # keep one warm
                 value = stay if stay < begin else begin
