@@ -85,11 +85,22 @@ def _middle(a: np.ndarray, n: int) -> tuple[float, float]:
     """`sorted[(n - 1) // 2]` and `sorted[n // 2]` of `a[:n]` (n > 0; `a` is reordered).
 
     Quickselect with a three-way partition: the values equal to the pivot are set aside in
-    one pass, so a row that is mostly one value (an idle service's zeros) takes one pass."""
+    one pass, so a row that is mostly one value (an idle service's zeros) takes one pass. A
+    range still unsettled after 2 log2(n) + 8 passes (an adversarial order) is sorted."""
     k = (n - 1) // 2
     lo, hi = 0, n  # a[:lo] is below a[lo:hi], a[hi:] above it; the k-th lies in a[lo:hi]
+    rounds = 2 * int(np.log2(n + 1)) + 8  # then sort what is left: never worse than a sort
     while True:
-        first, middle, last = a[lo], a[(lo + hi - 1) >> 1], a[hi - 1]
+        rounds -= 1
+        if rounds < 0:
+            a[lo:hi] = np.sort(a[lo:hi])
+            if n % 2:
+                return a[k], a[k]
+            if k + 1 < hi:
+                return a[k], a[k + 1]
+            return a[k], _least(a, hi, n)
+        quarter = (hi - lo) >> 2
+        first, middle, last = a[lo + quarter], a[(lo + hi - 1) >> 1], a[hi - 1 - quarter]
         if first > middle:
             first, middle = middle, first
         pivot = middle if middle < last else (last if first < last else first)
@@ -115,11 +126,17 @@ def _middle(a: np.ndarray, n: int) -> tuple[float, float]:
             break
     if n % 2 or k + 1 < above:  # odd, or the next value is the pivot again
         return pivot, pivot
-    high = a[above]  # all from `above` on exceed the pivot: the next is their minimum
-    for j in range(above + 1, n):
-        if a[j] < high:
-            high = a[j]
-    return pivot, high
+    return pivot, _least(a, above, n)  # all from `above` on exceed the pivot
+
+
+@_compiled
+def _least(a: np.ndarray, begin: int, end: int) -> float:
+    """The least of `a[begin:end]` (not empty)."""
+    least = a[begin]
+    for j in range(begin + 1, end):
+        if a[j] < least:
+            least = a[j]
+    return least
 
 
 @_compiled
