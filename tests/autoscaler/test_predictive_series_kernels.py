@@ -160,3 +160,20 @@ def test_a_series_without_gaps_is_filled_with_itself():
     with_gaps[[3, 4, 900]] = np.nan
     got = forecast.filled(with_gaps)
     assert not np.isnan(got).any() and got[5:900].tobytes() == y[5:900].tobytes()
+
+
+def test_bin_means_of_a_series_without_gaps_are_the_nan_aware_ones():
+    rng = np.random.default_rng(12)
+
+    def nan_aware(y):
+        bins = y[len(y) - len(y) // 10 * 10 :].reshape(-1, 10)
+        counts = np.count_nonzero(~np.isnan(bins), axis=1)
+        sums = np.nansum(bins, axis=1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    for n in (10, 95, 40_260):
+        y = _values(rng, n, "dense")
+        assert periods._bin_means(y, 10).tobytes() == nan_aware(y).tobytes()
+        y[-10:] = np.nan  # and with gaps (a bin without data), the NaN-aware path
+        y[0] = np.nan
+        assert periods._bin_means(y, 10).tobytes() == nan_aware(y).tobytes()

@@ -133,7 +133,10 @@ def _has_period(y: np.ndarray, period: int) -> bool:
 def _bin_means(y: np.ndarray, size: int) -> np.ndarray:
     """Means of `size`-minute bins aligned on the end; NaN for a bin without data."""
     bins = y[len(y) - len(y) // size * size :].reshape(-1, size)
-    counts = np.count_nonzero(~np.isnan(bins), axis=1)
+    missing = np.isnan(bins)
+    if not missing.any():  # nansum's copy would hold the same values: sum them as they are
+        return bins.sum(axis=1) / size
+    counts = np.count_nonzero(~missing, axis=1)
     sums = np.nansum(bins, axis=1)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
