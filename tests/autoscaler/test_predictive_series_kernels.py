@@ -124,7 +124,7 @@ def test_median_is_numpys_nanmedian_to_the_bit(kind):
 @pytest.mark.parametrize("missing", [False, True])
 def test_trend_is_numpys_polyfit_to_the_bit(missing):
     rng = np.random.default_rng(4)
-    for n in (2 * DAY, 2 * DAY + 1, 3 * DAY + 77, 40_260):
+    for n in (2, 3, 2 * DAY, 2 * DAY + 1, 3 * DAY + 77, 40_260, 200_001):
         y = rng.gamma(0.3, 2.0, n) + np.linspace(0.0, rng.normal(), n)
         present = rng.random(n) > 0.1 if missing else np.ones(n, dtype=bool)
         for _ in range(2):  # afresh, then with the kept design matrix
@@ -177,3 +177,14 @@ def test_bin_means_of_a_series_without_gaps_are_the_nan_aware_ones():
         y[-10:] = np.nan  # and with gaps (a bin without data), the NaN-aware path
         y[0] = np.nan
         assert periods._bin_means(y, 10).tobytes() == nan_aware(y).tobytes()
+
+
+def test_the_design_matrix_is_polyfits():
+    for n in (2, 9, 1440, 40_321, 208_000):
+        lhs = np.vander(np.arange(n) + 0.0, 2)
+        scale = np.sqrt((lhs * lhs).sum(axis=0))
+        lhs /= scale
+        got_lhs, got_scale = periods._design(n)
+        assert got_lhs.tobytes() == lhs.tobytes() and got_scale.tobytes() == scale.tobytes()
+    assert periods._exact_design(208_000) and not periods._exact_design(400_000)
+

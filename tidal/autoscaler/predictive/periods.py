@@ -101,23 +101,31 @@ def seasonal_profile(y: np.ndarray, period: int) -> np.ndarray:
 
 def _trend(y: np.ndarray, present: np.ndarray) -> np.ndarray:
     """`np.polyfit(idx[present], y[present], 1)` (slope, intercept) over minutes idx. With no
-    minute missing, the scaled design matrix polyfit builds depends on the length alone: it
-    is kept (`_design`) and the least-squares solve polyfit makes is made on it, the same
-    operations on the same values (three quarters of polyfit's time was the matrix)."""
-    if not present.all():
+    minute missing, the scaled design matrix polyfit builds depends on the length alone
+    (`_design`); the least-squares solve polyfit makes is made on it, so the result is the
+    same bits (three quarters of polyfit's time was building the matrix)."""
+    if not present.all() or not _exact_design(len(y)):
         return np.polyfit(np.flatnonzero(present), y[present], 1)
     lhs, scale = _design(len(y))
     coefficients = np.linalg.lstsq(lhs, y + 0.0, len(y) * np.finfo(float).eps)[0]
     return (coefficients.T / scale).T
 
 
+def _exact_design(n: int) -> bool:
+    """Whether every partial sum of 0^2 .. (n - 1)^2 is an integer a double holds exactly."""
+    return (n - 1) * n * (2 * n - 1) // 6 < 2**53
+
+
 @functools.lru_cache(maxsize=4)
 def _design(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.polyfit's degree-1 design matrix for x = 0 .. n - 1, its columns scaled to unit
-    norm, and the scale (read-only: shared between fits)."""
-    lhs = np.vander(np.arange(n) + 0.0, 2)
-    scale = np.sqrt((lhs * lhs).sum(axis=0))
-    lhs /= scale
+    """np.polyfit's degree-1 design matrix for x = 0 .. n - 1, its columns [x, 1] divided by
+    their norms, and the norms (read-only: shared between fits). The squared norms are sums
+    of integers, exact in any order while under 2**53 (`_exact_design`): polyfit's sum gives
+    the same values, and each entry is polyfit's quotient."""
+    scale = np.sqrt(np.array([(n - 1) * n * (2 * n - 1) // 6, n], dtype=float))
+    lhs = np.empty((n, 2))
+    lhs[:, 0] = np.arange(n, dtype=float) / scale[0]
+    lhs[:, 1] = 1.0 / scale[1]
     lhs.flags.writeable = scale.flags.writeable = False
     return lhs, scale
 
