@@ -188,3 +188,16 @@ def test_the_design_matrix_is_polyfits():
         assert got_lhs.tobytes() == lhs.tobytes() and got_scale.tobytes() == scale.tobytes()
     assert periods._exact_design(208_000) and not periods._exact_design(400_000)
 
+
+def test_a_spread_series_has_a_nonzero_deviation_and_a_flat_one_is_asked():
+    rng = np.random.default_rng(13)
+    for y in (
+        rng.random(3 * DAY),
+        np.r_[np.zeros(3 * DAY), 1e-90],
+        np.r_[np.full(3 * DAY, 1e9), 1e9 + 1e4],
+        np.r_[np.full(3 * DAY, np.nan), 1.0, 2.0],
+    ):
+        assert periods._spread(y) and np.nanstd(y) > 0
+    for y in (np.full(3 * DAY, 0.1), np.r_[np.full(3 * DAY, 1e9), 1e9 + 1.0], np.zeros(5)):
+        assert not periods._spread(y)  # left to np.nanstd
+    assert periods.detect_periods(np.full(3 * DAY, 0.1)) == ()

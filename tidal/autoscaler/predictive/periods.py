@@ -75,7 +75,7 @@ def detect_periods(values: np.ndarray) -> tuple[int, ...]:
     A period is tested only with at least two full cycles of history."""
     y = interpolate_gaps(values)
     present = ~np.isnan(y)
-    if present.sum() < 2 * DAY or np.nanstd(y) == 0:
+    if present.sum() < 2 * DAY or (not _spread(y) and np.nanstd(y) == 0):
         return ()
     y = clip_spikes(y)  # before the trend fit, so spikes do not tilt it
     idx = np.arange(len(y))
@@ -88,6 +88,14 @@ def detect_periods(values: np.ndarray) -> tuple[int, ...]:
     if len(y) >= 2 * WEEK and _has_period(y, WEEK):
         periods.append(WEEK)
     return tuple(periods)
+
+
+def _spread(y: np.ndarray) -> bool:
+    """True when `np.nanstd(y)` cannot be 0 (its cheaper half): the range is far above the
+    rounding of the mean (n eps max|y|) and above what squares to an underflow, so some
+    value's deviation from the mean squares to more than 0."""
+    low, high = float(np.nanmin(y)), float(np.nanmax(y))
+    return high - low > 1e-100 and high - low > 1e-6 * max(abs(low), abs(high))
 
 
 def seasonal_profile(y: np.ndarray, period: int) -> np.ndarray:
