@@ -122,13 +122,16 @@ def test_per_bin_costs_match_a_step_by_step_walk(ready_s):
 
 def test_gap_columns_reuse_only_the_very_gap_objects_read_last_time():
     def plain(gaps):
-        return [g.start for g in gaps], [g.length for g in gaps]
+        starts, lengths = [g.start for g in gaps], [g.length for g in gaps]
+        bins = [min(int(g.length // warm.STEP_S), warm.STEPS) for g in gaps]
+        own = [int(g.start % 86_400.0 // (86_400.0 / warm.SLICES)) for g in gaps]
+        return starts, lengths, bins, own
 
     def check(gaps):
-        starts, lengths = warm._columns(gaps)
-        assert (starts.tolist(), lengths.tolist()) == plain(gaps)
+        columns = warm._columns(gaps)
+        assert [column.tolist() for column in columns] == list(plain(gaps))
 
-    gaps = [warm.Gap(float(i), 10.0 + i) for i in range(50)]
+    gaps = [warm.Gap(3600.0 * i, 10.0 + 500.0 * i) for i in range(50)]
     check(gaps[:30])
     check(gaps[:40])  # grown: the first 30 from before
     check(gaps[5:45])  # shifted and grown
@@ -174,3 +177,53 @@ def test_the_compiled_solver_works_where_numba_can_cache_nothing():
         assert done.returncode == 0, done.stderr
         digests.append(done.stdout.strip())
     assert digests[0] == digests[1] and len(digests[0]) == 64
+
+
+@pytest.mark.parametrize("count", [200, 5200])
+def test_a_fit_with_short_pauses_among_its_gaps_equals_one_without_them(count):
+    """Pauses under MIN_GAP_S are left out of a fit (and the newest MAX_GAPS of the rest
+    kept) whether its gap columns come from the last fit's or are read afresh."""
+    rng = np.random.default_rng(count)
+    starts = np.cumsum(rng.exponential(900.0, count))
+    lengths = np.where(rng.random(count) < 0.2, 1.0, rng.exponential(600.0, count) + 2.0)
+    gaps = [warm.Gap(float(s), float(g)) for s, g in zip(starts, lengths, strict=True)]
+    kept = [g for g in gaps if g.length >= warm.MIN_GAP_S]
+    now = float(starts[-1] + 3600.0)
+    for a, b in ((gaps, kept), (kept, gaps), (gaps[:-5], gaps)):
+        warm._read = ([], warm._read[1])
+        assert warm.fit(a, 40.0, 90.0, now) is not None
+        got = warm.fit(b, 40.0, 90.0, now)  # reads the columns of `a` where the same
+        warm._read = ([], warm._read[1])
+        want = warm.fit(b, 40.0, 90.0, now)  # all read afresh
+        assert got.hold.tobytes() == want.hold.tobytes()
+        assert got.survival.tobytes() == want.survival.tobytes()
+        assert (got.price, got.gaps, got.useful) == (want.price, want.gaps, want.useful)
+    assert warm.fit(gaps, 40.0, 90.0, now).gaps == min(len(kept), warm.MAX_GAPS)
+
+
+def test_next_change_from_the_kept_flip_tables_equals_a_scan_of_the_row():
+    """`WarmModel.next_change` reads the step where the row next differs from tables built
+    on the first ask; against a scan of the row (what it did before)."""
+    rng = np.random.default_rng(9)
+    steps = 480
+    for trial in range(20):
+        p = rng.uniform(0.001, 0.3)
+        hold = np.cumsum(rng.random((6, steps)) < p, axis=1) % 2 == 0
+        start = rng.random((6, steps)) < (0.0 if trial % 5 == 0 else p)
+        model = WarmModel(
+            hold, start, 10.0, True, 30.0, 40, 90.0, 0.5, 0.5, True, np.ones((6, steps + 1))
+        )
+        idle = float(rng.uniform(0, 86_400.0 * 3))
+        for now in idle + rng.uniform(0, warm.HORIZON_S + 100.0, 60):
+            for is_warm in (True, False):
+                got = model.next_change(idle, float(now), is_warm)
+                want = None
+                if now - idle < warm.HORIZON_S:
+                    s, k = warm.slice_of(idle), model._step(float(now) - idle)
+                    row = (hold if is_warm else start)[s]
+                    flips = np.flatnonzero(row[k:] != row[k])
+                    if flips.size:
+                        want = idle + (k + int(flips[0])) * STEP_S
+                    elif row[k]:
+                        want = idle + warm.HORIZON_S
+                assert got == want

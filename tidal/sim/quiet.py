@@ -20,6 +20,7 @@ second and peak, the per-minute history second by second).
 
 from __future__ import annotations
 
+import bisect
 import math
 import weakref
 from collections.abc import Sequence
@@ -63,12 +64,9 @@ def _predictive_limit(predictive: Any, now: float, limit: float) -> float:
         limit = min(limit, _next_plan_change(plan, now + offset) - offset)
     window = policy._window
     if window:
-        # The latest entry holding the window's maximum: when it leaves the window, the
-        # held (proactive) recommendation drops.
-        top, top_at = -math.inf, 0.0
-        for at, proactive in window:
-            if proactive >= top:
-                top, top_at = proactive, at
+        # The window's maximum, held until it leaves the window: its first entry, the only
+        # one with that value (`PredictivePolicy._stabilize` keeps them decreasing).
+        top_at, top = window[0]
         if top > window[-1][1]:
             limit = min(limit, top_at + policy.settings.stabilization_window - offset)
     return limit
@@ -81,38 +79,38 @@ def _next_plan_change(plan: Any, epoch: float) -> float:
     if index < 0:
         return plan.start
     change = math.inf
-    for counts, steps in _steps_of(plan):
-        if index >= len(counts):
+    for length, steps in _steps_of(plan):
+        if index >= length:
             continue
         # Counts are constant between steps: the first minute after `index` that differs
         # from it is the first step after it.
-        at = int(np.searchsorted(steps, index, side="right"))
-        upto = int(steps[at]) if at < len(steps) else len(counts)
+        at = bisect.bisect_right(steps, index)
+        upto = steps[at] if at < len(steps) else length
         change = min(change, plan.start + upto * 60.0)
     return change
 
 
 # Per plan (by id, with a weak reference that tells a live plan from a reused id): its
 # counts' steps. A fleet asks about each service's plan in turn, so one entry would not do.
-_steps_cache: dict[int, tuple[weakref.ref[Any], tuple[np.ndarray, ...]]] = {}
+_steps_cache: dict[int, tuple[weakref.ref[Any], tuple[tuple[int, list[int]], ...]]] = {}
 _steps_limit = [1024]  # prune dead plans' entries past this many
 
 
-def _steps_of(plan: Any) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Per count array of `plan` (planned, cautious), the minutes where the count differs
-    from the minute before; computed once per plan (a plan is asked about every wake)."""
-    arrays = tuple(c for c in (plan.replicas, plan.cautious) if c is not None)
+def _steps_of(plan: Any) -> tuple[tuple[int, list[int]], ...]:
+    """Per count array of `plan` (planned, cautious), its length and the minutes where the
+    count differs from the minute before; computed once per plan (a plan is asked about
+    every wake)."""
     entry = _steps_cache.get(id(plan))
     if entry is not None and entry[0]() is plan:
-        steps = entry[1]
-    else:
-        if len(_steps_cache) >= _steps_limit[0]:
-            for key in [key for key, (ref, _) in _steps_cache.items() if ref() is None]:
-                del _steps_cache[key]
-            _steps_limit[0] = max(1024, 2 * len(_steps_cache))
-        steps = tuple(np.flatnonzero(c[1:] != c[:-1]) + 1 for c in arrays)
-        _steps_cache[id(plan)] = (weakref.ref(plan), steps)
-    return tuple(zip(arrays, steps, strict=True))
+        return entry[1]
+    if len(_steps_cache) >= _steps_limit[0]:
+        for key in [key for key, (ref, _) in _steps_cache.items() if ref() is None]:
+            del _steps_cache[key]
+        _steps_limit[0] = max(1024, 2 * len(_steps_cache))
+    arrays = tuple(c for c in (plan.replicas, plan.cautious) if c is not None)
+    steps = tuple((len(c), (np.flatnonzero(c[1:] != c[:-1]) + 1).tolist()) for c in arrays)
+    _steps_cache[id(plan)] = (weakref.ref(plan), steps)
+    return steps
 
 
 def predictive_skip_idle(

@@ -35,7 +35,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from tidal.autoscaler.predictive.periods import (
     DAY,
@@ -178,6 +177,8 @@ def filled(history: np.ndarray) -> np.ndarray:
     """A gap-free series: every gap interpolated, 0 where there is no data at all."""
     y = np.asarray(history, dtype=float)
     ok = ~np.isnan(y)
+    if ok.all():  # what the interpolation gives at its own points (exactly: tested)
+        return y.copy()
     if not ok.any():
         return np.zeros(len(y))
     return np.interp(np.arange(len(y)), np.flatnonzero(ok), y[ok])
@@ -210,14 +211,9 @@ def _profile_forecast(
     tail = y[-len(grid) :]
     grid[len(grid) - len(tail) :] = tail
     grid = grid.reshape(cycles, period)
-    wrapped = np.concatenate((grid[:, -WINDOW:], grid, grid[:, :WINDOW]), axis=1)
-    # Phase-major, phases j - WINDOW .. j + WINDOW of every cycle lie side by side, so row j
-    # of `pooled` is one contiguous stretch (a median does not care about the order).
-    by_phase = np.ascontiguousarray(wrapped.T).ravel()
-    width = (2 * WINDOW + 1) * cycles
-    pooled = sliding_window_view(by_phase, width)[::cycles].copy()  # (period, window x cycles)
-    profile = nanmedian(pooled, axis=1, scratch=True)
-    profile = np.nan_to_num(profile, nan=float(np.nanmedian(y)))
+    profile = _phase_medians(grid, len(y))
+    if not np.isfinite(profile).all():  # a phase without data: the median of all
+        profile = np.nan_to_num(profile, nan=float(np.nanmedian(y)))
     band = _band(grid - profile, quantile)
     steps = np.arange(horizon)
     level = _weekday_level(y, profile, horizon) if period == DAY else np.ones(horizon)
@@ -227,6 +223,47 @@ def _profile_forecast(
     return ForecastResult(
         mean, upper, periods, PROFILE, f"periods {names}: seasonal-median profile"
     )
+
+
+_pools: list[tuple[np.ndarray, int, np.ndarray]] = []  # (grid, history length, medians)
+_pools_lock = threading.Lock()
+POOLS_KEPT = 4  # a plan's final fit and its held-out windows' are separate chains
+
+
+def _phase_medians(grid: np.ndarray, length: int) -> np.ndarray:
+    """Per phase j of the cycles in `grid` (rows aligned on the end of a history of `length`
+    minutes), the median of phases j - WINDOW .. j + WINDOW over every cycle, NaN ignored.
+
+    An hourly plan's history is the last one's plus `s` new minutes: its grid is the last
+    grid moved `s` cells on (checked: the same bits), so phase j pools what phase j + s
+    pooled, except the phases within WINDOW of the `s` cells that came in (and the `s` that
+    went out, in the same phases). Only those are computed again; the rest are taken over."""
+    from tidal.autoscaler.predictive import series_kernels  # numba: loaded on first use
+
+    period = grid.shape[1]
+    grid.flags.writeable = False  # kept for the next call
+    bits = grid.ravel().view(np.int64)
+    with _pools_lock:
+        kept = list(_pools)
+    for old, old_length, medians in reversed(kept):
+        shift = length - old_length
+        if (
+            old.shape == grid.shape
+            and 0 < shift < period - 2 * WINDOW
+            and np.array_equal(bits[: bits.size - shift], old.ravel().view(np.int64)[shift:])
+        ):
+            profile = np.empty(period)
+            profile[WINDOW : period - shift - WINDOW] = medians[WINDOW + shift : period - WINDOW]
+            redo = np.r_[0:WINDOW, period - shift - WINDOW : period]
+            profile[redo] = series_kernels.pool_medians(grid, redo, WINDOW)
+            break
+    else:
+        profile = series_kernels.pool_medians(grid, np.arange(period), WINDOW)
+    profile.flags.writeable = False
+    with _pools_lock:
+        _pools.append((grid, length, profile))
+        del _pools[:-POOLS_KEPT]
+    return profile
 
 
 def _band(residual: np.ndarray, quantile: float) -> np.ndarray:
@@ -266,18 +303,12 @@ def _weekday_level(y: np.ndarray, profile: np.ndarray, horizon: int) -> np.ndarr
 
 
 def _ewma_forecast(y: np.ndarray, quantile: float, horizon: int, reason: str) -> ForecastResult:
+    from tidal.autoscaler.predictive import series_kernels  # numba: loaded on first use
+
     recent = y[~np.isnan(y)][-DAY:]
     half_life = min(HALF_LIFE, max(horizon / 4.0, 1.0))
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
-    # Python floats: the same IEEE arithmetic as NumPy scalars, several times faster per step.
-    values = recent.tolist()
-    level = values[0]
-    steps = []
-    for value in values:
-        step = value - level
-        steps.append(step)
-        level += alpha * step
-    errors = np.array(steps)
+    errors, level = series_kernels.ewma_steps(recent, alpha)
     level = max(float(level), 0.0)
     band = max(float(np.quantile(errors, quantile)), 0.0) if len(recent) > 1 else 0.0
     mean = np.full(horizon, level)

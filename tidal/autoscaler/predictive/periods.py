@@ -9,6 +9,8 @@ profile is removed, so a daily cycle alone is not mistaken for a weekly one.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 DAY = 1440
@@ -40,32 +42,28 @@ def interpolate_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
     return y
 
 
-def nanmedian(x: np.ndarray, axis: int, scratch: bool = False) -> np.ndarray:
+def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
     """`np.nanmedian` along `axis` that gives NaN for an all-NaN slice without a warning.
 
-    Sorted once instead of through `np.nanmedian`, whose path for short axes goes through
-    masked arrays and cost most of a forecast refit; the values are the same. `scratch`: `x`
-    is a float array the caller no longer needs, sorted in place instead of copied."""
+    Each slice's middle values are picked by a compiled quickselect
+    (`series_kernels.row_medians`) instead of `np.nanmedian`, whose path for short axes goes
+    through masked arrays and cost most of a forecast refit, or a sort; the values are the
+    same."""
+    from tidal.autoscaler.predictive import series_kernels  # numba: loaded on first use
+
     x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
-    if scratch:
-        x.sort(axis=-1)  # NaN sorts last
-        ordered = x
-    else:
-        ordered = np.sort(x, axis=-1)
-    n = ordered.shape[-1]
-    if n and not np.isnan(ordered[..., -1]).any():  # no NaN anywhere (it would sort last)
-        return (ordered[..., (n - 1) // 2] + ordered[..., n // 2]) / 2
-    present = np.count_nonzero(~np.isnan(ordered), axis=-1)
-    low = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0)[..., None], -1)[..., 0]
-    high = np.take_along_axis(ordered, (present // 2)[..., None], -1)[..., 0]
-    with np.errstate(invalid="ignore"):
-        return np.where(present == 0, np.nan, (low + high) / 2)
+    rows = x.reshape(-1, x.shape[-1])
+    return series_kernels.row_medians(rows).reshape(x.shape[:-1])
 
 
 def clip_spikes(values: np.ndarray, k: float = 5.0) -> np.ndarray:
-    """Winsorise at median +- k robust standard deviations (MAD x 1.4826), ignoring NaN."""
-    med = np.nanmedian(values)
-    scale = 1.4826 * np.nanmedian(np.abs(values - med))
+    """Winsorise at median +- k robust standard deviations (MAD x 1.4826), ignoring NaN.
+    The medians are `np.nanmedian`'s, picked by a compiled quickselect
+    (`series_kernels.median`) instead of a partition of a copy."""
+    from tidal.autoscaler.predictive import series_kernels  # numba: loaded on first use
+
+    med = series_kernels.median(values)
+    scale = 1.4826 * series_kernels.median(np.abs(values - med))
     if scale == 0:
         scale = np.nanmean(np.abs(values - med))
     return np.clip(values, med - k * scale, med + k * scale)
@@ -77,11 +75,11 @@ def detect_periods(values: np.ndarray) -> tuple[int, ...]:
     A period is tested only with at least two full cycles of history."""
     y = interpolate_gaps(values)
     present = ~np.isnan(y)
-    if present.sum() < 2 * DAY or np.nanstd(y) == 0:
+    if present.sum() < 2 * DAY or (not _spread(y) and np.nanstd(y) == 0):
         return ()
     y = clip_spikes(y)  # before the trend fit, so spikes do not tilt it
     idx = np.arange(len(y))
-    slope, intercept = np.polyfit(idx[present], y[present], 1)
+    slope, intercept = _trend(y, present)
     y = clip_spikes(y - (slope * idx + intercept))
     periods = []
     if _has_period(y, DAY):
@@ -90,6 +88,14 @@ def detect_periods(values: np.ndarray) -> tuple[int, ...]:
     if len(y) >= 2 * WEEK and _has_period(y, WEEK):
         periods.append(WEEK)
     return tuple(periods)
+
+
+def _spread(y: np.ndarray) -> bool:
+    """True when `np.nanstd(y)` cannot be 0 (its cheaper half): the range is far above the
+    rounding of the mean (n eps max|y|) and above what squares to an underflow, so some
+    value's deviation from the mean squares to more than 0."""
+    low, high = float(np.nanmin(y)), float(np.nanmax(y))
+    return high - low > 1e-100 and high - low > 1e-6 * max(abs(low), abs(high))
 
 
 def seasonal_profile(y: np.ndarray, period: int) -> np.ndarray:
@@ -101,28 +107,70 @@ def seasonal_profile(y: np.ndarray, period: int) -> np.ndarray:
     return np.tile(np.nan_to_num(profile), cycles)[: len(y)]
 
 
+def _trend(y: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """`np.polyfit(idx[present], y[present], 1)` (slope, intercept) over minutes idx. With no
+    minute missing, the scaled design matrix polyfit builds depends on the length alone
+    (`_design`); the least-squares solve polyfit makes is made on it, so the result is the
+    same bits (three quarters of polyfit's time was building the matrix)."""
+    if not present.all() or not _exact_design(len(y)):
+        return np.polyfit(np.flatnonzero(present), y[present], 1)
+    lhs, scale = _design(len(y))
+    coefficients = np.linalg.lstsq(lhs, y + 0.0, len(y) * np.finfo(float).eps)[0]
+    return (coefficients.T / scale).T
+
+
+def _exact_design(n: int) -> bool:
+    """Whether every partial sum of 0^2 .. (n - 1)^2 is an integer a double holds exactly."""
+    return (n - 1) * n * (2 * n - 1) // 6 < 2**53
+
+
+@functools.lru_cache(maxsize=4)
+def _design(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.polyfit's degree-1 design matrix for x = 0 .. n - 1, its columns [x, 1] divided by
+    their norms, and the norms (read-only: shared between fits). The squared norms are sums
+    of integers, exact in any order while under 2**53 (`_exact_design`): polyfit's sum gives
+    the same values, and each entry is polyfit's quotient."""
+    scale = np.sqrt(np.array([(n - 1) * n * (2 * n - 1) // 6, n], dtype=float))
+    lhs = np.empty((n, 2))
+    lhs[:, 0] = np.arange(n, dtype=float) / scale[0]
+    lhs[:, 1] = 1.0 / scale[1]
+    lhs.flags.writeable = scale.flags.writeable = False
+    return lhs, scale
+
+
 def _has_period(y: np.ndarray, period: int) -> bool:
     binned = _bin_means(y, BIN)
     lag = period // BIN
-    return _acf(binned, lag) >= MIN_ACF and _acf(binned, lag) - _acf(binned, lag // 2) >= MIN_PEAK
+    moments = _moments(binned)
+    at_lag = _acf(binned, lag, moments)
+    return at_lag >= MIN_ACF and at_lag - _acf(binned, lag // 2, moments) >= MIN_PEAK
 
 
 def _bin_means(y: np.ndarray, size: int) -> np.ndarray:
     """Means of `size`-minute bins aligned on the end; NaN for a bin without data."""
     bins = y[len(y) - len(y) // size * size :].reshape(-1, size)
-    counts = np.count_nonzero(~np.isnan(bins), axis=1)
+    missing = np.isnan(bins)
+    if not missing.any():  # nansum's copy would hold the same values: sum them as they are
+        return bins.sum(axis=1) / size
+    counts = np.count_nonzero(~missing, axis=1)
     sums = np.nansum(bins, axis=1)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _acf(x: np.ndarray, lag: int) -> float:
-    """Autocorrelation at `lag` over the pairs where both ends are present (0 when undefined)."""
+def _moments(x: np.ndarray) -> tuple[float, float]:
+    """Mean and variance of `x`, NaN ignored (what `_acf` normalises by)."""
+    mean = np.nanmean(x)
+    return mean, np.nanmean((x - mean) ** 2)
+
+
+def _acf(x: np.ndarray, lag: int, moments: tuple[float, float]) -> float:
+    """Autocorrelation at `lag` over the pairs where both ends are present (0 when undefined);
+    `moments` are `_moments(x)`."""
     a, b = x[:-lag], x[lag:]
     both = ~(np.isnan(a) | np.isnan(b))
     if both.sum() < 10:
         return 0.0
-    mean = np.nanmean(x)
-    var = np.nanmean((x - mean) ** 2)
+    mean, var = moments
     if var == 0:
         return 0.0
     return float(np.mean((a[both] - mean) * (b[both] - mean)) / var)

@@ -38,6 +38,7 @@ import numpy as np
 
 STEP_S = 15.0  # decision grid
 HORIZON_S = 2 * 3600.0  # gaps longer than this are "long"; the programme's last step
+STEPS = int(HORIZON_S // STEP_S)  # the programme's steps
 SLICES = 6  # 4-hour slices of the day
 OTHER_SLICE_WEIGHT = 0.1  # how much gaps from other slices count in a slice's histogram
 HALF_LIFE_S = 7 * 86_400.0  # recency weighting of gaps (drift)
@@ -61,26 +62,41 @@ class Gap:
 
 
 _START, _LENGTH = attrgetter("start"), attrgetter("length")
-_read: tuple[list[Gap], np.ndarray, np.ndarray] = ([], np.empty(0), np.empty(0))
+_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_read: tuple[list[Gap], _Columns] = ([], (np.empty(0), np.empty(0), np.empty(0), np.empty(0)))
 
 
-def _columns(gaps: list[Gap]) -> tuple[np.ndarray, np.ndarray]:
-    """The starts and lengths of `gaps` as arrays. Consecutive fits of a service see the same
-    Gap objects (frozen) shifted by a few and followed by new ones: the part read last time
-    whose objects are identical is taken from then, only the new ones are read (thousands of
-    gaps lie scattered in memory after a long run; reading them cost more than solving)."""
+def _columns(gaps: list[Gap]) -> _Columns:
+    """The starts and lengths of `gaps` as arrays, with each gap's length bin (`bins`) and
+    slice of the day (`own`). Consecutive fits of a service see the same Gap objects (frozen)
+    shifted by a few and followed by new ones: the part read last time whose objects are
+    identical is taken from then, only the new ones are read (thousands of gaps lie scattered
+    in memory after a long run; reading them cost more than solving)."""
     global _read
-    old, old_starts, old_lengths = _read  # one tuple: consistent when fits run in threads
+    old, old_columns = _read  # one tuple: consistent when fits run in threads
     shift = _shift(old, gaps)
     kept = len(old) - shift if shift is not None else 0
     new = gaps[kept:]
     starts = np.fromiter(map(_START, new), float, len(new))
     lengths = np.fromiter(map(_LENGTH, new), float, len(new))
+    columns = (starts, lengths, _bins(lengths), _slices(starts))
     if kept:
-        starts = np.concatenate((old_starts[shift:], starts))
-        lengths = np.concatenate((old_lengths[shift:], lengths))
-    _read = (gaps, starts, lengths)
-    return starts, lengths
+        columns = tuple(
+            np.concatenate((before[shift:], after))
+            for before, after in zip(old_columns, columns, strict=True)
+        )
+    _read = (gaps, columns)
+    return columns
+
+
+def _bins(lengths: np.ndarray) -> np.ndarray:
+    """Each gap's step of the programme (STEPS: beyond the horizon)."""
+    return np.minimum((lengths // STEP_S).astype(np.int64), STEPS)
+
+
+def _slices(starts: np.ndarray) -> np.ndarray:
+    """Each gap's slice of the day."""
+    return ((starts % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
 
 
 def _shift(old: list[Gap], gaps: list[Gap], reach: int = 256) -> int | None:
@@ -166,11 +182,21 @@ class WarmModel:
         if now - idle_since >= HORIZON_S:
             return None
         s, k = slice_of(idle_since), self._step(now - idle_since)
+        flip = self._flips()[0 if warm else 1][s][k]
+        if flip >= 0:
+            return idle_since + flip * STEP_S
         row = self.hold[s] if warm else self.start[s]
-        flips = np.flatnonzero(row[k:] != row[k])
-        if flips.size:
-            return idle_since + (k + int(flips[0])) * STEP_S
         return idle_since + HORIZON_S if row[k] else None
+
+    def _flips(self) -> tuple[list[list[int]], list[list[int]]]:
+        """Per table (hold, start), slice and step k: the first step from k on whose entry
+        differs from step k's (-1: none). Built on the first ask (a replay asks at every
+        wake) and kept on the model, which is frozen."""
+        flips = self.__dict__.get("_flip_tables")
+        if flips is None:
+            flips = tuple(_first_flips(table) for table in (self.hold, self.start))
+            object.__setattr__(self, "_flip_tables", flips)
+        return flips
 
     def arrival_within(self, idle_since: float, now: float, seconds: float) -> float:
         """P(the gap ends within `seconds` after `now`, given it lasted until `now`)."""
@@ -180,6 +206,17 @@ class WarmModel:
 
     def _step(self, seconds: float) -> int:
         return min(max(int(seconds // STEP_S), 0), self.hold.shape[1] - 1)
+
+
+def _first_flips(table: np.ndarray) -> list[list[int]]:
+    """Per row of `table` and step k, the first step j >= k where the row differs from its
+    step k (-1 when it never does again)."""
+    rows = []
+    for row in table:
+        changes = np.flatnonzero(row[1:] != row[:-1]) + 1  # steps that differ from the last
+        after = np.searchsorted(changes, np.arange(len(row)), side="right")
+        rows.append(np.append(changes, -1)[after].tolist())
+    return rows
 
 
 def kpa_tail(stable_window: float, grace: float) -> float:
@@ -211,22 +248,21 @@ def fit(
     shows prediction spending less than the KPA): where no price within BUDGET is worth
     using, the cheapest one within `spare` x the KPA's idle replica time that is."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
-    starts, lengths = _columns(gaps[-MAX_GAPS:])
-    if len(starts) < len(gaps) and not (lengths >= MIN_GAP_S).all():
-        starts, lengths = _columns(gaps)
-    both = np.stack((starts, lengths), axis=1)
-    both = both[both[:, 1] >= MIN_GAP_S][-MAX_GAPS:]
-    if len(both) < MIN_GAPS:
+    columns = _columns(gaps[-MAX_GAPS:])
+    if not (columns[1] >= MIN_GAP_S).all():
+        if len(columns[0]) < len(gaps):
+            columns = _columns(gaps)
+        long_enough = columns[1] >= MIN_GAP_S
+        columns = tuple(column[long_enough][-MAX_GAPS:] for column in columns)
+    begins, lengths, bins, own = columns
+    if len(begins) < MIN_GAPS:
         return None
-    begins, lengths = both[:, 0], both[:, 1]
-    steps = int(HORIZON_S // STEP_S)
-    bins = np.minimum((lengths // STEP_S).astype(np.int64), steps)  # `steps` = beyond horizon
-    own = ((begins % 86_400.0) // (86_400.0 / SLICES)).astype(np.int64)
+    steps = STEPS
     recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
     useful = True
     if cold_start_cost is AUTO:
-        held = max(MIN_HELD_OUT, int(HELD_OUT * len(both)))
-        train = slice(0, len(both) - held)
+        held = max(MIN_HELD_OUT, int(HELD_OUT * len(begins)))
+        train = slice(0, len(begins) - held)
         hazard, _ = _hazard(bins[train], own[train], recency[train], steps)
         hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
         # Scored on each of WINDOWS consecutive parts of the held-out gaps: a price must stay
@@ -234,7 +270,7 @@ def fit(
         per_bin = _per_bin(hold, start, ready_s, steps)
         charge = panic_s if own_panic_s is None else own_panic_s
         windows = []
-        for part in np.array_split(np.arange(len(both) - held, len(both)), WINDOWS):
+        for part in np.array_split(np.arange(len(begins) - held, len(begins)), WINDOWS):
             cost, cold = _score(per_bin, bins[part], own[part], recency[part])
             kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
             windows.append((cost, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
@@ -274,7 +310,7 @@ def fit(
         price=price,
         auto_price=cold_start_cost is AUTO,
         ready_s=ready_s,
-        gaps=len(both),
+        gaps=len(begins),
         kpa_tail_s=kpa_tail_s,
         expected_cost_ratio=cost_ratio,
         expected_cold_ratio=cold_ratio,
@@ -288,40 +324,27 @@ def _hazard(
     bins: np.ndarray, own: np.ndarray, recency: np.ndarray, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per slice of the day, the hazard of each step of a gap (the chance it ends in step k,
-    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length."""
-    weights = np.where(own[None, :] == np.arange(SLICES)[:, None], 1.0, OTHER_SLICE_WEIGHT)
-    weights = weights * recency[None, :]  # (slices, gaps)
-    mass = np.zeros((SLICES, steps + 1))
-    for s in range(SLICES):
-        mass[s] = np.bincount(bins, weights=weights[s], minlength=steps + 1)
-    # Unseen is not impossible: one more (average-weight) gap longer than the horizon, so the
-    # hazard past the longest gap seen is low, not certain (a few quiet nights must not read
-    # as "a request is due now", which would pre-warm a replica and hold it all night).
-    total = mass.sum(axis=1)
-    n_eff = total**2 / np.maximum((weights**2).sum(axis=1), 1e-300)
-    mass[:, steps] += total / np.maximum(n_eff, 1.0)
-    mass = _smooth(mass / mass.sum(axis=1, keepdims=True))
-    survival = np.concatenate((np.ones((SLICES, 1)), 1.0 - np.cumsum(mass, axis=1)), axis=1)
-    survival = np.clip(survival, 0.0, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hazard = np.where(survival[:, :-1] > 1e-12, mass / survival[:, :-1], 0.0)
-    return np.clip(hazard[:, :steps], 0.0, 1.0), survival
+    given it lasted k steps) and the survival P(gap > k steps), from gaps binned by length.
 
+    Each gap weighs its recency in its own slice and OTHER_SLICE_WEIGHT times that in the
+    others. Unseen is not impossible: one more (average-weight) gap longer than the horizon is
+    added, so the hazard past the longest gap seen is low, not certain (a few quiet nights must
+    not read as "a request is due now", which would pre-warm a replica and hold it all night).
+    The distribution is then smoothed by a box whose width grows with the gap length (about
+    +-3 %), so a few hundred gaps give a usable hazard and a timer stays sharp (the
+    beyond-horizon column is left alone). Computed in one compiled pass
+    (`warm_kernels.hazard`: the same sums in the same order as the NumPy expression of it in
+    tests/autoscaler/test_predictive_warm_kernels.py)."""
+    from tidal.autoscaler.predictive import warm_kernels  # numba: loaded on the first fit
 
-def _smooth(mass: np.ndarray) -> np.ndarray:
-    """A box average whose width grows with the gap length (about +-3 %), so a few hundred gaps
-    give a usable hazard and a timer stays sharp; the beyond-horizon column is left alone."""
-    body = mass[:, :-1]
-    steps = body.shape[1]
-    k = np.arange(steps)
-    width = np.maximum(1, k // 32)
-    lo, hi = np.clip(k - width, 0, steps), np.clip(k + width + 1, 0, steps)
-    total = np.concatenate((np.zeros((mass.shape[0], 1)), np.cumsum(body, axis=1)), axis=1)
-    smooth = (total[:, hi] - total[:, lo]) / (hi - lo)
-    smooth *= body.sum(axis=1, keepdims=True) / np.maximum(
-        smooth.sum(axis=1, keepdims=True), 1e-300
+    return warm_kernels.hazard(
+        np.ascontiguousarray(bins, dtype=np.int64),
+        np.ascontiguousarray(own, dtype=np.int64),
+        np.ascontiguousarray(recency, dtype=float),
+        SLICES,
+        OTHER_SLICE_WEIGHT,
+        steps,
     )
-    return np.concatenate((smooth, mass[:, -1:]), axis=1)
 
 
 def _solve(hazard: np.ndarray, prices: np.ndarray, ready_s: float) -> tuple[np.ndarray, ...]:
