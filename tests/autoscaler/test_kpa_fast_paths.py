@@ -181,12 +181,20 @@ def test_inputs_change_matches_a_record_by_record_replay(seed):
     """`_inputs_change`: with zeros recorded every second, the first second at which the desired
     pods or the sign of the excess burst capacity change (inf: never within a window)."""
     rng = random.Random(100 + seed)
-    checked = 0
-    for _ in range(40):
+    answers = _check_inputs_change(rng, 40, _history, (5, 150))
+    assert len(answers) > 20
+
+
+def _check_inputs_change(rng, cases, history, lengths) -> list[float]:
+    """`_inputs_change` against recording zeros second by second on a copy, after
+    `history(rng, autoscaler, seconds, ready)` of a length drawn from `lengths`, for each of
+    `cases` random specs; the answers checked."""
+    answers = []
+    for _ in range(cases):
         spec = _spec(rng.choice([6.0, 10.0, 60.0]), rng.choice([0.0, 20.0, 211.0]))
         ra = RevisionAutoscaler(spec, now=0.0)
         ready = rng.randrange(1, 4)
-        _history(rng, ra, rng.randrange(5, 150), ready)
+        history(rng, ra, rng.randrange(*lengths), ready)
         decider = copy.deepcopy(ra.decider)
         if decider._stable.first_write is None or decider._panic.first_write is None:
             continue
@@ -199,8 +207,8 @@ def test_inputs_change_matches_a_record_by_record_replay(seed):
                 expected = float(last + j)
                 break
         assert ra._inputs_change(ready) == expected
-        checked += 1
-    assert checked > 20
+        answers.append(expected)
+    return answers
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -250,27 +258,8 @@ def test_inputs_change_on_sparse_windows_matches_a_record_by_record_replay(seed)
     """`_inputs_change` looks only where a zero overwrites a non-zero bucket or the span grows:
     windows that are mostly zero, partly filled, or all zero give the replay's answer."""
     rng = random.Random(300 + seed)
-    checked = found = 0
-    for _ in range(60):
-        spec = _spec(rng.choice([6.0, 10.0, 60.0]), rng.choice([0.0, 20.0, 211.0]))
-        ra = RevisionAutoscaler(spec, now=0.0)
-        ready = rng.randrange(1, 4)
-        _sparse_history(rng, ra, rng.randrange(20, 400), ready)
-        decider = copy.deepcopy(ra.decider)
-        if decider._stable.first_write is None or decider._panic.first_write is None:
-            continue
-        last = int(decider._stable.last_write)
-        start = _inputs(decider, ready, last, trigger=False)
-        expected = math.inf
-        for j in range(1, len(decider._stable.buckets) + 1):
-            decider.record(float(last + j), 0.0, 0.0)
-            if _inputs(decider, ready, last + j, trigger=False) != start:
-                expected = float(last + j)
-                break
-        assert ra._inputs_change(ready) == expected
-        checked += 1
-        found += expected != math.inf
-    assert checked > 30 and found > 10
+    answers = _check_inputs_change(rng, 60, _sparse_history, (20, 400))
+    assert len(answers) > 30 and sum(a != math.inf for a in answers) > 10
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -429,9 +429,15 @@ class RayServeAutoscaler(_Baseline):
         zeros = all(c == 0 for _, c in self._samples)
         if n == 0:
             return math.inf if zeros and self._settled() else now
-        step, early = TICK_INTERVAL, STAT_PERIOD_S / 2
+        return self._report_or_trip(now, n, zeros and self._reported == 0, STAT_PERIOD_S / 2)
+
+    def _report_or_trip(self, now: float, n: int, reports_stand: bool, early: float) -> float:
+        """`early` before the next report (never when `reports_stand`: each repeats the last)
+        or the tick at which the up/down counter trips, every tick moving it one step towards
+        the count the last report asks for (`now` plus a tick when it trips at once)."""
+        step = TICK_INTERVAL
         limit = math.inf
-        if not (zeros and self._reported == 0):
+        if not reports_stand:
             j = 1
             while now + j * step - self._reported_at < self.METRICS_INTERVAL_S:
                 j += 1
@@ -443,7 +449,7 @@ class RayServeAutoscaler(_Baseline):
             trips = int(self.downscale_delay_s / step) + 1 + min(counter, 0)
         else:
             return limit
-        return min(limit, now + trips * step - early)
+        return min(limit, now + max(trips, 1) * step - early)
 
     def _last_report(self, ticks: Sequence[float]) -> float:
         """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
@@ -494,21 +500,7 @@ class RayServeAutoscaler(_Baseline):
         settled = self._reported == concurrency and (
             all(c == value for _, c in self._samples) and float(concurrency).is_integer()
         )
-        step = TICK_INTERVAL
-        limit = math.inf
-        if not settled:
-            j = 1
-            while now + j * step - self._reported_at < self.METRICS_INTERVAL_S:
-                j += 1
-            limit = now + j * step
-        desired, counter = self._desired(self._reported, n), self._counter
-        if desired > n:
-            trips = int(self.upscale_delay_s / step) + 1 - max(counter, 0)
-        elif desired < n:
-            trips = int(self.downscale_delay_s / step) + 1 + min(counter, 0)
-        else:
-            return limit
-        return min(limit, now + max(trips, 1) * step)
+        return self._report_or_trip(now, n, settled, 0.0)
 
     def skip_steady(
         self,

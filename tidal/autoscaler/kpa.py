@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, compress
-from operator import neg, sub
+from operator import attrgetter, neg, sub
 
 from tidal.api.autoscaling import RPS, TARGET_MIN, AutoscalerConfig, AutoscalingAnnotations
 from tidal.autoscaler.metrics import (
@@ -251,6 +251,19 @@ class Decision:
     mode: str
 
 
+# What `RevisionAutoscaler._reconcile` may change (its trial step restores them).
+_RECONCILER_FIELDS = (
+    "_replicas",
+    "mode",
+    "_proxy_since",
+    "active",
+    "_active_reason",
+    "_active_since",
+    "_initialized",
+)
+_reconciler_state = attrgetter(*_RECONCILER_FIELDS)
+
+
 class RevisionAutoscaler:
     """One revision's KPA: the decider, the multiscaler status and the KPA reconciler (bounds,
     initial scale, scale-to-zero, Active condition, SKS mode; docs/autoscaling.md#ticks-and-pokes,
@@ -406,18 +419,11 @@ class RevisionAutoscaler:
             # decides the same and keeps its state (the panic time is `now` or stays, the panic
             # maximum stays), and the status it feeds the reconciler is already in place: only
             # the reconciler may move.
-            state = self._reconciler_state()
+            state = _reconciler_state(self)
             moved = self._reconcile(now, ready, self.reachable)[0] is not None
-            if moved or self._reconciler_state() != state:
-                (
-                    self._replicas,
-                    self.mode,
-                    self._proxy_since,
-                    self.active,
-                    self._active_reason,
-                    self._active_since,
-                    self._initialized,
-                ) = state
+            if moved or _reconciler_state(self) != state:
+                for name, value in zip(_RECONCILER_FIELDS, state, strict=True):
+                    setattr(self, name, value)
                 return now
         else:
             mine, its = dict(vars(self)), dict(vars(decider))
@@ -440,18 +446,6 @@ class RevisionAutoscaler:
             if self._proxy_since is not None:
                 thresholds.append(self._proxy_since + grace)
         return min([limit, *(t for t in thresholds if t > now)])
-
-    def _reconciler_state(self) -> tuple[int | None, str, float | None, str, str, float, bool]:
-        """What `_reconcile` may change."""
-        return (
-            self._replicas,
-            self.mode,
-            self._proxy_since,
-            self.active,
-            self._active_reason,
-            self._active_since,
-            self._initialized,
-        )
 
     def _unwritten_change(self, now: float) -> float:
         """With nothing recorded from now on (no replica ready, no traffic): the first second
