@@ -18,6 +18,7 @@ from tidal.autoscaler.predictive.policy import PredictivePolicy
 from tidal.autoscaler.predictive.refit import fit_warm
 from tidal.autoscaler.predictive.synthetic import MONDAY
 from tidal.autoscaler.predictive.warm import HALF_LIFE_S, Gap, fit
+from tidal.controller.forecasting import account_view
 
 COLD_S = 100.0  # a cold start's price in these accounts
 
@@ -116,6 +117,11 @@ def test_fit_warm_widens_the_budget_only_while_the_account_shows_a_saving():
     spent.advance(now, 1, 0, None, TAIL_S)  # a replica held an hour beyond the KPA's count
     assert saved.paid_for(READY_S + panic_cost(spec, READY_S, TAIL_S))
     assert not spent.paid_for(READY_S + panic_cost(spec, READY_S, TAIL_S))
+    # `tidal forecast` shows the same verdict the fit acts on.
+    assert account_view(saved, spec, READY_S)["savingMeasured"]
+    view = account_view(spent, spec, READY_S)
+    assert not view["savingMeasured"] and view["coldStartsAvoided"] == pytest.approx(40, rel=1e-2)
+    assert view["spentReplicaSeconds"] == pytest.approx(3600, rel=1e-2)  # decayed a little
     first = fit_warm(gaps, READY_S, now, spec, settings, None, saved)
     assert first is not None and first.rhythm and not first.useful  # still two fits to agree
     second = fit_warm(gaps, READY_S, now + 600, spec, settings, first, saved)

@@ -65,6 +65,11 @@ def test_plan_from_imported_history_scales_ahead_without_traffic(platform, tmp_p
     text = platform.cli("forecast", "shop").stdout
     assert "periods: daily" in text and "mode: auto" in text
     assert "warm decision: " in text and "idle gaps" in text
+    # The live account behind the auto price: the plan's replicas are replica time spent.
+    account = view["account"]
+    assert account["spentReplicaSeconds"] > 0 and account["kpaReplicaSeconds"] >= 0
+    assert account["savingMeasured"] in (True, False)
+    assert "measured (a week's half-life): " in text and "spent against the KPA alone's" in text
     assert view["warm"]["fitted"] or view["warm"]["needGaps"] == 30
     plot = tmp_path / "plan.png"
     platform.cli("forecast", "shop", "--plot", str(plot), "-o", "json")

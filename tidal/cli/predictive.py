@@ -63,6 +63,8 @@ def forecast(
         markup=False,
     )
     console.print(_warm_line(view.get("warm")), markup=False)
+    if view.get("account"):
+        console.print(_account_line(view["account"]), markup=False)
     table = new_table("HOUR (UTC)", "DEMAND", f"Q{view['quantile'] * 100:g}", "REPLICAS")
     for hour in range(min(hours, 24)):
         span = slice(hour * 60, (hour + 1) * 60)
@@ -95,6 +97,21 @@ def _warm_line(warm: dict[str, Any] | None) -> str:
     )
     used = "" if warm["used"] else "; no gain over the KPA's tail, so idle replicas follow it"
     return f"warm decision: {price}; {expect}{used}"
+
+
+def _account_line(account: dict[str, Any]) -> str:
+    """One line on the live account of replica time that can widen the auto price's budget."""
+    verdict = (
+        "a measured saving: the auto price may use up to the KPA's idle replica time"
+        if account["savingMeasured"]
+        else "no saving measured beyond its noise: the auto price keeps its margin"
+    )
+    return (
+        f"measured (a week's half-life): {account['spentReplicaSeconds']:,.0f} replica-s "
+        f"spent against the KPA alone's {account['kpaReplicaSeconds']:,.0f}; cold starts "
+        f"avoided {account['coldStartsAvoided']:g}, caused {account['coldStartsCaused']:g}; "
+        f"{verdict}"
+    )
 
 
 def _period_name(minutes: int) -> str:

@@ -28,12 +28,14 @@ from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import Plan, ready_time_lead
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
 from tidal.autoscaler.predictive.refit import (
     REFIT_S,
     WARM_REFIT_S,
     build_models,
+    measured_saving,
     ready_seconds,
     refit_warm,
 )
@@ -102,6 +104,12 @@ class Forecaster:
             with contextlib.suppress(KeyError):
                 gauge.remove(planned.namespace, planned.revision)
 
+    def ready_s(self, namespace: str, service: str, settings: PredictiveAnnotations) -> float:
+        """The Ready Time the warm decision pre-warms by: the fixed lead, or the measured p90."""
+        if settings.scale_up_lead is not None:
+            return settings.scale_up_lead
+        return ready_seconds(self.history.ready_times(namespace, service))
+
     async def build(
         self, namespace: str, service: str, spec: DeciderSpec, settings: PredictiveAnnotations
     ) -> Plan:
@@ -112,10 +120,7 @@ class Forecaster:
             self.history, namespace, service, spec.scaling_metric, time.time()
         )
         lead = lead_minutes(self.history, namespace, service, settings)
-        if settings.scale_up_lead is not None:
-            ready_s = settings.scale_up_lead
-        else:
-            ready_s = ready_seconds(self.history.ready_times(namespace, service))
+        ready_s = self.ready_s(namespace, service, settings)
         watcher = next(
             (
                 p.autoscaler
@@ -167,11 +172,7 @@ class Forecaster:
             self.history, planned.namespace, planned.service, planned.spec.scaling_metric, now
         )
         settings = planned.settings
-        ready_s = (
-            settings.scale_up_lead
-            if settings.scale_up_lead is not None
-            else ready_seconds(self.history.ready_times(planned.namespace, planned.service))
-        )
+        ready_s = self.ready_s(planned.namespace, planned.service, settings)
         watcher = planned.autoscaler
         shadow = PredictiveAutoscaler(watcher.reactive, PredictivePolicy(settings))
         shadow.gaps, shadow.observing_since = list(watcher.gaps), watcher.observing_since
@@ -266,3 +267,17 @@ def warm_view(plan: Plan) -> dict[str, Any]:
 def _floats(values: np.ndarray, pad_to: int = 0) -> list[float | None]:
     out = [None if math.isnan(v) else round(float(v), 4) for v in np.asarray(values, float)]
     return [None] * (pad_to - len(out)) + out if pad_to > len(out) else out
+
+
+def account_view(ledger: Ledger, spec: DeciderSpec, ready_s: float) -> dict[str, Any]:
+    """The live account of replica time behind the auto price (docs/predictive.md): what
+    prediction spent against what the KPA alone would have, both decayed with a week's
+    half-life, the cold starts it avoided and caused, and whether that shows a saving that
+    widens the price's budget."""
+    return {
+        "spentReplicaSeconds": round(ledger.spent, 1),
+        "kpaReplicaSeconds": round(ledger.kpa, 1),
+        "coldStartsAvoided": round(ledger.avoided, 2),
+        "coldStartsCaused": round(ledger.caused, 2),
+        "savingMeasured": measured_saving(ledger, spec, ready_s),
+    }

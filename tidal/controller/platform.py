@@ -34,7 +34,7 @@ from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.factory import RevisionFactory
-from tidal.controller.forecasting import Forecaster, plan_view
+from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.handle import RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
@@ -619,7 +619,10 @@ class Platform:
         view = plan_view(
             namespace, service, revision, settings, spec.scaling_metric, plan, last, self.history
         )
-        if planned is None:
+        if planned is not None:
+            ready_s = self.forecaster.ready_s(namespace, service, settings)
+            view["account"] = account_view(planned.autoscaler.ledger, spec, ready_s)
+        else:
             view["reason"] = (
                 "not predictive: set autoscaling.knative.dev/class: predictive.tidal.dev on the "
                 "template to act on this plan"

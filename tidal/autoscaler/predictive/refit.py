@@ -140,9 +140,17 @@ def fit_warm(
     panic_s = panic_cost(spec, ready_s, tail)
     auto = settings.cold_start_cost is None
     served_s = served_panic_cost(spec, ready_s, tail) if auto else None
-    spare = 1.0 if auto and ledger is not None and ledger.paid_for(ready_s + panic_s) else None
+    spare = 1.0 if auto and ledger is not None and measured_saving(ledger, spec, ready_s) else None
     model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, panic_s, served_s, spare)
     confirmed = previous is not None and previous.rhythm
     if model is not None and auto and model.useful and not confirmed:
         model = replace(model, useful=False)
     return model
+
+
+def measured_saving(ledger: Ledger, spec: DeciderSpec, ready_s: float) -> bool:
+    """Whether the live account shows prediction spending measurably less replica time than
+    the KPA alone (`Ledger.paid_for`, each cold start avoided or caused priced at the Ready
+    Time plus the KPA's panic replica): what widens the auto price's budget."""
+    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    return ledger.paid_for(ready_s + panic_cost(spec, ready_s, tail))
