@@ -451,6 +451,17 @@ class RayServeAutoscaler(_Baseline):
             return limit
         return min(limit, now + max(trips, 1) * step - early)
 
+    def _count(self, n: int, steps: int) -> None:
+        """`steps` ticks at `n` replicas that do not trip: each moves the up/down counter one
+        step towards the count the last report asks for."""
+        desired = self._desired(self._reported, n)
+        if desired > n:
+            self._counter = max(self._counter, 0) + steps
+        elif desired < n:
+            self._counter = min(self._counter, 0) - steps
+        else:
+            self._counter = 0
+
     def _last_report(self, ticks: Sequence[float]) -> float:
         """When the last report among `ticks[:-1]` happens (the report clock as the ticks move
         it; `_reported_at` when none does)."""
@@ -467,13 +478,7 @@ class RayServeAutoscaler(_Baseline):
             return
         n, steps = self.replicas, len(ticks) - 1
         if n and steps:
-            desired = self._desired(self._reported, n)
-            if desired > n:
-                self._counter = max(self._counter, 0) + steps
-            elif desired < n:
-                self._counter = min(self._counter, 0) - steps
-            else:
-                self._counter = 0
+            self._count(n, steps)
         split = bisect_right(records, ticks[-1])
         begin = 0
         last = self._last_report(ticks)
@@ -516,14 +521,7 @@ class RayServeAutoscaler(_Baseline):
         split = bisect_right(records, ticks[-1]) if ticks else len(records)
         cut = -math.inf
         if len(ticks) > 1:
-            n, steps = self.replicas or 0, len(ticks) - 1
-            desired = self._desired(self._reported, n)
-            if desired > n:
-                self._counter = max(self._counter, 0) + steps
-            elif desired < n:
-                self._counter = min(self._counter, 0) - steps
-            else:
-                self._counter = 0
+            self._count(self.replicas or 0, len(ticks) - 1)
             last = self._last_report(ticks)
             if last != self._reported_at:
                 cut = last - self.LOOK_BACK_S
