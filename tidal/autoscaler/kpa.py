@@ -471,36 +471,35 @@ class RevisionAutoscaler:
             totals = list(accumulate(leaving, sub, initial=buckets.window_total))
             span = int((last - buckets.first_write) // 1.0) + 1
             series.append((last, second, size, buckets.window, span, totals))
-        (last_s, second_s, size_s, window_s, span_s, totals_s) = series[0]
-        (last_p, second_p, size_p, window_p, span_p, totals_p) = series[1]
+        stable_series, panic_series = series
+        last_s, window_s = stable_series[0], stable_series[3]
         target, tbc = spec.target_value, spec.target_burst_capacity
         base = 0 * spec.total_value - tbc  # the excess burst capacity's, with no pod ready
         floor, ceil = math.floor, math.ceil
 
+        def average(
+            b: int, last: float, second: int, size: int, window: float, span: int, totals: list
+        ) -> float:
+            """What `window_average` reads in second `b` of a window unwritten since `last`."""
+            at = float(b) - last  # `b`: the bucket `window_average` truncates a tick in it to
+            if at <= 0:
+                return round_precision(totals[0] / min(span, size))
+            if at < window:
+                gone = b - second
+                return round_precision(totals[gone] / min(span, size - gone))
+            return 0.0
+
         def inputs(b: int) -> tuple[int, int, bool] | None:
-            at = float(b)  # the bucket `window_average` truncates a tick in it to
-            if at - last_s > window_s and tbc != -1:
+            if float(b) - last_s > window_s and tbc != -1:
                 return None  # no data
-            if at - last_s <= 0:
-                x = round_precision(totals_s[0] / min(span_s, size_s))
-            elif at - last_s < window_s:
-                gone = b - second_s
-                x = round_precision(totals_s[gone] / min(span_s, size_s - gone))
-            else:
-                x = 0.0
-            pods = ceil(x / target)
-            if at - last_p <= 0:
-                x = round_precision(totals_p[0] / min(span_p, size_p))
-            elif at - last_p < window_p:
-                gone = b - second_p
-                x = round_precision(totals_p[gone] / min(span_p, size_p - gone))
-            else:
-                x = 0.0
+            pods = ceil(average(b, *stable_series) / target)
+            x = average(b, *panic_series)
             return pods, ceil(x / target), (floor(base - x) if tbc > 0 else tbc) >= 0
 
         start = floor(now)
         now_inputs = inputs(start)
-        for b in range(start + 1, max(second_s + size_s, second_p + size_p) + 2):
+        end = max(stable_series[1] + stable_series[2], panic_series[1] + panic_series[2])
+        for b in range(start + 1, end + 2):
             if inputs(b) != now_inputs:
                 return float(b)
         return math.inf
