@@ -109,12 +109,9 @@ class PredictiveAutoscaler:
         if decision.replicas is not None:
             self._reactive_replicas = decision.replicas
         current = self._reactive_replicas if self.replicas is None else self.replicas
+        epoch, idle = now + self.epoch_offset, self.idle_since(now)
         chosen = self.policy.decide(
-            now + self.epoch_offset,
-            self._reactive_replicas,
-            max(current, 0),
-            self.idle_since(now),
-            self.idle_need(now),
+            epoch, self._reactive_replicas, max(current, 0), idle, self.idle_need(now)
         )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
@@ -122,13 +119,9 @@ class PredictiveAutoscaler:
         if replicas is not None:
             self.replicas = replicas
         self._ready = ready
-        self.ledger.advance(
-            now + self.epoch_offset,
-            self.replicas or 0,
-            self._reactive_replicas,
-            self.idle_since(now),
-            self.reactive.spec.stable_window + self.reactive.spec.scale_to_zero_grace_period,
-        )
+        spec = self.reactive.spec
+        tail = spec.stable_window + spec.scale_to_zero_grace_period
+        self.ledger.advance(epoch, self.replicas or 0, self._reactive_replicas, idle, tail)
         return Decision(
             replicas=replicas,
             desired_raw=decision.desired_raw,
