@@ -49,11 +49,21 @@ def test_rt_feed_scales_with_rt_over_target_and_holds_within_tolerance():
     feed = MetricFeed(metric_target("rt", 200, None, None), 6)
     feed.record_latency(0.0, [(0.3, 0.1), (0.3, 0.1)])
     assert math.isclose(feed.value(0.0, 4.0, 2)[0], 3.0)  # 2 x 300/200
-    assert feed.value(0.5, 2.5, 2)[0] == 2.5  # never more than the requests in flight
+    assert feed.value(0.0, 2.5, 2)[0] == 2.5  # never more than the requests in flight
     feed.record_latency(1.0, [(0.21, 0.1)])
     assert feed.value(1.0, 3.0, 2)[0] == 2  # 5 % over: hold
     assert feed.value(2.0, 3.0, 2)[0] == 2  # in flight, none answered: the last figure
     assert feed.value(3.0, 0.0, 2)[0] == 0  # nothing in flight or answered: no load
+
+
+def test_rt_samples_count_at_their_own_tick_only():
+    """A tick's answers are that stat period's RT, not the next one's too, also at epoch
+    times (where a second minus 1e-9 is the second itself) and exactly a second apart."""
+    epoch = 1_700_000_000.0
+    feed = MetricFeed(metric_target("rt", 200, None, None), 60)
+    feed.record_latency(epoch, [(0.4, 0.1)])
+    assert math.isclose(feed.value(epoch, 2.0, 1)[0], 2.0)  # 400/200, one replica
+    assert feed.value(epoch + 1.0, 0.0, 1)[0] == 0  # next tick: nothing in flight, none new
     feed.record_latency(4.0, [(2.0, 0.1)])
     assert feed.value(4.0, 5.0, 1)[0] == 2  # a burst of queueing: at most double
 

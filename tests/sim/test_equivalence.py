@@ -1,8 +1,11 @@
 """The event-skipping replay gives exactly the per-second replay's results, for every policy, on
 traces of different shapes (sparse clusters, a busy diurnal day, whole-second timestamps, a
-fleet sharing a small pool, a GPU service with slow starts, a fleet starved of capacity)."""
+fleet sharing a small pool, a GPU service with slow starts, a fleet starved of capacity, a
+service scaling on response time)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotation
 from tidal.api.pools import parse_pools
 from tidal.api.predictive import parse_predictive_annotations
 from tidal.autoscaler.kpa import decider_spec
+from tidal.autoscaler.signals import metric_target
 from tidal.scheduler.placement import Demand
 from tidal.sim import POLICIES, ServiceModel, Simulation
 from tidal.sim.dists import parse_distribution
@@ -85,7 +89,11 @@ CASES = {
     # Thirty services for two GPUs, most without a request for many minutes: they wait for
     # capacity with nothing queued (the KPA until its activation times out).
     "fleet-idle-starved": (sparse_trace(days=0.03, mean_rps=0.02, seed=13, services=30), None),
+    # Scaling on response time (cc 0): idle skips go through the metric wrapper to the KPA.
+    "rt-metric": (sparse_trace(days=0.3, mean_rps=0.05, seed=3), None),
 }
+# Cases that scale on a measured metric instead of concurrency.
+METRIC = {"rt-metric": metric_target("rt", 800.0, None, None)}
 
 
 def build(case: str, policy: str, skip: bool) -> Simulation:
@@ -100,6 +108,8 @@ def build(case: str, policy: str, skip: bool) -> Simulation:
     elif trace.services:
         pools = parse_pools(GPU_POOLS)
         services = [model(name, gpus=1) for name in trace.services]
+    if case in METRIC:
+        services = replace(model(cc=0, annotations=annotations), metric=METRIC[case])
     times = parse_distribution("exp:2").sample(len(trace), np.random.default_rng(1))
     startup = parse_distribution("uniform:5,40")
     return Simulation(trace, services, policy, pools, times, startup, skip=skip)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tidal.api.autoscaling import CONCURRENCY, CPU, GPU, MEMORY, RPS, RT
+from tidal.autoscaler.clocks import STAT_PERIOD_S
 from tidal.autoscaler.kpa import DeciderSpec, Decision
 
 MIB = 1024 * 1024
@@ -205,7 +206,9 @@ class MetricFeed:
         return concurrency / per if per else 0.0, ready
 
     def _rt(self, now: float, concurrency: float, ready: int) -> float:
-        fresh = [(rt, s) for t, rt, s in self._latencies if t >= now - 1.0 + 1e-9]
+        # This tick's samples. Half a stat period, not a second: at epoch times a second
+        # minus 1e-9 is the second itself, and the replay's ticks are exactly a second apart.
+        fresh = [(rt, s) for t, rt, s in self._latencies if t > now - STAT_PERIOD_S / 2]
         if fresh:
             # What requests cost without queueing, read as RT is (mean or the percentile):
             # a p95 target cannot be met if the p95 of the service time alone is over it.
@@ -330,6 +333,16 @@ class MetricAutoscaler:
         self._ready = ready
         decision = self.inner.tick(now, ready, reachable)
         return dataclasses.replace(decision, reason=f"{decision.reason}; {self.feed.describe()}")
+
+    def skip_idle(self, records: Sequence[float], ticks: Sequence[float], ready: int) -> None:
+        """The inner KPA's idle skip (`RevisionAutoscaler.skip_idle`; the replay finds the
+        KPA's `quiet_until` through `__getattr__`), leaving the feed as the skipped seconds'
+        `record` calls would: nothing in flight and nothing answered, so no RT load held."""
+        if len(records):
+            self.feed.value(records[-1], 0.0, self._ready)
+        if len(ticks):
+            self._ready = ready
+        self.inner.skip_idle(records, ticks, ready)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
         # The predictive autoscaler's extras (set_plan, next_decision_at, ...) pass through.
