@@ -166,3 +166,43 @@ def test_the_autoscaler_feeds_the_account_from_its_ticks_and_gaps():
     # after each request (and through the requests themselves).
     assert ledger.spent > ledger.kpa + 600.0 - 2 * (TAIL_S + 10.0)
     assert math.isfinite(ledger.surplus(COLD_S, COLD_S))
+
+
+def test_a_service_handed_back_to_the_kpa_past_its_tail_starts_nothing():
+    """Prediction releases the replicas right after a request, while the KPA underneath still
+    holds its panic count: with none ready it records nothing and keeps that count. A refit
+    then finds no rhythm and hands the service back to the KPA, long after the KPA alone
+    would have reached zero: nothing is started for it (before, its stale count was)."""
+    spec = spec_for()
+    settings = PredictiveAnnotations(cold_start_cost=1.0)  # holding is never worth it
+    rng = np.random.default_rng(0)
+    gaps = [Gap(MONDAY + i * 900, float(rng.uniform(100, 600))) for i in range(100)]
+    model = fit_warm(gaps, READY_S, MONDAY + 100 * 900, spec, settings, None)
+    assert model is not None and model.useful
+    policy = PredictivePolicy(settings)
+    policy.set_warm(model, len(gaps))
+    kpa = RevisionAutoscaler(spec, 0.0, ready=0, initialized=True)
+    scaler = PredictiveAutoscaler(kpa, policy, epoch_offset=MONDAY)
+    ready, released_at, stale, handed_back = 0, None, 0, -1
+    for t in range(0, 400):
+        busy = t < 45  # one request: waits for its replica (up at 40), served by 45
+        if t == 40:
+            ready = scaler.replicas or 0
+        if busy or ready:
+            scaler.record(float(t), 1.0 if busy else 0.0, 1.0 if t == 0 else 0.0)
+        if t == 300:
+            policy.set_warm(None, len(gaps))  # a refit found no rhythm: run as the KPA
+        if t % 2 == 0:
+            decision = scaler.tick(float(t), ready)
+            if decision.replicas is not None and t >= 40:
+                ready = decision.replicas  # stopping is at once; starting is not needed
+                if ready == 0 and released_at is None:
+                    released_at = t
+            if t == 298:
+                stale = kpa._replicas  # what the KPA underneath still holds
+            if t == 300:
+                handed_back = scaler.replicas or 0
+    assert released_at is not None and released_at < 60 + 30  # before the KPA's tail
+    assert stale > 0
+    assert handed_back == 0 and scaler.last is not None
+    assert scaler.last.mode_used == "observer"

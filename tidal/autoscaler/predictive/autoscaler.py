@@ -41,6 +41,9 @@ class PredictiveAutoscaler:
         self._peaks: deque[tuple[float, float]] = deque()  # (epoch, concurrency), decreasing
         self.ledger = Ledger()  # spent against the KPA underneath (the auto price's guard)
         self._ready = 0  # ready replicas at the last tick
+        # Prediction held another count than the KPA underneath since the last request
+        # ended: the KPA underneath no longer sees what the KPA alone would (`_kpa_alone`).
+        self._diverged = False
 
     def set_plan(self, plan: Plan | None) -> None:
         """A fresh plan, with the warm model fitted alongside it (`Plan.warm`)."""
@@ -97,12 +100,32 @@ class PredictiveAutoscaler:
             return None
         held = max(self.replicas or 0, 0)
         at = self.policy.next_change(now + self.epoch_offset, held, idle)
+        tail_end = idle + self._tail_s()
+        if self._diverged and self._reactive_replicas > 0 and tail_end > now + self.epoch_offset:
+            at = tail_end if at is None else min(at, tail_end)  # `_kpa_alone` drops to zero
         if held > 1 and self.policy.warm is not None and self.policy.warm.useful and self._peaks:
             # Holding more than one while idle: the idle cap drops when the last hour's peak
             # leaves the window.
             expiry = self._peaks[0][0] + PEAK_WINDOW_S
             at = expiry if at is None else min(at, expiry)
         return None if at is None else at - self.epoch_offset
+
+    def _tail_s(self) -> float:
+        """How long the KPA alone holds replicas after the last request ends: its stable
+        window, then its scale-to-zero grace."""
+        spec = self.reactive.spec
+        return spec.stable_window + spec.scale_to_zero_grace_period
+
+    def _kpa_alone(self, epoch: float, idle: float | None) -> int:
+        """The KPA's count as the policy reads it: the KPA underneath's, except past its tail
+        once prediction has held another count while idle. Then the KPA underneath saw
+        other replicas than the KPA alone would have (with none ready it records nothing and
+        keeps its last count), while the KPA alone is at zero there: handing the service
+        back to it (a refit that finds no rhythm) must not start its stale count again."""
+        count = self._reactive_replicas
+        if self._diverged and idle is not None and epoch >= idle + self._tail_s():
+            return min(count, 0)
+        return count
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
         decision = self.reactive.tick(now, ready, reachable)
@@ -111,17 +134,20 @@ class PredictiveAutoscaler:
         current = self._reactive_replicas if self.replicas is None else self.replicas
         epoch, idle = now + self.epoch_offset, self.idle_since(now)
         chosen = self.policy.decide(
-            epoch, self._reactive_replicas, max(current, 0), idle, self.idle_need(now)
+            epoch, self._kpa_alone(epoch, idle), max(current, 0), idle, self.idle_need(now)
         )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
         replicas = None if want is None or want == self.replicas else want
         if replicas is not None:
             self.replicas = replicas
+        self._diverged = idle is not None and (
+            self._diverged or self.replicas != self._reactive_replicas
+        )
         self._ready = ready
-        spec = self.reactive.spec
-        tail = spec.stable_window + spec.scale_to_zero_grace_period
-        self.ledger.advance(epoch, self.replicas or 0, self._reactive_replicas, idle, tail)
+        self.ledger.advance(
+            epoch, self.replicas or 0, self._reactive_replicas, idle, self._tail_s()
+        )
         return Decision(
             replicas=replicas,
             desired_raw=decision.desired_raw,
