@@ -20,7 +20,8 @@ and failed requests, the ratios, and the goals of docs/predictive.md:
   G2  (with --sweep) no point of a baseline's sweep (keepalive, hybrid-histogram, ray, hpa over
       their knobs in tidal/sim/sweep.py, defaults included) has both fewer cold starts and fewer
       replica-seconds than a point of predictive's frontier (its `tidal.dev/cold-start-cost`
-      swept, default included); otherwise the column names the baseline points that do
+      swept, default included); otherwise the column names the baseline points that do, each
+      with its mean wait for a replica against the longest of the predictive points it beats
   best (with --sweep) the fewest cold starts on predictive's frontier at <= 1.0x the KPA's
       replica-seconds, as a ratio of the KPA's: the best G1 any price reaches on that trace;
       in brackets, the frontier's cold starts at exactly 1.0x (between two prices)
@@ -189,6 +190,7 @@ class Score:
     replica_s: float
     failed: int
     cost: float
+    wait: float  # mean wait for a replica (queueing and cold start) of the served, seconds
 
 
 def service(settings: PredictiveAnnotations) -> ServiceModel:
@@ -201,8 +203,14 @@ def score(result, warmup_s: float) -> Score:
     after = result.arrivals >= warmup_s
     replica_s = float(result.replicas[int(warmup_s) :].sum())
     cost = sum(u.cost for u in result.usage.values())
+    waits = result.wait()[after]
+    waits = waits[~np.isnan(waits)]
     return Score(
-        int(result.cold[after].sum()), replica_s, int((result.status[after] != 0).sum()), cost
+        int(result.cold[after].sum()),
+        replica_s,
+        int((result.status[after] != 0).sum()),
+        cost,
+        float(waits.mean()) if len(waits) else 0.0,
     )
 
 
@@ -245,14 +253,15 @@ def sweep(
             )
             key += f"|{point.label}"
             wanted.append((policy, key, job))
-    todo = [job for policy, key, job in wanted if policy == "predictive" or key not in cache]
+    cached = {key for key, entry in cache.items() if "wait" in entry}  # older entries lack it
+    todo = [job for policy, key, job in wanted if policy == "predictive" or key not in cached]
     shared = Shared(
         trace, parse_pools(POOLS), service_times(trace), parse_distribution("alibaba-load"), 0, {}
     )
     done = iter(run_jobs(shared, todo, jobs) if todo else [])
     out: dict[str, list[tuple[str, Score]]] = {}
     for policy, key, job in wanted:
-        if policy == "predictive" or key not in cache:
+        if policy == "predictive" or key not in cached:
             got = score(next(done), warmup_s)
             if policy != "predictive":
                 cache[key] = got.__dict__
@@ -273,13 +282,17 @@ def beaten_by(
 ) -> list[str]:
     """The baseline points that beat some point of predictive's frontier on both axes: fewer
     cold starts and fewer replica-seconds. A baseline point that is cheaper but colder, or
-    warmer but dearer, than every frontier point is a different trade, not a win."""
-    return [
-        f"{policy}:{label}"
-        for policy, points in baselines.items()
-        for label, b in points
-        if any(b.cold < f.cold and b.replica_s < f.replica_s for _, f in front)
-    ]
+    warmer but dearer, than every frontier point is a different trade, not a win. Each comes
+    with its mean wait for a replica and the longest of the frontier points it beats: one that
+    waits longer than all of them wins the two axes by queueing requests longer."""
+    out = []
+    for policy, points in baselines.items():
+        for label, b in points:
+            beaten = [f for _, f in front if b.cold < f.cold and b.replica_s < f.replica_s]
+            if beaten:
+                wait = max(f.wait for f in beaten)
+                out.append(f"{policy}:{label} (wait {b.wait:.2f}s vs {wait:.2f}s)")
+    return out
 
 
 def at_kpa_cost(points: list[tuple[str, Score]], kpa: Score) -> float | None:
