@@ -134,21 +134,26 @@ def test_fit_warm_widens_the_budget_only_while_the_account_shows_a_saving():
     assert fixed is not None and fixed.price == 60.0
 
 
-def test_the_autoscaler_feeds_the_account_from_its_ticks_and_gaps():
-    """A warm model that holds one replica through every gap: a request after the KPA's tail
-    finds it ready (a cold start avoided), and the hold is spent replica time the KPA alone
-    would not have spent."""
+def warm_autoscaler(cold_start_cost: float) -> tuple[PredictiveAutoscaler, list[Gap]]:
+    """A predictive autoscaler over a fresh KPA at zero, with a warm model at this price fitted
+    on 100 gaps of 100 s to 600 s (and those gaps)."""
     spec = spec_for()
-    settings = PredictiveAnnotations(cold_start_cost=1e5)
+    settings = PredictiveAnnotations(cold_start_cost=cold_start_cost)
     rng = np.random.default_rng(0)
     gaps = [Gap(MONDAY + i * 900, float(rng.uniform(100, 600))) for i in range(100)]
     model = fit_warm(gaps, READY_S, MONDAY + 100 * 900, spec, settings, None)
     assert model is not None and model.useful
     policy = PredictivePolicy(settings)
     policy.set_warm(model, len(gaps))
-    scaler = PredictiveAutoscaler(
-        RevisionAutoscaler(spec, 0.0, ready=0, initialized=True), policy, epoch_offset=MONDAY
-    )
+    kpa = RevisionAutoscaler(spec, 0.0, ready=0, initialized=True)
+    return PredictiveAutoscaler(kpa, policy, epoch_offset=MONDAY), gaps
+
+
+def test_the_autoscaler_feeds_the_account_from_its_ticks_and_gaps():
+    """A warm model that holds one replica through every gap: a request after the KPA's tail
+    finds it ready (a cold start avoided), and the hold is spent replica time the KPA alone
+    would not have spent."""
+    scaler, _ = warm_autoscaler(cold_start_cost=1e5)
     ready = 0
     for t in range(0, 1000):
         busy = t < 5 or 600 <= t < 605
@@ -173,16 +178,8 @@ def test_a_service_handed_back_to_the_kpa_past_its_tail_starts_nothing():
     holds its panic count: with none ready it records nothing and keeps that count. A refit
     then finds no rhythm and hands the service back to the KPA, long after the KPA alone
     would have reached zero: nothing is started for it (before, its stale count was)."""
-    spec = spec_for()
-    settings = PredictiveAnnotations(cold_start_cost=1.0)  # holding is never worth it
-    rng = np.random.default_rng(0)
-    gaps = [Gap(MONDAY + i * 900, float(rng.uniform(100, 600))) for i in range(100)]
-    model = fit_warm(gaps, READY_S, MONDAY + 100 * 900, spec, settings, None)
-    assert model is not None and model.useful
-    policy = PredictivePolicy(settings)
-    policy.set_warm(model, len(gaps))
-    kpa = RevisionAutoscaler(spec, 0.0, ready=0, initialized=True)
-    scaler = PredictiveAutoscaler(kpa, policy, epoch_offset=MONDAY)
+    scaler, gaps = warm_autoscaler(cold_start_cost=1.0)  # holding is never worth it
+    kpa, policy = scaler.reactive, scaler.policy
     ready, released_at, stale, handed_back = 0, None, 0, -1
     for t in range(0, 400):
         busy = t < 45  # one request: waits for its replica (up at 40), served by 45
