@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
@@ -254,3 +255,30 @@ def test_a_replay_that_skips_idle_time_wakes_when_the_idle_cap_drops():
             assert decide(float(s)) == held, (t, s, wake)
         t = max(until, t + 1.0)
     assert (100.0, 2) in seen and any(n == 1 and s >= 3610.0 for s, n in seen), seen
+
+
+def test_the_auto_price_runs_the_tables_it_scored():
+    """What the auto price expects (its cold starts against the KPA's on the held-out gaps) is
+    what the tables it runs do on those gaps. Before, the tables were refitted on all the gaps
+    at the chosen price, and near a price where holding and releasing cost about the same the
+    newest gaps flipped them: on these gaps 0.29x the KPA's cold starts where 0.16x was
+    expected (on an Azure function, 15-76x where 0.00x was)."""
+    from tidal.autoscaler.predictive import warm
+
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        t, gaps = MONDAY + 4 * 3600.0, []
+        for length in np.exp(np.log(32.0) + 0.9 * rng.standard_normal(900)):
+            gaps.append(Gap(t, float(length)))
+            t += float(length) + rng.uniform(1.0, 30.0)
+        model = fit(gaps, 42.0, 90.0, t, panic_s=80.0, own_panic_s=42.0)
+        assert model is not None and model.useful
+        begins, lengths, bins, own = warm._columns(gaps)
+        held_out = slice(len(gaps) - int(warm.HELD_OUT * len(gaps)), len(gaps))
+        recency = 0.5 ** ((t - begins[held_out]) / warm.HALF_LIFE_S)
+        _, cold = warm._evaluate(
+            model.hold[None], model.start[None], bins[held_out], own[held_out], recency,
+            42.0, warm.STEPS,
+        )  # fmt: skip
+        _, kpa_cold = warm._kpa(lengths[held_out], recency, 90.0, 42.0)
+        assert float(cold[0] / kpa_cold) == pytest.approx(model.expected_cold_ratio, abs=1e-9)

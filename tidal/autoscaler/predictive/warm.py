@@ -236,17 +236,17 @@ def fit(
 ) -> WarmModel | None:
     """The warm/cold tables from observed gaps; None with fewer than MIN_GAPS of them.
 
-    With the auto price, the price is chosen out of sample: tables fitted on the older gaps
-    are scored on the most recent HELD_OUT share against the KPA's fixed tail on those same
-    gaps, and a service whose tables do not beat the KPA there runs as the KPA. The tables
-    used are then refitted on all the gaps at the chosen price. `panic_s` is what a cold start
-    costs beyond its Ready Time in that model (`kpa_cost.panic_cost`: the KPA's panic
+    With the auto price, the price is chosen out of sample: tables fitted on the older gaps are
+    scored on the most recent HELD_OUT share against the KPA's fixed tail on those same gaps,
+    and a service whose tables do not beat the KPA there runs as the KPA. The tables used are
+    the ones scored; an explicit price's are fitted on all the gaps. `panic_s` is what a cold
+    start costs beyond its Ready Time in that model (`kpa_cost.panic_cost`: the KPA's panic
     replica), added for every expected cold start on either side; in the auto price's budget
     predictive's own expected cold starts are charged `own_panic_s` instead when given
-    (`kpa_cost.served_panic_cost`: the part spent while the request waits, after which the
-    idle cap may release the panic replica). `spare` (`refit.fit_warm`: while the live account
-    shows prediction spending less than the KPA): where no price within BUDGET is worth
-    using, the cheapest one within `spare` x the KPA's idle replica time that is."""
+    (`kpa_cost.served_panic_cost`: the part spent while the request waits, after which the idle
+    cap may release the panic replica). `spare` (`refit.fit_warm`: while the live account shows
+    prediction spending less than the KPA): where no price within BUDGET is worth using, the
+    cheapest one within `spare` x the KPA's idle replica time that is."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
     columns = _columns(gaps[-MAX_GAPS:])
     if not (columns[1] >= MIN_GAP_S).all():
@@ -292,12 +292,16 @@ def fit(
         cost_ratio = float(cost[pick] / kpa_cost) if kpa_cost else math.inf
         cold_ratio = float(cold[pick] / kpa_cold) if kpa_cold else 0.0
     hazard, survival = _hazard(bins, own, recency, steps)
-    if cold_start_cost is not AUTO:
-        price = float(cold_start_cost)
-    if useful:
-        hold, start = _solve(hazard, np.array([price]), ready_s)
-    else:  # runs as the KPA: the tables are not used, so the held-out fit's stand
+    if cold_start_cost is AUTO:
+        # The tables the held-out test scored, not a refit on all the gaps at that price: near
+        # a price where holding and releasing cost about the same, the newest gaps flip the
+        # slices they fall in, and a function whose scored tables held through every gap
+        # (0.00x the KPA's cold starts expected) ran refitted ones that released at once
+        # (1.38x the KPA's cold-start requests). The held-out share moves on with every fit.
         hold, start = hold[pick : pick + 1], start[pick : pick + 1]
+    else:
+        price = float(cold_start_cost)
+        hold, start = _solve(hazard, np.array([price]), ready_s)
     if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
         cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
         kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
