@@ -19,7 +19,7 @@ from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
 from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
-from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap
+from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap, kpa_tail
 
 IDLE_AFTER_S = 2.5  # no concurrency for this long (a stat period and a bit): idle
 PEAK_WINDOW_S = 3600.0  # idle replicas beyond what the last hour's peak needed are not held
@@ -114,7 +114,7 @@ class PredictiveAutoscaler:
         """How long the KPA alone holds replicas after the last request ends: its stable
         window, then its scale-to-zero grace."""
         spec = self.reactive.spec
-        return spec.stable_window + spec.scale_to_zero_grace_period
+        return kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
 
     def _kpa_alone(self, epoch: float, idle: float | None) -> int:
         """The KPA's count as the policy reads it: the KPA underneath's, except past its tail

@@ -299,10 +299,9 @@ def fit(
         # (0.00x the KPA's cold starts expected) ran refitted ones that released at once
         # (1.38x the KPA's cold-start requests). The held-out share moves on with every fit.
         hold, start = hold[pick : pick + 1], start[pick : pick + 1]
-    else:
+    else:  # fitted on all the gaps, and scored on them
         price = float(cold_start_cost)
         hold, start = _solve(hazard, np.array([price]), ready_s)
-    if cold_start_cost is not AUTO:  # scored on the gaps it was fitted on
         cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
         kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
         cost, kpa_cost = cost + panic_s * cold, kpa_cost + panic_s * kpa_cold
