@@ -38,3 +38,18 @@ def test_reused_fits_give_exactly_the_fresh_forecast(monkeypatch) -> None:
         assert np.array_equal(a.mean, b.mean) and np.array_equal(a.upper, b.upper)
         assert (a.periods, a.method, a.reason) == (b.periods, b.method, b.reason)
     assert len(F._memo) <= F.MEMO_SIZE
+
+
+def test_a_fit_without_its_band_has_the_full_forecasts_mean() -> None:
+    """Held-out scoring reads only the mean, so it skips the band; the mean must not change."""
+    _, daily = synthetic_history(days=9, seed=5)
+    sparse = np.zeros(5 * DAY)
+    sparse[np.random.default_rng(2).integers(0, len(sparse), 300)] = 0.4
+    for y in (daily, daily[: DAY + 90], sparse, sparse[:600]):
+        for periods in ((), (DAY,)):
+            for method in (F.SEASONAL_NAIVE, F.PROFILE, F.EWMA):
+                full = F._by_method(method, y, 0.9, DAY, periods)
+                bare = F._by_method(method, y, 0.9, DAY, periods, False)
+                assert np.array_equal(bare.mean, full.mean)
+                assert np.array_equal(bare.upper, bare.mean)
+                assert (bare.method, bare.periods) == (full.method, full.periods)

@@ -27,6 +27,7 @@ from tidal.autoscaler.predictive.refit import (
     ready_seconds,
     refit,
     refit_warm,
+    warm_model_stands,
 )
 
 HISTORY_MINUTES = 28 * 1440  # as live (tidal.controller.forecasting.HISTORY_DAYS)
@@ -95,9 +96,15 @@ class SimulatedPredictive:
         return self.autoscaler.poke(now, concurrency)
 
     def next_decision_at(self, now: float) -> float | None:
-        """See `PredictiveAutoscaler.next_decision_at`; also the next hourly refit."""
+        """See `PredictiveAutoscaler.next_decision_at`; also the next refit. Not a warm refit
+        that would keep the model (`warm_model_stands`): every later one would too until a
+        request ends the gap, which wakes the replay anyway, and `tick` steps the 10-minute
+        clock past them as their own ticks would have. An idle fleet then wakes hourly."""
         at = self.autoscaler.next_decision_at(now)
-        refit_at = min(self._next_plan, self._next_warm)
+        refit_at = self._next_plan
+        warm_start = math.floor(self._next_warm / 60.0) * 60.0  # `start` of a refit then
+        if not warm_model_stands(self.autoscaler, warm_start):
+            refit_at = min(refit_at, self._next_warm)
         return refit_at if at is None else min(at, refit_at)
 
     def tick(self, now: float, ready: int, reachable: bool = True) -> Decision:
@@ -119,7 +126,8 @@ class SimulatedPredictive:
                 self.ready_s,
             )
         else:
-            self._next_warm = now + WARM_REFIT_S
+            while self._next_warm <= now:  # each due tick (skipped or not) steps it once
+                self._next_warm += WARM_REFIT_S
             refit_warm(self.autoscaler, history, start, self.spec, self.settings, self.ready_s)
         return self.autoscaler.tick(now, ready, reachable)
 

@@ -124,7 +124,7 @@ def _mean_of(
         kept = _memo.get(key)
     if kept is not None and np.array_equal(kept[0].view(np.int64), train.view(np.int64)):
         return kept[1]  # bit for bit the same input: the same (pure) fit
-    mean = _by_method(method, train, quantile, horizon, periods).mean
+    mean = _by_method(method, train, quantile, horizon, periods, False).mean
     _remember(key, train, mean)
     return mean
 
@@ -141,10 +141,17 @@ def _remember(key: tuple, train: np.ndarray, mean: np.ndarray) -> None:
 
 
 def _by_method(
-    method: str, y: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...] | None
+    method: str,
+    y: np.ndarray,
+    quantile: float,
+    horizon: int,
+    periods: tuple[int, ...] | None,
+    band: bool = True,
 ) -> ForecastResult:
+    """The forecast of `method`; without `band`, only its mean (`upper` is the mean: held-out
+    scoring reads nothing else, and the band's quantiles cost as much as the fit)."""
     if method == SEASONAL_NAIVE:
-        result = seasonal_naive(y, quantile, horizon)
+        result = seasonal_naive(y, quantile, horizon, band)
         seasonal = "last value" not in result.reason
         return replace(result, periods=tuple(periods or ()) if seasonal else ())
     if method == EWMA:
@@ -152,13 +159,16 @@ def _by_method(
         if not np.count_nonzero(~np.isnan(clean)):
             zeros = np.zeros(horizon)
             return ForecastResult(zeros, zeros, (), NONE, "no history: forecast 0")
-        return _ewma_forecast(clean, quantile, horizon, "recent level (EWMA) + quantile")
-    return _fixed(y, quantile, horizon, periods)
+        return _ewma_forecast(clean, quantile, horizon, "recent level (EWMA) + quantile", band)
+    return _fixed(y, quantile, horizon, periods, band)
 
 
-def seasonal_naive(history: np.ndarray, quantile: float, horizon: int) -> ForecastResult:
+def seasonal_naive(
+    history: np.ndarray, quantile: float, horizon: int, band: bool = True
+) -> ForecastResult:
     """The same minute one period ago (a week with a week and a day of history, else a day),
-    the last value with under a day; the band from its own in-sample errors."""
+    the last value with under a day; the band from its own in-sample errors (none without
+    `band`: `upper` is the mean)."""
     y = filled(history)
     period = WEEK if len(y) >= WEEK + DAY else DAY if len(y) >= DAY + 60 else 0
     if period:
@@ -169,8 +179,8 @@ def seasonal_naive(history: np.ndarray, quantile: float, horizon: int) -> Foreca
         mean = np.full(horizon, y[-1] if len(y) else 0.0)
         errors = np.diff(y)
         name = "last value"
-    band = max(float(np.quantile(errors, quantile)), 0.0) if len(errors) else 0.0
-    return ForecastResult(mean, mean + band, (), SEASONAL_NAIVE, f"seasonal-naive: {name}")
+    width = max(float(np.quantile(errors, quantile)), 0.0) if band and len(errors) else 0.0
+    return ForecastResult(mean, mean + width, (), SEASONAL_NAIVE, f"seasonal-naive: {name}")
 
 
 def filled(history: np.ndarray) -> np.ndarray:
@@ -185,24 +195,28 @@ def filled(history: np.ndarray) -> np.ndarray:
 
 
 def _fixed(
-    history: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...] | None
+    history: np.ndarray,
+    quantile: float,
+    horizon: int,
+    periods: tuple[int, ...] | None,
+    band: bool = True,
 ) -> ForecastResult:
     """The profile when periods are found, else the EWMA level."""
     y = interpolate_gaps(np.asarray(history, dtype=float))
     if periods is None:
         periods = detect_periods(y)
     if periods:
-        return _profile_forecast(y, quantile, horizon, periods)
+        return _profile_forecast(y, quantile, horizon, periods, band)
     present = int(np.count_nonzero(~np.isnan(y)))
     if present == 0:
         zeros = np.zeros(horizon)
         return ForecastResult(zeros, zeros, (), NONE, "no history: forecast 0")
     why = "no daily or weekly period" if present >= 2 * DAY else "under 2 days of history"
-    return _ewma_forecast(y, quantile, horizon, f"{why}: recent level (EWMA) + quantile")
+    return _ewma_forecast(y, quantile, horizon, f"{why}: recent level (EWMA) + quantile", band)
 
 
 def _profile_forecast(
-    y: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...]
+    y: np.ndarray, quantile: float, horizon: int, periods: tuple[int, ...], band: bool = True
 ) -> ForecastResult:
     period = max(periods)
     cycles = min(-(-len(y) // period), MAX_CYCLES * WEEK // period)
@@ -214,11 +228,10 @@ def _profile_forecast(
     profile = _phase_medians(grid, len(y))
     if not np.isfinite(profile).all():  # a phase without data: the median of all
         profile = np.nan_to_num(profile, nan=float(np.nanmedian(y)))
-    band = _band(grid - profile, quantile)
     steps = np.arange(horizon)
     level = _weekday_level(y, profile, horizon) if period == DAY else np.ones(horizon)
     mean = np.clip(profile[steps % period], 0.0, None) * level
-    upper = mean + band[(steps % DAY) // 60] * level
+    upper = mean + _band(grid - profile, quantile)[(steps % DAY) // 60] * level if band else mean
     names = "+".join("1w" if p == WEEK else "1d" for p in periods)
     return ForecastResult(
         mean, upper, periods, PROFILE, f"periods {names}: seasonal-median profile"
@@ -302,7 +315,9 @@ def _weekday_level(y: np.ndarray, profile: np.ndarray, horizon: int) -> np.ndarr
     return level
 
 
-def _ewma_forecast(y: np.ndarray, quantile: float, horizon: int, reason: str) -> ForecastResult:
+def _ewma_forecast(
+    y: np.ndarray, quantile: float, horizon: int, reason: str, band: bool = True
+) -> ForecastResult:
     from tidal.autoscaler.predictive import series_kernels  # numba: loaded on first use
 
     recent = y[~np.isnan(y)][-DAY:]
@@ -310,6 +325,6 @@ def _ewma_forecast(y: np.ndarray, quantile: float, horizon: int, reason: str) ->
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
     errors, level = series_kernels.ewma_steps(recent, alpha)
     level = max(float(level), 0.0)
-    band = max(float(np.quantile(errors, quantile)), 0.0) if len(recent) > 1 else 0.0
+    width = max(float(np.quantile(errors, quantile)), 0.0) if band and len(recent) > 1 else 0.0
     mean = np.full(horizon, level)
-    return ForecastResult(mean, mean + band, (), EWMA, reason)
+    return ForecastResult(mean, mean + width, (), EWMA, reason)

@@ -67,11 +67,7 @@ def refit_warm(
     """Refit only the warm model (the plan stays), in the caller's thread. Without a new gap
     since the last fit the model stands (returned as is). `previous`: the warm model in use,
     when `autoscaler` is a copy that does not hold it."""
-    if (
-        autoscaler.gaps
-        and autoscaler.policy.gaps_seen
-        and autoscaler.gaps[-1].start + autoscaler.gaps[-1].length < start - WARM_REFIT_S
-    ):
+    if warm_model_stands(autoscaler, start):
         return autoscaler.policy.warm
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=autoscaler.observing_since) + list(
@@ -82,6 +78,18 @@ def refit_warm(
     model = fit_warm(gaps, ready_s, start, spec, settings, previous, autoscaler.ledger)
     autoscaler.policy.set_warm(model, len(gaps))
     return model
+
+
+def warm_model_stands(autoscaler: PredictiveAutoscaler, start: float) -> bool:
+    """Whether `refit_warm` with history up to `start` keeps the model in use: it was fitted
+    and no gap has ended in the WARM_REFIT_S before `start`. Once true it stays so, at every
+    later `start`, until a request ends the gap the service is in."""
+    gaps = autoscaler.gaps
+    return (
+        bool(gaps)
+        and bool(autoscaler.policy.gaps_seen)
+        and gaps[-1].start + gaps[-1].length < start - WARM_REFIT_S
+    )
 
 
 def refit(
