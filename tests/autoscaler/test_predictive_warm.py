@@ -70,6 +70,9 @@ def test_gaps_from_minutes():
     gaps = gaps_from_minutes(history, MONDAY)
     assert [(g.start - MONDAY, g.length) for g in gaps] == [(120.0, 210.0), (420.0, 90.0)]
     assert len(gaps_from_minutes(history, MONDAY, until=MONDAY + 400)) == 1
+    # `until` at each gap's end exactly, and a second either side (it reads no later minute).
+    for until, count in ((329.0, 0), (330.0, 1), (509.0, 1), (510.0, 2), (511.0, 2)):
+        assert len(gaps_from_minutes(history, MONDAY, until=MONDAY + until)) == count
 
 
 def test_cold_start_cost_annotation():

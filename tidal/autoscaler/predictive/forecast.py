@@ -95,7 +95,7 @@ def forecast(
         for w in range(1, windows + 1):
             test = y[len(y) - w * hold :][:hold]
             err = np.abs(test - _mean_of(method, y[: len(y) - w * hold], quantile, hold, periods))
-            scores.append(float(np.nanmean(err)) if np.isfinite(err).any() else np.inf)
+            scores.append(_mean_error(err))
         errors[method], by_window[method] = float(np.mean(scores)), np.array(scores)
     # Seasonal-naive unless another method is clearly better out of sample, in every held-out
     # window: choosing on a few windows is noisy, and a near-tie is not worth it.
@@ -107,6 +107,15 @@ def forecast(
     _remember((best, quantile, horizon, tuple(periods), len(y)), y, result.mean)
     scores_text = ", ".join(f"{m} {e:.3g}" for m, e in errors.items())
     return replace(result, reason=f"{result.reason}; chosen by held-out error ({scores_text})")
+
+
+def _mean_error(err: np.ndarray) -> float:
+    """The mean of the finite errors (`np.nanmean`; infinity when there are none). With every
+    error finite, their plain mean: nanmean's own sum of the same values, without its copy."""
+    finite = np.isfinite(err)
+    if finite.all() and len(err):
+        return float(err.mean())
+    return float(np.nanmean(err)) if finite.any() else np.inf
 
 
 _memo: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()

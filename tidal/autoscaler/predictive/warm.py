@@ -122,7 +122,10 @@ def gaps_from_minutes(history: np.ndarray, start: float, until: float | None = N
     `until` are returned."""
     if until is not None and until < start + 90.0:  # none ends that early (a minute, then 30 s)
         return []
-    y = np.nan_to_num(np.asarray(history, dtype=float))
+    y = np.asarray(history, dtype=float)
+    if until is not None:  # a gap ending by `until` ends in a busy minute before this one
+        y = y[: math.floor((until - start + 30.0) / 60.0) + 2]
+    y = np.nan_to_num(y)
     active = np.flatnonzero(y > 0)
     if active.size < 2:
         return []
