@@ -285,3 +285,70 @@ def test_the_auto_price_runs_the_tables_it_scored():
         )  # fmt: skip
         _, kpa_cold = warm._kpa(lengths[held_out], recency, 90.0, 42.0)
         assert float(cold[0] / kpa_cold) == pytest.approx(model.expected_cold_ratio, abs=1e-9)
+
+
+# A sparse service's idle gaps (s after the first, length): three sessions of short gaps in
+# 2.6 days, the last session's twenty short gaps the held-out share.
+SESSIONS = [
+    (0, 1878.4),
+    (1918, 63731.7),
+    (65655, 103658.1),
+    (169321, 11),
+    (169333, 2),
+    (169336, 19),
+    (169355, 14),
+    (169370, 4),
+    (169374, 12),
+    (169387, 7),
+    (169395, 2),
+    (169399, 3),
+    (169402, 4),
+    (169406, 15),
+    (169421, 5),
+    (169426, 20),
+    (169447, 57762.4),
+    (227231, 7),
+    (227238, 6),
+    (227244, 10),
+    (227254, 5),
+    (227260, 7),
+    (227268, 3),
+    (227271, 23),
+    (227294, 8),
+    (227305, 2),
+    (227310, 9),
+    (227320, 6),
+    (227326, 9),
+    (227337, 13),
+    (227351, 2),
+    (227353, 26),
+    (227380, 9),
+    (227389, 13),
+    (227402, 4),
+    (227407, 5),
+    (227412, 4),
+    (227416, 3),
+    (227422, 2),
+    (227424, 17),
+    (227441, 4),
+    (227445, 2),
+]
+
+
+def test_held_out_gaps_the_kpa_keeps_warm_through_are_no_evidence_for_a_price():
+    """The KPA has no cold start on one burst's short gaps, so a held-out share made of them
+    cannot show any price beating it (the auto price chose one replica-second on it, and the
+    service then released replicas seconds into its next bursts: more cold starts and more
+    replica time than the KPA). The service runs as the KPA; the explicit price still acts."""
+    first = MONDAY + 60457.0
+    gaps = [Gap(first + start, length) for start, length in SESSIONS]
+    now = first + 227963.0
+    auto = fit(gaps, 42.0, TAIL_S, now, panic_s=0.0, own_panic_s=0.0)
+    assert auto is not None and not auto.useful and not auto.rhythm and not auto.evidence
+    assert fit(gaps, 42.0, TAIL_S, now, cold_start_cost=600.0).useful
+    # `tidal describe` says why, rather than an expected ratio to nothing.
+    policy = PredictivePolicy(PredictiveAnnotations())
+    policy.set_warm(auto, len(gaps))
+    decision = policy.decide(now, 1, 1)
+    assert decision.mode_used == "observer"
+    assert "no cold start of the KPA's to beat yet" in decision.reason

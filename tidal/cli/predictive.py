@@ -90,11 +90,17 @@ def _warm_line(warm: dict[str, Any] | None) -> str:
     price = f"a cold start priced {warm['coldStartCostReplicaSeconds']:g} replica-s" + (
         " (auto: the most the KPA's own replica time affords)" if warm["autoPrice"] else ""
     )
-    expect = (
-        f"expects {warm['expectedColdStartsVsKpa']:.2f}x the KPA's cold starts at "
-        f"{warm['expectedReplicaTimeVsKpa']:.2f}x its idle replica time over "
-        f"{warm['gaps']} idle gaps"
-    )
+    if warm["expectedColdStartsVsKpa"] is None:
+        expect = (
+            f"none of the newest of {warm['gaps']} idle gaps outlasted the KPA's "
+            f"{warm['kpaTailSeconds']:g} s tail, so there is no cold start of its to beat yet"
+        )
+    else:
+        expect = (
+            f"expects {warm['expectedColdStartsVsKpa']:.2f}x the KPA's cold starts at "
+            f"{warm['expectedReplicaTimeVsKpa']:.2f}x its idle replica time over "
+            f"{warm['gaps']} idle gaps"
+        )
     used = "" if warm["used"] else "; no gain over the KPA's tail, so idle replicas follow it"
     return f"warm decision: {price}; {expect}{used}"
 

@@ -260,7 +260,9 @@ def warm_view(plan: Plan) -> dict[str, Any]:
         "readySeconds": round(model.ready_s, 1),
         "kpaTailSeconds": model.kpa_tail_s,
         "expectedReplicaTimeVsKpa": round(model.expected_cost_ratio, 3),
-        "expectedColdStartsVsKpa": round(model.expected_cold_ratio, 3),
+        "expectedColdStartsVsKpa": (
+            round(model.expected_cold_ratio, 3) if model.evidence else None
+        ),
     }
 
 

@@ -179,6 +179,11 @@ class PredictivePolicy:
                 f"{self.warm.expected_cold_ratio:.2f}x the KPA's cold starts; used once the next "
                 "fit agrees"
             )
+        elif not self.warm.evidence:
+            gaps = (
+                f"{self.warm.gaps} idle gaps, none of the newest longer than the KPA's "
+                f"{self.warm.kpa_tail_s:.0f} s tail: no cold start of the KPA's to beat yet"
+            )
         else:
             gaps = (
                 f"{self.warm.gaps} idle gaps show no rhythm to exploit (best affordable price "

@@ -162,6 +162,9 @@ class WarmModel:
     # The held-out test found a price worth using. `useful` may still be False for the auto
     # price until a second fit agrees (refit.fit_warm: one fit's verdict can be noise).
     rhythm: bool = True
+    # The auto price's held-out gaps include one the KPA would meet with a cold start; without
+    # one, no price can be shown to beat it (and `expected_cold_ratio` means nothing).
+    evidence: bool = True
 
     def action(self, idle_since: float, now: float, warm: bool) -> tuple[bool, str]:
         """(keep or have one replica, why) for a gap that began at `idle_since`."""
@@ -262,7 +265,7 @@ def fit(
         return None
     steps = STEPS
     recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
-    useful = True
+    useful = evidence = True
     if cold_start_cost is AUTO:
         held = max(MIN_HELD_OUT, int(HELD_OUT * len(begins)))
         train = slice(0, len(begins) - held)
@@ -285,8 +288,13 @@ def fit(
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
-        useful = bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
-        if not useful and spare is not None:
+        # Only a held-out share in which the KPA has a cold start to avoid can show a price
+        # beating it. One burst's short gaps show none: any table that holds a few seconds
+        # passes them, and a sparse service then released replicas seconds into its next
+        # bursts at a price of one replica-second.
+        evidence = kpa_cold > 0
+        useful = evidence and bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
+        if not useful and evidence and spare is not None:
             wider = np.all([c + charge * n <= spare * k for c, n, k, _ in windows], axis=0)
             worth = np.flatnonzero(wider & (cold <= GAIN * kpa_cold))
             if worth.size:
@@ -323,6 +331,7 @@ def fit(
         useful=useful,
         survival=survival,
         rhythm=useful,
+        evidence=evidence,
     )
 
 
