@@ -337,9 +337,10 @@ SESSIONS = [
 
 def test_held_out_gaps_the_kpa_keeps_warm_through_are_no_evidence_for_a_price():
     """The KPA has no cold start on one burst's short gaps, so a held-out share made of them
-    cannot show any price beating it (the auto price chose one replica-second on it, and the
-    service then released replicas seconds into its next bursts: more cold starts and more
-    replica time than the KPA). The service runs as the KPA; the explicit price still acts."""
+    (all in one slice of the day) cannot show any price beating it: the auto price chose one
+    replica-second on it, and the service then released replicas seconds into its next
+    bursts, more cold starts and more replica time than the KPA. The service runs as the
+    KPA; the explicit price still acts."""
     first = MONDAY + 60457.0
     gaps = [Gap(first + start, length) for start, length in SESSIONS]
     now = first + 227963.0
@@ -352,3 +353,14 @@ def test_held_out_gaps_the_kpa_keeps_warm_through_are_no_evidence_for_a_price():
     decision = policy.decide(now, 1, 1)
     assert decision.mode_used == "observer"
     assert "no cold start of the KPA's to beat yet" in decision.reason
+
+
+def test_short_held_out_gaps_spread_over_the_day_are_evidence():
+    """A function called about every minute: its held-out gaps are all shorter than the KPA's
+    tail, but they cover several slices of the day, whose tables they test."""
+    rng = np.random.default_rng(3)
+    gaps = [Gap(MONDAY + i * 90.0, float(rng.uniform(40, 80))) for i in range(1000)]
+    model = fit(gaps, 42.0, TAIL_S, MONDAY + 90_000.0)
+    assert model is not None and model.evidence
+    one_burst = gaps[:700] + [Gap(MONDAY + 80_000.0 + i * 20.0, 8.0) for i in range(300)]
+    assert not fit(one_burst, 42.0, TAIL_S, MONDAY + 90_000.0).evidence

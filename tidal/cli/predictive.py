@@ -92,8 +92,9 @@ def _warm_line(warm: dict[str, Any] | None) -> str:
     )
     if warm["expectedColdStartsVsKpa"] is None:
         expect = (
-            f"none of the newest of {warm['gaps']} idle gaps outlasted the KPA's "
-            f"{warm['kpaTailSeconds']:g} s tail, so there is no cold start of its to beat yet"
+            f"the newest of {warm['gaps']} idle gaps are all shorter than the KPA's "
+            f"{warm['kpaTailSeconds']:g} s tail and in one slice of the day: no cold start "
+            "of its to beat yet"
         )
     else:
         expect = (

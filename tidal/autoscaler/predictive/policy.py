@@ -181,8 +181,9 @@ class PredictivePolicy:
             )
         elif not self.warm.evidence:
             gaps = (
-                f"{self.warm.gaps} idle gaps, none of the newest longer than the KPA's "
-                f"{self.warm.kpa_tail_s:.0f} s tail: no cold start of the KPA's to beat yet"
+                f"{self.warm.gaps} idle gaps, the newest all shorter than the KPA's "
+                f"{self.warm.kpa_tail_s:.0f} s tail and in one slice of the day: no cold start "
+                "of the KPA's to beat yet"
             )
         else:
             gaps = (

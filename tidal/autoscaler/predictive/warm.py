@@ -162,8 +162,9 @@ class WarmModel:
     # The held-out test found a price worth using. `useful` may still be False for the auto
     # price until a second fit agrees (refit.fit_warm: one fit's verdict can be noise).
     rhythm: bool = True
-    # The auto price's held-out gaps include one the KPA would meet with a cold start; without
-    # one, no price can be shown to beat it (and `expected_cold_ratio` means nothing).
+    # The auto price's held-out gaps include one the KPA would meet with a cold start, or span
+    # more than one slice of the day; without, no price can be shown to beat it (and
+    # `expected_cold_ratio` means nothing).
     evidence: bool = True
 
     def action(self, idle_since: float, now: float, warm: bool) -> tuple[bool, str]:
@@ -288,11 +289,12 @@ def fit(
         enough = affordable[cold[affordable] <= ENOUGH * kpa_cold]
         if enough.size:  # the cheapest price that already avoids most cold starts
             pick = int(enough[0])
-        # Only a held-out share in which the KPA has a cold start to avoid can show a price
-        # beating it. One burst's short gaps show none: any table that holds a few seconds
-        # passes them, and a sparse service then released replicas seconds into its next
-        # bursts at a price of one replica-second.
-        evidence = kpa_cold > 0
+        # A held-out share of one burst's short gaps is no evidence: the KPA has no cold start
+        # there to beat, any table that holds a few seconds passes them, and the tables of
+        # every other slice of the day go untested (a sparse service was priced at one
+        # replica-second so, and released replicas 3 s into its next bursts). Short gaps
+        # spread over the day are (a function called every minute holds through them).
+        evidence = kpa_cold > 0 or np.unique(own[len(begins) - held :]).size > 1
         useful = evidence and bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
         if not useful and evidence and spare is not None:
             wider = np.all([c + charge * n <= spare * k for c, n, k, _ in windows], axis=0)
