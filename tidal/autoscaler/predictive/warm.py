@@ -270,6 +270,7 @@ def fit(
     if cold_start_cost is AUTO:
         held = max(MIN_HELD_OUT, int(HELD_OUT * len(begins)))
         train = slice(0, len(begins) - held)
+        held_out = np.arange(len(begins) - held, len(begins))
         hazard, _ = _hazard(bins[train], own[train], recency[train], steps)
         hold, start = _solve(hazard, PRICES, ready_s)  # (prices, slices, steps)
         # Scored on each of WINDOWS consecutive parts of the held-out gaps: a price must stay
@@ -277,7 +278,7 @@ def fit(
         per_bin = _per_bin(hold, start, ready_s, steps)
         charge = panic_s if own_panic_s is None else own_panic_s
         windows = []
-        for part in np.array_split(np.arange(len(begins) - held, len(begins)), WINDOWS):
+        for part in np.array_split(held_out, WINDOWS):
             cost, cold = _score(per_bin, bins[part], own[part], recency[part])
             kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
             windows.append((cost, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
@@ -294,7 +295,7 @@ def fit(
         # every other slice of the day go untested (a sparse service was priced at one
         # replica-second so, and released replicas 3 s into its next bursts). Short gaps
         # spread over the day are (a function called every minute holds through them).
-        evidence = kpa_cold > 0 or np.unique(own[len(begins) - held :]).size > 1
+        evidence = kpa_cold > 0 or np.unique(own[held_out]).size > 1
         useful = evidence and bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
         if not useful and evidence and spare is not None:
             wider = np.all([c + charge * n <= spare * k for c, n, k, _ in windows], axis=0)
