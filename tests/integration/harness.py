@@ -260,6 +260,19 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def others_can_read(path: Path) -> bool:
+    """Whether a process of another user (a replica run as nobody) can read `path`: every
+    directory above it searchable by others. A checkout in a private directory is not (`mktemp
+    -d` makes one 0700), and a test that runs a replica as nobody from it cannot start one."""
+    path = path.resolve()
+    if not os.stat(path).st_mode & 0o004:
+        return False
+    return all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
+
+
+NOT_FOR_OTHERS = "the checkout is in a directory other users cannot enter (e.g. mktemp -d's 0700)"
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

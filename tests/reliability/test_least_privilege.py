@@ -12,9 +12,11 @@ import pytest
 from tests.integration.harness import (
     FAST_AUTOSCALER,
     HELLO_DIR,
+    NOT_FOR_OTHERS,
     Platform,
     hello_service,
     host,
+    others_can_read,
     wait_until,
 )
 
@@ -61,6 +63,8 @@ def test_run_as_non_root_fails_the_revision_with_the_reason(platform: Platform) 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 def test_run_as_user_runs_the_replica_as_that_user(platform: Platform) -> None:
+    if not others_can_read(HELLO_DIR / "app.py"):
+        pytest.skip(NOT_FOR_OTHERS)
     service = hello_service("nobody", annotations={"autoscaling.knative.dev/min-scale": "1"})
     container = service["spec"]["template"]["spec"]["containers"][0]
     # tidal's own interpreter may live where nobody cannot read; the system one is world-readable

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import NOT_FOR_OTHERS, others_can_read
 from tidal.api.config import LogLimits
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, SecurityContext
 from tidal.runtime.hygiene import ReplicaRecords, group_members
@@ -494,6 +495,8 @@ def test_non_dumpable_process_hides_its_environment(non_dumpable: bool) -> None:
         python = "/usr/bin/python3"
         if not os.path.exists(python):
             pytest.skip("no /usr/bin/python3 to run as nobody")
+        if not others_can_read(REPO / "tidal" / "runtime" / "hygiene.py"):
+            pytest.skip(NOT_FOR_OTHERS)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TIDAL_TOKEN": "s3cret"}
     holder = subprocess.Popen(
         [python, "-c", HOLDER, "1" if non_dumpable else "0"],
