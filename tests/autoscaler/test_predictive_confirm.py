@@ -18,7 +18,7 @@ from tidal.autoscaler.predictive.synthetic import MONDAY
 from tidal.autoscaler.predictive.warm import Gap, fit
 
 READY_S = 30.0
-TAIL_S = 90.0  # the KPA's defaults: 60 s stable window + 30 s grace
+TAIL_S = 62.0  # the KPA's defaults (kpa_cost.idle_tail): a 60 s stable window, no grace left
 
 
 def spec_for(container_concurrency: int = 1):

@@ -7,17 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
+from tidal.api.pools import parse_pools
 from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import decider_spec
 from tidal.autoscaler.predictive import warm
 from tidal.autoscaler.predictive.bounds import Bounds
-from tidal.autoscaler.predictive.kpa_cost import panic_cost
+from tidal.autoscaler.predictive.kpa_cost import LIMIT_S, idle_tail, panic_cost
 from tidal.autoscaler.predictive.refit import build_models
 from tidal.autoscaler.predictive.synthetic import MONDAY
 from tidal.autoscaler.predictive.warm import BUDGET, Gap, fit
+from tidal.scheduler.placement import Demand
+from tidal.sim.dists import parse_distribution
+from tidal.sim.model import ServiceModel, simulate
+from tidal.sim.traces import Trace
 
 READY_S = 30.0
-TAIL_S = 90.0  # the KPA's defaults: 60 s stable window + 30 s grace
+TAIL_S = 90.0  # a simple model's tail: 60 s stable window + 30 s grace
 
 
 def spec_for(annotations: dict[str, str] | None = None, container_concurrency: int = 1):
@@ -114,3 +119,36 @@ def test_auto_needs_the_budget_on_each_held_out_window_not_only_on_their_sum():
         warm.WINDOWS = one
     assert summed is not None and summed.useful
     assert model.price < summed.price or not model.useful
+
+
+def test_the_kpas_idle_tail_is_its_stable_window_when_the_gateway_already_holds_its_requests():
+    """Knative's last replica goes a stable window after the last request, plus the
+    scale-to-zero grace only where the gateway has not been holding requests for the revision
+    that long already (docs/autoscaling.md, "Going to zero"). With the default target burst
+    capacity a one-replica service is always behind the gateway: 62 s, not 60 + 30."""
+    assert idle_tail(spec_for()) == 62.0
+    assert idle_tail(spec_for(container_concurrency=0)) == 62.0
+    no_burst = {"autoscaling.knative.dev/target-burst-capacity": "0"}  # the gateway leaves
+    assert idle_tail(spec_for(no_burst)) == 90.0
+    assert idle_tail(spec_for({"autoscaling.knative.dev/window": "120s"})) == 122.0
+    retention = {"autoscaling.knative.dev/scale-to-zero-pod-retention-period": "5m"}
+    assert idle_tail(spec_for(retention)) == 360.0  # inactive at 60 s, then kept 5 min
+    assert idle_tail(spec_for({"autoscaling.knative.dev/min-scale": "1"})) == LIMIT_S
+
+
+def test_the_simulated_kpa_releases_its_last_replica_one_idle_tail_after_the_last_request():
+    """The warm decision scores the KPA with `idle_tail`; the replay of the same KPA agrees."""
+    spec = spec_for()
+    model = ServiceModel("svc", spec, 1, demand=Demand(gpus=1))
+    arrivals = np.array([100.0, 1100.0, 1130.0, 3000.0])
+    trace = Trace("lone", arrivals, 4000.0)
+    pools = parse_pools([{"name": "gpu", "capacity": {"nvidia.com/gpu": ["0", "1", "2"]}}])
+    result = simulate(
+        trace, model, ("kpa",), pools, parse_distribution("const:1"),
+        parse_distribution("const:5"),
+    )["kpa"]  # fmt: skip
+    live = result.replicas
+    for last in (100.0, 1130.0):  # the last request of each busy spell
+        done = last + float(result.latency[arrivals == last][0])
+        zero = int(np.flatnonzero(live[int(done) :] == 0)[0]) + int(done)
+        assert abs(zero - (done + idle_tail(spec))) <= 3.0, (last, zero - done)

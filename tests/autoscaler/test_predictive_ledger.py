@@ -75,22 +75,19 @@ def test_the_account_decays_with_the_gaps_half_life():
 
 
 def wide_gaps() -> tuple[list[Gap], float]:
-    """Most gaps 400-700 s, the rest long: holding through the short ones avoids cold starts
+    """Most gaps 150-300 s, the rest long: holding through the short ones avoids cold starts
     at between 0.8 and 1.0 times the KPA's idle replica time on the held-out gaps."""
     rng = np.random.default_rng(0)
     n = 300
-    lengths = np.where(rng.random(n) < 0.7, rng.uniform(400, 700, n), rng.exponential(1800, n))
+    lengths = np.where(rng.random(n) < 0.7, rng.uniform(150, 300, n), rng.exponential(1800, n))
     return [Gap(MONDAY + i * 4000, float(x)) for i, x in enumerate(lengths)], MONDAY + n * 4000
 
 
 def test_a_spare_budget_uses_the_cheapest_price_worth_using_when_none_within_budget_is():
     gaps, now = wide_gaps()
-    panic, served = (
-        panic_cost(spec_for(), READY_S, TAIL_S),
-        served_panic_cost(spec_for(), READY_S, TAIL_S),
-    )
-    strict = fit(gaps, READY_S, TAIL_S, now, panic_s=panic, own_panic_s=served)
-    spare = fit(gaps, READY_S, TAIL_S, now, panic_s=panic, own_panic_s=served, spare=1.0)
+    served = served_panic_cost(spec_for(), READY_S, TAIL_S)  # both sides' charge (fit_warm)
+    strict = fit(gaps, READY_S, TAIL_S, now, panic_s=served, own_panic_s=served)
+    spare = fit(gaps, READY_S, TAIL_S, now, panic_s=served, own_panic_s=served, spare=1.0)
     assert strict is not None and spare is not None
     assert not strict.useful and spare.useful
     assert spare.expected_cold_ratio <= 0.8
@@ -98,8 +95,8 @@ def test_a_spare_budget_uses_the_cheapest_price_worth_using_when_none_within_bud
     rng = np.random.default_rng(0)
     minute = [Gap(MONDAY + i * 200, float(rng.uniform(20, 150))) for i in range(400)]
     later = MONDAY + 400 * 200
-    a = fit(minute, READY_S, TAIL_S, later, panic_s=panic, own_panic_s=served)
-    b = fit(minute, READY_S, TAIL_S, later, panic_s=panic, own_panic_s=served, spare=1.0)
+    a = fit(minute, READY_S, TAIL_S, later, panic_s=served, own_panic_s=served)
+    b = fit(minute, READY_S, TAIL_S, later, panic_s=served, own_panic_s=served, spare=1.0)
     assert a is not None and b is not None and a.useful and b.useful and a.price == b.price
 
 
@@ -108,20 +105,22 @@ def test_fit_warm_widens_the_budget_only_while_the_account_shows_a_saving():
     spec, settings = spec_for(), PredictiveAnnotations()
     confirmed = fit_warm(gaps, READY_S, now, spec, settings, None)
     assert confirmed is not None and not confirmed.rhythm  # nothing within the 0.8 budget
+    cold_s = READY_S + panic_cost(spec, READY_S, TAIL_S)
+    held_s = 2 * 40 * cold_s  # more than the 40 cold starts avoided below are worth
     saved, spent = Ledger(), Ledger()
-    saved.advance(now - 3600, 0, 0, None, TAIL_S)
-    spent.advance(now - 3600, 1, 0, None, TAIL_S)
+    saved.advance(now - held_s, 0, 0, None, TAIL_S)
+    spent.advance(now - held_s, 1, 0, None, TAIL_S)
     for i in range(40):
         saved.gap_ended(now - 3000 + i, kpa_cold=True, ready=True)
         spent.gap_ended(now - 3000 + i, kpa_cold=True, ready=True)
-    spent.advance(now, 1, 0, None, TAIL_S)  # a replica held an hour beyond the KPA's count
-    assert saved.paid_for(READY_S + panic_cost(spec, READY_S, TAIL_S))
-    assert not spent.paid_for(READY_S + panic_cost(spec, READY_S, TAIL_S))
+    spent.advance(now, 1, 0, None, TAIL_S)  # a replica held beyond the KPA's count
+    assert saved.paid_for(cold_s)
+    assert not spent.paid_for(cold_s)
     # `tidal forecast` shows the same verdict the fit acts on.
     assert account_view(saved, spec, READY_S)["savingMeasured"]
     view = account_view(spent, spec, READY_S)
     assert not view["savingMeasured"] and view["coldStartsAvoided"] == pytest.approx(40, rel=1e-2)
-    assert view["spentReplicaSeconds"] == pytest.approx(3600, rel=1e-2)  # decayed a little
+    assert view["spentReplicaSeconds"] == pytest.approx(held_s, rel=1e-2)  # decayed a little
     first = fit_warm(gaps, READY_S, now, spec, settings, None, saved)
     assert first is not None and first.rhythm and not first.useful  # still two fits to agree
     second = fit_warm(gaps, READY_S, now + 600, spec, settings, first, saved)

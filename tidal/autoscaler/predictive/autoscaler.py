@@ -16,10 +16,11 @@ import math
 from collections import deque
 
 from tidal.autoscaler.kpa import Decision, RevisionAutoscaler
+from tidal.autoscaler.predictive.kpa_cost import idle_tail
 from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PolicyDecision, PredictivePolicy
-from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap, kpa_tail
+from tidal.autoscaler.predictive.warm import MAX_GAPS, MIN_GAP_S, Gap
 
 IDLE_AFTER_S = 2.5  # no concurrency for this long (a stat period and a bit): idle
 PEAK_WINDOW_S = 3600.0  # idle replicas beyond what the last hour's peak needed are not held
@@ -111,10 +112,9 @@ class PredictiveAutoscaler:
         return None if at is None else at - self.epoch_offset
 
     def _tail_s(self) -> float:
-        """How long the KPA alone holds replicas after the last request ends: its stable
-        window, then its scale-to-zero grace."""
-        spec = self.reactive.spec
-        return kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+        """How long the KPA alone holds replicas after the last request ends (measured on the
+        KPA's own code, `kpa_cost.idle_tail`)."""
+        return idle_tail(self.reactive.spec)
 
     def _kpa_alone(self, epoch: float, idle: float | None) -> int:
         """The KPA's count as the policy reads it: the KPA underneath's, except past its tail

@@ -10,6 +10,12 @@ measures what the KPA spends on a lone cold request beyond the simple model's `R
 fixed tail` (its panic headroom, less the shorter tail it then has), for the service's own KPA
 settings and Ready Time, with the KPA's own code.
 
+The KPA's idle tail itself, how long it keeps the last replica after the last request, is
+measured the same way (`idle_tail`): its stable window, then its scale-to-zero grace unless the
+gateway has been holding requests for it that long already, which with Knative's default
+target burst capacity it always has for a small service (docs/autoscaling.md, "Going to
+zero"): 62 s with the defaults, not stable window + grace (90 s).
+
 Every expected cold start of the KPA's is charged it, so a cold start avoided is worth its
 full cost in the budget. Predictive's own are charged `served_panic_cost`, the part spent while
 the request waits: its idle cap releases the panic replica once the service is idle again
@@ -27,6 +33,33 @@ from tidal.autoscaler.kpa import RPS, TICK_INTERVAL, DeciderSpec, RevisionAutosc
 SERVICE_S = 1.0  # the lone request's service time once a replica is ready
 STAT_S = 1.0  # the metric scrape period the replay records at
 LIMIT_S = 3600.0  # a KPA that never returns to zero is followed this long
+
+
+WARM_UP_WINDOWS = 2  # stable windows of steady traffic before the lone request's tail
+
+
+@lru_cache(maxsize=256)
+def idle_tail(spec: DeciderSpec) -> float:
+    """Seconds from the last stat with a request in flight until the KPA (`spec`) asks for zero
+    replicas: replayed on one warm replica that served light traffic (half a replica's target)
+    for WARM_UP_WINDOWS stable windows, then nothing. LIMIT_S when it keeps a replica (scale
+    to zero disabled, min-scale)."""
+    kpa = RevisionAutoscaler(spec, 0.0, ready=1, initialized=True)
+    light = spec.target_value / 2.0
+    busy_until = WARM_UP_WINDOWS * spec.stable_window
+    ticks_per_stat = max(1, round(TICK_INTERVAL / STAT_S))
+    ready, k = 1, 0
+    while k * STAT_S < busy_until + LIMIT_S:
+        k += 1
+        t = k * STAT_S
+        busy = t <= busy_until
+        kpa.record(t, light if busy else 0.0, light if busy else 0.0)
+        if k % ticks_per_stat == 0:
+            replicas = kpa.tick(t, ready).replicas
+            ready = ready if replicas is None else replicas
+            if ready == 0 and not busy:
+                return t - busy_until
+    return LIMIT_S
 
 
 def panic_cost(spec: DeciderSpec, ready_s: float, tail_s: float) -> float:

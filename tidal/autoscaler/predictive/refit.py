@@ -13,10 +13,10 @@ from tidal.api.predictive import PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
-from tidal.autoscaler.predictive.kpa_cost import panic_cost, served_panic_cost
+from tidal.autoscaler.predictive.kpa_cost import idle_tail, panic_cost, served_panic_cost
 from tidal.autoscaler.predictive.ledger import Ledger
 from tidal.autoscaler.predictive.plan import DEFAULT_READY_S, Plan, build_plan
-from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes, kpa_tail
+from tidal.autoscaler.predictive.warm import Gap, WarmModel, fit, gaps_from_minutes
 
 REFIT_S = 3600.0  # plans (and warm models) are rebuilt hourly
 WARM_REFIT_S = 600.0  # warm models also every 10 minutes: cheap, and new gaps matter early
@@ -131,25 +131,28 @@ def fit_warm(
     """The warm model, priced with what a cold start costs under the service's own KPA
     (docs/predictive.md, "The price knob and its default").
 
-    With the auto price, predictive's own expected cold starts are charged only the panic
-    replica's time while the request waits (its idle cap may drop that replica afterwards),
-    the KPA's the whole of it; and a price is acted on only when the previous fit (`previous`,
-    ten minutes and new gaps earlier) also found one worth using. The held-out verdict rests
-    on a few dozen recent gaps, and a verdict that one fit gives and the next withdraws is
-    noise: acted on, it held replicas at dear prices for ten minutes and bought nothing.
+    The KPA is scored with its measured idle tail (`kpa_cost.idle_tail`). With the auto price
+    every expected cold start, the KPA's and predictive's own alike, is charged the panic
+    replica's time while the request waits (`kpa_cost.served_panic_cost`), not all of it: in
+    a busy period the KPA would have needed that replica anyway, and charged whole to the KPA
+    (with the measured tail) it made holding look cheap enough that three services spent 1.01x
+    the KPA's replica-seconds. A price is acted on only when the previous fit (`previous`, ten
+    minutes and new gaps earlier) also found one worth using. The held-out verdict rests on a
+    few dozen recent gaps, and a verdict that one fit gives and the next withdraws is noise:
+    acted on, it held replicas at dear prices for ten minutes and bought nothing.
 
     The price must fit BUDGET of the KPA's idle replica time on the held-out gaps (a margin for
     the model's optimism). While `ledger`, the live account of replica time, shows prediction
     to have spent measurably less than the KPA alone would have (`Ledger.paid_for`, a cold
     start avoided or caused priced at the Ready Time plus the panic replica), a fit that finds
     nothing worth using within BUDGET may use the cheapest price that is within the KPA's whole
-    idle replica time: the margin is then paid for by what was measured, not assumed."""
-    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
-    panic_s = panic_cost(spec, ready_s, tail)
+    idle replica time: the margin is then paid for by what was measured, not assumed. An
+    explicit price is scored with the whole panic replica (`kpa_cost.panic_cost`)."""
+    tail = idle_tail(spec)
     auto = settings.cold_start_cost is None
-    served_s = served_panic_cost(spec, ready_s, tail) if auto else None
+    charge = (served_panic_cost if auto else panic_cost)(spec, ready_s, tail)
     spare = 1.0 if auto and ledger is not None and measured_saving(ledger, spec, ready_s) else None
-    model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, panic_s, served_s, spare)
+    model = fit(gaps, ready_s, tail, now, settings.cold_start_cost, charge, spare=spare)
     confirmed = previous is not None and previous.rhythm
     if model is not None and auto and model.useful and not confirmed:
         model = replace(model, useful=False)
@@ -160,5 +163,5 @@ def measured_saving(ledger: Ledger, spec: DeciderSpec, ready_s: float) -> bool:
     """Whether the live account shows prediction spending measurably less replica time than
     the KPA alone (`Ledger.paid_for`, each cold start avoided or caused priced at the Ready
     Time plus the KPA's panic replica): what widens the auto price's budget."""
-    tail = kpa_tail(spec.stable_window, spec.scale_to_zero_grace_period)
+    tail = idle_tail(spec)
     return ledger.paid_for(ready_s + panic_cost(spec, ready_s, tail))

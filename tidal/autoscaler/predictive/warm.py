@@ -14,15 +14,15 @@ gap began" for each slice:
 
 A cold start is priced at `cold_start_cost` replica-seconds. By default ("auto") that price is
 chosen per fit as the highest one whose expected replica time over the observed gaps stays under
-`BUDGET` times what the KPA's fixed tail (stable window + scale-to-zero grace) would spend on the
-same gaps (the margin covers the optimism of scoring on the gaps it was fitted on; each of
-the KPA's expected cold starts also pays the replica the KPA panics into,
-`kpa_cost.panic_cost`, and each of its own the part of it spent while the request waits): the
-policy buys as few cold starts as the KPA's own budget allows,
-or, if a cheaper price already expects to avoid three in four of the KPA's cold starts, that
-cheaper price. If even that price
-expects no real gain over the KPA on the gaps seen (memoryless arrivals: the KPA's fixed tail
-is then already on the cost/cold-start frontier), the service runs as the KPA. With an increasing
+`BUDGET` times what the KPA's fixed tail (its stable window, and the scale-to-zero grace where
+that applies: measured on the KPA's code, `kpa_cost.idle_tail`) would spend on the same gaps
+(the margin covers the optimism of scoring on the gaps it was fitted on; each of the KPA's
+expected cold starts also pays the replica the KPA panics into, `kpa_cost.panic_cost`, and each
+of its own the part of it spent while the request waits): the policy buys as few cold starts as
+the KPA's own budget allows, or, if a cheaper price already expects to avoid three in four of
+the KPA's cold starts, that cheaper price. If even that price expects no real gain over the KPA
+on the gaps seen (memoryless arrivals: the KPA's fixed tail is then already on the
+cost/cold-start frontier), the service runs as the KPA. With an increasing
 hazard (a timer) the programme releases at once and pre-warms one Ready Time before the expected
 arrival; with a decreasing one (bursts) it holds for as long as an arrival is likely; with a
 flat one it is a keep-alive window sized by the price.
@@ -224,11 +224,6 @@ def _first_flips(table: np.ndarray) -> list[list[int]]:
         after = np.searchsorted(changes, np.arange(len(row)), side="right")
         rows.append(np.append(changes, -1)[after].tolist())
     return rows
-
-
-def kpa_tail(stable_window: float, grace: float) -> float:
-    """How long the KPA keeps a replica after the last request (stable window, then grace)."""
-    return stable_window + grace
 
 
 def fit(
