@@ -124,3 +124,16 @@ def test_human_duration():
         "1d12h",
         "1h30m",
     ]
+
+
+def test_a_plan_of_one_replica_leaves_the_first_replica_to_the_warm_decision():
+    """A sparse service's expected demand rounds to one replica in the minutes where last week
+    had a request: that is a guess no price weighed, so it does not hold a replica the KPA
+    (or the priced warm decision) would release. Two or more planned replicas are capacity
+    for a predictable rise, and are added."""
+    policy = PredictivePolicy(PredictiveAnnotations())
+    policy.set_plan(_plan([1] * 10 + [3] * 10))
+    one = policy.decide(MONDAY, reactive_desired=0, current_replicas=1)
+    assert (one.planned, one.replicas) == (1, 0)
+    three = policy.decide(MONDAY + 600, reactive_desired=0, current_replicas=0)
+    assert (three.planned, three.replicas) == (3, 3)

@@ -9,7 +9,8 @@ run (docs/predictive.md):
   tail would. A request the forecast missed is met by the KPA exactly as without prediction (it
   runs on every tick and owns every count above one while requests are in flight).
 - planned: the plan's expected-demand replicas, led by one Ready Time, when the forecast found a
-  daily or weekly period (a predictable rise is ready before it comes).
+  daily or weekly period (a predictable rise is ready before it comes), where it plans more
+  than one replica (the first is the warm decision's).
 
 Modes (`tidal.dev/mode`):
 - auto: as above.
@@ -93,7 +94,10 @@ class PredictivePolicy:
             # than the last hour's peak needed.
             if idle_need is not None and base > idle_need:
                 base, why = idle_need, f"{why}; the last hour's peak needs {idle_need}"
-        auto = base if planned is None else max(base, planned)
+        # The plan adds capacity beyond one replica. Whether an idle service holds its first
+        # is the priced warm decision's call: a plan of one is a sparse service's forecast
+        # rounded up where last week happened to have a request, which no price weighed.
+        auto = base if planned is None or planned <= 1 else max(base, planned)
         recommended = self.bounds.clamp(auto, now)
         cautious = self._cautious(now)
         proactive = self._stabilize(now, reactive if cautious is None else cautious)
