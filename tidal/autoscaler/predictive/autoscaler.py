@@ -45,6 +45,8 @@ class PredictiveAutoscaler:
         # Prediction held another count than the KPA underneath since the last request
         # ended: the KPA underneath no longer sees what the KPA alone would (`_kpa_alone`).
         self._diverged = False
+        self._tail_spec: object = None  # the spec `_tail` was measured for
+        self._tail = 0.0
 
     def set_plan(self, plan: Plan | None) -> None:
         """A fresh plan, with the warm model fitted alongside it (`Plan.warm`)."""
@@ -113,8 +115,11 @@ class PredictiveAutoscaler:
 
     def _tail_s(self) -> float:
         """How long the KPA alone holds replicas after the last request ends (measured on the
-        KPA's own code, `kpa_cost.idle_tail`)."""
-        return idle_tail(self.reactive.spec)
+        KPA's own code, `kpa_cost.idle_tail`; kept per spec, as it is read on every tick)."""
+        spec = self.reactive.spec
+        if spec is not self._tail_spec:
+            self._tail_spec, self._tail = spec, idle_tail(spec)
+        return self._tail
 
     def _kpa_alone(self, epoch: float, idle: float | None) -> int:
         """The KPA's count as the policy reads it: the KPA underneath's, except past its tail
