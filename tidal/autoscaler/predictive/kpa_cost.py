@@ -16,12 +16,12 @@ gateway has been holding requests for it that long already, which with Knative's
 target burst capacity it always has for a small service (docs/autoscaling.md, "Going to
 zero"): 62 s with the defaults, not stable window + grace (90 s).
 
-Every expected cold start of the KPA's is charged it, so a cold start avoided is worth its
-full cost in the budget. Predictive's own are charged `served_panic_cost`, the part spent while
-the request waits: its idle cap releases the panic replica once the service is idle again
-when the last hour's peak needed one replica. (That lighter charge is acted on only when two
-consecutive fits agree, `refit.fit_warm`: alone, its flickering verdicts overshot the KPA's
-replica time on a busy service.) Pure and deterministic; cached per (settings, Ready Time).
+The `auto` price charges every expected cold start, the KPA's and predictive's own,
+`served_panic_cost`, the part spent while the request waits: in a busy period the KPA needs
+the panic replica anyway, and predictive's idle cap releases it once the service is idle again
+when the last hour's peak needed one replica (`refit.fit_warm`). The live account prices a
+cold start avoided or caused at the whole `panic_cost`; an explicit price's expected ratios
+use it too. Pure and deterministic; cached per settings (and Ready Time).
 """
 
 from __future__ import annotations
