@@ -18,8 +18,8 @@ chosen per fit as the highest one whose expected replica time over the observed 
 that applies: measured on the KPA's code, `kpa_cost.idle_tail`) would spend on the same gaps
 (the margin covers the optimism of scoring on the gaps it was fitted on; each expected cold
 start, the KPA's and its own, also pays the part of the replica the KPA panics into that is
-spent while the request waits, `kpa_cost.served_panic_cost`): the policy buys as few cold starts as
-the KPA's own budget allows, or, if a cheaper price already expects to avoid three in four of
+spent while the request waits, `kpa_cost.served_panic_cost`): the policy buys as few cold starts
+as the KPA's own budget allows, or, if a cheaper price already expects to avoid three in four of
 the KPA's cold starts, that cheaper price. If even that price expects no real gain over the KPA
 on the gaps seen (memoryless arrivals: the KPA's fixed tail is then already on the
 cost/cold-start frontier), the service runs as the KPA. With an increasing
@@ -243,10 +243,10 @@ def fit(
     and a service whose tables do not beat the KPA there runs as the KPA. The tables used are
     the ones scored; an explicit price's are fitted on all the gaps. `panic_s` is what a cold
     start costs beyond its Ready Time in that model, added for every expected cold start on
-    either side (`refit.fit_warm` gives the auto price `kpa_cost.served_panic_cost`, the part
-    of the KPA's panic replica spent while the request waits, and an explicit price the whole
-    `kpa_cost.panic_cost`); `own_panic_s`, when given, charges predictive's own cold starts
-    that instead in the auto price's budget. `spare` (`refit.fit_warm`: while the live account shows
+    either side (`refit.fit_warm` gives the auto price `kpa_cost.served_panic_cost`, the part of
+    the KPA's panic replica spent while the request waits, and an explicit price the whole
+    `kpa_cost.panic_cost`); `own_panic_s`, when given, charges predictive's own cold starts that
+    instead in the auto price's budget. `spare` (`refit.fit_warm`: while the live account shows
     prediction spending less than the KPA): where no price within BUDGET is worth using, the
     cheapest one within `spare` x the KPA's idle replica time that is."""
     # The newest MAX_GAPS are the ones kept unless some are too short: read only those then.
