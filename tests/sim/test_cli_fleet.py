@@ -157,6 +157,10 @@ def test_predictive_notes_observer_until_it_has_history(tmp_path, files):
     [
         (["--per-service"], "has one service"),
         (["--warmup", "5"], "leaves nothing of the trace to score"),
+        (["--slo", "nan"], "'nan' is not a finite number"),
+        (["--rps", "0"], "0.0 is not in the range x>0"),
+        (["--rps", "1e9"], "the simulator replays at most 20,000,000"),
+        (["--service-time", "tokens"], "has no token columns"),
     ],
 )
 def test_bad_combinations_are_named(files, extra, message):
@@ -164,6 +168,20 @@ def test_bad_combinations_are_named(files, extra, message):
         simulate_command, ["--trace", "synthetic", "--days", "0.1", *files, *extra]
     )
     assert out.exit_code != 0 and message in out.output
+
+
+def test_a_service_no_pool_can_hold_is_refused(tmp_path, files):
+    pools = tmp_path / "cpu.yaml"
+    pools.write_text(yaml.safe_dump({"pools": [{"name": "cpu", "capacity": {"cpu": 8}}]}))
+    args = ["--trace", "synthetic", "--days", "0.1", "-f", files[1]]
+    for extra, where in (
+        (["--pools", str(pools)], f"in the pools of {pools}"),
+        ([], "in the default pool (no --pools)"),
+    ):
+        out = CliRunner().invoke(simulate_command, [*args, *extra])
+        assert out.exit_code != 0
+        assert "no pool can hold one replica of 1 nvidia.com/gpu" in out.output
+        assert where in out.output
 
 
 def test_services_needs_a_fleet_trace(tmp_path, files):

@@ -55,6 +55,8 @@ def test_azure_llm_format_keeps_token_columns(tmp_path):
     [
         ("timestamp\n10\n12\n11\n", 4, "not sorted"),
         ("timestamp,duration\n10,1\nnoon,1\n", 3, "bad timestamp"),
+        ("timestamp\nnan\n10\n", 2, "bad timestamp 'nan' \\(a finite number\\)"),
+        ("timestamp\n1\n1e12\n", 3, "spans 11,574,074 days; the simulator replays at most 366"),
         ("timestamp,duration\n10,1\n11,-2\n", 3, "bad duration"),
         ("timestamp,duration\n10,1\n11\n", 3, "expected 2 fields"),
         ("when\n10\n", 1, "unknown trace format"),
@@ -90,6 +92,22 @@ def test_azure_functions_bad_count_names_the_line(tmp_path):
     with pytest.raises(TraceError, match="whole numbers") as info:
         load_trace(path)
     assert info.value.line == 3
+
+
+def test_a_trace_too_large_to_replay_is_refused_before_it_is_built(tmp_path):
+    path = azure_functions_file(tmp_path, [[1, 0, 1], [1, 30_000_000, 0]])
+    with pytest.raises(
+        TraceError, match="30,000,003 requests; the simulator replays at most"
+    ) as info:
+        load_trace(path)
+    assert info.value.line == 3
+    path = write(
+        tmp_path,
+        "qps.csv",
+        "timestamp_anon,value,container_ip,request_type\n1000.0,1e9,aa,Generative Requests\n",
+    )
+    with pytest.raises(TraceError, match="57,000,000,000 requests"):
+        load_trace(path)
 
 
 def test_alibaba_qps_sums_generative_rows_per_timestamp(tmp_path):
@@ -134,7 +152,7 @@ def test_distributions_parse_and_sample():
     assert parse_distribution("0.3").sample(3, rng).tolist() == [0.3] * 3
     load = parse_distribution("alibaba-load").sample(10_000, rng)
     assert np.median(load) == pytest.approx(22.7, rel=0.1)
-    for bad in ("exp", "uniform:1", "nope:1", "const:-1"):
+    for bad in ("exp", "uniform:1", "nope:1", "const:-1", "const:nan", "uniform:3,1", "tokens:0,1"):
         with pytest.raises(ValueError, match="bad distribution"):
             parse_distribution(bad)
 

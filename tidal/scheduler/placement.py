@@ -164,6 +164,17 @@ def room_for(demand: Demand, pools: Sequence[Pool], usage: Mapping[str, PoolUsag
     return any(_Room(pool, usage.get(pool.name, empty)).fits(demand) for pool in pools)
 
 
+def never_fits(demand: Demand, pools: Sequence[Pool]) -> str:
+    """Why no pool could hold one replica needing `demand` even with nothing running, or ''
+    when one could. A revision that asks for this can never start a replica."""
+    empty = PoolUsage()
+    rooms = [_Room(pool, empty) for pool in pools]
+    if any(room.fits(demand) for room in rooms):
+        return ""
+    lacks = "; ".join(room.lack(demand) for room in rooms) or "no pools"
+    return f"no pool can hold one replica of {_describe(demand)} ({lacks})"
+
+
 def place_all(
     requests: Iterable[Request], pools: Sequence[Pool], usage: Mapping[str, PoolUsage], now: float
 ) -> list[Decision]:

@@ -37,7 +37,7 @@ from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.autoscaler.kpa import decider_spec
 from tidal.autoscaler.signals import MetricTarget, metric_target
-from tidal.scheduler.placement import Demand
+from tidal.scheduler.placement import Demand, never_fits
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
 from tidal.sim.report import print_tables, summarize, to_json, write_report
@@ -45,6 +45,8 @@ from tidal.sim.runner import Job, Shared, run_jobs
 from tidal.sim.sweep import Setting, frontiers, settings_for
 from tidal.sim.traces import (
     DAY_S,
+    MAX_REQUESTS,
+    MAX_SPAN_DAYS,
     Trace,
     TraceError,
     load_trace,
@@ -55,6 +57,16 @@ from tidal.sim.traces import (
 SYNTHETIC = "synthetic"
 SHAPES = ("diurnal", "sparse")
 DEFAULT_RPS = {"diurnal": 5.0, "sparse": 0.0125}
+
+
+class FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (nan passes any bound, comparing false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def load_platform(path: str | None) -> tuple[PlatformConfig, tuple[Pool, ...]]:
@@ -145,9 +157,17 @@ def load_any_trace(
 ) -> Trace:
     if source == SYNTHETIC:
         rate = DEFAULT_RPS[shape] if rps is None else rps
+        length = days or (28.0 if shape == "sparse" else 1.0)
+        if length > MAX_SPAN_DAYS:
+            raise ValueError(f"--days {length:g}: the simulator replays at most {MAX_SPAN_DAYS}")
+        if rate * length * DAY_S > MAX_REQUESTS:
+            raise ValueError(
+                f"--rps {rate:g} for {length:g} d is about {rate * length * DAY_S:,.0f} requests; "
+                f"the simulator replays at most {MAX_REQUESTS:,}"
+            )
         if shape == "sparse":
-            return sparse_trace(days or 28.0, rate, seed, services)
-        return synthetic_trace(days or 1.0, rate, seed, services)
+            return sparse_trace(length, rate, seed, services)
+        return synthetic_trace(length, rate, seed, services)
     trace = load_trace(source, seed)
     return trace if days is None else trace.head(days * DAY_S)
 
@@ -200,7 +220,7 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
 @click.option("--sweep", is_flag=True, help="Run each policy over its knob; report frontiers.")
 @click.option(
     "--warmup",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=0.0,
     help="Replay the first DAYS as history (predictive learns), score only the rest.",
 )
@@ -211,13 +231,17 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     help="Per-minute history CSV (timestamp,value: mean concurrency) before the trace, for "
     "predictive.",
 )
-@click.option("--days", type=float, help="Replay the first N days (synthetic: its length).")
+@click.option(
+    "--days",
+    type=FiniteRange(min=0, min_open=True),
+    help="Replay the first N days (synthetic: its length).",
+)
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write plots here.")
 @click.option(
     "--slo",
     "slo_s",
-    type=float,
+    type=FiniteRange(min=0),
     default=1.0,
     show_default=True,
     help="Most a request may wait for a replica (queueing and cold start, on top of its own "
@@ -241,10 +265,14 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     show_default=True,
     help="Synthetic trace: busy diurnal, or sparse bursty clusters (28 days by default).",
 )
-@click.option("--rps", type=float, help="Synthetic mean req/s (diurnal 5, sparse 0.0125).")
+@click.option(
+    "--rps",
+    type=FiniteRange(min=0, min_open=True),
+    help="Synthetic mean req/s (diurnal 5, sparse 0.0125).",
+)
 @click.option(
     "--cores-per-request",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=1.0,
     show_default=True,
     help="CPU a request in service burns (metric cpu).",
@@ -263,7 +291,7 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
 )
 @click.option(
     "--gpu-per-request",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=100.0,
     show_default=True,
     help="% of its replica's GPU a request in service keeps busy (metric gpu).",
@@ -307,6 +335,10 @@ def simulate(
             "gpu_per_request": gpu_per_request,
         }
         template = with_usage(service_model(doc, config), usage)
+        unplaceable = never_fits(template.demand, pools)
+        if unplaceable:
+            where = f"the pools of {pools_file}" if pools_file else "the default pool (no --pools)"
+            raise ValueError(f"{service_file}: {unplaceable} in {where}")
         synthetic_services = service_count if source == SYNTHETIC else 1
         trace = load_any_trace(source, days, rps, seed, shape, synthetic_services or 1)
         if service_count is not None and source != SYNTHETIC:
@@ -333,10 +365,10 @@ def simulate(
         startup_dist = parse_distribution(startup)
         history = prior_history(history_file, trace) if history_file else None
         job_list = build_jobs(doc, config, template, trace, names, per_service, sweep, usage)
+        times = service_dist.sample(len(trace), np.random.default_rng(seed), trace)
     except (InvalidSpec, TraceError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
-    times = service_dist.sample(len(trace), np.random.default_rng(seed), trace)
     shared = Shared(
         trace,
         pools,

@@ -14,6 +14,7 @@ Quantile tables are interpolated (inverse CDF), so sampling is vectorised and se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,16 @@ def parse_distribution(text: str) -> Distribution:
     arity = {"const": 1, "exp": 1, "uniform": 2, "tokens": (0, 2), "trace": 0}
     want = arity.get(kind, 0 if kind in QUANTILES else None)
     ok = want is not None and (len(args) in want if isinstance(want, tuple) else len(args) == want)
-    if not ok or any(a < 0 for a in args):
+    if (
+        not ok
+        or any(not math.isfinite(a) or a < 0 for a in args)
+        or (kind == "tokens" and 0.0 in args)
+        or (kind == "uniform" and args[0] > args[1])
+    ):
         raise ValueError(
-            f"bad distribution {text!r}: use const:S, exp:MEAN, uniform:LOW,HIGH, "
-            f"tokens[:PREFILL,DECODE], trace, or one of {', '.join(QUANTILES)}"
+            f"bad distribution {text!r}: use const:S, exp:MEAN, uniform:LOW,HIGH (seconds >= 0, "
+            "LOW <= HIGH), tokens[:PREFILL,DECODE] (tokens/s > 0), trace, or one of "
+            f"{', '.join(QUANTILES)}"
         )
     return Distribution(kind, args)
 

@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 DAY_S = 86_400.0
+# Traces beyond these are refused with a clear error rather than exhausting memory: the
+# replay keeps per-second series over the span and a few numbers per request.
+MAX_SPAN_DAYS = 366
+MAX_REQUESTS = 20_000_000
 ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid
 SYNTHETIC_EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 
@@ -159,9 +163,13 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 def _timestamp(text: str, path: Path, line: int) -> float:
     """Epoch seconds from a number or an ISO time (naive times are UTC)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise TraceError(path, line, f"bad timestamp {text!r} (a finite number)")
+        return value
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -180,6 +188,17 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
     if not math.isfinite(value) or value < 0:
         raise TraceError(path, line, f"bad {what} {text!r} (a number >= 0)")
     return value
+
+
+def check_size(path: Path | str, line: int, span_s: float, requests: float) -> None:
+    """Refuse a trace the replay could not hold (MAX_SPAN_DAYS, MAX_REQUESTS)."""
+    if span_s > MAX_SPAN_DAYS * DAY_S:
+        days = span_s / DAY_S
+        message = f"the trace spans {days:,.0f} days; the simulator replays at most {MAX_SPAN_DAYS}"
+        raise TraceError(Path(path), line, message)
+    if requests > MAX_REQUESTS:
+        message = f"the trace holds {requests:,.0f} requests; the simulator replays at most "
+        raise TraceError(Path(path), line, message + f"{MAX_REQUESTS:,}")
 
 
 def _check_sorted(times: np.ndarray, lines: list[int], path: Path) -> None:
@@ -225,6 +244,7 @@ def load_requests(path: str | Path) -> Trace:
     stamps = np.asarray(times)
     _check_sorted(stamps, lines, path)
     arrivals = stamps - stamps[0]
+    check_size(path, lines[-1], float(arrivals[-1]), len(arrivals))
     return Trace(
         name=path.stem,
         arrivals=arrivals,
@@ -253,7 +273,7 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
     header, rows = _rows(path)
     first_minute = header.index("minute_1")
     minutes = len(header) - first_minute
-    per_function, ids = [], []
+    per_function, ids, total = [], [], 0
     for line, row in rows[:functions]:
         if len(row) != len(header):
             raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
@@ -265,6 +285,8 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
             raise TraceError(path, line, "negative invocation count")
         per_function.append(counts)
         ids.append("fn-" + row[0][:12])
+        total += int(counts.sum())
+        check_size(path, line, minutes * 60.0, total)
     if not per_function:
         raise TraceError(path, 2, "no functions")
     counts = np.asarray(per_function).ravel()  # function-major, then minute
@@ -297,6 +319,9 @@ def load_alibaba_qps(path: str | Path, seed: int = 0, kind: str = "Generative Re
         raise TraceError(path, 2, f"no {kind!r} rows")
     stamps = np.array(sorted(rate))
     rates = np.array([rate[s] for s in stamps])
+    check_size(
+        path, rows[-1][0], float(stamps[-1] - stamps[0]), float(rates.sum()) * ALIBABA_STEP_S
+    )
     rng = np.random.default_rng(seed)
     counts = rng.poisson(rates * ALIBABA_STEP_S)
     starts = stamps - stamps[0]
