@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from tidal.autoscaler.predictive.backtest import backtest, load_history_csv, reactive_replay
 from tidal.autoscaler.predictive.synthetic import synthetic_history
+from tidal.cli.predictive import backtest as backtest_command
 
 TARGET = 10.0
 QUANTILE = 0.95
@@ -100,3 +102,20 @@ def test_figures_coverage_and_reactive_replay(walk_14_days, after_14_days):
         assert auto["under_provisioned_minutes"] < reactive["under_provisioned_minutes"]
     m = after_14_days["methods"]
     assert m["tidal_auto"]["replica_minutes"] <= 1.2 * m["reactive_kpa"]["replica_minutes"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--target", "0", "0.0 is not in the range x>0"),
+        ("--target", "nan", "'nan' is not a finite number"),
+        ("--quantile", "1.5", "1.5 is not in the range 0<=x<=1"),
+        ("--lead", "-3", "-3 is not in the range 0<=x<=1440"),
+    ],
+)
+def test_backtest_refuses_bad_settings_by_name(tmp_path, option, value, message):
+    path = tmp_path / "h.csv"
+    path.write_text("timestamp,value\n1700000000,1\n1700000060,2\n")
+    out = CliRunner().invoke(backtest_command, ["--history", str(path), option, value])
+    assert out.exit_code == 2 and f"Invalid value for '{option}'" in out.output
+    assert message in out.output

@@ -17,6 +17,7 @@ import numpy as np
 
 from tidal.api.units import parse_duration
 from tidal.cli.client import TIDAL, Client, console, output
+from tidal.cli.params import FiniteRange
 from tidal.cli.progress import progress
 from tidal.cli.tables import new_table
 
@@ -26,7 +27,13 @@ PROMETHEUS_MAX_POINTS = 10_000  # Prometheus refuses query_range answers over 11
 @click.command()
 @click.argument("name")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("--hours", default=6, show_default=True, help="Hours of the plan to print.")
+@click.option(
+    "--hours",
+    type=click.IntRange(min=1, max=24),
+    default=6,
+    show_default=True,
+    help="Hours of the 24-hour plan to print.",
+)
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw history and plan to a PNG.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))
 @click.pass_obj
@@ -284,12 +291,19 @@ def _query_chunk(
 )
 @click.option(
     "--target",
+    type=FiniteRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Per-replica capacity that turns demand into replicas.",
 )
-@click.option("--quantile", default=0.95, show_default=True)
-@click.option("--lead", default=2, show_default=True, help="Scale-up lead (Ready Time), minutes.")
+@click.option("--quantile", type=FiniteRange(min=0, max=1), default=0.95, show_default=True)
+@click.option(
+    "--lead",
+    type=click.IntRange(min=0, max=24 * 60),
+    default=2,
+    show_default=True,
+    help="Scale-up lead (Ready Time), minutes.",
+)
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))
 def backtest(
     history_path: str | None,

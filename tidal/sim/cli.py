@@ -37,6 +37,7 @@ from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.autoscaler.kpa import decider_spec
 from tidal.autoscaler.signals import MetricTarget, metric_target
+from tidal.cli.params import FiniteRange
 from tidal.scheduler.placement import Demand, never_fits
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
@@ -57,16 +58,6 @@ from tidal.sim.traces import (
 SYNTHETIC = "synthetic"
 SHAPES = ("diurnal", "sparse")
 DEFAULT_RPS = {"diurnal": 5.0, "sparse": 0.0125}
-
-
-class FiniteRange(click.FloatRange):
-    """A FloatRange that also refuses nan and inf (nan passes any bound, comparing false)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
 
 
 def load_platform(path: str | None) -> tuple[PlatformConfig, tuple[Pool, ...]]:
