@@ -228,6 +228,21 @@ def _grid_or_list(clock0: float, first: int, last: int) -> Sequence[float]:
     return _Grid(clock0, first, last)
 
 
+def startup_sample(service: int, second: int, k: int, size: int) -> int:
+    """Which start-up sample the `k`-th replica a service starts in `second` gets: a fixed hash
+    of the three, so that two policies starting a replica of the same service at the same
+    second draw the same start-up time (common random numbers). Drawn by count, one extra
+    start in one policy reshuffled every later draw, and a policy that acted once in the
+    warm-up and then ran exactly as the KPA still scored differently."""
+    x = (service * 0x9E3779B1 + second * 0x85EBCA77 + k * 0xC2B2AE3D) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 33  # the 64-bit finaliser of MurmurHash3: every input bit moves the result
+    x = (x * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 33
+    return x % size
+
+
 class _Service:
     """One service's side of the replay: its autoscaler, queue, replicas and gateway stats."""
 
@@ -251,7 +266,8 @@ class _Service:
         self.poked = False
         self.cold_began: float | None = None
         self.cold_starts: list[float] = []  # when each cold start ended (a replica was ready)
-        self.started = 0
+        self.start_second = -1  # the second of the last replica start, and starts in it
+        self.starts_in_second = 0
         self.max_live = 0
         self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
         self.skip_from: int | None = None  # first stat tick not run while quiet
@@ -400,8 +416,11 @@ class Simulation:
             self.pool_devices[pool].update(devices)
             self._usage_now = None
             self._room.clear()
-        sample = (svc.index * 7919 + svc.started) % len(self.startup_samples)
-        svc.started += 1
+        second = math.floor(t)
+        if second != svc.start_second:
+            svc.start_second, svc.starts_in_second = second, 0
+        sample = startup_sample(svc.index, second, svc.starts_in_second, len(self.startup_samples))
+        svc.starts_in_second += 1
         delay = self.pool_by_name[pool].startup_delay_s + self.startup_samples[sample]
         self.ready_at.append(t + delay)
         self.ledger.start(str(rid), svc.model.name, svc.model.name, pool, len(devices), t)
