@@ -16,6 +16,7 @@ from tidal.scheduler.placement import Demand
 from tidal.sim import POLICIES, ServiceModel, Simulation, simulate, synthetic_trace
 from tidal.sim.cli import simulate as simulate_command
 from tidal.sim.dists import parse_distribution
+from tidal.sim.model import startup_sample
 from tidal.sim.report import summarize
 from tidal.sim.traces import Trace
 
@@ -170,3 +171,29 @@ def test_cli_reports_bad_trace_lines(tmp_path):
     trace.write_text("timestamp\n5\n4\n")
     out = CliRunner().invoke(simulate_command, ["--trace", str(trace), "-f", str(manifest)])
     assert out.exit_code != 0 and f"{trace}:3: rows are not sorted" in out.output
+
+
+def test_start_up_times_follow_the_moment_of_the_start_not_how_many_came_before():
+    """Common random numbers: an extra start earlier in the replay (here an extra lone request)
+    leaves the start-up time of a later cold start at the same second unchanged, so two
+    policies are compared on their decisions rather than on reshuffled draws."""
+    svc = service()
+    startup = "uniform:1,30"
+    plain = run([100.5, 1000.5], svc, service_time=0.1, startup=startup)
+    extra = run([100.5, 500.5, 1000.5], svc, service_time=0.1, startup=startup)
+    assert plain.cold_starts == 2 and extra.cold_starts == 3
+    assert extra.latency[2] == pytest.approx(plain.latency[1])
+    # A start at another second draws another time (the draws are not all alike).
+    later = run([100.5, 1001.5], svc, service_time=0.1, startup=startup)
+    assert later.latency[1] != pytest.approx(plain.latency[1])
+
+
+def test_start_up_samples_spread_evenly():
+    size = 4096
+    hits = np.bincount(
+        [startup_sample(s, t, k, size) for s in range(20) for t in range(2_000) for k in range(3)],
+        minlength=size,
+    )
+    # 120,000 draws over 4,096 samples: about 29 each, as a uniform draw would spread them.
+    assert hits.min() >= 8 and hits.max() <= 60
+    assert startup_sample(3, 10, 0, size) == startup_sample(3, 10, 0, size)
