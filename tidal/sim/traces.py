@@ -190,7 +190,7 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
     return value
 
 
-def check_size(path: Path | str, line: int, span_s: float, requests: float) -> None:
+def _check_size(path: Path | str, line: int, span_s: float, requests: float) -> None:
     """Refuse a trace the replay could not hold (MAX_SPAN_DAYS, MAX_REQUESTS)."""
     if span_s > MAX_SPAN_DAYS * DAY_S:
         days = span_s / DAY_S
@@ -244,7 +244,7 @@ def load_requests(path: str | Path) -> Trace:
     stamps = np.asarray(times)
     _check_sorted(stamps, lines, path)
     arrivals = stamps - stamps[0]
-    check_size(path, lines[-1], float(arrivals[-1]), len(arrivals))
+    _check_size(path, lines[-1], float(arrivals[-1]), len(arrivals))
     return Trace(
         name=path.stem,
         arrivals=arrivals,
@@ -286,7 +286,7 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
         per_function.append(counts)
         ids.append("fn-" + row[0][:12])
         total += int(counts.sum())
-        check_size(path, line, minutes * 60.0, total)
+        _check_size(path, line, minutes * 60.0, total)
     if not per_function:
         raise TraceError(path, 2, "no functions")
     counts = np.asarray(per_function).ravel()  # function-major, then minute
@@ -319,7 +319,7 @@ def load_alibaba_qps(path: str | Path, seed: int = 0, kind: str = "Generative Re
         raise TraceError(path, 2, f"no {kind!r} rows")
     stamps = np.array(sorted(rate))
     rates = np.array([rate[s] for s in stamps])
-    check_size(
+    _check_size(
         path, rows[-1][0], float(stamps[-1] - stamps[0]), float(rates.sum()) * ALIBABA_STEP_S
     )
     rng = np.random.default_rng(seed)
