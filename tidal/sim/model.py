@@ -33,7 +33,8 @@ result is the same as ticking every second with every placement retried (`skip=F
 tests/sim/test_equivalence.py checks.
 
 Time is simulated (seconds from the trace start); autoscalers see `start_epoch + t`. All
-randomness is seeded, and every policy sees the same service and start-up times.
+randomness is seeded, and every policy sees the same service and start-up times (a replica
+started at the same second draws the same start-up time under every policy, `startup_sample`).
 """
 
 from __future__ import annotations
