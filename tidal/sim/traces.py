@@ -190,15 +190,22 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
     return value
 
 
-def _check_size(path: Path | str, line: int, span_s: float, requests: float) -> None:
+def _check_size(path: Path, line: int, span_s: float, requests: float) -> None:
     """Refuse a trace the replay could not hold (MAX_SPAN_DAYS, MAX_REQUESTS)."""
     if span_s > MAX_SPAN_DAYS * DAY_S:
-        days = span_s / DAY_S
-        message = f"the trace spans {days:,.0f} days; the simulator replays at most {MAX_SPAN_DAYS}"
-        raise TraceError(Path(path), line, message)
+        days = f"{span_s / DAY_S:,.0f}"
+        raise TraceError(
+            path,
+            line,
+            f"the trace spans {days} days; the simulator replays at most {MAX_SPAN_DAYS}",
+        )
     if requests > MAX_REQUESTS:
-        message = f"the trace holds {requests:,.0f} requests; the simulator replays at most "
-        raise TraceError(Path(path), line, message + f"{MAX_REQUESTS:,}")
+        raise TraceError(
+            path,
+            line,
+            f"the trace holds {requests:,.0f} requests; "
+            f"the simulator replays at most {MAX_REQUESTS:,}",
+        )
 
 
 def _check_sorted(times: np.ndarray, lines: list[int], path: Path) -> None:
