@@ -17,7 +17,7 @@ from tidal.autoscaler.predictive.plan import build_plan
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 from tidal.autoscaler.predictive.refit import refit
 from tidal.autoscaler.predictive.synthetic import MONDAY, synthetic_history
-from tidal.autoscaler.predictive.warm import MIN_GAPS, STEP_S, Gap, fit, gaps_from_minutes
+from tidal.autoscaler.predictive.warm import GAIN, MIN_GAPS, STEP_S, Gap, fit, gaps_from_minutes
 
 READY_S = 30.0
 TAIL_S = 90.0  # the KPA's defaults: 60 s stable window + 30 s grace
@@ -364,3 +364,30 @@ def test_short_held_out_gaps_spread_over_the_day_are_evidence():
     assert model is not None and model.evidence
     one_burst = gaps[:700] + [Gap(MONDAY + 80_000.0 + i * 20.0, 8.0) for i in range(300)]
     assert not fit(one_burst, 42.0, TAIL_S, MONDAY + 90_000.0).evidence
+
+
+def test_held_out_gaps_all_shorter_than_the_kpas_tail_must_pay_for_a_long_one():
+    """A busy service's newest gaps are all a few seconds: every price meets them warm, so they
+    cannot tell the prices apart on cold starts, and the cheapest was taken (one
+    replica-second, on gaps that never tested a long one: on the Alibaba day, 0.54x the KPA's
+    cold starts where running as the KPA through such fits gets 0.44x). Scored with one more
+    gap past the horizon, no affordable price meets it warm here: the service runs as the KPA
+    and says why."""
+    rng = np.random.default_rng(3)
+    gaps, t = [], MONDAY
+    for i in range(2000):
+        busy = i >= 1200 or i % 3
+        length = float(rng.uniform(3, 12)) if busy else float(rng.uniform(20, 60))
+        gaps.append(Gap(t, length))
+        t += length + 30.0
+    model = fit(gaps, 42.0, 62.0, t)
+    assert model is not None and model.evidence and model.long_gap_scored
+    assert not model.useful and model.expected_cold_ratio > GAIN
+    policy = PredictivePolicy(PredictiveAnnotations())
+    policy.set_warm(model, len(gaps))
+    decision = policy.decide(t, 1, 1)
+    assert decision.mode_used == "observer"
+    assert "no affordable price meets a longer gap warm" in decision.reason
+    # With a gap the KPA meets cold among the newest, they are scored as they are.
+    gaps[-100] = Gap(gaps[-100].start, 600.0)
+    assert not fit(gaps, 42.0, 62.0, t + 600.0).long_gap_scored

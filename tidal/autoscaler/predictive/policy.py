@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from tidal.api.predictive import AUTO, OBSERVER, PROACTIVE, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.plan import Plan
-from tidal.autoscaler.predictive.warm import MIN_GAPS, WarmModel
+from tidal.autoscaler.predictive.warm import HORIZON_S, MIN_GAPS, WarmModel
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,13 @@ class PredictivePolicy:
                 f"{self.warm.gaps} idle gaps, the newest all shorter than the KPA's "
                 f"{self.warm.kpa_tail_s:.0f} s tail and in one slice of the day: no cold start "
                 "of the KPA's to beat yet"
+            )
+        elif self.warm.long_gap_scored:
+            gaps = (
+                f"{self.warm.gaps} idle gaps, the newest all shorter than the KPA's "
+                f"{self.warm.kpa_tail_s:.0f} s tail: no affordable price meets a longer gap "
+                f"warm (scored with one gap past the model's {HORIZON_S / 3600:.0f} h horizon, "
+                f"the best expects {self.warm.expected_cold_ratio:.2f}x the KPA's cold starts)"
             )
         else:
             gaps = (

@@ -166,6 +166,9 @@ class WarmModel:
     # more than one slice of the day; without, no price can be shown to beat it (and
     # `expected_cold_ratio` means nothing).
     evidence: bool = True
+    # The newest gaps were all shorter than the KPA's tail, so the auto price was also scored
+    # on one gap past the horizon (`fit`); `expected_cold_ratio` counts it.
+    long_gap_scored: bool = False
 
     def action(self, idle_since: float, now: float, warm: bool) -> tuple[bool, str]:
         """(keep or have one replica, why) for a gap that began at `idle_since`."""
@@ -262,6 +265,7 @@ def fit(
     steps = STEPS
     recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
     useful = evidence = True
+    unseen_long = False
     if cold_start_cost is AUTO:
         held = max(MIN_HELD_OUT, int(HELD_OUT * len(begins)))
         train = slice(0, len(begins) - held)
@@ -272,10 +276,22 @@ def fit(
         # within the budget on every one of them, not only on their sum.
         per_bin = _per_bin(hold, start, ready_s, steps)
         charge = panic_s if own_panic_s is None else own_panic_s
+        parts = np.array_split(held_out, WINDOWS)
+        kpa_parts = [_kpa(lengths[part], recency[part], kpa_tail_s, ready_s) for part in parts]
+        # Held-out gaps all shorter than the KPA's tail cannot tell the prices apart on cold
+        # starts (none has any there), and the cheapest "that avoids most of them" would be
+        # taken. Unseen is not impossible (as in `_hazard`): each window is then also scored
+        # on one gap past the horizon, so a price is affordable only if it can pay for
+        # meeting the next long gap too, and worth using only if it meets it warm.
+        unseen_long = not any(kpa_cold for _, kpa_cold in kpa_parts)
         windows = []
-        for part in np.array_split(held_out, WINDOWS):
+        for part, (kpa_cost, kpa_cold) in zip(parts, kpa_parts, strict=True):
             cost, cold = _score(per_bin, bins[part], own[part], recency[part])
-            kpa_cost, kpa_cold = _kpa(lengths[part], recency[part], kpa_tail_s, ready_s)
+            if unseen_long:
+                weight = float(recency[part].mean())
+                cost = cost + weight * per_bin[0][:, own[part], steps].mean(axis=1)
+                cold = cold + weight * per_bin[1][:, own[part], steps].mean(axis=1)
+                kpa_cost, kpa_cold = kpa_cost + weight * (kpa_tail_s + ready_s), weight
             windows.append((cost, cold, kpa_cost + panic_s * kpa_cold, kpa_cold))
         within = np.all([c + charge * n <= BUDGET * k for c, n, k, _ in windows], axis=0)
         cost, cold, kpa_cost, kpa_cold = (sum(w[i] for w in windows) for i in range(4))
@@ -290,7 +306,7 @@ def fit(
         # every other slice of the day go untested (a sparse service was priced at one
         # replica-second so, and released replicas 3 s into its next bursts). Short gaps
         # spread over the day are (a function called every minute holds through them).
-        evidence = kpa_cold > 0 or np.unique(own[held_out]).size > 1
+        evidence = not unseen_long or np.unique(own[held_out]).size > 1
         useful = evidence and bool(affordable.size) and bool(cold[pick] <= GAIN * kpa_cold)
         if not useful and evidence and spare is not None:
             wider = np.all([c + charge * n <= spare * k for c, n, k, _ in windows], axis=0)
@@ -330,6 +346,7 @@ def fit(
         survival=survival,
         rhythm=useful,
         evidence=evidence,
+        long_gap_scored=unseen_long,
     )
 
 
