@@ -22,6 +22,19 @@ def test_plan_is_ceil_of_demand_shifted_earlier_by_the_lead():
     assert plan_replicas(np.array([20.0, np.nan]), 10, 0).tolist() == [2, 0]
 
 
+def test_the_expected_plan_leaves_out_rises_shorter_than_the_lead():
+    """A replica started one Ready Time ahead of a rise that lasts no longer than that waits
+    about as long as it serves: the expected (auto) plan keeps only counts the demand holds
+    for lead + 1 minutes, each such run whole and led. The cautious plan keeps every minute."""
+    blip, rise = [0, 0, 0, 20, 0, 0], [0, 20, 20, 20, 0, 0]
+    mean = np.array(blip + rise, dtype=float)
+    assert plan_replicas(mean, 10, 1, nearest=True).tolist() == [0] * 6 + [2, 2, 2, 2, 0, 0]
+    assert plan_replicas(mean, 10, 2, nearest=True).tolist() == [0] * 5 + [2] * 5 + [0, 0]
+    assert plan_replicas(mean, 10, 3, nearest=True).tolist() == [0] * 12  # 3 min < 4
+    assert plan_replicas(mean, 10, 1).tolist() == [0, 0, 2, 2, 0, 0, 2, 2, 2, 2, 0, 0]
+    assert plan_replicas(mean, 10, 0, nearest=True).tolist() == [2 * (v > 0) for v in mean]
+
+
 def test_ready_time_lead_is_p90_in_whole_minutes():
     assert ready_time_lead([20, 30, 40, 50, 170]) == 3  # p90 = 122 s, rounded up
     assert ready_time_lead([5.0]) == 1

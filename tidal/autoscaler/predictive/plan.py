@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from tidal.autoscaler.predictive.bounds import Bounds
 from tidal.autoscaler.predictive.forecast import ForecastResult, forecast
@@ -55,16 +55,26 @@ def plan_replicas(
     upper_demand: np.ndarray, target_per_replica: float, lead_minutes: int, nearest: bool = False
 ) -> np.ndarray:
     """`n(t) = max over [t, t + lead] of ceil(upper(t') / target)`: each scale-out starts
-    `lead` minutes before the rise it serves. Past the end the last value holds. `nearest`
-    rounds to the nearest replica instead of up (for an expected, not a cautious, demand)."""
+    `lead` minutes before the rise it serves. Past the end the last value holds.
+
+    `nearest` (the expected demand auto mode adds over the KPA) rounds to the nearest replica
+    instead of up, and plans a count only where the demand keeps it for `lead + 1` minutes
+    (the least over [t, t + lead], before the lead): a replica started one Ready Time ahead of
+    a rise that lasts no longer than that would wait about as long as it serves. A sparse
+    service's profile has such minutes where a past day happened to have a session; planned,
+    they started replicas for requests that never came (business hours: 1.004-1.007x the
+    KPA's replica time for under 1 % fewer cold starts)."""
     ratio = np.asarray(upper_demand, dtype=float) / target_per_replica
     need = np.floor(ratio + 0.5) if nearest else np.ceil(ratio - 1e-9)
     need = np.clip(np.nan_to_num(need), 0, None).astype(np.int64)
     if lead_minutes <= 0 or need.size == 0:
         return need
     size = lead_minutes + 1
-    # A window of `size` whose origin puts t at its first element: max over [t, t + lead].
-    return maximum_filter1d(need, size, mode="nearest", origin=-(size // 2))
+    ahead, behind = -(size // 2), (size - 1) // 2  # windows [t, t + lead] and [t - lead, t]
+    if nearest:  # the least over each run of `size` minutes, then each run back whole
+        least = minimum_filter1d(need, size, mode="nearest", origin=ahead)
+        need = maximum_filter1d(least, size, mode="nearest", origin=behind)
+    return maximum_filter1d(need, size, mode="nearest", origin=ahead)
 
 
 def ready_time_lead(
