@@ -58,12 +58,13 @@ def plan_replicas(
     `lead` minutes before the rise it serves. Past the end the last value holds.
 
     `nearest` (the expected demand auto mode adds over the KPA) rounds to the nearest replica
-    instead of up, and plans a count only where the demand keeps it for `lead + 1` minutes
-    (the least over [t, t + lead], before the lead): a replica started one Ready Time ahead of
-    a rise that lasts no longer than that would wait about as long as it serves. A sparse
-    service's profile has such minutes where a past day happened to have a session; planned,
-    they started replicas for requests that never came (business hours: 1.004-1.007x the
-    KPA's replica time for under 1 % fewer cold starts)."""
+    instead of up, and plans a count only where the demand keeps it for at least `lead + 1`
+    minutes in a row (an opening: the least over each such window, then each run that
+    survives back whole): a replica started one Ready Time ahead of a rise that lasts no
+    longer than that would wait about as long as it serves. A sparse service's profile has
+    such minutes where a past day happened to have a session; planned, they started replicas
+    for requests that never came (business hours: up to 1.007x the KPA's replica time for
+    under 1 % fewer cold starts)."""
     ratio = np.asarray(upper_demand, dtype=float) / target_per_replica
     need = np.floor(ratio + 0.5) if nearest else np.ceil(ratio - 1e-9)
     need = np.clip(np.nan_to_num(need), 0, None).astype(np.int64)
