@@ -1,4 +1,4 @@
-"""Ten seeded request traces of shapes the predictive policy was never tuned on, written as
+"""Twelve seeded request traces of shapes the predictive policy was never tuned on, written as
 generic CSVs (`timestamp`) for `bench/pareto.py --no-synthetic DIR/*.csv` or `tidal simulate
 --trace`: a check that `auto` does not cost more than the KPA on services it has not seen.
 
@@ -6,7 +6,8 @@ generic CSVs (`timestamp`) for `bench/pareto.py --no-synthetic DIR/*.csv` or `ti
 
 Shapes: heavy-tailed (Pareto) gaps, business hours on weekdays, hourly batches, three cron jobs
 a day, a timer that changes period, a timer with an outage day, a jittered timer plus noise, a
-low-rate diurnal service, traffic that decays, and fixed-size bursts at Poisson times. Each shape
+low-rate diurnal service, traffic that decays, fixed-size bursts at Poisson times, traffic that
+grows, and a one-off launch on a sparse service. Each shape
 draws from its own generator (seed, shape), so adding one does not change the others.
 """
 
@@ -96,6 +97,23 @@ def poisson_bursts(rng: np.random.Generator, days: float) -> np.ndarray:
     return np.concatenate([start + np.arange(30.0) for start in starts])
 
 
+def growing(rng: np.random.Generator, days: float) -> np.ndarray:
+    """A daytime service whose traffic doubles every day and a half: 0.002 req/s at the first
+    day's peak, about 0.13 req/s at the ninth's."""
+    seconds = np.arange(int(days * DAY))
+    daytime = np.clip(np.sin((seconds % DAY) / DAY * 2 * np.pi - np.pi / 2), 0, None)
+    rate = 0.002 * 2.0 ** (seconds / (1.5 * DAY)) * daytime
+    return (seconds[rng.random(seconds.size) < rate]).astype(float)
+
+
+def one_off(rng: np.random.Generator, days: float) -> np.ndarray:
+    """A request every 20 minutes or so at random, and once (day 6, 14:00) a launch: about
+    3,000 requests in an hour, rising and falling."""
+    background = np.cumsum(rng.exponential(1200.0, int(days * 80)))
+    launch = 5 * DAY + 14 * 3600 + rng.triangular(0, 900, 3600, 3000)
+    return np.concatenate([background, launch])
+
+
 SHAPES: dict[str, Callable[[np.random.Generator, float], np.ndarray]] = {
     "pareto-gaps": pareto_gaps,
     "business-hours": business_hours,
@@ -107,6 +125,8 @@ SHAPES: dict[str, Callable[[np.random.Generator, float], np.ndarray]] = {
     "diurnal-low": diurnal_low,
     "decay": decay,
     "poisson-bursts": poisson_bursts,
+    "growing": growing,
+    "one-off": one_off,
 }
 
 
