@@ -7,8 +7,8 @@ generic CSVs (`timestamp`) for `bench/pareto.py --no-synthetic DIR/*.csv` or `ti
 Shapes: heavy-tailed (Pareto) gaps, business hours on weekdays, hourly batches, three cron jobs
 a day, a timer that changes period, a timer with an outage day, a jittered timer plus noise, a
 low-rate diurnal service, traffic that decays, fixed-size bursts at Poisson times, traffic that
-grows, and a one-off launch on a sparse service. Each shape
-draws from its own generator (seed, shape), so adding one does not change the others.
+grows, and a one-off launch on a sparse service. Each shape draws from its own generator (seed,
+shape), so adding one does not change the others.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ import numpy as np
 
 DAY = 86_400.0
 EPOCH = 1_735_689_600.0  # 2025-01-01 00:00 UTC, a Wednesday
+
+
+def _each_second(rng: np.random.Generator, rate: np.ndarray) -> np.ndarray:
+    """A request in second t with probability `rate[t]` (at most one a second)."""
+    seconds = np.arange(rate.size)
+    return (seconds[rng.random(seconds.size) < rate]).astype(float)
 
 
 def pareto_gaps(rng: np.random.Generator, days: float) -> np.ndarray:
@@ -80,8 +86,7 @@ def diurnal_low(rng: np.random.Generator, days: float) -> np.ndarray:
     """Poisson at up to 0.02 req/s in the afternoon, next to none at night."""
     seconds = np.arange(int(days * DAY))
     phase = (seconds % DAY) / DAY * 2 * np.pi - np.pi / 2 - 0.5
-    rate = 0.02 * np.clip(np.sin(phase), 0, None) ** 2
-    return (seconds[rng.random(seconds.size) < rate]).astype(float)
+    return _each_second(rng, 0.02 * np.clip(np.sin(phase), 0, None) ** 2)
 
 
 def decay(rng: np.random.Generator, days: float) -> np.ndarray:
@@ -102,8 +107,7 @@ def growing(rng: np.random.Generator, days: float) -> np.ndarray:
     day's peak, about 0.13 req/s at the ninth's."""
     seconds = np.arange(int(days * DAY))
     daytime = np.clip(np.sin((seconds % DAY) / DAY * 2 * np.pi - np.pi / 2), 0, None)
-    rate = 0.002 * 2.0 ** (seconds / (1.5 * DAY)) * daytime
-    return (seconds[rng.random(seconds.size) < rate]).astype(float)
+    return _each_second(rng, 0.002 * 2.0 ** (seconds / (1.5 * DAY)) * daytime)
 
 
 def one_off(rng: np.random.Generator, days: float) -> np.ndarray:
