@@ -202,3 +202,25 @@ def test_a_service_handed_back_to_the_kpa_past_its_tail_starts_nothing():
     assert stale > 0
     assert handed_back == 0 and scaler.last is not None
     assert scaler.last.mode_used == "observer"
+
+
+def test_a_kpa_nothing_diverged_from_is_the_kpa_alone_to_its_last_tick():
+    """With no warm model the policy is the KPA underneath, count for count: the account must
+    show no difference, although the KPA drops its last replica at the first decision tick
+    past its tail, not at the tail itself (cut at the tail, the account charged prediction
+    with that tick on every gap)."""
+    spec = spec_for()
+    kpa = RevisionAutoscaler(spec, 0.0, ready=0, initialized=True)
+    scaler = PredictiveAutoscaler(kpa, PredictivePolicy(PredictiveAnnotations()), MONDAY)
+    ready = 0
+    for t in range(0, 2000):
+        busy = t % 500 < 5  # a request every 500 s, in flight for 5 s
+        if busy or ready:
+            scaler.record(float(t), 1.0 if busy else 0.0, 1.0 if t % 500 == 0 else 0.0)
+        if t % 2 == 1:  # ticks off the requests' second: the tail ends between two
+            decision = scaler.tick(float(t), ready)
+            if decision.replicas is not None:
+                ready = decision.replicas
+    ledger = scaler.ledger
+    assert ledger.spent > 4 * TAIL_S  # the KPA held a replica after every request
+    assert ledger.spent == pytest.approx(ledger.kpa, abs=1e-6)

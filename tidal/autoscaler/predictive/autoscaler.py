@@ -150,9 +150,10 @@ class PredictiveAutoscaler:
             self._diverged or self.replicas != self._reactive_replicas
         )
         self._ready = ready
-        self.ledger.advance(
-            epoch, self.replicas or 0, self._reactive_replicas, idle, self._tail_s()
-        )
+        # Until prediction holds another count, the KPA underneath is the KPA alone, at its own
+        # ticks: it drops its last replica at the first tick past its tail, not at the tail.
+        tail = self._tail_s() if self._diverged else math.inf
+        self.ledger.advance(epoch, self.replicas or 0, self._reactive_replicas, idle, tail)
         return Decision(
             replicas=replicas,
             desired_raw=decision.desired_raw,

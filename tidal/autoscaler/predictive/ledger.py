@@ -7,10 +7,13 @@ KPA underneath and knows its count on every tick; the policy's own count differs
 where prediction acted. Over the same seconds it sums:
 
 - `spent`: the policy's count (exactly the replica time it asked for);
-- `kpa`: what the KPA alone would have asked for: the KPA underneath's count while requests
-  are in flight and for its tail (stable window + scale-to-zero grace) after the last one,
-  none after that. Past its tail the KPA alone is at zero; the KPA underneath may not be (a
-  replica prediction holds reports to it), so its count there is not the KPA's;
+- `kpa`: what the KPA alone would have asked for: the KPA underneath's count, which is the
+  KPA alone's until prediction holds another count while the service is idle. From then on
+  it counts only through the KPA's tail (stable window + scale-to-zero grace) after the last
+  request, none after that: past its tail the KPA alone is at zero, and the KPA underneath
+  may not be (a replica prediction holds reports to it). Cut at the tail where nothing
+  diverged, the account charged prediction with the KPA's own tick past it (up to one
+  decision interval a gap, about 2 % of a sparse service's replica time);
 - `caused`: idle gaps that ended with the KPA underneath still holding a replica while
   prediction had none ready: a cold start of prediction's making, which panics the KPA
   underneath where the KPA alone, warm, would not have panicked.
@@ -46,8 +49,8 @@ class Ledger:
     ) -> None:
         """A tick at `epoch`: account the counts in force since the last one, then the new
         ones (the policy's and the KPA underneath's replicas; `idle_since`: when the last
-        request ended, None while requests are in flight; `tail_s`: the KPA's tail) hold
-        until the next tick."""
+        request ended, None while requests are in flight; `tail_s`: the KPA's tail, or
+        infinity while the KPA underneath is the KPA alone) hold until the next tick."""
         if self.at is None:
             self.at = epoch
         elif epoch > self.at:
