@@ -27,10 +27,10 @@ def spec_for(container_concurrency: int = 1):
 
 
 def minute_gaps(count: int = 400) -> list[Gap]:
-    """Called about every minute: gaps of 20 s to 150 s (holding warm through them is worth it
+    """Called about every minute: gaps of 20 s to 130 s (holding warm through them is worth it
     once the KPA's panic replica is counted)."""
     rng = np.random.default_rng(0)
-    return [Gap(MONDAY + i * 200, float(rng.uniform(20, 150))) for i in range(count)]
+    return [Gap(MONDAY + i * 200, float(rng.uniform(20, 130))) for i in range(count)]
 
 
 def test_the_served_part_of_the_panic_replica_is_the_wait():
@@ -45,12 +45,12 @@ def test_the_served_part_of_the_panic_replica_is_the_wait():
 
 
 def test_charging_its_own_cold_starts_the_wait_buys_a_rhythm_the_full_charge_cannot():
-    """Half the gaps are two to four minutes, the rest long: holding through the short ones
+    """Half the gaps are 100-200 s, the rest long: holding through the short ones
     avoids many cold starts, but counted with a whole panic replica on each of predictive's
     remaining cold starts no price that does fits the budget; charged the wait, one does."""
     rng = np.random.default_rng(0)
     n = 300
-    lengths = np.where(rng.random(n) < 0.5, rng.uniform(100, 240, n), rng.exponential(1800, n))
+    lengths = np.where(rng.random(n) < 0.5, rng.uniform(100, 200, n), rng.exponential(1800, n))
     gaps = [Gap(MONDAY + i * 4000, float(x)) for i, x in enumerate(lengths)]
     now = MONDAY + n * 4000
     panic, served = (

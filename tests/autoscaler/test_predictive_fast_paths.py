@@ -125,19 +125,20 @@ def test_gap_columns_reuse_only_the_very_gap_objects_read_last_time():
         starts, lengths = [g.start for g in gaps], [g.length for g in gaps]
         bins = [min(int(g.length // warm.STEP_S), warm.STEPS) for g in gaps]
         own = [int(g.start % 86_400.0 // (86_400.0 / warm.SLICES)) for g in gaps]
-        return starts, lengths, bins, own
+        counts = [g.kpa_replicas for g in gaps], [g.hold_replicas for g in gaps]
+        return starts, lengths, bins, own, *counts
 
     def check(gaps):
         columns = warm._columns(gaps)
         assert [column.tolist() for column in columns] == list(plain(gaps))
 
-    gaps = [warm.Gap(3600.0 * i, 10.0 + 500.0 * i) for i in range(50)]
+    gaps = [warm.Gap(3600.0 * i, 10.0 + 500.0 * i, 1 + i % 3, 1 + i % 2) for i in range(50)]
     check(gaps[:30])
     check(gaps[:40])  # grown: the first 30 from before
     check(gaps[5:45])  # shifted and grown
     check(gaps[5:45])  # the same again
     # Equal values in new objects are read anew, as is a list whose middle was replaced.
-    copies = [warm.Gap(g.start, g.length) for g in gaps[5:45]]
+    copies = [warm.Gap(g.start, g.length, g.kpa_replicas, g.hold_replicas) for g in gaps[5:45]]
     check(copies)
     changed = list(copies)
     changed[10] = warm.Gap(-1.0, 99.0)

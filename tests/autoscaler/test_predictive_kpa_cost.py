@@ -51,10 +51,10 @@ def test_no_panic_no_extra_cost():
 
 
 def minute_gaps(count: int = 400) -> list[Gap]:
-    """Called about every minute: gaps of 20 s to 150 s, about half longer than the KPA's
-    90 s tail, so the KPA cold-starts on almost every other one."""
+    """Called about every minute: gaps of 20 s to 130 s, about a third longer than the KPA's
+    90 s tail, so the KPA cold-starts on about one in three."""
     rng = np.random.default_rng(0)
-    return [Gap(MONDAY + i * 200, float(rng.uniform(20, 150))) for i in range(count)]
+    return [Gap(MONDAY + i * 200, float(rng.uniform(20, 130))) for i in range(count)]
 
 
 def test_counting_the_kpas_panic_replica_lets_auto_hold_through_short_gaps():
@@ -97,15 +97,15 @@ def test_refits_price_with_the_services_own_kpa():
 
 
 def test_auto_needs_the_budget_on_each_held_out_window_not_only_on_their_sum():
-    """The older half of the held-out gaps has the minute rhythm; in the newer half every other
-    gap is two to three minutes, where holding through costs more than the KPA's tail. Summed,
+    """The older half of the held-out gaps has the minute rhythm; in the newer half a third of
+    the gaps are two to three minutes, where holding through costs more than the KPA's tail. Summed,
     holding warm looks affordable; on the newer window it is not, so auto does not buy it."""
     rng = np.random.default_rng(2)
     count = 400
     held = int(0.3 * count)
     gaps = minute_gaps(count)
     for i in range(count - held // 2, count):
-        if rng.random() < 0.5:
+        if rng.random() < 0.3:
             gaps[i] = Gap(gaps[i].start, float(rng.uniform(120, 200)))
     now = MONDAY + count * 200
     panic = panic_cost(spec_for(), READY_S, TAIL_S)

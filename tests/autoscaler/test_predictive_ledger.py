@@ -76,7 +76,7 @@ def test_the_account_decays_with_the_gaps_half_life():
 
 def wide_gaps() -> tuple[list[Gap], float]:
     """Most gaps 150-300 s, the rest long: holding through the short ones avoids cold starts
-    at between 0.8 and 1.0 times the KPA's idle replica time on the held-out gaps."""
+    at between 0.75 and 1.0 times the KPA's idle replica time on the held-out gaps."""
     rng = np.random.default_rng(0)
     n = 300
     lengths = np.where(rng.random(n) < 0.7, rng.uniform(150, 300, n), rng.exponential(1800, n))
@@ -93,7 +93,7 @@ def test_a_spare_budget_uses_the_cheapest_price_worth_using_when_none_within_bud
     assert spare.expected_cold_ratio <= 0.8
     # The spare budget never overrides a price the strict one already finds worth using.
     rng = np.random.default_rng(0)
-    minute = [Gap(MONDAY + i * 200, float(rng.uniform(20, 150))) for i in range(400)]
+    minute = [Gap(MONDAY + i * 200, float(rng.uniform(20, 130))) for i in range(400)]
     later = MONDAY + 400 * 200
     a = fit(minute, READY_S, TAIL_S, later, panic_s=served, own_panic_s=served)
     b = fit(minute, READY_S, TAIL_S, later, panic_s=served, own_panic_s=served, spare=1.0)

@@ -3,6 +3,7 @@ Ready Time ahead, running as the KPA without a rhythm, and never slower than the
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,7 @@ from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotat
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.bounds import Bounds
+from tidal.autoscaler.predictive.kpa_cost import served_panic_cost
 from tidal.autoscaler.predictive.plan import build_plan
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 from tidal.autoscaler.predictive.refit import refit
@@ -276,7 +278,7 @@ def test_the_auto_price_runs_the_tables_it_scored():
             t += float(length) + rng.uniform(1.0, 30.0)
         model = fit(gaps, 42.0, 90.0, t, panic_s=80.0, own_panic_s=42.0)
         assert model is not None and model.useful
-        begins, lengths, bins, own = warm._columns(gaps)
+        begins, lengths, bins, own, _, _ = warm._columns(gaps)
         held_out = slice(len(gaps) - int(warm.HELD_OUT * len(gaps)), len(gaps))
         recency = 0.5 ** ((t - begins[held_out]) / warm.HALF_LIFE_S)
         _, cold = warm._evaluate(
@@ -391,3 +393,50 @@ def test_held_out_gaps_all_shorter_than_the_kpas_tail_must_pay_for_a_long_one():
     # With a gap the KPA meets cold among the newest, they are scored as they are.
     gaps[-100] = Gap(gaps[-100].start, 600.0)
     assert not fit(gaps, 42.0, 62.0, t + 600.0).long_gap_scored
+
+
+def test_each_gap_records_the_replicas_both_sides_hold_into_it():
+    """Three requests in flight leave the KPA holding its headroom over them (ceil(3 / 0.7))
+    as the service goes idle, and the last hour's busiest moment needed three at full
+    capacity, what prediction would hold: the gap records both. Over an hour later a lone
+    request leaves the KPA two (one over 0.7) where the last hour needed one."""
+    auto = _autoscaler()
+    ready = 0
+    for t in range(0, 4500):
+        in_flight = 3.0 if 10 <= t < 40 else 1.0 if t in (4000, 4400) else 0.0
+        if ready or in_flight:
+            auto.record(float(t), in_flight, in_flight)
+        if t % 2 == 0:
+            auto.tick(float(t), ready)
+            ready = auto.replicas or 0  # replicas come up at once here
+    after_burst, after_lone = auto.gaps
+    assert after_burst.length == pytest.approx(4000 - 39)
+    assert (after_burst.kpa_replicas, after_burst.hold_replicas) == (math.ceil(3 / 0.7), 3)
+    assert after_lone.length == pytest.approx(400)
+    assert (after_lone.kpa_replicas, after_lone.hold_replicas) == (2, 1)
+
+
+def test_a_kpa_that_holds_several_replicas_through_its_tail_is_priced_so():
+    """Gaps of 150-300 s and longer ones: held one replica at a time, no price beats the KPA's
+    tail within the budget. Where the KPA goes idle holding two replicas (a cold start's
+    panic, a busy period's peak) and holds both through its tail, holding one through
+    the gap beats it; prediction holding two within the tail as well still does, expecting
+    to spend more for it. (The KPA's defaults, a 62 s tail, and a 30 s Ready Time.)"""
+    panic = served_panic_cost(_autoscaler().reactive.spec, 30.0, 62.0)
+    rng = np.random.default_rng(0)
+    n = 300
+    lengths = np.where(rng.random(n) < 0.7, rng.uniform(150, 300, n), rng.exponential(1800, n))
+    gaps = [Gap(MONDAY + i * 4000, float(x)) for i, x in enumerate(lengths)]
+    now = MONDAY + n * 4000
+
+    def fitted(kpa: int, hold: int):
+        counted = [replace(g, kpa_replicas=kpa, hold_replicas=hold) for g in gaps]
+        model = fit(counted, 30.0, 62.0, now, panic_s=panic, own_panic_s=panic)
+        assert model is not None
+        return model
+
+    alone, kpa_two, both_two = fitted(1, 1), fitted(2, 1), fitted(2, 2)  # (KPA, prediction)
+    assert not alone.useful
+    assert kpa_two.useful and both_two.useful
+    assert kpa_two.expected_cold_ratio <= GAIN and both_two.expected_cold_ratio <= GAIN
+    assert both_two.expected_cost_ratio > kpa_two.expected_cost_ratio

@@ -45,6 +45,9 @@ class PredictiveAutoscaler:
         # Prediction held another count than the KPA underneath since the last request
         # ended: the KPA underneath no longer sees what the KPA alone would (`_kpa_alone`).
         self._diverged = False
+        # (idle since, the KPA's count, what prediction would hold) at the idle period's first
+        # tick: the replicas each side holds through the KPA's tail (`Gap.kpa_replicas`).
+        self._idle_counts: tuple[float, int, int] | None = None
         self._tail_spec: object = None  # the spec `_tail` was measured for
         self._tail = 0.0
 
@@ -61,7 +64,10 @@ class PredictiveAutoscaler:
             self.observing_since = epoch
         if concurrency > 0 or rps > 0:
             if self._last_busy is not None and epoch - self._last_busy >= MIN_GAP_S:
-                self.gaps.append(Gap(self._last_busy, epoch - self._last_busy))
+                counts = (1, 1)
+                if self._idle_counts is not None and self._idle_counts[0] == self._last_busy:
+                    counts = self._idle_counts[1:]
+                self.gaps.append(Gap(self._last_busy, epoch - self._last_busy, *counts))
                 warm = self.policy.warm
                 if warm is not None and warm.useful:  # prediction decided this gap
                     kpa_cold = epoch - self._last_busy > warm.kpa_tail_s
@@ -138,6 +144,9 @@ class PredictiveAutoscaler:
             self._reactive_replicas = decision.replicas
         current = self._reactive_replicas if self.replicas is None else self.replicas
         epoch, idle = now + self.epoch_offset, self.idle_since(now)
+        if idle is not None and (self._idle_counts is None or self._idle_counts[0] != idle):
+            kpa = max(self._reactive_replicas, 1)
+            self._idle_counts = (idle, kpa, min(kpa, self.idle_need(now)))
         chosen = self.policy.decide(
             epoch, self._kpa_alone(epoch, idle), max(current, 0), idle, self.idle_need(now)
         )

@@ -19,8 +19,11 @@ that applies: measured on the KPA's code, `kpa_cost.idle_tail`) would spend on t
 (the margin covers the optimism of scoring on the gaps it was fitted on; each expected cold
 start, the KPA's and its own, also pays the part of the replica the KPA panics into that is
 spent while the request waits, `kpa_cost.served_panic_cost`): the policy buys as few cold starts
-as the KPA's own budget allows, or, if a cheaper price already expects to avoid three in four of
-the KPA's cold starts, that cheaper price. If even that price expects no real gain over the KPA
+as the KPA's own budget allows, or, if a cheaper price already expects to avoid six in ten of
+the KPA's cold starts, that cheaper price. Both sides hold as many replicas as they really would:
+the KPA its count as the gap began through its tail, prediction that count capped at the last
+hour's need while it holds within the tail, one beyond it (`Gap.kpa_replicas`,
+`Gap.hold_replicas`). If even that price expects no real gain over the KPA
 on the gaps seen (memoryless arrivals: the KPA's fixed tail is then already on the
 cost/cold-start frontier), the service runs as the KPA. With an increasing
 hazard (a timer) the programme releases at once and pre-warms one Ready Time before the expected
@@ -45,12 +48,12 @@ HALF_LIFE_S = 7 * 86_400.0  # recency weighting of gaps (drift)
 MIN_GAPS = 30  # fewer observed idle gaps: run as the KPA
 MIN_GAP_S = 2.0  # shorter pauses are part of a busy period
 MAX_GAPS = 5000  # most recent gaps kept
-BUDGET = 0.8  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
+BUDGET = 0.75  # auto price: expected idle replica time <= BUDGET x the KPA's on the same gaps
 GAIN = 0.8  # ... and used only if it expects <= GAIN x the KPA's cold starts on them
 HELD_OUT = 0.3  # auto price: chosen on this most recent share of the gaps, fitted on the rest
 WINDOWS = 2  # ... split into this many consecutive windows, each within the budget
 MIN_HELD_OUT = 20  # ... and on at least this many
-ENOUGH = 0.25  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
+ENOUGH = 0.4  # a price that expects <= ENOUGH x the KPA's cold starts need not be outbid
 PRICES = np.geomspace(1.0, 1e5, 21)  # candidate cold-start prices (replica-seconds)
 AUTO = None
 
@@ -59,27 +62,34 @@ AUTO = None
 class Gap:
     start: float  # epoch seconds the service went idle
     length: float  # seconds until the next request
+    # Replicas as the gap began: the KPA's count, which it holds through its tail, and what
+    # prediction holds within that tail when it keeps the service warm (the KPA's count, at
+    # most the last hour's need). 1 where unknown (gaps read off the per-minute history).
+    kpa_replicas: int = 1
+    hold_replicas: int = 1
 
 
-_START, _LENGTH = attrgetter("start"), attrgetter("length")
-_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-_read: tuple[list[Gap], _Columns] = ([], (np.empty(0), np.empty(0), np.empty(0), np.empty(0)))
+_FIELDS = tuple(map(attrgetter, ("start", "length", "kpa_replicas", "hold_replicas")))
+# starts, lengths, length bins, slices, the KPA's replicas, prediction's held replicas
+_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_NONE = np.empty(0)
+_read: tuple[list[Gap], _Columns] = ([], (_NONE, _NONE, _NONE, _NONE, _NONE, _NONE))
 
 
 def _columns(gaps: list[Gap]) -> _Columns:
     """The starts and lengths of `gaps` as arrays, with each gap's length bin (`bins`) and
-    slice of the day (`own`). Consecutive fits of a service see the same Gap objects (frozen)
-    shifted by a few and followed by new ones: the part read last time whose objects are
-    identical is taken from then, only the new ones are read (thousands of gaps lie scattered
-    in memory after a long run; reading them cost more than solving)."""
+    slice of the day (`own`), then its replica counts. Consecutive fits of a service see the
+    same Gap objects (frozen) shifted by a few and followed by new ones: the part read last
+    time whose objects are identical is taken from then, only the new ones are read
+    (thousands of gaps lie scattered in memory after a long run; reading them cost more than
+    solving)."""
     global _read
     old, old_columns = _read  # one tuple: consistent when fits run in threads
     shift = _shift(old, gaps)
     kept = len(old) - shift if shift is not None else 0
     new = gaps[kept:]
-    starts = np.fromiter(map(_START, new), float, len(new))
-    lengths = np.fromiter(map(_LENGTH, new), float, len(new))
-    columns = (starts, lengths, _bins(lengths), _slices(starts))
+    starts, lengths, kpa, hold = (np.fromiter(map(get, new), float, len(new)) for get in _FIELDS)
+    columns = (starts, lengths, _bins(lengths), _slices(starts), kpa, hold)
     if kept:
         columns = tuple(
             np.concatenate((before[shift:], after))
@@ -259,13 +269,14 @@ def fit(
             columns = _columns(gaps)
         long_enough = columns[1] >= MIN_GAP_S
         columns = tuple(column[long_enough][-MAX_GAPS:] for column in columns)
-    begins, lengths, bins, own = columns
+    begins, lengths, bins, own, kpa_replicas, hold_replicas = columns
     if len(begins) < MIN_GAPS:
         return None
     steps = STEPS
     recency = 0.5 ** (np.clip(now - begins, 0, None) / HALF_LIFE_S)
     useful = evidence = True
     unseen_long = False
+    tail_bin = min(int(kpa_tail_s // STEP_S), steps)  # the KPA's tail, on the length bins
     if cold_start_cost is AUTO:
         held = max(MIN_HELD_OUT, int(HELD_OUT * len(begins)))
         train = slice(0, len(begins) - held)
@@ -277,7 +288,10 @@ def fit(
         per_bin = _per_bin(hold, start, ready_s, steps)
         charge = panic_s if own_panic_s is None else own_panic_s
         parts = np.array_split(held_out, WINDOWS)
-        kpa_parts = [_kpa(lengths[part], recency[part], kpa_tail_s, ready_s) for part in parts]
+        kpa_parts = [
+            _kpa(lengths[part], recency[part], kpa_tail_s, ready_s, kpa_replicas[part])
+            for part in parts
+        ]
         # Held-out gaps all shorter than the KPA's tail cannot tell the prices apart on cold
         # starts (none has any there), and the cheapest "that avoids most of them" would be
         # taken. Unseen is not impossible (as in `_hazard`): each window is then also scored
@@ -286,7 +300,8 @@ def fit(
         unseen_long = not any(kpa_cold for _, kpa_cold in kpa_parts)
         windows = []
         for part, (kpa_cost, kpa_cold) in zip(parts, kpa_parts, strict=True):
-            cost, cold = _score(per_bin, bins[part], own[part], recency[part])
+            within_tail = (hold_replicas[part], tail_bin)
+            cost, cold = _score(per_bin, bins[part], own[part], recency[part], within_tail)
             if unseen_long:
                 weight = float(recency[part].mean())
                 cost = cost + weight * per_bin[0][:, own[part], steps].mean(axis=1)
@@ -327,8 +342,9 @@ def fit(
     else:  # fitted on all the gaps, and scored on them
         price = float(cold_start_cost)
         hold, start = _solve(hazard, np.array([price]), ready_s)
-        cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps)
-        kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s)
+        within_tail = (hold_replicas, tail_bin)
+        cost, cold = _evaluate(hold, start, bins, own, recency, ready_s, steps, within_tail)
+        kpa_cost, kpa_cold = _kpa(lengths, recency, kpa_tail_s, ready_s, kpa_replicas)
         cost, kpa_cost = cost + panic_s * cold, kpa_cost + panic_s * kpa_cold
         cost_ratio = float(cost[0] / kpa_cost) if kpa_cost else math.inf
         cold_ratio = float(cold[0] / kpa_cold) if kpa_cold else 0.0
@@ -409,10 +425,11 @@ def _evaluate(
     weights: np.ndarray,
     ready_s: float,
     steps: int,
+    held: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted total idle replica-seconds and cold starts of each price's tables over the gaps
-    (each gap played in its own slice, starting warm)."""
-    return _score(_per_bin(hold, start, ready_s, steps), bins, own, weights)
+    (each gap played in its own slice, starting warm; `held` as in `_score`)."""
+    return _score(_per_bin(hold, start, ready_s, steps), bins, own, weights, held)
 
 
 def _per_bin(
@@ -439,21 +456,38 @@ def _per_bin(
 
 
 def _score(
-    per_bin: tuple[np.ndarray, np.ndarray], bins: np.ndarray, own: np.ndarray, weights: np.ndarray
+    per_bin: tuple[np.ndarray, np.ndarray],
+    bins: np.ndarray,
+    own: np.ndarray,
+    weights: np.ndarray,
+    held: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_evaluate` from `_per_bin`'s tables: the gaps summed by (slice, length bin) first."""
+    """`_evaluate` from `_per_bin`'s tables: the gaps summed by (slice, length bin) first.
+    `held`: each gap's replicas held while warm within the KPA's tail, and the tail's length
+    bin; the replicas beyond one are paid for the part of the gap's walk within the tail
+    (the walk of a gap cut at the tail), one replica after it."""
     cost_at, cold_at = per_bin
     mass = np.zeros(cost_at.shape[1:])  # weight of the gaps by (own slice, length bin)
     np.add.at(mass, (own, bins), weights)
     cost = np.einsum("psk,sk->p", cost_at, mass)
     cold = np.einsum("psk,sk->p", cold_at, mass)
+    if held is not None:
+        replicas, tail_bin = held
+        extra = np.zeros(cost_at.shape[1:])
+        np.add.at(extra, (own, np.minimum(bins, tail_bin)), weights * (replicas - 1.0))
+        cost = cost + np.einsum("psk,sk->p", cost_at, extra)
     return cost, cold
 
 
 def _kpa(
-    lengths: np.ndarray, weights: np.ndarray, tail_s: float, ready_s: float
+    lengths: np.ndarray,
+    weights: np.ndarray,
+    tail_s: float,
+    ready_s: float,
+    replicas: np.ndarray | float = 1.0,
 ) -> tuple[float, float]:
-    """The KPA's idle replica time and cold starts on the same gaps: a fixed tail."""
+    """The KPA's idle replica time and cold starts on the same gaps: a fixed tail, with the
+    count each gap began with (`replicas`) held through it."""
     long = lengths > tail_s
-    cost = (np.minimum(lengths, tail_s) + np.where(long, ready_s, 0.0)) @ weights
+    cost = (replicas * np.minimum(lengths, tail_s) + np.where(long, ready_s, 0.0)) @ weights
     return float(cost), float(long.astype(float) @ weights)
