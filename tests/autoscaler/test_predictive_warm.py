@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.autoscaler.test_predictive_ledger import wide_gaps
 from tidal.api.autoscaling import AutoscalerConfig, parse_autoscaling_annotations
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
 from tidal.autoscaler.kpa import RevisionAutoscaler, decider_spec
@@ -423,11 +424,7 @@ def test_a_kpa_that_holds_several_replicas_through_its_tail_is_priced_so():
     the gap beats it; prediction holding two within the tail as well still does, expecting
     to spend more for it. (The KPA's defaults, a 62 s tail, and a 30 s Ready Time.)"""
     panic = served_panic_cost(_autoscaler().reactive.spec, 30.0, 62.0)
-    rng = np.random.default_rng(0)
-    n = 300
-    lengths = np.where(rng.random(n) < 0.7, rng.uniform(150, 300, n), rng.exponential(1800, n))
-    gaps = [Gap(MONDAY + i * 4000, float(x)) for i, x in enumerate(lengths)]
-    now = MONDAY + n * 4000
+    gaps, now = wide_gaps()
 
     def fitted(kpa: int, hold: int):
         counted = [replace(g, kpa_replicas=kpa, hold_replicas=hold) for g in gaps]

@@ -143,12 +143,12 @@ class PredictiveAutoscaler:
         if decision.replicas is not None:
             self._reactive_replicas = decision.replicas
         current = self._reactive_replicas if self.replicas is None else self.replicas
-        epoch, idle = now + self.epoch_offset, self.idle_since(now)
+        epoch, idle, need = now + self.epoch_offset, self.idle_since(now), self.idle_need(now)
         if idle is not None and (self._idle_counts is None or self._idle_counts[0] != idle):
             kpa = max(self._reactive_replicas, 1)
-            self._idle_counts = (idle, kpa, min(kpa, self.idle_need(now)))
+            self._idle_counts = (idle, kpa, min(kpa, need))
         chosen = self.policy.decide(
-            epoch, self._kpa_alone(epoch, idle), max(current, 0), idle, self.idle_need(now)
+            epoch, self._kpa_alone(epoch, idle), max(current, 0), idle, need
         )
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
