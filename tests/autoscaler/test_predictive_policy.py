@@ -10,6 +10,7 @@ from tidal.autoscaler.predictive.forecast import ForecastResult
 from tidal.autoscaler.predictive.plan import Plan
 from tidal.autoscaler.predictive.policy import PredictivePolicy, human_duration
 from tidal.autoscaler.predictive.synthetic import MONDAY
+from tidal.autoscaler.predictive.warm import MIN_GAPS
 
 HOUR = 3600.0
 DAY_S = 86_400.0
@@ -100,7 +101,7 @@ def test_observer_until_enough_history_and_says_so():
     d = policy.decide(MONDAY, 2, 2)
     assert d.mode_used == "observer" and d.replicas == 2 and d.recommended == 2
     assert "3h of history, need 2d" in d.reason
-    assert "0 idle gaps seen, need 30" in d.reason
+    assert f"0 idle gaps seen, need {MIN_GAPS}" in d.reason
 
 
 def test_stale_plan_falls_back_to_reactive_and_bounds_always_apply():

@@ -343,10 +343,13 @@ def test_held_out_gaps_the_kpa_keeps_warm_through_are_no_evidence_for_a_price():
     (all in one slice of the day) cannot show any price beating it: the auto price chose one
     replica-second on it, and the service then released replicas seconds into its next
     bursts, more cold starts and more replica time than the KPA. The service runs as the
-    KPA; the explicit price still acts."""
-    first = MONDAY + 60457.0
-    gaps = [Gap(first + start, length) for start, length in SESSIONS]
-    now = first + 227963.0
+    KPA; the explicit price still acts. (The service's 2.6 days of gaps, twice over: enough
+    gaps for a fit, the newest burst still the whole held-out share.)"""
+    first, span = MONDAY + 60457.0, 227963.0
+    gaps = [
+        Gap(first + shift + start, length) for shift in (-span, 0.0) for start, length in SESSIONS
+    ]
+    now = first + span
     auto = fit(gaps, 42.0, TAIL_S, now, panic_s=0.0, own_panic_s=0.0)
     assert auto is not None and not auto.useful and not auto.rhythm and not auto.evidence
     assert fit(gaps, 42.0, TAIL_S, now, cold_start_cost=600.0).useful

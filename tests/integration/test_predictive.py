@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.integration.harness import FAST_AUTOSCALER, Platform, hello_service, wait_until
+from tidal.autoscaler.predictive.warm import MIN_GAPS
 
 PREDICTIVE = {
     "autoscaling.knative.dev/class": "predictive.tidal.dev",
@@ -70,7 +71,7 @@ def test_plan_from_imported_history_scales_ahead_without_traffic(platform, tmp_p
     assert account["spentReplicaSeconds"] > 0 and account["kpaReplicaSeconds"] >= 0
     assert account["savingMeasured"] in (True, False)
     assert "measured (a week's half-life): " in text and "spent against the KPA alone's" in text
-    assert view["warm"]["fitted"] or view["warm"]["needGaps"] == 30
+    assert view["warm"]["fitted"] or view["warm"]["needGaps"] == MIN_GAPS
     plot = tmp_path / "plan.png"
     platform.cli("forecast", "shop", "--plot", str(plot), "-o", "json")
     assert plot.read_bytes()[:4] == b"\x89PNG"
