@@ -25,6 +25,8 @@ and failed requests, the ratios, and the goals of docs/predictive.md:
   best (with --sweep) the fewest cold starts on predictive's frontier at <= 1.0x the KPA's
       replica-seconds, as a ratio of the KPA's: the best G1 any price reaches on that trace;
       in brackets, the frontier's cold starts at exactly 1.0x (between two prices)
+and last, the rows where predictive is worse than the KPA on any axis (more cold starts, more
+replica-seconds or more failures): where it costs more than it saves.
 With --sweep the replays run in `--jobs` worker processes; `--cache FILE` keeps the KPA's and the
 baselines' scores (which do not depend on predictive's code) between runs.
 """
@@ -378,6 +380,7 @@ def main() -> int:
     )
     print(header)
     met = {"G1": 0, "G2": 0}
+    worse: list[str] = []  # rows where predictive spends more than the KPA on some axis
     for trace in traces:
         began = time.perf_counter()
         warmup = min(args.warmup_days * DAY, trace.duration / 3)
@@ -407,6 +410,12 @@ def main() -> int:
             )
             met["G2"] += not beaten
         met["G1"] += g1
+        if pred.replica_s > kpa.replica_s or pred.cold > kpa.cold or pred.failed > kpa.failed:
+            worse.append(
+                f"{trace.name} ({ratio(pred.cold, kpa.cold)}x cold starts at "
+                f"{pred.replica_s / kpa.replica_s:.4f}x replica-s, failed {pred.failed}/"
+                f"{kpa.failed})"
+            )
         print(
             f"{trace.name[:44]:44} {len(trace):>7} {kpa.cold:>8} {pred.cold:>9} "
             f"{ratio(pred.cold, kpa.cold):>6} {kpa.replica_s:>13,.0f} {pred.replica_s:>14,.0f} "
@@ -427,6 +436,7 @@ def main() -> int:
         + (f", G2 on {met['G2']}/{len(traces)}" if args.sweep else "")
         + f"; scored after min({args.warmup_days:g} d, a third of the trace)"
     )
+    print(f"worse than the KPA on an axis: {len(worse)}/{len(traces)}", *worse, sep="\n  ")
     return 0 if met["G1"] == len(traces) else 1
 
 
