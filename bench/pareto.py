@@ -412,9 +412,9 @@ def main() -> int:
         met["G1"] += g1
         if pred.replica_s > kpa.replica_s or pred.cold > kpa.cold or pred.failed > kpa.failed:
             worse.append(
-                f"{trace.name} ({ratio(pred.cold, kpa.cold)}x cold starts at "
-                f"{pred.replica_s / kpa.replica_s:.4f}x replica-s, failed {pred.failed}/"
-                f"{kpa.failed})"
+                f"{trace.name} (cold-start req {pred.cold}/{kpa.cold}, replica-s "
+                f"{pred.replica_s / kpa.replica_s:.4f}x, failed {pred.failed}/{kpa.failed}; "
+                "predictive/KPA)"
             )
         print(
             f"{trace.name[:44]:44} {len(trace):>7} {kpa.cold:>8} {pred.cold:>9} "
