@@ -435,3 +435,72 @@ def test_room_for_says_whether_place_starts_a_replica_without_a_policy():
                 if not room:
                     assert not decision.stop and len(decision.pending) == desired - 1
     assert seen == {True, False}
+
+
+# -- replicas ahead of demand (docs/pools.md#replicas-ahead-of-demand) ---------------------------
+
+TWO_GPUS = (Pool("gpu", gpus=("0", "1")),)
+ONE_GPU = Demand(gpus=1)
+
+
+def gpu_replica(rid: str, device: str, at: float = 0.0) -> Placed:
+    return Placed(rid, "gpu", at, (device,))
+
+
+def gpu_usage(*replicas: Placed) -> dict[str, PoolUsage]:
+    return tally(TWO_GPUS, ((r, ONE_GPU) for r in replicas))
+
+
+def test_replicas_ahead_of_demand_are_placed_after_every_revisions_needed_ones():
+    """`warm` asks first, for two replicas of which one is ahead of demand; `busy`'s request
+    needs one: the needed ones get the two GPUs, the replica ahead of demand waits."""
+    warm = Request("warm", 2, ONE_GPU, ahead=1)
+    busy = Request("busy", 1, ONE_GPU)
+    first, second = place_all([warm, busy], TWO_GPUS, {}, NOW)
+    assert len(first.start) == 1 and len(second.start) == 1
+    assert [p.ahead for p in first.pending] == [True]
+    assert first.pending[0].reason.startswith("ahead of demand: no pool with room")
+    # With room for all, the replica ahead of demand is placed too.
+    roomy = (Pool("gpu", gpus=("0", "1", "2")),)
+    assert [len(d.start) for d in place_all([warm, busy], roomy, {}, NOW)] == [2, 1]
+
+
+def test_a_revision_whose_requests_wait_takes_room_back_from_replicas_ahead_of_demand():
+    """Both GPUs are held: one by `warm` ahead of demand (its requests need none), one by
+    `other`. `busy` needs one: warm's replica is stopped (it frees its GPU once it exits), and
+    warm's wish for it stays pending, saying whom it yields to."""
+    held = gpu_replica("w0", "0")
+    warm = Request("warm", 1, ONE_GPU, (held,), ahead=1)
+    other = Request("other", 1, ONE_GPU, (gpu_replica("o0", "1"),))
+    busy = Request("busy", 1, ONE_GPU)
+    usage = gpu_usage(held, gpu_replica("o0", "1"))
+    warm_d, other_d, busy_d = place_all([warm, other, busy], TWO_GPUS, usage, NOW)
+    assert warm_d.stop == ("w0",) and not warm_d.start
+    assert [(p.ahead, p.reason) for p in warm_d.pending] == [
+        (True, "ahead of demand: yields to busy, whose requests wait for room")
+    ]
+    assert other_d == Decision("other")  # needed replicas are never taken
+    assert not busy_d.start and [p.ahead for p in busy_d.pending] == [False]
+    # Once w0 has exited, busy gets its GPU and warm's replica ahead of demand waits.
+    warm = Request("warm", 1, ONE_GPU, ahead=1, pending_since=(NOW,))
+    usage = gpu_usage(gpu_replica("o0", "1"))
+    warm_d, _, busy_d = place_all([warm, other, busy], TWO_GPUS, usage, NOW + 5)
+    assert len(busy_d.start) == 1
+    assert not warm_d.start and [p.ahead for p in warm_d.pending] == [True]
+
+
+def test_replicas_ahead_of_demand_yield_only_to_needed_replicas():
+    """A revision whose own replicas ahead of demand find no room takes nothing back, and
+    without `ahead` nothing changes: the same decisions as placing each in turn."""
+    held = gpu_replica("w0", "0")
+    warm = Request("warm", 1, ONE_GPU, (held,), ahead=1)
+    other = Request("other", 2, ONE_GPU, (gpu_replica("o0", "1"),), ahead=1)
+    usage = gpu_usage(held, gpu_replica("o0", "1"))
+    warm_d, other_d = place_all([warm, other], TWO_GPUS, usage, NOW)
+    assert warm_d == Decision("warm")
+    assert not other_d.start and [p.ahead for p in other_d.pending] == [True]
+    plain = [Request("a", 1, ONE_GPU, (held,)), Request("b", 2, ONE_GPU)]
+    assert place_all(plain, TWO_GPUS, gpu_usage(held), NOW) == [
+        place(plain[0], TWO_GPUS, gpu_usage(held), NOW),
+        place(plain[1], TWO_GPUS, gpu_usage(held), NOW),
+    ]

@@ -28,13 +28,20 @@ rules).
 
 A stopped replica keeps its cpu, memory and devices until it has exited, so stops free nothing
 here: the caller's `usage` drops the replica once it is gone.
+
+Replicas held ahead of demand (`Request.ahead`: what prediction keeps warm or plans beyond the
+count the revision's requests need) yield to those needs
+(docs/pools.md#replicas-ahead-of-demand): `place_all` places every revision's needed replicas
+first and its ahead ones only after, and while any revision has needed replicas pending for
+lack of room it starts no replica ahead of demand and stops the ones running, so that a warm
+replica never keeps a waiting request from a GPU.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 from tidal.api.pools import GPU, Pool
@@ -84,6 +91,9 @@ class Request:
     revisions the policy selects (they count toward unit max). `labels` are the labels a new
     replica carries (`matchLabelKeys` reads them). `pending_since` are the times the replicas
     still pending became pending, oldest first: the previous decision's `Pending.since`.
+    `ahead` of the `desired` replicas are held ahead of demand (prediction's, beyond what the
+    revision's requests need): `place_all` gives them room only after every revision's needed
+    replicas, and takes it back for them.
     """
 
     revision: str
@@ -94,6 +104,7 @@ class Request:
     policy: ResourcePolicy | None = None
     others: Sequence[Placed] = ()
     pending_since: Sequence[float] = ()
+    ahead: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +121,12 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A replica that could not be placed, why, and since when it has been pending."""
+    """A replica that could not be placed, why, and since when it has been pending; `ahead`:
+    one held ahead of demand (no request waits for it)."""
 
     reason: str
     since: float
+    ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,11 @@ def never_fits(demand: Demand, pools: Sequence[Pool]) -> str:
 def place_all(
     requests: Iterable[Request], pools: Sequence[Pool], usage: Mapping[str, PoolUsage], now: float
 ) -> list[Decision]:
-    """Decisions for many revisions in order, each seeing the capacity earlier ones took."""
+    """Decisions for many revisions in order, each seeing the capacity earlier ones took: first
+    the replicas each needs (those it holds ahead of demand kept, none started), then, unless
+    one of those is left pending for lack of room, the ones ahead of demand; if one is, every
+    revision's replicas ahead of demand are stopped instead (see the module's docstring)."""
+    requests = list(requests)
     free = _free(pools, usage)
     layouts: dict[int, _Layout] = {}
     decisions = []
@@ -186,8 +203,70 @@ def place_all(
         key = id(request.policy)
         if key not in layouts:
             layouts[key] = _units(request.policy, pools)
-        decisions.append(_decide(request, layouts[key], free, now))
+        part = _needed_part(request) if request.ahead else request
+        decisions.append(_decide(part, layouts[key], free, now))
+    waiting = [
+        r.revision
+        for r, d in zip(requests, decisions, strict=True)
+        if any(not p.ahead for p in d.pending) and _group(r)[1] is None
+    ]
+    for index, request in enumerate(requests):
+        if request.ahead:
+            layout = layouts[id(request.policy)]
+            if waiting:
+                decisions[index] = _yield_ahead(request, decisions[index], layout, now, waiting)
+            else:
+                decisions[index] = _add_ahead(request, decisions[index], layout, free, now)
     return decisions
+
+
+def _live(request: Request) -> int:
+    return sum(1 for r in request.replicas if not r.terminating)
+
+
+def _needed(request: Request) -> int:
+    """How many of the desired replicas the revision's requests need (the rest are ahead)."""
+    return request.desired - min(request.ahead, request.desired)
+
+
+def _needed_part(request: Request) -> Request:
+    """`request` without its replicas ahead of demand that are not running: the needed ones
+    and the running ones (stopping those is `_yield_ahead`'s call)."""
+    return replace(request, desired=min(request.desired, max(_needed(request), _live(request))))
+
+
+def _add_ahead(
+    request: Request, decision: Decision, layout: _Layout, free: dict[str, _Room], now: float
+) -> Decision:
+    """`decision` (the needed part's) and the replicas ahead of demand, placed on what is left."""
+    if decision.stop or decision.pending or request.desired <= _live(request) + len(decision.start):
+        return decision
+    started = [
+        Placed(f"{request.revision}/new-{i}", s.pool, now, s.devices, False, labels=s.labels)
+        for i, s in enumerate(decision.start)
+    ]
+    rest = _decide(replace(request, replicas=(*request.replicas, *started)), layout, free, now)
+    pending = tuple(Pending(f"ahead of demand: {p.reason}", p.since, True) for p in rest.pending)
+    return replace(decision, start=decision.start + rest.start, pending=pending)
+
+
+def _yield_ahead(
+    request: Request, decision: Decision, layout: _Layout, now: float, waiting: list[str]
+) -> Decision:
+    """While `waiting` revisions' requests wait for room: `decision` (the needed part's) with
+    the replicas `request` runs ahead of demand stopped, and those it wants pending."""
+    needed, live = _needed(request), _live(request)
+    if live > needed:  # the needed part started nothing: stopping takes no room
+        decision = _decide(replace(request, desired=needed), layout, {}, now)
+    short = request.desired - max(needed, live - len(decision.stop))
+    if short <= 0:
+        return decision
+    names = ", ".join(waiting[:3]) + (f" and {len(waiting) - 3} more" if len(waiting) > 3 else "")
+    reason = f"ahead of demand: yields to {names}, whose requests wait for room"
+    since = sorted(request.pending_since)[-short:] if request.pending_since else []
+    since = [now] * (short - len(since)) + since
+    ahead = tuple(Pending(reason, at, True) for at in since)
+    return replace(decision, pending=decision.pending + ahead)
 
 
 class _Room:
