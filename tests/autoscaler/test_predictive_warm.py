@@ -170,6 +170,33 @@ def test_a_missed_request_is_met_as_fast_as_by_the_kpa_alone_and_min_scale_holds
     assert min(n for _, n, _ in _drive(floor, t, t + PERIOD, (t + 10, t + 12))) == 1
 
 
+def test_a_prewarmed_replica_is_held_ahead_of_demand_and_a_floor_is_not():
+    """The replica pre-warmed for the next call is one the KPA alone would not run: each tick
+    says so (`Decision.ahead`, what the scheduler takes back for requests that wait,
+    tidal/scheduler/placement.py). The one min-scale keeps is not ahead of demand."""
+    for min_scale, ahead_when_prewarmed in ((0, 1), (1, 0)):
+        auto = _autoscaler(min_scale)
+        t = 0.0
+        for _ in range(MIN_GAPS + 5):
+            _drive(auto, t, t + PERIOD, (t + 10, t + 12))
+            t += PERIOD
+        for _ in range(2):  # auto acts once two fits agree
+            spec = auto.reactive.spec
+            refit(auto, np.zeros(10), MONDAY + t, spec, PredictiveAnnotations(), 1, READY_S)
+        _drive(auto, t, t + 200, (t + 10, t + 12))  # a call, then past the KPA's tail
+        seen = set()
+        for now in np.arange(t + 200, t + PERIOD + 10, 1.0):  # idle until the next call
+            ready = auto.replicas or 0
+            if ready:
+                auto.record(now, 0.0, 0.0)
+            if int(now) % 2 == 0:
+                d = auto.tick(now, ready)
+                assert d.ahead == auto.ahead
+                seen.add((auto.replicas, d.ahead))
+        assert (1, ahead_when_prewarmed) in seen, seen
+        assert all(ahead == (replicas or 0) - min_scale for replicas, ahead in seen), seen
+
+
 def test_plans_stay_within_max_scale_and_cron_bounds():
     _, values = synthetic_history(3, seed=0)
     bounds = Bounds(1, 4, ())

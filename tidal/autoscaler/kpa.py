@@ -238,7 +238,10 @@ class Decision:
 
     `replicas` is the count to apply now (None: leave as is). `desired_raw` is the decider's
     output this tick (-1 when it had no data). `mode` is the SKS mode: "Serve" (activator out
-    of the path) or "Proxy" (requests go through the activator)."""
+    of the path) or "Proxy" (requests go through the activator). `ahead` is how many of the
+    replicas in force are held ahead of demand (the predictive autoscaler's, beyond what the
+    KPA and the bounds would run): the scheduler gives them room last and takes it back for
+    requests that wait (tidal/scheduler/placement.py)."""
 
     replicas: int | None
     desired_raw: int
@@ -249,6 +252,7 @@ class Decision:
     stable_value: float
     panic_value: float
     mode: str
+    ahead: int = 0
 
 
 # What `RevisionAutoscaler._reconcile` may change (its trial step restores them).

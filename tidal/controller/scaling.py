@@ -239,6 +239,7 @@ class ScalingLoop:
         entry.last_decision = decision
         if decision.replicas is not None:
             workload.set_desired(decision.replicas)
+        workload.set_ahead(decision.ahead)
         labels = (workload.spec.namespace, workload.spec.revision)
         DESIRED.labels(*labels).set(workload.desired)
         PANIC.labels(*labels).set(1 if decision.in_panic else 0)

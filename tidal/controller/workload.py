@@ -180,6 +180,7 @@ class RevisionWorkload:
         self.replica_labels: dict[str, Mapping[str, str]] = {}
         self.pending: tuple[Pending, ...] = ()
         self.desired = 0
+        self.ahead = 0  # of `desired`, held ahead of demand (tidal/scheduler/placement.py)
         self.routed = True
         self.clock: Clock = clock or MonotonicClock()
         self.state = (
@@ -307,6 +308,13 @@ class RevisionWorkload:
             self.events.status_changed(self)
             self.events.needs_placement(self)
 
+    def set_ahead(self, count: int) -> None:
+        """How many of the desired replicas the autoscaler holds ahead of demand: they are
+        placed after every revision's needed ones, and stopped for requests that wait."""
+        if count != self.ahead:
+            self.ahead = count
+            self.events.needs_placement(self)
+
     def placed(self) -> list[tuple[Placed, Demand]]:
         """Every replica that holds resources in a pool, stopping ones included."""
         items = [
@@ -346,6 +354,7 @@ class RevisionWorkload:
             policy=policy,
             others=others,
             pending_since=[p.since for p in self.pending],
+            ahead=min(self.ahead, desired),
         )
 
     def apply(self, decision: Decision, pools: Mapping[str, Pool]) -> None:

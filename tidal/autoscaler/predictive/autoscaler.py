@@ -34,6 +34,8 @@ class PredictiveAutoscaler:
         self.policy = policy
         self.epoch_offset = epoch_offset
         self.replicas: int | None = None  # what this autoscaler last asked for
+        # Of those, how many the KPA alone and the bounds would not run: held ahead of demand.
+        self.ahead = 0
         self.last: PolicyDecision | None = None
         self._reactive_replicas = -1
         self.gaps: list[Gap] = []  # idle gaps seen, epoch seconds
@@ -147,9 +149,8 @@ class PredictiveAutoscaler:
         if idle is not None and (self._idle_counts is None or self._idle_counts[0] != idle):
             kpa = max(self._reactive_replicas, 1)
             self._idle_counts = (idle, kpa, min(kpa, need))
-        chosen = self.policy.decide(
-            epoch, self._kpa_alone(epoch, idle), max(current, 0), idle, need
-        )
+        kpa_alone = self._kpa_alone(epoch, idle)
+        chosen = self.policy.decide(epoch, kpa_alone, max(current, 0), idle, need)
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
         replicas = None if want is None or want == self.replicas else want
@@ -159,6 +160,11 @@ class PredictiveAutoscaler:
             self._diverged or self.replicas != self._reactive_replicas
         )
         self._ready = ready
+        held = self.replicas or 0
+        if held <= kpa_alone:
+            self.ahead = 0
+        else:
+            self.ahead = max(0, held - self.policy.bounds.clamp(max(kpa_alone, 0), epoch))
         # Until prediction holds another count, the KPA underneath is the KPA alone, at its own
         # ticks: it drops its last replica at the first tick past its tail, not at the tail.
         tail = self._tail_s() if self._diverged else math.inf
@@ -173,4 +179,5 @@ class PredictiveAutoscaler:
             stable_value=decision.stable_value,
             panic_value=decision.panic_value,
             mode=decision.mode,
+            ahead=self.ahead,
         )
