@@ -63,7 +63,11 @@ def main() -> None:
     print(f"trace           {len(trace):,} requests, {len(trace.services):,} services, {hours:g} h")
     for result in results:
         cold = int(result.cold.sum())
-        print(f"  {result.policy:17} cold-start req {cold:8,}  cold starts {result.cold_starts:7,}")
+        replica_h = sum(u.replica_seconds for u in result.usage.values()) / 3600.0
+        print(
+            f"  {result.policy:17} cold-start req {cold:8,}  cold starts {result.cold_starts:7,}"
+            f"  replica-h {replica_h:8,.1f}"
+        )
     processes = min(len(jobs), args.jobs or usable_cpus())
     if args.hours is not None or len(policies) < len(POLICIES):
         verdict(wall, cpu, BAR_S, processes)

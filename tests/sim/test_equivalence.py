@@ -1,7 +1,8 @@
 """The event-skipping replay gives exactly the per-second replay's results, for every policy, on
 traces of different shapes (sparse clusters, a busy diurnal day, whole-second timestamps, a
-fleet sharing a small pool, a GPU service with slow starts, a fleet starved of capacity, a
-service scaling on response time)."""
+fleet sharing a small pool, a GPU service with slow starts, a fleet starved of capacity, one
+whose replicas ahead of demand yield to waiting requests, a service scaling on response
+time)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ SETUP = {
     "gpu-slow-start": (1, SLOW_POOLS),
     "fleet-starved": (2, STARVED_POOLS),
     "fleet-idle-starved": (2, STARVED_POOLS),
+    "fleet-ahead": (1, STARVED_POOLS),
 }
 
 CASES = {
@@ -89,6 +91,9 @@ CASES = {
     # Thirty services for two GPUs, most without a request for many minutes: they wait for
     # capacity with nothing queued (the KPA until its activation times out).
     "fleet-idle-starved": (sparse_trace(days=0.03, mean_rps=0.02, seed=13, services=30), None),
+    # Three services for two GPUs, one request per replica: predictive's replicas ahead of
+    # demand are taken back for requests that wait (tidal/scheduler/placement.py).
+    "fleet-ahead": (sparse_trace(days=0.3, mean_rps=0.2, seed=9, services=3), None),
     # Scaling on response time (cc 0): idle skips go through the metric wrapper to the KPA.
     "rt-metric": (sparse_trace(days=0.3, mean_rps=0.05, seed=3), None),
 }

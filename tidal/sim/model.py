@@ -272,9 +272,11 @@ class _Service:
         self.max_live = 0
         self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
         self.skip_from: int | None = None  # first stat tick not run while quiet
-        # (capacity freed so far, desired) at the last placement that left every missing
-        # replica pending: until capacity is freed, asking again for as many gets the same.
-        self.blocked: tuple[int, int] | None = None
+        # (capacity freed so far, desired, placed for) at the last placement that left every
+        # missing replica pending: until capacity is freed, asking again gets the same.
+        self.blocked: tuple[int, int, int] | None = None
+        # Its autoscaler may hold replicas ahead of demand (`ahead`: the predictive one).
+        self.predicts = hasattr(autoscaler, "ahead")
         # RT and use for autoscalers that scale on them: requests in service (their time
         # integral gives CPU, memory and GPU use) and (RT, service time) of the answered.
         self.measured = callable(getattr(autoscaler, "record_usage", None))
@@ -370,8 +372,16 @@ class Simulation:
         self._usage_now: dict[str, PoolUsage] | None = None  # `_usage()` until they change
         self._room: dict[Demand, bool] = {}  # `room_for` each demand, until usage changes
         self.events: list[tuple[float, int, int, int]] = []
-        self.freed = 0  # replicas removed so far (each frees capacity in its pool)
+        # Replicas removed so far (each frees capacity in its pool), plus one each time no
+        # service's needed replicas wait for room any more (replicas ahead of demand may take
+        # room again): a placement that failed is retried after either.
+        self.freed = 0
         self.waiting: set[int] = set()  # services skipping ticks while blocked on capacity
+        # Replicas ahead of demand yield to requests that wait (tidal/scheduler/placement.py):
+        # services whose needed replicas wait for room, and those that may run replicas ahead
+        # of demand (their autoscaler's `ahead` was > 0 at its last decision).
+        self.starved: set[int] = set()
+        self.ahead_holders: set[int] = set()
         # Placement retries in turn after capacity was freed: id -> (services, their
         # demands, [position]); an event (time, TICK, service, id) is the next one's turn.
         self.chains: dict[int, tuple[list[int], set[Demand], list[int]]] = {}
@@ -452,22 +462,39 @@ class Simulation:
         else:
             svc.state[rid] = DRAINING
 
-    def _scale_to(self, svc: _Service, count: int, t: float) -> None:
-        """The workload's `scale_to`, with the scheduler choosing pools and victims."""
-        svc.desired = count
-        if svc.blocked == (self.freed, count):
-            return  # nothing freed since that placement failed: it would fail again
+    @staticmethod
+    def _live(svc: _Service) -> int:
+        """Replicas not draining."""
         active = len(svc.state)
         if active and svc.ready != active:
             active -= sum(1 for state in svc.state.values() if state == DRAINING)
-        if count > active and not self._room_for(svc.model.demand):
+        return active
+
+    def _scale_to(self, svc: _Service, count: int, t: float) -> None:
+        """The workload's `scale_to`, with the scheduler choosing pools and victims. Replicas
+        ahead of demand yield to other services' requests that wait for room, as `place_all`
+        has them: none is placed while some service's needed replicas wait, and the ones
+        running are stopped when one starts to wait (`_take_back`)."""
+        svc.desired = count
+        ahead = min(svc.autoscaler.ahead, count) if svc.predicts else 0
+        needed = count - ahead
+        starved = self.starved
+        others_wait = bool(starved) and (len(starved) > 1 or svc.index not in starved)
+        target = needed if ahead and others_wait else count
+        if svc.blocked == (self.freed, count, target):
+            return  # nothing freed since that placement failed: it would fail again
+        active = self._live(svc)
+        if needed > active and self.ahead_holders and not self._room_for(svc.model.demand):
+            self._take_back(svc, t)  # may free room now
+        if target > active and not self._room_for(svc.model.demand):
             # No pool has room for one more: `place` (no ResourcePolicy here) would start or
             # stop nothing and hold every missing replica pending, the oldest first, then now.
             missing = count - active
             since = sorted(svc.pending_since)[:missing]
             since += [t] * (missing - len(since))
             svc.pending_since = since
-            svc.blocked = (self.freed, count) if self.skip else None
+            svc.blocked = (self.freed, count, target) if self.skip else None
+            self._update_starved(svc, active < needed, t)
             return
         placed = [
             Placed(
@@ -481,22 +508,74 @@ class Simulation:
             for rid, state in svc.state.items()
         ]
         request = Request(
-            svc.model.name, count, svc.model.demand, placed, pending_since=svc.pending_since
+            svc.model.name, target, svc.model.demand, placed, pending_since=svc.pending_since
         )
         decision = place(request, self.pools, self._usage(), t)
         for start in decision.start:
             self._start_replica(svc, start.pool, start.devices, t)
         for rid in decision.stop:
             self._stop_replica(svc, int(rid), t)
-        svc.pending_since = [p.since for p in decision.pending]
-        blocked = decision.pending and not decision.start and not decision.stop
-        svc.blocked = (self.freed, count) if blocked and self.skip else None
+        svc.pending_since = [p.since for p in decision.pending] + [t] * (count - target)
+        blocked = svc.pending_since and not decision.start and not decision.stop
+        svc.blocked = (self.freed, count, target) if blocked and self.skip else None
+        self._update_starved(svc, self._live(svc) < needed, t)
+
+    def _update_starved(self, svc: _Service, waits: bool, t: float) -> None:
+        """Whether `svc`'s needed replicas wait for room; once none does, replicas ahead of
+        demand may take room again: the services that yielded retry, as on freed capacity."""
+        if waits:
+            self.starved.add(svc.index)
+        elif svc.index in self.starved:
+            self.starved.discard(svc.index)
+            if not self.starved and self.ahead_holders:
+                self.freed += 1
+                if self.waiting:
+                    self._retry_waiting(t)
+
+    def _take_back(self, needy: _Service, t: float) -> None:
+        """`needy`'s needed replicas find no room: every other service stops the replicas it
+        runs ahead of demand (they drain; one without a request in flight frees its room now).
+        A service that skips ticks is first brought up to now."""
+        self.starved.add(needy.index)
+        for index in sorted(self.ahead_holders):
+            other = self.services[index]
+            if other is needy:
+                continue
+            if self._live(other) <= other.desired - min(other.autoscaler.ahead, other.desired):
+                continue
+            self._wake_for(other, t)
+            self._scale_to(other, other.desired, t)
+
+    def _wake_for(self, svc: _Service, t: float) -> None:
+        """Wake a skipping service before another changes its replicas at `t`: its ticks up to
+        now are summed up; if `t` is a stat tick that has not reached it yet (it comes after
+        the service ticking now), that tick runs as its own."""
+        if svc.skip_from is None:
+            return
+        k = math.floor(t / STAT_PERIOD_S)
+        ticking = self.ticking
+        if ticking is not None and ticking[0] == k and svc.index > ticking[1]:
+            self._wake(svc, k - 1)
+            if svc.next_k != k:
+                svc.next_k = k
+                heapq.heappush(self.events, (k * STAT_PERIOD_S, TICK, svc.index, 0))
+        else:
+            self._wake_at(svc, k)
 
     def _decide(self, svc: _Service, t: float) -> None:
         replicas = svc.tick_replicas(self.clock0 + t, svc.ready)
+        runs_ahead = False
+        if svc.predicts:
+            ahead = svc.autoscaler.ahead
+            if ahead:
+                self.ahead_holders.add(svc.index)
+                # More of its replicas ahead of demand than before, while requests wait?
+                runs_ahead = bool(self.starved) and self._live(svc) > svc.desired - ahead
+            else:
+                self.ahead_holders.discard(svc.index)
         if replicas is not None:
             self._scale_to(svc, replicas, t)
-        elif svc.pending_since:
+        elif svc.pending_since or runs_ahead:
             self._scale_to(svc, svc.desired, t)
 
     # -- idle skipping ------------------------------------------------------------------------
@@ -570,7 +649,9 @@ class Simulation:
             del self.chains[chain]
             return
         if svc.steady is not None:  # else woken since: its own tick retries
+            self.ticking = (k, svc.index)  # the retry is that service's tick k
             self._scale_to(svc, svc.desired, k * STAT_PERIOD_S)
+            self.ticking = None
             if svc.state:  # placed: its ticks from k on are its own again
                 self._wake_at(svc, k)
         at[0] += 1
@@ -614,7 +695,8 @@ class Simulation:
             svc.ready
             or svc.state
             or not svc.pending_since
-            or svc.blocked != (self.freed, svc.desired)
+            or svc.blocked is None
+            or svc.blocked[:2] != (self.freed, svc.desired)
             or svc.open != len(svc.queue)
             or (svc.measured and (svc.busy or svc.latencies))
         ):

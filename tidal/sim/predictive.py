@@ -95,6 +95,11 @@ class SimulatedPredictive:
     def poke(self, now: float, concurrency: float) -> bool:
         return self.autoscaler.poke(now, concurrency)
 
+    @property
+    def ahead(self) -> int:
+        """Replicas held ahead of demand at the last tick (`PredictiveAutoscaler.ahead`)."""
+        return self.autoscaler.ahead
+
     def next_decision_at(self, now: float) -> float | None:
         """See `PredictiveAutoscaler.next_decision_at`; also the next refit. Not a warm refit
         that would keep the model (`warm_model_stands`): every later one would too until a
