@@ -11,6 +11,7 @@ from typing import Any
 from tests.controller.fakes import decide, make_platform, runtime_of, service, settle
 from tidal.api.config import parse_config
 from tidal.autoscaler.kpa import Decision
+from tidal.controller.platform import Platform
 
 ONE_GPU = {"pools": [{"name": "gpu", "capacity": {"nvidia.com/gpu": ["0"]}}]}
 WARM, BUSY = "default/warm-00001", "default/busy-00001"
@@ -28,16 +29,23 @@ def holding(replicas: int, ahead: int) -> Decision:
     return Decision(replicas, replicas, 0.0, False, "True", "held", 0.0, 0.0, "Serve", ahead)
 
 
+async def warm_on_the_only_gpu(tmp_path: Path) -> Platform:
+    """A platform with one GPU and `warm`, whose autoscaler holds its one replica ahead of
+    demand (the predictive autoscaler's decision while idle), after one decision tick."""
+    platform = make_platform(tmp_path, parse_config(ONE_GPU))
+    platform.apply([gpu_service("warm")])
+    warm = platform.revisions[WARM]
+    warm.autoscaler.tick = lambda now, ready, reachable=True: holding(1, 1)  # type: ignore[method-assign]
+    await decide(platform)
+    return platform
+
+
 async def test_a_warm_replica_gives_its_gpu_to_a_revision_whose_requests_wait(
     tmp_path: Path,
 ) -> None:
-    platform = make_platform(tmp_path, parse_config(ONE_GPU))
+    platform = await warm_on_the_only_gpu(tmp_path)
     try:
-        platform.apply([gpu_service("warm")])
-        # The predictive autoscaler's decision while idle: one replica, held ahead of demand.
         warm = platform.revisions[WARM]
-        warm.autoscaler.tick = lambda now, ready, reachable=True: holding(1, 1)  # type: ignore[method-assign]
-        await decide(platform)
         (warm_replica,) = runtime_of(platform).running()
         runtime_of(platform).ready(warm_replica)
         assert warm.workload.ahead == 1
@@ -60,14 +68,10 @@ async def test_a_warm_replica_gives_its_gpu_to_a_revision_whose_requests_wait(
 async def test_without_waiting_requests_a_replica_ahead_of_demand_is_placed(
     tmp_path: Path,
 ) -> None:
-    platform = make_platform(tmp_path, parse_config(ONE_GPU))
+    platform = await warm_on_the_only_gpu(tmp_path)
     try:
-        platform.apply([gpu_service("warm")])
-        warm = platform.revisions[WARM]
-        warm.autoscaler.tick = lambda now, ready, reachable=True: holding(1, 1)  # type: ignore[method-assign]
-        await decide(platform)
         await settle()
         assert len(runtime_of(platform).running()) == 1
-        assert not warm.workload.pending
+        assert not platform.revisions[WARM].workload.pending
     finally:
         await platform.stop()
