@@ -504,3 +504,15 @@ def test_replicas_ahead_of_demand_yield_only_to_needed_replicas():
         place(plain[0], TWO_GPUS, gpu_usage(held), NOW),
         place(plain[1], TWO_GPUS, gpu_usage(held), NOW),
     ]
+
+
+def test_a_replica_held_by_its_units_max_takes_nothing_back():
+    """`capped` needs a second replica, but its policy's only unit allows one: more room would
+    not place it, so `warm` keeps its replica ahead of demand."""
+    pol = policy([{"resource": "ecs", "max": 1}])
+    held, capped_one = gpu_replica("w0", "0"), gpu_replica("c0", "1")
+    warm = Request("warm", 1, ONE_GPU, (held,), ahead=1)
+    capped = Request("capped", 2, ONE_GPU, (capped_one,), policy=pol)
+    warm_d, capped_d = place_all([warm, capped], TWO_GPUS, gpu_usage(held, capped_one), NOW)
+    assert [p.room for p in capped_d.pending] == [False]
+    assert warm_d == Decision("warm")

@@ -121,12 +121,15 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A replica that could not be placed, why, and since when it has been pending; `ahead`:
-    one held ahead of demand (no request waits for it)."""
+    """A replica that could not be placed, why, and since when it has been pending. `room`:
+    more free capacity would have placed it (not: every unit it may use is at its max, or the
+    revision cannot be placed at all); `ahead`: one held ahead of demand (no request waits
+    for it)."""
 
     reason: str
     since: float
     ahead: bool = False
+    room: bool = True
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def place_all(
     waiting = [
         r.revision
         for r, d in zip(requests, decisions, strict=True)
-        if any(not p.ahead for p in d.pending) and _group(r)[1] is None
+        if any(p.room and not p.ahead for p in d.pending)
     ]
     for index, request in enumerate(requests):
         if request.ahead:
@@ -385,9 +388,13 @@ def _decide(request: Request, layout: _Layout, free: dict[str, _Room], now: floa
     since += [now] * (missing - len(since))
     starts: list[Start] = []
     for k in range(missing):
-        outcome = problem or _place_one(request, layout, free, counts, terminating, since[k], now)
-        if isinstance(outcome, str):
-            pending = tuple(Pending(outcome, at) for at in since[k:])
+        if problem:
+            pending = tuple(Pending(problem, at, room=False) for at in since[k:])
+            return Decision(request.revision, start=tuple(starts), pending=pending)
+        outcome = _place_one(request, layout, free, counts, terminating, since[k], now)
+        if isinstance(outcome, tuple):
+            reason, room = outcome
+            pending = tuple(Pending(reason, at, room=room) for at in since[k:])
             return Decision(request.revision, start=tuple(starts), pending=pending)
         starts.append(outcome)
     return Decision(request.revision, start=tuple(starts))
@@ -418,12 +425,15 @@ def _place_one(
     terminating: set[int | None],
     since: float,
     now: float,
-) -> Start | str:
-    """A Start for one more replica, or why it stays pending."""
+) -> Start | tuple[str, bool]:
+    """A Start for one more replica, or why it stays pending and whether more free capacity
+    would have placed it (not when every unit it may use is at its max)."""
     demand, policy = request.demand, request.policy
+    short = False  # a unit it may use lacked room
     for unit in layout.units:
         if unit.max is not None and counts.get(unit.index, 0) >= unit.max:
             continue
+        short = short or bool(unit.pools)
         for name in unit.pools:
             room = free[name]
             if room.fits(demand):
@@ -433,7 +443,7 @@ def _place_one(
                 return Start(name, room.take(demand), unit.index, unit.pod_labels)
         hold = _hold(policy, unit, unit.index in terminating, now - since)
         if hold:
-            return f"waiting for room in {_note(unit, policy, free, counts, demand)}: {hold}"
+            return f"waiting for room in {_note(unit, policy, free, counts, demand)}: {hold}", True
     tried = [_note(unit, policy, free, counts, demand) for unit in layout.units]
     if policy is not None and policy.spec.strategy == "prefer" and layout.outside:
         for name in layout.outside:
@@ -441,7 +451,9 @@ def _place_one(
                 return Start(name, free[name].take(demand))
         lacks = "; ".join(free[name].lack(demand) for name in layout.outside)
         tried.append(f"pools outside units ({lacks})")
-    return f"no pool with room for {_describe(demand)} among {', '.join(tried) or 'no pools'}"
+        short = True
+    reason = f"no pool with room for {_describe(demand)} among {', '.join(tried) or 'no pools'}"
+    return reason, short
 
 
 def _note(
