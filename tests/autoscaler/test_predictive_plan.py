@@ -108,3 +108,20 @@ def test_clamp_plan_without_windows_matches_clamping_each_minute(low: int, high:
     replicas = np.array([0, 1, 2.7, 4, 9, 0])
     expected = [bounds.clamp(int(n), 0.0) for n in replicas]
     assert clamp_plan(replicas, 0.0, bounds).tolist() == expected
+
+
+def test_without_aperiodic_a_history_without_a_period_is_not_forecast():
+    """What the simulator asks for (auto reads no plan without a period): the same plan where
+    a period is found, and zeros, method `none`, where none is."""
+    _, daily = synthetic_history(8, seed=5, bursts_per_day=0)
+    start = MONDAY + 8 * 86_400
+    full = build_plan(daily, start, 10.0, 0.95, 2)
+    cut = build_plan(daily, start, 10.0, 0.95, 2, aperiodic=False)
+    assert full.periods == cut.periods == (DAY,) and cut.method == full.method
+    assert np.array_equal(cut.replicas, full.replicas)
+    assert np.array_equal(cut.forecast.upper, full.forecast.upper)
+    flat = np.random.default_rng(1).poisson(3.0, 3 * DAY).astype(float)
+    assert build_plan(flat, start, 10.0, 0.95, 2).method != NONE  # forecast all the same
+    cut = build_plan(flat, start, 10.0, 0.95, 2, aperiodic=False)
+    assert cut.periods == () and cut.method == NONE and not cut.replicas.any()
+    assert cut.history_minutes == 3 * DAY

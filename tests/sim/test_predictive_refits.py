@@ -79,3 +79,20 @@ def test_idle_ticks_only_when_asked_leave_the_policy_as_every_tick_does() -> Non
     assert asked.autoscaler.replicas == every.autoscaler.replicas
     # Hourly plans and the warm decision's own changes, not a wake per 10-minute refit.
     assert len(woken) < IDLE_UNTIL / WARM_REFIT_S
+
+
+def test_only_proactive_mode_gets_plans_without_a_period():
+    """The replay forecasts a history without a period only for `proactive`, the one mode that
+    reads such a plan (`build_plan(aperiodic=False)`); auto plans zeros there."""
+    config = AutoscalerConfig()
+    spec = decider_spec(config, parse_autoscaling_annotations({}, config), 1)
+    flat = np.random.default_rng(1).poisson(3.0, 3 * 1440).astype(float)
+    methods = {}
+    for mode in ("auto", "proactive"):
+        settings = parse_predictive_annotations({"tidal.dev/mode": mode})
+        sim = SimulatedPredictive(spec, settings, MONDAY, np.full(64, 30.0), prior_history=flat)
+        sim.tick(MONDAY, 0)  # the first tick plans
+        plan = sim.policy.plan
+        assert plan is not None and plan.periods == ()
+        methods[mode] = plan.method
+    assert methods["auto"] == "none" and methods["proactive"] != "none"

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from tidal.api.predictive import PredictiveAnnotations
+from tidal.api.predictive import PROACTIVE, PredictiveAnnotations
 from tidal.autoscaler.kpa import DeciderSpec, Decision, RevisionAutoscaler
 from tidal.autoscaler.predictive.autoscaler import PredictiveAutoscaler
 from tidal.autoscaler.predictive.plan import ready_time_lead
@@ -129,6 +129,8 @@ class SimulatedPredictive:
                 self.settings,
                 self.lead_minutes,
                 self.ready_s,
+                # Only proactive mode reads a plan without a period, and no one is shown one.
+                aperiodic=self.settings.mode == PROACTIVE,
             )
         else:
             while self._next_warm <= now:  # each due tick (skipped or not) steps it once

@@ -16,7 +16,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from tidal.autoscaler.predictive.bounds import Bounds
-from tidal.autoscaler.predictive.forecast import ForecastResult, forecast
+from tidal.autoscaler.predictive.forecast import NONE, ForecastResult, forecast
+from tidal.autoscaler.predictive.periods import detect_periods, interpolate_gaps
 from tidal.autoscaler.predictive.warm import WarmModel
 
 HORIZON = 1440  # minutes planned: the next 24 h
@@ -99,11 +100,21 @@ def build_plan(
     lead_minutes: int,
     horizon: int = HORIZON,
     bounds: Bounds | None = None,
+    aperiodic: bool = True,
 ) -> Plan:
     """Forecast the `horizon` minutes after a per-minute `history` that ends where the plan
     `start`s (epoch seconds); size replicas at the expected demand and, cautiously, at the
-    `quantile`; clamp both to `bounds`."""
-    result = forecast(history, quantile, horizon)
+    `quantile`; clamp both to `bounds`. Without `aperiodic`, a history without a daily or
+    weekly period is not forecast (a plan of zeros): `auto` reads no such plan, and the
+    simulator, which shows no plan, skips its forecast unless it runs `proactive`."""
+    periods = None
+    if not aperiodic:
+        periods = detect_periods(interpolate_gaps(np.array(history, dtype=float)))
+    if periods == ():
+        zeros = np.zeros(horizon)
+        result = ForecastResult(zeros, zeros, (), NONE, "no period found: not forecast")
+    else:
+        result = forecast(history, quantile, horizon, periods)
     replicas = plan_replicas(result.mean, target_per_replica, lead_minutes, nearest=True)
     cautious = plan_replicas(result.upper, target_per_replica, lead_minutes)
     if bounds is not None:

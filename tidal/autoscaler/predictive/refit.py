@@ -41,13 +41,20 @@ def build_models(
     observing_since: float | None,
     previous: WarmModel | None = None,
     ledger: Ledger | None = None,
+    aperiodic: bool = True,
 ) -> tuple[Plan, WarmModel | None, int]:
     """A plan and a warm model (None with too few gaps) and how many gaps it had. `history` is
     per-minute demand ending at epoch `start` (where the plan begins); `seen` are the gaps the
     autoscaler observed since `observing_since`; `previous` is the warm model in use, `ledger` its
-    account of what prediction spent against the KPA."""
+    account of what prediction spent against the KPA; `aperiodic`: as for `build_plan`."""
     plan = build_plan(
-        history, start, spec.target_value, settings.quantile, lead_minutes, bounds=bounds
+        history,
+        start,
+        spec.target_value,
+        settings.quantile,
+        lead_minutes,
+        bounds=bounds,
+        aperiodic=aperiodic,
     )
     first = start - 60.0 * len(history)
     gaps = gaps_from_minutes(history, first, until=observing_since) + seen
@@ -100,8 +107,10 @@ def refit(
     settings: PredictiveAnnotations,
     lead_minutes: int,
     ready_s: float,
+    aperiodic: bool = True,
 ) -> tuple[Plan, WarmModel | None]:
-    """Build and hand in a fresh plan and warm model, in the caller's thread."""
+    """Build and hand in a fresh plan and warm model, in the caller's thread (`aperiodic`: as
+    for `build_plan`)."""
     plan, model, _ = build_models(
         history,
         start,
@@ -114,6 +123,7 @@ def refit(
         autoscaler.observing_since,
         autoscaler.policy.warm,
         autoscaler.ledger,
+        aperiodic,
     )
     autoscaler.set_plan(plan)
     return plan, model
