@@ -516,3 +516,20 @@ def test_a_replica_held_by_its_units_max_takes_nothing_back():
     warm_d, capped_d = place_all([warm, capped], TWO_GPUS, gpu_usage(held, capped_one), NOW)
     assert [p.room for p in capped_d.pending] == [False]
     assert warm_d == Decision("warm")
+
+
+def test_a_revision_whose_own_requests_wait_places_its_replicas_ahead_of_demand_last():
+    """Both GPUs are taken by others' needed replicas; `both` wants one needed and one ahead:
+    the needed one waits, and the one ahead of demand waits behind it, yielding to no one."""
+    taken = (gpu_replica("a0", "0"), gpu_replica("b0", "1"))
+    both = Request("both", 2, ONE_GPU, ahead=1)
+    (decision,) = place_all([both], TWO_GPUS, gpu_usage(*taken), NOW)
+    assert not decision.start
+    assert [(p.ahead, p.reason.startswith("ahead of demand")) for p in decision.pending] == [
+        (False, False),
+        (True, True),
+    ]
+    assert (
+        decision.pending[1].reason
+        == "ahead of demand: after the replicas its own requests wait for"
+    )

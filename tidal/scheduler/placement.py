@@ -264,8 +264,13 @@ def _yield_ahead(
     short = request.desired - max(needed, live - len(decision.stop))
     if short <= 0:
         return decision
-    names = ", ".join(waiting[:3]) + (f" and {len(waiting) - 3} more" if len(waiting) > 3 else "")
-    reason = f"ahead of demand: yields to {names}, whose requests wait for room"
+    others = [revision for revision in waiting if revision != request.revision]
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        reason = f"ahead of demand: yields to {', '.join(others[:3])}{more}, whose requests wait"
+        reason += " for room"
+    else:
+        reason = "ahead of demand: after the replicas its own requests wait for"
     since = sorted(request.pending_since)[-short:] if request.pending_since else []
     since = [now] * (short - len(since)) + since
     ahead = tuple(Pending(reason, at, True) for at in since)
