@@ -266,9 +266,8 @@ def _yield_ahead(
         return decision
     others = [revision for revision in waiting if revision != request.revision]
     if others:
-        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        reason = f"ahead of demand: yields to {', '.join(others[:3])}{more}, whose requests wait"
-        reason += " for room"
+        names = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        reason = f"ahead of demand: yields to {names}, whose requests wait for room"
     else:
         reason = "ahead of demand: after the replicas its own requests wait for"
     since = sorted(request.pending_since)[-short:] if request.pending_since else []
