@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from tests.controller.fakes import decide, make_platform, runtime_of, service, settle
 from tidal.api.config import parse_config
 from tidal.autoscaler.kpa import Decision
@@ -49,6 +51,8 @@ async def test_a_warm_replica_gives_its_gpu_to_a_revision_whose_requests_wait(
         (warm_replica,) = runtime_of(platform).running()
         runtime_of(platform).ready(warm_replica)
         assert warm.workload.ahead == 1
+        labels = {"namespace": "default", "revision": "warm-00001"}
+        assert REGISTRY.get_sample_value("tidal_ahead_replicas", labels) == 1
 
         platform.apply([gpu_service("busy")])  # initial scale 1: a replica its requests need
         await decide(platform)

@@ -33,6 +33,11 @@ SETTLE_RECHECK_S = 10.0
 DESIRED = Gauge(
     "tidal_desired_replicas", "Replicas the autoscaler wants", ["namespace", "revision"]
 )
+AHEAD = Gauge(
+    "tidal_ahead_replicas",
+    "Of the desired replicas, those held ahead of demand (they yield to waiting requests)",
+    ["namespace", "revision"],
+)
 READY = Gauge("tidal_ready_replicas", "Replicas ready to serve", ["namespace", "revision"])
 IN_FLIGHT = Gauge(
     "tidal_inflight_requests",
@@ -85,7 +90,7 @@ class ScalingLoop:
         """The revision is gone: write out its history and drop its gauges."""
         spec = entry.workload.spec
         self.recorder.forget(spec.namespace, spec.service, spec.revision)
-        for gauge in (DESIRED, READY, IN_FLIGHT, PANIC):
+        for gauge in (DESIRED, AHEAD, READY, IN_FLIGHT, PANIC):
             with contextlib.suppress(KeyError):
                 gauge.remove(spec.namespace, spec.revision)
         forget_replica_gauges(entry, set())
@@ -242,6 +247,7 @@ class ScalingLoop:
         workload.set_ahead(decision.ahead)
         labels = (workload.spec.namespace, workload.spec.revision)
         DESIRED.labels(*labels).set(workload.desired)
+        AHEAD.labels(*labels).set(workload.ahead)
         PANIC.labels(*labels).set(1 if decision.in_panic else 0)
         if workload.desired == 0 and now >= entry.settle_check_at:
             entry.idle = _settled_at_zero(entry, now)
