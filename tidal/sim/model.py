@@ -470,17 +470,22 @@ class Simulation:
             active -= sum(1 for state in svc.state.values() if state == DRAINING)
         return active
 
+    @staticmethod
+    def _needed(svc: _Service, count: int) -> int:
+        """Of `count` replicas, those its requests need: the rest, its autoscaler holds ahead
+        of demand."""
+        return count - min(svc.autoscaler.ahead, count) if svc.predicts else count
+
     def _scale_to(self, svc: _Service, count: int, t: float) -> None:
         """The workload's `scale_to`, with the scheduler choosing pools and victims. Replicas
         ahead of demand yield to other services' requests that wait for room, as `place_all`
         has them: none is placed while some service's needed replicas wait, and the ones
         running are stopped when one starts to wait (`_take_back`)."""
         svc.desired = count
-        ahead = min(svc.autoscaler.ahead, count) if svc.predicts else 0
-        needed = count - ahead
+        needed = self._needed(svc, count)
         starved = self.starved
         others_wait = bool(starved) and (len(starved) > 1 or svc.index not in starved)
-        target = needed if ahead and others_wait else count
+        target = needed if others_wait else count
         if svc.blocked == (self.freed, count, target):
             return  # nothing freed since that placement failed: it would fail again
         active = self._live(svc)
@@ -541,7 +546,7 @@ class Simulation:
             other = self.services[index]
             if other is needy:
                 continue
-            if self._live(other) <= other.desired - min(other.autoscaler.ahead, other.desired):
+            if self._live(other) <= self._needed(other, other.desired):
                 continue
             self._wake_for(other, t)
             self._scale_to(other, other.desired, t)
@@ -566,11 +571,11 @@ class Simulation:
         replicas = svc.tick_replicas(self.clock0 + t, svc.ready)
         runs_ahead = False
         if svc.predicts:
-            ahead = svc.autoscaler.ahead
-            if ahead:
+            if svc.autoscaler.ahead:
                 self.ahead_holders.add(svc.index)
                 # More of its replicas ahead of demand than before, while requests wait?
-                runs_ahead = bool(self.starved) and self._live(svc) > svc.desired - ahead
+                needed = self._needed(svc, svc.desired)
+                runs_ahead = bool(self.starved) and self._live(svc) > needed
             else:
                 self.ahead_holders.discard(svc.index)
         if replicas is not None:
