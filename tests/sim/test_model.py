@@ -168,9 +168,9 @@ def test_cli_reports_bad_trace_lines(tmp_path):
         "spec: {template: {spec: {containers: [{command: [x]}]}}}\n"
     )
     trace = tmp_path / "t.csv"
-    trace.write_text("timestamp\n5\n4\n")
+    trace.write_text("timestamp\n5\nfive past\n")
     out = CliRunner().invoke(simulate_command, ["--trace", str(trace), "-f", str(manifest)])
-    assert out.exit_code != 0 and f"{trace}:3: rows are not sorted" in out.output
+    assert out.exit_code != 0 and f"{trace}:3: bad timestamp 'five past'" in out.output
 
 
 def test_start_up_times_follow_the_moment_of_the_start_not_how_many_came_before():

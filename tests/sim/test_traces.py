@@ -53,12 +53,13 @@ def test_azure_llm_format_keeps_token_columns(tmp_path):
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("timestamp\n10\n12\n11\n", 4, "not sorted"),
         ("timestamp,duration\n10,1\nnoon,1\n", 3, "bad timestamp"),
         ("timestamp\nnan\n10\n", 2, "bad timestamp 'nan' \\(a finite number\\)"),
         ("timestamp\n1\n1e12\n", 3, "spans 11,574,074 days; the simulator replays at most 366"),
         ("timestamp,duration\n10,1\n11,-2\n", 3, "bad duration"),
         ("timestamp,duration\n10,1\n11\n", 3, "expected 2 fields"),
+        ("timestamp,service\n10,a\n11, \n", 3, "empty service"),
+        ("app,func,end_timestamp\n1,f,10\n", 1, "unknown trace format"),
         ("when\n10\n", 1, "unknown trace format"),
     ],
 )
@@ -68,6 +69,74 @@ def test_bad_rows_name_the_line(tmp_path, text, line, message):
         load_trace(path)
     assert info.value.line == line
     assert str(info.value).startswith(f"{path}:{line}:")
+
+
+def test_rows_in_any_order_are_sorted_by_arrival_with_their_fields(tmp_path):
+    path = write(
+        tmp_path,
+        "t.csv",
+        "timestamp,service,duration\n12,b,2\n10,a,1\n12,c,3\n11,a,4\n",
+    )
+    trace = load_trace(path)
+    assert trace.arrivals.tolist() == [0.0, 1.0, 2.0, 2.0]
+    assert trace.service_times.tolist() == [1.0, 4.0, 2.0, 3.0]  # same time: file order
+    assert [trace.services[i] for i in trace.service_of] == ["a", "a", "b", "c"]
+    assert trace.start_epoch == 10.0
+
+
+@pytest.mark.parametrize("unit", [1, 1_000, 1_000_000, 1_000_000_000])
+def test_epoch_milliseconds_micro_and_nanoseconds_are_read_as_such(tmp_path, unit):
+    stamps = "\n".join(str(t * unit) for t in (1_700_000_000, 1_700_000_002))
+    trace = load_trace(write(tmp_path, "t.csv", f"timestamp\n{stamps}\n"))
+    assert trace.arrivals.tolist() == [0.0, 2.0]
+    assert trace.start_epoch == 1_700_000_000.0
+
+
+def test_a_byte_order_mark_and_crlf_lines_are_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefftimestamp,service\r\n10,a\r\n11,b\r\n".encode())
+    trace = load_trace(path)
+    assert trace.arrivals.tolist() == [0.0, 1.0] and trace.services == ("a", "b")
+
+
+def test_burstgpt_columns_give_services_and_tokens(tmp_path):
+    path = write(
+        tmp_path,
+        "BurstGPT_1.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,472,18,490,Conversation log\n45,GPT-4,1087,0,1087,API log\n",
+    )
+    trace = load_trace(path)
+    assert trace.arrivals.tolist() == [0.0, 40.0]
+    assert trace.services == ("chatgpt", "gpt-4")
+    assert trace.context_tokens.tolist() == [472, 1087]
+    assert trace.generated_tokens.tolist() == [18, 0]
+
+
+def test_azure_functions_2021_invocations_arrive_a_duration_before_they_end(tmp_path):
+    path = write(
+        tmp_path,
+        "AzureFunctionsInvocationTraceForTwoWeeksJan2021.txt",
+        "app,func,end_timestamp,duration\n"
+        "a1,9f86d081884c7d659a2feaa0,10.5,0.5\nb2,e3b0c44298fc1c149afb,11.0,3.0\n",
+    )
+    trace = load_trace(path)
+    assert trace.arrivals.tolist() == [0.0, 2.0]  # arrived at 8.0 and 10.0
+    assert trace.service_times.tolist() == [3.0, 0.5]
+    assert trace.services == ("fn-9f86d081884c", "fn-e3b0c44298fc")  # in file order
+    assert trace.service_of.tolist() == [1, 0]
+
+
+def test_azure_functions_2019_as_published_has_numbered_minutes(tmp_path):
+    header = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(map(str, range(1, 4)))
+    body = "o,a,7c9f0e1d2b3a4c5d6e7f,http,2,0,1\no,a,0a1b2c3d4e5f66,timer,0,1,0\n"
+    trace = load_trace(
+        write(tmp_path, "invocations_per_function_md.anon.d01.csv", header + "\n" + body)
+    )
+    assert trace.duration == 180.0
+    assert trace.services == ("fn-7c9f0e1d2b3a", "fn-0a1b2c3d4e5f")
+    assert np.bincount(trace.service_of).tolist() == [3, 1]
+    assert np.bincount((trace.arrivals // 60).astype(int)).tolist() == [2, 1, 1]
 
 
 def azure_functions_file(tmp_path, rows):

@@ -184,8 +184,9 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     "--trace",
     "source",
     required=True,
-    help="Trace file (Azure Functions 2019, Azure LLM 2023, Alibaba qps.csv, or a CSV with a "
-    "timestamp[,service][,duration] header), or 'synthetic' for a seeded trace (see --shape).",
+    help="Trace file (Azure Functions 2019 or 2021, Azure LLM 2023/2024, BurstGPT, Alibaba "
+    "qps.csv, or a CSV with a timestamp[,service][,duration] header), or 'synthetic' for a "
+    "seeded trace (see --shape).",
 )
 @click.option("-f", "--filename", "service_file", required=True, help="Knative Service YAML.")
 @click.option("--pools", "pools_file", help="Platform config (tidal.yaml) with pools and prices.")

@@ -6,8 +6,15 @@ Formats (docs/simulator.md):
 - Azure LLM 2023 (`TIMESTAMP,ContextTokens,GeneratedTokens`): one row per request.
 - Alibaba GenTD26 `qps.csv` (`timestamp_anon,value,container_ip,request_type`): QPS samples per
   container on a 57 s grid; the generative rows are summed per timestamp into a system rate.
-- Generic: a header whose first column is `timestamp` (ISO time or epoch seconds), one row per
-  request, optional `service` (which service it is for) and `duration` (seconds) columns.
+- Azure Functions 2019 as published (`HashOwner,HashApp,HashFunction,Trigger,1..1440`): the
+  same counts, minute columns named by number.
+- Request CSVs, one row per request, recognised by their columns (any order, any case): a
+  `timestamp` (ISO time or epoch seconds; epoch milliseconds, microseconds and nanoseconds are
+  recognised by their size), optional `service` (or `model`, `func`, `function`: which service
+  it is for), `duration` (seconds) and token counts (`ContextTokens`/`GeneratedTokens` as in
+  Azure LLM 2023 and 2024, `Request tokens`/`Response tokens` as in BurstGPT). Azure Functions
+  2021 (`app,func,end_timestamp,duration`) gives each invocation's end: it arrived `duration`
+  before. Rows may come in any order; they are sorted by arrival.
 
 A trace may carry several services: `services` names them (valid DNS labels) and `service_of`
 gives each request's index into it.
@@ -24,6 +31,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -34,6 +42,14 @@ MAX_SPAN_DAYS = 366
 MAX_REQUESTS = 20_000_000
 ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid
 SYNTHETIC_EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
+# Request CSV columns (lower case): the names each goes by in the traces people publish.
+TIME_COLUMNS = ("timestamp",)
+END_COLUMNS = ("end_timestamp",)  # Azure Functions 2021: when each invocation ended
+SERVICE_COLUMNS = ("service", "model", "func", "function")
+TOKEN_COLUMNS = (("contexttokens", "generatedtokens"), ("request tokens", "response tokens"))
+# Epoch times past these are milliseconds, microseconds, nanoseconds (1e11 s is the year 5138;
+# 1e11 ms is 1973), as log exporters write them.
+EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 
 class TraceError(ValueError):
@@ -132,36 +148,48 @@ def load_trace(path: str | Path, seed: int = 0, functions: int | None = None) ->
     """Load a trace file, recognising its format from the header. `functions` limits an Azure
     Functions file to its first N functions."""
     path = Path(path)
-    with path.open(newline="") as handle:
+    with _open(path) as handle:
         header = next(csv.reader(handle), None)
     if not header:
         raise TraceError(path, 1, "empty file: expected a header row")
-    first = header[0].strip().lower()
-    if first == "hashfunction" and "minute_1" in header:
+    names = _names(header)
+    if "hashfunction" in names and _first_minute(names) is not None:
         return load_azure_functions(path, seed, functions)
-    if first == "timestamp_anon" and "request_type" in header:
+    if names[0] == "timestamp_anon" and "request_type" in names:
         return load_alibaba_qps(path, seed)
-    if first in ("timestamp", "timestamp_anon"):
+    if names[0] == "timestamp_anon" or _request_columns(names) is not None:
         return load_requests(path)
     raise TraceError(
         path,
         1,
-        f"unknown trace format (first column {header[0]!r}); expected `timestamp` (generic or "
-        "Azure LLM), `HashFunction` (Azure Functions) or `timestamp_anon` (Alibaba qps.csv)",
+        f"unknown trace format (columns {', '.join(header)}); expected a `timestamp` column "
+        "(one row per request), `end_timestamp` and `duration` (Azure Functions 2021), "
+        "`HashFunction` with minute columns (Azure Functions 2019) or `timestamp_anon` "
+        "(Alibaba qps.csv)",
     )
+
+
+def _open(path: Path) -> TextIO:
+    """A CSV file for reading; a UTF-8 byte-order mark (spreadsheets write one) is dropped."""
+    return path.open(newline="", encoding="utf-8-sig")
+
+
+def _names(header: list[str]) -> list[str]:
+    return [name.strip().lower() for name in header]
 
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, fields) for each non-empty data row."""
-    with path.open(newline="") as handle:
+    with _open(path) as handle:
         reader = csv.reader(handle)
         header = next(reader)
         rows = [(reader.line_num, row) for row in reader if row]
     return header, rows
 
 
-def _timestamp(text: str, path: Path, line: int) -> float:
-    """Epoch seconds from a number or an ISO time (naive times are UTC)."""
+def _timestamp(text: str, path: Path, line: int, unit: float = 1.0) -> float:
+    """Epoch seconds from an ISO time (naive times are UTC) or a number in `unit`s of a second
+    (`_epoch_unit`)."""
     try:
         value = float(text)
     except ValueError:
@@ -169,7 +197,7 @@ def _timestamp(text: str, path: Path, line: int) -> float:
     else:
         if not math.isfinite(value):
             raise TraceError(path, line, f"bad timestamp {text!r} (a finite number)")
-        return value
+        return value / unit
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -178,6 +206,16 @@ def _timestamp(text: str, path: Path, line: int) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
+
+
+def _epoch_unit(text: str) -> float:
+    """How many of a file's numeric timestamps make a second, read off its first one: epoch
+    milliseconds, microseconds and nanoseconds are too large to be seconds (`EPOCH_UNITS`)."""
+    try:
+        value = abs(float(text))
+    except ValueError:
+        return 1.0
+    return next((unit for bound, unit in EPOCH_UNITS if value >= bound), 1.0)
 
 
 def _number(text: str, what: str, path: Path, line: int) -> float:
@@ -208,59 +246,93 @@ def _check_size(path: Path, line: int, span_s: float, requests: float) -> None:
         )
 
 
-def _check_sorted(times: np.ndarray, lines: list[int], path: Path) -> None:
-    back = np.flatnonzero(np.diff(times) < 0)
-    if back.size:
-        k = int(back[0]) + 1
-        raise TraceError(path, lines[k], "rows are not sorted by timestamp")
+def _request_columns(names: list[str]) -> dict[str, int | None] | None:
+    """Where a request CSV keeps each field (`TIME_COLUMNS` etc.), or None when the header is
+    not one: it needs a timestamp, or an end time and a duration."""
+
+    def find(options: tuple[str, ...]) -> int | None:
+        return next((names.index(o) for o in options if o in names), None)
+
+    columns: dict[str, int | None] = {
+        "time": find(TIME_COLUMNS),
+        "end": find(END_COLUMNS),
+        "service": find(SERVICE_COLUMNS),
+        "duration": find(("duration",)),
+        "context": None,
+        "generated": None,
+    }
+    for context, generated in TOKEN_COLUMNS:
+        if context in names and generated in names:
+            columns["context"], columns["generated"] = names.index(context), names.index(generated)
+            break
+    if columns["time"] is None and (columns["end"] is None or columns["duration"] is None):
+        return None
+    return columns
 
 
 def load_requests(path: str | Path) -> Trace:
-    """One row per request: generic `timestamp[,duration]` or Azure LLM 2023 (with token
-    columns `ContextTokens`, `GeneratedTokens`)."""
+    """One row per request (`_request_columns`): generic, Azure LLM 2023/2024, BurstGPT, Azure
+    Functions 2021. Rows are sorted by arrival (stably: rows at the same time keep their order)."""
     path = Path(path)
     header, rows = _rows(path)
-    names = [name.strip().lower() for name in header]
-    duration_col = names.index("duration") if "duration" in names else None
-    service_col = names.index("service") if "service" in names else None
+    names = _names(header)
+    if names[0] == "timestamp_anon":  # an Alibaba file of another kind than qps.csv
+        names[0] = "timestamp"
+    columns = _request_columns(names)
+    if columns is None:
+        raise TraceError(path, 1, "no `timestamp` column")
+    time_col, end_col, service_col = columns["time"], columns["end"], columns["service"]
+    duration_col, context_col, generated_col = (
+        columns["duration"],
+        columns["context"],
+        columns["generated"],
+    )
+    # Azure Functions 2021 names functions by hash, as the 2019 files do.
+    service_prefix = "fn-" if service_col is not None and names[service_col] == "func" else ""
+    stamp_col = time_col if time_col is not None else end_col
+    assert stamp_col is not None
+    unit = _epoch_unit(rows[0][1][stamp_col]) if rows and len(rows[0][1]) > stamp_col else 1.0
     service_ids: dict[str, int] = {}
     owners: list[int] = []
-    token_cols = (
-        (names.index("contexttokens"), names.index("generatedtokens"))
-        if {"contexttokens", "generatedtokens"} <= set(names)
-        else None
-    )
     times, durations, context, generated, lines = [], [], [], [], []
     for line, row in rows:
         if len(row) != len(header):
             raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
-        times.append(_timestamp(row[0], path, line))
+        stamp = _timestamp(row[stamp_col], path, line, unit)
         lines.append(line)
         if service_col is not None:
             key = row[service_col].strip()
             if not key:
-                raise TraceError(path, line, "empty service")
+                raise TraceError(path, line, f"empty {header[service_col].strip()}")
             owners.append(service_ids.setdefault(key, len(service_ids)))
         if duration_col is not None:
             durations.append(_number(row[duration_col], "duration", path, line))
-        if token_cols is not None:
-            context.append(_number(row[token_cols[0]], "ContextTokens", path, line))
-            generated.append(_number(row[token_cols[1]], "GeneratedTokens", path, line))
+        if time_col is None:
+            stamp -= durations[-1]  # it arrived `duration` before it ended
+        times.append(stamp)
+        if context_col is not None and generated_col is not None:
+            context.append(_number(row[context_col], header[context_col].strip(), path, line))
+            generated.append(_number(row[generated_col], header[generated_col].strip(), path, line))
     if not times:
         raise TraceError(path, 2, "no requests")
-    stamps = np.asarray(times)
-    _check_sorted(stamps, lines, path)
+    order = np.argsort(np.asarray(times), kind="stable")
+    stamps = np.asarray(times)[order]
     arrivals = stamps - stamps[0]
     _check_size(path, lines[-1], float(arrivals[-1]), len(arrivals))
+
+    def sort(values: list[float]) -> np.ndarray | None:
+        return np.asarray(values)[order] if values else None
+
+    ids = [service_prefix + key[:12] if service_prefix else key for key in service_ids]
     return Trace(
         name=path.stem,
         arrivals=arrivals,
         duration=float(arrivals[-1]) + 1.0,
         start_epoch=float(stamps[0]),
-        service_times=np.asarray(durations) if duration_col is not None else None,
-        context_tokens=np.asarray(context) if token_cols else None,
-        generated_tokens=np.asarray(generated) if token_cols else None,
-        **_services(list(service_ids), owners),
+        service_times=sort(durations),
+        context_tokens=sort(context),
+        generated_tokens=sort(generated),
+        **_services(ids, np.asarray(owners, dtype=np.int64)[order] if owners else []),
     )
 
 
@@ -275,10 +347,14 @@ def _services(ids: list[str], owners: list[int] | np.ndarray) -> dict[str, objec
 
 def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
     """Azure Functions 2019 per-minute invocations of the first `functions` rows, one service
-    per function (named after the first 12 characters of its hash)."""
+    per function (named after the first 12 characters of its hash). The minute columns are
+    `minute_1..` (the invitro sample) or `1..1440` (the published files, after `Trigger`)."""
     path = Path(path)
     header, rows = _rows(path)
-    first_minute = header.index("minute_1")
+    names = _names(header)
+    first_minute = _first_minute(names)
+    assert first_minute is not None
+    function_col = names.index("hashfunction")
     minutes = len(header) - first_minute
     per_function, ids, total = [], [], 0
     for line, row in rows[:functions]:
@@ -291,7 +367,7 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
         if (counts < 0).any():
             raise TraceError(path, line, "negative invocation count")
         per_function.append(counts)
-        ids.append("fn-" + row[0][:12])
+        ids.append("fn-" + row[function_col][:12])
         total += int(counts.sum())
         _check_size(path, line, minutes * 60.0, total)
     if not per_function:
@@ -306,20 +382,24 @@ def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None 
     return Trace(path.stem, times[order], minutes * 60.0, **_services(ids, who[order]))
 
 
+def _first_minute(names: list[str]) -> int | None:
+    """The column of an Azure Functions file's first minute, if the header has one."""
+    for first in ("minute_1", "1"):
+        if first in names:
+            return names.index(first)
+    return None
+
+
 def load_alibaba_qps(path: str | Path, seed: int = 0, kind: str = "Generative Requests") -> Trace:
     """Alibaba GenTD26 qps.csv: the `kind` rows summed per timestamp give the system rate over
     the next 57 s; arrivals are a seeded Poisson process at that rate."""
     path = Path(path)
     _, rows = _rows(path)
     rate: dict[float, float] = {}
-    previous = -math.inf
     for line, row in rows:
         if len(row) != 4:
             raise TraceError(path, line, f"expected 4 fields, got {len(row)}")
         stamp = _timestamp(row[0], path, line)
-        if stamp < previous:
-            raise TraceError(path, line, "rows are not sorted by timestamp")
-        previous = stamp
         if row[3] == kind:
             rate[stamp] = rate.get(stamp, 0.0) + _number(row[1], "QPS value", path, line)
     if not rate:
