@@ -39,6 +39,14 @@ def test_load_history_csv_interpolates_a_coarser_series(tmp_path):
     assert len(values) == 16 and values[1] == pytest.approx(2.0) and values[15] == 30
 
 
+def test_load_history_csv_reads_epoch_milliseconds_and_a_byte_order_mark(tmp_path):
+    """As a Prometheus or Grafana export writes it."""
+    path = tmp_path / "h.csv"
+    path.write_bytes("\ufefftime,value\r\n1704067200000,4\r\n1704067260000,6\r\n".encode())
+    ts, values = load_history_csv(path)
+    assert ts.tolist() == [1704067200.0, 1704067260.0] and values.tolist() == [4, 6]
+
+
 @pytest.mark.parametrize(
     ("row", "words"),
     [("yesterday,3", "bad timestamp 'yesterday'"), ("60,lots", "bad value 'lots'"), ("60", "")],

@@ -1,8 +1,11 @@
-"""Parsing of Kubernetes-style quantities ("500m", "2Gi") and Go-style durations ("1m30s")."""
+"""Parsing of Kubernetes-style quantities ("500m", "2Gi"), Go-style durations ("1m30s") and the
+timestamps of CSV files (traces, history)."""
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {
@@ -15,6 +18,10 @@ _DURATION_UNITS = {
     "h": 3600.0,
     "d": 86400.0,  # not Go's, but history spans are given in days
 }
+
+# Epoch times past these are milliseconds, microseconds, nanoseconds (1e11 s is the year 5138;
+# 1e11 ms is 1973), as log and metrics exporters write them.
+_EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([a-zA-Z]*)$")
 _QUANTITY_SUFFIXES = {
@@ -68,3 +75,35 @@ def parse_quantity(value: str | int | float) -> float:
     if not match or match.group(2) not in _QUANTITY_SUFFIXES:
         raise ValueError(f"invalid quantity {value!r} (examples: 500m, 2, 512Mi, 4Gi)")
     return float(match.group(1)) * _QUANTITY_SUFFIXES[match.group(2)]
+
+
+def epoch_unit(text: str) -> float:
+    """How many of a file's numeric timestamps make a second, read off one of them: epoch
+    milliseconds, microseconds and nanoseconds are too large to be seconds. 1 for anything
+    else (seconds, or an ISO time)."""
+    try:
+        value = abs(float(text))
+    except ValueError:
+        return 1.0
+    return next((unit for bound, unit in _EPOCH_UNITS if value >= bound), 1.0)
+
+
+def parse_timestamp(text: str, unit: float = 1.0) -> float:
+    """Epoch seconds from an ISO 8601 time (naive times are UTC) or a number of `unit`s of a
+    second since the epoch (`epoch_unit`)."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise ValueError(f"bad timestamp {text!r} (a finite number)")
+        return value / unit
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"bad timestamp {text!r} (ISO time or epoch seconds)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

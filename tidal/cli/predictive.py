@@ -186,7 +186,7 @@ def history() -> None:
     "--csv",
     "csv_path",
     type=click.Path(exists=True, dir_okay=False),
-    help="timestamp,value rows (ISO time or epoch seconds).",
+    help="timestamp,value rows (ISO time, or epoch seconds or milliseconds).",
 )
 @click.option("--prometheus", help="Prometheus base URL, read with its query_range API.")
 @click.option("--query", help="PromQL giving the service's demand (summed if several series).")

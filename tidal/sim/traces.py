@@ -35,6 +35,8 @@ from typing import TextIO
 
 import numpy as np
 
+from tidal.api.units import epoch_unit, parse_timestamp
+
 DAY_S = 86_400.0
 # Traces beyond these are refused with a clear error rather than exhausting memory: the
 # replay keeps per-second series over the span and a few numbers per request.
@@ -47,9 +49,6 @@ TIME_COLUMNS = ("timestamp",)
 END_COLUMNS = ("end_timestamp",)  # Azure Functions 2021: when each invocation ended
 SERVICE_COLUMNS = ("service", "model", "func", "function")
 TOKEN_COLUMNS = (("contexttokens", "generatedtokens"), ("request tokens", "response tokens"))
-# Epoch times past these are milliseconds, microseconds, nanoseconds (1e11 s is the year 5138;
-# 1e11 ms is 1973), as log exporters write them.
-EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 
 class TraceError(ValueError):
@@ -188,34 +187,10 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def _timestamp(text: str, path: Path, line: int, unit: float = 1.0) -> float:
-    """Epoch seconds from an ISO time (naive times are UTC) or a number in `unit`s of a second
-    (`_epoch_unit`)."""
     try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise TraceError(path, line, f"bad timestamp {text!r} (a finite number)")
-        return value / unit
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        message = f"bad timestamp {text!r} (ISO time or epoch seconds)"
-        raise TraceError(path, line, message) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def _epoch_unit(text: str) -> float:
-    """How many of a file's numeric timestamps make a second, read off its first one: epoch
-    milliseconds, microseconds and nanoseconds are too large to be seconds (`EPOCH_UNITS`)."""
-    try:
-        value = abs(float(text))
-    except ValueError:
-        return 1.0
-    return next((unit for bound, unit in EPOCH_UNITS if value >= bound), 1.0)
+        return parse_timestamp(text, unit)
+    except ValueError as error:
+        raise TraceError(path, line, str(error)) from None
 
 
 def _number(text: str, what: str, path: Path, line: int) -> float:
@@ -291,7 +266,7 @@ def load_requests(path: str | Path) -> Trace:
     service_prefix = "fn-" if service_col is not None and names[service_col] == "func" else ""
     stamp_col = time_col if time_col is not None else end_col
     assert stamp_col is not None
-    unit = _epoch_unit(rows[0][1][stamp_col]) if rows and len(rows[0][1]) > stamp_col else 1.0
+    unit = epoch_unit(rows[0][1][stamp_col]) if rows and len(rows[0][1]) > stamp_col else 1.0
     service_ids: dict[str, int] = {}
     owners: list[int] = []
     times, durations, context, generated, lines = [], [], [], [], []

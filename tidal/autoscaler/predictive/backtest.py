@@ -24,29 +24,31 @@ import csv
 import math
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from tidal.api.predictive import PredictiveAnnotations
+from tidal.api.units import epoch_unit, parse_timestamp
 from tidal.autoscaler.predictive.forecast import filled, forecast
 from tidal.autoscaler.predictive.forecast import seasonal_naive as seasonal_naive_forecast
 from tidal.autoscaler.predictive.periods import DAY, interpolate_gaps
 from tidal.autoscaler.predictive.plan import Plan, plan_replicas
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 
-MAX_SPAN_MINUTES = 5 * 366 * DAY  # a longer span is almost surely milliseconds, not seconds
+MAX_SPAN_MINUTES = 5 * 366 * DAY  # the history a service keeps is 35 days
 
 
 def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read `timestamp,value` rows (ISO 8601, naive = UTC, or epoch seconds; a header line is
-    allowed) into per-minute (timestamps, values): the mean of the samples in each minute,
+    """Read `timestamp,value` rows (ISO 8601, naive = UTC, or epoch seconds, milliseconds,
+    microseconds or nanoseconds, told apart by size; a header line and a UTF-8 byte-order mark
+    are allowed) into per-minute (timestamps, values): the mean of the samples in each minute,
     NaN where there were none. A coarser series (e.g. 5-min) is interpolated between its
     samples. Raises ValueError naming the file and line of a bad row."""
     stamps, values = [], []
-    with open(path, newline="") as f:
+    unit: float | None = None
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
@@ -55,7 +57,12 @@ def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             text, value = (cell.strip() for cell in row)
             if lineno == 1 and not _is_number(value):
                 continue  # header
-            stamps.append(_timestamp(text, f"{path}:{lineno}"))
+            if unit is None:
+                unit = epoch_unit(text)
+            try:
+                stamps.append(parse_timestamp(text, unit))
+            except ValueError as error:
+                raise ValueError(f"{path}:{lineno}: {error}") from None
             values.append(_value(value, f"{path}:{lineno}"))
     if not stamps:
         raise ValueError(f"{path}: no rows")
@@ -63,7 +70,7 @@ def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     first = int(minutes.min())
     span = int(minutes.max()) - first + 1
     if span > MAX_SPAN_MINUTES:
-        raise ValueError(f"{path}: timestamps span {span // DAY} days; epoch seconds expected")
+        raise ValueError(f"{path}: timestamps span {span // DAY:,} days; at most {5 * 366} allowed")
     slot = minutes - first
     v = np.asarray(values)
     ok = ~np.isnan(v)
@@ -83,18 +90,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _timestamp(text: str, where: str) -> float:
-    if _is_number(text):
-        return float(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{where}: bad timestamp {text!r} (ISO 8601 or epoch seconds)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _value(text: str, where: str) -> float:
