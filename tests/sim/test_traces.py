@@ -163,6 +163,27 @@ def test_azure_functions_bad_count_names_the_line(tmp_path):
     assert info.value.line == 3
 
 
+def test_azure_functions_busiest_and_first_minutes_are_chosen_while_reading(tmp_path):
+    """A published day is far larger than a replay holds: `busiest` and `seconds` choose what
+    to keep before the arrivals are drawn, as `Trace.busiest` and `Trace.head` would."""
+    rows = [[1, 0, 9], [4, 0, 0], [2, 2, 0], [0, 0, 0], [1, 3, 0]]
+    path = azure_functions_file(tmp_path, rows)
+    everything = load_trace(path)
+    two = load_trace(path, busiest=2)
+    assert two.services == everything.busiest(2).services == ("fn-f0", "fn-f1")  # f1 ties f2
+    assert np.bincount(two.service_of).tolist() == [10, 4]
+    ties = load_trace(path, busiest=3, seconds=60.0)  # minute 1: f1 has 4, then f2 2, f0 1
+    assert ties.services == ("fn-f1", "fn-f2", "fn-f0")  # f0 before f4 (1 each): file order
+    assert ties.duration == 60.0 and (ties.arrivals < 60.0).all() and len(ties) == 7
+
+
+def test_a_too_large_azure_day_names_the_way_to_keep_part_of_it(tmp_path):
+    path = azure_functions_file(tmp_path, [[1, 0, 1], [0, 30_000_000, 0]])
+    with pytest.raises(TraceError, match="--services N keeps the N busiest functions"):
+        load_trace(path)
+    assert len(load_trace(path, busiest=1, seconds=60.0)) == 1
+
+
 def test_a_trace_too_large_to_replay_is_refused_before_it_is_built(tmp_path):
     path = azure_functions_file(tmp_path, [[1, 0, 1], [1, 30_000_000, 0]])
     with pytest.raises(

@@ -144,8 +144,15 @@ def load_service(path: str, config: PlatformConfig) -> ServiceModel:
 
 
 def load_any_trace(
-    source: str, days: float | None, rps: float | None, seed: int, shape: str, services: int
+    source: str,
+    days: float | None,
+    rps: float | None,
+    seed: int,
+    shape: str,
+    services: int | None,
 ) -> Trace:
+    """The trace to replay: a file's first `days`, its `services` busiest services; or a
+    synthetic trace of `days` with `services` services."""
     if source == SYNTHETIC:
         rate = DEFAULT_RPS[shape] if rps is None else rps
         length = days or (28.0 if shape == "sparse" else 1.0)
@@ -157,10 +164,13 @@ def load_any_trace(
                 f"the simulator replays at most {MAX_REQUESTS:,}"
             )
         if shape == "sparse":
-            return sparse_trace(length, rate, seed, services)
-        return synthetic_trace(length, rate, seed, services)
-    trace = load_trace(source, seed)
-    return trace if days is None else trace.head(days * DAY_S)
+            return sparse_trace(length, rate, seed, services or 1)
+        return synthetic_trace(length, rate, seed, services or 1)
+    seconds = None if days is None else days * DAY_S
+    trace = load_trace(source, seed, busiest=services, seconds=seconds)
+    if services is not None and not trace.services:
+        raise ValueError("--services needs a trace with several services")
+    return trace
 
 
 def prior_history(path: str, trace: Trace) -> np.ndarray:
@@ -331,12 +341,7 @@ def simulate(
         if unplaceable:
             where = f"the pools of {pools_file}" if pools_file else "the default pool (no --pools)"
             raise ValueError(f"{service_file}: {unplaceable} in {where}")
-        synthetic_services = service_count if source == SYNTHETIC else 1
-        trace = load_any_trace(source, days, rps, seed, shape, synthetic_services or 1)
-        if service_count is not None and source != SYNTHETIC:
-            if not trace.services:
-                raise ValueError("--services needs a trace with several services")
-            trace = trace.busiest(service_count)
+        trace = load_any_trace(source, days, rps, seed, shape, service_count)
         if per_service and not trace.services:
             raise ValueError(
                 f"--per-service: {trace.name} has one service (give a trace with a service "

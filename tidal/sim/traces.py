@@ -26,6 +26,7 @@ interval, a Poisson process places them as n independent uniform times in it.
 from __future__ import annotations
 
 import csv
+import heapq
 import math
 import re
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ DAY_S = 86_400.0
 # replay keeps per-second series over the span and a few numbers per request.
 MAX_SPAN_DAYS = 366
 MAX_REQUESTS = 20_000_000
+AZURE_HINT = " (--services N keeps the N busiest functions, --days a part of the day)"
 ALIBABA_STEP_S = 57.0  # the qps.csv sampling grid
 SYNTHETIC_EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 # Request CSV columns (lower case): the names each goes by in the traces people publish.
@@ -143,9 +145,17 @@ def dns_label(text: str, taken: set[str] | None = None, limit: int = 40) -> str:
     return name
 
 
-def load_trace(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
+def load_trace(
+    path: str | Path,
+    seed: int = 0,
+    functions: int | None = None,
+    busiest: int | None = None,
+    seconds: float | None = None,
+) -> Trace:
     """Load a trace file, recognising its format from the header. `functions` limits an Azure
-    Functions file to its first N functions."""
+    Functions file to its first N functions; `busiest` keeps the N services with the most
+    requests (`Trace.busiest`) and `seconds` the first seconds (`Trace.head`), chosen while an
+    Azure Functions file is read."""
     path = Path(path)
     with _open(path) as handle:
         header = next(csv.reader(handle), None)
@@ -153,12 +163,20 @@ def load_trace(path: str | Path, seed: int = 0, functions: int | None = None) ->
         raise TraceError(path, 1, "empty file: expected a header row")
     names = _names(header)
     if "hashfunction" in names and _first_minute(names) is not None:
-        return load_azure_functions(path, seed, functions)
-    if names[0] == "timestamp_anon" and "request_type" in names:
-        return load_alibaba_qps(path, seed)
-    if names[0] == "timestamp_anon" or _request_columns(names) is not None:
-        return load_requests(path)
-    raise TraceError(
+        trace = load_azure_functions(path, seed, functions, busiest, seconds)
+    elif names[0] == "timestamp_anon" and "request_type" in names:
+        trace = load_alibaba_qps(path, seed)
+    elif names[0] == "timestamp_anon" or _request_columns(names) is not None:
+        trace = load_requests(path)
+    else:
+        raise _unknown_format(path, header)
+    if seconds is not None:
+        trace = trace.head(seconds)
+    return trace if busiest is None or not trace.services else trace.busiest(busiest)
+
+
+def _unknown_format(path: Path, header: list[str]) -> TraceError:
+    return TraceError(
         path,
         1,
         f"unknown trace format (columns {', '.join(header)}); expected a `timestamp` column "
@@ -203,7 +221,7 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
     return value
 
 
-def _check_size(path: Path, line: int, span_s: float, requests: float) -> None:
+def _check_size(path: Path, line: int, span_s: float, requests: float, hint: str = "") -> None:
     """Refuse a trace the replay could not hold (MAX_SPAN_DAYS, MAX_REQUESTS)."""
     if span_s > MAX_SPAN_DAYS * DAY_S:
         days = f"{span_s / DAY_S:,.0f}"
@@ -217,7 +235,7 @@ def _check_size(path: Path, line: int, span_s: float, requests: float) -> None:
             path,
             line,
             f"the trace holds {requests:,.0f} requests; "
-            f"the simulator replays at most {MAX_REQUESTS:,}",
+            f"the simulator replays at most {MAX_REQUESTS:,}{hint}",
         )
 
 
@@ -320,40 +338,72 @@ def _services(ids: list[str], owners: list[int] | np.ndarray) -> dict[str, objec
     return {"services": names, "service_of": np.asarray(owners, dtype=np.int64)}
 
 
-def load_azure_functions(path: str | Path, seed: int = 0, functions: int | None = None) -> Trace:
-    """Azure Functions 2019 per-minute invocations of the first `functions` rows, one service
-    per function (named after the first 12 characters of its hash). The minute columns are
-    `minute_1..` (the invitro sample) or `1..1440` (the published files, after `Trigger`)."""
+def load_azure_functions(
+    path: str | Path,
+    seed: int = 0,
+    functions: int | None = None,
+    busiest: int | None = None,
+    seconds: float | None = None,
+) -> Trace:
+    """Azure Functions 2019 per-minute invocations, one service per function (named after the
+    first 12 characters of its hash). The minute columns are `minute_1..` (the invitro sample)
+    or `1..1440` (the published files, after `Trigger`). Of the first `functions` rows, only
+    the first `seconds` (whole minutes) and the `busiest` functions in them (most invocations
+    first, ties in file order, as `Trace.busiest`) are kept, chosen as the file is read: a
+    published day holds tens of thousands of functions and far more invocations than a
+    replay can hold."""
     path = Path(path)
-    header, rows = _rows(path)
-    names = _names(header)
-    first_minute = _first_minute(names)
-    assert first_minute is not None
-    function_col = names.index("hashfunction")
-    minutes = len(header) - first_minute
-    per_function, ids, total = [], [], 0
-    for line, row in rows[:functions]:
-        if len(row) != len(header):
-            raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
-        try:
-            counts = np.array(row[first_minute:], dtype=np.int64)
-        except ValueError:
-            raise TraceError(path, line, "invocation counts must be whole numbers") from None
-        if (counts < 0).any():
-            raise TraceError(path, line, "negative invocation count")
-        per_function.append(counts)
-        ids.append("fn-" + row[function_col][:12])
-        total += int(counts.sum())
-        _check_size(path, line, minutes * 60.0, total)
-    if not per_function:
+    with _open(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        names = _names(header)
+        first_minute = _first_minute(names)
+        assert first_minute is not None
+        function_col = names.index("hashfunction")
+        minutes = len(header) - first_minute
+        if seconds is not None:
+            minutes = min(minutes, max(1, math.ceil(seconds / 60.0)))
+        end = first_minute + minutes
+        # (invocations, -row, counts, id); a min-heap of the busiest when choosing them.
+        kept: list[tuple[int, int, np.ndarray, str]] = []
+        total, line, n = 0, 1, -1
+        for row in reader:
+            if not row:
+                continue
+            n += 1
+            if functions is not None and n >= functions:
+                break
+            line = reader.line_num
+            if len(row) != len(header):
+                raise TraceError(path, line, f"expected {len(header)} fields, got {len(row)}")
+            try:
+                counts = np.array(row[first_minute:end], dtype=np.int64)
+            except ValueError:
+                raise TraceError(path, line, "invocation counts must be whole numbers") from None
+            if (counts < 0).any():
+                raise TraceError(path, line, "negative invocation count")
+            item = (int(counts.sum()), -n, counts, "fn-" + row[function_col][:12])
+            if busiest is None:
+                kept.append(item)
+                total += item[0]
+                _check_size(path, line, minutes * 60.0, total, AZURE_HINT)
+            elif len(kept) < busiest:
+                heapq.heappush(kept, item)
+            elif item[:2] > kept[0][:2]:
+                heapq.heapreplace(kept, item)
+    if not kept:
         raise TraceError(path, 2, "no functions")
-    counts = np.asarray(per_function).ravel()  # function-major, then minute
-    starts = np.tile(np.arange(minutes) * 60.0, len(per_function))
-    owners = np.repeat(np.arange(len(per_function)), minutes)
+    if busiest is not None:
+        kept.sort(key=lambda item: (-item[0], -item[1]))
+        _check_size(path, line, minutes * 60.0, sum(item[0] for item in kept), AZURE_HINT)
+    counts = np.concatenate([item[2] for item in kept])  # function-major, then minute
+    starts = np.tile(np.arange(minutes) * 60.0, len(kept))
+    owners = np.repeat(np.arange(len(kept)), minutes)
     rng = np.random.default_rng(seed)
     times = np.repeat(starts, counts) + rng.uniform(0.0, 60.0, size=int(counts.sum()))
     who = np.repeat(owners, counts)
     order = np.lexsort((who, times))
+    ids = [item[3] for item in kept]
     return Trace(path.stem, times[order], minutes * 60.0, **_services(ids, who[order]))
 
 
