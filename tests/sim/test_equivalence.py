@@ -287,3 +287,66 @@ def test_baselines_skip_their_delays_and_change_nothing(policy):
     the per-second replay's result."""
     skipping, every_second = same_result_with_fewer_decisions("delays", policy)
     assert skipping < 0.3 * every_second, (skipping, every_second)
+
+
+def daily_history(amplitude: float, phase_minutes: int, days: int = 3) -> np.ndarray:
+    """Per-minute mean concurrency with a daily rhythm, for predictive to plan on."""
+    minutes = np.arange(days * 1440)
+    return np.maximum(0.0, amplitude * (1 + np.sin(2 * np.pi * (minutes - phase_minutes) / 1440)))
+
+
+@pytest.mark.parametrize(
+    ("seed", "services", "days", "gpus", "annotations", "timeouts", "history"),
+    [
+        # Both plan six replicas for three GPUs: each one's needed count grows in turn.
+        (2, 2, 0.05, 3, {"tidal.dev/mode": "proactive"}, (120, 300), (1.877, 1042)),
+        # One service starts to wait on the placement that took the last free GPU, while
+        # another, skipping ticks, holds a replica ahead of demand.
+        (30, 5, 0.2, 4, {"tidal.dev/cold-start-cost": "10m"}, (120, 30, 300, 30, 30), (0.754, 327)),
+    ],
+)
+def test_replicas_ahead_of_demand_yield_at_the_tick_they_would_every_second(
+    seed, services, days, gpus, annotations, timeouts, history
+):
+    """Found by a random search over predictive fleets with a planned rhythm on a few GPUs:
+    the skipping replay let a replica ahead of demand run a decision tick too long (a needed
+    count that grew at an unchanged desired count was taken for a placement that failed
+    before; a service that skipped ticks missed the moment another started to wait)."""
+    trace = sparse_trace(days=days, mean_rps=0.1, seed=seed, services=services)
+    predictive = parse_predictive_annotations(
+        {"tidal.dev/min-history": "1h", "tidal.dev/stabilization-window": "300s", **annotations}
+    )
+    config = AutoscalerConfig()
+    spec = decider_spec(config, parse_autoscaling_annotations({}, config), 1)
+    models = [
+        ServiceModel(name, spec, 1, timeout_s=timeout, demand=Demand(gpus=1), predictive=predictive)
+        for name, timeout in zip(trace.services, timeouts, strict=True)
+    ]
+    pools = parse_pools(
+        [
+            {"name": "reserved", "capacity": {"nvidia.com/gpu": [0]}},
+            {
+                "name": "elastic",
+                "startupDelay": "20s",
+                "capacity": {"nvidia.com/gpu": list(range(1, gpus))},
+            },
+        ]
+    )
+    times = parse_distribution("const:5").sample(len(trace), np.random.default_rng(1))
+    fast, slow = (
+        Simulation(
+            trace,
+            models,
+            "predictive",
+            pools,
+            times,
+            parse_distribution("3"),
+            skip=skip,
+            prior_history=daily_history(*history),
+        ).run()
+        for skip in (True, False)
+    )
+    assert slow.replicas.max() == gpus  # the GPUs are all taken at times
+    assert np.array_equal(fast.latency, slow.latency, equal_nan=True)
+    assert np.array_equal(fast.replicas, slow.replicas)
+    assert fast.service_usage == slow.service_usage

@@ -272,9 +272,10 @@ class _Service:
         self.max_live = 0
         self.next_k = 1  # the stat tick (in periods) this service's heap entry is for
         self.skip_from: int | None = None  # first stat tick not run while quiet
-        # (capacity freed so far, desired, placed for) at the last placement that left every
-        # missing replica pending: until capacity is freed, asking again gets the same.
-        self.blocked: tuple[int, int, int] | None = None
+        # (capacity freed so far, desired, placed for, needed) at the last placement that left
+        # every missing replica pending: until capacity is freed, asking again for as many,
+        # as many of them needed by its requests, gets the same.
+        self.blocked: tuple[int, int, int, int] | None = None
         # Its autoscaler may hold replicas ahead of demand (`ahead`: the predictive one).
         self.predicts = hasattr(autoscaler, "ahead")
         # RT and use for autoscalers that scale on them: requests in service (their time
@@ -486,7 +487,7 @@ class Simulation:
         starved = self.starved
         others_wait = bool(starved) and (len(starved) > 1 or svc.index not in starved)
         target = needed if others_wait else count
-        if svc.blocked == (self.freed, count, target):
+        if svc.blocked == (self.freed, count, target, needed):
             return  # nothing freed since that placement failed: it would fail again
         active = self._live(svc)
         if needed > active and self.ahead_holders and not self._room_for(svc.model.demand):
@@ -498,7 +499,7 @@ class Simulation:
             since = sorted(svc.pending_since)[:missing]
             since += [t] * (missing - len(since))
             svc.pending_since = since
-            svc.blocked = (self.freed, count, target) if self.skip else None
+            svc.blocked = (self.freed, count, target, needed) if self.skip else None
             self._update_starved(svc, active < needed, t)
             return
         placed = [
@@ -522,20 +523,33 @@ class Simulation:
             self._stop_replica(svc, int(rid), t)
         svc.pending_since = [p.since for p in decision.pending] + [t] * (count - target)
         blocked = svc.pending_since and not decision.start and not decision.stop
-        svc.blocked = (self.freed, count, target) if blocked and self.skip else None
+        svc.blocked = (self.freed, count, target, needed) if blocked and self.skip else None
         self._update_starved(svc, self._live(svc) < needed, t)
 
     def _update_starved(self, svc: _Service, waits: bool, t: float) -> None:
         """Whether `svc`'s needed replicas wait for room; once none does, replicas ahead of
         demand may take room again: the services that yielded retry, as on freed capacity."""
         if waits:
-            self.starved.add(svc.index)
+            if svc.index not in self.starved:
+                self.starved.add(svc.index)
+                self._wake_ahead(svc, t)
         elif svc.index in self.starved:
             self.starved.discard(svc.index)
             if not self.starved and self.ahead_holders:
                 self.freed += 1
                 if self.waiting:
                     self._retry_waiting(t)
+
+    def _wake_ahead(self, needy: _Service, t: float) -> None:
+        """`needy` starts to wait for room: each service that skips ticks while it runs
+        replicas ahead of demand is woken, so that its next decision tick, as when it ticks
+        every second, sees a request waiting and stops them (`_decide`)."""
+        for index in sorted(self.ahead_holders):
+            other = self.services[index]
+            if other is needy or other.skip_from is None:
+                continue
+            if self._live(other) > self._needed(other, other.desired):
+                self._wake_for(other, t)
 
     def _take_back(self, needy: _Service, t: float) -> None:
         """`needy`'s needed replicas find no room: every other service stops the replicas it
