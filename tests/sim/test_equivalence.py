@@ -350,3 +350,43 @@ def test_replicas_ahead_of_demand_yield_at_the_tick_they_would_every_second(
     assert np.array_equal(fast.latency, slow.latency, equal_nan=True)
     assert np.array_equal(fast.replicas, slow.replicas)
     assert fast.service_usage == slow.service_usage
+
+
+def test_a_replica_ready_after_the_kpas_tail_is_released_when_skipping_too():
+    """A service whose lone request timed out waiting for the GPU another holds gets its
+    replica once that one leaves, well past the KPA's tail. Its KPA (initial-scale 2 over
+    max-scale 1) then asks for another count than predictive holds, so the KPA alone reads as
+    zero from the next tick on (`PredictiveAutoscaler._kpa_alone`) and the replica goes. The
+    skipping replay held it to the end of the trace (found by a random search over starved
+    fleets): the idle skip did not know that tick was due."""
+    config = AutoscalerConfig()
+
+    def service(name: str, annotations: dict[str, str], timeout: float) -> ServiceModel:
+        spec = decider_spec(config, parse_autoscaling_annotations(annotations, config), 1)
+        return ServiceModel(name, spec, 1, timeout_s=timeout, demand=Demand(gpus=1))
+
+    busy = np.arange(0.5, 300.0, 2.0)
+    arrivals = np.concatenate([busy, [5.0]])
+    owners = np.concatenate([np.zeros(len(busy), dtype=np.int64), [1]])
+    order = np.argsort(arrivals, kind="stable")
+    trace = Trace(
+        "t",
+        arrivals[order],
+        900.0,
+        1_700_000_000.0,
+        services=("busy", "late"),
+        service_of=owners[order],
+    )
+    late = {"autoscaling.knative.dev/max-scale": "1", "autoscaling.knative.dev/initial-scale": "2"}
+    models = [service("busy", {}, 300.0), service("late", late, 10.0)]
+    pools = parse_pools([{"name": "gpu", "capacity": {"nvidia.com/gpu": [0]}}])
+    times = np.full(len(trace), 1.0)
+    fast, slow = (
+        Simulation(
+            trace, models, "predictive", pools, times, parse_distribution("3"), skip=skip
+        ).run()
+        for skip in (True, False)
+    )
+    assert slow.service_usage["late"]["gpu"].replica_seconds < 10.0  # ready, then released
+    assert fast.service_usage == slow.service_usage
+    assert np.array_equal(fast.replicas, slow.replicas)

@@ -47,6 +47,7 @@ class PredictiveAutoscaler:
         # Prediction held another count than the KPA underneath since the last request
         # ended: the KPA underneath no longer sees what the KPA alone would (`_kpa_alone`).
         self._diverged = False
+        self._kpa_read = -1  # the KPA alone's count as the last tick read it (`_kpa_alone`)
         # (idle since, the KPA's count, what prediction would hold) at the idle period's first
         # tick: the replicas each side holds through the KPA's tail (`Gap.kpa_replicas`).
         self._idle_counts: tuple[float, int, int] | None = None
@@ -109,11 +110,16 @@ class PredictiveAutoscaler:
         idle = self.idle_since(now)
         if idle is None:
             return None
-        held = max(self.replicas or 0, 0)
-        at = self.policy.next_change(now + self.epoch_offset, held, idle)
-        tail_end = idle + self._tail_s()
-        if self._diverged and self._reactive_replicas > 0 and tail_end > now + self.epoch_offset:
-            at = tail_end if at is None else min(at, tail_end)  # `_kpa_alone` drops to zero
+        held, epoch = max(self.replicas or 0, 0), now + self.epoch_offset
+        at = self.policy.next_change(epoch, held, idle)
+        if self._diverged and self._reactive_replicas > 0:
+            # `_kpa_alone` drops to zero at the tail's end; at the next tick when the tail
+            # ended before prediction began to hold another count (no tick has read it).
+            drop = idle + self._tail_s()
+            if drop > epoch:
+                at = drop if at is None else min(at, drop)
+            elif self._kpa_alone(epoch, idle) != self._kpa_read:
+                at = epoch if at is None else min(at, epoch)
         if held > 1 and self.policy.warm is not None and self.policy.warm.useful and self._peaks:
             # Holding more than one while idle: the idle cap drops when the last hour's peak
             # leaves the window.
@@ -149,7 +155,7 @@ class PredictiveAutoscaler:
         if idle is not None and (self._idle_counts is None or self._idle_counts[0] != idle):
             kpa = max(self._reactive_replicas, 1)
             self._idle_counts = (idle, kpa, min(kpa, need))
-        kpa_alone = self._kpa_alone(epoch, idle)
+        kpa_alone = self._kpa_read = self._kpa_alone(epoch, idle)
         chosen = self.policy.decide(epoch, kpa_alone, max(current, 0), idle, need)
         self.last = chosen
         want = chosen.replicas if self._reactive_replicas >= 0 else decision.replicas
