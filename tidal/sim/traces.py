@@ -239,26 +239,35 @@ def _check_size(path: Path, line: int, span_s: float, requests: float, hint: str
         )
 
 
-def _request_columns(names: list[str]) -> dict[str, int | None] | None:
-    """Where a request CSV keeps each field (`TIME_COLUMNS` etc.), or None when the header is
-    not one: it needs a timestamp, or an end time and a duration."""
+@dataclass(frozen=True)
+class _Columns:
+    """Where a request CSV keeps each field (None: it has none)."""
+
+    time: int | None
+    end: int | None
+    service: int | None
+    duration: int | None
+    context: int | None
+    generated: int | None
+
+
+def _request_columns(names: list[str]) -> _Columns | None:
+    """The columns of a request CSV (`TIME_COLUMNS` etc.), or None when the header is not one:
+    it needs a timestamp, or an end time and a duration."""
 
     def find(options: tuple[str, ...]) -> int | None:
         return next((names.index(o) for o in options if o in names), None)
 
-    columns: dict[str, int | None] = {
-        "time": find(TIME_COLUMNS),
-        "end": find(END_COLUMNS),
-        "service": find(SERVICE_COLUMNS),
-        "duration": find(("duration",)),
-        "context": None,
-        "generated": None,
-    }
-    for context, generated in TOKEN_COLUMNS:
-        if context in names and generated in names:
-            columns["context"], columns["generated"] = names.index(context), names.index(generated)
-            break
-    if columns["time"] is None and (columns["end"] is None or columns["duration"] is None):
+    tokens = next((pair for pair in TOKEN_COLUMNS if set(pair) <= set(names)), None)
+    columns = _Columns(
+        time=find(TIME_COLUMNS),
+        end=find(END_COLUMNS),
+        service=find(SERVICE_COLUMNS),
+        duration=find(("duration",)),
+        context=None if tokens is None else names.index(tokens[0]),
+        generated=None if tokens is None else names.index(tokens[1]),
+    )
+    if columns.time is None and (columns.end is None or columns.duration is None):
         return None
     return columns
 
@@ -274,12 +283,8 @@ def load_requests(path: str | Path) -> Trace:
     columns = _request_columns(names)
     if columns is None:
         raise TraceError(path, 1, "no `timestamp` column")
-    time_col, end_col, service_col = columns["time"], columns["end"], columns["service"]
-    duration_col, context_col, generated_col = (
-        columns["duration"],
-        columns["context"],
-        columns["generated"],
-    )
+    time_col, end_col, service_col = columns.time, columns.end, columns.service
+    duration_col, context_col, generated_col = columns.duration, columns.context, columns.generated
     # Azure Functions 2021 names functions by hash, as the 2019 files do.
     service_prefix = "fn-" if service_col is not None and names[service_col] == "func" else ""
     stamp_col = time_col if time_col is not None else end_col

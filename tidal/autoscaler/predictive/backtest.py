@@ -37,7 +37,7 @@ from tidal.autoscaler.predictive.periods import DAY, interpolate_gaps
 from tidal.autoscaler.predictive.plan import Plan, plan_replicas
 from tidal.autoscaler.predictive.policy import PredictivePolicy
 
-MAX_SPAN_MINUTES = 5 * 366 * DAY  # the history a service keeps is 35 days
+MAX_SPAN_MINUTES = 5 * 366 * DAY  # five years of minutes: longer is a mistake in the file
 
 
 def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,8 @@ def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     first = int(minutes.min())
     span = int(minutes.max()) - first + 1
     if span > MAX_SPAN_MINUTES:
-        raise ValueError(f"{path}: timestamps span {span // DAY:,} days; at most {5 * 366} allowed")
+        limit = MAX_SPAN_MINUTES // DAY
+        raise ValueError(f"{path}: timestamps span {span // DAY:,} days; at most {limit:,} allowed")
     slot = minutes - first
     v = np.asarray(values)
     ok = ~np.isnan(v)
