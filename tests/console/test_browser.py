@@ -27,6 +27,10 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         allow_module_level=True,
     )
 
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -111,7 +115,16 @@ def _revision_of(platform: Platform) -> str | None:
 
 
 def _wait(driver, condition, timeout: float = WAIT_S):
-    return WebDriverWait(driver, timeout).until(condition)
+    """`condition` once true. Live pages re-render as updates arrive, so an element found on
+    one poll may be gone by the next read: a condition that finds its elements afresh is asked
+    again when one went stale."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
+
+
+def _text(driver, css: str) -> str:
+    """The text of the element at `css` as the page shows it now (found afresh)."""
+    return _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).text)
 
 
 def _shot(driver, path: Path) -> None:
@@ -156,14 +169,18 @@ def test_login_keeps_token_in_httponly_strict_cookie(platform, browser):
 
 def test_services_table_shows_the_service(platform, browser, shots):
     browser.get(platform.admin + "/console/")
-    row = _wait(
-        browser, ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-service=hello]"))
-    )
+    row = "tr[data-service=hello]"
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, row)))
     _wait(browser, lambda d: d.find_element(By.ID, "live").text == "live")
-    assert "http://hello.default.example.com" in row.text
-    assert "True" in row.text
-    split = row.find_element(By.CSS_SELECTOR, ".split span[data-revision]")
-    assert split.get_attribute("data-revision") == "hello-00002"
+    text = _text(browser, row)
+    assert "http://hello.default.example.com" in text and "True" in text
+    split = _wait(
+        browser,
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, f"{row} .split span[data-revision]"
+        ).get_attribute("data-revision"),
+    )
+    assert split == "hello-00002"
     _shot(browser, shots / "services.png")
 
 
@@ -270,17 +287,17 @@ def test_the_open_console_paths_reach_nothing_else(platform):
 
 def test_pools_and_cost_pages(platform, browser, shots):
     browser.get(platform.admin + "/console/pools")
-    pool = _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "[data-pool=gpu]")))
     _wait(
         browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-pool=gpu] .chip.held")) == 2
     )
-    assert "GPU 0: gpu (gpu-00001-" in pool.text and "GPU 1: gpu (gpu-00001-" in pool.text
+    pool = _text(browser, "[data-pool=gpu]")
+    assert "GPU 0: gpu (gpu-00001-" in pool and "GPU 1: gpu (gpu-00001-" in pool
     _wait(browser, ec.text_to_be_present_in_element((By.ID, "pending"), "nvidia.com/gpu"))
     _shot(browser, shots / "pools.png")
     browser.get(platform.admin + "/console/cost")
-    table = _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#cost-table table")))
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#cost-table table")))
     _wait(browser, lambda d: "hello" in d.find_element(By.ID, "cost-table").text)
-    assert "total" in table.text.lower()
+    assert "total" in _text(browser, "#cost-table table").lower()
     _shot(browser, shots / "cost.png")
 
 
