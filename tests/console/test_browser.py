@@ -127,6 +127,18 @@ def _text(driver, css: str) -> str:
     return _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).text)
 
 
+def _click(driver, css: str) -> None:
+    """Click the element at `css` once it is clickable, found afresh (as `_text`)."""
+
+    def clicked(d) -> bool:
+        element = ec.element_to_be_clickable((By.CSS_SELECTOR, css))(d)
+        if element:
+            element.click()
+        return bool(element)
+
+    _wait(driver, clicked)
+
+
 def _shot(driver, path: Path) -> None:
     """A screenshot of the whole page (the window grows to the page's height for it)."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -208,7 +220,7 @@ def test_a_gateway_request_shows_in_the_live_chart(platform, browser, shots):
 
 def test_day_window_draws_the_minute_history(platform, browser):
     browser.get(platform.admin + "/console/services/default/hello")
-    _wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-window=day]"))).click()
+    _click(browser, "[data-window=day]")
     line = "#chart-concurrency path[data-series='in flight']"
     _wait(
         browser,
@@ -220,10 +232,7 @@ def test_day_window_draws_the_minute_history(platform, browser):
 def test_rollback_from_the_console_changes_the_next_requests_revision(platform, browser, shots):
     assert _revision_of(platform) == "hello-00002"
     browser.get(platform.admin + "/console/services/default/hello")
-    button = _wait(
-        browser, ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-rollback=hello-00001]"))
-    )
-    button.click()
+    _click(browser, "[data-rollback=hello-00001]")
     dialog = _wait(browser, ec.visibility_of_element_located((By.ID, "confirm")))
     assert "hello-00001 100%" in dialog.text
     _shot(browser, shots / "rollback-confirm.png")
