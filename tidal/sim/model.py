@@ -43,7 +43,7 @@ import bisect
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
@@ -540,28 +540,27 @@ class Simulation:
                 if self.waiting:
                     self._retry_waiting(t)
 
+    def _running_ahead(self, needy: _Service) -> Iterator[_Service]:
+        """The services other than `needy` that run replicas ahead of demand, by index; each
+        is checked when its turn comes (stopping one's changes nothing of the next)."""
+        for index in sorted(self.ahead_holders):
+            other = self.services[index]
+            if other is not needy and self._live(other) > self._needed(other, other.desired):
+                yield other
+
     def _wake_ahead(self, needy: _Service, t: float) -> None:
         """`needy` starts to wait for room: each service that skips ticks while it runs
         replicas ahead of demand is woken, so that its next decision tick, as when it ticks
         every second, sees a request waiting and stops them (`_decide`)."""
-        for index in sorted(self.ahead_holders):
-            other = self.services[index]
-            if other is needy or other.skip_from is None:
-                continue
-            if self._live(other) > self._needed(other, other.desired):
-                self._wake_for(other, t)
+        for other in self._running_ahead(needy):
+            self._wake_for(other, t)  # nothing to do for one that ticks
 
     def _take_back(self, needy: _Service, t: float) -> None:
         """`needy`'s needed replicas find no room: every other service stops the replicas it
         runs ahead of demand (they drain; one without a request in flight frees its room now).
         A service that skips ticks is first brought up to now."""
         self.starved.add(needy.index)
-        for index in sorted(self.ahead_holders):
-            other = self.services[index]
-            if other is needy:
-                continue
-            if self._live(other) <= self._needed(other, other.desired):
-                continue
+        for other in self._running_ahead(needy):
             self._wake_for(other, t)
             self._scale_to(other, other.desired, t)
 
