@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +312,8 @@ def test_an_engine_that_cannot_start_containers_fails_replicas_with_the_fix(
     states: list[ReplicaState] = []
 
     async def scenario() -> Replica:
-        assert await runtime.prepare() == f"containers: podman ({fake})"
+        line = await runtime.prepare()  # the check failed at once: said before any start
+        assert line.startswith("containers: cannot run images: podman cannot start containers")
         spec = replica_spec(log_path=tmp_path / "logs" / "r.log")
         replica = await runtime.start(spec, lambda r: states.append(r.state))
         async with asyncio.timeout(10):
@@ -325,3 +327,31 @@ def test_an_engine_that_cannot_start_containers_fails_replicas_with_the_fix(
     assert replica.reason.startswith("podman cannot start containers on this host: Error: runc")
     assert "/etc/containers/containers.conf" in replica.reason
     assert "default_ulimits = []" in replica.reason
+
+
+def test_up_says_when_docker_has_no_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A docker client without its daemon is named as unusable on `tidal up`'s line, not as the
+    engine, and the reason is not logged a second time."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    daemon = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = version ] && echo '{daemon}' >&2 && exit 1\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    runtime = ContainerRuntime(tmp_path / "data", "auto")
+
+    async def scenario() -> tuple[str, str | None]:
+        line = await runtime.prepare()
+        problem = await runtime.ready()
+        await runtime.close()
+        return line, problem
+
+    line, problem = asyncio.run(scenario())
+    assert line == f"containers: cannot run images: docker cannot start containers: {daemon} " + (
+        "(start the docker daemon, or install podman: `apt-get install podman runc`)"
+    )
+    assert problem is not None and daemon in problem
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

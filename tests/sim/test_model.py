@@ -16,7 +16,7 @@ from tidal.scheduler.placement import Demand
 from tidal.sim import POLICIES, ServiceModel, Simulation, simulate, synthetic_trace
 from tidal.sim.cli import simulate as simulate_command
 from tidal.sim.dists import parse_distribution
-from tidal.sim.model import startup_sample
+from tidal.sim.model import policy_note, startup_sample
 from tidal.sim.report import summarize
 from tidal.sim.traces import Trace
 
@@ -197,3 +197,17 @@ def test_start_up_samples_spread_evenly():
     # 120,000 draws over 4,096 samples: about 29 each, as a uniform draw would spread them.
     assert hits.min() >= 8 and hits.max() <= 60
     assert startup_sample(3, 10, 0, size) == startup_sample(3, 10, 0, size)
+
+
+def test_predictive_note_says_how_much_history_it_had_and_needed():
+    model = service()  # tidal.dev/min-history defaults to 2 days
+    for days, had in ((1, "24.0 h"), (2, "48.0 h")):  # 2: enough only at the trace's very end
+        note = policy_note("predictive", model, 0.0, 0.0, days * 86400.0)
+        assert note == (
+            f"observer (ran as kpa): {had} of history, 48.0 h needed before it plans; "
+            "give --warmup DAYS or --history FILE"
+        )
+    note = policy_note("predictive", model, 0.0, 0.0, 3 * 86400.0)
+    assert note.startswith("observer (ran as kpa) for the first 48.0 h scored")
+    assert policy_note("predictive", model, 2 * 86400.0, 0.0, 86400.0) == ""
+    assert policy_note("kpa", model, 0.0, 0.0, 86400.0) == ""

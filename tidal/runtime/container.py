@@ -63,6 +63,7 @@ DEFAULT_PORT = 8080
 ENGINE_ERROR_CODES = (125, 126, 127)  # the engine, not the app: cannot create / run the command
 HOST_PROBLEMS = ("rlimit", "cgroup", "systemd", "dbus", "crun")
 STOP_SLACK_S = 30.0
+CHECK_WAIT_S = 3.0  # `tidal up` waits this long for the engine check before printing its line
 
 
 def image_spec(container: Container) -> ImageSpec:
@@ -120,6 +121,7 @@ class ContainerRuntime(ChildStopping):
         self.problem: str | None = None  # why containers cannot run here, once known
         self._prepared: asyncio.Task[None] | None = None
         self._checked: asyncio.Task[None] | None = None
+        self._answered = False  # `prepare` has returned its line
         self._reaper: subprocess.Popen[bytes] | None = None
         self._children: dict[str, _Child] = {}
         self._pulls: dict[str, asyncio.Task[str | None]] = {}
@@ -134,9 +136,17 @@ class ContainerRuntime(ChildStopping):
         if self._prepared is None:
             self._prepared = asyncio.ensure_future(self._prepare())
         await asyncio.shield(self._prepared)
-        if self.engine is None:
+        checked = self._checked
+        if checked is not None and not checked.done():
+            # An engine that cannot start containers mostly says so at once (docker without
+            # its daemon): then the line says so, rather than naming the engine as usable.
+            await asyncio.wait({checked}, timeout=CHECK_WAIT_S)
+        self._answered = True
+        if self.problem is not None:
             return f"containers: cannot run images: {self.problem}"
-        return f"containers: {self.engine.name} ({self.engine.path})"
+        assert self.engine is not None
+        line = f"containers: {self.engine.name} ({self.engine.path})"
+        return line if checked is None or checked.done() else f"{line}, still being checked"
 
     async def _prepare(self) -> None:
         try:
@@ -159,7 +169,8 @@ class ContainerRuntime(ChildStopping):
             await check_engine(engine)
         except EngineError as exc:
             self.problem = str(exc)
-            log.error("%s", exc)
+            if self._answered:  # else `prepare` says it
+                log.error("%s", exc)
         else:
             log.info("%s can start containers here", engine.name)
 

@@ -1028,9 +1028,10 @@ def policy_note(
         return ""
     need = _human(settings.min_history)
     if until >= duration:
+        # The history reaches what is needed at the end of the trace at the earliest.
         have = _human(prior_s + duration)
         return (
-            f"observer (ran as kpa): {have} of history < {need} needed; "
+            f"observer (ran as kpa): {have} of history, {need} needed before it plans; "
             "give --warmup DAYS or --history FILE"
         )
     return (
