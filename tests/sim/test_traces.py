@@ -270,6 +270,7 @@ def test_generic_csv_service_column_names_become_dns_labels(tmp_path):
     assert busiest.services == ("llama-3-8b",) and busiest.arrivals.tolist() == [0.0, 3.0]
     assert busiest.service_times.tolist() == [1.0, 1.0]
     assert dns_label("x" * 80) == "x" * 40
+    assert dns_label("Modèle-Größe") == "modele-groe" and dns_label("模型") == "s"
 
 
 def test_sparse_trace_is_seeded_bursty_with_day_and_week_rhythm():

@@ -29,6 +29,7 @@ import csv
 import heapq
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,7 +131,8 @@ def dns_label(text: str, taken: set[str] | None = None, limit: int = 40) -> str:
     """A valid service name (DNS-1035 label) from a trace's service id: lower case, other
     characters to '-', a letter first, at most `limit` long; a number is added when the name
     is in `taken` (and the result is added to it)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.strip().lower()).strip("-")
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()  # é -> e
+    name = re.sub(r"[^a-z0-9-]+", "-", ascii_text.strip().lower()).strip("-")
     name = re.sub(r"-{2,}", "-", name)
     if not name or not name[0].isalpha():
         name = "s-" + name
