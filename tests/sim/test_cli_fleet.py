@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tidal.sim.cli import build_jobs, load_any_trace, load_platform, service_model
 from tidal.sim.cli import simulate as simulate_command
 
 SERVICE = {
@@ -123,7 +124,45 @@ def test_sweep_reports_a_frontier_per_policy_and_draws_it(tmp_path, files):
                 for q in points
             )
             assert p["pareto_optimal"] == (not dominated)
+    # The KPA's default window is 60 s: that point is the default's replay, run once.
+    kpa = {p["setting"]: p for p in fronts["kpa"]}
+    assert [p["setting"] for p in fronts["kpa"]][:5] == [
+        "default",
+        "window=10s",
+        "window=30s",
+        "window=60s",
+        "window=180s",
+    ]
+    assert {**kpa["window=60s"], "setting": "default"} == kpa["default"]
     assert (report / "frontiers.png").stat().st_size > 10_000
+
+
+def test_sweep_points_at_the_defaults_are_not_replayed_again(tmp_path, files):
+    config, _ = load_platform(files[3])
+    trace = load_any_trace("synthetic", 0.01, 0.05, 0, "sparse", None)
+    policies = ("kpa", "predictive", "hpa", "ray", "keepalive", "hybrid-histogram", "peak")
+
+    def sweep(doc):
+        jobs, same = build_jobs(
+            doc, config, service_model(doc, config), trace, policies, False, True
+        )
+        return {(job.policy, job.label) for job in jobs}, same
+
+    jobs, same = sweep(SERVICE)
+    assert same == {
+        "kpa": ["window=60s"],
+        "hpa": ["down_stabilization_s=300"],
+        "ray": ["downscale_delay_s=600"],
+        "keepalive": ["keep_alive_s=600"],
+        "hybrid-histogram": ["tail=0.99"],
+    }
+    assert len(jobs) == 39 - 5 and ("kpa", "window=60s") not in jobs
+    assert sum(policy == "predictive" for policy, _ in jobs) == 7  # `auto` is no swept price
+    # A manifest's own window is the default there.
+    doc = json.loads(json.dumps(SERVICE))
+    doc["spec"]["template"]["metadata"] = {"annotations": {"autoscaling.knative.dev/window": "30s"}}
+    jobs, same = sweep(doc)
+    assert same["kpa"] == ["window=30s"] and ("kpa", "window=60s") in jobs
 
 
 def test_predictive_notes_observer_until_it_has_history(tmp_path, files):

@@ -43,7 +43,7 @@ from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
 from tidal.sim.report import print_tables, summarize, to_json, write_report
 from tidal.sim.runner import Job, Shared, run_jobs
-from tidal.sim.sweep import Setting, frontiers, settings_for
+from tidal.sim.sweep import Setting, default_settings, frontiers, settings_for
 from tidal.sim.traces import (
     DAY_S,
     MAX_REQUESTS,
@@ -361,7 +361,7 @@ def simulate(
         )
         startup_dist = parse_distribution(startup)
         history = prior_history(history_file, trace) if history_file else None
-        job_list = build_jobs(doc, config, template, trace, names, per_service, sweep, usage)
+        job_list, same = build_jobs(doc, config, template, trace, names, per_service, sweep, usage)
         times = service_dist.sample(len(trace), np.random.default_rng(seed), trace)
     except (InvalidSpec, TraceError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -400,10 +400,20 @@ def simulate(
     main = {r.policy: r for r in results if r.setting == "default"}
     summary = summarize(main, slo_s, per_service=per_service)
     if sweep:
-        rows: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for result in results:
-            m = summarize({result.policy: result}, slo_s)["policies"][result.policy]
-            rows.setdefault(result.policy, []).append((result.setting, m))
+        measured = {
+            (r.policy, r.setting): summarize({r.policy: r}, slo_s)["policies"][r.policy]
+            for r in results
+        }
+        rows = {
+            policy: [
+                (
+                    s.label,
+                    measured[policy, "default" if s.label in same.get(policy, ()) else s.label],
+                )
+                for s in settings_for(policy)
+            ]
+            for policy in names
+        }
         summary["frontiers"] = frontiers(rows)
     scored = f", scored after {warmup:g} d" if warmup else ""
     span = (
@@ -435,10 +445,13 @@ def build_jobs(
     per_service: bool,
     sweep: bool,
     usage: dict[str, float] | None = None,
-) -> list[Job]:
+) -> tuple[list[Job], dict[str, list[str]]]:
     """One job per policy (and per sweep point), with its services built from the manifest
-    (and `usage`, what their replicas use)."""
-    jobs = []
+    (and `usage`, what their replicas use); and per policy the labels of the sweep points
+    that would replay its default exactly (e.g. the KPA's `window=60s`), which get the
+    default's result instead of a replay of their own."""
+    jobs: list[Job] = []
+    same: dict[str, list[str]] = {}
     for policy in policies:
         for setting in settings_for(policy) if sweep else [Setting()]:
             model = (
@@ -446,11 +459,16 @@ def build_jobs(
                 if setting.annotations
                 else template
             )
+            if setting.label != "default" and (
+                model == template and default_settings(policy, setting.settings)
+            ):
+                same.setdefault(policy, []).append(setting.label)
+                continue
             services = (
                 [replace(model, name=name) for name in trace.services] if per_service else [model]
             )
             jobs.append(Job(policy, setting.label, services, setting.settings))
-    return jobs
+    return jobs, same
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ is swept on its own, the others left at their defaults.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
+
+from tidal.autoscaler.baselines import BASELINES
 
 SWEEPS: dict[str, dict[str, tuple[Any, ...]]] = {
     "kpa": {"autoscaling.knative.dev/window": ("10s", "30s", "60s", "180s", "600s", "1800s")},
@@ -45,6 +48,20 @@ def settings_for(policy: str) -> list[Setting]:
             else:
                 points.append(Setting(label, settings={knob: float(value)}))
     return points
+
+
+def default_settings(policy: str, settings: dict[str, float]) -> bool:
+    """Whether a baseline's `settings` are its defaults (every knob given at the value its
+    constructor takes when not given), so that the replay is the default one's."""
+    if not settings:
+        return True
+    baseline = BASELINES.get(policy)
+    if baseline is None:
+        return False
+    parameters = inspect.signature(baseline).parameters
+    return all(
+        knob in parameters and parameters[knob].default == value for knob, value in settings.items()
+    )
 
 
 def pareto(points: list[dict[str, Any]], cost_key: str) -> list[bool]:
