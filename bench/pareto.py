@@ -54,7 +54,7 @@ from tidal.scheduler.placement import Demand
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import ServiceModel, simulate
 from tidal.sim.runner import Job, Shared, run_jobs
-from tidal.sim.sweep import pareto, settings_for
+from tidal.sim.sweep import default_settings, pareto, settings_for
 from tidal.sim.traces import (
     SYNTHETIC_EPOCH,
     Trace,
@@ -245,9 +245,13 @@ def sweep(
     score) per policy, default first. Scores of policies other than predictive come from
     `cache` when there (keyed by trace and setting) and are added to it."""
     wanted: list[tuple[str, str, Job]] = []  # (policy, cache key, job)
+    same: list[tuple[str, str]] = []  # (policy, label) of points that replay the default
     for policy in ("kpa", "predictive", *BASELINES):
         points = settings_for(policy)[:1] if policy == "kpa" else settings_for(policy)
         for point in points:
+            if point.settings and default_settings(policy, point.settings):
+                same.append((policy, point.label))
+                continue
             settings = parse_predictive_annotations(point.annotations)
             job = Job(policy, point.label, [service(settings)], point.settings)
             key = "|".join(
@@ -270,6 +274,10 @@ def sweep(
         else:
             got = Score(**cache[key])
         out.setdefault(policy, []).append((job.label, got))
+    for policy, label in same:  # listed with the default's score, as `tidal simulate` does
+        out[policy].append((label, out[policy][0][1]))
+        order = [point.label for point in settings_for(policy)]
+        out[policy].sort(key=lambda entry: order.index(entry[0]))
     return out
 
 
