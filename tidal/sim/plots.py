@@ -81,6 +81,7 @@ def cost_vs_cold_starts(summary: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("cost" if priced else "replica-hours (no pool prices set)")
     ax.set_ylabel("cold-start requests (%)")
     ax.set_title("cost vs cold starts, one point per policy")
+    _plain_numbers(ax)
     ax.legend(**LEGEND)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -111,10 +112,17 @@ def frontiers(fronts: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     ax.set_xlabel("cost" if priced else "replica-hours (no pool prices set)")
     ax.set_ylabel("cold-start requests (%)")
     ax.set_title("Pareto frontiers per policy (faded: dominated sweep points)")
+    _plain_numbers(ax)
     ax.legend(**LEGEND)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plain_numbers(ax: Any) -> None:
+    """Tick labels as the numbers themselves: where every policy costs about the same (a fleet
+    whose pools are busy all along) matplotlib would label offsets from one (`+1.679e2`)."""
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
 
 
 def _shade_warmup(axes: Any, result: SimResult, scale: float) -> None:
