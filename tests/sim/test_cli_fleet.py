@@ -200,6 +200,7 @@ def test_predictive_notes_observer_until_it_has_history(tmp_path, files):
         (["--rps", "0"], "0.0 is not in the range x>0"),
         (["--rps", "1e9"], "the simulator replays at most 20,000,000"),
         (["--service-time", "tokens"], "has no token columns"),
+        (["--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
     ],
 )
 def test_bad_combinations_are_named(files, extra, message):

@@ -298,7 +298,7 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     show_default=True,
     help="% of its replica's GPU a request in service keeps busy (metric gpu).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: CPUs).")
 def simulate(
     source: str,
