@@ -127,3 +127,13 @@ def test_backtest_refuses_bad_settings_by_name(tmp_path, option, value, message)
     out = CliRunner().invoke(backtest_command, ["--history", str(path), option, value])
     assert out.exit_code == 2 and f"Invalid value for '{option}'" in out.output
     assert message in out.output
+
+
+def test_backtest_says_how_much_history_it_needs(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("timestamp,value\n1700000000,1\n1700000060,2\n")
+    out = CliRunner().invoke(backtest_command, ["--history", str(path)])
+    assert out.exit_code == 1
+    assert "need more than 2 folds of 10 minutes of history (30 minutes), got 2 minutes" in (
+        out.output
+    )

@@ -197,8 +197,8 @@ def backtest(
     folds = len(y) // fold
     if folds <= first_day:
         raise ValueError(
-            f"need more than {first_day} folds of {fold} minutes of history, got "
-            f"{len(y) / fold:.1f}"
+            f"need more than {first_day} folds of {fold} minutes of history "
+            f"({(first_day + 1) * fold} minutes), got {len(y)} minute{'s' * (len(y) != 1)}"
         )
     truth = y[first_day * fold : folds * fold]
     names = ("tidal", *BASELINES)
