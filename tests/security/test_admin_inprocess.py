@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from tests.security.inprocess import AUTH, TOKEN, AdminUnderTest, hello
 
 APPLY = "/apis/tidal.dev/v1/apply"
 SERVICE = "/apis/serving.knative.dev/v1/namespaces/default/services/hello"
+HISTORY = "/apis/tidal.dev/v1/namespaces/default/services"
 
 
 @pytest.fixture
@@ -230,3 +232,37 @@ def test_a_bad_document_stores_none_of_the_others(admin: AdminUnderTest) -> None
     status, body = admin.apply(hello("one"), bad)
     assert status == 422 and body["field"] == "document 2: metadata.labels[x]"
     assert admin.platform.store.list("Service") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ([], "expected an object with timestamps and values lists"),
+        ({"timestamps": "abc", "values": "abd"}, "bad history: could not convert"),
+        ({"timestamps": [1e300], "values": [5]}, "is in the future"),
+        ({"timestamps": [0], "values": [-5]}, "values[0] = -5.0"),
+        ({"timestamps": [0], "values": [5], "field": "cpu"}, "not 'cpu'"),
+    ],
+)
+def test_a_bad_history_import_is_a_400_naming_it(
+    admin: AdminUnderTest, body: Any, problem: str
+) -> None:
+    assert admin.apply(hello())[0] == 200
+    status, answer = admin.call("POST", f"{HISTORY}/hello/history", body)
+    assert status == 400 and problem in answer["message"]
+    assert admin.platform.history.first_minute("default", "hello") is None
+
+
+def test_a_history_import_says_what_it_kept(admin: AdminUnderTest) -> None:
+    assert admin.apply(hello())[0] == 200
+    now = time.time() // 60 * 60
+    stamps = [now - 50 * 86400, now - 120, now - 60]
+    status, answer = admin.call(
+        "POST", f"{HISTORY}/hello/history", {"timestamps": stamps, "values": [1, 2, 3]}
+    )
+    assert status == 200 and (answer["minutes"], answer["tooOld"]) == (2, 1)
+    assert answer["from"] < answer["to"] and answer["to"].endswith("Z")
+    status, answer = admin.call(
+        "POST", f"{HISTORY}/nosuch/history", {"timestamps": [], "values": []}
+    )
+    assert status == 404

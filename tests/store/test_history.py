@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
+import pytest
 
 from tidal.controller.history import HistoryRecorder, histogram_quantile
 from tidal.store.history import MetricHistory, MinuteRollup, ReplicaSpan
+
+NOW = 86400.0 * 50  # the importing clock of the tests below
 
 
 def rollup(revision: str, minute: int, concurrency: float) -> MinuteRollup:
@@ -35,7 +39,12 @@ def test_import_ready_times_and_prune(tmp_path):
     history = MetricHistory(tmp_path / "h.db")
     now = 100 * 86400.0
     times = np.array([now - 40 * 86400, now - 60, now])
-    assert history.import_series("default", "svc", times, np.array([1.0, np.nan, 3.0])) == 2
+    imported = history.import_series(
+        "default", "svc", times, np.array([1.0, np.nan, 3.0]), now_epoch=now
+    )
+    # The 40-day-old minute is past the retention: left out and counted, not stored.
+    assert (imported.minutes, imported.too_old) == (1, 1)
+    assert imported.bounds() == ("1970-04-11T00:00:00Z", "1970-04-11T00:00:00Z")
     history.add_ready_time("default", "svc", "svc-00001", "local", now - 5, 1.5)
     history.add_ready_time("default", "svc", "svc-00001", "local", now, 2.5)
     assert history.ready_times("default", "svc") == [2.5, 1.5]
@@ -43,6 +52,33 @@ def test_import_ready_times_and_prune(tmp_path):
     start = int(now // 60) - 1
     assert history.service_series("default", "svc", "avg_concurrency", start, start + 2)[1] == 3.0
     assert history.first_minute("default", "svc") == int(now // 60)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "values", "problem"),
+    [
+        ([NOW - 60, NOW], [1.0, -2.0], "values[1] = -2.0: avg_concurrency is a finite number >= 0"),
+        ([NOW - 60, NOW], [1.0, math.inf], "values[1] = inf"),
+        (
+            [NOW - 60, NOW + 86400],
+            [1.0, 1.0],
+            "timestamps[1] = 1970-02-21 00:00 UTC is in the future",
+        ),
+        ([NOW, 1e300], [1.0, 1.0], "timestamps[1] = 1e+300 s after 1970 is in the future"),
+        ([math.nan, NOW], [1.0, 1.0], "timestamps[0] = nan: not a time"),
+        ([-60.0, NOW], [1.0, 1.0], "timestamps[0] = -60.0: not a time"),
+        ([NOW - 40 * 86400], [1.0], "all 1 minutes are older than the 35 days"),
+        ([NOW, NOW], [1.0], "two lists of the same length"),
+    ],
+)
+def test_a_bad_import_names_the_problem_and_writes_nothing(tmp_path, stamps, values, problem):
+    history = MetricHistory(tmp_path / "h.db")
+    history.import_series("default", "svc", np.array([NOW - 120]), np.array([7.0]), now_epoch=NOW)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        history.import_series("default", "svc", np.array(stamps), np.array(values), now_epoch=NOW)
+    minute = int(NOW // 60)
+    series = history.service_series("default", "svc", "avg_concurrency", minute - 2, minute + 1)
+    assert series[0] == 7.0 and np.isnan(series[1:]).all()
 
 
 def test_histogram_quantile_interpolates_like_prometheus():

@@ -20,6 +20,7 @@ from tidal.cli.client import TIDAL, Client, console, output
 from tidal.cli.params import FiniteRange
 from tidal.cli.progress import progress
 from tidal.cli.tables import new_table
+from tidal.store.history import RETENTION_DAYS
 
 PROMETHEUS_MAX_POINTS = 10_000  # Prometheus refuses query_range answers over 11,000 points
 
@@ -234,7 +235,13 @@ def import_history(
     with progress(f"importing {int(keep.sum())} points into {namespace}/{name}"):
         path = f"{TIDAL}/namespaces/{namespace}/services/{name}/history"
         result = client.call("POST", path, body)
-    click.echo(f"imported {result['minutes']} minutes of history into {namespace}/{name}")
+    span = f" ({result['from']} to {result['to']})" if result.get("from") else ""
+    click.echo(f"imported {result['minutes']} minutes of history into {namespace}/{name}{span}")
+    if result.get("tooOld"):
+        click.echo(
+            f"left out {result['tooOld']} minutes older than the {RETENTION_DAYS} days of "
+            "history tidal keeps"
+        )
 
 
 def query_range(

@@ -283,17 +283,27 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             body = await read_json(request)
         except InvalidSpec as exc:
             return error(400, str(exc))
+        if not isinstance(body, dict) or not {"timestamps", "values"} <= body.keys():
+            return error(400, "bad history: expected an object with timestamps and values lists")
         try:
-            timestamps, values = body["timestamps"], body["values"]
-            field = body.get("field", "avg_concurrency")
-            if len(timestamps) != len(values):
-                raise ValueError("timestamps and values differ in length")
-            minutes = platform.import_history(ns, name, timestamps, values, field)
+            imported = platform.import_history(
+                ns, name, body["timestamps"], body["values"], body.get("field", "avg_concurrency")
+            )
         except InvalidSpec as exc:
             return error(404, str(exc))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             return error(400, f"bad history: {exc}")
-        return web.json_response({"kind": "Status", "status": "Success", "minutes": minutes})
+        first, last = imported.bounds() or (None, None)
+        return web.json_response(
+            {
+                "kind": "Status",
+                "status": "Success",
+                "minutes": imported.minutes,
+                "tooOld": imported.too_old,
+                "from": first,
+                "to": last,
+            }
+        )
 
     async def gateway_state(request: web.Request) -> web.Response:
         query = request.query

@@ -55,7 +55,7 @@ from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import Replica, Runtime
 from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
-from tidal.store.history import MetricHistory, ReplicaSpan
+from tidal.store.history import ImportedHistory, MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store
 
 log = logging.getLogger("tidal.controller")
@@ -636,16 +636,21 @@ class Platform:
         timestamps: list[float],
         values: list[float],
         field: str,
-    ) -> int:
+    ) -> ImportedHistory:
         if self.store.get("Service", namespace, service) is None:
             raise InvalidSpec("metadata.name", f"service {service!r} not found in {namespace}")
-        minutes = self.history.import_series(
-            namespace, service, np.asarray(timestamps, float), np.asarray(values, float), field
+        imported = self.history.import_series(
+            namespace,
+            service,
+            np.asarray(timestamps, float),
+            np.asarray(values, float),
+            field,
+            now_epoch=time.time(),
         )
         for planned in self.forecaster.revisions.values():
             if (planned.namespace, planned.service) == (namespace, service):
                 planned.plan = None  # rebuild with the new history at the next check
-        return minutes
+        return imported
 
     # -- other gateway processes (tidal.gateway.mirror) ----------------------------------------
 

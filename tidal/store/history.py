@@ -12,11 +12,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 RETENTION_DAYS = 35
+FUTURE_SLACK_S = 3600.0  # an imported minute this far ahead of the clock is a wrong file
 FIELDS = (
     "requests",
     "avg_concurrency",
@@ -103,6 +105,32 @@ class MinuteRollup:
     mean_rt: float | None = None
 
 
+@dataclass(frozen=True)
+class ImportedHistory:
+    """What an import wrote: minutes stored, minutes left out as older than the retention,
+    and the first and last stored minute (epoch seconds // 60), None when nothing was."""
+
+    minutes: int
+    too_old: int
+    span: tuple[int, int] | None
+
+    def bounds(self) -> tuple[str, str] | None:
+        """The first and last stored minute as RFC 3339 times."""
+        if self.span is None:
+            return None
+        first, last = (
+            datetime.fromtimestamp(60 * m, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for m in self.span
+        )
+        return first, last
+
+
+def _utc(epoch_seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, ValueError, OSError):  # past year 9999
+        return f"{epoch_seconds:g} s after 1970"
+
+
 class MetricHistory:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
@@ -163,32 +191,61 @@ class MetricHistory:
         epoch_seconds: np.ndarray,
         values: np.ndarray,
         field: str = "avg_concurrency",
-    ) -> int:
+        *,
+        now_epoch: float,
+    ) -> ImportedHistory:
         """Store an external series (CSV, Prometheus) as this service's history under the
-        pseudo-revision `<service>-imported`; returns the number of minutes written."""
+        pseudo-revision `<service>-imported`. All or nothing: a bad value or a time in the
+        future raises ValueError naming its index and writes nothing. NaN values (minutes
+        without a sample) and minutes older than the retention are left out: the next prune
+        would delete them anyway, so the user hears of it now rather than from an empty
+        forecast."""
         if field not in ("requests", "avg_concurrency"):
             raise ValueError(f"can import requests or avg_concurrency, not {field!r}")
-        rows = []
-        for t, v in zip(epoch_seconds, values, strict=True):
-            if np.isnan(v):
-                continue
-            concurrency = float(v) if field == "avg_concurrency" else 0.0
-            requests = float(v) if field == "requests" else 0.0
-            rows.append(
-                MinuteRollup(
-                    namespace,
-                    service,
-                    f"{service}-imported",
-                    int(t) // 60,
-                    requests,
-                    concurrency,
-                    concurrency,
-                    None,
-                    None,
-                )
+        stamps = np.asarray(epoch_seconds, dtype=float)
+        v = np.asarray(values, dtype=float)
+        if stamps.ndim != 1 or stamps.shape != v.shape:
+            raise ValueError("timestamps and values must be two lists of the same length")
+        bad = np.flatnonzero(~np.isfinite(stamps) | (stamps < 0))
+        if bad.size:
+            i = int(bad[0])
+            problem = f"timestamps[{i}] = {float(stamps[i])}"
+            raise ValueError(f"{problem}: not a time (epoch seconds >= 0)")
+        future = np.flatnonzero(stamps > now_epoch + FUTURE_SLACK_S)
+        if future.size:
+            i = int(future[0])
+            raise ValueError(f"timestamps[{i}] = {_utc(stamps[i])} is in the future")
+        bad = np.flatnonzero(np.isinf(v) | (v < 0))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"values[{i}] = {float(v[i])}: {field} is a finite number >= 0")
+        minutes = stamps.astype(np.int64) // 60
+        present = ~np.isnan(v)
+        kept = present & (minutes >= int(now_epoch - RETENTION_DAYS * 86400) // 60)
+        too_old = int(present.sum() - kept.sum())
+        if too_old and not kept.any():
+            raise ValueError(
+                f"all {too_old} minutes are older than the {RETENTION_DAYS} days of history "
+                f"tidal keeps (the newest is {_utc(float(stamps[present].max()))}); "
+                "nothing imported"
             )
+        rows = [
+            MinuteRollup(
+                namespace,
+                service,
+                f"{service}-imported",
+                int(minute),
+                float(value) if field == "requests" else 0.0,
+                float(value) if field == "avg_concurrency" else 0.0,
+                float(value) if field == "avg_concurrency" else 0.0,
+                None,
+                None,
+            )
+            for minute, value in zip(minutes[kept], v[kept], strict=True)
+        ]
         self.add(rows)
-        return len(rows)
+        span = (int(minutes[kept].min()), int(minutes[kept].max())) if rows else None
+        return ImportedHistory(len(rows), too_old, span)
 
     def service_series(
         self, namespace: str, service: str, field: str, start_minute: int, end_minute: int
