@@ -274,6 +274,8 @@ def up(
     except DataDirInUse as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
+        if exc.filename:  # the data dir or a file in it, not a port
+            raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
         raise click.ClickException(
             f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port/--kube-port)"
         ) from None
@@ -523,7 +525,9 @@ def delete(
 @click.argument("name")
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--revision", help="Only this revision's replicas.")
-@click.option("--tail", default=100, show_default=True, help="Lines per replica.")
+@click.option(
+    "--tail", type=click.IntRange(min=0), default=100, show_default=True, help="Lines per replica."
+)
 @click.pass_obj
 def logs(client: Client, name: str, namespace: str, revision: str | None, tail: int) -> None:
     """Output of the service's replicas."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from tidal.api.units import parse_duration
 from tidal.cli.client import TIDAL, Client, console, output
-from tidal.cli.params import FiniteRange
+from tidal.cli.params import FiniteRange, OutputFile
 from tidal.cli.progress import progress
 from tidal.cli.tables import new_table
 from tidal.store.history import RETENTION_DAYS
@@ -35,7 +35,7 @@ PROMETHEUS_MAX_POINTS = 10_000  # Prometheus refuses query_range answers over 11
     show_default=True,
     help="Hours of the 24-hour plan to print.",
 )
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw history and plan to a PNG.")
+@click.option("--plot", type=OutputFile(), help="Draw history and plan to a PNG.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]))
 @click.pass_obj
 def forecast(

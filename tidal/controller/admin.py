@@ -264,7 +264,9 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
         try:
             tail = int(request.query.get("tail", "100"))
         except ValueError:
-            return error(400, "tail must be an integer")
+            tail = -1
+        if tail < 0:
+            return error(400, "tail must be a whole number >= 0")
         text = platform.logs(ns, name, request.query.get("revision"), tail)
         return web.Response(text=text + "\n" if text else "")
 

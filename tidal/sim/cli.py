@@ -37,7 +37,7 @@ from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.autoscaler.kpa import decider_spec
 from tidal.autoscaler.signals import MetricTarget, metric_target
-from tidal.cli.params import FiniteRange
+from tidal.cli.params import FiniteRange, OutputDirectory
 from tidal.scheduler.placement import Demand, never_fits
 from tidal.sim.dists import default_service_time, parse_distribution
 from tidal.sim.model import POLICIES, ServiceModel
@@ -239,7 +239,7 @@ def prior_history(path: str, trace: Trace) -> np.ndarray:
     help="Replay the first N days (synthetic: its length).",
 )
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write plots here.")
+@click.option("--report", "report_dir", type=OutputDirectory(), help="Write plots here.")
 @click.option(
     "--slo",
     "slo_s",

@@ -1,0 +1,55 @@
+"""Where a command would write is checked before it runs: a path that cannot be written is an
+error naming the option, not a traceback after minutes of work. So is a negative log tail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tidal.cli.main import main
+
+SERVICE = Path(__file__).parents[2] / "examples" / "simulate" / "service.yaml"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--server", "http://127.0.0.1:9", *args])
+    return result.exit_code, result.output
+
+
+def test_a_plot_into_a_missing_directory_is_refused_before_asking_the_platform(tmp_path: Path):
+    # port 9 (discard) has no platform: the refusal comes before any call
+    code, out = run("forecast", "hello", "--plot", str(tmp_path / "no" / "plan.png"))
+    assert code == 2 and "--plot" in out and "does not exist" in out
+
+
+def test_a_report_directory_that_cannot_be_made_is_refused_before_the_replay(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out = run(
+        "simulate", "--trace", "synthetic", "-f", str(SERVICE), "--report", str(blocker / "x")
+    )
+    assert code == 2 and "--report" in out and "cannot create directory" in out
+    assert "Traceback" not in out
+
+
+def test_a_negative_log_tail_is_refused(tmp_path: Path):
+    code, out = run("logs", "hello", "--tail", "-5")
+    assert code == 2 and "--tail" in out
+
+
+def test_up_names_a_data_dir_it_cannot_make(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    ports = ["--port", "0", "--admin-port", "0", "--kube-port", "0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tidal", "up", "--data-dir", str(blocker / "state"), *ports],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"{blocker / 'state'}: Not a directory" in result.stderr
+    assert "another tidal" not in result.stderr
