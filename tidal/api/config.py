@@ -19,6 +19,7 @@ import yaml
 from tidal.api.autoscaling import AutoscalerConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.pools import Pool, discover_gpus, parse_pools
+from tidal.api.textfile import read_text
 from tidal.api.units import parse_duration, parse_quantity
 
 SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "logs", "pools")
@@ -80,9 +81,11 @@ def load_config(path: str | Path | None) -> PlatformConfig:
     if path is None:
         return PlatformConfig()
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidSpec("", f"cannot read config {path}: {exc}") from None
+    except ValueError as exc:  # not UTF-8; the message names the file
+        raise InvalidSpec("", str(exc)) from None
     return parse_config(data)
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import load_documents
+from tidal.api.textfile import not_text, read_text
 from tidal.security.credentials import find_credentials, read_token_file
 from tidal.security.tls import client_context
 
@@ -110,9 +111,13 @@ def load_manifests(paths: tuple[str, ...]) -> list[dict[str, Any]]:
     for path in paths:
         file = Path(path)
         try:
-            text = sys.stdin.read() if path == "-" else file.read_text()
+            text = sys.stdin.read() if path == "-" else read_text(file)
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:  # stdin
+            raise click.ClickException(str(not_text(path, exc))) from None
+        except ValueError as exc:  # a file that is not UTF-8
+            raise click.ClickException(str(exc)) from None
         try:
             loaded = load_documents(text)
         except InvalidSpec as exc:

@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from tidal.api.config import load_config, parse_config
 from tidal.api.errors import InvalidSpec
+from tidal.api.textfile import read_text
 from tidal.cli.client import ApiError, Client
 from tidal.kubernetes.manifests import (
     DEFAULT_CONFIG,
@@ -54,11 +55,13 @@ def manifests_command(
     unless --token/TIDAL_TOKEN is given), controller, gateways, Services."""
     config = DEFAULT_CONFIG
     if config_path is not None:
-        config = yaml.safe_load(Path(config_path).read_text()) or {}
         try:
+            config = yaml.safe_load(read_text(config_path)) or {}
             parse_config(config)
-        except InvalidSpec as exc:
+        except (InvalidSpec, yaml.YAMLError) as exc:
             raise click.ClickException(f"{config_path}: {exc}") from None
+        except (ValueError, OSError) as exc:  # not UTF-8 (which names the file), or unreadable
+            raise click.ClickException(str(exc)) from None
     token = ctx.find_root().params.get("token")
     click.echo(render(manifests(namespace, image, config, token)), nl=False)
 

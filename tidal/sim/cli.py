@@ -34,6 +34,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import load_documents, validate_service
 from tidal.api.pools import Pool, parse_pools
 from tidal.api.service import Container
+from tidal.api.textfile import read_text
 from tidal.api.units import parse_quantity
 from tidal.autoscaler.kpa import decider_spec
 from tidal.autoscaler.signals import MetricTarget, metric_target
@@ -64,16 +65,22 @@ def load_platform(path: str | None) -> tuple[PlatformConfig, tuple[Pool, ...]]:
     """The platform config file: its `pools:` section and the other sections tidal up reads."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(read_text(path)) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidSpec("", f"{path}: invalid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise InvalidSpec("", "the config must be a mapping of sections")
+            raise InvalidSpec("", f"{path}: the config must be a mapping of sections")
     pools = parse_pools(data.pop("pools", None))
     return parse_config(data), pools
 
 
 def load_manifest(path: str) -> dict[str, Any]:
     """The first Service document of a manifest file."""
-    docs = load_documents(Path(path).read_text())
+    try:
+        docs = load_documents(read_text(path))
+    except InvalidSpec as exc:
+        raise InvalidSpec(exc.field, f"{path}: {exc.message}") from None
     services = [doc for doc in docs if doc.get("kind") == "Service"]
     if not services:
         raise InvalidSpec("kind", "no Service in the file")

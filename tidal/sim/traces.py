@@ -37,6 +37,7 @@ from typing import TextIO
 
 import numpy as np
 
+from tidal.api.textfile import not_text
 from tidal.api.units import epoch_unit, parse_timestamp
 
 DAY_S = 86_400.0
@@ -158,7 +159,19 @@ def load_trace(
     Functions file to its first N functions; `busiest` keeps the N services with the most
     requests (`Trace.busiest`) and `seconds` the first seconds (`Trace.head`), chosen while an
     Azure Functions file is read."""
-    path = Path(path)
+    try:
+        return _load_trace(Path(path), seed, functions, busiest, seconds)
+    except UnicodeDecodeError as exc:
+        raise not_text(path, exc) from None
+
+
+def _load_trace(
+    path: Path,
+    seed: int,
+    functions: int | None,
+    busiest: int | None,
+    seconds: float | None,
+) -> Trace:
     with _open(path) as handle:
         header = next(csv.reader(handle), None)
     if not header:

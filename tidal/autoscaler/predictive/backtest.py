@@ -30,6 +30,7 @@ import numpy as np
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from tidal.api.predictive import PredictiveAnnotations
+from tidal.api.textfile import not_text
 from tidal.api.units import epoch_unit, parse_timestamp
 from tidal.autoscaler.predictive.forecast import filled, forecast
 from tidal.autoscaler.predictive.forecast import seasonal_naive as seasonal_naive_forecast
@@ -46,24 +47,10 @@ def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     are allowed) into per-minute (timestamps, values): the mean of the samples in each minute,
     NaN where there were none. A coarser series (e.g. 5-min) is interpolated between its
     samples. Raises ValueError naming the file and line of a bad row."""
-    stamps, values = [], []
-    unit: float | None = None
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'timestamp,value', got {row!r}")
-            text, value = (cell.strip() for cell in row)
-            if lineno == 1 and not _is_number(value):
-                continue  # header
-            if unit is None:
-                unit = epoch_unit(text)
-            try:
-                stamps.append(parse_timestamp(text, unit))
-            except ValueError as error:
-                raise ValueError(f"{path}:{lineno}: {error}") from None
-            values.append(_value(value, f"{path}:{lineno}"))
+    try:
+        stamps, values = _samples(path)
+    except UnicodeDecodeError as exc:
+        raise not_text(path, exc) from None
     if not stamps:
         raise ValueError(f"{path}: no rows")
     minutes = np.floor(np.asarray(stamps) / 60.0).astype(np.int64)
@@ -83,6 +70,29 @@ def load_history_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if step > 1:
         series = interpolate_gaps(series, max_gap=step - 1)
     return 60.0 * (first + np.arange(span)), series
+
+
+def _samples(path: str | Path) -> tuple[list[float], list[float]]:
+    """The file's (epoch seconds, value) rows as they stand, header skipped."""
+    stamps, values = [], []
+    unit: float | None = None
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 'timestamp,value', got {row!r}")
+            text, value = (cell.strip() for cell in row)
+            if lineno == 1 and not _is_number(value):
+                continue  # header
+            if unit is None:
+                unit = epoch_unit(text)
+            try:
+                stamps.append(parse_timestamp(text, unit))
+            except ValueError as error:
+                raise ValueError(f"{path}:{lineno}: {error}") from None
+            values.append(_value(value, f"{path}:{lineno}"))
+    return stamps, values
 
 
 def _is_number(text: str) -> bool:
