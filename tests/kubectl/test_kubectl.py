@@ -350,6 +350,16 @@ def test_validation_errors_name_their_paths_and_store_nothing(kubectl):
     assert kubectl("get", "ksvc", "bad", check=False).returncode != 0
 
 
+def test_a_path_not_served_is_not_found_in_kubernetes_words(kubectl):
+    # Knative Services have no scale subresource: the API server's 404 Status, with its reason
+    kubectl.apply(example_hello("world"))
+    result = kubectl("scale", "ksvc", "hello", "--replicas=3", check=False)
+    assert result.returncode != 0
+    assert "Error from server (NotFound): the server could not find the requested resource" in (
+        result.stderr
+    )
+
+
 def test_resource_policy_through_kubectl(kubectl):
     policy = {
         "apiVersion": "scheduling.alibabacloud.com/v1alpha1",

@@ -67,6 +67,14 @@ def test_unauthenticated_and_wrong_tokens_are_refused(admin: AdminUnderTest) -> 
     assert admin.call("GET", "/apis/serving.knative.dev/v1/services", None, headers)[0] == 200
 
 
+def test_errors_are_kubernetes_statuses_with_their_reason(admin: AdminUnderTest) -> None:
+    status, body = admin.call("GET", "/apis/tidal.dev/v1/nope")
+    assert status == 404 and body["reason"] == "NotFound"
+    assert body["message"].startswith("the server could not find the requested resource")
+    status, body = admin.call("GET", "/apis/tidal.dev/v1/info", None, {})
+    assert (status, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
+
+
 def test_open_paths_need_no_token(admin: AdminUnderTest) -> None:
     assert admin.call("GET", "/healthz", headers={})[0] == 200
     assert admin.call("GET", "/metrics", headers={})[0] == 200

@@ -43,6 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller import kubeapi
+from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
 from tidal.controller.platform import Platform
 from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
@@ -87,11 +88,17 @@ def own_origins(scheme: str, host: str, port: int) -> frozenset[str]:
 def error(
     status: int, message: str, field: str = "", headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(
-        {"kind": "Status", "status": "Failure", "code": status, "message": message, "field": field},
-        status=status,
-        headers=headers,
-    )
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "reason": reason_for(status),
+        "code": status,
+        "message": message,
+        "field": field,
+    }
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _bearer(request: web.Request) -> str:
@@ -166,6 +173,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if exc.status == 404:  # no route: Kubernetes' words, which kubectl users know
+            return error(404, f"{NO_SUCH_PATH} ({request.method} {request.path})")
         return error(exc.status, exc.text or exc.reason)
     except StoreError as exc:
         log.error("%s %s: %s", request.method, request.path, exc)

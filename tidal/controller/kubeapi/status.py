@@ -10,13 +10,27 @@ from tidal.api.errors import InvalidSpec
 
 REASONS = {
     400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
     406: "NotAcceptable",
     409: "Conflict",
+    413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+    504: "Timeout",
 }
+# What the Kubernetes API server answers for a path it does not serve (a resource type or
+# subresource it lacks, e.g. `kubectl scale ksvc`: Knative Services have no scale subresource).
+NO_SUCH_PATH = "the server could not find the requested resource"
+
+
+def reason_for(code: int) -> str:
+    """Kubernetes' StatusReason for an HTTP status; kubectl prints it in brackets."""
+    return REASONS.get(code, "InternalError" if code >= 500 else "BadRequest")
 
 
 class ApiError(Exception):
@@ -30,7 +44,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.reason = reason or REASONS.get(code, "InternalError")
+        self.reason = reason or reason_for(code)
         self.details = details
 
     def response(self) -> web.Response:
