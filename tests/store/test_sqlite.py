@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidal.store.sqlite import Conflict, Store
+from tidal.store.history import MetricHistory
+from tidal.store.sqlite import Conflict, Store, StoreError
 
 
 def obj(name: str, **spec) -> dict:
@@ -46,3 +47,16 @@ def test_transaction_is_all_or_nothing_and_survives_reopen(tmp_path):
     reopened = Store(tmp_path / "t.db")
     assert [o["metadata"]["name"] for o in reopened.list("Thing")] == ["keep"]
     assert reopened.put(obj("next"))["metadata"]["resourceVersion"] == "2"
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database at all" * 100, b"SQLite format 3\x00" + bytes(range(256)) * 8]
+)
+@pytest.mark.parametrize("opener", [Store, MetricHistory])
+def test_a_file_that_is_not_a_state_file_is_named_and_left_alone(tmp_path, content, opener):
+    path = tmp_path / "tidal.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match="is not a tidal state file or is damaged") as info:
+        opener(path)
+    assert str(path) in str(info.value) and "move it aside" in str(info.value)
+    assert path.read_bytes() == content

@@ -225,6 +225,7 @@ def up(
 
     from tidal.controller.serve import ServeOptions, serve
     from tidal.security.datadir import DataDirInUse
+    from tidal.store.sqlite import StoreError
 
     try:
         config = load_config(config_path)
@@ -271,7 +272,7 @@ def up(
             uvloop.run(serve(options, ready))
         except ImportError:
             asyncio.run(serve(options, ready))
-    except DataDirInUse as exc:
+    except (DataDirInUse, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         if exc.filename:  # the data dir or a file in it, not a port

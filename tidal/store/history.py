@@ -8,7 +8,6 @@ pruned.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from tidal.store.sqlite import open_state_file
 
 RETENTION_DAYS = 35
 FUTURE_SLACK_S = 3600.0  # an imported minute this far ahead of the clock is a wrong file
@@ -133,9 +134,7 @@ def _utc(epoch_seconds: float) -> str:
 
 class MetricHistory:
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_state_file(Path(path), SCHEMA, timeout_s=10)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(metric_minutes)")}
         for column in MEASURED_COLUMNS:
             if column not in have:

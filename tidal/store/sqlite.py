@@ -70,6 +70,27 @@ def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
     return StoreError(f"state store failed: {exc} ({path}); nothing was changed")
 
 
+def open_state_file(path: Path, schema: str, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """A connection to the state file in WAL mode (autocommit: callers begin their own
+    transactions) with `schema` created. A file that is not SQLite, or is damaged, is a
+    StoreError that names it and says what can be done, not sqlite's bare 'file is not a
+    database'."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=timeout_s, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
+    except sqlite3.OperationalError as exc:  # locked, read-only, full: the file itself is fine
+        db.close()
+        raise store_error(exc, path) from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StoreError(
+            f"{path} is not a tidal state file or is damaged ({exc}): restore a copy, or move "
+            "it aside to start with no services and no history"
+        ) from None
+    return db
+
+
 @contextmanager
 def _translated(path: Path) -> Iterator[None]:
     try:
@@ -93,11 +114,8 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         create_private(self.path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_state_file(self.path, f"{SCHEMA};\n{INDEX};")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._db.execute(INDEX)
         self._in_txn = False
         self.listeners: list[Listener] = []  # e.g. the Kubernetes API's watches
         self._pending: list[tuple[str, dict[str, Any]]] = []

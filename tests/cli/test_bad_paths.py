@@ -1,5 +1,6 @@
 """Where a command would write is checked before it runs: a path that cannot be written is an
-error naming the option, not a traceback after minutes of work. So is a negative log tail."""
+error naming the option, not a traceback after minutes of work. So is a negative log tail, and
+`tidal up` names the data dir or state file it cannot use."""
 
 from __future__ import annotations
 
@@ -40,16 +41,29 @@ def test_a_negative_log_tail_is_refused(tmp_path: Path):
     assert code == 2 and "--tail" in out
 
 
-def test_up_names_a_data_dir_it_cannot_make(tmp_path: Path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
+def up(data_dir: Path) -> subprocess.CompletedProcess[str]:
     ports = ["--port", "0", "--admin-port", "0", "--kube-port", "0"]
-    result = subprocess.run(
-        [sys.executable, "-m", "tidal", "up", "--data-dir", str(blocker / "state"), *ports],
+    return subprocess.run(
+        [sys.executable, "-m", "tidal", "up", "--data-dir", str(data_dir), *ports],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_up_names_a_data_dir_it_cannot_make(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = up(blocker / "state")
     assert result.returncode == 1
     assert f"{blocker / 'state'}: Not a directory" in result.stderr
     assert "another tidal" not in result.stderr
+
+
+def test_up_names_a_damaged_state_file_and_keeps_it(tmp_path: Path):
+    state = tmp_path / "tidal.db"
+    state.write_bytes(b"\x00garbage" * 500)
+    result = up(tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{state} is not a tidal state file or is damaged" in result.stderr
+    assert state.read_bytes() == b"\x00garbage" * 500
