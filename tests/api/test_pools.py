@@ -81,6 +81,8 @@ def test_configured_devices_must_exist_when_devices_were_found():
              {"name": "b", "capacity": {"nvidia.com/gpu": [0]}}],
             "pools[1].capacity.nvidia.com/gpu", "device '0' is already in 'a'",
         ),
+        ([{"name": "a", "capacity": {"nvidia.com/gpu": 4}}], "pools[0].capacity.nvidia.com/gpu",
+         "a list of GPU device ids"),
         ([], "pools", "at least one pool"),
         ({"name": "a"}, "pools", "valid list"),
     ],
@@ -90,6 +92,7 @@ def test_bad_pools_name_the_field(data, field, message):
         parse_pools(data)
     assert err.value.field == field
     assert message in err.value.message
+    assert not err.value.message.startswith("Value error")  # pydantic's wrapping, dropped
 
 
 def completed(stdout: str, code: int = 0) -> subprocess.CompletedProcess[str]:

@@ -99,6 +99,7 @@ def schema_errors(exc: ValidationError, model: type[BaseModel]) -> InvalidSpec:
 
 def _problem(err: Any, model: type[BaseModel] | None) -> tuple[str, str]:
     message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    message = message.removeprefix("Value error, ")  # pydantic's wrapping of our own words
     if err["type"] == "extra_forbidden" and model is not None:
         known = _known_fields(model, tuple(err["loc"])[:-1])
         close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)

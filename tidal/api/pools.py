@@ -55,6 +55,16 @@ class _Capacity(KModel):
     gpus: list[str | int] = Field(default_factory=list, alias=GPU)
     replicas: int | None = Field(default=None, ge=0)
 
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            raise ValueError(
+                f"a list of GPU device ids (e.g. [\"0\", \"1\"], as nvidia-smi numbers them), "
+                f"not {value!r}: each replica is given its devices by id"
+            )
+        return value
+
     @field_validator("cpu", "memory")
     @classmethod
     def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
