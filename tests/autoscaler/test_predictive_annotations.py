@@ -83,3 +83,11 @@ def test_bounds_syntax():
     assert windows[1] == CronBound(frozenset(range(7)), 0, 360, None, 1)
     assert windows[2] == CronBound(frozenset({5, 6}), 1320, 120, None, None)
     assert parse_bounds("FRI-MON 00:00-24:00")[0].days == frozenset({4, 5, 6, 0})
+
+
+def test_a_subdomain_of_tidal_dev_is_pointed_at_tidal_dev():
+    key = "predictive.tidal.dev/cold-start-cost"
+    with pytest.raises(InvalidSpec) as exc:
+        parse_predictive_annotations({key: "3"})
+    assert exc.value.field == f"spec.template.metadata.annotations[{key}]"
+    assert "did you mean 'tidal.dev/cold-start-cost'?" in exc.value.message

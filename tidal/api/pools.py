@@ -60,7 +60,7 @@ class _Capacity(KModel):
     def _devices(cls, value: Any) -> Any:
         if isinstance(value, int | float | str) and not isinstance(value, bool):
             raise ValueError(
-                f"a list of GPU device ids (e.g. [\"0\", \"1\"], as nvidia-smi numbers them), "
+                f'a list of GPU device ids (e.g. ["0", "1"], as nvidia-smi numbers them), '
                 f"not {value!r}: each replica is given its devices by id"
             )
         return value

@@ -113,6 +113,11 @@ def parse_predictive_annotations(
         return InvalidSpec(f"{field_prefix}[{key}]", message)
 
     for key in annotations:
+        domain, _, name = key.rpartition("/")
+        if domain.endswith(f".{PREFIX[:-1]}"):  # predictive.tidal.dev/quantile: not ours
+            raise error(
+                key, f"tidal's annotations are {PREFIX}NAME: did you mean {PREFIX + name!r}?"
+            )
         if key.startswith(PREFIX) and key not in KNOWN_ANNOTATIONS | also_known:
             known = ", ".join(sorted(KNOWN_ANNOTATIONS))
             raise error(key, f"unknown annotation {key!r}; known: {known}")
