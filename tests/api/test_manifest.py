@@ -70,6 +70,25 @@ def test_load_documents_reads_several_and_rejects_bad_yaml():
             "reserved",
         ),
         (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append(
+                {"name": "A=B", "value": "1"}
+            ),
+            "spec.template.spec.containers[0].env[1].name",
+            "not an environment variable name",
+        ),
+        (  # the kernel would cut it at the NUL: the process would get "a"
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append(
+                {"name": "X", "value": "a\0b"}
+            ),
+            "spec.template.spec.containers[0].env[1].value",
+            "NUL character",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(args=["ok", "a\0"]),
+            "spec.template.spec.containers[0].args",
+            "NUL character",
+        ),
+        (
             lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
                 resources={"limits": {"cpu": "lots"}}
             ),

@@ -50,9 +50,36 @@ class ObjectMeta(KModel):
         return value
 
 
+# Kubernetes' (relaxed) rule for an environment variable's name: printable ASCII but '='.
+ENV_NAME = re.compile(r"^[ -<>-~]+$")
+
+
+def _without_nul(value: str | None) -> str | None:
+    """An exec argument, environment value or path holds no NUL: the kernel would cut the
+    string there, and the process would silently get less than the manifest says."""
+    if value is not None and "\0" in value:
+        raise ValueError(f"contains a NUL character, which a process cannot be given: {value!r}")
+    return value
+
+
 class EnvVar(KModel):
     name: str
     value: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name (printable ASCII, no '=')"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        _without_nul(value)
+        return value
 
 
 class ContainerPort(KModel):
@@ -121,6 +148,18 @@ class Container(KModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
     security_context: SecurityContext | None = None
+
+    @field_validator("command", "args")
+    @classmethod
+    def _arguments(cls, value: list[str]) -> list[str]:
+        for argument in value:
+            _without_nul(argument)
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _directory(cls, value: str | None) -> str | None:
+        return _without_nul(value)
 
     def gpus(self) -> int:
         """Whole GPU devices each replica needs (limits win over requests, as in Kubernetes)."""
