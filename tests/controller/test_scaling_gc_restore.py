@@ -21,6 +21,7 @@ from tests.controller.fakes import (
 from tidal.api.config import GCConfig, PlatformConfig
 from tidal.controller.platform import Platform
 from tidal.controller.workload import Lifecycle
+from tidal.store.sqlite import Store
 
 KEY = "default/hello-00001"
 ZERO = {"autoscaling.knative.dev/initial-scale": "0"}
@@ -145,5 +146,32 @@ async def test_a_restarted_platform_recovers_revisions_and_starts_replicas_after
         assert second.router.hosts["hello.default.example.com"].revisions == (KEY,)
         await settle()
         assert [r.split("-")[0] for r in runtime_of(second).running()] == ["hello"]
+    finally:
+        await second.stop()
+
+
+async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path: Path) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service()])
+    await decide(first)
+    await first.stop()
+    # A rule added since the apply (here: no NUL in an environment value) refuses it now.
+    store = Store(tmp_path / "tidal.db")
+    stored = store.get("Service", "default", "hello")
+    stored["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "X", "value": "a\0"}]
+    store.put(stored)
+    store.close()
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()
+        assert KEY not in second.workloads and "default/hello" not in second.services
+        (ready,) = second.store.get("Service", "default", "hello")["status"]["conditions"]
+        assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert "env[0].value: contains a NUL character" in ready["message"]
+        second.apply([service()])  # a fixed manifest runs again
+        (ready,) = second.store.get("Service", "default", "hello")["status"]["conditions"]
+        assert ready["reason"] != "InvalidSpec"
+        assert "default/hello" in second.services
     finally:
         await second.stop()

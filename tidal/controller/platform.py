@@ -205,6 +205,7 @@ class Platform:
                 )
             except InvalidSpec as exc:
                 log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
+                self._mark_invalid(doc, exc)
                 continue
             key = key_of(valid.namespace, valid.name)
             self.services[key] = valid
@@ -219,6 +220,21 @@ class Platform:
         # soon as the tables are rebuilt, and the admin API answers meanwhile.
         for workload, desired in restored:
             workload.set_desired(desired)
+
+    def _mark_invalid(self, service: dict[str, Any], exc: InvalidSpec) -> None:
+        """A stored service that a rule added since its apply refuses is not run; its Ready
+        condition says why, so that `get services` does not go on showing it Ready."""
+        message = str(exc).replace("\n", "; ")
+        service.setdefault("status", {})["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "InvalidSpec",
+                "message": f"not run: the stored spec is no longer valid ({message}); apply a "
+                "fixed manifest or delete the service",
+            }
+        ]
+        self.store.put(service)
 
     # -- apply / delete -----------------------------------------------------------------------
 
