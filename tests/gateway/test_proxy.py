@@ -324,6 +324,12 @@ async def test_route_error_answers_its_status_and_keeps_the_connection(gateway, 
     assert b"X-Tidal-Revision: hello-00001" in second
 
 
+async def test_the_host_is_matched_without_case_port_or_trailing_dot(gateway, session) -> None:
+    for host in ("APP.example.com", "app.example.com:8080", "app.example.com."):
+        async with session.get(url(gateway, "/echo"), headers={"Host": host}) as resp:
+            assert resp.status == 200, host
+
+
 async def test_unknown_host_is_404(gateway, session) -> None:
     async with session.get(url(gateway, "/"), headers={"Host": "nope.example.com"}) as resp:
         assert resp.status == 404

@@ -60,12 +60,13 @@ def _drop_listed(headers: list[bytes], connection: bytes) -> None:
 
 
 def _hostname(host: bytes) -> str:
-    """The Host header without its port, lower-cased."""
+    """The Host header without its port or the trailing dot of a fully qualified name
+    (`hello.default.example.com.` is the same host), lower-cased."""
     name = host.decode("latin-1").lower()
     if name.endswith("]"):  # IPv6 literal without a port
         return name
     head, colon, port = name.rpartition(":")
-    return head if colon and port.isdigit() else name
+    return (head if colon and port.isdigit() else name).removesuffix(".")
 
 
 @functools.lru_cache(maxsize=1024)
