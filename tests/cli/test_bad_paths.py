@@ -1,6 +1,7 @@
-"""Where a command would write is checked before it runs: a path that cannot be written is an
-error naming the option, not a traceback after minutes of work. So is a negative log tail, and
-`tidal up` names the data dir or state file it cannot use."""
+"""Where a command would write, or whom it would call, is checked before it runs: a path that
+cannot be written or a server that is no URL is an error naming the option, not a traceback
+(after minutes of work, for a report). So is a negative log tail, and `tidal up` names the data
+dir or state file it cannot use."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tidal.cli.main import main
@@ -34,6 +36,13 @@ def test_a_report_directory_that_cannot_be_made_is_refused_before_the_replay(tmp
     )
     assert code == 2 and "--report" in out and "cannot create directory" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("server", ["notaurl", "http://", "ftp://host", "127.0.0.1:8081"])
+def test_a_server_that_is_no_url_is_refused(server: str):
+    result = CliRunner().invoke(main, ["--server", server, "get", "services"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--server" in result.output and "is not an http(s) URL with a host" in result.output
 
 
 def test_a_negative_log_tail_is_refused(tmp_path: Path):

@@ -97,11 +97,12 @@ class Client:
                 message = exc.reason
             raise ApiError(message) from None
         except (urllib.error.URLError, ConnectionError) as exc:
-            hint = (
-                "trust its certificate with --ca-cert or TIDAL_CA_CERT"
-                if "CERTIFICATE" in str(exc)
-                else "is `tidal up` running? (set --server or TIDAL_SERVER)"
-            )
+            if "CERTIFICATE" in str(exc):
+                hint = "trust its certificate with --ca-cert or TIDAL_CA_CERT"
+            elif "WRONG_VERSION_NUMBER" in str(exc):  # TLS spoken to a plain-HTTP server
+                hint = "it does not speak TLS: use http://"
+            else:
+                hint = "is `tidal up` running? (set --server or TIDAL_SERVER)"
             raise ApiError(f"cannot reach tidal at {self.server} ({exc}); {hint}") from None
 
 

@@ -24,6 +24,7 @@ from tidal.cli.client import (
     load_manifests,
     output,
 )
+from tidal.cli.params import HttpUrl
 from tidal.cli.progress import PROGRESS_MIN_DOCS, progress
 from tidal.cli.tables import (
     TABLES,
@@ -130,6 +131,7 @@ def kubectl_order(group: click.Group, ctx: click.Context, args: list[str]) -> li
 @click.option(
     "--server",
     envvar="TIDAL_SERVER",
+    type=HttpUrl(),
     default=DEFAULT_SERVER,
     show_default=True,
     help="Admin API of the platform (or TIDAL_SERVER).",
@@ -309,6 +311,7 @@ def kubeconfig(data_dir: str, merge: bool) -> None:
 @main.command()
 @click.option(
     "--controller",
+    type=HttpUrl(),
     default=DEFAULT_SERVER,
     show_default=True,
     help="Admin API of the controller whose routing this gateway follows.",

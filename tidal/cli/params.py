@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -52,3 +53,15 @@ class OutputFile(click.Path):
         if not os.access(parent, os.W_OK):
             self.fail(f"directory {str(parent)!r} is not writable", param, ctx)
         return path
+
+
+class HttpUrl(click.ParamType):
+    """An http:// or https:// URL with a host (the admin API, a controller)."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(f"{value!r} is not an http(s) URL with a host (e.g. http://127.0.0.1:8081)")
+        return str(value)
