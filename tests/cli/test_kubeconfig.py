@@ -1,5 +1,6 @@
 """The kubeconfig `tidal up` writes and `tidal kubeconfig --merge` folds in."""
 
+import pytest
 import yaml
 
 from tidal.cli.kubeconfig import merge_into, write_kubeconfig
@@ -40,3 +41,36 @@ def test_merge_keeps_the_users_config_and_replaces_old_tidal_entries(tmp_path):
     fresh = tmp_path / "fresh" / "config"
     merge_into(source, fresh)
     assert yaml.safe_load(fresh.read_text())["current-context"] == "tidal"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"a: [\n", "is not valid YAML"),
+        (b"- a list\n", "is not a kubeconfig"),
+        (b"clusters: {a: 1}\n", "clusters is not a list of entries"),
+        (b"users: [x]\n", "users is not a list of entries"),
+        (b"\xd8\x00binary", "not a UTF-8 text file"),
+    ],
+)
+def test_merge_refuses_a_target_that_is_not_a_kubeconfig_and_leaves_it(tmp_path, content, problem):
+    source = write_kubeconfig(tmp_path / "data", "http://new", None)
+    target = tmp_path / "config"
+    target.write_bytes(content)
+    with pytest.raises(ValueError, match=problem):
+        merge_into(source, target)
+    assert target.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "data"]  # no partial file
+
+
+def test_merge_writes_through_a_symlinked_config(tmp_path):
+    source = write_kubeconfig(tmp_path / "data", "http://new", None)
+    real = tmp_path / "dotfiles" / "kubeconfig"
+    real.parent.mkdir()
+    real.write_text("current-context: prod\n")
+    link = tmp_path / "config"
+    link.symlink_to(real)
+    merge_into(source, link)
+    assert link.is_symlink()
+    merged = yaml.safe_load(real.read_text())
+    assert merged["current-context"] == "prod" and merged["clusters"][0]["name"] == "tidal"

@@ -304,7 +304,10 @@ def kubeconfig(data_dir: str, merge: bool) -> None:
         click.echo(source.read_text(), nl=False)
         return
     target = default_target()
-    merge_into(source, target)
+    try:
+        merge_into(source, target)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"context tidal written to {target} (kubectl config use-context tidal)")
 
 
