@@ -5,6 +5,7 @@ dir or state file it cannot use."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,8 @@ def test_a_negative_log_tail_is_refused(tmp_path: Path):
     assert code == 2 and "--tail" in out
 
 
-def up(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    ports = ["--port", "0", "--admin-port", "0", "--kube-port", "0"]
+def up(data_dir: Path, kube_port: int = 0) -> subprocess.CompletedProcess[str]:
+    ports = ["--port", "0", "--admin-port", "0", "--kube-port", str(kube_port)]
     return subprocess.run(
         [sys.executable, "-m", "tidal", "up", "--data-dir", str(data_dir), *ports],
         capture_output=True,
@@ -76,3 +77,13 @@ def test_up_names_a_damaged_state_file_and_keeps_it(tmp_path: Path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{state} is not a tidal state file or is damaged" in result.stderr
     assert state.read_bytes() == b"\x00garbage" * 500
+
+
+def test_up_names_the_port_another_program_holds(tmp_path: Path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = up(tmp_path / "data", kube_port=port)
+    assert result.returncode == 1
+    assert f"try another --kube-port than {port}" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -280,10 +281,31 @@ def up(
         if exc.filename:  # the data dir or a file in it, not a port
             raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
         raise click.ClickException(
-            f"{exc.strerror or exc} (is another tidal running? try --port/--admin-port/--kube-port)"
+            f"{exc.strerror or exc} (is another tidal running? try {_held_port(options)})"
         ) from None
     except ValueError as exc:  # InvalidSpec, or a certificate that does not load
         raise click.ClickException(str(exc)) from None
+
+
+def _held_port(options: Any) -> str:
+    """The option whose port another process holds (tried once the platform has let go of its
+    own), to name in the error; all three when none can be told apart."""
+    ports = (
+        ("--port", options.host, options.port),
+        ("--admin-port", options.admin_host, options.admin_port),
+        ("--kube-port", options.admin_host, options.kube_port),
+    )
+    for flag, host, port in ports:
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return f"another {flag} than {port}"
+    return "--port/--admin-port/--kube-port"
 
 
 @main.command()
