@@ -90,7 +90,16 @@ def test_admin_metrics_count_what_the_workers_serve(platform: Platform) -> None:
         count = sample_sum(body, "tidal_request_duration_seconds_count", **steady)
         return count - sample_sum(body, "tidal_request_duration_seconds_bucket", le="2.5", **steady)
 
-    assert slower_than_2_5_s() == 0
+    # The earlier tests' requests may be slow on a busy machine: count from what /metrics
+    # holds once the workers' reports of them have landed (a report a second).
+    counts: list[float] = []
+
+    def settled() -> bool:  # unchanged over one period: 1.5 s, more than a report's second
+        counts.append(metric(platform, "tidal_request_duration_seconds_count", **steady))
+        return len(counts) > 1 and counts[-1] == counts[-2]
+
+    wait_until(settled, 10, "the earlier requests' reports to land", period=1.5)
+    before = slower_than_2_5_s()
     results: list[tuple[int, str, str]] = []
     sender = threading.Thread(
         target=lambda: results.extend(
@@ -105,7 +114,7 @@ def test_admin_metrics_count_what_the_workers_serve(platform: Platform) -> None:
     )
     sender.join(timeout=30)
     assert [s for s, _, _ in results] == [200] * 6
-    wait_until(lambda: slower_than_2_5_s() >= 6, 5, "the workers' latencies in /metrics")
+    wait_until(lambda: slower_than_2_5_s() >= before + 6, 5, "the workers' latencies in /metrics")
 
 
 def test_a_stopped_controller_delays_no_request_to_a_ready_replica(platform: Platform) -> None:
