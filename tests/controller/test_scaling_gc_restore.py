@@ -175,3 +175,52 @@ async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path:
         assert "default/hello" in second.services
     finally:
         await second.stop()
+
+
+async def test_an_old_revision_no_longer_valid_does_not_stop_the_restart(tmp_path: Path) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service()])
+    first.apply([service(**{"autoscaling.knative.dev/target": "5"})])  # hello-00002
+    await decide(first)
+    await first.stop()
+    store = Store(tmp_path / "tidal.db")  # hello-00001 breaks a rule added since
+    old = store.get("Revision", "default", "hello-00001")
+    old["spec"]["containers"][0]["env"] = [{"name": "A=B", "value": "x"}]
+    store.put(old)
+    store.close()
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()
+        assert KEY not in second.workloads and "default/hello-00002" in second.workloads
+        status = second.store.get("Revision", "default", "hello-00001")["status"]
+        (ready,) = status["conditions"]
+        assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert "spec.containers[0].env[0].name: 'A=B'" in ready["message"]
+        assert status["desiredReplicas"] == 0
+        assert second.router.hosts["hello.default.example.com"].revisions == (
+            "default/hello-00002",
+        )
+    finally:
+        await second.stop()
+
+
+async def test_a_stored_resource_policy_no_longer_valid_does_not_stop_the_restart(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "tidal.db")
+    store.put(
+        {
+            "apiVersion": "scheduling.alibabacloud.com/v1alpha1",
+            "kind": "ResourcePolicy",
+            "metadata": {"name": "old", "namespace": "default"},
+            "spec": {"units": [{"resource": "retired-unit"}]},
+        }
+    )
+    store.close()
+    platform = make_platform(tmp_path)
+    try:
+        platform.restore()
+        assert platform.placer.policies == {}
+    finally:
+        await platform.stop()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tidal.api.autoscaling import (
     AutoscalingAnnotations,
     MetricSettings,
@@ -19,10 +21,12 @@ from tidal.api.autoscaling import (
     parse_autoscaling_annotations,
 )
 from tidal.api.config import PlatformConfig
+from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
     PLATFORM_ANNOTATIONS,
     PROGRESS_DEADLINE,
     WARM_STANDBY,
+    first_error,
     runs_in_container,
 )
 from tidal.api.predictive import parse_predictive_annotations
@@ -148,7 +152,11 @@ class RevisionFactory:
         meta = revision["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         key = RevisionKey.of(namespace, name)
-        spec = RevisionSpec.model_validate(revision["spec"])
+        try:
+            spec = RevisionSpec.model_validate(revision["spec"])
+        except ValidationError as exc:  # stored before a rule it breaks was added
+            problem = first_error(exc)
+            raise InvalidSpec(f"spec.{problem.field}", problem.message) from None
         annotations = meta.get("annotations", {})
         autoscaling = parse_autoscaling_annotations(annotations, self.config.autoscaler)
         progress = (

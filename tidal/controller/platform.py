@@ -186,7 +186,13 @@ class Platform:
         self.history.close_open_spans()
         self.placer.load_spans(self.history.spans())
         for doc in self.store.list(RESOURCE_POLICY):
-            policy = validate_resource_policy(_strip_server_fields(doc))
+            try:
+                policy = validate_resource_policy(_strip_server_fields(doc))
+            except InvalidSpec as exc:  # a rule added since: placed as without it
+                log.error(
+                    "stored resource policy %s is no longer valid: %s", doc["metadata"]["name"], exc
+                )
+                continue
             self.placer.policies[
                 key_of(doc["metadata"]["namespace"], policy.metadata.name or "")
             ] = policy
@@ -211,7 +217,16 @@ class Platform:
             self.services[key] = valid
             for revision in by_service.get((valid.namespace, valid.name), []):
                 desired = int(revision.get("status", {}).get("desiredReplicas", 0))
-                handle = self.factory.build(valid.name, revision, restored=desired)
+                try:
+                    handle = self.factory.build(valid.name, revision, restored=desired)
+                except InvalidSpec as exc:  # an old revision a newer rule refuses
+                    log.error(
+                        "stored revision %s is no longer valid: %s",
+                        revision["metadata"]["name"],
+                        exc,
+                    )
+                    self._mark_invalid(revision, exc)
+                    continue
                 self.revisions.add(handle)
                 if desired:
                     restored.append((handle.workload, desired))
@@ -221,20 +236,27 @@ class Platform:
         for workload, desired in restored:
             workload.set_desired(desired)
 
-    def _mark_invalid(self, service: dict[str, Any], exc: InvalidSpec) -> None:
-        """A stored service that a rule added since its apply refuses is not run; its Ready
-        condition says why, so that `get services` does not go on showing it Ready."""
+    def _mark_invalid(self, stored: dict[str, Any], exc: InvalidSpec) -> None:
+        """A stored service or revision that a rule added since its apply refuses is not run;
+        its Ready condition says why, so that `get` does not go on showing it Ready."""
         message = str(exc).replace("\n", "; ")
-        service.setdefault("status", {})["conditions"] = [
+        remedy = (
+            "apply a fixed manifest or delete the service"
+            if stored["kind"] == "Service"
+            else "route no traffic to it; a newer revision of the service runs"
+        )
+        status = stored.setdefault("status", {})
+        status["conditions"] = [
             {
                 "type": "Ready",
                 "status": "False",
                 "reason": "InvalidSpec",
-                "message": f"not run: the stored spec is no longer valid ({message}); apply a "
-                "fixed manifest or delete the service",
+                "message": f"not run: the stored spec is no longer valid ({message}); {remedy}",
             }
         ]
-        self.store.put(service)
+        if stored["kind"] == "Revision":
+            status["desiredReplicas"] = status["actualReplicas"] = 0
+        self.store.put(stored)
 
     # -- apply / delete -----------------------------------------------------------------------
 
