@@ -188,7 +188,7 @@ class Platform:
         for doc in self.store.list(RESOURCE_POLICY):
             try:
                 policy = validate_resource_policy(_strip_server_fields(doc))
-            except InvalidSpec as exc:  # a rule added since: placed as without it
+            except InvalidSpec as exc:  # a rule added since refuses it: place without it
                 log.error(
                     "stored resource policy %s is no longer valid: %s", doc["metadata"]["name"], exc
                 )
