@@ -19,6 +19,7 @@ from tests.controller.fakes import (
     zero_initial_scale,
 )
 from tidal.api.config import GCConfig, PlatformConfig
+from tidal.api.errors import InvalidSpec
 from tidal.controller.platform import Platform
 from tidal.controller.workload import Lifecycle
 from tidal.store.sqlite import Store
@@ -224,3 +225,41 @@ async def test_a_stored_resource_policy_no_longer_valid_does_not_stop_the_restar
         assert platform.placer.policies == {}
     finally:
         await platform.stop()
+
+
+def pinned(revision: str) -> dict:
+    doc = service(**{"autoscaling.knative.dev/target": "5"})
+    doc["spec"]["traffic"] = [{"revisionName": revision, "percent": 100}]
+    return doc
+
+
+async def test_traffic_pinned_to_a_revision_no_longer_valid(tmp_path: Path) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service()])
+    first.apply([pinned("hello-00001")])  # hello-00002 exists; all traffic stays on 00001
+    await decide(first)
+    await first.stop()
+    store = Store(tmp_path / "tidal.db")
+    old = store.get("Revision", "default", "hello-00001")
+    old["spec"]["containers"][0]["env"] = [{"name": "A=B", "value": "x"}]
+    store.put(old)
+    store.close()
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()  # the service routes only to what cannot run: it is left out
+        assert "default/hello" not in second.services
+        assert "hello.default.example.com" not in second.router.hosts
+        (ready,) = second.store.get("Service", "default", "hello")["status"]["conditions"]
+        assert ready["reason"] == "InvalidSpec" and "'hello-00001' is not run" in ready["message"]
+        before = second.store.get("Service", "default", "hello")
+        with pytest.raises(InvalidSpec, match="'hello-00001' is not run"):
+            second.apply([pinned("hello-00001")])
+        assert second.store.get("Service", "default", "hello") == before  # nothing stored
+        second.apply([pinned("hello-00002")])  # the fix: hello-00002 is taken back and routed
+        assert second.router.hosts["hello.default.example.com"].revisions == (
+            "default/hello-00002",
+        )
+        assert KEY not in second.workloads
+    finally:
+        await second.stop()

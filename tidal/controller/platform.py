@@ -36,7 +36,7 @@ from tidal.controller.clock import Clock
 from tidal.controller.factory import RevisionFactory
 from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
-from tidal.controller.handle import RevisionKey, Revisions, WorkloadView
+from tidal.controller.handle import RevisionHandle, RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
@@ -213,8 +213,7 @@ class Platform:
                 log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
                 self._mark_invalid(doc, exc)
                 continue
-            key = key_of(valid.namespace, valid.name)
-            self.services[key] = valid
+            handles: list[tuple[RevisionHandle, int]] = []
             for revision in by_service.get((valid.namespace, valid.name), []):
                 desired = int(revision.get("status", {}).get("desiredReplicas", 0))
                 try:
@@ -227,6 +226,21 @@ class Platform:
                     )
                     self._mark_invalid(revision, exc)
                     continue
+                handles.append((handle, desired))
+            runnable = {handle.key.name for handle, _ in handles}
+            status = doc.get("status", {})
+            latest = status.get("latestReadyRevisionName") or status.get(
+                "latestCreatedRevisionName"
+            )
+            try:  # traffic pinned to a revision left out above (or gone) runs nothing
+                self._check_targets(valid)
+                resolve_traffic(valid.service.spec.traffic, latest or "", runnable)
+            except InvalidSpec as exc:
+                log.error("stored service %s routes to no runnable revision: %s", valid.name, exc)
+                self._mark_invalid(doc, exc)
+                continue
+            self.services[key_of(valid.namespace, valid.name)] = valid
+            for handle, desired in handles:
                 self.revisions.add(handle)
                 if desired:
                     restored.append((handle.workload, desired))
@@ -235,6 +249,33 @@ class Platform:
         # soon as the tables are rebuilt, and the admin API answers meanwhile.
         for workload, desired in restored:
             workload.set_desired(desired)
+
+    def _check_targets(self, valid: ValidService) -> None:
+        """Traffic may name only revisions that run. A stored revision that a newer rule
+        refuses is kept but not run (`restore` marks it): naming it is refused here, with why,
+        before anything is stored."""
+        for index, target in enumerate(valid.service.spec.traffic):
+            name = target.revision_name
+            stored = self.store.get("Revision", valid.namespace, name) if name else None
+            conditions = stored.get("status", {}).get("conditions", []) if stored else []
+            if any(c.get("reason") == "InvalidSpec" for c in conditions):
+                raise InvalidSpec(
+                    f"spec.traffic[{index}].revisionName",
+                    f"revision {name!r} is not run: its stored spec is no longer valid "
+                    f"(tidal describe service {valid.name})",
+                )
+
+    def _adopt_revisions(self, valid: ValidService) -> None:
+        """Handles for the stored revisions of a service that `restore` left out (its traffic
+        named a revision it could not run), once an apply has fixed it; none start."""
+        have = {h.key.name for h in self.revisions.of_service(valid.namespace, valid.name)}
+        for revision in self._revisions_of(valid.namespace, valid.name):
+            if revision["metadata"]["name"] in have:
+                continue
+            try:
+                self.revisions.add(self.factory.build(valid.name, revision, restored=0))
+            except InvalidSpec:  # marked at restore; stays out
+                continue
 
     def _mark_invalid(self, stored: dict[str, Any], exc: InvalidSpec) -> None:
         """A stored service or revision that a rule added since its apply refuses is not run;
@@ -301,9 +342,12 @@ class Platform:
             if isinstance(plan, PolicyPlan):
                 self.placer.policies[plan.key] = plan.policy
                 continue
+            adopt = plan.key not in self.services  # new, or left out at restore
             self.services[plan.key] = plan.valid
             if plan.revision is not None:
                 self.revisions.add(self.factory.build(plan.valid.name, plan.revision, None))
+            if adopt:
+                self._adopt_revisions(plan.valid)
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
         self.collect_garbage(
             [(p.valid.namespace, p.valid.name) for p in plans if isinstance(p, ServicePlan)]
@@ -376,6 +420,7 @@ class Platform:
             )
             status["latestCreatedRevisionName"] = revision["metadata"]["name"]
         latest = status.get("latestReadyRevisionName") or status["latestCreatedRevisionName"]
+        self._check_targets(valid)
         resolved = resolve_traffic(valid.service.spec.traffic, latest, known)
         if not force:
             self._refuse_failed_targets(valid, resolved)
