@@ -178,17 +178,22 @@ async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path:
         await second.stop()
 
 
+def break_hello_00001(data_dir: Path) -> None:
+    """Make the stored hello-00001 break a rule added since its apply (an env name with '=')."""
+    store = Store(data_dir / "tidal.db")
+    old = store.get("Revision", "default", "hello-00001")
+    old["spec"]["containers"][0]["env"] = [{"name": "A=B", "value": "x"}]
+    store.put(old)
+    store.close()
+
+
 async def test_an_old_revision_no_longer_valid_does_not_stop_the_restart(tmp_path: Path) -> None:
     first = make_platform(tmp_path)
     first.apply([service()])
     first.apply([service(**{"autoscaling.knative.dev/target": "5"})])  # hello-00002
     await decide(first)
     await first.stop()
-    store = Store(tmp_path / "tidal.db")  # hello-00001 breaks a rule added since
-    old = store.get("Revision", "default", "hello-00001")
-    old["spec"]["containers"][0]["env"] = [{"name": "A=B", "value": "x"}]
-    store.put(old)
-    store.close()
+    break_hello_00001(tmp_path)
 
     second = make_platform(tmp_path)
     try:
@@ -239,11 +244,7 @@ async def test_traffic_pinned_to_a_revision_no_longer_valid(tmp_path: Path) -> N
     first.apply([pinned("hello-00001")])  # hello-00002 exists; all traffic stays on 00001
     await decide(first)
     await first.stop()
-    store = Store(tmp_path / "tidal.db")
-    old = store.get("Revision", "default", "hello-00001")
-    old["spec"]["containers"][0]["env"] = [{"name": "A=B", "value": "x"}]
-    store.put(old)
-    store.close()
+    break_hello_00001(tmp_path)
 
     second = make_platform(tmp_path)
     try:
