@@ -59,6 +59,8 @@ from tidal.store.history import ImportedHistory, MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store
 
 log = logging.getLogger("tidal.controller")
+# The Ready reason of a stored service or revision that a rule added since its apply refuses.
+INVALID_SPEC = "InvalidSpec"
 
 SERVER_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp")
 NO_GC = "serving.knative.dev/no-gc"
@@ -233,7 +235,7 @@ class Platform:
                 "latestCreatedRevisionName"
             )
             try:  # traffic pinned to a revision left out above (or gone) runs nothing
-                self._check_targets(valid)
+                self._check_targets(valid, by_service.get((valid.namespace, valid.name), []))
                 resolve_traffic(valid.service.spec.traffic, latest or "", runnable)
             except InvalidSpec as exc:
                 log.error("stored service %s routes to no runnable revision: %s", valid.name, exc)
@@ -250,15 +252,20 @@ class Platform:
         for workload, desired in restored:
             workload.set_desired(desired)
 
-    def _check_targets(self, valid: ValidService) -> None:
-        """Traffic may name only revisions that run. A stored revision that a newer rule
-        refuses is kept but not run (`restore` marks it): naming it is refused here, with why,
-        before anything is stored."""
+    def _check_targets(self, valid: ValidService, revisions: list[dict[str, Any]]) -> None:
+        """Traffic may name only revisions that run. A stored revision (of `revisions`, the
+        service's) that a newer rule refuses is kept but not run (`restore` marks it): naming
+        it is refused here, with why, before anything is stored."""
+        refused = {
+            r["metadata"]["name"]
+            for r in revisions
+            if any(
+                c.get("reason") == INVALID_SPEC for c in r.get("status", {}).get("conditions", [])
+            )
+        }
         for index, target in enumerate(valid.service.spec.traffic):
             name = target.revision_name
-            stored = self.store.get("Revision", valid.namespace, name) if name else None
-            conditions = stored.get("status", {}).get("conditions", []) if stored else []
-            if any(c.get("reason") == "InvalidSpec" for c in conditions):
+            if name in refused:
                 raise InvalidSpec(
                     f"spec.traffic[{index}].revisionName",
                     f"revision {name!r} is not run: its stored spec is no longer valid "
@@ -291,7 +298,7 @@ class Platform:
             {
                 "type": "Ready",
                 "status": "False",
-                "reason": "InvalidSpec",
+                "reason": INVALID_SPEC,
                 "message": f"not run: the stored spec is no longer valid ({message}); {remedy}",
             }
         ]
@@ -420,7 +427,7 @@ class Platform:
             )
             status["latestCreatedRevisionName"] = revision["metadata"]["name"]
         latest = status.get("latestReadyRevisionName") or status["latestCreatedRevisionName"]
-        self._check_targets(valid)
+        self._check_targets(valid, revisions)
         resolved = resolve_traffic(valid.service.spec.traffic, latest, known)
         if not force:
             self._refuse_failed_targets(valid, resolved)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tidal.store.sqlite import open_state_file
+from tidal.store.sqlite import open_state_file, rfc3339
 
 RETENTION_DAYS = 35
 FUTURE_SLACK_S = 3600.0  # an imported minute this far ahead of the clock is a wrong file
@@ -119,10 +119,8 @@ class ImportedHistory:
         """The first and last stored minute as RFC 3339 times."""
         if self.span is None:
             return None
-        first, last = (
-            datetime.fromtimestamp(60 * m, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for m in self.span
-        )
-        return first, last
+        first, last = self.span
+        return rfc3339(60 * first), rfc3339(60 * last)
 
 
 def _utc(epoch_seconds: float) -> str:
