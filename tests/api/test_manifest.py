@@ -193,6 +193,39 @@ def test_rollout_duration_annotation(hello_doc):
     assert check(hello_doc).rollout_duration_s == 120.0
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "autoscaling.knative.dev/min-scale",
+        "autoscaling.knative.dev/class",
+        "tidal.dev/mode",
+        "tidal.dev/warm-standby-pool",
+        "predictive.tidal.dev/quantile",
+    ],
+)
+def test_revision_annotations_on_the_service_metadata_are_refused(hello_doc, key):
+    """On the Service's own metadata they would silently do nothing (Knative refuses
+    autoscaling.knative.dev/* there too)."""
+    hello_doc["metadata"]["annotations"] = {key: "2", "team": "ml"}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == f"metadata.annotations[{key}]"
+    assert 'under "spec.template.metadata.annotations" to work' in info.value.message
+
+
+def test_every_misplaced_annotation_is_named_at_once(hello_doc):
+    hello_doc["metadata"]["annotations"] = {
+        "autoscaling.knative.dev/min-scale": "1",
+        "tidal.dev/mode": "auto",
+    }
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert [field for field, _ in info.value.problems] == [
+        "metadata.annotations[autoscaling.knative.dev/min-scale]",
+        "metadata.annotations[tidal.dev/mode]",
+    ]
+
+
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     hello_doc["metadata"].update(
         resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"

@@ -178,6 +178,34 @@ async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path:
         await second.stop()
 
 
+async def test_a_stored_service_with_a_misplaced_annotation_keeps_running(
+    tmp_path: Path,
+) -> None:
+    """The placement rule refuses only what does nothing, so it is not applied on restore."""
+    first = make_platform(tmp_path)
+    first.apply([service()])
+    await decide(first)
+    await first.stop()
+    store = Store(tmp_path / "tidal.db")
+    stored = store.get("Service", "default", "hello")
+    stored["metadata"]["annotations"] = {"autoscaling.knative.dev/min-scale": "1"}
+    store.put(stored)
+    store.close()
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()
+        assert KEY in second.workloads and "default/hello" in second.services
+        (ready,) = second.store.get("Service", "default", "hello")["status"]["conditions"]
+        assert ready["reason"] != "InvalidSpec"
+        doc = service()
+        doc["metadata"]["annotations"] = {"autoscaling.knative.dev/min-scale": "1"}
+        with pytest.raises(InvalidSpec, match="must be put under"):
+            second.apply([doc])
+    finally:
+        await second.stop()
+
+
 def break_hello_00001(data_dir: Path) -> None:
     """Make the stored hello-00001 break a rule added since its apply (an env name with '=')."""
     store = Store(data_dir / "tidal.db")

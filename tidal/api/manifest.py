@@ -32,6 +32,7 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
+REVISION_ONLY_DOMAINS = ("autoscaling.knative.dev", "tidal.dev")
 WARM_STANDBY = "tidal.dev/warm-standby-pool"
 RUNTIME = "tidal.dev/runtime"  # container | process (docs/containers.md)
 # tidal.dev/ annotations outside predictive scaling: ones users set, one the platform writes.
@@ -145,11 +146,16 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def validate_service(
-    doc: dict[str, Any], config: AutoscalerConfig, require_command: bool = True
+    doc: dict[str, Any],
+    config: AutoscalerConfig,
+    require_command: bool = True,
+    restoring: bool = False,
 ) -> ValidService:
     """Check a Service document; raise InvalidSpec naming every problem found (all schema
     problems at once, then every semantic check). The local runtime runs `command`, so it needs
-    one; on Kubernetes an image alone is enough."""
+    one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rule
+    on misplaced annotations: they change nothing that runs, so an upgrade must not stop a
+    service that has them (docs/reliability.md#a-damaged-state-file)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
             "apiVersion",
@@ -171,6 +177,8 @@ def validate_service(
             return None
 
     check(_check_names, service)
+    if not restoring:
+        check(_check_service_annotations, service.metadata.annotations)
     check(_check_container, service, require_command)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
@@ -219,6 +227,23 @@ def _check_names(service: Service) -> None:
                 "spec.template.metadata.name",
                 f"must start with the Service name followed by '-' ({name}-...)",
             )
+
+
+def _check_service_annotations(annotations: dict[str, str]) -> None:
+    """Scaling annotations act per revision. On the Service's own metadata they would do nothing,
+    so they are refused there, as Knative's webhook refuses `autoscaling.knative.dev/*`."""
+    problems = []
+    for key in annotations:
+        domain = key.rpartition("/")[0]
+        if domain in REVISION_ONLY_DOMAINS or domain.endswith(".tidal.dev"):
+            problems.append(
+                (
+                    f"metadata.annotations[{key}]",
+                    f'{domain} annotations must be put under "{TEMPLATE_ANNOTATIONS}" to work',
+                )
+            )
+    if problems:
+        raise InvalidSpec("", "", problems)
 
 
 def _check_container(service: Service, require_command: bool) -> None:

@@ -210,6 +210,7 @@ class Platform:
                     _strip_server_fields(doc),
                     self.config.autoscaler,
                     self.runtime.requires_command,
+                    restoring=True,
                 )
             except InvalidSpec as exc:
                 log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
