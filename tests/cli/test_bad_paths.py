@@ -1,7 +1,7 @@
 """Where a command would write, or whom it would call, is checked before it runs: a path that
 cannot be written or a server that is no URL is an error naming the option, not a traceback
-(after minutes of work, for a report). So is a negative log tail, and `tidal up` names the data
-dir or state file it cannot use."""
+(after minutes of work, for a report). So are a negative log tail and a traffic split that
+cannot be one, and `tidal up` names the data dir or state file it cannot use."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def test_a_server_that_is_no_url_is_refused(server: str):
     result = CliRunner().invoke(main, ["--server", server, "get", "services"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--server" in result.output and "is not an http(s) URL with a host" in result.output
+
+
+@pytest.mark.parametrize("split", ["hello-00001=-10", "hello-00001=150", "latest=50.5"])
+def test_a_traffic_percent_outside_0_to_100_is_refused(split: str):
+    code, out = run("traffic", "hello", "--to", split)
+    assert code == 2 and f"{split!r}: PERCENT must be a whole number from 0 to 100" in out
+
+
+def test_a_revision_tagged_twice_is_refused_not_half_applied():
+    code, out = run("traffic", "hello", "--to", "latest=100", "--tag", "a=x", "--tag", "a=y")
+    assert code == 2 and "'a' is tagged twice" in out
 
 
 def test_a_negative_log_tail_is_refused(tmp_path: Path):

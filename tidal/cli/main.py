@@ -595,13 +595,18 @@ def traffic(
     force: bool,
 ) -> None:
     """Set the traffic split, e.g. roll back with `--to hello-00001=100`."""
-    tag_of = dict(_pair(t, "--tag") for t in tags)
+    tag_of: dict[str, str] = {}
+    for pair in tags:
+        revision, tag = _pair(pair, "--tag")
+        if revision in tag_of:
+            raise click.BadParameter(f"{revision!r} is tagged twice", param_hint="--tag")
+        tag_of[revision] = tag
     targets = []
     for split in splits:
         revision, percent = _pair(split, "--to")
-        if not percent.isdigit():
+        if not percent.isdigit() or int(percent) > 100:
             raise click.BadParameter(
-                f"{split!r}: PERCENT must be a whole number", param_hint="--to"
+                f"{split!r}: PERCENT must be a whole number from 0 to 100", param_hint="--to"
             )
         target: dict[str, Any] = {"percent": int(percent)}
         if revision == "latest":
