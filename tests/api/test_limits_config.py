@@ -23,7 +23,7 @@ def test_defaults_are_those_of_common_servers():
         max_total_connections=8192,
         drain_timeout_s=30.0,
     )
-    assert config.logs == LogLimits(max_bytes=10 * 2**20, max_files=2)
+    assert config.logs == LogLimits(max_bytes=10 * 2**20, max_files=2, max_stopped=5)
 
 
 def test_limits_are_read_from_their_sections():
@@ -38,12 +38,12 @@ def test_limits_are_read_from_their_sections():
                 "max-total-connections": 110,
                 "drain-timeout": "0s",
             },
-            "logs": {"max-size": "1Mi", "max-files": 5},
+            "logs": {"max-size": "1Mi", "max-files": 5, "max-stopped-replicas": 20},
         }
     )
     assert config.pending_cap_default == 5
     assert config.limits == GatewayLimits(3.0, 90.0, 100, 10, 110, 0.0)
-    assert config.logs == LogLimits(max_bytes=2**20, max_files=5)
+    assert config.logs == LogLimits(max_bytes=2**20, max_files=5, max_stopped=20)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,7 @@ def test_limits_are_read_from_their_sections():
         ({"logs": {"max-size": "1k"}}, "logs.max-size"),
         ({"logs": {"max-size": "lots"}}, "logs.max-size"),
         ({"logs": {"max-files": 0}}, "logs.max-files"),
+        ({"logs": {"max-stopped-replicas": 0}}, "logs.max-stopped-replicas"),
         ({"logs": {"rotate": True}}, "logs.rotate"),
     ],
 )

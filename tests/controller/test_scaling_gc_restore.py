@@ -206,6 +206,31 @@ async def test_a_stored_service_with_a_misplaced_annotation_keeps_running(
         await second.stop()
 
 
+async def test_logs_go_with_their_revision_and_a_restart_removes_leftovers(
+    tmp_path: Path,
+) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service()])
+    await decide(first)
+    await first.stop()
+    logs = tmp_path / "logs" / "default"  # the fake runtime writes none: stand-ins
+    (logs / "hello-00001").mkdir(parents=True)
+    (logs / "hello-00001" / "hello-00001-a.log").write_text("loading weights\n")
+    (logs / "gone-00003").mkdir()  # of a revision deleted while its replicas were stopping
+
+    second = make_platform(tmp_path)
+    try:
+        second.restore()
+        assert [p.name for p in logs.iterdir()] == ["hello-00001"]
+        assert "loading weights" in second.logs("default", "hello", None, 10)
+        assert second.delete_service("default", "hello")
+        await settle()  # its replicas stop, then its logs go
+        assert not (logs / "hello-00001").exists()
+        assert second.logs("default", "hello", None, 10) == ""
+    finally:
+        await second.stop()
+
+
 def break_hello_00001(data_dir: Path) -> None:
     """Make the stored hello-00001 break a rule added since its apply (an env name with '=')."""
     store = Store(data_dir / "tidal.db")

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 
+from tidal.api.config import LogLimits
 from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState
 from tidal.runtime.container import ContainerRuntime
 from tidal.runtime.engine import DATA_DIR_LABEL
@@ -186,6 +187,28 @@ async def test_exit_of_the_container_is_reported_with_its_code(
     assert replica.exit_code == 3 and replica.reason == "container exited with code 3"
     assert "bye" in runtime.log_tail(spec, 5)
     assert containers_of(tmp_path / "data") == []
+
+
+async def test_container_output_is_rotated_as_a_process_output_is(
+    tmp_path: Path, image: str
+) -> None:
+    assert ENGINE is not None
+    limits = LogLimits(max_bytes=4096, max_files=2)
+    runtime = ContainerRuntime(tmp_path / "data", ENGINE, close_grace_s=1.0, log_limits=limits)
+    events = Events()
+    loud = "i=0; while [ $i -lt 3000 ]; do echo out $i; i=$((i+1)); done; exit 3"
+    spec = spec_for(
+        tmp_path, ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", loud))
+    )
+    try:
+        await runtime.start(spec, events)
+        await events.wait_for(ReplicaState.FAILED)
+        files = sorted(spec.log_path.parent.iterdir())
+        assert [f.name for f in files] == ["web.log", "web.log.1"]
+        assert all(f.stat().st_size <= 4096 for f in files)
+        assert runtime.log_tail(spec, 2) == ["out 2998", "out 2999"]
+    finally:
+        await runtime.close()
 
 
 async def test_sigterm_ignored_means_sigkill_after_the_grace_period(

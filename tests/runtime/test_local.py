@@ -20,7 +20,7 @@ from tidal.api.config import LogLimits
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, SecurityContext
 from tidal.runtime.hygiene import ReplicaRecords, group_members
 from tidal.runtime.local import LocalRuntime, credentials, replica_env, resolve_command
-from tidal.runtime.logs import RotatingLog, tail_lines
+from tidal.runtime.logs import RotatingLog, prune_stopped, tail_lines
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
@@ -414,6 +414,41 @@ async def test_replica_output_is_rotated(tmp_path: Path) -> None:
     assert all(p.stat().st_size <= 4096 for p in log_dir.iterdir())
     assert runtime.log_tail(replica.spec, 3) == ["out 4997", "out 4998", "out 4999"]
     await runtime.close()
+
+
+async def test_only_the_most_recent_stopped_replicas_keep_their_logs(tmp_path: Path) -> None:
+    """A service that scales to zero and back all day must not fill the disk with old logs."""
+    runtime = LocalRuntime(close_grace_s=1, log_limits=LogLimits(max_stopped=2))
+    sleeper = await runtime.start(make_spec(tmp_path, SLEEPER, replica_id="r-live"), Recorder())
+    for n in range(4):
+        rec = Recorder()
+        code = f"print('run {n}')"
+        replica = await runtime.start(make_spec(tmp_path, script(code), replica_id=f"r-{n}"), rec)
+        await rec.wait(replica, S.FAILED, timeout=10)
+        time.sleep(0.01)  # distinct modification times
+    assert runtime.log_tail(replica.spec, 1) == ["run 3"], "the one that just failed stays"
+    names = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    # before r-3 started, r-0 and r-1 were older than the 2 kept; the running one stays
+    assert names == ["r-1.log", "r-2.log", "r-3.log", "r-live.log"]
+    await runtime.stop(sleeper, 1)
+    await runtime.start(make_spec(tmp_path, SLEEPER, replica_id="r-next"), Recorder())
+    names = sorted(p.name for p in (tmp_path / "logs").iterdir() if p.name != "r-next.log")
+    assert names == ["r-3.log", "r-live.log"], "the sleeper stopped last: its log is kept"
+    await runtime.close()
+
+
+def test_pruning_takes_rotated_files_along_and_spares_other_folders(tmp_path: Path) -> None:
+    logs, other = tmp_path / "rev-1", tmp_path / "rev-2"
+    for folder in (logs, other):
+        folder.mkdir()
+    for age, name in enumerate(["new.log", "new.log.1", "old.log", "old.log.1", "running.log"]):
+        (logs / name).write_text("x")
+        os.utime(logs / name, (1000 - 100 * age,) * 2)
+    (other / "old.log").write_text("x")
+    prune_stopped(logs, [logs / "running.log", other / "new.log"], keep=1)
+    assert sorted(p.name for p in logs.iterdir()) == ["new.log", "new.log.1", "running.log"]
+    assert [p.name for p in other.iterdir()] == ["old.log"]
+    prune_stopped(tmp_path / "absent", [], keep=1)  # nothing logged yet: nothing to do
 
 
 # -- securityContext ------------------------------------------------------------------------------

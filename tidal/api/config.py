@@ -56,10 +56,12 @@ class GatewayLimits:
 @dataclass(frozen=True)
 class LogLimits:
     """Each replica's log is rotated at `max_bytes`; `max_files` files are kept (the live one
-    included), like the kubelet's containerLogMaxSize/containerLogMaxFiles."""
+    included), like the kubelet's containerLogMaxSize/containerLogMaxFiles. Of a revision's
+    stopped replicas the `max_stopped` most recent keep their logs."""
 
     max_bytes: int = 10 * 2**20
     max_files: int = 2
+    max_stopped: int = 5
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def parse_config(data: dict[str, Any]) -> PlatformConfig:
     network = _section(data, "network", ("domain", "rollout-duration"))
     deployment = _section(data, "deployment", ("progress-deadline", "termination-grace-period"))
     gateway = _section(data, "gateway", ("pending-cap-default", *GATEWAY_KEYS))
-    logs = _section(data, "logs", ("max-size", "max-files"))
+    logs = _section(data, "logs", ("max-size", "max-files", "max-stopped-replicas"))
     defaults = PlatformConfig()
     return PlatformConfig(
         autoscaler=AutoscalerConfig.from_mapping(data.get("autoscaler") or {}),
@@ -113,6 +115,9 @@ def parse_config(data: dict[str, Any]) -> PlatformConfig:
         logs=LogLimits(
             max_bytes=_bytes(logs, "logs", "max-size", LogLimits.max_bytes, minimum=4096),
             max_files=_int(logs, "logs", "max-files", LogLimits.max_files, minimum=1),
+            max_stopped=_int(
+                logs, "logs", "max-stopped-replicas", LogLimits.max_stopped, minimum=1
+            ),
         ),
     )
 

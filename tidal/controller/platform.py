@@ -53,6 +53,7 @@ from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import Replica, Runtime
+from tidal.runtime.logs import remove_logs, remove_logs_of_others
 from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
 from tidal.store.history import ImportedHistory, MetricHistory, ReplicaSpan
@@ -199,10 +200,13 @@ class Platform:
                 key_of(doc["metadata"]["namespace"], policy.metadata.name or "")
             ] = policy
         by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        stored: set[tuple[str, str]] = set()
         for revision in self.store.list("Revision"):  # one read, not one per service
             meta = revision["metadata"]
             owner = (meta["namespace"], meta.get("labels", {}).get(SERVICE_LABEL, ""))
             by_service.setdefault(owner, []).append(revision)
+            stored.add((meta["namespace"], meta["name"]))
+        remove_logs_of_others(self.data_dir / "logs", stored)
         restored: list[tuple[RevisionWorkload, int]] = []
         for doc in self.store.list("Service"):
             try:
@@ -501,6 +505,13 @@ class Platform:
         task = asyncio.ensure_future(handle.workload.close())
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
+        task.add_done_callback(lambda _: self._forget_logs(key, handle.workload.spec.log_dir))
+
+    def _forget_logs(self, key: RevisionKey, log_dir: Path) -> None:
+        """A removed revision's logs go once its replicas have stopped, unless a revision of
+        the same name (a re-created service) runs meanwhile and writes there."""
+        if self.revisions.get(key) is None:
+            remove_logs(log_dir)
 
     # -- workload events (tidal.controller.workload.WorkloadEvents) -----------------------------
 

@@ -143,7 +143,12 @@ async def serve(
         log_limits=options.config.logs,
     )
     processes.reap_leftovers()  # only once the lock is ours: never another platform's replicas
-    containers = ContainerRuntime(options.data_dir, options.container_engine)
+    containers = ContainerRuntime(
+        options.data_dir,
+        options.container_engine,
+        close_grace_s=options.config.termination_grace_s,
+        log_limits=options.config.logs,
+    )
     platform = Platform(options.config, options.data_dir, HostRuntime(processes, containers))
     budget = ConnectionBudget(limits.max_total_connections)
     runner: web.AppRunner | None = None

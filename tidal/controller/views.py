@@ -9,7 +9,7 @@ from typing import Any
 from tidal.controller.handle import RevisionHandle
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import ReplicaState
-from tidal.runtime.local import tail_lines
+from tidal.runtime.logs import tail_lines
 
 
 def live_revision(revision: dict[str, Any], entry: RevisionHandle | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tidal.api.config import LogLimits
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.runtime.base import (
@@ -53,7 +54,8 @@ from tidal.runtime.engine import (
     run_engine,
     stop_args,
 )
-from tidal.runtime.local import free_port, tail_lines
+from tidal.runtime.local import free_port
+from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
 from tidal.runtime.probe import report_readiness
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class _Child:
     on_change: ReplicaListener
     process: asyncio.subprocess.Process | None = None
     launch_task: asyncio.Task[None] | None = None
+    log_task: asyncio.Task[None] | None = None
     probe_task: asyncio.Task[None] | None = None
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
@@ -112,10 +115,17 @@ class ContainerRuntime(ChildStopping):
 
     requires_command = False
 
-    def __init__(self, data_dir: Path, engine: str = "auto", close_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        engine: str = "auto",
+        close_grace_s: float = 5.0,
+        log_limits: LogLimits | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.setting = engine
         self.close_grace_s = close_grace_s
+        self.log_limits = log_limits or LogLimits()
         self.owner_pid = os.getpid()
         self.engine: Engine | None = None
         self.problem: str | None = None  # why containers cannot run here, once known
@@ -194,6 +204,8 @@ class ContainerRuntime(ChildStopping):
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         assert spec.image is not None, "ContainerRuntime runs replicas that name an image"
         replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
+        running = (c.replica.spec.log_path for c in self._children.values())
+        prune_stopped(spec.log_path.parent, running, self.log_limits.max_stopped)
         child = _Child(replica, spec.image, on_change)
         self._children[spec.replica_id] = child
         notify(on_change, replica)
@@ -220,12 +232,11 @@ class ContainerRuntime(ChildStopping):
             labels(spec, self.data_dir, self.owner_pid),
         )
         child.spawning = True
-        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
+                stdout=asyncio.subprocess.PIPE,  # through the rotating log, as a process's
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C on `tidal up` must not reach the containers
             )
@@ -233,8 +244,11 @@ class ContainerRuntime(ChildStopping):
             self._failed(child, f"cannot run {self.engine.path}: {exc.strerror or exc}")
             return
         finally:
-            os.close(log_fd)
             child.spawning = False
+        assert child.process.stdout is not None
+        child.log_task = asyncio.ensure_future(
+            pump(child.process.stdout, spec.log_path, self.log_limits)
+        )
         replica.pid = child.process.pid
         replica.phase = ""
         child.probe_task = asyncio.ensure_future(
@@ -292,6 +306,9 @@ class ContainerRuntime(ChildStopping):
         code = await child.process.wait()
         if child.probe_task is not None:
             child.probe_task.cancel()
+        if child.log_task is not None:  # its last lines, for the reason of a failure
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(child.log_task), FLUSH_WAIT_S)
         replica = child.replica
         replica.exit_code = code
         if child.stopping:

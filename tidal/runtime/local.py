@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import pwd
 import signal
@@ -34,15 +33,11 @@ from tidal.runtime.base import (
 )
 from tidal.runtime.children import ChildStopping
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
-from tidal.runtime.logs import RotatingLog, tail_lines
+from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
 from tidal.runtime.probe import report_readiness
-
-log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYTHONPATH")
-LOG_READ_SIZE = 64 * 1024
-LOG_FLUSH_WAIT_S = 1.0  # after the replica exits, for its last output
 
 
 class SecurityContextError(Exception):
@@ -181,6 +176,8 @@ class LocalRuntime(ChildStopping):
 
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
+        running = (c.replica.spec.log_path for c in self._children.values())
+        prune_stopped(spec.log_path.parent, running, self.log_limits.max_stopped)
         try:
             creds = credentials(spec.security)
             process = await self._spawn(spec, replica.port, creds)
@@ -202,7 +199,7 @@ class LocalRuntime(ChildStopping):
         self._children[spec.replica_id] = child
         notify(on_change, replica)
         assert process.stdout is not None
-        child.log_task = asyncio.create_task(self._pump_log(process.stdout, spec))
+        child.log_task = asyncio.create_task(pump(process.stdout, spec.log_path, self.log_limits))
         child.probe_task = asyncio.create_task(
             report_readiness(
                 child.replica,
@@ -227,16 +224,6 @@ class LocalRuntime(ChildStopping):
             preexec_fn=_preexec(os.getpid(), creds, not spec.security.allow_privilege_escalation),
         )
 
-    async def _pump_log(self, stream: asyncio.StreamReader, spec: ReplicaSpec) -> None:
-        """Copy the replica's output into its rotating log until the pipe closes."""
-        limits = self.log_limits
-        with RotatingLog(spec.log_path, limits.max_bytes, limits.max_files) as out:
-            while data := await stream.read(LOG_READ_SIZE):
-                try:
-                    out.write(data)
-                except OSError as exc:  # a full disk must not stop the replica: keep reading
-                    log.warning("cannot write the log of %s: %s", spec.replica_id, exc)
-
     async def _await_exit(self, child: _Child) -> None:
         code = await child.process.wait()
         if child.probe_task is not None:
@@ -246,7 +233,7 @@ class LocalRuntime(ChildStopping):
             os.killpg(child.process.pid, signal.SIGKILL)
         if child.log_task is not None:  # its last lines, for the reason of a failure
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(child.log_task), LOG_FLUSH_WAIT_S)
+                await asyncio.wait_for(asyncio.shield(child.log_task), FLUSH_WAIT_S)
         replica = child.replica
         if self.records is not None:
             self.records.forget(replica.replica_id)

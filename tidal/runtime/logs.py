@@ -1,14 +1,29 @@
 """Replica logs: size-capped files rotated as `x.log`, `x.log.1`, … and read back across them.
 
 A replica's output is cut at `max_bytes` per file whatever its lines, and `tail_lines` reads the
-files as one stream (oldest first), so a line split by a rotation comes back whole.
+files as one stream (oldest first), so a line split by a rotation comes back whole. A revision's
+folder keeps the logs of its running replicas and of its last few stopped ones
+(`prune_stopped`), like the kubelet, which keeps a pod's previous container: a service that scales
+to zero and back all day must not fill the disk, nor `tidal logs`, with replicas long gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import shutil
+from collections.abc import Container, Iterable
 from pathlib import Path
 from types import TracebackType
+
+from tidal.api.config import LogLimits
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+FLUSH_WAIT_S = 1.0  # after a replica exits, for its last output to reach the log
 
 
 def rotated(path: Path, index: int) -> Path:
@@ -97,3 +112,59 @@ def tail_lines(path: Path, lines: int, block: int = 8192) -> list[str]:
                 data = f.read(step) + data
         index += 1
     return data.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+async def pump(stream: asyncio.StreamReader, path: Path, limits: LogLimits) -> None:
+    """Copy a replica's output into its rotating log until the pipe closes (it exited); the
+    log's modification time is then the time it stopped (see `prune_stopped`)."""
+    with RotatingLog(path, limits.max_bytes, limits.max_files) as out:
+        while data := await stream.read(READ_SIZE):
+            try:
+                out.write(data)
+            except OSError as exc:  # a full disk must not stop the replica: keep reading
+                log.warning("cannot write the log %s: %s", path, exc)
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune_stopped(directory: Path, running: Iterable[Path], keep: int) -> None:
+    """Remove the logs in `directory` of stopped replicas but the `keep` that stopped last (by
+    modification time, which `pump` sets at the exit). `running`: the log paths of the replicas
+    that run (anywhere); their logs stay."""
+    live = {path.name for path in running if path.parent == directory}
+    newest: dict[str, float] = {}  # log name -> newest mtime of it and its rotated files
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            stem, dot_log, _ = entry.name.partition(".log")
+            name = stem + dot_log
+            if dot_log and name not in live:
+                with contextlib.suppress(FileNotFoundError):
+                    mtime = entry.stat().st_mtime
+                    newest[name] = max(mtime, newest.get(name, mtime))
+    stopped = sorted(newest, key=newest.__getitem__, reverse=True)
+    for name in stopped[keep:]:
+        for path in directory.glob(f"{name}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def remove_logs(directory: Path) -> None:
+    """A revision's log folder, once the revision is gone."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_logs_of_others(root: Path, revisions: Container[tuple[str, str]]) -> None:
+    """Remove the `root/NAMESPACE/REVISION` log folders of revisions not in `revisions`
+    ((namespace, name) pairs): ones deleted while their replicas were still stopping when the
+    platform stopped, or by a version that left their logs behind."""
+    for namespace in _folders(root):
+        for revision in _folders(namespace):
+            if (namespace.name, revision.name) not in revisions:
+                remove_logs(revision)
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return [entry for entry in path.iterdir() if entry.is_dir()]
+    except FileNotFoundError:
+        return []
