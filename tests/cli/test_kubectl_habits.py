@@ -1,6 +1,6 @@
 """The CLI behaves as a kubectl user expects, checked through `tidal` against a real `tidal up`:
 flags anywhere, created/configured/unchanged, every manifest error at once, not-found errors,
--o wide for every kind, get -w, honest status of failed revisions, cost and progress."""
+-o wide for every kind, get -w, logs -f, honest status of failed revisions, cost and progress."""
 
 from __future__ import annotations
 
@@ -158,6 +158,46 @@ def test_get_watch_prints_again_on_change(platform):
         out, _ = watch.communicate(timeout=10)
     assert "watched-00001" in out and "watched-00002" in out
     assert out.count("NAME") >= 2  # printed again after the change
+
+
+TICKER = """
+import http.server, os, threading, time
+def tick():
+    for n in range(10**6):
+        print("tick", n, flush=True)
+        time.sleep(0.1)
+threading.Thread(target=tick, daemon=True).start()
+port = int(os.environ["PORT"])
+http.server.HTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler).serve_forever()
+"""
+
+
+def test_logs_follow_streams_every_new_line_until_the_service_is_deleted(platform):
+    ticker = hello_service("ticker", annotations={"autoscaling.knative.dev/min-scale": "1"})
+    ticker["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c", TICKER]
+    platform.apply(ticker)
+    platform.wait_ready("ticker")
+    command = ["logs", "ticker", "-f", "--tail", "2"]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "tidal", "--server", platform.admin, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=platform.env,
+    )
+    try:
+        time.sleep(2.5)
+        platform.cli("delete", "service", "ticker")
+        out, err = follow.communicate(timeout=15)  # the stream ends with the service
+    finally:
+        follow.kill()
+    assert follow.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("==> ticker-00001/ticker-00001-")
+    ticks = [int(line.split()[1]) for line in lines if line.startswith("tick")]
+    # the 2 lines of the tail, then every line written since: none lost, none twice
+    assert len(ticks) >= 15 and ticks == list(range(ticks[0], ticks[0] + len(ticks)))
+    assert lines.count(lines[0]) == 1, "one replica: its header once"
 
 
 def test_traffic_to_a_failed_revision_is_refused_unless_forced(platform):

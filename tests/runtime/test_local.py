@@ -20,7 +20,7 @@ from tidal.api.config import LogLimits
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaSpec, ReplicaState, SecurityContext
 from tidal.runtime.hygiene import ReplicaRecords, group_members
 from tidal.runtime.local import LocalRuntime, credentials, replica_env, resolve_command
-from tidal.runtime.logs import RotatingLog, prune_stopped, tail_lines
+from tidal.runtime.logs import RotatingLog, tail_lines
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
@@ -435,20 +435,6 @@ async def test_only_the_most_recent_stopped_replicas_keep_their_logs(tmp_path: P
     names = sorted(p.name for p in (tmp_path / "logs").iterdir() if p.name != "r-next.log")
     assert names == ["r-3.log", "r-live.log"], "the sleeper stopped last: its log is kept"
     await runtime.close()
-
-
-def test_pruning_takes_rotated_files_along_and_spares_other_folders(tmp_path: Path) -> None:
-    logs, other = tmp_path / "rev-1", tmp_path / "rev-2"
-    for folder in (logs, other):
-        folder.mkdir()
-    for age, name in enumerate(["new.log", "new.log.1", "old.log", "old.log.1", "running.log"]):
-        (logs / name).write_text("x")
-        os.utime(logs / name, (1000 - 100 * age,) * 2)
-    (other / "old.log").write_text("x")
-    prune_stopped(logs, [logs / "running.log", other / "new.log"], keep=1)
-    assert sorted(p.name for p in logs.iterdir()) == ["new.log", "new.log.1", "running.log"]
-    assert [p.name for p in other.iterdir()] == ["old.log"]
-    prune_stopped(tmp_path / "absent", [], keep=1)  # nothing logged yet: nothing to do
 
 
 # -- securityContext ------------------------------------------------------------------------------

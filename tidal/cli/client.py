@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ RESOURCES = {
     "pool": "pools",
 }
 GROUPS = {"resourcepolicies": SCHEDULING}
+READ_SIZE = 64 * 1024
 
 console = Console()
 if not console.is_terminal:  # piped: never truncate table cells to 80 columns
@@ -74,6 +78,24 @@ class Client:
 
     def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
         """JSON from the admin API (or text, for logs); ApiError with the server's message."""
+        with self._open(method, path, body, timeout=30) as response:
+            raw = response.read()
+            if text:
+                return raw.decode()
+            if response.headers.get_content_type() != "application/json":
+                raise ApiError(f"{self.server} did not answer like tidal's admin API")
+            return json.loads(raw)
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """The body of a GET as it arrives, until the server ends it (`tidal logs -f`): no read
+        timeout, since a quiet replica may write nothing for hours."""
+        with self._open("GET", path, None, timeout=None) as response:
+            yield from iter(lambda: response.read1(READ_SIZE), b"")
+
+    @contextlib.contextmanager
+    def _open(
+        self, method: str, path: str, body: Any, timeout: float | None
+    ) -> Iterator[http.client.HTTPResponse]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self.token:
@@ -83,13 +105,8 @@ class Client:
         )
         tls = client_context(self.ca_cert) if self.server.startswith("https:") else None
         try:
-            with urllib.request.urlopen(request, timeout=30, context=tls) as response:
-                raw = response.read()
-                if text:
-                    return raw.decode()
-                if response.headers.get_content_type() != "application/json":
-                    raise ApiError(f"{self.server} did not answer like tidal's admin API")
-                return json.loads(raw)
+            with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
+                yield response
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("message", exc.reason)

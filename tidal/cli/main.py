@@ -557,8 +557,17 @@ def delete(
 @click.option(
     "--tail", type=click.IntRange(min=0), default=100, show_default=True, help="Lines per replica."
 )
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Then keep printing what the replicas write, new ones too, until Ctrl-C or the "
+    "service is deleted.",
+)
 @click.pass_obj
-def logs(client: Client, name: str, namespace: str, revision: str | None, tail: int) -> None:
+def logs(
+    client: Client, name: str, namespace: str, revision: str | None, tail: int, follow: bool
+) -> None:
     """Output of the service's replicas."""
     if revision:
         found = client.call("GET", f"{KNATIVE}/namespaces/{namespace}/revisions/{revision}")
@@ -567,6 +576,15 @@ def logs(client: Client, name: str, namespace: str, revision: str | None, tail: 
             raise click.ClickException(f"revision {revision!r} belongs to service {owner!r}")
     query = f"?tail={tail}" + (f"&revision={revision}" if revision else "")
     path = f"{TIDAL}/namespaces/{namespace}/services/{name}/logs{query}"
+    if follow:
+        out = click.get_binary_stream("stdout")
+        try:
+            for chunk in client.stream(f"{path}&follow=true"):
+                out.write(chunk)
+                out.flush()
+        except KeyboardInterrupt:
+            pass
+        return
     text = client.call("GET", path, text=True)
     if not text:
         click.echo(f"no logs yet for {revision or name} (no replica has started)", err=True)

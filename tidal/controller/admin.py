@@ -5,7 +5,7 @@ Paths:
   DELETE /apis/serving.knative.dev/v1/namespaces/{ns}/services/{name}
   POST   /apis/tidal.dev/v1/apply[?dryRun=true]       body: {"items": [Service, ...]}
   GET    /apis/tidal.dev/v1[/namespaces/{ns}]/replicas
-  GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N]
+  GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N&follow=true]
   GET    /apis/scheduling.alibabacloud.com/v1alpha1[/namespaces/{ns}]/resourcepolicies[/{name}]
   DELETE /apis/scheduling.alibabacloud.com/v1alpha1/namespaces/{ns}/resourcepolicies/{name}
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
@@ -30,6 +30,7 @@ Server Error".
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -44,6 +45,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller import kubeapi
 from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
+from tidal.controller.logstream import follow_logs
 from tidal.controller.platform import Platform
 from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
@@ -197,6 +199,8 @@ async def read_json(request: web.Request) -> Any:
 
 
 def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity) -> web.Application:
+    closing = asyncio.Event()  # set at shutdown: log streams end
+
     def as_list(items: list[dict[str, Any]]) -> web.Response:
         return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
 
@@ -266,7 +270,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     async def replicas(request: web.Request) -> web.Response:
         return as_list(platform.replicas(request.match_info.get("ns")))
 
-    async def logs(request: web.Request) -> web.Response:
+    async def logs(request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["ns"], request.match_info["name"]
         if platform.store.get("Service", ns, name) is None:
             return error(404, f'services "{name}" not found in {ns}')
@@ -276,7 +280,10 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             tail = -1
         if tail < 0:
             return error(400, "tail must be a whole number >= 0")
-        text = platform.logs(ns, name, request.query.get("revision"), tail)
+        revision = request.query.get("revision")
+        if request.query.get("follow") in ("true", "1"):
+            return await follow_logs(request, platform, (ns, name), revision, tail, closing)
+        text = platform.logs(ns, name, revision, tail)
         return web.Response(text=text + "\n" if text else "")
 
     async def forecast(request: web.Request) -> web.Response:
@@ -385,7 +392,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app.router.add_get(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/forecast", forecast)
     app.router.add_post(f"{TIDAL}/namespaces/{{ns}}/services/{{name}}/history", import_history)
     app.router.add_get(f"{TIDAL}/gateway/state", gateway_state)
-    app.on_shutdown.append(lambda _: _release_long_polls(platform))
+    app.on_shutdown.append(lambda _: _release_long_polls(platform, closing))
     app.router.add_post(f"{TIDAL}/gateway/stats", gateway_stats)
     app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
@@ -401,6 +408,8 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     return app
 
 
-async def _release_long_polls(platform: Platform) -> None:
-    """Shutdown: answer the gateways' waiting polls now rather than wait them out."""
+async def _release_long_polls(platform: Platform, closing: asyncio.Event) -> None:
+    """Shutdown: answer the gateways' waiting polls, and end log streams, now rather than wait
+    them out."""
     feed_of(platform.router).release()
+    closing.set()

@@ -48,7 +48,7 @@ from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import host_name, resolve_traffic
 from tidal.controller.usage import resource_view
-from tidal.controller.views import live_revision, read_logs, replica_views
+from tidal.controller.views import live_revision, log_files, read_logs, replica_views
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
@@ -817,12 +817,16 @@ class Platform:
         return replica_views(self.workloads.values(), namespace, measured)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
+        return read_logs(log_files(self.log_dirs(namespace, service, revision)), tail)
+
+    def log_dirs(self, namespace: str, service: str, revision: str | None) -> list[Path]:
+        """The log folders of the service's revisions (or of `revision` only)."""
         names = (
             [revision]
             if revision
             else [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
         )
-        return read_logs(self.data_dir / "logs" / namespace, names, tail)
+        return [self.data_dir / "logs" / namespace / name for name in names]
 
 
 def _failure(workload: RevisionWorkload) -> str:

@@ -111,13 +111,19 @@ def replica_views(
     return items
 
 
-def read_logs(root: Path, revisions: list[str], tail: int) -> str:
-    """The last `tail` lines of each replica log of these revisions (newest files last)."""
-    files = sorted(
-        (p for name in revisions for p in (root / name).glob("*.log")),
+def read_logs(files: list[Path], tail: int) -> str:
+    """The last `tail` lines of each of these replica logs, each under its header."""
+    return "\n".join(log_header(path) + "\n" + "\n".join(tail_lines(path, tail)) for path in files)
+
+
+def log_files(folders: list[Path]) -> list[Path]:
+    """The replica logs in these revision folders, the one written last at the end."""
+    return sorted(
+        (p for folder in folders for p in folder.glob("*.log")),
         key=lambda p: p.stat().st_mtime,
     )
-    return "\n".join(
-        f"==> {path.parent.name}/{path.stem} <==\n" + "\n".join(tail_lines(path, tail))
-        for path in files
-    )
+
+
+def log_header(path: Path) -> str:
+    """The line that names the replica a log's lines come from, as `tail` names a file."""
+    return f"==> {path.parent.name}/{path.stem} <=="

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -168,3 +168,67 @@ def _folders(path: Path) -> list[Path]:
         return [entry for entry in path.iterdir() if entry.is_dir()]
     except FileNotFoundError:
         return []
+
+
+class LogFollower:
+    """What the replicas of some log folders write from now on, poll by poll (`tidal logs -f`).
+
+    Each live `*.log` is read from where the last poll stopped. A rotation is noticed by the file
+    changing (another inode): the rest of the old one is read from `.log.1` first. Only whole lines
+    are returned, so that output of two replicas never interleaves within a line."""
+
+    def __init__(self, folders: Callable[[], Iterable[Path]]) -> None:
+        self.folders = folders
+        self._read: dict[Path, tuple[int, int]] = {}  # log -> (inode, bytes read)
+        self._partial: dict[Path, bytes] = {}
+        for path in self._logs():  # from now on: what is there already is not new
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                self._read[path] = (st.st_ino, st.st_size)
+
+    def _logs(self) -> list[Path]:
+        return sorted(path for folder in self.folders() for path in folder.glob("*.log"))
+
+    def poll(self) -> list[tuple[Path, bytes]]:
+        """(log, whole lines) written since the last poll, at most `FOLLOW_CHUNK` per log."""
+        found: list[tuple[Path, bytes]] = []
+        logs = self._logs()
+        for path in logs:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            inode, offset = self._read.get(path, (st.st_ino, 0))
+            data = b""
+            if inode != st.st_ino:  # rotated since the last poll
+                data = _read_from(rotated(path, 1), offset, inode)
+                offset = 0
+            new = _read_from(path, offset, st.st_ino)
+            self._read[path] = (st.st_ino, offset + len(new))
+            data = self._partial.pop(path, b"") + data + new
+            whole, newline, rest = data.rpartition(b"\n")
+            if len(rest) >= FOLLOW_CHUNK:  # a "line" this long is passed on as it is
+                whole, newline, rest = data, b"", b""
+            if rest:
+                self._partial[path] = rest
+            if whole or newline:
+                found.append((path, whole + newline))
+        for gone in set(self._read) - set(logs):  # pruned or removed with its revision
+            self._read.pop(gone)
+            self._partial.pop(gone, None)
+        return found
+
+
+FOLLOW_CHUNK = 1 << 20
+
+
+def _read_from(path: Path, offset: int, inode: int) -> bytes:
+    """Up to `FOLLOW_CHUNK` bytes of `path` from `offset`, if it is still the file `inode`."""
+    try:
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_ino != inode:
+                return b""
+            f.seek(offset)
+            return f.read(FOLLOW_CHUNK)
+    except FileNotFoundError:
+        return b""
