@@ -60,12 +60,21 @@ def test_limits_are_read_from_their_sections():
         ({"logs": {"max-files": 0}}, "logs.max-files"),
         ({"logs": {"max-stopped-replicas": 0}}, "logs.max-stopped-replicas"),
         ({"logs": {"rotate": True}}, "logs.rotate"),
+        ({"gateway": {"cluster-networks": "10.0.0.0/8"}}, "gateway.cluster-networks"),
+        ({"gateway": {"cluster-networks": ["10.0.0.1/8"]}}, "gateway.cluster-networks"),
+        ({"gateway": {"cluster-networks": ["pods"]}}, "gateway.cluster-networks"),
     ],
 )
 def test_bad_limits_are_named(data, field):
     with pytest.raises(InvalidSpec) as info:
         parse_config(data)
     assert info.value.field == field
+
+
+def test_cluster_networks_are_read_as_networks():
+    config = parse_config({"gateway": {"cluster-networks": ["10.0.0.0/8", "fd00::/8"]}})
+    assert [str(n) for n in config.limits.cluster_networks] == ["10.0.0.0/8", "fd00::/8"]
+    assert [str(n) for n in parse_config({}).limits.cluster_networks] == ["127.0.0.0/8", "::1/128"]
 
 
 def with_security(security: object) -> dict:

@@ -226,6 +226,17 @@ def test_every_misplaced_annotation_is_named_at_once(hello_doc):
     ]
 
 
+def test_the_visibility_label_is_cluster_local_or_absent(hello_doc):
+    assert check(hello_doc).public
+    hello_doc["metadata"]["labels"] = {"networking.knative.dev/visibility": "cluster-local"}
+    assert not check(hello_doc).public
+    hello_doc["metadata"]["labels"] = {"networking.knative.dev/visibility": "private"}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "metadata.labels[networking.knative.dev/visibility]"
+    assert "must be 'cluster-local'" in info.value.message and "'private'" in info.value.message
+
+
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     hello_doc["metadata"].update(
         resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"

@@ -51,6 +51,29 @@ def test_tag_with_zero_percent_still_gets_its_host():
     assert table["hello.default.example.com"] == [("hello-00002", 100)]
 
 
+def test_every_host_has_its_cluster_local_names_and_a_private_service_only_those():
+    resolved = resolve_traffic(
+        targets({"latestRevision": True, "percent": 100, "tag": "canary"}),
+        "hello-00002",
+        {"hello-00002"},
+    )
+    local = [
+        "hello.default.svc.cluster.local",
+        "hello.default.svc",
+        "hello.default",
+        "canary-hello.default.svc.cluster.local",
+        "canary-hello.default.svc",
+        "canary-hello.default",
+    ]
+    public = host_table("hello", "default", "example.com", resolved)
+    assert sorted(public) == sorted(
+        [*local, "hello.default.example.com", "canary-hello.default.example.com"]
+    )
+    assert {tuple(split) for split in public.values()} == {(("hello-00002", 100),)}
+    private = host_table("hello", "default", "example.com", resolved, public=False)
+    assert sorted(private) == sorted(local)
+
+
 def test_unknown_revision_is_named():
     with pytest.raises(InvalidSpec) as info:
         resolve_traffic(

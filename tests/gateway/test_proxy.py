@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import ipaddress
 import json
 import socket
 import time
@@ -19,6 +20,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
+from tidal.api.config import GatewayLimits
 from tidal.gateway.proxy import GatewayServer
 from tidal.gateway.router import Lease, RouteError
 
@@ -235,6 +237,31 @@ async def raw_exchange(
 
 async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
     return await reader.read()
+
+
+async def test_cluster_local_hosts_answer_only_clients_of_the_cluster_networks(
+    router: FakeRouter, session: aiohttp.ClientSession, replica: Replica
+) -> None:
+    """A private service must not be reachable by sending its cluster-local name from outside:
+    here the cluster is 10.0.0.0/8, so this loopback client is outside."""
+    router.routes["app.default.svc.cluster.local"] = [("127.0.0.1", replica.port)]
+    router.routes["app.default"] = [("127.0.0.1", replica.port)]
+    outside = GatewayLimits(cluster_networks=(ipaddress.ip_network("10.0.0.0/8"),))
+    for limits, allowed in ((outside, False), (GatewayLimits(), True)):
+        gateway = GatewayServer(router, limits)
+        await gateway.start("127.0.0.1", 0)
+        try:
+            for host in ("app.default.svc.cluster.local", "APP.default.", "app.default"):
+                async with session.get(url(gateway, "/echo"), headers={"Host": host}) as resp:
+                    if allowed:
+                        assert resp.status == 200, host
+                    else:
+                        assert resp.status == 404, host
+                        assert "no service answers host" in await resp.text()
+            async with session.get(url(gateway, "/echo"), headers=HOST) as resp:
+                assert resp.status == 200, "external hosts answer everyone"
+        finally:
+            await gateway.close()
 
 
 async def test_get_and_post_pass_through(gateway, session, router) -> None:

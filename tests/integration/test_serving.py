@@ -63,6 +63,26 @@ def test_unknown_host_is_404(platform):
     assert b"no service answers host" in body
 
 
+def test_a_cluster_local_service_answers_only_its_cluster_local_names(platform):
+    """networking.knative.dev/visibility: cluster-local, as in Knative: no external host, and the
+    cluster-local names answer this machine (the default gateway.cluster-networks)."""
+    private = hello_service("private")
+    private["metadata"]["labels"] = {"networking.knative.dev/visibility": "cluster-local"}
+    out = platform.apply(private).stdout
+    assert "url http://private.default.svc.cluster.local" in out
+    status, _, body = platform.request(host("private"), "/")
+    assert status == 404 and b"no service answers host" in body
+    for name in ("private.default.svc.cluster.local", "private.default.svc", "private.default"):
+        status, headers, _ = platform.request(name, "/")
+        assert status == 200 and headers["X-Tidal-Revision"] == "private-00001", name
+    service = platform.service("private")["status"]
+    assert service["address"]["url"] == service["url"] == "http://private.default.svc.cluster.local"
+    del private["metadata"]["labels"]  # public again: the external host answers too
+    platform.apply(private)
+    assert platform.request(host("private"), "/")[0] == 200
+    assert platform.service("private")["status"]["url"] == f"http://{host('private')}"
+
+
 def test_scale_from_zero_holds_all_50_first_requests(platform):
     platform.apply(hello_service("cold", env={"STARTUP_DELAY": "1"}))
     platform.wait_ready("cold")

@@ -4,13 +4,15 @@ Sections mirror Knative's ConfigMaps where tidal mirrors Knative: `autoscaler` i
 `config-autoscaler`, `gc` is `config-gc`, `network.domain` and `network.rollout-duration` come from
 `config-domain`/`config-network`, `deployment.progress-deadline` from `config-deployment`.
 `pools` declares where replicas may run (tidal.api.pools); without it, one unbounded local pool.
-`gateway` holds the data plane's limits and its shutdown drain (docs/reliability.md), `logs` the
-size cap of each replica's log.
+`gateway` holds the data plane's limits, its shutdown drain (docs/reliability.md) and who may call
+cluster-local hosts, `logs` the size caps of replica logs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tidal.api.textfile import read_text
 from tidal.api.units import parse_duration, parse_quantity
 
 SECTIONS = ("autoscaler", "gc", "network", "deployment", "gateway", "logs", "pools")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,24 @@ class GatewayLimits:
     admin_max_connections: int = 256
     max_total_connections: int = 8192  # all listeners of one process together
     drain_timeout_s: float = 30.0
+    # Clients that may call cluster-local hosts (docs/architecture.md#hosts): on one machine,
+    # the machine itself.
+    cluster_networks: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+    def to_json(self) -> str:
+        """For a gateway worker's command line."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> GatewayLimits:
+        values = json.loads(text)
+        networks = values.pop("cluster_networks", None)
+        if networks is not None:
+            values["cluster_networks"] = tuple(ipaddress.ip_network(n) for n in networks)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,7 @@ GATEWAY_KEYS = (
     "admin-max-connections",
     "max-total-connections",
     "drain-timeout",
+    "cluster-networks",
 )
 
 
@@ -151,7 +173,24 @@ def parse_gateway_limits(
             values, "gateway", "max-total-connections", d.max_total_connections, minimum=1
         ),
         drain_timeout_s=_seconds(values, "gateway", "drain-timeout", d.drain_timeout_s),
+        cluster_networks=_networks(values, "cluster-networks", d.cluster_networks),
     )
+
+
+def _networks(
+    values: dict[str, Any], key: str, default: tuple[IPNetwork, ...]
+) -> tuple[IPNetwork, ...]:
+    if key not in values:
+        return default
+    given = values[key]
+    if not isinstance(given, list) or not all(isinstance(v, str) for v in given):
+        raise InvalidSpec(
+            f"gateway.{key}", f"must be a list of CIDRs such as 10.0.0.0/8, got {given!r}"
+        )
+    try:
+        return tuple(ipaddress.ip_network(cidr) for cidr in given)
+    except ValueError as exc:
+        raise InvalidSpec(f"gateway.{key}", str(exc)) from None
 
 
 def _positive_seconds(values: dict[str, Any], key: str, default: float) -> float:

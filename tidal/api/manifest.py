@@ -33,6 +33,8 @@ PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
 REVISION_ONLY_DOMAINS = ("autoscaling.knative.dev", "tidal.dev")
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
+CLUSTER_LOCAL = "cluster-local"
 WARM_STANDBY = "tidal.dev/warm-standby-pool"
 RUNTIME = "tidal.dev/runtime"  # container | process (docs/containers.md)
 # tidal.dev/ annotations outside predictive scaling: ones users set, one the platform writes.
@@ -56,6 +58,12 @@ class ValidService:
     def name(self) -> str:
         assert self.service.metadata.name is not None
         return self.service.metadata.name
+
+    @property
+    def public(self) -> bool:
+        """Answers its external host; a service labelled cluster-local answers only in the
+        cluster (docs/architecture.md#hosts)."""
+        return self.service.metadata.labels.get(VISIBILITY_LABEL) != CLUSTER_LOCAL
 
     @property
     def namespace(self) -> str:
@@ -177,6 +185,7 @@ def validate_service(
             return None
 
     check(_check_names, service)
+    check(_check_visibility, service.metadata.labels)
     if not restoring:
         check(_check_service_annotations, service.metadata.annotations)
     check(_check_container, service, require_command)
@@ -227,6 +236,15 @@ def _check_names(service: Service) -> None:
                 "spec.template.metadata.name",
                 f"must start with the Service name followed by '-' ({name}-...)",
             )
+
+
+def _check_visibility(labels: dict[str, str]) -> None:
+    value = labels.get(VISIBILITY_LABEL)
+    if value is not None and value != CLUSTER_LOCAL:
+        raise InvalidSpec(
+            f"metadata.labels[{VISIBILITY_LABEL}]",
+            f"must be {CLUSTER_LOCAL!r} (or absent, for a public service), got {value!r}",
+        )
 
 
 def _check_service_annotations(annotations: dict[str, str]) -> None:

@@ -35,6 +35,7 @@ from tidal.cli.tables import (
     revisions_table,
     routes_table,
 )
+from tidal.gateway.hosts import url
 
 WATCH_PERIOD_S = 1.0  # `tidal get -w` polls the admin API this often
 
@@ -263,8 +264,9 @@ def up(
         console.print(f"    {kubectl}", soft_wrap=True, markup=False)
         console.print(f"  {info['containers']}", markup=False)
         for valid in platform.services.values():
-            svc_host = f"{valid.name}.{valid.namespace}.{config.domain}"
-            console.print(f"  service [bold]{valid.name}[/]: http://{svc_host}")
+            svc_url = url(valid.name, valid.namespace, config.domain, public=valid.public)
+            console.print(f"  service [bold]{valid.name}[/]: {svc_url}")
+            svc_host = svc_url.removeprefix("http://")
             console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
         console.print("Ctrl-C stops the platform; state is kept for the next `tidal up`.")
 

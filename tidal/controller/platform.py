@@ -46,11 +46,12 @@ from tidal.controller.revisions import (
 )
 from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
 from tidal.controller.scaling import ScalingLoop
-from tidal.controller.traffic import host_name, resolve_traffic
+from tidal.controller.traffic import resolve_traffic
 from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, log_files, read_logs, replica_views
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
+from tidal.gateway.hosts import address, url
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import Replica, Runtime
 from tidal.runtime.logs import remove_logs, remove_logs_of_others
@@ -440,7 +441,8 @@ class Platform:
         generation = int(current["metadata"].get("generation", 1)) if current else 0
         service["metadata"]["generation"] = generation + 1 if changed else generation
         status["observedGeneration"] = service["metadata"]["generation"]
-        status["url"] = f"http://{host_name(valid.name, valid.namespace, self.config.domain)}"
+        status["url"] = url(valid.name, valid.namespace, self.config.domain, public=valid.public)
+        status["address"] = {"url": address(valid.name, valid.namespace)}
         service["status"] = status
         self._set_service_conditions(service)
         result = _apply_result(current, service) if revision is None else CONFIGURED

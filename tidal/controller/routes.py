@@ -14,7 +14,8 @@ from tidal.api.manifest import ValidService
 from tidal.controller.handle import RevisionHandle
 from tidal.controller.revisions import SERVICE_LABEL
 from tidal.controller.rollout import Rollout, advance, start_rollout
-from tidal.controller.traffic import host_name, host_table, resolve_traffic
+from tidal.controller.traffic import host_table, resolve_traffic
+from tidal.gateway.hosts import address, url
 from tidal.gateway.routing import TrafficRouter
 from tidal.store.base import ResourceStore
 
@@ -97,8 +98,8 @@ class Routes:
             if state.rollout.done:
                 state.rollout = None
         split = list(state.rollout.split) if state.rollout else None
-        table = host_table(name, namespace, self.domain, targets, split)
-        self._store_route(service, targets, state)  # store first, then what the gateway sees
+        table = host_table(name, namespace, self.domain, targets, split, valid.public)
+        self._store_route(service, targets, state, valid.public)  # first, then the gateway
         self.router.set_hosts(
             state.hosts,
             {
@@ -139,7 +140,9 @@ class Routes:
                     self.store.put(revision)
         state.routed = routed
 
-    def _store_route(self, service: dict[str, Any], targets: list[Any], state: RouteState) -> None:
+    def _store_route(
+        self, service: dict[str, Any], targets: list[Any], state: RouteState, public: bool
+    ) -> None:
         meta = service["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         domain = self.domain
@@ -152,7 +155,7 @@ class Routes:
             }
             if target.tag:
                 entry["tag"] = target.tag
-                entry["url"] = f"http://{host_name(name, namespace, domain, target.tag)}"
+                entry["url"] = url(name, namespace, domain, target.tag, public)
             traffic.append(entry)
         route = {
             "apiVersion": "serving.knative.dev/v1",
@@ -160,7 +163,8 @@ class Routes:
             "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: name}},
             "spec": {"traffic": service["spec"].get("traffic", [])},
             "status": {
-                "url": f"http://{host_name(name, namespace, domain)}",
+                "url": url(name, namespace, domain, public=public),
+                "address": {"url": address(name, namespace)},
                 "traffic": traffic,
                 **({"rollout": state.rollout.to_dict()} if state.rollout else {}),
             },

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.service import TrafficTarget
+from tidal.gateway.hosts import host_names
 
 
 @dataclass(frozen=True)
@@ -43,21 +44,18 @@ def resolve_traffic(
     return [ResolvedTarget(rev, pct, tag, lt) for (rev, tag, lt), pct in merged.items()]
 
 
-def host_name(name: str, namespace: str, domain: str, tag: str | None = None) -> str:
-    base = f"{tag}-{name}" if tag else name
-    return f"{base}.{namespace}.{domain}"
-
-
 def host_table(
     name: str,
     namespace: str,
     domain: str,
     targets: list[ResolvedTarget],
     latest_split: list[tuple[str, int]] | None = None,
+    public: bool = True,
 ) -> dict[str, list[tuple[str, int]]]:
-    """Host → [(revision, percent)]. The main host splits by percent; each tag host sends 100%
-    to its target. `latest_split` (from a gradual rollout) replaces the latest target's revision
-    on the main host by several revisions sharing its percent."""
+    """Host → [(revision, percent)], for each of the service's host names (`host_names`: the
+    cluster-local ones, and the external one if `public`). The main hosts split by percent;
+    each tag's hosts send 100% to its target. `latest_split` (from a gradual rollout) replaces
+    the latest target's revision on the main hosts by several revisions sharing its percent."""
     main: dict[str, int] = {}
     table: dict[str, list[tuple[str, int]]] = {}
     for target in targets:
@@ -67,6 +65,8 @@ def host_table(
         elif target.percent:
             main[target.revision] = main.get(target.revision, 0) + target.percent
         if target.tag:
-            table[host_name(name, namespace, domain, target.tag)] = [(target.revision, 100)]
-    table[host_name(name, namespace, domain)] = list(main.items())
+            for host in host_names(name, namespace, domain, target.tag, public):
+                table[host] = [(target.revision, 100)]
+    for host in host_names(name, namespace, domain, public=public):
+        table[host] = list(main.items())
     return table

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import socket
 import ssl
@@ -29,6 +30,7 @@ from http import HTTPStatus
 import httptools
 
 from tidal.api.config import GatewayLimits
+from tidal.gateway.hosts import is_cluster_local
 from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.router import Lease, RouteError, Router
 
@@ -67,6 +69,18 @@ def _hostname(host: bytes) -> str:
         return name
     head, colon, port = name.rpartition(":")
     return (head if colon and port.isdigit() else name).removesuffix(".")
+
+
+def in_networks(peer: str, limits: GatewayLimits) -> bool:
+    """The client is in `limits.cluster_networks` (an IPv4 client of an IPv6 listener counts by
+    its IPv4 address); a Unix socket or unparsable peer is not."""
+    try:
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in limits.cluster_networks)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -394,6 +408,7 @@ class _ClientConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport
         self._peer = b""
+        self._cluster_client = False  # may call cluster-local hosts (tidal.gateway.hosts)
         self._queue: deque[_Exchange] = deque()  # [0] is answered first
         self._ex: _Exchange | None = None  # request being parsed
         self._reading = True
@@ -419,6 +434,7 @@ class _ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._peer = peer[0].encode() if peer else b""
+        self._cluster_client = in_networks(peer[0] if peer else "", self._server.limits)
 
     def data_received(self, data: bytes) -> None:
         if self._broken:
@@ -597,6 +613,8 @@ class _ClientConnection(asyncio.Protocol):
         try:
             for _ in range(_CONNECT_ATTEMPTS):
                 if ex.lease is None:
+                    if not self._cluster_client and is_cluster_local(ex.host):
+                        raise RouteError(404, f"no service answers host {ex.host!r}")
                     ex.lease = await router.acquire(ex.host, ex.path)
                 lease = ex.lease
                 conn = None if ex.replayed else pool.take(lease.host, lease.port)

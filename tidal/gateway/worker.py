@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from tidal.runtime.hygiene import make_non_dumpable
 
     make_non_dumpable()
-    limits = GatewayLimits(**json.loads(args.limits))
+    limits = GatewayLimits.from_json(args.limits)
     token = read_token_file(args.token_file)
     tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
     sock = socket.socket(fileno=args.fd)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tidal.api.config import GatewayLimits
@@ -93,7 +92,7 @@ class GatewayWorkers:
             "--token-file",
             str(o.token_file),
             "--limits",
-            json.dumps(asdict(o.limits)),
+            o.limits.to_json(),
             "--parent",
             str(os.getpid()),
         ]
