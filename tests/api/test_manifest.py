@@ -237,6 +237,17 @@ def test_the_visibility_label_is_cluster_local_or_absent(hello_doc):
     assert "must be 'cluster-local'" in info.value.message and "'private'" in info.value.message
 
 
+def test_a_tag_whose_host_label_is_too_long_is_refused(hello_doc):
+    hello_doc["metadata"]["name"] = "b" * 50
+    hello_doc["spec"]["traffic"] = [{"latestRevision": True, "percent": 100, "tag": "c" * 12}]
+    check(hello_doc)  # "cccccccccccc-bbb…" is 63 characters: fits
+    hello_doc["spec"]["traffic"][0]["tag"] = "c" * 13
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "spec.traffic[0].tag"
+    assert "64 characters; a DNS label has at most 63" in info.value.message
+
+
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     hello_doc["metadata"].update(
         resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"

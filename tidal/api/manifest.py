@@ -161,9 +161,9 @@ def validate_service(
 ) -> ValidService:
     """Check a Service document; raise InvalidSpec naming every problem found (all schema
     problems at once, then every semantic check). The local runtime runs `command`, so it needs
-    one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rule
-    on misplaced annotations: they change nothing that runs, so an upgrade must not stop a
-    service that has them (docs/reliability.md#a-damaged-state-file)."""
+    one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rules
+    on misplaced annotations and overlong tag hosts: they break nothing that runs, so an upgrade
+    must not stop a service that has them (docs/reliability.md#a-damaged-state-file)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
             "apiVersion",
@@ -188,6 +188,7 @@ def validate_service(
     check(_check_visibility, service.metadata.labels)
     if not restoring:
         check(_check_service_annotations, service.metadata.annotations)
+        check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
     check(_check_container, service, require_command)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
@@ -262,6 +263,19 @@ def _check_service_annotations(annotations: dict[str, str]) -> None:
             )
     if problems:
         raise InvalidSpec("", "", problems)
+
+
+def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
+    """A tag's hosts begin with `TAG-SERVICE`, which must fit a DNS label. Knative finds out
+    only when it makes the route, and fails it; here the apply is refused."""
+    for index, target in enumerate(targets):
+        label = f"{target.tag}-{service}"
+        if target.tag is not None and DNS1035.match(target.tag) and len(label) > 63:
+            raise InvalidSpec(
+                f"spec.traffic[{index}].tag",
+                f"its hosts would begin with {label!r}, {len(label)} characters; a DNS label "
+                "has at most 63 (shorten the tag or the service name)",
+            )
 
 
 def _check_container(service: Service, require_command: bool) -> None:
