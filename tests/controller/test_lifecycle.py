@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.controller.fakes import clock_of, decide, make_platform, runtime_of, service, settle
+from tidal.api.errors import InvalidSpec
 from tidal.controller.platform import Platform
 from tidal.controller.workload import CRASH_LOOP_LIMIT, TRANSITIONS, Lifecycle
 from tidal.runtime.base import ReplicaState
@@ -161,6 +162,34 @@ async def test_a_new_template_makes_a_new_revision_and_routes_to_it_once_ready(
         "hello-00001",
         "hello-00002",
     ]
+
+
+def named(name: str | None, value: str) -> dict:
+    doc = service()
+    template = doc["spec"]["template"]
+    if name is not None:
+        template.setdefault("metadata", {})["name"] = name
+    template["spec"]["containers"][0]["env"] = [{"name": "V", "value": value}]
+    return doc
+
+
+async def test_a_revision_name_already_taken_is_refused_with_what_to_do(
+    platform: Platform,
+) -> None:
+    platform.apply([named("hello-v1", "1")])
+    platform.apply([named("hello-00003", "2")])  # takes the name generation 3 would get
+    with pytest.raises(InvalidSpec, match="revision 'hello-v1' already exists with a different"):
+        platform.apply([named("hello-v1", "3")])
+    with pytest.raises(InvalidSpec) as again:
+        platform.apply([named("hello-v1", "1")])  # the old manifest once more: a rollback?
+    assert "revision 'hello-v1' (this template) already exists" in again.value.message
+    assert "tidal traffic hello --to hello-v1=100" in again.value.message
+    with pytest.raises(InvalidSpec) as generated:
+        platform.apply([named(None, "4")])  # generation 3: hello-00003 is taken
+    assert "generated revision name 'hello-00003' is taken" in generated.value.message
+    assert generated.value.field == "spec.template.metadata.name"
+    names = [h.key.name for h in platform.revisions.of_service("default", "hello")]
+    assert names == ["hello-v1", "hello-00003"], "the refusals stored nothing"
 
 
 def test_lifecycle_moves_only_as_the_table_allows() -> None:

@@ -39,12 +39,9 @@ def next_revision(
         return None
     generation = config_generation + 1
     name = byo_name or f"{valid.name}-{generation:05d}"
-    if any(r["metadata"]["name"] == name for r in existing):
-        raise InvalidSpec(
-            "spec.template.metadata.name",
-            f"revision {name!r} already exists with a different template; "
-            "give the new template a new name",
-        )
+    taken = next((r for r in existing if r["metadata"]["name"] == name), None)
+    if taken is not None:
+        raise InvalidSpec("spec.template.metadata.name", _name_taken(valid, taken, digest))
     template = service_doc["spec"]["template"]
     metadata = template.get("metadata", {})
     return {
@@ -70,3 +67,20 @@ def next_revision(
 
 def _generation(revision: dict[str, Any]) -> int:
     return int(revision["metadata"]["labels"][GENERATION_LABEL])
+
+
+def _name_taken(valid: ValidService, taken: dict[str, Any], digest: str) -> str:
+    """Why a new template cannot have `taken`'s name, and what to do instead."""
+    name = taken["metadata"]["name"]
+    if valid.service.spec.template.metadata.name is None:
+        return (
+            f"the generated revision name {name!r} is taken by an earlier named revision; "
+            "give this template a name"
+        )
+    if taken["metadata"]["annotations"].get(TEMPLATE_HASH) == digest:
+        return (
+            f"revision {name!r} (this template) already exists; to send traffic back to it, "
+            f"`tidal traffic {valid.name} --to {name}=100` (or set spec.traffic), or give the "
+            "template a new name"
+        )
+    return f"revision {name!r} already exists with a different template; give this one a new name"
