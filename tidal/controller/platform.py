@@ -422,9 +422,14 @@ class Platform:
         current = self.store.get("Service", valid.namespace, valid.name)
         status = dict(current.get("status", {})) if current else {}
         revisions = self._revisions_of(valid.namespace, valid.name)
-        revision = next_revision(
-            valid, service, revisions, int(status.get("configurationGeneration", 0))
+        change = next_revision(
+            valid,
+            service,
+            revisions,
+            int(status.get("configurationGeneration", 0)),
+            status.get("latestCreatedRevisionName"),
         )
+        revision = change.new
         known = {r["metadata"]["name"] for r in revisions}
         if revision is not None:
             known.add(revision["metadata"]["name"])
@@ -432,6 +437,11 @@ class Platform:
                 revision["metadata"]["labels"][GENERATION_LABEL]
             )
             status["latestCreatedRevisionName"] = revision["metadata"]["name"]
+        elif change.reused is not None:
+            status["latestCreatedRevisionName"] = change.reused
+            workload = self.workloads.get(key_of(valid.namespace, change.reused))
+            if workload is not None and workload.ever_ready and workload.failed_reason is None:
+                status["latestReadyRevisionName"] = change.reused
         latest = status.get("latestReadyRevisionName") or status["latestCreatedRevisionName"]
         self._check_targets(valid, revisions)
         resolved = resolve_traffic(valid.service.spec.traffic, latest, known)
@@ -592,17 +602,31 @@ class Platform:
             return
         svc_status = service.setdefault("status", {})
         before = json.dumps(svc_status, sort_keys=True)
-        if workload.ever_ready and workload.failed_reason is None:
-            current = svc_status.get("latestReadyRevisionName")
-            if current is None or _generation(revision) > self._generation_of(
-                spec.namespace, current
-            ):
-                svc_status["latestReadyRevisionName"] = spec.revision
+        if (
+            workload.ever_ready
+            and workload.failed_reason is None
+            and self._becomes_latest_ready(revision, svc_status)
+        ):
+            svc_status["latestReadyRevisionName"] = spec.revision
         self._set_service_conditions(service)
         if json.dumps(svc_status, sort_keys=True) != before:
             self.store.put(service)
             self.reconcile_route(spec.namespace, spec.service)
             self.collect_garbage([(spec.namespace, spec.service)])
+
+    def _becomes_latest_ready(self, revision: dict[str, Any], status: dict[str, Any]) -> bool:
+        """A ready revision is the latest ready one if it is the latest created, or newer than
+        the latest ready but older than the latest created (which is then not ready yet), as in
+        Knative. The latest created need not be the newest: a named template applied again
+        makes its older revision the latest."""
+        namespace, name = revision["metadata"]["namespace"], revision["metadata"]["name"]
+        created = status.get("latestCreatedRevisionName")
+        if name == created:
+            return True
+        current = status.get("latestReadyRevisionName")
+        generation = _generation(revision)
+        newer = current is None or generation > self._generation_of(namespace, current)
+        return newer and (created is None or generation < self._generation_of(namespace, created))
 
     def _generation_of(self, namespace: str, revision: str) -> int:
         doc = self.store.get("Revision", namespace, revision)

@@ -1,11 +1,12 @@
 """Service → Revision: every change of `spec.template` makes a new immutable revision
 (docs/architecture.md#revisions-traffic-and-rollout: `<name>-00001`, `-00002`, …, or the template's
-own name)."""
+own name); a named template applied again makes its revision the latest again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from tidal.api.errors import InvalidSpec
@@ -22,65 +23,72 @@ def template_hash(service_doc: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class TemplateChange:
+    """What an apply does to a service's revisions: nothing (its latest created revision has
+    this template), create `new`, or make the earlier revision `reused` the latest again (its
+    named template applied once more: a rollback, as Knative does it)."""
+
+    new: dict[str, Any] | None = None
+    reused: str | None = None
+
+
 def next_revision(
     valid: ValidService,
     service_doc: dict[str, Any],
     existing: list[dict[str, Any]],
     config_generation: int,
-) -> dict[str, Any] | None:
-    """The Revision to create for this apply, or None when the template did not change.
-
-    `existing` are this service's revisions, `config_generation` the generation of the newest.
-    """
+    latest_created: str | None,
+) -> TemplateChange:
+    """`existing` are this service's revisions, `config_generation` the generation of the
+    newest, `latest_created` the service's latest created revision."""
     digest = template_hash(service_doc)
     byo_name = valid.service.spec.template.metadata.name
-    latest = max(existing, key=_generation, default=None)
+    by_name = {r["metadata"]["name"]: r for r in existing}
+    latest = by_name.get(latest_created or "") or max(existing, key=_generation, default=None)
     if latest is not None and latest["metadata"]["annotations"].get(TEMPLATE_HASH) == digest:
-        return None
+        return TemplateChange()
     generation = config_generation + 1
     name = byo_name or f"{valid.name}-{generation:05d}"
-    taken = next((r for r in existing if r["metadata"]["name"] == name), None)
+    taken = by_name.get(name)
     if taken is not None:
-        raise InvalidSpec("spec.template.metadata.name", _name_taken(valid, taken, digest))
+        if byo_name and taken["metadata"]["annotations"].get(TEMPLATE_HASH) == digest:
+            return TemplateChange(reused=name)
+        raise InvalidSpec("spec.template.metadata.name", _name_taken(valid, name))
     template = service_doc["spec"]["template"]
     metadata = template.get("metadata", {})
-    return {
-        "apiVersion": "serving.knative.dev/v1",
-        "kind": "Revision",
-        "metadata": {
-            "name": name,
-            "namespace": valid.namespace,
-            "labels": {
-                **metadata.get("labels", {}),
-                SERVICE_LABEL: valid.name,
-                CONFIGURATION_LABEL: valid.name,
-                GENERATION_LABEL: str(generation),
+    return TemplateChange(
+        new={
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {
+                "name": name,
+                "namespace": valid.namespace,
+                "labels": {
+                    **metadata.get("labels", {}),
+                    SERVICE_LABEL: valid.name,
+                    CONFIGURATION_LABEL: valid.name,
+                    GENERATION_LABEL: str(generation),
+                },
+                "annotations": {**metadata.get("annotations", {}), TEMPLATE_HASH: digest},
             },
-            "annotations": {**metadata.get("annotations", {}), TEMPLATE_HASH: digest},
+            "spec": template["spec"],
+            "status": {
+                "conditions": [{"type": "Ready", "status": "Unknown", "reason": "Deploying"}],
+            },
         },
-        "spec": template["spec"],
-        "status": {
-            "conditions": [{"type": "Ready", "status": "Unknown", "reason": "Deploying"}],
-        },
-    }
+    )
 
 
 def _generation(revision: dict[str, Any]) -> int:
     return int(revision["metadata"]["labels"][GENERATION_LABEL])
 
 
-def _name_taken(valid: ValidService, taken: dict[str, Any], digest: str) -> str:
-    """Why a new template cannot have `taken`'s name, and what to do instead."""
-    name = taken["metadata"]["name"]
+def _name_taken(valid: ValidService, name: str) -> str:
+    """Why a new template cannot have `name`, an earlier revision's."""
     if valid.service.spec.template.metadata.name is None:
         return (
             f"the generated revision name {name!r} is taken by an earlier named revision; "
             "give this template a name"
-        )
-    if taken["metadata"]["annotations"].get(TEMPLATE_HASH) == digest:
-        return (
-            f"revision {name!r} (this template) already exists; to send traffic back to it, "
-            f"`tidal traffic {valid.name} --to {name}=100` (or set spec.traffic), or give the "
-            "template a new name"
         )
     return f"revision {name!r} already exists with a different template; give this one a new name"
