@@ -162,8 +162,9 @@ def validate_service(
     """Check a Service document; raise InvalidSpec naming every problem found (all schema
     problems at once, then every semantic check). The local runtime runs `command`, so it needs
     one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rules
-    on misplaced annotations and overlong tag hosts: they break nothing that runs, so an upgrade
-    must not stop a service that has them (docs/reliability.md#a-damaged-state-file)."""
+    on misplaced annotations, overlong tag hosts and the visibility label's value: they break
+    nothing that runs, so an upgrade must not stop a service that has them
+    (docs/reliability.md#a-damaged-state-file)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
             "apiVersion",
@@ -185,8 +186,8 @@ def validate_service(
             return None
 
     check(_check_names, service)
-    check(_check_visibility, service.metadata.labels)
     if not restoring:
+        check(_check_visibility, service.metadata.labels)
         check(_check_service_annotations, service.metadata.annotations)
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
     check(_check_container, service, require_command)

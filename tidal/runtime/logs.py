@@ -170,6 +170,9 @@ def _folders(path: Path) -> list[Path]:
         return []
 
 
+FOLLOW_CHUNK = 1 << 20  # read from one log per poll, at most
+
+
 class LogFollower:
     """What the replicas of some log folders write from now on, poll by poll (`tidal logs -f`).
 
@@ -190,7 +193,8 @@ class LogFollower:
         return sorted(path for folder in self.folders() for path in folder.glob("*.log"))
 
     def poll(self) -> list[tuple[Path, bytes]]:
-        """(log, whole lines) written since the last poll, at most `FOLLOW_CHUNK` per log."""
+        """(log, whole lines) written since the last poll; of the live file at most
+        `FOLLOW_CHUNK` per poll, the rest at the next."""
         found: list[tuple[Path, bytes]] = []
         logs = self._logs()
         for path in logs:
@@ -200,10 +204,10 @@ class LogFollower:
                 continue
             inode, offset = self._read.get(path, (st.st_ino, 0))
             data = b""
-            if inode != st.st_ino:  # rotated since the last poll
-                data = _read_from(rotated(path, 1), offset, inode)
+            if inode != st.st_ino:  # rotated since the last poll: the rest of the old file
+                data = _read_from(rotated(path, 1), offset, inode)  # (at most logs.max-size)
                 offset = 0
-            new = _read_from(path, offset, st.st_ino)
+            new = _read_from(path, offset, st.st_ino, FOLLOW_CHUNK)
             self._read[path] = (st.st_ino, offset + len(new))
             data = self._partial.pop(path, b"") + data + new
             whole, newline, rest = data.rpartition(b"\n")
@@ -219,16 +223,13 @@ class LogFollower:
         return found
 
 
-FOLLOW_CHUNK = 1 << 20
-
-
-def _read_from(path: Path, offset: int, inode: int) -> bytes:
-    """Up to `FOLLOW_CHUNK` bytes of `path` from `offset`, if it is still the file `inode`."""
+def _read_from(path: Path, offset: int, inode: int, limit: int = -1) -> bytes:
+    """Up to `limit` bytes (-1: all) of `path` from `offset`, if it is still the file `inode`."""
     try:
         with path.open("rb") as f:
             if os.fstat(f.fileno()).st_ino != inode:
                 return b""
             f.seek(offset)
-            return f.read(FOLLOW_CHUNK)
+            return f.read(limit)
     except FileNotFoundError:
         return b""
