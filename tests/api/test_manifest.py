@@ -248,6 +248,21 @@ def test_a_tag_whose_host_label_is_too_long_is_refused(hello_doc):
     assert "64 characters; a DNS label has at most 63" in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("h2c", "h2c (HTTP/2, e.g. gRPC) is not supported"), ("grpc", "'grpc' is not allowed")],
+)
+def test_a_port_name_other_than_http1_is_refused(hello_doc, name, message):
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"containerPort": 8080, "name": "http1"}]
+    check(hello_doc)
+    container["ports"][0]["name"] = name
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "spec.template.spec.containers[0].ports[0].name"
+    assert message in info.value.message
+
+
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     hello_doc["metadata"].update(
         resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"

@@ -162,8 +162,8 @@ def validate_service(
     """Check a Service document; raise InvalidSpec naming every problem found (all schema
     problems at once, then every semantic check). The local runtime runs `command`, so it needs
     one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rules
-    on misplaced annotations, overlong tag hosts and the visibility label's value: they break
-    nothing that runs, so an upgrade must not stop a service that has them
+    on misplaced annotations, overlong tag hosts, port names and the visibility label's value:
+    they break nothing that runs, so an upgrade must not stop a service that has them
     (docs/reliability.md#a-damaged-state-file)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
         raise InvalidSpec(
@@ -190,6 +190,7 @@ def validate_service(
         check(_check_visibility, service.metadata.labels)
         check(_check_service_annotations, service.metadata.annotations)
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
+        check(_check_port_name, service.spec.template.spec.containers[0])
     check(_check_container, service, require_command)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
@@ -277,6 +278,21 @@ def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
                 f"its hosts would begin with {label!r}, {len(label)} characters; a DNS label "
                 "has at most 63 (shorten the tag or the service name)",
             )
+
+
+def _check_port_name(container: Container) -> None:
+    """Knative allows the names "", "http1" and "h2c". tidal's gateway speaks HTTP/1.1 to
+    replicas, so h2c (HTTP/2 without TLS, as gRPC servers speak it) would fail every request."""
+    name = container.ports[0].name if container.ports else None
+    field = "spec.template.spec.containers[0].ports[0].name"
+    if name == "h2c":
+        raise InvalidSpec(
+            field,
+            "h2c (HTTP/2, e.g. gRPC) is not supported: tidal's gateway speaks HTTP/1.1 to "
+            "replicas; serve HTTP/1.1 and leave the name empty or 'http1'",
+        )
+    if name not in (None, "", "http1"):
+        raise InvalidSpec(field, f"{name!r} is not allowed: the name must be empty or 'http1'")
 
 
 def _check_container(service: Service, require_command: bool) -> None:
