@@ -263,6 +263,21 @@ def test_a_port_name_other_than_http1_is_refused(hello_doc, name, message):
     assert message in info.value.message
 
 
+def test_a_readiness_probe_on_another_port_is_refused(hello_doc):
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    for port in (8080, None):
+        container["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": port}}
+        check(hello_doc)  # the serving port (Knative's default 8080), or none
+    container["ports"] = [{"containerPort": 9000, "name": "http1"}]
+    container["readinessProbe"] = {"tcpSocket": {"port": "http1"}}
+    check(hello_doc)
+    container["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": 8081}}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "spec.template.spec.containers[0].readinessProbe.httpGet.port"
+    assert "8081 is not the container's port (9000)" in info.value.message
+
+
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     hello_doc["metadata"].update(
         resourceVersion="7", uid="u", generation=2, creationTimestamp="2026-01-01T00:00:00Z"

@@ -32,6 +32,7 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
+DEFAULT_CONTAINER_PORT = 8080  # Knative's, when ports[0] is not given
 REVISION_ONLY_DOMAINS = ("autoscaling.knative.dev", "tidal.dev")
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
 CLUSTER_LOCAL = "cluster-local"
@@ -162,7 +163,7 @@ def validate_service(
     """Check a Service document; raise InvalidSpec naming every problem found (all schema
     problems at once, then every semantic check). The local runtime runs `command`, so it needs
     one; on Kubernetes an image alone is enough. `restoring` a stored document skips the rules
-    on misplaced annotations, overlong tag hosts, port names and the visibility label's value:
+    on misplaced annotations, overlong tag hosts, ports and the visibility label's value:
     they break nothing that runs, so an upgrade must not stop a service that has them
     (docs/reliability.md#a-damaged-state-file)."""
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
@@ -190,7 +191,7 @@ def validate_service(
         check(_check_visibility, service.metadata.labels)
         check(_check_service_annotations, service.metadata.annotations)
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
-        check(_check_port_name, service.spec.template.spec.containers[0])
+        check(_check_ports, service.spec.template.spec.containers[0])
     check(_check_container, service, require_command)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
@@ -280,19 +281,33 @@ def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
             )
 
 
-def _check_port_name(container: Container) -> None:
-    """Knative allows the names "", "http1" and "h2c". tidal's gateway speaks HTTP/1.1 to
-    replicas, so h2c (HTTP/2 without TLS, as gRPC servers speak it) would fail every request."""
-    name = container.ports[0].name if container.ports else None
-    field = "spec.template.spec.containers[0].ports[0].name"
+def _check_ports(container: Container) -> None:
+    """Knative allows the port names "", "http1" and "h2c". tidal's gateway speaks HTTP/1.1 to
+    replicas, so h2c (HTTP/2 without TLS, as gRPC servers speak it) would fail every request.
+    The readiness probe goes to the port the replica serves on: a probe that names another port
+    would silently probe this one."""
+    port = container.ports[0] if container.ports else None
+    name = port.name if port else None
+    base = "spec.template.spec.containers[0]"
     if name == "h2c":
         raise InvalidSpec(
-            field,
+            f"{base}.ports[0].name",
             "h2c (HTTP/2, e.g. gRPC) is not supported: tidal's gateway speaks HTTP/1.1 to "
             "replicas; serve HTTP/1.1 and leave the name empty or 'http1'",
         )
     if name not in (None, "", "http1"):
-        raise InvalidSpec(field, f"{name!r} is not allowed: the name must be empty or 'http1'")
+        message = f"{name!r} is not allowed: the name must be empty or 'http1'"
+        raise InvalidSpec(f"{base}.ports[0].name", message)
+    probe = container.readiness_probe
+    action = probe and (probe.http_get or probe.tcp_socket)
+    serving = (port.container_port if port else DEFAULT_CONTAINER_PORT, name)
+    if action and action.port not in (None, 0, "", *serving):
+        kind = "httpGet" if probe and probe.http_get else "tcpSocket"
+        raise InvalidSpec(
+            f"{base}.readinessProbe.{kind}.port",
+            f"{action.port!r} is not the container's port ({serving[0]}): tidal probes the port "
+            "the replica serves on; leave it out",
+        )
 
 
 def _check_container(service: Service, require_command: bool) -> None:
