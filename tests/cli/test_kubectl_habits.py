@@ -40,6 +40,17 @@ def tidal(
     )
 
 
+def tidal_running(platform: Platform, *args: str) -> subprocess.Popen[str]:
+    """`tidal ARGS` against the platform, left running (a watch, a follow); output merged."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tidal", "--server", platform.admin, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=platform.env,
+    )
+
+
 def test_global_flags_anywhere_on_the_line(platform):
     platform.apply(hello_service("flags"))
     for line in (
@@ -142,13 +153,7 @@ def test_wide_adds_columns_for_every_kind(platform):
 
 def test_get_watch_prints_again_on_change(platform):
     platform.apply(hello_service("watched"))
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "tidal", "get", "revisions", "-w", "--server", platform.admin],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=platform.env,
-    )
+    watch = tidal_running(platform, "get", "revisions", "-w")
     try:
         time.sleep(1.5)
         platform.apply(hello_service("watched", env={"TARGET": "again"}))
@@ -177,21 +182,14 @@ def test_logs_follow_streams_every_new_line_until_the_service_is_deleted(platfor
     ticker["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c", TICKER]
     platform.apply(ticker)
     platform.wait_ready("ticker")
-    command = ["logs", "ticker", "-f", "--tail", "2"]
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "tidal", "--server", platform.admin, *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=platform.env,
-    )
+    follow = tidal_running(platform, "logs", "ticker", "-f", "--tail", "2")
     try:
         time.sleep(2.5)
         platform.cli("delete", "service", "ticker")
-        out, err = follow.communicate(timeout=15)  # the stream ends with the service
+        out, _ = follow.communicate(timeout=15)  # the stream ends with the service
     finally:
         follow.kill()
-    assert follow.returncode == 0, err
+    assert follow.returncode == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("==> ticker-00001/ticker-00001-")
     ticks = [int(line.split()[1]) for line in lines if line.startswith("tick")]

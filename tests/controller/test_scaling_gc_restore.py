@@ -4,7 +4,7 @@ clock (tidal.controller.scaling, tidal.controller.platform)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,17 +151,32 @@ async def test_a_restarted_platform_recovers_revisions_and_starts_replicas_after
         await second.stop()
 
 
-async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path: Path) -> None:
-    first = make_platform(tmp_path)
-    first.apply([service()])
+async def applied_and_stopped(data_dir: Path, *applies: list[dict]) -> None:
+    """A platform that applied each list in turn and decided once, stopped: its state stays."""
+    first = make_platform(data_dir)
+    for docs in applies:
+        first.apply(docs)
     await decide(first)
     await first.stop()
-    # A rule added since the apply (here: no NUL in an environment value) refuses it now.
-    store = Store(tmp_path / "tidal.db")
+
+
+def edit_stored_hello(data_dir: Path, edit: Callable[[dict], object]) -> None:
+    """Change the stored Service hello as an older version of tidal might have left it."""
+    store = Store(data_dir / "tidal.db")
     stored = store.get("Service", "default", "hello")
-    stored["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "X", "value": "a\0"}]
+    edit(stored)
     store.put(stored)
     store.close()
+
+
+async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path: Path) -> None:
+    await applied_and_stopped(tmp_path, [service()])
+
+    # A rule added since the apply (here: no NUL in an environment value) refuses it now.
+    def nul_in_env(stored: dict) -> None:
+        stored["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "X", "value": "a\0"}]
+
+    edit_stored_hello(tmp_path, nul_in_env)
 
     second = make_platform(tmp_path)
     try:
@@ -182,15 +197,13 @@ async def test_a_stored_service_with_a_misplaced_annotation_keeps_running(
     tmp_path: Path,
 ) -> None:
     """The placement rule refuses only what does nothing, so it is not applied on restore."""
-    first = make_platform(tmp_path)
-    first.apply([service()])
-    await decide(first)
-    await first.stop()
-    store = Store(tmp_path / "tidal.db")
-    stored = store.get("Service", "default", "hello")
-    stored["metadata"]["annotations"] = {"autoscaling.knative.dev/min-scale": "1"}
-    store.put(stored)
-    store.close()
+    await applied_and_stopped(tmp_path, [service()])
+    edit_stored_hello(
+        tmp_path,
+        lambda stored: stored["metadata"].update(
+            annotations={"autoscaling.knative.dev/min-scale": "1"}
+        ),
+    )
 
     second = make_platform(tmp_path)
     try:
@@ -209,10 +222,7 @@ async def test_a_stored_service_with_a_misplaced_annotation_keeps_running(
 async def test_logs_go_with_their_revision_and_a_restart_removes_leftovers(
     tmp_path: Path,
 ) -> None:
-    first = make_platform(tmp_path)
-    first.apply([service()])
-    await decide(first)
-    await first.stop()
+    await applied_and_stopped(tmp_path, [service()])
     logs = tmp_path / "logs" / "default"  # the fake runtime writes none: stand-ins
     (logs / "hello-00001").mkdir(parents=True)
     (logs / "hello-00001" / "hello-00001-a.log").write_text("loading weights\n")
@@ -241,11 +251,9 @@ def break_hello_00001(data_dir: Path) -> None:
 
 
 async def test_an_old_revision_no_longer_valid_does_not_stop_the_restart(tmp_path: Path) -> None:
-    first = make_platform(tmp_path)
-    first.apply([service()])
-    first.apply([service(**{"autoscaling.knative.dev/target": "5"})])  # hello-00002
-    await decide(first)
-    await first.stop()
+    await applied_and_stopped(  # hello-00001, then hello-00002
+        tmp_path, [service()], [service(**{"autoscaling.knative.dev/target": "5"})]
+    )
     break_hello_00001(tmp_path)
 
     second = make_platform(tmp_path)
@@ -292,11 +300,8 @@ def pinned(revision: str) -> dict:
 
 
 async def test_traffic_pinned_to_a_revision_no_longer_valid(tmp_path: Path) -> None:
-    first = make_platform(tmp_path)
-    first.apply([service()])
-    first.apply([pinned("hello-00001")])  # hello-00002 exists; all traffic stays on 00001
-    await decide(first)
-    await first.stop()
+    # hello-00002 exists; all traffic stays on 00001
+    await applied_and_stopped(tmp_path, [service()], [pinned("hello-00001")])
     break_hello_00001(tmp_path)
 
     second = make_platform(tmp_path)
