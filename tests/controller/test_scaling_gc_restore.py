@@ -232,7 +232,12 @@ async def test_logs_go_with_their_revision_and_a_restart_removes_leftovers(
     try:
         second.restore()
         assert [p.name for p in logs.iterdir()] == ["hello-00001"]
-        assert "loading weights" in second.logs("default", "hello", None, 10)
+        await settle()  # the restored replica starts
+        (running,) = runtime_of(second).running()
+        (logs / "hello-00001" / f"{running}.log").write_text("serving\n")
+        text = second.logs("default", "hello", None, 10)
+        assert "==> hello-00001/hello-00001-a <== (stopped)\nloading weights" in text
+        assert f"==> hello-00001/{running} <==\nserving" in text
         assert second.delete_service("default", "hello")
         await settle()  # its replicas stop, then its logs go
         assert not (logs / "hello-00001").exists()

@@ -31,7 +31,7 @@ async def follow_logs(
     # Both in one step of the loop, before any await: no line is lost or sent twice between the
     # tail and the follower's starting point (the logs are written by this loop's pumps).
     files = log_files(folders())
-    text = read_logs(files, tail)
+    text = read_logs(files, tail, platform.running_replicas(namespace, files))
     follower = LogFollower(folders)
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)

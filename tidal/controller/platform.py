@@ -843,7 +843,13 @@ class Platform:
         return replica_views(self.workloads.values(), namespace, measured)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
-        return read_logs(log_files(self.log_dirs(namespace, service, revision)), tail)
+        files = log_files(self.log_dirs(namespace, service, revision))
+        return read_logs(files, tail, self.running_replicas(namespace, files))
+
+    def running_replicas(self, namespace: str, logs: list[Path]) -> set[str]:
+        """The ids of the replicas, of the revisions these logs are of, that run now."""
+        workloads = (self.workloads.get(key_of(namespace, p.parent.name)) for p in logs)
+        return {rid for w in workloads if w is not None for rid in w.replicas}
 
     def log_dirs(self, namespace: str, service: str, revision: str | None) -> list[Path]:
         """The log folders of the service's revisions (or of `revision` only)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,13 @@ def replica_views(
     return items
 
 
-def read_logs(files: list[Path], tail: int) -> str:
-    """The last `tail` lines of each of these replica logs, each under its header."""
-    return "\n".join(log_header(path) + "\n" + "\n".join(tail_lines(path, tail)) for path in files)
+def read_logs(files: list[Path], tail: int, running: Collection[str] | None = None) -> str:
+    """The last `tail` lines of each of these replica logs, each under its header; with the ids
+    of the `running` replicas, the header of any other says it stopped (its log is kept for a
+    while, docs/reliability.md#replica-logs)."""
+    return "\n".join(
+        log_header(path, running) + "\n" + "\n".join(tail_lines(path, tail)) for path in files
+    )
 
 
 def log_files(folders: list[Path]) -> list[Path]:
@@ -124,6 +128,7 @@ def log_files(folders: list[Path]) -> list[Path]:
     )
 
 
-def log_header(path: Path) -> str:
+def log_header(path: Path, running: Collection[str] | None = None) -> str:
     """The line that names the replica a log's lines come from, as `tail` names a file."""
-    return f"==> {path.parent.name}/{path.stem} <=="
+    stopped = running is not None and path.stem not in running
+    return f"==> {path.parent.name}/{path.stem} <==" + (" (stopped)" if stopped else "")
