@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tidal.controller.platform import Platform
-from tidal.controller.views import log_files, log_header, read_logs
+from tidal.controller.views import log_header
 from tidal.runtime.logs import LogFollower
 
 POLL_S = 0.5
@@ -27,12 +27,10 @@ async def follow_logs(
     closing: asyncio.Event,
 ) -> web.StreamResponse:
     namespace, name = service
-    folders = partial(platform.log_dirs, namespace, name, revision)
     # Both in one step of the loop, before any await: no line is lost or sent twice between the
     # tail and the follower's starting point (the logs are written by this loop's pumps).
-    files = log_files(folders())
-    text = read_logs(files, tail, platform.running_replicas(namespace, files))
-    follower = LogFollower(folders)
+    files, text = platform.log_tail(namespace, name, revision, tail)
+    follower = LogFollower(partial(platform.log_dirs, namespace, name, revision))
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     last: Path | None = files[-1] if files else None  # whose lines were sent last

@@ -843,13 +843,19 @@ class Platform:
         return replica_views(self.workloads.values(), namespace, measured)
 
     def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
-        files = log_files(self.log_dirs(namespace, service, revision))
-        return read_logs(files, tail, self.running_replicas(namespace, files))
+        return self.log_tail(namespace, service, revision, tail)[1]
 
-    def running_replicas(self, namespace: str, logs: list[Path]) -> set[str]:
-        """The ids of the replicas, of the revisions these logs are of, that run now."""
-        workloads = (self.workloads.get(key_of(namespace, p.parent.name)) for p in logs)
-        return {rid for w in workloads if w is not None for rid in w.replicas}
+    def log_tail(
+        self, namespace: str, service: str, revision: str | None, tail: int
+    ) -> tuple[list[Path], str]:
+        """The replica logs (the one written last at the end) and their last `tail` lines under
+        headers that mark the stopped replicas."""
+        files = log_files(self.log_dirs(namespace, service, revision))
+        workloads = (
+            self.workloads.get(key_of(namespace, r)) for r in {p.parent.name for p in files}
+        )
+        running = {rid for w in workloads if w is not None for rid in w.replicas}
+        return files, read_logs(files, tail, running)
 
     def log_dirs(self, namespace: str, service: str, revision: str | None) -> list[Path]:
         """The log folders of the service's revisions (or of `revision` only)."""
