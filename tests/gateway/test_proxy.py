@@ -383,6 +383,58 @@ async def test_upgrade_is_501(gateway, router) -> None:
     assert router.leases == []
 
 
+async def test_absolute_form_target_is_routed_by_its_authority(gateway, router) -> None:
+    # RFC 9112 3.2.2: the target's authority names the host, not the Host header; the replica
+    # gets the origin form and a Host header that agrees with it.
+    request = (
+        b"GET HTTP://App.Example.com:8080/echo?a=1 HTTP/1.1\r\nHost: nope.example.com\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    seen = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert seen["path"] == "/echo?a=1"
+    assert seen["headers"]["host"] == "App.Example.com:8080"
+    assert seen["headers"]["x-forwarded-host"] == "App.Example.com:8080"
+    assert len(router.leases) == 1
+
+
+async def test_other_request_targets_are_400(gateway, router) -> None:
+    for target, reason in [
+        (b"ftp://app.example.com/echo", b"is neither a path nor an http(s) URL"),
+        (b"http://user@app.example.com/echo", b"user information"),
+        (b"http:///echo", b"has no host"),
+    ]:
+        request = b"GET %s HTTP/1.1\r\nHost: app.example.com\r\n\r\n" % target
+        data = await raw_exchange(gateway, request, read_to_eof)
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+        assert reason in data
+    assert router.leases == []
+
+
+async def test_an_absolute_target_still_needs_a_host_header(gateway, router) -> None:
+    request = b"GET http://app.example.com/echo HTTP/1.1\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"missing Host header" in data
+    assert router.leases == []
+
+
+async def test_connect_is_501_with_why(gateway, router) -> None:
+    request = b"CONNECT app.example.com:443 HTTP/1.1\r\nHost: app.example.com:443\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    assert b"not a forward proxy" in data
+    assert router.leases == []
+
+
+async def test_asterisk_options_is_forwarded(gateway, router) -> None:
+    request = b"OPTIONS * HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 "), data  # the replica answers, whatever it says
+    assert len(router.leases) == 1
+
+
 async def test_deadline_before_response_is_504(gateway, session, router) -> None:
     router.timeout = 0.3
     async with session.get(url(gateway, "/hold"), headers=HOST) as resp:

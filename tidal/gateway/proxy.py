@@ -21,6 +21,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
@@ -44,6 +45,7 @@ _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
 )
 _PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
+_ABSOLUTE_TARGET = re.compile(rb"(?i)https?://([^/?#]*)([^#]*)")
 
 
 def _drop_listed(headers: list[bytes], connection: bytes) -> None:
@@ -59,6 +61,25 @@ def _drop_listed(headers: list[bytes], connection: bytes) -> None:
             if headers[i].lower() not in names
             for part in headers[i : i + 4]
         ]
+
+
+def _origin_form(method: bytes, target: bytes) -> tuple[bytes | None, bytes]:
+    """The authority an absolute-form request target names (None for origin or asterisk form)
+    and the target in origin form, which is what the replica is sent (RFC 9112 3.2.2: the
+    target's authority, not the Host header, names the host). Raises ValueError naming what is
+    wrong with any other target."""
+    if target[:1] == b"/" or (target == b"*" and method == b"OPTIONS"):
+        return None, target
+    absolute = _ABSOLUTE_TARGET.fullmatch(target)
+    if absolute is None:
+        raise ValueError(
+            f"request target {target.decode('latin-1')[:100]!r} is neither a path nor an "
+            "http(s) URL"
+        )
+    authority, rest = absolute.groups()
+    if not authority or b"@" in authority:
+        raise ValueError("the request target's URL has no host, or user information before it")
+    return authority, rest if rest[:1] == b"/" else b"/" + rest
 
 
 def _hostname(host: bytes) -> str:
@@ -503,11 +524,12 @@ class _ClientConnection(asyncio.Protocol):
             elif lname == b"transfer-encoding":
                 ex.chunked = True
             return
-        if lname == b"host":
+        if lname == b"host":  # sent first, from on_headers_complete
             if self._host is not None:  # RFC 9112 3.2: more than one Host is a 400
                 ex.error = (400, "more than one Host header")
             self._host = value
-        elif lname == b"x-forwarded-for":
+            return
+        if lname == b"x-forwarded-for":
             self._xff = value
             return
         elif lname == b"x-forwarded-host":
@@ -524,31 +546,45 @@ class _ClientConnection(asyncio.Protocol):
         ex.http10 = parser.get_http_version() == "1.0"
         ex.keep_alive = parser.should_keep_alive() and not self._server.draining
         host = self._host
+        url = self._url
         if ex.error is not None or self._head_size > _MAX_HEAD:
             ex.error = ex.error or (431, "request head too large")
-            ex.keep_alive = False
+        elif ex.method == b"CONNECT":
+            ex.error = (501, "CONNECT not supported: the gateway is not a forward proxy")
         elif parser.should_upgrade():
             ex.error = (501, "upgrade not supported")
-            ex.keep_alive = False
-        elif host is None:
+        elif host is None:  # RFC 9112 3.2: even with an absolute target
             ex.error = (400, "missing Host header")
-            ex.keep_alive = False
         else:
-            ex.host = _hostname(host)
-        url = self._url
+            try:
+                authority, url = _origin_form(ex.method, url)
+            except ValueError as exc:
+                ex.error = (400, str(exc))
+            else:
+                host = authority or host
+                ex.host = _hostname(host)
+        if ex.error is not None:
+            ex.keep_alive = False
+            ex.head = b""  # complete, and never sent
+            return
         ex.path = url.partition(b"?")[0].decode("latin-1")
         headers = self._headers
         if self._connection is not None:
             _drop_listed(headers, self._connection)
         xff = self._peer if self._xff is None else self._xff + b", " + self._peer
         headers += (b"X-Forwarded-For: ", xff, b"\r\n")
-        if not self._has_xfh and host is not None:
+        if not self._has_xfh:
             headers += (b"X-Forwarded-Host: ", host, b"\r\n")
         if not self._has_xfp:
             headers.append(b"X-Forwarded-Proto: http\r\n")
         if ex.chunked:
             headers.append(b"Transfer-Encoding: chunked\r\n")
-        ex.head = b"%s %s HTTP/1.1\r\n%s\r\n" % (ex.method, url, b"".join(headers))
+        ex.head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+            ex.method,
+            url,
+            host,
+            b"".join(headers),
+        )
 
     def on_body(self, body: bytes) -> None:
         ex: _Exchange = self._ex  # type: ignore[assignment]
