@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,21 @@ def test_watch_streams_a_change(kubectl):
     kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
 
 
+def test_diff_shows_only_what_an_apply_would_change(kubectl):
+    stored = yaml.safe_dump(example_hello("watched"))  # applied by the test before
+    same = kubectl("diff", "-f", "-", stdin=stored, check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stdout + same.stderr
+    changed = kubectl("diff", "-f", "-", stdin=yaml.safe_dump(example_hello("diffed")), check=False)
+    assert changed.returncode == 1, changed.stderr
+    lines = [line for line in changed.stdout.splitlines() if line[:1] in "+-"]
+    lines = [line for line in lines if not line.startswith(("+++", "---"))]
+    assert "+          value: diffed" in lines
+    assert "+  latestCreatedRevisionName: hello-00005" in lines  # what the apply would create
+    for server_field in ("uid", "creationTimestamp", "resourceVersion", "traffic"):
+        assert not any(server_field in line for line in lines), lines
+    assert revisions_of(kubectl, "hello")[-1] == "hello-00004"
+
+
 def test_describe_shows_revision_events(kubectl):
     out = kubectl("describe", "ksvc", "hello").stdout
     events = out.split("Events:")[1]
@@ -385,7 +401,8 @@ def test_tidal_kubeconfig_prints_and_merges(platform, tmp_path):
     ca = base64.b64decode(cluster["certificate-authority-data"])
     assert ca == (platform.data_dir / "tls" / "ca.crt").read_bytes()
     command = f"kubectl --kubeconfig {platform.data_dir / 'kubeconfig'} get ksvc"
-    assert command in platform.log_path.read_text()  # `tidal up` says how to use it
+    # `tidal up` says how to use it, once it is up (/healthz may answer a moment before)
+    wait_until(lambda: command in platform.log_path.read_text(), 30, "the kubectl line")
     assert config["current-context"] == "tidal"
     mine = tmp_path / "config"
     mine.write_text(
@@ -401,7 +418,15 @@ def test_tidal_kubeconfig_prints_and_merges(platform, tmp_path):
         )
     )
     result = subprocess.run(
-        ["python3", "-m", "tidal", "kubeconfig", "--merge", "--data-dir", str(platform.data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "tidal",
+            "kubeconfig",
+            "--merge",
+            "--data-dir",
+            str(platform.data_dir),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "KUBECONFIG": str(mine), "PYTHONPATH": str(REPO)},

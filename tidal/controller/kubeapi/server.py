@@ -276,8 +276,20 @@ class KubeApi:
         except InvalidSpec as exc:
             raise invalid(resource.kind, resource.group, name, exc) from None
         if dry_run:
-            return with_server_fields(applied[0])
+            return self._as_if_stored(resource, applied[0])
         return self.get(resource, meta["namespace"], name)
+
+    def _as_if_stored(self, resource: Resource, planned: dict[str, Any]) -> dict[str, Any]:
+        """A dry run's answer: the planned object (its status names the revision the write
+        would create) with the stored one's uid, creation time and resourceVersion, and seen as
+        `view` shows it, so that `kubectl diff` of an unchanged manifest shows nothing."""
+        meta = planned["metadata"]
+        current = self.store.get(resource.store_kind, meta["namespace"], meta["name"])
+        if current is None:
+            return with_server_fields(planned)
+        for key in ("uid", "creationTimestamp", "resourceVersion"):
+            meta[key] = current["metadata"][key]
+        return self.view(resource, planned)
 
     async def _body(self, request: web.Request, resource: Resource) -> dict[str, Any]:
         try:
