@@ -188,6 +188,30 @@ def test_bad_traffic_is_named(hello_doc, traffic, field, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("traffic", "stored"),
+    [
+        (None, [{"latestRevision": True, "percent": 100}]),
+        ([], [{"latestRevision": True, "percent": 100}]),
+        (
+            [
+                {"revisionName": "hello-00001", "percent": 100},
+                {"tag": "next"},  # 0%, following the latest revision
+            ],
+            [
+                {"revisionName": "hello-00001", "latestRevision": False, "percent": 100},
+                {"tag": "next", "latestRevision": True, "percent": 0},
+            ],
+        ),
+    ],
+)
+def test_traffic_is_stored_with_knatives_defaults(hello_doc, traffic, stored):
+    if traffic is not None:
+        hello_doc["spec"]["traffic"] = traffic
+    service = check(hello_doc).service.model_dump(by_alias=True, exclude_none=True)
+    assert service["spec"]["traffic"] == stored
+
+
 def test_rollout_duration_annotation(hello_doc):
     hello_doc["metadata"]["annotations"] = {"serving.knative.dev/rollout-duration": "2m"}
     assert check(hello_doc).rollout_duration_s == 120.0

@@ -221,6 +221,8 @@ def validate_service(
     check(validate_traffic, service.spec.traffic)
     if errors:
         raise InvalidSpec.combine(errors)
+    spec = service.spec.model_copy(update={"traffic": traffic_with_defaults(service.spec.traffic)})
+    service = service.model_copy(update={"spec": spec})
     standby = template_meta.annotations.get(WARM_STANDBY)
     return ValidService(service, autoscaling, predictive, progress, rollout, standby)
 
@@ -367,6 +369,25 @@ def _duration_annotation(
     if seconds < 0 or (positive and seconds == 0):
         raise InvalidSpec(field, f"must be {'>' if positive else '>='} 0, got {annotations[key]!r}")
     return seconds
+
+
+def traffic_with_defaults(targets: list[TrafficTarget]) -> list[TrafficTarget]:
+    """Knative's defaulting (RouteSpec and TrafficTarget SetDefaults), so the stored spec reads
+    as in Knative: no block is 100% to the latest revision, and each target says whether it
+    follows the latest revision and its percent (0 when unset)."""
+    if not targets:
+        return [TrafficTarget(latest_revision=True, percent=100)]
+    return [
+        target.model_copy(
+            update={
+                "latest_revision": target.revision_name is None
+                if target.latest_revision is None
+                else target.latest_revision,
+                "percent": target.percent or 0,
+            }
+        )
+        for target in targets
+    ]
 
 
 def validate_traffic(targets: list[TrafficTarget]) -> None:
