@@ -4,6 +4,7 @@ clock (tidal.controller.scaling, tidal.controller.platform)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from tidal.store.sqlite import Store
 
 KEY = "default/hello-00001"
 ZERO = {"autoscaling.knative.dev/initial-scale": "0"}
+LONG_AGO = "2020-01-01T00:00:00Z"
 
 
 @pytest.fixture
@@ -149,6 +151,98 @@ async def test_a_restarted_platform_recovers_revisions_and_starts_replicas_after
         assert [r.split("-")[0] for r in runtime_of(second).running()] == ["hello"]
     finally:
         await second.stop()
+
+
+def routing_meta(platform: Platform, name: str) -> tuple[str | None, str | None, str | None]:
+    """A stored revision's routingState label, routingStateModified and routes annotation."""
+    meta = platform.store.get("Revision", "default", name)["metadata"]
+    annotations = meta["annotations"]
+    return (
+        meta["labels"].get("serving.knative.dev/routingState"),
+        annotations.get("serving.knative.dev/routingStateModified"),
+        annotations.get("serving.knative.dev/routes"),
+    )
+
+
+def hello_version(value: str) -> dict:
+    """Service hello whose template differs by `value`: each value is a revision."""
+    doc = service()
+    doc["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "V", "value": value}]
+    return doc
+
+
+async def apply_ready(platform: Platform, value: str) -> None:
+    """Apply `hello_version(value)` and let its replicas become ready."""
+    platform.apply([hello_version(value)])
+    await decide(platform)
+    for replica in runtime_of(platform).running():
+        runtime_of(platform).ready(replica)
+    await decide(platform)
+
+
+async def test_revisions_carry_knatives_routing_state(tmp_path: Path) -> None:
+    platform = make_platform(tmp_path)
+    try:
+        await apply_ready(platform, "1")
+        await apply_ready(platform, "2")
+        first, second = routing_meta(platform, "hello-00001"), routing_meta(platform, "hello-00002")
+        assert (first[0], first[2]) == ("reserve", None)  # no longer routed
+        assert (second[0], second[2]) == ("active", "hello")
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m[1]) for m in (first, second))
+        platform.apply([hello_version("3")])  # never ready: the route stays on hello-00002
+        assert routing_meta(platform, "hello-00003")[0] == "pending"
+    finally:
+        await platform.stop()
+    store = Store(tmp_path / "tidal.db")  # as if changed long ago, to see a rewrite
+    for revision in store.list("Revision"):
+        revision["metadata"]["annotations"]["serving.knative.dev/routingStateModified"] = LONG_AGO
+        store.put(revision)
+    store.close()
+    names = ("hello-00001", "hello-00002", "hello-00003")
+    second_run = make_platform(tmp_path)
+    try:
+        second_run.restore()
+        await decide(second_run)
+        after = [routing_meta(second_run, name) for name in names]
+        assert after == [
+            ("reserve", LONG_AGO, None),
+            ("active", LONG_AGO, "hello"),
+            ("pending", LONG_AGO, None),
+        ], "a restart changes no routing state"
+    finally:
+        await second_run.stop()
+
+
+@pytest.mark.parametrize(
+    ("modified", "collected"),
+    [
+        (LONG_AGO, True),
+        ("1577836800.0", True),  # 2020 in epoch seconds, as earlier tidal versions wrote it
+        ("2999-01-01T00:00:00Z", False),
+    ],
+)
+async def test_gc_reads_when_a_revision_was_last_routed(
+    tmp_path: Path, modified: str, collected: bool
+) -> None:
+    gc = GCConfig(
+        retain_since_create_time_s=None,
+        retain_since_last_active_time_s=3600.0,
+        min_non_active_revisions=0,
+        max_non_active_revisions=None,
+    )
+    platform = make_platform(tmp_path, replace(zero_initial_scale(PlatformConfig()), gc=gc))
+    try:
+        await apply_ready(platform, "1")
+        await apply_ready(platform, "2")
+        old = platform.store.get("Revision", "default", "hello-00001")  # reserve since now
+        annotations = old["metadata"]["annotations"]
+        annotations["serving.knative.dev/routingStateModified"] = modified
+        platform.store.put(old)
+        platform.collect_garbage()
+        gone = platform.store.get("Revision", "default", "hello-00001") is None
+        assert gone == collected
+    finally:
+        await platform.stop()
 
 
 async def applied_and_stopped(data_dir: Path, *applies: list[dict]) -> None:

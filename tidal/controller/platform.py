@@ -41,10 +41,13 @@ from tidal.controller.history import HistoryRecorder
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
     GENERATION_LABEL,
+    PENDING,
+    ROUTING_STATE_MODIFIED,
     SERVICE_LABEL,
     next_revision,
+    set_routing_state,
 )
-from tidal.controller.routes import ROUTING_STATE_MODIFIED, Routes, key_of
+from tidal.controller.routes import Routes, key_of
 from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import resolve_traffic
 from tidal.controller.usage import resource_view
@@ -58,7 +61,7 @@ from tidal.runtime.logs import remove_logs, remove_logs_of_others
 from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
 from tidal.store.history import ImportedHistory, MetricHistory, ReplicaSpan
-from tidal.store.sqlite import Conflict, Store
+from tidal.store.sqlite import Conflict, Store, now_rfc3339
 
 log = logging.getLogger("tidal.controller")
 # The Ready reason of a stored service or revision that a rule added since its apply refuses.
@@ -432,6 +435,7 @@ class Platform:
         revision = change.new
         known = {r["metadata"]["name"] for r in revisions}
         if revision is not None:
+            set_routing_state(revision, PENDING, valid.name, now_rfc3339())
             known.add(revision["metadata"]["name"])
             status["configurationGeneration"] = int(
                 revision["metadata"]["labels"][GENERATION_LABEL]
@@ -898,16 +902,22 @@ def _generation(revision: dict[str, Any]) -> int:
 
 def _age(revision: dict[str, Any], active: bool) -> RevisionAge:
     meta = revision["metadata"]
-    created = (
-        datetime.strptime(meta["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
-        .replace(tzinfo=UTC)
-        .timestamp()
-    )
+    created = _epoch(meta["creationTimestamp"])
     annotations = meta.get("annotations", {})
-    last_active = float(annotations.get(ROUTING_STATE_MODIFIED, created))
+    modified = annotations.get(ROUTING_STATE_MODIFIED)
+    last_active = created if modified is None else _epoch(modified)
     return RevisionAge(
         name=meta["name"],
         created=created,
         last_active=last_active,
         active=active or annotations.get(NO_GC) == "true",
     )
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time as Kubernetes writes it, or of the epoch
+    seconds that earlier tidal versions wrote in routingStateModified."""
+    try:
+        return float(timestamp)
+    except ValueError:
+        return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

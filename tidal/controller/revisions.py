@@ -16,6 +16,29 @@ SERVICE_LABEL = "serving.knative.dev/service"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
 TEMPLATE_HASH = "tidal.dev/template-hash"
+ROUTING_STATE = "serving.knative.dev/routingState"
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+ROUTES_ANNOTATION = "serving.knative.dev/routes"
+PENDING, ACTIVE, RESERVE = "pending", "active", "reserve"
+
+
+def set_routing_state(revision: dict[str, Any], state: str, route: str, when: str) -> bool:
+    """Knative's Revision.SetRoutingState, with its labeler's routes annotation: the
+    routingState label (pending: new, never routed; active: routed; reserve: no longer routed),
+    `when` (RFC 3339) it last changed, and while active the route that routes it.
+    False when the revision already says so."""
+    meta = revision["metadata"]
+    labels = meta.setdefault("labels", {})
+    annotations = meta.setdefault("annotations", {})
+    if labels.get(ROUTING_STATE) == state and ROUTING_STATE_MODIFIED in annotations:
+        return False
+    labels[ROUTING_STATE] = state
+    annotations[ROUTING_STATE_MODIFIED] = when
+    if state == ACTIVE:
+        annotations[ROUTES_ANNOTATION] = route
+    else:
+        annotations.pop(ROUTES_ANNOTATION, None)
+    return True
 
 
 def template_hash(service_doc: dict[str, Any]) -> str:

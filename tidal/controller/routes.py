@@ -12,14 +12,19 @@ from typing import Any
 
 from tidal.api.manifest import ValidService
 from tidal.controller.handle import RevisionHandle
-from tidal.controller.revisions import SERVICE_LABEL
+from tidal.controller.revisions import (
+    ACTIVE,
+    RESERVE,
+    ROUTING_STATE,
+    SERVICE_LABEL,
+    set_routing_state,
+)
 from tidal.controller.rollout import Rollout, advance, start_rollout
 from tidal.controller.traffic import host_table, resolve_traffic
 from tidal.gateway.hosts import address, url
 from tidal.gateway.routing import TrafficRouter
 from tidal.store.base import ResourceStore
-
-ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+from tidal.store.sqlite import now_rfc3339
 
 
 def key_of(namespace: str, name: str) -> str:
@@ -32,6 +37,7 @@ class RouteState:
     latest: str | None = None
     rollout: Rollout | None = None
     routed: set[str] = field(default_factory=set)
+    labelled: bool = False  # the stored revisions' routingState has been checked since start
     stored: tuple[Any, Any] | None = None  # the Route's (spec, status) as last read or written
 
 
@@ -120,8 +126,8 @@ class Routes:
         state: RouteState,
     ) -> None:
         """Routed revisions, and the newest one while it starts, are reachable
-        (docs/autoscaling.md#per-revision-settings); a revision that stops being routed records
-        when, for GC."""
+        (docs/autoscaling.md#per-revision-settings). A revision that starts or stops being
+        routed says so in its routingState label, with when (GC reads it)."""
         pending = status.get("latestCreatedRevisionName")
         for rev in revisions:
             entry = self.revisions.get(key_of(namespace, rev))
@@ -132,13 +138,20 @@ class Routes:
                     and not entry.workload.ever_ready
                     and entry.workload.failed_reason is None
                 )
-            if rev in state.routed and rev not in routed:
-                revision = self.store.get("Revision", namespace, rev)
-                if revision is not None:
-                    annotations = revision["metadata"].setdefault("annotations", {})
-                    annotations[ROUTING_STATE_MODIFIED] = str(time.time())
-                    self.store.put(revision)
+        changed = routed ^ state.routed if state.labelled else set(revisions)
+        for rev in changed.intersection(revisions):
+            revision = self.store.get("Revision", namespace, rev)
+            if revision is None:
+                continue
+            was_active = revision["metadata"].get("labels", {}).get(ROUTING_STATE) == ACTIVE
+            routing_state = ACTIVE if rev in routed else RESERVE if was_active else None
+            name = revision["metadata"]["labels"].get(SERVICE_LABEL, "")
+            if routing_state is not None and set_routing_state(
+                revision, routing_state, name, now_rfc3339()
+            ):
+                self.store.put(revision)
         state.routed = routed
+        state.labelled = True
 
     def _store_route(
         self, service: dict[str, Any], targets: list[Any], state: RouteState, public: bool
