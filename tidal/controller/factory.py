@@ -41,14 +41,13 @@ from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.forecasting import Planned
 from tidal.controller.handle import RevisionHandle, RevisionKey
 from tidal.controller.measured import hpa_autoscaler, metric_feed
-from tidal.controller.revisions import CONFIGURATION_LABEL, GENERATION_LABEL, SERVICE_LABEL
+from tidal.controller.revisions import GENERATION_LABEL
 from tidal.controller.scaling import Autoscaler
 from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, WorkloadEvents
 from tidal.gateway.activator import RevisionThrottler, pending_cap
 from tidal.runtime.base import Runtime
 from tidal.runtime.container import image_spec
-
-REVISION_LABEL = "serving.knative.dev/revision"
+from tidal.runtime.deployments import revision_labels
 
 
 @dataclass(frozen=True)
@@ -193,12 +192,7 @@ class RevisionFactory:
                 progress_deadline_s=progress,
                 log_dir=self.data_dir / "logs" / namespace / name,
                 termination_grace_s=self.config.termination_grace_s,
-                labels={
-                    **meta.get("labels", {}),
-                    SERVICE_LABEL: service,
-                    CONFIGURATION_LABEL: service,
-                    REVISION_LABEL: name,
-                },
+                labels=revision_labels(revision),
                 standby_pool=annotations.get(WARM_STANDBY),
                 image=image_spec(container) if runs_in_container(container, annotations) else None,
             ),

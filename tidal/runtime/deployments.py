@@ -23,6 +23,9 @@ DEPLOYMENT_LABEL = "tidal.dev/deployment"
 SERVICE_LABEL = "serving.knative.dev/service"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 REVISION_LABEL = "serving.knative.dev/revision"
+# Labels that change while a revision lives, so its pods do not carry them (Knative's
+# excludeLabels): which route sends it traffic, and its routing state.
+ROUTING_LABELS = ("serving.knative.dev/route", "serving.knative.dev/routingState")
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))
 DEFAULT_PORT = 8080  # Knative's default container port
@@ -72,7 +75,7 @@ def container_port(container: Mapping[str, Any]) -> int:
 def revision_labels(revision: Mapping[str, Any]) -> dict[str, str]:
     """The labels every pod of the revision carries, as Knative labels its pods."""
     meta = revision["metadata"]
-    labels = dict(meta.get("labels") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in ROUTING_LABELS}
     service = labels.get(SERVICE_LABEL, meta["name"])
     labels.update(
         {
