@@ -107,6 +107,8 @@ def test_api_resources_and_version(kubectl):
     assert " rev " in rows["revisions"] and " rt " in rows["routes"]
     assert "config,cfg" in rows["configurations"]
     assert "scheduling.alibabacloud.com/v1alpha1" in rows["resourcepolicies"]
+    assert " dm " in rows["domainmappings"]
+    assert "serving.knative.dev/v1beta1" in rows["domainmappings"]
     if _client_minor() >= 27:  # older clients have no --categories
         knative = kubectl("api-resources", "--categories", "knative", "-o", "name").stdout.split()
         assert set(knative) == {
@@ -114,6 +116,7 @@ def test_api_resources_and_version(kubectl):
             "revisions.serving.knative.dev",
             "routes.serving.knative.dev",
             "configurations.serving.knative.dev",
+            "domainmappings.serving.knative.dev",
         }
     assert "v1.32.0+tidal" in kubectl("version").stdout
 
@@ -389,6 +392,36 @@ def test_resource_policy_through_kubectl(kubectl):
     assert header(out) == ["NAME", "STRATEGY", "AGE"] and "cheap-first" in out
     kubectl("delete", "resourcepolicy", "cheap-first")
     assert "No resources found" in kubectl("get", "resourcepolicies").stderr
+
+
+def test_domain_mapping_through_kubectl_the_cli_and_the_gateway(platform, kubectl):
+    mapping = {
+        "apiVersion": "serving.knative.dev/v1beta1",
+        "kind": "DomainMapping",
+        "metadata": {"name": "api.example.org"},
+        "spec": {
+            "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "hello"}
+        },
+    }
+    created = kubectl.apply(mapping).stdout
+    assert created.strip() == "domainmapping.serving.knative.dev/api.example.org created"
+    out = kubectl("get", "dm").stdout
+    assert header(out) == ["NAME", "URL", "READY", "REASON"]
+    assert re.search(r"^api\.example\.org\s+http://api\.example\.org\s+True", out, re.M), out
+    assert "KIND:       DomainMapping" in kubectl("explain", "domainmapping").stdout
+    status, headers, _ = platform.request("api.example.org")
+    assert status == 200 and headers["X-Tidal-Revision"].startswith("hello-")
+    listed = platform.cli("get", "domainmappings").stdout
+    assert re.search(r"api\.example\.org\s+http://api\.example\.org\s+hello\s+True", listed)
+    refused = kubectl.apply(
+        {**mapping, "spec": {"ref": {**mapping["spec"]["ref"], "kind": "Job"}}}, check=False
+    )
+    assert (
+        refused.returncode != 0
+        and "spec.ref: tidal maps domains to Knative Services" in refused.stderr
+    )
+    kubectl("delete", "dm", "api.example.org")
+    assert platform.request("api.example.org")[0] == 404
 
 
 def test_tidal_kubeconfig_prints_and_merges(platform, tmp_path):

@@ -118,6 +118,7 @@ RESOURCES = (
     "serving.tidal.dev/v1/revisions",
     "serving.tidal.dev/v1/routes",
     "scheduling.tidal.dev/v1alpha1/resourcepolicies",
+    "serving.tidal.dev/v1/domainmappings",
     "metrics.k8s.io/v1beta1/pods",  # PodMetrics, as metrics-server serves them
 )
 

@@ -25,6 +25,7 @@ from tidal.security.tls import client_context
 DEFAULT_SERVER = "http://127.0.0.1:8081"
 KNATIVE = "/apis/serving.knative.dev/v1"
 SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
+KNATIVE_BETA = "/apis/serving.knative.dev/v1beta1"
 TIDAL = "/apis/tidal.dev/v1"
 RESOURCES = {
     "services": "services",
@@ -42,8 +43,17 @@ RESOURCES = {
     "resourcepolicy": "resourcepolicies",
     "pools": "pools",
     "pool": "pools",
+    "domainmappings": "domainmappings",
+    "domainmapping": "domainmappings",
+    "dm": "domainmappings",
 }
-GROUPS = {"resourcepolicies": SCHEDULING}
+GROUPS = {"resourcepolicies": SCHEDULING, "domainmappings": KNATIVE_BETA}
+# kind → (plural, singular) of what `tidal delete` deletes
+DELETABLE = {
+    "Service": ("services", "service"),
+    "ResourcePolicy": ("resourcepolicies", "resourcepolicy"),
+    "DomainMapping": ("domainmappings", "domainmapping"),
+}
 READ_SIZE = 64 * 1024
 
 console = Console()

@@ -14,6 +14,7 @@ from tidal.api.config import GatewayLimits, load_config, parse_gateway_limits
 from tidal.api.errors import InvalidSpec
 from tidal.cli.client import (
     DEFAULT_SERVER,
+    DELETABLE,
     GROUPS,
     KNATIVE,
     RESOURCES,
@@ -429,12 +430,13 @@ def get(
     fmt: str | None,
     watch: bool,
 ) -> None:
-    """List services, revisions, routes, replicas, pools or resource policies."""
+    """List services, revisions, routes, replicas, pools, resource policies or domain
+    mappings."""
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
             f"unknown resource {resource!r} "
-            "(services, revisions, routes, replicas, pools, resourcepolicies)"
+            "(services, revisions, routes, replicas, pools, resourcepolicies, domainmappings)"
         )
     last = None
     while True:
@@ -532,24 +534,25 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
 def delete(
     client: Client, resource: str | None, name: str | None, files: tuple[str, ...], namespace: str
 ) -> None:
-    """Delete a service or resource policy (`delete service NAME`, `delete -f FILE`)."""
+    """Delete a service, resource policy or domain mapping (`delete service NAME`,
+    `delete -f FILE`)."""
+    singular = {plural: one for plural, one in DELETABLE.values()}
     targets: list[tuple[str, str, str]] = []
     if files:
         for doc in load_manifests(files):
             meta = doc.get("metadata", {})
-            plural = "resourcepolicies" if doc.get("kind") == "ResourcePolicy" else "services"
+            plural = DELETABLE.get(doc.get("kind", ""), DELETABLE["Service"])[0]
             targets.append((plural, meta.get("namespace", "default"), meta.get("name", "")))
-    elif RESOURCES.get(resource or "") in ("services", "resourcepolicies") and name:
+    elif RESOURCES.get(resource or "") in singular and name:
         targets.append((RESOURCES[resource or ""], namespace, name))
     else:
         raise click.UsageError(
-            "use `tidal delete service NAME`, `tidal delete resourcepolicy NAME` "
-            "or `tidal delete -f FILE`"
+            "use `tidal delete service NAME`, `tidal delete resourcepolicy NAME`, "
+            "`tidal delete domainmapping NAME` or `tidal delete -f FILE`"
         )
     for plural, ns, target in targets:
         client.call("DELETE", f"{GROUPS.get(plural, KNATIVE)}/namespaces/{ns}/{plural}/{target}")
-        kind = "service" if plural == "services" else "resourcepolicy"
-        click.echo(f"{kind}/{target} deleted")
+        click.echo(f"{singular[plural]}/{target} deleted")
 
 
 @main.command()

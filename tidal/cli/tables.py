@@ -227,6 +227,21 @@ def policies_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
+def domain_mappings_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "URL", "SERVICE", "READY", "REASON", *(["NAMESPACE"] if wide else []))
+    for item in items:
+        ready, reason = ready_condition(item)
+        row = [
+            item["metadata"]["name"],
+            item.get("status", {}).get("url", ""),
+            item["spec"]["ref"]["name"],
+            ready,
+            reason,
+        ]
+        table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
 TABLES = {
     "services": services_table,
     "revisions": revisions_table,
@@ -234,4 +249,5 @@ TABLES = {
     "replicas": replicas_table,
     "pools": pools_table,
     "resourcepolicies": policies_table,
+    "domainmappings": domain_mappings_table,
 }

@@ -6,6 +6,8 @@ Paths:
   POST   /apis/tidal.dev/v1/apply[?dryRun=true]       body: {"items": [Service, ...]}
   GET    /apis/tidal.dev/v1[/namespaces/{ns}]/replicas
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N&follow=true]
+  GET    /apis/serving.knative.dev/v1beta1[/namespaces/{ns}]/domainmappings[/{name}]
+  DELETE /apis/serving.knative.dev/v1beta1/namespaces/{ns}/domainmappings/{name}
   GET    /apis/scheduling.alibabacloud.com/v1alpha1[/namespaces/{ns}]/resourcepolicies[/{name}]
   DELETE /apis/scheduling.alibabacloud.com/v1alpha1/namespaces/{ns}/resourcepolicies/{name}
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
@@ -56,8 +58,10 @@ KINDS = {
     "revisions": "Revision",
     "routes": "Route",
     "resourcepolicies": "ResourcePolicy",
+    "domainmappings": "DomainMapping",
 }
 KNATIVE = "/apis/serving.knative.dev/v1"
+KNATIVE_BETA = "/apis/serving.knative.dev/v1beta1"
 SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 TIDAL = "/apis/tidal.dev/v1"
 
@@ -205,6 +209,8 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
         return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
 
     def view(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if kind == "DomainMapping":
+            return platform.live_domain_mapping(obj)
         return platform.live_revision(obj) if kind == "Revision" else obj
 
     async def list_objects(request: web.Request) -> web.Response:
@@ -226,7 +232,11 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     async def delete_object(request: web.Request) -> web.Response:
         plural = request.match_info["plural"]
-        deleters = {"services": platform.delete_service, "resourcepolicies": platform.delete_policy}
+        deleters = {
+            "services": platform.delete_service,
+            "resourcepolicies": platform.delete_policy,
+            "domainmappings": platform.delete_domain_mapping,
+        }
         if plural not in deleters:
             return error(405, f"{plural} cannot be deleted; revisions and routes follow services")
         ns, name = request.match_info["ns"], request.match_info["name"]
@@ -397,7 +407,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
     app.router.add_get(f"{TIDAL}/cost", cost)
-    for group in (KNATIVE, SCHEDULING):
+    for group in (KNATIVE, KNATIVE_BETA, SCHEDULING):
         app.router.add_get(f"{group}/{{plural}}", list_objects)
         app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}", list_objects)
         app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)

@@ -21,6 +21,8 @@ import numpy as np
 from prometheus_client import REGISTRY
 
 from tidal.api.config import PlatformConfig
+from tidal.api.domain_mapping import KIND as DOMAIN_MAPPING
+from tidal.api.domain_mapping import ValidDomainMapping, validate_domain_mapping
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import (
     TEMPLATE_ANNOTATIONS,
@@ -33,6 +35,7 @@ from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
+from tidal.controller.domains import DomainMappings, mapping_status
 from tidal.controller.factory import RevisionFactory
 from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
@@ -94,6 +97,20 @@ class ServicePlan:
 
 
 @dataclass(frozen=True)
+class MappingPlan:
+    """What one applied DomainMapping document will write."""
+
+    mapping: ValidDomainMapping
+    doc: dict[str, Any]
+    expected_version: str | None
+    result: str = CONFIGURED
+
+    @property
+    def key(self) -> str:
+        return self.mapping.domain  # one mapping per domain, whatever the namespace
+
+
+@dataclass
 class PolicyPlan:
     """What one applied ResourcePolicy document will write."""
 
@@ -133,8 +150,14 @@ class Platform:
         self.scaling.monitor = monitor_for(runtime)
         self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke, clock)
         self.services: dict[str, ValidService] = {}
+        self.domains = DomainMappings()
         self.routes = Routes(
-            self.store, self.router, self.revisions, config.domain, config.rollout_duration_s
+            self.store,
+            self.router,
+            self.revisions,
+            config.domain,
+            config.rollout_duration_s,
+            self.domains.domains_of,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._placing: asyncio.Handle | None = None
@@ -203,6 +226,16 @@ class Platform:
             self.placer.policies[
                 key_of(doc["metadata"]["namespace"], policy.metadata.name or "")
             ] = policy
+        for doc in self.store.list(DOMAIN_MAPPING):  # before the services: their routes use them
+            try:
+                mapping = validate_domain_mapping(_strip_server_fields(doc), self.config.domain)
+                self.domains.check_claim(mapping)
+            except InvalidSpec as exc:  # a rule added since, or the domain changed: unrouted
+                log.error(
+                    "stored domain mapping %s is not routed: %s", doc["metadata"]["name"], exc
+                )
+                continue
+            self.domains.add(mapping)
         by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
         stored: set[tuple[str, str]] = set()
         for revision in self.store.list("Revision"):  # one read, not one per service
@@ -328,7 +361,7 @@ class Platform:
     ) -> list[tuple[dict[str, Any], str]]:
         """`apply`, with what happened to each document: created, configured or unchanged.
         Traffic to a failed revision is refused with its reason unless `force`."""
-        plans: list[ServicePlan | PolicyPlan] = []
+        plans: list[ServicePlan | PolicyPlan | MappingPlan] = []
         seen: set[str] = set()
         errors: list[InvalidSpec] = []
         for index, doc in enumerate(docs):
@@ -358,6 +391,9 @@ class Platform:
             if isinstance(plan, PolicyPlan):
                 self.placer.policies[plan.key] = plan.policy
                 continue
+            if isinstance(plan, MappingPlan):
+                self._route_mapping(plan.mapping, self.domains.add(plan.mapping))
+                continue
             adopt = plan.key not in self.services  # new, or left out at restore
             self.services[plan.key] = plan.valid
             if plan.revision is not None:
@@ -384,7 +420,9 @@ class Platform:
                 f"resourceVersion {expected}); read it again and retry"
             )
 
-    def _plan(self, doc: dict[str, Any], force: bool = False) -> ServicePlan | PolicyPlan:
+    def _plan(
+        self, doc: dict[str, Any], force: bool = False
+    ) -> ServicePlan | PolicyPlan | MappingPlan:
         kind = doc.get("kind")
         if kind == "Service":
             return self._plan_service(doc, force)
@@ -399,9 +437,43 @@ class Platform:
                 RESOURCE_POLICY, stored["metadata"]["namespace"], policy.metadata.name or ""
             )
             return PolicyPlan(policy, stored, expected, _apply_result(current, stored))
+        if kind == DOMAIN_MAPPING:
+            return self._plan_mapping(doc)
         raise InvalidSpec(
-            "kind", f"unsupported kind {kind!r} (supported: Service, {RESOURCE_POLICY})"
+            "kind",
+            f"unsupported kind {kind!r} (supported: Service, {DOMAIN_MAPPING}, {RESOURCE_POLICY})",
         )
+
+    def _plan_mapping(self, doc: dict[str, Any]) -> MappingPlan:
+        mapping = validate_domain_mapping(doc, self.config.domain)
+        self.domains.check_claim(mapping)
+        stored = mapping.doc.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+        expected = stored["metadata"].get("resourceVersion")
+        for server_field in SERVER_METADATA:
+            stored["metadata"].pop(server_field, None)
+        stored["metadata"]["namespace"] = mapping.namespace
+        current = self.store.get(DOMAIN_MAPPING, mapping.namespace, mapping.domain)
+        return MappingPlan(mapping, stored, expected, _apply_result(current, stored))
+
+    def _route_mapping(
+        self, mapping: ValidDomainMapping | None, previous: ValidDomainMapping | None
+    ) -> None:
+        """Route a mapping's domain to its service, and off the service it mapped before."""
+        for target in (previous, mapping):
+            if target is not None:
+                self.reconcile_route(target.namespace, target.service)
+
+    def live_domain_mapping(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A stored DomainMapping with its status, which follows its Service's existence."""
+        meta, ref = doc["metadata"], doc["spec"]["ref"]
+        exists = key_of(meta["namespace"], ref["name"]) in self.services
+        return {**doc, "status": mapping_status(meta["name"], ref["name"], exists)}
+
+    def delete_domain_mapping(self, namespace: str, name: str) -> bool:
+        if not self.store.delete(DOMAIN_MAPPING, namespace, name):
+            return False
+        self._route_mapping(None, self.domains.remove(namespace, name))
+        return True
 
     def _plan_service(self, doc: dict[str, Any], force: bool = False) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler, self.runtime.requires_command)

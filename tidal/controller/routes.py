@@ -6,7 +6,7 @@ docs/autoscaling.md#per-revision-settings)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +49,14 @@ class Routes:
         revisions: Mapping[str, RevisionHandle],
         domain: str,
         default_rollout_s: float,
+        mapped_domains: Callable[[str, str], list[str]] = lambda namespace, name: [],
     ) -> None:
         self.store = store
         self.router = router
         self.revisions = revisions
         self.domain = domain
         self.default_rollout_s = default_rollout_s
+        self.mapped_domains = mapped_domains  # (namespace, service) → its DomainMappings' domains
         self.states: dict[str, RouteState] = {}
 
     def routed(self, key: str) -> set[str]:
@@ -104,7 +106,8 @@ class Routes:
             if state.rollout.done:
                 state.rollout = None
         split = list(state.rollout.split) if state.rollout else None
-        table = host_table(name, namespace, self.domain, targets, split, valid.public)
+        mapped = self.mapped_domains(namespace, name)
+        table = host_table(name, namespace, self.domain, targets, split, valid.public, mapped)
         self._store_route(service, targets, state, valid.public)  # first, then the gateway
         self.router.set_hosts(
             state.hosts,

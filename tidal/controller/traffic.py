@@ -51,9 +51,11 @@ def host_table(
     targets: list[ResolvedTarget],
     latest_split: list[tuple[str, int]] | None = None,
     public: bool = True,
+    mapped: list[str] | None = None,
 ) -> dict[str, list[tuple[str, int]]]:
     """Host → [(revision, percent)], for each of the service's host names (`host_names`: the
-    cluster-local ones, and the external one if `public`). The main hosts split by percent;
+    cluster-local ones, and the external one if `public`) and its `mapped` domains (from
+    DomainMappings), which are main hosts too. The main hosts split by percent;
     each tag's hosts send 100% to its target. `latest_split` (from a gradual rollout) replaces
     the latest target's revision on the main hosts by several revisions sharing its percent."""
     main: dict[str, int] = {}
@@ -67,6 +69,6 @@ def host_table(
         if target.tag:
             for host in host_names(name, namespace, domain, target.tag, public):
                 table[host] = [(target.revision, 100)]
-    for host in host_names(name, namespace, domain, public=public):
+    for host in [*host_names(name, namespace, domain, public=public), *(mapped or [])]:
         table[host] = list(main.items())
     return table

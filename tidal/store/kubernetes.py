@@ -2,6 +2,7 @@
 
 - Service, Revision, Route (serving.knative.dev/v1) → services, revisions, routes
   .serving.tidal.dev/v1;
+- DomainMapping (serving.knative.dev/v1beta1) → domainmappings.serving.tidal.dev/v1;
 - ResourcePolicy (scheduling.alibabacloud.com/v1alpha1) → resourcepolicies
   .scheduling.tidal.dev/v1alpha1.
 
@@ -25,6 +26,7 @@ re-created with a new uid). A crash in the middle of a block can still leave par
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tidal.store.sqlite import Conflict
+
+log = logging.getLogger(__name__)
 
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation")
 
@@ -55,6 +59,7 @@ class CustomResource:
 
 
 KNATIVE = "serving.knative.dev/v1"
+KNATIVE_BETA = "serving.knative.dev/v1beta1"
 ACK = "scheduling.alibabacloud.com/v1alpha1"
 SERVING_GROUP = "serving.tidal.dev"
 SCHEDULING_GROUP = "scheduling.tidal.dev"
@@ -65,6 +70,7 @@ RESOURCES = {
         CustomResource("Revision", SERVING_GROUP, "v1", "revisions", KNATIVE),
         CustomResource("Route", SERVING_GROUP, "v1", "routes", KNATIVE),
         CustomResource("ResourcePolicy", SCHEDULING_GROUP, "v1alpha1", "resourcepolicies", ACK),
+        CustomResource("DomainMapping", SERVING_GROUP, "v1", "domainmappings", KNATIVE_BETA),
     )
 }
 
@@ -125,23 +131,35 @@ class KubernetesStore:
     ) -> list[dict[str, Any]]:
         resource = RESOURCES[kind]
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
-        if namespace is None:
-            listed = self._api.list_cluster_custom_object(
-                resource.group,
-                resource.version,
+        try:
+            if namespace is None:
+                listed = self._api.list_cluster_custom_object(
+                    resource.group,
+                    resource.version,
+                    resource.plural,
+                    label_selector=selector,
+                    _request_timeout=self._timeout,
+                )
+            else:
+                listed = self._api.list_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    namespace,
+                    resource.plural,
+                    label_selector=selector,
+                    _request_timeout=self._timeout,
+                )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # A kind added since the CRDs were installed: none stored yet, so the controller
+            # still starts; applying one fails until the manifests are applied again.
+            log.warning(
+                "the cluster has no %s.%s CRD: apply `tidal kubernetes manifests` again",
                 resource.plural,
-                label_selector=selector,
-                _request_timeout=self._timeout,
-            )
-        else:
-            listed = self._api.list_namespaced_custom_object(
                 resource.group,
-                resource.version,
-                namespace,
-                resource.plural,
-                label_selector=selector,
-                _request_timeout=self._timeout,
             )
+            return []
         objects = [_to_tidal(resource, obj) for obj in listed["items"]]
         return sorted(objects, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from tidal.api.domain_mapping import DomainMapping
 from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import (
     KModel,
@@ -42,10 +43,14 @@ DESCRIPTIONS = {
     "URLs of tags (read-only).",
     "ResourcePolicy": "Placement of replicas on pools: fill units in order, up to each unit's "
     "max, then spill to the next (ACK's ResourcePolicy).",
+    "DomainMapping": "A domain of your own (the mapping's name) for a Service: the gateway routes "
+    "it as the Service's own host.",
 }
 
 FIELDS = {
     ("ServiceSpec", "template"): "The revision template: every change makes a new Revision.",
+    ("DomainMappingSpec", "ref"): "The Knative Service (serving.knative.dev/v1, same namespace) "
+    "that the domain routes to.",
     ("ServiceSpec", "traffic"): "How requests are split between revisions (default: all to the "
     "latest ready one). Percentages sum to 100.",
     ("RevisionTemplate", "metadata"): "Labels and annotations of the revisions; "
@@ -106,6 +111,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "Revision": RevisionObject,
     "Route": RouteObject,
     "ResourcePolicy": ResourcePolicy,
+    "DomainMapping": DomainMapping,
 }
 REF = "#/components/schemas/{model}"
 

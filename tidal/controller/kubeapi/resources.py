@@ -159,6 +159,17 @@ RESOURCE_POLICIES = Resource(
     ),
     writable=True,
 )
+DOMAIN_MAPPINGS = Resource(
+    KNATIVE_GROUP,
+    "v1beta1",
+    "DomainMapping",
+    "domainmappings",
+    "domainmapping",
+    ("dm",),
+    KNATIVE_CATEGORIES,
+    (NAME, URL, READY, REASON),
+    writable=True,
+)
 EVENTS = Resource(
     "",
     "v1",
@@ -181,6 +192,7 @@ EVENTS = Resource(
 )
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
+    f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],
     f"{SCHEDULING_GROUP}/v1alpha1": [RESOURCE_POLICIES],
 }
 

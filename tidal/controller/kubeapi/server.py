@@ -101,6 +101,8 @@ class KubeApi:
             return with_server_fields(self.platform.live_revision(obj))
         if kind == "Route":
             return with_server_fields(self._route_ready(obj))
+        if kind == "DomainMapping":
+            return with_server_fields(self.platform.live_domain_mapping(obj))
         return obj if kind == "Event" else with_server_fields(obj)
 
     def _route_ready(self, route: dict[str, Any]) -> dict[str, Any]:
@@ -415,6 +417,7 @@ class KubeApi:
         deleters = {
             "Service": self.platform.delete_service,
             "ResourcePolicy": self.platform.delete_policy,
+            "DomainMapping": self.platform.delete_domain_mapping,
         }
 
         @_handle
@@ -477,10 +480,17 @@ def _resource_list(group_version: str, resources: list[Resource]) -> dict[str, A
     }
 
 
-def _group(group_version: str) -> dict[str, Any]:
-    group, version = group_version.split("/")
-    preferred = {"groupVersion": group_version, "version": version}
-    return {"name": group, "versions": [preferred], "preferredVersion": preferred}
+def _group(group: str) -> dict[str, Any]:
+    """An APIGroup: its versions in the order GROUP_VERSIONS lists them, the first preferred."""
+    versions = [
+        {"groupVersion": gv, "version": gv.split("/")[1]}
+        for gv in GROUP_VERSIONS
+        if gv.split("/")[0] == group
+    ]
+    return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+
+GROUPS = list(dict.fromkeys(gv.split("/")[0] for gv in GROUP_VERSIONS))
 
 
 def add_routes(app: web.Application, platform: Platform) -> KubeApi:
@@ -529,7 +539,7 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             lambda: {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [_group(gv) for gv in GROUP_VERSIONS],
+                "groups": [_group(group) for group in GROUPS],
             }
         ),
     )
@@ -542,11 +552,12 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         return web.json_response(openapi.V2_JSON)
 
     router.add_get("/openapi/v2", openapi_v2)
-    for gv, resources in GROUP_VERSIONS.items():
+    for group in GROUPS:
         router.add_get(
-            f"/apis/{gv.split('/')[0]}",
-            static(lambda gv=gv: {"kind": "APIGroup", "apiVersion": "v1", **_group(gv)}),
+            f"/apis/{group}",
+            static(lambda g=group: {"kind": "APIGroup", "apiVersion": "v1", **_group(g)}),
         )
+    for gv, resources in GROUP_VERSIONS.items():
         router.add_get(f"/apis/{gv}", static(lambda gv=gv, rs=resources: _resource_list(gv, rs)))
         router.add_get(
             f"/openapi/v3/apis/{gv}", static(lambda gv=gv: openapi.group_version_document(gv))
