@@ -420,6 +420,7 @@ def test_domain_mapping_through_kubectl_the_cli_and_the_gateway(platform, kubect
         refused.returncode != 0
         and "spec.ref: tidal maps domains to Knative Services" in refused.stderr
     )
+    assert "Domains: http://api.example.org" in platform.cli("describe", "service", "hello").stdout
     kubectl("delete", "dm", "api.example.org")
     assert platform.request("api.example.org")[0] == 404
 

@@ -17,6 +17,7 @@ from tidal.cli.client import (
     DELETABLE,
     GROUPS,
     KNATIVE,
+    KNATIVE_BETA,
     RESOURCES,
     TIDAL,
     ApiError,
@@ -492,9 +493,13 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
         for r in client.call("GET", f"{TIDAL}/namespaces/{namespace}/replicas")["items"]
         if r["service"] == name
     ]
+    mapped = client.call("GET", f"{KNATIVE_BETA}/namespaces/{namespace}/domainmappings")["items"]
+    domains = [m["status"]["url"] for m in mapped if m["spec"]["ref"]["name"] == name]
     status = service.get("status", {})
     ready, reason = ready_condition(service)
     console.print(f"[bold]Service[/] {namespace}/{name}   URL {status.get('url')}")
+    if domains:
+        console.print(f"Domains: {', '.join(domains)}", markup=False)
     console.print(f"Ready: {ready} {reason}")
     for condition in status.get("conditions", []):
         if condition.get("message"):
