@@ -73,6 +73,16 @@ def test_errors_are_kubernetes_statuses_with_their_reason(admin: AdminUnderTest)
     assert body["message"].startswith("the server could not find the requested resource")
     status, body = admin.call("GET", "/apis/tidal.dev/v1/info", None, {})
     assert (status, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
+    admin.call("POST", APPLY, {"items": [hello()]})
+    for method, path in (  # a kind under another kind's group is no path at all
+        ("GET", "/apis/serving.knative.dev/v1beta1/services"),
+        ("GET", "/apis/scheduling.alibabacloud.com/v1alpha1/namespaces/default/services/hello"),
+        ("DELETE", "/apis/serving.knative.dev/v1/namespaces/default/domainmappings/x.y.z"),
+    ):
+        status, body = admin.call(method, path)
+        assert (status, body["reason"]) == (404, "NotFound"), path
+        assert body["message"].startswith("the server could not find the requested resource")
+    assert admin.platform.store.get("Service", "default", "hello") is not None
 
 
 def test_open_paths_need_no_token(admin: AdminUnderTest) -> None:

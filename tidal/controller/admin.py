@@ -1,15 +1,11 @@
-"""The admin API: Kubernetes-style paths and objects over HTTP, plus /metrics and /healthz.
+"""The admin API: the Kubernetes API for tidal's kinds (tidal.controller.kubeapi, which serves
+Services, Revisions, Routes, Configurations, DomainMappings, ResourcePolicies and Events at their
+Kubernetes paths, docs/kubectl.md), tidal's own paths, /metrics and /healthz.
 
-Paths:
-  GET    /apis/serving.knative.dev/v1[/namespaces/{ns}]/{services|revisions|routes}[/{name}]
-  DELETE /apis/serving.knative.dev/v1/namespaces/{ns}/services/{name}
+tidal's own paths:
   POST   /apis/tidal.dev/v1/apply[?dryRun=true]       body: {"items": [Service, ...]}
   GET    /apis/tidal.dev/v1[/namespaces/{ns}]/replicas
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/logs[?revision=R&tail=N&follow=true]
-  GET    /apis/serving.knative.dev/v1beta1[/namespaces/{ns}]/domainmappings[/{name}]
-  DELETE /apis/serving.knative.dev/v1beta1/namespaces/{ns}/domainmappings/{name}
-  GET    /apis/scheduling.alibabacloud.com/v1alpha1[/namespaces/{ns}]/resourcepolicies[/{name}]
-  DELETE /apis/scheduling.alibabacloud.com/v1alpha1/namespaces/{ns}/resourcepolicies/{name}
   GET    /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/forecast
   POST   /apis/tidal.dev/v1/namespaces/{ns}/services/{name}/history
          body: {"timestamps": [epoch, ...], "values": [...], "field": "avg_concurrency"}
@@ -53,16 +49,6 @@ from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
 from tidal.store.sqlite import Conflict, StoreError
 
-KINDS = {
-    "services": "Service",
-    "revisions": "Revision",
-    "routes": "Route",
-    "resourcepolicies": "ResourcePolicy",
-    "domainmappings": "DomainMapping",
-}
-KNATIVE = "/apis/serving.knative.dev/v1"
-KNATIVE_BETA = "/apis/serving.knative.dev/v1beta1"
-SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 TIDAL = "/apis/tidal.dev/v1"
 
 
@@ -207,42 +193,6 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
 
     def as_list(items: list[dict[str, Any]]) -> web.Response:
         return web.json_response({"apiVersion": "v1", "kind": "List", "items": items})
-
-    def view(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-        if kind == "DomainMapping":
-            return platform.live_domain_mapping(obj)
-        return platform.live_revision(obj) if kind == "Revision" else obj
-
-    async def list_objects(request: web.Request) -> web.Response:
-        kind = KINDS.get(request.match_info["plural"])
-        if kind is None:
-            return error(404, f"unknown resource {request.match_info['plural']!r}")
-        namespace = request.match_info.get("ns")
-        return as_list([view(kind, o) for o in platform.store.list(kind, namespace)])
-
-    async def get_object(request: web.Request) -> web.Response:
-        kind = KINDS.get(request.match_info["plural"])
-        if kind is None:
-            return error(404, f"unknown resource {request.match_info['plural']!r}")
-        ns, name = request.match_info["ns"], request.match_info["name"]
-        obj = platform.store.get(kind, ns, name)
-        if obj is None:
-            return error(404, f'{request.match_info["plural"]} "{name}" not found in {ns}')
-        return web.json_response(view(kind, obj))
-
-    async def delete_object(request: web.Request) -> web.Response:
-        plural = request.match_info["plural"]
-        deleters = {
-            "services": platform.delete_service,
-            "resourcepolicies": platform.delete_policy,
-            "domainmappings": platform.delete_domain_mapping,
-        }
-        if plural not in deleters:
-            return error(405, f"{plural} cannot be deleted; revisions and routes follow services")
-        ns, name = request.match_info["ns"], request.match_info["name"]
-        if not deleters[plural](ns, name):
-            return error(404, f'{plural} "{name}" not found in {ns}')
-        return web.json_response({"kind": "Status", "status": "Success"})
 
     async def apply(request: web.Request) -> web.Response:
         try:
@@ -407,11 +357,6 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
     app.router.add_post(f"{TIDAL}/gateway/poke", gateway_poke)
     app.router.add_get(f"{TIDAL}/pools", pools)
     app.router.add_get(f"{TIDAL}/cost", cost)
-    for group in (KNATIVE, KNATIVE_BETA, SCHEDULING):
-        app.router.add_get(f"{group}/{{plural}}", list_objects)
-        app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}", list_objects)
-        app.router.add_get(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", get_object)
-        app.router.add_delete(f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}", delete_object)
     from tidal.console.routes import mount  # the web console (it imports this module)
 
     mount(app, platform, security)
