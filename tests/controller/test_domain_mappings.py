@@ -5,12 +5,14 @@ own host, a domain belongs to one namespace, and the mapping's status follows it
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.controller.fakes import decide, make_platform, runtime_of, service
+from tidal.api.config import load_config
 from tidal.api.errors import InvalidSpec
 from tidal.controller.platform import Platform
 
@@ -103,5 +105,24 @@ async def test_mappings_are_routed_again_after_a_restart(tmp_path: Path) -> None
         assert routed(second, DOMAIN) == ("default/hello-00001",)
         await decide(second)
         assert runtime_of(second).running(), "the service runs as before"
+    finally:
+        await second.stop()
+
+
+async def test_a_stored_mapping_no_longer_valid_is_not_routed_and_says_why(tmp_path: Path) -> None:
+    first = make_platform(tmp_path)
+    first.apply([service(), mapping()])
+    await first.stop()
+    # the platform's domain is now the mapped one's parent: the mapping would shadow its hosts
+    second = make_platform(tmp_path, replace(load_config(None), domain="example.org"))
+    try:
+        second.restore()
+        assert routed(second, DOMAIN) is None
+        stored = second.store.get("DomainMapping", "default", DOMAIN)
+        (condition, _) = second.live_domain_mapping(stored)["status"]["conditions"]
+        assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+        assert "under the platform's domain 'example.org'" in condition["message"]
+        assert routed(second, "hello.default.example.org") == ("default/hello-00001",)
+        assert second.delete_domain_mapping("default", DOMAIN)
     finally:
         await second.stop()

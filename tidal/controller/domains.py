@@ -18,6 +18,8 @@ from tidal.api.errors import InvalidSpec
 class DomainMappings:
     def __init__(self) -> None:
         self.by_domain: dict[str, ValidDomainMapping] = {}
+        # (namespace, domain) → why a stored mapping is not routed (refused at restore)
+        self.refused: dict[tuple[str, str], str] = {}
 
     def check_claim(self, mapping: ValidDomainMapping) -> None:
         """Refuse a domain that another namespace maps."""
@@ -33,9 +35,11 @@ class DomainMappings:
         """Record `mapping`; returns the mapping it replaces, if any."""
         previous = self.by_domain.get(mapping.domain)
         self.by_domain[mapping.domain] = mapping
+        self.refused.pop((mapping.namespace, mapping.domain), None)
         return previous
 
     def remove(self, namespace: str, domain: str) -> ValidDomainMapping | None:
+        self.refused.pop((namespace, domain), None)
         mapping = self.by_domain.get(domain)
         if mapping is None or mapping.namespace != namespace:
             return None
@@ -50,10 +54,16 @@ class DomainMappings:
         )
 
 
-def mapping_status(domain: str, service: str, service_exists: bool) -> dict[str, Any]:
+def mapping_status(
+    domain: str, service: str, service_exists: bool, refused: str | None = None
+) -> dict[str, Any]:
     """Knative's DomainMapping status: its URL, and Ready once its reference resolves (tidal
-    has no ingress or certificate to wait for: the gateway answers the domain at once)."""
-    if service_exists:
+    has no ingress or certificate to wait for: the gateway answers the domain at once).
+    `refused`: why a stored mapping is not routed."""
+    if refused is not None:
+        resolved = {"type": "ReferenceResolved", "status": "Unknown"}
+        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": refused}
+    elif service_exists:
         resolved = {"type": "ReferenceResolved", "status": "True"}
         ready = {"type": "Ready", "status": "True"}
     else:

@@ -231,9 +231,9 @@ class Platform:
                 mapping = validate_domain_mapping(_strip_server_fields(doc), self.config.domain)
                 self.domains.check_claim(mapping)
             except InvalidSpec as exc:  # a rule added since, or the domain changed: unrouted
-                log.error(
-                    "stored domain mapping %s is not routed: %s", doc["metadata"]["name"], exc
-                )
+                meta = doc["metadata"]
+                log.error("stored domain mapping %s is not routed: %s", meta["name"], exc)
+                self.domains.refused[(meta["namespace"], meta["name"])] = str(exc)
                 continue
             self.domains.add(mapping)
         by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -467,7 +467,8 @@ class Platform:
         """A stored DomainMapping with its status, which follows its Service's existence."""
         meta, ref = doc["metadata"], doc["spec"]["ref"]
         exists = key_of(meta["namespace"], ref["name"]) in self.services
-        return {**doc, "status": mapping_status(meta["name"], ref["name"], exists)}
+        refused = self.domains.refused.get((meta["namespace"], meta["name"]))
+        return {**doc, "status": mapping_status(meta["name"], ref["name"], exists, refused)}
 
     def delete_domain_mapping(self, namespace: str, name: str) -> bool:
         if not self.store.delete(DOMAIN_MAPPING, namespace, name):
