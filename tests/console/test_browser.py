@@ -61,6 +61,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     p.start()
     p.apply(hello_service("hello"))
     p.wait_ready("hello")
+    p.apply(
+        {
+            "apiVersion": "serving.knative.dev/v1beta1",
+            "kind": "DomainMapping",
+            "metadata": {"name": "api.example.org"},
+            "spec": {
+                "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "hello"}
+            },
+        }
+    )
     # a second revision, so that there is something to roll back to
     p.apply(hello_service("hello", env={"GREETING": "v2"}))
     wait_until(lambda: _revision_of(p) == "hello-00002", 30, "hello-00002 to take traffic")
@@ -215,6 +225,8 @@ def test_a_gateway_request_shows_in_the_live_chart(platform, browser, shots):
         browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#revisions tr[data-revision]"))
     )
     _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#chart-plan svg")))
+    domain = "#service-header a[data-domain='http://api.example.org']"
+    assert _text(browser, domain) == "http://api.example.org"  # its DomainMapping
     _shot(browser, shots / "service.png")
 
 

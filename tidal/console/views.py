@@ -93,6 +93,7 @@ def service_rows(
                 "namespace": ns,
                 "name": name,
                 "url": service.get("status", {}).get("url", ""),
+                "domains": [f"http://{d}" for d in platform.domains.domains_of(ns, name)],
                 "ready": _ready(service),
                 "reason": _reason(service),
                 "traffic": route.get("status", {}).get("traffic", []),  # as routed now

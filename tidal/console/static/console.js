@@ -157,7 +157,8 @@ async function servicePage(ns, name) {
   const renderHeader = (r) => {
     header.textContent = "";
     header.append(...[
-      el("div", {}, el("span", {class: `badge ${r.ready}`, text: r.ready}), " ", el("a", {href: r.url, text: r.url})),
+      el("div", {}, el("span", {class: `badge ${r.ready}`, text: r.ready}), " ", el("a", {href: r.url, text: r.url}),
+        ...r.domains.flatMap((d) => [" · ", el("a", {href: d, text: d, "data-domain": d})])),
       r.reason ? el("div", {class: "error small", text: r.reason}) : null,
       el("div", {class: "small"},
         `${fmtNum(r.rps)} req/s · ${fmtNum(r.concurrency)} in flight · p95 ${ms(r.p95)} · ${r.replicas} ready / ${r.desired} desired / ${r.planned === null ? "–" : r.planned} planned · ${r.class} (${r.mode})`),
