@@ -64,11 +64,11 @@ def _drop_listed(headers: list[bytes], connection: bytes) -> None:
 
 
 def _origin_form(method: bytes, target: bytes) -> tuple[bytes | None, bytes]:
-    """The authority an absolute-form request target names (None for origin or asterisk form)
-    and the target in origin form, which is what the replica is sent (RFC 9112 3.2.2: the
-    target's authority, not the Host header, names the host). Raises ValueError naming what is
-    wrong with any other target."""
-    if target[:1] == b"/" or (target == b"*" and method == b"OPTIONS"):
+    """For a target that is not a path: the authority an absolute-form target names (None for
+    the asterisk form) and the target in origin form, which is what the replica is sent
+    (RFC 9112 3.2.2: the target's authority, not the Host header, names the host). Raises
+    ValueError naming what is wrong with any other target."""
+    if target == b"*" and method == b"OPTIONS":
         return None, target
     absolute = _ABSOLUTE_TARGET.fullmatch(target)
     if absolute is None:
@@ -555,6 +555,8 @@ class _ClientConnection(asyncio.Protocol):
             ex.error = (501, "upgrade not supported")
         elif host is None:  # RFC 9112 3.2: even with an absolute target
             ex.error = (400, "missing Host header")
+        elif url[:1] == b"/":  # origin form: nearly every request
+            ex.host = _hostname(host)
         else:
             try:
                 authority, url = _origin_form(ex.method, url)
