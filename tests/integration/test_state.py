@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import yaml
 
 from tests.integration.harness import (
     FAST_AUTOSCALER,
@@ -171,6 +172,37 @@ def test_restart_keeps_state_and_replicas(tmp_path):
             "replicas back after kill -9",
         )
         assert platform.request(host("keep"))[0] == 200
+    finally:
+        platform.stop()
+
+
+def test_up_f_keeps_changes_made_since_and_applies_a_changed_file(tmp_path):
+    manifest = tmp_path / "upf.yaml"
+    manifest.write_text(yaml.safe_dump(hello_service("upf")))
+    platform = Platform(tmp_path, {"autoscaler": FAST_AUTOSCALER}, args=("-f", str(manifest)))
+    kept = "-f: Service default/upf unchanged since the last start"
+
+    def tags() -> list[str]:
+        traffic = platform.get_json("routes", "upf")["status"]["traffic"]
+        return [t["tag"] for t in traffic if "tag" in t]
+
+    try:
+        platform.start()
+        platform.wait_ready("upf")
+        platform.cli("traffic", "upf", "--to", "upf-00001=100", "--tag", "upf-00001=stable")
+        platform.stop()
+        platform.start()  # the same file: the tag set since stays
+        wait_until(lambda: kept in platform.log_path.read_text(), 30, "the kept line")
+        assert tags() == ["stable"]
+        manifest.write_text(yaml.safe_dump(hello_service("upf", env={"TARGET": "v2"})))
+        platform.stop()
+        platform.start()  # a changed file is applied, as `tidal apply -f` would
+        platform.wait_ready("upf")
+        assert tags() == []
+        assert platform.get_json("services", "upf")["status"]["latestCreatedRevisionName"] == (
+            "upf-00002"
+        )
+        assert platform.log_path.read_text().count(kept) == 1
     finally:
         platform.stop()
 

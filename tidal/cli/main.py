@@ -270,6 +270,13 @@ def up(
             console.print(f"  service [bold]{valid.name}[/]: {svc_url}")
             svc_host = svc_url.removeprefix("http://")
             console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
+        for key in info["kept"]:
+            kind, namespace, name = key.split("/", 2)
+            console.print(
+                f"  -f: {kind} {namespace}/{name} unchanged since the last start: the stored one "
+                "is kept, with changes made since (`tidal apply -f` applies the file anyway)",
+                markup=False,
+            )
         console.print("Ctrl-C stops the platform; state is kept for the next `tidal up`.")
 
     try:

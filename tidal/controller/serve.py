@@ -33,6 +33,7 @@ from tidal.api.config import GatewayLimits, PlatformConfig
 from tidal.cli.kubeconfig import write_kubeconfig
 from tidal.controller.admin import AdminSecurity, build_app, own_origins
 from tidal.controller.platform import Platform
+from tidal.controller.up_manifests import load_record, object_key, save_record, to_apply
 from tidal.gateway.feed import feed_of
 from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.shutdown import wait_for_signal
@@ -222,8 +223,7 @@ async def serve(
         feed = feed_of(platform.router)  # tracks routing changes from before the first worker
         await workers.start()  # their start-up overlaps the restore below
         await platform.start()
-        if options.manifests:
-            platform.apply(options.manifests)
+        info["kept"] = _apply_manifests(platform, options)
         await _workers_routing(feed.gateways, workers.ids, limits.drain_timeout_s)
         on_ready(platform, info)
         cut_short = await wait_for_signal()
@@ -268,3 +268,20 @@ async def _drain(
         workers.signal(signal.SIGTERM)  # the worker's second signal: cut the drain
         await waiting
     interrupted.cancel()
+
+
+def _apply_manifests(platform: Platform, options: ServeOptions) -> list[str]:
+    """Apply the `-f` manifests that are new or changed since an earlier start
+    (tidal.controller.up_manifests); returns the keys of those kept as stored."""
+    if not options.manifests:
+        return []
+    record = load_record(options.data_dir)
+    todo = to_apply(
+        options.manifests,
+        record,
+        lambda key: platform.store.get(*key.split("/", 2)) is not None,
+    )
+    if todo:
+        platform.apply(todo)
+    save_record(options.data_dir, record, options.manifests)
+    return [object_key(doc) for doc in options.manifests if doc not in todo]
