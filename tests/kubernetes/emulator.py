@@ -113,6 +113,7 @@ def _selected(request: rendering.Request, obj: dict[str, Any]) -> bool:
 RESOURCES = (
     "apps/v1/deployments",
     "v1/pods",
+    "v1/services",
     "coordination.k8s.io/v1/leases",
     "serving.tidal.dev/v1/services",
     "serving.tidal.dev/v1/revisions",

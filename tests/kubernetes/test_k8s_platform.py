@@ -213,3 +213,32 @@ async def test_a_restarted_controller_recovers_from_the_custom_resources(
     assert sorted(p["metadata"]["name"] for p in cluster.pods()) == pods_before  # no new pods
     throttler = second.router.throttlers[KEY]
     assert sorted(e.host for e in throttler.endpoints) == ["10.0.0.1", "10.0.0.2"]
+
+
+async def test_each_service_gets_its_cluster_local_name_and_a_users_service_is_left_alone(
+    api: ApiClient, controllers: Controllers
+) -> None:
+    core = client.CoreV1Api(api)
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "other", "namespace": "default"},
+        "spec": {"selector": {"app": "other"}, "ports": [{"port": 80}]},
+    }
+    core.create_namespaced_service("default", theirs)
+    platform = await controllers.start()
+    other = copy.deepcopy(SERVICE)
+    other["metadata"]["name"] = "other"
+    platform.apply([copy.deepcopy(SERVICE), other])
+    name = core.read_namespaced_service("hello", "default")
+    assert name.spec.type == "ExternalName"
+    assert name.spec.external_name == "tidal-gateway.tidal-system.svc.cluster.local"
+    assert core.read_namespaced_service("other", "default").spec.type != "ExternalName"
+    core.delete_namespaced_service("hello", "default")  # lost while no controller ran
+    await controllers.stop(platform)
+    platform = await controllers.start()
+    assert core.read_namespaced_service("hello", "default").spec.type == "ExternalName"
+    platform.delete_service("default", "hello")
+    platform.delete_service("default", "other")
+    names = [s.metadata.name for s in core.list_namespaced_service("default").items]
+    assert names == ["other"], "tidal removes its own names only"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import REGISTRY
@@ -81,6 +81,15 @@ PLAN_CHECK_PERIOD_S = 10.0
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
 
 
+class ServiceAddresses(Protocol):
+    """Where a Service's cluster-local name is published beyond tidal's own gateway (on
+    Kubernetes: a Kubernetes Service of its name, tidal.kubernetes.addresses)."""
+
+    def publish(self, namespace: str, name: str) -> None: ...
+
+    def withdraw(self, namespace: str, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class ServicePlan:
     """What one applied Service document will write."""
@@ -132,9 +141,11 @@ class Platform:
         runtime: Runtime,
         store: ResourceStore | None = None,
         clock: Clock | None = None,
+        addresses: ServiceAddresses | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
+        self.addresses = addresses
         self.store: ResourceStore = store if store is not None else Store(data_dir / "tidal.db")
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
@@ -284,6 +295,8 @@ class Platform:
                 self._mark_invalid(doc, exc)
                 continue
             self.services[key_of(valid.namespace, valid.name)] = valid
+            if self.addresses is not None:
+                self.addresses.publish(valid.namespace, valid.name)
             for handle, desired in handles:
                 self.revisions.add(handle)
                 if desired:
@@ -400,6 +413,8 @@ class Platform:
                 self.revisions.add(self.factory.build(plan.valid.name, plan.revision, None))
             if adopt:
                 self._adopt_revisions(plan.valid)
+                if self.addresses is not None:
+                    self.addresses.publish(plan.valid.namespace, plan.valid.name)
             self.reconcile_route(plan.valid.namespace, plan.valid.name)
         self.collect_garbage(
             [(p.valid.namespace, p.valid.name) for p in plans if isinstance(p, ServicePlan)]
@@ -575,6 +590,8 @@ class Platform:
         for revision in revisions:
             self._remove_revision(RevisionKey.of(namespace, revision["metadata"]["name"]))
         self.services.pop(key, None)
+        if self.addresses is not None:
+            self.addresses.withdraw(namespace, name)
         return True
 
     # -- revisions and replicas ---------------------------------------------------------------

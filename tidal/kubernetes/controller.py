@@ -23,7 +23,8 @@ from tidal.controller.admin import AdminSecurity, build_app
 from tidal.controller.leader import LeaderElector, LeaseLock
 from tidal.controller.platform import Platform
 from tidal.gateway.proxy import GatewayServer
-from tidal.kubernetes.manifests import ADMIN_PORT, GATEWAY_PORT, LEASE
+from tidal.kubernetes.addresses import ServiceAddresses
+from tidal.kubernetes.manifests import ADMIN_PORT, GATEWAY, GATEWAY_PORT, LEASE
 from tidal.runtime.deployments import placements_from_pools
 from tidal.runtime.kubernetes import KubernetesRuntime
 from tidal.store.kubernetes import KubernetesStore
@@ -43,8 +44,10 @@ class ControllerOptions:
     admin_port: int = ADMIN_PORT
 
 
-def cluster_platform(config: PlatformConfig, data_dir: Path, api: ApiClient) -> Platform:
-    """The Platform on the Kubernetes store and runtime."""
+def cluster_platform(
+    config: PlatformConfig, data_dir: Path, api: ApiClient, namespace: str = "tidal-system"
+) -> Platform:
+    """The Platform on the Kubernetes store and runtime, tidal itself in `namespace`."""
     store = KubernetesStore(api)
     runtime = KubernetesRuntime(
         api,
@@ -52,7 +55,8 @@ def cluster_platform(config: PlatformConfig, data_dir: Path, api: ApiClient) -> 
         placements_from_pools(config.pools),
         termination_grace_s=config.termination_grace_s,
     )
-    return Platform(config, data_dir, runtime, store=store)
+    addresses = ServiceAddresses(api, f"{GATEWAY}.{namespace}.svc.cluster.local")
+    return Platform(config, data_dir, runtime, store=store, addresses=addresses)
 
 
 async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
@@ -71,7 +75,7 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
         return
     log.info("%s leads", options.identity)
     options.data_dir.mkdir(parents=True, exist_ok=True)
-    platform = cluster_platform(options.config, options.data_dir, api)
+    platform = cluster_platform(options.config, options.data_dir, api, options.lease_namespace)
     gateway = GatewayServer(platform.router)
     runner: web.AppRunner | None = None
     try:

@@ -165,6 +165,8 @@ def rbac(namespace: str) -> list[dict[str, Any]]:
         {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        # each Knative Service's cluster-local name (tidal.kubernetes.addresses)
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
     ]
     subject = [{"kind": "ServiceAccount", "name": APP, "namespace": namespace}]
     lease_rules = [
