@@ -329,13 +329,13 @@ async def test_logs_go_with_their_revision_and_a_restart_removes_leftovers(
         await settle()  # the restored replica starts
         (running,) = runtime_of(second).running()
         (logs / "hello-00001" / f"{running}.log").write_text("serving\n")
-        text = second.logs("default", "hello", None, 10)
+        text = await second.logs("default", "hello", None, 10)
         assert "==> hello-00001/hello-00001-a <== (stopped)\nloading weights" in text
         assert f"==> hello-00001/{running} <==\nserving" in text
         assert second.delete_service("default", "hello")
         await settle()  # its replicas stop, then its logs go
         assert not (logs / "hello-00001").exists()
-        assert second.logs("default", "hello", None, 10) == ""
+        assert await second.logs("default", "hello", None, 10) == ""
     finally:
         await second.stop()
 

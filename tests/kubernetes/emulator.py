@@ -30,6 +30,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient, Configuration
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+POD_LOG = "test.tidal.dev/log"  # what a pod's log subresource answers, kept on the pod
 
 
 @attrs.define(kw_only=True)
@@ -37,6 +38,11 @@ class Emulator(kmock.KubernetesEmulator):
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.subresource == "log" and request.method == "GET":  # the kubelet's, stood in
+            async with self._lock:
+                pod = self._object(request).raw
+            text = pod["metadata"].get("annotations", {}).get(POD_LOG, "")
+            return aiohttp.web.Response(text=text)
         if request.resource is not None and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if request.method == "POST" and request.name is None:
@@ -232,6 +238,12 @@ class FakeCluster:
     def set_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+
+    def write_log(self, pod: dict[str, Any], text: str) -> None:
+        """What the pod's container wrote, as its log subresource will answer it."""
+        meta = pod["metadata"]
+        patch = {"metadata": {"annotations": {POD_LOG: text}}}
+        self.core.patch_namespaced_pod(meta["name"], meta["namespace"], patch)
 
     def report_usage(self, pod: dict[str, Any], cpu: str, memory: str) -> None:
         """What metrics-server would publish for the pod: one container's CPU and memory."""

@@ -242,3 +242,18 @@ async def test_each_service_gets_its_cluster_local_name_and_a_users_service_is_l
     platform.delete_service("default", "other")
     names = [s.metadata.name for s in core.list_namespaced_service("default").items]
     assert names == ["other"], "tidal removes its own names only"
+
+
+async def test_tidal_logs_reads_the_pods_logs(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    platform.apply([copy.deepcopy(SERVICE)])
+    await eventually(lambda: len(cluster.pods()) == 1)
+    (pod,) = cluster.pods()
+    cluster.write_log(pod, "loading weights\nserving on :9000\n")
+    cluster.ready(pod)
+    await eventually(lambda: platform.workloads[KEY].ready_count() == 1)
+    (replica,) = platform.workloads[KEY].replicas
+    text = await platform.logs("default", "hello", None, 1)
+    assert text == f"==> hello-00001/{replica} <==\nserving on :9000"

@@ -243,7 +243,7 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
         revision = request.query.get("revision")
         if request.query.get("follow") in ("true", "1"):
             return await follow_logs(request, platform, (ns, name), revision, tail, closing)
-        text = platform.logs(ns, name, revision, tail)
+        text = await platform.logs(ns, name, revision, tail)
         return web.Response(text=text + "\n" if text else "")
 
     async def forecast(request: web.Request) -> web.Response:

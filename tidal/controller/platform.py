@@ -936,8 +936,26 @@ class Platform:
 
         return replica_views(self.workloads.values(), namespace, measured)
 
-    def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
-        return self.log_tail(namespace, service, revision, tail)[1]
+    async def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
+        """The replica logs' last `tail` lines: from the log files this machine keeps, else
+        (on Kubernetes, where the pods keep them) the running replicas' from the runtime."""
+        files, text = self.log_tail(namespace, service, revision, tail)
+        if files:
+            return text
+        names = [revision] if revision else self._revision_names(namespace, service)
+        replicas = [
+            (name, replica)
+            for name in names
+            if (workload := self.workloads.get(key_of(namespace, name))) is not None
+            for replica in workload.replicas.values()
+        ]
+        tails = await asyncio.gather(  # on Kubernetes a request each: off the event loop
+            *(asyncio.to_thread(self.runtime.log_tail, r.spec, tail) for _, r in replicas)
+        )
+        return "\n".join(
+            f"==> {name}/{replica.replica_id} <==\n" + "\n".join(lines)
+            for (name, replica), lines in zip(replicas, tails, strict=True)
+        )
 
     def log_tail(
         self, namespace: str, service: str, revision: str | None, tail: int
@@ -953,12 +971,11 @@ class Platform:
 
     def log_dirs(self, namespace: str, service: str, revision: str | None) -> list[Path]:
         """The log folders of the service's revisions (or of `revision` only)."""
-        names = (
-            [revision]
-            if revision
-            else [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
-        )
+        names = [revision] if revision else self._revision_names(namespace, service)
         return [self.data_dir / "logs" / namespace / name for name in names]
+
+    def _revision_names(self, namespace: str, service: str) -> list[str]:
+        return [r["metadata"]["name"] for r in self._revisions_of(namespace, service)]
 
 
 def _failure(workload: RevisionWorkload) -> str:
