@@ -399,6 +399,13 @@ async def test_absolute_form_target_is_routed_by_its_authority(gateway, router) 
     assert len(router.leases) == 1
 
 
+async def refused(gateway, request: bytes, status_line: bytes, reason: bytes) -> None:
+    """The gateway answers `request` itself with this status and reason, and closes."""
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(status_line), data
+    assert reason in data and b"Connection: close" in data
+
+
 async def test_other_request_targets_are_400(gateway, router) -> None:
     for target, reason in [
         (b"ftp://app.example.com/echo", b"is neither a path nor an http(s) URL"),
@@ -406,25 +413,16 @@ async def test_other_request_targets_are_400(gateway, router) -> None:
         (b"http:///echo", b"has no host"),
     ]:
         request = b"GET %s HTTP/1.1\r\nHost: app.example.com\r\n\r\n" % target
-        data = await raw_exchange(gateway, request, read_to_eof)
-        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
-        assert reason in data
-    assert router.leases == []
-
-
-async def test_an_absolute_target_still_needs_a_host_header(gateway, router) -> None:
+        await refused(gateway, request, b"HTTP/1.1 400 Bad Request\r\n", reason)
+    # RFC 9112 3.2: a Host header is needed even with an absolute target
     request = b"GET http://app.example.com/echo HTTP/1.1\r\n\r\n"
-    data = await raw_exchange(gateway, request, read_to_eof)
-    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert b"missing Host header" in data
+    await refused(gateway, request, b"HTTP/1.1 400 Bad Request\r\n", b"missing Host header")
     assert router.leases == []
 
 
 async def test_connect_is_501_with_why(gateway, router) -> None:
     request = b"CONNECT app.example.com:443 HTTP/1.1\r\nHost: app.example.com:443\r\n\r\n"
-    data = await raw_exchange(gateway, request, read_to_eof)
-    assert data.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
-    assert b"not a forward proxy" in data
+    await refused(gateway, request, b"HTTP/1.1 501 Not Implemented\r\n", b"not a forward proxy")
     assert router.leases == []
 
 

@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator
 
 from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import schema_errors
+from tidal.api.manifest import parse_document
 from tidal.api.service import DNS1123, KModel, ObjectMeta
 from tidal.gateway.hosts import CLUSTER_DOMAIN
 
@@ -70,16 +70,7 @@ class ValidDomainMapping:
 
 def validate_domain_mapping(doc: dict[str, Any], platform_domain: str) -> ValidDomainMapping:
     """Check a DomainMapping document; raise InvalidSpec naming every problem."""
-    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
-        raise InvalidSpec(
-            "apiVersion",
-            f"expected apiVersion {API_VERSION} and kind {KIND}, got "
-            f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
-        )
-    try:
-        mapping = DomainMapping.model_validate(doc)
-    except ValidationError as exc:
-        raise schema_errors(exc, DomainMapping) from None
+    mapping = parse_document(doc, API_VERSION, KIND, DomainMapping)
     namespace = mapping.metadata.namespace or "default"
     problems = [("metadata.name", p) for p in _check_domain(mapping.metadata.name, platform_domain)]
     ref = mapping.spec.ref

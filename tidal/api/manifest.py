@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -95,9 +95,27 @@ def error_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def first_error(exc: ValidationError) -> InvalidSpec:
     """Turn pydantic's report into one InvalidSpec naming the first bad field."""
     return InvalidSpec(*_problem(exc.errors()[0], None))
+
+
+def parse_document(doc: dict[str, Any], api_version: str, kind: str, model: type[M]) -> M:
+    """`doc` as `model`, once its apiVersion and kind are the ones expected; raise InvalidSpec
+    naming every schema problem."""
+    if doc.get("apiVersion") != api_version or doc.get("kind") != kind:
+        raise InvalidSpec(
+            "apiVersion",
+            f"expected apiVersion {api_version} and kind {kind}, got "
+            f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
+        )
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise schema_errors(exc, model) from None
 
 
 def schema_errors(exc: ValidationError, model: type[BaseModel]) -> InvalidSpec:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import schema_errors
+from tidal.api.manifest import parse_document
 from tidal.api.service import KModel, ObjectMeta
 from tidal.api.units import parse_duration
 
@@ -71,16 +71,7 @@ class ResourcePolicy(KModel):
 
 def validate_resource_policy(doc: dict[str, Any]) -> ResourcePolicy:
     """Check a ResourcePolicy document; raise InvalidSpec naming the problem(s)."""
-    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
-        raise InvalidSpec(
-            "apiVersion",
-            f"expected apiVersion {API_VERSION} and kind {KIND}, got "
-            f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
-        )
-    try:
-        policy = ResourcePolicy.model_validate(doc)
-    except ValidationError as exc:
-        raise schema_errors(exc, ResourcePolicy) from None
+    policy = parse_document(doc, API_VERSION, KIND, ResourcePolicy)
     if not policy.metadata.name:
         raise InvalidSpec("metadata.name", "a ResourcePolicy needs a name")
     spec = policy.spec
