@@ -28,6 +28,7 @@ class FakeRuntime:
     """Replicas that do what the test says: `ready(id)`, `exit(id, code)`."""
 
     requires_command = True
+    keeps_log_files = True
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock

@@ -256,6 +256,7 @@ def test_bad_runtime_settings_are_named(
 
 class _Recorder:
     requires_command = True
+    keeps_log_files = True
 
     def __init__(self) -> None:
         self.calls: list[str] = []

@@ -38,6 +38,7 @@ class RecordingRuntime:
     """Replicas that stay Starting: the control plane runs, nothing is spawned."""
 
     requires_command = True
+    keeps_log_files = True
 
     def __init__(self) -> None:
         self.started: list[str] = []

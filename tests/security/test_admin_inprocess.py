@@ -284,3 +284,11 @@ def test_a_history_import_says_what_it_kept(admin: AdminUnderTest) -> None:
         "POST", f"{HISTORY}/nosuch/history", {"timestamps": [], "values": []}
     )
     assert status == 404
+
+
+def test_following_logs_where_pods_keep_them_says_how_to_instead(admin: AdminUnderTest) -> None:
+    admin.call("POST", APPLY, {"items": [hello()]})
+    admin.platform.runtime.keeps_log_files = False  # as on Kubernetes
+    status, body = admin.call("GET", f"{HISTORY}/hello/logs?follow=true")
+    assert status == 501
+    assert "kubectl logs -f -l serving.knative.dev/service=hello -n default" in body["message"]

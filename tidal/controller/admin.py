@@ -242,6 +242,12 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             return error(400, "tail must be a whole number >= 0")
         revision = request.query.get("revision")
         if request.query.get("follow") in ("true", "1"):
+            if not platform.runtime.keeps_log_files:
+                return error(
+                    501,
+                    "following logs needs the replicas' log files, and pods keep their own: "
+                    f"kubectl logs -f -l serving.knative.dev/service={name} -n {ns}",
+                )
             return await follow_logs(request, platform, (ns, name), revision, tail, closing)
         text = await platform.logs(ns, name, revision, tail)
         return web.Response(text=text + "\n" if text else "")

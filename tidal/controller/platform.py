@@ -937,11 +937,10 @@ class Platform:
         return replica_views(self.workloads.values(), namespace, measured)
 
     async def logs(self, namespace: str, service: str, revision: str | None, tail: int) -> str:
-        """The replica logs' last `tail` lines: from the log files this machine keeps, else
-        (on Kubernetes, where the pods keep them) the running replicas' from the runtime."""
-        files, text = self.log_tail(namespace, service, revision, tail)
-        if files:
-            return text
+        """The replica logs' last `tail` lines: from the log files this machine keeps, or (on
+        Kubernetes, where the pods keep them) the running replicas' from the runtime."""
+        if self.runtime.keeps_log_files:
+            return self.log_tail(namespace, service, revision, tail)[1]
         names = [revision] if revision else self._revision_names(namespace, service)
         replicas = [
             (name, replica)

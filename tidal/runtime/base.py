@@ -140,6 +140,9 @@ def notify(on_change: ReplicaListener, replica: Replica) -> None:
 class Runtime(Protocol):
     # Whether a container needs `command`: processes do; pods can run the image's entrypoint.
     requires_command: bool
+    # Whether replica output goes to files under the data dir (docs/reliability.md#replica-logs),
+    # which `tidal logs` reads and follows; pods keep their own.
+    keeps_log_files: bool
 
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         """Start a replica and return at once; readiness and exit arrive through `on_change`."""

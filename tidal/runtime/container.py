@@ -114,6 +114,7 @@ class ContainerRuntime(ChildStopping):
     """Runs replicas whose spec names an image as containers on 127.0.0.1."""
 
     requires_command = False
+    keeps_log_files = True
 
     def __init__(
         self,
@@ -389,6 +390,7 @@ class HostRuntime:
     container, any other as a process."""
 
     requires_command = False
+    keeps_log_files = True
 
     def __init__(self, processes: Runtime, containers: ContainerRuntime) -> None:
         self.processes = processes

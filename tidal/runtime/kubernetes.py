@@ -85,6 +85,7 @@ class KubernetesRuntime:
     """Runs replicas as pods. `revisions(namespace, name)` returns the stored Revision."""
 
     requires_command = False  # a pod without `command` runs the image's entrypoint
+    keeps_log_files = False  # the pods keep their logs
 
     def __init__(
         self,

@@ -158,6 +158,7 @@ class LocalRuntime(ChildStopping):
     """
 
     requires_command = True
+    keeps_log_files = True
 
     def __init__(
         self,
