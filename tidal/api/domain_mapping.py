@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import field_validator
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import parse_document
-from tidal.api.service import DNS1123, KModel, ObjectMeta
+from tidal.api.service import DNS1123, KModel, ObjectMeta, dns_label
 from tidal.gateway.hosts import CLUSTER_DOMAIN
 
 API_VERSION = "serving.knative.dev/v1beta1"
@@ -29,15 +29,13 @@ _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class DomainMeta(ObjectMeta):
-    """A DomainMapping's name is a domain, not a DNS label (checked by `_check_domain`)."""
+    """A DomainMapping's name is a domain, not a DNS label (checked by `_check_domain`); this
+    validator replaces ObjectMeta's, which checks both."""
 
-    @field_validator("name", "namespace")
+    @field_validator("namespace")
     @classmethod
-    def _dns_label(cls, value: str | None, info: ValidationInfo) -> str | None:
-        namespace = info.field_name == "namespace" and value is not None
-        if namespace and (len(value) > 63 or not DNS1123.match(value)):  # type: ignore[arg-type]
-            raise ValueError(f"{value!r} is not a DNS label")
-        return value
+    def _dns_label(cls, value: str | None) -> str | None:
+        return dns_label(value)
 
 
 class KReference(KModel):

@@ -103,15 +103,19 @@ def first_error(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(*_problem(exc.errors()[0], None))
 
 
-def parse_document(doc: dict[str, Any], api_version: str, kind: str, model: type[M]) -> M:
-    """`doc` as `model`, once its apiVersion and kind are the ones expected; raise InvalidSpec
-    naming every schema problem."""
+def check_identity(doc: dict[str, Any], api_version: str, kind: str) -> None:
     if doc.get("apiVersion") != api_version or doc.get("kind") != kind:
         raise InvalidSpec(
             "apiVersion",
             f"expected apiVersion {api_version} and kind {kind}, got "
             f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
         )
+
+
+def parse_document(doc: dict[str, Any], api_version: str, kind: str, model: type[M]) -> M:
+    """`doc` as `model`, once its apiVersion and kind are the ones expected; raise InvalidSpec
+    naming every schema problem."""
+    check_identity(doc, api_version, kind)
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
@@ -184,13 +188,8 @@ def validate_service(
     on misplaced annotations, overlong tag hosts, ports and the visibility label's value:
     they break nothing that runs, so an upgrade must not stop a service that has them
     (docs/reliability.md#a-damaged-state-file)."""
-    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != "Service":
-        raise InvalidSpec(
-            "apiVersion",
-            f"expected apiVersion {API_VERSION} and kind Service, got "
-            f"{doc.get('apiVersion')!r} {doc.get('kind')!r}",
-        )
-    check_metadata(doc)
+    check_identity(doc, API_VERSION, "Service")
+    check_metadata(doc)  # its limits first: a huge document is refused before parsing
     try:
         service = Service.model_validate(doc)
     except ValidationError as exc:

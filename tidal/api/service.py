@@ -43,11 +43,16 @@ class ObjectMeta(KModel):
     @field_validator("name", "namespace")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 63 or not DNS1123.match(value)):
-            raise ValueError(
-                f"{value!r} is not a DNS label (lower-case letters, digits and '-', at most 63)"
-            )
-        return value
+        return dns_label(value)
+
+
+def dns_label(value: str | None) -> str | None:
+    """`value` if it is a DNS-1123 label (or None); else ValueError saying what one is."""
+    if value is not None and (len(value) > 63 or not DNS1123.match(value)):
+        raise ValueError(
+            f"{value!r} is not a DNS label (lower-case letters, digits and '-', at most 63)"
+        )
+    return value
 
 
 # Kubernetes' (relaxed) rule for an environment variable's name: printable ASCII but '='.

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import REGISTRY
+from pydantic import BaseModel
 
 from tidal.api.config import PlatformConfig
 from tidal.api.domain_mapping import KIND as DOMAIN_MAPPING
@@ -119,7 +120,7 @@ class MappingPlan:
         return self.mapping.domain  # one mapping per domain, whatever the namespace
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolicyPlan:
     """What one applied ResourcePolicy document will write."""
 
@@ -443,32 +444,29 @@ class Platform:
             return self._plan_service(doc, force)
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
-            stored = policy.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
-            expected = stored["metadata"].get("resourceVersion")
-            for server_field in SERVER_METADATA:
-                stored["metadata"].pop(server_field, None)
-            stored["metadata"]["namespace"] = policy.metadata.namespace or "default"
-            current = self.store.get(
-                RESOURCE_POLICY, stored["metadata"]["namespace"], policy.metadata.name or ""
-            )
-            return PolicyPlan(policy, stored, expected, _apply_result(current, stored))
+            return PolicyPlan(policy, *self._to_store(policy, policy.metadata.namespace))
         if kind == DOMAIN_MAPPING:
-            return self._plan_mapping(doc)
+            mapping = validate_domain_mapping(doc, self.config.domain)
+            self.domains.check_claim(mapping)
+            return MappingPlan(mapping, *self._to_store(mapping.doc, mapping.namespace))
         raise InvalidSpec(
             "kind",
             f"unsupported kind {kind!r} (supported: Service, {DOMAIN_MAPPING}, {RESOURCE_POLICY})",
         )
 
-    def _plan_mapping(self, doc: dict[str, Any]) -> MappingPlan:
-        mapping = validate_domain_mapping(doc, self.config.domain)
-        self.domains.check_claim(mapping)
-        stored = mapping.doc.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+    def _to_store(
+        self, model: BaseModel, namespace: str | None
+    ) -> tuple[dict[str, Any], str | None, str]:
+        """A validated document as it is stored (no status, no server metadata), the
+        resourceVersion it was read at, and kubectl's word for its apply."""
+        stored = model.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
         expected = stored["metadata"].get("resourceVersion")
         for server_field in SERVER_METADATA:
             stored["metadata"].pop(server_field, None)
-        stored["metadata"]["namespace"] = mapping.namespace
-        current = self.store.get(DOMAIN_MAPPING, mapping.namespace, mapping.domain)
-        return MappingPlan(mapping, stored, expected, _apply_result(current, stored))
+        meta = stored["metadata"]
+        meta["namespace"] = namespace or "default"
+        current = self.store.get(stored["kind"], meta["namespace"], meta.get("name", ""))
+        return stored, expected, _apply_result(current, stored)
 
     def _route_mapping(
         self, mapping: ValidDomainMapping | None, previous: ValidDomainMapping | None

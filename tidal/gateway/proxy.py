@@ -532,7 +532,7 @@ class _ClientConnection(asyncio.Protocol):
         if lname == b"x-forwarded-for":
             self._xff = value
             return
-        elif lname == b"x-forwarded-host":
+        if lname == b"x-forwarded-host":
             self._has_xfh = True
         elif lname == b"x-forwarded-proto":
             self._has_xfp = True

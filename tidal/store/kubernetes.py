@@ -131,24 +131,16 @@ class KubernetesStore:
     ) -> list[dict[str, Any]]:
         resource = RESOURCES[kind]
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
+        where = (resource.group, resource.version)
+        if namespace is None:
+            call, args = self._api.list_cluster_custom_object, (*where, resource.plural)
+        else:
+            call, args = (
+                self._api.list_namespaced_custom_object,
+                (*where, namespace, resource.plural),
+            )
         try:
-            if namespace is None:
-                listed = self._api.list_cluster_custom_object(
-                    resource.group,
-                    resource.version,
-                    resource.plural,
-                    label_selector=selector,
-                    _request_timeout=self._timeout,
-                )
-            else:
-                listed = self._api.list_namespaced_custom_object(
-                    resource.group,
-                    resource.version,
-                    namespace,
-                    resource.plural,
-                    label_selector=selector,
-                    _request_timeout=self._timeout,
-                )
+            listed = call(*args, label_selector=selector, _request_timeout=self._timeout)
         except ApiException as exc:
             if exc.status != 404:
                 raise
