@@ -93,6 +93,7 @@ class Replica:
         app.router.add_get("/empty", self.empty)
         app.router.add_get("/big", self.big)
         app.router.add_post("/stall", self.stall)
+        app.router.add_get("/ws", self.websocket)
         self.runner = web.AppRunner(app)
         self.port = 0
 
@@ -163,6 +164,19 @@ class Replica:
         async for chunk in request.content.iter_any():
             size += len(chunk)
         return web.Response(text=str(size))
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """Echoes each message with the headers it was asked with; "bye" makes it close."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.data == "bye":
+                await ws.close(code=4000, message=b"asked to")
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_json({"echo": message.data, "path": request.path_qs})
+            else:
+                await ws.send_bytes(message.data)
+        return ws
 
     async def empty(self, request: web.Request) -> web.Response:
         self._seen(request)
@@ -373,14 +387,110 @@ async def test_malformed_request_is_400_then_closed(gateway) -> None:
     assert b"malformed request: " in data
 
 
-async def test_upgrade_is_501(gateway, router) -> None:
+async def test_websocket_is_tunnelled_and_holds_its_lease(gateway, session, router) -> None:
+    async with session.ws_connect(url(gateway, "/ws?room=1"), headers=HOST) as ws:
+        assert ws._response.headers["X-Tidal-Revision"] == REVISION
+        for i in range(3):
+            await ws.send_str(f"hi {i}")
+            assert await ws.receive_json() == {"echo": f"hi {i}", "path": "/ws?room=1"}
+        await ws.send_bytes(MB * b"x")  # larger than any socket buffer: flow control both ways
+        assert (await ws.receive_bytes()) == MB * b"x"
+        assert router.statuses() == [[]]  # one request in flight for the whole session
+    await eventually(lambda: router.statuses() == [[101]])
+
+
+async def test_replica_closing_a_websocket_closes_it_for_the_client(gateway, session, router):
+    async with session.ws_connect(url(gateway, "/ws"), headers=HOST) as ws:
+        await ws.send_str("bye")
+        message = await ws.receive()
+        assert (message.type, message.data, message.extra) == (
+            aiohttp.WSMsgType.CLOSE,
+            4000,
+            "asked to",
+        )
+    await eventually(lambda: router.statuses() == [[101]])
+
+
+async def test_deadline_cuts_a_tunnel(gateway, session, router) -> None:
+    router.timeout = 0.5
+    async with session.ws_connect(url(gateway, "/ws"), headers=HOST) as ws:
+        await ws.send_str("hi")
+        assert (await ws.receive_json())["echo"] == "hi"
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    assert router.statuses() == [[504]]
+
+
+async def test_any_upgrade_is_a_byte_tunnel_from_the_first_byte(gateway, router) -> None:
+    """A replica speaking its own protocol after the 101; bytes the client sends with the head
+    reach it, and what it sends with its 101 reaches the client."""
+
+    async def upgrade_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"\r\nConnection: Upgrade\r\nUpgrade: echo/1\r\n" in head, head
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n")
+        writer.write(b"Upgrade: echo/1\r\nX-Upstream: yes\r\n\r\nhello ")
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(upgrade_echo, "127.0.0.1", 0)
+    router.routes["app.example.com"] = [("127.0.0.1", server.sockets[0].getsockname()[1])]
+    async with server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(
+            b"GET /chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: keep-alive, Upgrade\r\n"
+            b"Upgrade: echo/1\r\n\r\nearly bytes;"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        assert b"Connection: Upgrade\r\nUpgrade: echo/1\r\n" in head
+        assert b"X-Upstream: yes\r\n" in head
+        assert await asyncio.wait_for(reader.readexactly(18), 5) == b"hello early bytes;"
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")  # not parsed as HTTP any more
+        assert await asyncio.wait_for(reader.readexactly(18), 5) == b"GET / HTTP/1.1\r\n\r\n"
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+    await eventually(lambda: router.statuses() == [[101]])
+
+
+async def test_upgrade_the_replica_declines_is_answered_and_closed(gateway, router) -> None:
     request = (
-        b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n"
+        b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n"
         b"Upgrade: websocket\r\n\r\n"
     )
     data = await raw_exchange(gateway, request, read_to_eof)
-    assert data.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close\r\n" in data
+    seen = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert (seen["headers"]["connection"], seen["headers"]["upgrade"]) == ("Upgrade", "websocket")
+    assert router.statuses() == [[200]]
+
+
+async def test_http10_upgrade_is_400(gateway, router) -> None:
+    request = (
+        b"GET /ws HTTP/1.0\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n"
+    )
+    data = await raw_exchange(gateway, request, read_to_eof)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Upgrade needs HTTP/1.1" in data
     assert router.leases == []
+
+
+async def test_101_to_a_request_that_asked_no_upgrade_is_502(gateway, session, router) -> None:
+    async def switches_anyway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n")
+        writer.write(b"Upgrade: websocket\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(switches_anyway, "127.0.0.1", 0)
+    router.routes["app.example.com"] = [("127.0.0.1", server.sockets[0].getsockname()[1])]
+    async with server, session.get(url(gateway, "/"), headers=HOST) as resp:
+        assert (resp.status, await resp.text()) == (502, "invalid upstream response\n")
+    assert router.statuses() == [[502]]
 
 
 async def test_absolute_form_target_is_routed_by_its_authority(gateway, router) -> None:

@@ -8,6 +8,12 @@ response back. Both directions stream under transport flow control, so no body i
 Only the lease and the dial are awaited (in one task per request); everything after is protocol
 callbacks, which keeps the per-request cost low.
 
+An upgrade request (`Connection: Upgrade`, e.g. a WebSocket handshake) is leased and sent like any
+other; if the replica answers 101, both connections become a byte tunnel that holds the lease,
+and so counts as one request in flight, until either side closes or the revision's timeout
+passes (as in Knative, where `timeoutSeconds` bounds a WebSocket's life;
+docs/architecture.md#streams-and-websockets).
+
 Limits (`GatewayLimits`, docs/reliability.md): a request head must be complete within the header
 read timeout of its first byte (or of the connection's opening), an idle keep-alive connection
 is closed after the idle timeout, and connections over the listener's or the process's cap get a
@@ -152,6 +158,7 @@ class _Exchange:
         "responded",
         "status",
         "task",
+        "upgrade",
         "upstream",
     )
 
@@ -173,6 +180,7 @@ class _Exchange:
         self.responded = False  # response head went to the client
         self.status = 0
         self.task: asyncio.Task[None] | None = None
+        self.upgrade: bytes | None = None  # the protocols an upgrade request asks for
         self.upstream: _UpstreamConnection | None = None
 
 
@@ -245,6 +253,8 @@ class _UpstreamConnection(asyncio.Protocol):
         self._chunk = False  # we re-chunk the body for the client
         self._eof_body = False  # body ends when the upstream closes
         self._keep_alive = False
+        self._upgrade: bytes | None = None
+        self._tunnel = False  # relayed a 101: bytes pass through as they are
 
     def attach(self, client: _ClientConnection, ex: _Exchange) -> None:
         self._client = client
@@ -256,6 +266,11 @@ class _UpstreamConnection(asyncio.Protocol):
         """Drop the connection mid-exchange; it is not reused."""
         self._ex = self._client = None
         self.transport.abort()
+
+    def end_tunnel(self) -> None:
+        """The client left the tunnel: close once the bytes it sent last are written."""
+        self._ex = self._client = None
+        self.transport.close()
 
     def pause(self) -> None:
         if self._reading:
@@ -278,9 +293,16 @@ class _UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self._got_bytes = True
+        if self._tunnel:
+            self._client.transport.write(data)  # type: ignore[union-attr]
+            return
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        except httptools.HttpParserUpgrade as exc:  # after the 101 head: the new protocol
+            rest = data[exc.args[0] :]
+            if rest:
+                self._out.append(rest)
+        except httptools.HttpParserError:
             client: _ClientConnection = self._client  # type: ignore[assignment]
             self.discard()
             ex.upstream = None
@@ -288,13 +310,18 @@ class _UpstreamConnection(asyncio.Protocol):
             return
         if self._out:
             self._flush()
-        if self._done:
+        if self._done and not self._tunnel:
             self._finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
         ex, client = self._ex, self._client
         if ex is None or client is None:
             self._pool.forget(self)
+            return
+        if self._tunnel:
+            self._ex = self._client = None
+            ex.upstream = None
+            client._complete(ex, 101, False)
             return
         if exc is None and self._eof_body and ex.responded:
             if self._chunk:
@@ -324,7 +351,7 @@ class _UpstreamConnection(asyncio.Protocol):
             return
         self._reason = b""
         self._headers = []
-        self._connection = None
+        self._connection = self._upgrade = None
         self._length = self._te = False
 
     def on_status(self, reason: bytes) -> None:
@@ -339,6 +366,8 @@ class _UpstreamConnection(asyncio.Protocol):
                 self._connection = value
             elif lname == b"transfer-encoding":
                 self._te = True
+            elif lname == b"upgrade":
+                self._upgrade = value
             return
         if lname == b"content-length":
             self._length = True
@@ -352,6 +381,9 @@ class _UpstreamConnection(asyncio.Protocol):
         headers = self._headers
         if self._connection is not None:
             _drop_listed(headers, self._connection)
+        if status == 101:
+            self._switch_protocols(ex, headers)
+            return
         if status < 200:  # interim response (100 Continue, 103 Early Hints): relay it
             if not ex.http10:
                 self._out.append(
@@ -397,6 +429,18 @@ class _UpstreamConnection(asyncio.Protocol):
 
     # helpers
 
+    def _switch_protocols(self, ex: _Exchange, headers: list[bytes]) -> None:
+        """Relay a 101 and become a tunnel; a 101 to a request that asked for no upgrade, or
+        without the protocol it switches to, is invalid (httptools then fails the parse)."""
+        if ex.upgrade is None or self._upgrade is None:
+            raise ValueError("101 Switching Protocols to a request that cannot switch")
+        ex.status = 101
+        ex.responded = True
+        self._tunnel = self._done = True
+        headers += (b"Connection: Upgrade\r\nUpgrade: ", self._upgrade, b"\r\n")
+        headers.append(_revision_header(ex.lease.revision))  # type: ignore[union-attr]
+        self._out.append(b"HTTP/1.1 101 %s\r\n%s\r\n" % (self._reason, b"".join(headers)))
+
     def _flush(self) -> None:
         out = self._out
         self._client.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
@@ -407,7 +451,12 @@ class _UpstreamConnection(asyncio.Protocol):
         client: _ClientConnection = self._client  # type: ignore[assignment]
         self._ex = self._client = None
         ex.upstream = None
-        if self._keep_alive and ex.request_done and not self.transport.get_write_buffer_size():
+        if (
+            self._keep_alive
+            and ex.request_done
+            and ex.upgrade is None  # else the replica may have had bytes of another protocol
+            and not self.transport.get_write_buffer_size()
+        ):
             self.resume()
             self.reused = True
             self._pool.give(self)
@@ -446,6 +495,9 @@ class _ClientConnection(asyncio.Protocol):
         self._has_xfh = False
         self._has_xfp = False
         self._connection: bytes | None = None
+        self._upgrade: bytes | None = None
+        # An upgrade request was parsed: what the client sends after its head is for the replica.
+        self._tunnel: _Exchange | None = None
         self._head_bytes = 0  # bytes received while the head is incomplete
         self._head_size = 0  # bytes of request line and headers, as parsed
 
@@ -458,12 +510,23 @@ class _ClientConnection(asyncio.Protocol):
         self._cluster_client = in_networks(peer[0] if peer else "", self._server.limits)
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._forward_body(self._tunnel, data)
+            self._update_reading()
+            return
         if self._broken:
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._broken = True  # the exchange carries its 501
+        except httptools.HttpParserUpgrade as exc:
+            ex = self._queue[-1]
+            if ex.upgrade is None:  # CONNECT, or refused: the exchange carries its error
+                self._broken = True
+            else:  # what follows the head is the new protocol's, for the replica as it is
+                self._tunnel = ex
+                rest = data[exc.args[0] :]
+                if rest:
+                    self._forward_body(ex, rest)
         except httptools.HttpParserError as exc:
             self._bad_request(400, f"malformed request: {exc}")
         else:
@@ -483,7 +546,12 @@ class _ClientConnection(asyncio.Protocol):
             ex = self._queue[0]
             if ex.task is not None:
                 ex.task.cancel()
-            self._complete(ex, 499, False)
+            if ex.status == 101 and ex.upstream is not None:  # the normal end of a tunnel
+                ex.upstream.end_tunnel()
+                ex.upstream = None
+                self._complete(ex, 101, False)
+            else:
+                self._complete(ex, 499, False)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -504,7 +572,7 @@ class _ClientConnection(asyncio.Protocol):
         self._queue.append(ex)
         self._url = b""
         self._headers = []
-        self._host = self._xff = self._connection = None
+        self._host = self._xff = self._connection = self._upgrade = None
         self._has_xfh = self._has_xfp = False
         self._head_bytes = self._head_size = 0
 
@@ -523,6 +591,8 @@ class _ClientConnection(asyncio.Protocol):
                 self._connection = value
             elif lname == b"transfer-encoding":
                 ex.chunked = True
+            elif lname == b"upgrade":
+                self._upgrade = value
             return
         if lname == b"host":  # sent first, from on_headers_complete
             if self._host is not None:  # RFC 9112 3.2: more than one Host is a 400
@@ -551,8 +621,8 @@ class _ClientConnection(asyncio.Protocol):
             ex.error = ex.error or (431, "request head too large")
         elif ex.method == b"CONNECT":
             ex.error = (501, "CONNECT not supported: the gateway is not a forward proxy")
-        elif parser.should_upgrade():
-            ex.error = (501, "upgrade not supported")
+        elif parser.should_upgrade() and ex.http10:
+            ex.error = (400, "Upgrade needs HTTP/1.1")
         elif host is None:  # RFC 9112 3.2: even with an absolute target
             ex.error = (400, "missing Host header")
         elif url[:1] == b"/":  # origin form: nearly every request
@@ -573,6 +643,10 @@ class _ClientConnection(asyncio.Protocol):
         headers = self._headers
         if self._connection is not None:
             _drop_listed(headers, self._connection)
+        if parser.should_upgrade():
+            ex.upgrade = self._upgrade
+            ex.keep_alive = False  # the connection ends with the tunnel, or after a refusal
+            headers += (b"Connection: Upgrade\r\nUpgrade: ", self._upgrade, b"\r\n")
         xff = self._peer if self._xff is None else self._xff + b", " + self._peer
         headers += (b"X-Forwarded-For: ", xff, b"\r\n")
         if not self._has_xfh:

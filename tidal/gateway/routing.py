@@ -183,7 +183,8 @@ class TrafficRouter:
         lease.throttler.release(lease.endpoint)
         now = time.monotonic()
         self._observe(lease.throttler, status, now - lease.started)
-        lease.throttler.stats.answered(now - lease.started, now - lease.granted)
+        if status != 101:  # how long a tunnel stayed open is no response time
+            lease.throttler.stats.answered(now - lease.started, now - lease.granted)
 
     def _observe(self, throttler: RevisionThrottler, status: int, seconds: float) -> None:
         key = (_key(throttler), status)
