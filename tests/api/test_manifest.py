@@ -56,6 +56,16 @@ def test_load_documents_reads_several_and_rejects_bad_yaml():
             "600",
         ),
         (
+            lambda d: d["spec"]["template"]["spec"].update(idleTimeoutSeconds=-1),
+            "spec.template.spec.idleTimeoutSeconds",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"].update(responseStartTimeoutSeconds="soon"),
+            "spec.template.spec.responseStartTimeoutSeconds",
+            "integer",
+        ),
+        (
             lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
                 command=[], image="ghcr.io/x/y"
             ),
@@ -210,6 +220,29 @@ def test_traffic_is_stored_with_knatives_defaults(hello_doc, traffic, stored):
         hello_doc["spec"]["traffic"] = traffic
     service = check(hello_doc).service.model_dump(by_alias=True, exclude_none=True)
     assert service["spec"]["traffic"] == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ({}, {"timeoutSeconds": 300}),
+        ({"timeoutSeconds": 0}, {"timeoutSeconds": 300}),
+        ({"timeoutSeconds": 300}, {"timeoutSeconds": 300}),
+        # Over Knative's default revision timeout: the response must start within that default.
+        ({"timeoutSeconds": 600}, {"timeoutSeconds": 600, "responseStartTimeoutSeconds": 300}),
+        (
+            {"timeoutSeconds": 600, "responseStartTimeoutSeconds": 0, "idleTimeoutSeconds": 30},
+            {"timeoutSeconds": 600, "responseStartTimeoutSeconds": 0, "idleTimeoutSeconds": 30},
+        ),
+    ],
+)
+def test_timeouts_are_stored_with_knatives_defaults(hello_doc, given, stored):
+    hello_doc["spec"]["template"]["spec"].update(given)
+    spec = check(hello_doc).service.model_dump(by_alias=True, exclude_none=True)["spec"]
+    timeouts = {
+        k: v for k, v in spec["template"]["spec"].items() if k.lower().endswith("timeoutseconds")
+    }
+    assert timeouts == stored
 
 
 def test_rollout_duration_annotation(hello_doc):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.mirror import collect_stats
+from tidal.gateway.router import RouteError
 from tidal.gateway.routing import TrafficRouter
 from tidal.gateway.stats import LATENCY_SAMPLES, RevisionStats
 
@@ -50,3 +53,18 @@ def test_a_busy_second_keeps_a_bounded_uniform_sample():
     assert len(taken) == LATENCY_SAMPLES
     assert max(rt for rt, _ in taken) > 5 * LATENCY_SAMPLES  # not only the first ones
     assert stats.take_latencies() == []
+
+
+async def test_a_request_waits_for_a_slot_no_longer_than_its_shortest_timeout():
+    """Knative counts the response-start and idle timeouts from a request's arrival, so a
+    request still queued when either passes is answered 504 then, not at timeoutSeconds."""
+    router = TrafficRouter()
+    throttler = RevisionThrottler(
+        "default", "hello", "hello-00001", 1, 30.0, 10, response_start_s=5.0, idle_s=0.2
+    )
+    router.throttlers["default/hello-00001"] = throttler
+    router.set_hosts(set(), {HOST: [("default/hello-00001", 100)]})
+    with pytest.raises(RouteError) as caught:
+        await asyncio.wait_for(router.acquire(HOST, "/"), 2)  # no replica: waits
+    assert caught.value.status == 504
+    assert "had a free slot within 0.2s" in caught.value.reason

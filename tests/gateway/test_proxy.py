@@ -47,6 +47,8 @@ class FakeRouter:
         self.routes: dict[str, list[tuple[str, int]]] = {}
         self.errors: dict[str, RouteError] = {}
         self.timeout = 10.0
+        self.response_start = 0.0  # the revision's responseStartTimeoutSeconds (0: none)
+        self.idle = 0.0  # and its idleTimeoutSeconds
         self.leases: list[CountingLease] = []
         self.retried: list[CountingLease] = []
         self.suspect: set[tuple[str, int]] = set()
@@ -63,6 +65,8 @@ class FakeRouter:
             revision=REVISION,
             namespace="default",
             deadline=time.monotonic() + self.timeout,
+            response_start_s=self.response_start,
+            idle_s=self.idle,
         )
         self.leases.append(lease)
         return lease
@@ -94,6 +98,7 @@ class Replica:
         app.router.add_get("/big", self.big)
         app.router.add_post("/stall", self.stall)
         app.router.add_get("/ws", self.websocket)
+        app.router.add_get("/drip", self.drip)
         self.runner = web.AppRunner(app)
         self.port = 0
 
@@ -177,6 +182,17 @@ class Replica:
             else:
                 await ws.send_bytes(message.data)
         return ws
+
+    async def drip(self, request: web.Request) -> web.StreamResponse:
+        """`?n=` bytes, one every `?every=` seconds, the first at once."""
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(int(request.query["n"])):
+            if i:
+                await asyncio.sleep(float(request.query["every"]))
+            await response.write(b".")
+        await response.write_eof()
+        return response
 
     async def empty(self, request: web.Request) -> web.Response:
         self._seen(request)
@@ -557,6 +573,55 @@ async def test_deadline_while_streaming_closes_the_client(gateway, session, rout
         assert resp.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
+    assert router.statuses() == [[504]]
+
+
+async def test_response_start_timeout_is_504_while_no_answer_started(gateway, session, router):
+    router.response_start = 0.3
+    async with session.get(url(gateway, "/hold"), headers=HOST) as resp:
+        assert resp.status == 504
+        assert resp.headers["X-Tidal-Error"] == (
+            "no response within responseStartTimeoutSeconds (0.3s)"
+        )
+    assert router.statuses() == [[504]]
+
+
+async def test_response_start_timeout_lets_a_started_response_run(gateway, session, replica):
+    gateway.router.response_start = 0.3
+    async with session.get(url(gateway, "/hold?partial=1"), headers=HOST) as resp:
+        assert resp.status == 200
+        assert await resp.content.readexactly(5) == b"first"
+        await asyncio.sleep(0.6)
+        replica.hold.set()
+        assert await resp.read() == b""
+    assert gateway.router.statuses() == [[200]]
+
+
+async def test_idle_timeout_cuts_a_response_the_replica_went_quiet_in(gateway, session, router):
+    router.idle = 0.5
+    async with session.get(url(gateway, "/hold?partial=1"), headers=HOST) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert router.statuses() == [[504]]
+
+
+async def test_idle_timeout_counts_from_each_byte(gateway, session, router) -> None:
+    router.idle = 0.5
+    async with session.get(url(gateway, "/drip?n=8&every=0.2"), headers=HOST) as resp:
+        assert await resp.read() == b"." * 8  # 1.4 s in all, never 0.5 s without a byte
+    assert router.statuses() == [[200]]
+
+
+async def test_idle_timeout_closes_a_silent_websocket(gateway, session, router) -> None:
+    router.idle = 0.5
+    async with session.ws_connect(url(gateway, "/ws"), headers=HOST) as ws:
+        for _ in range(4):  # busy for longer than the idle timeout: kept open
+            await ws.send_str("hi")
+            assert (await ws.receive_json())["echo"] == "hi"
+            await asyncio.sleep(0.2)
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
     assert router.statuses() == [[504]]
 
 

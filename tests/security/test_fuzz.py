@@ -61,6 +61,8 @@ PATHS = [
     ("spec", "template", "metadata", "name"),
     ("spec", "template", "spec", "containerConcurrency"),
     ("spec", "template", "spec", "timeoutSeconds"),
+    ("spec", "template", "spec", "responseStartTimeoutSeconds"),
+    ("spec", "template", "spec", "idleTimeoutSeconds"),
     ("spec", "template", "spec", "containers"),
 ]
 CONTAINER_PATHS = ["command", "args", "env", "image", "workingDir", "resources", "readinessProbe"]

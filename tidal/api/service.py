@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from tidal.api.units import parse_quantity
@@ -19,6 +19,10 @@ API_VERSION = "serving.knative.dev/v1"
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 KNOWN_RESOURCES = ("cpu", "memory", "nvidia.com/gpu", "ephemeral-storage")
+# Knative's revision-timeout-seconds and max-revision-timeout-seconds defaults; the default
+# response-start timeout equals the revision timeout (pkg/apis/config/defaults.go).
+DEFAULT_TIMEOUT_S = 300
+MAX_TIMEOUT_S = 600
 
 
 class KModel(BaseModel):
@@ -175,10 +179,30 @@ class Container(KModel):
 
 
 class RevisionSpec(KModel):
+    """A revision's spec, defaulted as Knative defaults it (pkg/apis/serving/v1/
+    revision_defaults.go): timeoutSeconds 0 or unset is 300, and a revision whose timeout is
+    over 300 s gets responseStartTimeoutSeconds 300 unless it sets one. 0 or unset
+    response-start and idle timeouts mean none (docs/architecture.md#timeouts)."""
+
     containers: list[Container] = Field(min_length=1, max_length=1)
     container_concurrency: int = Field(default=0, ge=0, le=1000)
-    timeout_seconds: int = Field(default=300, ge=1, le=600)
+    timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_S, ge=0, le=MAX_TIMEOUT_S)
+    response_start_timeout_seconds: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, validate_default=True
+    )
+    idle_timeout_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)
     service_account_name: str | None = None
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _default_timeout(cls, value: int) -> int:
+        return value or DEFAULT_TIMEOUT_S
+
+    @field_validator("response_start_timeout_seconds")
+    @classmethod
+    def _default_response_start(cls, value: int | None, info: ValidationInfo) -> int | None:
+        timeout = info.data.get("timeout_seconds", DEFAULT_TIMEOUT_S)
+        return DEFAULT_TIMEOUT_S if value is None and timeout > DEFAULT_TIMEOUT_S else value
 
 
 class TemplateMeta(KModel):

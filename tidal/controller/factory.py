@@ -173,6 +173,8 @@ class RevisionFactory:
             timeout,
             pending_cap=pending_cap(cc, 0, self.config.pending_cap_default),
             on_first_request=lambda _: self.poke(key),
+            response_start_s=float(spec.response_start_timeout_seconds or 0),
+            idle_s=float(spec.idle_timeout_seconds or 0),
         )
         status = revision.get("status", {})
         ready_condition = _condition(status)

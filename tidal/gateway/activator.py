@@ -51,12 +51,20 @@ class RevisionThrottler:
         timeout_s: float,
         pending_cap: int,
         on_first_request: Callable[[RevisionThrottler], None] = lambda _: None,
+        response_start_s: float = 0.0,
+        idle_s: float = 0.0,
     ) -> None:
         self.namespace = namespace
         self.service = service
         self.revision = revision
         self.cc = container_concurrency
+        # The revision's timeouts (0: none), each counted from a request's arrival
+        # (docs/architecture.md#timeouts).
         self.timeout_s = timeout_s
+        self.response_start_s = response_start_s
+        self.idle_s = idle_s
+        # The longest a request may wait for a slot: any of the three ends the wait.
+        self.wait_s = min(t for t in (timeout_s, response_start_s, idle_s) if t > 0)
         self._pending_cap = pending_cap
         self.on_first_request = on_first_request
         # Called after each change gateway processes must see (tidal.gateway.feed).
@@ -161,7 +169,7 @@ class RevisionThrottler:
                 raise RouteError(
                     504,
                     f"activator request timeout: no replica of {self.revision} had a free slot "
-                    f"within {self.timeout_s:g}s",
+                    f"within {self.wait_s:g}s",
                     self.revision,
                 ) from None
             finally:

@@ -98,6 +98,8 @@ def revision_state(t: RevisionThrottler) -> dict[str, Any]:
         "revision": t.revision,
         "containerConcurrency": t.cc,
         "timeoutSeconds": t.timeout_s,
+        "responseStartTimeoutSeconds": t.response_start_s,
+        "idleTimeoutSeconds": t.idle_s,
         "pendingCap": t.pending_cap,
         "failure": t.failure,
         "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],

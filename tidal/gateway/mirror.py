@@ -80,6 +80,8 @@ def apply_snapshot(
                 state["timeoutSeconds"],
                 state["pendingCap"],
                 on_first_request=lambda _, key=key: on_first_request(key),
+                response_start_s=state["responseStartTimeoutSeconds"],
+                idle_s=state["idleTimeoutSeconds"],
             )
             router.throttlers[key] = throttler
         throttler.pending_cap = state["pendingCap"]

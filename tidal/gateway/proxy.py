@@ -149,6 +149,7 @@ class _Exchange:
         "host",
         "http10",
         "keep_alive",
+        "last_byte",
         "lease",
         "method",
         "path",
@@ -171,6 +172,7 @@ class _Exchange:
         self.host = ""
         self.http10 = False
         self.keep_alive = False
+        self.last_byte = 0.0  # time.monotonic() of the replica's last bytes (idle timeout)
         self.lease: Lease | None = None
         self.method = b""
         self.path = ""
@@ -182,6 +184,23 @@ class _Exchange:
         self.task: asyncio.Task[None] | None = None
         self.upgrade: bytes | None = None  # the protocols an upgrade request asks for
         self.upstream: _UpstreamConnection | None = None
+
+
+def _next_timeout(ex: _Exchange) -> tuple[float, str]:
+    """When the exchange times out next, and why: its revision's timeoutSeconds, or sooner
+    its responseStartTimeoutSeconds (until the response starts) or idleTimeoutSeconds (counted
+    from the replica's last bytes), each from the request's arrival as in Knative."""
+    lease: Lease = ex.lease  # type: ignore[assignment]
+    at, reason = lease.deadline, "upstream request timeout"
+    if lease.response_start_s and not ex.responded:
+        start_by = lease.started + lease.response_start_s
+        if start_by < at:
+            at = start_by
+            reason = f"no response within responseStartTimeoutSeconds ({lease.response_start_s:g}s)"
+    if lease.idle_s and ex.last_byte + lease.idle_s < at:
+        at = ex.last_byte + lease.idle_s
+        reason = f"nothing from the replica within idleTimeoutSeconds ({lease.idle_s:g}s)"
+    return at, reason
 
 
 class _Pool:
@@ -293,6 +312,8 @@ class _UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self._got_bytes = True
+        if ex.lease.idle_s:  # type: ignore[union-attr]
+            ex.last_byte = time.monotonic()
         if self._tunnel:
             self._client.transport.write(data)  # type: ignore[union-attr]
             return
@@ -753,8 +774,9 @@ class _ClientConnection(asyncio.Protocol):
     def _send(self, ex: _Exchange, conn: _UpstreamConnection) -> None:
         lease: Lease = ex.lease  # type: ignore[assignment]
         ex.upstream = conn
+        ex.last_byte = lease.started
         conn.attach(self, ex)
-        self._watch_deadline(lease.deadline)
+        self._watch_deadline(_next_timeout(ex)[0])
         pending = ex.pending
         ex.pending = None
         conn.transport.write(b"".join((ex.head, *pending)) if pending else ex.head)  # type: ignore[arg-type]
@@ -776,9 +798,9 @@ class _ClientConnection(asyncio.Protocol):
         ex = self._queue[0] if self._queue else None
         if ex is None or ex.upstream is None:  # no request in flight to a replica
             return
-        deadline = ex.lease.deadline  # type: ignore[union-attr]
+        deadline, reason = _next_timeout(ex)
         if deadline <= time.monotonic():
-            self._fail(ex, 504, "upstream request timeout")
+            self._fail(ex, 504, reason)
         else:
             self._watch_deadline(deadline)
 

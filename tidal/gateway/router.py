@@ -36,6 +36,8 @@ class Lease:
     started: float = field(default_factory=time.monotonic)
     _on_release: object = None  # callable(lease, status) set by the router
     _released: bool = False
+    response_start_s: float = 0.0  # the response must start this long after `started` (0: any)
+    idle_s: float = 0.0  # the replica must send a byte at least this often (0: no limit)
 
     def release(self, status: int) -> None:
         """Give the slot back. Safe to call more than once; only the first call counts."""

@@ -152,7 +152,7 @@ class TrafficRouter:
         started = time.monotonic()
         deadline = started + throttler.timeout_s
         try:
-            endpoint = await throttler.acquire(deadline)
+            endpoint = await throttler.acquire(started + throttler.wait_s)
         except RouteError as exc:
             self._observe(throttler, exc.status, time.monotonic() - started)
             raise
@@ -168,6 +168,8 @@ class TrafficRouter:
             throttler=throttler,
             endpoint=endpoint,
             granted=time.monotonic(),
+            response_start_s=throttler.response_start_s,
+            idle_s=throttler.idle_s,
         )
         return lease
 

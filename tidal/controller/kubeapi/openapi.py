@@ -59,7 +59,11 @@ FIELDS = {
     ("RevisionSpec", "containers"): "Exactly one container.",
     ("RevisionSpec", "containerConcurrency"): "Most requests one replica serves at a time "
     "(0: no limit).",
-    ("RevisionSpec", "timeoutSeconds"): "Longest a request may take, in seconds.",
+    ("RevisionSpec", "timeoutSeconds"): "Longest a request may take, in seconds (0: 300).",
+    ("RevisionSpec", "responseStartTimeoutSeconds"): "Longest a request may wait for its "
+    "response to start, in seconds (0: no limit).",
+    ("RevisionSpec", "idleTimeoutSeconds"): "Longest a response may go without a byte from the "
+    "replica, in seconds (0: no limit).",
     ("Container", "command"): "The process to run; locally tidal runs it with $PORT set.",
     ("Container", "image"): "The container image (needed on Kubernetes only).",
     ("Container", "workingDir"): "Folder the command runs in.",
