@@ -5,8 +5,10 @@
 GET /                           Hello from <K_REVISION>!   (?sleep=MS waits first)
 GET /env                        PORT, K_*, TARGET and the visible GPUs as JSON
 GET /stream?chunks=N&delay=MS   N chunks, MS apart, with chunked transfer encoding
+GET /healthz                    200, or 503 once UNHEALTHY_AFTER seconds have passed
 
-STARTUP_DELAY (seconds) delays listening, to make cold starts visible.
+STARTUP_DELAY (seconds) delays listening, to make cold starts visible. UNHEALTHY_AFTER (seconds)
+makes the replica fail /healthz from then on, as a wedged server would, to try a livenessProbe.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ENV_KEYS = (
     "NVIDIA_VISIBLE_DEVICES",
 )
 REVISION = os.environ.get("K_REVISION", "standalone")
+STARTED = time.monotonic()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -46,6 +49,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", body)
         elif url.path == "/stream":
             self._stream(_int_arg(query, "chunks", 5), _int_arg(query, "delay", 100) / 1000)
+        elif url.path == "/healthz":
+            unhealthy_after = float(os.environ.get("UNHEALTHY_AFTER", "inf"))
+            if time.monotonic() - STARTED < unhealthy_after:
+                self._send(200, "text/plain", b"ok\n")
+            else:
+                self._send(503, "text/plain", b"unhealthy\n")
         else:
             self._send(404, "text/plain", b"not found\n")
 

@@ -56,6 +56,20 @@ def test_load_documents_reads_several_and_rejects_bad_yaml():
             "600",
         ),
         (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                livenessProbe={"httpGet": {"path": "/"}, "successThreshold": 2}
+            ),
+            "spec.template.spec.containers[0].livenessProbe.successThreshold",
+            "must be 1",
+        ),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                livenessProbe={"periodSeconds": 5}
+            ),
+            "spec.template.spec.containers[0].livenessProbe",
+            "exactly one of httpGet and tcpSocket",
+        ),
+        (
             lambda d: d["spec"]["template"]["spec"].update(idleTimeoutSeconds=-1),
             "spec.template.spec.idleTimeoutSeconds",
             "greater than or equal to 0",
@@ -320,7 +334,7 @@ def test_a_port_name_other_than_http1_is_refused(hello_doc, name, message):
     assert message in info.value.message
 
 
-def test_a_readiness_probe_on_another_port_is_refused(hello_doc):
+def test_a_probe_on_another_port_is_refused(hello_doc):
     container = hello_doc["spec"]["template"]["spec"]["containers"][0]
     for port in (8080, None):
         container["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": port}}
@@ -333,6 +347,11 @@ def test_a_readiness_probe_on_another_port_is_refused(hello_doc):
         check(hello_doc)
     assert info.value.field == "spec.template.spec.containers[0].readinessProbe.httpGet.port"
     assert "8081 is not the container's port (9000)" in info.value.message
+    del container["readinessProbe"]
+    container["livenessProbe"] = {"tcpSocket": {"port": 9001}}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "spec.template.spec.containers[0].livenessProbe.tcpSocket.port"
 
 
 def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):

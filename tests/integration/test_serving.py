@@ -248,6 +248,50 @@ def test_exited_replica_is_replaced(platform):
     )
     assert len(replacement) == 1
     assert platform.request(host("phoenix"))[0] == 200
+    # Where a user sees why: a Warning event on the service, in `tidal describe` too.
+    why = f'Replica {replica["name"]} of revision "phoenix-00001": exited with code -9'
+    assert ("Warning", "ReplicaExited", why) in service_events(platform, "phoenix")
+    described = platform.cli("describe", "service", "phoenix").stdout
+    assert "ReplicaExited" in described and "exited with code -9" in described
+
+
+def service_events(platform, name):
+    events = json.loads(platform.api("GET", "/api/v1/namespaces/default/events")[1])["items"]
+    return [
+        (e["type"], e["reason"], e["message"])
+        for e in events
+        if e["involvedObject"]["kind"] == "Service" and e["involvedObject"]["name"] == name
+    ]
+
+
+def test_a_replica_failing_its_liveness_probe_is_replaced(platform):
+    """examples/hello's /healthz turns 503 UNHEALTHY_AFTER seconds after it starts."""
+    doc = hello_service(
+        "wedged",
+        annotations={"autoscaling.knative.dev/min-scale": "1"},
+        env={"UNHEALTHY_AFTER": "2"},
+    )
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"] = {
+        "httpGet": {"path": "/healthz"},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    platform.apply(doc)
+    platform.wait_ready("wedged")
+    [first] = platform.replicas("wedged")
+    wait_until(
+        lambda: any(r["name"] != first["name"] for r in platform.replicas("wedged")),
+        30,
+        "a replacement of the wedged replica",
+    )
+    why = (
+        f'Replica {first["name"]} of revision "wedged-00001": killed after its liveness probe '
+        "failed 2 times in a row (HTTP 503 from /healthz)"
+    )
+    assert ("Warning", "ReplicaExited", why) in service_events(platform, "wedged")
+    assert platform.request(host("wedged"))[0] == 200  # a fresh replica serves meanwhile
+    platform.cli("delete", "service", "wedged")
 
 
 def test_scale_in_drains_in_flight_requests(platform):

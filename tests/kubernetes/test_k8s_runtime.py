@@ -38,6 +38,7 @@ REVISION: dict[str, Any] = {
                 "ports": [{"containerPort": 9000}],
                 "resources": {"requests": {"cpu": "500m", "nvidia.com/gpu": 1}},
                 "readinessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 0},
+                "livenessProbe": {"httpGet": {"path": "/livez"}, "failureThreshold": 5},
             }
         ],
     },
@@ -117,6 +118,11 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
     assert container["ports"][0]["containerPort"] == 9000
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 9000}
+    assert container["livenessProbe"] == {  # the kubelet restarts the container when it fails
+        "httpGet": {"path": "/livez", "port": 9000},
+        "periodSeconds": 10,
+        "failureThreshold": 5,
+    }
     assert created["metadata"]["ownerReferences"][0]["uid"] == REVISION["metadata"]["uid"]
 
     pod = (await eventually(lambda: cluster.pods(created)))[0]

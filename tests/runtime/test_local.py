@@ -289,6 +289,42 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
     assert replica.ready_at == first_ready_at  # start-up time is measured to the first readiness
 
 
+async def test_failed_liveness_probe_kills_the_replica_with_why(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """examples/hello's /healthz turns 503 after UNHEALTHY_AFTER seconds; two failed probes in
+    a row take the replica out of routing, then SIGTERM end it, reported FAILED with why."""
+    liveness = ProbeSpec(kind="http", path="/healthz", period_s=0.1, failure_threshold=2)
+    spec = hello_spec(tmp_path)
+    spec = ReplicaSpec(
+        **{**vars(spec), "liveness": liveness, "env": {**spec.env, "UNHEALTHY_AFTER": "1"}}
+    )
+    rec = Recorder()
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.READY)
+    await rec.wait(replica, S.FAILED, timeout=10)
+    assert rec.states == [S.STARTING, S.READY, S.NOT_READY, S.FAILED]
+    assert replica.reason == (
+        "killed after its liveness probe failed 2 times in a row (HTTP 503 from /healthz)"
+    )
+    assert replica.exit_code == 0  # hello exits cleanly on SIGTERM: no SIGKILL was needed
+
+
+async def test_a_passing_liveness_probe_leaves_the_replica_alone(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """Nor does a probe that fails while the app is still starting count."""
+    liveness = ProbeSpec(kind="tcp", period_s=0.05, failure_threshold=1)
+    spec = ReplicaSpec(**{**vars(hello_spec(tmp_path)), "liveness": liveness})
+    rec = Recorder()
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.READY)
+    await asyncio.sleep(0.5)  # ten probes
+    assert rec.states == [S.STARTING, S.READY]
+    await runtime.stop(replica, 5)
+    assert rec.states == [S.STARTING, S.READY, S.STOPPED]
+
+
 def test_log_tail_reads_the_end(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
     log.write_text("".join(f"line {i}\n" for i in range(1000)) + "partial")

@@ -25,7 +25,7 @@ from tidal.api.autoscaling import (
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import check_metadata, load_yaml
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
-from tidal.api.service import API_VERSION, DNS1035, Container, Service, TrafficTarget
+from tidal.api.service import API_VERSION, DNS1035, Container, Probe, Service, TrafficTarget
 from tidal.api.units import parse_duration
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -303,8 +303,8 @@ def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
 def _check_ports(container: Container) -> None:
     """Knative allows the port names "", "http1" and "h2c". tidal's gateway speaks HTTP/1.1 to
     replicas, so h2c (HTTP/2 without TLS, as gRPC servers speak it) would fail every request.
-    The readiness probe goes to the port the replica serves on: a probe that names another port
-    would silently probe this one."""
+    The probes go to the port the replica serves on: a probe that names another port would
+    silently probe this one."""
     port = container.ports[0] if container.ports else None
     name = port.name if port else None
     base = "spec.template.spec.containers[0]"
@@ -317,16 +317,24 @@ def _check_ports(container: Container) -> None:
     if name not in (None, "", "http1"):
         message = f"{name!r} is not allowed: the name must be empty or 'http1'"
         raise InvalidSpec(f"{base}.ports[0].name", message)
-    probe = container.readiness_probe
-    action = probe and (probe.http_get or probe.tcp_socket)
     serving = (port.container_port if port else DEFAULT_CONTAINER_PORT, name)
-    if action and action.port not in (None, 0, "", *serving):
-        kind = "httpGet" if probe and probe.http_get else "tcpSocket"
-        raise InvalidSpec(
-            f"{base}.readinessProbe.{kind}.port",
-            f"{action.port!r} is not the container's port ({serving[0]}): tidal probes the port "
-            "the replica serves on; leave it out",
-        )
+    for field, probe in _probes(container):
+        action = probe.http_get or probe.tcp_socket
+        if action and action.port not in (None, 0, "", *serving):
+            kind = "httpGet" if probe.http_get else "tcpSocket"
+            raise InvalidSpec(
+                f"{base}.{field}.{kind}.port",
+                f"{action.port!r} is not the container's port ({serving[0]}): tidal probes the "
+                "port the replica serves on; leave it out",
+            )
+
+
+def _probes(container: Container) -> list[tuple[str, Probe]]:
+    probes = (
+        ("readinessProbe", container.readiness_probe),
+        ("livenessProbe", container.liveness_probe),
+    )
+    return [(field, probe) for field, probe in probes if probe is not None]
 
 
 def _check_container(service: Service, require_command: bool) -> None:
@@ -345,9 +353,14 @@ def _check_container(service: Service, require_command: bool) -> None:
     for index, env in enumerate(container.env):
         if env.name in RESERVED_ENV:
             problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
-    probe = container.readiness_probe
-    if probe is not None and (probe.http_get is None) == (probe.tcp_socket is None):
-        problems.append((f"{base}.readinessProbe", "set exactly one of httpGet and tcpSocket"))
+    for field, probe in _probes(container):
+        if (probe.http_get is None) == (probe.tcp_socket is None):
+            problems.append((f"{base}.{field}", "set exactly one of httpGet and tcpSocket"))
+    liveness = container.liveness_probe
+    if liveness is not None and liveness.success_threshold != 1:
+        problems.append(
+            (f"{base}.livenessProbe.successThreshold", "must be 1 for a liveness probe")
+        )
     if problems:
         raise InvalidSpec("", "", problems)
 

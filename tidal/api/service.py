@@ -154,6 +154,7 @@ class Container(KModel):
     env: list[EnvVar] = Field(default_factory=list)
     ports: list[ContainerPort] = Field(default_factory=list, max_length=1)
     readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
     security_context: SecurityContext | None = None

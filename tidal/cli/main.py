@@ -31,6 +31,7 @@ from tidal.cli.params import HttpUrl
 from tidal.cli.progress import PROGRESS_MIN_DOCS, progress
 from tidal.cli.tables import (
     TABLES,
+    events_table,
     new_table,
     ready_condition,
     replicas_table,
@@ -40,6 +41,7 @@ from tidal.cli.tables import (
 from tidal.gateway.hosts import url
 
 WATCH_PERIOD_S = 1.0  # `tidal get -w` polls the admin API this often
+DESCRIBE_EVENTS = 10  # `tidal describe` shows this many of the newest events
 
 # Verbs whose modules import heavy libraries (numpy, matplotlib, the Kubernetes client) are
 # loaded only when used, so that `tidal get` starts fast (Click's lazy-group pattern).
@@ -535,6 +537,15 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
     console.print()
     console.print("[bold]Replicas[/]")
     console.print(replicas_table(replicas, False, usage=True))
+    events = [
+        e
+        for e in client.call("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+        if e["involvedObject"]["kind"] == "Service" and e["involvedObject"]["name"] == name
+    ]
+    if events:
+        console.print()
+        console.print(f"[bold]Events[/] (the last {min(len(events), DESCRIBE_EVENTS)})")
+        console.print(events_table(events[-DESCRIBE_EVENTS:]))
 
 
 @main.command()

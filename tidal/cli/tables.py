@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -239,6 +240,24 @@ def domain_mappings_table(items: list[dict[str, Any]], wide: bool) -> Table:
             reason,
         ]
         table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
+def events_table(items: list[dict[str, Any]], now: datetime | None = None) -> Table:
+    """Events as `kubectl get events` shows them: how long ago, type, reason, message."""
+    now = now or datetime.now(UTC)
+    table = new_table("LAST SEEN", "TYPE", "REASON", "MESSAGE")
+    for item in items:
+        when = datetime.fromisoformat(item["lastTimestamp"].replace("Z", "+00:00"))
+        seconds = max(0, int((now - when).total_seconds()))
+        age = (
+            f"{seconds}s"
+            if seconds < 120
+            else f"{seconds // 60}m"
+            if seconds < 7200
+            else f"{seconds // 3600}h"
+        )
+        table.add_row(age, item["type"], item["reason"], item["message"])
     return table
 
 

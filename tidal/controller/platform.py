@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +174,9 @@ class Platform:
         self._tasks: list[asyncio.Task[None]] = []
         self._placing: asyncio.Handle | None = None
         self._gateway_reported: dict[str, set[str]] = {}  # revision keys each gateway reported
+        # Told of what happened to a service's replicas: (namespace, service, type, reason,
+        # message), as Kubernetes events have them (the kube API records them).
+        self.event_listeners: list[Callable[[str, str, str, str, str], None]] = []
 
     @property
     def workloads(self) -> Mapping[str, RevisionWorkload]:
@@ -669,6 +672,14 @@ class Platform:
                 time.time(),
                 replica.startup_seconds,
             )
+
+    def replica_exited(self, workload: RevisionWorkload, replica: Replica) -> None:
+        spec = workload.spec
+        why = replica.reason or f"exited with code {replica.exit_code}"
+        message = f'Replica {replica.replica_id} of revision "{spec.revision}": {why}'
+        log.warning("%s/%s: %s", spec.namespace, spec.service, message)
+        for listener in self.event_listeners:
+            listener(spec.namespace, spec.service, "Warning", "ReplicaExited", message)
 
     def _on_unreachable(self, key: str, replica_id: str) -> None:
         handle = self.revisions.get(key)

@@ -104,6 +104,10 @@ class WorkloadEvents(Protocol):
 
     def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None: ...
 
+    def replica_exited(self, workload: RevisionWorkload, replica: Replica) -> None:
+        """A replica ended on its own (a crash, a failed liveness probe, a failed start)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RevisionRuntimeSpec:
@@ -133,6 +137,20 @@ class RevisionRuntimeSpec:
             timeout_s=float(probe.timeout_seconds or 1),
             failure_threshold=probe.failure_threshold or 3,
             success_threshold=1 if aggressive else probe.success_threshold,
+        )
+
+    def liveness(self) -> ProbeSpec | None:
+        """The liveness probe with the kubelet's defaults (docs/reliability.md#liveness-probes)."""
+        probe = self.container.liveness_probe
+        if probe is None:
+            return None
+        return ProbeSpec(
+            kind="http" if probe.http_get is not None else "tcp",
+            path=probe.http_get.path if probe.http_get is not None else "/",
+            period_s=float(probe.period_seconds or 10),
+            timeout_s=float(probe.timeout_seconds or 1),
+            failure_threshold=probe.failure_threshold or 3,
+            initial_delay_s=float(probe.initial_delay_seconds),
         )
 
     def demand(self) -> Demand:
@@ -419,6 +437,8 @@ class RevisionWorkload:
             labels=entry.labels,
             security=_security(container),
             image=self.spec.image,
+            liveness=self.spec.liveness(),
+            termination_grace_s=self.spec.termination_grace_s,
         )
         entry.launched = True
         replica = await self.runtime.start(replica_spec, self._on_change)
@@ -522,6 +542,7 @@ class RevisionWorkload:
         self._gone(replica.replica_id)
         if self.state is Lifecycle.CLOSED:
             return
+        self.events.replica_exited(self, replica)
         code = replica.exit_code
         reason = f"ExitCode{code}" if code is not None else "StartFailed"
         if not self.ever_ready:

@@ -18,11 +18,15 @@ from typing import Literal, Protocol
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """Readiness probe, as Knative's queue-proxy runs it (docs/autoscaling.md#readiness-probe).
+    """A probe of a replica's port.
 
-    `period_s == 0` means aggressive probing: every 50 ms with a 100 ms timeout until the first
-    success. With a period, the probe keeps running after readiness and `failure_threshold`
-    consecutive failures make the replica not ready again.
+    As the readiness probe, run as Knative's queue-proxy runs it
+    (docs/autoscaling.md#readiness-probe): `period_s == 0` means aggressive probing, every 50 ms
+    with a 100 ms timeout until the first success. With a period, the probe keeps running after
+    readiness and `failure_threshold` consecutive failures make the replica not ready again.
+    As the liveness probe, run as the kubelet runs it (docs/reliability.md#liveness-probes):
+    from `initial_delay_s` after the start, once per period; `failure_threshold` consecutive
+    failures once it has been ready kill the replica.
     """
 
     kind: Literal["tcp", "http"] = "tcp"
@@ -31,6 +35,7 @@ class ProbeSpec:
     timeout_s: float = 1.0
     failure_threshold: int = 3
     success_threshold: int = 1
+    initial_delay_s: float = 0.0
 
 
 PullPolicy = Literal["IfNotPresent", "Always", "Never"]
@@ -87,6 +92,8 @@ class ReplicaSpec:
     labels: Mapping[str, str] = field(default_factory=dict)  # revision's, unit podLabels, standby
     security: SecurityContext = field(default_factory=lambda: SecurityContext())
     image: ImageSpec | None = None  # set: run in a container (tidal.runtime.container)
+    liveness: ProbeSpec | None = None  # failing it kills the replica, which is then replaced
+    termination_grace_s: float = 30.0  # SIGTERM to SIGKILL when the runtime kills it itself
 
 
 class ReplicaState(enum.StrEnum):

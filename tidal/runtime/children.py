@@ -1,18 +1,24 @@
 """Stopping a runtime's child replicas: each child is stopped once, however many callers ask
-(a scale-in, a replace and `close()` can race), and every caller waits for that one stop."""
+(a scale-in, a replace, `close()` and a failed liveness probe can race), and every caller waits
+for that one stop."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Protocol
 
-from tidal.runtime.base import Replica
+from tidal.runtime.base import Replica, ReplicaListener, ReplicaState, notify
+from tidal.runtime.probe import watch_liveness
 
 
 class StoppableChild(Protocol):
     replica: Replica
+    on_change: ReplicaListener
+    probe_task: asyncio.Task[None] | None
+    liveness_task: asyncio.Task[None] | None
     stop_task: asyncio.Task[None] | None
     stopping: bool
+    killed_for: str  # why the runtime killed it itself, if it did
 
 
 class ChildStopping:
@@ -33,6 +39,29 @@ class ChildStopping:
             child.stopping = True
             child.stop_task = asyncio.ensure_future(self._terminate(child, grace_s))
         await asyncio.shield(child.stop_task)
+
+    def _watch_liveness(self, child: StoppableChild) -> None:
+        """Probe the running child's liveness, if its spec asks for it."""
+        if child.replica.spec.liveness is not None:
+            child.liveness_task = asyncio.ensure_future(
+                watch_liveness(child.replica, lambda why: self._kill_unhealthy(child, why))
+            )
+
+    def _kill_unhealthy(self, child: StoppableChild, why: str) -> None:
+        """A failed liveness probe: out of routing at once, then terminated with the replica's
+        grace and reported FAILED with `why`, so the controller replaces it, as the kubelet
+        restarts the container (docs/reliability.md#liveness-probes)."""
+        if child.stop_task is not None:
+            return  # being stopped anyway
+        child.killed_for = why
+        if child.probe_task is not None:
+            child.probe_task.cancel()  # so that it cannot report the replica ready again
+        replica = child.replica
+        if replica.state is ReplicaState.READY:
+            replica.state = ReplicaState.NOT_READY
+            notify(child.on_change, replica)
+        grace = replica.spec.termination_grace_s
+        child.stop_task = asyncio.ensure_future(self._terminate(child, grace))
 
     async def stop_all(self) -> None:
         """Stop every child, each with the runtime's `close_grace_s`."""

@@ -104,10 +104,12 @@ class _Child:
     launch_task: asyncio.Task[None] | None = None
     log_task: asyncio.Task[None] | None = None
     probe_task: asyncio.Task[None] | None = None
+    liveness_task: asyncio.Task[None] | None = None
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     spawning: bool = False
     stopping: bool = False
+    killed_for: str = ""
 
 
 class ContainerRuntime(ChildStopping):
@@ -259,6 +261,7 @@ class ContainerRuntime(ChildStopping):
                 lambda: notify(child.on_change, child.replica),
             )
         )
+        self._watch_liveness(child)
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
     async def _ensure_image(self, child: _Child) -> str | None:
@@ -305,8 +308,9 @@ class ContainerRuntime(ChildStopping):
     async def _await_exit(self, child: _Child) -> None:
         assert child.process is not None
         code = await child.process.wait()
-        if child.probe_task is not None:
-            child.probe_task.cancel()
+        for task in (child.probe_task, child.liveness_task):
+            if task is not None:
+                task.cancel()
         if child.log_task is not None:  # its last lines, for the reason of a failure
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.log_task), FLUSH_WAIT_S)
@@ -316,7 +320,7 @@ class ContainerRuntime(ChildStopping):
             replica.state = ReplicaState.STOPPED
         else:
             replica.state = ReplicaState.FAILED
-            replica.reason = self._exit_reason(replica.spec, code)
+            replica.reason = child.killed_for or self._exit_reason(replica.spec, code)
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
 

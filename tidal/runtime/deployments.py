@@ -152,8 +152,10 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
         "image": container["image"],
         "env": env,
         "ports": [{"name": "user-port", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": _probe(container.get("readinessProbe") or {}, port),
+        "readinessProbe": _probe(container.get("readinessProbe") or {}, port, 1),
     }
+    if container.get("livenessProbe"):  # the kubelet restarts the container when it fails
+        result["livenessProbe"] = _probe(container["livenessProbe"], port, 10)
     for key in ("command", "args", "workingDir", "imagePullPolicy", "securityContext"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])
@@ -163,16 +165,17 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
     return result
 
 
-def _probe(probe: Mapping[str, Any], port: int) -> dict[str, Any]:
-    """Knative's probe on the user port; period 0 (queue-proxy's aggressive probing) becomes 1 s,
-    the shortest the kubelet knows."""
+def _probe(probe: Mapping[str, Any], port: int, default_period: int) -> dict[str, Any]:
+    """Knative's probe on the user port, with `default_period` for a period of 0: for readiness
+    (queue-proxy's aggressive probing) 1 s, the shortest the kubelet knows; for liveness 10 s,
+    the kubelet's default."""
     if probe.get("httpGet") is not None:
         handler = {"httpGet": {"path": probe["httpGet"].get("path", "/"), "port": port}}
     else:
         handler = {"tcpSocket": {"port": port}}
     result: dict[str, Any] = {
         **handler,
-        "periodSeconds": max(1, int(probe.get("periodSeconds", 0))),
+        "periodSeconds": int(probe.get("periodSeconds") or default_period),
     }
     for key in ("initialDelaySeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
         if probe.get(key) is not None:

@@ -142,9 +142,11 @@ class _Child:
     process: asyncio.subprocess.Process
     log_task: asyncio.Task[None] | None = None
     probe_task: asyncio.Task[None] | None = None
+    liveness_task: asyncio.Task[None] | None = None
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     stopping: bool = False
+    killed_for: str = ""
 
 
 class LocalRuntime(ChildStopping):
@@ -208,6 +210,7 @@ class LocalRuntime(ChildStopping):
                 lambda: notify(child.on_change, child.replica),
             )
         )
+        self._watch_liveness(child)
         child.exit_task = asyncio.create_task(self._await_exit(child))
         return replica
 
@@ -227,8 +230,9 @@ class LocalRuntime(ChildStopping):
 
     async def _await_exit(self, child: _Child) -> None:
         code = await child.process.wait()
-        if child.probe_task is not None:
-            child.probe_task.cancel()
+        for task in (child.probe_task, child.liveness_task):
+            if task is not None:
+                task.cancel()
         # Leftovers of the app (workers it forked) share its process group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.process.pid, signal.SIGKILL)
@@ -243,7 +247,7 @@ class LocalRuntime(ChildStopping):
             replica.state = ReplicaState.STOPPED
         else:
             replica.state = ReplicaState.FAILED
-            replica.reason = f"exited with code {code}"
+            replica.reason = child.killed_for or f"exited with code {code}"
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
 

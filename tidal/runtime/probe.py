@@ -1,5 +1,6 @@
-"""Readiness probing of a replica, the way Knative's queue-proxy does it
-(docs/autoscaling.md#readiness-probe).
+"""Probing a replica: readiness the way Knative's queue-proxy does it
+(docs/autoscaling.md#readiness-probe), liveness the way the kubelet does
+(docs/reliability.md#liveness-probes).
 
 Two modes, chosen by `ProbeSpec.period_s`:
 
@@ -32,22 +33,29 @@ FAST_PHASE_S = 1.0
 
 async def probe_once(probe: ProbeSpec, host: str, port: int, timeout_s: float) -> bool:
     """One probe attempt: a TCP connect, or an HTTP GET that must answer 2xx or 3xx."""
+    return await probe_failure(probe, host, port, timeout_s) is None
+
+
+async def probe_failure(probe: ProbeSpec, host: str, port: int, timeout_s: float) -> str | None:
+    """One probe attempt; None when it passed, else why it did not."""
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 if probe.kind == "tcp":
-                    return True
-                return await _http_get_ok(reader, writer, host, port, probe.path)
+                    return None
+                return await _http_get_failure(reader, writer, host, port, probe.path)
             finally:
                 writer.close()
-    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-        return False
+    except TimeoutError:
+        return f"no answer within {timeout_s:g}s"
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        return getattr(exc, "strerror", None) or type(exc).__name__
 
 
-async def _http_get_ok(
+async def _http_get_failure(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int, path: str
-) -> bool:
+) -> str | None:
     # The headers Knative's prober sends, so apps can tell probes from traffic.
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/tidal\r\n"
@@ -56,9 +64,9 @@ async def _http_get_ok(
     await writer.drain()
     status_line = await reader.readline()
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        return False
-    return 200 <= int(parts[1]) < 400
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return "not an HTTP response"
+    return None if 200 <= int(parts[1]) < 400 else f"HTTP {int(parts[1])} from {path}"
 
 
 async def watch_readiness(
@@ -143,3 +151,23 @@ async def report_readiness(
             notify()
 
     await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
+
+
+async def watch_liveness(replica: Replica, kill: Callable[[str], None]) -> None:
+    """The kubelet's liveness probe of `replica` (its spec has one): from the probe's initial
+    delay after the start, one attempt per period; after `failure_threshold` failures in a
+    row, `kill(why)` and stop. Unlike the kubelet's, failures count only once the replica has
+    been ready, as if a startupProbe equal to its readiness probe were set: a model that loads
+    for minutes is not killed for it (the progress deadline bounds a start)."""
+    probe = replica.spec.liveness
+    assert probe is not None
+    await asyncio.sleep(probe.initial_delay_s)
+    failures = 0
+    next_at = time.monotonic()
+    while True:
+        why = await probe_failure(probe, replica.host, replica.port, probe.timeout_s)
+        failures = 0 if why is None or not replica.ever_ready else failures + 1
+        if failures >= probe.failure_threshold:
+            kill(f"killed after its liveness probe failed {failures} times in a row ({why})")
+            return
+        next_at = await _sleep_until(next_at + probe.period_s)

@@ -1,8 +1,11 @@
 """A small event recorder: what happened to a Service's revisions, as core/v1 Events on the
-Service (created, ready, failed, scaled), for `kubectl describe` and `kubectl get events`.
+Service (created, ready, failed, scaled, a replica exited), for `kubectl describe`, `kubectl get
+events` and `tidal describe`.
 
-It derives events from the stored revisions' changes, so the controller needs no calls of its
-own. Events live in memory, the newest MAX_EVENTS of them, as Kubernetes keeps them for an hour.
+It derives most events from the stored revisions' changes, so the controller needs no calls of
+its own; what the store does not show (a replica that crashed and was replaced) the platform
+tells `service_event`. Events live in memory, the newest MAX_EVENTS of them, as Kubernetes keeps
+them for an hour.
 """
 
 from __future__ import annotations
@@ -62,8 +65,14 @@ class EventRecorder:
 
     def record(self, revision: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = revision["metadata"]
-        namespace, service_name = meta["namespace"], meta.get("labels", {}).get(SERVICE_LABEL)
-        service = self._get_service(namespace, service_name) if service_name else None
+        service_name = meta.get("labels", {}).get(SERVICE_LABEL)
+        if service_name:
+            self.service_event(meta["namespace"], service_name, kind, reason, message)
+
+    def service_event(
+        self, namespace: str, service_name: str, kind: str, reason: str, message: str
+    ) -> None:
+        service = self._get_service(namespace, service_name)
         if service is None:
             return
         smeta = service["metadata"]

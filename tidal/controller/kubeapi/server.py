@@ -80,6 +80,7 @@ class KubeApi:
             self.store.list("Revision"),
         )
         self.feed.listeners.append(self.recorder.revision_changed)
+        platform.event_listeners.append(self.recorder.service_event)
         listeners = getattr(self.store, "listeners", None)
         self.watchable = listeners is not None
         self.closing = asyncio.Event()
