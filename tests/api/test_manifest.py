@@ -319,19 +319,28 @@ def test_a_tag_whose_host_label_is_too_long_is_refused(hello_doc):
     assert "64 characters; a DNS label has at most 63" in info.value.message
 
 
-@pytest.mark.parametrize(
-    ("name", "message"),
-    [("h2c", "h2c (HTTP/2, e.g. gRPC) is not supported"), ("grpc", "'grpc' is not allowed")],
-)
-def test_a_port_name_other_than_http1_is_refused(hello_doc, name, message):
+def test_port_names_are_knatives(hello_doc):
     container = hello_doc["spec"]["template"]["spec"]["containers"][0]
-    container["ports"] = [{"containerPort": 8080, "name": "http1"}]
-    check(hello_doc)
-    container["ports"][0]["name"] = name
+    for name in ("http1", "h2c", ""):
+        container["ports"] = [{"containerPort": 8080, "name": name}]
+        check(hello_doc)
+    container["ports"][0]["name"] = "grpc"
     with pytest.raises(InvalidSpec) as info:
         check(hello_doc)
     assert info.value.field == "spec.template.spec.containers[0].ports[0].name"
-    assert message in info.value.message
+    assert "'grpc' is not allowed: the name must be empty, 'http1' or 'h2c'" in info.value.message
+
+
+def test_an_h2c_port_takes_no_http_probe(hello_doc):
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"containerPort": 8080, "name": "h2c"}]
+    container["readinessProbe"] = {"tcpSocket": {}}
+    check(hello_doc)
+    container["livenessProbe"] = {"httpGet": {"path": "/healthz"}}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert info.value.field == "spec.template.spec.containers[0].livenessProbe.httpGet"
+    assert "an h2c port is probed by TCP connect" in info.value.message
 
 
 def test_a_probe_on_another_port_is_refused(hello_doc):

@@ -301,24 +301,24 @@ def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
 
 
 def _check_ports(container: Container) -> None:
-    """Knative allows the port names "", "http1" and "h2c". tidal's gateway speaks HTTP/1.1 to
-    replicas, so h2c (HTTP/2 without TLS, as gRPC servers speak it) would fail every request.
-    The probes go to the port the replica serves on: a probe that names another port would
-    silently probe this one."""
+    """Knative's port names: "" or "http1" (HTTP/1.1) and "h2c" (HTTP/2 without TLS, as gRPC
+    servers speak it; docs/architecture.md#http2-and-grpc). The probes go to the port the
+    replica serves on: a probe that names another port would silently probe this one. tidal's
+    HTTP probes speak HTTP/1.1, which an h2c server does not answer."""
     port = container.ports[0] if container.ports else None
     name = port.name if port else None
     base = "spec.template.spec.containers[0]"
-    if name == "h2c":
-        raise InvalidSpec(
-            f"{base}.ports[0].name",
-            "h2c (HTTP/2, e.g. gRPC) is not supported: tidal's gateway speaks HTTP/1.1 to "
-            "replicas; serve HTTP/1.1 and leave the name empty or 'http1'",
-        )
-    if name not in (None, "", "http1"):
-        message = f"{name!r} is not allowed: the name must be empty or 'http1'"
+    if name not in (None, "", "http1", "h2c"):
+        message = f"{name!r} is not allowed: the name must be empty, 'http1' or 'h2c'"
         raise InvalidSpec(f"{base}.ports[0].name", message)
     serving = (port.container_port if port else DEFAULT_CONTAINER_PORT, name)
     for field, probe in _probes(container):
+        if name == "h2c" and probe.http_get is not None:
+            raise InvalidSpec(
+                f"{base}.{field}.httpGet",
+                "an h2c port is probed by TCP connect (tidal's HTTP probes speak HTTP/1.1): "
+                "use tcpSocket, or leave the probe out",
+            )
         action = probe.http_get or probe.tcp_socket
         if action and action.port not in (None, 0, "", *serving):
             kind = "httpGet" if probe.http_get else "tcpSocket"

@@ -271,7 +271,12 @@ def up(
             svc_url = url(valid.name, valid.namespace, config.domain, public=valid.public)
             console.print(f"  service [bold]{valid.name}[/]: {svc_url}")
             svc_host = svc_url.removeprefix("http://")
-            console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
+            container = valid.service.spec.template.spec.containers[0]
+            if any(port.name == "h2c" for port in container.ports):  # gRPC, most likely
+                gateway = info["gateway"].removeprefix("http://")
+                console.print(f"    HTTP/2 (h2c): {gateway} with authority {svc_host}")
+            else:
+                console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
         for key in info["kept"]:
             kind, namespace, name = key.split("/", 2)
             console.print(

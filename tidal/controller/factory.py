@@ -175,6 +175,7 @@ class RevisionFactory:
             on_first_request=lambda _: self.poke(key),
             response_start_s=float(spec.response_start_timeout_seconds or 0),
             idle_s=float(spec.idle_timeout_seconds or 0),
+            h2c=any(port.name == "h2c" for port in spec.containers[0].ports),
         )
         status = revision.get("status", {})
         ready_condition = _condition(status)

@@ -53,6 +53,7 @@ class RevisionThrottler:
         on_first_request: Callable[[RevisionThrottler], None] = lambda _: None,
         response_start_s: float = 0.0,
         idle_s: float = 0.0,
+        h2c: bool = False,
     ) -> None:
         self.namespace = namespace
         self.service = service
@@ -63,6 +64,7 @@ class RevisionThrottler:
         self.timeout_s = timeout_s
         self.response_start_s = response_start_s
         self.idle_s = idle_s
+        self.h2c = h2c  # its replicas speak HTTP/2 without TLS (port name h2c)
         # The longest a request may wait for a slot: any of the three ends the wait.
         self.wait_s = min(t for t in (timeout_s, response_start_s, idle_s) if t > 0)
         self._pending_cap = pending_cap

@@ -100,6 +100,7 @@ def revision_state(t: RevisionThrottler) -> dict[str, Any]:
         "timeoutSeconds": t.timeout_s,
         "responseStartTimeoutSeconds": t.response_start_s,
         "idleTimeoutSeconds": t.idle_s,
+        "h2c": t.h2c,
         "pendingCap": t.pending_cap,
         "failure": t.failure,
         "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],

@@ -13,6 +13,16 @@ from __future__ import annotations
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 
+def request_host(host: bytes) -> str:
+    """A Host header or `:authority` without its port or the trailing dot of a fully qualified
+    name (`hello.default.example.com.` is the same host), lower-cased."""
+    name = host.decode("latin-1").lower()
+    if name.endswith("]"):  # IPv6 literal without a port
+        return name
+    head, colon, port = name.rpartition(":")
+    return (head if colon and port.isdigit() else name).removesuffix(".")
+
+
 def host_name(name: str, namespace: str, domain: str, tag: str | None = None) -> str:
     """The service's (or tag's) host under `domain`."""
     base = f"{tag}-{name}" if tag else name

@@ -82,6 +82,7 @@ def apply_snapshot(
                 on_first_request=lambda _, key=key: on_first_request(key),
                 response_start_s=state["responseStartTimeoutSeconds"],
                 idle_s=state["idleTimeoutSeconds"],
+                h2c=state["h2c"],
             )
             router.throttlers[key] = throttler
         throttler.pending_cap = state["pendingCap"]

@@ -37,7 +37,8 @@ from http import HTTPStatus
 import httptools
 
 from tidal.api.config import GatewayLimits
-from tidal.gateway.hosts import is_cluster_local
+from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool
+from tidal.gateway.hosts import is_cluster_local, request_host
 from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.router import Lease, RouteError, Router
 
@@ -86,16 +87,6 @@ def _origin_form(method: bytes, target: bytes) -> tuple[bytes | None, bytes]:
     if not authority or b"@" in authority:
         raise ValueError("the request target's URL has no host, or user information before it")
     return authority, rest if rest[:1] == b"/" else b"/" + rest
-
-
-def _hostname(host: bytes) -> str:
-    """The Host header without its port or the trailing dot of a fully qualified name
-    (`hello.default.example.com.` is the same host), lower-cased."""
-    name = host.decode("latin-1").lower()
-    if name.endswith("]"):  # IPv6 literal without a port
-        return name
-    head, colon, port = name.rpartition(":")
-    return (head if colon and port.isdigit() else name).removesuffix(".")
 
 
 def in_networks(peer: str, limits: GatewayLimits) -> bool:
@@ -519,6 +510,8 @@ class _ClientConnection(asyncio.Protocol):
         self._upgrade: bytes | None = None
         # An upgrade request was parsed: what the client sends after its head is for the replica.
         self._tunnel: _Exchange | None = None
+        # The first bytes, while they may still be HTTP/2's preface (None: decided).
+        self._opening: bytes | None = b""
         self._head_bytes = 0  # bytes received while the head is incomplete
         self._head_size = 0  # bytes of request line and headers, as parsed
 
@@ -537,6 +530,15 @@ class _ClientConnection(asyncio.Protocol):
             return
         if self._broken:
             return
+        if self._opening is not None:
+            data = self._opening + data
+            if len(data) < len(PREFACE) and PREFACE.startswith(data):
+                self._opening = data  # the rest of the preface, or something else, is to come
+                return
+            self._opening = None
+            if data.startswith(PREFACE):
+                self._become_h2(data)
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -557,6 +559,17 @@ class _ClientConnection(asyncio.Protocol):
                 if self._head_bytes > _MAX_HEAD:
                     self._bad_request(431, "request head too large")
         self._pump()
+
+    def _become_h2(self, data: bytes) -> None:
+        """The client speaks HTTP/2 with prior knowledge (h2c): hand the connection over."""
+        self._broken = True
+        server = self._server
+        conn = H2ClientConnection(server, self._cluster_client, self._peer)
+        server._clients.discard(self)
+        server._clients.add(conn)
+        self.transport.set_protocol(conn)
+        conn.connection_made(self.transport)
+        conn.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server._clients.discard(self)
@@ -647,7 +660,7 @@ class _ClientConnection(asyncio.Protocol):
         elif host is None:  # RFC 9112 3.2: even with an absolute target
             ex.error = (400, "missing Host header")
         elif url[:1] == b"/":  # origin form: nearly every request
-            ex.host = _hostname(host)
+            ex.host = request_host(host)
         else:
             try:
                 authority, url = _origin_form(ex.method, url)
@@ -655,7 +668,7 @@ class _ClientConnection(asyncio.Protocol):
                 ex.error = (400, str(exc))
             else:
                 host = authority or host
-                ex.host = _hostname(host)
+                ex.host = request_host(host)
         if ex.error is not None:
             ex.keep_alive = False
             ex.head = b""  # complete, and never sent
@@ -750,6 +763,14 @@ class _ClientConnection(asyncio.Protocol):
                         raise RouteError(404, f"no service answers host {ex.host!r}")
                     ex.lease = await router.acquire(ex.host, ex.path)
                 lease = ex.lease
+                if lease.h2c:
+                    self._fail(
+                        ex,
+                        505,
+                        f"revision {lease.revision} serves HTTP/2 (h2c): send HTTP/2 with prior "
+                        "knowledge, as gRPC clients do (curl --http2-prior-knowledge)",
+                    )
+                    return
                 conn = None if ex.replayed else pool.take(lease.host, lease.port)
                 if conn is None:
                     timeout = lease.deadline - time.monotonic()
@@ -926,8 +947,9 @@ class GatewayServer:
         self.header_timeouts = 0  # connections closed with a 408
         self.idle_timeouts = 0
         self._server: asyncio.Server | None = None
-        self._clients: set[_ClientConnection] = set()
+        self._clients: set[_ClientConnection | H2ClientConnection] = set()
         self._pool = _Pool()
+        self.h2_pool = H2Pool()
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -1009,5 +1031,6 @@ class GatewayServer:
         for client in list(self._clients):
             client.transport.abort()
         self._pool.close()
+        self.h2_pool.close()
         await self._server.wait_closed()
         self._server = None

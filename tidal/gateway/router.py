@@ -38,6 +38,7 @@ class Lease:
     _released: bool = False
     response_start_s: float = 0.0  # the response must start this long after `started` (0: any)
     idle_s: float = 0.0  # the replica must send a byte at least this often (0: no limit)
+    h2c: bool = False  # the replica speaks HTTP/2 without TLS, not HTTP/1.1
 
     def release(self, status: int) -> None:
         """Give the slot back. Safe to call more than once; only the first call counts."""

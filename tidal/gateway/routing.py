@@ -170,6 +170,7 @@ class TrafficRouter:
             granted=time.monotonic(),
             response_start_s=throttler.response_start_s,
             idle_s=throttler.idle_s,
+            h2c=throttler.h2c,
         )
         return lease
 

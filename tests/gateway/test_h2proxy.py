@@ -1,0 +1,328 @@
+"""HTTP/2 (h2c) through the gateway over real sockets on 127.0.0.1: a grpcio server as the
+replica, grpcio and the h2 library as clients, and a router double that records every lease.
+
+Each scenario runs on the stdlib loop (pytest-asyncio) and again on uvloop (`test_on_uvloop`).
+gRPC calls block, so they run in a thread while the gateway runs on the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent import futures
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+import uvloop
+
+from tidal.gateway.h2proxy import PREFACE
+from tidal.gateway.proxy import GatewayServer
+from tidal.gateway.router import Lease, RouteError
+
+REVISION = "model-00001"
+HOST = "model.default.example.com"
+MB = 1024 * 1024
+
+
+class Router:
+    """Leases the one replica for HOST; records each lease's release statuses."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.h2c = True
+        self.timeout = 10.0
+        self.released: list[int] = []
+        self.leased = 0
+
+    async def acquire(self, host: str, path: str) -> Lease:
+        if host != HOST:
+            raise RouteError(404, f"no service answers host {host!r}")
+        self.leased += 1
+        lease = Lease(
+            "127.0.0.1",
+            self.port,
+            REVISION,
+            "default",
+            time.monotonic() + self.timeout,
+            h2c=self.h2c,
+        )
+        lease._on_release = lambda _, status: self.released.append(status)
+        return lease
+
+    def retry(self, lease: Lease) -> None:
+        raise AssertionError("the replica refused a connection")
+
+
+class Model:
+    """A gRPC service with generic handlers on raw bytes (no generated code)."""
+
+    def __init__(self) -> None:
+        self.peers: set[str] = set()
+        self.metadata: list[dict[str, str]] = []
+        self.generate_ended = threading.Event()
+        handlers = {
+            "Predict": grpc.unary_unary_rpc_method_handler(self.predict),
+            "Generate": grpc.unary_stream_rpc_method_handler(self.generate),
+            "Upload": grpc.stream_unary_rpc_method_handler(self.upload),
+            "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
+            "Missing": grpc.unary_unary_rpc_method_handler(self.missing),
+            "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+        }
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("tidal.test.Model", handlers),)
+        )
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.peers.add(context.peer())
+        self.metadata.append(dict(context.invocation_metadata()))
+        return b"prediction for " + request
+
+    def generate(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """int(request) chunks of 100 kB; `generate_ended` is set when the call ends."""
+        context.add_callback(self.generate_ended.set)
+        for i in range(int(request)):
+            yield bytes([65 + i % 26]) * 100_000
+            time.sleep(0.001)
+
+    def upload(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        return str(sum(len(r) for r in requests)).encode()
+
+    def chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for request in requests:
+            yield request.upper()
+
+    def missing(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.NOT_FOUND, "no model named " + request.decode())
+        raise AssertionError("abort raises")
+
+    def slow(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        time.sleep(float(request))
+        return b"late"
+
+
+@pytest.fixture
+def model() -> Iterator[Model]:
+    m = Model()
+    yield m
+    m.server.stop(0)
+
+
+@pytest.fixture
+def router(model: Model) -> Router:
+    return Router(model.port)
+
+
+@pytest.fixture
+async def gateway(router: Router) -> AsyncIterator[GatewayServer]:
+    gw = GatewayServer(router)
+    await gw.start("127.0.0.1", 0)
+    yield gw
+    await gw.close()
+
+
+def channel(gw: GatewayServer, authority: str = HOST) -> grpc.Channel:
+    return grpc.insecure_channel(
+        f"127.0.0.1:{gw.port}", options=[("grpc.default_authority", authority)]
+    )
+
+
+def call(gw: GatewayServer, method: str, kind: str = "unary_unary", authority: str = HOST):
+    return getattr(channel(gw, authority), kind)(f"/tidal.test.Model/{method}")
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_unary_call_reaches_the_replica_with_forwarding_headers(gateway, router, model):
+    def predict() -> tuple[bytes, dict[str, str]]:
+        response, rpc = call(gateway, "Predict").with_call(b"[1, 2]", timeout=10)
+        return response, dict(rpc.initial_metadata())
+
+    response, metadata = await asyncio.to_thread(predict)
+    assert response == b"prediction for [1, 2]"
+    assert metadata["x-tidal-revision"] == REVISION
+    seen = model.metadata[0]
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    await eventually(lambda: router.released == [200])
+
+
+async def test_streams_in_both_directions_pass_under_flow_control(gateway, router):
+    def stream_both_ways() -> tuple[int, bytes, list[bytes]]:
+        generated = sum(
+            len(c) for c in call(gateway, "Generate", "unary_stream")(b"60", timeout=30)
+        )
+        uploaded = call(gateway, "Upload", "stream_unary")(iter([b"u" * MB] * 8), timeout=30)
+        chat = list(call(gateway, "Chat", "stream_stream")(iter([b"hi", b"there"]), timeout=30))
+        return generated, uploaded, chat
+
+    generated, uploaded, chat = await asyncio.to_thread(stream_both_ways)
+    assert generated == 6_000_000  # far more than one stream window (1 MiB)
+    assert uploaded == str(8 * MB).encode()
+    assert chat == [b"HI", b"THERE"]
+    await eventually(lambda: router.released == [200, 200, 200])
+
+
+async def test_a_grpc_error_reaches_the_client_with_its_status(gateway, router) -> None:
+    def missing() -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(gateway, "Missing")(b"resnet", timeout=10)
+        return caught.value
+
+    error = await asyncio.to_thread(missing)
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "no model named resnet")
+    await eventually(lambda: router.released == [200])  # HTTP 200; the status is in trailers
+
+
+async def test_many_concurrent_calls_share_one_connection_to_the_replica(gateway, router, model):
+    def fifty_at_once() -> list[bytes]:
+        predict = call(gateway, "Predict")
+        calls = [predict.future(str(i).encode(), timeout=30) for i in range(50)]
+        return [c.result() for c in calls]
+
+    responses = await asyncio.to_thread(fifty_at_once)
+    assert sorted(responses) == sorted(b"prediction for %d" % i for i in range(50))
+    assert len(model.peers) == 1
+    await eventually(lambda: router.released == [200] * 50)
+
+
+async def test_a_cancelled_call_is_reset_at_the_replica(gateway, router, model) -> None:
+    def cancel_midway() -> None:
+        stream = call(gateway, "Generate", "unary_stream")(b"100000", timeout=30)
+        next(stream)
+        stream.cancel()
+
+    await asyncio.to_thread(cancel_midway)
+    await eventually(lambda: router.released == [499])
+    # 10 GB were asked for: the call ended early because the gateway reset it.
+    assert await asyncio.to_thread(model.generate_ended.wait, 10)
+
+
+async def test_the_revision_timeout_ends_a_call(gateway, router) -> None:
+    router.timeout = 0.5
+
+    def slow() -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(gateway, "Slow")(b"3", timeout=10)
+        return caught.value
+
+    error = await asyncio.to_thread(slow)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # gRPC's reading of HTTP 504
+    assert router.released == [504]
+
+
+async def test_an_unknown_host_is_404(gateway, router) -> None:
+    def unknown() -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(gateway, "Predict", authority="nope.example.com")(b"", timeout=10)
+        return caught.value
+
+    error = await asyncio.to_thread(unknown)
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED  # gRPC's reading of HTTP 404
+    assert router.leased == 0
+
+
+def h2_request(
+    port: int, headers: list[tuple[str, str]], body: bytes = b"", split_preface: bool = False
+) -> tuple[dict[bytes, bytes], bytes]:
+    """One request with the h2 library over a socket; the response's headers and body."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    conn.initiate_connection()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    opening = conn.data_to_send()
+    assert opening.startswith(PREFACE)
+    if split_preface:  # the preface in two reads: the gateway must wait for all of it
+        sock.sendall(opening[:5])
+        time.sleep(0.1)
+        opening = opening[5:]
+    conn.send_headers(1, headers, end_stream=not body)
+    if body:
+        conn.send_data(1, body, end_stream=True)
+    sock.sendall(opening + conn.data_to_send())
+    response: dict[bytes, bytes] = {}
+    data = b""
+    try:
+        while True:
+            received = sock.recv(65536)
+            assert received, "connection closed before the response ended"
+            for event in conn.receive_data(received):
+                if isinstance(event, h2.events.ResponseReceived):
+                    response = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return response, data
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+
+
+def request_headers(authority: str = HOST) -> list[tuple[str, str]]:
+    return [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/")]
+
+
+async def test_http2_to_a_revision_that_serves_http1_is_502_with_why(gateway, router) -> None:
+    router.h2c = False
+    headers, body = await asyncio.to_thread(
+        h2_request, gateway.port, request_headers(), split_preface=True
+    )
+    assert headers[b":status"] == b"502"
+    assert headers[b"x-tidal-error"].startswith(b"revision model-00001 serves HTTP/1.1")
+    assert body.startswith(b"revision model-00001 serves HTTP/1.1")
+    assert router.released == [502]
+
+
+async def test_http1_to_a_revision_that_serves_h2c_is_505_with_why(gateway, router) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
+    assert b"revision model-00001 serves HTTP/2 (h2c)" in data
+    assert router.released == [505]
+
+
+async def test_drain_lets_an_open_stream_finish(gateway, router) -> None:
+    def generate() -> int:
+        return sum(len(c) for c in call(gateway, "Generate", "unary_stream")(b"200", timeout=30))
+
+    streaming = asyncio.ensure_future(asyncio.to_thread(generate))
+    await eventually(lambda: router.leased == 1)
+    cut = await gateway.drain(20)
+    assert cut == 0
+    assert await streaming == 20_000_000
+    assert router.released == [200]
+
+
+SCENARIOS = [f for name, f in list(globals().items()) if name.startswith("test_")]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_on_uvloop(scenario: Callable[..., Awaitable[None]]) -> None:
+    async def run() -> None:
+        model = Model()
+        router = Router(model.port)
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", 0)
+        try:
+            fixtures = {"model": model, "router": router, "gateway": gateway}
+            await scenario(**{p: fixtures[p] for p in inspect.signature(scenario).parameters})
+        finally:
+            await gateway.close()
+            model.server.stop(0)
+
+    uvloop.run(run())
