@@ -55,9 +55,15 @@ class _H2Peer(asyncio.Protocol):
     acknowledge as much to its own sender."""
 
     def __init__(self, client_side: bool) -> None:
-        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
+        # What goes out was checked as it came in (on the other side), or is the gateway's own:
+        # checking it again would only cost time. (Normalizing stays: it keeps credentials out
+        # of the HPACK tables that streams of different clients share upstream.)
+        config = h2.config.H2Configuration(
+            client_side=client_side, header_encoding=None, validate_outbound_headers=False
+        )
         self.h2 = h2.connection.H2Connection(config)
         self.transport: asyncio.Transport | None = None
+        self._flush_due = False
         self._queued: dict[int, deque[tuple[Any, bool, Callable[[int], None] | None]]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,9 +77,17 @@ class _H2Peer(asyncio.Protocol):
         )
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(_WINDOW)
-        self.flush()
+        self.write_out()
 
     def flush(self) -> None:
+        """Write what h2 has queued, once per turn of the event loop: the frames of all the
+        events handled in this turn leave in one write."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self.write_out)
+
+    def write_out(self) -> None:
+        self._flush_due = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -204,7 +218,7 @@ class H2ClientConnection(_H2Peer):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             log.debug("h2 client protocol error: %s", exc)
-            self.flush()  # h2 has queued the GOAWAY
+            self.write_out()  # h2 has queued the GOAWAY
             if self.transport is not None:
                 self.transport.close()
             return
@@ -376,7 +390,7 @@ class H2ClientConnection(_H2Peer):
         """GOAWAY, then close."""
         with contextlib.suppress(*_H2_ERRORS):
             self.h2.close_connection()
-        self.flush()
+        self.write_out()
         if self.transport is not None:
             self.transport.close()
 
@@ -428,7 +442,7 @@ class H2Upstream(_H2Peer):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             log.debug("h2 upstream protocol error: %s", exc)
-            self.flush()
+            self.write_out()
             if self.transport is not None:
                 self.transport.close()
             return

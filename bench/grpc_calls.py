@@ -1,0 +1,231 @@
+"""gRPC benchmark: unary calls per second through tidal's HTTP/2 (h2c) proxy, against nginx's
+grpc_pass and the gRPC server called directly.
+
+    python bench/grpc_calls.py [--duration 10] [--connections 4] [--streams 16] [--rounds 3]
+
+The replica is a grpcio server (C core, a Python handler that echoes its request) in its own
+process. h2load (apt-get install nghttp2-client) sends gRPC unary calls, framed as gRPC frames
+them, over `--connections` connections with `--streams` calls in flight on each, to (a) the
+server directly, (b) tidal's GatewayServer in its own uvloop process with a static router and
+its real path (activator, stats), and (c) nginx with one worker and `grpc_pass` (when
+installed). Configurations run interleaved, `--rounds` times each; medians are printed, then
+one JSON line. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dataplane import free_port, start_nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "bench.default.example.com"
+METHOD = "/tidal.bench.Echo/Echo"
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/grpc.pid;
+error_log {tmp}/grpc-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    keepalive_requests 1000000;  # (1000 by default: h2load does not reconnect)
+    upstream replica {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} http2 backlog=1024;
+        http2_max_concurrent_streams 1024;
+        location / {{ grpc_pass grpc://replica; }}
+    }}
+}}
+"""
+
+
+def serve_replica(port: int) -> None:
+    """A gRPC server whose one method echoes its request."""
+    from concurrent import futures
+
+    import grpc
+
+    handler = grpc.method_handlers_generic_handler(
+        "tidal.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda r, c: r)}
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=32),
+        options=[("grpc.max_concurrent_streams", 1024)],
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def serve_tidal(port: int, upstream: int) -> None:
+    """tidal's gateway on `port` in front of one h2c endpoint: `upstream`."""
+    sys.path.insert(0, str(ROOT))
+    import uvloop
+
+    from tidal.gateway.activator import Endpoint, RevisionThrottler
+    from tidal.gateway.proxy import GatewayServer
+    from tidal.gateway.routing import TrafficRouter
+
+    async def main() -> None:
+        router = TrafficRouter()
+        throttler = RevisionThrottler("default", "bench", "bench-00001", 0, 30.0, 10_000, h2c=True)
+        throttler.add_endpoint(Endpoint("bench-00001-0", "127.0.0.1", upstream))
+        router.throttlers["default/bench-00001"] = throttler
+        router.set_hosts(set(), {HOST: [("default/bench-00001", 100)]})
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", port)
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message: not compressed, 4-byte big-endian length."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+def run_h2load(port: int, body: Path, args: argparse.Namespace) -> dict[str, float]:
+    """One h2load run; calls/s and the mean latency in milliseconds."""
+    cmd = [
+        "h2load",
+        f"--duration={args.duration}",
+        "--warm-up-time=1",
+        f"--clients={args.connections}",
+        f"--max-concurrent-streams={args.streams}",
+        f"--data={body}",
+        "--header=content-type: application/grpc",
+        "--header=te: trailers",
+        f"--header=:authority: {HOST}",
+        f"http://127.0.0.1:{port}{METHOD}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    mean = re.search(r"time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(\w+)", out)
+    if rps is None or done is None or mean is None:
+        raise SystemExit(f"could not read h2load output:\n{out}")
+    if done.group(3) != done.group(2):
+        print(f"  warning: h2load saw failures on port {port}:\n{out}", file=sys.stderr)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[mean.group(2)]
+    return {"rps": float(rps.group(1)), "mean_ms": float(mean.group(1)) * scale}
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server on port {port} did not come up") from None
+            time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per h2load run")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=16, help="calls in flight per connection")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-replica", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-tidal", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_replica:
+        serve_replica(args.serve_replica)
+        return
+    if args.serve_tidal:
+        serve_tidal(*args.serve_tidal)
+        return
+    if shutil.which("h2load") is None:
+        print("h2load is required (apt-get install nghttp2-client)", file=sys.stderr)
+        sys.exit(2)
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="tidal-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        body = tmp / "call.bin"
+        body.write_bytes(grpc_frame(b'{"instances": [[1.0, -2.0, 0.5, 3.0]]}'))
+        try:
+            ports = {"direct": free_port(), "tidal": free_port()}
+            up = ports["direct"]
+            procs.append(subprocess.Popen([sys.executable, __file__, "--serve-replica", str(up)]))
+            tidal_cmd = [sys.executable, __file__, "--serve-tidal", str(ports["tidal"]), str(up)]
+            procs.append(subprocess.Popen(tidal_cmd))
+            if nginx:
+                ports["nginx"] = free_port()
+                conf = NGINX_CONF.format(tmp=tmp, port=ports["nginx"], upstream=up)
+                procs.append(start_nginx(nginx, tmp, "grpc", conf))
+            for port in ports.values():
+                wait_listening(port)
+
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+            for round_ in range(1, args.rounds + 1):
+                for name, port in ports.items():
+                    result = run_h2load(port, body, args)
+                    runs[name].append(result)
+                    print(
+                        f"round {round_} {name:7} {result['rps']:>9.0f} calls/s  "
+                        f"mean {result['mean_ms']:.2f} ms"
+                    )
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    medians = {
+        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
+        for name, results in runs.items()
+    }
+    in_flight = args.connections * args.streams
+    print(f"\nmedians of {args.rounds} runs, {in_flight} calls in flight, {args.duration} s each")
+    for name, m in medians.items():
+        print(f"  {name:7} {m['rps']:>9.0f} calls/s  mean {m['mean_ms']:.2f} ms")
+    ratios = {"tidal/direct": medians["tidal"]["rps"] / medians["direct"]["rps"]}
+    if "nginx" in medians:
+        ratios["tidal/nginx"] = medians["tidal"]["rps"] / medians["nginx"]["rps"]
+    for name, ratio in ratios.items():
+        print(f"  {name}: {ratio:.2f}x")
+    record = {
+        "bench": "grpc",
+        "connections": args.connections,
+        "streams": args.streams,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "medians": medians,
+        "ratios": ratios,
+    }
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
