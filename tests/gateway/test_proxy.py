@@ -471,6 +471,18 @@ async def test_any_upgrade_is_a_byte_tunnel_from_the_first_byte(gateway, router)
     await eventually(lambda: router.statuses() == [[101]])
 
 
+async def test_a_request_whose_first_bytes_could_open_http2_is_http11(gateway) -> None:
+    """ "P" could begin HTTP/2's preface ("PRI * HTTP/2.0..."): the gateway waits for more."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"P")
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.write(b"OST /echo HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 2\r\n\r\nhi")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 async def test_upgrade_the_replica_declines_is_answered_and_closed(gateway, router) -> None:
     request = (
         b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n"

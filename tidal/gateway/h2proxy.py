@@ -176,8 +176,9 @@ class _Stream:
         self.host = ""
         self.lease: Lease | None = None
         self.path = ""
-        # Request data and whether it ends the request, held until the replica stream is open.
-        self.pending: list[tuple[bytes, bool]] | None = []
+        # Request data (or trailers) and whether it ends the request, held until the replica
+        # stream is open.
+        self.pending: list[tuple[bytes | _Headers, bool]] | None = []
         self.responded = False
         self.status = 0
         self.task: asyncio.Task[None] | None = None
@@ -244,7 +245,9 @@ class H2ClientConnection(_H2Peer):
                 self._forward_data(stream, b"", True)
         elif isinstance(event, h2.events.TrailersReceived):
             stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.upstream is not None:
+            if stream is not None and stream.pending is not None:
+                stream.pending.append((event.headers, True))
+            elif stream is not None and stream.upstream is not None:
                 stream.upstream.send_headers(stream.upstream_id, event.headers, end_stream=True)
                 stream.upstream.flush()
         elif isinstance(event, h2.events.StreamReset):
@@ -257,8 +260,7 @@ class H2ClientConnection(_H2Peer):
             self.window_opened(event.stream_id)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._draining = True
-            if not self.streams:
-                self._close()
+            self._close_if_drained()
 
     def _request(self, stream_id: int, headers: _Headers) -> None:
         if self._draining:  # a client may retry a refused stream elsewhere, safely
@@ -374,10 +376,17 @@ class H2ClientConnection(_H2Peer):
     def stream_over(self, stream: _Stream) -> None:
         self.streams.pop(stream.client_id, None)
         if not self.streams:
-            if self._draining:
-                self._close()
-            else:
-                self.read_deadline = time.monotonic() + self._server.limits.idle_timeout_s
+            self.read_deadline = time.monotonic() + self._server.limits.idle_timeout_s
+            self._close_if_drained()
+
+    def window_opened(self, stream_id: int) -> None:
+        super().window_opened(stream_id)
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        """Draining: close once no stream is open and none has data still to send."""
+        if self._draining and not self.streams and not self._queued:
+            self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server._clients.discard(self)
@@ -406,8 +415,7 @@ class H2ClientConnection(_H2Peer):
         """Shutdown: let open streams finish, refusing new ones, then GOAWAY and close. (h2
         takes a GOAWAY as the end of the connection, so none is sent while streams run.)"""
         self._draining = True
-        if not self.streams:
-            self._close()
+        self._close_if_drained()
 
 
 class H2Upstream(_H2Peer):
@@ -434,7 +442,10 @@ class H2Upstream(_H2Peer):
         self.send_headers(stream_id, stream.headers, end_stream=no_body)
         client, client_id = stream.client, stream.client_id
         for data, end in [] if no_body else pending:
-            self.send_data(stream_id, data, end, lambda n: client.acknowledge(client_id, n))
+            if isinstance(data, list):  # the request's trailers
+                self.send_headers(stream_id, data, end_stream=True)
+            else:
+                self.send_data(stream_id, data, end, lambda n: client.acknowledge(client_id, n))
         self.flush()
 
     def data_received(self, data: bytes) -> None:
