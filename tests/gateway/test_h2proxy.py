@@ -37,6 +37,8 @@ class Router:
         self.port = port
         self.h2c = True
         self.timeout = 10.0
+        self.response_start = 0.0  # the revision's responseStartTimeoutSeconds (0: none)
+        self.idle = 0.0  # and its idleTimeoutSeconds
         self.released: list[int] = []
         self.leased = 0
 
@@ -51,6 +53,8 @@ class Router:
             "default",
             time.monotonic() + self.timeout,
             h2c=self.h2c,
+            response_start_s=self.response_start,
+            idle_s=self.idle,
         )
         lease._on_release = lambda _, status: self.released.append(status)
         return lease
@@ -73,6 +77,7 @@ class Model:
             "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
             "Missing": grpc.unary_unary_rpc_method_handler(self.missing),
             "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+            "Pause": grpc.unary_stream_rpc_method_handler(self.pause),
         }
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
         self.server.add_generic_rpc_handlers(
@@ -107,6 +112,13 @@ class Model:
     def slow(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         time.sleep(float(request))
         return b"late"
+
+    def pause(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Three messages, float(request) seconds apart."""
+        for i in range(3):
+            if i:
+                time.sleep(float(request))
+            yield b"message %d" % i
 
 
 @pytest.fixture
@@ -222,6 +234,34 @@ async def test_the_revision_timeout_ends_a_call(gateway, router) -> None:
     error = await asyncio.to_thread(slow)
     assert error.code() == grpc.StatusCode.UNAVAILABLE  # gRPC's reading of HTTP 504
     assert router.released == [504]
+
+
+async def test_the_response_start_timeout_ends_a_call_not_yet_answered(gateway, router):
+    router.response_start = 0.3
+
+    def slow() -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(gateway, "Slow")(b"3", timeout=10)
+        return caught.value
+
+    assert (await asyncio.to_thread(slow)).code() == grpc.StatusCode.UNAVAILABLE
+    assert router.released == [504]
+
+
+async def test_the_idle_timeout_counts_from_the_replicas_last_message(gateway, router):
+    router.idle = 0.5
+
+    def pauses(seconds: bytes) -> list[bytes]:
+        got: list[bytes] = []
+        try:
+            got.extend(call(gateway, "Pause", "unary_stream")(seconds, timeout=10))
+        except grpc.RpcError as error:
+            got.append(error.code().name.encode())
+        return got
+
+    assert await asyncio.to_thread(pauses, b"0.2") == [b"message 0", b"message 1", b"message 2"]
+    assert await asyncio.to_thread(pauses, b"2") == [b"message 0", b"INTERNAL"]  # reset mid-way
+    await eventually(lambda: router.released == [200, 504])
 
 
 async def test_an_unknown_host_is_404(gateway, router) -> None:

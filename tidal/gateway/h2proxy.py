@@ -157,6 +157,7 @@ class _Stream:
         "done",
         "headers",
         "host",
+        "last_byte",
         "lease",
         "path",
         "pending",
@@ -174,6 +175,7 @@ class _Stream:
         self.done = False
         self.headers: _Headers = []
         self.host = ""
+        self.last_byte = 0.0  # time.monotonic() of the replica's last frame, for idleTimeout
         self.lease: Lease | None = None
         self.path = ""
         # Request data (or trailers) and whether it ends the request, held until the replica
@@ -316,6 +318,7 @@ class H2ClientConnection(_H2Peer):
                     stream.lease = None
                     router.retry(lease)
                     continue
+                stream.last_byte = lease.started
                 self._watch_deadline(stream)
                 upstream.open(stream)
                 return
@@ -339,15 +342,22 @@ class H2ClientConnection(_H2Peer):
         upstream.flush()
 
     def _watch_deadline(self, stream: _Stream) -> None:
+        """Arm the stream's timer for its next timeout (docs/architecture.md#timeouts)."""
         lease: Lease = stream.lease  # type: ignore[assignment]
-        delay = max(0.0, lease.deadline - time.monotonic())
-        stream.timer = asyncio.get_running_loop().call_later(delay, self._timed_out, stream)
+        at = lease.next_timeout(stream.responded, stream.last_byte)[0]
+        delay = max(0.0, at - time.monotonic())
+        stream.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, stream)
 
-    def _timed_out(self, stream: _Stream) -> None:
+    def _on_timer(self, stream: _Stream) -> None:
         stream.timer = None
+        lease: Lease = stream.lease  # type: ignore[assignment]
+        at, reason = lease.next_timeout(stream.responded, stream.last_byte)
+        if at > time.monotonic():  # the response started, or bytes came, meanwhile
+            self._watch_deadline(stream)
+            return
         if stream.upstream is not None:
             stream.upstream.reset(stream.upstream_id)
-        self.fail(stream, 504, "upstream request timeout")
+        self.fail(stream, 504, reason)
 
     def answer(self, stream: _Stream, status: int, reason: str) -> None:
         """Answer the stream with an error of the gateway's own."""
@@ -464,6 +474,8 @@ class H2Upstream(_H2Peer):
     def _handle(self, event: h2.events.Event) -> None:
         stream_id = getattr(event, "stream_id", 0)
         stream = self.streams.get(stream_id)
+        if stream is not None and stream.lease.idle_s:  # type: ignore[union-attr]
+            stream.last_byte = time.monotonic()
         if isinstance(event, h2.events.WindowUpdated):
             self.window_opened(stream_id)
         elif isinstance(event, h2.events.ConnectionTerminated):

@@ -177,23 +177,6 @@ class _Exchange:
         self.upstream: _UpstreamConnection | None = None
 
 
-def _next_timeout(ex: _Exchange) -> tuple[float, str]:
-    """When the exchange times out next, and why: its revision's timeoutSeconds, or sooner
-    its responseStartTimeoutSeconds (until the response starts) or idleTimeoutSeconds (counted
-    from the replica's last bytes), each from the request's arrival as in Knative."""
-    lease: Lease = ex.lease  # type: ignore[assignment]
-    at, reason = lease.deadline, "upstream request timeout"
-    if lease.response_start_s and not ex.responded:
-        start_by = lease.started + lease.response_start_s
-        if start_by < at:
-            at = start_by
-            reason = f"no response within responseStartTimeoutSeconds ({lease.response_start_s:g}s)"
-    if lease.idle_s and ex.last_byte + lease.idle_s < at:
-        at = ex.last_byte + lease.idle_s
-        reason = f"nothing from the replica within idleTimeoutSeconds ({lease.idle_s:g}s)"
-    return at, reason
-
-
 class _Pool:
     """Idle keep-alive upstream connections per (host, port), most recently used first."""
 
@@ -797,7 +780,7 @@ class _ClientConnection(asyncio.Protocol):
         ex.upstream = conn
         ex.last_byte = lease.started
         conn.attach(self, ex)
-        self._watch_deadline(_next_timeout(ex)[0])
+        self._watch_deadline(lease.next_timeout(False, ex.last_byte)[0])
         pending = ex.pending
         ex.pending = None
         conn.transport.write(b"".join((ex.head, *pending)) if pending else ex.head)  # type: ignore[arg-type]
@@ -819,7 +802,8 @@ class _ClientConnection(asyncio.Protocol):
         ex = self._queue[0] if self._queue else None
         if ex is None or ex.upstream is None:  # no request in flight to a replica
             return
-        deadline, reason = _next_timeout(ex)
+        lease: Lease = ex.lease  # type: ignore[assignment]
+        deadline, reason = lease.next_timeout(ex.responded, ex.last_byte)
         if deadline <= time.monotonic():
             self._fail(ex, 504, reason)
         else:

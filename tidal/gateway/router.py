@@ -40,6 +40,24 @@ class Lease:
     idle_s: float = 0.0  # the replica must send a byte at least this often (0: no limit)
     h2c: bool = False  # the replica speaks HTTP/2 without TLS, not HTTP/1.1
 
+    def next_timeout(self, responded: bool, last_byte: float) -> tuple[float, str]:
+        """When the request times out next, and why: its revision's timeoutSeconds, or sooner
+        its responseStartTimeoutSeconds (until the response starts) or idleTimeoutSeconds
+        (counted from the replica's last bytes, `last_byte`), each from the request's arrival
+        as in Knative (docs/architecture.md#timeouts)."""
+        at, reason = self.deadline, "upstream request timeout"
+        if self.response_start_s and not responded:
+            start_by = self.started + self.response_start_s
+            if start_by < at:
+                at = start_by
+                reason = (
+                    f"no response within responseStartTimeoutSeconds ({self.response_start_s:g}s)"
+                )
+        if self.idle_s and last_byte + self.idle_s < at:
+            at = last_byte + self.idle_s
+            reason = f"nothing from the replica within idleTimeoutSeconds ({self.idle_s:g}s)"
+        return at, reason
+
     def release(self, status: int) -> None:
         """Give the slot back. Safe to call more than once; only the first call counts."""
         if self._released:
