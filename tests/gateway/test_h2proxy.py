@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import h2.config
@@ -24,6 +26,8 @@ import uvloop
 from tidal.gateway.h2proxy import PREFACE
 from tidal.gateway.proxy import GatewayServer
 from tidal.gateway.router import Lease, RouteError
+from tidal.security.localca import ensure_local_tls
+from tidal.security.tls import server_context
 
 REVISION = "model-00001"
 HOST = "model.default.example.com"
@@ -33,8 +37,9 @@ MB = 1024 * 1024
 class Router:
     """Leases the one replica for HOST; records each lease's release statuses."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.port = model.port
         self.h2c = True
         self.timeout = 10.0
         self.response_start = 0.0  # the revision's responseStartTimeoutSeconds (0: none)
@@ -130,7 +135,7 @@ def model() -> Iterator[Model]:
 
 @pytest.fixture
 def router(model: Model) -> Router:
-    return Router(model.port)
+    return Router(model)
 
 
 @pytest.fixture
@@ -348,6 +353,32 @@ async def test_drain_lets_an_open_stream_finish(gateway, router) -> None:
     assert router.released == [200]
 
 
+async def test_grpc_over_tls_chooses_http2_by_alpn(router) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = ensure_local_tls(Path(tmp))
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", 0, tls=server_context(files.cert, files.key))
+        try:
+
+            def predict() -> tuple[bytes, dict[str, str]]:
+                credentials = grpc.ssl_channel_credentials(files.ca_cert.read_bytes())
+                options = [
+                    ("grpc.default_authority", HOST),
+                    ("grpc.ssl_target_name_override", "localhost"),  # what the cert names
+                ]
+                secure = grpc.secure_channel(f"127.0.0.1:{gateway.port}", credentials, options)
+                predict = secure.unary_unary("/tidal.test.Model/Predict")
+                response, rpc = predict.with_call(b"x", timeout=10)
+                return response, dict(rpc.initial_metadata())
+
+            response, metadata = await asyncio.to_thread(predict)
+            assert response == b"prediction for x"
+            assert metadata["x-tidal-revision"] == REVISION
+            assert router.model.metadata[-1]["x-forwarded-proto"] == "https"
+        finally:
+            await gateway.close()
+
+
 SCENARIOS = [f for name, f in list(globals().items()) if name.startswith("test_")]
 
 
@@ -355,7 +386,7 @@ SCENARIOS = [f for name, f in list(globals().items()) if name.startswith("test_"
 def test_on_uvloop(scenario: Callable[..., Awaitable[None]]) -> None:
     async def run() -> None:
         model = Model()
-        router = Router(model.port)
+        router = Router(model)
         gateway = GatewayServer(router)
         await gateway.start("127.0.0.1", 0)
         try:

@@ -12,8 +12,10 @@ import inspect
 import ipaddress
 import json
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,6 +25,8 @@ from aiohttp import web
 from tidal.api.config import GatewayLimits
 from tidal.gateway.proxy import GatewayServer
 from tidal.gateway.router import Lease, RouteError
+from tidal.security.localca import ensure_local_tls
+from tidal.security.tls import client_context, server_context
 
 REVISION = "hello-00001"
 MB = 1024 * 1024
@@ -325,6 +329,21 @@ async def test_forwarded_and_hop_by_hop_headers(gateway, session) -> None:
     assert seen["x-keep-me"] == "1"
     for dropped in ("x-drop-me", "keep-alive", "te", "proxy-authorization"):
         assert dropped not in seen
+
+
+async def test_over_tls_the_replica_is_told_https(router, session) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = ensure_local_tls(Path(tmp))
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", 0, tls=server_context(files.cert, files.key))
+        try:
+            tls = client_context(str(files.ca_cert))
+            address = f"https://localhost:{gateway.port}/echo"
+            async with session.get(address, headers=HOST, ssl=tls) as resp:
+                seen = (await resp.json())["headers"]
+            assert seen["x-forwarded-proto"] == "https"
+        finally:
+            await gateway.close()
 
 
 async def test_large_chunked_request_body_is_streamed(gateway, session, replica) -> None:

@@ -1,8 +1,9 @@
-"""HTTP/2 without TLS (h2c, with prior knowledge), as gRPC clients speak it, for revisions whose
-port is named `h2c` (docs/architecture.md#http2-and-grpc).
+"""HTTP/2, as gRPC clients speak it, for revisions whose port is named `h2c`: HTTP/2 without
+TLS to the replica (docs/architecture.md#http2-and-grpc).
 
-A client connection that opens with the HTTP/2 preface is handed over from the HTTP/1.1 proxy
-(`tidal.gateway.proxy`) to an `H2ClientConnection`. Each of its streams is one request: routed
+A client connection that opens with the HTTP/2 preface (prior knowledge), or that chose `h2` by
+ALPN on a TLS listener, is handed over from the HTTP/1.1 proxy (`tidal.gateway.proxy`) to an
+`H2ClientConnection`. Each of its streams is one request: routed
 by `:authority`, leased from the router like an HTTP/1.1 request (held while a replica starts,
 counted toward `containerConcurrency`), and sent on a stream of an h2c connection to the leased
 replica (`H2Pool` keeps those, many streams on each). Headers, data and trailers (gRPC's status)
@@ -207,11 +208,14 @@ class _Stream:
 class H2ClientConnection(_H2Peer):
     """A client's h2c connection; answers each stream from the replica its router leases."""
 
-    def __init__(self, server: GatewayServer, cluster_client: bool, peer: bytes) -> None:
+    def __init__(
+        self, server: GatewayServer, cluster_client: bool, peer: bytes, scheme: bytes
+    ) -> None:
         super().__init__(client_side=False)
         self._server = server
         self._cluster_client = cluster_client
         self._peer = peer
+        self._scheme = scheme  # of the client's connection: http, or https over TLS
         self.streams: dict[int, _Stream] = {}
         self.read_deadline = time.monotonic() + server.limits.idle_timeout_s
         self._draining = False
@@ -284,7 +288,7 @@ class H2ClientConnection(_H2Peer):
             (b"x-forwarded-for", self._peer if xff is None else xff + b", " + self._peer)
         )
         if b"x-forwarded-proto" not in fields:
-            forwarded.append((b"x-forwarded-proto", b"http"))
+            forwarded.append((b"x-forwarded-proto", self._scheme))
         stream.headers = forwarded
         stream.task = asyncio.get_running_loop().create_task(self._forward(stream))
 

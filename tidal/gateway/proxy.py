@@ -473,6 +473,7 @@ class _ClientConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport
         self._peer = b""
+        self._scheme = b"http"  # https on a TLS listener, for X-Forwarded-Proto
         self._cluster_client = False  # may call cluster-local hosts (tidal.gateway.hosts)
         self._queue: deque[_Exchange] = deque()  # [0] is answered first
         self._ex: _Exchange | None = None  # request being parsed
@@ -505,6 +506,11 @@ class _ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._peer = peer[0].encode() if peer else b""
         self._cluster_client = in_networks(peer[0] if peer else "", self._server.limits)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self._scheme = b"https"
+            if tls.selected_alpn_protocol() == "h2":  # HTTP/2 chosen in the TLS handshake
+                self._become_h2(b"")
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -547,7 +553,7 @@ class _ClientConnection(asyncio.Protocol):
         """The client speaks HTTP/2 with prior knowledge (h2c): hand the connection over."""
         self._broken = True
         server = self._server
-        conn = H2ClientConnection(server, self._cluster_client, self._peer)
+        conn = H2ClientConnection(server, self._cluster_client, self._peer, self._scheme)
         server._clients.discard(self)
         server._clients.add(conn)
         self.transport.set_protocol(conn)
@@ -669,7 +675,7 @@ class _ClientConnection(asyncio.Protocol):
         if not self._has_xfh:
             headers += (b"X-Forwarded-Host: ", host, b"\r\n")
         if not self._has_xfp:
-            headers.append(b"X-Forwarded-Proto: http\r\n")
+            headers += (b"X-Forwarded-Proto: ", self._scheme, b"\r\n")
         if ex.chunked:
             headers.append(b"Transfer-Encoding: chunked\r\n")
         ex.head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
@@ -951,8 +957,11 @@ class GatewayServer:
         sock: socket.socket | None = None,
     ) -> None:
         """Listen on host:port, or on `sock`, a listening socket made elsewhere (one that
-        several gateway processes share)."""
+        several gateway processes share). With `tls`, which is then made to offer HTTP/2 and
+        HTTP/1.1 by ALPN, as gRPC clients over TLS expect."""
         loop = asyncio.get_running_loop()
+        if tls is not None:
+            tls.set_alpn_protocols(["h2", "http/1.1"])
         factory = capped(
             lambda: _ClientConnection(self),
             self._open_count,
