@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import Platform, free_port, hello_service, host, wait_until
+from tidal.security.localca import ensure_local_tls
 
 APPLY = "/apis/tidal.dev/v1/apply"
 
@@ -178,10 +179,21 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_tls_on_both_listeners(tmp_path: Path):
-    cert, key = self_signed(tmp_path)
+def issued_by_a_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1 that a private CA issued: (certificate, key, CA)."""
+    files = ensure_local_tls(directory)
+    return files.cert, files.key, files.ca_cert
+
+
+@pytest.mark.parametrize("issued", ["self-signed", "by a private CA"])
+def test_tls_on_both_listeners(tmp_path: Path, issued: str):
+    if issued == "self-signed":
+        cert, key = self_signed(tmp_path)
+        ca = cert
+    else:  # the platform's own processes trust the certificate itself, not its issuer
+        cert, key, ca = issued_by_a_ca(tmp_path / "pki")
     p = Platform(tmp_path, args=("--tls-cert", str(cert), "--tls-key", str(key)))
-    p._healthy = lambda: _tls_healthy(p, cert)  # type: ignore[method-assign]
+    p._healthy = lambda: _tls_healthy(p, ca)  # type: ignore[method-assign]
     p.admin = p.admin.replace("http:", "https:")
     p.start()
     try:
@@ -190,7 +202,7 @@ def test_tls_on_both_listeners(tmp_path: Path):
         request = urllib.request.Request(
             f"https://127.0.0.1:{p.port}/", headers={"Host": host("secure")}
         )
-        trusted = ssl.create_default_context(cafile=str(cert))
+        trusted = ssl.create_default_context(cafile=str(ca))
         with urllib.request.urlopen(request, context=trusted, timeout=30) as response:
             assert response.status == 200 and b"secure-00001" in response.read()
         env = stranger_env(tmp_path, TIDAL_TOKEN=p.token)

@@ -18,6 +18,11 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 def client_context(ca_cert: str | None) -> ssl.SSLContext:
-    """Verify the server against the system's CAs, or against `ca_cert` (e.g. a self-signed
-    certificate of a local platform)."""
-    return ssl.create_default_context(cafile=ca_cert)
+    """Verify the server against the system's CAs, or against `ca_cert`: a CA, or the server's
+    own certificate (a self-signed one, or one a private CA issued: the platform's processes
+    pin the certificate `tidal up --tls-cert` was given, so any certificate in the file is
+    trusted as it is, without its issuers)."""
+    context = ssl.create_default_context(cafile=ca_cert)
+    if ca_cert is not None:
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
