@@ -7,8 +7,12 @@ gRPC calls block, so they run in a thread while the gateway runs on the test's l
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import inspect
+import json
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -22,6 +26,7 @@ import h2.connection
 import h2.events
 import pytest
 import uvloop
+from aiohttp import web
 
 from tidal.gateway.h2proxy import PREFACE
 from tidal.gateway.proxy import GatewayServer
@@ -281,12 +286,21 @@ async def test_an_unknown_host_is_404(gateway, router) -> None:
 
 
 def h2_request(
-    port: int, headers: list[tuple[str, str]], body: bytes = b"", split_preface: bool = False
+    port: int,
+    headers: list[tuple[str, str]],
+    body: bytes = b"",
+    split_preface: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[dict[bytes, bytes], bytes]:
-    """One request with the h2 library over a socket; the response's headers and body."""
+    """One request with the h2 library over a socket (over TLS with ALPN h2 when `tls` is
+    given), its body sent as the gateway's flow control window allows; the response's headers
+    and body."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
     conn.initiate_connection()
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname="localhost")
+        assert sock.selected_alpn_protocol() == "h2"
     opening = conn.data_to_send()
     assert opening.startswith(PREFACE)
     if split_preface:  # the preface in two reads: the gateway must wait for all of it
@@ -294,13 +308,16 @@ def h2_request(
         time.sleep(0.1)
         opening = opening[5:]
     conn.send_headers(1, headers, end_stream=not body)
-    if body:
-        conn.send_data(1, body, end_stream=True)
     sock.sendall(opening + conn.data_to_send())
     response: dict[bytes, bytes] = {}
     data = b""
     try:
         while True:
+            while body and conn.local_flow_control_window(1) > 0:
+                size = min(conn.local_flow_control_window(1), conn.max_outbound_frame_size)
+                chunk, body = body[:size], body[size:]
+                conn.send_data(1, chunk, end_stream=not body)
+            sock.sendall(conn.data_to_send())
             received = sock.recv(65536)
             assert received, "connection closed before the response ended"
             for event in conn.receive_data(received):
@@ -311,7 +328,6 @@ def h2_request(
                     conn.acknowledge_received_data(event.flow_controlled_length, 1)
                 elif isinstance(event, h2.events.StreamEnded):
                     return response, data
-            sock.sendall(conn.data_to_send())
     finally:
         sock.close()
 
@@ -320,15 +336,88 @@ def request_headers(authority: str = HOST) -> list[tuple[str, str]]:
     return [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/")]
 
 
-async def test_http2_to_a_revision_that_serves_http1_is_502_with_why(gateway, router) -> None:
-    router.h2c = False
-    headers, body = await asyncio.to_thread(
-        h2_request, gateway.port, request_headers(), split_preface=True
-    )
-    assert headers[b":status"] == b"502"
-    assert headers[b"x-tidal-error"].startswith(b"revision model-00001 serves HTTP/1.1")
-    assert body.startswith(b"revision model-00001 serves HTTP/1.1")
-    assert router.released == [502]
+@contextlib.asynccontextmanager
+async def http1_replica(router: Router) -> AsyncIterator[None]:
+    """An aiohttp replica (HTTP/1.1 only) that the router leases instead of the gRPC one."""
+
+    async def hello(request: web.Request) -> web.Response:
+        seen = {k.lower(): v for k, v in request.headers.items()}
+        return web.json_response({"method": request.method, "headers": seen})
+
+    async def digest(request: web.Request) -> web.Response:
+        sha, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            sha.update(chunk)
+            size += len(chunk)
+        return web.Response(text=f"{size} {sha.hexdigest()}")
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(bytes([65 + i]) * MB)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    app.router.add_post("/digest", digest)
+    app.router.add_get("/stream", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    router.h2c, router.port = False, runner.addresses[0][1]
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def test_http2_to_a_revision_that_serves_http1_is_translated(gateway, router) -> None:
+    async with http1_replica(router):
+        headers, body = await asyncio.to_thread(
+            h2_request, gateway.port, request_headers(), split_preface=True
+        )
+        assert headers[b":status"] == b"200"
+        assert headers[b"x-tidal-revision"] == REVISION.encode()
+        seen = json.loads(body)["headers"]
+        assert (seen["host"], seen["x-forwarded-proto"]) == (HOST, "http")
+        assert seen["connection"] == "close"
+
+        upload = bytes(range(256)) * (12 * 1024)  # 3 MiB: three times the stream window
+        post = request_headers()
+        post[0], post[3] = (":method", "POST"), (":path", "/digest")
+        headers, body = await asyncio.to_thread(h2_request, gateway.port, post, upload)
+        assert body.decode() == f"{len(upload)} {hashlib.sha256(upload).hexdigest()}"
+
+        get_stream = request_headers()
+        get_stream[3] = (":path", "/stream")
+        headers, body = await asyncio.to_thread(h2_request, gateway.port, get_stream)
+        assert body == b"".join(bytes([65 + i]) * MB for i in range(5))
+
+        head = request_headers()
+        head[0] = (":method", "HEAD")
+        headers, body = await asyncio.to_thread(h2_request, gateway.port, head)
+        assert (headers[b":status"], body) == (b"200", b"")
+    await eventually(lambda: router.released == [200] * 4)
+
+
+async def test_browsers_choosing_http2_over_tls_reach_http1_revisions(router) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = ensure_local_tls(Path(tmp))
+        gateway = GatewayServer(router)
+        await gateway.start("127.0.0.1", 0, tls=server_context(files.cert, files.key))
+        tls = ssl.create_default_context(cafile=str(files.ca_cert))
+        tls.set_alpn_protocols(["h2", "http/1.1"])  # as a browser offers them
+        try:
+            async with http1_replica(router):
+                headers, body = await asyncio.to_thread(
+                    h2_request, gateway.port, request_headers(), tls=tls
+                )
+            assert headers[b":status"] == b"200"
+            assert json.loads(body)["headers"]["x-forwarded-proto"] == "https"
+        finally:
+            await gateway.close()
 
 
 async def test_http1_to_a_revision_that_serves_h2c_is_505_with_why(gateway, router) -> None:

@@ -273,8 +273,7 @@ def up(
             svc_host = svc_url.removeprefix("http://")
             container = valid.service.spec.template.spec.containers[0]
             if any(port.name == "h2c" for port in container.ports):  # gRPC, most likely
-                gateway = info["gateway"].removeprefix("http://")
-                console.print(f"    HTTP/2 (h2c): {gateway} with authority {svc_host}")
+                console.print(f"    HTTP/2 or gRPC: {info['gateway']} with authority {svc_host}")
             else:
                 console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)
         for key in info["kept"]:

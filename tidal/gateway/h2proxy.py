@@ -33,6 +33,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from tidal.gateway.h2_http1 import Http1Upstream
 from tidal.gateway.hosts import is_cluster_local, request_host
 from tidal.gateway.router import Lease, RouteError
 
@@ -186,7 +187,7 @@ class _Stream:
         self.status = 0
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.upstream: H2Upstream | None = None
+        self.upstream: H2Upstream | Http1Upstream | None = None
         self.upstream_id = 0
 
     def finish(self, status: int) -> None:
@@ -287,6 +288,8 @@ class H2ClientConnection(_H2Peer):
         forwarded.append(
             (b"x-forwarded-for", self._peer if xff is None else xff + b", " + self._peer)
         )
+        if b"x-forwarded-host" not in fields:
+            forwarded.append((b"x-forwarded-host", authority))
         if b"x-forwarded-proto" not in fields:
             forwarded.append((b"x-forwarded-proto", self._scheme))
         stream.headers = forwarded
@@ -303,18 +306,12 @@ class H2ClientConnection(_H2Peer):
                         raise RouteError(404, f"no service answers host {stream.host!r}")
                     stream.lease = await router.acquire(stream.host, stream.path)
                 lease = stream.lease
-                if not lease.h2c:
-                    self.answer(
-                        stream,
-                        502,
-                        f"revision {lease.revision} serves HTTP/1.1: send it HTTP/1.1, or name "
-                        "its port h2c to serve HTTP/2",
-                    )
-                    return
+                if lease.h2c:
+                    dial = pool.connection(lease.host, lease.port)
+                else:  # one HTTP/1.1 request of its own (tidal.gateway.h2_http1)
+                    dial = self._dial_http1(stream, lease)
                 try:
-                    upstream = await asyncio.wait_for(
-                        pool.connection(lease.host, lease.port), lease.deadline - time.monotonic()
-                    )
+                    upstream = await asyncio.wait_for(dial, lease.deadline - time.monotonic())
                 except TimeoutError:
                     self.answer(stream, 504, "upstream request timeout")
                     return
@@ -332,6 +329,14 @@ class H2ClientConnection(_H2Peer):
         except Exception:
             log.exception("proxying h2 %s %s failed", stream.host, stream.path)
             self.answer(stream, 500, "internal error")
+
+    @staticmethod
+    async def _dial_http1(stream: _Stream, lease: Lease) -> Http1Upstream:
+        loop = asyncio.get_running_loop()
+        _, upstream = await loop.create_connection(
+            lambda: Http1Upstream(stream), lease.host, lease.port
+        )
+        return upstream
 
     def _forward_data(self, stream: _Stream, data: bytes, end: bool) -> None:
         if stream.pending is not None:
