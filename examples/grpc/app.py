@@ -10,6 +10,9 @@ protobuf code generation; a real server would use its .proto as usual.
 /tidal.example.Model/Predict   unary: {"instances": [[x1, x2, x3, x4], ...]} -> {"scores": [...]}
 /tidal.example.Model/Generate  server streaming: {"prompt": "...", "max_tokens": N} -> one
                                {"token": "..."} message per token (TOKEN_DELAY_MS apart)
+/grpc.health.v1.Health/Check   the standard health check: NOT_SERVING while the model loads
+                               (MODEL_LOAD_DELAY seconds, default 1), then SERVING; the
+                               manifest's `grpc` readiness probe waits for it
 
 Bad input ends the call with INVALID_ARGUMENT and a message saying why.
 """
@@ -71,16 +74,41 @@ def generate(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         yield json.dumps({"token": WORDS[(start + i) % len(WORDS)] + " "}).encode()
 
 
+class Health:
+    """grpc.health.v1.Health/Check, its protobuf messages written by hand: the response is
+    field 1 (status) as a varint, 1 for SERVING and 2 for NOT_SERVING."""
+
+    def __init__(self) -> None:
+        self.loaded = threading.Event()
+
+    def check(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        service = request[2:].decode() if request[:1] == b"\x0a" else ""
+        if service not in ("", SERVICE):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
+        return b"\x08\x01" if self.loaded.is_set() else b"\x08\x02"
+
+
 def main() -> None:
     handlers = {
         "Predict": grpc.unary_unary_rpc_method_handler(predict),
         "Generate": grpc.unary_stream_rpc_method_handler(generate),
     }
+    health = Health()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(SERVICE, handlers),
+            grpc.method_handlers_generic_handler(
+                "grpc.health.v1.Health",
+                {"Check": grpc.unary_unary_rpc_method_handler(health.check)},
+            ),
+        )
+    )
     port = int(os.environ.get("PORT", "8080"))
     server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
+    server.start()  # answering at once, as gRPC servers do; healthy once the model is loaded
+    time.sleep(float(os.environ.get("MODEL_LOAD_DELAY", "1")))
+    health.loaded.set()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     print(f"grpc model ({REVISION}) listening on 127.0.0.1:{port}", flush=True)

@@ -67,7 +67,7 @@ def test_load_documents_reads_several_and_rejects_bad_yaml():
                 livenessProbe={"periodSeconds": 5}
             ),
             "spec.template.spec.containers[0].livenessProbe",
-            "exactly one of httpGet and tcpSocket",
+            "exactly one of httpGet, tcpSocket and grpc",
         ),
         (
             lambda d: d["spec"]["template"]["spec"].update(idleTimeoutSeconds=-1),
@@ -336,11 +336,20 @@ def test_an_h2c_port_takes_no_http_probe(hello_doc):
     container["ports"] = [{"containerPort": 8080, "name": "h2c"}]
     container["readinessProbe"] = {"tcpSocket": {}}
     check(hello_doc)
+    container["readinessProbe"] = {"grpc": {"service": "tidal.example.Model"}}
+    check(hello_doc)
+    container["readinessProbe"] = {"grpc": {}, "tcpSocket": {}}
+    with pytest.raises(InvalidSpec, match="exactly one of httpGet, tcpSocket and grpc"):
+        check(hello_doc)
+    container["readinessProbe"] = {"grpc": {"port": 9090}}
+    with pytest.raises(InvalidSpec, match="9090 is not the container's port"):
+        check(hello_doc)
+    container["readinessProbe"] = {"grpc": {}}
     container["livenessProbe"] = {"httpGet": {"path": "/healthz"}}
     with pytest.raises(InvalidSpec) as info:
         check(hello_doc)
     assert info.value.field == "spec.template.spec.containers[0].livenessProbe.httpGet"
-    assert "an h2c port is probed by TCP connect" in info.value.message
+    assert "use grpc (the gRPC health check) or tcpSocket" in info.value.message
 
 
 def test_a_probe_on_another_port_is_refused(hello_doc):

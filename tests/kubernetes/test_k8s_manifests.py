@@ -39,7 +39,7 @@ REVISION: dict[str, Any] = {
                 "ports": [{"containerPort": 9000}],
                 "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": 1}},
                 "readinessProbe": {"tcpSocket": {}, "periodSeconds": 0, "timeoutSeconds": 2},
-                "livenessProbe": {"httpGet": {"path": "/livez"}, "periodSeconds": 0},
+                "livenessProbe": {"grpc": {"service": "model"}, "periodSeconds": 0},
             }
         ],
     },

@@ -316,12 +316,12 @@ def _check_ports(container: Container) -> None:
         if name == "h2c" and probe.http_get is not None:
             raise InvalidSpec(
                 f"{base}.{field}.httpGet",
-                "an h2c port is probed by TCP connect (tidal's HTTP probes speak HTTP/1.1): "
-                "use tcpSocket, or leave the probe out",
+                "tidal's HTTP probes speak HTTP/1.1, which an h2c port does not: use grpc (the "
+                "gRPC health check) or tcpSocket",
             )
-        action = probe.http_get or probe.tcp_socket
+        action = probe.http_get or probe.tcp_socket or probe.grpc
         if action and action.port not in (None, 0, "", *serving):
-            kind = "httpGet" if probe.http_get else "tcpSocket"
+            kind = "httpGet" if probe.http_get else "tcpSocket" if probe.tcp_socket else "grpc"
             raise InvalidSpec(
                 f"{base}.{field}.{kind}.port",
                 f"{action.port!r} is not the container's port ({serving[0]}): tidal probes the "
@@ -354,8 +354,9 @@ def _check_container(service: Service, require_command: bool) -> None:
         if env.name in RESERVED_ENV:
             problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
     for field, probe in _probes(container):
-        if (probe.http_get is None) == (probe.tcp_socket is None):
-            problems.append((f"{base}.{field}", "set exactly one of httpGet and tcpSocket"))
+        actions = (probe.http_get, probe.tcp_socket, probe.grpc)
+        if sum(action is not None for action in actions) != 1:
+            problems.append((f"{base}.{field}", "set exactly one of httpGet, tcpSocket and grpc"))
     liveness = container.liveness_probe
     if liveness is not None and liveness.success_threshold != 1:
         problems.append(

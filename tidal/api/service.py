@@ -107,9 +107,17 @@ class TCPSocketAction(KModel):
     port: int | str | None = None
 
 
+class GRPCAction(KModel):
+    """The standard gRPC health check (grpc.health.v1.Health/Check) of `service`."""
+
+    port: int | None = None
+    service: str | None = None
+
+
 class Probe(KModel):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
+    grpc: GRPCAction | None = None
     initial_delay_seconds: int = Field(default=0, ge=0)
     period_seconds: int = Field(default=0, ge=0)
     timeout_seconds: int | None = Field(default=None, ge=1)

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy
-from tidal.api.service import Container
+from tidal.api.service import Container, Probe
 from tidal.api.units import parse_quantity
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.gateway.activator import Endpoint, RevisionThrottler
@@ -131,8 +131,7 @@ class RevisionRuntimeSpec:
             return ProbeSpec()
         aggressive = probe.period_seconds == 0
         return ProbeSpec(
-            kind="http" if probe.http_get is not None else "tcp",
-            path=probe.http_get.path if probe.http_get is not None else "/",
+            **_action(probe),
             period_s=float(probe.period_seconds),
             timeout_s=float(probe.timeout_seconds or 1),
             failure_threshold=probe.failure_threshold or 3,
@@ -145,8 +144,7 @@ class RevisionRuntimeSpec:
         if probe is None:
             return None
         return ProbeSpec(
-            kind="http" if probe.http_get is not None else "tcp",
-            path=probe.http_get.path if probe.http_get is not None else "/",
+            **_action(probe),
             period_s=float(probe.period_seconds or 10),
             timeout_s=float(probe.timeout_seconds or 1),
             failure_threshold=probe.failure_threshold or 3,
@@ -161,6 +159,15 @@ class RevisionRuntimeSpec:
             memory=parse_quantity(requests.get("memory", 0)),
             gpus=self.container.gpus(),
         )
+
+
+def _action(probe: Probe) -> dict[str, str]:
+    """What a probe does, as ProbeSpec fields: kind, and the HTTP path or gRPC service."""
+    if probe.http_get is not None:
+        return {"kind": "http", "path": probe.http_get.path}
+    if probe.grpc is not None:
+        return {"kind": "grpc", "path": probe.grpc.service or ""}
+    return {"kind": "tcp"}
 
 
 @dataclass

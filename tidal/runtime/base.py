@@ -29,8 +29,8 @@ class ProbeSpec:
     failures once it has been ready kill the replica.
     """
 
-    kind: Literal["tcp", "http"] = "tcp"
-    path: str = "/"
+    kind: Literal["tcp", "http", "grpc"] = "tcp"
+    path: str = "/"  # the HTTP path, or the gRPC service to check ("": the server's own)
     period_s: float = 0.0
     timeout_s: float = 1.0
     failure_threshold: int = 3

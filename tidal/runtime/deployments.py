@@ -169,8 +169,13 @@ def _probe(probe: Mapping[str, Any], port: int, default_period: int) -> dict[str
     """Knative's probe on the user port, with `default_period` for a period of 0: for readiness
     (queue-proxy's aggressive probing) 1 s, the shortest the kubelet knows; for liveness 10 s,
     the kubelet's default."""
+    handler: dict[str, Any]
     if probe.get("httpGet") is not None:
         handler = {"httpGet": {"path": probe["httpGet"].get("path", "/"), "port": port}}
+    elif probe.get("grpc") is not None:
+        handler = {"grpc": {"port": port}}
+        if probe["grpc"].get("service"):
+            handler["grpc"]["service"] = probe["grpc"]["service"]
     else:
         handler = {"tcpSocket": {"port": port}}
     result: dict[str, Any] = {

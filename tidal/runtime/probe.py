@@ -23,6 +23,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
 from tidal.runtime.base import ProbeSpec, Replica, ReplicaState
 
 AGGRESSIVE_PERIOD_S = 0.05
@@ -44,12 +49,16 @@ async def probe_failure(probe: ProbeSpec, host: str, port: int, timeout_s: float
             try:
                 if probe.kind == "tcp":
                     return None
+                if probe.kind == "grpc":
+                    return await grpc_health_failure(reader, writer, host, port, probe.path)
                 return await _http_get_failure(reader, writer, host, port, probe.path)
             finally:
                 writer.close()
     except TimeoutError:
         return f"no answer within {timeout_s:g}s"
-    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+    except ConnectionRefusedError:
+        return "connection refused"
+    except (OSError, ValueError, asyncio.IncompleteReadError, h2.exceptions.H2Error) as exc:
         return getattr(exc, "strerror", None) or type(exc).__name__
 
 
@@ -67,6 +76,77 @@ async def _http_get_failure(
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         return "not an HTTP response"
     return None if 200 <= int(parts[1]) < 400 else f"HTTP {int(parts[1])} from {path}"
+
+
+_HEALTH_CHECK = b"/grpc.health.v1.Health/Check"
+_SERVING_STATUS = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
+
+
+async def grpc_health_failure(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int, service: str
+) -> str | None:
+    """The standard gRPC health check (grpc.health.v1.Health/Check, as the kubelet's `grpc`
+    probe sends it) over HTTP/2 without TLS: None when `service` ("" for the whole server) is
+    SERVING. Its two protobuf messages are small enough to write and read by hand."""
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    conn.send_headers(
+        1,
+        [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", f"{host}:{port}".encode()),
+            (b":path", _HEALTH_CHECK),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+            (b"user-agent", b"kube-probe/tidal"),
+        ],
+    )
+    name = service.encode()
+    request = b"\x0a" + _varint(len(name)) + name if name else b""  # HealthCheckRequest
+    conn.send_data(1, b"\x00" + len(request).to_bytes(4, "big") + request, end_stream=True)
+    writer.write(conn.data_to_send())
+    answer: dict[bytes, bytes] = {}
+    body = b""
+    ended = False
+    while not ended:
+        data = await reader.read(65536)
+        if not data:
+            return "the connection closed before the health check was answered"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                answer.update(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                body += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, h2.events.StreamReset):
+                return "the health check stream was reset"
+            elif isinstance(event, h2.events.StreamEnded):
+                ended = True
+        writer.write(conn.data_to_send())
+    if answer.get(b":status") != b"200":
+        return f"HTTP {answer.get(b':status', b'?').decode()} to the gRPC health check"
+    code = answer.get(b"grpc-status", b"?").decode()
+    if code != "0":
+        detail = answer.get(b"grpc-message", b"").decode("utf-8", "replace")
+        return f"gRPC health check: status {code} {detail}".rstrip()
+    status = body[6] if len(body) >= 7 and body[5] == 0x08 else 0  # HealthCheckResponse.status
+    if status != 1:
+        named = _SERVING_STATUS[status] if status < len(_SERVING_STATUS) else str(status)
+        return f"gRPC health check: {service or 'the server'} is {named}"
+    return None
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 async def watch_readiness(
