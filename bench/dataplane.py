@@ -128,6 +128,25 @@ def start_nginx(nginx: str, tmp: Path, name: str, conf: str) -> subprocess.Popen
     return subprocess.Popen([nginx, "-p", str(tmp), "-c", str(path)], stderr=subprocess.DEVNULL)
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process, then SIGKILL what is still there after 5 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def medians_of(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per configuration, the median of each figure over its runs."""
+    return {
+        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
+        for name, results in runs.items()
+    }
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -204,18 +223,9 @@ def main() -> None:
                         f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
                     )
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
 
-    medians = {
-        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
-        for name, results in runs.items()
-    }
+    medians = medians_of(runs)
     print(
         f"\nmedians of {args.rounds} runs, {args.connections} connections, {args.duration} s each"
     )

@@ -20,14 +20,13 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from dataplane import free_port, start_nginx
+from dataplane import free_port, medians_of, start_nginx, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "bench.default.example.com"
@@ -193,18 +192,9 @@ def main() -> None:
                         f"mean {result['mean_ms']:.2f} ms"
                     )
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
 
-    medians = {
-        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
-        for name, results in runs.items()
-    }
+    medians = medians_of(runs)
     in_flight = args.connections * args.streams
     print(f"\nmedians of {args.rounds} runs, {in_flight} calls in flight, {args.duration} s each")
     for name, m in medians.items():

@@ -81,6 +81,22 @@ class _H2Peer(asyncio.Protocol):
         self.h2.increment_flow_control_window(_WINDOW)
         self.write_out()
 
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.debug("%s: HTTP/2 protocol error: %s", type(self).__name__, exc)
+            self.write_out()  # h2 has queued the GOAWAY
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for event in events:
+            self._handle(event)
+        self.flush()
+
+    def _handle(self, event: h2.events.Event) -> None:
+        raise NotImplementedError
+
     def flush(self) -> None:
         """Write what h2 has queued, once per turn of the event loop: the frames of all the
         events handled in this turn leave in one write."""
@@ -220,19 +236,6 @@ class H2ClientConnection(_H2Peer):
         self.streams: dict[int, _Stream] = {}
         self.read_deadline = time.monotonic() + server.limits.idle_timeout_s
         self._draining = False
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            log.debug("h2 client protocol error: %s", exc)
-            self.write_out()  # h2 has queued the GOAWAY
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for event in events:
-            self._handle(event)
-        self.flush()
 
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
@@ -465,19 +468,6 @@ class H2Upstream(_H2Peer):
                 self.send_headers(stream_id, data, end_stream=True)
             else:
                 self.send_data(stream_id, data, end, lambda n: client.acknowledge(client_id, n))
-        self.flush()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            log.debug("h2 upstream protocol error: %s", exc)
-            self.write_out()
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for event in events:
-            self._handle(event)
         self.flush()
 
     def _handle(self, event: h2.events.Event) -> None:
