@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +140,23 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+def interleaved(
+    ports: dict[str, int],
+    rounds: int,
+    run: Callable[[int], dict[str, float]],
+    show: Callable[[dict[str, float]], str],
+) -> dict[str, list[dict[str, float]]]:
+    """Each configuration's run once per round, in turn, `rounds` times (so that the machine's
+    noise falls on all of them alike), each result printed; the results per configuration."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+    for round_ in range(1, rounds + 1):
+        for name, port in ports.items():
+            result = run(port)
+            runs[name].append(result)
+            print(f"round {round_} {name:7} {show(result)}")
+    return runs
+
+
 def medians_of(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per configuration, the median of each figure over its runs."""
     return {
@@ -213,15 +231,14 @@ def main() -> None:
             for port in ports.values():
                 wait_ready(port)
 
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-            for round_ in range(1, args.rounds + 1):
-                for name, port in ports.items():
-                    result = run_wrk(port, args)
-                    runs[name].append(result)
-                    print(
-                        f"round {round_} {name:7} {result['rps']:>10.0f} req/s  "
-                        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-                    )
+            runs = interleaved(
+                ports,
+                args.rounds,
+                lambda port: run_wrk(port, args),
+                lambda r: (
+                    f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                ),
+            )
         finally:
             stop(procs)
 

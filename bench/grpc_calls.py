@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane import free_port, medians_of, start_nginx, stop
+from dataplane import free_port, interleaved, medians_of, start_nginx, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "bench.default.example.com"
@@ -182,15 +182,12 @@ def main() -> None:
             for port in ports.values():
                 wait_listening(port)
 
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-            for round_ in range(1, args.rounds + 1):
-                for name, port in ports.items():
-                    result = run_h2load(port, body, args)
-                    runs[name].append(result)
-                    print(
-                        f"round {round_} {name:7} {result['rps']:>9.0f} calls/s  "
-                        f"mean {result['mean_ms']:.2f} ms"
-                    )
+            runs = interleaved(
+                ports,
+                args.rounds,
+                lambda port: run_h2load(port, body, args),
+                lambda r: f"{r['rps']:>9.0f} calls/s  mean {r['mean_ms']:.2f} ms",
+            )
         finally:
             stop(procs)
 

@@ -194,11 +194,16 @@ class Platform:
             conn.close()
 
     def request(
-        self, host: str, path: str = "/", method: str = "GET", timeout: float = 60
+        self,
+        host: str,
+        path: str = "/",
+        method: str = "GET",
+        timeout: float = 60,
+        body: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, headers={"Host": host})
+            conn.request(method, path, body=body, headers={"Host": host})
             response = conn.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:

@@ -4,7 +4,6 @@ WebSocket through the gateway, scale from zero, and an open WebSocket keeping it
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import time
 from typing import Any
@@ -28,16 +27,6 @@ def stream_service(**env: str) -> dict[str, Any]:
         {"name": e["name"], "value": env.get(e["name"], e["value"])} for e in container["env"]
     ]
     return doc
-
-
-def post(platform: Platform, host_header: str, path: str, body: str) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", platform.port, timeout=30)
-    try:
-        conn.request("POST", path, body=body, headers={"Host": host_header})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +126,8 @@ def test_idle_timeout_cuts_a_model_that_went_quiet(platform: Platform) -> None:
     assert platform.request(host("slow"), "/")[0] == 200  # answers at once: not cut
     # Not streamed: nothing comes until all 3 tokens (4.5 s) are done.
     completion = json.dumps({"prompt": "the model", "max_tokens": 3})
-    status, headers, _ = post(platform, host("slow"), "/v1/completions", completion)
+    status, headers, _ = platform.request(
+        host("slow"), "/v1/completions", "POST", timeout=30, body=completion
+    )
     assert status == 504
     assert headers["X-Tidal-Error"] == "nothing from the replica within idleTimeoutSeconds (1s)"

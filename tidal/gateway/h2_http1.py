@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from tidal.gateway.headers import HOP_BY_HOP, listed
+
 if TYPE_CHECKING:
     from tidal.gateway.h2proxy import _Headers, _Stream
 
 _MAX_QUEUED = 1 << 20  # response bytes waiting for the client's window before reading pauses
 # Request headers that are HTTP/2's own or are about the client's connection, not the request.
 _NOT_FORWARDED = frozenset((b"te", b"connection", b"keep-alive", b"transfer-encoding", b"expect"))
-_HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
-)
 
 
 class Http1Upstream(asyncio.Protocol):
@@ -154,17 +153,12 @@ class Http1Upstream(asyncio.Protocol):
         stream = self.stream
         stream.status = status
         stream.responded = True
-        connection = {
-            token.strip().lower()
-            for name, value in self._headers
-            if name == b"connection"
-            for token in value.split(b",")
-        }
+        named = frozenset().union(*(listed(v) for n, v in self._headers if n == b"connection"))
         head = [(b":status", str(status).encode())]
         head += [
             (name, value)
             for name, value in self._headers
-            if name not in _HOP_BY_HOP and name not in connection and name[:6] != b"proxy-"
+            if name not in HOP_BY_HOP and name not in named and name[:6] != b"proxy-"
         ]
         head.append((b"x-tidal-revision", stream.lease.revision.encode("latin-1", "replace")))  # type: ignore[union-attr]
         bodiless = self._head_only or status in (204, 304)

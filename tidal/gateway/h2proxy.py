@@ -34,8 +34,8 @@ import h2.exceptions
 import h2.settings
 
 from tidal.gateway.h2_http1 import Http1Upstream
-from tidal.gateway.hosts import is_cluster_local, request_host
-from tidal.gateway.router import Lease, RouteError
+from tidal.gateway.hosts import request_host
+from tidal.gateway.router import Lease, RouteError, lease_for
 
 if TYPE_CHECKING:
     from tidal.gateway.proxy import GatewayServer
@@ -305,9 +305,9 @@ class H2ClientConnection(_H2Peer):
         try:
             for _ in range(_CONNECT_ATTEMPTS):
                 if stream.lease is None:
-                    if not self._cluster_client and is_cluster_local(stream.host):
-                        raise RouteError(404, f"no service answers host {stream.host!r}")
-                    stream.lease = await router.acquire(stream.host, stream.path)
+                    stream.lease = await lease_for(
+                        router, stream.host, stream.path, self._cluster_client
+                    )
                 lease = stream.lease
                 if lease.h2c:
                     dial = pool.connection(lease.host, lease.port)

@@ -38,9 +38,10 @@ import httptools
 
 from tidal.api.config import GatewayLimits
 from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool
-from tidal.gateway.hosts import is_cluster_local, request_host
+from tidal.gateway.headers import HOP_BY_HOP, listed
+from tidal.gateway.hosts import request_host
 from tidal.gateway.limits import ConnectionBudget, capped
-from tidal.gateway.router import Lease, RouteError, Router
+from tidal.gateway.router import Lease, RouteError, Router, lease_for
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,13 @@ _CONNECT_ATTEMPTS = 3
 _MAX_HEAD = 64 * 1024  # bytes a request head may take
 _MAX_IDLE = 256  # idle connections kept per upstream
 _LINGER_S = 2.0  # reading and dropping after an answer to a request not read whole
-_HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade")
-)
-_PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
 _ABSOLUTE_TARGET = re.compile(rb"(?i)https?://([^/?#]*)([^#]*)")
 
 
 def _drop_listed(headers: list[bytes], connection: bytes) -> None:
     """Remove the headers a `Connection` header names (RFC 9110 7.6.1); `headers` holds
     name, ": ", value, CRLF quadruples."""
-    if connection.lower() in _PLAIN_CONNECTION:
-        return
-    names = {t.strip().lower() for t in connection.split(b",")} - _PLAIN_CONNECTION
+    names = listed(connection)
     if names:
         headers[:] = [
             part
@@ -356,7 +351,7 @@ class _UpstreamConnection(asyncio.Protocol):
         if self._done or self._ex.responded:  # type: ignore[union-attr]  # trailers are dropped
             return
         lname = name.lower()
-        if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
+        if lname in HOP_BY_HOP or lname[:6] == b"proxy-":
             if lname == b"connection":
                 self._connection = value
             elif lname == b"transfer-encoding":
@@ -609,7 +604,7 @@ class _ClientConnection(asyncio.Protocol):
             return
         self._head_size += len(name) + len(value) + 4
         lname = name.lower()
-        if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
+        if lname in HOP_BY_HOP or lname[:6] == b"proxy-":
             if lname == b"connection":
                 self._connection = value
             elif lname == b"transfer-encoding":
@@ -748,9 +743,7 @@ class _ClientConnection(asyncio.Protocol):
         try:
             for _ in range(_CONNECT_ATTEMPTS):
                 if ex.lease is None:
-                    if not self._cluster_client and is_cluster_local(ex.host):
-                        raise RouteError(404, f"no service answers host {ex.host!r}")
-                    ex.lease = await router.acquire(ex.host, ex.path)
+                    ex.lease = await lease_for(router, ex.host, ex.path, self._cluster_client)
                 lease = ex.lease
                 if lease.h2c:
                     self._fail(

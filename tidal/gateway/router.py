@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tidal.gateway.hosts import is_cluster_local
+
 
 class RouteError(Exception):
     """A request that cannot be routed; the proxy answers `status` with `reason` as the body."""
@@ -65,6 +67,14 @@ class Lease:
         self._released = True
         if self._on_release is not None:
             self._on_release(self, status)  # type: ignore[operator]
+
+
+async def lease_for(router: Router, host: str, path: str, cluster_client: bool) -> Lease:
+    """The router's lease for a request to `host`; a cluster-local host answers only clients
+    in the cluster networks (tidal.gateway.hosts), others get the 404 of an unknown host."""
+    if not cluster_client and is_cluster_local(host):
+        raise RouteError(404, f"no service answers host {host!r}")
+    return await router.acquire(host, path)
 
 
 class Router(Protocol):
