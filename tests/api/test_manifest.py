@@ -67,7 +67,7 @@ def test_load_documents_reads_several_and_rejects_bad_yaml():
                 livenessProbe={"periodSeconds": 5}
             ),
             "spec.template.spec.containers[0].livenessProbe",
-            "exactly one of httpGet, tcpSocket and grpc",
+            "exactly one of httpGet, tcpSocket, grpc and exec",
         ),
         (
             lambda d: d["spec"]["template"]["spec"].update(idleTimeoutSeconds=-1),
@@ -339,7 +339,7 @@ def test_an_h2c_port_takes_no_http_probe(hello_doc):
     container["readinessProbe"] = {"grpc": {"service": "tidal.example.Model"}}
     check(hello_doc)
     container["readinessProbe"] = {"grpc": {}, "tcpSocket": {}}
-    with pytest.raises(InvalidSpec, match="exactly one of httpGet, tcpSocket and grpc"):
+    with pytest.raises(InvalidSpec, match="exactly one of httpGet, tcpSocket, grpc and exec"):
         check(hello_doc)
     container["readinessProbe"] = {"grpc": {"port": 9090}}
     with pytest.raises(InvalidSpec, match="9090 is not the container's port"):
@@ -350,6 +350,39 @@ def test_an_h2c_port_takes_no_http_probe(hello_doc):
         check(hello_doc)
     assert info.value.field == "spec.template.spec.containers[0].livenessProbe.httpGet"
     assert "use grpc (the gRPC health check) or tcpSocket" in info.value.message
+
+
+def test_startup_and_exec_probes_are_checked(hello_doc):
+    """Knative takes startupProbe and exec probes; their Kubernetes rules apply."""
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    container["startupProbe"] = {"exec": {"command": ["test", "-f", "/tmp/loaded"]}}
+    container["livenessProbe"] = {"exec": {"command": ["python", "check.py"]}, "periodSeconds": 5}
+    probe = check(hello_doc).service.spec.template.spec.containers[0].startup_probe
+    assert probe is not None and probe.exec is not None
+    assert probe.exec.command == ["test", "-f", "/tmp/loaded"]
+    for bad, field, message in [
+        ({"exec": {"command": []}}, "startupProbe.exec.command", "at least 1 item"),
+        ({"exec": {}}, "startupProbe.exec.command", "Field required"),
+        ({"exec": {"command": ["a\0b"]}}, "startupProbe.exec.command", "NUL"),
+        ({"exec": {"command": ["true"], "shell": True}}, "startupProbe.exec.shell", "unknown"),
+        (
+            {"exec": {"command": ["true"]}, "tcpSocket": {}},
+            "startupProbe",
+            "exactly one of httpGet, tcpSocket, grpc and exec",
+        ),
+        (
+            {"tcpSocket": {}, "successThreshold": 2},
+            "startupProbe.successThreshold",
+            "must be 1 for a startup probe",
+        ),
+        ({"tcpSocket": {"port": 9}}, "startupProbe.tcpSocket.port", "9 is not the container's"),
+    ]:
+        container["startupProbe"] = bad
+        with pytest.raises(InvalidSpec) as info:
+            check(hello_doc)
+        where = [field for field, _ in info.value.problems]
+        assert f"spec.template.spec.containers[0].{field}" in where, (bad, where)
+        assert message in str(info.value), (bad, str(info.value))
 
 
 def test_a_probe_on_another_port_is_refused(hello_doc):

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import json
 import os
+import shlex
 import signal
 import time
 
@@ -292,6 +293,69 @@ def test_a_replica_failing_its_liveness_probe_is_replaced(platform):
     assert ("Warning", "ReplicaExited", why) in service_events(platform, "wedged")
     assert platform.request(host("wedged"))[0] == 200  # a fresh replica serves meanwhile
     platform.cli("delete", "service", "wedged")
+
+
+def test_startup_and_exec_probes_gate_a_loading_model(platform, tmp_path):
+    """A startupProbe keeps a replica that listens out of routing until its model is loaded
+    (here: a file exists), and an exec livenessProbe replaces it once it is wedged."""
+    loaded, wedged = tmp_path / "model.bin", tmp_path / "wedged"
+    doc = hello_service("loader", annotations={"autoscaling.knative.dev/min-scale": "1"})
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["startupProbe"] = {
+        "exec": {"command": ["test", "-f", str(loaded)]},
+        "periodSeconds": 1,
+        "failureThreshold": 60,
+    }
+    check = f"import os, sys; sys.exit(os.path.exists({str(wedged)!r}))"
+    container["livenessProbe"] = {
+        "exec": {"command": ["python", "-c", check]},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    platform.apply(doc)
+    wait_until(lambda: platform.replicas("loader"), 10, "a loader replica")
+    time.sleep(2)  # hello listens within a second; the startup probe still fails
+    assert [r["state"] for r in platform.replicas("loader")] == ["Starting"]
+    loaded.touch()
+    platform.wait_ready("loader")
+    assert platform.request(host("loader"))[0] == 200
+    [first] = platform.replicas("loader")
+    wedged.touch()
+    wait_until(
+        lambda: any(r["name"] != first["name"] for r in platform.replicas("loader")),
+        30,
+        "a replacement of the wedged replica",
+    )
+    wedged.unlink()
+    why = (
+        f'Replica {first["name"]} of revision "loader-00001": killed after its liveness probe '
+        f"failed 2 times in a row (exec python -c {shlex.quote(check)} exited with code 1)"
+    )
+    assert ("Warning", "ReplicaExited", why) in service_events(platform, "loader")
+    platform.cli("delete", "service", "loader")
+
+
+def test_a_revision_failing_its_startup_probe_fails_with_why(platform):
+    doc = hello_service("unloaded")
+    doc["spec"]["template"]["spec"]["containers"][0]["startupProbe"] = {
+        "exec": {"command": ["ls", "model.bin"]},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    platform.apply(doc)
+    status, _, body = platform.request(host("unloaded"), timeout=20)
+    assert status == 503 and b"StartupProbeFailed" in body
+    condition = next(
+        c
+        for c in platform.revision("unloaded-00001")["status"]["conditions"]
+        if c["status"] == "False"
+    )
+    assert condition["reason"] == "StartupProbeFailed"
+    assert condition["message"].startswith(
+        "killed after its startup probe failed 2 times in a row (exec ls model.bin exited with "
+        "code 2: ls: cannot access 'model.bin'"
+    )
+    platform.cli("delete", "service", "unloaded")
 
 
 def test_scale_in_drains_in_flight_requests(platform):

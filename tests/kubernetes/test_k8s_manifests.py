@@ -40,6 +40,7 @@ REVISION: dict[str, Any] = {
                 "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": 1}},
                 "readinessProbe": {"tcpSocket": {}, "periodSeconds": 0, "timeoutSeconds": 2},
                 "livenessProbe": {"grpc": {"service": "model"}, "periodSeconds": 0},
+                "startupProbe": {"exec": {"command": ["cat", "/tmp/loaded"]}},
             }
         ],
     },

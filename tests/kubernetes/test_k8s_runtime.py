@@ -39,6 +39,7 @@ REVISION: dict[str, Any] = {
                 "resources": {"requests": {"cpu": "500m", "nvidia.com/gpu": 1}},
                 "readinessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 0},
                 "livenessProbe": {"httpGet": {"path": "/livez"}, "failureThreshold": 5},
+                "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/loaded"]}},
             }
         ],
     },
@@ -122,6 +123,10 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
         "httpGet": {"path": "/livez", "port": 9000},
         "periodSeconds": 10,
         "failureThreshold": 5,
+    }
+    assert container["startupProbe"] == {
+        "exec": {"command": ["test", "-f", "/tmp/loaded"]},
+        "periodSeconds": 10,
     }
     assert created["metadata"]["ownerReferences"][0]["uid"] == REVISION["metadata"]["uid"]
 

@@ -144,6 +144,35 @@ async def test_container_serves_the_knative_contract_and_stops_cleanly(
     assert "listening on 8080 as user 1000 in /www" in "\n".join(runtime.log_tail(spec, 20))
 
 
+async def test_exec_probes_run_in_the_container(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    """An exec readiness probe runs inside the container (its environment, its files); a
+    failing exec startup probe kills the replica, with the command's own words."""
+    in_container = ("/bin/sh", "-c", 'test "$K_REVISION" = web-00001 && test -x /bin/busybox')
+    events = Events()
+    ready = spec_for(
+        tmp_path,
+        ImageSpec(image, pull_policy="Never"),
+        probe=ProbeSpec(kind="exec", command=in_container),
+    )
+    replica = await runtime.start(ready, events)
+    await events.wait_for(ReplicaState.READY)
+    await runtime.stop(replica, grace_s=5)
+
+    events = Events()
+    startup = ProbeSpec(kind="exec", command=("cat", "/model.bin"), period_s=0.2)
+    never = spec_for(tmp_path, ImageSpec(image, pull_policy="Never"), startup=startup)
+    replica = await runtime.start(never, events)
+    await events.wait_for(ReplicaState.FAILED)
+    assert ReplicaState.READY not in events.states
+    assert replica.reason == (
+        "killed after its startup probe failed 3 times in a row (exec cat /model.bin exited "
+        "with code 1: cat: can't open '/model.bin': No such file or directory)"
+    )
+    assert containers_of(tmp_path / "data") == []
+
+
 async def test_missing_image_with_pull_policy_never_fails_naming_it(
     runtime: ContainerRuntime, tmp_path: Path
 ) -> None:

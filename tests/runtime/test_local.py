@@ -325,6 +325,83 @@ async def test_a_passing_liveness_probe_leaves_the_replica_alone(
     assert rec.states == [S.STARTING, S.READY, S.STOPPED]
 
 
+async def test_an_exec_readiness_probe_needs_the_command_and_the_port(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """As in Knative: the command (run in the replica's folder, with its environment) must exit
+    0 and the port must take a connection, so a file written before the server listens does
+    not route requests to a closed port."""
+    ready_file = tmp_path / "loaded"
+    app = f"""
+import os, socket, time
+open({str(ready_file)!r}, "w").close()
+time.sleep(1.5)
+s = socket.socket(); s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen(); time.sleep(60)
+"""
+    check = ("python", "-c", "import os, sys; sys.exit(0 if os.environ['PORT'] else 1)")
+    probe = ProbeSpec(kind="exec", command=("test", "-f", "loaded"), period_s=0)
+    spec = make_spec(tmp_path, script(app), probe=probe, working_dir=tmp_path)
+    spec = ReplicaSpec(**{**vars(spec), "liveness": ProbeSpec(kind="exec", command=check)})
+    rec = Recorder()
+    started = time.monotonic()
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.READY, timeout=10)
+    assert time.monotonic() - started >= 1.5  # the file came first; the port counts too
+    assert ready_file.exists()
+
+
+async def test_an_exec_readiness_probe_waits_for_the_command(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    flag = tmp_path / "ready"
+    probe = ProbeSpec(kind="exec", command=("test", "-f", str(flag)), period_s=0)
+    rec = Recorder()
+    replica = await runtime.start(hello_spec(tmp_path, probe), rec)
+    await asyncio.sleep(1.5)
+    assert rec.states == [S.STARTING]  # listening, but the command fails
+    flag.touch()
+    await rec.wait(replica, S.READY, timeout=3)
+
+
+async def test_a_failed_startup_probe_kills_the_replica_with_why(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """Readiness waits for the startup probe, which never passes: after failureThreshold
+    attempts the replica is terminated and reported FAILED with the command's own words."""
+    startup = ProbeSpec(kind="exec", command=("ls", "model.bin"), period_s=0.1, failure_threshold=3)
+    spec = ReplicaSpec(**{**vars(hello_spec(tmp_path)), "startup": startup})
+    rec = Recorder()
+    replica = await runtime.start(spec, rec)
+    await rec.wait(replica, S.FAILED, timeout=10)
+    assert rec.states == [S.STARTING, S.FAILED]  # never ready, although it listened
+    assert replica.reason.startswith(
+        "killed after its startup probe failed 3 times in a row (exec ls model.bin exited "
+        "with code 2: ls: cannot access 'model.bin'"
+    )
+
+
+async def test_liveness_waits_for_the_startup_probe(runtime: LocalRuntime, tmp_path: Path) -> None:
+    """A liveness probe that fails from the start does nothing while the startup probe has not
+    passed (a model still loading); once it has, the kubelet's rule applies and it kills."""
+    loaded = tmp_path / "loaded"
+    startup = ProbeSpec(
+        kind="exec", command=("test", "-f", str(loaded)), period_s=0.05, failure_threshold=1000
+    )
+    liveness = ProbeSpec(kind="tcp", path="", period_s=0.05, failure_threshold=1)
+    app = "import time; time.sleep(60)"  # never listens: liveness always fails
+    spec = make_spec(tmp_path, script(app))
+    spec = ReplicaSpec(**{**vars(spec), "startup": startup, "liveness": liveness})
+    rec = Recorder()
+    replica = await runtime.start(spec, rec)
+    await asyncio.sleep(1.0)  # twenty liveness periods
+    assert rec.states == [S.STARTING]
+    loaded.touch()
+    await rec.wait(replica, S.FAILED, timeout=5)
+    assert replica.reason == (
+        "killed after its liveness probe failed 1 times in a row (connection refused)"
+    )
+
+
 def test_log_tail_reads_the_end(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
     log.write_text("".join(f"line {i}\n" for i in range(1000)) + "partial")

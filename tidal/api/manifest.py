@@ -333,6 +333,7 @@ def _probes(container: Container) -> list[tuple[str, Probe]]:
     probes = (
         ("readinessProbe", container.readiness_probe),
         ("livenessProbe", container.liveness_probe),
+        ("startupProbe", container.startup_probe),
     )
     return [(field, probe) for field, probe in probes if probe is not None]
 
@@ -354,14 +355,16 @@ def _check_container(service: Service, require_command: bool) -> None:
         if env.name in RESERVED_ENV:
             problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
     for field, probe in _probes(container):
-        actions = (probe.http_get, probe.tcp_socket, probe.grpc)
+        actions = (probe.http_get, probe.tcp_socket, probe.grpc, probe.exec)
         if sum(action is not None for action in actions) != 1:
-            problems.append((f"{base}.{field}", "set exactly one of httpGet, tcpSocket and grpc"))
-    liveness = container.liveness_probe
-    if liveness is not None and liveness.success_threshold != 1:
-        problems.append(
-            (f"{base}.livenessProbe.successThreshold", "must be 1 for a liveness probe")
-        )
+            problems.append(
+                (f"{base}.{field}", "set exactly one of httpGet, tcpSocket, grpc and exec")
+            )
+    kubelet_only = (("liveness", container.liveness_probe), ("startup", container.startup_probe))
+    for kind, probe in kubelet_only:
+        if probe is not None and probe.success_threshold != 1:
+            where = f"{base}.{kind}Probe.successThreshold"
+            problems.append((where, f"must be 1 for a {kind} probe"))
     if problems:
         raise InvalidSpec("", "", problems)
 

@@ -114,10 +114,24 @@ class GRPCAction(KModel):
     service: str | None = None
 
 
+class ExecAction(KModel):
+    """A command run in the replica's environment; exit code 0 passes."""
+
+    command: list[str] = Field(min_length=1)
+
+    @field_validator("command")
+    @classmethod
+    def _arguments(cls, value: list[str]) -> list[str]:
+        for argument in value:
+            _without_nul(argument)
+        return value
+
+
 class Probe(KModel):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     grpc: GRPCAction | None = None
+    exec: ExecAction | None = None
     initial_delay_seconds: int = Field(default=0, ge=0)
     period_seconds: int = Field(default=0, ge=0)
     timeout_seconds: int | None = Field(default=None, ge=1)
@@ -163,6 +177,7 @@ class Container(KModel):
     ports: list[ContainerPort] = Field(default_factory=list, max_length=1)
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
     security_context: SecurityContext | None = None

@@ -3,8 +3,9 @@
 A `RevisionWorkload` carries out the scheduler's decisions for one revision (start this many
 replicas on these pools, stop these), keeps the gateway's endpoints in step with replica readiness,
 and decides when a revision has failed:
-- a replica of a revision that was never ready exits → Failed, reason `ExitCode<N>` with the last
-  log lines (Knative marks the revision ContainerHealthy=False the same way);
+- a replica of a revision that was never ready exits → Failed, reason `ExitCode<N>` (or
+  `StartupProbeFailed`, `LivenessProbeFailed` when killed for failing one) with the last log
+  lines (Knative marks the revision ContainerHealthy=False the same way);
 - no replica becomes ready within the progress deadline → Failed, `ProgressDeadlineExceeded`;
 - a replica of a revision that was ready exits → replaced, with back-off; after
   CRASH_LOOP_LIMIT failed starts in a row, waiting requests get a 503 with the reason.
@@ -18,7 +19,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
@@ -151,6 +152,20 @@ class RevisionRuntimeSpec:
             initial_delay_s=float(probe.initial_delay_seconds),
         )
 
+    def startup(self) -> ProbeSpec | None:
+        """The startup probe with the kubelet's defaults: readiness and liveness wait for it
+        to pass once; failing it `failure_threshold` times kills the replica."""
+        probe = self.container.startup_probe
+        if probe is None:
+            return None
+        return ProbeSpec(
+            **_action(probe),
+            period_s=float(probe.period_seconds or 10),
+            timeout_s=float(probe.timeout_seconds or 1),
+            failure_threshold=probe.failure_threshold or 3,
+            initial_delay_s=float(probe.initial_delay_seconds),
+        )
+
     def demand(self) -> Demand:
         """What one replica takes from its pool: requests, as the Kubernetes scheduler counts."""
         requests = self.container.resources.requests
@@ -161,12 +176,15 @@ class RevisionRuntimeSpec:
         )
 
 
-def _action(probe: Probe) -> dict[str, str]:
-    """What a probe does, as ProbeSpec fields: kind, and the HTTP path or gRPC service."""
+def _action(probe: Probe) -> dict[str, Any]:
+    """What a probe does, as ProbeSpec fields: kind, and the HTTP path, gRPC service or
+    command."""
     if probe.http_get is not None:
         return {"kind": "http", "path": probe.http_get.path}
     if probe.grpc is not None:
         return {"kind": "grpc", "path": probe.grpc.service or ""}
+    if probe.exec is not None:
+        return {"kind": "exec", "command": tuple(probe.exec.command)}
     return {"kind": "tcp"}
 
 
@@ -445,6 +463,7 @@ class RevisionWorkload:
             security=_security(container),
             image=self.spec.image,
             liveness=self.spec.liveness(),
+            startup=self.spec.startup(),
             termination_grace_s=self.spec.termination_grace_s,
         )
         entry.launched = True
@@ -551,7 +570,10 @@ class RevisionWorkload:
             return
         self.events.replica_exited(self, replica)
         code = replica.exit_code
-        reason = f"ExitCode{code}" if code is not None else "StartFailed"
+        if replica.failed_probe:
+            reason = f"{replica.failed_probe.capitalize()}ProbeFailed"
+        else:
+            reason = f"ExitCode{code}" if code is not None else "StartFailed"
         if not self.ever_ready:
             self._fail(reason, replica.reason or f"exited with code {code}", replica)
             return

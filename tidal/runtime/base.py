@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -24,13 +24,15 @@ class ProbeSpec:
     (docs/autoscaling.md#readiness-probe): `period_s == 0` means aggressive probing, every 50 ms
     with a 100 ms timeout until the first success. With a period, the probe keeps running after
     readiness and `failure_threshold` consecutive failures make the replica not ready again.
-    As the liveness probe, run as the kubelet runs it (docs/reliability.md#liveness-probes):
-    from `initial_delay_s` after the start, once per period; `failure_threshold` consecutive
-    failures once it has been ready kill the replica.
+    As the liveness and startup probes, run as the kubelet runs them
+    (docs/reliability.md#liveness-probes): from `initial_delay_s` after the start, once per
+    period; `failure_threshold` consecutive failures kill the replica. An `exec` probe runs
+    `command` in the replica's environment (docs/reliability.md#exec-probes).
     """
 
-    kind: Literal["tcp", "http", "grpc"] = "tcp"
+    kind: Literal["tcp", "http", "grpc", "exec"] = "tcp"
     path: str = "/"  # the HTTP path, or the gRPC service to check ("": the server's own)
+    command: tuple[str, ...] = ()  # what an exec probe runs
     period_s: float = 0.0
     timeout_s: float = 1.0
     failure_threshold: int = 3
@@ -93,6 +95,7 @@ class ReplicaSpec:
     security: SecurityContext = field(default_factory=lambda: SecurityContext())
     image: ImageSpec | None = None  # set: run in a container (tidal.runtime.container)
     liveness: ProbeSpec | None = None  # failing it kills the replica, which is then replaced
+    startup: ProbeSpec | None = None  # readiness and liveness wait for it; failing it kills
     termination_grace_s: float = 30.0  # SIGTERM to SIGKILL when the runtime kills it itself
 
 
@@ -119,6 +122,9 @@ class Replica:
     exit_code: int | None = None
     reason: str = ""
     ever_ready: bool = field(default=False)
+    # Its startup probe passed (without one: it has been ready); liveness is probed from then.
+    started_up: bool = False
+    failed_probe: str = ""  # "liveness" or "startup": the runtime killed it for failing that
     phase: str = ""  # what a STARTING replica is doing, when it is worth showing ("Pulling")
 
     @property
@@ -131,6 +137,8 @@ class Replica:
 
 
 ReplicaListener = Callable[[Replica], None]
+# Runs an exec probe's command in a replica within a timeout: None when it exits 0, else why not.
+ExecProbe = Callable[[tuple[str, ...], float], Awaitable[str | None]]
 
 
 def notify(on_change: ReplicaListener, replica: Replica) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaState, notify
-from tidal.runtime.probe import watch_liveness
+from tidal.runtime.base import ExecProbe, Replica, ReplicaListener, ReplicaState, notify
+from tidal.runtime.probe import report_readiness, watch_liveness
 
 
 class StoppableChild(Protocol):
@@ -40,20 +40,49 @@ class ChildStopping:
             child.stop_task = asyncio.ensure_future(self._terminate(child, grace_s))
         await asyncio.shield(child.stop_task)
 
-    def _watch_liveness(self, child: StoppableChild) -> None:
-        """Probe the running child's liveness, if its spec asks for it."""
+    def _exec_probe(self, child: Any) -> ExecProbe:
+        """How an exec probe's command runs in this runtime's `child`."""
+        raise NotImplementedError
+
+    def _watch_probes(self, child: StoppableChild) -> None:
+        """Probe the running child: its startup probe if it has one, then readiness; and its
+        liveness, if its spec asks for it."""
+        run_exec = self._exec_probe(child)
+        child.probe_task = asyncio.ensure_future(
+            report_readiness(
+                child.replica,
+                lambda: child.stopping,
+                lambda: notify(child.on_change, child.replica),
+                lambda why: self._kill_unhealthy(child, "startup", why),
+                run_exec,
+            )
+        )
         if child.replica.spec.liveness is not None:
             child.liveness_task = asyncio.ensure_future(
-                watch_liveness(child.replica, lambda why: self._kill_unhealthy(child, why))
+                watch_liveness(
+                    child.replica,
+                    lambda why: self._kill_unhealthy(child, "liveness", why),
+                    run_exec,
+                )
             )
 
-    def _kill_unhealthy(self, child: StoppableChild, why: str) -> None:
-        """A failed liveness probe: out of routing at once, then terminated with the replica's
-        grace and reported FAILED with `why`, so the controller replaces it, as the kubelet
-        restarts the container (docs/reliability.md#liveness-probes)."""
+    @staticmethod
+    async def _end_probes(child: StoppableChild) -> None:
+        """Cancel the child's probes and wait until they have ended: an exec probe's command
+        is killed and reaped with them."""
+        tasks = [t for t in (child.probe_task, child.liveness_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _kill_unhealthy(self, child: StoppableChild, probe: str, why: str) -> None:
+        """A failed liveness or startup probe: out of routing at once, then terminated with the
+        replica's grace and reported FAILED with `why`, so the controller replaces it, as the
+        kubelet restarts the container (docs/reliability.md#liveness-probes)."""
         if child.stop_task is not None:
             return  # being stopped anyway
         child.killed_for = why
+        child.replica.failed_probe = probe
         if child.probe_task is not None:
             child.probe_task.cancel()  # so that it cannot report the replica ready again
         replica = child.replica

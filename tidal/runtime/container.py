@@ -27,6 +27,7 @@ from tidal.api.config import LogLimits
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.runtime.base import (
+    ExecProbe,
     ImageSpec,
     Replica,
     ReplicaListener,
@@ -43,6 +44,7 @@ from tidal.runtime.engine import (
     check_engine,
     container_name,
     engine_fix,
+    exec_args,
     find_engine,
     image_present_args,
     labels,
@@ -54,9 +56,9 @@ from tidal.runtime.engine import (
     run_engine,
     stop_args,
 )
+from tidal.runtime.exec_probe import exec_failure
 from tidal.runtime.local import free_port
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
-from tidal.runtime.probe import report_readiness
 
 log = logging.getLogger(__name__)
 
@@ -254,14 +256,7 @@ class ContainerRuntime(ChildStopping):
         )
         replica.pid = child.process.pid
         replica.phase = ""
-        child.probe_task = asyncio.ensure_future(
-            report_readiness(
-                child.replica,
-                lambda: child.stopping,
-                lambda: notify(child.on_change, child.replica),
-            )
-        )
-        self._watch_liveness(child)
+        self._watch_probes(child)
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
     async def _ensure_image(self, child: _Child) -> str | None:
@@ -308,9 +303,7 @@ class ContainerRuntime(ChildStopping):
     async def _await_exit(self, child: _Child) -> None:
         assert child.process is not None
         code = await child.process.wait()
-        for task in (child.probe_task, child.liveness_task):
-            if task is not None:
-                task.cancel()
+        await self._end_probes(child)
         if child.log_task is not None:  # its last lines, for the reason of a failure
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.log_task), FLUSH_WAIT_S)
@@ -347,6 +340,16 @@ class ContainerRuntime(ChildStopping):
         replica.phase = ""
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
+
+    def _exec_probe(self, child: _Child) -> ExecProbe:
+        """An exec probe runs in the replica's container (`podman exec`)."""
+        assert self.engine is not None
+        engine, name = self.engine, container_name(child.replica.spec)
+
+        async def run(command: tuple[str, ...], timeout_s: float) -> str | None:
+            return await exec_failure(exec_args(engine, name, command), command, timeout_s)
+
+        return run
 
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         launch = child.launch_task

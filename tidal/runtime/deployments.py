@@ -154,8 +154,9 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
         "ports": [{"name": "user-port", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": _probe(container.get("readinessProbe") or {}, port, 1),
     }
-    if container.get("livenessProbe"):  # the kubelet restarts the container when it fails
-        result["livenessProbe"] = _probe(container["livenessProbe"], port, 10)
+    for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts a container failing one
+        if container.get(key):
+            result[key] = _probe(container[key], port, 10)
     for key in ("command", "args", "workingDir", "imagePullPolicy", "securityContext"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])
@@ -167,11 +168,13 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
 
 def _probe(probe: Mapping[str, Any], port: int, default_period: int) -> dict[str, Any]:
     """Knative's probe on the user port, with `default_period` for a period of 0: for readiness
-    (queue-proxy's aggressive probing) 1 s, the shortest the kubelet knows; for liveness 10 s,
-    the kubelet's default."""
+    (queue-proxy's aggressive probing) 1 s, the shortest the kubelet knows; for liveness and
+    startup 10 s, the kubelet's default."""
     handler: dict[str, Any]
     if probe.get("httpGet") is not None:
         handler = {"httpGet": {"path": probe["httpGet"].get("path", "/"), "port": port}}
+    elif probe.get("exec") is not None:
+        handler = {"exec": {"command": list(probe["exec"]["command"])}}
     elif probe.get("grpc") is not None:
         handler = {"grpc": {"port": port}}
         if probe["grpc"].get("service"):

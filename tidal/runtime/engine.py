@@ -131,6 +131,11 @@ def stop_args(engine: Engine, name: str, grace_s: float) -> list[str]:
     return [engine.path, "stop", "--time", str(max(0, math.ceil(grace_s))), name]
 
 
+def exec_args(engine: Engine, name: str, command: Sequence[str]) -> list[str]:
+    """Run `command` in the running container `name`, as its user, with its environment."""
+    return [engine.path, "exec", name, *command]
+
+
 def remove_args(engine: Engine, names: Sequence[str]) -> list[str]:
     return [engine.path, "rm", "--force", *names]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from tidal.api.config import LogLimits
 from tidal.runtime.base import (
+    ExecProbe,
     Replica,
     ReplicaListener,
     ReplicaSpec,
@@ -32,9 +33,9 @@ from tidal.runtime.base import (
     notify,
 )
 from tidal.runtime.children import ChildStopping
+from tidal.runtime.exec_probe import exec_failure
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
-from tidal.runtime.probe import report_readiness
 
 HOST = "127.0.0.1"
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYTHONPATH")
@@ -203,14 +204,7 @@ class LocalRuntime(ChildStopping):
         notify(on_change, replica)
         assert process.stdout is not None
         child.log_task = asyncio.create_task(pump(process.stdout, spec.log_path, self.log_limits))
-        child.probe_task = asyncio.create_task(
-            report_readiness(
-                child.replica,
-                lambda: child.stopping,
-                lambda: notify(child.on_change, child.replica),
-            )
-        )
-        self._watch_liveness(child)
+        self._watch_probes(child)
         child.exit_task = asyncio.create_task(self._await_exit(child))
         return replica
 
@@ -230,9 +224,7 @@ class LocalRuntime(ChildStopping):
 
     async def _await_exit(self, child: _Child) -> None:
         code = await child.process.wait()
-        for task in (child.probe_task, child.liveness_task):
-            if task is not None:
-                task.cancel()
+        await self._end_probes(child)
         # Leftovers of the app (workers it forked) share its process group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.process.pid, signal.SIGKILL)
@@ -250,6 +242,26 @@ class LocalRuntime(ChildStopping):
             replica.reason = child.killed_for or f"exited with code {code}"
         self._children.pop(replica.replica_id, None)
         notify(child.on_change, replica)
+
+    def _exec_probe(self, child: _Child) -> ExecProbe:
+        """An exec probe runs as the replica does: its environment, folder and user."""
+        spec = child.replica.spec
+
+        async def run(command: tuple[str, ...], timeout_s: float) -> str | None:
+            return await exec_failure(
+                resolve_command(command),
+                command,
+                timeout_s,
+                env=replica_env(spec, child.replica.port),
+                cwd=spec.working_dir,
+                preexec_fn=_preexec(
+                    os.getpid(),
+                    credentials(spec.security),
+                    not spec.security.allow_privilege_escalation,
+                ),
+            )
+
+        return run
 
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         assert child.exit_task is not None and child.probe_task is not None

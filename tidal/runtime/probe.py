@@ -1,5 +1,5 @@
 """Probing a replica: readiness the way Knative's queue-proxy does it
-(docs/autoscaling.md#readiness-probe), liveness the way the kubelet does
+(docs/autoscaling.md#readiness-probe), startup and liveness the way the kubelet does
 (docs/reliability.md#liveness-probes).
 
 Two modes, chosen by `ProbeSpec.period_s`:
@@ -15,6 +15,11 @@ Two modes, chosen by `ProbeSpec.period_s`:
 - periodic (`period_s > 0`): one probe per period with `timeout_s`, for the whole life of the
   replica. `success_threshold` consecutive successes make it ready, `failure_threshold` consecutive
   failures make it not ready again.
+
+An exec readiness probe is two checks, as in Knative: the kubelet's (the command exits 0) and
+queue-proxy's (a TCP connect to the port, so that no request goes to a replica that does not
+listen yet). Aggressive mode connects as above, then runs the command once a second, the
+kubelet's shortest period, rather than spawn a process every 50 ms.
 """
 
 from __future__ import annotations
@@ -28,21 +33,25 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-from tidal.runtime.base import ProbeSpec, Replica, ReplicaState
+from tidal.runtime.base import ExecProbe, ProbeSpec, Replica, ReplicaState
 
 AGGRESSIVE_PERIOD_S = 0.05
 AGGRESSIVE_TIMEOUT_S = 0.1
 FAST_PERIOD_S = 0.01
 FAST_PHASE_S = 1.0
+EXEC_PERIOD_S = 1.0  # an aggressive exec readiness probe runs its command this often
+TCP = ProbeSpec(kind="tcp")
 
 
-async def probe_once(probe: ProbeSpec, host: str, port: int, timeout_s: float) -> bool:
-    """One probe attempt: a TCP connect, or an HTTP GET that must answer 2xx or 3xx."""
-    return await probe_failure(probe, host, port, timeout_s) is None
-
-
-async def probe_failure(probe: ProbeSpec, host: str, port: int, timeout_s: float) -> str | None:
-    """One probe attempt; None when it passed, else why it did not."""
+async def probe_failure(
+    probe: ProbeSpec, host: str, port: int, timeout_s: float, run_exec: ExecProbe | None = None
+) -> str | None:
+    """One probe attempt; None when it passed, else why it did not. `run_exec` runs an exec
+    probe's command in the replica."""
+    if probe.kind == "exec":
+        if run_exec is None:
+            return "this runtime cannot run exec probes"
+        return await run_exec(probe.command, timeout_s)
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
@@ -149,23 +158,40 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+async def readiness_failure(
+    probe: ProbeSpec, host: str, port: int, timeout_s: float, run_exec: ExecProbe | None = None
+) -> str | None:
+    """One readiness attempt; an exec probe must also find the port listening."""
+    if probe.kind == "exec":
+        refused = await probe_failure(TCP, host, port, timeout_s)
+        if refused is not None:
+            return refused
+    return await probe_failure(probe, host, port, timeout_s, run_exec)
+
+
 async def watch_readiness(
     probe: ProbeSpec,
     host: str,
     port: int,
     on_ready: Callable[[], None],
     on_not_ready: Callable[[], None],
+    run_exec: ExecProbe | None = None,
 ) -> None:
     """Probe until cancelled (or, in aggressive mode, until ready), reporting each transition."""
     if probe.period_s <= 0:
-        await _until_ready(probe, host, port)
+        if probe.kind == "exec":
+            await _until_ready(TCP, host, port)
+            while await readiness_failure(probe, host, port, probe.timeout_s, run_exec):
+                await asyncio.sleep(EXEC_PERIOD_S)
+        else:
+            await _until_ready(probe, host, port)
         on_ready()
         return
     ready = False
     successes = failures = 0
     next_at = time.monotonic()
     while True:
-        if await probe_once(probe, host, port, probe.timeout_s):
+        if await readiness_failure(probe, host, port, probe.timeout_s, run_exec) is None:
             successes, failures = successes + 1, 0
         else:
             successes, failures = 0, failures + 1
@@ -182,7 +208,7 @@ async def _until_ready(probe: ProbeSpec, host: str, port: int) -> None:
     start = next_at = time.monotonic()
     successes = 0
     while True:
-        if await probe_once(probe, host, port, AGGRESSIVE_TIMEOUT_S):
+        if await probe_failure(probe, host, port, AGGRESSIVE_TIMEOUT_S) is None:
             successes += 1
             if successes >= probe.success_threshold:
                 return
@@ -208,11 +234,23 @@ _READINESS_STATES = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.NOT
 
 
 async def report_readiness(
-    replica: Replica, stopping: Callable[[], bool], notify: Callable[[], None]
+    replica: Replica,
+    stopping: Callable[[], bool],
+    notify: Callable[[], None],
+    kill: Callable[[str], None],
+    run_exec: ExecProbe,
 ) -> None:
     """Probe `replica` until cancelled, moving it to READY (its first Ready Time kept) or
-    NOT_READY and calling `notify` on each change; a stopping replica is left alone. Every
+    NOT_READY and calling `notify` on each change; a stopping replica is left alone. With a
+    startup probe, readiness is probed once that passed, and `kill(why)` if it fails. Every
     runtime that runs replicas on this machine (processes, containers) probes this way."""
+    if replica.spec.startup is not None:
+        why = await startup_failure(replica, run_exec)
+        if why is not None:
+            if not stopping():
+                kill(why)
+            return
+        replica.started_up = True
 
     def may_report() -> bool:
         return not stopping() and replica.state in _READINESS_STATES
@@ -222,7 +260,7 @@ async def report_readiness(
             replica.state = ReplicaState.READY
             if replica.ready_at is None:
                 replica.ready_at = time.monotonic()
-            replica.ever_ready = True
+            replica.ever_ready = replica.started_up = True
             notify()
 
     def not_ready() -> None:
@@ -230,24 +268,48 @@ async def report_readiness(
             replica.state = ReplicaState.NOT_READY
             notify()
 
-    await watch_readiness(replica.spec.probe, replica.host, replica.port, ready, not_ready)
+    probe = replica.spec.probe
+    await watch_readiness(probe, replica.host, replica.port, ready, not_ready, run_exec)
 
 
-async def watch_liveness(replica: Replica, kill: Callable[[str], None]) -> None:
+async def startup_failure(replica: Replica, run_exec: ExecProbe) -> str | None:
+    """The kubelet's startup probe of `replica` (its spec has one): from the probe's initial
+    delay after the start, one attempt per period until one passes (None); after
+    `failure_threshold` failures in a row, why the replica is to be killed."""
+    probe = replica.spec.startup
+    assert probe is not None
+    await asyncio.sleep(probe.initial_delay_s)
+    failures = 0
+    next_at = time.monotonic()
+    while True:
+        why = await probe_failure(probe, replica.host, replica.port, probe.timeout_s, run_exec)
+        if why is None:
+            return None
+        failures += 1
+        if failures >= probe.failure_threshold:
+            return f"killed after its startup probe failed {failures} times in a row ({why})"
+        next_at = await _sleep_until(next_at + probe.period_s)
+
+
+async def watch_liveness(
+    replica: Replica, kill: Callable[[str], None], run_exec: ExecProbe
+) -> None:
     """The kubelet's liveness probe of `replica` (its spec has one): from the probe's initial
-    delay after the start, one attempt per period; after `failure_threshold` failures in a
-    row, `kill(why)` and stop. Unlike the kubelet's, failures count only once the replica has
-    been ready, as if a startupProbe equal to its readiness probe were set: a model that loads
-    for minutes is not killed for it (the progress deadline bounds a start)."""
+    delay after the start, one attempt per period once the replica has started up (its
+    startup probe passed); after `failure_threshold` failures in a row, `kill(why)` and stop.
+    Without a startup probe, unlike the kubelet, a replica has started up once it has been
+    ready, as if a startup probe equal to its readiness probe were set: a model that loads for
+    minutes is not killed for it (the progress deadline bounds a start)."""
     probe = replica.spec.liveness
     assert probe is not None
     await asyncio.sleep(probe.initial_delay_s)
     failures = 0
     next_at = time.monotonic()
     while True:
-        why = await probe_failure(probe, replica.host, replica.port, probe.timeout_s)
-        failures = 0 if why is None or not replica.ever_ready else failures + 1
-        if failures >= probe.failure_threshold:
-            kill(f"killed after its liveness probe failed {failures} times in a row ({why})")
-            return
+        if replica.started_up:
+            why = await probe_failure(probe, replica.host, replica.port, probe.timeout_s, run_exec)
+            failures = 0 if why is None else failures + 1
+            if failures >= probe.failure_threshold:
+                kill(f"killed after its liveness probe failed {failures} times in a row ({why})")
+                return
         next_at = await _sleep_until(next_at + probe.period_s)

@@ -67,8 +67,10 @@ FIELDS = {
     ("Container", "command"): "The process to run; locally tidal runs it with $PORT set.",
     ("Container", "image"): "The container image (needed on Kubernetes only).",
     ("Container", "workingDir"): "Folder the command runs in.",
-    ("Container", "livenessProbe"): "httpGet or tcpSocket on the serving port; a replica that "
-    "fails it failureThreshold times in a row is replaced.",
+    ("Container", "livenessProbe"): "httpGet, tcpSocket or grpc on the serving port, or exec; a "
+    "replica that fails it failureThreshold times in a row is replaced.",
+    ("Container", "startupProbe"): "Checked before readiness and liveness until it passes once; "
+    "a replica that fails it failureThreshold times in a row is replaced.",
     ("Container", "env"): "Environment variables (PORT and K_* are set by tidal).",
     ("Container", "resources"): "cpu, memory and nvidia.com/gpu requests and limits; they place "
     "replicas on pools.",
