@@ -352,6 +352,22 @@ def test_an_h2c_port_takes_no_http_probe(hello_doc):
     assert "use grpc (the gRPC health check) or tcpSocket" in info.value.message
 
 
+def test_aggressive_readiness_probing_takes_no_threshold_or_timeout(hello_doc):
+    """Knative's rule: periodSeconds 0 means probing every 50 ms until the first success, so
+    failureThreshold and timeoutSeconds would mean nothing, and are refused."""
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"] = {"tcpSocket": {}, "failureThreshold": 3, "timeoutSeconds": 2}
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    base = "spec.template.spec.containers[0].readinessProbe"
+    assert info.value.problems == [
+        (f"{base}.failureThreshold", "failureThreshold is disallowed when periodSeconds is zero"),
+        (f"{base}.timeoutSeconds", "timeoutSeconds is disallowed when periodSeconds is zero"),
+    ]
+    container["readinessProbe"]["periodSeconds"] = 5
+    check(hello_doc)
+
+
 def test_startup_and_exec_probes_are_checked(hello_doc):
     """Knative takes startupProbe and exec probes; their Kubernetes rules apply."""
     container = hello_doc["spec"]["template"]["spec"]["containers"][0]

@@ -360,6 +360,15 @@ def _check_container(service: Service, require_command: bool) -> None:
             problems.append(
                 (f"{base}.{field}", "set exactly one of httpGet, tcpSocket, grpc and exec")
             )
+    readiness = container.readiness_probe
+    if readiness is not None and readiness.period_seconds == 0:  # Knative's aggressive probing
+        for key, value in (
+            ("failureThreshold", readiness.failure_threshold),
+            ("timeoutSeconds", readiness.timeout_seconds),
+        ):
+            if value:
+                where = f"{base}.readinessProbe.{key}"
+                problems.append((where, f"{key} is disallowed when periodSeconds is zero"))
     kubelet_only = (("liveness", container.liveness_probe), ("startup", container.startup_probe))
     for kind, probe in kubelet_only:
         if probe is not None and probe.success_threshold != 1:
