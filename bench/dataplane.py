@@ -1,12 +1,18 @@
 """Data-plane benchmark: requests/s and latency of tidal's gateway against nginx as a proxy.
 
     python bench/dataplane.py [--duration 10] [--connections 50] [--threads 1] [--rounds 3]
+    python bench/dataplane.py --http2 [--connections 4] [--streams 16] ...
 
 Starts a fast upstream answering `200 ok` (nginx, or bench/upstream.py without nginx), then runs
 wrk against (a) the upstream directly, (b) tidal's GatewayServer in its own uvloop process with a
 static router, and (c) nginx with one worker as a keep-alive reverse proxy (when installed).
-Configurations run interleaved, `--rounds` times each; medians are printed, then one JSON line.
-Everything listens on 127.0.0.1; nginx runs as the current user from a temporary prefix.
+With `--http2` the clients speak HTTP/2 with prior knowledge instead (h2load, `--streams`
+requests in flight on each connection; apt-get install nghttp2-client) to tidal and nginx, which
+send each request to the HTTP/1.1 upstream on keep-alive connections, as for a browser that
+chose h2 over TLS; the upstream directly gets wrk's HTTP/1.1 on as many connections as there
+are requests in flight. Configurations run interleaved, `--rounds` times each; medians are printed,
+then one JSON line. Everything listens on 127.0.0.1; nginx runs as the current user from a
+temporary prefix.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ http {{
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=1024;
+        listen 127.0.0.1:{port} {http2}backlog=1024;
+        http2_max_concurrent_streams 1024;
         location / {{
             proxy_pass http://replica;
             proxy_http_version 1.1;
@@ -108,11 +115,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, timeout: float = 10.0) -> None:
+def wait_ready(port: int, timeout: float = 10.0, http1: bool = True) -> None:
+    """Until `port` answers `ok` over HTTP/1.1, or (`http1` False) takes connections."""
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": HOST})
     while True:
         try:
+            if not http1:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
             with urllib.request.urlopen(request, timeout=1) as resp:
                 if resp.read() == b"ok":
                     return
@@ -188,6 +199,33 @@ def run_wrk(port: int, args: argparse.Namespace) -> dict[str, float]:
     return {"rps": float(rps.group(1)), "p50_ms": ms(latency["50"]), "p99_ms": ms(latency["99"])}
 
 
+def run_h2load(
+    port: int,
+    duration: int,
+    clients: int,
+    streams: int,
+    headers: tuple[str, ...] = (),
+    data: Path | None = None,
+    path: str = "/",
+) -> dict[str, float]:
+    """One h2load run, HTTP/2 with prior knowledge; requests/s and the mean latency in
+    milliseconds."""
+    cmd = ["h2load", f"--duration={duration}", "--warm-up-time=1", f"--clients={clients}"]
+    cmd.append(f"--max-concurrent-streams={streams}")
+    cmd += [f"--header={header}" for header in headers]
+    cmd += [f"--data={data}"] if data is not None else []
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    mean = re.search(r"time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(\w+)", out)
+    if rps is None or done is None or mean is None:
+        raise SystemExit(f"could not read h2load output:\n{out}")
+    if done.group(3) != done.group(2):
+        print(f"  warning: h2load saw failures on port {port}:\n{out}", file=sys.stderr)
+    return {"rps": float(rps.group(1)), "mean_ms": float(mean.group(1)) * _UNITS[mean.group(2)]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -196,6 +234,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--http2", action="store_true", help="clients speak h2c (h2load)")
+    parser.add_argument("--streams", type=int, default=16, help="with --http2: per connection")
     parser.add_argument(
         "--serve-tidal", nargs=2, type=int, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS
     )
@@ -203,8 +243,10 @@ def main() -> None:
     if args.serve_tidal:
         serve_tidal(*args.serve_tidal)
         return
-    if shutil.which("wrk") is None:
-        print("wrk is required (apt-get install wrk); not found on PATH", file=sys.stderr)
+    client = "h2load" if args.http2 else "wrk"
+    if shutil.which(client) is None:
+        package = "nghttp2-client" if args.http2 else "wrk"
+        print(f"{client} is required (apt-get install {package})", file=sys.stderr)
         sys.exit(2)
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
@@ -226,29 +268,20 @@ def main() -> None:
             procs.append(subprocess.Popen(tidal_cmd))
             if nginx:
                 ports["nginx"] = free_port()
-                conf = PROXY_CONF.format(tmp=tmp, port=ports["nginx"], upstream=up)
+                http2 = "http2 " if args.http2 else ""
+                conf = PROXY_CONF.format(tmp=tmp, port=ports["nginx"], upstream=up, http2=http2)
                 procs.append(start_nginx(nginx, tmp, "proxy", conf))
-            for port in ports.values():
-                wait_ready(port)
-
-            runs = interleaved(
-                ports,
-                args.rounds,
-                lambda port: run_wrk(port, args),
-                lambda r: (
-                    f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                ),
-            )
+            for name, port in ports.items():
+                wait_ready(port, http1=not (args.http2 and name == "nginx"))
+            runs = interleaved(ports, args.rounds, lambda port: run(port, ports, args), show)
         finally:
             stop(procs)
 
     medians = medians_of(runs)
-    print(
-        f"\nmedians of {args.rounds} runs, {args.connections} connections, {args.duration} s each"
-    )
+    in_flight = args.connections * (args.streams if args.http2 else 1)
+    print(f"\nmedians of {args.rounds} runs, {in_flight} in flight, {args.duration} s each")
     for name, m in medians.items():
-        rps, p50, p99 = m["rps"], m["p50_ms"], m["p99_ms"]
-        print(f"  {name:7} {rps:>10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+        print(f"  {name:7} {show(m)}")
     ratios = {"tidal/direct": medians["tidal"]["rps"] / medians["direct"]["rps"]}
     if "nginx" in medians:
         ratios["tidal/nginx"] = medians["tidal"]["rps"] / medians["nginx"]["rps"]
@@ -257,8 +290,10 @@ def main() -> None:
     upstream = "nginx" if nginx else "bench/upstream.py"
     record = {
         "bench": "dataplane",
+        "client_protocol": "h2c" if args.http2 else "http/1.1",
         "upstream": upstream,
         "connections": args.connections,
+        "streams": args.streams if args.http2 else 1,
         "duration_s": args.duration,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
@@ -266,6 +301,24 @@ def main() -> None:
         "ratios": ratios,
     }
     print(json.dumps(record))
+
+
+def run(port: int, ports: dict[str, int], args: argparse.Namespace) -> dict[str, float]:
+    """One load run against `port`: wrk, or with --http2 h2load (HTTP/1.1 to the upstream)."""
+    if not args.http2:
+        return run_wrk(port, args)
+    if port == ports["direct"]:  # HTTP/1.1 only: one connection per request in flight
+        in_flight = args.connections * args.streams
+        return run_wrk(port, argparse.Namespace(**{**vars(args), "connections": in_flight}))
+    authority = (f":authority: {HOST}",)
+    return run_h2load(port, args.duration, args.connections, args.streams, authority)
+
+
+def show(result: dict[str, float]) -> str:
+    if "p50_ms" in result:
+        p50, p99 = result["p50_ms"], result["p99_ms"]
+        return f"{result['rps']:>10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms"
+    return f"{result['rps']:>10.0f} req/s  mean {result['mean_ms']:.2f} ms"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane import free_port, interleaved, medians_of, start_nginx, stop
+from dataplane import free_port, interleaved, medians_of, run_h2load, start_nginx, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "bench.default.example.com"
@@ -102,32 +101,6 @@ def grpc_frame(message: bytes) -> bytes:
     return b"\0" + len(message).to_bytes(4, "big") + message
 
 
-def run_h2load(port: int, body: Path, args: argparse.Namespace) -> dict[str, float]:
-    """One h2load run; calls/s and the mean latency in milliseconds."""
-    cmd = [
-        "h2load",
-        f"--duration={args.duration}",
-        "--warm-up-time=1",
-        f"--clients={args.connections}",
-        f"--max-concurrent-streams={args.streams}",
-        f"--data={body}",
-        "--header=content-type: application/grpc",
-        "--header=te: trailers",
-        f"--header=:authority: {HOST}",
-        f"http://127.0.0.1:{port}{METHOD}",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
-    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
-    mean = re.search(r"time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(\w+)", out)
-    if rps is None or done is None or mean is None:
-        raise SystemExit(f"could not read h2load output:\n{out}")
-    if done.group(3) != done.group(2):
-        print(f"  warning: h2load saw failures on port {port}:\n{out}", file=sys.stderr)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[mean.group(2)]
-    return {"rps": float(rps.group(1)), "mean_ms": float(mean.group(1)) * scale}
-
-
 def wait_listening(port: int, timeout: float = 10.0) -> None:
     import socket
 
@@ -185,7 +158,15 @@ def main() -> None:
             runs = interleaved(
                 ports,
                 args.rounds,
-                lambda port: run_h2load(port, body, args),
+                lambda port: run_h2load(
+                    port,
+                    args.duration,
+                    args.connections,
+                    args.streams,
+                    ("content-type: application/grpc", "te: trailers", f":authority: {HOST}"),
+                    body,
+                    METHOD,
+                ),
                 lambda r: f"{r['rps']:>9.0f} calls/s  mean {r['mean_ms']:.2f} ms",
             )
         finally:

@@ -342,7 +342,9 @@ async def http1_replica(router: Router) -> AsyncIterator[None]:
 
     async def hello(request: web.Request) -> web.Response:
         seen = {k.lower(): v for k, v in request.headers.items()}
-        return web.json_response({"method": request.method, "headers": seen})
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")[1]  # the gateway's connection
+        return web.json_response({"method": request.method, "headers": seen, "peer": peer})
 
     async def digest(request: web.Request) -> web.Response:
         sha, size = hashlib.sha256(), 0
@@ -380,9 +382,10 @@ async def test_http2_to_a_revision_that_serves_http1_is_translated(gateway, rout
         )
         assert headers[b":status"] == b"200"
         assert headers[b"x-tidal-revision"] == REVISION.encode()
-        seen = json.loads(body)["headers"]
+        first = json.loads(body)
+        seen = first["headers"]
         assert (seen["host"], seen["x-forwarded-proto"]) == (HOST, "http")
-        assert seen["connection"] == "close"
+        assert "connection" not in seen  # HTTP/1.1's default: keep-alive
 
         upload = bytes(range(256)) * (12 * 1024)  # 3 MiB: three times the stream window
         post = request_headers()
@@ -399,7 +402,36 @@ async def test_http2_to_a_revision_that_serves_http1_is_translated(gateway, rout
         head[0] = (":method", "HEAD")
         headers, body = await asyncio.to_thread(h2_request, gateway.port, head)
         assert (headers[b":status"], body) == (b"200", b"")
-    await eventually(lambda: router.released == [200] * 4)
+
+        # Every request went on the one connection to the replica, kept alive in between.
+        _, body = await asyncio.to_thread(h2_request, gateway.port, request_headers())
+        assert json.loads(body)["peer"] == first["peer"]
+    await eventually(lambda: router.released == [200] * 5)
+
+
+async def test_a_request_meeting_a_closed_pooled_connection_is_resent(gateway, router) -> None:
+    """A replica may close a keep-alive connection just as the gateway sends on it; a request
+    without a body is then resent once on a fresh connection, and the client never knows."""
+    connections = 0
+
+    async def replica(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        await reader.readuntil(b"\r\n\r\n")  # the next request: closed unanswered
+        writer.close()
+
+    server = await asyncio.start_server(replica, "127.0.0.1", 0)
+    router.h2c, router.port = False, server.sockets[0].getsockname()[1]
+    try:
+        for _ in range(3):
+            headers, body = await asyncio.to_thread(h2_request, gateway.port, request_headers())
+            assert (headers[b":status"], body) == (b"200", b"ok\n")
+    finally:
+        server.close()
+    assert connections == 3  # the first, then one fresh connection for each resent request
+    assert router.released == [200] * 3
 
 
 async def test_browsers_choosing_http2_over_tls_reach_http1_revisions(router) -> None:

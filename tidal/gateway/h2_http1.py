@@ -1,9 +1,11 @@
 """An HTTP/2 stream proxied to a replica that serves HTTP/1.1 (docs/architecture.md#http2-and-grpc).
 
 Browsers and curl choose HTTP/2 by ALPN on the gateway's TLS listener for every service, so a
-stream for a revision whose port is not `h2c` is sent to its replica as one HTTP/1.1 request on
-a connection of its own (closed after the response), and the response comes back as HTTP/2
-frames: the status and headers without HTTP/1.1's connection-specific ones, the body as DATA.
+stream for a revision whose port is not `h2c` is sent to its replica as an HTTP/1.1 request on a
+keep-alive connection from an `IdlePool` (one request at a time per connection, as the HTTP/1.1
+proxy sends them), and the response comes back as HTTP/2 frames: the status and headers without
+HTTP/1.1's connection-specific ones, the body as DATA. A request without a body that finds its
+pooled connection closed by the replica is resent once on a fresh one.
 Both directions keep flow control: request data is acknowledged to the client once written to
 a socket that is not backed up, and the replica's socket stops being read while more than
 `_MAX_QUEUED` bytes wait for the client's window.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from tidal.gateway.headers import HOP_BY_HOP, listed
+from tidal.gateway.pool import IdlePool
 
 if TYPE_CHECKING:
     from tidal.gateway.h2proxy import _Headers, _Stream
@@ -29,36 +32,52 @@ _NOT_FORWARDED = frozenset((b"te", b"connection", b"keep-alive", b"transfer-enco
 
 
 class Http1Upstream(asyncio.Protocol):
-    """One HTTP/2 stream's request to an HTTP/1.1 replica, on a connection of its own. Offers
-    the upstream side of `_Stream` (`send_data`, `send_headers`, `reset`, `flush`, `streams`)
-    as `H2Upstream` does, with the one stream as id 0."""
+    """A keep-alive HTTP/1.1 connection to a replica, carrying one HTTP/2 stream's request at a
+    time. Offers the upstream side of `_Stream` (`send_data`, `send_headers`, `reset`, `flush`,
+    `streams`) as `H2Upstream` does, with the stream as id 0."""
 
-    def __init__(self, stream: _Stream) -> None:
-        self.stream = stream
-        self.streams = {0: stream}
-        self.transport: asyncio.Transport | None = None
-        self._chunked = False  # the request body is sent chunked (its length is unknown)
+    def __init__(self, pool: IdlePool[Http1Upstream], key: tuple[str, int]) -> None:
+        self.key = key
+        self.idle = False  # in the pool
+        self.reused = False  # carried a request before
+        self.transport: asyncio.Transport
+        self.stream: _Stream | None = None
+        self.streams: dict[int, _Stream] = {}
+        self._pool = pool
         self._write_paused = False
+        self._reading = True
+        self._exchange = 0  # counts requests, so that a late report of an earlier one is ignored
+        # per request:
+        self._chunked = False  # the request body is sent chunked (its length is unknown)
+        self._request_ended = False
+        self._replayable = False  # no body: may be resent if the pooled connection was closed
         self._unacknowledged = 0  # request bytes written while the socket was backed up
         self._queued = 0  # response bytes waiting for the client's window
-        self._reading = True
         self._parser = httptools.HttpResponseParser(self)
         self._headers: _Headers = []
         self._head_only = False
-        self._done = False
+        self._got_bytes = False
+        self._done = True  # no request in flight
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def open(self, stream: _Stream) -> None:
         """Send the request head, and the body that came meanwhile."""
+        self.stream, self.streams = stream, {0: stream}
         stream.upstream, stream.upstream_id = self, 0
         pending, stream.pending = stream.pending or [], None
         fields = dict(stream.headers)
         method = fields.get(b":method", b"GET")
-        self._head_only = method == b"HEAD"
         no_body = pending == [(b"", True)]
+        self._exchange += 1
         self._chunked = not no_body and b"content-length" not in fields
+        self._request_ended = self._replayable = no_body
+        self._unacknowledged = self._queued = 0
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers = []
+        self._head_only = method == b"HEAD"
+        self._got_bytes = self._done = False
         lines = [
             b"%s %s HTTP/1.1\r\nHost: %s\r\n"
             % (method, fields.get(b":path", b"/"), fields.get(b":authority") or fields[b"host"])
@@ -70,8 +89,8 @@ class Http1Upstream(asyncio.Protocol):
         ]
         if self._chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")
-        lines.append(b"Connection: close\r\n\r\n")
-        self.transport.write(b"".join(lines))  # type: ignore[union-attr]
+        lines.append(b"\r\n")
+        self.transport.write(b"".join(lines))
         for data, end in [] if no_body else pending:
             if isinstance(data, list):  # trailers: HTTP/1.1 replicas seldom take them
                 self._end_body()
@@ -79,6 +98,7 @@ class Http1Upstream(asyncio.Protocol):
                 self.send_data(0, data, end, self._acknowledger())
 
     def _acknowledger(self) -> Callable[[int], None]:
+        assert self.stream is not None
         client, client_id = self.stream.client, self.stream.client_id
         return lambda n: client.acknowledge(client_id, n)
 
@@ -86,7 +106,7 @@ class Http1Upstream(asyncio.Protocol):
 
     def send_data(self, _: int, data: bytes, end: bool, on_sent: Callable[[int], None]) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport.is_closing() or self._request_ended:
             return
         if data:
             transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
@@ -101,13 +121,13 @@ class Http1Upstream(asyncio.Protocol):
         self._end_body()  # request trailers end the body; HTTP/1.1 gets none of them
 
     def _end_body(self) -> None:
-        if self._chunked and self.transport is not None and not self.transport.is_closing():
+        if self._chunked and not self.transport.is_closing():
             self.transport.write(b"0\r\n\r\n")
             self._chunked = False
+        self._request_ended = True
 
     def reset(self, _: int) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
 
     def flush(self) -> None:
         """Writes go out as they are made."""
@@ -124,17 +144,27 @@ class Http1Upstream(asyncio.Protocol):
             self._unacknowledged = 0
 
     def data_received(self, data: bytes) -> None:
-        if self.stream.lease.idle_s:  # type: ignore[union-attr]
-            self.stream.last_byte = time.monotonic()
+        stream = self.stream
+        if self._done or stream is None:  # bytes no request asked for: not to be trusted again
+            self.transport.close()
+            return
+        self._got_bytes = True
+        if stream.lease.idle_s:  # type: ignore[union-attr]
+            stream.last_byte = time.monotonic()
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self._give_up(502, "invalid upstream response")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._done or self.stream.done:
+        self._pool.forget(self)
+        stream = self.stream
+        if self._done or stream is None or stream.done:
             return
-        if exc is None and self.stream.responded and not self._headers_said_length():
+        if self.reused and self._replayable and not self._got_bytes:
+            self._done = True  # closed by the replica while it was idle in the pool
+            stream.client.replay(stream)
+        elif exc is None and stream.responded and not self._headers_said_length():
             self._complete()  # a body that ends when the replica closes
         else:
             self._give_up(502, "upstream connection error")
@@ -151,6 +181,7 @@ class Http1Upstream(asyncio.Protocol):
             self._headers = []  # 100 Continue and the like: HTTP/2 has no need of them here
             return
         stream = self.stream
+        assert stream is not None
         stream.status = status
         stream.responded = True
         named = frozenset().union(*(listed(v) for n, v in self._headers if n == b"connection"))
@@ -167,28 +198,31 @@ class Http1Upstream(asyncio.Protocol):
         if bodiless:
             self._done = True
             stream.finish(status)
-            if self.transport is not None:
-                self.transport.close()
+            self._release()
 
     def on_body(self, body: bytes) -> None:
-        if self._done:
+        stream = self.stream
+        if self._done or stream is None:
             return
         self._queued += len(body)
-        self.stream.client.send_data(self.stream.client_id, body, False, self._sent)
-        self.stream.client.flush()
-        if self._queued > _MAX_QUEUED and self._reading and self.transport is not None:
+        exchange = self._exchange
+        stream.client.send_data(stream.client_id, body, False, lambda n: self._sent(exchange, n))
+        stream.client.flush()
+        if self._queued > _MAX_QUEUED and self._reading:
             self._reading = False
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self.stream.responded and not self._done:
+        if self.stream is not None and self.stream.responded and not self._done:
             self._complete()
 
     # helpers
 
-    def _sent(self, size: int) -> None:
+    def _sent(self, exchange: int, size: int) -> None:
+        if exchange != self._exchange:
+            return  # the client took the last bytes of an earlier response
         self._queued -= size
-        if not self._reading and self._queued <= _MAX_QUEUED // 2 and self.transport is not None:
+        if not self._reading and self._queued <= _MAX_QUEUED // 2:
             self._reading = True
             self.transport.resume_reading()
 
@@ -198,14 +232,34 @@ class Http1Upstream(asyncio.Protocol):
     def _complete(self) -> None:
         self._done = True
         stream = self.stream
+        assert stream is not None
         stream.client.send_data(stream.client_id, b"", True, lambda n: None)
         stream.client.flush()
         stream.finish(stream.status)
-        if self.transport is not None:
-            self.transport.close()
+        self._release()
+
+    def _release(self) -> None:
+        """The response is over: back to the pool if the connection can carry another request
+        (the request was sent whole, the replica keeps the connection alive), else closed."""
+        self.stream, self.streams = None, {}
+        transport = self.transport
+        if (
+            self._request_ended
+            and self._parser.should_keep_alive()
+            and not self._write_paused
+            and not transport.get_write_buffer_size()
+            and not transport.is_closing()
+        ):
+            if not self._reading:
+                self._reading = True
+                transport.resume_reading()
+            self.reused = True
+            self._pool.give(self)
+        else:
+            transport.close()
 
     def _give_up(self, status: int, reason: str) -> None:
         self._done = True
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
+        assert self.stream is not None
         self.stream.client.fail(self.stream, status, reason)

@@ -179,6 +179,7 @@ class _Stream:
         "lease",
         "path",
         "pending",
+        "replayed",
         "responded",
         "status",
         "task",
@@ -199,6 +200,7 @@ class _Stream:
         # Request data (or trailers) and whether it ends the request, held until the replica
         # stream is open.
         self.pending: list[tuple[bytes | _Headers, bool]] | None = []
+        self.replayed = False  # resent once after a pooled HTTP/1.1 connection was found closed
         self.responded = False
         self.status = 0
         self.task: asyncio.Task[None] | None = None
@@ -301,7 +303,7 @@ class H2ClientConnection(_H2Peer):
     async def _forward(self, stream: _Stream) -> None:
         """Lease a replica and open a stream to it: the only waits of a request."""
         router = self._server.router
-        pool = self._server.h2_pool
+        h2_pool, h1_pool = self._server.h2_pool, self._server.h2_http1_pool
         try:
             for _ in range(_CONNECT_ATTEMPTS):
                 if stream.lease is None:
@@ -309,19 +311,22 @@ class H2ClientConnection(_H2Peer):
                         router, stream.host, stream.path, self._cluster_client
                     )
                 lease = stream.lease
-                if lease.h2c:
-                    dial = pool.connection(lease.host, lease.port)
-                else:  # one HTTP/1.1 request of its own (tidal.gateway.h2_http1)
-                    dial = self._dial_http1(stream, lease)
-                try:
-                    upstream = await asyncio.wait_for(dial, lease.deadline - time.monotonic())
-                except TimeoutError:
-                    self.answer(stream, 504, "upstream request timeout")
-                    return
-                except OSError:
-                    stream.lease = None
-                    router.retry(lease)
-                    continue
+                upstream: H2Upstream | Http1Upstream | None = None
+                if not lease.h2c and not stream.replayed:  # HTTP/1.1 (tidal.gateway.h2_http1)
+                    upstream = h1_pool.take(lease.host, lease.port)
+                if upstream is None:
+                    dial = (h2_pool.connection if lease.h2c else h1_pool.connect)(
+                        lease.host, lease.port
+                    )
+                    try:
+                        upstream = await asyncio.wait_for(dial, lease.deadline - time.monotonic())
+                    except TimeoutError:
+                        self.answer(stream, 504, "upstream request timeout")
+                        return
+                    except OSError:
+                        stream.lease = None
+                        router.retry(lease)
+                        continue
                 stream.last_byte = lease.started
                 self._watch_deadline(stream)
                 upstream.open(stream)
@@ -333,13 +338,13 @@ class H2ClientConnection(_H2Peer):
             log.exception("proxying h2 %s %s failed", stream.host, stream.path)
             self.answer(stream, 500, "internal error")
 
-    @staticmethod
-    async def _dial_http1(stream: _Stream, lease: Lease) -> Http1Upstream:
-        loop = asyncio.get_running_loop()
-        _, upstream = await loop.create_connection(
-            lambda: Http1Upstream(stream), lease.host, lease.port
-        )
-        return upstream
+    def replay(self, stream: _Stream) -> None:
+        """A request without a body met a pooled HTTP/1.1 connection that the replica had
+        closed while it was idle: send it once more, on a fresh connection."""
+        if stream.timer is not None:
+            stream.timer.cancel()
+        stream.upstream, stream.pending, stream.replayed = None, [(b"", True)], True
+        stream.task = asyncio.get_running_loop().create_task(self._forward(stream))
 
     def _forward_data(self, stream: _Stream, data: bytes, end: bool) -> None:
         if stream.pending is not None:

@@ -2,8 +2,8 @@
 
 A `_ClientConnection` parses requests off one client socket and answers them in order. For each,
 it asks the `Router` for a `Lease`, takes a keep-alive `_UpstreamConnection` to the leased replica
-from the `_Pool` (or dials one), and streams the request to it; the upstream connection streams the
-response back. Both directions stream under transport flow control, so no body is held whole.
+from the `IdlePool` (or dials one), and streams the request to it; the upstream connection streams
+the response back. Both directions stream under transport flow control, so no body is held whole.
 
 Only the lease and the dial are awaited (in one task per request); everything after is protocol
 callbacks, which keeps the per-request cost low.
@@ -37,17 +37,18 @@ from http import HTTPStatus
 import httptools
 
 from tidal.api.config import GatewayLimits
+from tidal.gateway.h2_http1 import Http1Upstream
 from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool
 from tidal.gateway.headers import HOP_BY_HOP, listed
 from tidal.gateway.hosts import request_host
 from tidal.gateway.limits import ConnectionBudget, capped
+from tidal.gateway.pool import IdlePool
 from tidal.gateway.router import Lease, RouteError, Router, lease_for
 
 log = logging.getLogger(__name__)
 
 _CONNECT_ATTEMPTS = 3
 _MAX_HEAD = 64 * 1024  # bytes a request head may take
-_MAX_IDLE = 256  # idle connections kept per upstream
 _LINGER_S = 2.0  # reading and dropping after an answer to a request not read whole
 _ABSOLUTE_TARGET = re.compile(rb"(?i)https?://([^/?#]*)([^#]*)")
 
@@ -172,51 +173,10 @@ class _Exchange:
         self.upstream: _UpstreamConnection | None = None
 
 
-class _Pool:
-    """Idle keep-alive upstream connections per (host, port), most recently used first."""
-
-    def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], list[_UpstreamConnection]] = {}
-
-    def take(self, host: str, port: int) -> _UpstreamConnection | None:
-        conns = self._idle.get((host, port))
-        if not conns:
-            return None
-        conn = conns.pop()
-        conn.idle = False
-        return conn
-
-    async def connect(self, host: str, port: int) -> _UpstreamConnection:
-        loop = asyncio.get_running_loop()
-        key = (host, port)
-        _, conn = await loop.create_connection(lambda: _UpstreamConnection(self, key), host, port)
-        return conn
-
-    def give(self, conn: _UpstreamConnection) -> None:
-        conns = self._idle.setdefault(conn.key, [])
-        if len(conns) >= _MAX_IDLE:
-            conn.transport.close()
-        else:
-            conn.idle = True
-            conns.append(conn)
-
-    def forget(self, conn: _UpstreamConnection) -> None:
-        if conn.idle:
-            conn.idle = False
-            self._idle[conn.key].remove(conn)
-
-    def close(self) -> None:
-        for conns in self._idle.values():
-            for conn in conns:
-                conn.idle = False
-                conn.transport.close()
-        self._idle.clear()
-
-
 class _UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one replica; relays one response at a time to a client."""
 
-    def __init__(self, pool: _Pool, key: tuple[str, int]) -> None:
+    def __init__(self, pool: IdlePool[_UpstreamConnection], key: tuple[str, int]) -> None:
         self.key = key
         self.transport: asyncio.Transport
         self.idle = False  # in the pool
@@ -931,8 +891,9 @@ class GatewayServer:
         self.idle_timeouts = 0
         self._server: asyncio.Server | None = None
         self._clients: set[_ClientConnection | H2ClientConnection] = set()
-        self._pool = _Pool()
+        self._pool = IdlePool(_UpstreamConnection)
         self.h2_pool = H2Pool()
+        self.h2_http1_pool = IdlePool(Http1Upstream)
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -1018,5 +979,6 @@ class GatewayServer:
             client.transport.abort()
         self._pool.close()
         self.h2_pool.close()
+        self.h2_http1_pool.close()
         await self._server.wait_closed()
         self._server = None
