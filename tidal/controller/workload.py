@@ -141,30 +141,12 @@ class RevisionRuntimeSpec:
 
     def liveness(self) -> ProbeSpec | None:
         """The liveness probe with the kubelet's defaults (docs/reliability.md#liveness-probes)."""
-        probe = self.container.liveness_probe
-        if probe is None:
-            return None
-        return ProbeSpec(
-            **_action(probe),
-            period_s=float(probe.period_seconds or 10),
-            timeout_s=float(probe.timeout_seconds or 1),
-            failure_threshold=probe.failure_threshold or 3,
-            initial_delay_s=float(probe.initial_delay_seconds),
-        )
+        return _kubelet_probe(self.container.liveness_probe)
 
     def startup(self) -> ProbeSpec | None:
         """The startup probe with the kubelet's defaults: readiness and liveness wait for it
         to pass once; failing it `failure_threshold` times kills the replica."""
-        probe = self.container.startup_probe
-        if probe is None:
-            return None
-        return ProbeSpec(
-            **_action(probe),
-            period_s=float(probe.period_seconds or 10),
-            timeout_s=float(probe.timeout_seconds or 1),
-            failure_threshold=probe.failure_threshold or 3,
-            initial_delay_s=float(probe.initial_delay_seconds),
-        )
+        return _kubelet_probe(self.container.startup_probe)
 
     def demand(self) -> Demand:
         """What one replica takes from its pool: requests, as the Kubernetes scheduler counts."""
@@ -174,6 +156,19 @@ class RevisionRuntimeSpec:
             memory=parse_quantity(requests.get("memory", 0)),
             gpus=self.container.gpus(),
         )
+
+
+def _kubelet_probe(probe: Probe | None) -> ProbeSpec | None:
+    """A probe the kubelet would run (liveness, startup), with its defaults."""
+    if probe is None:
+        return None
+    return ProbeSpec(
+        **_action(probe),
+        period_s=float(probe.period_seconds or 10),
+        timeout_s=float(probe.timeout_seconds or 1),
+        failure_threshold=probe.failure_threshold or 3,
+        initial_delay_s=float(probe.initial_delay_seconds),
+    )
 
 
 def _action(probe: Probe) -> dict[str, Any]:
