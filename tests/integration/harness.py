@@ -328,3 +328,38 @@ class Load:
                         self.statuses.append(response.status)
 
             await asyncio.gather(*(client(i) for i in range(32)))
+
+
+FOREIGN_UID = "0b7c4a52-1d1c-4a43-9a57-6d1f0b2b1a11"
+
+
+def knative_export(name):
+    """The service as `kubectl get ksvc NAME -o yaml` prints it on a Knative cluster: server
+    metadata of that cluster, Knative's defaults filled in, Go's `creationTimestamp: null`."""
+    doc = hello_service(name)
+    doc["metadata"].update(
+        uid=FOREIGN_UID,
+        resourceVersion="12345",
+        generation=3,
+        creationTimestamp="2026-11-01T10:00:00Z",
+        selfLink=f"/apis/serving.knative.dev/v1/namespaces/default/services/{name}",
+        managedFields=[{"manager": "kubectl-client-side-apply", "operation": "Update"}],
+        annotations={
+            "serving.knative.dev/creator": "admin@example.com",
+            "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"Service"}',
+        },
+    )
+    template = doc["spec"]["template"]
+    template["metadata"]["creationTimestamp"] = None
+    template["spec"].update(enableServiceLinks=False, timeoutSeconds=300)
+    template["spec"]["containers"][0].update(
+        name="user-container",
+        readinessProbe={"successThreshold": 1, "tcpSocket": {"port": 0}},
+        resources={},
+        terminationMessagePath="/dev/termination-log",
+        terminationMessagePolicy="FallbackToLogsOnError",
+        imagePullPolicy="IfNotPresent",
+    )
+    doc["spec"]["traffic"] = [{"latestRevision": True, "percent": 100}]
+    doc["status"] = {"url": f"http://{name}.default.svc.cluster.example", "observedGeneration": 3}
+    return doc

@@ -13,10 +13,12 @@ import time
 import pytest
 
 from tests.integration.harness import (
+    FOREIGN_UID,
     Platform,
     concurrent_gets,
     hello_service,
     host,
+    knative_export,
     run,
     wait_until,
 )
@@ -356,6 +358,29 @@ def test_a_revision_failing_its_startup_probe_fails_with_why(platform):
         "code 2: ls: cannot access 'model.bin'"
     )
     platform.cli("delete", "service", "unloaded")
+
+
+def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform):
+    """Moving a service from Knative: its exported YAML is applied as it is. The other cluster's
+    uid and resourceVersion pin nothing here, and its server fields are not stored."""
+    doc = knative_export("moved")
+    assert "created" in platform.apply(doc).stdout
+    platform.wait_ready("moved")
+    assert platform.request(host("moved"))[0] == 200
+    stored = platform.get_json("ksvc", "moved")
+    assert stored["metadata"]["uid"] != FOREIGN_UID
+    assert not {"managedFields", "selfLink"} & set(stored["metadata"])
+    template = stored["spec"]["template"]
+    assert "creationTimestamp" not in template["metadata"]
+    assert template["spec"]["enableServiceLinks"] is False
+    assert template["spec"]["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "unchanged" in platform.apply(doc).stdout  # again, unedited
+    # A document read here stays pinned to the version it was read at.
+    stale = platform.get_json("ksvc", "moved")
+    platform.apply(hello_service("moved", env={"TARGET": "v2"}))
+    conflict = platform.apply(stale, check=False)
+    assert conflict.returncode != 0 and "was modified" in conflict.stderr
+    platform.cli("delete", "service", "moved")
 
 
 def test_scale_in_drains_in_flight_requests(platform):

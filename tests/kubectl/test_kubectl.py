@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.harness import HELLO_DIR, REPO, Platform, hello_service, host, wait_until
+from tests.integration.harness import (
+    FOREIGN_UID,
+    HELLO_DIR,
+    REPO,
+    Platform,
+    hello_service,
+    host,
+    knative_export,
+    wait_until,
+)
 
 KUBECTL = shutil.which("kubectl")
 if KUBECTL is None:
@@ -155,6 +164,19 @@ def test_apply_example_is_served_and_listed(platform, kubectl):
         {"latestRevision": True, "percent": 100, "revisionName": "hello-00001"}
     ]
     assert {"type": "Ready", "status": "True"} in status_["conditions"]
+
+
+def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform, kubectl):
+    """The same export `tidal apply` takes (tests/integration/test_serving.py), by kubectl."""
+    doc = knative_export("moved-by-kubectl")
+    assert "created" in kubectl.apply(doc).stdout
+    stored = kubectl.json("get", "ksvc", "moved-by-kubectl")
+    assert stored["metadata"]["uid"] != FOREIGN_UID and "managedFields" not in stored["metadata"]
+    kubectl.apply(doc)  # again, unedited: kubectl patches, and no new revision comes of it
+    again = kubectl.json("get", "ksvc", "moved-by-kubectl")
+    assert again["status"]["latestCreatedRevisionName"] == "moved-by-kubectl-00001"
+    assert again["metadata"]["generation"] == stored["metadata"]["generation"]
+    kubectl("delete", "ksvc", "moved-by-kubectl")
 
 
 def test_get_columns_and_output_formats(kubectl):

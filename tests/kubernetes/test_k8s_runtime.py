@@ -40,6 +40,7 @@ REVISION: dict[str, Any] = {
                 "readinessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 0},
                 "livenessProbe": {"httpGet": {"path": "/livez"}, "failureThreshold": 5},
                 "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/loaded"]}},
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
     },
@@ -124,6 +125,8 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
         "periodSeconds": 10,
         "failureThreshold": 5,
     }
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert created["spec"]["template"]["spec"]["enableServiceLinks"] is False  # Knative's default
     assert container["startupProbe"] == {
         "exec": {"command": ["test", "-f", "/tmp/loaded"]},
         "periodSeconds": 10,

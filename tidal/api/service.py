@@ -43,6 +43,9 @@ class ObjectMeta(KModel):
     uid: str | None = None
     generation: int | None = None
     creation_timestamp: str | None = None
+    # Set by a Kubernetes API server (a Service exported from a Knative cluster): never stored.
+    managed_fields: list[dict[str, Any]] | None = Field(default=None, exclude=True)
+    self_link: str | None = Field(default=None, exclude=True)
 
     @field_validator("name", "namespace")
     @classmethod
@@ -181,6 +184,10 @@ class Container(KModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
     security_context: SecurityContext | None = None
+    # Where a failed container's message comes from, on Kubernetes; on this machine a failure
+    # always says the last log lines, as FallbackToLogsOnError (docs/architecture.md).
+    termination_message_path: str | None = None
+    termination_message_policy: Literal["File", "FallbackToLogsOnError"] | None = None
 
     @field_validator("command", "args")
     @classmethod
@@ -189,9 +196,9 @@ class Container(KModel):
             _without_nul(argument)
         return value
 
-    @field_validator("working_dir")
+    @field_validator("working_dir", "termination_message_path")
     @classmethod
-    def _directory(cls, value: str | None) -> str | None:
+    def _path(cls, value: str | None) -> str | None:
         return _without_nul(value)
 
     def gpus(self) -> int:
@@ -216,6 +223,9 @@ class RevisionSpec(KModel):
     )
     idle_timeout_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)
     service_account_name: str | None = None
+    # Kubernetes' service environment variables (FOO_SERVICE_HOST...); Knative's default, and
+    # all there is on this machine, is none.
+    enable_service_links: bool | None = None
 
     @field_validator("timeout_seconds")
     @classmethod
@@ -233,6 +243,8 @@ class TemplateMeta(KModel):
     name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # `creationTimestamp: null`, as Go clients write every template: accepted, never stored.
+    creation_timestamp: str | None = Field(default=None, exclude=True)
 
 
 class RevisionTemplate(KModel):

@@ -463,12 +463,12 @@ class Platform:
         """A validated document as it is stored (no status, no server metadata), the
         resourceVersion it was read at, and kubectl's word for its apply."""
         stored = model.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
-        expected = stored["metadata"].get("resourceVersion")
-        for server_field in SERVER_METADATA:
-            stored["metadata"].pop(server_field, None)
         meta = stored["metadata"]
+        current = self.store.get(stored["kind"], namespace or "default", meta.get("name", ""))
+        expected = _pinned_version(meta, current)
+        for server_field in SERVER_METADATA:
+            meta.pop(server_field, None)
         meta["namespace"] = namespace or "default"
-        current = self.store.get(stored["kind"], meta["namespace"], meta.get("name", ""))
         return stored, expected, _apply_result(current, stored)
 
     def _route_mapping(
@@ -507,11 +507,11 @@ class Platform:
                 f"no pool named {standby!r} (pools: {pools})",
             )
         service = valid.service.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
-        expected = service["metadata"].get("resourceVersion")
+        current = self.store.get("Service", valid.namespace, valid.name)
+        expected = _pinned_version(service["metadata"], current)
         for server_field in SERVER_METADATA:
             service["metadata"].pop(server_field, None)
         service["metadata"]["namespace"] = valid.namespace
-        current = self.store.get("Service", valid.namespace, valid.name)
         status = dict(current.get("status", {})) if current else {}
         revisions = self._revisions_of(valid.namespace, valid.name)
         change = next_revision(
@@ -1001,6 +1001,18 @@ def _apply_result(current: dict[str, Any] | None, new: dict[str, Any]) -> str:
         for key in ("labels", "annotations")
     )
     return UNCHANGED if same else CONFIGURED
+
+
+def _pinned_version(meta: dict[str, Any], current: dict[str, Any] | None) -> str | None:
+    """The resourceVersion an apply is pinned to: the document's, if it was read from the object
+    stored here. A document exported from another cluster (another uid), or of an object since
+    deleted, carries a version that means nothing here, and is applied unpinned, as kubectl
+    apply creates or patches it."""
+    version = meta.get("resourceVersion")
+    if version is None or current is None:
+        return None
+    uid = meta.get("uid")
+    return None if uid is not None and uid != current["metadata"].get("uid") else version
 
 
 def _strip_server_fields(doc: dict[str, Any]) -> dict[str, Any]:

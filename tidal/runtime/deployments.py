@@ -104,7 +104,8 @@ def deployment_manifest(
     pod_spec: dict[str, Any] = {
         "containers": [_container(spec["containers"][0], labels)],
         "terminationGracePeriodSeconds": int(termination_grace_s),
-        "enableServiceLinks": False,  # as Knative: no docker-link variables for every Service
+        # As Knative by default: no docker-link variables for every Service.
+        "enableServiceLinks": bool(spec.get("enableServiceLinks", False)),
     }
     if placement.node_selector:
         pod_spec["nodeSelector"] = dict(placement.node_selector)
@@ -157,7 +158,8 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
     for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts a container failing one
         if container.get(key):
             result[key] = _probe(container[key], port, 10)
-    for key in ("command", "args", "workingDir", "imagePullPolicy", "securityContext"):
+    copied = ("command", "args", "workingDir", "imagePullPolicy", "securityContext")
+    for key in (*copied, "terminationMessagePath", "terminationMessagePolicy"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])
     resources = _resources(container.get("resources") or {})
