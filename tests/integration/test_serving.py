@@ -383,6 +383,62 @@ def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform):
     platform.cli("delete", "service", "moved")
 
 
+ENV_APP = """
+import http.server, json, os
+class Env(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(dict(os.environ)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Env).serve_forever()
+"""
+
+
+def test_secrets_and_config_maps_reach_the_environment(platform):
+    """A model's token and settings, applied with the service in one file, reach its replica's
+    environment; the revision holds only the references, and a missing one is refused."""
+    service = hello_service("tokens")
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["python", "-c", ENV_APP]
+    container["env"] = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    ]
+    container["envFrom"] = [{"configMapRef": {"name": "model-config"}, "prefix": "MODEL_"}]
+    refused = platform.apply(service, check=False)
+    assert refused.returncode != 0
+    assert 'env HF_TOKEN: secret "hf" not found' in refused.stderr
+    assert 'envFrom: configmap "model-config" not found' in refused.stderr
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hf"},
+        "stringData": {"token": "hf_s3cret"},
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "model-config"},
+        "data": {"NAME": "small", "THREADS": "4"},
+    }
+    out = platform.apply(secret, config, service).stdout
+    assert "secret/hf created" in out and "configmap/model-config created" in out
+    platform.wait_ready("tokens")
+    status, _, body = platform.request(host("tokens"))
+    env = json.loads(body)
+    assert status == 200 and env["HF_TOKEN"] == "hf_s3cret"
+    assert (env["MODEL_NAME"], env["MODEL_THREADS"]) == ("small", "4")
+    assert "hf_s3cret" not in platform.cli("get", "revision", "tokens-00001", "-o", "yaml").stdout
+    listed = platform.cli("get", "secrets").stdout
+    assert "hf" in listed and "Opaque" in listed and "hf_s3cret" not in listed
+    assert "model-config" in platform.cli("get", "configmaps").stdout
+    assert platform.cli("delete", "secret", "hf").stdout.strip() == "secret/hf deleted"
+    assert platform.request(host("tokens"))[0] == 200  # a running replica keeps its values
+    platform.cli("delete", "service", "tokens")
+    platform.cli("delete", "configmap", "model-config")
+
+
 def test_scale_in_drains_in_flight_requests(platform):
     platform.apply(hello_service("drain", env={"TARGET": "v1"}))
     platform.wait_ready("drain")

@@ -179,6 +179,37 @@ def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform, ku
     kubectl("delete", "ksvc", "moved-by-kubectl")
 
 
+def test_secrets_and_config_maps(kubectl):
+    """`kubectl create secret` sends protobuf, which tidal's API does not read; its YAML piped
+    to `kubectl apply` (the README's recipe) is JSON on the wire."""
+    made = kubectl(
+        "create",
+        "secret",
+        "generic",
+        "hf",
+        "--from-literal=token=s3cret",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ).stdout
+    assert "secret/hf created" in kubectl("apply", "-f", "-", stdin=made).stdout
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "model"},
+        "data": {"NAME": "small"},
+    }
+    assert "configmap/model created" in kubectl.apply(config).stdout
+    listed = kubectl("get", "secrets").stdout
+    assert re.search(r"^hf\s+Opaque\s+1\s+", listed, re.M), listed
+    assert re.search(r"^model\s+1\s+", kubectl("get", "cm").stdout, re.M)
+    stored = kubectl.json("get", "secret", "hf")
+    assert base64.b64decode(stored["data"]["token"]) == b"s3cret"
+    kubectl("delete", "secret", "hf")
+    kubectl("delete", "configmap", "model")
+    assert "No resources found" in kubectl("get", "secrets").stderr
+
+
 def test_get_columns_and_output_formats(kubectl):
     out = kubectl("get", "ksvc").stdout
     assert header(out) == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]

@@ -41,6 +41,7 @@ REVISION: dict[str, Any] = {
                 "livenessProbe": {"httpGet": {"path": "/livez"}, "failureThreshold": 5},
                 "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/loaded"]}},
                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                "envFrom": [{"secretRef": {"name": "hf"}}],
             }
         ],
     },
@@ -126,6 +127,7 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
         "failureThreshold": 5,
     }
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["envFrom"] == [{"secretRef": {"name": "hf"}}]  # the kubelet fills it in
     assert created["spec"]["template"]["spec"]["enableServiceLinks"] is False  # Knative's default
     assert container["startupProbe"] == {
         "exec": {"command": ["test", "-f", "/tmp/loaded"]},

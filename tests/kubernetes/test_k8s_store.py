@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
+from tests.controller.fakes import FakeClock, FakeRuntime
+from tidal.api.config import load_config
+from tidal.api.errors import InvalidSpec
+from tidal.controller.platform import Platform
 from tidal.store.kubernetes import KubernetesStore
 from tidal.store.sqlite import Conflict
 
@@ -83,3 +88,30 @@ def test_a_failed_transaction_undoes_its_writes(api: ApiClient) -> None:
     kept = store.get("Service", "default", "kept")
     assert kept is not None
     assert kept["spec"] == service()["spec"]
+
+
+async def test_on_kubernetes_secrets_are_the_clusters(api: ApiClient, tmp_path: Path) -> None:
+    """A Secret is refused by `tidal apply` there, saying where it belongs, and a service that
+    refers to one is not checked against tidal's store: the kubelet fills it in."""
+    platform = Platform(load_config(None), tmp_path, FakeRuntime(FakeClock()), KubernetesStore(api))
+    try:
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf"}}
+        with pytest.raises(InvalidSpec, match="on Kubernetes a Secret is the cluster's"):
+            platform.apply([secret])
+        doc = service()
+        doc.pop("status")
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        container["command"] = ["python", "app.py"]
+        container["env"] = [
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+        ]
+        platform.apply([doc])
+        assert (
+            platform.resolve_env(
+                "default",
+                platform.services["default/hello"].service.spec.template.spec.containers[0],
+            )
+            == {}
+        )
+    finally:
+        await platform.stop()

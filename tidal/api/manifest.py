@@ -354,6 +354,18 @@ def _check_container(service: Service, require_command: bool) -> None:
     for index, env in enumerate(container.env):
         if env.name in RESERVED_ENV:
             problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
+        source = env.value_from
+        if source is None:
+            continue
+        where = f"{base}.env[{index}].valueFrom"
+        if env.value:
+            problems.append((where, "may not be given with a value"))
+        if (source.secret_key_ref is None) == (source.config_map_key_ref is None):
+            problems.append((where, "set exactly one of secretKeyRef and configMapKeyRef"))
+    for index, env_from in enumerate(container.env_from):
+        if (env_from.secret_ref is None) == (env_from.config_map_ref is None):
+            where = f"{base}.envFrom[{index}]"
+            problems.append((where, "set exactly one of secretRef and configMapRef"))
     for field, probe in _probes(container):
         actions = (probe.http_get, probe.tcp_socket, probe.grpc, probe.exec)
         if sum(action is not None for action in actions) != 1:

@@ -74,9 +74,28 @@ def _without_nul(value: str | None) -> str | None:
     return value
 
 
+class KeySelector(KModel):
+    """One key of a Secret or ConfigMap in the service's namespace."""
+
+    name: str
+    key: str
+    optional: bool | None = None  # true: a missing object or key leaves the variable unset
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return dns_label(value) or value
+
+
+class EnvVarSource(KModel):
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+
+
 class EnvVar(KModel):
     name: str
     value: str = ""
+    value_from: EnvVarSource | None = None
 
     @field_validator("name")
     @classmethod
@@ -91,6 +110,33 @@ class EnvVar(KModel):
     @classmethod
     def _value(cls, value: str) -> str:
         _without_nul(value)
+        return value
+
+
+class ObjectRef(KModel):
+    """A whole Secret or ConfigMap in the service's namespace."""
+
+    name: str
+    optional: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return dns_label(value) or value
+
+
+class EnvFromSource(KModel):
+    """Every key of a Secret or ConfigMap as an environment variable, after `prefix`."""
+
+    prefix: str = ""
+    secret_ref: ObjectRef | None = None
+    config_map_ref: ObjectRef | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not ENV_NAME.match(value):
+            raise ValueError(f"{value!r} cannot begin a variable name (printable ASCII, no '=')")
         return value
 
 
@@ -177,6 +223,7 @@ class Container(KModel):
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
     ports: list[ContainerPort] = Field(default_factory=list, max_length=1)
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None

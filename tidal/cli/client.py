@@ -27,6 +27,7 @@ KNATIVE = "/apis/serving.knative.dev/v1"
 SCHEDULING = "/apis/scheduling.alibabacloud.com/v1alpha1"
 KNATIVE_BETA = "/apis/serving.knative.dev/v1beta1"
 TIDAL = "/apis/tidal.dev/v1"
+CORE = "/api/v1"
 RESOURCES = {
     "services": "services",
     "service": "services",
@@ -46,13 +47,25 @@ RESOURCES = {
     "domainmappings": "domainmappings",
     "domainmapping": "domainmappings",
     "dm": "domainmappings",
+    "secrets": "secrets",
+    "secret": "secrets",
+    "configmaps": "configmaps",
+    "configmap": "configmaps",
+    "cm": "configmaps",
 }
-GROUPS = {"resourcepolicies": SCHEDULING, "domainmappings": KNATIVE_BETA}
+GROUPS = {
+    "resourcepolicies": SCHEDULING,
+    "domainmappings": KNATIVE_BETA,
+    "secrets": CORE,
+    "configmaps": CORE,
+}
 # kind → (plural, singular) of what `tidal delete` deletes
 DELETABLE = {
     "Service": ("services", "service"),
     "ResourcePolicy": ("resourcepolicies", "resourcepolicy"),
     "DomainMapping": ("domainmappings", "domainmapping"),
+    "Secret": ("secrets", "secret"),
+    "ConfigMap": ("configmaps", "configmap"),
 }
 READ_SIZE = 64 * 1024
 

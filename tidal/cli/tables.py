@@ -243,6 +243,24 @@ def domain_mappings_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
+def secrets_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    """Names and key counts only: values are shown with -o yaml, base64 as in kubectl."""
+    table = new_table("NAME", "TYPE", "DATA", *(["NAMESPACE"] if wide else []))
+    for item in items:
+        row = [item["metadata"]["name"], item.get("type", "Opaque"), str(len(item.get("data", {})))]
+        table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
+def config_maps_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "DATA", *(["NAMESPACE"] if wide else []))
+    for item in items:
+        count = len(item.get("data", {})) + len(item.get("binaryData", {}))
+        row = [item["metadata"]["name"], str(count)]
+        table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
 def events_table(items: list[dict[str, Any]], now: datetime | None = None) -> Table:
     """Events as `kubectl get events` shows them: how long ago, type, reason, message."""
     now = now or datetime.now(UTC)
@@ -269,4 +287,6 @@ TABLES = {
     "pools": pools_table,
     "resourcepolicies": policies_table,
     "domainmappings": domain_mappings_table,
+    "secrets": secrets_table,
+    "configmaps": config_maps_table,
 }

@@ -22,6 +22,8 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from tidal.api.config import PlatformConfig
+from tidal.api.config_objects import KINDS as CONFIG_KINDS
+from tidal.api.config_objects import ValidConfigObject, check_update, validate_config_object
 from tidal.api.domain_mapping import KIND as DOMAIN_MAPPING
 from tidal.api.domain_mapping import ValidDomainMapping, validate_domain_mapping
 from tidal.api.errors import InvalidSpec
@@ -34,9 +36,11 @@ from tidal.api.manifest import (
 from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
+from tidal.api.service import Container
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.domains import DomainMappings, mapping_status
+from tidal.controller.environment import missing_references, resolve_env
 from tidal.controller.factory import RevisionFactory
 from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
@@ -121,6 +125,20 @@ class MappingPlan:
 
 
 @dataclass(frozen=True)
+class ConfigObjectPlan:
+    """What one applied Secret or ConfigMap document will write."""
+
+    valid: ValidConfigObject
+    doc: dict[str, Any]
+    expected_version: str | None
+    result: str = CONFIGURED
+
+    @property
+    def key(self) -> str:
+        return key_of(self.valid.namespace, self.valid.name)
+
+
+@dataclass(frozen=True)
 class PolicyPlan:
     """What one applied ResourcePolicy document will write."""
 
@@ -148,6 +166,9 @@ class Platform:
         self.data_dir = data_dir
         self.addresses = addresses
         self.store: ResourceStore = store if store is not None else Store(data_dir / "tidal.db")
+        # Secrets and ConfigMaps are kept here on one machine; on Kubernetes they are the
+        # cluster's, and the kubelet resolves references to them.
+        self.keeps_config_objects = isinstance(self.store, Store)
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
@@ -378,7 +399,7 @@ class Platform:
     ) -> list[tuple[dict[str, Any], str]]:
         """`apply`, with what happened to each document: created, configured or unchanged.
         Traffic to a failed revision is refused with its reason unless `force`."""
-        plans: list[ServicePlan | PolicyPlan | MappingPlan] = []
+        plans: list[ServicePlan | PolicyPlan | MappingPlan | ConfigObjectPlan] = []
         seen: set[str] = set()
         errors: list[InvalidSpec] = []
         for index, doc in enumerate(docs):
@@ -392,6 +413,8 @@ class Platform:
                 errors.append(exc.prefixed(f"document {index + 1}: ") if len(docs) > 1 else exc)
                 continue
             plans.append(plan)
+        if not errors:
+            errors = self._unresolved_references(plans, len(docs) > 1)
         if errors:
             raise InvalidSpec.combine(errors)
         if dry_run:
@@ -405,6 +428,8 @@ class Platform:
                 if isinstance(plan, ServicePlan) and plan.revision is not None:
                     self.store.put(plan.revision)
         for plan in plans:
+            if isinstance(plan, ConfigObjectPlan):
+                continue  # read by replicas as they start
             if isinstance(plan, PolicyPlan):
                 self.placer.policies[plan.key] = plan.policy
                 continue
@@ -426,6 +451,39 @@ class Platform:
         self.place()
         return [(p.doc, p.result) for p in plans]
 
+    def _unresolved_references(self, plans: list[Any], several: bool) -> list[InvalidSpec]:
+        """A new revision whose environment names a Secret or ConfigMap (or key) that neither
+        exists nor comes in the same apply is refused: its replicas could not start."""
+        if not self.keeps_config_objects:
+            return []
+        applied = {
+            (p.valid.kind, p.valid.namespace, p.valid.name): p.doc
+            for p in plans
+            if isinstance(p, ConfigObjectPlan)
+        }
+
+        def lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+            return applied.get((kind, namespace, name)) or self.store.get(kind, namespace, name)
+
+        errors = []
+        for index, plan in enumerate(plans):
+            if not isinstance(plan, ServicePlan) or plan.revision is None:
+                continue
+            container = plan.valid.service.spec.template.spec.containers[0]
+            problems = missing_references(container, plan.valid.namespace, lookup)
+            if problems:
+                field = "spec.template.spec.containers[0]"
+                error = InvalidSpec("", "", [(field, problem) for problem in problems])
+                errors.append(error.prefixed(f"document {index + 1}: ") if several else error)
+        return errors
+
+    def resolve_env(self, namespace: str, container: Container) -> dict[str, str]:
+        """A replica's environment with its Secret and ConfigMap references filled in (raises
+        UnresolvedEnv); on Kubernetes only the plain values, the kubelet fills in the rest."""
+        if not self.keeps_config_objects:
+            return {e.name: e.value for e in container.env if e.value_from is None}
+        return resolve_env(container, namespace, self.store.get)
+
     def _check_version(self, doc: dict[str, Any], expected: str | None) -> None:
         """Conflict if `expected` names a version the stored `doc` no longer has: a write
         pinned to a stale read fails even when it would change nothing."""
@@ -441,10 +499,12 @@ class Platform:
 
     def _plan(
         self, doc: dict[str, Any], force: bool = False
-    ) -> ServicePlan | PolicyPlan | MappingPlan:
+    ) -> ServicePlan | PolicyPlan | MappingPlan | ConfigObjectPlan:
         kind = doc.get("kind")
         if kind == "Service":
             return self._plan_service(doc, force)
+        if kind in CONFIG_KINDS:
+            return self._plan_config_object(doc)
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
             return PolicyPlan(policy, *self._to_store(policy, policy.metadata.namespace))
@@ -452,10 +512,29 @@ class Platform:
             mapping = validate_domain_mapping(doc, self.config.domain)
             self.domains.check_claim(mapping)
             return MappingPlan(mapping, *self._to_store(mapping.doc, mapping.namespace))
-        raise InvalidSpec(
-            "kind",
-            f"unsupported kind {kind!r} (supported: Service, {DOMAIN_MAPPING}, {RESOURCE_POLICY})",
-        )
+        supported = ", ".join(("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS))
+        raise InvalidSpec("kind", f"unsupported kind {kind!r} (supported: {supported})")
+
+    def _plan_config_object(self, doc: dict[str, Any]) -> ConfigObjectPlan:
+        valid = validate_config_object(doc)
+        if not self.keeps_config_objects:
+            raise InvalidSpec(
+                "kind",
+                f"on Kubernetes a {valid.kind} is the cluster's: create it there (kubectl "
+                f"create {valid.kind.lower()} ...); services refer to it as usual",
+            )
+        current = self.store.get(valid.kind, valid.namespace, valid.name)
+        check_update(current, valid.doc)
+        stored = valid.doc
+        expected = _pinned_version(stored["metadata"], current)
+        for server_field in SERVER_METADATA:
+            stored["metadata"].pop(server_field, None)
+        stored["metadata"]["namespace"] = valid.namespace
+        return ConfigObjectPlan(valid, stored, expected, _apply_result(current, stored))
+
+    def delete_config_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Replicas that started with its values keep them, as containers do."""
+        return self.store.delete(kind, namespace, name)
 
     def _to_store(
         self, model: BaseModel, namespace: str | None
@@ -993,10 +1072,15 @@ def _failure(workload: RevisionWorkload) -> str:
 
 
 def _apply_result(current: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    """kubectl's word for an apply: nothing stored yet, the same spec and metadata, or not."""
+    """kubectl's word for an apply: nothing stored yet, the same content (spec, or a Secret's
+    data) and metadata, or not."""
     if current is None:
         return CREATED
-    same = current.get("spec") == new.get("spec") and all(
+
+    def content(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if k not in ("metadata", "status")}
+
+    same = content(current) == content(new) and all(
         current["metadata"].get(key, {}) == new["metadata"].get(key, {})
         for key in ("labels", "annotations")
     )

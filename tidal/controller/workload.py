@@ -4,7 +4,8 @@ A `RevisionWorkload` carries out the scheduler's decisions for one revision (sta
 replicas on these pools, stop these), keeps the gateway's endpoints in step with replica readiness,
 and decides when a revision has failed:
 - a replica of a revision that was never ready exits → Failed, reason `ExitCode<N>` (or
-  `StartupProbeFailed`, `LivenessProbeFailed` when killed for failing one) with the last log
+  `StartupProbeFailed`, `LivenessProbeFailed` when killed for failing one,
+  `CreateContainerConfigError` when a Secret or ConfigMap it needs is gone) with the last log
   lines (Knative marks the revision ContainerHealthy=False the same way);
 - no replica becomes ready within the progress deadline → Failed, `ProgressDeadlineExceeded`;
 - a replica of a revision that was ready exits → replaced, with back-off; after
@@ -28,6 +29,7 @@ from tidal.api.resource_policy import ResourcePolicy
 from tidal.api.service import Container, Probe
 from tidal.api.units import parse_quantity
 from tidal.controller.clock import Clock, MonotonicClock
+from tidal.controller.environment import UnresolvedEnv
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
@@ -107,6 +109,11 @@ class WorkloadEvents(Protocol):
 
     def replica_exited(self, workload: RevisionWorkload, replica: Replica) -> None:
         """A replica ended on its own (a crash, a failed liveness probe, a failed start)."""
+        ...
+
+    def resolve_env(self, namespace: str, container: Container) -> dict[str, str]:
+        """The container's environment, its Secret and ConfigMap references filled in; raises
+        UnresolvedEnv (tidal.controller.environment)."""
         ...
 
 
@@ -434,7 +441,12 @@ class RevisionWorkload:
         if pool.startup_delay_s > 0:  # elastic capacity being provisioned
             await asyncio.sleep(pool.startup_delay_s)
         container = self.spec.container
-        env = {e.name: e.value for e in container.env}
+        try:
+            env = self.events.resolve_env(self.spec.namespace, container)
+        except UnresolvedEnv as exc:
+            env, unresolved = {}, str(exc)
+        else:
+            unresolved = ""
         env.update(
             K_SERVICE=self.spec.service,
             K_CONFIGURATION=self.spec.service,
@@ -462,6 +474,12 @@ class RevisionWorkload:
             termination_grace_s=self.spec.termination_grace_s,
         )
         entry.launched = True
+        if unresolved:  # as the kubelet: the container is not created
+            reason = "CreateContainerConfigError"
+            failed = Replica(replica_spec, state=ReplicaState.FAILED, reason=unresolved)
+            failed.reason_code = reason
+            self._on_change(failed)
+            return
         replica = await self.runtime.start(replica_spec, self._on_change)
         if self.provisioning.pop(replica_id, None) is None:
             return  # it failed to start; _exited has dealt with it
@@ -565,10 +583,7 @@ class RevisionWorkload:
             return
         self.events.replica_exited(self, replica)
         code = replica.exit_code
-        if replica.failed_probe:
-            reason = f"{replica.failed_probe.capitalize()}ProbeFailed"
-        else:
-            reason = f"ExitCode{code}" if code is not None else "StartFailed"
+        reason = replica.reason_code or (f"ExitCode{code}" if code is not None else "StartFailed")
         if not self.ever_ready:
             self._fail(reason, replica.reason or f"exited with code {code}", replica)
             return

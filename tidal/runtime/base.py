@@ -124,7 +124,8 @@ class Replica:
     ever_ready: bool = field(default=False)
     # Its startup probe passed (without one: it has been ready); liveness is probed from then.
     started_up: bool = False
-    failed_probe: str = ""  # "liveness" or "startup": the runtime killed it for failing that
+    # Why it failed, as a Kubernetes reason ("LivenessProbeFailed"), when not its exit code.
+    reason_code: str = ""
     phase: str = ""  # what a STARTING replica is doing, when it is worth showing ("Pulling")
 
     @property

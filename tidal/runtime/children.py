@@ -82,7 +82,7 @@ class ChildStopping:
         if child.stop_task is not None:
             return  # being stopped anyway
         child.killed_for = why
-        child.replica.failed_probe = probe
+        child.replica.reason_code = f"{probe.capitalize()}ProbeFailed"
         if child.probe_task is not None:
             child.probe_task.cancel()  # so that it cannot report the replica ready again
         replica = child.replica

@@ -139,8 +139,11 @@ def deployment_manifest(
 def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
     port = container_port(container)
     service = labels[SERVICE_LABEL]
-    env = [
-        {"name": e["name"], "value": str(e.get("value", ""))} for e in container.get("env") or []
+    env = [  # references to the cluster's Secrets and ConfigMaps are the kubelet's to fill in
+        {"name": e["name"], "valueFrom": copy.deepcopy(e["valueFrom"])}
+        if e.get("valueFrom")
+        else {"name": e["name"], "value": str(e.get("value", ""))}
+        for e in container.get("env") or []
     ]
     env += [
         {"name": "PORT", "value": str(port)},
@@ -158,7 +161,7 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
     for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts a container failing one
         if container.get(key):
             result[key] = _probe(container[key], port, 10)
-    copied = ("command", "args", "workingDir", "imagePullPolicy", "securityContext")
+    copied = ("command", "args", "workingDir", "imagePullPolicy", "securityContext", "envFrom")
     for key in (*copied, "terminationMessagePath", "terminationMessagePolicy"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])

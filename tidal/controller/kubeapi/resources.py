@@ -190,6 +190,38 @@ EVENTS = Resource(
     ),
     writable=False,
 )
+SECRETS = Resource(
+    "",
+    "v1",
+    "Secret",
+    "secrets",
+    "secret",
+    (),
+    (),
+    (
+        NAME,
+        Column("Type", lambda o: o.get("type", "Opaque")),
+        Column("Data", lambda o: len(o.get("data", {})), "integer"),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+)
+CONFIG_MAPS = Resource(
+    "",
+    "v1",
+    "ConfigMap",
+    "configmaps",
+    "configmap",
+    ("cm",),
+    (),
+    (
+        NAME,
+        Column("Data", lambda o: len(o.get("data", {})) + len(o.get("binaryData", {})), "integer"),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+)
+CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],

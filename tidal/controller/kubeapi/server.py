@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -16,12 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
+from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
 from tidal.controller.kubeapi import openapi
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.resources import (
+    CORE,
     EVENTS,
     GROUP_VERSIONS,
     Resource,
@@ -419,6 +422,10 @@ class KubeApi:
             "Service": self.platform.delete_service,
             "ResourcePolicy": self.platform.delete_policy,
             "DomainMapping": self.platform.delete_domain_mapping,
+            **{
+                kind: functools.partial(self.platform.delete_config_object, kind)
+                for kind in CONFIG_KINDS
+            },
         }
 
         @_handle
@@ -533,7 +540,7 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             }
         ),
     )
-    router.add_get("/api/v1", static(lambda: _resource_list("v1", [EVENTS])))
+    router.add_get("/api/v1", static(lambda: _resource_list("v1", CORE)))
     router.add_get(
         "/apis",
         static(
@@ -565,7 +572,8 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         )
         for resource in resources:
             _add_resource(router, api, f"/apis/{gv}", resource)
-    _add_resource(router, api, "/api/v1", EVENTS)
+    for resource in CORE:
+        _add_resource(router, api, "/api/v1", resource)
     return api
 
 
