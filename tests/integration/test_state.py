@@ -104,9 +104,9 @@ def test_invalid_yaml_and_unknown_kind(platform, tmp_path):
     result = platform.cli("apply", "-f", str(broken), check=False)
     assert result.returncode != 0 and "invalid YAML" in result.stderr
     result = platform.apply(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, check=False
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}, check=False
     )
-    assert result.returncode != 0 and "unsupported kind 'ConfigMap'" in result.stderr
+    assert result.returncode != 0 and "unsupported kind 'Deployment'" in result.stderr
     assert snapshot(platform) == before
 
 
