@@ -68,7 +68,9 @@ def test_websocket_scales_from_zero_and_keeps_its_replica_while_open(platform: P
         {"done": True, "tokens": 5, "revision": "stream-00001"}
     ] * 2
     ready = [m["ready_replicas"] for m in seen if "ready_replicas" in m]
-    assert len(ready) >= 10 and min(ready) == 1, ready
+    # Sampled through all 10 s of silence; each sample is an admin API call, so a loaded
+    # machine takes fewer than the 20 a quiet one does.
+    assert len(ready) >= 5 and min(ready) == 1, ready
     # Closed: nothing in flight any more, so back to zero.
     wait_until(lambda: not platform.replicas("stream"), 60, "stream to scale to zero again")
     metrics = text_string_to_metric_families(platform.api("GET", "/metrics")[1].decode())
