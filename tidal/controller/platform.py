@@ -523,27 +523,30 @@ class Platform:
                 f"on Kubernetes a {valid.kind} is the cluster's: create it there (kubectl "
                 f"create {valid.kind.lower()} ...); services refer to it as usual",
             )
-        current = self.store.get(valid.kind, valid.namespace, valid.name)
-        check_update(current, valid.doc)
-        stored = valid.doc
-        expected = _pinned_version(stored["metadata"], current)
-        for server_field in SERVER_METADATA:
-            stored["metadata"].pop(server_field, None)
-        stored["metadata"]["namespace"] = valid.namespace
-        return ConfigObjectPlan(valid, stored, expected, _apply_result(current, stored))
+        return ConfigObjectPlan(valid, *self._to_store(valid.doc, valid.namespace, check_update))
 
     def delete_config_object(self, kind: str, namespace: str, name: str) -> bool:
         """Replicas that started with its values keep them, as containers do."""
         return self.store.delete(kind, namespace, name)
 
     def _to_store(
-        self, model: BaseModel, namespace: str | None
+        self,
+        model: BaseModel | dict[str, Any],
+        namespace: str | None,
+        check: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None,
     ) -> tuple[dict[str, Any], str | None, str]:
-        """A validated document as it is stored (no status, no server metadata), the
-        resourceVersion it was read at, and kubectl's word for its apply."""
-        stored = model.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+        """A validated document (a model, or already dumped) as it is stored (no status, no
+        server metadata), the resourceVersion it was read at, and kubectl's word for its apply;
+        `check(current, new)` may refuse the change."""
+        stored = (
+            model
+            if isinstance(model, dict)
+            else model.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
+        )
         meta = stored["metadata"]
         current = self.store.get(stored["kind"], namespace or "default", meta.get("name", ""))
+        if check is not None:
+            check(current, stored)
         expected = _pinned_version(meta, current)
         for server_field in SERVER_METADATA:
             meta.pop(server_field, None)
