@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.harness import Platform, concurrent_gets, host, run, wait_until
 from tests.runtime.test_container import ENGINE, load_example_build
 from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
+
+VOLUMES_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "container" / "volumes.yaml"
 
 pytestmark = pytest.mark.skipif(
     ENGINE is None, reason="no container engine: podman is not installed, docker has no daemon"
@@ -179,10 +182,15 @@ def test_killed_platform_leaves_no_container_running(tmp_path: Path, image: str)
         assert containers(platform.data_dir)
         platform.stop(kill=True)
         wait_until(lambda: not containers(platform.data_dir), 20, "the watcher to remove them")
-        # The next start finds the service again and runs it in a new container.
+        left = platform.data_dir / "volumes" / "default" / "orphan-00001-dead00" / "token"
+        left.mkdir(parents=True)
+        (left / "token").write_text("s3cret")
+        # The next start finds the service again and runs it in a new container, and removes
+        # the volumes of replicas that the killed platform left.
         platform.start()
         status, headers, _ = platform.request(host("orphan"), "/cgi-bin/env")
         assert status == 200 and headers["X-Tidal-Revision"] == "orphan-00001"
+        assert not left.parent.exists()
         # A container that dies is replaced, like a crashed process.
         (first,) = containers(platform.data_dir)
         assert ENGINE is not None
@@ -199,3 +207,29 @@ def test_killed_platform_leaves_no_container_running(tmp_path: Path, image: str)
     finally:
         platform.stop()
     assert containers(platform.data_dir) == []
+
+
+def test_volumes_mount_secrets_configmaps_and_empty_dirs_into_the_container(
+    platform: Platform, image: str
+) -> None:
+    """The example's volumes (a token, a settings file by subPath, a model cache, shared memory)
+    through `tidal apply` and the gateway; gone with the replica."""
+    secret, config, doc = yaml.safe_load_all(VOLUMES_EXAMPLE.read_text())
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    platform.apply(secret, config, doc)
+    status, _, body = platform.request(host("mounted"), "/cgi-bin/report")
+    assert status == 200, body
+    seen = variables(body)
+    assert seen["token"] == "hf_example_token" and seen["token_mode"] == "400"
+    assert seen["settings"] == "model: small" and seen["token_writable"] == "no"
+    assert seen["shm"].startswith("tmpfs rw,") and "size=65536k" in seen["shm"]
+    assert seen["requests_before"] == "0"  # the emptyDir keeps what the replica writes
+    again = variables(platform.request(host("mounted"), "/cgi-bin/report")[2])
+    assert again["requests_before"] == "1"
+    [replica] = platform.replicas("mounted")
+    folder = platform.data_dir / "volumes" / "default" / replica["name"]
+    assert (folder / "token" / "token").read_text() == "hf_example_token"
+
+    platform.cli("delete", "service", "mounted")
+    wait_until(lambda: not folder.exists(), 30, "the replica's volumes to be removed")
+    assert containers(platform.data_dir, "mounted-00001") == []

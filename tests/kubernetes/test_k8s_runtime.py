@@ -42,8 +42,10 @@ REVISION: dict[str, Any] = {
                 "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/loaded"]}},
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "envFrom": [{"secretRef": {"name": "hf"}}],
+                "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
             }
         ],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
     },
 }
 PLACEMENTS = {
@@ -128,6 +130,8 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
     }
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["envFrom"] == [{"secretRef": {"name": "hf"}}]  # the kubelet fills it in
+    assert container["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
+    assert created["spec"]["template"]["spec"]["volumes"] == REVISION["spec"]["volumes"]
     assert created["spec"]["template"]["spec"]["enableServiceLinks"] is False  # Knative's default
     assert container["startupProbe"] == {
         "exec": {"command": ["test", "-f", "/tmp/loaded"]},

@@ -92,7 +92,8 @@ def test_a_failed_transaction_undoes_its_writes(api: ApiClient) -> None:
 
 async def test_on_kubernetes_secrets_are_the_clusters(api: ApiClient, tmp_path: Path) -> None:
     """A Secret is refused by `tidal apply` there, saying where it belongs, and a service that
-    refers to one is not checked against tidal's store: the kubelet fills it in."""
+    refers to one (in its environment or a volume) is not checked against tidal's store: the
+    kubelet fills it in. Every replica is a pod, so one with a command may have volumes."""
     platform = Platform(load_config(None), tmp_path, FakeRuntime(FakeClock()), KubernetesStore(api))
     try:
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf"}}
@@ -105,7 +106,12 @@ async def test_on_kubernetes_secrets_are_the_clusters(api: ApiClient, tmp_path: 
         container["env"] = [
             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
         ]
+        container["volumeMounts"] = [{"name": "hf", "mountPath": "/etc/hf", "readOnly": True}]
+        volumes = [{"name": "hf", "secret": {"secretName": "hf"}}]
+        doc["spec"]["template"]["spec"]["volumes"] = volumes
         platform.apply([doc])
+        spec = platform.services["default/hello"].service.spec.template.spec
+        assert platform.resolve_volumes("default", spec.volumes) == ()
         assert (
             platform.resolve_env(
                 "default",

@@ -62,7 +62,7 @@ def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> No
         memory_limit=64 * 2**20,
         run_as_user=1000,
     )
-    args = run_args(PODMAN, spec, image, 41000, {"PORT": "9000"}, {"tidal.dev/replica": "r"})
+    args = run_args(PODMAN, spec, image, 41000, {"PORT": "9000"}, {"tidal.dev/replica": "r"}, {})
     assert args[:5] == [
         "/usr/bin/podman",
         "run",
@@ -87,7 +87,7 @@ def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> No
 
 def test_command_replaces_the_entrypoint_and_args_follow_it() -> None:
     image = ImageSpec("img", entrypoint=("/bin/sh", "-c"), args=("echo hi",))
-    args = run_args(PODMAN, replica_spec(), image, 1, {}, {})
+    args = run_args(PODMAN, replica_spec(), image, 1, {}, {}, {})
     assert args[-5:] == ["--entrypoint", "/bin/sh", "img", "-c", "echo hi"]
 
 
@@ -100,7 +100,7 @@ def test_gpus_reach_the_container_as_cdi_devices_or_docker_gpus() -> None:
     ]
     assert gpu_args(DOCKER, ("0", "3")) == ["--gpus", '"device=0,3"']
     assert gpu_args(PODMAN, ()) == gpu_args(DOCKER, ()) == []
-    args = run_args(DOCKER, replica_spec(devices=("2",)), ImageSpec("img"), 1, {}, {})
+    args = run_args(DOCKER, replica_spec(devices=("2",)), ImageSpec("img"), 1, {}, {}, {})
     assert args[args.index("--gpus") + 1] == '"device=2"'
 
 

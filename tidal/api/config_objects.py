@@ -118,11 +118,15 @@ def check_update(current: dict[str, Any] | None, new: dict[str, Any]) -> None:
         )
 
 
+def contents_of(obj: dict[str, Any]) -> dict[str, bytes]:
+    """Each key's value as bytes, as a volume's files hold them."""
+    if obj["kind"] == SECRET:
+        return {k: base64.b64decode(v) for k, v in obj.get("data", {}).items()}
+    raw = {k: base64.b64decode(v) for k, v in obj.get("binaryData", {}).items()}
+    raw.update({k: v.encode() for k, v in obj.get("data", {}).items()})
+    return raw
+
+
 def values_of(obj: dict[str, Any]) -> dict[str, str]:
     """What a Secret or ConfigMap gives an environment: each key's value as text."""
-    if obj["kind"] == SECRET:
-        raw = {k: base64.b64decode(v) for k, v in obj.get("data", {}).items()}
-    else:
-        raw = {k: base64.b64decode(v) for k, v in obj.get("binaryData", {}).items()}
-        raw.update({k: v.encode() for k, v in obj.get("data", {}).items()})
-    return {key: value.decode("utf-8", "replace") for key, value in raw.items()}
+    return {key: value.decode("utf-8", "replace") for key, value in contents_of(obj).items()}

@@ -8,6 +8,7 @@ stored state (does a traffic target's revision exist?) live in the controller.
 from __future__ import annotations
 
 import difflib
+import posixpath
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
@@ -25,10 +26,19 @@ from tidal.api.autoscaling import (
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import check_metadata, load_yaml
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
-from tidal.api.service import API_VERSION, DNS1035, Container, Probe, Service, TrafficTarget
+from tidal.api.service import (
+    API_VERSION,
+    DNS1035,
+    Container,
+    Probe,
+    Service,
+    TrafficTarget,
+    Volume,
+)
 from tidal.api.units import parse_duration
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
@@ -210,6 +220,7 @@ def validate_service(
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
         check(_check_ports, service.spec.template.spec.containers[0])
     check(_check_container, service, require_command)
+    check(_check_volumes, service)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
     autoscaling = check(parse_autoscaling_annotations, template_meta.annotations, config)
@@ -388,6 +399,66 @@ def _check_container(service: Service, require_command: bool) -> None:
             problems.append((where, f"must be 1 for a {kind} probe"))
     if problems:
         raise InvalidSpec("", "", problems)
+
+
+def _check_volumes(service: Service) -> None:
+    """Knative's rules (docs/containers.md#volumes): one source per volume, every volume mounted
+    and every mount of a volume, absolute and distinct mount paths, none of /, /dev or /dev/log,
+    and read-only mounts of the volumes a replica must not write to (all but emptyDir)."""
+    spec = service.spec.template.spec
+    base = "spec.template.spec"
+    problems: list[tuple[str, str]] = []
+    volumes: dict[str, Volume] = {}
+    mounted = {mount.name for mount in spec.containers[0].volume_mounts}
+    for index, volume in enumerate(spec.volumes):
+        where = f"{base}.volumes[{index}]"
+        if volume.name in volumes:
+            problems.append((f"{where}.name", f"duplicate volume name {volume.name!r}"))
+        volumes[volume.name] = volume
+        if volume.name not in mounted:
+            problems.append((f"{where}.name", f"volume with name {volume.name!r} not mounted"))
+        sources = volume.sources()
+        if len(sources) != 1:
+            given = f" (it sets {', '.join(sources)})" if sources else ""
+            problems.append(
+                (where, f"set exactly one of secret, configMap, projected and emptyDir{given}")
+            )
+        for position, projection in enumerate(volume.projected.sources if volume.projected else []):
+            if (projection.secret is None) == (projection.config_map is None):
+                problems.append(
+                    (
+                        f"{where}.projected.sources[{position}]",
+                        "set exactly one of secret and configMap",
+                    )
+                )
+    paths: set[str] = set()
+    for index, mount in enumerate(spec.containers[0].volume_mounts):
+        where = f"{base}.containers[0].volumeMounts[{index}]"
+        volume = volumes.get(mount.name)
+        if volume is None:
+            problems.append((f"{where}.name", "volumeMount has no matching volume"))
+        path = _clean_path(mount.mount_path)
+        if not path.startswith("/"):
+            problems.append((f"{where}.mountPath", f"{mount.mount_path!r} is not an absolute path"))
+        elif path in RESERVED_PATHS:
+            problems.append((f"{where}.mountPath", f"mountPath {path!r} is a reserved path"))
+        elif path in paths:
+            problems.append((f"{where}.mountPath", f"{mount.mount_path!r} must be unique"))
+        paths.add(path)
+        if volume is not None and volume.empty_dir is None and not mount.read_only:
+            problems.append(
+                (f"{where}.readOnly", "volume mount should be readOnly for this type of volume")
+            )
+    if problems:
+        raise InvalidSpec("", "", problems)
+
+
+def _clean_path(path: str) -> str:
+    """`path` without '.', '..', repeated or trailing slashes, as Go's path.Clean writes it."""
+    if not path:
+        return ""
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("/") else cleaned
 
 
 def runs_in_container(container: Container, annotations: dict[str, str]) -> bool:

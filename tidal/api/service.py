@@ -140,6 +140,129 @@ class EnvFromSource(KModel):
         return value
 
 
+def _file_mode(value: int | None) -> int | None:
+    """A file's permission bits; YAML's 0400 and JSON's 256 are the same mode."""
+    if value is not None and not 0 <= value <= 0o777:
+        raise ValueError(f"{value} is not a file mode (0 to 0777 in octal, 511 in decimal)")
+    return value
+
+
+def relative_path(value: str) -> str:
+    """A path inside a volume: relative, with no '..' element (it may not leave the volume)."""
+    _without_nul(value)
+    if value.startswith("/"):
+        raise ValueError(f"{value!r} must be a relative path")
+    if ".." in value.split("/"):
+        raise ValueError(f"{value!r} must not contain '..'")
+    return value
+
+
+class KeyToPath(KModel):
+    """One key of a Secret or ConfigMap, written to `path` in the volume."""
+
+    key: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    mode: int | None = None
+
+    _check_path = field_validator("path")(relative_path)
+    _check_mode = field_validator("mode")(_file_mode)
+
+
+class SecretVolumeSource(KModel):
+    secret_name: str
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: int | None = None
+    optional: bool | None = None
+
+    _check_name = field_validator("secret_name")(dns_label)
+    _check_mode = field_validator("default_mode")(_file_mode)
+
+
+class ConfigMapVolumeSource(KModel):
+    name: str
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: int | None = None
+    optional: bool | None = None
+
+    _check_name = field_validator("name")(dns_label)
+    _check_mode = field_validator("default_mode")(_file_mode)
+
+
+class ObjectProjection(KModel):
+    """A Secret's or ConfigMap's keys, as one source of a projected volume."""
+
+    name: str
+    items: list[KeyToPath] = Field(default_factory=list)
+    optional: bool | None = None
+
+    _check_name = field_validator("name")(dns_label)
+
+
+class VolumeProjection(KModel):
+    secret: ObjectProjection | None = None
+    config_map: ObjectProjection | None = None
+
+
+class ProjectedVolumeSource(KModel):
+    """Several Secrets and ConfigMaps in one directory."""
+
+    sources: list[VolumeProjection] = Field(default_factory=list)
+    default_mode: int | None = None
+
+    _check_mode = field_validator("default_mode")(_file_mode)
+
+
+class EmptyDirVolumeSource(KModel):
+    """A directory that lives as long as the replica; `Memory` puts it in RAM (tmpfs), as
+    /dev/shm for a model server's shared memory."""
+
+    medium: Literal["", "Memory"] | None = None
+    size_limit: str | int | None = None
+
+    @field_validator("size_limit")
+    @classmethod
+    def _size(cls, value: str | int | None) -> str | int | None:
+        if value is not None and parse_quantity(value) < 0:
+            raise ValueError("must not be negative")
+        return value
+
+
+class Volume(KModel):
+    """A volume Knative allows by default: secret, configMap, projected or emptyDir."""
+
+    name: str
+    secret: SecretVolumeSource | None = None
+    config_map: ConfigMapVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
+    empty_dir: EmptyDirVolumeSource | None = None
+
+    _check_name = field_validator("name")(dns_label)
+
+    def sources(self) -> list[str]:
+        """The source fields it sets (exactly one when valid)."""
+        given = {
+            "secret": self.secret,
+            "configMap": self.config_map,
+            "projected": self.projected,
+            "emptyDir": self.empty_dir,
+        }
+        return [field for field, source in given.items() if source is not None]
+
+
+class VolumeMount(KModel):
+    name: str
+    mount_path: str
+    read_only: bool | None = None
+    sub_path: str | None = None
+
+    _check_path = field_validator("mount_path")(_without_nul)
+
+    @field_validator("sub_path")
+    @classmethod
+    def _sub_path(cls, value: str | None) -> str | None:
+        return relative_path(value) if value else value
+
+
 class ContainerPort(KModel):
     container_port: int = Field(ge=1, le=65535)
     name: str | None = None
@@ -228,6 +351,7 @@ class Container(KModel):
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
     startup_probe: Probe | None = None
+    volume_mounts: list[VolumeMount] = Field(default_factory=list)
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     working_dir: str | None = None
     security_context: SecurityContext | None = None
@@ -270,6 +394,7 @@ class RevisionSpec(KModel):
     )
     idle_timeout_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)
     service_account_name: str | None = None
+    volumes: list[Volume] = Field(default_factory=list)
     # Kubernetes' service environment variables (FOO_SERVICE_HOST...); Knative's default, and
     # all there is on this machine, is none.
     enable_service_links: bool | None = None

@@ -19,17 +19,17 @@ from tidal.api.service import Container, KeySelector, ObjectRef
 Lookup = Callable[[str, str, str], dict[str, Any] | None]
 
 
-class UnresolvedEnv(Exception):
-    """A reference that is not optional names a missing object or key; says which, in the
-    kubelet's words."""
+class UnresolvedReference(Exception):
+    """A reference (of the environment or of a volume) that is not optional names a missing
+    object or key; says which, in the kubelet's words."""
 
 
 def resolve_env(container: Container, namespace: str, lookup: Lookup) -> dict[str, str]:
-    """The container's environment; raise UnresolvedEnv for the first reference that cannot be
-    filled in."""
+    """The container's environment; raise UnresolvedReference for the first reference that
+    cannot be filled in."""
     env, problems = _resolve(container, namespace, lookup)
     if problems:
-        raise UnresolvedEnv(problems[0])
+        raise UnresolvedReference(problems[0])
     return env
 
 

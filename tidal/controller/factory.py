@@ -198,6 +198,7 @@ class RevisionFactory:
                 labels=revision_labels(revision),
                 standby_pool=annotations.get(WARM_STANDBY),
                 image=image_spec(container) if runs_in_container(container, annotations) else None,
+                volumes=tuple(spec.volumes),
             ),
             self.runtime,
             throttler,

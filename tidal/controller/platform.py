@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ from tidal.api.manifest import (
 from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
-from tidal.api.service import Container
+from tidal.api.service import Container, Volume
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.domains import DomainMappings, mapping_status
@@ -60,11 +60,16 @@ from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import resolve_traffic
 from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, log_files, read_logs, replica_views
+from tidal.controller.volumes import (
+    check_volumes_here,
+    missing_volume_references,
+    resolve_volumes,
+)
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.hosts import address, url
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
-from tidal.runtime.base import Replica, Runtime
+from tidal.runtime.base import Replica, Runtime, VolumeSpec
 from tidal.runtime.logs import remove_logs, remove_logs_of_others
 from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
@@ -166,9 +171,10 @@ class Platform:
         self.data_dir = data_dir
         self.addresses = addresses
         self.store: ResourceStore = store if store is not None else Store(data_dir / "tidal.db")
-        # Secrets and ConfigMaps are kept here on one machine; on Kubernetes they are the
-        # cluster's, and the kubelet resolves references to them.
-        self.keeps_config_objects = isinstance(self.store, Store)
+        # On one machine replicas are processes and containers, and Secrets and ConfigMaps are
+        # kept here; on Kubernetes replicas are pods, and Secrets and ConfigMaps the cluster's,
+        # which the kubelet reads for the environment and volumes of a pod.
+        self.on_this_machine = isinstance(self.store, Store)
         self.history = MetricHistory(data_dir / "tidal.db")
         self.runtime = runtime
         self.router = TrafficRouter(on_unreachable=self._on_unreachable)
@@ -452,9 +458,9 @@ class Platform:
         return [(p.doc, p.result) for p in plans]
 
     def _unresolved_references(self, plans: list[Any], several: bool) -> list[InvalidSpec]:
-        """A new revision whose environment names a Secret or ConfigMap (or key) that neither
-        exists nor comes in the same apply is refused: its replicas could not start."""
-        if not self.keeps_config_objects:
+        """A new revision whose environment or volumes name a Secret or ConfigMap (or key) that
+        neither exists nor comes in the same apply is refused: its replicas could not start."""
+        if not self.on_this_machine:
             return []
         applied = {
             (p.valid.kind, p.valid.namespace, p.valid.name): p.doc
@@ -469,8 +475,10 @@ class Platform:
         for index, plan in enumerate(plans):
             if not isinstance(plan, ServicePlan) or plan.revision is None:
                 continue
-            container = plan.valid.service.spec.template.spec.containers[0]
-            problems = missing_references(container, plan.valid.namespace, lookup)
+            spec = plan.valid.service.spec.template.spec
+            namespace = plan.valid.namespace
+            problems = missing_references(spec.containers[0], namespace, lookup)
+            problems += missing_volume_references(spec.volumes, namespace, lookup)
             if problems:
                 field = "spec.template.spec.containers[0]"
                 error = InvalidSpec("", "", [(field, problem) for problem in problems])
@@ -479,10 +487,17 @@ class Platform:
 
     def resolve_env(self, namespace: str, container: Container) -> dict[str, str]:
         """A replica's environment with its Secret and ConfigMap references filled in (raises
-        UnresolvedEnv); on Kubernetes only the plain values, the kubelet fills in the rest."""
-        if not self.keeps_config_objects:
+        UnresolvedReference); on Kubernetes only the plain values, the kubelet fills in the rest."""
+        if not self.on_this_machine:
             return {e.name: e.value for e in container.env if e.value_from is None}
         return resolve_env(container, namespace, self.store.get)
+
+    def resolve_volumes(self, namespace: str, volumes: Sequence[Volume]) -> tuple[VolumeSpec, ...]:
+        """A replica's volumes with their Secret and ConfigMap files (raises
+        UnresolvedReference); none on Kubernetes, where pods carry the revision's volumes."""
+        if not self.on_this_machine:
+            return ()
+        return resolve_volumes(volumes, namespace, self.store.get)
 
     def _check_version(self, doc: dict[str, Any], expected: str | None) -> None:
         """Conflict if `expected` names a version the stored `doc` no longer has: a write
@@ -517,7 +532,7 @@ class Platform:
 
     def _plan_config_object(self, doc: dict[str, Any]) -> ConfigObjectPlan:
         valid = validate_config_object(doc)
-        if not self.keeps_config_objects:
+        if not self.on_this_machine:
             raise InvalidSpec(
                 "kind",
                 f"on Kubernetes a {valid.kind} is the cluster's: create it there (kubectl "
@@ -581,6 +596,8 @@ class Platform:
         except ValueError as exc:
             field = f"{TEMPLATE_ANNOTATIONS}[autoscaling.knative.dev/class]"
             raise InvalidSpec(field, str(exc)) from None
+        if self.on_this_machine:
+            check_volumes_here(valid.service.spec.template)
         standby = valid.warm_standby_pool
         if standby is not None and standby not in self.placer.pools_by_name:
             pools = ", ".join(self.placer.pools_by_name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,10 +26,11 @@ from prometheus_client import Counter, Histogram
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy
-from tidal.api.service import Container, Probe
+from tidal.api.service import Container, Probe, Volume
 from tidal.api.units import parse_quantity
 from tidal.controller.clock import Clock, MonotonicClock
-from tidal.controller.environment import UnresolvedEnv
+from tidal.controller.environment import UnresolvedReference
+from tidal.controller.volumes import mount_specs
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
@@ -40,6 +41,7 @@ from tidal.runtime.base import (
     ReplicaState,
     Runtime,
     SecurityContext,
+    VolumeSpec,
 )
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
 
@@ -113,7 +115,11 @@ class WorkloadEvents(Protocol):
 
     def resolve_env(self, namespace: str, container: Container) -> dict[str, str]:
         """The container's environment, its Secret and ConfigMap references filled in; raises
-        UnresolvedEnv (tidal.controller.environment)."""
+        UnresolvedReference (tidal.controller.environment)."""
+        ...
+
+    def resolve_volumes(self, namespace: str, volumes: Sequence[Volume]) -> tuple[VolumeSpec, ...]:
+        """The volumes with their Secret and ConfigMap files; raises UnresolvedReference."""
         ...
 
 
@@ -131,6 +137,7 @@ class RevisionRuntimeSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
+    volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
@@ -443,8 +450,9 @@ class RevisionWorkload:
         container = self.spec.container
         try:
             env = self.events.resolve_env(self.spec.namespace, container)
-        except UnresolvedEnv as exc:
-            env, unresolved = {}, str(exc)
+            volumes = self.events.resolve_volumes(self.spec.namespace, self.spec.volumes)
+        except UnresolvedReference as exc:
+            env, volumes, unresolved = {}, (), str(exc)
         else:
             unresolved = ""
         env.update(
@@ -472,6 +480,8 @@ class RevisionWorkload:
             liveness=self.spec.liveness(),
             startup=self.spec.startup(),
             termination_grace_s=self.spec.termination_grace_s,
+            volumes=volumes,
+            mounts=mount_specs(container.volume_mounts),
         )
         entry.launched = True
         if unresolved:  # as the kubelet: the container is not created

@@ -77,6 +77,27 @@ class SecurityContext:
 
 
 @dataclass(frozen=True)
+class VolumeSpec:
+    """One volume of a replica, its contents resolved (docs/containers.md#volumes): the files
+    of its Secrets and ConfigMaps, or an empty directory, in RAM when `memory`."""
+
+    name: str
+    files: Mapping[str, tuple[bytes, int]] = field(default_factory=dict)  # path: content, mode
+    memory: bool = False
+    size_limit: int | None = None  # bytes; a limit of the in-memory directory
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A volume (or `sub_path` inside it) at `path` in the replica's container."""
+
+    volume: str
+    path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything needed to start one replica of a revision."""
 
@@ -97,6 +118,8 @@ class ReplicaSpec:
     liveness: ProbeSpec | None = None  # failing it kills the replica, which is then replaced
     startup: ProbeSpec | None = None  # readiness and liveness wait for it; failing it kills
     termination_grace_s: float = 30.0  # SIGTERM to SIGKILL when the runtime kills it itself
+    volumes: tuple[VolumeSpec, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
 
 
 class ReplicaState(enum.StrEnum):

@@ -59,6 +59,7 @@ from tidal.runtime.engine import (
 from tidal.runtime.exec_probe import exec_failure
 from tidal.runtime.local import free_port
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
+from tidal.runtime.volumes import VolumeError, remove_volumes, write_volumes
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class ContainerRuntime(ChildStopping):
         self._children: dict[str, _Child] = {}
         self._pulls: dict[str, asyncio.Task[str | None]] = {}
         self._present: set[str] = set()  # images known to be in the engine's store
+        self.volume_root = self.data_dir / "volumes"  # one folder per replica that has volumes
 
     # -- the engine, once per platform ----------------------------------------------------------
 
@@ -170,6 +172,7 @@ class ContainerRuntime(ChildStopping):
             self.problem = str(exc)
             return
         await self._remove({DATA_DIR_LABEL: str(self.data_dir)})
+        await self._remove_leftover_volumes(self.engine)
         self._reaper = subprocess.Popen(
             reaper_script(self.engine, self.data_dir, self.owner_pid),
             stdin=subprocess.DEVNULL,
@@ -195,6 +198,15 @@ class ContainerRuntime(ChildStopping):
         if self._checked is not None:
             await asyncio.shield(self._checked)
         return self.problem
+
+    async def _remove_leftover_volumes(self, engine: Engine) -> None:
+        """Volumes of replicas a killed platform left behind. Files a container's own user made
+        under rootless podman belong to that user's host id: `podman unshare` may remove them."""
+        if remove_volumes(self.volume_root) or not engine.podman:
+            return
+        await run_engine([engine.path, "unshare", "rm", "-rf", str(self.volume_root)], 120)
+        if self.volume_root.exists():
+            log.warning("cannot remove %s: remove it by hand", self.volume_root)
 
     async def _remove(self, label_filters: dict[str, str]) -> None:
         assert self.engine is not None
@@ -228,6 +240,11 @@ class ContainerRuntime(ChildStopping):
             return
         assert self.engine is not None
         spec = replica.spec
+        try:
+            volume_dirs = write_volumes(spec, self._volumes_of(spec)) if spec.volumes else {}
+        except VolumeError as exc:
+            self._failed(child, str(exc))
+            return
         args = run_args(
             self.engine,
             spec,
@@ -235,6 +252,7 @@ class ContainerRuntime(ChildStopping):
             replica.port,
             container_env(spec, child.image),
             labels(spec, self.data_dir, self.owner_pid),
+            volume_dirs,
         )
         child.spawning = True
         try:
@@ -314,7 +332,7 @@ class ContainerRuntime(ChildStopping):
         else:
             replica.state = ReplicaState.FAILED
             replica.reason = child.killed_for or self._exit_reason(replica.spec, code)
-        self._children.pop(replica.replica_id, None)
+        self._forget(child)
         notify(child.on_change, replica)
 
     def _exit_reason(self, spec: ReplicaSpec, code: int) -> str:
@@ -338,8 +356,18 @@ class ContainerRuntime(ChildStopping):
         replica.state = ReplicaState.FAILED
         replica.reason = reason
         replica.phase = ""
-        self._children.pop(replica.replica_id, None)
+        self._forget(child)
         notify(child.on_change, replica)
+
+    def _volumes_of(self, spec: ReplicaSpec) -> Path:
+        return self.volume_root / spec.namespace / spec.replica_id
+
+    def _forget(self, child: _Child) -> None:
+        """The replica has ended: drop it and its volumes (an emptyDir lives as long as it)."""
+        spec = child.replica.spec
+        self._children.pop(spec.replica_id, None)
+        if spec.volumes and not remove_volumes(self._volumes_of(spec)):
+            log.warning("volumes of %s remain; the next start removes them", spec.replica_id)
 
     def _exec_probe(self, child: _Child) -> ExecProbe:
         """An exec probe runs in the replica's container (`podman exec`)."""
@@ -362,7 +390,7 @@ class ContainerRuntime(ChildStopping):
             replica = child.replica
             if replica.state is not ReplicaState.FAILED:
                 replica.state = ReplicaState.STOPPED
-                self._children.pop(replica.replica_id, None)
+                self._forget(child)
                 notify(child.on_change, replica)
             return
         if child.probe_task is not None:

@@ -113,6 +113,8 @@ def deployment_manifest(
         pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    if spec.get("volumes"):  # the kubelet mounts them, Secrets and ConfigMaps the cluster's
+        pod_spec["volumes"] = copy.deepcopy(spec["volumes"])
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -161,7 +163,15 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
     for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts a container failing one
         if container.get(key):
             result[key] = _probe(container[key], port, 10)
-    copied = ("command", "args", "workingDir", "imagePullPolicy", "securityContext", "envFrom")
+    copied = (
+        "command",
+        "args",
+        "workingDir",
+        "imagePullPolicy",
+        "securityContext",
+        "envFrom",
+        "volumeMounts",
+    )
     for key in (*copied, "terminationMessagePath", "terminationMessagePolicy"):
         if container.get(key):
             result[key] = copy.deepcopy(container[key])

@@ -8,6 +8,8 @@ Everything here that builds a command line is a pure function, so tests can chec
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import math
 import shlex
 import shutil
@@ -100,9 +102,11 @@ def run_args(
     host_port: int,
     env: Mapping[str, str],
     labels: Mapping[str, str],
+    volume_dirs: Mapping[str, Path],
 ) -> list[str]:
     """`<engine> run` for one replica: attached (its output is the replica's log), removed when
-    it exits, the container's port published on the loopback interface only."""
+    it exits, the container's port published on the loopback interface only, its volumes
+    mounted from `volume_dirs` (tidal.runtime.volumes)."""
     args = [engine.path, "run", "--rm", "--name", container_name(spec), "--pull", "never"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
@@ -118,12 +122,36 @@ def run_args(
     if image.memory_limit is not None:
         args += ["--memory", str(image.memory_limit)]
     args += gpu_args(engine, spec.devices)
+    args += mount_args(spec, volume_dirs)
     command = list(image.args)
     if image.entrypoint:
         # One executable through --entrypoint (docker takes no list); the rest become arguments.
         args += ["--entrypoint", image.entrypoint[0]]
         command = [*image.entrypoint[1:], *image.args]
     return [*args, image.image, *command]
+
+
+def mount_args(spec: ReplicaSpec, volume_dirs: Mapping[str, Path]) -> list[str]:
+    """`--mount` for each of the replica's volume mounts: a bind mount of the volume's directory
+    (or of `subPath` in it), or a tmpfs for an in-memory emptyDir. The value is CSV, as both
+    engines read it, so a path with a comma is quoted."""
+    volumes = {volume.name: volume for volume in spec.volumes}
+    args: list[str] = []
+    for mount in spec.mounts:
+        volume = volumes[mount.volume]
+        if volume.memory:
+            fields = ["type=tmpfs", f"destination={mount.path}", "tmpfs-mode=1777"]
+            if volume.size_limit:
+                fields.append(f"tmpfs-size={volume.size_limit}")
+        else:
+            source = volume_dirs[mount.volume] / mount.sub_path
+            fields = ["type=bind", f"source={source}", f"destination={mount.path}"]
+            if mount.read_only:
+                fields.append("readonly=true")
+        line = io.StringIO()
+        csv.writer(line, lineterminator="").writerow(fields)
+        args += ["--mount", line.getvalue()]
+    return args
 
 
 def stop_args(engine: Engine, name: str, grace_s: float) -> list[str]:

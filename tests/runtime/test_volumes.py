@@ -1,0 +1,70 @@
+"""A container replica's volumes on the host and on the engine's command line
+(tidal.runtime.volumes, tidal.runtime.engine.mount_args; docs/containers.md#volumes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.test_container_args import replica_spec
+from tidal.runtime.base import MountSpec, ReplicaSpec, VolumeSpec
+from tidal.runtime.engine import mount_args
+from tidal.runtime.volumes import VolumeError, remove_volumes, write_volumes
+
+VOLUMES = (
+    VolumeSpec("token", {"token": (b"s3cret", 0o400), "nested/dir/key": (b"k", 0o644)}),
+    VolumeSpec("cache"),
+    VolumeSpec("shm", memory=True, size_limit=64 * 2**20),
+)
+MOUNTS = (
+    MountSpec("token", "/etc/hf", read_only=True),
+    MountSpec("token", "/etc/one-key", read_only=True, sub_path="nested/dir/key"),
+    MountSpec("cache", "/models"),
+    MountSpec("cache", "/hub, the cache", sub_path="hub"),
+    MountSpec("shm", "/dev/shm"),
+)
+
+
+def with_volumes() -> ReplicaSpec:
+    return dataclasses.replace(replica_spec(), volumes=VOLUMES, mounts=MOUNTS)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_volumes_are_written_private_to_tidal_and_open_to_the_container(tmp_path: Path) -> None:
+    root = tmp_path / "volumes" / "web-00001-abc123"
+    directories = write_volumes(with_volumes(), root)
+    assert directories == {"token": root / "token", "cache": root / "cache"}  # shm: a tmpfs
+    assert mode(root) == 0o700  # a Secret's files are tidal's user's on the host
+    assert (root / "token" / "token").read_bytes() == b"s3cret"
+    assert mode(root / "token" / "token") == 0o400
+    assert (root / "token" / "nested" / "dir" / "key").read_bytes() == b"k"
+    assert mode(root / "cache") == 0o777  # any user the image runs as may write, as in Kubernetes
+    assert (root / "cache" / "hub").is_dir()  # a subPath that is not there is made
+    assert remove_volumes(root) and not root.exists()
+
+
+def test_a_volume_that_cannot_be_written_says_which(tmp_path: Path) -> None:
+    clash = VolumeSpec("bad", {"a": (b"file", 0o644), "a/b": (b"under a file", 0o644)})
+    spec = dataclasses.replace(replica_spec(), volumes=(clash,), mounts=(MountSpec("bad", "/x"),))
+    with pytest.raises(VolumeError, match="cannot write volume bad: "):
+        write_volumes(spec, tmp_path / "r")
+
+
+def test_mounts_are_bind_mounts_of_those_directories_or_a_tmpfs(tmp_path: Path) -> None:
+    directories = {"token": tmp_path / "token", "cache": tmp_path / "cache"}
+    args = mount_args(with_volumes(), directories)
+    assert args[::2] == ["--mount"] * 5
+    assert args[1::2] == [
+        f"type=bind,source={tmp_path}/token,destination=/etc/hf,readonly=true",
+        f"type=bind,source={tmp_path}/token/nested/dir/key,destination=/etc/one-key,readonly=true",
+        f"type=bind,source={tmp_path}/cache,destination=/models",
+        # Both engines read the value as CSV: a comma in a path is quoted.
+        f'type=bind,source={tmp_path}/cache/hub,"destination=/hub, the cache"',
+        f"type=tmpfs,destination=/dev/shm,tmpfs-mode=1777,tmpfs-size={64 * 2**20}",
+    ]

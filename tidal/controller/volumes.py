@@ -1,0 +1,138 @@
+"""A revision's volumes with their contents filled in, as the kubelet fills them in when it
+starts a pod (docs/containers.md#volumes).
+
+A secret or configMap volume holds a file per key (or per `items` entry, at its path), with
+`mode`, else the volume's `defaultMode`, else 0644; a projected volume holds the files of each of
+its sources in turn. A reference that is not `optional` must find its object and every key its
+`items` name; an `optional` one that does not leaves those files out. Contents are read once,
+when a replica starts: a replica keeps the files it started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tidal.api.config_objects import CONFIG_MAP, SECRET, contents_of
+from tidal.api.errors import InvalidSpec
+from tidal.api.manifest import RUNTIME, runs_in_container
+from tidal.api.service import KeyToPath, RevisionTemplate, Volume, VolumeMount
+from tidal.api.units import parse_quantity
+from tidal.controller.environment import Lookup, UnresolvedReference
+from tidal.runtime.base import MountSpec, VolumeSpec
+
+DEFAULT_MODE = 0o644  # Kubernetes' defaultMode
+
+# (kind, name, items, optional) of one Secret or ConfigMap a volume reads
+_Source = tuple[str, str, Sequence[KeyToPath], bool]
+
+
+def resolve_volumes(
+    volumes: Sequence[Volume], namespace: str, lookup: Lookup
+) -> tuple[VolumeSpec, ...]:
+    """Every volume with its files; raise UnresolvedReference for the first reference that
+    cannot be filled in."""
+    resolved, problems = _resolve(volumes, namespace, lookup)
+    if problems:
+        raise UnresolvedReference(problems[0])
+    return resolved
+
+
+def missing_volume_references(
+    volumes: Sequence[Volume], namespace: str, lookup: Lookup
+) -> list[str]:
+    """Why each reference that is not optional cannot be filled in now; empty when all can."""
+    return _resolve(volumes, namespace, lookup)[1]
+
+
+def check_volumes_here(template: RevisionTemplate) -> None:
+    """What one machine cannot mount: any volume of a process replica (only a container has a
+    filesystem of its own), and an in-memory emptyDir mounted twice or at a subPath (each of its
+    mounts is a tmpfs of its own)."""
+    spec = template.spec
+    if not spec.volumes:
+        return
+    if not runs_in_container(spec.containers[0], template.metadata.annotations):
+        raise InvalidSpec(
+            "spec.template.spec.volumes",
+            "volumes are mounted in containers, and this revision runs as a process on this "
+            "machine: give the container an image and no command, or an image and the template "
+            f"annotation {RUNTIME}: container (docs/containers.md#volumes)",
+        )
+    in_memory = {v.name for v in spec.volumes if v.empty_dir and v.empty_dir.medium == "Memory"}
+    mounts = spec.containers[0].volume_mounts
+    for index, mount in enumerate(mounts):
+        if mount.name not in in_memory:
+            continue
+        where = f"spec.template.spec.containers[0].volumeMounts[{index}]"
+        if mount.sub_path:
+            raise InvalidSpec(f"{where}.subPath", "an in-memory emptyDir has no subPath here")
+        if sum(m.name == mount.name for m in mounts) > 1:
+            raise InvalidSpec(f"{where}.name", "an in-memory emptyDir is mounted once here")
+
+
+def mount_specs(mounts: Sequence[VolumeMount]) -> tuple[MountSpec, ...]:
+    return tuple(
+        MountSpec(m.name, m.mount_path, bool(m.read_only), m.sub_path or "") for m in mounts
+    )
+
+
+def _resolve(
+    volumes: Sequence[Volume], namespace: str, lookup: Lookup
+) -> tuple[tuple[VolumeSpec, ...], list[str]]:
+    resolved: list[VolumeSpec] = []
+    problems: list[str] = []
+    for volume in volumes:
+        if volume.empty_dir is not None:
+            limit = volume.empty_dir.size_limit
+            resolved.append(
+                VolumeSpec(
+                    volume.name,
+                    memory=volume.empty_dir.medium == "Memory",
+                    size_limit=int(parse_quantity(limit)) if limit is not None else None,
+                )
+            )
+            continue
+        files: dict[str, tuple[bytes, int]] = {}
+        sources, default_mode = _sources(volume)
+        for kind, name, items, optional in sources:
+            obj = lookup(kind, namespace, name)
+            if obj is None:
+                if not optional:
+                    problems.append(f'volume {volume.name}: {kind.lower()} "{name}" not found')
+                continue
+            contents = contents_of(obj)
+            if not items:
+                files.update({key: (value, default_mode) for key, value in contents.items()})
+            for item in items:
+                if item.key in contents:
+                    mode = item.mode if item.mode is not None else default_mode
+                    files[item.path] = (contents[item.key], mode)
+                elif not optional:
+                    problems.append(
+                        f"volume {volume.name}: couldn't find key {item.key} in {kind} "
+                        f"{namespace}/{name}"
+                    )
+        resolved.append(VolumeSpec(volume.name, files))
+    return tuple(resolved), problems
+
+
+def _sources(volume: Volume) -> tuple[list[_Source], int]:
+    """The Secrets and ConfigMaps a volume reads, and the mode of its files."""
+    if volume.secret is not None:
+        s = volume.secret
+        return [(SECRET, s.secret_name, s.items, bool(s.optional))], _mode(s.default_mode)
+    if volume.config_map is not None:
+        c = volume.config_map
+        return [(CONFIG_MAP, c.name, c.items, bool(c.optional))], _mode(c.default_mode)
+    assert volume.projected is not None
+    sources: list[_Source] = []
+    for projection in volume.projected.sources:
+        kind = SECRET if projection.secret is not None else CONFIG_MAP
+        source = projection.secret or projection.config_map
+        assert source is not None
+        sources.append((kind, source.name, source.items, bool(source.optional)))
+    return sources, _mode(volume.projected.default_mode)
+
+
+def _mode(default_mode: int | None) -> int:
+    return DEFAULT_MODE if default_mode is None else default_mode

@@ -1,0 +1,60 @@
+"""A container replica's volumes on this machine (docs/containers.md#volumes).
+
+Each volume but an in-memory emptyDir is a directory under the replica's own folder, written
+before its container starts and bind-mounted into it; an in-memory emptyDir is a tmpfs of the
+engine's instead. The replica's folder is readable by tidal's user only (a Secret's files are
+in it); an emptyDir inside it is writable by any user, as Kubernetes makes one, so that an image
+that runs as a user of its own can write to it. Everything goes when the replica ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tidal.runtime.base import ReplicaSpec
+
+PRIVATE = 0o700
+EMPTY_DIR_MODE = 0o777
+FILES_DIR_MODE = 0o755
+
+
+class VolumeError(Exception):
+    """A volume could not be written; says which, and why."""
+
+
+def write_volumes(spec: ReplicaSpec, root: Path) -> dict[str, Path]:
+    """Write the replica's on-disk volumes under `root`; each one's directory by name."""
+    root.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
+    root.chmod(PRIVATE)
+    directories: dict[str, Path] = {}
+    for volume in spec.volumes:
+        if volume.memory:
+            continue
+        directory = root / volume.name
+        try:
+            directory.mkdir(exist_ok=True)
+            directory.chmod(FILES_DIR_MODE if volume.files else EMPTY_DIR_MODE)
+            for relative, (content, mode) in volume.files.items():
+                path = directory / relative
+                path.parent.mkdir(mode=FILES_DIR_MODE, parents=True, exist_ok=True)
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(content)
+                path.chmod(mode)  # whatever the umask took away
+            for mount in spec.mounts:  # a subPath that is not there is made, as the kubelet does
+                target = directory / mount.sub_path
+                if mount.volume == volume.name and mount.sub_path and not target.exists():
+                    target.mkdir(parents=True)
+        except OSError as exc:
+            raise VolumeError(f"cannot write volume {volume.name}: {exc}") from None
+        directories[volume.name] = directory
+    return directories
+
+
+def remove_volumes(root: Path) -> bool:
+    """Remove a replica's (or every replica's) volumes; False when some of it remains (files a
+    container's user made that tidal's user may not remove)."""
+    shutil.rmtree(root, ignore_errors=True)
+    return not root.exists()
