@@ -100,11 +100,37 @@ def test_security_context_is_accepted():
     )
 
 
+def test_the_restricted_profile_is_accepted_as_knative_writes_it():
+    """The securityContext of Kubernetes' "restricted" Pod Security Standard, which Knative's
+    secure-pod-defaults set and many manifests carry."""
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "privileged": False,
+    }
+    valid = validate_service(with_security(restricted), AutoscalerConfig())
+    context = valid.service.spec.template.spec.containers[0].security_context
+    assert context is not None and context.model_dump(by_alias=True, exclude_none=True) == (
+        restricted
+    )
+    assert context.container_only() == [
+        "capabilities",
+        "readOnlyRootFilesystem",
+        "seccompProfile",
+    ]
+
+
 @pytest.mark.parametrize(
     ("security", "needle"),
     [
-        ({"capabilities": {"drop": ["ALL"]}}, "capabilities"),
-        ({"privileged": True}, "privileged"),
+        ({"capabilities": {"add": ["SYS_ADMIN"]}}, "Knative lets a container add only"),
+        ({"capabilities": {"drop": ["all"]}}, "is not a capability name"),
+        ({"privileged": True}, "a privileged container is not allowed"),
+        ({"seLinuxOptions": {"level": "s0"}}, "seLinuxOptions"),
+        ({"seccompProfile": {"type": "Localhost"}}, "is set with type Localhost, and only then"),
         ({"runAsUser": -1}, "runAsUser"),
         ({"runAsGroup": "root"}, "runAsGroup"),
     ],

@@ -105,21 +105,3 @@ async def test_a_replica_whose_configmap_is_gone_fails_to_start(platform: Platfo
     assert workload.state is Lifecycle.FAILED
     assert workload.failed_reason == "CreateContainerConfigError"
     assert workload.failed_message.startswith('volume settings: configmap "llm" not found')
-
-
-async def test_what_one_machine_cannot_mount_is_refused_at_apply(platform: Platform) -> None:
-    process = with_volumes({"name": "cache", "emptyDir": {}})
-    del process["spec"]["template"]["metadata"]  # a command runs as a process here
-    with pytest.raises(InvalidSpec, match="this revision runs as a process") as info:
-        platform.apply([process])
-    assert info.value.field == "spec.template.spec.volumes"
-    twice = [
-        {"name": "shm", "mountPath": "/dev/shm"},
-        {"name": "shm", "mountPath": "/scratch"},
-    ]
-    with pytest.raises(InvalidSpec, match="an in-memory emptyDir is mounted once here"):
-        platform.apply([with_volumes(SHM, mounts=twice)])
-    at_sub_path = [{"name": "shm", "mountPath": "/dev/shm", "subPath": "a"}]
-    with pytest.raises(InvalidSpec, match="an in-memory emptyDir has no subPath here"):
-        platform.apply([with_volumes(SHM, mounts=at_sub_path)])
-    assert platform.store.list("Service") == []

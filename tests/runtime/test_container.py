@@ -19,7 +19,14 @@ from types import ModuleType
 import pytest
 
 from tidal.api.config import LogLimits
-from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState
+from tidal.runtime.base import (
+    ImageSpec,
+    ProbeSpec,
+    Replica,
+    ReplicaSpec,
+    ReplicaState,
+    SecurityContext,
+)
 from tidal.runtime.container import ContainerRuntime
 from tidal.runtime.engine import DATA_DIR_LABEL
 
@@ -124,9 +131,10 @@ async def test_container_serves_the_knative_contract_and_stops_cleanly(
 ) -> None:
     spec = spec_for(
         tmp_path,
-        ImageSpec(image, pull_policy="Never", args=("--model", "small"), run_as_user=1000),
+        ImageSpec(image, pull_policy="Never", args=("--model", "small")),
         env={"K_REVISION": "web-00001", "GREETING": "hi"},
         working_dir="/www",
+        security=SecurityContext(run_as_user=1000),
     )
     events = Events()
     replica = await runtime.start(spec, events)
@@ -142,6 +150,49 @@ async def test_container_serves_the_knative_contract_and_stops_cleanly(
     assert replica.state is ReplicaState.STOPPED
     assert containers_of(tmp_path / "data") == []
     assert "listening on 8080 as user 1000 in /www" in "\n".join(runtime.log_tail(spec, 20))
+
+
+async def test_the_security_context_holds_inside_the_container(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    """The restricted profile seen from inside (root without capabilities, no new privileges,
+    a read-only root), and runAsNonRoot refusing an image that runs as root, with the
+    kubelet's reason and words."""
+    report = (
+        "busybox grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+        "busybox touch /written 2>/dev/null || echo root-is-read-only; exec /bin/sh /server.sh"
+    )
+    restricted = SecurityContext(
+        allow_privilege_escalation=False,
+        drop_capabilities=("ALL",),
+        read_only_root_filesystem=True,
+    )
+    entrypoint = ("/bin/sh", "-c", report)
+    spec = spec_for(
+        tmp_path, ImageSpec(image, pull_policy="Never", entrypoint=entrypoint), security=restricted
+    )
+    events = Events()
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.READY)
+    lines = runtime.log_tail(spec, 20)
+    assert "CapEff:\t0000000000000000" in lines and "NoNewPrivs:\t1" in lines, lines
+    assert "root-is-read-only" in lines
+    await runtime.stop(replica, grace_s=5)
+
+    as_root = spec_for(
+        tmp_path,
+        ImageSpec(image, pull_policy="Never"),
+        replica_id="web-00001-root",
+        security=SecurityContext(run_as_non_root=True),
+    )
+    events = Events()
+    replica = await runtime.start(as_root, events)
+    await events.wait_for(ReplicaState.FAILED)
+    assert replica.reason_code == "CreateContainerConfigError"
+    assert replica.reason == (
+        "securityContext.runAsNonRoot: container has runAsNonRoot and image will run as root"
+    )
+    assert containers_of(tmp_path / "data") == []
 
 
 async def test_exec_probes_run_in_the_container(

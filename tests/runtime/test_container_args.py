@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import itertools
 import logging
 import shutil
@@ -17,7 +18,14 @@ from tidal.api.autoscaling import AutoscalerConfig
 from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import runs_in_container, validate_service
 from tidal.api.service import Container
-from tidal.runtime.base import ImageSpec, ProbeSpec, Replica, ReplicaSpec, ReplicaState
+from tidal.runtime.base import (
+    ImageSpec,
+    ProbeSpec,
+    Replica,
+    ReplicaSpec,
+    ReplicaState,
+    SecurityContext,
+)
 from tidal.runtime.container import ContainerRuntime, HostRuntime, container_env, image_spec
 from tidal.runtime.engine import (
     Engine,
@@ -25,8 +33,11 @@ from tidal.runtime.engine import (
     engine_fix,
     find_engine,
     gpu_args,
+    needs_image_user,
+    non_root_problem,
     reaper_script,
     run_args,
+    security_args,
     stop_args,
 )
 
@@ -53,14 +64,15 @@ def replica_spec(
 
 
 def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> None:
-    spec = replica_spec(working_dir="/srv")
+    spec = dataclasses.replace(
+        replica_spec(working_dir="/srv"), security=SecurityContext(run_as_user=1000)
+    )
     image = ImageSpec(
         "localhost/web:1",
         args=("--model", "small"),
         container_port=9000,
         cpu_limit=0.5,
         memory_limit=64 * 2**20,
-        run_as_user=1000,
     )
     args = run_args(PODMAN, spec, image, 41000, {"PORT": "9000"}, {"tidal.dev/replica": "r"}, {})
     assert args[:5] == [
@@ -83,6 +95,59 @@ def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> No
         assert pair in pairs
     assert args[-3:] == ["localhost/web:1", "--model", "small"]  # args replace the image's CMD
     assert "--entrypoint" not in args
+
+
+def test_the_security_context_becomes_the_engines_options() -> None:
+    restricted = SecurityContext(
+        run_as_non_root=True,
+        allow_privilege_escalation=False,
+        drop_capabilities=("ALL",),
+        add_capabilities=("NET_BIND_SERVICE",),
+        read_only_root_filesystem=True,
+    )
+    assert security_args(PODMAN, restricted, "1000") == [
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        "--read-only",
+        "--read-only-tmpfs=false",  # no writable /tmp that a pod would not have
+    ]
+    assert security_args(DOCKER, SecurityContext(read_only_root_filesystem=True), "") == [
+        "--read-only"
+    ]
+    unconfined = SecurityContext(seccomp_unconfined=True)
+    assert security_args(PODMAN, unconfined, "") == ["--security-opt", "seccomp=unconfined"]
+    # runAsGroup alone keeps the image's user, as the kubelet does
+    group = SecurityContext(run_as_group=2000)
+    assert security_args(PODMAN, group, "app:app") == ["--user", "app:2000"]
+    assert security_args(PODMAN, group, "") == ["--user", "0:2000"]
+    both = SecurityContext(run_as_user=1000, run_as_group=2000)
+    assert security_args(PODMAN, both, "app") == ["--user", "1000:2000"]
+    assert needs_image_user(group) and needs_image_user(SecurityContext(run_as_non_root=True))
+    assert not needs_image_user(both) and not needs_image_user(SecurityContext())
+
+
+@pytest.mark.parametrize(
+    ("security", "image_user", "problem"),
+    [
+        (SecurityContext(), "", None),
+        (SecurityContext(run_as_non_root=True), "1000", None),
+        (SecurityContext(run_as_non_root=True), "1000:1000", None),
+        (SecurityContext(run_as_non_root=True), "", "image will run as root"),
+        (SecurityContext(run_as_non_root=True), "0:0", "image will run as root"),
+        (SecurityContext(run_as_non_root=True), "app", "image has non-numeric user (app)"),
+        (SecurityContext(run_as_non_root=True, run_as_user=0), "1000", "runAsUser breaks"),
+        (SecurityContext(run_as_non_root=True, run_as_user=5), "", None),
+    ],
+)
+def test_run_as_non_root_is_checked_as_the_kubelet_checks_it(
+    security: SecurityContext, image_user: str, problem: str | None
+) -> None:
+    found = non_root_problem(security, image_user)
+    assert found == problem if problem is None else problem in (found or "")
 
 
 def test_command_replaces_the_entrypoint_and_args_follow_it() -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from tidal.api.units import parse_quantity
@@ -329,14 +336,76 @@ class ResourceRequirements(KModel):
         return values
 
 
+CAPABILITY = re.compile(r"^[A-Z][A-Z_]*$")
+# What Knative lets a container add (its secure-pod-defaults rule): binding a port below 1024.
+ADDABLE_CAPABILITIES = ("NET_BIND_SERVICE",)
+
+
+class Capabilities(KModel):
+    drop: list[str] = Field(default_factory=list)
+    add: list[str] = Field(default_factory=list)
+
+    @field_validator("drop", "add")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not CAPABILITY.match(name):
+                raise ValueError(f"{name!r} is not a capability name (such as ALL or CHOWN)")
+        return value
+
+    @field_validator("add")
+    @classmethod
+    def _addable(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name not in ADDABLE_CAPABILITIES]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} may not be added: Knative lets a container add only "
+                f"{', '.join(ADDABLE_CAPABILITIES)}"
+            )
+        return value
+
+
+class SeccompProfile(KModel):
+    type: Literal["RuntimeDefault", "Unconfined", "Localhost"]
+    localhost_profile: str | None = None
+
+    @model_validator(mode="after")
+    def _profile(self) -> SeccompProfile:
+        if (self.localhost_profile is not None) != (self.type == "Localhost"):
+            raise ValueError("localhostProfile is set with type Localhost, and only then")
+        _without_nul(self.localhost_profile)
+        return self
+
+
 class SecurityContext(KModel):
-    """The container security fields tidal honours; any other (capabilities, privileged, ...)
-    is refused rather than silently ignored."""
+    """The container security fields Knative allows, each honoured
+    (docs/reliability.md#secrets-and-privilege); any other (seLinuxOptions, procMount, ...) is
+    refused rather than silently ignored, and so is `privileged: true`."""
 
     run_as_user: int | None = Field(default=None, ge=0, le=2**31 - 1)
     run_as_group: int | None = Field(default=None, ge=0, le=2**31 - 1)
     run_as_non_root: bool | None = None
     allow_privilege_escalation: bool | None = None
+    capabilities: Capabilities | None = None
+    read_only_root_filesystem: bool | None = None
+    seccomp_profile: SeccompProfile | None = None
+    privileged: bool | None = None
+
+    @field_validator("privileged")
+    @classmethod
+    def _unprivileged(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("a privileged container is not allowed (Knative allows only false)")
+        return value
+
+    def container_only(self) -> list[str]:
+        """The fields it sets that only a container (or pod) can honour, not a process."""
+        fields = {
+            "capabilities": self.capabilities,
+            "readOnlyRootFilesystem": self.read_only_root_filesystem,
+            "seccompProfile": self.seccomp_profile,
+        }
+        return [name for name, value in fields.items() if value]
 
 
 class Container(KModel):

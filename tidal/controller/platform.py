@@ -46,6 +46,7 @@ from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.handle import RevisionHandle, RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
+from tidal.controller.machine_limits import check_runnable_here
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.revisions import (
     GENERATION_LABEL,
@@ -60,11 +61,7 @@ from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import resolve_traffic
 from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, log_files, read_logs, replica_views
-from tidal.controller.volumes import (
-    check_volumes_here,
-    missing_volume_references,
-    resolve_volumes,
-)
+from tidal.controller.volumes import missing_volume_references, resolve_volumes
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.hosts import address, url
@@ -597,7 +594,7 @@ class Platform:
             field = f"{TEMPLATE_ANNOTATIONS}[autoscaling.knative.dev/class]"
             raise InvalidSpec(field, str(exc)) from None
         if self.on_this_machine:
-            check_volumes_here(valid.service.spec.template)
+            check_runnable_here(valid.service.spec.template)
         standby = valid.warm_standby_pool
         if standby is not None and standby not in self.placer.pools_by_name:
             pools = ", ".join(self.placer.pools_by_name)

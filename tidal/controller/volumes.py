@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tidal.api.config_objects import CONFIG_MAP, SECRET, contents_of
-from tidal.api.errors import InvalidSpec
-from tidal.api.manifest import RUNTIME, runs_in_container
-from tidal.api.service import KeyToPath, RevisionTemplate, Volume, VolumeMount
+from tidal.api.service import KeyToPath, Volume, VolumeMount
 from tidal.api.units import parse_quantity
 from tidal.controller.environment import Lookup, UnresolvedReference
 from tidal.runtime.base import MountSpec, VolumeSpec
@@ -42,32 +40,6 @@ def missing_volume_references(
 ) -> list[str]:
     """Why each reference that is not optional cannot be filled in now; empty when all can."""
     return _resolve(volumes, namespace, lookup)[1]
-
-
-def check_volumes_here(template: RevisionTemplate) -> None:
-    """What one machine cannot mount: any volume of a process replica (only a container has a
-    filesystem of its own), and an in-memory emptyDir mounted twice or at a subPath (each of its
-    mounts is a tmpfs of its own)."""
-    spec = template.spec
-    if not spec.volumes:
-        return
-    if not runs_in_container(spec.containers[0], template.metadata.annotations):
-        raise InvalidSpec(
-            "spec.template.spec.volumes",
-            "volumes are mounted in containers, and this revision runs as a process on this "
-            "machine: give the container an image and no command, or an image and the template "
-            f"annotation {RUNTIME}: container (docs/containers.md#volumes)",
-        )
-    in_memory = {v.name for v in spec.volumes if v.empty_dir and v.empty_dir.medium == "Memory"}
-    mounts = spec.containers[0].volume_mounts
-    for index, mount in enumerate(mounts):
-        if mount.name not in in_memory:
-            continue
-        where = f"spec.template.spec.containers[0].volumeMounts[{index}]"
-        if mount.sub_path:
-            raise InvalidSpec(f"{where}.subPath", "an in-memory emptyDir has no subPath here")
-        if sum(m.name == mount.name for m in mounts) > 1:
-            raise InvalidSpec(f"{where}.name", "an in-memory emptyDir is mounted once here")
 
 
 def mount_specs(mounts: Sequence[VolumeMount]) -> tuple[MountSpec, ...]:

@@ -662,11 +662,17 @@ def _security(container: Container) -> SecurityContext:
     sc = container.security_context
     if sc is None:
         return SecurityContext()
+    capabilities = sc.capabilities
     return SecurityContext(
         run_as_user=sc.run_as_user,
         run_as_group=sc.run_as_group,
         run_as_non_root=bool(sc.run_as_non_root),
         allow_privilege_escalation=sc.allow_privilege_escalation is not False,
+        drop_capabilities=tuple(capabilities.drop) if capabilities else (),
+        add_capabilities=tuple(capabilities.add) if capabilities else (),
+        read_only_root_filesystem=bool(sc.read_only_root_filesystem),
+        seccomp_unconfined=sc.seccomp_profile is not None
+        and sc.seccomp_profile.type == "Unconfined",
     )
 
 

@@ -58,7 +58,6 @@ class ImageSpec:
     container_port: int = 8080  # PORT inside the container; published on a loopback port
     cpu_limit: float | None = None  # cores
     memory_limit: int | None = None  # bytes
-    run_as_user: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,14 +65,20 @@ class SecurityContext:
     """The container's `securityContext` fields a runtime honours (Kubernetes' meanings).
 
     `run_as_non_root` refuses to start a replica that would run as uid 0; without
-    `run_as_user` that is the runtime's own user (the image's, for pods).
+    `run_as_user` that is the runtime's own user (the image's, for containers and pods).
     `allow_privilege_escalation=False` sets no_new_privs, so setuid binaries gain nothing.
+    The rest only a container honours: capabilities dropped and added, a read-only root
+    filesystem, and the engine's seccomp profile or none (`seccomp_unconfined`).
     """
 
     run_as_user: int | None = None
     run_as_group: int | None = None
     run_as_non_root: bool = False
     allow_privilege_escalation: bool = True
+    drop_capabilities: tuple[str, ...] = ()
+    add_capabilities: tuple[str, ...] = ()
+    read_only_root_filesystem: bool = False
+    seccomp_unconfined: bool = False
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,11 @@ from tidal.runtime.engine import (
     exec_args,
     find_engine,
     image_present_args,
+    image_user_args,
     labels,
     list_args,
+    needs_image_user,
+    non_root_problem,
     pull_args,
     reaper_script,
     remove_args,
@@ -75,7 +78,6 @@ def image_spec(container: Container) -> ImageSpec:
     """What the engine needs from a manifest's container."""
     assert container.image is not None
     limits = container.resources.limits
-    context = container.security_context
     return ImageSpec(
         image=container.image,
         pull_policy=container.image_pull_policy or "IfNotPresent",  # type: ignore[arg-type]
@@ -84,7 +86,6 @@ def image_spec(container: Container) -> ImageSpec:
         container_port=container.ports[0].container_port if container.ports else DEFAULT_PORT,
         cpu_limit=float(parse_quantity(limits["cpu"])) if "cpu" in limits else None,
         memory_limit=int(parse_quantity(limits["memory"])) if "memory" in limits else None,
-        run_as_user=context.run_as_user if context is not None else None,
     )
 
 
@@ -240,6 +241,9 @@ class ContainerRuntime(ChildStopping):
             return
         assert self.engine is not None
         spec = replica.spec
+        image_user = await self._image_user(child, self.engine)
+        if image_user is None:
+            return
         try:
             volume_dirs = write_volumes(spec, self._volumes_of(spec)) if spec.volumes else {}
         except VolumeError as exc:
@@ -253,6 +257,7 @@ class ContainerRuntime(ChildStopping):
             container_env(spec, child.image),
             labels(spec, self.data_dir, self.owner_pid),
             volume_dirs,
+            image_user,
         )
         child.spawning = True
         try:
@@ -276,6 +281,24 @@ class ContainerRuntime(ChildStopping):
         replica.phase = ""
         self._watch_probes(child)
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
+
+    async def _image_user(self, child: _Child, engine: Engine) -> str | None:
+        """The image's USER where the securityContext needs it ("" where not), None when the
+        replica may not start: runAsNonRoot would run it as root (the kubelet's check)."""
+        security = child.replica.spec.security
+        user = ""
+        if needs_image_user(security):
+            read = await run_engine(image_user_args(engine, child.image.image), 60)
+            if read.code != 0:
+                self._failed(child, f"cannot read the image's user: {read.message()}")
+                return None
+            user = read.out.strip()
+        problem = non_root_problem(security, user)
+        if problem is not None:  # as the kubelet: the container is not created
+            child.replica.reason_code = "CreateContainerConfigError"
+            self._failed(child, problem)
+            return None
+        return user
 
     async def _ensure_image(self, child: _Child) -> str | None:
         """Pull as the policy says; None when the image is there, else why it is not."""

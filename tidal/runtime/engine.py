@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tidal.runtime.base import ImageSpec, ReplicaSpec
+from tidal.runtime.base import ImageSpec, ReplicaSpec, SecurityContext
 
 EngineName = Literal["podman", "docker"]
 ENGINES: tuple[EngineName, ...] = ("podman", "docker")
@@ -103,10 +103,12 @@ def run_args(
     env: Mapping[str, str],
     labels: Mapping[str, str],
     volume_dirs: Mapping[str, Path],
+    image_user: str = "",
 ) -> list[str]:
     """`<engine> run` for one replica: attached (its output is the replica's log), removed when
     it exits, the container's port published on the loopback interface only, its volumes
-    mounted from `volume_dirs` (tidal.runtime.volumes)."""
+    mounted from `volume_dirs` (tidal.runtime.volumes), its securityContext applied
+    (`image_user` is the image's USER, needed for a runAsGroup without runAsUser)."""
     args = [engine.path, "run", "--rm", "--name", container_name(spec), "--pull", "never"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
@@ -115,8 +117,7 @@ def run_args(
         args += ["--env", f"{key}={value}"]
     if spec.working_dir:
         args += ["--workdir", spec.working_dir]
-    if image.run_as_user is not None:
-        args += ["--user", str(image.run_as_user)]
+    args += security_args(engine, spec.security, image_user)
     if image.cpu_limit is not None:
         args += ["--cpus", f"{image.cpu_limit:g}"]
     if image.memory_limit is not None:
@@ -129,6 +130,63 @@ def run_args(
         args += ["--entrypoint", image.entrypoint[0]]
         command = [*image.entrypoint[1:], *image.args]
     return [*args, image.image, *command]
+
+
+def security_args(engine: Engine, security: SecurityContext, image_user: str) -> list[str]:
+    """The securityContext as the kubelet has the runtime apply it: the user and group, no new
+    privileges, capabilities, a read-only root (with no writable /tmp: podman would add one,
+    Kubernetes does not), no seccomp filter when the manifest asks for none."""
+    args: list[str] = []
+    uid, gid = security.run_as_user, security.run_as_group
+    if uid is not None or gid is not None:
+        user = str(uid) if uid is not None else (image_user.split(":")[0] or "0")
+        args += ["--user", user if gid is None else f"{user}:{gid}"]
+    if not security.allow_privilege_escalation:
+        args += ["--security-opt", "no-new-privileges"]
+    for name in security.drop_capabilities:
+        args += ["--cap-drop", name]
+    for name in security.add_capabilities:
+        args += ["--cap-add", name]
+    if security.read_only_root_filesystem:
+        args += ["--read-only", *(["--read-only-tmpfs=false"] if engine.podman else [])]
+    if security.seccomp_unconfined:
+        args += ["--security-opt", "seccomp=unconfined"]
+    return args
+
+
+def needs_image_user(security: SecurityContext) -> bool:
+    """Whether applying `security` needs the image's USER: runAsNonRoot or runAsGroup, without
+    a runAsUser."""
+    return security.run_as_user is None and (
+        security.run_as_non_root or security.run_as_group is not None
+    )
+
+
+def image_user_args(engine: Engine, image: str) -> list[str]:
+    return [engine.path, "image", "inspect", "--format", "{{.Config.User}}", image]
+
+
+def non_root_problem(security: SecurityContext, image_user: str) -> str | None:
+    """Why a container with runAsNonRoot may not start, in the kubelet's words; None when it
+    may. An image's USER that is a name cannot be checked, and an empty one is root."""
+    if not security.run_as_non_root:
+        return None
+    prefix = "securityContext.runAsNonRoot: "
+    if security.run_as_user is not None:
+        return (
+            None
+            if security.run_as_user
+            else prefix + "container's runAsUser breaks non-root policy"
+        )
+    user = image_user.split(":")[0] or "0"
+    if not user.isdigit():
+        return (
+            f"{prefix}container has runAsNonRoot and image has non-numeric user ({user}), "
+            "cannot verify user is non-root"
+        )
+    if int(user) == 0:
+        return prefix + "container has runAsNonRoot and image will run as root"
+    return None
 
 
 def mount_args(spec: ReplicaSpec, volume_dirs: Mapping[str, Path]) -> list[str]:
