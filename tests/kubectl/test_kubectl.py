@@ -180,8 +180,7 @@ def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform, ku
 
 
 def test_secrets_and_config_maps(kubectl):
-    """`kubectl create secret` sends protobuf, which tidal's API does not read; its YAML piped
-    to `kubectl apply` (the README's recipe) is JSON on the wire."""
+    """A Secret's YAML piped to `kubectl apply` (JSON on the wire) and a ConfigMap applied."""
     made = kubectl(
         "create",
         "secret",
@@ -208,6 +207,43 @@ def test_secrets_and_config_maps(kubectl):
     kubectl("delete", "secret", "hf")
     kubectl("delete", "configmap", "model")
     assert "No resources found" in kubectl("get", "secrets").stderr
+
+
+def test_kubectl_create_secret_and_configmap_in_protobuf(kubectl, tmp_path):
+    """`kubectl create secret|configmap` send Kubernetes' protobuf, which tidal reads for these
+    two kinds (tidal.controller.kubeapi.protobuf), with kubectl's own error words."""
+    created = kubectl("create", "secret", "generic", "hf", "--from-literal=token=s3cret").stdout
+    assert "secret/hf created" in created
+    settings = tmp_path / "llm.yaml"
+    settings.write_text("model: small\n")
+    made = kubectl(
+        "create", "configmap", "llm", f"--from-file={settings}", "--from-literal=threads=4"
+    )
+    assert "configmap/llm created" in made.stdout
+    registry = kubectl(
+        "create",
+        "secret",
+        "docker-registry",
+        "registry",
+        "--docker-server=registry.example",
+        "--docker-username=u",
+        "--docker-password=p",
+    )
+    assert "secret/registry created" in registry.stdout
+    stored = kubectl.json("get", "secret", "hf")
+    assert base64.b64decode(stored["data"]["token"]) == b"s3cret"
+    assert stored["type"] == "Opaque"
+    assert kubectl.json("get", "secret", "registry")["type"] == "kubernetes.io/dockerconfigjson"
+    assert kubectl.json("get", "cm", "llm")["data"] == {
+        "llm.yaml": "model: small\n",
+        "threads": "4",
+    }
+    again = kubectl("create", "secret", "generic", "hf", "--from-literal=a=b", check=False)
+    assert again.returncode != 0 and 'secrets "hf" already exists' in again.stderr
+    bad = kubectl("create", "configmap", "Bad_Name", "--from-literal=a=b", check=False)
+    assert bad.returncode != 0 and 'ConfigMap "Bad_Name" is invalid: metadata.name' in bad.stderr
+    for kind, name in (("secret", "hf"), ("secret", "registry"), ("configmap", "llm")):
+        kubectl("delete", kind, name)
 
 
 def test_get_columns_and_output_formats(kubectl):

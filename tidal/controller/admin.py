@@ -42,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller import kubeapi
+from tidal.controller.kubeapi.protobuf import CONTENT_TYPE as PROTOBUF
 from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
 from tidal.controller.logstream import follow_logs
 from tidal.controller.platform import Platform
@@ -101,10 +102,14 @@ def _bearer(request: web.Request) -> str:
 
 
 def body_type_allowed(content_type: str) -> bool:
-    """Whether a mutating call may carry a body of this (parameterless, lower-case) type."""
+    """Whether a mutating call may carry a body of this (parameterless, lower-case) type: JSON,
+    kubectl's YAML apply patch, or the protobuf of kubectl's typed commands. None is a type a
+    web page's form can send."""
     kind, _, subtype = content_type.partition("/")
     return kind == "application" and (
-        subtype == "json" or subtype.endswith("+json") or content_type == APPLY_PATCH_YAML
+        subtype == "json"
+        or subtype.endswith("+json")
+        or content_type in (APPLY_PATCH_YAML, PROTOBUF)
     )
 
 
@@ -121,7 +126,7 @@ def authenticated(request: web.Request, security: AdminSecurity) -> bool:
 
 def guard(security: AdminSecurity) -> Any:
     """Refuse foreign browser origins (403), missing or wrong tokens (401) and mutating calls
-    whose body is not JSON or kubectl's YAML apply patch (415), in that order."""
+    whose body is not JSON, kubectl's YAML apply patch or its protobuf (415), in that order."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

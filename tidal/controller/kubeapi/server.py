@@ -19,7 +19,7 @@ from aiohttp import web
 
 from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
-from tidal.controller.kubeapi import openapi
+from tidal.controller.kubeapi import openapi, protobuf
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
@@ -34,7 +34,13 @@ from tidal.controller.kubeapi.resources import (
     with_server_fields,
 )
 from tidal.controller.kubeapi.selection import Match, matcher
-from tidal.controller.kubeapi.status import ApiError, conflict, invalid, not_found
+from tidal.controller.kubeapi.status import (
+    ApiError,
+    conflict,
+    invalid,
+    not_found,
+    qualified,
+)
 from tidal.controller.kubeapi.tables import table, wants_table
 from tidal.controller.platform import Platform
 from tidal.store.sqlite import Conflict
@@ -298,8 +304,16 @@ class KubeApi:
         return self.view(resource, planned)
 
     async def _body(self, request: web.Request, resource: Resource) -> dict[str, Any]:
+        raw = await request.read()
+        if request.content_type == protobuf.CONTENT_TYPE:  # kubectl's typed commands
+            try:
+                doc = protobuf.decode(raw)
+            except protobuf.UndecodableBody as exc:
+                raise ApiError(415, f"the protobuf body cannot be read: {exc}") from None
+            self._check_identity(request, resource, doc)
+            return doc
         try:
-            doc = json.loads(await request.read())
+            doc = json.loads(raw)
         except ValueError as exc:
             raise ApiError(400, f"the body is not JSON: {exc}") from None
         if not isinstance(doc, dict):
@@ -357,7 +371,7 @@ class KubeApi:
             if self.store.get(resource.store_kind, meta["namespace"], meta["name"]) is not None:
                 raise ApiError(
                     409,
-                    f'{resource.plural}.{resource.group} "{meta["name"]}" already exists',
+                    f'{qualified(resource.plural, resource.group)} "{meta["name"]}" already exists',
                     "AlreadyExists",
                     {"name": meta["name"], "group": resource.group, "kind": resource.plural},
                 )

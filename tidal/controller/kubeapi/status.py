@@ -95,6 +95,12 @@ def causes_of(exc: InvalidSpec) -> list[dict[str, str]]:
     return causes
 
 
+def qualified(resource: str, group: str) -> str:
+    """`services.serving.knative.dev`, or `secrets` for the core group, as the API server
+    names a resource in its messages."""
+    return f"{resource}.{group}" if group else resource
+
+
 def invalid(kind: str, group: str, name: str, exc: InvalidSpec) -> ApiError:
     causes = causes_of(exc)
     summary = "; ".join(
@@ -102,7 +108,7 @@ def invalid(kind: str, group: str, name: str, exc: InvalidSpec) -> ApiError:
     )
     return ApiError(
         422,
-        f'{kind}.{group} "{name}" is invalid: {summary}',
+        f'{qualified(kind, group)} "{name}" is invalid: {summary}',
         details={"name": name, "group": group, "kind": kind, "causes": causes},
     )
 
@@ -110,7 +116,7 @@ def invalid(kind: str, group: str, name: str, exc: InvalidSpec) -> ApiError:
 def conflict(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
         409,
-        f'Operation cannot be fulfilled on {plural}.{group} "{name}": the object has been '
-        "modified; please apply your changes to the latest version and try again",
+        f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": the object has '
+        "been modified; please apply your changes to the latest version and try again",
         details={"name": name, "group": group, "kind": plural},
     )

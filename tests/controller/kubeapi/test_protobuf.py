@@ -1,0 +1,39 @@
+"""Kubernetes' protobuf bodies, as kubectl's typed commands send them, read into the objects a
+JSON body would give (tidal.controller.kubeapi.protobuf)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidal.controller.kubeapi.protobuf import UndecodableBody, decode
+
+# The body `kubectl create secret generic x --from-literal=a=b` (kubectl 1.32) sent: Go writes
+# every string field, empty ones too.
+# magic, typeMeta {v1, Secret}, raw {metadata {name x, empty strings}, data {a: b}, type ""},
+# contentEncoding "", contentType ""
+KUBECTL_SECRET = bytes.fromhex(
+    "6b387300 0a0c 0a027631 1206536563726574"
+    " 121d 0a11 0a0178 1200 1a00 2200 2a00 3200 3800 4200 1206 0a0161 120162 1a00"
+    " 1a00 2200"
+)
+
+
+def test_a_secret_kubectl_sent_reads_as_its_json() -> None:
+    assert decode(KUBECTL_SECRET) == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "x"},
+        "data": {"a": "Yg=="},  # base64, as in JSON
+    }
+
+
+def test_bodies_tidal_does_not_read_say_why() -> None:
+    with pytest.raises(UndecodableBody, match="no k8s"):
+        decode(b'{"kind": "Secret"}')
+    deployment = KUBECTL_SECRET.replace(
+        b"\x0a\x0c\x0a\x02v1\x12\x06Secret", b"\x0a\x0c\x0a\x02v1\x12\x06Deploy"
+    )
+    with pytest.raises(UndecodableBody, match="only for Secret and ConfigMap, not Deploy"):
+        decode(deployment)
+    with pytest.raises(UndecodableBody, match="cannot be read"):
+        decode(KUBECTL_SECRET[:-9])

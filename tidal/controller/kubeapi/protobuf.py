@@ -1,0 +1,113 @@
+"""Kubernetes' protobuf encoding of the core objects tidal keeps, as kubectl's typed commands
+send them (`kubectl create secret`, `kubectl create configmap`: docs/kubectl.md#what-is-served).
+
+A body is the magic `k8s\\0`, then a `runtime.Unknown` whose `typeMeta` names the kind and whose
+`raw` is the object. The messages below are the fields tidal reads of Kubernetes'
+`generated.proto` (k8s.io/api/core/v1, k8s.io/apimachinery), with their field numbers; any
+other field is skipped as protobuf skips unknown fields. The result is the object as JSON would
+have given it (a Secret's `data` in base64), so it takes the same path as a JSON body.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf.json_format import MessageToDict
+
+CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
+MAGIC = b"k8s\x00"
+_Field = descriptor_pb2.FieldDescriptorProto
+STRING, BYTES, BOOL = _Field.TYPE_STRING, _Field.TYPE_BYTES, _Field.TYPE_BOOL
+# name: [(field, number, scalar type | message name | ("map", value type))]
+_MESSAGES: dict[str, list[tuple[str, int, Any]]] = {
+    "TypeMeta": [("apiVersion", 1, STRING), ("kind", 2, STRING)],
+    "Unknown": [("typeMeta", 1, "TypeMeta"), ("raw", 2, BYTES)],
+    "ObjectMeta": [
+        ("name", 1, STRING),
+        ("generateName", 2, STRING),
+        ("namespace", 3, STRING),
+        ("labels", 11, ("map", STRING)),
+        ("annotations", 12, ("map", STRING)),
+    ],
+    "Secret": [
+        ("metadata", 1, "ObjectMeta"),
+        ("data", 2, ("map", BYTES)),
+        ("type", 3, STRING),
+        ("stringData", 4, ("map", STRING)),
+        ("immutable", 5, BOOL),
+    ],
+    "ConfigMap": [
+        ("metadata", 1, "ObjectMeta"),
+        ("data", 2, ("map", STRING)),
+        ("binaryData", 3, ("map", BYTES)),
+        ("immutable", 4, BOOL),
+    ],
+}
+KINDS = ("Secret", "ConfigMap")
+
+
+class UndecodableBody(ValueError):
+    """The body is not Kubernetes protobuf of a kind tidal reads; says why."""
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """The object in a protobuf body, as a JSON body would have given it."""
+    if not raw.startswith(MAGIC):
+        raise UndecodableBody("not Kubernetes protobuf (no k8s\\0 prefix)")
+    envelope = _parse("Unknown", raw[len(MAGIC) :])
+    kind = envelope.typeMeta.kind
+    if kind not in KINDS:
+        raise UndecodableBody(
+            f"tidal reads protobuf only for {' and '.join(KINDS)}, not {kind or 'this'}: send "
+            "JSON (kubectl apply -f, or --dry-run=client -o yaml | kubectl apply -f -)"
+        )
+    obj = MessageToDict(_parse(kind, envelope.raw))
+    # Go writes every string, empty or not; JSON leaves out what is not set.
+    meta = {key: value for key, value in obj.pop("metadata", {}).items() if value not in ("", {})}
+    obj = {key: value for key, value in obj.items() if value not in ("", {})}
+    return {"apiVersion": envelope.typeMeta.apiVersion, "kind": kind, "metadata": meta, **obj}
+
+
+def _parse(name: str, raw: bytes) -> message.Message:
+    parsed = _classes()[name]()
+    try:
+        parsed.ParseFromString(raw)
+    except message.DecodeError as exc:
+        raise UndecodableBody(f"the {name} message cannot be read: {exc}") from None
+    return parsed
+
+
+@cache
+def _classes() -> dict[str, type[message.Message]]:
+    package = "tidal.kubernetes"
+    file = descriptor_pb2.FileDescriptorProto(
+        name="tidal/kubernetes.proto", package=package, syntax="proto2"
+    )
+    for name, fields in _MESSAGES.items():
+        proto = file.message_type.add(name=name)
+        for field, number, kind in fields:
+            entry = proto.field.add(name=field, number=number, json_name=field)
+            entry.label = _Field.LABEL_OPTIONAL
+            if isinstance(kind, tuple):  # map<string, value>: a repeated entry message
+                map_entry = proto.nested_type.add(name=f"{field[0].upper()}{field[1:]}Entry")
+                map_entry.options.map_entry = True
+                map_entry.field.add(name="key", number=1, type=STRING, label=_Field.LABEL_OPTIONAL)
+                map_entry.field.add(
+                    name="value", number=2, type=kind[1], label=_Field.LABEL_OPTIONAL
+                )
+                entry.label = _Field.LABEL_REPEATED
+                entry.type = _Field.TYPE_MESSAGE
+                entry.type_name = f".{package}.{name}.{map_entry.name}"
+            elif isinstance(kind, str):
+                entry.type = _Field.TYPE_MESSAGE
+                entry.type_name = f".{package}.{kind}"
+            else:
+                entry.type = kind
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
+        for name in _MESSAGES
+    }
