@@ -4,7 +4,9 @@ be had."""
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import Platform, concurrent_gets, host, run, wait_until
+from tests.runtime.registry import Registry
 from tests.runtime.test_container import ENGINE, load_example_build
 from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
 
@@ -233,3 +236,48 @@ def test_volumes_mount_secrets_configmaps_and_empty_dirs_into_the_container(
     platform.cli("delete", "service", "mounted")
     wait_until(lambda: not folder.exists(), 30, "the replica's volumes to be removed")
     assert containers(platform.data_dir, "mounted-00001") == []
+
+
+@pytest.mark.skipif(ENGINE != "podman", reason="the test registry is served to podman")
+def test_a_private_image_is_pulled_with_its_image_pull_secret(tmp_path: Path, image: str) -> None:
+    """imagePullSecrets: the Secret `kubectl create secret docker-registry` makes lets the engine
+    pull from a registry that wants credentials; a revision whose Secret is missing fails,
+    saying the registry's answer and which Secret was not found."""
+    assert ENGINE is not None
+    with Registry(ENGINE, image, tmp_path, "tidal", "s3cret") as registry:
+        (tmp_path / "platform").mkdir()
+        platform = Platform(tmp_path / "platform")
+        platform.env["CONTAINERS_REGISTRIES_CONF"] = str(registry.registries_conf(tmp_path))
+        platform.start()
+        try:
+            auth = base64.b64encode(b"tidal:s3cret").decode()
+            config = {"auths": {registry.address: {"auth": auth}}}
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "registry"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": json.dumps(config)},
+            }
+            private = image_service("private", registry.reference, imagePullPolicy="Always")
+            private["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "registry"}]
+            platform.apply(secret, private)
+            status, headers, _ = platform.request(host("private"), "/cgi-bin/env")
+            assert status == 200 and headers["X-Tidal-Revision"] == "private-00001"
+
+            denied = image_service("denied", registry.reference, imagePullPolicy="Always")
+            denied["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "absent"}]
+            refused_before = registry.refused
+            platform.apply(denied)
+
+            def failure() -> str | None:
+                condition = platform.service("denied")["status"]["conditions"][0]
+                return condition.get("message", "") if condition["status"] == "False" else None
+
+            message = wait_until(failure, 60, "denied to fail", period=0.3)
+            assert "unauthorized" in message, message
+            assert 'imagePullSecrets: secret "absent" not found' in message
+            assert registry.refused > refused_before
+        finally:
+            platform.stop()
+            subprocess.run([ENGINE, "rmi", "--force", registry.reference], capture_output=True)

@@ -46,6 +46,7 @@ REVISION: dict[str, Any] = {
             }
         ],
         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+        "imagePullSecrets": [{"name": "registry"}],
     },
 }
 PLACEMENTS = {
@@ -132,6 +133,7 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
     assert container["envFrom"] == [{"secretRef": {"name": "hf"}}]  # the kubelet fills it in
     assert container["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
     assert created["spec"]["template"]["spec"]["volumes"] == REVISION["spec"]["volumes"]
+    assert created["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry"}]
     assert created["spec"]["template"]["spec"]["enableServiceLinks"] is False  # Knative's default
     assert container["startupProbe"] == {
         "exec": {"command": ["test", "-f", "/tmp/loaded"]},

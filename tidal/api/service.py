@@ -132,6 +132,17 @@ class ObjectRef(KModel):
         return dns_label(value) or value
 
 
+class LocalObjectReference(KModel):
+    """An object of the service's namespace, by name."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return dns_label(value) or value
+
+
 class EnvFromSource(KModel):
     """Every key of a Secret or ConfigMap as an environment variable, after `prefix`."""
 
@@ -464,6 +475,8 @@ class RevisionSpec(KModel):
     idle_timeout_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)
     service_account_name: str | None = None
     volumes: list[Volume] = Field(default_factory=list)
+    # Secrets with credentials for pulling the image (docs/containers.md#private-registries)
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     # Kubernetes' service environment variables (FOO_SERVICE_HOST...); Knative's default, and
     # all there is on this machine, is none.
     enable_service_links: bool | None = None

@@ -199,6 +199,7 @@ class RevisionFactory:
                 standby_pool=annotations.get(WARM_STANDBY),
                 image=image_spec(container) if runs_in_container(container, annotations) else None,
                 volumes=tuple(spec.volumes),
+                image_pull_secrets=tuple(spec.image_pull_secrets),
             ),
             self.runtime,
             throttler,

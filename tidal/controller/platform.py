@@ -36,7 +36,7 @@ from tidal.api.manifest import (
 from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
-from tidal.api.service import Container, Volume
+from tidal.api.service import Container, LocalObjectReference, Volume
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.domains import DomainMappings, mapping_status
@@ -48,6 +48,7 @@ from tidal.controller.handle import RevisionHandle, RevisionKey, Revisions, Work
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.machine_limits import check_runnable_here
 from tidal.controller.placing import CostCollector, Placer
+from tidal.controller.registry_auth import read_registry_auth
 from tidal.controller.revisions import (
     GENERATION_LABEL,
     PENDING,
@@ -66,7 +67,7 @@ from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.hosts import address, url
 from tidal.gateway.routing import TrafficRouter, add_reported_latency
-from tidal.runtime.base import Replica, Runtime, VolumeSpec
+from tidal.runtime.base import RegistryAuth, Replica, Runtime, VolumeSpec
 from tidal.runtime.logs import remove_logs, remove_logs_of_others
 from tidal.runtime.resources import monitor_for
 from tidal.store.base import ResourceStore
@@ -495,6 +496,15 @@ class Platform:
         if not self.on_this_machine:
             return ()
         return resolve_volumes(volumes, namespace, self.store.get)
+
+    def registry_auth(
+        self, namespace: str, secrets: Sequence[LocalObjectReference]
+    ) -> RegistryAuth:
+        """Credentials for a container's pull; none on Kubernetes, where pods carry the
+        imagePullSecrets for the kubelet."""
+        if not self.on_this_machine:
+            return RegistryAuth()
+        return read_registry_auth(secrets, namespace, self.store.get)
 
     def _check_version(self, doc: dict[str, Any], expected: str | None) -> None:
         """Conflict if `expected` names a version the stored `doc` no longer has: a write

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Histogram
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy
-from tidal.api.service import Container, Probe, Volume
+from tidal.api.service import Container, LocalObjectReference, Probe, Volume
 from tidal.api.units import parse_quantity
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.environment import UnresolvedReference
@@ -36,6 +36,7 @@ from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
     ImageSpec,
     ProbeSpec,
+    RegistryAuth,
     Replica,
     ReplicaSpec,
     ReplicaState,
@@ -122,6 +123,12 @@ class WorkloadEvents(Protocol):
         """The volumes with their Secret and ConfigMap files; raises UnresolvedReference."""
         ...
 
+    def registry_auth(
+        self, namespace: str, secrets: Sequence[LocalObjectReference]
+    ) -> RegistryAuth:
+        """The credentials the imagePullSecrets hold, for pulling the image."""
+        ...
+
 
 @dataclass(frozen=True)
 class RevisionRuntimeSpec:
@@ -138,6 +145,7 @@ class RevisionRuntimeSpec:
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
     volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
+    image_pull_secrets: tuple[LocalObjectReference, ...] = ()
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
@@ -482,6 +490,11 @@ class RevisionWorkload:
             termination_grace_s=self.spec.termination_grace_s,
             volumes=volumes,
             mounts=mount_specs(container.volume_mounts),
+            registry_auth=(
+                self.events.registry_auth(self.spec.namespace, self.spec.image_pull_secrets)
+                if self.spec.image is not None and self.spec.image_pull_secrets
+                else RegistryAuth()
+            ),
         )
         entry.launched = True
         if unresolved:  # as the kubelet: the container is not created

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,16 @@ class SecurityContext:
 
 
 @dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for pulling a replica's image, from its imagePullSecrets
+    (docs/containers.md#private-registries): per registry, an entry of a Docker config.json
+    (`{"auth": base64("user:password")}`), and why a Secret named could not be used."""
+
+    auths: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VolumeSpec:
     """One volume of a replica, its contents resolved (docs/containers.md#volumes): the files
     of its Secrets and ConfigMaps, or an empty directory, in RAM when `memory`."""
@@ -125,6 +135,7 @@ class ReplicaSpec:
     termination_grace_s: float = 30.0  # SIGTERM to SIGKILL when the runtime kills it itself
     volumes: tuple[VolumeSpec, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
+    registry_auth: RegistryAuth = field(default_factory=RegistryAuth)
 
 
 class ReplicaState(enum.StrEnum):

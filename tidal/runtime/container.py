@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from tidal.api.units import parse_quantity
 from tidal.runtime.base import (
     ExecProbe,
     ImageSpec,
+    RegistryAuth,
     Replica,
     ReplicaListener,
     ReplicaSpec,
@@ -38,6 +41,7 @@ from tidal.runtime.base import (
 )
 from tidal.runtime.children import ChildStopping
 from tidal.runtime.engine import (
+    AUTH_FILE,
     DATA_DIR_LABEL,
     Engine,
     EngineError,
@@ -50,6 +54,7 @@ from tidal.runtime.engine import (
     image_user_args,
     labels,
     list_args,
+    names_registry,
     needs_image_user,
     non_root_problem,
     pull_args,
@@ -141,7 +146,7 @@ class ContainerRuntime(ChildStopping):
         self._answered = False  # `prepare` has returned its line
         self._reaper: subprocess.Popen[bytes] | None = None
         self._children: dict[str, _Child] = {}
-        self._pulls: dict[str, asyncio.Task[str | None]] = {}
+        self._pulls: dict[tuple[str, str], asyncio.Task[str | None]] = {}
         self._present: set[str] = set()  # images known to be in the engine's store
         self.volume_root = self.data_dir / "volumes"  # one folder per replica that has volumes
 
@@ -318,10 +323,12 @@ class ContainerRuntime(ChildStopping):
                 )
         child.replica.phase = "Pulling"
         self._log_line(child, f"tidal: pulling image {image} ({self.engine.name}, {policy})")
-        pull = self._pulls.get(image)
+        auth = child.replica.spec.registry_auth
+        key = (image, json.dumps(auth.auths, sort_keys=True))
+        pull = self._pulls.get(key)
         if pull is None:  # replicas starting together share one pull
-            pull = self._pulls[image] = asyncio.ensure_future(self._pull(image))
-            pull.add_done_callback(lambda _: self._pulls.pop(image, None))
+            pull = self._pulls[key] = asyncio.ensure_future(self._pull(image, auth))
+            pull.add_done_callback(lambda _: self._pulls.pop(key, None))
         started = time.monotonic()
         problem = await asyncio.shield(pull)
         if problem is None:
@@ -329,11 +336,23 @@ class ContainerRuntime(ChildStopping):
             self._log_line(child, f"tidal: pulled {image} in {time.monotonic() - started:.1f}s")
         return problem
 
-    async def _pull(self, image: str) -> str | None:
+    async def _pull(self, image: str, auth: RegistryAuth) -> str | None:
+        """Pull `image`, with the imagePullSecrets' credentials in a file only tidal's user can
+        read, there for the pull alone. Where they name no credentials for the image's
+        registry, the engine's own (`podman login`) are used: a credentials file replaces them."""
         assert self.engine is not None
-        result = await run_engine(pull_args(self.engine, image))
+        if names_registry(auth.auths, image):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="pull-", dir=self.data_dir) as folder:
+                descriptor = os.open(Path(folder, AUTH_FILE), os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(descriptor, "w") as file:
+                    json.dump({"auths": dict(auth.auths)}, file)
+                result = await run_engine(pull_args(self.engine, image, Path(folder)))
+        else:
+            result = await run_engine(pull_args(self.engine, image))
         if result.code != 0:
-            return f"cannot pull image {image!r}: {result.message()}"
+            unused = f" ({'; '.join(auth.problems)})" if auth.problems else ""
+            return f"cannot pull image {image!r}: {result.message()}{unused}"
         return None
 
     @staticmethod

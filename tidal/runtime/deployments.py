@@ -113,8 +113,9 @@ def deployment_manifest(
         pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
-    if spec.get("volumes"):  # the kubelet mounts them, Secrets and ConfigMaps the cluster's
-        pod_spec["volumes"] = copy.deepcopy(spec["volumes"])
+    for key in ("volumes", "imagePullSecrets"):  # the kubelet reads the cluster's Secrets
+        if spec.get(key):
+            pod_spec[key] = copy.deepcopy(spec[key])
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -33,6 +33,7 @@ REVISION_LABEL = "tidal.dev/revision"
 REPLICA_LABEL = "tidal.dev/replica"
 
 CONTAINERS_CONF = "/etc/containers/containers.conf"
+AUTH_FILE = "config.json"  # registry credentials, as docker names the file and podman reads it
 # What a host like a container-in-a-container CI runner needs (see docs/containers.md).
 CONF_LINES = {
     "ulimits": ("[containers]", "default_ulimits = []"),
@@ -239,8 +240,38 @@ def image_present_args(engine: Engine, image: str) -> list[str]:
     return [engine.path, "image", "inspect", "--format", "{{.Id}}", image]
 
 
-def pull_args(engine: Engine, image: str) -> list[str]:
-    return [engine.path, "pull", "--quiet", image]
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io", DOCKER_HUB)
+
+
+def registry_of(image: str) -> str:
+    """The registry an image reference names: its first part when that is a host (has a '.'
+    or ':', or is localhost), else Docker Hub."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return DOCKER_HUB if first in _HUB_ALIASES else first
+    return DOCKER_HUB
+
+
+def names_registry(auths: Mapping[str, object], image: str) -> bool:
+    """Whether credentials keyed as in a config.json (`ghcr.io`, `https://index.docker.io/v1/`,
+    `ghcr.io/acme`) include the image's registry."""
+    wanted = registry_of(image)
+    for key in auths:
+        host = key.split("://", 1)[-1].split("/", 1)[0]
+        if (DOCKER_HUB if host in _HUB_ALIASES else host) == wanted:
+            return True
+    return False
+
+
+def pull_args(engine: Engine, image: str, auth_dir: Path | None = None) -> list[str]:
+    """`<engine> pull`, with the credentials in `auth_dir/config.json` when given: podman's
+    --authfile, docker's --config (a folder with that file)."""
+    if auth_dir is None:
+        return [engine.path, "pull", "--quiet", image]
+    if engine.podman:
+        return [engine.path, "pull", "--quiet", "--authfile", str(auth_dir / AUTH_FILE), image]
+    return [engine.path, "--config", str(auth_dir), "pull", "--quiet", image]
 
 
 def reaper_script(engine: Engine, data_dir: Path, owner_pid: int) -> list[str]:
