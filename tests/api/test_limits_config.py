@@ -153,3 +153,13 @@ def test_a_bad_drain_timeout_flag_is_named(command, tmp_path):
     )
     assert result.exit_code == 2
     assert "--drain-timeout" in result.output and "invalid duration" in result.output
+
+
+def test_automount_service_account_token_may_only_be_turned_off():
+    doc = copy.deepcopy(HELLO)
+    doc["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    spec = validate_service(doc, AutoscalerConfig()).service.spec.template.spec
+    assert spec.automount_service_account_token is False
+    doc["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+    with pytest.raises(InvalidSpec, match="automountServiceAccountToken: only false is allowed"):
+        validate_service(doc, AutoscalerConfig())

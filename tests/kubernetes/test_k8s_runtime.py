@@ -47,6 +47,7 @@ REVISION: dict[str, Any] = {
         ],
         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
         "imagePullSecrets": [{"name": "registry"}],
+        "automountServiceAccountToken": False,
     },
 }
 PLACEMENTS = {
@@ -134,6 +135,7 @@ async def test_start_creates_the_deployment_and_the_pod_becomes_the_replica(
     assert container["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
     assert created["spec"]["template"]["spec"]["volumes"] == REVISION["spec"]["volumes"]
     assert created["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+    assert created["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert created["spec"]["template"]["spec"]["enableServiceLinks"] is False  # Knative's default
     assert container["startupProbe"] == {
         "exec": {"command": ["test", "-f", "/tmp/loaded"]},

@@ -480,6 +480,15 @@ class RevisionSpec(KModel):
     # Kubernetes' service environment variables (FOO_SERVICE_HOST...); Knative's default, and
     # all there is on this machine, is none.
     enable_service_links: bool | None = None
+    # Only false, as Knative allows: no API token in the pod (there is none on this machine).
+    automount_service_account_token: bool | None = None
+
+    @field_validator("automount_service_account_token")
+    @classmethod
+    def _no_token(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("only false is allowed (Knative's rule)")
+        return value
 
     @field_validator("timeout_seconds")
     @classmethod

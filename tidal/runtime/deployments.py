@@ -113,6 +113,8 @@ def deployment_manifest(
         pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    if spec.get("automountServiceAccountToken") is False:
+        pod_spec["automountServiceAccountToken"] = False
     for key in ("volumes", "imagePullSecrets"):  # the kubelet reads the cluster's Secrets
         if spec.get(key):
             pod_spec[key] = copy.deepcopy(spec[key])
