@@ -21,11 +21,13 @@ import pytest
 from tidal.api.config import LogLimits
 from tidal.runtime.base import (
     ImageSpec,
+    MountSpec,
     ProbeSpec,
     Replica,
     ReplicaSpec,
     ReplicaState,
     SecurityContext,
+    VolumeSpec,
 )
 from tidal.runtime.container import ContainerRuntime
 from tidal.runtime.engine import DATA_DIR_LABEL
@@ -287,6 +289,35 @@ async def test_container_output_is_rotated_as_a_process_output_is(
         assert [f.name for f in files] == ["web.log", "web.log.1"]
         assert all(f.stat().st_size <= 4096 for f in files)
         assert runtime.log_tail(spec, 2) == ["out 2998", "out 2999"]
+    finally:
+        await runtime.close()
+
+
+async def test_an_empty_dir_over_its_size_limit_evicts_the_replica(
+    tmp_path: Path, image: str
+) -> None:
+    """As the kubelet evicts a pod whose emptyDir outgrows its sizeLimit: killed, reason
+    Evicted with the kubelet's message, its volumes removed."""
+    assert ENGINE is not None
+    runtime = ContainerRuntime(tmp_path / "data", ENGINE, close_grace_s=1.0, disk_check_s=0.2)
+    fill = (
+        "busybox dd if=/dev/zero of=/cache/blob bs=1024 count=2048 2>/dev/null; "
+        "exec /bin/sh /server.sh"
+    )
+    spec = spec_for(
+        tmp_path,
+        ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", fill)),
+        volumes=(VolumeSpec("cache", size_limit=2**20),),
+        mounts=(MountSpec("cache", "/cache"),),
+    )
+    events = Events()
+    try:
+        replica = await runtime.start(spec, events)
+        await events.wait_for(ReplicaState.FAILED)
+        assert replica.reason_code == "Evicted"
+        assert replica.reason == 'Usage of EmptyDir volume "cache" exceeds the limit "1Mi".'
+        assert not (tmp_path / "data" / "volumes" / "default" / spec.replica_id).exists()
+        assert containers_of(tmp_path / "data") == []
     finally:
         await runtime.close()
 

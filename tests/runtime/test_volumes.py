@@ -12,7 +12,14 @@ import pytest
 from tests.runtime.test_container_args import replica_spec
 from tidal.runtime.base import MountSpec, ReplicaSpec, VolumeSpec
 from tidal.runtime.engine import mount_args
-from tidal.runtime.volumes import VolumeError, remove_volumes, write_volumes
+from tidal.runtime.volumes import (
+    VolumeError,
+    limited,
+    over_limit,
+    remove_volumes,
+    used_bytes,
+    write_volumes,
+)
 
 VOLUMES = (
     VolumeSpec("token", {"token": (b"s3cret", 0o400), "nested/dir/key": (b"k", 0o644)}),
@@ -68,3 +75,22 @@ def test_mounts_are_bind_mounts_of_those_directories_or_a_tmpfs(tmp_path: Path) 
         f'type=bind,source={tmp_path}/cache/hub,"destination=/hub, the cache"',
         f"type=tmpfs,destination=/dev/shm,tmpfs-mode=1777,tmpfs-size={64 * 2**20}",
     ]
+
+
+def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_path: Path) -> None:
+    limited_spec = dataclasses.replace(
+        replica_spec(),
+        volumes=(VolumeSpec("cache", size_limit=64 * 2**10), VolumeSpec("scratch")),
+        mounts=(MountSpec("cache", "/cache"), MountSpec("scratch", "/scratch")),
+    )
+    assert limited(limited_spec) and not limited(with_volumes())  # shm's limit is tmpfs's
+    directories = write_volumes(limited_spec, tmp_path / "r")
+    (directories["scratch"] / "big").write_bytes(b"x" * 2**20)  # no limit there
+    (directories["cache"] / "small").write_bytes(b"x" * 2**10)
+    assert over_limit(limited_spec, directories) is None
+    (directories["cache"] / "nested").mkdir()
+    (directories["cache"] / "nested" / "big").write_bytes(b"x" * 2**17)
+    assert used_bytes(directories["cache"]) >= 2**17 + 2**10
+    assert over_limit(limited_spec, directories) == (
+        'Usage of EmptyDir volume "cache" exceeds the limit "64Ki".'
+    )

@@ -53,7 +53,7 @@ class ChildStopping:
                 child.replica,
                 lambda: child.stopping,
                 lambda: notify(child.on_change, child.replica),
-                lambda why: self._kill_unhealthy(child, "startup", why),
+                lambda why: self._kill(child, "StartupProbeFailed", why),
                 run_exec,
             )
         )
@@ -61,7 +61,7 @@ class ChildStopping:
             child.liveness_task = asyncio.ensure_future(
                 watch_liveness(
                     child.replica,
-                    lambda why: self._kill_unhealthy(child, "liveness", why),
+                    lambda why: self._kill(child, "LivenessProbeFailed", why),
                     run_exec,
                 )
             )
@@ -75,14 +75,14 @@ class ChildStopping:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _kill_unhealthy(self, child: StoppableChild, probe: str, why: str) -> None:
-        """A failed liveness or startup probe: out of routing at once, then terminated with the
-        replica's grace and reported FAILED with `why`, so the controller replaces it, as the
-        kubelet restarts the container (docs/reliability.md#liveness-probes)."""
+    def _kill(self, child: StoppableChild, reason_code: str, why: str) -> None:
+        """A failed liveness or startup probe, or an eviction: out of routing at once, then
+        terminated with the replica's grace and reported FAILED with `why`, so the controller
+        replaces it, as the kubelet restarts the container (docs/reliability.md#liveness-probes)."""
         if child.stop_task is not None:
             return  # being stopped anyway
         child.killed_for = why
-        child.replica.reason_code = f"{probe.capitalize()}ProbeFailed"
+        child.replica.reason_code = reason_code
         if child.probe_task is not None:
             child.probe_task.cancel()  # so that it cannot report the replica ready again
         replica = child.replica

@@ -67,7 +67,13 @@ from tidal.runtime.engine import (
 from tidal.runtime.exec_probe import exec_failure
 from tidal.runtime.local import free_port
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
-from tidal.runtime.volumes import VolumeError, remove_volumes, write_volumes
+from tidal.runtime.volumes import (
+    VolumeError,
+    limited,
+    over_limit,
+    remove_volumes,
+    write_volumes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,7 @@ ENGINE_ERROR_CODES = (125, 126, 127)  # the engine, not the app: cannot create /
 HOST_PROBLEMS = ("rlimit", "cgroup", "systemd", "dbus", "crun")
 STOP_SLACK_S = 30.0
 CHECK_WAIT_S = 3.0  # `tidal up` waits this long for the engine check before printing its line
+DISK_CHECK_S = 10.0  # how often emptyDir sizeLimits are checked (the kubelet's eviction period)
 
 
 def image_spec(container: Container) -> ImageSpec:
@@ -114,6 +121,7 @@ class _Child:
     log_task: asyncio.Task[None] | None = None
     probe_task: asyncio.Task[None] | None = None
     liveness_task: asyncio.Task[None] | None = None
+    disk_task: asyncio.Task[None] | None = None  # watches emptyDir sizeLimits
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     spawning: bool = False
@@ -133,8 +141,10 @@ class ContainerRuntime(ChildStopping):
         engine: str = "auto",
         close_grace_s: float = 5.0,
         log_limits: LogLimits | None = None,
+        disk_check_s: float = DISK_CHECK_S,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.disk_check_s = disk_check_s
         self.setting = engine
         self.close_grace_s = close_grace_s
         self.log_limits = log_limits or LogLimits()
@@ -285,6 +295,8 @@ class ContainerRuntime(ChildStopping):
         replica.pid = child.process.pid
         replica.phase = ""
         self._watch_probes(child)
+        if limited(spec):
+            child.disk_task = asyncio.ensure_future(self._watch_disk(child, volume_dirs))
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
     async def _image_user(self, child: _Child, engine: Engine) -> str | None:
@@ -364,6 +376,8 @@ class ContainerRuntime(ChildStopping):
         assert child.process is not None
         code = await child.process.wait()
         await self._end_probes(child)
+        if child.disk_task is not None:
+            child.disk_task.cancel()
         if child.log_task is not None:  # its last lines, for the reason of a failure
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.log_task), FLUSH_WAIT_S)
@@ -400,6 +414,16 @@ class ContainerRuntime(ChildStopping):
         replica.phase = ""
         self._forget(child)
         notify(child.on_change, replica)
+
+    async def _watch_disk(self, child: _Child, directories: dict[str, Path]) -> None:
+        """Evict the replica, as the kubelet evicts a pod, once an emptyDir outgrows its
+        sizeLimit: killed with reason Evicted, and replaced."""
+        while True:
+            await asyncio.sleep(self.disk_check_s)
+            why = await asyncio.to_thread(over_limit, child.replica.spec, directories)
+            if why is not None:
+                self._kill(child, "Evicted", why)
+                return
 
     def _volumes_of(self, spec: ReplicaSpec) -> Path:
         return self.volume_root / spec.namespace / spec.replica_id

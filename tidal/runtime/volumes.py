@@ -5,6 +5,9 @@ before its container starts and bind-mounted into it; an in-memory emptyDir is a
 engine's instead. The replica's folder is readable by tidal's user only (a Secret's files are
 in it); an emptyDir inside it is writable by any user, as Kubernetes makes one, so that an image
 that runs as a user of its own can write to it. Everything goes when the replica ends.
+
+An on-disk emptyDir's `sizeLimit` is watched as the kubelet watches it: a replica whose files
+there outgrow it is evicted (docs/containers.md#volumes).
 """
 
 from __future__ import annotations
@@ -58,3 +61,40 @@ def remove_volumes(root: Path) -> bool:
     container's user made that tidal's user may not remove)."""
     shutil.rmtree(root, ignore_errors=True)
     return not root.exists()
+
+
+def used_bytes(directory: Path) -> int:
+    """The disk space the files under `directory` take (allocated blocks, as du counts them)."""
+    total = 0
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:  # removed while counted
+                continue
+    return total
+
+
+def over_limit(spec: ReplicaSpec, directories: dict[str, Path]) -> str | None:
+    """The kubelet's eviction message for the first on-disk emptyDir over its sizeLimit."""
+    for volume in spec.volumes:
+        directory = directories.get(volume.name)
+        if volume.files or not volume.size_limit or directory is None:
+            continue
+        if used_bytes(directory) > volume.size_limit:
+            limit = _quantity(volume.size_limit)
+            return f'Usage of EmptyDir volume "{volume.name}" exceeds the limit "{limit}".'
+    return None
+
+
+def limited(spec: ReplicaSpec) -> bool:
+    """Whether the replica has an on-disk emptyDir with a sizeLimit to watch."""
+    return any(not v.memory and not v.files and v.size_limit for v in spec.volumes)
+
+
+def _quantity(size: int) -> str:
+    """A byte count as Kubernetes writes a quantity: 1Gi, 512Mi, or bytes."""
+    for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
