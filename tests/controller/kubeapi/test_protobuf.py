@@ -37,3 +37,6 @@ def test_bodies_tidal_does_not_read_say_why() -> None:
         decode(deployment)
     with pytest.raises(UndecodableBody, match="cannot be read"):
         decode(KUBECTL_SECRET[:-9])
+    not_utf8 = KUBECTL_SECRET.replace(b"\x0a\x01x", b"\x0a\x01\xff")  # the name's one byte
+    with pytest.raises(UndecodableBody, match="bad UTF-8"):
+        decode(not_utf8)

@@ -3,7 +3,8 @@ send them (`kubectl create secret`, `kubectl create configmap`: docs/kubectl.md#
 
 A body is the magic `k8s\\0`, then a `runtime.Unknown` whose `typeMeta` names the kind and whose
 `raw` is the object. The messages below are the fields tidal reads of Kubernetes'
-`generated.proto` (k8s.io/api/core/v1, k8s.io/apimachinery), with their field numbers; any
+`generated.proto` (k8s.io/api/core/v1, k8s.io/apimachinery), with their field numbers, read as
+proto3 (the wire format is the same; strings must be UTF-8 and empty ones count as unset); any
 other field is skipped as protobuf skips unknown fields. The result is the object as JSON would
 have given it (a Secret's `data` in base64), so it takes the same path as a JSON body.
 """
@@ -13,8 +14,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
-from google.protobuf.json_format import MessageToDict
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message, message_factory
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -63,16 +63,17 @@ def decode(raw: bytes) -> dict[str, Any]:
             f"tidal reads protobuf only for {' and '.join(KINDS)}, not {kind or 'this'}: send "
             "JSON (kubectl apply -f, or --dry-run=client -o yaml | kubectl apply -f -)"
         )
-    obj = MessageToDict(_parse(kind, envelope.raw))
-    # Go writes every string, empty or not; JSON leaves out what is not set.
-    meta = {key: value for key, value in obj.pop("metadata", {}).items() if value not in ("", {})}
-    obj = {key: value for key, value in obj.items() if value not in ("", {})}
-    return {"apiVersion": envelope.typeMeta.apiVersion, "kind": kind, "metadata": meta, **obj}
+    # Go writes every field, empty strings too; as proto3 they read as unset and are left out.
+    try:
+        obj = json_format.MessageToDict(_parse(kind, envelope.raw))
+    except json_format.Error as exc:
+        raise UndecodableBody(f"the {kind} cannot be read: {exc}") from None
+    return {"apiVersion": envelope.typeMeta.apiVersion, "kind": kind, "metadata": {}, **obj}
 
 
 def _parse(name: str, raw: bytes) -> message.Message:
     parsed = _classes()[name]()
-    try:
+    try:  # as proto3, a string that is not UTF-8 is refused here
         parsed.ParseFromString(raw)
     except message.DecodeError as exc:
         raise UndecodableBody(f"the {name} message cannot be read: {exc}") from None
@@ -83,7 +84,7 @@ def _parse(name: str, raw: bytes) -> message.Message:
 def _classes() -> dict[str, type[message.Message]]:
     package = "tidal.kubernetes"
     file = descriptor_pb2.FileDescriptorProto(
-        name="tidal/kubernetes.proto", package=package, syntax="proto2"
+        name="tidal/kubernetes.proto", package=package, syntax="proto3"
     )
     for name, fields in _MESSAGES.items():
         proto = file.message_type.add(name=name)
