@@ -161,6 +161,11 @@ def test_knatives_volume_rules(change: Any, field: str, message: str) -> None:
             "must be a relative path",
         ),
         (
+            lambda s: s["volumes"][2]["secret"]["items"][0].update(path="./"),
+            "spec.template.spec.volumes[2].secret.items[0].path",
+            "does not name a file",
+        ),
+        (
             lambda s: s["containers"][0]["volumeMounts"][3].update(subPath="a/../../b"),
             "spec.template.spec.containers[0].volumeMounts[3].subPath",
             "must not contain '..'",

@@ -7,6 +7,7 @@ output of `tidal get -o yaml` can be applied again, as with kubectl.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any, Literal
 
@@ -175,6 +176,14 @@ def relative_path(value: str) -> str:
     return value
 
 
+def file_path(value: str) -> str:
+    """Where a key's file goes in its volume: a relative path that names a file."""
+    relative_path(value)
+    if value.endswith("/") or posixpath.normpath(value) == ".":
+        raise ValueError(f"{value!r} does not name a file")
+    return value
+
+
 class KeyToPath(KModel):
     """One key of a Secret or ConfigMap, written to `path` in the volume."""
 
@@ -182,7 +191,7 @@ class KeyToPath(KModel):
     path: str = Field(min_length=1)
     mode: int | None = None
 
-    _check_path = field_validator("path")(relative_path)
+    _check_path = field_validator("path")(file_path)
     _check_mode = field_validator("mode")(_file_mode)
 
 
