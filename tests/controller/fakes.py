@@ -10,7 +10,7 @@ from typing import Any
 
 from tidal.api.config import PlatformConfig, load_config
 from tidal.controller.platform import Platform
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState
+from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, VolumeSpec
 
 
 class FakeClock:
@@ -35,6 +35,7 @@ class FakeRuntime:
         self.replicas: dict[str, Replica] = {}
         self.listeners: dict[str, ReplicaListener] = {}
         self.stopped: list[str] = []
+        self.refreshed: list[tuple[str, tuple[VolumeSpec, ...]]] = []
 
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         replica = Replica(spec=spec, port=9000 + len(self.replicas), started_at=self.clock.now())
@@ -48,6 +49,9 @@ class FakeRuntime:
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         return ["Traceback: boom"]
+
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        self.refreshed.append((replica.replica_id, volumes))
 
     async def close(self) -> None:
         return None

@@ -105,3 +105,17 @@ async def test_a_replica_whose_configmap_is_gone_fails_to_start(platform: Platfo
     assert workload.state is Lifecycle.FAILED
     assert workload.failed_reason == "CreateContainerConfigError"
     assert workload.failed_message.startswith('volume settings: configmap "llm" not found')
+
+
+async def test_running_replicas_get_a_changed_secrets_files(platform: Platform) -> None:
+    """As the kubelet updates a pod's volumes: a change reaches running replicas that read the
+    object; an unchanged apply, another object or a deletion sends nothing."""
+    platform.apply([secret(token="one"), config_map("llm", yaml="a: 1"), with_volumes(TOKEN)])
+    await started_spec(platform)
+    [replica] = runtime_of(platform).running()
+    refreshed = runtime_of(platform).refreshed
+    platform.apply([secret(token="two")])
+    assert refreshed == [(replica, (VolumeSpec("token", {"token": (b"two", 0o400)}),))]
+    platform.apply([secret(token="two"), config_map("llm", yaml="a: 2")])  # neither read
+    assert platform.delete_config_object("Secret", "default", "hf")
+    assert len(refreshed) == 1

@@ -233,6 +233,15 @@ def test_volumes_mount_secrets_configmaps_and_empty_dirs_into_the_container(
     folder = platform.data_dir / "volumes" / "default" / replica["name"]
     assert (folder / "token" / "token").read_text() == "hf_example_token"
 
+    # A rotated token and new settings reach the running replica, as the kubelet updates a
+    # pod's volumes; a file mounted by subPath keeps what it had, as on Kubernetes.
+    secret["stringData"]["token"] = "hf_rotated"
+    config["data"]["llm.yaml"] = "model: large"
+    platform.apply(secret, config)
+    seen = variables(platform.request(host("mounted"), "/cgi-bin/report")[2])
+    assert seen["token"] == "hf_rotated" and seen["settings"] == "model: small"
+    assert [r["name"] for r in platform.replicas("mounted")] == [replica["name"]]
+
     platform.cli("delete", "service", "mounted")
     wait_until(lambda: not folder.exists(), 30, "the replica's volumes to be removed")
     assert containers(platform.data_dir, "mounted-00001") == []

@@ -16,6 +16,7 @@ from tidal.runtime.volumes import (
     VolumeError,
     limited,
     over_limit,
+    refresh_files,
     remove_volumes,
     used_bytes,
     write_volumes,
@@ -94,3 +95,22 @@ def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_pat
     assert over_limit(limited_spec, directories) == (
         'Usage of EmptyDir volume "cache" exceeds the limit "64Ki".'
     )
+
+
+def test_refreshed_files_replace_the_old_ones_whole(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    write_volumes(with_volumes(), root)
+    token = root / "token" / "token"
+    inode = token.stat().st_ino
+    changed = (
+        VolumeSpec("token", {"token": (b"rotated", 0o400), "added": (b"new key", 0o400)}),
+        VolumeSpec("cache"),  # an emptyDir is the replica's own: left alone
+    )
+    (root / "cache" / "model.bin").write_bytes(b"weights")
+    refresh_files(with_volumes(), changed, root)
+    assert token.read_bytes() == b"rotated" and mode(token) == 0o400
+    assert token.stat().st_ino != inode  # renamed over, never rewritten in place
+    assert (root / "token" / "added").read_bytes() == b"new key"
+    assert not (root / "token" / "nested" / "dir" / "key").exists()  # its key went
+    assert (root / "cache" / "model.bin").read_bytes() == b"weights"
+    assert sorted(p.name for p in (root / "token").iterdir() if p.name.startswith(".")) == []

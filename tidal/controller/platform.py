@@ -40,7 +40,7 @@ from tidal.api.service import Container, LocalObjectReference, Volume
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.domains import DomainMappings, mapping_status
-from tidal.controller.environment import missing_references, resolve_env
+from tidal.controller.environment import UnresolvedReference, missing_references, resolve_env
 from tidal.controller.factory import RevisionFactory
 from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
@@ -62,7 +62,7 @@ from tidal.controller.scaling import ScalingLoop
 from tidal.controller.traffic import resolve_traffic
 from tidal.controller.usage import resource_view
 from tidal.controller.views import live_revision, log_files, read_logs, replica_views
-from tidal.controller.volumes import missing_volume_references, resolve_volumes
+from tidal.controller.volumes import missing_volume_references, reads, resolve_volumes
 from tidal.controller.workload import RevisionWorkload, count_remote_answers
 from tidal.gateway.feed import feed_of
 from tidal.gateway.hosts import address, url
@@ -433,7 +433,9 @@ class Platform:
                     self.store.put(plan.revision)
         for plan in plans:
             if isinstance(plan, ConfigObjectPlan):
-                continue  # read by replicas as they start
+                if plan.result != UNCHANGED:
+                    self._refresh_volumes(plan.valid.kind, plan.valid.namespace, plan.valid.name)
+                continue  # its values are read by replicas as they start
             if isinstance(plan, PolicyPlan):
                 self.placer.policies[plan.key] = plan.policy
                 continue
@@ -548,8 +550,26 @@ class Platform:
         return ConfigObjectPlan(valid, *self._to_store(valid.doc, valid.namespace, check_update))
 
     def delete_config_object(self, kind: str, namespace: str, name: str) -> bool:
-        """Replicas that started with its values keep them, as containers do."""
+        """Replicas that started with its values keep them, as containers do, and so do their
+        volumes' files, as the kubelet keeps them."""
         return self.store.delete(kind, namespace, name)
+
+    def _refresh_volumes(self, kind: str, namespace: str, name: str) -> None:
+        """Running replicas whose volumes read this Secret or ConfigMap get its current files,
+        as the kubelet updates a pod's; a replica whose volumes can no longer all be filled in
+        keeps the files it has."""
+        if not self.on_this_machine:
+            return
+        for workload in self.workloads.values():
+            spec = workload.spec
+            if spec.namespace != namespace or not reads(spec.volumes, kind, name):
+                continue
+            try:
+                volumes = resolve_volumes(spec.volumes, namespace, self.store.get)
+            except UnresolvedReference as exc:
+                log.warning("volumes of %s not updated: %s", spec.revision, exc)
+                continue
+            workload.refresh_volumes(volumes)
 
     def _to_store(
         self,

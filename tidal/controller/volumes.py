@@ -4,8 +4,9 @@ starts a pod (docs/containers.md#volumes).
 A secret or configMap volume holds a file per key (or per `items` entry, at its path), with
 `mode`, else the volume's `defaultMode`, else 0644; a projected volume holds the files of each of
 its sources in turn. A reference that is not `optional` must find its object and every key its
-`items` name; an `optional` one that does not leaves those files out. Contents are read once,
-when a replica starts: a replica keeps the files it started with.
+`items` name; an `optional` one that does not leaves those files out. Contents are read when
+a replica starts, and again for running replicas when one of their Secrets or ConfigMaps
+changes (tidal.controller.platform), as the kubelet updates a pod's volumes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def missing_volume_references(
 ) -> list[str]:
     """Why each reference that is not optional cannot be filled in now; empty when all can."""
     return _resolve(volumes, namespace, lookup)[1]
+
+
+def reads(volumes: Sequence[Volume], kind: str, name: str) -> bool:
+    """Whether any of the volumes takes files from this Secret or ConfigMap."""
+    return any(
+        (source_kind, source_name) == (kind, name)
+        for volume in volumes
+        if volume.empty_dir is None
+        for source_kind, source_name, _, _ in _sources(volume)[0]
+    )
 
 
 def mount_specs(mounts: Sequence[VolumeMount]) -> tuple[MountSpec, ...]:

@@ -444,6 +444,11 @@ class RevisionWorkload:
     def stop(self, replica_id: str) -> None:
         self._stop(replica_id)
 
+    def refresh_volumes(self, volumes: tuple[VolumeSpec, ...]) -> None:
+        """Running replicas get these files in their Secret and ConfigMap volumes."""
+        for replica in self.replicas.values():
+            self.runtime.refresh_volumes(replica, volumes)
+
     def _start(self, pool: Pool, devices: tuple[str, ...], labels: Mapping[str, str]) -> None:
         replica_id = f"{self.spec.revision}-{secrets.token_hex(3)}"
         entry = Provisioning(pool.name, devices, labels, self.clock.now())

@@ -211,6 +211,11 @@ class Runtime(Protocol):
         """The last lines the replica wrote to stdout/stderr."""
         ...
 
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        """Give a running replica its Secret and ConfigMap volumes' current files, as the
+        kubelet updates a pod's (docs/containers.md#volumes)."""
+        ...
+
     async def close(self) -> None:
         """Stop every replica this runtime started."""
         ...

@@ -37,6 +37,7 @@ from tidal.runtime.base import (
     ReplicaSpec,
     ReplicaState,
     Runtime,
+    VolumeSpec,
     notify,
 )
 from tidal.runtime.children import ChildStopping
@@ -71,6 +72,7 @@ from tidal.runtime.volumes import (
     VolumeError,
     limited,
     over_limit,
+    refresh_files,
     remove_volumes,
     write_volumes,
 )
@@ -475,6 +477,14 @@ class ContainerRuntime(ChildStopping):
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         return tail_lines(replica_spec.log_path, lines)
 
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        if replica.replica_id not in self._children:
+            return  # ended meanwhile: its volumes are gone
+        try:
+            refresh_files(replica.spec, volumes, self._volumes_of(replica.spec))
+        except OSError as exc:
+            log.warning("cannot update the volumes of %s: %s", replica.replica_id, exc)
+
     async def close(self) -> None:
         await self.stop_all()
         for pull in list(self._pulls.values()):
@@ -508,6 +518,9 @@ class HostRuntime:
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         return self._for(replica_spec).log_tail(replica_spec, lines)
+
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        self._for(replica.spec).refresh_volumes(replica, volumes)
 
     async def close(self) -> None:
         await asyncio.gather(self.processes.close(), self.containers.close())

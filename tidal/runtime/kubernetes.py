@@ -36,7 +36,14 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from tidal.runtime.base import Replica, ReplicaListener, ReplicaSpec, ReplicaState, notify
+from tidal.runtime.base import (
+    Replica,
+    ReplicaListener,
+    ReplicaSpec,
+    ReplicaState,
+    VolumeSpec,
+    notify,
+)
 from tidal.runtime.deployments import (
     DELETION_COST,
     DEPLOYMENT_LABEL,
@@ -151,6 +158,9 @@ class KubernetesRuntime:
         child.stopping = True
         await self._remove(child)
         await self._wait_gone(child, grace_s)
+
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        """The kubelet updates a pod's Secret and ConfigMap volumes itself."""
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         """The pod's last lines (of the previous container when it crashed); blocks up to 2 s,

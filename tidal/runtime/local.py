@@ -30,6 +30,7 @@ from tidal.runtime.base import (
     ReplicaSpec,
     ReplicaState,
     SecurityContext,
+    VolumeSpec,
     notify,
 )
 from tidal.runtime.children import ChildStopping
@@ -272,6 +273,9 @@ class LocalRuntime(ChildStopping):
         except TimeoutError:
             _signal_group(child.process.pid, signal.SIGKILL)
             await child.exit_task
+
+    def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
+        """A process has no volumes (tidal.controller.machine_limits)."""
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         return tail_lines(replica_spec.log_path, lines)

@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tidal.runtime.base import ReplicaSpec
+from tidal.runtime.base import ReplicaSpec, VolumeSpec
 
 PRIVATE = 0o700
 EMPTY_DIR_MODE = 0o777
@@ -54,6 +54,28 @@ def write_volumes(spec: ReplicaSpec, root: Path) -> dict[str, Path]:
             raise VolumeError(f"cannot write volume {volume.name}: {exc}") from None
         directories[volume.name] = directory
     return directories
+
+
+def refresh_files(spec: ReplicaSpec, volumes: tuple[VolumeSpec, ...], root: Path) -> None:
+    """Give the replica's Secret and ConfigMap volumes under `root` the files of `volumes`:
+    each written beside its place and renamed over it (a reader sees the old file or the new
+    one, never half of one), and files whose key went removed."""
+    for volume in volumes:
+        directory = root / volume.name
+        if not volume.files or not directory.is_dir():
+            continue
+        for relative, (content, mode) in volume.files.items():
+            path = directory / relative
+            path.parent.mkdir(mode=FILES_DIR_MODE, parents=True, exist_ok=True)
+            staged = path.with_name(f".{path.name}.tidal-new")
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(content)
+            staged.chmod(mode)
+            staged.replace(path)
+        kept = {directory / relative for relative in volume.files}
+        for path in [p for p in directory.rglob("*") if p.is_file() and p not in kept]:
+            path.unlink()
 
 
 def remove_volumes(root: Path) -> bool:
