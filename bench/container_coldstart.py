@@ -1,6 +1,6 @@
 """Cold start of a container replica: through tidal vs the engine alone.
 
-    python bench/container_coldstart.py [--runs 5] [--engine podman]
+    python bench/container_coldstart.py [--runs 5] [--engine podman] [--volumes KIB]
 
 1. The engine alone: `<engine> run -d --rm -p 127.0.0.1:PORT:8080` of the example image (built
    here, see examples/container/), polling its port every millisecond; time exec → first 200.
@@ -9,6 +9,11 @@
 The two are taken in turn, one run of each per round.
 The difference of the medians is what tidal adds to the engine's own start: activator hold,
 autoscaler poke, the image presence check, readiness probing and proxying.
+
+With --volumes KIB both also mount what a model server is given (docs/containers.md#volumes):
+a Secret's token, a ConfigMap of KIB KiB, an emptyDir and a 64 MiB tmpfs at /dev/shm. The
+engine alone bind-mounts folders made once; tidal reads the Secret and ConfigMap and writes
+them for each replica, which the difference then includes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,13 +39,77 @@ from tests.integration.harness import Platform, free_port, host  # noqa: E402
 from tests.integration.test_containers import image_service  # noqa: E402
 from tests.runtime.test_container import load_example_build  # noqa: E402
 
+SHM_BYTES = 64 * 2**20
 
-def engine_alone(engine: str, image: str) -> float:
+
+def volume_docs(
+    kib: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Secret and ConfigMap, the volumes and the mounts of a service with --volumes."""
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hf"},
+            "stringData": {"token": "hf_bench_token"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "model"},
+            "data": {"settings.json": "x" * (kib * 1024)},
+        },
+    ]
+    volumes = [
+        {"name": "hf", "secret": {"secretName": "hf"}},
+        {"name": "model", "configMap": {"name": "model"}},
+        {"name": "cache", "emptyDir": {}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_BYTES}},
+    ]
+    mounts = [
+        {"name": "hf", "mountPath": "/etc/hf", "readOnly": True},
+        {"name": "model", "mountPath": "/etc/model", "readOnly": True},
+        {"name": "cache", "mountPath": "/models"},
+        {"name": "shm", "mountPath": "/dev/shm"},
+    ]
+    return objects, volumes, mounts
+
+
+def engine_mounts(folder: Path, kib: int) -> list[str]:
+    """The same volumes for the engine alone, from folders made once."""
+    for name, file, size in (("hf", "token", 14), ("model", "settings.json", kib * 1024)):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / file).write_bytes(b"x" * size)
+    (folder / "cache").mkdir(exist_ok=True)
+    return [
+        "--mount",
+        f"type=bind,source={folder}/hf,destination=/etc/hf,readonly=true",
+        "--mount",
+        f"type=bind,source={folder}/model,destination=/etc/model,readonly=true",
+        "--mount",
+        f"type=bind,source={folder}/cache,destination=/models",
+        "--mount",
+        f"type=tmpfs,destination=/dev/shm,tmpfs-mode=1777,tmpfs-size={SHM_BYTES}",
+    ]
+
+
+def engine_alone(engine: str, image: str, mounts: list[str]) -> float:
     port = free_port()
     name = f"tidal-bench-{port}"
     started = time.perf_counter()
     subprocess.run(
-        [engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", image],
+        [
+            engine,
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8080",
+            *mounts,
+            image,
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -54,25 +124,35 @@ def engine_alone(engine: str, image: str) -> float:
         subprocess.run([engine, "rm", "-f", name], check=True, capture_output=True)
 
 
-def interleaved(runs: int, image: str, engine: str) -> tuple[list[float], list[float], list[float]]:
+def interleaved(
+    runs: int, image: str, engine: str, volumes_kib: int | None
+) -> tuple[list[float], list[float], list[float]]:
     """Runs of the engine alone and through tidal taken in turn, so that load from other work on
     the machine hits both alike. Returns (alone, tidal request at zero, tidal Ready Time)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = {"autoscaler": {"allow-zero-initial-scale": True}}
         platform = Platform(Path(tmp), config).start()
         try:
+            objects: list[dict[str, Any]] = []
+            mounts: list[str] = []
             docs = [image_service(f"cold-{i}", image) for i in range(runs + 1)]
+            if volumes_kib is not None:
+                objects, volumes, volume_mounts = volume_docs(volumes_kib)
+                mounts = engine_mounts(Path(tmp) / "engine-volumes", volumes_kib)
+                for doc in docs:
+                    doc["spec"]["template"]["spec"]["volumes"] = volumes
+                    doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = volume_mounts
             for doc in docs:
                 doc["spec"]["template"]["metadata"] = {
                     "annotations": {"autoscaling.knative.dev/initial-scale": "0"}
                 }
             path = Path(tmp) / "services.yaml"
-            path.write_text(yaml.safe_dump_all(docs))
+            path.write_text(yaml.safe_dump_all([*objects, *docs]))
             platform.cli("apply", "-f", str(path))
             alone, times = [], []
             for i in range(runs + 1):
                 if i:  # the first round warms up the engine's and the platform's code paths
-                    alone.append(engine_alone(engine, image))
+                    alone.append(engine_alone(engine, image, mounts))
                 started = time.perf_counter()
                 status = get(platform.port, host(f"cold-{i}"), timeout=60)
                 elapsed = time.perf_counter() - started
@@ -93,10 +173,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--engine", default="podman", choices=("podman", "docker"))
+    parser.add_argument(
+        "--volumes",
+        type=int,
+        metavar="KIB",
+        help="mount a Secret, a ConfigMap of KIB KiB, an emptyDir and /dev/shm in both",
+    )
     args = parser.parse_args()
     image = load_example_build().ensure_image(args.engine)
-    engine_alone(args.engine, image)  # warm the engine's caches, as tidal's first run does
-    alone, tidal, ready = interleaved(args.runs, image, args.engine)
+    engine_alone(args.engine, image, [])  # warm the engine's caches, as tidal's first run does
+    alone, tidal, ready = interleaved(args.runs, image, args.engine, args.volumes)
 
     def line(label: str, values: list[float]) -> str:
         return (
