@@ -103,8 +103,8 @@ def edit(change: Any) -> dict[str, Any]:
         (
             lambda s: s["volumes"][1].update(secret={"secretName": "hf"}),
             "spec.template.spec.volumes[1]",
-            "set exactly one of secret, configMap, projected and emptyDir (it sets secret, "
-            "emptyDir)",
+            "set exactly one of secret, configMap, projected, emptyDir and persistentVolumeClaim "
+            "(it sets secret, emptyDir)",
         ),
         (
             lambda s: s["volumes"][4]["projected"]["sources"].append({}),
@@ -130,6 +130,13 @@ def edit(change: Any) -> dict[str, Any]:
             lambda s: s["containers"][0]["volumeMounts"][1].update(mountPath="/etc/hf/"),
             "spec.template.spec.containers[0].volumeMounts[2].mountPath",
             "'/etc/hf' must be unique",
+        ),
+        (
+            lambda s: s["volumes"][1].update(
+                emptyDir=None, persistentVolumeClaim={"claimName": "models", "readOnly": True}
+            ),
+            "spec.template.spec.containers[0].volumeMounts[1].readOnly",
+            "volume is readOnly but volume mount is not",
         ),
         (
             lambda s: s["containers"][0]["volumeMounts"][2].update(readOnly=False),
@@ -181,8 +188,8 @@ def test_knatives_volume_rules(change: Any, field: str, message: str) -> None:
             "must not be negative",
         ),
         (
-            lambda s: s["volumes"][1].update(persistentVolumeClaim={"claimName": "models"}),
-            "spec.template.spec.volumes[1].persistentVolumeClaim",
+            lambda s: s["volumes"][1].update(hostPath={"path": "/models"}),
+            "spec.template.spec.volumes[1].hostPath",
             "unknown field",
         ),
         (
@@ -195,3 +202,16 @@ def test_knatives_volume_rules(change: Any, field: str, message: str) -> None:
 def test_bad_volume_fields_are_named(change: Any, field: str, words: str) -> None:
     found = problems(edit(change))
     assert any(f == field and words in m for f, m in found), found
+
+
+def test_a_claim_may_be_written_unless_it_is_read_only() -> None:
+    """A persistentVolumeClaim (Knative's persistent-volume-claim and -write features): a
+    model cache that outlives replicas."""
+
+    def claim(spec: dict[str, Any]) -> None:
+        spec["volumes"][1] = {"name": "cache", "persistentVolumeClaim": {"claimName": "models"}}
+
+    volume = check(edit(claim)).service.spec.template.spec.volumes[1]
+    assert volume.sources() == ["persistentVolumeClaim"]
+    assert volume.persistent_volume_claim is not None
+    assert volume.persistent_volume_claim.claim_name == "models"

@@ -290,3 +290,37 @@ def test_a_private_image_is_pulled_with_its_image_pull_secret(tmp_path: Path, im
         finally:
             platform.stop()
             subprocess.run([ENGINE, "rmi", "--force", registry.reference], capture_output=True)
+
+
+def test_a_claim_keeps_what_one_replica_wrote_for_the_next(platform: Platform, image: str) -> None:
+    """A persistentVolumeClaim as a model cache: what a first service's replica downloads into
+    it is there for a replica of another service, after the first is gone."""
+    claim = [{"name": "models", "persistentVolumeClaim": {"claimName": "model-cache"}}]
+    download = "echo weights > /models/model.bin; exec /bin/sh /server.sh"
+    writer = image_service(
+        "writer",
+        image,
+        command=["/bin/sh", "-c", download],
+        volumeMounts=[{"name": "models", "mountPath": "/models"}],
+    )
+    writer["spec"]["template"]["metadata"]["annotations"]["tidal.dev/runtime"] = "container"
+    writer["spec"]["template"]["spec"]["volumes"] = claim
+    platform.apply(writer)
+    assert platform.request(host("writer"), "/cgi-bin/env")[0] == 200
+    folder = platform.data_dir / "claims" / "default" / "model-cache"
+    assert (folder / "model.bin").read_text() == "weights\n"
+    platform.cli("delete", "service", "writer")
+    wait_until(lambda: not containers(platform.data_dir, "writer-00001"), 30, "writer gone")
+
+    reader = image_service(
+        "reader",
+        image,
+        volumeMounts=[{"name": "models", "mountPath": "/models", "readOnly": True}],
+        # ready only once the cached file is there to load
+        readinessProbe={"exec": {"command": ["cat", "/models/model.bin"]}},
+    )
+    reader["spec"]["template"]["spec"]["volumes"] = claim
+    platform.apply(reader)
+    assert platform.request(host("reader"), "/cgi-bin/env")[0] == 200
+    platform.cli("delete", "service", "reader")
+    assert folder.is_dir()  # claims are kept until removed by hand

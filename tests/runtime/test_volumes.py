@@ -46,7 +46,7 @@ def mode(path: Path) -> int:
 
 def test_volumes_are_written_private_to_tidal_and_open_to_the_container(tmp_path: Path) -> None:
     root = tmp_path / "volumes" / "web-00001-abc123"
-    directories = write_volumes(with_volumes(), root)
+    directories = write_volumes(with_volumes(), root, tmp_path / "claims")
     assert directories == {"token": root / "token", "cache": root / "cache"}  # shm: a tmpfs
     assert mode(root) == 0o700  # a Secret's files are tidal's user's on the host
     assert (root / "token" / "token").read_bytes() == b"s3cret"
@@ -61,7 +61,7 @@ def test_a_volume_that_cannot_be_written_says_which(tmp_path: Path) -> None:
     clash = VolumeSpec("bad", {"a": (b"file", 0o644), "a/b": (b"under a file", 0o644)})
     spec = dataclasses.replace(replica_spec(), volumes=(clash,), mounts=(MountSpec("bad", "/x"),))
     with pytest.raises(VolumeError, match="cannot write volume bad: "):
-        write_volumes(spec, tmp_path / "r")
+        write_volumes(spec, tmp_path / "r", tmp_path / "claims")
 
 
 def test_mounts_are_bind_mounts_of_those_directories_or_a_tmpfs(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_pat
         mounts=(MountSpec("cache", "/cache"), MountSpec("scratch", "/scratch")),
     )
     assert limited(limited_spec) and not limited(with_volumes())  # shm's limit is tmpfs's
-    directories = write_volumes(limited_spec, tmp_path / "r")
+    directories = write_volumes(limited_spec, tmp_path / "r", tmp_path / "claims")
     (directories["scratch"] / "big").write_bytes(b"x" * 2**20)  # no limit there
     (directories["cache"] / "small").write_bytes(b"x" * 2**10)
     assert over_limit(limited_spec, directories) is None
@@ -99,7 +99,7 @@ def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_pat
 
 def test_refreshed_files_replace_the_old_ones_whole(tmp_path: Path) -> None:
     root = tmp_path / "r"
-    write_volumes(with_volumes(), root)
+    write_volumes(with_volumes(), root, tmp_path / "claims")
     token = root / "token" / "token"
     inode = token.stat().st_ino
     changed = (
@@ -114,3 +114,20 @@ def test_refreshed_files_replace_the_old_ones_whole(tmp_path: Path) -> None:
     assert not (root / "token" / "nested" / "dir" / "key").exists()  # its key went
     assert (root / "cache" / "model.bin").read_bytes() == b"weights"
     assert sorted(p.name for p in (root / "token").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_claims_folder_outlives_the_replica(tmp_path: Path) -> None:
+    claims = tmp_path / "claims"
+    spec = dataclasses.replace(
+        replica_spec(),
+        volumes=(VolumeSpec("models", claim="model-cache"),),
+        mounts=(MountSpec("models", "/models"),),
+    )
+    root = tmp_path / "volumes" / "r1"
+    folder = write_volumes(spec, root, claims)["models"]
+    assert folder == claims / "default" / "model-cache" and mode(folder) == 0o777
+    assert mode(claims) == 0o700
+    (folder / "weights.bin").write_bytes(b"downloaded once")
+    assert remove_volumes(root) and folder.is_dir()  # the replica's folder goes, the claim stays
+    again = write_volumes(spec, tmp_path / "volumes" / "r2", claims)["models"]
+    assert (again / "weights.bin").read_bytes() == b"downloaded once"

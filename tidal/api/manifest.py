@@ -404,7 +404,8 @@ def _check_container(service: Service, require_command: bool) -> None:
 def _check_volumes(service: Service) -> None:
     """Knative's rules (docs/containers.md#volumes): one source per volume, every volume mounted
     and every mount of a volume, absolute and distinct mount paths, none of /, /dev or /dev/log,
-    and read-only mounts of the volumes a replica must not write to (all but emptyDir)."""
+    and read-only mounts of the volumes a replica must not write to (all but emptyDir and a
+    claim that is not readOnly)."""
     spec = service.spec.template.spec
     base = "spec.template.spec"
     problems: list[tuple[str, str]] = []
@@ -421,7 +422,11 @@ def _check_volumes(service: Service) -> None:
         if len(sources) != 1:
             given = f" (it sets {', '.join(sources)})" if sources else ""
             problems.append(
-                (where, f"set exactly one of secret, configMap, projected and emptyDir{given}")
+                (
+                    where,
+                    "set exactly one of secret, configMap, projected, emptyDir and "
+                    f"persistentVolumeClaim{given}",
+                )
             )
         for position, projection in enumerate(volume.projected.sources if volume.projected else []):
             if (projection.secret is None) == (projection.config_map is None):
@@ -445,7 +450,12 @@ def _check_volumes(service: Service) -> None:
         elif path in paths:
             problems.append((f"{where}.mountPath", f"{mount.mount_path!r} must be unique"))
         paths.add(path)
-        if volume is not None and volume.empty_dir is None and not mount.read_only:
+        if volume is None or mount.read_only:
+            continue
+        claim = volume.persistent_volume_claim
+        if claim is not None and claim.read_only:
+            problems.append((f"{where}.readOnly", "volume is readOnly but volume mount is not"))
+        elif volume.empty_dir is None and claim is None:
             problems.append(
                 (f"{where}.readOnly", "volume mount should be readOnly for this type of volume")
             )

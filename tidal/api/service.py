@@ -254,14 +254,25 @@ class EmptyDirVolumeSource(KModel):
         return value
 
 
+class PersistentVolumeClaimVolumeSource(KModel):
+    """Storage that outlives replicas, such as a model cache that every replica shares."""
+
+    claim_name: str
+    read_only: bool | None = None
+
+    _check_name = field_validator("claim_name")(dns_label)
+
+
 class Volume(KModel):
-    """A volume Knative allows by default: secret, configMap, projected or emptyDir."""
+    """A volume Knative allows by default (secret, configMap, projected, emptyDir) or with its
+    persistent-volume-claim features (docs/containers.md#volumes)."""
 
     name: str
     secret: SecretVolumeSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
     empty_dir: EmptyDirVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
     _check_name = field_validator("name")(dns_label)
 
@@ -272,6 +283,7 @@ class Volume(KModel):
             "configMap": self.config_map,
             "projected": self.projected,
             "emptyDir": self.empty_dir,
+            "persistentVolumeClaim": self.persistent_volume_claim,
         }
         return [field for field, source in given.items() if source is not None]
 

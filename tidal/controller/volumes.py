@@ -48,7 +48,7 @@ def reads(volumes: Sequence[Volume], kind: str, name: str) -> bool:
     return any(
         (source_kind, source_name) == (kind, name)
         for volume in volumes
-        if volume.empty_dir is None
+        if volume.empty_dir is None and volume.persistent_volume_claim is None
         for source_kind, source_name, _, _ in _sources(volume)[0]
     )
 
@@ -65,6 +65,11 @@ def _resolve(
     resolved: list[VolumeSpec] = []
     problems: list[str] = []
     for volume in volumes:
+        if volume.persistent_volume_claim is not None:
+            resolved.append(
+                VolumeSpec(volume.name, claim=volume.persistent_volume_claim.claim_name)
+            )
+            continue
         if volume.empty_dir is not None:
             limit = volume.empty_dir.size_limit
             resolved.append(

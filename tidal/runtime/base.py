@@ -94,12 +94,13 @@ class RegistryAuth:
 @dataclass(frozen=True)
 class VolumeSpec:
     """One volume of a replica, its contents resolved (docs/containers.md#volumes): the files
-    of its Secrets and ConfigMaps, or an empty directory, in RAM when `memory`."""
+    of its Secrets and ConfigMaps, an empty directory (in RAM when `memory`), or a claim's."""
 
     name: str
     files: Mapping[str, tuple[bytes, int]] = field(default_factory=dict)  # path: content, mode
     memory: bool = False
     size_limit: int | None = None  # bytes; a limit of the in-memory directory
+    claim: str = ""  # a persistentVolumeClaim's name: a folder kept across replicas
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,7 @@ class ContainerRuntime(ChildStopping):
         self._pulls: dict[tuple[str, str], asyncio.Task[str | None]] = {}
         self._present: set[str] = set()  # images known to be in the engine's store
         self.volume_root = self.data_dir / "volumes"  # one folder per replica that has volumes
+        self.claim_root = self.data_dir / "claims"  # persistentVolumeClaims: kept
 
     # -- the engine, once per platform ----------------------------------------------------------
 
@@ -262,7 +263,9 @@ class ContainerRuntime(ChildStopping):
         if image_user is None:
             return
         try:
-            volume_dirs = write_volumes(spec, self._volumes_of(spec)) if spec.volumes else {}
+            volume_dirs = (
+                write_volumes(spec, self._volumes_of(spec), self.claim_root) if spec.volumes else {}
+            )
         except VolumeError as exc:
             self._failed(child, str(exc))
             return

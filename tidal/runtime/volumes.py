@@ -27,13 +27,17 @@ class VolumeError(Exception):
     """A volume could not be written; says which, and why."""
 
 
-def write_volumes(spec: ReplicaSpec, root: Path) -> dict[str, Path]:
-    """Write the replica's on-disk volumes under `root`; each one's directory by name."""
+def write_volumes(spec: ReplicaSpec, root: Path, claims: Path) -> dict[str, Path]:
+    """Write the replica's on-disk volumes under `root`, and find its claims' folders under
+    `claims`; each one's directory by name."""
     root.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
     root.chmod(PRIVATE)
     directories: dict[str, Path] = {}
     for volume in spec.volumes:
         if volume.memory:
+            continue
+        if volume.claim:
+            directories[volume.name] = claim_folder(claims, spec.namespace, volume.claim)
             continue
         directory = root / volume.name
         try:
@@ -54,6 +58,21 @@ def write_volumes(spec: ReplicaSpec, root: Path) -> dict[str, Path]:
             raise VolumeError(f"cannot write volume {volume.name}: {exc}") from None
         directories[volume.name] = directory
     return directories
+
+
+def claim_folder(claims: Path, namespace: str, claim: str) -> Path:
+    """A claim's folder, made on first use (writable by any user, as an emptyDir) and kept
+    across replicas, revisions and restarts: what its replicas write there stays."""
+    folder = claims / namespace / claim
+    if folder.is_dir():
+        return folder
+    try:
+        claims.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(EMPTY_DIR_MODE)
+    except OSError as exc:
+        raise VolumeError(f"cannot make the folder of claim {claim}: {exc}") from None
+    return folder
 
 
 def refresh_files(spec: ReplicaSpec, volumes: tuple[VolumeSpec, ...], root: Path) -> None:

@@ -64,8 +64,8 @@ FIELDS = {
     "response to start, in seconds (0: no limit).",
     ("RevisionSpec", "idleTimeoutSeconds"): "Longest a response may go without a byte from the "
     "replica, in seconds (0: no limit).",
-    ("RevisionSpec", "volumes"): "secret, configMap, projected or emptyDir volumes; on one "
-    "machine they are mounted in containers only.",
+    ("RevisionSpec", "volumes"): "secret, configMap, projected, emptyDir or "
+    "persistentVolumeClaim volumes; on one machine they are mounted in containers only.",
     ("Container", "volumeMounts"): "Where the volumes appear; all but emptyDir read-only.",
     ("Container", "command"): "The process to run; locally tidal runs it with $PORT set.",
     ("Container", "image"): "The container image (needed on Kubernetes only).",
