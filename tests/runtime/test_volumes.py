@@ -107,7 +107,7 @@ def test_refreshed_files_replace_the_old_ones_whole(tmp_path: Path) -> None:
         VolumeSpec("cache"),  # an emptyDir is the replica's own: left alone
     )
     (root / "cache" / "model.bin").write_bytes(b"weights")
-    refresh_files(with_volumes(), changed, root)
+    refresh_files(changed, root)
     assert token.read_bytes() == b"rotated" and mode(token) == 0o400
     assert token.stat().st_ino != inode  # renamed over, never rewritten in place
     assert (root / "token" / "added").read_bytes() == b"new key"

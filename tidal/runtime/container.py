@@ -484,7 +484,7 @@ class ContainerRuntime(ChildStopping):
         if replica.replica_id not in self._children:
             return  # ended meanwhile: its volumes are gone
         try:
-            refresh_files(replica.spec, volumes, self._volumes_of(replica.spec))
+            refresh_files(volumes, self._volumes_of(replica.spec))
         except OSError as exc:
             log.warning("cannot update the volumes of %s: %s", replica.replica_id, exc)
 

@@ -75,7 +75,7 @@ def claim_folder(claims: Path, namespace: str, claim: str) -> Path:
     return folder
 
 
-def refresh_files(spec: ReplicaSpec, volumes: tuple[VolumeSpec, ...], root: Path) -> None:
+def refresh_files(volumes: tuple[VolumeSpec, ...], root: Path) -> None:
     """Give the replica's Secret and ConfigMap volumes under `root` the files of `volumes`:
     each written beside its place and renamed over it (a reader sees the old file or the new
     one, never half of one), and files whose key went removed."""
