@@ -158,6 +158,11 @@ def test_knatives_volume_rules(change: Any, field: str, message: str) -> None:
             "is not a file mode",
         ),
         (
+            lambda s: s["volumes"][2]["secret"]["items"][0].update(mode="0400"),
+            "spec.template.spec.volumes[2].secret.items[0].mode",
+            "integer",
+        ),
+        (
             lambda s: s["volumes"][2]["secret"]["items"][0].update(path="../token"),
             "spec.template.spec.volumes[2].secret.items[0].path",
             "must not contain '..'",

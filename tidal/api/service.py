@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -189,7 +190,7 @@ class KeyToPath(KModel):
 
     key: str = Field(min_length=1)
     path: str = Field(min_length=1)
-    mode: int | None = None
+    mode: StrictInt | None = None  # "0400" in quotes would read as decimal 400
 
     _check_path = field_validator("path")(file_path)
     _check_mode = field_validator("mode")(_file_mode)
@@ -198,7 +199,7 @@ class KeyToPath(KModel):
 class SecretVolumeSource(KModel):
     secret_name: str
     items: list[KeyToPath] = Field(default_factory=list)
-    default_mode: int | None = None
+    default_mode: StrictInt | None = None
     optional: bool | None = None
 
     _check_name = field_validator("secret_name")(dns_label)
@@ -208,7 +209,7 @@ class SecretVolumeSource(KModel):
 class ConfigMapVolumeSource(KModel):
     name: str
     items: list[KeyToPath] = Field(default_factory=list)
-    default_mode: int | None = None
+    default_mode: StrictInt | None = None
     optional: bool | None = None
 
     _check_name = field_validator("name")(dns_label)
@@ -234,7 +235,7 @@ class ProjectedVolumeSource(KModel):
     """Several Secrets and ConfigMaps in one directory."""
 
     sources: list[VolumeProjection] = Field(default_factory=list)
-    default_mode: int | None = None
+    default_mode: StrictInt | None = None
 
     _check_mode = field_validator("default_mode")(_file_mode)
 
