@@ -229,3 +229,23 @@ def test_services_needs_a_fleet_trace(tmp_path, files):
     trace.write_text("timestamp\n1\n2\n3\n")
     out = CliRunner().invoke(simulate_command, ["--trace", str(trace), *files, "--services", "2"])
     assert out.exit_code != 0 and "needs a trace with several services" in out.output
+
+
+def test_a_knative_manifest_with_an_image_and_its_secrets_simulates(tmp_path, files):
+    """As a cluster takes it: an image and no command (the simulator runs nothing), in a file
+    that also holds the Secret its volumes read."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf"}, "data": {}}
+    service = json.loads(json.dumps(SERVICE))
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    container.pop("command")
+    container["image"] = "ghcr.io/acme/model:1"
+    container["volumeMounts"] = [{"name": "hf", "mountPath": "/etc/hf", "readOnly": True}]
+    service["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "hf", "secret": {"secretName": "hf"}}
+    ]
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text(yaml.safe_dump_all([secret, service]))
+    pools = files[2:]
+    args = ["--trace", "synthetic", "-f", str(manifest), *pools, "--policy", "kpa", "-o", "json"]
+    out = invoke(args)
+    assert json.loads(out.output)["policies"]["kpa"]["requests"] > 0

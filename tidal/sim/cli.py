@@ -97,7 +97,7 @@ def service_model(
         template = doc.setdefault("spec", {}).setdefault("template", {})
         meta = template.setdefault("metadata", {})
         meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
-    valid = validate_service(doc, config.autoscaler)
+    valid = validate_service(doc, config.autoscaler, require_command=False)  # nothing runs
     template = valid.service.spec.template
     spec = template.spec
     container = spec.containers[0]
