@@ -331,6 +331,16 @@ def test_port_names_are_knatives(hello_doc):
     assert "'grpc' is not allowed: the name must be empty, 'http1' or 'h2c'" in info.value.message
 
 
+def test_knatives_queue_proxy_ports_are_reserved(hello_doc):
+    container = hello_doc["spec"]["template"]["spec"]["containers"][0]
+    for port in (8012, 8013, 8022, 9090, 9091, 8008):
+        container["ports"] = [{"containerPort": port}]
+        with pytest.raises(InvalidSpec) as info:
+            check(hello_doc)
+        assert info.value.field == "spec.template.spec.containers[0].ports[0].containerPort"
+        assert f"{port} is a reserved port" in info.value.message
+
+
 def test_an_h2c_port_takes_no_http_probe(hello_doc):
     container = hello_doc["spec"]["template"]["spec"]["containers"][0]
     container["ports"] = [{"containerPort": 8080, "name": "h2c"}]

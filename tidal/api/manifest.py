@@ -39,6 +39,9 @@ from tidal.api.units import parse_duration
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
+# Knative's queue-proxy ports (HTTP, HTTP/2, admin, metrics, user metrics, profiling): a Service
+# that asks for one would be refused by a Knative cluster, so it is here too.
+RESERVED_PORTS = (8012, 8013, 8022, 9090, 9091, 8008)
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
@@ -322,6 +325,11 @@ def _check_ports(container: Container) -> None:
     if name not in (None, "", "http1", "h2c"):
         message = f"{name!r} is not allowed: the name must be empty, 'http1' or 'h2c'"
         raise InvalidSpec(f"{base}.ports[0].name", message)
+    if port is not None and port.container_port in RESERVED_PORTS:
+        raise InvalidSpec(
+            f"{base}.ports[0].containerPort",
+            f"{port.container_port} is a reserved port, please use a different value",
+        )
     serving = (port.container_port if port else DEFAULT_CONTAINER_PORT, name)
     for field, probe in _probes(container):
         if name == "h2c" and probe.http_get is not None:
