@@ -437,3 +437,40 @@ def test_server_fields_and_status_are_accepted_for_reapply(hello_doc):
     )
     hello_doc["status"] = {"url": "http://hello.default.example.com"}
     assert check(hello_doc).name == "hello"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            lambda spec: spec["containers"][0].update(name="queue-proxy"),
+            "spec.template.spec.containers[0].name",
+            '"queue-proxy" is a reserved container name',
+        ),
+        (
+            lambda spec: spec["containers"][0].update(name="Model_Server"),
+            "spec.template.spec.containers[0].name",
+            "'Model_Server' is not a DNS label (a container's name)",
+        ),
+        (
+            lambda spec: spec.update(serviceAccountName="model runner"),
+            "spec.template.spec.serviceAccountName",
+            "'model runner' is not a DNS-1123 subdomain",
+        ),
+        (
+            lambda spec: spec["containers"][0].update(
+                resources={"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}
+            ),
+            "spec.template.spec.containers[0].resources.requests[memory]",
+            "2Gi must be less than or equal to the memory limit of 1Gi",
+        ),
+    ],
+)
+def test_what_a_pod_may_not_have_is_refused_but_not_on_restore(hello_doc, change, field, message):
+    """The API server's and Knative's pod rules, named at apply; a stored service that breaks
+    one still runs after an upgrade (nothing on this machine depends on them)."""
+    change(hello_doc["spec"]["template"]["spec"])
+    with pytest.raises(InvalidSpec) as info:
+        check(hello_doc)
+    assert (field, message) in info.value.problems
+    validate_service(hello_doc, CONFIG, restoring=True)

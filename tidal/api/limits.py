@@ -32,7 +32,7 @@ MAX_PREFIX = 253
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 _NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _METADATA_PATHS = (("metadata",), ("spec", "template", "metadata"))
 
 
@@ -143,7 +143,7 @@ def _check_key(key: Any, field: str) -> None:
     if not isinstance(key, str):
         return  # the model reports non-string keys
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > MAX_PREFIX or not _SUBDOMAIN.match(prefix)):
+    if slash and (not prefix or len(prefix) > MAX_PREFIX or not DNS1123_SUBDOMAIN.match(prefix)):
         raise InvalidSpec(
             field,
             f"key prefix must be a DNS-1123 subdomain of at most {MAX_PREFIX} characters",

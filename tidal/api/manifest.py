@@ -24,18 +24,19 @@ from tidal.api.autoscaling import (
     parse_autoscaling_annotations,
 )
 from tidal.api.errors import InvalidSpec
-from tidal.api.limits import check_metadata, load_yaml
+from tidal.api.limits import DNS1123_SUBDOMAIN, check_metadata, load_yaml
 from tidal.api.predictive import PredictiveAnnotations, parse_predictive_annotations
 from tidal.api.service import (
     API_VERSION,
     DNS1035,
+    DNS1123,
     Container,
     Probe,
     Service,
     TrafficTarget,
     Volume,
 )
-from tidal.api.units import parse_duration
+from tidal.api.units import parse_duration, parse_quantity
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
@@ -222,6 +223,7 @@ def validate_service(
         check(_check_service_annotations, service.metadata.annotations)
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
         check(_check_ports, service.spec.template.spec.containers[0])
+        check(_check_pod_rules, service)
     check(_check_container, service, require_command)
     check(_check_volumes, service)
     template_meta = service.spec.template.metadata
@@ -346,6 +348,41 @@ def _check_ports(container: Container) -> None:
                 f"{action.port!r} is not the container's port ({serving[0]}): tidal probes the "
                 "port the replica serves on; leave it out",
             )
+
+
+def _check_pod_rules(service: Service) -> None:
+    """What the Kubernetes API server and Knative's webhook refuse in a pod: a container name
+    that is not a DNS label or is Knative's own queue-proxy, a service account name that is not
+    a DNS-1123 subdomain, a request over its limit. Skipped for stored services: nothing that
+    runs on this machine breaks on them."""
+    spec = service.spec.template.spec
+    container = spec.containers[0]
+    base = "spec.template.spec"
+    problems: list[tuple[str, str]] = []
+    name = container.name
+    if name == "queue-proxy":
+        problems.append(
+            (f"{base}.containers[0].name", '"queue-proxy" is a reserved container name')
+        )
+    elif name is not None and (len(name) > 63 or not DNS1123.match(name)):
+        problems.append(
+            (f"{base}.containers[0].name", f"{name!r} is not a DNS label (a container's name)")
+        )
+    account = spec.service_account_name
+    if account is not None and (len(account) > 253 or not DNS1123_SUBDOMAIN.match(account)):
+        problems.append((f"{base}.serviceAccountName", f"{account!r} is not a DNS-1123 subdomain"))
+    resources = container.resources
+    for key, limit in resources.limits.items():
+        request = resources.requests.get(key)
+        if request is not None and parse_quantity(request) > parse_quantity(limit):
+            problems.append(
+                (
+                    f"{base}.containers[0].resources.requests[{key}]",
+                    f"{request} must be less than or equal to the {key} limit of {limit}",
+                )
+            )
+    if problems:
+        raise InvalidSpec("", "", problems)
 
 
 def _probes(container: Container) -> list[tuple[str, Probe]]:
