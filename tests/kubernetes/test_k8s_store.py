@@ -112,6 +112,9 @@ async def test_on_kubernetes_secrets_are_the_clusters(api: ApiClient, tmp_path: 
         platform.apply([doc])
         spec = platform.services["default/hello"].service.spec.template.spec
         assert platform.resolve_volumes("default", spec.volumes) == ()
+        del container["image"]  # a process here; a pod needs an image
+        with pytest.raises(InvalidSpec, match="a pod runs an image, and this container names"):
+            platform.apply([doc])
         assert (
             platform.resolve_env(
                 "default",

@@ -623,8 +623,15 @@ class Platform:
         except ValueError as exc:
             field = f"{TEMPLATE_ANNOTATIONS}[autoscaling.knative.dev/class]"
             raise InvalidSpec(field, str(exc)) from None
+        container = valid.service.spec.template.spec.containers[0]
         if self.on_this_machine:
             check_runnable_here(valid.service.spec.template)
+        elif not container.image:
+            raise InvalidSpec(
+                "spec.template.spec.containers[0].image",
+                "a pod runs an image, and this container names none (a command alone runs "
+                "only on one machine, as a process)",
+            )
         standby = valid.warm_standby_pool
         if standby is not None and standby not in self.placer.pools_by_name:
             pools = ", ".join(self.placer.pools_by_name)
