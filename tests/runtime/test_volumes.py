@@ -15,6 +15,7 @@ from tidal.runtime.engine import mount_args
 from tidal.runtime.volumes import (
     VolumeError,
     limited,
+    mount_sources,
     over_limit,
     refresh_files,
     remove_volumes,
@@ -53,7 +54,10 @@ def test_volumes_are_written_private_to_tidal_and_open_to_the_container(tmp_path
     assert mode(root / "token" / "token") == 0o400
     assert (root / "token" / "nested" / "dir" / "key").read_bytes() == b"k"
     assert mode(root / "cache") == 0o777  # any user the image runs as may write, as in Kubernetes
+    sources = mount_sources(with_volumes(), directories)
     assert (root / "cache" / "hub").is_dir()  # a subPath that is not there is made
+    assert sources["/hub, the cache"] == (root / "cache" / "hub").resolve()
+    assert "/dev/shm" not in sources  # a tmpfs of the engine's
     assert remove_volumes(root) and not root.exists()
 
 
@@ -64,9 +68,14 @@ def test_a_volume_that_cannot_be_written_says_which(tmp_path: Path) -> None:
         write_volumes(spec, tmp_path / "r", tmp_path / "claims")
 
 
-def test_mounts_are_bind_mounts_of_those_directories_or_a_tmpfs(tmp_path: Path) -> None:
-    directories = {"token": tmp_path / "token", "cache": tmp_path / "cache"}
-    args = mount_args(with_volumes(), directories)
+def test_mounts_are_bind_mounts_of_their_sources_or_a_tmpfs(tmp_path: Path) -> None:
+    sources = {
+        "/etc/hf": tmp_path / "token",
+        "/etc/one-key": tmp_path / "token/nested/dir/key",
+        "/models": tmp_path / "cache",
+        "/hub, the cache": tmp_path / "cache/hub",
+    }
+    args = mount_args(with_volumes(), sources)
     assert args[::2] == ["--mount"] * 5
     assert args[1::2] == [
         f"type=bind,source={tmp_path}/token,destination=/etc/hf,readonly=true",
@@ -76,6 +85,29 @@ def test_mounts_are_bind_mounts_of_those_directories_or_a_tmpfs(tmp_path: Path) 
         f'type=bind,source={tmp_path}/cache/hub,"destination=/hub, the cache"',
         f"type=tmpfs,destination=/dev/shm,tmpfs-mode=1777,tmpfs-size={64 * 2**20}",
     ]
+
+
+def test_a_sub_path_may_not_lead_out_of_its_volume(tmp_path: Path) -> None:
+    """The kubelet's subPath escape: a container writes a symbolic link into a claim it shares
+    with later replicas; a later replica that mounts it by subPath must not get the host's
+    folder the link points to."""
+    claims = tmp_path / "claims"
+    shared = VolumeSpec("models", claim="model-cache")
+    escape = dataclasses.replace(
+        replica_spec(),
+        volumes=(shared,),
+        mounts=(MountSpec("models", "/models", sub_path="evil/etc"),),
+    )
+    directories = write_volumes(escape, tmp_path / "r1", claims)
+    (directories["models"] / "evil").symlink_to("/")  # what a first replica left
+    with pytest.raises(VolumeError, match="subPath 'evil/etc' of volume models leads out"):
+        mount_sources(escape, directories)
+    inside = dataclasses.replace(escape, mounts=(MountSpec("models", "/m", sub_path="a/b"),))
+    (directories["models"] / "a").mkdir()
+    (directories["models"] / "link").symlink_to("a")  # a link inside the volume is fine
+    via_link = dataclasses.replace(escape, mounts=(MountSpec("models", "/m", sub_path="link"),))
+    assert mount_sources(inside, directories)["/m"] == (directories["models"] / "a/b").resolve()
+    assert mount_sources(via_link, directories)["/m"] == (directories["models"] / "a").resolve()
 
 
 def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_path: Path) -> None:

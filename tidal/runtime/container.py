@@ -71,6 +71,7 @@ from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
 from tidal.runtime.volumes import (
     VolumeError,
     limited,
+    mount_sources,
     over_limit,
     refresh_files,
     remove_volumes,
@@ -266,6 +267,7 @@ class ContainerRuntime(ChildStopping):
             volume_dirs = (
                 write_volumes(spec, self._volumes_of(spec), self.claim_root) if spec.volumes else {}
             )
+            sources = mount_sources(spec, volume_dirs)
         except VolumeError as exc:
             self._failed(child, str(exc))
             return
@@ -276,7 +278,7 @@ class ContainerRuntime(ChildStopping):
             replica.port,
             container_env(spec, child.image),
             labels(spec, self.data_dir, self.owner_pid),
-            volume_dirs,
+            sources,
             image_user,
         )
         child.spawning = True

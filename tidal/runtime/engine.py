@@ -103,12 +103,12 @@ def run_args(
     host_port: int,
     env: Mapping[str, str],
     labels: Mapping[str, str],
-    volume_dirs: Mapping[str, Path],
+    mount_sources: Mapping[str, Path],
     image_user: str = "",
 ) -> list[str]:
     """`<engine> run` for one replica: attached (its output is the replica's log), removed when
     it exits, the container's port published on the loopback interface only, its volumes
-    mounted from `volume_dirs` (tidal.runtime.volumes), its securityContext applied
+    bind-mounted from `mount_sources` (tidal.runtime.volumes), its securityContext applied
     (`image_user` is the image's USER, needed for a runAsGroup without runAsUser)."""
     args = [engine.path, "run", "--rm", "--name", container_name(spec), "--pull", "never"]
     for key, value in labels.items():
@@ -124,7 +124,7 @@ def run_args(
     if image.memory_limit is not None:
         args += ["--memory", str(image.memory_limit)]
     args += gpu_args(engine, spec.devices)
-    args += mount_args(spec, volume_dirs)
+    args += mount_args(spec, mount_sources)
     command = list(image.args)
     if image.entrypoint:
         # One executable through --entrypoint (docker takes no list); the rest become arguments.
@@ -190,10 +190,10 @@ def non_root_problem(security: SecurityContext, image_user: str) -> str | None:
     return None
 
 
-def mount_args(spec: ReplicaSpec, volume_dirs: Mapping[str, Path]) -> list[str]:
-    """`--mount` for each of the replica's volume mounts: a bind mount of the volume's directory
-    (or of `subPath` in it), or a tmpfs for an in-memory emptyDir. The value is CSV, as both
-    engines read it, so a path with a comma is quoted."""
+def mount_args(spec: ReplicaSpec, sources: Mapping[str, Path]) -> list[str]:
+    """`--mount` for each of the replica's volume mounts: a bind mount of its source by mount
+    path (the volume's folder, or the subPath in it), or a tmpfs for an in-memory emptyDir. The
+    value is CSV, as both engines read it, so a path with a comma is quoted."""
     volumes = {volume.name: volume for volume in spec.volumes}
     args: list[str] = []
     for mount in spec.mounts:
@@ -203,7 +203,7 @@ def mount_args(spec: ReplicaSpec, volume_dirs: Mapping[str, Path]) -> list[str]:
             if volume.size_limit:
                 fields.append(f"tmpfs-size={volume.size_limit}")
         else:
-            source = volume_dirs[mount.volume] / mount.sub_path
+            source = sources[mount.path]
             fields = ["type=bind", f"source={source}", f"destination={mount.path}"]
             if mount.read_only:
                 fields.append("readonly=true")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from tidal.runtime.base import ReplicaSpec, VolumeSpec
@@ -50,14 +51,39 @@ def write_volumes(spec: ReplicaSpec, root: Path, claims: Path) -> dict[str, Path
                 with os.fdopen(descriptor, "wb") as file:
                     file.write(content)
                 path.chmod(mode)  # whatever the umask took away
-            for mount in spec.mounts:  # a subPath that is not there is made, as the kubelet does
-                target = directory / mount.sub_path
-                if mount.volume == volume.name and mount.sub_path and not target.exists():
-                    target.mkdir(parents=True)
         except OSError as exc:
             raise VolumeError(f"cannot write volume {volume.name}: {exc}") from None
         directories[volume.name] = directory
     return directories
+
+
+def mount_sources(spec: ReplicaSpec, directories: Mapping[str, Path]) -> dict[str, Path]:
+    """What each bind mount mounts, by mount path: its volume's folder, or the subPath in it.
+    A subPath is resolved and must stay inside its volume: a symbolic link that a container left
+    in a claim would otherwise lead the mount to any path of the host (the kubelet's subPath
+    escape); the resolved path is what is mounted. One that is not there is made, as the
+    kubelet makes it."""
+    sources: dict[str, Path] = {}
+    for mount in spec.mounts:
+        directory = directories.get(mount.volume)
+        if directory is None:
+            continue  # in memory: the engine's tmpfs
+        if not mount.sub_path:
+            sources[mount.path] = directory
+            continue
+        target = (directory / mount.sub_path).resolve()
+        if not target.is_relative_to(directory.resolve()):
+            raise VolumeError(
+                f"subPath {mount.sub_path!r} of volume {mount.volume} leads out of the volume "
+                "(through a symbolic link)"
+            )
+        try:
+            if not target.exists():
+                target.mkdir(parents=True)
+        except OSError as exc:
+            raise VolumeError(f"cannot make subPath {mount.sub_path!r}: {exc}") from None
+        sources[mount.path] = target
+    return sources
 
 
 def claim_folder(claims: Path, namespace: str, claim: str) -> Path:
