@@ -206,16 +206,6 @@ class SecretVolumeSource(KModel):
     _check_mode = field_validator("default_mode")(_file_mode)
 
 
-class ConfigMapVolumeSource(KModel):
-    name: str
-    items: list[KeyToPath] = Field(default_factory=list)
-    default_mode: StrictInt | None = None
-    optional: bool | None = None
-
-    _check_name = field_validator("name")(dns_label)
-    _check_mode = field_validator("default_mode")(_file_mode)
-
-
 class ObjectProjection(KModel):
     """A Secret's or ConfigMap's keys, as one source of a projected volume."""
 
@@ -224,6 +214,14 @@ class ObjectProjection(KModel):
     optional: bool | None = None
 
     _check_name = field_validator("name")(dns_label)
+
+
+class ConfigMapVolumeSource(ObjectProjection):
+    """A ConfigMap's keys as a volume of their own, with the mode of its files."""
+
+    default_mode: StrictInt | None = None
+
+    _check_mode = field_validator("default_mode")(_file_mode)
 
 
 class VolumeProjection(KModel):

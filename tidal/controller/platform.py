@@ -557,9 +557,8 @@ class Platform:
     def _refresh_volumes(self, kind: str, namespace: str, name: str) -> None:
         """Running replicas whose volumes read this Secret or ConfigMap get its current files,
         as the kubelet updates a pod's; a replica whose volumes can no longer all be filled in
-        keeps the files it has."""
-        if not self.on_this_machine:
-            return
+        keeps the files it has. (Only on this machine: on Kubernetes neither kind is applied
+        here.)"""
         for workload in self.workloads.values():
             spec = workload.spec
             if spec.namespace != namespace or not reads(spec.volumes, kind, name):

@@ -48,7 +48,6 @@ def reads(volumes: Sequence[Volume], kind: str, name: str) -> bool:
     return any(
         (source_kind, source_name) == (kind, name)
         for volume in volumes
-        if volume.empty_dir is None and volume.persistent_volume_claim is None
         for source_kind, source_name, _, _ in _sources(volume)[0]
     )
 
@@ -105,14 +104,16 @@ def _resolve(
 
 
 def _sources(volume: Volume) -> tuple[list[_Source], int]:
-    """The Secrets and ConfigMaps a volume reads, and the mode of its files."""
+    """The Secrets and ConfigMaps a volume reads (none for an emptyDir or a claim), and the
+    mode of its files."""
     if volume.secret is not None:
         s = volume.secret
         return [(SECRET, s.secret_name, s.items, bool(s.optional))], _mode(s.default_mode)
     if volume.config_map is not None:
         c = volume.config_map
         return [(CONFIG_MAP, c.name, c.items, bool(c.optional))], _mode(c.default_mode)
-    assert volume.projected is not None
+    if volume.projected is None:
+        return [], DEFAULT_MODE
     sources: list[_Source] = []
     for projection in volume.projected.sources:
         kind = SECRET if projection.secret is not None else CONFIG_MAP
