@@ -1,6 +1,6 @@
 """Cold start of a container replica: through tidal vs the engine alone.
 
-    python bench/container_coldstart.py [--runs 5] [--engine podman] [--volumes KIB]
+    python bench/container_coldstart.py [--runs 5] [--engine podman] [--volumes KIB] [--sidecar]
 
 1. The engine alone: `<engine> run -d --rm -p 127.0.0.1:PORT:8080` of the example image (built
    here, see examples/container/), polling its port every millisecond; time exec → first 200.
@@ -14,6 +14,11 @@ With --volumes KIB both also mount what a model server is given (docs/containers
 a Secret's token, a ConfigMap of KIB KiB, an emptyDir and a 64 MiB tmpfs at /dev/shm. The
 engine alone bind-mounts folders made once; tidal reads the Secret and ConfigMap and writes
 them for each replica, which the difference then includes.
+
+With --sidecar each replica also runs a sidecar (docs/containers.md#sidecars), a shell waiting
+in the server's network namespace: the engine alone starts it once `run -d` of the server has
+returned, while the server's port is polled; tidal as soon as it sees the server's container
+running, while it probes the server.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from tests.integration.test_containers import image_service  # noqa: E402
 from tests.runtime.test_container import load_example_build  # noqa: E402
 
 SHM_BYTES = 64 * 2**20
+# A sidecar that idles until stopped (a shell as PID 1 must handle SIGTERM itself).
+SIDECAR_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
 
 def volume_docs(
@@ -93,9 +100,10 @@ def engine_mounts(folder: Path, kib: int) -> list[str]:
     ]
 
 
-def engine_alone(engine: str, image: str, mounts: list[str]) -> float:
+def engine_alone(engine: str, image: str, mounts: list[str], sidecar: bool = False) -> float:
     port = free_port()
     name = f"tidal-bench-{port}"
+    names = [f"{name}-sidecar", name] if sidecar else [name]
     started = time.perf_counter()
     subprocess.run(
         [
@@ -113,6 +121,13 @@ def engine_alone(engine: str, image: str, mounts: list[str]) -> float:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    starting = None
+    if sidecar:  # while the server's port is polled, as tidal probes it meanwhile
+        joined = ["--network", f"container:{name}", "--entrypoint", SIDECAR_COMMAND[0]]
+        starting = subprocess.Popen(
+            [engine, "run", "-d", "--rm", "--name", names[0], *joined, image, *SIDECAR_COMMAND[1:]],
+            stdout=subprocess.DEVNULL,
+        )
     try:
         while True:
             try:
@@ -121,11 +136,14 @@ def engine_alone(engine: str, image: str, mounts: list[str]) -> float:
             except OSError:
                 time.sleep(0.001)
     finally:
-        subprocess.run([engine, "rm", "-f", name], check=True, capture_output=True)
+        if starting is not None:
+            assert starting.wait() == 0, "the sidecar did not start"
+        for each in names:  # the sidecar first: the server's namespace is in use until then
+            subprocess.run([engine, "rm", "-f", each], check=True, capture_output=True)
 
 
 def interleaved(
-    runs: int, image: str, engine: str, volumes_kib: int | None
+    runs: int, image: str, engine: str, volumes_kib: int | None, sidecar: bool
 ) -> tuple[list[float], list[float], list[float]]:
     """Runs of the engine alone and through tidal taken in turn, so that load from other work on
     the machine hits both alike. Returns (alone, tidal request at zero, tidal Ready Time)."""
@@ -142,6 +160,19 @@ def interleaved(
                 for doc in docs:
                     doc["spec"]["template"]["spec"]["volumes"] = volumes
                     doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = volume_mounts
+            if sidecar:
+                for doc in docs:
+                    pod = doc["spec"]["template"]["spec"]
+                    pod["containers"][0]["ports"] = [{"containerPort": 8080}]
+                    pod["containers"].append(
+                        {
+                            "name": "sidecar",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": SIDECAR_COMMAND[:1],
+                            "args": SIDECAR_COMMAND[1:],
+                        }
+                    )
             for doc in docs:
                 doc["spec"]["template"]["metadata"] = {
                     "annotations": {"autoscaling.knative.dev/initial-scale": "0"}
@@ -152,7 +183,7 @@ def interleaved(
             alone, times = [], []
             for i in range(runs + 1):
                 if i:  # the first round warms up the engine's and the platform's code paths
-                    alone.append(engine_alone(engine, image, mounts))
+                    alone.append(engine_alone(engine, image, mounts, sidecar))
                 started = time.perf_counter()
                 status = get(platform.port, host(f"cold-{i}"), timeout=60)
                 elapsed = time.perf_counter() - started
@@ -179,10 +210,11 @@ def main() -> None:
         metavar="KIB",
         help="mount a Secret, a ConfigMap of KIB KiB, an emptyDir and /dev/shm in both",
     )
+    parser.add_argument("--sidecar", action="store_true", help="run a sidecar in both")
     args = parser.parse_args()
     image = load_example_build().ensure_image(args.engine)
     engine_alone(args.engine, image, [])  # warm the engine's caches, as tidal's first run does
-    alone, tidal, ready = interleaved(args.runs, image, args.engine, args.volumes)
+    alone, tidal, ready = interleaved(args.runs, image, args.engine, args.volumes, args.sidecar)
 
     def line(label: str, values: list[float]) -> str:
         return (

@@ -19,7 +19,9 @@ from tests.runtime.registry import Registry
 from tests.runtime.test_container import ENGINE, load_example_build
 from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
 
-VOLUMES_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "container" / "volumes.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "container"
+VOLUMES_EXAMPLE = EXAMPLES / "volumes.yaml"
+SIDECAR_EXAMPLE = EXAMPLES / "sidecar.yaml"
 
 pytestmark = pytest.mark.skipif(
     ENGINE is None, reason="no container engine: podman is not installed, docker has no daemon"
@@ -324,3 +326,55 @@ def test_a_claim_keeps_what_one_replica_wrote_for_the_next(platform: Platform, i
     assert platform.request(host("reader"), "/cgi-bin/env")[0] == 200
     platform.cli("delete", "service", "reader")
     assert folder.is_dir()  # claims are kept until removed by hand
+
+
+def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_replica(
+    platform: Platform, image: str
+) -> None:
+    """The sidecar example through `tidal apply` and the gateway: the sidecar writes the model
+    into a shared emptyDir and answers the server on 127.0.0.1; a sidecar that dies fails its
+    replica, which is replaced; a delete leaves no container (podman keeps a container whose
+    network others joined unless it is removed after them)."""
+    config, doc = yaml.safe_load_all(SIDECAR_EXAMPLE.read_text())
+    for container in doc["spec"]["template"]["spec"]["containers"]:
+        container["image"] = image
+    platform.apply(config, doc)
+    status, _, body = platform.request(host("with-sidecar"), "/cgi-bin/report")
+    assert status == 200, body
+    assert variables(body) == {"model": "model-v1", "sidecar": "ok from the puller"}
+    [replica] = platform.replicas("with-sidecar")
+    logs = platform.cli("logs", "with-sidecar").stdout
+    assert f"==> with-sidecar-00001/{replica['name']}.puller <==\nmodel written" in logs
+    assert len(containers(platform.data_dir, "with-sidecar-00001")) == 2
+
+    def kill(container: str) -> None:
+        assert ENGINE is not None
+        subprocess.run([ENGINE, "kill", container], capture_output=True, check=True)
+
+    def replaced(old: str) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            now = platform.replicas("with-sidecar")
+            return next((r for r in now if r["name"] != old and r["state"] == "Ready"), None)
+
+        return wait_until(ready, 60, f"a replica in place of {old}")
+
+    kill(f"tidal-default-{replica['name']}-puller")
+    second = replaced(replica["name"])
+    events = platform.cli("describe", "ksvc", "with-sidecar").stdout
+    assert f"Replica {replica['name']}" in events
+    assert "sidecar container puller exited with code 137" in events
+    assert variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])["sidecar"]
+
+    # The server dies with its sidecar running: both go, none is left behind.
+    kill(f"tidal-default-{second['name']}")
+    replaced(second["name"])
+    wait_until(
+        lambda: len(containers(platform.data_dir, "with-sidecar-00001")) == 2,
+        30,
+        "the dead replica's containers to be removed",
+    )
+
+    platform.cli("delete", "service", "with-sidecar")
+    wait_until(
+        lambda: not containers(platform.data_dir, "with-sidecar-00001"), 30, "its containers gone"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 from typing import Any
 
 import kubernetes_validate
@@ -77,6 +78,26 @@ def test_the_install_has_what_the_issue_lists() -> None:
 )
 def test_revision_deployments_validate(placement: PodPlacement, extra: dict[str, str]) -> None:
     validate(deployment_manifest(REVISION, "hello-00001-ecs", "ecs", placement, extra, 30))
+
+
+def test_a_revision_with_a_sidecar_is_one_pod_of_both_containers() -> None:
+    """Knative's pod: every container named (defaulted as Knative does), Knative's variables in
+    each, the port, PORT and the probes in the serving container only."""
+    revision = copy.deepcopy(REVISION)
+    server = revision["spec"]["containers"][0]
+    revision["spec"]["containers"] = [
+        {"image": "ghcr.io/example/puller:1", "args": ["--to", "/models"]},
+        server,
+    ]
+    deployment = deployment_manifest(revision, "hello-00001-ecs", "ecs", PodPlacement(), {}, 30)
+    validate(deployment)
+    puller, serving = deployment["spec"]["template"]["spec"]["containers"]
+    assert (puller["name"], serving["name"]) == ("user-container-0", "user-container-1")
+    assert [e["name"] for e in puller["env"]] == ["K_SERVICE", "K_CONFIGURATION", "K_REVISION"]
+    assert "PORT" in [e["name"] for e in serving["env"]]
+    assert set(puller) == {"name", "image", "env", "args"}
+    assert serving["ports"] == [{"name": "user-port", "containerPort": 9000, "protocol": "TCP"}]
+    assert "readinessProbe" in serving and "startupProbe" in serving
 
 
 def test_tidal_kubernetes_manifests_prints_them() -> None:

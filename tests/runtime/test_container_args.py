@@ -20,11 +20,14 @@ from tidal.api.manifest import runs_in_container, validate_service
 from tidal.api.service import Container
 from tidal.runtime.base import (
     ImageSpec,
+    MountSpec,
     ProbeSpec,
     Replica,
     ReplicaSpec,
     ReplicaState,
     SecurityContext,
+    SidecarSpec,
+    VolumeSpec,
 )
 from tidal.runtime.container import ContainerRuntime, HostRuntime, container_env, image_spec
 from tidal.runtime.engine import (
@@ -38,6 +41,7 @@ from tidal.runtime.engine import (
     reaper_script,
     run_args,
     security_args,
+    sidecar_run_args,
     stop_args,
 )
 
@@ -95,6 +99,45 @@ def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> No
         assert pair in pairs
     assert args[-3:] == ["localhost/web:1", "--model", "small"]  # args replace the image's CMD
     assert "--entrypoint" not in args
+
+
+def test_a_sidecar_joins_the_serving_containers_network_and_publishes_nothing() -> None:
+    sidecar = SidecarSpec(
+        name="puller",
+        image=ImageSpec("localhost/puller:1", entrypoint=("pull", "--to"), args=("/models",)),
+        env={"K_REVISION": "web-00001"},
+        working_dir="/work",
+        security=SecurityContext(read_only_root_filesystem=True),
+        mounts=(MountSpec("models", "/models"),),
+    )
+    spec = dataclasses.replace(
+        replica_spec(devices=("0",)), volumes=(VolumeSpec("models"),), sidecars=(sidecar,)
+    )
+    sources = {"/models": Path("/data/volumes/models")}
+    args = sidecar_run_args(PODMAN, spec, sidecar, {"tidal.dev/replica": "r"}, sources)
+    assert args[:5] == [
+        "/usr/bin/podman",
+        "run",
+        "--rm",
+        "--name",
+        "tidal-default-web-00001-abc123-puller",
+    ]
+    pairs = list(itertools.pairwise(args))
+    for pair in [
+        ("--network", "container:tidal-default-web-00001-abc123"),
+        ("--label", "tidal.dev/replica=r"),
+        ("--env", "K_REVISION=web-00001"),
+        ("--workdir", "/work"),
+        ("--mount", "type=bind,source=/data/volumes/models,destination=/models"),
+    ]:
+        assert pair in pairs
+    assert "--read-only" in args
+    assert "--publish" not in args and "--device" not in args  # GPUs: the serving container's
+    assert args[-5:] == ["--entrypoint", "pull", "localhost/puller:1", "--to", "/models"]
+    assert spec.log_paths() == [
+        spec.log_path,
+        spec.log_path.with_name(f"{spec.replica_id}.puller.log"),
+    ]
 
 
 def test_the_security_context_becomes_the_engines_options() -> None:
@@ -177,7 +220,7 @@ def test_container_env_sets_port_to_the_container_port_and_drops_host_gpu_ids() 
 
 
 def test_stop_uses_the_engine_timeout_rounded_up() -> None:
-    assert stop_args(PODMAN, "c", 2.5) == ["/usr/bin/podman", "stop", "--time", "3", "c"]
+    assert stop_args(PODMAN, ["c"], 2.5) == ["/usr/bin/podman", "stop", "--time", "3", "c"]
 
 
 def test_reaper_removes_only_this_platforms_containers() -> None:

@@ -54,7 +54,7 @@ def test_volumes_are_written_private_to_tidal_and_open_to_the_container(tmp_path
     assert mode(root / "token" / "token") == 0o400
     assert (root / "token" / "nested" / "dir" / "key").read_bytes() == b"k"
     assert mode(root / "cache") == 0o777  # any user the image runs as may write, as in Kubernetes
-    sources = mount_sources(with_volumes(), directories)
+    sources = mount_sources(MOUNTS, directories)
     assert (root / "cache" / "hub").is_dir()  # a subPath that is not there is made
     assert sources["/hub, the cache"] == (root / "cache" / "hub").resolve()
     assert "/dev/shm" not in sources  # a tmpfs of the engine's
@@ -75,7 +75,7 @@ def test_mounts_are_bind_mounts_of_their_sources_or_a_tmpfs(tmp_path: Path) -> N
         "/models": tmp_path / "cache",
         "/hub, the cache": tmp_path / "cache/hub",
     }
-    args = mount_args(with_volumes(), sources)
+    args = mount_args(VOLUMES, MOUNTS, sources)
     assert args[::2] == ["--mount"] * 5
     assert args[1::2] == [
         f"type=bind,source={tmp_path}/token,destination=/etc/hf,readonly=true",
@@ -101,13 +101,14 @@ def test_a_sub_path_may_not_lead_out_of_its_volume(tmp_path: Path) -> None:
     directories = write_volumes(escape, tmp_path / "r1", claims)
     (directories["models"] / "evil").symlink_to("/")  # what a first replica left
     with pytest.raises(VolumeError, match="subPath 'evil/etc' of volume models leads out"):
-        mount_sources(escape, directories)
+        mount_sources(escape.mounts, directories)
     inside = dataclasses.replace(escape, mounts=(MountSpec("models", "/m", sub_path="a/b"),))
     (directories["models"] / "a").mkdir()
     (directories["models"] / "link").symlink_to("a")  # a link inside the volume is fine
     via_link = dataclasses.replace(escape, mounts=(MountSpec("models", "/m", sub_path="link"),))
-    assert mount_sources(inside, directories)["/m"] == (directories["models"] / "a/b").resolve()
-    assert mount_sources(via_link, directories)["/m"] == (directories["models"] / "a").resolve()
+    models = directories["models"]
+    assert mount_sources(inside.mounts, directories)["/m"] == (models / "a/b").resolve()
+    assert mount_sources(via_link.mounts, directories)["/m"] == (models / "a").resolve()
 
 
 def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_path: Path) -> None:

@@ -570,12 +570,14 @@ def metric_settings(
     annotations: dict[str, str],
     container: Container,
     prefix: str = "spec.template.metadata.annotations",
+    where: str = "spec.template.spec.containers[0]",
 ) -> MetricSettings:
-    """Check and resolve a revision's metric settings; raise InvalidSpec naming the field."""
+    """Check and resolve a revision's metric settings, given its serving container (at
+    `where`); raise InvalidSpec naming the field."""
     requests, limits = container.resources.requests, container.resources.limits
     amount = requests.get("cpu", limits.get("cpu"))  # Kubernetes: the request defaults to the limit
     cpu = parse_quantity(amount) if amount is not None else None
-    percentile, sync = _check_metric_needs(ann, annotations, cpu, container.gpus(), prefix)
+    percentile, sync = _check_metric_needs(ann, annotations, cpu, container.gpus(), prefix, where)
     return MetricSettings(percentile, sync, cpu)
 
 
@@ -585,6 +587,7 @@ def _check_metric_needs(
     cpu_request: float | None,
     gpus: int,
     prefix: str,
+    where: str,
 ) -> tuple[float | None, float]:
     """What a metric needs besides its name: memory and rt a `target` (MiB, ms: there is no
     sensible default), cpu a CPU request to take a percentage of, gpu a GPU. Returns
@@ -598,12 +601,12 @@ def _check_metric_needs(
         # Knative's HPA class takes it (Kubernetes' HPA then reports "missing request for
         # cpu" and holds, as tidal's does); the predictive classes are tidal's to check.
         raise InvalidSpec(
-            "spec.template.spec.containers[0].resources.requests.cpu",
+            f"{where}.resources.requests.cpu",
             "metric cpu scales on % of the CPU request: set resources.requests.cpu",
         )
     if metric == GPU and not gpus:
         raise InvalidSpec(
-            "spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]",
+            f"{where}.resources.limits[nvidia.com/gpu]",
             "metric gpu measures the replica's GPUs: request at least one nvidia.com/gpu",
         )
     measured = metric in (RT, *RESOURCE_METRICS)

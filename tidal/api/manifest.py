@@ -32,6 +32,7 @@ from tidal.api.service import (
     DNS1123,
     Container,
     Probe,
+    RevisionSpec,
     Service,
     TrafficTarget,
     Volume,
@@ -39,6 +40,7 @@ from tidal.api.service import (
 from tidal.api.units import parse_duration, parse_quantity
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+CONTAINERS = "spec.template.spec.containers"
 RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
 # Knative's queue-proxy ports (HTTP, HTTP/2, admin, metrics, user metrics, profiling): a Service
 # that asks for one would be refused by a Knative cluster, so it is here too.
@@ -222,16 +224,20 @@ def validate_service(
         check(_check_visibility, service.metadata.labels)
         check(_check_service_annotations, service.metadata.annotations)
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
-        check(_check_ports, service.spec.template.spec.containers[0])
+        check(_check_ports, service.spec.template.spec)
         check(_check_pod_rules, service)
-    check(_check_container, service, require_command)
+    check(_check_sidecars, service.spec.template.spec)
+    for index in range(len(service.spec.template.spec.containers)):
+        check(_check_container, service, index, require_command)
     check(_check_volumes, service)
     template_meta = service.spec.template.metadata
-    check(_check_runtime, service.spec.template.spec.containers[0], template_meta.annotations)
+    check(_check_runtime, service.spec.template.spec, template_meta.annotations)
     autoscaling = check(parse_autoscaling_annotations, template_meta.annotations, config)
     if autoscaling is not None:
-        container = service.spec.template.spec.containers[0]
-        check(metric_settings, autoscaling, template_meta.annotations, container)
+        pod = service.spec.template.spec
+        where = f"{CONTAINERS}[{pod.serving_index}]"
+        annotations = template_meta.annotations
+        check(metric_settings, autoscaling, annotations, pod.serving, TEMPLATE_ANNOTATIONS, where)
     predictive = check(
         lambda: parse_predictive_annotations(
             template_meta.annotations, also_known=PLATFORM_ANNOTATIONS
@@ -316,14 +322,15 @@ def _check_tag_hosts(targets: list[TrafficTarget], service: str) -> None:
             )
 
 
-def _check_ports(container: Container) -> None:
+def _check_ports(spec: RevisionSpec) -> None:
     """Knative's port names: "" or "http1" (HTTP/1.1) and "h2c" (HTTP/2 without TLS, as gRPC
     servers speak it; docs/architecture.md#http2-and-grpc). The probes go to the port the
     replica serves on: a probe that names another port would silently probe this one. tidal's
     HTTP probes speak HTTP/1.1, which an h2c server does not answer."""
+    container = spec.serving
     port = container.ports[0] if container.ports else None
     name = port.name if port else None
-    base = "spec.template.spec.containers[0]"
+    base = f"{CONTAINERS}[{spec.serving_index}]"
     if name not in (None, "", "http1", "h2c"):
         message = f"{name!r} is not allowed: the name must be empty, 'http1' or 'h2c'"
         raise InvalidSpec(f"{base}.ports[0].name", message)
@@ -356,31 +363,29 @@ def _check_pod_rules(service: Service) -> None:
     a DNS-1123 subdomain, a request over its limit. Skipped for stored services: nothing that
     runs on this machine breaks on them."""
     spec = service.spec.template.spec
-    container = spec.containers[0]
-    base = "spec.template.spec"
     problems: list[tuple[str, str]] = []
-    name = container.name
-    if name == "queue-proxy":
-        problems.append(
-            (f"{base}.containers[0].name", '"queue-proxy" is a reserved container name')
-        )
-    elif name is not None and (len(name) > 63 or not DNS1123.match(name)):
-        problems.append(
-            (f"{base}.containers[0].name", f"{name!r} is not a DNS label (a container's name)")
-        )
+    for index, container in enumerate(spec.containers):
+        base = f"{CONTAINERS}[{index}]"
+        name = container.name
+        if name == "queue-proxy":
+            problems.append((f"{base}.name", '"queue-proxy" is a reserved container name'))
+        elif name is not None and (len(name) > 63 or not DNS1123.match(name)):
+            problems.append((f"{base}.name", f"{name!r} is not a DNS label (a container's name)"))
+        resources = container.resources
+        for key, limit in resources.limits.items():
+            request = resources.requests.get(key)
+            if request is not None and parse_quantity(request) > parse_quantity(limit):
+                problems.append(
+                    (
+                        f"{base}.resources.requests[{key}]",
+                        f"{request} must be less than or equal to the {key} limit of {limit}",
+                    )
+                )
     account = spec.service_account_name
     if account is not None and (len(account) > 253 or not DNS1123_SUBDOMAIN.match(account)):
-        problems.append((f"{base}.serviceAccountName", f"{account!r} is not a DNS-1123 subdomain"))
-    resources = container.resources
-    for key, limit in resources.limits.items():
-        request = resources.requests.get(key)
-        if request is not None and parse_quantity(request) > parse_quantity(limit):
-            problems.append(
-                (
-                    f"{base}.containers[0].resources.requests[{key}]",
-                    f"{request} must be less than or equal to the {key} limit of {limit}",
-                )
-            )
+        problems.append(
+            ("spec.template.spec.serviceAccountName", f"{account!r} is not a DNS-1123 subdomain")
+        )
     if problems:
         raise InvalidSpec("", "", problems)
 
@@ -394,9 +399,51 @@ def _probes(container: Container) -> list[tuple[str, Probe]]:
     return [(field, probe) for field, probe in probes if probe is not None]
 
 
-def _check_container(service: Service, require_command: bool) -> None:
-    container = service.spec.template.spec.containers[0]
-    base = "spec.template.spec.containers[0]"
+def _check_sidecars(spec: RevisionSpec) -> None:
+    """Knative's rules for several containers (validateContainersPorts, validateContainers):
+    exactly one port among them, which makes its container the serving one; distinct names;
+    no probes on a sidecar (Knative's multi-container-probing is off by default: only the
+    serving container is probed)."""
+    if len(spec.containers) == 1:
+        return
+    problems: list[tuple[str, str]] = []
+    ports = sum(len(container.ports) for container in spec.containers)
+    if ports != 1:
+        problems.append(
+            (
+                f"{CONTAINERS}[*].ports",
+                "more than one container port is set: only a single port is allowed across "
+                "all containers"
+                if ports
+                else "with several containers, give the serving container (only it) a port, "
+                "e.g. `ports: [{containerPort: 8080}]`",
+            )
+        )
+    names: set[str] = set()
+    for index, container in enumerate(spec.containers):
+        if container.name in names:
+            problems.append(
+                (f"{CONTAINERS}[{index}].name", f"duplicate container name {container.name!r}")
+            )
+        if container.name:
+            names.add(container.name)
+        if container.ports:
+            continue
+        for field, _ in _probes(container):
+            problems.append(
+                (
+                    f"{CONTAINERS}[{index}].{field}",
+                    "a sidecar is not probed (only the serving container is, as in Knative "
+                    "without multi-container-probing): remove it",
+                )
+            )
+    if problems:
+        raise InvalidSpec("", "", problems)
+
+
+def _check_container(service: Service, index: int, require_command: bool) -> None:
+    container = service.spec.template.spec.containers[index]
+    base = f"{CONTAINERS}[{index}]"
     problems: list[tuple[str, str]] = []
     if not container.command and (require_command or not container.image):
         has = f"only an image ({container.image!r})" if container.image else "neither"
@@ -455,7 +502,7 @@ def _check_volumes(service: Service) -> None:
     base = "spec.template.spec"
     problems: list[tuple[str, str]] = []
     volumes: dict[str, Volume] = {}
-    mounted = {mount.name for mount in spec.containers[0].volume_mounts}
+    mounted = {mount.name for c in spec.containers for mount in c.volume_mounts}
     for index, volume in enumerate(spec.volumes):
         where = f"{base}.volumes[{index}]"
         if volume.name in volumes:
@@ -481,9 +528,21 @@ def _check_volumes(service: Service) -> None:
                         "set exactly one of secret and configMap",
                     )
                 )
+    for position, container in enumerate(spec.containers):
+        problems += _mount_problems(container, f"{CONTAINERS}[{position}]", volumes)
+    if problems:
+        raise InvalidSpec("", "", problems)
+
+
+def _mount_problems(
+    container: Container, base: str, volumes: dict[str, Volume]
+) -> list[tuple[str, str]]:
+    """One container's mounts: of volumes that exist, at absolute paths distinct within the
+    container, read-only where their volume must be."""
+    problems: list[tuple[str, str]] = []
     paths: set[str] = set()
-    for index, mount in enumerate(spec.containers[0].volume_mounts):
-        where = f"{base}.containers[0].volumeMounts[{index}]"
+    for index, mount in enumerate(container.volume_mounts):
+        where = f"{base}.volumeMounts[{index}]"
         volume = volumes.get(mount.name)
         if volume is None:
             problems.append((f"{where}.name", "volumeMount has no matching volume"))
@@ -504,8 +563,7 @@ def _check_volumes(service: Service) -> None:
             problems.append(
                 (f"{where}.readOnly", "volume mount should be readOnly for this type of volume")
             )
-    if problems:
-        raise InvalidSpec("", "", problems)
+    return problems
 
 
 def _clean_path(path: str) -> str:
@@ -524,17 +582,20 @@ def runs_in_container(container: Container, annotations: dict[str, str]) -> bool
     return not container.command or annotations.get(RUNTIME) == "container"
 
 
-def _check_runtime(container: Container, annotations: dict[str, str]) -> None:
+def _check_runtime(spec: RevisionSpec, annotations: dict[str, str]) -> None:
     if RUNTIME not in annotations:
         return
     field = f"{TEMPLATE_ANNOTATIONS}[{RUNTIME}]"
     value = annotations[RUNTIME]
     if value not in ("container", "process"):
         raise InvalidSpec(field, f"must be container or process, got {value!r}")
-    if value == "container" and not container.image:
-        raise InvalidSpec(field, "a container runtime needs spec.template.spec.containers[0].image")
-    if value == "process" and not container.command:
-        raise InvalidSpec(field, "a process runtime needs spec.template.spec.containers[0].command")
+    for index, container in enumerate(spec.containers):
+        if value == "container" and not container.image:
+            raise InvalidSpec(field, f"a container runtime needs {CONTAINERS}[{index}].image")
+    if value == "process" and not spec.serving.command:
+        raise InvalidSpec(
+            field, f"a process runtime needs {CONTAINERS}[{spec.serving_index}].command"
+        )
 
 
 def _duration_annotation(

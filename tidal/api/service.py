@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -32,6 +33,8 @@ KNOWN_RESOURCES = ("cpu", "memory", "nvidia.com/gpu", "ephemeral-storage")
 # response-start timeout equals the revision timeout (pkg/apis/config/defaults.go).
 DEFAULT_TIMEOUT_S = 300
 MAX_TIMEOUT_S = 600
+USER_CONTAINER = "user-container"  # Knative's default container name
+MAX_CONTAINERS = 16  # a serving container and its sidecars; a bound, not a Knative rule
 
 
 class KModel(BaseModel):
@@ -480,13 +483,31 @@ class Container(KModel):
         return int(parse_quantity(amount))
 
 
+def default_container_names(names: Sequence[str | None]) -> list[str]:
+    """Containers' names, defaulted as Knative defaults them (revision_defaults.go):
+    "user-container" for a lone unnamed container; with several, "user-container-N" with the
+    lowest N free of the names given."""
+    given = {name for name in names if name}
+    defaulted, suffix = [], 0
+    for name in names:
+        if not name and len(names) == 1:
+            name = USER_CONTAINER
+        while not name:
+            candidate = f"{USER_CONTAINER}-{suffix}"
+            suffix += 1
+            name = None if candidate in given else candidate
+        defaulted.append(name)
+    return defaulted
+
+
 class RevisionSpec(KModel):
     """A revision's spec, defaulted as Knative defaults it (pkg/apis/serving/v1/
     revision_defaults.go): timeoutSeconds 0 or unset is 300, and a revision whose timeout is
     over 300 s gets responseStartTimeoutSeconds 300 unless it sets one. 0 or unset
     response-start and idle timeouts mean none (docs/architecture.md#timeouts)."""
 
-    containers: list[Container] = Field(min_length=1, max_length=1)
+    # One serving container (the one with a port) and any sidecars (docs/containers.md#sidecars)
+    containers: list[Container] = Field(min_length=1, max_length=MAX_CONTAINERS)
     container_concurrency: int = Field(default=0, ge=0, le=1000)
     timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_S, ge=0, le=MAX_TIMEOUT_S)
     response_start_timeout_seconds: int | None = Field(
@@ -502,6 +523,23 @@ class RevisionSpec(KModel):
     enable_service_links: bool | None = None
     # Only false, as Knative allows: no API token in the pod (there is none on this machine).
     automount_service_account_token: bool | None = None
+
+    @property
+    def serving_index(self) -> int:
+        """Where the serving container is: the one with a port, as Knative picks it, or the
+        only one."""
+        return next((i for i, c in enumerate(self.containers) if c.ports), 0)
+
+    @property
+    def serving(self) -> Container:
+        return self.containers[self.serving_index]
+
+    @property
+    def sidecars(self) -> list[Container]:
+        return [c for i, c in enumerate(self.containers) if i != self.serving_index]
+
+    def container_names(self) -> list[str]:
+        return default_container_names([c.name for c in self.containers])
 
     @field_validator("automount_service_account_token")
     @classmethod

@@ -271,8 +271,8 @@ def up(
             svc_url = url(valid.name, valid.namespace, config.domain, public=valid.public)
             console.print(f"  service [bold]{valid.name}[/]: {svc_url}")
             svc_host = svc_url.removeprefix("http://")
-            container = valid.service.spec.template.spec.containers[0]
-            if any(port.name == "h2c" for port in container.ports):  # gRPC, most likely
+            serving = valid.service.spec.template.spec.serving
+            if any(port.name == "h2c" for port in serving.ports):  # gRPC, most likely
                 console.print(f"    HTTP/2 or gRPC: {info['gateway']} with authority {svc_host}")
             else:
                 console.print(f"    curl -H 'Host: {svc_host}' {info['gateway']}/", soft_wrap=True)

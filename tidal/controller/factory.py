@@ -43,7 +43,12 @@ from tidal.controller.handle import RevisionHandle, RevisionKey
 from tidal.controller.measured import hpa_autoscaler, metric_feed
 from tidal.controller.revisions import GENERATION_LABEL
 from tidal.controller.scaling import Autoscaler
-from tidal.controller.workload import RevisionRuntimeSpec, RevisionWorkload, WorkloadEvents
+from tidal.controller.workload import (
+    RevisionRuntimeSpec,
+    RevisionWorkload,
+    Sidecar,
+    WorkloadEvents,
+)
 from tidal.gateway.activator import RevisionThrottler, pending_cap
 from tidal.runtime.base import Runtime
 from tidal.runtime.container import image_spec
@@ -175,7 +180,7 @@ class RevisionFactory:
             on_first_request=lambda _: self.poke(key),
             response_start_s=float(spec.response_start_timeout_seconds or 0),
             idle_s=float(spec.idle_timeout_seconds or 0),
-            h2c=any(port.name == "h2c" for port in spec.containers[0].ports),
+            h2c=any(port.name == "h2c" for port in spec.serving.ports),
         )
         status = revision.get("status", {})
         ready_condition = _condition(status)
@@ -183,7 +188,14 @@ class RevisionFactory:
         if ready_condition.get("status") == "False":
             failure = (ready_condition.get("reason", "Failed"), ready_condition.get("message", ""))
             throttler.fail(f"revision {name} failed: {failure[0]}: {failure[1]}")
-        container = spec.containers[0]
+        container = spec.serving
+        in_container = runs_in_container(container, annotations)
+        names = spec.container_names()
+        sidecars = tuple(
+            Sidecar(name, c, image_spec(c))
+            for index, (name, c) in enumerate(zip(names, spec.containers, strict=True))
+            if index != spec.serving_index  # each has an image: checked at apply
+        )
         workload = RevisionWorkload(
             RevisionRuntimeSpec(
                 namespace=namespace,
@@ -197,9 +209,10 @@ class RevisionFactory:
                 termination_grace_s=self.config.termination_grace_s,
                 labels=revision_labels(revision),
                 standby_pool=annotations.get(WARM_STANDBY),
-                image=image_spec(container) if runs_in_container(container, annotations) else None,
+                image=image_spec(container) if in_container else None,
                 volumes=tuple(spec.volumes),
                 image_pull_secrets=tuple(spec.image_pull_secrets),
+                sidecars=sidecars,
             ),
             self.runtime,
             throttler,

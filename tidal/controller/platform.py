@@ -477,11 +477,17 @@ class Platform:
                 continue
             spec = plan.valid.service.spec.template.spec
             namespace = plan.valid.namespace
-            problems = missing_references(spec.containers[0], namespace, lookup)
-            problems += missing_volume_references(spec.volumes, namespace, lookup)
-            if problems:
-                field = "spec.template.spec.containers[0]"
-                error = InvalidSpec("", "", [(field, problem) for problem in problems])
+            found = [
+                (f"spec.template.spec.containers[{position}]", problem)
+                for position, container in enumerate(spec.containers)
+                for problem in missing_references(container, namespace, lookup)
+            ]
+            found += [
+                ("spec.template.spec.volumes", problem)
+                for problem in missing_volume_references(spec.volumes, namespace, lookup)
+            ]
+            if found:
+                error = InvalidSpec("", "", found)
                 errors.append(error.prefixed(f"document {index + 1}: ") if several else error)
         return errors
 
@@ -622,15 +628,15 @@ class Platform:
         except ValueError as exc:
             field = f"{TEMPLATE_ANNOTATIONS}[autoscaling.knative.dev/class]"
             raise InvalidSpec(field, str(exc)) from None
-        container = valid.service.spec.template.spec.containers[0]
         if self.on_this_machine:
             check_runnable_here(valid.service.spec.template)
-        elif not container.image:
-            raise InvalidSpec(
-                "spec.template.spec.containers[0].image",
-                "a pod runs an image, and this container names none (a command alone runs "
-                "only on one machine, as a process)",
-            )
+        for index, container in enumerate(valid.service.spec.template.spec.containers):
+            if not self.on_this_machine and not container.image:
+                raise InvalidSpec(
+                    f"spec.template.spec.containers[{index}].image",
+                    "a pod runs an image, and this container names none (a command alone runs "
+                    "only on one machine, as a process)",
+                )
         standby = valid.warm_standby_pool
         if standby is not None and standby not in self.placer.pools_by_name:
             pools = ", ".join(self.placer.pools_by_name)

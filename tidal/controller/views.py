@@ -129,6 +129,7 @@ def log_files(folders: list[Path]) -> list[Path]:
 
 
 def log_header(path: Path, running: Collection[str] | None = None) -> str:
-    """The line that names the replica a log's lines come from, as `tail` names a file."""
-    stopped = running is not None and path.stem not in running
+    """The line that names the replica a log's lines come from, as `tail` names a file: a
+    sidecar's log is `<replica>.<container>`."""
+    stopped = running is not None and path.stem.partition(".")[0] not in running
     return f"==> {path.parent.name}/{path.stem} <==" + (" (stopped)" if stopped else "")

@@ -42,6 +42,7 @@ from tidal.runtime.base import (
     ReplicaState,
     Runtime,
     SecurityContext,
+    SidecarSpec,
     VolumeSpec,
 )
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
@@ -131,11 +132,20 @@ class WorkloadEvents(Protocol):
 
 
 @dataclass(frozen=True)
+class Sidecar:
+    """A container of the revision beside the serving one, and the image it runs."""
+
+    name: str
+    container: Container
+    image: ImageSpec
+
+
+@dataclass(frozen=True)
 class RevisionRuntimeSpec:
     namespace: str
     service: str
     revision: str
-    container: Container
+    container: Container  # the serving container
     container_concurrency: int
     timeout_s: float
     progress_deadline_s: float
@@ -146,6 +156,7 @@ class RevisionRuntimeSpec:
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
     volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
+    sidecars: tuple[Sidecar, ...] = ()
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""
@@ -171,12 +182,13 @@ class RevisionRuntimeSpec:
         return _kubelet_probe(self.container.startup_probe)
 
     def demand(self) -> Demand:
-        """What one replica takes from its pool: requests, as the Kubernetes scheduler counts."""
-        requests = self.container.resources.requests
+        """What one replica takes from its pool: the requests of all its containers, as the
+        Kubernetes scheduler counts."""
+        containers = [self.container, *(sidecar.container for sidecar in self.sidecars)]
         return Demand(
-            cpu=parse_quantity(requests.get("cpu", 0)),
-            memory=parse_quantity(requests.get("memory", 0)),
-            gpus=self.container.gpus(),
+            cpu=sum(parse_quantity(c.resources.requests.get("cpu", 0)) for c in containers),
+            memory=sum(parse_quantity(c.resources.requests.get("memory", 0)) for c in containers),
+            gpus=sum(c.gpus() for c in containers),
         )
 
 
@@ -461,18 +473,33 @@ class RevisionWorkload:
         if pool.startup_delay_s > 0:  # elastic capacity being provisioned
             await asyncio.sleep(pool.startup_delay_s)
         container = self.spec.container
+        knative_env = {
+            "K_SERVICE": self.spec.service,
+            "K_CONFIGURATION": self.spec.service,
+            "K_REVISION": self.spec.revision,
+        }
         try:
             env = self.events.resolve_env(self.spec.namespace, container)
             volumes = self.events.resolve_volumes(self.spec.namespace, self.spec.volumes)
+            sidecars = tuple(
+                SidecarSpec(
+                    name=sidecar.name,
+                    image=sidecar.image,
+                    env={
+                        **self.events.resolve_env(self.spec.namespace, sidecar.container),
+                        **knative_env,
+                    },
+                    working_dir=sidecar.container.working_dir,
+                    security=_security(sidecar.container),
+                    mounts=mount_specs(sidecar.container.volume_mounts),
+                )
+                for sidecar in self.spec.sidecars
+            )
         except UnresolvedReference as exc:
-            env, volumes, unresolved = {}, (), str(exc)
+            env, volumes, sidecars, unresolved = {}, (), (), str(exc)
         else:
             unresolved = ""
-        env.update(
-            K_SERVICE=self.spec.service,
-            K_CONFIGURATION=self.spec.service,
-            K_REVISION=self.spec.revision,
-        )
+        env.update(knative_env)
         if not entry.devices:
             env.setdefault("CUDA_VISIBLE_DEVICES", "")  # no GPU unless one was assigned
         replica_spec = ReplicaSpec(
@@ -500,6 +527,7 @@ class RevisionWorkload:
                 if self.spec.image is not None and self.spec.image_pull_secrets
                 else RegistryAuth()
             ),
+            sidecars=sidecars,
         )
         entry.launched = True
         if unresolved:  # as the kubelet: the container is not created

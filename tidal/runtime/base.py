@@ -114,6 +114,20 @@ class MountSpec:
 
 
 @dataclass(frozen=True)
+class SidecarSpec:
+    """A container of the replica beside the serving one (docs/containers.md#sidecars): in its
+    network namespace (it reaches the server on 127.0.0.1:$PORT, and is reached likewise), with
+    the replica's volumes; neither probed nor published. Its output is a log of its own."""
+
+    name: str
+    image: ImageSpec
+    env: Mapping[str, str]
+    working_dir: str | None = None
+    security: SecurityContext = field(default_factory=lambda: SecurityContext())
+    mounts: tuple[MountSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything needed to start one replica of a revision."""
 
@@ -137,6 +151,14 @@ class ReplicaSpec:
     volumes: tuple[VolumeSpec, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
     registry_auth: RegistryAuth = field(default_factory=RegistryAuth)
+    sidecars: tuple[SidecarSpec, ...] = ()  # run by a container runtime only
+
+    def sidecar_log(self, sidecar: SidecarSpec) -> Path:
+        """`<replica>.<container>.log`, beside the replica's own log."""
+        return self.log_path.with_name(f"{self.replica_id}.{sidecar.name}.log")
+
+    def log_paths(self) -> list[Path]:
+        return [self.log_path, *(self.sidecar_log(sidecar) for sidecar in self.sidecars)]
 
 
 class ReplicaState(enum.StrEnum):

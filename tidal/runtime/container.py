@@ -7,6 +7,10 @@ gateway and the readiness probe use. The image is pulled first, by the engine, a
 `imagePullPolicy` says; the pull counts as start-up time, as in Knative. A stop is the engine's
 own: SIGTERM, then SIGKILL after the grace period.
 
+A replica with sidecars runs each as another attached child once the serving container runs, in
+its network namespace; a sidecar that exits fails the replica, which is replaced (the kubelet
+would restart the container in the pod). See docs/containers.md#sidecars.
+
 Containers carry labels naming tidal's data directory and process; leftovers of a platform that
 was killed are removed by a detached watcher as soon as it dies, and by the next start.
 """
@@ -22,7 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidal.api.config import LogLimits
@@ -37,6 +41,8 @@ from tidal.runtime.base import (
     ReplicaSpec,
     ReplicaState,
     Runtime,
+    SecurityContext,
+    SidecarSpec,
     VolumeSpec,
     notify,
 )
@@ -63,6 +69,9 @@ from tidal.runtime.engine import (
     remove_args,
     run_args,
     run_engine,
+    running_args,
+    sidecar_name,
+    sidecar_run_args,
     stop_args,
 )
 from tidal.runtime.exec_probe import exec_failure
@@ -87,6 +96,7 @@ HOST_PROBLEMS = ("rlimit", "cgroup", "systemd", "dbus", "crun")
 STOP_SLACK_S = 30.0
 CHECK_WAIT_S = 3.0  # `tidal up` waits this long for the engine check before printing its line
 DISK_CHECK_S = 10.0  # how often emptyDir sizeLimits are checked (the kubelet's eviction period)
+SIDECAR_WAIT_S = 0.05  # how often to look whether the serving container runs, for its sidecars
 
 
 def image_spec(container: Container) -> ImageSpec:
@@ -127,6 +137,8 @@ class _Child:
     disk_task: asyncio.Task[None] | None = None  # watches emptyDir sizeLimits
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
+    sidecar_task: asyncio.Task[None] | None = None  # starts the sidecars
+    sidecars: list[asyncio.Task[None]] = field(default_factory=list)  # each one's run, to its end
     spawning: bool = False
     stopping: bool = False
     killed_for: str = ""
@@ -241,7 +253,7 @@ class ContainerRuntime(ChildStopping):
     async def start(self, spec: ReplicaSpec, on_change: ReplicaListener) -> Replica:
         assert spec.image is not None, "ContainerRuntime runs replicas that name an image"
         replica = Replica(spec=spec, host=HOST, port=free_port(), started_at=time.monotonic())
-        running = (c.replica.spec.log_path for c in self._children.values())
+        running = (path for c in self._children.values() for path in c.replica.spec.log_paths())
         prune_stopped(spec.log_path.parent, running, self.log_limits.max_stopped)
         child = _Child(replica, spec.image, on_change)
         self._children[spec.replica_id] = child
@@ -252,35 +264,51 @@ class ContainerRuntime(ChildStopping):
     async def _launch(self, child: _Child) -> None:
         replica = child.replica
         replica.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        problem = await self.ready() or await self._ensure_image(child)
+        spec = replica.spec
+        problem = await self.ready()
+        for image in (child.image, *(sidecar.image for sidecar in spec.sidecars)):
+            problem = problem or await self._ensure_image(child, image)
         if problem is not None:
             self._failed(child, problem)
             return
         if child.stopping:
             return
         assert self.engine is not None
-        spec = replica.spec
-        image_user = await self._image_user(child, self.engine)
-        if image_user is None:
-            return
+        users = []
+        for security, image in (
+            (spec.security, child.image),
+            *((sidecar.security, sidecar.image) for sidecar in spec.sidecars),
+        ):
+            user = await self._image_user(child, self.engine, security, image.image)
+            if user is None:
+                return
+            users.append(user)
         try:
             volume_dirs = (
                 write_volumes(spec, self._volumes_of(spec), self.claim_root) if spec.volumes else {}
             )
-            sources = mount_sources(spec, volume_dirs)
+            sources = mount_sources(spec.mounts, volume_dirs)
+            sidecar_sources = [mount_sources(s.mounts, volume_dirs) for s in spec.sidecars]
         except VolumeError as exc:
             self._failed(child, str(exc))
             return
+        owned = labels(spec, self.data_dir, self.owner_pid)
         args = run_args(
             self.engine,
             spec,
             child.image,
             replica.port,
             container_env(spec, child.image),
-            labels(spec, self.data_dir, self.owner_pid),
+            owned,
             sources,
-            image_user,
+            users[0],
         )
+        sidecars = [
+            (sidecar, sidecar_run_args(self.engine, spec, sidecar, owned, mounted, user))
+            for sidecar, mounted, user in zip(
+                spec.sidecars, sidecar_sources, users[1:], strict=True
+            )
+        ]
         child.spawning = True
         try:
             child.process = await asyncio.create_subprocess_exec(
@@ -304,15 +332,77 @@ class ContainerRuntime(ChildStopping):
         self._watch_probes(child)
         if limited(spec):
             child.disk_task = asyncio.ensure_future(self._watch_disk(child, volume_dirs))
+        if sidecars:
+            child.sidecar_task = asyncio.ensure_future(self._start_sidecars(child, sidecars))
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
-    async def _image_user(self, child: _Child, engine: Engine) -> str | None:
+    async def _start_sidecars(
+        self, child: _Child, sidecars: list[tuple[SidecarSpec, list[str]]]
+    ) -> None:
+        """Start the sidecars as soon as the serving container runs: they join its network
+        namespace, which exists from then on."""
+        assert self.engine is not None and child.process is not None
+        name = container_name(child.replica.spec)
+        while (await run_engine(running_args(self.engine, name), 30)).out.strip() != "true":
+            if child.process.returncode is not None or child.stop_task is not None:
+                return
+            await asyncio.sleep(SIDECAR_WAIT_S)
+        for sidecar, args in sidecars:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
+                self._kill(child, "CreateContainerError", why)
+                return
+            child.sidecars.append(asyncio.ensure_future(self._run_sidecar(child, sidecar, process)))
+
+    async def _run_sidecar(
+        self, child: _Child, sidecar: SidecarSpec, process: asyncio.subprocess.Process
+    ) -> None:
+        """A sidecar's output into its log until it exits. Exiting by itself while the serving
+        container runs, it fails the replica, with its exit code and last line."""
+        assert process.stdout is not None and child.process is not None
+        path = child.replica.spec.sidecar_log(sidecar)
+        pumping = asyncio.ensure_future(pump(process.stdout, path, self.log_limits))
+        code = await process.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pumping, FLUSH_WAIT_S)
+        if child.process.returncode is None and child.stop_task is None:
+            last = tail_lines(path, 1)
+            said = f": {last[0]}" if last else ""
+            why = f"sidecar container {sidecar.name} exited with code {code}{said}"
+            self._kill(child, "Error" if code else "Completed", why)
+
+    async def _end_sidecars(self, child: _Child) -> None:
+        """Once the serving container has exited: remove its sidecars, then the serving
+        container itself (podman keeps a container whose namespace others joined)."""
+        spec = child.replica.spec
+        if not spec.sidecars:
+            return
+        assert self.engine is not None
+        if child.sidecar_task is not None:
+            child.sidecar_task.cancel()
+            await asyncio.gather(child.sidecar_task, return_exceptions=True)
+        names = [sidecar_name(spec, sidecar) for sidecar in spec.sidecars]
+        await run_engine(remove_args(self.engine, names), STOP_SLACK_S)
+        await asyncio.gather(*child.sidecars, return_exceptions=True)
+        await run_engine(remove_args(self.engine, [container_name(spec)]), STOP_SLACK_S)
+
+    async def _image_user(
+        self, child: _Child, engine: Engine, security: SecurityContext, image: str
+    ) -> str | None:
         """The image's USER where the securityContext needs it ("" where not), None when the
-        replica may not start: runAsNonRoot would run it as root (the kubelet's check)."""
-        security = child.replica.spec.security
+        replica may not start: runAsNonRoot would run one of its containers as root (the
+        kubelet's check)."""
         user = ""
         if needs_image_user(security):
-            read = await run_engine(image_user_args(engine, child.image.image), 60)
+            read = await run_engine(image_user_args(engine, image), 60)
             if read.code != 0:
                 self._failed(child, f"cannot read the image's user: {read.message()}")
                 return None
@@ -324,10 +414,10 @@ class ContainerRuntime(ChildStopping):
             return None
         return user
 
-    async def _ensure_image(self, child: _Child) -> str | None:
+    async def _ensure_image(self, child: _Child, wanted: ImageSpec) -> str | None:
         """Pull as the policy says; None when the image is there, else why it is not."""
         assert self.engine is not None
-        image, policy = child.image.image, child.image.pull_policy
+        image, policy = wanted.image, wanted.pull_policy
         if policy != "Always":
             if image in self._present:  # seen here already: spare a cold start the engine call
                 return None
@@ -383,6 +473,7 @@ class ContainerRuntime(ChildStopping):
         assert child.process is not None
         code = await child.process.wait()
         await self._end_probes(child)
+        await self._end_sidecars(child)
         if child.disk_task is not None:
             child.disk_task.cancel()
         if child.log_task is not None:  # its last lines, for the reason of a failure
@@ -469,8 +560,12 @@ class ContainerRuntime(ChildStopping):
         if child.probe_task is not None:
             child.probe_task.cancel()
         assert self.engine is not None
-        name = container_name(child.replica.spec)
-        stopped = await run_engine(stop_args(self.engine, name, grace_s), grace_s + STOP_SLACK_S)
+        spec = child.replica.spec
+        name = container_name(spec)
+        if child.sidecar_task is not None:  # none starts from now on
+            child.sidecar_task.cancel()
+        names = [name, *(sidecar_name(spec, sidecar) for sidecar in spec.sidecars)]
+        stopped = await run_engine(stop_args(self.engine, names, grace_s), grace_s + STOP_SLACK_S)
         try:
             await asyncio.wait_for(asyncio.shield(child.exit_task), STOP_SLACK_S)
         except TimeoutError:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidal.api.pools import GPU, Pool
+from tidal.api.service import default_container_names
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
 POOL_LABEL = "tidal.dev/pool"
@@ -29,7 +30,6 @@ ROUTING_LABELS = ("serving.knative.dev/route", "serving.knative.dev/routingState
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))
 DEFAULT_PORT = 8080  # Knative's default container port
-USER_CONTAINER = "user-container"
 VIRTUAL_KUBELET_TOLERATION = {
     "key": "virtual-kubelet.io/provider",
     "operator": "Exists",
@@ -67,6 +67,15 @@ def _digest(value: object) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()
 
 
+def serving_container(revision_spec: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The name and spec of the container with the port (Knative's serving container), or of
+    the only one."""
+    containers = revision_spec["containers"]
+    names = default_container_names([c.get("name") for c in containers])
+    index = next((i for i, c in enumerate(containers) if c.get("ports")), 0)
+    return names[index], containers[index]
+
+
 def container_port(container: Mapping[str, Any]) -> int:
     ports = container.get("ports") or []
     return int(ports[0]["containerPort"]) if ports else DEFAULT_PORT
@@ -101,8 +110,14 @@ def deployment_manifest(
     selector = {DEPLOYMENT_LABEL: name, **MANAGED_BY}
     pod_labels = {**labels, **selector}
     spec = revision["spec"]
+    containers = spec["containers"]
+    serving, _ = serving_container(spec)
+    names = default_container_names([c.get("name") for c in containers])
     pod_spec: dict[str, Any] = {
-        "containers": [_container(spec["containers"][0], labels)],
+        "containers": [
+            _container(c, name, labels, serving=name == serving)
+            for c, name in zip(containers, names, strict=True)
+        ],
         "terminationGracePeriodSeconds": int(termination_grace_s),
         # As Knative by default: no docker-link variables for every Service.
         "enableServiceLinks": bool(spec.get("enableServiceLinks", False)),
@@ -141,7 +156,11 @@ def deployment_manifest(
     return deployment
 
 
-def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+def _container(
+    container: Mapping[str, Any], name: str, labels: Mapping[str, str], serving: bool
+) -> dict[str, Any]:
+    """A pod's container as Knative makes it: Knative's variables in every one; the port, PORT
+    and the probes in the serving container only (sidecars are not probed)."""
     port = container_port(container)
     service = labels[SERVICE_LABEL]
     env = [  # references to the cluster's Secrets and ConfigMaps are the kubelet's to fill in
@@ -150,22 +169,20 @@ def _container(container: Mapping[str, Any], labels: Mapping[str, str]) -> dict[
         else {"name": e["name"], "value": str(e.get("value", ""))}
         for e in container.get("env") or []
     ]
+    if serving:
+        env.append({"name": "PORT", "value": str(port)})
     env += [
-        {"name": "PORT", "value": str(port)},
         {"name": "K_SERVICE", "value": service},
         {"name": "K_CONFIGURATION", "value": labels[CONFIGURATION_LABEL]},
         {"name": "K_REVISION", "value": labels[REVISION_LABEL]},
     ]
-    result: dict[str, Any] = {
-        "name": container.get("name") or USER_CONTAINER,
-        "image": container["image"],
-        "env": env,
-        "ports": [{"name": "user-port", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": _probe(container.get("readinessProbe") or {}, port, 1),
-    }
-    for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts a container failing one
-        if container.get(key):
-            result[key] = _probe(container[key], port, 10)
+    result: dict[str, Any] = {"name": name, "image": container["image"], "env": env}
+    if serving:
+        result["ports"] = [{"name": "user-port", "containerPort": port, "protocol": "TCP"}]
+        result["readinessProbe"] = _probe(container.get("readinessProbe") or {}, port, 1)
+        for key in ("livenessProbe", "startupProbe"):  # the kubelet restarts on failure
+            if container.get(key):
+                result[key] = _probe(container[key], port, 10)
     copied = (
         "command",
         "args",

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tidal.runtime.base import ImageSpec, ReplicaSpec, SecurityContext
+from tidal.runtime.base import (
+    ImageSpec,
+    MountSpec,
+    ReplicaSpec,
+    SecurityContext,
+    SidecarSpec,
+    VolumeSpec,
+)
 
 EngineName = Literal["podman", "docker"]
 ENGINES: tuple[EngineName, ...] = ("podman", "docker")
@@ -77,6 +84,10 @@ def container_name(spec: ReplicaSpec) -> str:
     return f"tidal-{spec.namespace}-{spec.replica_id}"
 
 
+def sidecar_name(spec: ReplicaSpec, sidecar: SidecarSpec) -> str:
+    return f"{container_name(spec)}-{sidecar.name}"
+
+
 def labels(spec: ReplicaSpec, data_dir: Path, owner_pid: int) -> dict[str, str]:
     return {
         DATA_DIR_LABEL: str(data_dir),
@@ -110,27 +121,76 @@ def run_args(
     it exits, the container's port published on the loopback interface only, its volumes
     bind-mounted from `mount_sources` (tidal.runtime.volumes), its securityContext applied
     (`image_user` is the image's USER, needed for a runAsGroup without runAsUser)."""
-    args = [engine.path, "run", "--rm", "--name", container_name(spec), "--pull", "never"]
+    args = _run_start(engine, container_name(spec), labels)
+    args += ["--publish", f"{HOST}:{host_port}:{image.container_port}"]
+    args += _settings_args(engine, image, env, spec.working_dir, spec.security, image_user)
+    args += gpu_args(engine, spec.devices)
+    args += mount_args(spec.volumes, spec.mounts, mount_sources)
+    return [*args, *_image_and_command(image)]
+
+
+def sidecar_run_args(
+    engine: Engine,
+    spec: ReplicaSpec,
+    sidecar: SidecarSpec,
+    labels: Mapping[str, str],
+    mount_sources: Mapping[str, Path],
+    image_user: str = "",
+) -> list[str]:
+    """`<engine> run` for a sidecar of the replica: in the serving container's network
+    namespace (which must be running), nothing published, its own settings and mounts of the
+    replica's volumes."""
+    args = _run_start(engine, sidecar_name(spec, sidecar), labels)
+    args += ["--network", f"container:{container_name(spec)}"]
+    image = sidecar.image
+    args += _settings_args(
+        engine, image, sidecar.env, sidecar.working_dir, sidecar.security, image_user
+    )
+    args += mount_args(spec.volumes, sidecar.mounts, mount_sources)
+    return [*args, *_image_and_command(image)]
+
+
+def _run_start(engine: Engine, name: str, labels: Mapping[str, str]) -> list[str]:
+    args = [engine.path, "run", "--rm", "--name", name, "--pull", "never"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
-    args += ["--publish", f"{HOST}:{host_port}:{image.container_port}"]
+    return args
+
+
+def _settings_args(
+    engine: Engine,
+    image: ImageSpec,
+    env: Mapping[str, str],
+    working_dir: str | None,
+    security: SecurityContext,
+    image_user: str,
+) -> list[str]:
+    """A container's environment, working directory, securityContext and limits."""
+    args: list[str] = []
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
-    if spec.working_dir:
-        args += ["--workdir", spec.working_dir]
-    args += security_args(engine, spec.security, image_user)
+    if working_dir:
+        args += ["--workdir", working_dir]
+    args += security_args(engine, security, image_user)
     if image.cpu_limit is not None:
         args += ["--cpus", f"{image.cpu_limit:g}"]
     if image.memory_limit is not None:
         args += ["--memory", str(image.memory_limit)]
-    args += gpu_args(engine, spec.devices)
-    args += mount_args(spec, mount_sources)
-    command = list(image.args)
-    if image.entrypoint:
-        # One executable through --entrypoint (docker takes no list); the rest become arguments.
-        args += ["--entrypoint", image.entrypoint[0]]
-        command = [*image.entrypoint[1:], *image.args]
-    return [*args, image.image, *command]
+    return args
+
+
+def _image_and_command(image: ImageSpec) -> list[str]:
+    """The end of `run`: the entrypoint, the image, its arguments (Kubernetes' meanings)."""
+    if not image.entrypoint:
+        return [image.image, *image.args]
+    # One executable through --entrypoint (docker takes no list); the rest become arguments.
+    return [
+        "--entrypoint",
+        image.entrypoint[0],
+        image.image,
+        *image.entrypoint[1:],
+        *image.args,
+    ]
 
 
 def security_args(engine: Engine, security: SecurityContext, image_user: str) -> list[str]:
@@ -190,14 +250,16 @@ def non_root_problem(security: SecurityContext, image_user: str) -> str | None:
     return None
 
 
-def mount_args(spec: ReplicaSpec, sources: Mapping[str, Path]) -> list[str]:
-    """`--mount` for each of the replica's volume mounts: a bind mount of its source by mount
+def mount_args(
+    volumes: Sequence[VolumeSpec], mounts: Sequence[MountSpec], sources: Mapping[str, Path]
+) -> list[str]:
+    """`--mount` for each of a container's volume mounts: a bind mount of its source by mount
     path (the volume's folder, or the subPath in it), or a tmpfs for an in-memory emptyDir. The
     value is CSV, as both engines read it, so a path with a comma is quoted."""
-    volumes = {volume.name: volume for volume in spec.volumes}
+    by_name = {volume.name: volume for volume in volumes}
     args: list[str] = []
-    for mount in spec.mounts:
-        volume = volumes[mount.volume]
+    for mount in mounts:
+        volume = by_name[mount.volume]
         if volume.memory:
             fields = ["type=tmpfs", f"destination={mount.path}", "tmpfs-mode=1777"]
             if volume.size_limit:
@@ -213,9 +275,15 @@ def mount_args(spec: ReplicaSpec, sources: Mapping[str, Path]) -> list[str]:
     return args
 
 
-def stop_args(engine: Engine, name: str, grace_s: float) -> list[str]:
-    """SIGTERM, then SIGKILL after the grace period (the engine's stop timeout)."""
-    return [engine.path, "stop", "--time", str(max(0, math.ceil(grace_s))), name]
+def stop_args(engine: Engine, names: Sequence[str], grace_s: float) -> list[str]:
+    """SIGTERM to each container at once, then SIGKILL after the grace period (the engine's
+    stop timeout), as the kubelet stops a pod's containers."""
+    return [engine.path, "stop", "--time", str(max(0, math.ceil(grace_s))), *names]
+
+
+def running_args(engine: Engine, name: str) -> list[str]:
+    """Prints "true" once the container runs (and its network namespace exists)."""
+    return [engine.path, "container", "inspect", "--format", "{{.State.Running}}", name]
 
 
 def exec_args(engine: Engine, name: str, command: Sequence[str]) -> list[str]:

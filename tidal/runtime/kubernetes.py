@@ -55,6 +55,7 @@ from tidal.runtime.deployments import (
     deployment_name,
     pod_state,
     revision_labels,
+    serving_container,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class _Deployment:
     namespace: str
     name: str
     port: int
+    container: str  # the serving container's name, whose log `log_tail` reads
     wanted: int = 0  # replicas tidal holds in it: spec.replicas as last written
     ready: bool = False  # created or read from the cluster
     waiting: deque[_Child] = field(default_factory=deque)  # started, no pod yet
@@ -172,6 +174,7 @@ class KubernetesRuntime:
             text = self._core.read_namespaced_pod_log(
                 child.pod,
                 child.deployment.namespace,
+                container=child.deployment.container,
                 tail_lines=lines,
                 previous=child.replica.exit_code is not None,
                 _request_timeout=2,
@@ -224,16 +227,16 @@ class KubernetesRuntime:
 
     async def _deployment(self, spec: ReplicaSpec) -> _Deployment:
         revision = await self._revision(spec.namespace, spec.revision)
-        container = revision["spec"]["containers"][0]
-        if not container.get("image"):
-            raise ValueError("the container has no image (cluster mode runs images)")
+        if not all(c.get("image") for c in revision["spec"]["containers"]):
+            raise ValueError("a container has no image (cluster mode runs images)")
+        serving, container = serving_container(revision["spec"])
         own = revision_labels(revision)
         extra = {k: v for k, v in spec.labels.items() if own.get(k) != v}
         name = deployment_name(spec.revision, spec.pool, extra)
         key = (spec.namespace, name)
         deployment = self._deployments.get(key)
         if deployment is None:
-            deployment = _Deployment(spec.namespace, name, container_port(container))
+            deployment = _Deployment(spec.namespace, name, container_port(container), serving)
             self._deployments[key] = deployment
         async with deployment.lock:
             if not deployment.ready:

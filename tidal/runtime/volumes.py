@@ -1,10 +1,11 @@
 """A container replica's volumes on this machine (docs/containers.md#volumes).
 
 Each volume but an in-memory emptyDir is a directory under the replica's own folder, written
-before its container starts and bind-mounted into it; an in-memory emptyDir is a tmpfs of the
-engine's instead. The replica's folder is readable by tidal's user only (a Secret's files are
-in it); an emptyDir inside it is writable by any user, as Kubernetes makes one, so that an image
-that runs as a user of its own can write to it. Everything goes when the replica ends.
+before its containers start and bind-mounted into each container that mounts it (so a sidecar
+shares it with the server); an in-memory emptyDir is a tmpfs of the engine's instead. The
+replica's folder is readable by tidal's user only (a Secret's files are in it); an emptyDir
+inside it is writable by any user, as Kubernetes makes one, so that an image that runs as a user
+of its own can write to it. Everything goes when the replica ends.
 
 An on-disk emptyDir's `sizeLimit` is watched as the kubelet watches it: a replica whose files
 there outgrow it is evicted (docs/containers.md#volumes).
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tidal.runtime.base import ReplicaSpec, VolumeSpec
+from tidal.runtime.base import MountSpec, ReplicaSpec, VolumeSpec
 
 PRIVATE = 0o700
 EMPTY_DIR_MODE = 0o777
@@ -57,14 +58,15 @@ def write_volumes(spec: ReplicaSpec, root: Path, claims: Path) -> dict[str, Path
     return directories
 
 
-def mount_sources(spec: ReplicaSpec, directories: Mapping[str, Path]) -> dict[str, Path]:
-    """What each bind mount mounts, by mount path: its volume's folder, or the subPath in it.
+def mount_sources(mounts: Sequence[MountSpec], directories: Mapping[str, Path]) -> dict[str, Path]:
+    """What each of a container's bind mounts mounts, by mount path: its volume's folder, or
+    the subPath in it.
     A subPath is resolved and must stay inside its volume: a symbolic link that a container left
     in a claim would otherwise lead the mount to any path of the host (the kubelet's subPath
     escape); the resolved path is what is mounted. One that is not there is made, as the
     kubelet makes it."""
     sources: dict[str, Path] = {}
-    for mount in spec.mounts:
+    for mount in mounts:
         directory = directories.get(mount.volume)
         if directory is None:
             continue  # in memory: the engine's tmpfs

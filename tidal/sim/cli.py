@@ -100,18 +100,17 @@ def service_model(
     valid = validate_service(doc, config.autoscaler, require_command=False)  # nothing runs
     template = valid.service.spec.template
     spec = template.spec
-    container = spec.containers[0]
-    requests = {**container.resources.requests, **container.resources.limits}
-    demand = Demand(
-        cpu=parse_quantity(requests.get("cpu", 0)),
-        memory=parse_quantity(requests.get("memory", 0)),
-        gpus=container.gpus(),
+    sized = [{**c.resources.requests, **c.resources.limits} for c in spec.containers]
+    demand = Demand(  # a replica's, all its containers together
+        cpu=sum(parse_quantity(requests.get("cpu", 0)) for requests in sized),
+        memory=sum(parse_quantity(requests.get("memory", 0)) for requests in sized),
+        gpus=sum(c.gpus() for c in spec.containers),
     )
     cc = spec.container_concurrency
     return ServiceModel(
         name=valid.name,
         spec=decider_spec(config.autoscaler, valid.autoscaling, cc),
-        metric=simulated_metric(valid.autoscaling, template.metadata.annotations, container),
+        metric=simulated_metric(valid.autoscaling, template.metadata.annotations, spec.serving),
         container_concurrency=cc,
         timeout_s=float(spec.timeout_seconds),
         demand=demand,

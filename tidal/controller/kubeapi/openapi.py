@@ -56,7 +56,7 @@ FIELDS = {
     ("RevisionTemplate", "metadata"): "Labels and annotations of the revisions; "
     "autoscaling.knative.dev/* and tidal.dev/* annotations tune scaling.",
     ("RevisionTemplate", "spec"): "What each replica runs.",
-    ("RevisionSpec", "containers"): "Exactly one container.",
+    ("RevisionSpec", "containers"): "The serving container (the one with a port) and any sidecars.",
     ("RevisionSpec", "containerConcurrency"): "Most requests one replica serves at a time "
     "(0: no limit).",
     ("RevisionSpec", "timeoutSeconds"): "Longest a request may take, in seconds (0: 300).",

@@ -1,0 +1,153 @@
+"""A revision with sidecars through the Platform (docs/containers.md#sidecars): each sidecar's
+settings reach the runtime with its Secret references filled in and Knative's variables but no
+PORT; a replica asks its pool for all its containers' requests; what one machine cannot run is
+refused at apply, the field named, nothing stored."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.controller.fakes import decide, make_platform, runtime_of, service
+from tests.controller.test_config_objects import secret
+from tidal.api.errors import InvalidSpec
+from tidal.controller.platform import Platform
+from tidal.runtime.base import ImageSpec, MountSpec, SecurityContext, SidecarSpec
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = make_platform(tmp_path)
+    runtime_of(platform).requires_command = False  # as on a host with an engine
+    yield platform
+    await platform.stop()
+
+
+def with_sidecar(**sidecar: Any) -> dict[str, Any]:
+    """A model server (the container with the port) and an unnamed sidecar after it, in
+    containers (the fake runtime, as a process runtime, wants commands)."""
+    doc = service(**{"tidal.dev/runtime": "container"})
+    spec = doc["spec"]["template"]["spec"]
+    spec["containers"] = [
+        {
+            "name": "server",
+            "image": "localhost/model:1",
+            "command": ["python", "serve.py"],
+            "ports": [{"containerPort": 8080}],
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+        },
+        {
+            "image": "localhost/puller:1",
+            "command": ["pull"],
+            "args": ["--to", "/models"],
+            "env": [
+                {"name": "MODEL", "value": "small"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            ],
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+            "securityContext": {"runAsUser": 1000},
+            "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+            **sidecar,
+        },
+    ]
+    spec["volumes"] = [{"name": "models", "emptyDir": {}}]
+    return doc
+
+
+async def test_a_sidecar_reaches_the_runtime_with_its_own_settings(platform: Platform) -> None:
+    platform.apply([secret(token="s3cret"), with_sidecar()])
+    await decide(platform)
+    [replica] = runtime_of(platform).running()
+    spec = runtime_of(platform).replicas[replica].spec
+    assert spec.image is not None and spec.image.image == "localhost/model:1"
+    assert spec.env["K_REVISION"] == "hello-00001"
+    assert spec.sidecars == (
+        SidecarSpec(
+            name="user-container-0",  # Knative's default name for the unnamed one
+            image=ImageSpec("localhost/puller:1", entrypoint=("pull",), args=("--to", "/models")),
+            env={
+                "MODEL": "small",
+                "TOKEN": "s3cret",
+                "K_SERVICE": "hello",
+                "K_CONFIGURATION": "hello",
+                "K_REVISION": "hello-00001",
+            },
+            security=SecurityContext(run_as_user=1000),
+            mounts=(MountSpec("models", "/models"),),
+        ),
+    )
+    assert spec.sidecar_log(spec.sidecars[0]).name == f"{replica}.user-container-0.log"
+    demand = platform.workloads["default/hello-00001"].spec.demand()
+    assert (demand.cpu, demand.memory) == (1.25, 1.25 * 2**30)  # both containers' requests
+
+
+async def test_a_sidecars_missing_secret_refuses_the_apply(platform: Platform) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        platform.apply([with_sidecar()])
+    assert info.value.problems == [
+        ("spec.template.spec.containers[1]", 'env TOKEN: secret "hf" not found')
+    ]
+    assert platform.store.list("Service") == []
+
+
+def as_process(doc: dict[str, Any]) -> None:
+    del doc["spec"]["template"]["metadata"]  # an image with a command: a process here
+
+
+def sidecar_without_image(doc: dict[str, Any]) -> None:
+    del doc["spec"]["template"]["metadata"]
+    serving, sidecar = doc["spec"]["template"]["spec"]["containers"]
+    del serving["command"], sidecar["image"]  # the server in a container, the sidecar not
+
+
+def sidecar_with_gpu(doc: dict[str, Any]) -> None:
+    sidecar = doc["spec"]["template"]["spec"]["containers"][1]
+    sidecar["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+
+
+def shared_memory(doc: dict[str, Any]) -> None:
+    doc["spec"]["template"]["spec"]["volumes"][0]["emptyDir"] = {"medium": "Memory"}
+
+
+CONTAINERS = "spec.template.spec.containers"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            as_process,
+            f"{CONTAINERS}[0]",
+            "sidecars share the serving container's network, which a process has not",
+        ),
+        (
+            sidecar_without_image,
+            f"{CONTAINERS}[1].image",
+            "a sidecar runs an image, and names none",
+        ),
+        (
+            sidecar_with_gpu,
+            f"{CONTAINERS}[1].resources",
+            "GPUs go to the serving container on this machine",
+        ),
+        (
+            shared_memory,
+            f"{CONTAINERS}[1].volumeMounts[0].name",
+            "an in-memory emptyDir is mounted once here (by one container)",
+        ),
+    ],
+)
+async def test_what_one_machine_cannot_run_of_a_sidecar_is_refused(
+    platform: Platform, change: Any, field: str, message: str
+) -> None:
+    doc = with_sidecar(env=[])
+    change(doc)
+    with pytest.raises(InvalidSpec, match=re.escape(message)) as info:
+        platform.apply([doc])
+    assert info.value.field == field
+    assert platform.store.list("Service") == []
