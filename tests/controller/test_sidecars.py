@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.controller.fakes import decide, make_platform, runtime_of, service
+from tests.controller.fakes import decide, make_platform, runtime_of, service, settle
 from tests.controller.test_config_objects import secret
 from tidal.api.errors import InvalidSpec
+from tidal.controller.kubeapi.pods import (
+    DEFAULT_CONTAINER,
+    pod_ready_column,
+    pod_status_column,
+    pods,
+)
 from tidal.controller.platform import Platform
 from tidal.runtime.base import ImageSpec, MountSpec, SecurityContext, SidecarSpec
 
@@ -84,6 +90,24 @@ async def test_a_sidecar_reaches_the_runtime_with_its_own_settings(platform: Pla
     assert spec.sidecar_log(spec.sidecars[0]).name == f"{replica}.user-container-0.log"
     demand = platform.workloads["default/hello-00001"].spec.demand()
     assert (demand.cpu, demand.memory) == (1.25, 1.25 * 2**30)  # both containers' requests
+
+
+async def test_a_replica_is_a_pod_of_its_containers_for_kubectl(platform: Platform) -> None:
+    """`kubectl get pods` (tidal.controller.kubeapi.pods): a container per manifest container,
+    named as Knative names them, the serving one kubectl's default; Ready once probed."""
+    platform.apply([secret(token="s3cret"), with_sidecar()])
+    await decide(platform)
+    [replica] = runtime_of(platform).running()
+    [pod] = pods(platform.workloads.values(), "default")
+    assert pod["metadata"]["name"] == replica
+    assert pod["metadata"]["annotations"] == {DEFAULT_CONTAINER: "server"}
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["server", "user-container-0"]
+    assert (pod_ready_column(pod), pod_status_column(pod)) == ("0/2", "ContainerCreating")
+    runtime_of(platform).ready(replica)
+    await settle()
+    [pod] = pods(platform.workloads.values(), None)
+    assert (pod_ready_column(pod), pod_status_column(pod)) == ("2/2", "Running")
+    assert pods(platform.workloads.values(), "other") == []
 
 
 async def test_a_sidecars_missing_secret_refuses_the_apply(platform: Platform) -> None:

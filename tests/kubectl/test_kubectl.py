@@ -352,6 +352,92 @@ def test_watch_streams_a_change(kubectl):
     kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
 
 
+def logged_service(folder: Path) -> dict[str, Any]:
+    """A process that logs each request it serves (Python's http.server, to stderr)."""
+    server = f"exec {sys.executable} -u -m http.server $PORT --bind 127.0.0.1"
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "logged"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"command": ["sh", "-c", server], "workingDir": str(folder)}]
+                }
+            }
+        },
+    }
+
+
+def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
+    platform, kubectl, tmp_path
+):
+    kubectl.apply(logged_service(tmp_path))
+    kubectl("wait", "--for=condition=Ready", "ksvc/logged", "--timeout=60s")
+    selector = "serving.knative.dev/service=logged"
+    [pod] = kubectl.json("get", "pods", "-l", selector)["items"]
+    name = pod["metadata"]["name"]
+    assert name.startswith("logged-00001-") and pod["status"]["phase"] == "Running"
+    assert pod["metadata"]["labels"]["serving.knative.dev/revision"] == "logged-00001"
+    listed = kubectl("get", "pods", "-l", selector).stdout
+    assert header(listed) == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert re.split(r"\s+", listed.splitlines()[1])[:4] == [name, "1/1", "Running", "0"]
+
+    follow = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(kubectl.config), "logs", "-f", f"pod/{name}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env,
+    )
+    try:
+        time.sleep(1)  # following from here on
+        assert platform.request(host("logged"), "/followed")[0] == 404
+        assert follow.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while '"GET /followed HTTP/1.1" 404' not in seen and time.monotonic() < deadline:
+            seen += follow.stdout.readline()
+        assert '"GET /followed HTTP/1.1" 404' in seen, seen
+    finally:
+        follow.terminate()
+        follow.wait(timeout=10)
+    assert "GET /followed" in kubectl("logs", name, "--tail=1").stdout
+    wrong = kubectl("logs", name, "-c", "sidecar", check=False)
+    assert (
+        wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in wrong.stderr
+    )
+
+    watch = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(kubectl.config), "get", "pods", "-l", selector, "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env,
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().split()[0] == "NAME"
+        assert watch.stdout.readline().split()[0] == name
+        kubectl("delete", "pod", name)
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            lines.append(watch.stdout.readline())
+            fields = lines[-1].split()
+            if fields and fields[0] != name and fields[1:3] == ["1/1", "Running"]:
+                break
+        old = [line.split()[2] for line in lines if line.startswith(f"{name} ")]
+        assert old and old[0] == "Terminating", lines  # listed once, then deleted
+        assert fields[0].startswith("logged-00001-") and fields[1:3] == ["1/1", "Running"], lines
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    missing = kubectl("logs", name, check=False)
+    assert missing.returncode != 0 and f'pods "{name}" not found' in missing.stderr
+    kubectl("delete", "ksvc", "logged")
+
+
 def test_diff_shows_only_what_an_apply_would_change(kubectl):
     stored = yaml.safe_dump(example_hello("watched"))  # applied by the test before
     same = kubectl("diff", "-f", "-", stdin=stored, check=False)

@@ -213,6 +213,7 @@ class RevisionFactory:
                 volumes=tuple(spec.volumes),
                 image_pull_secrets=tuple(spec.image_pull_secrets),
                 sidecars=sidecars,
+                container_name=names[spec.serving_index],
             ),
             self.runtime,
             throttler,

@@ -26,7 +26,13 @@ from prometheus_client import Counter, Histogram
 
 from tidal.api.pools import Pool
 from tidal.api.resource_policy import ResourcePolicy
-from tidal.api.service import Container, LocalObjectReference, Probe, Volume
+from tidal.api.service import (
+    USER_CONTAINER,
+    Container,
+    LocalObjectReference,
+    Probe,
+    Volume,
+)
 from tidal.api.units import parse_quantity
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.environment import UnresolvedReference
@@ -157,6 +163,7 @@ class RevisionRuntimeSpec:
     volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     sidecars: tuple[Sidecar, ...] = ()
+    container_name: str = USER_CONTAINER  # the serving container's, defaulted as Knative does
 
     def probe(self) -> ProbeSpec:
         """The readiness probe as queue-proxy would run it (docs/autoscaling.md#readiness-probe)."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tidal.controller.kubeapi.pods import pod_ready_column, pod_status_column
+
 KNATIVE_GROUP = "serving.knative.dev"
 SCHEDULING_GROUP = "scheduling.alibabacloud.com"
 SERVICE_LABEL = "serving.knative.dev/service"
@@ -221,7 +223,27 @@ CONFIG_MAPS = Resource(
     ),
     writable=True,
 )
+PODS = Resource(
+    "",
+    "v1",
+    "Pod",
+    "pods",
+    "pod",
+    ("po",),
+    ("all",),
+    (
+        NAME,
+        Column("Ready", pod_ready_column),
+        Column("Status", pod_status_column),
+        Column("Restarts", lambda o: 0, "integer"),
+        Column("Age", _age, "date"),
+        Column("IP", lambda o: o["status"].get("podIP", "<none>"), priority=1),
+        Column("Node", lambda o: o["spec"].get("nodeName", ""), priority=1),
+    ),
+    writable=False,
+)
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
+LOCAL_CORE = [*CORE, PODS]  # one machine's replicas as pods (on a cluster they are its pods)
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],

@@ -23,10 +23,14 @@ from tidal.controller.kubeapi import openapi, protobuf
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
+from tidal.controller.kubeapi.pod_api import delete_pod, pod_log, watch_pods
+from tidal.controller.kubeapi.pods import pods
 from tidal.controller.kubeapi.resources import (
     CORE,
     EVENTS,
     GROUP_VERSIONS,
+    LOCAL_CORE,
+    PODS,
     Resource,
     condition,
     configuration_of,
@@ -136,6 +140,8 @@ class KubeApi:
                 for e in self.recorder.events
                 if namespace is None or e["metadata"]["namespace"] == namespace
             ]
+        elif resource is PODS:
+            found = pods(self.platform.workloads.values(), namespace)
         else:
             found = [
                 self.view(resource, o) for o in self.store.list(resource.store_kind, namespace)
@@ -147,6 +153,11 @@ class KubeApi:
             for event in self.recorder.events:
                 if (event["metadata"]["namespace"], event["metadata"]["name"]) == (namespace, name):
                     return event
+            raise not_found(resource.plural, name)
+        if resource is PODS:
+            for pod in pods(self.platform.workloads.values(), namespace):
+                if pod["metadata"]["name"] == name:
+                    return pod
             raise not_found(resource.plural, name)
         obj = self.store.get(resource.store_kind, namespace, name)
         if obj is None:
@@ -197,6 +208,10 @@ class KubeApi:
         as_table: bool,
     ) -> web.StreamResponse:
         """Streamed watch events, one JSON object a line, until the timeout or the client goes."""
+        if resource is PODS:
+            return await watch_pods(
+                self.platform, resource, request, namespace, match, as_table, self.closing
+            )
         if not self.watchable:
             raise ApiError(405, "this store does not support watch")
         kinds = {resource.store_kind} | ({"Route"} if resource.kind == "Service" else set())
@@ -436,6 +451,7 @@ class KubeApi:
             "Service": self.platform.delete_service,
             "ResourcePolicy": self.platform.delete_policy,
             "DomainMapping": self.platform.delete_domain_mapping,
+            "Pod": functools.partial(delete_pod, self.platform),
             **{
                 kind: functools.partial(self.platform.delete_config_object, kind)
                 for kind in CONFIG_KINDS
@@ -444,7 +460,8 @@ class KubeApi:
 
         @_handle
         async def delete(request: web.Request) -> web.StreamResponse:
-            self._writable(resource)
+            if resource is not PODS:  # a pod's delete replaces the replica
+                self._writable(resource)
             namespace, name = request.match_info["ns"], request.match_info["name"]
             obj = self.get(resource, namespace, name)
             dry_run = _dry_run(request) or await _delete_options_dry_run(request)
@@ -554,7 +571,8 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             }
         ),
     )
-    router.add_get("/api/v1", static(lambda: _resource_list("v1", CORE)))
+    core = LOCAL_CORE if platform.on_this_machine else CORE
+    router.add_get("/api/v1", static(lambda: _resource_list("v1", core)))
     router.add_get(
         "/apis",
         static(
@@ -586,8 +604,15 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         )
         for resource in resources:
             _add_resource(router, api, f"/apis/{gv}", resource)
-    for resource in CORE:
+    for resource in core:
         _add_resource(router, api, "/api/v1", resource)
+    if platform.on_this_machine:
+
+        @_handle
+        async def log(request: web.Request) -> web.StreamResponse:
+            return await pod_log(platform, request, api.closing)
+
+        router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", log)
     return api
 
 

@@ -1,0 +1,207 @@
+"""The pod endpoints kubectl uses on one machine (docs/kubectl.md#pods): a container's log
+(`kubectl logs [-f] [-c NAME] POD`, `kubectl logs -l SELECTOR`), a watch of the pods (`kubectl
+get pods -w`, `kubectl wait`), and a delete, which replaces the replica as a Deployment
+replaces a deleted pod. Pods are views of the live replicas (tidal.controller.kubeapi.pods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tidal.controller.kubeapi.pods import container_log, container_names, pods
+from tidal.controller.kubeapi.resources import Resource
+from tidal.controller.kubeapi.selection import Match
+from tidal.controller.kubeapi.status import ApiError, not_found
+from tidal.controller.kubeapi.tables import table
+from tidal.controller.platform import Platform
+from tidal.controller.workload import RevisionWorkload
+from tidal.runtime.base import Replica
+from tidal.runtime.logs import LogFollower, tail_lines
+
+POLL_S = 0.5  # how often a follow or a watch looks for changes
+WATCH_TIMEOUT_S = 1800.0
+
+
+def find_replica(platform: Platform, namespace: str, name: str) -> tuple[RevisionWorkload, str]:
+    """The workload that has the replica (running or still provisioning) named `name`."""
+    for workload in platform.workloads.values():
+        if workload.spec.namespace != namespace:
+            continue
+        if name in workload.replicas or name in workload.provisioning:
+            return workload, name
+    raise not_found("pods", name)
+
+
+def delete_pod(platform: Platform, namespace: str, name: str) -> bool:
+    """Stop the replica (drained first, as any scale-in); the autoscaler starts another where
+    the revision still wants it."""
+    try:
+        workload, replica_id = find_replica(platform, namespace, name)
+    except ApiError:
+        return False
+    workload.stop(replica_id)
+    return True
+
+
+async def pod_log(
+    platform: Platform, request: web.Request, closing: asyncio.Event
+) -> web.StreamResponse:
+    """GET .../pods/NAME/log: the container's log, its last `tailLines` lines, at most
+    `limitBytes`; with `follow`, what it writes from then on until the replica ends."""
+    namespace, name = request.match_info["ns"], request.match_info["name"]
+    workload, replica_id = find_replica(platform, namespace, name)
+    query = request.query
+    names = container_names(workload)
+    container = query.get("container") or (names[0] if len(names) == 1 else "")
+    if not container:
+        raise ApiError(
+            400,
+            f"a container name must be specified for pod {name}, choose one of: "
+            f"[{' '.join(names)}]",
+        )
+    if container not in names:
+        raise ApiError(400, f"container {container} is not valid for pod {name}")
+    if query.get("previous") in ("true", "1"):
+        raise ApiError(
+            400,
+            f'previous terminated container "{container}" in pod "{name}" not found (a replica '
+            "that ends is replaced, not restarted: its log stays in `tidal logs`)",
+        )
+    replica = workload.replicas.get(replica_id)
+    if replica is None:
+        raise ApiError(
+            400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
+    path = container_log(workload, replica, container)
+    assert path is not None
+    text = _read(path, _number(query, "tailLines"), _number(query, "limitBytes"))
+    follow = query.get("follow") in ("true", "1")
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    try:
+        await response.write(text)
+        if follow:
+            await _follow(response, workload, replica, path, request, closing)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went
+    return response
+
+
+def _number(query: Any, key: str) -> int | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ApiError(400, f"{key}: {value!r} is not a non-negative whole number")
+    return int(value)
+
+
+def _read(path: Path, tail: int | None, limit: int | None) -> bytes:
+    if tail is not None:
+        lines = tail_lines(path, tail)
+        data = "".join(line + "\n" for line in lines).encode()
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+    return data if limit is None else data[:limit]
+
+
+async def _follow(
+    response: web.StreamResponse,
+    workload: RevisionWorkload,
+    replica: Replica,
+    path: Path,
+    request: web.Request,
+    closing: asyncio.Event,
+) -> None:
+    """Whole lines the container writes to `path` (rotation included) until its replica is
+    gone, the client hangs up or the platform stops."""
+    follower = LogFollower(lambda: [path.parent])
+    while not closing.is_set() and not _gone(request):
+        for written, data in follower.poll():
+            if written == path:
+                await response.write(data)
+        if replica.replica_id not in workload.replicas:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), POLL_S)
+
+
+async def watch_pods(
+    platform: Platform,
+    resource: Resource,
+    request: web.Request,
+    namespace: str | None,
+    match: Match,
+    as_table: bool,
+    closing: asyncio.Event,
+) -> web.StreamResponse:
+    """A watch of the pods: the replicas are looked at every POLL_S and what changed is sent
+    (ADDED, MODIFIED, DELETED). From resourceVersion 0 (or none) every pod is ADDED first; from
+    another version the client has listed them already, so only changes follow."""
+    try:
+        timeout = float(request.query.get("timeoutSeconds", WATCH_TIMEOUT_S))
+    except ValueError:
+        timeout = WATCH_TIMEOUT_S
+    deadline = time.monotonic() + timeout
+    include = request.query.get("includeObject", "Metadata")
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+
+    async def send(event: str, pod: dict[str, Any]) -> None:
+        payload = table(resource, [pod], include, headers=False) if as_table else pod
+        await response.write((json.dumps({"type": event, "object": payload}) + "\n").encode())
+
+    def current() -> dict[str, dict[str, Any]]:
+        return {
+            pod["metadata"]["name"]: pod
+            for pod in pods(platform.workloads.values(), namespace)
+            if match(pod)
+        }
+
+    seen = current()
+    try:
+        if request.query.get("resourceVersion", "") in ("", "0"):
+            for pod in seen.values():
+                await send("ADDED", pod)
+        while (remaining := deadline - time.monotonic()) > 0 and not _gone(request):
+            if closing.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), min(remaining, POLL_S))
+            now = current()
+            for name, pod in now.items():
+                before = seen.get(name)
+                if before is None:
+                    await send("ADDED", pod)
+                elif _changed(before, pod):
+                    await send("MODIFIED", pod)
+            for name in seen.keys() - now.keys():
+                await send("DELETED", seen[name])
+            seen = now
+    except ConnectionResetError:
+        pass
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """A change a watcher cares about: the status, or the start of a deletion."""
+    terminating = [p["metadata"].get("deletionTimestamp") is not None for p in (before, after)]
+    return before["status"] != after["status"] or terminating[0] != terminating[1]
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

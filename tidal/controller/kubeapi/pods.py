@@ -1,0 +1,178 @@
+"""Replicas as core/v1 Pods, for `kubectl get pods`, `kubectl logs` and `kubectl delete pod` on
+one machine (docs/kubectl.md#pods). A replica is what a pod is on a cluster: one per running
+copy of a revision, with Knative's labels, a container per manifest container, Ready when the
+revision's readiness probe passes. The objects are views of the live replicas, never stored.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tidal.controller.workload import RevisionWorkload
+from tidal.runtime.base import Replica, ReplicaState
+from tidal.runtime.deployments import POOL_LABEL
+
+# kubectl logs and exec pick this container when none is named (the serving one).
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+HOST = "127.0.0.1"
+# Wall-clock time at monotonic 0, taken once, so a replica's start reads the same every time.
+WALL_AT_MONOTONIC_ZERO = time.time() - time.monotonic()
+
+
+def pods(workloads: Iterable[RevisionWorkload], namespace: str | None) -> list[dict[str, Any]]:
+    """Every replica of these revisions as a Pod, oldest first within each revision: running
+    ones, ones waiting for their pool, and ones pending for want of room."""
+    found = []
+    for workload in workloads:
+        if namespace is not None and workload.spec.namespace != namespace:
+            continue
+        for replica in workload.replicas.values():
+            status = _running(workload, replica)
+            found.append(_pod(workload, replica.replica_id, replica.started_at, status))
+        for replica_id, entry in workload.provisioning.items():
+            status = {**_waiting("ContainerCreating"), "pool": entry.pool}
+            found.append(_pod(workload, replica_id, entry.since, status))
+        for index, pending in enumerate(workload.pending):
+            name = f"{workload.spec.revision}-pending-{index}"
+            found.append(_pod(workload, name, None, _unschedulable(pending.reason)))
+    return found
+
+
+def container_log(workload: RevisionWorkload, replica: Replica, container: str) -> Path | None:
+    """The log file of one container of a replica, None for a container it has not."""
+    spec = replica.spec
+    if container == workload.spec.container_name:
+        return spec.log_path
+    for sidecar in spec.sidecars:
+        if sidecar.name == container:
+            return spec.sidecar_log(sidecar)
+    return None
+
+
+def container_names(workload: RevisionWorkload) -> list[str]:
+    return [workload.spec.container_name, *(s.name for s in workload.spec.sidecars)]
+
+
+def _pod(
+    workload: RevisionWorkload, name: str, since: float | None, status: dict[str, Any]
+) -> dict[str, Any]:
+    spec = workload.spec
+    labels = {**spec.labels, **workload.replica_labels.get(name, {})}
+    if status.get("pool"):
+        labels[POOL_LABEL] = status["pool"]
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": spec.namespace,
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidal-pod/{spec.namespace}/{name}")),
+        # Not stored, so never versioned: one version, which a list reports, so that a watch
+        # from it (`kubectl get -w` lists first) sends changes only.
+        "resourceVersion": "1",
+        "labels": labels,
+        "annotations": {DEFAULT_CONTAINER: spec.container_name},
+    }
+    started = _timestamp(since)
+    if started:
+        meta["creationTimestamp"] = started
+    if status.get("terminating"):
+        meta["deletionTimestamp"] = _timestamp(time.monotonic())  # being drained and stopped
+    images = {spec.container_name: spec.image.image if spec.image else ""}
+    images.update({s.name: s.image.image for s in spec.sidecars})
+    ready = status["ready"]
+    containers = [
+        {
+            "name": container,
+            "image": images[container],
+            "imageID": "",
+            "ready": ready if container == spec.container_name else status["running"],
+            "started": status["running"],
+            "restartCount": 0,
+            "state": status["state"],
+        }
+        for container in container_names(workload)
+    ]
+    conditions = [
+        {"type": "PodScheduled", **status["scheduled"]},
+        {"type": "Ready", "status": "True" if ready else "False"},
+        {"type": "ContainersReady", "status": "True" if ready else "False"},
+    ]
+    pod_status: dict[str, Any] = {
+        "phase": "Running" if status["running"] else "Pending",
+        "conditions": conditions,
+        "containerStatuses": containers,
+    }
+    if status["running"]:
+        pod_status.update(hostIP=HOST, podIP=HOST, podIPs=[{"ip": HOST}], startTime=started)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "nodeName": status.get("pool", ""),
+            "containers": [{"name": c, "image": images[c]} for c in container_names(workload)],
+        },
+        "status": pod_status,
+    }
+
+
+def _running(workload: RevisionWorkload, replica: Replica) -> dict[str, Any]:
+    """A started replica: running once its process (or container) is, ready once probed."""
+    if replica.pid is None and replica.state is ReplicaState.STARTING:
+        waiting = _waiting(replica.phase or "ContainerCreating")
+        return {**waiting, "pool": replica.spec.pool}
+    return {
+        "running": True,
+        "ready": replica.state is ReplicaState.READY,
+        "state": {"running": {"startedAt": _timestamp(replica.started_at)}},
+        "scheduled": {"status": "True"},
+        "pool": replica.spec.pool,
+        "terminating": workload.is_stopping(replica.replica_id),
+    }
+
+
+def _waiting(reason: str) -> dict[str, Any]:
+    return {
+        "running": False,
+        "ready": False,
+        "state": {"waiting": {"reason": reason}},
+        "scheduled": {"status": "True"},
+    }
+
+
+def _unschedulable(why: str) -> dict[str, Any]:
+    """No pool has room: Pending, as the scheduler leaves a pod it cannot place."""
+    return {
+        "running": False,
+        "ready": False,
+        "state": {"waiting": {}},
+        "scheduled": {"status": "False", "reason": "Unschedulable", "message": why},
+    }
+
+
+def pod_status_column(pod: dict[str, Any]) -> str:
+    """kubectl's STATUS of a pod: Terminating, the reason a container waits, or the phase."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    for container in pod["status"].get("containerStatuses", []):
+        reason = container["state"].get("waiting", {}).get("reason")
+        if reason:
+            return str(reason)
+    return str(pod["status"]["phase"])
+
+
+def pod_ready_column(pod: dict[str, Any]) -> str:
+    """kubectl's READY of a pod: ready containers / containers."""
+    containers = pod["status"].get("containerStatuses", [])
+    return f"{sum(c['ready'] for c in containers)}/{len(containers)}"
+
+
+def _timestamp(monotonic: float | None) -> str:
+    """A time of `time.monotonic()` as the RFC 3339 wall-clock time Kubernetes writes."""
+    if monotonic is None:
+        return ""
+    wall = WALL_AT_MONOTONIC_ZERO + monotonic
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
