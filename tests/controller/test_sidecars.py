@@ -34,8 +34,8 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 
 def with_sidecar(**sidecar: Any) -> dict[str, Any]:
-    """A model server (the container with the port) and an unnamed sidecar after it, in
-    containers (the fake runtime, as a process runtime, wants commands)."""
+    """A model server (the container with the port) and an unnamed sidecar after it, run in
+    containers as the template asks."""
     doc = service(**{"tidal.dev/runtime": "container"})
     spec = doc["spec"]["template"]["spec"]
     spec["containers"] = [

@@ -408,8 +408,9 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
         wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in wrong.stderr
     )
 
+    watched = ["get", "pods", "-l", selector, "-w", "--output-watch-events"]
     watch = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(kubectl.config), "get", "pods", "-l", selector, "-w"],
+        [KUBECTL, "--kubeconfig", str(kubectl.config), *watched],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -417,25 +418,67 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
     )
     try:
         assert watch.stdout is not None
-        assert watch.stdout.readline().split()[0] == "NAME"
-        assert watch.stdout.readline().split()[0] == name
+        assert watch.stdout.readline().split()[:2] == ["EVENT", "NAME"]
+        assert watch.stdout.readline().split()[:2] == ["ADDED", name]
         kubectl("delete", "pod", name)
         deadline = time.monotonic() + 30
-        lines: list[str] = []
-        while time.monotonic() < deadline:
-            lines.append(watch.stdout.readline())
-            fields = lines[-1].split()
-            if fields and fields[0] != name and fields[1:3] == ["1/1", "Running"]:
-                break
-        old = [line.split()[2] for line in lines if line.startswith(f"{name} ")]
-        assert old and old[0] == "Terminating", lines  # listed once, then deleted
-        assert fields[0].startswith("logged-00001-") and fields[1:3] == ["1/1", "Running"], lines
+        events: list[list[str]] = []
+
+        def replaced() -> bool:
+            deleted = any(event[:2] == ["DELETED", name] for event in events)
+            running = [e for e in events if e[1] != name and e[2:4] == ["1/1", "Running"]]
+            return deleted and bool(running)
+
+        while time.monotonic() < deadline and not replaced():
+            events.append(watch.stdout.readline().split())
+        assert replaced(), events
+        assert ["ADDED", name] not in [event[:2] for event in events], events  # listed once
     finally:
         watch.terminate()
         watch.wait(timeout=10)
     missing = kubectl("logs", name, check=False)
     assert missing.returncode != 0 and f'pods "{name}" not found' in missing.stderr
     kubectl("delete", "ksvc", "logged")
+
+
+def test_a_persistent_volume_claim_is_a_folder_listed_grown_and_deleted(platform, kubectl):
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "model-cache"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    kubectl.apply(claim)
+    folder = platform.data_dir / "claims" / "default" / "model-cache"
+    assert folder.is_dir()
+    listed = kubectl("get", "pvc").stdout
+    assert header(listed)[:6] == [
+        "NAME",
+        "STATUS",
+        "VOLUME",
+        "CAPACITY",
+        "ACCESS MODES",
+        "STORAGECLASS",
+    ]
+    assert re.split(r"\s+", listed.splitlines()[1])[:5] == [
+        "model-cache",
+        "Bound",
+        "claim-model-cache",
+        "10Gi",
+        "RWO",
+    ]
+    assert "model-cache  Bound   10Gi" in platform.cli("get", "pvc").stdout
+    claim["spec"]["resources"]["requests"]["storage"] = "1Gi"
+    smaller = kubectl.apply(claim, check=False)
+    assert smaller.returncode != 0
+    assert "spec.resources.requests.storage: field can not be less than previous value" in (
+        smaller.stderr
+    )
+    claim["spec"]["resources"]["requests"]["storage"] = "20Gi"
+    kubectl.apply(claim)
+    assert kubectl.json("get", "pvc", "model-cache")["status"]["capacity"] == {"storage": "20Gi"}
+    kubectl("delete", "pvc", "model-cache")
+    assert not folder.exists()
 
 
 def test_diff_shows_only_what_an_apply_would_change(kubectl):

@@ -73,7 +73,8 @@ class ConfigMap(KModel):
 
 @dataclass(frozen=True)
 class ValidConfigObject:
-    """A Secret or ConfigMap as it is stored: a Secret's stringData already in its data."""
+    """A Secret or ConfigMap as it is stored (a Secret's stringData already in its data), or a
+    PersistentVolumeClaim (tidal.api.claims)."""
 
     kind: str
     namespace: str

@@ -52,12 +52,16 @@ RESOURCES = {
     "configmaps": "configmaps",
     "configmap": "configmaps",
     "cm": "configmaps",
+    "persistentvolumeclaims": "persistentvolumeclaims",
+    "persistentvolumeclaim": "persistentvolumeclaims",
+    "pvc": "persistentvolumeclaims",
 }
 GROUPS = {
     "resourcepolicies": SCHEDULING,
     "domainmappings": KNATIVE_BETA,
     "secrets": CORE,
     "configmaps": CORE,
+    "persistentvolumeclaims": CORE,
 }
 # kind → (plural, singular) of what `tidal delete` deletes
 DELETABLE = {
@@ -66,6 +70,7 @@ DELETABLE = {
     "DomainMapping": ("domainmappings", "domainmapping"),
     "Secret": ("secrets", "secret"),
     "ConfigMap": ("configmaps", "configmap"),
+    "PersistentVolumeClaim": ("persistentvolumeclaims", "persistentvolumeclaim"),
 }
 READ_SIZE = 64 * 1024
 

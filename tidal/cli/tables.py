@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from tidal.api.claims import ACCESS_MODES
+
 
 def ready_condition(obj: dict[str, Any]) -> tuple[str, str]:
     for condition in obj.get("status", {}).get("conditions", []):
@@ -252,6 +254,24 @@ def secrets_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
+def claims_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    """Claims as kubectl lists them: each is a folder under the data dir on this machine."""
+    table = new_table(
+        "NAME", "STATUS", "CAPACITY", "ACCESS MODES", *(["NAMESPACE"] if wide else [])
+    )
+    for item in items:
+        status = item.get("status", {})
+        modes = ",".join(ACCESS_MODES.get(m, m) for m in item["spec"]["accessModes"])
+        row = [
+            item["metadata"]["name"],
+            status.get("phase", ""),
+            status.get("capacity", {}).get("storage", ""),
+            modes,
+        ]
+        table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
 def config_maps_table(items: list[dict[str, Any]], wide: bool) -> Table:
     table = new_table("NAME", "DATA", *(["NAMESPACE"] if wide else []))
     for item in items:
@@ -289,4 +309,5 @@ TABLES = {
     "domainmappings": domain_mappings_table,
     "secrets": secrets_table,
     "configmaps": config_maps_table,
+    "persistentvolumeclaims": claims_table,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
+from tidal.api.claims import CLAIM, ClaimInUse, check_claim_update, validate_claim
 from tidal.api.config import PlatformConfig
 from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.config_objects import ValidConfigObject, check_update, validate_config_object
@@ -70,6 +72,7 @@ from tidal.gateway.routing import TrafficRouter, add_reported_latency
 from tidal.runtime.base import RegistryAuth, Replica, Runtime, VolumeSpec
 from tidal.runtime.logs import remove_logs, remove_logs_of_others
 from tidal.runtime.resources import monitor_for
+from tidal.runtime.volumes import CLAIMS_DIR, VolumeError, claim_folder
 from tidal.store.base import ResourceStore
 from tidal.store.history import ImportedHistory, MetricHistory, ReplicaSpan
 from tidal.store.sqlite import Conflict, Store, now_rfc3339
@@ -432,6 +435,9 @@ class Platform:
                 if isinstance(plan, ServicePlan) and plan.revision is not None:
                     self.store.put(plan.revision)
         for plan in plans:
+            if isinstance(plan, ConfigObjectPlan) and plan.valid.kind == CLAIM:
+                self._make_claim_folder(plan.valid.namespace, plan.valid.name)
+                continue
             if isinstance(plan, ConfigObjectPlan):
                 if plan.result != UNCHANGED:
                     self._refresh_volumes(plan.valid.kind, plan.valid.namespace, plan.valid.name)
@@ -534,7 +540,9 @@ class Platform:
         if kind == "Service":
             return self._plan_service(doc, force)
         if kind in CONFIG_KINDS:
-            return self._plan_config_object(doc)
+            return self._plan_config_object(validate_config_object(doc), check_update)
+        if kind == CLAIM:
+            return self._plan_config_object(validate_claim(doc), check_claim_update)
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
             return PolicyPlan(policy, *self._to_store(policy, policy.metadata.namespace))
@@ -542,23 +550,64 @@ class Platform:
             mapping = validate_domain_mapping(doc, self.config.domain)
             self.domains.check_claim(mapping)
             return MappingPlan(mapping, *self._to_store(mapping.doc, mapping.namespace))
-        supported = ", ".join(("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS))
+        supported = ", ".join(("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS, CLAIM))
         raise InvalidSpec("kind", f"unsupported kind {kind!r} (supported: {supported})")
 
-    def _plan_config_object(self, doc: dict[str, Any]) -> ConfigObjectPlan:
-        valid = validate_config_object(doc)
+    def _plan_config_object(
+        self,
+        valid: ValidConfigObject,
+        check: Callable[[dict[str, Any] | None, dict[str, Any]], None],
+    ) -> ConfigObjectPlan:
         if not self.on_this_machine:
             raise InvalidSpec(
                 "kind",
                 f"on Kubernetes a {valid.kind} is the cluster's: create it there (kubectl "
-                f"create {valid.kind.lower()} ...); services refer to it as usual",
+                "apply -f ...); services refer to it as usual",
             )
-        return ConfigObjectPlan(valid, *self._to_store(valid.doc, valid.namespace, check_update))
+        return ConfigObjectPlan(valid, *self._to_store(valid.doc, valid.namespace, check))
 
     def delete_config_object(self, kind: str, namespace: str, name: str) -> bool:
         """Replicas that started with its values keep them, as containers do, and so do their
         volumes' files, as the kubelet keeps them."""
         return self.store.delete(kind, namespace, name)
+
+    def _make_claim_folder(self, namespace: str, name: str) -> None:
+        """A claim applied here is its folder from then on (docs/containers.md#claims)."""
+        try:
+            claim_folder(self.data_dir / CLAIMS_DIR, namespace, name)
+        except VolumeError as exc:  # a replica that mounts it will fail, saying the same
+            log.warning("%s", exc)
+
+    def claim_users(self, namespace: str, name: str) -> list[str]:
+        """The replicas (running or starting) whose volumes include the claim."""
+        return [
+            replica_id
+            for workload in self.workloads.values()
+            if workload.spec.namespace == namespace
+            and any(
+                volume.persistent_volume_claim is not None
+                and volume.persistent_volume_claim.claim_name == name
+                for volume in workload.spec.volumes
+            )
+            for replica_id in (*workload.replicas, *workload.provisioning)
+        ]
+
+    def delete_claim(self, namespace: str, name: str) -> bool:
+        """Delete a claim and its folder, with what replicas wrote there. Refused (ClaimInUse)
+        while a replica mounts it: the API server would keep it until no pod does."""
+        users = self.claim_users(namespace, name)
+        if users:
+            raise ClaimInUse(
+                f'persistentvolumeclaim "{name}" is in use by pod {", ".join(users)}: delete '
+                "or change the services that mount it first"
+            )
+        if not self.store.delete(CLAIM, namespace, name):
+            return False
+        folder = self.data_dir / CLAIMS_DIR / namespace / name
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            log.warning("cannot remove all of %s: remove it by hand", folder)
+        return True
 
     def _refresh_volumes(self, kind: str, namespace: str, name: str) -> None:
         """Running replicas whose volumes read this Secret or ConfigMap get its current files,

@@ -78,6 +78,7 @@ from tidal.runtime.exec_probe import exec_failure
 from tidal.runtime.local import free_port
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
 from tidal.runtime.volumes import (
+    CLAIMS_DIR,
     VolumeError,
     limited,
     mount_sources,
@@ -174,7 +175,7 @@ class ContainerRuntime(ChildStopping):
         self._pulls: dict[tuple[str, str], asyncio.Task[str | None]] = {}
         self._present: set[str] = set()  # images known to be in the engine's store
         self.volume_root = self.data_dir / "volumes"  # one folder per replica that has volumes
-        self.claim_root = self.data_dir / "claims"  # persistentVolumeClaims: kept
+        self.claim_root = self.data_dir / CLAIMS_DIR  # persistentVolumeClaims: kept
 
     # -- the engine, once per platform ----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tidal.runtime.base import MountSpec, ReplicaSpec, VolumeSpec
 
+CLAIMS_DIR = "claims"  # under the data dir: <namespace>/<claim>/, kept across replicas
 PRIVATE = 0o700
 EMPTY_DIR_MODE = 0o777
 FILES_DIR_MODE = 0o755

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tidal.api.claims import ACCESS_MODES
 from tidal.controller.kubeapi.pods import pod_ready_column, pod_status_column
 
 KNATIVE_GROUP = "serving.knative.dev"
@@ -242,13 +243,48 @@ PODS = Resource(
     ),
     writable=False,
 )
+CLAIMS = Resource(
+    "",
+    "v1",
+    "PersistentVolumeClaim",
+    "persistentvolumeclaims",
+    "persistentvolumeclaim",
+    ("pvc",),
+    (),
+    (
+        NAME,
+        Column("Status", lambda o: o.get("status", {}).get("phase", "")),
+        Column("Volume", lambda o: o["spec"].get("volumeName", "")),
+        Column("Capacity", lambda o: o.get("status", {}).get("capacity", {}).get("storage", "")),
+        Column(
+            "Access Modes", lambda o: ",".join(ACCESS_MODES[m] for m in o["spec"]["accessModes"])
+        ),
+        Column("StorageClass", lambda o: o["spec"].get("storageClassName", "")),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+)
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
-LOCAL_CORE = [*CORE, PODS]  # one machine's replicas as pods (on a cluster they are its pods)
+# One machine's replicas as pods and its claims as folders (on a cluster both are its own).
+LOCAL_CORE = [*CORE, PODS, CLAIMS]
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],
     f"{SCHEDULING_GROUP}/v1alpha1": [RESOURCE_POLICIES],
 }
+
+
+def claim_with_status(claim: dict[str, Any]) -> dict[str, Any]:
+    """A claim here is bound from the moment it is applied: its folder is its volume, named
+    after it, with the storage it asked for (which nothing enforces: a folder has no size)."""
+    spec = claim["spec"]
+    claim["spec"] = {**spec, "volumeName": f"claim-{claim['metadata']['name']}"}
+    claim["status"] = {
+        "phase": "Bound",
+        "accessModes": list(spec["accessModes"]),
+        "capacity": {"storage": str(spec["resources"]["requests"]["storage"])},
+    }
+    return with_server_fields(claim)
 
 
 def with_server_fields(obj: dict[str, Any]) -> dict[str, Any]:

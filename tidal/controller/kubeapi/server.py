@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tidal.api.claims import ClaimInUse
 from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
 from tidal.controller.kubeapi import openapi, protobuf
@@ -32,6 +33,7 @@ from tidal.controller.kubeapi.resources import (
     LOCAL_CORE,
     PODS,
     Resource,
+    claim_with_status,
     condition,
     configuration_of,
     service_with_traffic,
@@ -117,6 +119,8 @@ class KubeApi:
             return with_server_fields(self._route_ready(obj))
         if kind == "DomainMapping":
             return with_server_fields(self.platform.live_domain_mapping(obj))
+        if kind == "PersistentVolumeClaim":
+            return claim_with_status(obj)
         return obj if kind == "Event" else with_server_fields(obj)
 
     def _route_ready(self, route: dict[str, Any]) -> dict[str, Any]:
@@ -446,12 +450,19 @@ class KubeApi:
 
         return patch
 
+    def _delete_claim(self, namespace: str, name: str) -> bool:
+        try:
+            return self.platform.delete_claim(namespace, name)
+        except ClaimInUse as exc:
+            raise ApiError(409, str(exc)) from None
+
     def deleter(self, resource: Resource) -> Handler:
         deleters = {
             "Service": self.platform.delete_service,
             "ResourcePolicy": self.platform.delete_policy,
             "DomainMapping": self.platform.delete_domain_mapping,
             "Pod": functools.partial(delete_pod, self.platform),
+            "PersistentVolumeClaim": self._delete_claim,
             **{
                 kind: functools.partial(self.platform.delete_config_object, kind)
                 for kind in CONFIG_KINDS
