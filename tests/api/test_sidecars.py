@@ -98,6 +98,21 @@ def test_each_containers_fields_are_checked_under_its_own_index() -> None:
     ) in found
 
 
+def test_a_sidecar_may_set_port_but_not_knatives_other_variables() -> None:
+    """Knative's reservedSidecarEnvVars: PORT is the serving container's only."""
+    env = [{"name": "PORT", "value": "9091"}]
+    validate_service(
+        doc(SERVER, {**SIDECAR, "env": env}), AutoscalerConfig(), require_command=False
+    )
+    assert (f"{CONTAINERS}[0].env[0].name", "PORT is reserved") in problems(
+        doc({**SERVER, "env": env}, SIDECAR)
+    )
+    revision = [{"name": "K_REVISION", "value": "x"}]
+    assert (f"{CONTAINERS}[1].env[0].name", "K_REVISION is reserved") in problems(
+        doc(SERVER, {**SIDECAR, "env": revision})
+    )
+
+
 def test_a_volume_mounted_by_a_sidecar_only_is_mounted() -> None:
     """Every volume must be mounted by some container; two containers may mount it at the
     same path (uniqueness is per container)."""

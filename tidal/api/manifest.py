@@ -40,6 +40,7 @@ from tidal.api.service import (
 from tidal.api.units import parse_duration, parse_quantity
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+SIDECAR_RESERVED_ENV = ("K_SERVICE", "K_CONFIGURATION", "K_REVISION")  # a sidecar may set PORT
 CONTAINERS = "spec.template.spec.containers"
 RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
 # Knative's queue-proxy ports (HTTP, HTTP/2, admin, metrics, user metrics, profiling): a Service
@@ -442,8 +443,10 @@ def _check_sidecars(spec: RevisionSpec) -> None:
 
 
 def _check_container(service: Service, index: int, require_command: bool) -> None:
-    container = service.spec.template.spec.containers[index]
+    pod = service.spec.template.spec
+    container = pod.containers[index]
     base = f"{CONTAINERS}[{index}]"
+    reserved = RESERVED_ENV if index == pod.serving_index else SIDECAR_RESERVED_ENV
     problems: list[tuple[str, str]] = []
     if not container.command and (require_command or not container.image):
         has = f"only an image ({container.image!r})" if container.image else "neither"
@@ -455,7 +458,7 @@ def _check_container(service: Service, index: int, require_command: bool) -> Non
         )
         problems.append((f"{base}.command", message))
     for index, env in enumerate(container.env):
-        if env.name in RESERVED_ENV:
+        if env.name in reserved:
             problems.append((f"{base}.env[{index}].name", f"{env.name} is reserved"))
         source = env.value_from
         if source is None:
