@@ -1,6 +1,7 @@
 """Knative's rules for a revision of several containers (pkg/apis/serving/k8s_validation.go,
 docs/containers.md#sidecars): the one container with a port serves, the others are sidecars;
-names are defaulted as Knative defaults them."""
+init containers (docs/containers.md#init-containers) run before them; names are defaulted as
+Knative defaults them."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ from tidal.api.service import default_container_names
 CONTAINERS = "spec.template.spec.containers"
 
 
-def doc(*containers: dict[str, Any], volumes: list[dict[str, Any]] | None = None) -> Any:
+def doc(
+    *containers: dict[str, Any],
+    volumes: list[dict[str, Any]] | None = None,
+    init: list[dict[str, Any]] | None = None,
+) -> Any:
     spec: dict[str, Any] = {"containers": list(containers)}
     if volumes is not None:
         spec["volumes"] = volumes
+    if init is not None:
+        spec["initContainers"] = init
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
@@ -131,6 +138,50 @@ def test_a_volume_mounted_by_a_sidecar_only_is_mounted() -> None:
     assert problems(doc(SERVER, SIDECAR, volumes=models)) == [
         ("spec.template.spec.volumes[0].name", "volume with name 'models' not mounted")
     ]
+
+
+def test_init_containers_have_names_of_their_own_and_no_probes() -> None:
+    fetch = {"name": "fetch", "image": "fetch:1", "env": [{"name": "PORT", "value": "1"}]}
+    mount = [{"name": "models", "mountPath": "/models"}]
+    valid = validate_service(
+        doc(
+            SERVER,
+            init=[{**fetch, "volumeMounts": mount}],
+            volumes=[{"name": "models", "emptyDir": {}}],
+        ),
+        AutoscalerConfig(),
+        require_command=False,
+    )
+    assert valid.service.spec.template.spec.init_containers[0].name == "fetch"
+    probed = {**fetch, "name": "server", "readinessProbe": {"tcpSocket": {}}}
+    found = problems(doc(SERVER, init=[fetch, probed]))
+    assert found == [
+        ("spec.template.spec.initContainers[1].name", "duplicate container name 'server'"),
+        (
+            "spec.template.spec.initContainers[1].readinessProbe",
+            "field not allowed in an init container",
+        ),
+    ]
+    bad = {"name": "Fetch", "image": "f:1", "env": [{"name": "K_SERVICE", "value": "x"}]}
+    found = problems(doc(SERVER, init=[bad]))
+    assert (
+        "spec.template.spec.initContainers[0].name",
+        "'Fetch' is not a DNS label (a container's name)",
+    ) in found
+    assert ("spec.template.spec.initContainers[0].env[0].name", "K_SERVICE is reserved") in found
+
+
+def test_init_container_names_are_defaulted_apart_from_the_containers() -> None:
+    valid = validate_service(
+        doc(
+            {"image": "s:1"}, init=[{"image": "a:1"}, {"image": "b:1", "name": "init-container-0"}]
+        ),
+        AutoscalerConfig(),
+        require_command=False,
+    )
+    spec = valid.service.spec.template.spec
+    assert spec.container_names() == ["user-container"]
+    assert spec.init_container_names() == ["init-container-1", "init-container-0"]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from tidal.controller.kubeapi.pods import (
     pods,
 )
 from tidal.controller.platform import Platform
-from tidal.runtime.base import ImageSpec, MountSpec, SecurityContext, SidecarSpec
+from tidal.runtime.base import ContainerSpec, ImageSpec, MountSpec, SecurityContext
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ async def test_a_sidecar_reaches_the_runtime_with_its_own_settings(platform: Pla
     assert spec.image is not None and spec.image.image == "localhost/model:1"
     assert spec.env["K_REVISION"] == "hello-00001"
     assert spec.sidecars == (
-        SidecarSpec(
+        ContainerSpec(
             name="user-container-0",  # Knative's default name for the unnamed one
             image=ImageSpec("localhost/puller:1", entrypoint=("pull",), args=("--to", "/models")),
             env={
@@ -87,7 +87,7 @@ async def test_a_sidecar_reaches_the_runtime_with_its_own_settings(platform: Pla
             mounts=(MountSpec("models", "/models"),),
         ),
     )
-    assert spec.sidecar_log(spec.sidecars[0]).name == f"{replica}.user-container-0.log"
+    assert spec.log_of(spec.sidecars[0]).name == f"{replica}.user-container-0.log"
     demand = platform.workloads["default/hello-00001"].spec.demand()
     assert (demand.cpu, demand.memory) == (1.25, 1.25 * 2**30)  # both containers' requests
 
@@ -108,6 +108,38 @@ async def test_a_replica_is_a_pod_of_its_containers_for_kubectl(platform: Platfo
     [pod] = pods(platform.workloads.values(), None)
     assert (pod_ready_column(pod), pod_status_column(pod)) == ("2/2", "Running")
     assert pods(platform.workloads.values(), "other") == []
+
+
+async def test_init_containers_reach_the_runtime_and_size_the_replica(
+    platform: Platform,
+) -> None:
+    """An init container's settings reach the runtime as a sidecar's do; the replica asks its
+    pool for the larger of its containers' requests together and an init container's alone,
+    as the Kubernetes scheduler counts a pod."""
+    doc = with_sidecar()
+    pod = doc["spec"]["template"]["spec"]
+    pod["initContainers"] = [
+        {
+            "image": "localhost/fetch:1",
+            "command": ["fetch"],
+            "resources": {"requests": {"cpu": "2", "memory": "256Mi"}},
+            "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+        }
+    ]
+    platform.apply([secret(token="s3cret"), doc])
+    await decide(platform)
+    [replica] = runtime_of(platform).running()
+    spec = runtime_of(platform).replicas[replica].spec
+    [init] = spec.init_containers
+    assert (init.name, init.image.image, init.mounts) == (
+        "init-container",
+        "localhost/fetch:1",
+        (MountSpec("models", "/models"),),
+    )
+    assert init.env["K_REVISION"] == "hello-00001" and "PORT" not in init.env
+    assert spec.log_paths()[1].name == f"{replica}.init-container.log"
+    demand = platform.workloads["default/hello-00001"].spec.demand()
+    assert (demand.cpu, demand.memory) == (2, 1.25 * 2**30)  # the init's CPU, the pod's memory
 
 
 async def test_a_sidecars_missing_secret_refuses_the_apply(platform: Platform) -> None:
@@ -152,7 +184,7 @@ CONTAINERS = "spec.template.spec.containers"
         (
             sidecar_without_image,
             f"{CONTAINERS}[1].image",
-            "a sidecar runs an image, and names none",
+            "runs an image here, and names none",
         ),
         (
             sidecar_with_gpu,

@@ -22,6 +22,7 @@ from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "container"
 VOLUMES_EXAMPLE = EXAMPLES / "volumes.yaml"
 SIDECAR_EXAMPLE = EXAMPLES / "sidecar.yaml"
+INIT_EXAMPLE = EXAMPLES / "init.yaml"
 
 pytestmark = pytest.mark.skipif(
     ENGINE is None, reason="no container engine: podman is not installed, docker has no daemon"
@@ -378,3 +379,51 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
     wait_until(
         lambda: not containers(platform.data_dir, "with-sidecar-00001"), 30, "its containers gone"
     )
+
+
+def test_init_containers_run_to_completion_before_the_server_and_a_failed_one_says_why(
+    platform: Platform, image: str
+) -> None:
+    """The init example through `tidal apply` and the gateway: the model the init container
+    fetched is there when the server starts, and its log is kept; an init container that fails
+    fails the revision with its exit code and last line, and its server never starts."""
+    config, doc = yaml.safe_load_all(INIT_EXAMPLE.read_text())
+    pod = doc["spec"]["template"]["spec"]
+    for container in (*pod["initContainers"], *pod["containers"]):
+        container["image"] = image
+    platform.apply(config, doc)
+    status, _, body = platform.request(host("initialized"), "/cgi-bin/report")
+    assert status == 200, body
+    seen = variables(body)
+    assert seen["model"] == "model-v2" and seen["fetched_by"]
+    [replica] = platform.replicas("initialized")
+    logs = platform.cli("logs", "initialized").stdout
+    assert f"==> initialized-00001/{replica['name']}.storage-initializer <==" in logs
+    assert "fetched the model" in logs
+    platform.cli("delete", "service", "initialized")
+
+    failing = image_service(
+        "uninitialized", image, annotations={"autoscaling.knative.dev/initial-scale": "1"}
+    )
+    failing["spec"]["template"]["spec"]["initContainers"] = [
+        {
+            "name": "fetch",
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "echo 'model not found' && exit 3"],
+        }
+    ]
+    platform.apply(failing)
+
+    def failed() -> dict[str, Any] | None:
+        conditions = platform.revision("uninitialized-00001").get("status", {}).get("conditions")
+        ready = next((c for c in conditions or [] if c["type"] == "Ready"), {})
+        return ready if ready.get("status") == "False" else None
+
+    ready = wait_until(failed, 60, "the revision to fail")
+    assert ready["reason"] == "Init:Error", ready
+    assert "init container fetch exited with code 3: model not found" in ready["message"]
+    wait_until(
+        lambda: not containers(platform.data_dir, "uninitialized-00001"), 30, "no container left"
+    )
+    platform.cli("delete", "service", "uninitialized")

@@ -82,15 +82,19 @@ def test_revision_deployments_validate(placement: PodPlacement, extra: dict[str,
 
 def test_a_revision_with_a_sidecar_is_one_pod_of_both_containers() -> None:
     """Knative's pod: every container named (defaulted as Knative does), Knative's variables in
-    each, the port, PORT and the probes in the serving container only."""
+    each, the port, PORT and the probes in the serving container only; init containers too."""
     revision = copy.deepcopy(REVISION)
     server = revision["spec"]["containers"][0]
     revision["spec"]["containers"] = [
         {"image": "ghcr.io/example/puller:1", "args": ["--to", "/models"]},
         server,
     ]
+    revision["spec"]["initContainers"] = [{"image": "ghcr.io/example/fetch:1"}]
     deployment = deployment_manifest(revision, "hello-00001-ecs", "ecs", PodPlacement(), {}, 30)
     validate(deployment)
+    [init] = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert (init["name"], init["image"]) == ("init-container", "ghcr.io/example/fetch:1")
+    assert "ports" not in init and "readinessProbe" not in init
     puller, serving = deployment["spec"]["template"]["spec"]["containers"]
     assert (puller["name"], serving["name"]) == ("user-container-0", "user-container-1")
     assert [e["name"] for e in puller["env"]] == ["K_SERVICE", "K_CONFIGURATION", "K_REVISION"]

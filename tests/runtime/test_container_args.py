@@ -19,6 +19,7 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.manifest import runs_in_container, validate_service
 from tidal.api.service import Container
 from tidal.runtime.base import (
+    ContainerSpec,
     ImageSpec,
     MountSpec,
     ProbeSpec,
@@ -26,7 +27,6 @@ from tidal.runtime.base import (
     ReplicaSpec,
     ReplicaState,
     SecurityContext,
-    SidecarSpec,
     VolumeSpec,
 )
 from tidal.runtime.container import ContainerRuntime, HostRuntime, container_env, image_spec
@@ -38,10 +38,10 @@ from tidal.runtime.engine import (
     gpu_args,
     needs_image_user,
     non_root_problem,
+    other_run_args,
     reaper_script,
     run_args,
     security_args,
-    sidecar_run_args,
     stop_args,
 )
 
@@ -102,7 +102,7 @@ def test_run_args_publish_on_loopback_only_and_pass_the_knative_contract() -> No
 
 
 def test_a_sidecar_joins_the_serving_containers_network_and_publishes_nothing() -> None:
-    sidecar = SidecarSpec(
+    sidecar = ContainerSpec(
         name="puller",
         image=ImageSpec("localhost/puller:1", entrypoint=("pull", "--to"), args=("/models",)),
         env={"K_REVISION": "web-00001"},
@@ -114,7 +114,7 @@ def test_a_sidecar_joins_the_serving_containers_network_and_publishes_nothing() 
         replica_spec(devices=("0",)), volumes=(VolumeSpec("models"),), sidecars=(sidecar,)
     )
     sources = {"/models": Path("/data/volumes/models")}
-    args = sidecar_run_args(PODMAN, spec, sidecar, {"tidal.dev/replica": "r"}, sources)
+    args = other_run_args(PODMAN, spec, sidecar, {"tidal.dev/replica": "r"}, sources)
     assert args[:5] == [
         "/usr/bin/podman",
         "run",

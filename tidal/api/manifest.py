@@ -42,6 +42,7 @@ from tidal.api.units import parse_duration, parse_quantity
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 SIDECAR_RESERVED_ENV = ("K_SERVICE", "K_CONFIGURATION", "K_REVISION")  # a sidecar may set PORT
 CONTAINERS = "spec.template.spec.containers"
+INIT_CONTAINERS = "spec.template.spec.initContainers"
 RESERVED_PATHS = ("/", "/dev", "/dev/log")  # no volume is mounted there (Knative's rule)
 # Knative's queue-proxy ports (HTTP, HTTP/2, admin, metrics, user metrics, profiling): a Service
 # that asks for one would be refused by a Knative cluster, so it is here too.
@@ -228,8 +229,9 @@ def validate_service(
         check(_check_ports, service.spec.template.spec)
         check(_check_pod_rules, service)
     check(_check_sidecars, service.spec.template.spec)
-    for index in range(len(service.spec.template.spec.containers)):
-        check(_check_container, service, index, require_command)
+    check(_check_init_containers, service.spec.template.spec)
+    for base, container, reserved in _every_container(service.spec.template.spec):
+        check(_check_container, container, base, reserved, require_command)
     check(_check_volumes, service)
     template_meta = service.spec.template.metadata
     check(_check_runtime, service.spec.template.spec, template_meta.annotations)
@@ -365,8 +367,7 @@ def _check_pod_rules(service: Service) -> None:
     runs on this machine breaks on them."""
     spec = service.spec.template.spec
     problems: list[tuple[str, str]] = []
-    for index, container in enumerate(spec.containers):
-        base = f"{CONTAINERS}[{index}]"
+    for base, container, _ in _every_container(spec):
         name = container.name
         if name == "queue-proxy":
             problems.append((f"{base}.name", '"queue-proxy" is a reserved container name'))
@@ -389,6 +390,22 @@ def _check_pod_rules(service: Service) -> None:
         )
     if problems:
         raise InvalidSpec("", "", problems)
+
+
+def _every_container(spec: RevisionSpec) -> list[tuple[str, Container, tuple[str, ...]]]:
+    """Each container and init container, with its path and the variables it may not set
+    (Knative's: PORT is the serving container's)."""
+    return [
+        (
+            f"{CONTAINERS}[{index}]",
+            container,
+            RESERVED_ENV if index == spec.serving_index else SIDECAR_RESERVED_ENV,
+        )
+        for index, container in enumerate(spec.containers)
+    ] + [
+        (f"{INIT_CONTAINERS}[{index}]", container, SIDECAR_RESERVED_ENV)
+        for index, container in enumerate(spec.init_containers)
+    ]
 
 
 def _probes(container: Container) -> list[tuple[str, Probe]]:
@@ -442,11 +459,27 @@ def _check_sidecars(spec: RevisionSpec) -> None:
         raise InvalidSpec("", "", problems)
 
 
-def _check_container(service: Service, index: int, require_command: bool) -> None:
-    pod = service.spec.template.spec
-    container = pod.containers[index]
-    base = f"{CONTAINERS}[{index}]"
-    reserved = RESERVED_ENV if index == pod.serving_index else SIDECAR_RESERVED_ENV
+def _check_init_containers(spec: RevisionSpec) -> None:
+    """Knative's rules for init containers (validateInitContainers, with its
+    kubernetes.podspec-init-containers feature on): names distinct from every other
+    container's, no probes (an init container runs to completion, it is never ready)."""
+    problems: list[tuple[str, str]] = []
+    names = {container.name for container in spec.containers if container.name}
+    for index, container in enumerate(spec.init_containers):
+        base = f"{INIT_CONTAINERS}[{index}]"
+        if container.name in names:
+            problems.append((f"{base}.name", f"duplicate container name {container.name!r}"))
+        if container.name:
+            names.add(container.name)
+        for field, _ in _probes(container):
+            problems.append((f"{base}.{field}", "field not allowed in an init container"))
+    if problems:
+        raise InvalidSpec("", "", problems)
+
+
+def _check_container(
+    container: Container, base: str, reserved: tuple[str, ...], require_command: bool
+) -> None:
     problems: list[tuple[str, str]] = []
     if not container.command and (require_command or not container.image):
         has = f"only an image ({container.image!r})" if container.image else "neither"
@@ -505,7 +538,8 @@ def _check_volumes(service: Service) -> None:
     base = "spec.template.spec"
     problems: list[tuple[str, str]] = []
     volumes: dict[str, Volume] = {}
-    mounted = {mount.name for c in spec.containers for mount in c.volume_mounts}
+    every = _every_container(spec)
+    mounted = {mount.name for _, c, _ in every for mount in c.volume_mounts}
     for index, volume in enumerate(spec.volumes):
         where = f"{base}.volumes[{index}]"
         if volume.name in volumes:
@@ -531,8 +565,8 @@ def _check_volumes(service: Service) -> None:
                         "set exactly one of secret and configMap",
                     )
                 )
-    for position, container in enumerate(spec.containers):
-        problems += _mount_problems(container, f"{CONTAINERS}[{position}]", volumes)
+    for where, container, _ in every:
+        problems += _mount_problems(container, where, volumes)
     if problems:
         raise InvalidSpec("", "", problems)
 
@@ -592,9 +626,9 @@ def _check_runtime(spec: RevisionSpec, annotations: dict[str, str]) -> None:
     value = annotations[RUNTIME]
     if value not in ("container", "process"):
         raise InvalidSpec(field, f"must be container or process, got {value!r}")
-    for index, container in enumerate(spec.containers):
+    for where, container, _ in _every_container(spec):
         if value == "container" and not container.image:
-            raise InvalidSpec(field, f"a container runtime needs {CONTAINERS}[{index}].image")
+            raise InvalidSpec(field, f"a container runtime needs {where}.image")
     if value == "process" and not spec.serving.command:
         raise InvalidSpec(
             field, f"a process runtime needs {CONTAINERS}[{spec.serving_index}].command"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -34,6 +34,7 @@ KNOWN_RESOURCES = ("cpu", "memory", "nvidia.com/gpu", "ephemeral-storage")
 DEFAULT_TIMEOUT_S = 300
 MAX_TIMEOUT_S = 600
 USER_CONTAINER = "user-container"  # Knative's default container name
+INIT_CONTAINER = "init-container"  # and init container name
 MAX_CONTAINERS = 16  # a serving container and its sidecars; a bound, not a Knative rule
 
 
@@ -483,17 +484,19 @@ class Container(KModel):
         return int(parse_quantity(amount))
 
 
-def default_container_names(names: Sequence[str | None]) -> list[str]:
-    """Containers' names, defaulted as Knative defaults them (revision_defaults.go):
-    "user-container" for a lone unnamed container; with several, "user-container-N" with the
-    lowest N free of the names given."""
-    given = {name for name in names if name}
+def default_container_names(
+    names: Sequence[str | None], base: str = USER_CONTAINER, taken: Iterable[str | None] = ()
+) -> list[str]:
+    """Containers' names, defaulted as Knative defaults them (revision_defaults.go): `base`
+    for a lone unnamed container; with several, or when `base` is taken, `base`-N with the
+    lowest N free of the names given (these and the pod's other containers', `taken`)."""
+    given = {name for name in (*names, *taken) if name}
     defaulted, suffix = [], 0
     for name in names:
-        if not name and len(names) == 1:
-            name = USER_CONTAINER
+        if not name and len(names) == 1 and base not in given:
+            name = base
         while not name:
-            candidate = f"{USER_CONTAINER}-{suffix}"
+            candidate = f"{base}-{suffix}"
             suffix += 1
             name = None if candidate in given else candidate
         defaulted.append(name)
@@ -508,6 +511,9 @@ class RevisionSpec(KModel):
 
     # One serving container (the one with a port) and any sidecars (docs/containers.md#sidecars)
     containers: list[Container] = Field(min_length=1, max_length=MAX_CONTAINERS)
+    # Run to completion, one after the other, before the containers start
+    # (docs/containers.md#init-containers)
+    init_containers: list[Container] = Field(default_factory=list, max_length=MAX_CONTAINERS)
     container_concurrency: int = Field(default=0, ge=0, le=1000)
     timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_S, ge=0, le=MAX_TIMEOUT_S)
     response_start_timeout_seconds: int | None = Field(
@@ -539,7 +545,13 @@ class RevisionSpec(KModel):
         return [c for i, c in enumerate(self.containers) if i != self.serving_index]
 
     def container_names(self) -> list[str]:
-        return default_container_names([c.name for c in self.containers])
+        others = [c.name for c in self.init_containers]
+        return default_container_names([c.name for c in self.containers], taken=others)
+
+    def init_container_names(self) -> list[str]:
+        others = [c.name for c in self.containers]
+        names = [c.name for c in self.init_containers]
+        return default_container_names(names, INIT_CONTAINER, others)
 
     @field_validator("automount_service_account_token")
     @classmethod

@@ -44,9 +44,9 @@ from tidal.controller.measured import hpa_autoscaler, metric_feed
 from tidal.controller.revisions import GENERATION_LABEL
 from tidal.controller.scaling import Autoscaler
 from tidal.controller.workload import (
+    OtherContainer,
     RevisionRuntimeSpec,
     RevisionWorkload,
-    Sidecar,
     WorkloadEvents,
 )
 from tidal.gateway.activator import RevisionThrottler, pending_cap
@@ -192,9 +192,14 @@ class RevisionFactory:
         in_container = runs_in_container(container, annotations)
         names = spec.container_names()
         sidecars = tuple(
-            Sidecar(name, c, image_spec(c))
+            OtherContainer(name, c, image_spec(c))
             for index, (name, c) in enumerate(zip(names, spec.containers, strict=True))
             if index != spec.serving_index  # each has an image: checked at apply
+        )
+        init_names = spec.init_container_names()
+        init_containers = tuple(
+            OtherContainer(name, c, image_spec(c))
+            for name, c in zip(init_names, spec.init_containers, strict=True)
         )
         workload = RevisionWorkload(
             RevisionRuntimeSpec(
@@ -213,6 +218,7 @@ class RevisionFactory:
                 volumes=tuple(spec.volumes),
                 image_pull_secrets=tuple(spec.image_pull_secrets),
                 sidecars=sidecars,
+                init_containers=init_containers,
                 container_name=names[spec.serving_index],
             ),
             self.runtime,

@@ -2,10 +2,10 @@
 run differently from a pod (docs/containers.md#volumes, docs/reliability.md#secrets-and-privilege).
 
 A revision that runs as a process has no filesystem, network or capability set of its own:
-volumes, sidecars, capabilities, a read-only root and a seccomp profile need a container. An
-in-memory emptyDir is one tmpfs per mount here, so it is mounted once (by one container) and
-without a subPath. A Localhost seccomp profile is a file of the kubelet's. GPUs go to the
-serving container.
+volumes, sidecars, init containers, capabilities, a read-only root and a seccomp profile need a
+container. An in-memory emptyDir is one tmpfs per mount here, so it is mounted once (by one
+container) and without a subPath. A Localhost seccomp profile is a file of the kubelet's. GPUs
+go to the serving container.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def check_runnable_here(template: RevisionTemplate) -> None:
             "sidecars share the serving container's network, which a process has not: this "
             f"revision runs as a process here: {HOW}",
         )
+    if spec.init_containers and not in_container:
+        raise InvalidSpec(
+            "spec.template.spec.initContainers",
+            f"init containers run before the serving container, and this revision runs as a "
+            f"process here: {HOW}",
+        )
     if spec.volumes and not in_container:
         raise InvalidSpec(
             "spec.template.spec.volumes",
@@ -40,8 +46,24 @@ def check_runnable_here(template: RevisionTemplate) -> None:
         )
     in_memory = {v.name for v in spec.volumes if v.empty_dir and v.empty_dir.medium == "Memory"}
     mounted: set[str] = set()
-    for position, container in enumerate(spec.containers):
-        base = f"{CONTAINERS}[{position}]"
+    others = [
+        (f"{CONTAINERS}[{position}]", container)
+        for position, container in enumerate(spec.containers)
+        if position != spec.serving_index
+    ] + [
+        (f"spec.template.spec.initContainers[{position}]", container)
+        for position, container in enumerate(spec.init_containers)
+    ]
+    for base, container in others:
+        if not container.image:
+            raise InvalidSpec(f"{base}.image", "runs an image here, and names none")
+        if container.gpus():
+            raise InvalidSpec(
+                f"{base}.resources",
+                f"GPUs go to the serving container on this machine; ask for {GPU} there",
+            )
+    every = [(f"{CONTAINERS}[{spec.serving_index}]", spec.serving), *others]
+    for base, container in every:
         security = container.security_context
         container_only = security.container_only() if security is not None else []
         if container_only and not in_container:
@@ -56,14 +78,6 @@ def check_runnable_here(template: RevisionTemplate) -> None:
                 "a Localhost profile is a file on a Kubernetes node; here use RuntimeDefault "
                 "(the engine's profile) or Unconfined",
             )
-        if position != spec.serving_index:
-            if not container.image:
-                raise InvalidSpec(f"{base}.image", "a sidecar runs an image, and names none")
-            if container.gpus():
-                raise InvalidSpec(
-                    f"{base}.resources",
-                    f"GPUs go to the serving container on this machine; ask for {GPU} there",
-                )
         for index, mount in enumerate(container.volume_mounts):
             if mount.name not in in_memory:
                 continue

@@ -489,6 +489,11 @@ class Platform:
                 for problem in missing_references(container, namespace, lookup)
             ]
             found += [
+                (f"spec.template.spec.initContainers[{position}]", problem)
+                for position, container in enumerate(spec.init_containers)
+                for problem in missing_references(container, namespace, lookup)
+            ]
+            found += [
                 ("spec.template.spec.volumes", problem)
                 for problem in missing_volume_references(spec.volumes, namespace, lookup)
             ]
@@ -679,10 +684,13 @@ class Platform:
             raise InvalidSpec(field, str(exc)) from None
         if self.on_this_machine:
             check_runnable_here(valid.service.spec.template)
-        for index, container in enumerate(valid.service.spec.template.spec.containers):
+        pod = valid.service.spec.template.spec
+        every = [(f"containers[{i}]", c) for i, c in enumerate(pod.containers)]
+        every += [(f"initContainers[{i}]", c) for i, c in enumerate(pod.init_containers)]
+        for where, container in every:
             if not self.on_this_machine and not container.image:
                 raise InvalidSpec(
-                    f"spec.template.spec.containers[{index}].image",
+                    f"spec.template.spec.{where}.image",
                     "a pod runs an image, and this container names none (a command alone runs "
                     "only on one machine, as a process)",
                 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from tidal.controller.volumes import mount_specs
 from tidal.gateway.activator import Endpoint, RevisionThrottler
 from tidal.gateway.routing import REQUESTS
 from tidal.runtime.base import (
+    ContainerSpec,
     ImageSpec,
     ProbeSpec,
     RegistryAuth,
@@ -48,7 +49,6 @@ from tidal.runtime.base import (
     ReplicaState,
     Runtime,
     SecurityContext,
-    SidecarSpec,
     VolumeSpec,
 )
 from tidal.scheduler.placement import Decision, Demand, Pending, Placed, Request
@@ -138,8 +138,9 @@ class WorkloadEvents(Protocol):
 
 
 @dataclass(frozen=True)
-class Sidecar:
-    """A container of the revision beside the serving one, and the image it runs."""
+class OtherContainer:
+    """A container of the revision other than the serving one (a sidecar or an init
+    container), and the image it runs."""
 
     name: str
     container: Container
@@ -162,7 +163,8 @@ class RevisionRuntimeSpec:
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
     volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
-    sidecars: tuple[Sidecar, ...] = ()
+    sidecars: tuple[OtherContainer, ...] = ()
+    init_containers: tuple[OtherContainer, ...] = ()  # run in turn before the containers
     container_name: str = USER_CONTAINER  # the serving container's, defaulted as Knative does
 
     def probe(self) -> ProbeSpec:
@@ -189,13 +191,19 @@ class RevisionRuntimeSpec:
         return _kubelet_probe(self.container.startup_probe)
 
     def demand(self) -> Demand:
-        """What one replica takes from its pool: the requests of all its containers, as the
-        Kubernetes scheduler counts."""
+        """What one replica takes from its pool, as the Kubernetes scheduler counts a pod: the
+        sum of its containers' requests, or an init container's where that is more (each runs
+        alone, before them)."""
         containers = [self.container, *(sidecar.container for sidecar in self.sidecars)]
+        init = [other.container for other in self.init_containers]
+
+        def most(amount: Callable[[Container], float]) -> float:
+            return max([sum(map(amount, containers)), *map(amount, init)])
+
         return Demand(
-            cpu=sum(parse_quantity(c.resources.requests.get("cpu", 0)) for c in containers),
-            memory=sum(parse_quantity(c.resources.requests.get("memory", 0)) for c in containers),
-            gpus=sum(c.gpus() for c in containers),
+            cpu=most(lambda c: parse_quantity(c.resources.requests.get("cpu", 0))),
+            memory=most(lambda c: parse_quantity(c.resources.requests.get("memory", 0))),
+            gpus=int(most(lambda c: c.gpus())),
         )
 
 
@@ -488,22 +496,10 @@ class RevisionWorkload:
         try:
             env = self.events.resolve_env(self.spec.namespace, container)
             volumes = self.events.resolve_volumes(self.spec.namespace, self.spec.volumes)
-            sidecars = tuple(
-                SidecarSpec(
-                    name=sidecar.name,
-                    image=sidecar.image,
-                    env={
-                        **self.events.resolve_env(self.spec.namespace, sidecar.container),
-                        **knative_env,
-                    },
-                    working_dir=sidecar.container.working_dir,
-                    security=_security(sidecar.container),
-                    mounts=mount_specs(sidecar.container.volume_mounts),
-                )
-                for sidecar in self.spec.sidecars
-            )
+            sidecars = tuple(self._other(other, knative_env) for other in self.spec.sidecars)
+            init = tuple(self._other(other, knative_env) for other in self.spec.init_containers)
         except UnresolvedReference as exc:
-            env, volumes, sidecars, unresolved = {}, (), (), str(exc)
+            env, volumes, sidecars, init, unresolved = {}, (), (), (), str(exc)
         else:
             unresolved = ""
         env.update(knative_env)
@@ -535,6 +531,7 @@ class RevisionWorkload:
                 else RegistryAuth()
             ),
             sidecars=sidecars,
+            init_containers=init,
         )
         entry.launched = True
         if unresolved:  # as the kubelet: the container is not created
@@ -551,6 +548,19 @@ class RevisionWorkload:
             self._spawn(self._drain_and_stop(replica))
         else:
             self._spawn(self._watch_progress(replica))
+
+    def _other(self, other: OtherContainer, knative_env: Mapping[str, str]) -> ContainerSpec:
+        """A sidecar's or init container's settings, its references filled in (raises
+        UnresolvedReference)."""
+        container = other.container
+        return ContainerSpec(
+            name=other.name,
+            image=other.image,
+            env={**self.events.resolve_env(self.spec.namespace, container), **knative_env},
+            working_dir=container.working_dir,
+            security=_security(container),
+            mounts=mount_specs(container.volume_mounts),
+        )
 
     def _stop(self, replica_id: str) -> None:
         entry = self.provisioning.get(replica_id)

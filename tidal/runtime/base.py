@@ -114,10 +114,12 @@ class MountSpec:
 
 
 @dataclass(frozen=True)
-class SidecarSpec:
-    """A container of the replica beside the serving one (docs/containers.md#sidecars): in its
-    network namespace (it reaches the server on 127.0.0.1:$PORT, and is reached likewise), with
-    the replica's volumes; neither probed nor published. Its output is a log of its own."""
+class ContainerSpec:
+    """A container of the replica other than the serving one, with the replica's volumes,
+    neither probed nor published; its output is a log of its own. A sidecar
+    (docs/containers.md#sidecars) runs beside the server in its network namespace (each
+    reaches the other on 127.0.0.1); an init container (docs/containers.md#init-containers)
+    runs to completion before either starts."""
 
     name: str
     image: ImageSpec
@@ -151,14 +153,16 @@ class ReplicaSpec:
     volumes: tuple[VolumeSpec, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
     registry_auth: RegistryAuth = field(default_factory=RegistryAuth)
-    sidecars: tuple[SidecarSpec, ...] = ()  # run by a container runtime only
+    sidecars: tuple[ContainerSpec, ...] = ()  # run by a container runtime only
+    init_containers: tuple[ContainerSpec, ...] = ()  # likewise
 
-    def sidecar_log(self, sidecar: SidecarSpec) -> Path:
+    def log_of(self, container: ContainerSpec) -> Path:
         """`<replica>.<container>.log`, beside the replica's own log."""
-        return self.log_path.with_name(f"{self.replica_id}.{sidecar.name}.log")
+        return self.log_path.with_name(f"{self.replica_id}.{container.name}.log")
 
     def log_paths(self) -> list[Path]:
-        return [self.log_path, *(self.sidecar_log(sidecar) for sidecar in self.sidecars)]
+        others = (*self.init_containers, *self.sidecars)
+        return [self.log_path, *(self.log_of(container) for container in others)]
 
 
 class ReplicaState(enum.StrEnum):

@@ -7,9 +7,11 @@ gateway and the readiness probe use. The image is pulled first, by the engine, a
 `imagePullPolicy` says; the pull counts as start-up time, as in Knative. A stop is the engine's
 own: SIGTERM, then SIGKILL after the grace period.
 
-A replica with sidecars runs each as another attached child once the serving container runs, in
-its network namespace; a sidecar that exits fails the replica, which is replaced (the kubelet
-would restart the container in the pod). See docs/containers.md#sidecars.
+A replica's init containers run first, one after the other, each to completion; one that
+fails fails the replica (docs/containers.md#init-containers). A replica with sidecars runs each
+as another attached child once the serving container runs, in its network namespace; a sidecar
+that exits fails the replica, which is replaced (the kubelet would restart the container in the
+pod). See docs/containers.md#sidecars.
 
 Containers carry labels naming tidal's data directory and process; leftovers of a platform that
 was killed are removed by a detached watcher as soon as it dies, and by the next start.
@@ -33,6 +35,7 @@ from tidal.api.config import LogLimits
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.runtime.base import (
+    ContainerSpec,
     ExecProbe,
     ImageSpec,
     RegistryAuth,
@@ -42,7 +45,6 @@ from tidal.runtime.base import (
     ReplicaState,
     Runtime,
     SecurityContext,
-    SidecarSpec,
     VolumeSpec,
     notify,
 )
@@ -64,14 +66,14 @@ from tidal.runtime.engine import (
     names_registry,
     needs_image_user,
     non_root_problem,
+    other_name,
+    other_run_args,
     pull_args,
     reaper_script,
     remove_args,
     run_args,
     run_engine,
     running_args,
-    sidecar_name,
-    sidecar_run_args,
     stop_args,
 )
 from tidal.runtime.exec_probe import exec_failure
@@ -267,7 +269,8 @@ class ContainerRuntime(ChildStopping):
         replica.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         spec = replica.spec
         problem = await self.ready()
-        for image in (child.image, *(sidecar.image for sidecar in spec.sidecars)):
+        others = (*spec.sidecars, *spec.init_containers)
+        for image in (child.image, *(other.image for other in others)):
             problem = problem or await self._ensure_image(child, image)
         if problem is not None:
             self._failed(child, problem)
@@ -278,7 +281,7 @@ class ContainerRuntime(ChildStopping):
         users = []
         for security, image in (
             (spec.security, child.image),
-            *((sidecar.security, sidecar.image) for sidecar in spec.sidecars),
+            *((other.security, other.image) for other in others),
         ):
             user = await self._image_user(child, self.engine, security, image.image)
             if user is None:
@@ -289,11 +292,25 @@ class ContainerRuntime(ChildStopping):
                 write_volumes(spec, self._volumes_of(spec), self.claim_root) if spec.volumes else {}
             )
             sources = mount_sources(spec.mounts, volume_dirs)
-            sidecar_sources = [mount_sources(s.mounts, volume_dirs) for s in spec.sidecars]
+            other_sources = [mount_sources(other.mounts, volume_dirs) for other in others]
         except VolumeError as exc:
             self._failed(child, str(exc))
             return
         owned = labels(spec, self.data_dir, self.owner_pid)
+        count = len(spec.sidecars)  # `others` are the sidecars, then the init containers
+        other_args = [
+            other_run_args(self.engine, spec, other, owned, mounted, user, index < count)
+            for index, (other, mounted, user) in enumerate(
+                zip(others, other_sources, users[1:], strict=True)
+            )
+        ]
+        for position, init in enumerate(spec.init_containers):
+            replica.phase = f"Init:{position}/{len(spec.init_containers)}"
+            problem = await self._run_init(child, init, other_args[count + position])
+            if problem is not None:
+                replica.reason_code = "Init:Error"
+                self._failed(child, problem)
+                return
         args = run_args(
             self.engine,
             spec,
@@ -304,12 +321,7 @@ class ContainerRuntime(ChildStopping):
             sources,
             users[0],
         )
-        sidecars = [
-            (sidecar, sidecar_run_args(self.engine, spec, sidecar, owned, mounted, user))
-            for sidecar, mounted, user in zip(
-                spec.sidecars, sidecar_sources, users[1:], strict=True
-            )
-        ]
+        sidecars = list(zip(spec.sidecars, other_args[:count], strict=True))
         child.spawning = True
         try:
             child.process = await asyncio.create_subprocess_exec(
@@ -337,8 +349,40 @@ class ContainerRuntime(ChildStopping):
             child.sidecar_task = asyncio.ensure_future(self._start_sidecars(child, sidecars))
         child.exit_task = asyncio.ensure_future(self._await_exit(child))
 
+    async def _run_init(self, child: _Child, init: ContainerSpec, args: list[str]) -> str | None:
+        """Run an init container to its end, its output into its log: None when it succeeded,
+        else why not. Cancelled (the replica is being stopped), it is removed."""
+        assert self.engine is not None
+        spec = child.replica.spec
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return f"cannot run {self.engine.path}: {exc.strerror or exc}"
+        assert process.stdout is not None
+        path = spec.log_of(init)
+        pumping = asyncio.ensure_future(pump(process.stdout, path, self.log_limits))
+        try:
+            code = await process.wait()
+        except asyncio.CancelledError:
+            await run_engine(remove_args(self.engine, [other_name(spec, init)]), STOP_SLACK_S)
+            raise
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pumping, FLUSH_WAIT_S)
+        if code == 0:
+            return None
+        last = tail_lines(path, 1)
+        return f"init container {init.name} exited with code {code}" + (
+            f": {last[0]}" if last else ""
+        )
+
     async def _start_sidecars(
-        self, child: _Child, sidecars: list[tuple[SidecarSpec, list[str]]]
+        self, child: _Child, sidecars: list[tuple[ContainerSpec, list[str]]]
     ) -> None:
         """Start the sidecars as soon as the serving container runs: they join its network
         namespace, which exists from then on."""
@@ -364,12 +408,12 @@ class ContainerRuntime(ChildStopping):
             child.sidecars.append(asyncio.ensure_future(self._run_sidecar(child, sidecar, process)))
 
     async def _run_sidecar(
-        self, child: _Child, sidecar: SidecarSpec, process: asyncio.subprocess.Process
+        self, child: _Child, sidecar: ContainerSpec, process: asyncio.subprocess.Process
     ) -> None:
         """A sidecar's output into its log until it exits. Exiting by itself while the serving
         container runs, it fails the replica, with its exit code and last line."""
         assert process.stdout is not None and child.process is not None
-        path = child.replica.spec.sidecar_log(sidecar)
+        path = child.replica.spec.log_of(sidecar)
         pumping = asyncio.ensure_future(pump(process.stdout, path, self.log_limits))
         code = await process.wait()
         with contextlib.suppress(TimeoutError):
@@ -390,7 +434,7 @@ class ContainerRuntime(ChildStopping):
         if child.sidecar_task is not None:
             child.sidecar_task.cancel()
             await asyncio.gather(child.sidecar_task, return_exceptions=True)
-        names = [sidecar_name(spec, sidecar) for sidecar in spec.sidecars]
+        names = [other_name(spec, sidecar) for sidecar in spec.sidecars]
         await run_engine(remove_args(self.engine, names), STOP_SLACK_S)
         await asyncio.gather(*child.sidecars, return_exceptions=True)
         await run_engine(remove_args(self.engine, [container_name(spec)]), STOP_SLACK_S)
@@ -565,7 +609,7 @@ class ContainerRuntime(ChildStopping):
         name = container_name(spec)
         if child.sidecar_task is not None:  # none starts from now on
             child.sidecar_task.cancel()
-        names = [name, *(sidecar_name(spec, sidecar) for sidecar in spec.sidecars)]
+        names = [name, *(other_name(spec, sidecar) for sidecar in spec.sidecars)]
         stopped = await run_engine(stop_args(self.engine, names, grace_s), grace_s + STOP_SLACK_S)
         try:
             await asyncio.wait_for(asyncio.shield(child.exit_task), STOP_SLACK_S)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidal.api.pools import GPU, Pool
-from tidal.api.service import default_container_names
+from tidal.api.service import INIT_CONTAINER, default_container_names
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
 POOL_LABEL = "tidal.dev/pool"
@@ -71,7 +71,10 @@ def serving_container(revision_spec: Mapping[str, Any]) -> tuple[str, Mapping[st
     """The name and spec of the container with the port (Knative's serving container), or of
     the only one."""
     containers = revision_spec["containers"]
-    names = default_container_names([c.get("name") for c in containers])
+    init = revision_spec.get("initContainers") or []
+    names = default_container_names(
+        [c.get("name") for c in containers], taken=[c.get("name") for c in init]
+    )
     index = next((i for i, c in enumerate(containers) if c.get("ports")), 0)
     return names[index], containers[index]
 
@@ -110,9 +113,10 @@ def deployment_manifest(
     selector = {DEPLOYMENT_LABEL: name, **MANAGED_BY}
     pod_labels = {**labels, **selector}
     spec = revision["spec"]
-    containers = spec["containers"]
+    containers, init = spec["containers"], spec.get("initContainers") or []
     serving, _ = serving_container(spec)
-    names = default_container_names([c.get("name") for c in containers])
+    given, init_given = [c.get("name") for c in containers], [c.get("name") for c in init]
+    names = default_container_names(given, taken=init_given)
     pod_spec: dict[str, Any] = {
         "containers": [
             _container(c, name, labels, serving=name == serving)
@@ -122,6 +126,12 @@ def deployment_manifest(
         # As Knative by default: no docker-link variables for every Service.
         "enableServiceLinks": bool(spec.get("enableServiceLinks", False)),
     }
+    if init:
+        init_names = default_container_names(init_given, INIT_CONTAINER, given)
+        pod_spec["initContainers"] = [
+            _container(c, name, labels, serving=False)
+            for c, name in zip(init, init_names, strict=True)
+        ]
     if placement.node_selector:
         pod_spec["nodeSelector"] = dict(placement.node_selector)
     if placement.tolerations:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Literal
 
 from tidal.runtime.base import (
+    ContainerSpec,
     ImageSpec,
     MountSpec,
     ReplicaSpec,
     SecurityContext,
-    SidecarSpec,
     VolumeSpec,
 )
 
@@ -84,8 +84,9 @@ def container_name(spec: ReplicaSpec) -> str:
     return f"tidal-{spec.namespace}-{spec.replica_id}"
 
 
-def sidecar_name(spec: ReplicaSpec, sidecar: SidecarSpec) -> str:
-    return f"{container_name(spec)}-{sidecar.name}"
+def other_name(spec: ReplicaSpec, other: ContainerSpec) -> str:
+    """A sidecar's or init container's engine name: the replica's, then its own."""
+    return f"{container_name(spec)}-{other.name}"
 
 
 def labels(spec: ReplicaSpec, data_dir: Path, owner_pid: int) -> dict[str, str]:
@@ -129,24 +130,25 @@ def run_args(
     return [*args, *_image_and_command(image)]
 
 
-def sidecar_run_args(
+def other_run_args(
     engine: Engine,
     spec: ReplicaSpec,
-    sidecar: SidecarSpec,
+    other: ContainerSpec,
     labels: Mapping[str, str],
     mount_sources: Mapping[str, Path],
     image_user: str = "",
+    sidecar: bool = True,
 ) -> list[str]:
-    """`<engine> run` for a sidecar of the replica: in the serving container's network
-    namespace (which must be running), nothing published, its own settings and mounts of the
-    replica's volumes."""
-    args = _run_start(engine, sidecar_name(spec, sidecar), labels)
-    args += ["--network", f"container:{container_name(spec)}"]
-    image = sidecar.image
-    args += _settings_args(
-        engine, image, sidecar.env, sidecar.working_dir, sidecar.security, image_user
-    )
-    args += mount_args(spec.volumes, sidecar.mounts, mount_sources)
+    """`<engine> run` for another container of the replica, nothing published, with its own
+    settings and mounts of the replica's volumes: a sidecar in the serving container's network
+    namespace (which must be running), an init container in the engine's default network
+    (the serving container does not run yet)."""
+    args = _run_start(engine, other_name(spec, other), labels)
+    if sidecar:
+        args += ["--network", f"container:{container_name(spec)}"]
+    image = other.image
+    args += _settings_args(engine, image, other.env, other.working_dir, other.security, image_user)
+    args += mount_args(spec.volumes, other.mounts, mount_sources)
     return [*args, *_image_and_command(image)]
 
 

@@ -227,7 +227,8 @@ class KubernetesRuntime:
 
     async def _deployment(self, spec: ReplicaSpec) -> _Deployment:
         revision = await self._revision(spec.namespace, spec.revision)
-        if not all(c.get("image") for c in revision["spec"]["containers"]):
+        pod = revision["spec"]
+        if not all(c.get("image") for c in (*pod["containers"], *pod.get("initContainers", []))):
             raise ValueError("a container has no image (cluster mode runs images)")
         serving, container = serving_container(revision["spec"])
         own = revision_labels(revision)

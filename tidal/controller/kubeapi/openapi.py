@@ -57,6 +57,8 @@ FIELDS = {
     "autoscaling.knative.dev/* and tidal.dev/* annotations tune scaling.",
     ("RevisionTemplate", "spec"): "What each replica runs.",
     ("RevisionSpec", "containers"): "The serving container (the one with a port) and any sidecars.",
+    ("RevisionSpec", "initContainers"): "Run to completion, one after the other, before the "
+    "containers start (e.g. to fetch the model).",
     ("RevisionSpec", "containerConcurrency"): "Most requests one replica serves at a time "
     "(0: no limit).",
     ("RevisionSpec", "timeoutSeconds"): "Longest a request may take, in seconds (0: 300).",

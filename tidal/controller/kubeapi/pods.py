@@ -50,7 +50,7 @@ def container_log(workload: RevisionWorkload, replica: Replica, container: str) 
         return spec.log_path
     for sidecar in spec.sidecars:
         if sidecar.name == container:
-            return spec.sidecar_log(sidecar)
+            return spec.log_of(sidecar)
     return None
 
 
