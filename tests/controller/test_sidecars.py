@@ -138,6 +138,13 @@ async def test_init_containers_reach_the_runtime_and_size_the_replica(
     )
     assert init.env["K_REVISION"] == "hello-00001" and "PORT" not in init.env
     assert spec.log_paths()[1].name == f"{replica}.init-container.log"
+    runtime_of(platform).replicas[replica].phase = "Init:0/1"  # as the runtime marks it
+    [pod] = pods(platform.workloads.values(), "default")
+    assert pod_status_column(pod) == "Init:0/1"
+    assert pod["spec"]["initContainers"] == [
+        {"name": "init-container", "image": "localhost/fetch:1"}
+    ]
+    assert pod["status"]["initContainerStatuses"][0]["state"] == {"running": {}}
     demand = platform.workloads["default/hello-00001"].spec.demand()
     assert (demand.cpu, demand.memory) == (2, 1.25 * 2**30)  # the init's CPU, the pod's memory
 

@@ -15,7 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from tidal.controller.kubeapi.pods import container_log, container_names, pods
+from tidal.controller.kubeapi.pods import (
+    container_log,
+    container_names,
+    init_container_names,
+    pods,
+)
 from tidal.controller.kubeapi.resources import Resource
 from tidal.controller.kubeapi.selection import Match
 from tidal.controller.kubeapi.status import ApiError, not_found
@@ -66,7 +71,7 @@ async def pod_log(
             f"a container name must be specified for pod {name}, choose one of: "
             f"[{' '.join(names)}]",
         )
-    if container not in names:
+    if container not in (*names, *init_container_names(workload)):
         raise ApiError(400, f"container {container} is not valid for pod {name}")
     if query.get("previous") in ("true", "1"):
         raise ApiError(

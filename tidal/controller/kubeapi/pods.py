@@ -48,14 +48,42 @@ def container_log(workload: RevisionWorkload, replica: Replica, container: str) 
     spec = replica.spec
     if container == workload.spec.container_name:
         return spec.log_path
-    for sidecar in spec.sidecars:
-        if sidecar.name == container:
-            return spec.log_of(sidecar)
+    for other in (*spec.sidecars, *spec.init_containers):
+        if other.name == container:
+            return spec.log_of(other)
     return None
 
 
 def container_names(workload: RevisionWorkload) -> list[str]:
     return [workload.spec.container_name, *(s.name for s in workload.spec.sidecars)]
+
+
+def init_container_names(workload: RevisionWorkload) -> list[str]:
+    return [other.name for other in workload.spec.init_containers]
+
+
+def _init_statuses(workload: RevisionWorkload, done: int, running: bool) -> list[dict[str, Any]]:
+    """The init containers' states: the first `done` completed, the next running (when
+    `running`), the rest waiting."""
+    statuses = []
+    for index, other in enumerate(workload.spec.init_containers):
+        if index < done:
+            state: dict[str, Any] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        elif index == done and running:
+            state = {"running": {}}
+        else:
+            state = {"waiting": {"reason": "PodInitializing"}}
+        statuses.append(
+            {
+                "name": other.name,
+                "image": other.image.image,
+                "imageID": "",
+                "ready": index < done,
+                "restartCount": 0,
+                "state": state,
+            }
+        )
+    return statuses
 
 
 def _pod(
@@ -105,6 +133,11 @@ def _pod(
         "conditions": conditions,
         "containerStatuses": containers,
     }
+    if spec.init_containers:
+        done = len(spec.init_containers) if status["running"] else status.get("init_done", 0)
+        pod_status["initContainerStatuses"] = _init_statuses(
+            workload, done, status.get("initializing", False)
+        )
     if status["running"]:
         pod_status.update(hostIP=HOST, podIP=HOST, podIPs=[{"ip": HOST}], startTime=started)
     return {
@@ -113,6 +146,9 @@ def _pod(
         "metadata": meta,
         "spec": {
             "nodeName": status.get("pool", ""),
+            "initContainers": [
+                {"name": other.name, "image": other.image.image} for other in spec.init_containers
+            ],
             "containers": [{"name": c, "image": images[c]} for c in container_names(workload)],
         },
         "status": pod_status,
@@ -123,7 +159,14 @@ def _running(workload: RevisionWorkload, replica: Replica) -> dict[str, Any]:
     """A started replica: running once its process (or container) is, ready once probed."""
     if replica.pid is None and replica.state is ReplicaState.STARTING:
         waiting = _waiting(replica.phase or "ContainerCreating")
-        return {**waiting, "pool": replica.spec.pool}
+        initializing = replica.phase.startswith("Init:")  # Init:<done>/<all>, from the runtime
+        done = int(replica.phase[5:].split("/")[0]) if initializing else 0
+        return {
+            **waiting,
+            "pool": replica.spec.pool,
+            "initializing": initializing,
+            "init_done": done,
+        }
     return {
         "running": True,
         "ready": replica.state is ReplicaState.READY,
