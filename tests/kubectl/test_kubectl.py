@@ -403,6 +403,14 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
         follow.terminate()
         follow.wait(timeout=10)
     assert "GET /followed" in kubectl("logs", name, "--tail=1").stdout
+
+    def top() -> list[str] | None:  # once the replica has been measured (the sampler's period)
+        shown = kubectl("top", "pod", "-l", selector, check=False).stdout.splitlines()
+        return shown if len(shown) == 2 else None
+
+    heading, row = wait_until(top, 60, "kubectl top to show the replica", period=1)
+    assert heading.split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert row.split()[0] == name and row.split()[2].endswith("Mi")
     wrong = kubectl("logs", name, "-c", "sidecar", check=False)
     assert (
         wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in wrong.stderr

@@ -23,6 +23,8 @@ from tidal.api.errors import InvalidSpec
 from tidal.controller.kubeapi import openapi, protobuf
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
+from tidal.controller.kubeapi.metrics_api import add_metrics_routes
+from tidal.controller.kubeapi.metrics_api import group as metrics_group
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log, watch_pods
 from tidal.controller.kubeapi.pods import pods
@@ -590,7 +592,8 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             lambda: {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [_group(group) for group in GROUPS],
+                "groups": [_group(group) for group in GROUPS]
+                + ([metrics_group()] if platform.on_this_machine else []),
             }
         ),
     )
@@ -624,6 +627,7 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             return await pod_log(platform, request, api.closing)
 
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", log)
+        add_metrics_routes(router, platform)
     return api
 
 
