@@ -253,8 +253,9 @@ def test_volumes_mount_secrets_configmaps_and_empty_dirs_into_the_container(
 @pytest.mark.skipif(ENGINE != "podman", reason="the test registry is served to podman")
 def test_a_private_image_is_pulled_with_its_image_pull_secret(tmp_path: Path, image: str) -> None:
     """imagePullSecrets: the Secret `kubectl create secret docker-registry` makes lets the engine
-    pull from a registry that wants credentials; a revision whose Secret is missing fails,
-    saying the registry's answer and which Secret was not found."""
+    pull from a registry that wants credentials, named by the revision or by its service
+    account; a revision whose Secret is missing fails, saying the registry's answer and which
+    Secret was not found."""
     assert ENGINE is not None
     with Registry(ENGINE, image, tmp_path, "tidal", "s3cret") as registry:
         (tmp_path / "platform").mkdir()
@@ -276,6 +277,22 @@ def test_a_private_image_is_pulled_with_its_image_pull_secret(tmp_path: Path, im
             platform.apply(secret, private)
             status, headers, _ = platform.request(host("private"), "/cgi-bin/env")
             assert status == 200 and headers["X-Tidal-Revision"] == "private-00001"
+            subprocess.run([ENGINE, "rmi", "--force", registry.reference], capture_output=True)
+
+            # A revision with no imagePullSecrets of its own pulls with its service account's,
+            # as the ServiceAccount admission gives them to a pod.
+            account = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "puller"},
+                "imagePullSecrets": [{"name": "registry"}],
+            }
+            accounted = image_service("accounted", registry.reference, imagePullPolicy="Always")
+            accounted["spec"]["template"]["spec"]["serviceAccountName"] = "puller"
+            platform.apply(account, accounted)
+            status, headers, _ = platform.request(host("accounted"), "/cgi-bin/env")
+            assert status == 200 and headers["X-Tidal-Revision"] == "accounted-00001"
+            assert "puller" in platform.cli("get", "sa").stdout
 
             denied = image_service("denied", registry.reference, imagePullPolicy="Always")
             denied["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "absent"}]

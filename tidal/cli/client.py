@@ -55,6 +55,9 @@ RESOURCES = {
     "persistentvolumeclaims": "persistentvolumeclaims",
     "persistentvolumeclaim": "persistentvolumeclaims",
     "pvc": "persistentvolumeclaims",
+    "serviceaccounts": "serviceaccounts",
+    "serviceaccount": "serviceaccounts",
+    "sa": "serviceaccounts",
 }
 GROUPS = {
     "resourcepolicies": SCHEDULING,
@@ -62,6 +65,7 @@ GROUPS = {
     "secrets": CORE,
     "configmaps": CORE,
     "persistentvolumeclaims": CORE,
+    "serviceaccounts": CORE,
 }
 # kind → (plural, singular) of what `tidal delete` deletes
 DELETABLE = {
@@ -71,6 +75,7 @@ DELETABLE = {
     "Secret": ("secrets", "secret"),
     "ConfigMap": ("configmaps", "configmap"),
     "PersistentVolumeClaim": ("persistentvolumeclaims", "persistentvolumeclaim"),
+    "ServiceAccount": ("serviceaccounts", "serviceaccount"),
 }
 READ_SIZE = 64 * 1024
 

@@ -445,12 +445,12 @@ def get(
     watch: bool,
 ) -> None:
     """List services, revisions, routes, replicas, pools, resource policies, domain mappings,
-    secrets, config maps or persistent volume claims."""
+    secrets, config maps, persistent volume claims or service accounts."""
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
             f"unknown resource {resource!r} (services, revisions, routes, replicas, pools, "
-            "resourcepolicies, domainmappings, secrets, configmaps, pvc)"
+            "resourcepolicies, domainmappings, secrets, configmaps, pvc, sa)"
         )
     last = None
     while True:
@@ -561,8 +561,8 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
 def delete(
     client: Client, resource: str | None, name: str | None, files: tuple[str, ...], namespace: str
 ) -> None:
-    """Delete a service, resource policy, domain mapping, secret, config map or persistent
-    volume claim (`delete service NAME`, `delete -f FILE`)."""
+    """Delete a service, resource policy, domain mapping, secret, config map, persistent
+    volume claim or service account (`delete service NAME`, `delete -f FILE`)."""
     singular = {plural: one for plural, one in DELETABLE.values()}
     targets: list[tuple[str, str, str]] = []
     if files:
@@ -575,7 +575,7 @@ def delete(
     else:
         raise click.UsageError(
             "use `tidal delete service NAME` (or resourcepolicy, domainmapping, secret, "
-            "configmap, pvc) or `tidal delete -f FILE`"
+            "configmap, pvc, sa) or `tidal delete -f FILE`"
         )
     for plural, ns, target in targets:
         client.call("DELETE", f"{GROUPS.get(plural, KNATIVE)}/namespaces/{ns}/{plural}/{target}")

@@ -272,6 +272,15 @@ def claims_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
+def service_accounts_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "IMAGE PULL SECRETS", *(["NAMESPACE"] if wide else []))
+    for item in items:
+        pulls = ",".join(ref["name"] for ref in item.get("imagePullSecrets", [])) or "<none>"
+        row = [item["metadata"]["name"], pulls]
+        table.add_row(*row, *([item["metadata"].get("namespace", "default")] if wide else []))
+    return table
+
+
 def config_maps_table(items: list[dict[str, Any]], wide: bool) -> Table:
     table = new_table("NAME", "DATA", *(["NAMESPACE"] if wide else []))
     for item in items:
@@ -310,4 +319,5 @@ TABLES = {
     "secrets": secrets_table,
     "configmaps": config_maps_table,
     "persistentvolumeclaims": claims_table,
+    "serviceaccounts": service_accounts_table,
 }

@@ -217,6 +217,7 @@ class RevisionFactory:
                 image=image_spec(container) if in_container else None,
                 volumes=tuple(spec.volumes),
                 image_pull_secrets=tuple(spec.image_pull_secrets),
+                service_account=spec.service_account_name,
                 sidecars=sidecars,
                 init_containers=init_containers,
                 container_name=names[spec.serving_index],

@@ -39,6 +39,7 @@ from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
 from tidal.api.service import Container, LocalObjectReference, Volume
+from tidal.api.service_accounts import SERVICE_ACCOUNT, validate_service_account
 from tidal.autoscaler.baselines import policy_for_class
 from tidal.controller.clock import Clock
 from tidal.controller.domains import DomainMappings, mapping_status
@@ -438,6 +439,8 @@ class Platform:
             if isinstance(plan, ConfigObjectPlan) and plan.valid.kind == CLAIM:
                 self._make_claim_folder(plan.valid.namespace, plan.valid.name)
                 continue
+            if isinstance(plan, ConfigObjectPlan) and plan.valid.kind == SERVICE_ACCOUNT:
+                continue  # read by replicas as they start, for their pulls
             if isinstance(plan, ConfigObjectPlan):
                 if plan.result != UNCHANGED:
                     self._refresh_volumes(plan.valid.kind, plan.valid.namespace, plan.valid.name)
@@ -517,12 +520,16 @@ class Platform:
         return resolve_volumes(volumes, namespace, self.store.get)
 
     def registry_auth(
-        self, namespace: str, secrets: Sequence[LocalObjectReference]
+        self, namespace: str, secrets: Sequence[LocalObjectReference], account: str | None
     ) -> RegistryAuth:
-        """Credentials for a container's pull; none on Kubernetes, where pods carry the
-        imagePullSecrets for the kubelet."""
+        """Credentials for a container's pull: the revision's imagePullSecrets, or where it
+        names none, its service account's (as the API server's ServiceAccount admission gives
+        them to a pod); none on Kubernetes, where pods carry them for the kubelet."""
         if not self.on_this_machine:
             return RegistryAuth()
+        if not secrets and account:
+            found = self.store.get(SERVICE_ACCOUNT, namespace, account) or {}
+            secrets = [LocalObjectReference(**ref) for ref in found.get("imagePullSecrets", [])]
         return read_registry_auth(secrets, namespace, self.store.get)
 
     def _check_version(self, doc: dict[str, Any], expected: str | None) -> None:
@@ -548,6 +555,8 @@ class Platform:
             return self._plan_config_object(validate_config_object(doc), check_update)
         if kind == CLAIM:
             return self._plan_config_object(validate_claim(doc), check_claim_update)
+        if kind == SERVICE_ACCOUNT:
+            return self._plan_config_object(validate_service_account(doc))
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
             return PolicyPlan(policy, *self._to_store(policy, policy.metadata.namespace))
@@ -555,13 +564,15 @@ class Platform:
             mapping = validate_domain_mapping(doc, self.config.domain)
             self.domains.check_claim(mapping)
             return MappingPlan(mapping, *self._to_store(mapping.doc, mapping.namespace))
-        supported = ", ".join(("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS, CLAIM))
+        supported = ", ".join(
+            ("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS, CLAIM, SERVICE_ACCOUNT)
+        )
         raise InvalidSpec("kind", f"unsupported kind {kind!r} (supported: {supported})")
 
     def _plan_config_object(
         self,
         valid: ValidConfigObject,
-        check: Callable[[dict[str, Any] | None, dict[str, Any]], None],
+        check: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None,
     ) -> ConfigObjectPlan:
         if not self.on_this_machine:
             raise InvalidSpec(

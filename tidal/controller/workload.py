@@ -131,9 +131,10 @@ class WorkloadEvents(Protocol):
         ...
 
     def registry_auth(
-        self, namespace: str, secrets: Sequence[LocalObjectReference]
+        self, namespace: str, secrets: Sequence[LocalObjectReference], account: str | None
     ) -> RegistryAuth:
-        """The credentials the imagePullSecrets hold, for pulling the image."""
+        """The credentials the imagePullSecrets (or else the service account's) hold, for
+        pulling the images."""
         ...
 
 
@@ -163,6 +164,7 @@ class RevisionRuntimeSpec:
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
     volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
+    service_account: str | None = None  # its imagePullSecrets serve where the revision has none
     sidecars: tuple[OtherContainer, ...] = ()
     init_containers: tuple[OtherContainer, ...] = ()  # run in turn before the containers
     container_name: str = USER_CONTAINER  # the serving container's, defaulted as Knative does
@@ -526,8 +528,11 @@ class RevisionWorkload:
             volumes=volumes,
             mounts=mount_specs(container.volume_mounts),
             registry_auth=(
-                self.events.registry_auth(self.spec.namespace, self.spec.image_pull_secrets)
-                if self.spec.image is not None and self.spec.image_pull_secrets
+                self.events.registry_auth(
+                    self.spec.namespace, self.spec.image_pull_secrets, self.spec.service_account
+                )
+                if self.spec.image is not None
+                and (self.spec.image_pull_secrets or self.spec.service_account)
                 else RegistryAuth()
             ),
             sidecars=sidecars,

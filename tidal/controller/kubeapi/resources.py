@@ -264,9 +264,25 @@ CLAIMS = Resource(
     ),
     writable=True,
 )
+SERVICE_ACCOUNTS = Resource(
+    "",
+    "v1",
+    "ServiceAccount",
+    "serviceaccounts",
+    "serviceaccount",
+    ("sa",),
+    (),
+    (
+        NAME,
+        Column("Secrets", lambda o: len(o.get("secrets", [])), "integer"),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+)
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
-# One machine's replicas as pods and its claims as folders (on a cluster both are its own).
-LOCAL_CORE = [*CORE, PODS, CLAIMS]
+# One machine's replicas as pods, its claims as folders and its service accounts (on a cluster
+# all three are the cluster's own).
+LOCAL_CORE = [*CORE, PODS, CLAIMS, SERVICE_ACCOUNTS]
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],

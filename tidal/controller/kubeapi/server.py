@@ -465,6 +465,9 @@ class KubeApi:
             "DomainMapping": self.platform.delete_domain_mapping,
             "Pod": functools.partial(delete_pod, self.platform),
             "PersistentVolumeClaim": self._delete_claim,
+            "ServiceAccount": functools.partial(
+                self.platform.delete_config_object, "ServiceAccount"
+            ),
             **{
                 kind: functools.partial(self.platform.delete_config_object, kind)
                 for kind in CONFIG_KINDS
