@@ -68,6 +68,16 @@ class Kubectl:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}{result.stdout}")
         return result
 
+    def stream(self, *args: str) -> subprocess.Popen[str]:
+        """A kubectl that keeps running (`-w`, `logs -f`), its output read line by line."""
+        return subprocess.Popen(
+            [KUBECTL, "--kubeconfig", str(self.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "-o", "json").stdout)
 
@@ -328,13 +338,7 @@ def test_patch_traffic_takes_effect_for_next_request(platform, kubectl):
 
 
 def test_watch_streams_a_change(kubectl):
-    watch = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(kubectl.config), "get", "ksvc", "hello", "-w"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=kubectl.env,
-    )
+    watch = kubectl.stream("get", "ksvc", "hello", "-w")
     try:
         assert watch.stdout is not None
         first = watch.stdout.readline()
@@ -383,13 +387,7 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
     assert header(listed) == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert re.split(r"\s+", listed.splitlines()[1])[:4] == [name, "1/1", "Running", "0"]
 
-    follow = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(kubectl.config), "logs", "-f", f"pod/{name}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=kubectl.env,
-    )
+    follow = kubectl.stream("logs", "-f", f"pod/{name}")
     try:
         time.sleep(1)  # following from here on
         assert platform.request(host("logged"), "/followed")[0] == 404
@@ -416,14 +414,7 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
         wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in wrong.stderr
     )
 
-    watched = ["get", "pods", "-l", selector, "-w", "--output-watch-events"]
-    watch = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(kubectl.config), *watched],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=kubectl.env,
-    )
+    watch = kubectl.stream("get", "pods", "-l", selector, "-w", "--output-watch-events")
     try:
         assert watch.stdout is not None
         assert watch.stdout.readline().split()[:2] == ["EVENT", "NAME"]

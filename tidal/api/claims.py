@@ -16,7 +16,6 @@ from pydantic import Field, field_validator
 
 from tidal.api.config_objects import ValidConfigObject
 from tidal.api.errors import InvalidSpec
-from tidal.api.limits import DNS1123_SUBDOMAIN
 from tidal.api.manifest import parse_document
 from tidal.api.service import KModel, ObjectMeta
 from tidal.api.units import parse_quantity
@@ -95,10 +94,8 @@ def validate_claim(doc: dict[str, Any]) -> ValidConfigObject:
             raise InvalidSpec("", "", refused)
     parsed = parse_document(doc, "v1", CLAIM, PersistentVolumeClaim)
     name = parsed.metadata.name
-    if not name:
+    if not name:  # the metadata's rules made it a DNS label, if given
         raise InvalidSpec("metadata.name", "a PersistentVolumeClaim needs a name")
-    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-        raise InvalidSpec("metadata.name", f"{name!r} is not a DNS-1123 subdomain")
     stored = parsed.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
     namespace = parsed.metadata.namespace or "default"
     return ValidConfigObject(CLAIM, namespace, name, stored)

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from tidal.api.config_objects import ValidConfigObject
 from tidal.api.errors import InvalidSpec
-from tidal.api.limits import DNS1123_SUBDOMAIN
 from tidal.api.manifest import parse_document
 from tidal.api.service import KModel, LocalObjectReference, ObjectMeta
 
@@ -44,9 +43,7 @@ def validate_service_account(doc: dict[str, Any]) -> ValidConfigObject:
     """Check a ServiceAccount document; raise InvalidSpec naming every problem."""
     parsed = parse_document(doc, "v1", SERVICE_ACCOUNT, ServiceAccount)
     name = parsed.metadata.name
-    if not name:
+    if not name:  # the metadata's rules made it a DNS label, if given
         raise InvalidSpec("metadata.name", "a ServiceAccount needs a name")
-    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-        raise InvalidSpec("metadata.name", f"{name!r} is not a DNS-1123 subdomain")
     stored = parsed.model_dump(by_alias=True, exclude_none=True)
     return ValidConfigObject(SERVICE_ACCOUNT, parsed.metadata.namespace or "default", name, stored)

@@ -324,13 +324,7 @@ class ContainerRuntime(ChildStopping):
         sidecars = list(zip(spec.sidecars, other_args[:count], strict=True))
         child.spawning = True
         try:
-            child.process = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,  # through the rotating log, as a process's
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C on `tidal up` must not reach the containers
-            )
+            child.process = await _attached(args)  # through the rotating log, as a process's
         except OSError as exc:
             self._failed(child, f"cannot run {self.engine.path}: {exc.strerror or exc}")
             return
@@ -355,13 +349,7 @@ class ContainerRuntime(ChildStopping):
         assert self.engine is not None
         spec = child.replica.spec
         try:
-            process = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = await _attached(args)
         except OSError as exc:
             return f"cannot run {self.engine.path}: {exc.strerror or exc}"
         assert process.stdout is not None
@@ -374,12 +362,7 @@ class ContainerRuntime(ChildStopping):
             raise
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pumping, FLUSH_WAIT_S)
-        if code == 0:
-            return None
-        last = tail_lines(path, 1)
-        return f"init container {init.name} exited with code {code}" + (
-            f": {last[0]}" if last else ""
-        )
+        return None if code == 0 else _exited("init container", init.name, code, path)
 
     async def _start_sidecars(
         self, child: _Child, sidecars: list[tuple[ContainerSpec, list[str]]]
@@ -394,13 +377,7 @@ class ContainerRuntime(ChildStopping):
             await asyncio.sleep(SIDECAR_WAIT_S)
         for sidecar, args in sidecars:
             try:
-                process = await asyncio.create_subprocess_exec(
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                process = await _attached(args)
             except OSError as exc:
                 why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
                 self._kill(child, "CreateContainerError", why)
@@ -419,9 +396,7 @@ class ContainerRuntime(ChildStopping):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pumping, FLUSH_WAIT_S)
         if child.process.returncode is None and child.stop_task is None:
-            last = tail_lines(path, 1)
-            said = f": {last[0]}" if last else ""
-            why = f"sidecar container {sidecar.name} exited with code {code}{said}"
+            why = _exited("sidecar container", sidecar.name, code, path)
             self._kill(child, "Error" if code else "Completed", why)
 
     async def _end_sidecars(self, child: _Child) -> None:
@@ -639,6 +614,24 @@ class ContainerRuntime(ChildStopping):
                 os.killpg(self._reaper.pid, signal.SIGTERM)
             await asyncio.to_thread(self._reaper.wait)
             self._reaper = None
+
+
+async def _attached(args: list[str]) -> asyncio.subprocess.Process:
+    """An engine child whose output (stdout and stderr) the caller pumps into a log, in a
+    session of its own: Ctrl-C on `tidal up` must not reach the containers."""
+    return await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _exited(what: str, name: str, code: int, log_path: Path) -> str:
+    """Why a container ended the replica: its exit code and the last line it wrote."""
+    last = tail_lines(log_path, 1)
+    return f"{what} {name} exited with code {code}" + (f": {last[0]}" if last else "")
 
 
 class HostRuntime:

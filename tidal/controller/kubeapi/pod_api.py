@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +22,13 @@ from tidal.controller.kubeapi.pods import (
 from tidal.controller.kubeapi.resources import Resource
 from tidal.controller.kubeapi.selection import Match
 from tidal.controller.kubeapi.status import ApiError, not_found
-from tidal.controller.kubeapi.tables import table
+from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import Replica
 from tidal.runtime.logs import LogFollower, tail_lines
 
 POLL_S = 0.5  # how often a follow or a watch looks for changes
-WATCH_TIMEOUT_S = 1800.0
 
 
 def find_replica(platform: Platform, namespace: str, name: str) -> tuple[RevisionWorkload, str]:
@@ -154,18 +151,7 @@ async def watch_pods(
     """A watch of the pods: the replicas are looked at every POLL_S and what changed is sent
     (ADDED, MODIFIED, DELETED). From resourceVersion 0 (or none) every pod is ADDED first; from
     another version the client has listed them already, so only changes follow."""
-    try:
-        timeout = float(request.query.get("timeoutSeconds", WATCH_TIMEOUT_S))
-    except ValueError:
-        timeout = WATCH_TIMEOUT_S
-    deadline = time.monotonic() + timeout
-    include = request.query.get("includeObject", "Metadata")
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
-
-    async def send(event: str, pod: dict[str, Any]) -> None:
-        payload = table(resource, [pod], include, headers=False) if as_table else pod
-        await response.write((json.dumps({"type": event, "object": payload}) + "\n").encode())
+    stream = await WatchStream(request, resource, as_table).open(request)
 
     def current() -> dict[str, dict[str, Any]]:
         return {
@@ -178,8 +164,8 @@ async def watch_pods(
     try:
         if request.query.get("resourceVersion", "") in ("", "0"):
             for pod in seen.values():
-                await send("ADDED", pod)
-        while (remaining := deadline - time.monotonic()) > 0 and not _gone(request):
+                await stream.send("ADDED", pod)
+        while (remaining := stream.remaining()) > 0 and not _gone(request):
             if closing.is_set():
                 break
             with contextlib.suppress(TimeoutError):
@@ -188,17 +174,17 @@ async def watch_pods(
             for name, pod in now.items():
                 before = seen.get(name)
                 if before is None:
-                    await send("ADDED", pod)
+                    await stream.send("ADDED", pod)
                 elif _changed(before, pod):
-                    await send("MODIFIED", pod)
+                    await stream.send("MODIFIED", pod)
             for name in seen.keys() - now.keys():
-                await send("DELETED", seen[name])
+                await stream.send("DELETED", seen[name])
             seen = now
     except ConnectionResetError:
         pass
     with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+        await stream.response.write_eof()
+    return stream.response
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:

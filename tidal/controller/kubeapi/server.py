@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,6 +49,7 @@ from tidal.controller.kubeapi.status import (
     qualified,
 )
 from tidal.controller.kubeapi.tables import table, wants_table
+from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
 from tidal.store.sqlite import Conflict
 
@@ -65,7 +65,6 @@ DROPPED_METADATA = (
     "finalizers",
     "ownerReferences",
 )
-WATCH_TIMEOUT_S = 1800.0
 LIVENESS_CHECK_S = 1.0  # how often an idle watch looks whether its client is still there
 
 
@@ -224,32 +223,20 @@ class KubeApi:
         subscriptions = [self.feed.subscribe(kind) for kind in kinds]
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         pumps = [asyncio.ensure_future(self._pump(s.queue, queue)) for s in subscriptions]
-        try:
-            timeout = float(request.query.get("timeoutSeconds", WATCH_TIMEOUT_S))
-        except ValueError:
-            timeout = WATCH_TIMEOUT_S
-        deadline = time.monotonic() + timeout
-        include = request.query.get("includeObject", "Metadata")
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-
-        async def send(event: str, obj: dict[str, Any]) -> None:
-            payload = table(resource, [obj], include, headers=False) if as_table else obj
-            line = json.dumps({"type": event, "object": payload}) + "\n"
-            await response.write(line.encode())
+        stream = await WatchStream(request, resource, as_table).open(request)
 
         try:
             since = request.query.get("resourceVersion", "")
             initial = self.list(resource, namespace, match)
             if since in ("", "0"):
                 for obj in initial:
-                    await send("ADDED", obj)
+                    await stream.send("ADDED", obj)
             else:
                 start = int(since) if since.isdigit() else 0
                 for obj in initial:
                     if _version(obj) > start:
-                        await send("MODIFIED", obj)
-            while (remaining := deadline - time.monotonic()) > 0 and not self._gone(request):
+                        await stream.send("MODIFIED", obj)
+            while (remaining := stream.remaining()) > 0 and not self._gone(request):
                 try:
                     event, stored = await asyncio.wait_for(
                         queue.get(), min(remaining, LIVENESS_CHECK_S)
@@ -260,7 +247,7 @@ class KubeApi:
                 if obj is None or (namespace and obj["metadata"]["namespace"] != namespace):
                     continue
                 if match(obj):
-                    await send(event, obj)
+                    await stream.send(event, obj)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -269,8 +256,8 @@ class KubeApi:
             for subscription in subscriptions:
                 self.feed.unsubscribe(subscription)
         with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
-        return response
+            await stream.response.write_eof()
+        return stream.response
 
     def _gone(self, request: web.Request) -> bool:
         """The client hung up, or the platform is stopping."""
