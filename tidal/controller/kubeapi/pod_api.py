@@ -83,14 +83,16 @@ async def pod_log(
         )
     path = container_log(workload, replica, container)
     assert path is not None
+    # The tail and the follower's starting point in one step of the loop, before any await:
+    # the log is written by this loop's pumps, so no line is lost or sent twice in between.
     text = _read(path, _number(query, "tailLines"), _number(query, "limitBytes"))
-    follow = query.get("follow") in ("true", "1")
+    follower = LogFollower(lambda: [path.parent]) if query.get("follow") in ("true", "1") else None
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     try:
         await response.write(text)
-        if follow:
-            await _follow(response, workload, replica, path, request, closing)
+        if follower is not None:
+            await _follow(response, follower, workload, replica, path, request, closing)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went
@@ -120,6 +122,7 @@ def _read(path: Path, tail: int | None, limit: int | None) -> bytes:
 
 async def _follow(
     response: web.StreamResponse,
+    follower: LogFollower,
     workload: RevisionWorkload,
     replica: Replica,
     path: Path,
@@ -128,7 +131,6 @@ async def _follow(
 ) -> None:
     """Whole lines the container writes to `path` (rotation included) until its replica is
     gone, the client hangs up or the platform stops."""
-    follower = LogFollower(lambda: [path.parent])
     while not closing.is_set() and not _gone(request):
         for written, data in follower.poll():
             if written == path:
