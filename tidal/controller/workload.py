@@ -162,7 +162,7 @@ class RevisionRuntimeSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     standby_pool: str | None = None  # keep one replica here instead of none (warm standby)
     image: ImageSpec | None = None  # set: replicas run this image in a container engine
-    volumes: tuple[Volume, ...] = ()  # the revision's, mounted by the container's volumeMounts
+    volumes: tuple[Volume, ...] = ()  # the revision's, mounted by its containers' volumeMounts
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     service_account: str | None = None  # its imagePullSecrets serve where the revision has none
     sidecars: tuple[OtherContainer, ...] = ()
