@@ -228,6 +228,7 @@ def validate_service(
         check(_check_tag_hosts, service.spec.traffic, service.metadata.name or "")
         check(_check_ports, service.spec.template.spec)
         check(_check_pod_rules, service)
+    check(_check_container_names, service.spec.template.spec)
     check(_check_sidecars, service.spec.template.spec)
     check(_check_init_containers, service.spec.template.spec)
     for base, container, reserved in _every_container(service.spec.template.spec):
@@ -419,9 +420,9 @@ def _probes(container: Container) -> list[tuple[str, Probe]]:
 
 def _check_sidecars(spec: RevisionSpec) -> None:
     """Knative's rules for several containers (validateContainersPorts, validateContainers):
-    exactly one port among them, which makes its container the serving one; distinct names;
-    no probes on a sidecar (Knative's multi-container-probing is off by default: only the
-    serving container is probed)."""
+    exactly one port among them, which makes its container the serving one; no probes on a
+    sidecar (Knative's multi-container-probing is off by default: only the serving container
+    is probed)."""
     if len(spec.containers) == 1:
         return
     problems: list[tuple[str, str]] = []
@@ -437,14 +438,7 @@ def _check_sidecars(spec: RevisionSpec) -> None:
                 "e.g. `ports: [{containerPort: 8080}]`",
             )
         )
-    names: set[str] = set()
     for index, container in enumerate(spec.containers):
-        if container.name in names:
-            problems.append(
-                (f"{CONTAINERS}[{index}].name", f"duplicate container name {container.name!r}")
-            )
-        if container.name:
-            names.add(container.name)
         if container.ports:
             continue
         for field, _ in _probes(container):
@@ -459,18 +453,26 @@ def _check_sidecars(spec: RevisionSpec) -> None:
         raise InvalidSpec("", "", problems)
 
 
-def _check_init_containers(spec: RevisionSpec) -> None:
-    """Knative's rules for init containers (validateInitContainers, with its
-    kubernetes.podspec-init-containers feature on): names distinct from every other
-    container's, no probes (an init container runs to completion, it is never ready)."""
+def _check_container_names(spec: RevisionSpec) -> None:
+    """Knative's rule for containers and init containers alike: no two share a name."""
+    names: set[str] = set()
     problems: list[tuple[str, str]] = []
-    names = {container.name for container in spec.containers if container.name}
-    for index, container in enumerate(spec.init_containers):
-        base = f"{INIT_CONTAINERS}[{index}]"
+    for base, container, _ in _every_container(spec):
         if container.name in names:
             problems.append((f"{base}.name", f"duplicate container name {container.name!r}"))
         if container.name:
             names.add(container.name)
+    if problems:
+        raise InvalidSpec("", "", problems)
+
+
+def _check_init_containers(spec: RevisionSpec) -> None:
+    """Knative's rule for init containers (validateInitContainers, with its
+    kubernetes.podspec-init-containers feature on): no probes (an init container runs to
+    completion, it is never ready)."""
+    problems: list[tuple[str, str]] = []
+    for index, container in enumerate(spec.init_containers):
+        base = f"{INIT_CONTAINERS}[{index}]"
         for field, _ in _probes(container):
             problems.append((f"{base}.{field}", "field not allowed in an init container"))
     if problems:

@@ -31,25 +31,23 @@ from tidal.runtime.logs import LogFollower, tail_lines
 POLL_S = 0.5  # how often a follow or a watch looks for changes
 
 
-def find_replica(platform: Platform, namespace: str, name: str) -> tuple[RevisionWorkload, str]:
+def workload_of(platform: Platform, namespace: str, name: str) -> RevisionWorkload | None:
     """The workload that has the replica (running or still provisioning) named `name`."""
     for workload in platform.workloads.values():
-        if workload.spec.namespace != namespace:
-            continue
-        if name in workload.replicas or name in workload.provisioning:
-            return workload, name
-    raise not_found("pods", name)
+        if workload.spec.namespace == namespace and (
+            name in workload.replicas or name in workload.provisioning
+        ):
+            return workload
+    return None
 
 
 def delete_pod(platform: Platform, namespace: str, name: str) -> bool:
     """Stop the replica (drained first, as any scale-in); the autoscaler starts another where
     the revision still wants it."""
-    try:
-        workload, replica_id = find_replica(platform, namespace, name)
-    except ApiError:
-        return False
-    workload.stop(replica_id)
-    return True
+    workload = workload_of(platform, namespace, name)
+    if workload is not None:
+        workload.stop(name)
+    return workload is not None
 
 
 async def pod_log(
@@ -58,7 +56,9 @@ async def pod_log(
     """GET .../pods/NAME/log: the container's log, its last `tailLines` lines, at most
     `limitBytes`; with `follow`, what it writes from then on until the replica ends."""
     namespace, name = request.match_info["ns"], request.match_info["name"]
-    workload, replica_id = find_replica(platform, namespace, name)
+    workload = workload_of(platform, namespace, name)
+    if workload is None:
+        raise not_found("pods", name)
     query = request.query
     names = container_names(workload)
     container = query.get("container") or (names[0] if len(names) == 1 else "")
@@ -76,7 +76,7 @@ async def pod_log(
             f'previous terminated container "{container}" in pod "{name}" not found (a replica '
             "that ends is replaced, not restarted: its log stays in `tidal logs`)",
         )
-    replica = workload.replicas.get(replica_id)
+    replica = workload.replicas.get(name)
     if replica is None:
         raise ApiError(
             400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
