@@ -480,6 +480,46 @@ def test_a_persistent_volume_claim_is_a_folder_listed_grown_and_deleted(platform
     assert not folder.exists()
 
 
+def test_namespaces_are_created_listed_and_deleted_with_what_they_hold(platform, kubectl):
+    """`kubectl create namespace|serviceaccount` (protobuf), a bundle that starts with its
+    Namespace, `kubectl get ns`, and `kubectl delete ns`, which waits until the namespace and
+    everything in it are gone (docs/kubectl.md#namespaces)."""
+    assert "namespace/scratch created" in kubectl("create", "namespace", "scratch").stdout
+    made = kubectl("create", "serviceaccount", "puller", "-n", "scratch").stdout
+    assert "serviceaccount/puller created" in made
+    declared = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "vision", "labels": {"team": "vision"}},
+    }
+    service = example_hello("in vision")
+    service["metadata"]["namespace"] = "vision"
+    out = kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([declared, service])).stdout
+    assert "namespace/vision created" in out and "hello created" in out
+    listed = kubectl("get", "ns").stdout
+    assert header(listed) == ["NAME", "STATUS", "AGE"]
+    rows = {line.split()[0]: line.split()[1] for line in listed.splitlines()[1:]}
+    assert {"default", "scratch", "vision"} <= set(rows) and set(rows.values()) == {"Active"}
+    labels = kubectl.json("get", "ns", "vision")["metadata"]["labels"]
+    assert labels == {"team": "vision", "kubernetes.io/metadata.name": "vision"}
+    kubectl("wait", "--for=condition=Ready", "ksvc/hello", "-n", "vision", "--timeout=60s")
+    status, _, body = platform.request(host("hello", namespace="vision"), "/env")
+    assert status == 200 and json.loads(body)["TARGET"] == "in vision"
+
+    assert 'namespace "vision" deleted' in kubectl("delete", "namespace", "vision").stdout
+    assert "namespace/vision" not in kubectl("get", "ns", "-o", "name").stdout
+    assert "No resources found" in kubectl("get", "ksvc,rev", "-n", "vision").stderr
+    assert platform.request(host("hello", namespace="vision"), "/env")[0] == 404
+    assert "hello" in kubectl("get", "ksvc", "-n", "default", "-o", "name").stdout  # untouched
+    forbidden = kubectl("delete", "ns", "default", check=False)
+    assert 'namespaces "default" is forbidden: this namespace may not be deleted' in (
+        forbidden.stderr
+    )
+    assert "scratch  Active" in platform.cli("get", "ns").stdout
+    assert "namespace/scratch deleted" in platform.cli("delete", "ns", "scratch").stdout
+    assert 'namespaces "scratch" not found' in kubectl("get", "ns", "scratch", check=False).stderr
+
+
 def test_diff_shows_only_what_an_apply_would_change(kubectl):
     stored = yaml.safe_dump(example_hello("watched"))  # applied by the test before
     same = kubectl("diff", "-f", "-", stdin=stored, check=False)

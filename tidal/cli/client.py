@@ -58,7 +58,11 @@ RESOURCES = {
     "serviceaccounts": "serviceaccounts",
     "serviceaccount": "serviceaccounts",
     "sa": "serviceaccounts",
+    "namespaces": "namespaces",
+    "namespace": "namespaces",
+    "ns": "namespaces",
 }
+CLUSTER_SCOPED = ("namespaces",)
 GROUPS = {
     "resourcepolicies": SCHEDULING,
     "domainmappings": KNATIVE_BETA,
@@ -66,6 +70,7 @@ GROUPS = {
     "configmaps": CORE,
     "persistentvolumeclaims": CORE,
     "serviceaccounts": CORE,
+    "namespaces": CORE,
 }
 # kind → (plural, singular) of what `tidal delete` deletes
 DELETABLE = {
@@ -76,8 +81,19 @@ DELETABLE = {
     "ConfigMap": ("configmaps", "configmap"),
     "PersistentVolumeClaim": ("persistentvolumeclaims", "persistentvolumeclaim"),
     "ServiceAccount": ("serviceaccounts", "serviceaccount"),
+    "Namespace": ("namespaces", "namespace"),
 }
 READ_SIZE = 64 * 1024
+
+
+def resource_path(plural: str, namespace: str | None, name: str | None = None) -> str:
+    """The API path of a collection (of every namespace when `namespace` is None) or of one
+    object; a cluster-scoped kind's have no namespace."""
+    group = GROUPS.get(plural, KNATIVE)
+    scoped = namespace is not None and plural not in CLUSTER_SCOPED
+    base = f"{group}/namespaces/{namespace}/{plural}" if scoped else f"{group}/{plural}"
+    return f"{base}/{name}" if name else base
+
 
 console = Console()
 if not console.is_terminal:  # piped: never truncate table cells to 80 columns

@@ -15,7 +15,6 @@ from tidal.api.errors import InvalidSpec
 from tidal.cli.client import (
     DEFAULT_SERVER,
     DELETABLE,
-    GROUPS,
     KNATIVE,
     KNATIVE_BETA,
     RESOURCES,
@@ -26,6 +25,7 @@ from tidal.cli.client import (
     credentials,
     load_manifests,
     output,
+    resource_path,
 )
 from tidal.cli.params import HttpUrl
 from tidal.cli.progress import PROGRESS_MIN_DOCS, progress
@@ -445,12 +445,12 @@ def get(
     watch: bool,
 ) -> None:
     """List services, revisions, routes, replicas, pools, resource policies, domain mappings,
-    secrets, config maps, persistent volume claims or service accounts."""
+    secrets, config maps, persistent volume claims, service accounts or namespaces."""
     plural = RESOURCES.get(resource)
     if plural is None:
         raise click.ClickException(
             f"unknown resource {resource!r} (services, revisions, routes, replicas, pools, "
-            "resourcepolicies, domainmappings, secrets, configmaps, pvc, sa)"
+            "resourcepolicies, domainmappings, secrets, configmaps, pvc, sa, ns)"
         )
     last = None
     while True:
@@ -473,7 +473,6 @@ def _fetch(client: Client, plural: str, name: str | None, namespace: str | None)
     """One object, or a List, as the admin API gives it; a name that matches nothing is an
     error, as in kubectl."""
     ns_path = "" if namespace is None else f"/namespaces/{namespace}"
-    group = GROUPS.get(plural, KNATIVE)
     if plural in ("replicas", "pools"):
         path = f"{TIDAL}{ns_path}/replicas" if plural == "replicas" else f"{TIDAL}/pools"
         items = client.call("GET", path)["items"]
@@ -484,8 +483,8 @@ def _fetch(client: Client, plural: str, name: str | None, namespace: str | None)
                 raise click.ClickException(f'{plural} "{name}" not found{where}')
         return {"apiVersion": "v1", "kind": "List", "items": items}
     if name:
-        return client.call("GET", f"{group}/namespaces/{namespace or 'default'}/{plural}/{name}")
-    return client.call("GET", f"{group}{ns_path}/{plural}")
+        return client.call("GET", resource_path(plural, namespace or "default", name))
+    return client.call("GET", resource_path(plural, namespace))
 
 
 @main.command()
@@ -562,7 +561,8 @@ def delete(
     client: Client, resource: str | None, name: str | None, files: tuple[str, ...], namespace: str
 ) -> None:
     """Delete a service, resource policy, domain mapping, secret, config map, persistent
-    volume claim or service account (`delete service NAME`, `delete -f FILE`)."""
+    volume claim, service account or namespace (with everything in it) (`delete service
+    NAME`, `delete -f FILE`)."""
     singular = {plural: one for plural, one in DELETABLE.values()}
     targets: list[tuple[str, str, str]] = []
     if files:
@@ -575,10 +575,12 @@ def delete(
     else:
         raise click.UsageError(
             "use `tidal delete service NAME` (or resourcepolicy, domainmapping, secret, "
-            "configmap, pvc, sa) or `tidal delete -f FILE`"
+            "configmap, pvc, sa, namespace) or `tidal delete -f FILE`"
         )
+    # A namespace goes last: deleting it deletes what the file lists in it too.
+    targets.sort(key=lambda target: target[0] == "namespaces")
     for plural, ns, target in targets:
-        client.call("DELETE", f"{GROUPS.get(plural, KNATIVE)}/namespaces/{ns}/{plural}/{target}")
+        client.call("DELETE", resource_path(plural, ns, target))
         click.echo(f"{singular[plural]}/{target} deleted")
 
 

@@ -281,6 +281,13 @@ def service_accounts_table(items: list[dict[str, Any]], wide: bool) -> Table:
     return table
 
 
+def namespaces_table(items: list[dict[str, Any]], wide: bool) -> Table:
+    table = new_table("NAME", "STATUS")
+    for item in items:
+        table.add_row(item["metadata"]["name"], item.get("status", {}).get("phase", ""))
+    return table
+
+
 def config_maps_table(items: list[dict[str, Any]], wide: bool) -> Table:
     table = new_table("NAME", "DATA", *(["NAMESPACE"] if wide else []))
     for item in items:
@@ -320,4 +327,5 @@ TABLES = {
     "configmaps": config_maps_table,
     "persistentvolumeclaims": claims_table,
     "serviceaccounts": service_accounts_table,
+    "namespaces": namespaces_table,
 }

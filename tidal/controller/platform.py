@@ -8,6 +8,7 @@ stored state, so a restart (`restore`) rebuilds them from the store alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import shutil
@@ -35,6 +36,12 @@ from tidal.api.manifest import (
     ValidService,
     validate_service,
 )
+from tidal.api.namespaces import (
+    NAMESPACE,
+    NamespaceForbidden,
+    implied_namespace,
+    validate_namespace,
+)
 from tidal.api.predictive import REACTIVE, PredictiveAnnotations
 from tidal.api.resource_policy import KIND as RESOURCE_POLICY
 from tidal.api.resource_policy import ResourcePolicy, validate_resource_policy
@@ -50,6 +57,7 @@ from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.handle import RevisionHandle, RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
 from tidal.controller.machine_limits import check_runnable_here
+from tidal.controller.namespaces import NamespaceLifecycle, namespace_of
 from tidal.controller.placing import CostCollector, Placer
 from tidal.controller.registry_auth import read_registry_auth
 from tidal.controller.revisions import (
@@ -88,6 +96,7 @@ GC_PERIOD_S = 30.0
 ROUTE_PERIOD_S = 0.5
 HISTORY_PRUNE_PERIOD_S = 3600.0
 PLAN_CHECK_PERIOD_S = 10.0
+NAMESPACE_PERIOD_S = 1.0  # how often a terminating namespace's leftovers are tried again
 
 
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
@@ -133,7 +142,7 @@ class MappingPlan:
 
 @dataclass(frozen=True)
 class ConfigObjectPlan:
-    """What one applied Secret or ConfigMap document will write."""
+    """What one applied Secret, ConfigMap, claim, account or namespace document will write."""
 
     valid: ValidConfigObject
     doc: dict[str, Any]
@@ -201,8 +210,27 @@ class Platform:
             self.domains.domains_of,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[RevisionWorkload] = set()  # removed revisions still stopping replicas
         self._placing: asyncio.Handle | None = None
         self._gateway_reported: dict[str, set[str]] = {}  # revision keys each gateway reported
+        # Namespaces are kept here on one machine; on Kubernetes they are the cluster's.
+        self.namespaces = (
+            NamespaceLifecycle(
+                self.store,
+                {
+                    DOMAIN_MAPPING: self.delete_domain_mapping,
+                    "Service": self.delete_service,
+                    RESOURCE_POLICY: self.delete_policy,
+                    CLAIM: self.delete_claim,
+                    **{
+                        kind: functools.partial(self.delete_config_object, kind)
+                        for kind in (*CONFIG_KINDS, SERVICE_ACCOUNT)
+                    },
+                },
+            )
+            if isinstance(self.store, Store)
+            else None
+        )
         # Told of what happened to a service's replicas: (namespace, service, type, reason,
         # message), as Kubernetes events have them (the kube API records them).
         self.event_listeners: list[Callable[[str, str, str, str, str], None]] = []
@@ -224,6 +252,12 @@ class Platform:
             ),
             asyncio.ensure_future(self._plan_forever()),
         ]
+        if self.namespaces is not None:
+            self._tasks.append(
+                asyncio.ensure_future(
+                    self._every(NAMESPACE_PERIOD_S, self.namespaces.finish_terminating)
+                )
+            )
 
     async def _plan_forever(self) -> None:
         """Build missing and hourly plans for predictive revisions; export their numbers."""
@@ -257,6 +291,8 @@ class Platform:
 
     def restore(self) -> None:
         """Rebuild workloads and routes from the store (after a restart or a kill -9)."""
+        if self.namespaces is not None:
+            self.namespaces.restore()
         self.history.close_open_spans()
         self.placer.load_spans(self.history.spans())
         for doc in self.store.list(RESOURCE_POLICY):
@@ -423,11 +459,13 @@ class Platform:
             plans.append(plan)
         if not errors:
             errors = self._unresolved_references(plans, len(docs) > 1)
+            errors += self._namespace_problems(plans, len(docs) > 1)
         if errors:
             raise InvalidSpec.combine(errors)
         if dry_run:
             return [(p.doc, p.result) for p in plans]
         with self.store.transaction():
+            self._make_namespaces(plans)
             for plan in plans:
                 if plan.result == UNCHANGED:
                     self._check_version(plan.doc, plan.expected_version)
@@ -441,6 +479,8 @@ class Platform:
                 continue
             if isinstance(plan, ConfigObjectPlan) and plan.valid.kind == SERVICE_ACCOUNT:
                 continue  # read by replicas as they start, for their pulls
+            if isinstance(plan, ConfigObjectPlan) and plan.valid.kind == NAMESPACE:
+                continue
             if isinstance(plan, ConfigObjectPlan):
                 if plan.result != UNCHANGED:
                     self._refresh_volumes(plan.valid.kind, plan.valid.namespace, plan.valid.name)
@@ -465,6 +505,29 @@ class Platform:
         )
         self.place()
         return [(p.doc, p.result) for p in plans]
+
+    def _namespace_problems(self, plans: list[Any], several: bool) -> list[InvalidSpec]:
+        """Nothing new goes into a namespace being deleted."""
+        if self.namespaces is None:
+            return []
+        errors = []
+        for index, plan in enumerate(plans):
+            try:
+                self.namespaces.check_writable(
+                    namespace_of(plan.doc), plan.doc["kind"], plan.result == CREATED
+                )
+            except InvalidSpec as exc:
+                errors.append(exc.prefixed(f"document {index + 1}: ") if several else exc)
+        return errors
+
+    def _make_namespaces(self, plans: list[Any]) -> None:
+        """The namespaces the plans write in that do not exist yet come into being with them
+        (a cluster would refuse the write; docs/kubectl.md#namespaces)."""
+        if self.namespaces is None:
+            return
+        for name in self.namespaces.missing(namespace_of(p.doc) for p in plans):
+            if not any(p.doc["kind"] == NAMESPACE and p.valid.name == name for p in plans):
+                self.store.put(implied_namespace(name))
 
     def _unresolved_references(self, plans: list[Any], several: bool) -> list[InvalidSpec]:
         """A new revision whose environment or volumes name a Secret or ConfigMap (or key) that
@@ -557,6 +620,8 @@ class Platform:
             return self._plan_config_object(validate_claim(doc), check_claim_update)
         if kind == SERVICE_ACCOUNT:
             return self._plan_config_object(validate_service_account(doc))
+        if kind == NAMESPACE:
+            return self._plan_config_object(validate_namespace(doc))
         if kind == RESOURCE_POLICY:
             policy = validate_resource_policy(doc)
             return PolicyPlan(policy, *self._to_store(policy, policy.metadata.namespace))
@@ -565,7 +630,15 @@ class Platform:
             self.domains.check_claim(mapping)
             return MappingPlan(mapping, *self._to_store(mapping.doc, mapping.namespace))
         supported = ", ".join(
-            ("Service", DOMAIN_MAPPING, RESOURCE_POLICY, *CONFIG_KINDS, CLAIM, SERVICE_ACCOUNT)
+            (
+                "Service",
+                DOMAIN_MAPPING,
+                RESOURCE_POLICY,
+                *CONFIG_KINDS,
+                CLAIM,
+                SERVICE_ACCOUNT,
+                NAMESPACE,
+            )
         )
         raise InvalidSpec("kind", f"unsupported kind {kind!r} (supported: {supported})")
 
@@ -587,6 +660,13 @@ class Platform:
         volumes' files, as the kubelet keeps them."""
         return self.store.delete(kind, namespace, name)
 
+    def delete_namespace(self, name: str) -> bool:
+        """Delete a namespace and everything in it (docs/kubectl.md#namespaces); False if there
+        is none. NamespaceForbidden for `default` and Kubernetes' own."""
+        if self.namespaces is None:
+            raise NamespaceForbidden("on Kubernetes a namespace is the cluster's: delete it there")
+        return self.namespaces.delete(name)
+
     def _make_claim_folder(self, namespace: str, name: str) -> None:
         """A claim applied here is its folder from then on (docs/containers.md#claims)."""
         try:
@@ -595,10 +675,10 @@ class Platform:
             log.warning("%s", exc)
 
     def claim_users(self, namespace: str, name: str) -> list[str]:
-        """The replicas (running or starting) whose volumes include the claim."""
+        """The replicas (running, starting or still stopping) whose volumes include the claim."""
         return [
             replica_id
-            for workload in self.workloads.values()
+            for workload in (*self.workloads.values(), *self._closing)
             if workload.spec.namespace == namespace
             and any(
                 volume.persistent_volume_claim is not None
@@ -656,13 +736,14 @@ class Platform:
             else model.model_dump(by_alias=True, exclude_none=True, exclude={"status"})
         )
         meta = stored["metadata"]
-        current = self.store.get(stored["kind"], namespace or "default", meta.get("name", ""))
+        namespace = "default" if namespace is None else namespace  # "": a cluster-scoped kind
+        current = self.store.get(stored["kind"], namespace, meta.get("name", ""))
         if check is not None:
             check(current, stored)
         expected = _pinned_version(meta, current)
         for server_field in SERVER_METADATA:
             meta.pop(server_field, None)
-        meta["namespace"] = namespace or "default"
+        meta["namespace"] = namespace
         return stored, expected, _apply_result(current, stored)
 
     def _route_mapping(
@@ -817,7 +898,9 @@ class Platform:
             self.forecaster.forget(handle.planned)
         task = asyncio.ensure_future(handle.workload.close())
         self._tasks.append(task)
+        self._closing.add(handle.workload)
         task.add_done_callback(self._tasks.remove)
+        task.add_done_callback(lambda _: self._closing.discard(handle.workload))
         task.add_done_callback(lambda _: self._forget_logs(key, handle.workload.spec.log_dir))
 
     def _forget_logs(self, key: RevisionKey, log_dir: Path) -> None:

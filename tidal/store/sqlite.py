@@ -198,6 +198,11 @@ class Store:
             ]
         return objects
 
+    def namespaces(self) -> list[str]:
+        """Every namespace something is stored in."""
+        rows = self._db.execute("SELECT DISTINCT namespace FROM resources ORDER BY namespace")
+        return [namespace for (namespace,) in rows]
+
     def put(self, obj: dict[str, Any], expected_version: str | None = None) -> dict[str, Any]:
         """Create or replace `obj`; fill in server-set metadata; return the stored object."""
         meta = obj["metadata"]

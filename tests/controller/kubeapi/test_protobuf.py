@@ -27,13 +27,27 @@ def test_a_secret_kubectl_sent_reads_as_its_json() -> None:
     }
 
 
+# `kubectl create namespace ml`: typeMeta {v1, Namespace}, raw {metadata {name ml}}.
+KUBECTL_NAMESPACE = bytes.fromhex(
+    "6b387300 0a0f 0a027631 12094e616d657370616365 1206 0a04 0a026d6c"
+)
+
+
+def test_a_namespace_reads_with_its_name_only() -> None:
+    assert decode(KUBECTL_NAMESPACE) == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "ml"},
+    }
+
+
 def test_bodies_tidal_does_not_read_say_why() -> None:
     with pytest.raises(UndecodableBody, match="no k8s"):
         decode(b'{"kind": "Secret"}')
     deployment = KUBECTL_SECRET.replace(
         b"\x0a\x0c\x0a\x02v1\x12\x06Secret", b"\x0a\x0c\x0a\x02v1\x12\x06Deploy"
     )
-    with pytest.raises(UndecodableBody, match="only for Secret and ConfigMap, not Deploy"):
+    with pytest.raises(UndecodableBody, match=r"only for Secret, ConfigMap, .*, not Deploy"):
         decode(deployment)
     with pytest.raises(UndecodableBody, match="cannot be read"):
         decode(KUBECTL_SECRET[:-9])

@@ -1,5 +1,6 @@
 """Kubernetes' protobuf encoding of the core objects tidal keeps, as kubectl's typed commands
-send them (`kubectl create secret`, `kubectl create configmap`: docs/kubectl.md#what-is-served).
+send them (`kubectl create secret|configmap|namespace|serviceaccount`:
+docs/kubectl.md#what-is-served).
 
 A body is the magic `k8s\\0`, then a `runtime.Unknown` whose `typeMeta` names the kind and whose
 `raw` is the object. The messages below are the fields tidal reads of Kubernetes'
@@ -44,8 +45,11 @@ _MESSAGES: dict[str, list[tuple[str, int, Any]]] = {
         ("binaryData", 3, ("map", BYTES)),
         ("immutable", 4, BOOL),
     ],
+    # `kubectl create namespace` and `kubectl create serviceaccount` send a name only.
+    "Namespace": [("metadata", 1, "ObjectMeta")],
+    "ServiceAccount": [("metadata", 1, "ObjectMeta")],
 }
-KINDS = ("Secret", "ConfigMap")
+KINDS = ("Secret", "ConfigMap", "Namespace", "ServiceAccount")
 
 
 class UndecodableBody(ValueError):
@@ -60,7 +64,7 @@ def decode(raw: bytes) -> dict[str, Any]:
     kind = envelope.typeMeta.kind
     if kind not in KINDS:
         raise UndecodableBody(
-            f"tidal reads protobuf only for {' and '.join(KINDS)}, not {kind or 'this'}: send "
+            f"tidal reads protobuf only for {', '.join(KINDS)}, not {kind or 'this'}: send "
             "JSON (kubectl apply -f, or --dry-run=client -o yaml | kubectl apply -f -)"
         )
     # Go writes every field, empty strings too; as proto3 they read as unset and are left out.

@@ -46,6 +46,7 @@ class Resource:
     categories: tuple[str, ...]
     columns: tuple[Column, ...]
     writable: bool
+    namespaced: bool = True
 
     @property
     def group_version(self) -> str:
@@ -60,7 +61,7 @@ class Resource:
         return {
             "name": self.plural,
             "singularName": self.singular,
-            "namespaced": True,
+            "namespaced": self.namespaced,
             "kind": self.kind,
             "verbs": list(WRITE_VERBS if self.writable else READ_VERBS),
             "shortNames": list(self.short_names),
@@ -279,10 +280,26 @@ SERVICE_ACCOUNTS = Resource(
     ),
     writable=True,
 )
+NAMESPACES = Resource(
+    "",
+    "v1",
+    "Namespace",
+    "namespaces",
+    "namespace",
+    ("ns",),
+    (),
+    (
+        NAME,
+        Column("Status", lambda o: o.get("status", {}).get("phase", "")),
+        Column("Age", _age, "date"),
+    ),
+    writable=True,
+    namespaced=False,
+)
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
-# One machine's replicas as pods, its claims as folders and its service accounts (on a cluster
-# all three are the cluster's own).
-LOCAL_CORE = [*CORE, PODS, CLAIMS, SERVICE_ACCOUNTS]
+# One machine's replicas as pods, its claims as folders, its service accounts and namespaces
+# (on a cluster all are the cluster's own).
+LOCAL_CORE = [*CORE, PODS, CLAIMS, SERVICE_ACCOUNTS, NAMESPACES]
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],

@@ -19,6 +19,7 @@ from aiohttp import web
 from tidal.api.claims import ClaimInUse
 from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
+from tidal.api.namespaces import CLUSTER_SCOPE, NamespaceForbidden, namespace_view
 from tidal.controller.kubeapi import openapi, protobuf
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
@@ -122,6 +123,8 @@ class KubeApi:
             return with_server_fields(self.platform.live_domain_mapping(obj))
         if kind == "PersistentVolumeClaim":
             return claim_with_status(obj)
+        if kind == "Namespace":
+            return namespace_view(obj)
         return obj if kind == "Event" else with_server_fields(obj)
 
     def _route_ready(self, route: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +283,8 @@ class KubeApi:
         if event == "DELETED":
             if resource.kind == "Configuration":
                 return configuration_of(stored)
+            if resource.kind == "Namespace":
+                return namespace_view(stored)
             return with_server_fields(stored) if resource is not EVENTS else stored
         return self.view(resource, stored)
 
@@ -340,8 +345,10 @@ class KubeApi:
         meta = doc.get("metadata")
         if not isinstance(meta, dict):
             meta = doc["metadata"] = {}
-        namespace = request.match_info["ns"]
-        if meta.setdefault("namespace", namespace) != namespace:
+        namespace = _namespace(request)
+        if not resource.namespaced:  # cleared, as the API server does for cluster-scoped kinds
+            meta["namespace"] = CLUSTER_SCOPE
+        elif meta.setdefault("namespace", namespace) != namespace:
             raise ApiError(
                 400,
                 "the namespace of the provided object does not match the namespace sent on the "
@@ -395,7 +402,7 @@ class KubeApi:
             self._writable(resource)
             doc = await self._body(request, resource)
             name = request.match_info["name"]
-            if self.store.get(resource.store_kind, request.match_info["ns"], name) is None:
+            if self.store.get(resource.store_kind, _namespace(request), name) is None:
                 raise not_found(resource.plural, name)
             try:
                 return web.json_response(self._apply(resource, doc, _dry_run(request)))
@@ -410,7 +417,7 @@ class KubeApi:
             self._writable(resource)
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             raw = await request.read()
-            namespace, name = request.match_info["ns"], request.match_info["name"]
+            namespace, name = _namespace(request), request.match_info["name"]
             for attempt in range(5):
                 stored = self.store.get(resource.store_kind, namespace, name)
                 if stored is None and content_type != APPLY:
@@ -445,6 +452,12 @@ class KubeApi:
         except ClaimInUse as exc:
             raise ApiError(409, str(exc)) from None
 
+    def _delete_namespace(self, _: str, name: str) -> bool:
+        try:
+            return self.platform.delete_namespace(name)
+        except NamespaceForbidden as exc:
+            raise ApiError(403, str(exc)) from None
+
     def deleter(self, resource: Resource) -> Handler:
         deleters = {
             "Service": self.platform.delete_service,
@@ -452,6 +465,7 @@ class KubeApi:
             "DomainMapping": self.platform.delete_domain_mapping,
             "Pod": functools.partial(delete_pod, self.platform),
             "PersistentVolumeClaim": self._delete_claim,
+            "Namespace": self._delete_namespace,
             "ServiceAccount": functools.partial(
                 self.platform.delete_config_object, "ServiceAccount"
             ),
@@ -465,7 +479,7 @@ class KubeApi:
         async def delete(request: web.Request) -> web.StreamResponse:
             if resource is not PODS:  # a pod's delete replaces the replica
                 self._writable(resource)
-            namespace, name = request.match_info["ns"], request.match_info["name"]
+            namespace, name = _namespace(request), request.match_info["name"]
             obj = self.get(resource, namespace, name)
             dry_run = _dry_run(request) or await _delete_options_dry_run(request)
             if not dry_run and not deleters[resource.kind](namespace, name):
@@ -486,6 +500,11 @@ class KubeApi:
             )
 
         return delete
+
+
+def _namespace(request: web.Request) -> str:
+    """The namespace on a request's path; none for a cluster-scoped kind."""
+    return request.match_info.get("ns", CLUSTER_SCOPE)
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -622,9 +641,12 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
 
 
 def _add_resource(router: web.UrlDispatcher, api: KubeApi, base: str, resource: Resource) -> None:
-    collection = f"{base}/namespaces/{{ns}}/{resource.plural}"
+    if resource.namespaced:
+        collection = f"{base}/namespaces/{{ns}}/{resource.plural}"
+        router.add_get(f"{base}/{resource.plural}", api.reader(resource, item=False))
+    else:
+        collection = f"{base}/{resource.plural}"
     item = f"{collection}/{{name}}"
-    router.add_get(f"{base}/{resource.plural}", api.reader(resource, item=False))
     router.add_get(collection, api.reader(resource, item=False))
     router.add_get(item, api.reader(resource, item=True))
     if resource is not EVENTS:  # read-only kinds answer writes with a Status saying why
