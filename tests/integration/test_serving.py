@@ -403,7 +403,8 @@ def test_secrets_and_config_maps_reach_the_environment(platform):
     container = service["spec"]["template"]["spec"]["containers"][0]
     container["command"] = ["python", "-c", ENV_APP]
     container["env"] = [
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        {"name": "MODEL_CARD", "value": "$(MODEL_NAME)-x$(MODEL_THREADS) on $$(PORT)"},
     ]
     container["envFrom"] = [{"configMapRef": {"name": "model-config"}, "prefix": "MODEL_"}]
     refused = platform.apply(service, check=False)
@@ -429,6 +430,7 @@ def test_secrets_and_config_maps_reach_the_environment(platform):
     env = json.loads(body)
     assert status == 200 and env["HF_TOKEN"] == "hf_s3cret"
     assert (env["MODEL_NAME"], env["MODEL_THREADS"]) == ("small", "4")
+    assert env["MODEL_CARD"] == "small-x4 on $(PORT)"  # references expanded, as the kubelet does
     assert "hf_s3cret" not in platform.cli("get", "revision", "tokens-00001", "-o", "yaml").stdout
     listed = platform.cli("get", "secrets").stdout
     assert "hf" in listed and "Opaque" in listed and "hf_s3cret" not in listed

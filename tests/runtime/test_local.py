@@ -125,6 +125,17 @@ async def test_hello_becomes_ready_and_serves(runtime: LocalRuntime, tmp_path: P
     assert stream.splitlines() == [f"chunk {i} from hello-00001" for i in range(3)]
 
 
+async def test_command_references_expand_with_the_replica_environment(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """A Knative manifest writes `args: ["--port=$(PORT)"]`: the replica's own port."""
+    rec = Recorder()
+    command = ("python", "-m", "http.server", "--bind", "127.0.0.1", "$(PORT)")
+    replica = await runtime.start(make_spec(tmp_path, command), rec)
+    await rec.wait(replica, S.READY)
+    assert f"port {replica.port}" in "".join(runtime.log_tail(replica.spec, 5))
+
+
 async def test_model_example_predicts(runtime: LocalRuntime, tmp_path: Path) -> None:
     env = {"MODEL_LOAD_DELAY": "0", "MODEL_PATH": str(tmp_path / "model.npz")}
     probe = ProbeSpec(kind="http", path="/healthz")

@@ -2,6 +2,8 @@
 fills them in when it starts a container (docs/architecture.md#secrets-and-configmaps).
 
 `envFrom` comes first, in order, then `env`, so an `env` entry wins over a key of the same name.
+An `env` value's `$(NAME)` references are expanded with the variables defined before it
+(tidal.runtime.expansion).
 A reference that is not `optional` must find its object (and key); an `optional` one that does
 not leaves its variables unset. (Every key of a Secret or ConfigMap, after a valid prefix, is a
 valid variable name under Kubernetes' relaxed rule, so none is skipped.)
@@ -14,6 +16,7 @@ from typing import Any
 
 from tidal.api.config_objects import CONFIG_MAP, SECRET, values_of
 from tidal.api.service import Container, KeySelector, ObjectRef
+from tidal.runtime.expansion import expand
 
 # (kind, namespace, name) -> the stored object, or None
 Lookup = Callable[[str, str, str], dict[str, Any] | None]
@@ -54,7 +57,7 @@ def _resolve(
             env[source.prefix + key] = value
     for var in container.env:
         if var.value_from is None:
-            env[var.name] = var.value
+            env[var.name] = expand(var.value, env)
             continue
         kind, selector = _keyed(var.value_from.secret_key_ref, var.value_from.config_map_key_ref)
         obj = lookup(kind, namespace, selector.name)

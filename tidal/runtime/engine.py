@@ -28,6 +28,7 @@ from tidal.runtime.base import (
     SecurityContext,
     VolumeSpec,
 )
+from tidal.runtime.expansion import expand_all
 
 EngineName = Literal["podman", "docker"]
 ENGINES: tuple[EngineName, ...] = ("podman", "docker")
@@ -127,7 +128,7 @@ def run_args(
     args += _settings_args(engine, image, env, spec.working_dir, spec.security, image_user)
     args += gpu_args(engine, spec.devices)
     args += mount_args(spec.volumes, spec.mounts, mount_sources)
-    return [*args, *_image_and_command(image)]
+    return [*args, *_image_and_command(image, env)]
 
 
 def other_run_args(
@@ -149,7 +150,7 @@ def other_run_args(
     image = other.image
     args += _settings_args(engine, image, other.env, other.working_dir, other.security, image_user)
     args += mount_args(spec.volumes, other.mounts, mount_sources)
-    return [*args, *_image_and_command(image)]
+    return [*args, *_image_and_command(image, other.env)]
 
 
 def _run_start(engine: Engine, name: str, labels: Mapping[str, str]) -> list[str]:
@@ -181,18 +182,14 @@ def _settings_args(
     return args
 
 
-def _image_and_command(image: ImageSpec) -> list[str]:
-    """The end of `run`: the entrypoint, the image, its arguments (Kubernetes' meanings)."""
-    if not image.entrypoint:
-        return [image.image, *image.args]
+def _image_and_command(image: ImageSpec, env: Mapping[str, str]) -> list[str]:
+    """The end of `run`: the entrypoint, the image, its arguments (Kubernetes' meanings), their
+    `$(NAME)` references expanded with the container's environment, as the kubelet does."""
+    entrypoint, args = expand_all(image.entrypoint, env), expand_all(image.args, env)
+    if not entrypoint:
+        return [image.image, *args]
     # One executable through --entrypoint (docker takes no list); the rest become arguments.
-    return [
-        "--entrypoint",
-        image.entrypoint[0],
-        image.image,
-        *image.entrypoint[1:],
-        *image.args,
-    ]
+    return ["--entrypoint", entrypoint[0], image.image, *entrypoint[1:], *args]
 
 
 def security_args(engine: Engine, security: SecurityContext, image_user: str) -> list[str]:

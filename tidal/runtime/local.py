@@ -35,6 +35,7 @@ from tidal.runtime.base import (
 )
 from tidal.runtime.children import ChildStopping
 from tidal.runtime.exec_probe import exec_failure
+from tidal.runtime.expansion import expand_all
 from tidal.runtime.hygiene import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, ReplicaRecords, prctl
 from tidal.runtime.logs import FLUSH_WAIT_S, prune_stopped, pump, tail_lines
 
@@ -212,9 +213,10 @@ class LocalRuntime(ChildStopping):
     async def _spawn(
         self, spec: ReplicaSpec, port: int, creds: Credentials | None
     ) -> asyncio.subprocess.Process:
+        env = replica_env(spec, port)
         return await asyncio.create_subprocess_exec(
-            *resolve_command(spec.command),
-            env=replica_env(spec, port),
+            *resolve_command(expand_all(spec.command, env)),
+            env=env,
             cwd=spec.working_dir,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
