@@ -364,6 +364,28 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
     logs = platform.cli("logs", "with-sidecar").stdout
     assert f"==> with-sidecar-00001/{replica['name']}.puller <==\nmodel written" in logs
     assert len(containers(platform.data_dir, "with-sidecar-00001")) == 2
+    # kubectl exec's protocol reaches each container (podman exec); kubectl names one (the
+    # serving one by default), as the API server needs for a pod of several.
+    listing = "cat /models/model.txt; cat /puller/status; exit 7"  # not mounted in the server
+    out, err, status = platform.exec_in_pod(
+        replica["name"], "sh", "-c", listing, container="server"
+    )
+    assert out == b"model-v1\n" and b"No such file" in err
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
+    out, _, status = platform.exec_in_pod(
+        replica["name"],
+        "sh",
+        "-c",
+        "cat > /models/note; cat /puller/status",
+        container="puller",
+        stdin=b"from exec",
+    )
+    assert out == b"ok from the puller" and status["status"] == "Success"
+    out, _, _ = platform.exec_in_pod(
+        replica["name"], "sh", "-c", "tty; id -u", container="server", tty=True
+    )
+    assert b"/dev/pts/" in out and out.endswith(b"\r\n0\r\n")  # a terminal, as root
 
     def kill(container: str) -> None:
         assert ENGINE is not None

@@ -401,6 +401,33 @@ def test_host_runtime_sends_image_replicas_to_the_engine_and_the_rest_to_process
     assert host.log_tail(process, 1) == ["p"] and not host.requires_command
 
 
+def test_exec_goes_to_the_serving_container_or_the_named_sidecar(tmp_path: Path) -> None:
+    """`kubectl exec` (tidal.controller.kubeapi.pod_exec) through the engine: interactive, with
+    a terminal when asked; the sidecar by its container's name."""
+    puller = ContainerSpec("puller", ImageSpec("localhost/puller:1"), {})
+    spec = dataclasses.replace(replica_spec(), sidecars=(puller,))
+    runtime = ContainerRuntime(tmp_path)
+    runtime.engine = PODMAN  # as prepare() finds it
+    replica = Replica(spec)
+    serving = runtime.exec_command(replica, "user-container", ("sh",), tty=True)
+    assert serving.argv == (
+        "/usr/bin/podman",
+        "exec",
+        "--interactive",
+        "--tty",
+        f"tidal-default-{spec.replica_id}",
+        "sh",
+    )
+    assert serving.env is None and serving.cwd is None  # the container's own
+    sidecar = runtime.exec_command(replica, "puller", ("ls", "/models"))
+    assert sidecar.argv[2:] == (
+        "--interactive",
+        f"tidal-default-{spec.replica_id}-puller",
+        "ls",
+        "/models",
+    )
+
+
 RLIMIT_ERROR = (
     "Error: runc: runc create failed: unable to start container process: error during container "
     "init: error setting rlimits for ready process: error setting rlimit type 7: operation not "

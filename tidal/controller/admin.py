@@ -149,7 +149,10 @@ def guard(security: AdminSecurity) -> Any:
                 "dir)",
                 headers={"WWW-Authenticate": 'Bearer realm="tidal"'},
             )
-        has_body = request.body_exists or request.method != "DELETE"
+        # A bodiless DELETE, or a protocol upgrade (kubectl exec's SPDY POST, which exec
+        # answers itself; a browser cannot set Upgrade), carries nothing to check.
+        upgrade = "Upgrade" in request.headers
+        has_body = request.body_exists or not (request.method == "DELETE" or upgrade)
         if request.method in MUTATING and has_body and not body_type_allowed(request.content_type):
             return error(
                 415,

@@ -165,6 +165,21 @@ class ReplicaSpec:
         return [self.log_path, *(self.log_of(container) for container in others)]
 
 
+class ExecUnavailable(Exception):
+    """A command cannot be run in this container; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExecCommand:
+    """How to run a command inside a replica's container on this machine (`kubectl exec`,
+    exec probes): the argv, and for a process replica its environment, folder and user."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None = None  # None: the engine's exec gives the container's own
+    cwd: str | None = None
+    preexec_fn: Callable[[], None] | None = None
+
+
 class ReplicaState(enum.StrEnum):
     STARTING = "Starting"
     READY = "Ready"
@@ -241,6 +256,13 @@ class Runtime(Protocol):
     def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
         """Give a running replica its Secret and ConfigMap volumes' current files, as the
         kubelet updates a pod's (docs/containers.md#volumes)."""
+        ...
+
+    def exec_command(
+        self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
+    ) -> ExecCommand:
+        """How to run `command` in the replica's running `container` (its manifest name), with
+        a terminal if `tty`; ExecUnavailable where it cannot be."""
         ...
 
     async def close(self) -> None:

@@ -36,7 +36,9 @@ from tidal.api.service import Container
 from tidal.api.units import parse_quantity
 from tidal.runtime.base import (
     ContainerSpec,
+    ExecCommand,
     ExecProbe,
+    ExecUnavailable,
     ImageSpec,
     RegistryAuth,
     Replica,
@@ -554,14 +556,24 @@ class ContainerRuntime(ChildStopping):
             log.warning("volumes of %s remain; the next start removes them", spec.replica_id)
 
     def _exec_probe(self, child: _Child) -> ExecProbe:
-        """An exec probe runs in the replica's container (`podman exec`)."""
-        assert self.engine is not None
-        engine, name = self.engine, container_name(child.replica.spec)
+        """An exec probe runs in the replica's serving container (`podman exec`)."""
 
         async def run(command: tuple[str, ...], timeout_s: float) -> str | None:
-            return await exec_failure(exec_args(engine, name, command), command, timeout_s)
+            how = self.exec_command(child.replica, "", command)
+            return await exec_failure(list(how.argv), command, timeout_s)
 
         return run
+
+    def exec_command(
+        self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
+    ) -> ExecCommand:
+        """`podman exec` in the serving container, or in the sidecar named `container`."""
+        if self.engine is None:
+            raise ExecUnavailable("no container engine")
+        spec = replica.spec
+        sidecar = next((s for s in spec.sidecars if s.name == container), None)
+        name = container_name(spec) if sidecar is None else other_name(spec, sidecar)
+        return ExecCommand(tuple(exec_args(self.engine, name, command, interactive=True, tty=tty)))
 
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         launch = child.launch_task
@@ -659,6 +671,11 @@ class HostRuntime:
 
     def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
         self._for(replica.spec).refresh_volumes(replica, volumes)
+
+    def exec_command(
+        self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
+    ) -> ExecCommand:
+        return self._for(replica.spec).exec_command(replica, container, command, tty)
 
     async def close(self) -> None:
         await asyncio.gather(self.processes.close(), self.containers.close())

@@ -285,9 +285,13 @@ def running_args(engine: Engine, name: str) -> list[str]:
     return [engine.path, "container", "inspect", "--format", "{{.State.Running}}", name]
 
 
-def exec_args(engine: Engine, name: str, command: Sequence[str]) -> list[str]:
-    """Run `command` in the running container `name`, as its user, with its environment."""
-    return [engine.path, "exec", name, *command]
+def exec_args(
+    engine: Engine, name: str, command: Sequence[str], interactive: bool = False, tty: bool = False
+) -> list[str]:
+    """Run `command` in the running container `name`, as its user, with its environment; with
+    `interactive` its stdin is ours, with `tty` it gets a terminal (ours must be one)."""
+    flags = ["--interactive"] * interactive + ["--tty"] * tty
+    return [engine.path, "exec", *flags, name, *command]
 
 
 def remove_args(engine: Engine, names: Sequence[str]) -> list[str]:

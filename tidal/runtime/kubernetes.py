@@ -37,6 +37,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tidal.runtime.base import (
+    ExecCommand,
+    ExecUnavailable,
     Replica,
     ReplicaListener,
     ReplicaSpec,
@@ -163,6 +165,11 @@ class KubernetesRuntime:
 
     def refresh_volumes(self, replica: Replica, volumes: tuple[VolumeSpec, ...]) -> None:
         """The kubelet updates a pod's Secret and ConfigMap volumes itself."""
+
+    def exec_command(
+        self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
+    ) -> ExecCommand:
+        raise ExecUnavailable("the pods are the cluster's: use kubectl exec against the cluster")
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         """The pod's last lines (of the previous container when it crashed); blocks up to 2 s,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from tidal.api.config import LogLimits
 from tidal.runtime.base import (
+    ExecCommand,
     ExecProbe,
     Replica,
     ReplicaListener,
@@ -247,24 +248,35 @@ class LocalRuntime(ChildStopping):
         notify(child.on_change, replica)
 
     def _exec_probe(self, child: _Child) -> ExecProbe:
-        """An exec probe runs as the replica does: its environment, folder and user."""
-        spec = child.replica.spec
-
         async def run(command: tuple[str, ...], timeout_s: float) -> str | None:
+            how = self.exec_command(child.replica, "", command)
             return await exec_failure(
-                resolve_command(command),
+                list(how.argv),
                 command,
                 timeout_s,
-                env=replica_env(spec, child.replica.port),
-                cwd=spec.working_dir,
-                preexec_fn=_preexec(
-                    os.getpid(),
-                    credentials(spec.security),
-                    not spec.security.allow_privilege_escalation,
-                ),
+                env=how.env,
+                cwd=how.cwd,
+                preexec_fn=how.preexec_fn,
             )
 
         return run
+
+    def exec_command(
+        self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
+    ) -> ExecCommand:
+        """A command (an exec probe's, or `kubectl exec`'s) runs as the replica does: its
+        environment, folder and user; a process replica has one container."""
+        spec = replica.spec
+        return ExecCommand(
+            tuple(resolve_command(command)),
+            replica_env(spec, replica.port),
+            spec.working_dir,
+            _preexec(
+                os.getpid(),
+                credentials(spec.security),
+                not spec.security.allow_privilege_escalation,
+            ),
+        )
 
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         assert child.exit_task is not None and child.probe_task is not None

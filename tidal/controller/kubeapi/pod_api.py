@@ -50,6 +50,24 @@ def delete_pod(platform: Platform, namespace: str, name: str) -> bool:
     return workload is not None
 
 
+def chosen_container(
+    workload: RevisionWorkload, pod: str, asked: str | None, init_containers: bool
+) -> str:
+    """The container a pod request names, or the only one; ApiError in the API server's
+    words when it names none of several, or one the pod does not have."""
+    names = container_names(workload)
+    container = asked or (names[0] if len(names) == 1 else "")
+    if not container:
+        raise ApiError(
+            400,
+            f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]",
+        )
+    valid = [*names, *(init_container_names(workload) if init_containers else ())]
+    if container not in valid:
+        raise ApiError(400, f"container {container} is not valid for pod {pod}")
+    return container
+
+
 async def pod_log(
     platform: Platform, request: web.Request, closing: asyncio.Event
 ) -> web.StreamResponse:
@@ -60,16 +78,7 @@ async def pod_log(
     if workload is None:
         raise not_found("pods", name)
     query = request.query
-    names = container_names(workload)
-    container = query.get("container") or (names[0] if len(names) == 1 else "")
-    if not container:
-        raise ApiError(
-            400,
-            f"a container name must be specified for pod {name}, choose one of: "
-            f"[{' '.join(names)}]",
-        )
-    if container not in (*names, *init_container_names(workload)):
-        raise ApiError(400, f"container {container} is not valid for pod {name}")
+    container = chosen_container(workload, name, query.get("container"), init_containers=True)
     if query.get("previous") in ("true", "1"):
         raise ApiError(
             400,

@@ -27,6 +27,7 @@ from tidal.controller.kubeapi.metrics_api import add_metrics_routes
 from tidal.controller.kubeapi.metrics_api import group as metrics_group
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log, watch_pods
+from tidal.controller.kubeapi.pod_exec import pod_exec
 from tidal.controller.kubeapi.pods import pods
 from tidal.controller.kubeapi.resources import (
     CORE,
@@ -636,6 +637,9 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             return await pod_log(platform, request, api.closing)
 
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", log)
+        exec_ = _handle(functools.partial(pod_exec, platform))
+        router.add_get("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
+        router.add_post("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
         add_metrics_routes(router, platform)
     return api
 

@@ -1,0 +1,164 @@
+"""`kubectl exec` (and `kubectl cp`, which runs tar through it) into a replica on one machine
+(docs/kubectl.md#exec): Kubernetes' remote command protocol, version 5, over a WebSocket.
+
+Every binary message starts with its channel: 0 the command's stdin (from the client), 1 its
+stdout, 2 its stderr, 3 the outcome (a Status, written once at the end), 4 the terminal's size
+(JSON, from the client); a message on channel 255 closes the stream its byte names (the
+client's end of stdin). kubectl 1.30 and newer speak it by default; older ones speak only SPDY,
+which tidal does not, and are told so. The command runs as the runtime says a command in that
+container runs (tidal.runtime.base.ExecCommand): `podman exec` in a container, or a process
+with the replica's environment, folder and user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import subprocess
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tidal.controller.kubeapi.pod_api import chosen_container, workload_of
+from tidal.controller.kubeapi.status import ApiError, not_found
+from tidal.controller.platform import Platform
+from tidal.runtime.base import ExecUnavailable, Replica
+from tidal.runtime.exec_session import ExecSession
+
+log = logging.getLogger("tidal.kubeapi")
+PROTOCOL = "v5.channel.k8s.io"
+STDIN, ERROR, RESIZE, CLOSE = 0, 3, 4, 255
+DRAIN_S = 1.0  # output still arriving after the command exited (a child kept the terminal)
+
+
+def _flag(query: Any, key: str) -> bool:
+    return query.get(key) in ("true", "1")
+
+
+def _target(platform: Platform, request: web.Request) -> tuple[Replica, str, tuple[str, ...]]:
+    """The running replica, container and command an exec request names; ApiError else."""
+    namespace, name = request.match_info["ns"], request.match_info["name"]
+    workload = workload_of(platform, namespace, name)
+    if workload is None:
+        raise not_found("pods", name)
+    query = request.query
+    container = chosen_container(workload, name, query.get("container"), init_containers=False)
+    command = tuple(query.getall("command", []))
+    if not command:
+        raise ApiError(400, "you must specify at least one command for the container")
+    replica = workload.replicas.get(name)
+    if replica is None:
+        raise ApiError(
+            400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
+    if not request.headers.get("Upgrade", "").lower() == "websocket":
+        raise ApiError(
+            400,
+            "tidal serves exec over WebSocket only (kubectl 1.30 or newer); this client asked "
+            "for SPDY",
+        )
+    return replica, container, command
+
+
+async def pod_exec(platform: Platform, request: web.Request) -> web.StreamResponse:
+    """GET (WebSocket) or POST (SPDY, refused) .../pods/NAME/exec?command=...&container=..."""
+    replica, container, command = _target(platform, request)
+    query = request.query
+    tty, stdin = _flag(query, "tty"), _flag(query, "stdin")
+    try:
+        how = platform.runtime.exec_command(replica, container, command, tty)
+    except (ExecUnavailable, ValueError) as exc:
+        raise ApiError(400, f"cannot exec in pod {replica.replica_id}: {exc}") from None
+    ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=0)
+    if ws.can_prepare(request).protocol != PROTOCOL:
+        raise ApiError(400, f"exec needs the {PROTOCOL} WebSocket subprotocol (kubectl 1.30+)")
+    await ws.prepare(request)
+    try:
+        session = await ExecSession.start(how, stdin, tty)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        # Past the upgrade an error can only be told on the error channel.
+        await _finish(ws, _failure(500, "InternalError", f"cannot run {command[0]!r}: {exc}"))
+        return ws
+    try:
+        await _relay(ws, session)
+    except Exception:
+        log.exception("kubectl exec in %s failed", replica.replica_id)
+        await _finish(ws, _failure(500, "InternalError", "exec failed: see tidal's log"))
+    finally:
+        session.kill()
+        session.close()
+    return ws
+
+
+async def _relay(ws: web.WebSocketResponse, session: ExecSession) -> None:
+    """Client input to the command, its output to the client, until it exits (or the client
+    goes); then its outcome on the error channel."""
+
+    async def forward_output() -> None:
+        while (chunk := await session.next_output()) is not None:
+            stream, data = chunk
+            await ws.send_bytes(bytes([stream]) + data)
+
+    async def forward_input() -> None:
+        async for message in ws:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, data = message.data[0], message.data[1:]
+            if channel == STDIN:
+                session.write(data)
+            elif channel == RESIZE:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    size = json.loads(data)
+                    session.resize(int(size["Width"]), int(size["Height"]))
+            elif channel == CLOSE and data[:1] == bytes([STDIN]):
+                session.close_stdin()
+
+    output = asyncio.ensure_future(forward_output())
+    client = asyncio.ensure_future(forward_input())
+    exited = asyncio.ensure_future(session.wait())
+    try:
+        await asyncio.wait((exited, client), return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():  # the client went: nobody is left to tell
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(output), DRAIN_S)
+        code = exited.result()
+        outcome = (
+            {"metadata": {}, "status": "Success"}
+            if code == 0
+            else _failure(
+                500,
+                "NonZeroExitCode",
+                f"command terminated with non-zero exit code: exit status {code}",
+                {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            )
+        )
+        await _finish(ws, outcome)
+    except ConnectionResetError:
+        pass
+    finally:
+        for task in (output, client, exited):
+            task.cancel()
+
+
+def _failure(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        status["details"] = details
+    return status
+
+
+async def _finish(ws: web.WebSocketResponse, outcome: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionResetError):
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(outcome).encode())
+        await ws.close()
