@@ -490,6 +490,16 @@ def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, 
     assert spdy[0] == 400 and b"exec over WebSocket only (kubectl 1.30 or newer)" in spdy[1]
     gone = kubectl("exec", "shell-00001-none", "--", "true", check=False)
     assert gone.returncode != 0 and 'pods "shell-00001-none" not found' in gone.stderr
+
+    sleeper = kubectl.stream("exec", name, "--", "sleep", "120")  # ends with its replica
+    try:
+        time.sleep(1)
+        kubectl("delete", "pod", name)
+        assert sleeper.wait(timeout=30) == 137
+        assert sleeper.stderr is not None
+        assert "command terminated with exit code 137" in sleeper.stderr.read()
+    finally:
+        sleeper.kill()
     kubectl("delete", "ksvc", "shell")
 
 

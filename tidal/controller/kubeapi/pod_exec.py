@@ -7,7 +7,8 @@ stdout, 2 its stderr, 3 the outcome (a Status, written once at the end), 4 the t
 client's end of stdin). kubectl 1.30 and newer speak it by default; older ones speak only SPDY,
 which tidal does not, and are told so. The command runs as the runtime says a command in that
 container runs (tidal.runtime.base.ExecCommand): `podman exec` in a container, or a process
-with the replica's environment, folder and user.
+with the replica's environment, folder and user. As in a pod, the command ends when its
+replica does (and when the platform stops).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tidal.controller.kubeapi.pod_api import chosen_container, workload_of
+from tidal.controller.kubeapi.pod_api import POLL_S, chosen_container, workload_of
 from tidal.controller.kubeapi.status import ApiError, not_found
 from tidal.controller.platform import Platform
-from tidal.runtime.base import ExecUnavailable, Replica
+from tidal.runtime.base import ExecUnavailable, Replica, ReplicaState
 from tidal.runtime.exec_session import ExecSession
 
 log = logging.getLogger("tidal.kubeapi")
@@ -62,7 +63,9 @@ def _target(platform: Platform, request: web.Request) -> tuple[Replica, str, tup
     return replica, container, command
 
 
-async def pod_exec(platform: Platform, request: web.Request) -> web.StreamResponse:
+async def pod_exec(
+    platform: Platform, request: web.Request, closing: asyncio.Event
+) -> web.StreamResponse:
     """GET (WebSocket) or POST (SPDY, refused) .../pods/NAME/exec?command=...&container=..."""
     replica, container, command = _target(platform, request)
     query = request.query
@@ -82,7 +85,7 @@ async def pod_exec(platform: Platform, request: web.Request) -> web.StreamRespon
         await _finish(ws, _failure(500, "InternalError", f"cannot run {command[0]!r}: {exc}"))
         return ws
     try:
-        await _relay(ws, session)
+        await _relay(ws, session, replica, closing)
     except Exception:
         log.exception("kubectl exec in %s failed", replica.replica_id)
         await _finish(ws, _failure(500, "InternalError", "exec failed: see tidal's log"))
@@ -92,9 +95,20 @@ async def pod_exec(platform: Platform, request: web.Request) -> web.StreamRespon
     return ws
 
 
-async def _relay(ws: web.WebSocketResponse, session: ExecSession) -> None:
+async def _ended(replica: Replica, closing: asyncio.Event) -> None:
+    """Returns once the replica has stopped or failed, or the platform is stopping."""
+    while replica.state not in (ReplicaState.STOPPED, ReplicaState.FAILED):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), POLL_S)
+        if closing.is_set():
+            return
+
+
+async def _relay(
+    ws: web.WebSocketResponse, session: ExecSession, replica: Replica, closing: asyncio.Event
+) -> None:
     """Client input to the command, its output to the client, until it exits (or the client
-    goes); then its outcome on the error channel."""
+    goes; or its replica ends, which ends it); then its outcome on the error channel."""
 
     async def forward_output() -> None:
         while (chunk := await session.next_output()) is not None:
@@ -118,8 +132,12 @@ async def _relay(ws: web.WebSocketResponse, session: ExecSession) -> None:
     output = asyncio.ensure_future(forward_output())
     client = asyncio.ensure_future(forward_input())
     exited = asyncio.ensure_future(session.wait())
+    ended = asyncio.ensure_future(_ended(replica, closing))
     try:
-        await asyncio.wait((exited, client), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((exited, client, ended), return_when=asyncio.FIRST_COMPLETED)
+        if ended.done() and not exited.done():
+            session.kill()
+            await exited
         if not exited.done():  # the client went: nobody is left to tell
             return
         with contextlib.suppress(TimeoutError):
@@ -139,7 +157,7 @@ async def _relay(ws: web.WebSocketResponse, session: ExecSession) -> None:
     except ConnectionResetError:
         pass
     finally:
-        for task in (output, client, exited):
+        for task in (output, client, exited, ended):
             task.cancel()
 
 

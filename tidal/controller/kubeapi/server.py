@@ -637,7 +637,11 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             return await pod_log(platform, request, api.closing)
 
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", log)
-        exec_ = _handle(functools.partial(pod_exec, platform))
+
+        @_handle
+        async def exec_(request: web.Request) -> web.StreamResponse:
+            return await pod_exec(platform, request, api.closing)
+
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
         router.add_post("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
         add_metrics_routes(router, platform)
