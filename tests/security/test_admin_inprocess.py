@@ -122,6 +122,16 @@ def test_mutating_calls_take_only_json(admin: AdminUnderTest, content_type: str 
     assert "apply-patch+yaml" in body["message"]
 
 
+def test_only_a_bodiless_upgrade_passes_without_json(admin: AdminUnderTest) -> None:
+    """kubectl's SPDY exec (a POST with Upgrade and no body) reaches its handler, which refuses
+    it; an Upgrade header does not let a body of another type through."""
+    upgrade = {"Authorization": AUTH["Authorization"], "Upgrade": "SPDY/3.1"}
+    with_body = {**upgrade, "Content-Type": "text/plain"}
+    assert admin.call("POST", APPLY, b'{"items": []}', with_body)[0] == 415
+    status, body = admin.call("POST", APPLY, b"", upgrade)
+    assert status == 400 and "JSON" in body["message"]  # the handler's answer: nothing applied
+
+
 # What kubectl sends for create, patch and apply: each needs a CORS preflight from a browser.
 @pytest.mark.parametrize(
     "content_type",
