@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tidal.runtime.base import ExecCommand
-from tidal.runtime.exec_session import STDERR, STDOUT, ExecSession
+from tidal.runtime.exec_session import MAX_QUEUED, READ_SIZE, STDERR, STDOUT, ExecSession
 
 
 async def collect(session: ExecSession) -> list[tuple[int, bytes]]:
@@ -27,8 +27,8 @@ def joined(chunks: list[tuple[int, bytes]], stream: int) -> bytes:
 async def test_pipes_keep_stdout_and_stderr_apart_and_give_the_exit_code() -> None:
     command = ExecCommand(("sh", "-c", "cat; echo done; echo oops >&2; exit 3"))
     session = await ExecSession.start(command, stdin=True, tty=False)
-    session.write(b"model.bin\n")
-    session.close_stdin()
+    await session.write(b"model.bin\n")
+    await session.close_stdin()
     chunks = await asyncio.wait_for(collect(session), 10)
     assert joined(chunks, STDOUT) == b"model.bin\ndone\n"
     assert joined(chunks, STDERR) == b"oops\n"
@@ -48,8 +48,8 @@ async def test_a_terminal_echoes_input_knows_its_size_and_ends_input_with_eof() 
     command = ExecCommand(("sh", "-c", "read line; echo got $line; stty size; cat; echo end"))
     session = await ExecSession.start(command, stdin=True, tty=True)
     session.resize(120, 40)
-    session.write(b"hi\n")
-    session.close_stdin()  # ^D: cat sees the end of its input
+    await session.write(b"hi\n")
+    await session.close_stdin()  # ^D: cat sees the end of its input
     output = joined(await asyncio.wait_for(collect(session), 10), STDOUT)
     assert b"got hi\r\n" in output and b"40 120\r\n" in output and output.endswith(b"end\r\n")
     assert await session.wait() == 0
@@ -81,6 +81,37 @@ async def test_kill_ends_the_command_and_what_it_started() -> None:
         await asyncio.sleep(0.05)
     else:
         pytest.fail(f"the command's child {child} outlived the kill")
+    session.close()
+
+
+@pytest.mark.parametrize("tty", [False, True])
+async def test_input_larger_than_any_buffer_arrives_whole(tty: bool) -> None:
+    """`kubectl cp` into a replica sends a whole file on stdin: written as the command reads
+    it, none dropped when the pipe or the terminal's buffer is full."""
+    size = 4 << 20
+    command = ExecCommand(("sh", "-c", f"stty raw -echo 2>/dev/null; head -c {size} | wc -c"))
+    session = await ExecSession.start(command, stdin=True, tty=tty)
+    await asyncio.sleep(0.2)  # stty has set the terminal raw
+    await asyncio.wait_for(session.write(b"x" * size), 30)
+    output = joined(await asyncio.wait_for(collect(session), 30), STDOUT)
+    assert output.strip() == str(size).encode()
+    session.close()
+
+
+@pytest.mark.parametrize("tty", [False, True])
+async def test_a_slow_reader_holds_the_command_back_instead_of_queueing_its_output(
+    tty: bool,
+) -> None:
+    """`kubectl exec POD -- cat /dev/zero` with a client that reads slowly: tidal keeps at most
+    MAX_QUEUED chunks, the command waits on its full pipe or terminal, and nothing is lost."""
+    command = ExecCommand(("head", "-c", str(8 * MAX_QUEUED * READ_SIZE), "/dev/zero"))
+    session = await ExecSession.start(command, stdin=False, tty=tty)
+    await asyncio.sleep(0.5)  # the command writes as fast as it can; nobody reads
+    assert session._output.qsize() <= MAX_QUEUED + 1
+    assert session.process.returncode is None  # blocked on its output
+    total = sum(len(data) for _, data in await asyncio.wait_for(collect(session), 30))
+    assert total == 8 * MAX_QUEUED * READ_SIZE
+    assert await session.wait() == 0
     session.close()
 
 

@@ -18,17 +18,24 @@ from tidal.runtime.base import ExecCommand
 
 STDOUT, STDERR = 1, 2
 READ_SIZE = 32 * 1024
+# Chunks read ahead of the client (at most 1 MiB): beyond, the command's output waits, so a
+# slow client holds the command back instead of filling tidal's memory.
+MAX_QUEUED = 32
+TERMINAL_FULL_WAIT_S = 0.01
 
 
 class ExecSession:
-    """One running command: `output()` yields (stream, bytes) until it has written everything;
-    `write`/`close_stdin`/`resize` feed it; `wait()` gives its exit code."""
+    """One running command: `next_output()` gives (stream, bytes) until it has written
+    everything; `write`/`close_stdin`/`resize` feed it; `wait()` gives its exit code."""
 
     def __init__(self, process: asyncio.subprocess.Process, terminal: int | None) -> None:
         self.process = process
         self.terminal = terminal  # the pseudo-terminal's controller side, with a tty
         self._output: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._room = asyncio.Event()  # set while fewer than MAX_QUEUED chunks wait
+        self._room.set()
         self._pumps: list[asyncio.Task[None]] = []
+        self._terminal_paused = False
 
     @classmethod
     async def start(cls, command: ExecCommand, stdin: bool, tty: bool) -> ExecSession:
@@ -70,18 +77,40 @@ class ExecSession:
 
     async def next_output(self) -> tuple[int, bytes] | None:
         """The next chunk the command wrote, or None once it has closed its output."""
-        return await self._output.get()
+        chunk = await self._output.get()
+        if self._output.qsize() < MAX_QUEUED:
+            self._room.set()
+            if self._terminal_paused and self.terminal is not None:
+                self._terminal_paused = False
+                asyncio.get_running_loop().add_reader(self.terminal, self._read_terminal)
+        return chunk
 
-    def write(self, data: bytes) -> None:
+    def _queue(self, chunk: tuple[int, bytes]) -> None:
+        self._output.put_nowait(chunk)
+        if self._output.qsize() >= MAX_QUEUED:
+            self._room.clear()
+
+    async def write(self, data: bytes) -> None:
+        """Give the command `data`; returns once it has room for more (so a client sending
+        faster than the command reads, `kubectl cp` of a large file, waits instead of
+        queueing). Input to a command that has gone is dropped."""
         if self.terminal is not None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self.terminal, data)
+            view = memoryview(data)
+            while view and self.terminal is not None:
+                try:
+                    view = view[os.write(self.terminal, view) :]
+                except BlockingIOError:  # the terminal's input buffer is full
+                    await asyncio.sleep(TERMINAL_FULL_WAIT_S)
+                except OSError:
+                    return
         elif self.process.stdin is not None and not self.process.stdin.is_closing():
             self.process.stdin.write(data)
+            with contextlib.suppress(ConnectionError):
+                await self.process.stdin.drain()
 
-    def close_stdin(self) -> None:
+    async def close_stdin(self) -> None:
         if self.terminal is not None:
-            self.write(b"\x04")  # end of input, as a terminal says it
+            await self.write(b"\x04")  # end of input, as a terminal says it
         elif self.process.stdin is not None:
             self.process.stdin.close()
 
@@ -116,8 +145,8 @@ class ExecSession:
 
         async def pump(number: int, reader: asyncio.StreamReader) -> None:
             nonlocal remaining
-            while data := await reader.read(READ_SIZE):
-                self._output.put_nowait((number, data))
+            while await self._room.wait() and (data := await reader.read(READ_SIZE)):
+                self._queue((number, data))
             remaining -= 1
             if remaining == 0:
                 self._output.put_nowait(None)
@@ -135,7 +164,10 @@ class ExecSession:
         except OSError:  # EIO: every process holding the terminal has closed it
             data = b""
         if data:
-            self._output.put_nowait((STDOUT, data))
+            self._queue((STDOUT, data))
+            if not self._room.is_set():
+                self._terminal_paused = True
+                asyncio.get_running_loop().remove_reader(self.terminal)
             return
         asyncio.get_running_loop().remove_reader(self.terminal)
         self._output.put_nowait(None)

@@ -121,13 +121,13 @@ async def _relay(
                 continue
             channel, data = message.data[0], message.data[1:]
             if channel == STDIN:
-                session.write(data)
+                await session.write(data)
             elif channel == RESIZE:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     size = json.loads(data)
                     session.resize(int(size["Width"]), int(size["Height"]))
             elif channel == CLOSE and data[:1] == bytes([STDIN]):
-                session.close_stdin()
+                await session.close_stdin()
 
     output = asyncio.ensure_future(forward_output())
     client = asyncio.ensure_future(forward_input())
