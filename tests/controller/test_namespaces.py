@@ -5,6 +5,7 @@ mounted, and finished after a restart."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,15 @@ async def test_deleting_a_namespace_deletes_everything_in_it_and_nothing_else(
     await decide(platform)
     assert len(runtime_of(platform).running()) == 2
 
+    assert platform.namespaces is not None
     assert platform.delete_namespace("ml")
-    await settle()
+    platform.namespaces.finish_terminating()  # within the grace: nothing goes yet
+    assert namespaces(platform)["ml"] == "Terminating"
+    assert len(platform.store.list("Service", "ml")) == 1
+    assert platform.delete_service("ml", "hello")  # as `kubectl delete -f bundle.yaml` does next
+    platform.namespaces.clock = lambda: time.monotonic() + 2  # a grace later
     platform.namespaces.finish_terminating()
+    await settle()
     assert namespaces(platform) == {"default": "Active"}
     for kind in ("Service", "Revision", "Route", "ConfigMap", "Secret", "ServiceAccount"):
         assert platform.store.list(kind, "ml") == [], kind
@@ -116,12 +123,15 @@ async def test_a_namespace_whose_claim_is_mounted_terminates_once_the_replica_is
     tmp_path: Path,
 ) -> None:
     platform = make_platform(tmp_path)
+    assert platform.namespaces is not None
+    platform.namespaces.grace_s = 0.0
     mounted = {"name": "models", "persistentVolumeClaim": {"claimName": "model-cache"}}
     platform.apply([CLAIM, in_namespace(with_volumes(mounted))])
     await decide(platform)
     assert platform.claim_users("ml", "model-cache")
 
     platform.delete_namespace("ml")
+    platform.namespaces.finish_terminating()  # the service goes; its replica is still draining
     assert namespaces(platform)["ml"] == "Terminating"
     assert [c["metadata"]["name"] for c in platform.store.list("PersistentVolumeClaim")] == [
         "model-cache"
@@ -136,7 +146,7 @@ async def test_a_namespace_whose_claim_is_mounted_terminates_once_the_replica_is
     restarted = make_platform(tmp_path)  # the replica is gone with the old platform
     try:
         restarted.restore()
-        assert restarted.namespaces is not None and restarted.namespaces.terminating == {"ml"}
+        assert restarted.namespaces is not None and restarted.namespaces.terminating == {"ml": 0.0}
         restarted.namespaces.finish_terminating()
         assert namespaces(restarted) == {"default": "Active"}
         assert restarted.store.list("PersistentVolumeClaim") == []

@@ -569,7 +569,13 @@ def test_namespaces_are_created_listed_and_deleted_with_what_they_hold(platform,
     status, _, body = platform.request(host("hello", namespace="vision"), "/env")
     assert status == 200 and json.loads(body)["TARGET"] == "in vision"
 
-    assert 'namespace "vision" deleted' in kubectl("delete", "namespace", "vision").stdout
+    # The bundle deleted as it was applied: the namespace first, then what the file lists in
+    # it, which is still there (Terminating) as on a cluster, so kubectl finds no error.
+    deleted = kubectl("delete", "-f", "-", stdin=yaml.safe_dump_all([declared, service])).stdout
+    assert (
+        'namespace "vision" deleted' in deleted
+        and 'service.serving.knative.dev "hello" deleted' in (deleted)
+    )
     assert "namespace/vision" not in kubectl("get", "ns", "-o", "name").stdout
     assert "No resources found" in kubectl("get", "ksvc,rev", "-n", "vision").stderr
     wait_until(
@@ -577,14 +583,22 @@ def test_namespaces_are_created_listed_and_deleted_with_what_they_hold(platform,
         10,
         "the deleted namespace's host unrouted",
     )
-    assert "hello" in kubectl("get", "ksvc", "-n", "default", "-o", "name").stdout  # untouched
+    assert "puller" in kubectl("get", "sa", "-n", "scratch", "-o", "name").stdout  # untouched
     forbidden = kubectl("delete", "ns", "default", check=False)
     assert 'namespaces "default" is forbidden: this namespace may not be deleted' in (
         forbidden.stderr
     )
     assert "scratch  Active" in platform.cli("get", "ns").stdout
     assert "namespace/scratch deleted" in platform.cli("delete", "ns", "scratch").stdout
-    assert 'namespaces "scratch" not found' in kubectl("get", "ns", "scratch", check=False).stderr
+    assert "scratch  Terminating" in platform.cli("get", "ns").stdout  # emptied in a second
+    wait_until(
+        lambda: (
+            'namespaces "scratch" not found' in kubectl("get", "ns", "scratch", check=False).stderr
+        ),
+        10,
+        "the namespace gone",
+    )
+    assert "No resources found" in kubectl("get", "sa", "-n", "scratch").stderr
 
 
 def test_diff_shows_only_what_an_apply_would_change(kubectl):

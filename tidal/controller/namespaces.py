@@ -2,14 +2,18 @@
 first applied in it, and a deleted one takes everything in it along, as Kubernetes' namespace
 controller empties a namespace before the namespace itself goes.
 
-Deleting marks the namespace Terminating (stored, so a restart finishes the job) and deletes
-its content at once; what cannot go yet (a claim a draining replica still mounts) is retried
-by `finish_terminating` until nothing is left and the namespace is removed.
+Deleting marks the namespace Terminating (stored, so a restart finishes the job);
+`finish_terminating`, run every second, deletes its content once a grace of a second has
+passed, and retries what cannot go yet (a claim a draining replica still mounts) until nothing
+is left and the namespace is removed. The grace is for `kubectl delete -f bundle.yaml`: a
+bundle that starts with its Namespace has its other objects deleted one by one right after, and
+on a cluster, where a namespace's content goes in the background, they are still there then.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -35,13 +39,22 @@ log = logging.getLogger("tidal.controller")
 # to, services (and with them their revisions and routes) before the claims their replicas mount.
 CONTENT = (DOMAIN_MAPPING, "Service", RESOURCE_POLICY, *CONFIG_KINDS, SERVICE_ACCOUNT, CLAIM)
 Deleter = Callable[[str, str], bool]  # (namespace, name) -> whether it was there
+GRACE_S = 1.0
 
 
 class NamespaceLifecycle:
-    def __init__(self, store: Store, deleters: Mapping[str, Deleter]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        deleters: Mapping[str, Deleter],
+        grace_s: float = GRACE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.deleters = deleters
-        self.terminating: set[str] = set()
+        self.grace_s = grace_s
+        self.clock = clock
+        self.terminating: dict[str, float] = {}  # name -> when its content may be deleted
 
     def restore(self) -> None:
         """Every namespace in use has its object (stores written before namespaces were kept
@@ -49,7 +62,7 @@ class NamespaceLifecycle:
         for name in self.missing({"default", *self.store.namespaces()} - {CLUSTER_SCOPE}):
             self.store.put(implied_namespace(name))
         self.terminating = {
-            ns["metadata"]["name"] for ns in self.store.list(NAMESPACE) if is_terminating(ns)
+            ns["metadata"]["name"]: 0.0 for ns in self.store.list(NAMESPACE) if is_terminating(ns)
         }
 
     def missing(self, namespaces: Iterable[str]) -> list[str]:
@@ -75,8 +88,8 @@ class NamespaceLifecycle:
             )
 
     def delete(self, name: str) -> bool:
-        """Mark `name` Terminating and delete what it holds; False if there is no such
-        namespace. NamespaceForbidden for the ones Kubernetes keeps."""
+        """Mark `name` Terminating, to be emptied and removed after the grace; False if there
+        is no such namespace. NamespaceForbidden for the ones Kubernetes keeps."""
         if name in UNDELETABLE:
             raise NamespaceForbidden(
                 f'namespaces "{name}" is forbidden: this namespace may not be deleted'
@@ -88,14 +101,15 @@ class NamespaceLifecycle:
             stored["metadata"]["deletionTimestamp"] = now_rfc3339()
             stored["status"] = {"phase": TERMINATING}
             self.store.put(stored)
-            self.terminating.add(name)
-        self._empty(name)
+            self.terminating[name] = self.clock() + self.grace_s
         return True
 
     def finish_terminating(self) -> None:
-        """Go on emptying the namespaces being deleted; remove those now empty."""
-        for name in sorted(self.terminating):
-            self._empty(name)
+        """Empty the namespaces being deleted whose grace has passed; remove those now empty."""
+        now = self.clock()
+        for name, due in sorted(self.terminating.items()):
+            if now >= due:
+                self._empty(name)
 
     def _empty(self, name: str) -> None:
         left = []
@@ -109,7 +123,7 @@ class NamespaceLifecycle:
             log.debug("namespace %s keeps %s for now", name, ", ".join(left))
             return
         self.store.delete(NAMESPACE, CLUSTER_SCOPE, name)
-        self.terminating.discard(name)
+        del self.terminating[name]
 
 
 def namespace_of(doc: dict[str, Any]) -> str:
