@@ -556,18 +556,20 @@ class ContainerRuntime(ChildStopping):
             log.warning("volumes of %s remain; the next start removes them", spec.replica_id)
 
     def _exec_probe(self, child: _Child) -> ExecProbe:
-        """An exec probe runs in the replica's serving container (`podman exec`)."""
+        """An exec probe runs in the replica's container (`podman exec`)."""
+        assert self.engine is not None
+        engine, name = self.engine, container_name(child.replica.spec)
 
         async def run(command: tuple[str, ...], timeout_s: float) -> str | None:
-            how = self.exec_command(child.replica, "", command)
-            return await exec_failure(list(how.argv), command, timeout_s)
+            return await exec_failure(exec_args(engine, name, command), command, timeout_s)
 
         return run
 
     def exec_command(
         self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
     ) -> ExecCommand:
-        """`podman exec` in the serving container, or in the sidecar named `container`."""
+        """`podman exec --interactive` in the serving container, or in the sidecar named
+        `container`."""
         if self.engine is None:
             raise ExecUnavailable("no container engine")
         spec = replica.spec

@@ -54,7 +54,7 @@ def _target(platform: Platform, request: web.Request) -> tuple[Replica, str, tup
         raise ApiError(
             400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
         )
-    if not request.headers.get("Upgrade", "").lower() == "websocket":
+    if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(
             400,
             "tidal serves exec over WebSocket only (kubectl 1.30 or newer); this client asked "
