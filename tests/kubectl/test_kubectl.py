@@ -440,6 +440,23 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
     kubectl("delete", "ksvc", "logged")
 
 
+def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
+    """`kubectl auth can-i`: yes for what tidal serves, no with the reason otherwise;
+    `--list` the rules; `kubectl auth whoami` the token's user (docs/kubectl.md#access)."""
+    assert kubectl("auth", "can-i", "create", "ksvc").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "create", "pods", "--subresource=exec").stdout == "yes\n"
+    refused = kubectl("auth", "can-i", "update", "revisions", check=False)
+    assert refused.returncode == 1
+    assert refused.stdout.strip() == (
+        "no - tidal serves get, list, watch on revisions.serving.knative.dev, not update"
+    )
+    missing = kubectl("auth", "can-i", "create", "deployments.apps", check=False)
+    assert missing.stdout.strip() == "no - tidal does not serve deployments.apps"
+    listed = kubectl("auth", "can-i", "--list").stdout
+    assert re.search(r"^services\.serving\.knative\.dev\s.*\[create delete get", listed, re.M)
+    assert "tidal-admin" in kubectl("auth", "whoami").stdout
+
+
 def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, tmp_path):
     """`kubectl exec` and `kubectl cp` over Kubernetes' WebSocket protocol (docs/kubectl.md#exec):
     the command runs as the replica does, its output and exit code are kubectl's."""

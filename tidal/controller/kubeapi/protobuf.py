@@ -1,5 +1,5 @@
 """Kubernetes' protobuf encoding of the core objects tidal keeps, as kubectl's typed commands
-send them (`kubectl create secret|configmap|namespace|serviceaccount`:
+send them (`kubectl create secret|configmap|namespace|serviceaccount`, `kubectl auth`:
 docs/kubectl.md#what-is-served).
 
 A body is the magic `k8s\\0`, then a `runtime.Unknown` whose `typeMeta` names the kind and whose
@@ -48,8 +48,35 @@ _MESSAGES: dict[str, list[tuple[str, int, Any]]] = {
     # `kubectl create namespace` and `kubectl create serviceaccount` send a name only.
     "Namespace": [("metadata", 1, "ObjectMeta")],
     "ServiceAccount": [("metadata", 1, "ObjectMeta")],
+    # `kubectl auth can-i [--list]` and `kubectl auth whoami` (tidal.controller.kubeapi.access).
+    "SelfSubjectAccessReview": [("metadata", 1, "ObjectMeta"), ("spec", 2, "AccessReviewSpec")],
+    "AccessReviewSpec": [
+        ("resourceAttributes", 1, "ResourceAttributes"),
+        ("nonResourceAttributes", 2, "NonResourceAttributes"),
+    ],
+    "ResourceAttributes": [
+        ("namespace", 1, STRING),
+        ("verb", 2, STRING),
+        ("group", 3, STRING),
+        ("version", 4, STRING),
+        ("resource", 5, STRING),
+        ("subresource", 6, STRING),
+        ("name", 7, STRING),
+    ],
+    "NonResourceAttributes": [("path", 1, STRING), ("verb", 2, STRING)],
+    "SelfSubjectRulesReview": [("metadata", 1, "ObjectMeta"), ("spec", 2, "RulesReviewSpec")],
+    "RulesReviewSpec": [("namespace", 1, STRING)],
+    "SelfSubjectReview": [("metadata", 1, "ObjectMeta")],
 }
-KINDS = ("Secret", "ConfigMap", "Namespace", "ServiceAccount")
+KINDS = (
+    "Secret",
+    "ConfigMap",
+    "Namespace",
+    "ServiceAccount",
+    "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SelfSubjectReview",
+)
 
 
 class UndecodableBody(ValueError):

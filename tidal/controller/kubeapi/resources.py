@@ -47,6 +47,12 @@ class Resource:
     columns: tuple[Column, ...]
     writable: bool
     namespaced: bool = True
+    extra_verbs: tuple[str, ...] = ()  # served beyond what `writable` says (a pod's delete)
+    subresources: tuple[str, ...] = ()
+
+    @property
+    def verbs(self) -> tuple[str, ...]:
+        return (*(WRITE_VERBS if self.writable else READ_VERBS), *self.extra_verbs)
 
     @property
     def group_version(self) -> str:
@@ -63,7 +69,7 @@ class Resource:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(WRITE_VERBS if self.writable else READ_VERBS),
+            "verbs": list(self.verbs),
             "shortNames": list(self.short_names),
             "categories": list(self.categories),
         }
@@ -243,6 +249,8 @@ PODS = Resource(
         Column("Node", lambda o: o["spec"].get("nodeName", ""), priority=1),
     ),
     writable=False,
+    extra_verbs=("delete",),  # replaces the replica
+    subresources=("log", "exec"),
 )
 CLAIMS = Resource(
     "",

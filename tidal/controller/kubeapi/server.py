@@ -20,7 +20,7 @@ from tidal.api.claims import ClaimInUse
 from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
 from tidal.api.namespaces import CLUSTER_SCOPE, NamespaceForbidden, namespace_view
-from tidal.controller.kubeapi import openapi, protobuf
+from tidal.controller.kubeapi import access, openapi, protobuf
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.metrics_api import add_metrics_routes
@@ -603,7 +603,8 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
                 "groups": [_group(group) for group in GROUPS]
-                + ([metrics_group()] if platform.on_this_machine else []),
+                + ([metrics_group()] if platform.on_this_machine else [])
+                + access.groups(),
             }
         ),
     )
@@ -630,6 +631,13 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             _add_resource(router, api, f"/apis/{gv}", resource)
     for resource in core:
         _add_resource(router, api, "/api/v1", resource)
+    served = [
+        access.Served(r.group, r.plural, r.verbs, r.subresources)
+        for r in [*(r for rs in GROUP_VERSIONS.values() for r in rs), *core]
+    ]
+    if platform.on_this_machine:
+        served.append(access.Served(metrics_group()["name"], "pods", ("get", "list")))
+    access.add_access_routes(router, served)
     if platform.on_this_machine:
 
         @_handle
