@@ -452,13 +452,105 @@ async def test_browsers_choosing_http2_over_tls_reach_http1_revisions(router) ->
             await gateway.close()
 
 
-async def test_http1_to_a_revision_that_serves_h2c_is_505_with_why(gateway, router) -> None:
+def grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+async def http1_exchange(port: int, request: bytes) -> tuple[int, dict[bytes, bytes], bytes, dict]:
+    """One HTTP/1.1 request on a fresh connection (it should say Connection: close): the
+    response's status, headers, body (de-chunked) and chunked trailers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.split(b"\r\n")
+    headers = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines)}
+    if headers.get(b"transfer-encoding") != b"chunked":
+        return int(status_line.split()[1]), headers, rest, {}
+    body, trailers = b"", {}
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            for line in rest.split(b"\r\n"):
+                if line:
+                    name, _, value = line.partition(b": ")
+                    trailers[name.lower()] = value
+            return int(status_line.split()[1]), headers, body, trailers
+        body, rest = body + rest[:size], rest[size + 2 :]
+
+
+def grpc_over_http1(method: str, body: bytes, *extra: str) -> bytes:
+    head = [f"POST /tidal.test.Model/{method} HTTP/1.1", f"Host: {HOST}", "Connection: close"]
+    head += ["Content-Type: application/grpc", *extra]
+    if not any(h.startswith("Transfer-Encoding") for h in extra):
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def test_http1_to_a_revision_that_serves_h2c_goes_as_http2(gateway, router, model) -> None:
+    """As Knative sends every request to an h2c container over HTTP/2: the request as a stream
+    on the replica's h2c connection, the response back as chunked HTTP/1.1 with its trailers
+    (tidal.gateway.http1_h2)."""
+    request = grpc_over_http1("Predict", grpc_frame(b"x"))
+    status, headers, body, trailers = await http1_exchange(gateway.port, request)
+    assert status == 200 and headers[b"x-tidal-revision"] == REVISION.encode()
+    assert body == grpc_frame(b"prediction for x")
+    assert trailers[b"grpc-status"] == b"0"
+    assert model.metadata[-1]["x-forwarded-for"] == "127.0.0.1"
+
+    # A streamed upload, chunked by the client, three times the stream window; then a
+    # streamed answer of 5 MB: flow control both ways.
+    upload = b"".join(grpc_frame(bytes(1000)) for _ in range(3 * 1024))
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (upload[:MB], upload[MB:]))
+    request = grpc_over_http1("Upload", chunks + b"0\r\n\r\n", "Transfer-Encoding: chunked")
+    _, _, body, trailers = await http1_exchange(gateway.port, request)
+    assert body == grpc_frame(str(len(upload) - 5 * 3 * 1024).encode())
+    request = grpc_over_http1("Generate", grpc_frame(b"50"))
+    _, _, body, trailers = await http1_exchange(gateway.port, request)
+    assert len(body) == 50 * (100_000 + 5) and trailers[b"grpc-status"] == b"0"
+
+    # A gRPC error is a "trailers-only" answer, one HEADERS frame: its fields come in the head.
+    # An HTTP/1.0 client gets a close-delimited body.
+    request = grpc_over_http1("Missing", grpc_frame(b"big"))
+    status, headers, body, _ = await http1_exchange(gateway.port, request)
+    assert status == 200 and body == b""
+    assert (headers[b"grpc-status"], headers[b"grpc-message"]) == (b"5", b"no model named big")
+    old = grpc_over_http1("Predict", grpc_frame(b"y")).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    status, headers, body, _ = await http1_exchange(gateway.port, old)
+    assert status == 200 and b"transfer-encoding" not in headers
+    assert body == grpc_frame(b"prediction for y")
+    await eventually(lambda: router.released == [200] * 5)
+
+
+async def test_an_http1_request_to_h2c_ends_its_stream_on_timeout_and_hang_up(
+    gateway, router, model
+) -> None:
+    router.timeout = 1.0
+    request = grpc_over_http1("Slow", grpc_frame(b"3"))
+    status, _, body, _ = await http1_exchange(gateway.port, request)
+    assert status == 504 and b"timeout" in body
+    router.timeout = 30.0
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    writer.write(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+    writer.write(grpc_over_http1("Generate", grpc_frame(b"100000")))
+    await reader.readexactly(100_000)  # streaming; then the client goes
+    writer.close()
+    await asyncio.to_thread(model.generate_ended.wait, 10)  # the replica's call was cancelled
+    assert model.generate_ended.is_set()
+    await eventually(lambda: router.released == [504, 499])
+
+
+async def test_an_http1_upgrade_cannot_reach_an_h2c_revision(gateway, router) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "\r\n".encode()
+    )
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
-    assert b"revision model-00001 serves HTTP/2 (h2c)" in data
+    assert b"serves HTTP/2 (h2c): an HTTP/1.1 upgrade (websocket) cannot reach it" in data
     assert router.released == [505]
 
 

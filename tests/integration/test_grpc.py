@@ -3,6 +3,7 @@ the gateway's worker process, from zero replicas and back."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from typing import Any
 
@@ -58,7 +59,22 @@ def test_tokens_stream_and_errors_keep_their_status(platform: Platform) -> None:
     assert caught.value.details().startswith("message is not JSON")
 
 
-def test_http1_to_the_grpc_service_says_to_use_http2(platform: Platform) -> None:
-    status, headers, _ = platform.request(host("grpc"))
-    assert status == 505
-    assert "serves HTTP/2 (h2c)" in headers["X-Tidal-Error"]
+def test_http1_reaches_the_grpc_service_as_http2(platform: Platform) -> None:
+    """An HTTP/1.1 request goes to the h2c replica as an HTTP/2 stream, as Knative's proxies
+    send it, and its answer comes back as HTTP/1.1: here a gRPC call framed by hand."""
+    message = json.dumps({"instances": [[1.0, -2.0, 0.5, 3.0]]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", platform.port, timeout=60)
+    try:
+        connection.request(
+            "POST",
+            "/tidal.example.Model/Predict",
+            b"\x00" + len(message).to_bytes(4, "big") + message,
+            {"Host": host("grpc"), "Content-Type": "application/grpc"},
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 200 and response.getheader("X-Tidal-Revision") == "grpc-00001"
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert json.loads(body[5:]) == {"scores": [8.625], "revision": "grpc-00001"}

@@ -152,6 +152,10 @@ class _H2Peer(asyncio.Protocol):
             pass  # the stream was reset meanwhile: drop what it had queued
         self._queued.pop(stream_id, None)
 
+    def backlog(self, stream_id: int) -> bool:
+        """Whether data of `stream_id` waits for the peer's window."""
+        return bool(self._queued.get(stream_id))
+
     def window_opened(self, stream_id: int) -> None:
         for queued in list(self._queued) if stream_id == 0 else [stream_id]:
             self._drain(queued)

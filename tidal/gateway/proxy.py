@@ -38,9 +38,10 @@ import httptools
 
 from tidal.api.config import GatewayLimits
 from tidal.gateway.h2_http1 import Http1Upstream
-from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool
+from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool, H2Upstream
 from tidal.gateway.headers import HOP_BY_HOP, listed
 from tidal.gateway.hosts import request_host
+from tidal.gateway.http1_h2 import H2Bridge
 from tidal.gateway.limits import ConnectionBudget, capped
 from tidal.gateway.pool import IdlePool
 from tidal.gateway.router import Lease, RouteError, Router, lease_for
@@ -170,7 +171,7 @@ class _Exchange:
         self.status = 0
         self.task: asyncio.Task[None] | None = None
         self.upgrade: bytes | None = None  # the protocols an upgrade request asks for
-        self.upstream: _UpstreamConnection | None = None
+        self.upstream: _UpstreamConnection | H2Bridge | None = None
 
 
 class _UpstreamConnection(asyncio.Protocol):
@@ -705,19 +706,22 @@ class _ClientConnection(asyncio.Protocol):
                 if ex.lease is None:
                     ex.lease = await lease_for(router, ex.host, ex.path, self._cluster_client)
                 lease = ex.lease
-                if lease.h2c:
+                if lease.h2c and ex.upgrade is not None:
                     self._fail(
                         ex,
                         505,
-                        f"revision {lease.revision} serves HTTP/2 (h2c): send HTTP/2 with prior "
-                        "knowledge, as gRPC clients do (curl --http2-prior-knowledge)",
+                        f"revision {lease.revision} serves HTTP/2 (h2c): an HTTP/1.1 upgrade "
+                        f"({ex.upgrade.decode('latin-1')}) cannot reach it",
                     )
                     return
-                conn = None if ex.replayed else pool.take(lease.host, lease.port)
+                conn = None if ex.replayed or lease.h2c else pool.take(lease.host, lease.port)
                 if conn is None:
                     timeout = lease.deadline - time.monotonic()
+                    dial = (self._server.h2_pool.connection if lease.h2c else pool.connect)(
+                        lease.host, lease.port
+                    )
                     try:
-                        conn = await asyncio.wait_for(pool.connect(lease.host, lease.port), timeout)
+                        conn = await asyncio.wait_for(dial, timeout)
                     except TimeoutError:
                         self._fail(ex, 504, "upstream request timeout")
                         return
@@ -734,17 +738,21 @@ class _ClientConnection(asyncio.Protocol):
             log.exception("proxying %s %s failed", ex.host, ex.path)
             self._fail(ex, 500, "internal error")
 
-    def _send(self, ex: _Exchange, conn: _UpstreamConnection) -> None:
+    def _send(self, ex: _Exchange, conn: _UpstreamConnection | H2Upstream) -> None:
         lease: Lease = ex.lease  # type: ignore[assignment]
-        ex.upstream = conn
         ex.last_byte = lease.started
-        conn.attach(self, ex)
         self._watch_deadline(lease.next_timeout(False, ex.last_byte)[0])
-        pending = ex.pending
+        pending = ex.pending or []
         ex.pending = None
-        conn.transport.write(b"".join((ex.head, *pending)) if pending else ex.head)  # type: ignore[arg-type]
+        if isinstance(conn, H2Upstream):  # an h2c revision (tidal.gateway.http1_h2)
+            ex.upstream = bridge = H2Bridge(self, ex, conn)
+            bridge.start(pending)
+        else:
+            ex.upstream = conn
+            conn.attach(self, ex)
+            conn.transport.write(b"".join((ex.head, *pending)) if pending else ex.head)  # type: ignore[arg-type]
         if self._write_paused:
-            conn.pause()
+            ex.upstream.pause()
         self._update_reading()
 
     def _watch_deadline(self, deadline: float) -> None:
