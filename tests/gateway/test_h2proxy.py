@@ -524,6 +524,24 @@ async def test_http1_to_a_revision_that_serves_h2c_goes_as_http2(gateway, router
     await eventually(lambda: router.released == [200] * 5)
 
 
+async def test_http1_keep_alive_and_pipelined_requests_to_h2c_are_answered_in_order(
+    gateway, router
+) -> None:
+    one, two = (grpc_over_http1("Predict", grpc_frame(name)) for name in (b"a", b"b"))
+    keep = one.replace(b"Connection: close\r\n", b"")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(keep)  # answered, the connection kept for the next two, sent at once
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" not in head
+    await asyncio.wait_for(reader.readuntil(b"0\r\ngrpc-status: 0\r\n"), 10)
+    writer.write(keep + two)
+    rest = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert rest.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert rest.index(b"prediction for a") < rest.index(b"prediction for b")
+    await eventually(lambda: router.released == [200] * 3)
+
+
 async def test_an_http1_request_to_h2c_ends_its_stream_on_timeout_and_hang_up(
     gateway, router, model
 ) -> None:
