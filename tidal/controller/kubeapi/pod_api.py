@@ -50,13 +50,18 @@ def delete_pod(platform: Platform, namespace: str, name: str) -> bool:
     return workload is not None
 
 
-def chosen_container(
-    workload: RevisionWorkload, pod: str, asked: str | None, init_containers: bool
-) -> str:
-    """The container a pod request names, or the only one; ApiError in the API server's
-    words when it names none of several, or one the pod does not have."""
+def pod_container(
+    platform: Platform, request: web.Request, init_containers: bool
+) -> tuple[RevisionWorkload, str]:
+    """The workload of the pod a request names, and the container it names, or the only one;
+    ApiError in the API server's words for a pod that does not exist, a request that names no
+    container of several, or one the pod does not have."""
+    pod = request.match_info["name"]
+    workload = workload_of(platform, request.match_info["ns"], pod)
+    if workload is None:
+        raise not_found("pods", pod)
     names = container_names(workload)
-    container = asked or (names[0] if len(names) == 1 else "")
+    container = request.query.get("container") or (names[0] if len(names) == 1 else "")
     if not container:
         raise ApiError(
             400,
@@ -65,7 +70,17 @@ def chosen_container(
     valid = [*names, *(init_container_names(workload) if init_containers else ())]
     if container not in valid:
         raise ApiError(400, f"container {container} is not valid for pod {pod}")
-    return container
+    return workload, container
+
+
+def started(workload: RevisionWorkload, pod: str, container: str) -> Replica:
+    """The pod's replica, once its runtime has started it (ApiError before)."""
+    replica = workload.replicas.get(pod)
+    if replica is None:
+        raise ApiError(
+            400, f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating'
+        )
+    return replica
 
 
 async def pod_log(
@@ -73,23 +88,15 @@ async def pod_log(
 ) -> web.StreamResponse:
     """GET .../pods/NAME/log: the container's log, its last `tailLines` lines, at most
     `limitBytes`; with `follow`, what it writes from then on until the replica ends."""
-    namespace, name = request.match_info["ns"], request.match_info["name"]
-    workload = workload_of(platform, namespace, name)
-    if workload is None:
-        raise not_found("pods", name)
-    query = request.query
-    container = chosen_container(workload, name, query.get("container"), init_containers=True)
+    name, query = request.match_info["name"], request.query
+    workload, container = pod_container(platform, request, init_containers=True)
     if query.get("previous") in ("true", "1"):
         raise ApiError(
             400,
             f'previous terminated container "{container}" in pod "{name}" not found (a replica '
             "that ends is replaced, not restarted: its log stays in `tidal logs`)",
         )
-    replica = workload.replicas.get(name)
-    if replica is None:
-        raise ApiError(
-            400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
-        )
+    replica = started(workload, name, container)
     path = container_log(workload, replica, container)
     assert path is not None
     # The tail and the follower's starting point in one step of the loop, before any await:

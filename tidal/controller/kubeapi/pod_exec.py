@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tidal.controller.kubeapi.pod_api import POLL_S, chosen_container, workload_of
-from tidal.controller.kubeapi.status import ApiError, not_found
+from tidal.controller.kubeapi.pod_api import POLL_S, pod_container, started
+from tidal.controller.kubeapi.status import ApiError
 from tidal.controller.platform import Platform
 from tidal.runtime.base import ExecUnavailable, Replica, ReplicaState
 from tidal.runtime.exec_session import ExecSession
@@ -40,20 +40,11 @@ def _flag(query: Any, key: str) -> bool:
 
 def _target(platform: Platform, request: web.Request) -> tuple[Replica, str, tuple[str, ...]]:
     """The running replica, container and command an exec request names; ApiError else."""
-    namespace, name = request.match_info["ns"], request.match_info["name"]
-    workload = workload_of(platform, namespace, name)
-    if workload is None:
-        raise not_found("pods", name)
-    query = request.query
-    container = chosen_container(workload, name, query.get("container"), init_containers=False)
-    command = tuple(query.getall("command", []))
+    workload, container = pod_container(platform, request, init_containers=False)
+    command = tuple(request.query.getall("command", []))
     if not command:
         raise ApiError(400, "you must specify at least one command for the container")
-    replica = workload.replicas.get(name)
-    if replica is None:
-        raise ApiError(
-            400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
-        )
+    replica = started(workload, request.match_info["name"], container)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(
             400,
