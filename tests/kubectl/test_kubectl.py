@@ -517,6 +517,15 @@ def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, 
         assert "command terminated with exit code 137" in sleeper.stderr.read()
     finally:
         sleeper.kill()
+    # A watch of the deleted pod from a version listed before it went (kubectl delete's wait
+    # lists, then watches): it hears that the pod went, though pods keep no history.
+    query = f"fieldSelector=metadata.name={name}&watch=1&resourceVersion=1&timeoutSeconds=1"
+    status, body = platform.api("GET", f"/api/v1/namespaces/default/pods?{query}")
+    first = json.loads(body.splitlines()[0])
+    assert status == 200 and (first["type"], first["object"]["metadata"]["name"]) == (
+        "DELETED",
+        name,
+    )
     kubectl("delete", "ksvc", "shell")
 
 

@@ -183,6 +183,10 @@ async def watch_pods(
         if request.query.get("resourceVersion", "") in ("", "0"):
             for pod in seen.values():
                 await stream.send("ADDED", pod)
+        elif (named := _named(request.query.get("fieldSelector", ""))) and named not in seen:
+            # The client listed the pod and it went before this watch began (`kubectl delete`
+            # waits so): pods keep no history to replay, so say it went.
+            await stream.send("DELETED", _gone_pod(named, namespace or "default"))
         while (remaining := stream.remaining()) > 0 and not _gone(request):
             if closing.is_set():
                 break
@@ -203,6 +207,25 @@ async def watch_pods(
     with contextlib.suppress(ConnectionResetError):
         await stream.response.write_eof()
     return stream.response
+
+
+def _named(field_selector: str) -> str | None:
+    """The pod name a field selector pins (`metadata.name=NAME`, kubectl's for one object)."""
+    key, _, name = field_selector.partition("=")
+    if key.strip() != "metadata.name" or "," in name:
+        return None
+    return name.lstrip("=").strip() or None
+
+
+def _gone_pod(name: str, namespace: str) -> dict[str, Any]:
+    """What a watch reports of a pod that is gone when only its name is known."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": []},
+        "status": {"phase": "Succeeded", "containerStatuses": []},
+    }
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
