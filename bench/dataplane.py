@@ -179,10 +179,14 @@ def medians_of(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, f
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def run_wrk(port: int, args: argparse.Namespace) -> dict[str, float]:
-    """One wrk run; requests/s and p50/p99 latency in milliseconds."""
+def run_wrk(
+    port: int, args: argparse.Namespace, path: str = "/", script: Path | None = None
+) -> dict[str, float]:
+    """One wrk run (with a Lua `script` that sets the request, if given); requests/s and
+    p50/p99 latency in milliseconds."""
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    cmd += ["-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"]
+    cmd += ["-s", str(script)] if script is not None else []
+    cmd += ["-H", f"Host: {HOST}", f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 30).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
