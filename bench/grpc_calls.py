@@ -164,12 +164,15 @@ def main() -> None:
         body.write_bytes(frame)
         script = wrk_script(tmp / "call.lua", frame)
         try:
-            up, tidal_port = free_port(), free_port()
-            ports = {"tidal-h2": tidal_port, "tidal": tidal_port} if args.http1 else {}
-            ports = ports or {"direct": up, "tidal": tidal_port}
+            up = free_port()
+            # With --http1 the baseline is tidal's HTTP/2 path: a gateway of its own, so that each
+            # configuration has its port (the same code, another process).
+            ports = {"tidal-h2": free_port()} if args.http1 else {"direct": up}
+            ports["tidal"] = free_port()
             procs.append(subprocess.Popen([sys.executable, __file__, "--serve-replica", str(up)]))
-            tidal_cmd = [sys.executable, __file__, "--serve-tidal", str(tidal_port), str(up)]
-            procs.append(subprocess.Popen(tidal_cmd))
+            for name in ("tidal-h2", "tidal") if args.http1 else ("tidal",):
+                tidal_cmd = [sys.executable, __file__, "--serve-tidal", str(ports[name]), str(up)]
+                procs.append(subprocess.Popen(tidal_cmd))
             if nginx:
                 ports["nginx"] = free_port()
                 http2 = "" if args.http1 else "http2"
