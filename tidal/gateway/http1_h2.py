@@ -42,7 +42,6 @@ class H2Bridge:
         self._paused = False  # the client's socket is backed up: acknowledge nothing
         self._held: list[tuple[Callable[[int], None], int]] = []
         self._chunked = False  # the response goes to the client chunked
-        self._close_delimited = False
         method, target, host, headers = _request_head(ex.head or b"")
         length = dict(headers).get(b"content-length", b"")
         self._remaining = int(length) if length.isdigit() else 0  # request body still to come
@@ -116,7 +115,6 @@ class H2Bridge:
         bodiless = ex.method == b"HEAD" or status in (204, 304)
         if not bodiless and b"content-length" not in dict(headers):
             if ex.http10:  # cannot chunk for it: the body ends when the connection does
-                self._close_delimited = True
                 ex.keep_alive = False
             else:
                 self._chunked = True
