@@ -47,7 +47,6 @@ class H2Bridge:
         self._remaining = int(length) if length.isdigit() else 0  # request body still to come
         self.stream = stream = _Stream(self, 1)  # type: ignore[arg-type]
         stream.lease = ex.lease
-        stream.host, stream.path = ex.host, ex.path
         stream.headers = [
             (b":method", method),
             (b":scheme", b"http"),
