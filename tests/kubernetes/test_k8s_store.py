@@ -99,6 +99,10 @@ async def test_on_kubernetes_secrets_are_the_clusters(api: ApiClient, tmp_path: 
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf"}}
         with pytest.raises(InvalidSpec, match="on Kubernetes a Secret is the cluster's"):
             platform.apply([secret])
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml"}}
+        with pytest.raises(InvalidSpec, match="on Kubernetes a Namespace is the cluster's"):
+            platform.apply([namespace])
+        assert platform.namespaces is None  # namespaces made and deleted by the cluster
         doc = service()
         doc.pop("status")
         container = doc["spec"]["template"]["spec"]["containers"][0]
