@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.harness import (
     FOREIGN_UID,
+    HELLO_DIR,
     Platform,
     concurrent_gets,
     hello_service,
@@ -212,6 +213,22 @@ def test_never_ready_app_fails_at_progress_deadline(platform):
     assert status == 503 and b"ProgressDeadlineExceeded" in body
     assert time.monotonic() - started < 10
     assert "loading forever" in platform.cli("logs", "stuck").stdout
+
+
+def test_tidal_exec_runs_a_command_in_a_ready_replica(platform):
+    """`tidal exec` (the CLI's side of pod exec): the replica's environment and folder, stdin
+    passed with -i, the command's exit code as the CLI's, and why when none is ready."""
+    platform.apply(hello_service("shell", {"autoscaling.knative.dev/min-scale": "1"}))
+    platform.wait_ready("shell")
+    ran = platform.cli(
+        "exec", "shell", "--", "sh", "-c", "echo $K_REVISION; pwd; exit 4", check=False
+    )
+    assert ran.returncode == 4 and ran.stdout.splitlines() == ["shell-00001", str(HELLO_DIR)]
+    piped = platform.cli("exec", "-i", "shell", "--", "sh", "-c", "wc -c", stdin="12345")
+    assert piped.stdout.strip() == "5"
+    missing = platform.cli("exec", "nothing", "--", "true", check=False)
+    assert missing.returncode == 1 and "no ready service 'nothing' in default" in missing.stderr
+    platform.cli("delete", "service", "shell")
 
 
 def test_logs_and_metrics(platform):

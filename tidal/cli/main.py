@@ -48,6 +48,7 @@ DESCRIBE_EVENTS = 10  # `tidal describe` shows this many of the newest events
 LAZY_COMMANDS = {
     "backtest": "tidal.cli.predictive:backtest",
     "console": "tidal.console.cli:console_command",
+    "exec": "tidal.cli.remote_exec:exec_command",
     "forecast": "tidal.cli.predictive:forecast",
     "history": "tidal.cli.predictive:history",
     "kubernetes": "tidal.cli.kubernetes:kubernetes",
