@@ -21,11 +21,17 @@ import aiohttp
 import click
 
 from tidal.cli.client import TIDAL, ApiError, Client
+from tidal.runtime.exec_session import (
+    CLOSE,
+    ERROR,
+    PROTOCOL,
+    READ_SIZE,
+    RESIZE,
+    STDERR,
+    STDIN,
+    STDOUT,
+)
 from tidal.security.tls import client_context
-
-PROTOCOL = "v5.channel.k8s.io"
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-READ_SIZE = 32 * 1024
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from tidal.gateway.h2proxy import H2Upstream, _Headers, _Stream
+from tidal.gateway.headers import status_phrase
 
 if TYPE_CHECKING:
     from tidal.gateway.proxy import _ClientConnection, _Exchange
@@ -108,7 +108,7 @@ class H2Bridge:
         lines = _header_lines(headers)
         if status < 200:  # interim (100 Continue, 103 Early Hints)
             if not ex.http10:
-                self._write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, _reason(status), lines))
+                self._write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, status_phrase(status), lines))
             return
         ex.status, ex.responded = status, True
         bodiless = ex.method == b"HEAD" or status in (204, 304)
@@ -122,7 +122,7 @@ class H2Bridge:
             lines += b"Connection: close\r\n"
         elif ex.http10:
             lines += b"Connection: keep-alive\r\n"
-        self._write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, _reason(status), lines))
+        self._write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, status_phrase(status), lines))
         if end_stream and self._chunked:
             self._write(b"0\r\n\r\n")
 
@@ -204,10 +204,3 @@ def _request_head(head: bytes) -> tuple[bytes, bytes, bytes, _Headers]:
 
 def _header_lines(headers: _Headers) -> bytes:
     return b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers if not k.startswith(b":"))
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""

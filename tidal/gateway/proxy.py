@@ -32,14 +32,13 @@ import socket
 import ssl
 import time
 from collections import deque
-from http import HTTPStatus
 
 import httptools
 
 from tidal.api.config import GatewayLimits
 from tidal.gateway.h2_http1 import Http1Upstream
 from tidal.gateway.h2proxy import PREFACE, H2ClientConnection, H2Pool, H2Upstream
-from tidal.gateway.headers import HOP_BY_HOP, listed
+from tidal.gateway.headers import HOP_BY_HOP, listed, status_phrase
 from tidal.gateway.hosts import request_host
 from tidal.gateway.http1_h2 import H2Bridge
 from tidal.gateway.limits import ConnectionBudget, capped
@@ -105,10 +104,6 @@ def _revision_header(revision: str) -> bytes:
 
 def _error_response(status: int, reason: str, keep_alive: bool) -> bytes:
     """A response the proxy makes itself: `reason` as text body and in `X-Tidal-Error`."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
     body = (reason + "\n").encode()
     header = " ".join(reason.split()).encode("ascii", "replace")
     return (
@@ -116,7 +111,7 @@ def _error_response(status: int, reason: str, keep_alive: bool) -> bytes:
         b"X-Tidal-Error: %s\r\n%s\r\n%s"
         % (
             status,
-            phrase.encode(),
+            status_phrase(status),
             len(body),
             header,
             b"" if keep_alive else b"Connection: close\r\n",

@@ -16,7 +16,10 @@ from collections.abc import Callable
 
 from tidal.runtime.base import ExecCommand
 
-STDOUT, STDERR = 1, 2
+# Kubernetes' remote command protocol, as `kubectl exec` speaks it over a WebSocket: each
+# message starts with its channel. The command's streams are numbered as their channels.
+PROTOCOL = "v5.channel.k8s.io"
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 READ_SIZE = 32 * 1024
 # Chunks read ahead of the client (at most 1 MiB): beyond, the command's output waits, so a
 # slow client holds the command back instead of filling tidal's memory.

@@ -9,7 +9,6 @@ client would then find missing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -76,23 +75,15 @@ def _rules(served: Iterable[Served]) -> list[dict[str, Any]]:
 
 
 async def _review(request: web.Request, kind: str) -> dict[str, Any]:
-    raw = await request.read()
-    if request.content_type == protobuf.CONTENT_TYPE:  # kubectl's typed client
-        try:
-            return protobuf.decode(raw)
-        except protobuf.UndecodableBody as exc:
-            raise ApiError(415, f"the protobuf body cannot be read: {exc}") from None
-    try:
-        review = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from None
-    if not isinstance(review, dict) or review.get("kind", kind) != kind:
+    """The review asked for, in protobuf (kubectl's typed client) or JSON; none is an empty one."""
+    review = protobuf.request_object(await request.read() or b"{}", request.content_type)
+    if review.get("kind", kind) != kind:
         raise ApiError(400, f"the body must be a {kind}")
     return review
 
 
-def add_access_routes(router: web.UrlDispatcher, served: list[Served]) -> None:
-    """The three self-reviews, and their groups in discovery."""
+def add_review_routes(router: web.UrlDispatcher, served: list[Served]) -> None:
+    """The three self-reviews (their discovery documents: `discovery`)."""
 
     def handler(plural: str) -> Any:
         group, kind = REVIEWS[plural]
@@ -130,6 +121,13 @@ def add_access_routes(router: web.UrlDispatcher, served: list[Served]) -> None:
 
         return review
 
+    for plural, (group, _) in REVIEWS.items():
+        router.add_post(f"/apis/{group}/v1/{plural}", handler(plural))
+
+
+def discovery() -> dict[str, dict[str, Any]]:
+    """The discovery documents of the review groups, by path."""
+    documents = {}
     for group in (AUTHORIZATION, AUTHENTICATION):
         resources = [
             {
@@ -148,12 +146,9 @@ def add_access_routes(router: web.UrlDispatcher, served: list[Served]) -> None:
             "groupVersion": f"{group}/v1",
             "resources": resources,
         }
-        about = {"kind": "APIGroup", "apiVersion": "v1", **_api_group(group)}
-        router.add_get(f"/apis/{group}", _static(about))
-        router.add_get(f"/apis/{group}/v1", _static(listing))
-        for plural, (owner, _) in REVIEWS.items():
-            if owner == group:
-                router.add_post(f"/apis/{group}/v1/{plural}", handler(plural))
+        documents[f"/apis/{group}"] = {"kind": "APIGroup", "apiVersion": "v1", **_api_group(group)}
+        documents[f"/apis/{group}/v1"] = listing
+    return documents
 
 
 def groups() -> list[dict[str, Any]]:
@@ -164,10 +159,3 @@ def groups() -> list[dict[str, Any]]:
 def _api_group(group: str) -> dict[str, Any]:
     version = {"groupVersion": f"{group}/v1", "version": "v1"}
     return {"name": group, "versions": [version], "preferredVersion": version}
-
-
-def _static(body: dict[str, Any]) -> Any:
-    async def handler(_: web.Request) -> web.StreamResponse:
-        return web.json_response(body)
-
-    return handler

@@ -20,7 +20,7 @@ from tidal.controller.kubeapi.pods import (
     pods,
 )
 from tidal.controller.kubeapi.resources import Resource
-from tidal.controller.kubeapi.selection import Match
+from tidal.controller.kubeapi.selection import Match, pinned_name
 from tidal.controller.kubeapi.status import ApiError, not_found
 from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
@@ -183,7 +183,7 @@ async def watch_pods(
         if request.query.get("resourceVersion", "") in ("", "0"):
             for pod in seen.values():
                 await stream.send("ADDED", pod)
-        elif (named := _named(request.query.get("fieldSelector", ""))) and named not in seen:
+        elif (named := pinned_name(request.query.get("fieldSelector", ""))) and named not in seen:
             # The client listed the pod and it went before this watch began (`kubectl delete`
             # waits so): pods keep no history to replay, so say it went.
             await stream.send("DELETED", _gone_pod(named, namespace or "default"))
@@ -207,14 +207,6 @@ async def watch_pods(
     with contextlib.suppress(ConnectionResetError):
         await stream.response.write_eof()
     return stream.response
-
-
-def _named(field_selector: str) -> str | None:
-    """The pod name a field selector pins (`metadata.name=NAME`, kubectl's for one object)."""
-    key, _, name = field_selector.partition("=")
-    if key.strip() != "metadata.name" or "," in name:
-        return None
-    return name.lstrip("=").strip() or None
 
 
 def _gone_pod(name: str, namespace: str) -> dict[str, Any]:

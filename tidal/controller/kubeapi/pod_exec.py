@@ -26,11 +26,16 @@ from tidal.controller.kubeapi.pod_api import POLL_S, pod_container, started
 from tidal.controller.kubeapi.status import ApiError
 from tidal.controller.platform import Platform
 from tidal.runtime.base import ExecUnavailable, Replica, ReplicaState
-from tidal.runtime.exec_session import ExecSession
+from tidal.runtime.exec_session import (
+    CLOSE,
+    ERROR,
+    PROTOCOL,
+    RESIZE,
+    STDIN,
+    ExecSession,
+)
 
 log = logging.getLogger("tidal.kubeapi")
-PROTOCOL = "v5.channel.k8s.io"
-STDIN, ERROR, RESIZE, CLOSE = 0, 3, 4, 255
 DRAIN_S = 1.0  # output still arriving after the command exited (a child kept the terminal)
 
 
@@ -73,13 +78,13 @@ async def pod_exec(
         session = await ExecSession.start(how, stdin, tty)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         # Past the upgrade an error can only be told on the error channel.
-        await _finish(ws, _failure(500, "InternalError", f"cannot run {command[0]!r}: {exc}"))
+        await _finish(ws, ApiError(500, f"cannot run {command[0]!r}: {exc}").status())
         return ws
     try:
         await _relay(ws, session, replica, closing)
     except Exception:
         log.exception("kubectl exec in %s failed", replica.replica_id)
-        await _finish(ws, _failure(500, "InternalError", "exec failed: see tidal's log"))
+        await _finish(ws, ApiError(500, "exec failed: see tidal's log").status())
     finally:
         session.kill()
         session.close()
@@ -137,12 +142,12 @@ async def _relay(
         outcome = (
             {"metadata": {}, "status": "Success"}
             if code == 0
-            else _failure(
+            else ApiError(
                 500,
-                "NonZeroExitCode",
                 f"command terminated with non-zero exit code: exit status {code}",
+                "NonZeroExitCode",
                 {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-            )
+            ).status()
         )
         await _finish(ws, outcome)
     except ConnectionResetError:
@@ -150,21 +155,6 @@ async def _relay(
     finally:
         for task in (output, client, exited, ended):
             task.cancel()
-
-
-def _failure(
-    code: int, reason: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        status["details"] = details
-    return status
 
 
 async def _finish(ws: web.WebSocketResponse, outcome: dict[str, Any]) -> None:

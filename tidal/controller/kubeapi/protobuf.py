@@ -12,10 +12,13 @@ have given it (a Secret's `data` in base64), so it takes the same path as a JSON
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message, message_factory
+
+from tidal.controller.kubeapi.status import ApiError
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -81,6 +84,23 @@ KINDS = (
 
 class UndecodableBody(ValueError):
     """The body is not Kubernetes protobuf of a kind tidal reads; says why."""
+
+
+def request_object(raw: bytes, content_type: str) -> dict[str, Any]:
+    """A request's body as the object it carries: Kubernetes protobuf (kubectl's typed
+    commands) or JSON; ApiError saying why it cannot be read."""
+    if content_type == CONTENT_TYPE:
+        try:
+            return decode(raw)
+        except UndecodableBody as exc:
+            raise ApiError(415, f"the protobuf body cannot be read: {exc}") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the body must be an object")
+    return doc
 
 
 def decode(raw: bytes) -> dict[str, Any]:

@@ -59,13 +59,32 @@ def _field(obj: dict[str, Any], path: str) -> str:
     return "" if value is None else str(value)
 
 
-def field_selector(selector: str) -> Match:
-    checks: list[Callable[[dict[str, Any]], bool]] = []
+def _field_terms(selector: str) -> list[tuple[str, str, str]]:
+    """(key, operator, value) of each term of a field selector."""
+    found = []
     for term in _terms(selector):
         key, op, value = re.split(r"(==|!=|=)", term, maxsplit=1) if "=" in term else (term, "", "")
         if not op:
             raise ApiError(400, f"invalid field selector: {term!r}")
-        key, value = key.strip(), value.strip()
+        found.append((key.strip(), op, value.strip()))
+    return found
+
+
+def pinned_name(selector: str) -> str | None:
+    """The name a field selector pins, when it is only `metadata.name=NAME` (kubectl's for one
+    object)."""
+    terms = _field_terms(selector)
+    if len(terms) != 1:
+        return None
+    key, op, value = terms[0]
+    if key != "metadata.name" or op == "!=":
+        return None
+    return value or None
+
+
+def field_selector(selector: str) -> Match:
+    checks: list[Callable[[dict[str, Any]], bool]] = []
+    for key, op, value in _field_terms(selector):
         if op == "!=":
             checks.append(lambda o, k=key, v=value: _field(o, k) != v)
         else:

@@ -318,20 +318,7 @@ class KubeApi:
         return self.view(resource, planned)
 
     async def _body(self, request: web.Request, resource: Resource) -> dict[str, Any]:
-        raw = await request.read()
-        if request.content_type == protobuf.CONTENT_TYPE:  # kubectl's typed commands
-            try:
-                doc = protobuf.decode(raw)
-            except protobuf.UndecodableBody as exc:
-                raise ApiError(415, f"the protobuf body cannot be read: {exc}") from None
-            self._check_identity(request, resource, doc)
-            return doc
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise ApiError(400, f"the body is not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ApiError(400, "the body must be an object")
+        doc = protobuf.request_object(await request.read(), request.content_type)
         self._check_identity(request, resource, doc)
         return doc
 
@@ -637,7 +624,9 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
     ]
     if platform.on_this_machine:
         served.append(access.Served(metrics_group()["name"], "pods", ("get", "list")))
-    access.add_access_routes(router, served)
+    access.add_review_routes(router, served)
+    for path, document in access.discovery().items():
+        router.add_get(path, static(lambda d=document: d))
     if platform.on_this_machine:
 
         @_handle

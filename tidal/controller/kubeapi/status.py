@@ -47,10 +47,10 @@ class ApiError(Exception):
         self.reason = reason or reason_for(code)
         self.details = details
 
-    def response(self) -> web.Response:
+    def status(self) -> dict[str, Any]:
+        """The failure as a Status's fields (without its kind, as the exec error channel
+        carries it)."""
         body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
             "message": self.message,
@@ -59,6 +59,10 @@ class ApiError(Exception):
         }
         if self.details:
             body["details"] = self.details
+        return body
+
+    def response(self) -> web.Response:
+        body = {"kind": "Status", "apiVersion": "v1", **self.status()}
         return web.json_response(body, status=self.code)
 
 
