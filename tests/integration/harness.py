@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def kubectl_minor() -> int:
+    """The installed kubectl's minor version (32 for 1.32); 0 without one."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return 0
+    out = subprocess.run(
+        [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30
+    ).stdout
+    return int(re.sub(r"\D", "", json.loads(out)["clientVersion"]["minor"]) or 0)
 
 
 def wait_until(check: Callable[[], Any], timeout: float, message: str, period: float = 0.1) -> Any:
@@ -192,6 +206,32 @@ class Platform:
             return response.status, response.read()
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def port_forward(self, pod: str, port: int) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+        """`kubectl port-forward pod/POD :PORT` while the block runs: the local port it
+        listens on, and the kubectl process (its stderr says what went wrong)."""
+        kubectl = shutil.which("kubectl")
+        assert kubectl is not None and kubectl_minor() >= 31, "port-forward needs kubectl 1.31+"
+        config = str(self.data_dir / "kubeconfig")
+        forward = subprocess.Popen(
+            [kubectl, "--kubeconfig", config, "port-forward", f"pod/{pod}", f":{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HOME": str(self.workdir)},
+        )
+        try:
+            assert forward.stdout is not None
+            line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:NNNN -> PORT"
+            found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> ", line)
+            if not found:
+                forward.kill()
+                raise AssertionError(f"kubectl port-forward: {line}{forward.communicate()[1]}")
+            yield int(found.group(1)), forward
+        finally:
+            forward.kill()
+            forward.wait()
 
     def exec_in_pod(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import http.client
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.harness import Platform, concurrent_gets, host, run, wait_until
+from tests.integration.harness import (
+    Platform,
+    concurrent_gets,
+    host,
+    kubectl_minor,
+    run,
+    wait_until,
+)
 from tests.runtime.registry import Registry
 from tests.runtime.test_container import ENGINE, load_example_build
 from tidal.runtime.engine import DATA_DIR_LABEL, REVISION_LABEL
@@ -386,6 +394,13 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
         replica["name"], "sh", "-c", "tty; id -u", container="server", tty=True
     )
     assert b"/dev/pts/" in out and out.endswith(b"\r\n0\r\n")  # a terminal, as root
+    # kubectl port-forward reaches a port published nowhere: the sidecar's, in the pod's network.
+    if kubectl_minor() >= 31:
+        with platform.port_forward(replica["name"], 9000) as (local, _):
+            connection = http.client.HTTPConnection("127.0.0.1", local, timeout=10)
+            connection.request("GET", "/status")
+            assert connection.getresponse().read() == b"ok from the puller"
+            connection.close()
 
     def kill(container: str) -> None:
         assert ENGINE is not None

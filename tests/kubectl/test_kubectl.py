@@ -6,7 +6,9 @@ the data dir's kubeconfig. Without a kubectl binary the module is skipped, sayin
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -17,9 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
+from tests.controller.kubeapi.test_spdy import Client
 from tests.integration.harness import (
     FOREIGN_UID,
     HELLO_DIR,
@@ -28,8 +32,11 @@ from tests.integration.harness import (
     hello_service,
     host,
     knative_export,
+    kubectl_minor,
     wait_until,
 )
+from tidal.controller.kubeapi import spdy
+from tidal.controller.kubeapi.pod_portforward import PROTOCOL
 
 KUBECTL = shutil.which("kubectl")
 if KUBECTL is None:
@@ -37,13 +44,6 @@ if KUBECTL is None:
         "kubectl is not installed (CI installs Debian's kubernetes-client)",
         allow_module_level=True,
     )
-
-
-def _client_minor() -> int:
-    out = subprocess.run(
-        [KUBECTL, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30
-    ).stdout
-    return int(re.sub(r"\D", "", json.loads(out)["clientVersion"]["minor"]) or 0)
 
 
 class Kubectl:
@@ -128,7 +128,7 @@ def test_api_resources_and_version(kubectl):
     assert "scheduling.alibabacloud.com/v1alpha1" in rows["resourcepolicies"]
     assert " dm " in rows["domainmappings"]
     assert "serving.knative.dev/v1beta1" in rows["domainmappings"]
-    if _client_minor() >= 27:  # older clients have no --categories
+    if kubectl_minor() >= 27:  # older clients have no --categories
         knative = kubectl("api-resources", "--categories", "knative", "-o", "name").stdout.split()
         assert set(knative) == {
             "services.serving.knative.dev",
@@ -141,7 +141,7 @@ def test_api_resources_and_version(kubectl):
 
 
 def test_explain_from_published_openapi(kubectl):
-    if _client_minor() < 27:
+    if kubectl_minor() < 27:
         pytest.skip("kubectl before 1.27 explains from OpenAPI v2 protobuf; tidal publishes v3")
     out = kubectl("explain", "ksvc.spec.template").stdout
     assert "KIND:       Service" in out and "GROUP:      serving.knative.dev" in out
@@ -445,6 +445,8 @@ def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
     `--list` the rules; `kubectl auth whoami` the token's user (docs/kubectl.md#access)."""
     assert kubectl("auth", "can-i", "create", "ksvc").stdout.strip() == "yes"
     assert kubectl("auth", "can-i", "create", "pods", "--subresource=exec").stdout == "yes\n"
+    forward = kubectl("auth", "can-i", "create", "pods", "--subresource=portforward")
+    assert forward.stdout == "yes\n"
     refused = kubectl("auth", "can-i", "update", "revisions", check=False)
     assert refused.returncode == 1
     assert refused.stdout.strip() == (
@@ -460,7 +462,7 @@ def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
 def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, tmp_path):
     """`kubectl exec` and `kubectl cp` over Kubernetes' WebSocket protocol (docs/kubectl.md#exec):
     the command runs as the replica does, its output and exit code are kubectl's."""
-    if _client_minor() < 30:
+    if kubectl_minor() < 30:
         pytest.skip("kubectl before 1.30 speaks exec over SPDY only, which tidal does not serve")
     service = logged_service(tmp_path)
     service["metadata"]["name"] = "shell"
@@ -499,12 +501,13 @@ def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, 
     assert wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in (
         wrong.stderr
     )
-    spdy = platform.api(
+    old_client = platform.api(
         "POST",
         f"/api/v1/namespaces/default/pods/{name}/exec?command=true",
         headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
     )
-    assert spdy[0] == 400 and b"exec over WebSocket only (kubectl 1.30 or newer)" in spdy[1]
+    assert old_client[0] == 400
+    assert b"exec over WebSocket only (kubectl 1.30 or newer)" in old_client[1]
     gone = kubectl("exec", "shell-00001-none", "--", "true", check=False)
     assert gone.returncode != 0 and 'pods "shell-00001-none" not found' in gone.stderr
 
@@ -527,6 +530,139 @@ def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, 
         name,
     )
     kubectl("delete", "ksvc", "shell")
+
+
+ECHO_SERVER = """
+import asyncio, os
+
+async def echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(os.environ["PORT"]))
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+async def _echoed(port: int, sent: bytes) -> bytes:
+    """What comes back from a TCP echo through 127.0.0.1:`port`, sending `sent` then the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def send() -> None:
+        for start in range(0, len(sent), 65536):
+            writer.write(sent[start : start + 65536])
+            await writer.drain()
+        writer.write_eof()
+
+    sending = asyncio.ensure_future(send())
+    received = await reader.read(-1)
+    await sending
+    writer.close()
+    return received
+
+
+async def _spoken(platform: Platform, pod: str) -> list[spdy.Frame]:
+    """The port-forward protocol spoken by hand: a ping, a stream without a type, then a
+    connection that sends "ping" and closes its end; what comes back, SYN_REPLYs left out."""
+    client = Client()
+    url = f"{platform.admin}/api/v1/namespaces/default/pods/{pod}/portforward"
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    stream = {"port": "8080", "requestid": "7"}
+    sent = (
+        spdy.ping(1)
+        + client.syn_stream(1, stream)
+        + client.syn_stream(3, {**stream, "streamtype": "error"})
+        + client.syn_stream(5, {**stream, "streamtype": "data"})
+        + spdy.data(5, b"ping", fin=True)
+    )
+    reader, frames = spdy.FrameReader(), []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, protocols=(PROTOCOL,), headers=headers) as ws,
+    ):
+        await ws.send_bytes(sent)
+        while spdy.Data(3, b"", True) not in frames:
+            message = await asyncio.wait_for(ws.receive(), 10)
+            assert message.type == aiohttp.WSMsgType.BINARY, message
+            frames += reader.feed(message.data)
+    return frames
+
+
+def test_port_forward_reaches_the_replica_and_ends_with_it(platform, kubectl, tmp_path):
+    """`kubectl port-forward` over SPDY in a WebSocket (docs/kubectl.md#port-forward): the
+    serving port's bytes both ways, intact, for connections one after another and at once; a
+    port the replica cannot have is refused in the kubelet's words; the forward ends with its
+    replica."""
+    if kubectl_minor() < 31:
+        pytest.skip("kubectl before 1.31 speaks port-forward over SPDY only")
+    (tmp_path / "echo.py").write_text(ECHO_SERVER)
+    service = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "echo"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1"}},
+                "spec": {
+                    "containers": [{"command": ["python", "echo.py"], "workingDir": str(tmp_path)}]
+                },
+            }
+        },
+    }
+    kubectl.apply(service)
+    kubectl("wait", "--for=condition=Ready", "ksvc/echo", "--timeout=60s")
+    [pod] = kubectl.json("get", "pods", "-l", "serving.knative.dev/service=echo")["items"]
+    name = pod["metadata"]["name"]
+
+    assert asyncio.run(_spoken(platform, name)) == [
+        spdy.Ping(1),  # answered in kind
+        spdy.RstStream(1, spdy.PROTOCOL_ERROR),  # no streamType: refused
+        spdy.Data(5, b"ping", False),  # the replica's echo on the data stream, then its end
+        spdy.Data(5, b"", True),
+        spdy.Data(3, b"", True),  # and the error stream's, with nothing to say
+    ]
+    with platform.port_forward(name, 8080) as (local, forward):
+        big = os.urandom(3 << 20)
+        assert asyncio.run(_echoed(local, big)) == big
+        assert asyncio.run(_echoed(local, b"again")) == b"again"
+
+        async def at_once() -> list[bytes]:
+            return await asyncio.gather(*(_echoed(local, b"%d" % i * 1000) for i in range(8)))
+
+        assert asyncio.run(at_once()) == [b"%d" % i * 1000 for i in range(8)]
+        kubectl("delete", "pod", name)
+        assert forward.wait(timeout=30) == 1
+        assert forward.stderr is not None and "lost connection to pod" in forward.stderr.read()
+
+    def replacement() -> str | None:
+        pods = kubectl.json("get", "pods", "-l", "serving.knative.dev/service=echo")["items"]
+        return next((p["metadata"]["name"] for p in pods if p["metadata"]["name"] != name), None)
+
+    name = wait_until(replacement, 30, "a replica in place of the deleted one")
+    kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+    with platform.port_forward(name, 9999) as (local, forward):
+        with contextlib.suppress(ConnectionError):  # kubectl drops the connection, then ends
+            assert asyncio.run(_echoed(local, b"x")) == b""
+        assert forward.wait(timeout=30) == 1
+        assert forward.stderr is not None
+        said = forward.stderr.read()
+    assert f"error forwarding port 9999 to pod {name}" in said
+    assert "a process replica shares this machine's network" in said
+    old_client = platform.api(
+        "POST",
+        f"/api/v1/namespaces/default/pods/{name}/portforward",
+        headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
+    )
+    assert old_client[0] == 400
+    assert b"port-forward over WebSocket only (kubectl 1.31" in old_client[1]
+    gone = kubectl("port-forward", "pod/echo-00001-none", ":8080", check=False)
+    assert gone.returncode != 0 and 'pods "echo-00001-none" not found' in gone.stderr
+    kubectl("delete", "ksvc", "echo")
 
 
 def test_a_persistent_volume_claim_is_a_folder_listed_grown_and_deleted(platform, kubectl):

@@ -50,7 +50,6 @@ RESERVED_PORTS = (8012, 8013, 8022, 9090, 9091, 8008)
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
-DEFAULT_CONTAINER_PORT = 8080  # Knative's, when ports[0] is not given
 REVISION_ONLY_DOMAINS = ("autoscaling.knative.dev", "tidal.dev")
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
 CLUSTER_LOCAL = "cluster-local"
@@ -343,7 +342,7 @@ def _check_ports(spec: RevisionSpec) -> None:
             f"{base}.ports[0].containerPort",
             f"{port.container_port} is a reserved port, please use a different value",
         )
-    serving = (port.container_port if port else DEFAULT_CONTAINER_PORT, name)
+    serving = (container.port, name)
     for field, probe in _probes(container):
         if name == "h2c" and probe.http_get is not None:
             raise InvalidSpec(

@@ -35,6 +35,7 @@ DEFAULT_TIMEOUT_S = 300
 MAX_TIMEOUT_S = 600
 USER_CONTAINER = "user-container"  # Knative's default container name
 INIT_CONTAINER = "init-container"  # and init container name
+DEFAULT_CONTAINER_PORT = 8080  # Knative's, when ports[0] is not given
 MAX_CONTAINERS = 16  # a serving container and its sidecars; a bound, not a Knative rule
 
 
@@ -463,6 +464,11 @@ class Container(KModel):
     # always says the last log lines, as FallbackToLogsOnError (docs/architecture.md).
     termination_message_path: str | None = None
     termination_message_policy: Literal["File", "FallbackToLogsOnError"] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it serves on: `ports[0].containerPort`, or Knative's default."""
+        return self.ports[0].container_port if self.ports else DEFAULT_CONTAINER_PORT
 
     @field_validator("command", "args")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,10 @@ class ExecUnavailable(Exception):
     """A command cannot be run in this container; the message says why."""
 
 
+class PortUnavailable(Exception):
+    """A replica's port cannot be reached from this machine; the message says why."""
+
+
 @dataclass(frozen=True)
 class ExecCommand:
     """How to run a command inside a replica's container on this machine (`kubectl exec`,
@@ -263,6 +268,12 @@ class Runtime(Protocol):
     ) -> ExecCommand:
         """How to run `command` in the replica's running `container` (its manifest name), with
         a terminal if `tty`; ExecUnavailable where it cannot be."""
+        ...
+
+    async def connect_inside(self, replica: Replica, port: int) -> socket.socket:
+        """A connection to `port` on the replica's own network (`kubectl port-forward` to a
+        port other than its serving one); PortUnavailable where it has no network of its
+        own, OSError when nothing listens there."""
         ...
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -34,12 +35,14 @@ from pathlib import Path
 from tidal.api.config import LogLimits
 from tidal.api.service import Container
 from tidal.api.units import parse_quantity
+from tidal.runtime import netns
 from tidal.runtime.base import (
     ContainerSpec,
     ExecCommand,
     ExecProbe,
     ExecUnavailable,
     ImageSpec,
+    PortUnavailable,
     RegistryAuth,
     Replica,
     ReplicaListener,
@@ -70,6 +73,7 @@ from tidal.runtime.engine import (
     non_root_problem,
     other_name,
     other_run_args,
+    pid_args,
     pull_args,
     reaper_script,
     remove_args,
@@ -95,7 +99,6 @@ from tidal.runtime.volumes import (
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 ENGINE_ERROR_CODES = (125, 126, 127)  # the engine, not the app: cannot create / run the command
 HOST_PROBLEMS = ("rlimit", "cgroup", "systemd", "dbus", "crun")
 STOP_SLACK_S = 30.0
@@ -113,7 +116,7 @@ def image_spec(container: Container) -> ImageSpec:
         pull_policy=container.image_pull_policy or "IfNotPresent",  # type: ignore[arg-type]
         entrypoint=tuple(container.command),
         args=tuple(container.args),
-        container_port=container.ports[0].container_port if container.ports else DEFAULT_PORT,
+        container_port=container.port,
         cpu_limit=float(parse_quantity(limits["cpu"])) if "cpu" in limits else None,
         memory_limit=int(parse_quantity(limits["memory"])) if "memory" in limits else None,
     )
@@ -577,6 +580,22 @@ class ContainerRuntime(ChildStopping):
         name = container_name(spec) if sidecar is None else other_name(spec, sidecar)
         return ExecCommand(tuple(exec_args(self.engine, name, command, interactive=True, tty=tty)))
 
+    async def connect_inside(self, replica: Replica, port: int) -> socket.socket:
+        """Through the serving container's network namespace, which its sidecars share."""
+        if self.engine is None:
+            raise PortUnavailable("no container engine")
+        result = await run_engine(pid_args(self.engine, container_name(replica.spec)), 5.0)
+        pid = result.out.strip()
+        if result.code != 0 or not pid.isdigit() or pid == "0":
+            raise PortUnavailable(f"its container does not run: {result.message()}")
+        try:
+            return await netns.connect_inside(int(pid), port)
+        except PermissionError as exc:
+            raise PortUnavailable(
+                f"{exc.strerror} (a rootless engine's containers are reachable on their "
+                "serving port only)"
+            ) from None
+
     async def _terminate(self, child: _Child, grace_s: float) -> None:
         launch = child.launch_task
         assert launch is not None
@@ -678,6 +697,9 @@ class HostRuntime:
         self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
     ) -> ExecCommand:
         return self._for(replica.spec).exec_command(replica, container, command, tty)
+
+    async def connect_inside(self, replica: Replica, port: int) -> socket.socket:
+        return await self._for(replica.spec).connect_inside(replica, port)
 
     async def close(self) -> None:
         await asyncio.gather(self.processes.close(), self.containers.close())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidal.api.pools import GPU, Pool
-from tidal.api.service import INIT_CONTAINER, default_container_names
+from tidal.api.service import DEFAULT_CONTAINER_PORT, INIT_CONTAINER, default_container_names
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
 POOL_LABEL = "tidal.dev/pool"
@@ -29,7 +29,6 @@ REVISION_LABEL = "serving.knative.dev/revision"
 ROUTING_LABELS = ("serving.knative.dev/route", "serving.knative.dev/routingState")
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))
-DEFAULT_PORT = 8080  # Knative's default container port
 VIRTUAL_KUBELET_TOLERATION = {
     "key": "virtual-kubelet.io/provider",
     "operator": "Exists",
@@ -81,7 +80,7 @@ def serving_container(revision_spec: Mapping[str, Any]) -> tuple[str, Mapping[st
 
 def container_port(container: Mapping[str, Any]) -> int:
     ports = container.get("ports") or []
-    return int(ports[0]["containerPort"]) if ports else DEFAULT_PORT
+    return int(ports[0]["containerPort"]) if ports else DEFAULT_CONTAINER_PORT
 
 
 def revision_labels(revision: Mapping[str, Any]) -> dict[str, str]:

@@ -285,6 +285,11 @@ def running_args(engine: Engine, name: str) -> list[str]:
     return [engine.path, "container", "inspect", "--format", "{{.State.Running}}", name]
 
 
+def pid_args(engine: Engine, name: str) -> list[str]:
+    """Prints the process id of the running container's first process."""
+    return [engine.path, "container", "inspect", "--format", "{{.State.Pid}}", name]
+
+
 def exec_args(
     engine: Engine, name: str, command: Sequence[str], interactive: bool = False, tty: bool = False
 ) -> list[str]:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from kubernetes.client.rest import ApiException
 from tidal.runtime.base import (
     ExecCommand,
     ExecUnavailable,
+    PortUnavailable,
     Replica,
     ReplicaListener,
     ReplicaSpec,
@@ -170,6 +172,11 @@ class KubernetesRuntime:
         self, replica: Replica, container: str, command: tuple[str, ...], tty: bool = False
     ) -> ExecCommand:
         raise ExecUnavailable("the pods are the cluster's: use kubectl exec against the cluster")
+
+    async def connect_inside(self, replica: Replica, port: int) -> socket.socket:
+        raise PortUnavailable(
+            "the pods are the cluster's: use kubectl port-forward against the cluster"
+        )
 
     def log_tail(self, replica_spec: ReplicaSpec, lines: int) -> list[str]:
         """The pod's last lines (of the previous container when it crashed); blocks up to 2 s,

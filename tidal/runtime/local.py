@@ -26,6 +26,7 @@ from tidal.api.config import LogLimits
 from tidal.runtime.base import (
     ExecCommand,
     ExecProbe,
+    PortUnavailable,
     Replica,
     ReplicaListener,
     ReplicaSpec,
@@ -276,6 +277,12 @@ class LocalRuntime(ChildStopping):
                 credentials(spec.security),
                 not spec.security.allow_privilege_escalation,
             ),
+        )
+
+    async def connect_inside(self, replica: Replica, port: int) -> socket.socket:
+        raise PortUnavailable(
+            "a process replica shares this machine's network: only its serving port can be "
+            "forwarded (run it in a container for a network of its own)"
         )
 
     async def _terminate(self, child: _Child, grace_s: float) -> None:

@@ -25,7 +25,7 @@ from tidal.controller.kubeapi.status import ApiError, not_found
 from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
 from tidal.controller.workload import RevisionWorkload
-from tidal.runtime.base import Replica
+from tidal.runtime.base import Replica, ReplicaState
 from tidal.runtime.logs import LogFollower, tail_lines
 
 POLL_S = 0.5  # how often a follow or a watch looks for changes
@@ -81,6 +81,16 @@ def started(workload: RevisionWorkload, pod: str, container: str) -> Replica:
             400, f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating'
         )
     return replica
+
+
+async def replica_ended(replica: Replica, closing: asyncio.Event) -> None:
+    """Returns once the replica has stopped or failed, or the platform is stopping: a stream
+    into a pod (exec, port-forward) ends with it."""
+    while replica.state not in (ReplicaState.STOPPED, ReplicaState.FAILED):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), POLL_S)
+        if closing.is_set():
+            return
 
 
 async def pod_log(

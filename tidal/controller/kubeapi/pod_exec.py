@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tidal.controller.kubeapi.pod_api import POLL_S, pod_container, started
+from tidal.controller.kubeapi.pod_api import pod_container, replica_ended, started
 from tidal.controller.kubeapi.status import ApiError
 from tidal.controller.platform import Platform
-from tidal.runtime.base import ExecUnavailable, Replica, ReplicaState
+from tidal.runtime.base import ExecUnavailable, Replica
 from tidal.runtime.exec_session import (
     CLOSE,
     ERROR,
@@ -91,15 +91,6 @@ async def pod_exec(
     return ws
 
 
-async def _ended(replica: Replica, closing: asyncio.Event) -> None:
-    """Returns once the replica has stopped or failed, or the platform is stopping."""
-    while replica.state not in (ReplicaState.STOPPED, ReplicaState.FAILED):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), POLL_S)
-        if closing.is_set():
-            return
-
-
 async def _relay(
     ws: web.WebSocketResponse, session: ExecSession, replica: Replica, closing: asyncio.Event
 ) -> None:
@@ -128,7 +119,7 @@ async def _relay(
     output = asyncio.ensure_future(forward_output())
     client = asyncio.ensure_future(forward_input())
     exited = asyncio.ensure_future(session.wait())
-    ended = asyncio.ensure_future(_ended(replica, closing))
+    ended = asyncio.ensure_future(replica_ended(replica, closing))
     try:
         await asyncio.wait((exited, client, ended), return_when=asyncio.FIRST_COMPLETED)
         if ended.done() and not exited.done():

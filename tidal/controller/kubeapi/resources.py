@@ -250,7 +250,7 @@ PODS = Resource(
     ),
     writable=False,
     extra_verbs=("delete",),  # replaces the replica
-    subresources=("log", "exec"),
+    subresources=("log", "exec", "portforward"),
 )
 CLAIMS = Resource(
     "",

@@ -28,6 +28,7 @@ from tidal.controller.kubeapi.metrics_api import group as metrics_group
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log, watch_pods
 from tidal.controller.kubeapi.pod_exec import pod_exec
+from tidal.controller.kubeapi.pod_portforward import pod_portforward
 from tidal.controller.kubeapi.pods import pods
 from tidal.controller.kubeapi.resources import (
     CORE,
@@ -641,6 +642,13 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
 
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
         router.add_post("/api/v1/namespaces/{ns}/pods/{name}/exec", exec_)
+
+        @_handle
+        async def portforward(request: web.Request) -> web.StreamResponse:
+            return await pod_portforward(platform, request, api.closing)
+
+        router.add_get("/api/v1/namespaces/{ns}/pods/{name}/portforward", portforward)
+        router.add_post("/api/v1/namespaces/{ns}/pods/{name}/portforward", portforward)
         add_metrics_routes(router, platform)
     return api
 
