@@ -440,6 +440,39 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
     kubectl("delete", "ksvc", "logged")
 
 
+def test_a_revisions_deployment_leads_to_its_pods(kubectl, tmp_path):
+    """Each revision is served as the Deployment Knative makes of it (docs/kubectl.md#deployments),
+    so kubectl's habits with deployments work: get, wait, rollout status, and logs and exec of
+    the pod its selector picks; its replicas are the autoscaler's, so it cannot be changed."""
+    service = logged_service(tmp_path)
+    service["metadata"]["name"] = "deployed"
+    annotations = {"autoscaling.knative.dev/min-scale": "1"}
+    service["spec"]["template"]["metadata"] = {"annotations": annotations}
+    kubectl.apply(service)
+    kubectl("wait", "--for=condition=Ready", "ksvc/deployed", "--timeout=60s")
+    name = "deploy/deployed-00001-deployment"
+    kubectl("wait", "--for=condition=Available", name, "--timeout=60s")
+    listed = kubectl("get", "deploy", "deployed-00001-deployment", "-o", "wide").stdout
+    assert header(listed)[:5] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert re.search(r"deployed-00001-deployment\s+1/1\s+1\s+1\s", listed)
+    assert "serving.knative.dev/revision=deployed-00001" in listed
+    deployment = kubectl.json("get", name)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["metadata"]["labels"]["serving.knative.dev/service"] == "deployed"
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    assert "successfully rolled out" in kubectl("rollout", "status", name).stdout
+    ran = kubectl("exec", name, "--", "sh", "-c", "echo $K_REVISION")
+    assert ran.stdout == "deployed-00001\n"
+    assert "Serving HTTP on 127.0.0.1" in kubectl("logs", name).stdout
+    scaled = kubectl("scale", name, "--replicas=3", check=False)
+    assert scaled.returncode != 0 and "the autoscaler sets a revision's replicas" in scaled.stderr
+    deleted = kubectl("delete", name, check=False)
+    assert deleted.returncode != 0 and "cannot be changed directly" in deleted.stderr
+    kubectl("delete", "ksvc", "deployed")
+    kubectl("wait", "--for=delete", name, "--timeout=30s")
+
+
 def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
     """`kubectl auth can-i`: yes for what tidal serves, no with the reason otherwise;
     `--list` the rules; `kubectl auth whoami` the token's user (docs/kubectl.md#access)."""
@@ -452,8 +485,12 @@ def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
     assert refused.stdout.strip() == (
         "no - tidal serves get, list, watch on revisions.serving.knative.dev, not update"
     )
-    missing = kubectl("auth", "can-i", "create", "deployments.apps", check=False)
-    assert missing.stdout.strip() == "no - tidal does not serve deployments.apps"
+    missing = kubectl("auth", "can-i", "create", "statefulsets.apps", check=False)
+    assert missing.stdout.strip() == "no - tidal does not serve statefulsets.apps"
+    views = kubectl("auth", "can-i", "patch", "deployments", check=False)
+    assert views.stdout.strip() == (
+        "no - tidal serves get, list, watch on deployments.apps, not patch"
+    )
     listed = kubectl("auth", "can-i", "--list").stdout
     assert re.search(r"^services\.serving\.knative\.dev\s.*\[create delete get", listed, re.M)
     assert "tidal-admin" in kubectl("auth", "whoami").stdout

@@ -1,7 +1,7 @@
 """The pod endpoints kubectl uses on one machine (docs/kubectl.md#pods): a container's log
-(`kubectl logs [-f] [-c NAME] POD`, `kubectl logs -l SELECTOR`), a watch of the pods (`kubectl
-get pods -w`, `kubectl wait`), and a delete, which replaces the replica as a Deployment
-replaces a deleted pod. Pods are views of the live replicas (tidal.controller.kubeapi.pods).
+(`kubectl logs [-f] [-c NAME] POD`, `kubectl logs -l SELECTOR`) and a delete, which replaces
+the replica as a Deployment replaces a deleted pod. Pods are views of the live replicas
+(tidal.controller.kubeapi.pods), watched as tidal.controller.kubeapi.live_watch says.
 """
 
 from __future__ import annotations
@@ -13,22 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
+from tidal.controller.kubeapi.live_watch import POLL_S, client_gone
 from tidal.controller.kubeapi.pods import (
     container_log,
     container_names,
     init_container_names,
-    pods,
 )
-from tidal.controller.kubeapi.resources import Resource
-from tidal.controller.kubeapi.selection import Match, pinned_name
 from tidal.controller.kubeapi.status import ApiError, not_found
-from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import Replica, ReplicaState
 from tidal.runtime.logs import LogFollower, tail_lines
-
-POLL_S = 0.5  # how often a follow or a watch looks for changes
 
 
 def workload_of(platform: Platform, namespace: str, name: str) -> RevisionWorkload | None:
@@ -157,7 +152,7 @@ async def _follow(
 ) -> None:
     """Whole lines the container writes to `path` (rotation included) until its replica is
     gone, the client hangs up or the platform stops."""
-    while not closing.is_set() and not _gone(request):
+    while not closing.is_set() and not client_gone(request):
         for written, data in follower.poll():
             if written == path:
                 await response.write(data)
@@ -165,77 +160,3 @@ async def _follow(
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(closing.wait(), POLL_S)
-
-
-async def watch_pods(
-    platform: Platform,
-    resource: Resource,
-    request: web.Request,
-    namespace: str | None,
-    match: Match,
-    as_table: bool,
-    closing: asyncio.Event,
-) -> web.StreamResponse:
-    """A watch of the pods: the replicas are looked at every POLL_S and what changed is sent
-    (ADDED, MODIFIED, DELETED). From resourceVersion 0 (or none) every pod is ADDED first; from
-    another version the client has listed them already, so only changes follow."""
-    stream = await WatchStream(request, resource, as_table).open(request)
-
-    def current() -> dict[str, dict[str, Any]]:
-        return {
-            pod["metadata"]["name"]: pod
-            for pod in pods(platform.workloads.values(), namespace)
-            if match(pod)
-        }
-
-    seen = current()
-    try:
-        if request.query.get("resourceVersion", "") in ("", "0"):
-            for pod in seen.values():
-                await stream.send("ADDED", pod)
-        elif (named := pinned_name(request.query.get("fieldSelector", ""))) and named not in seen:
-            # The client listed the pod and it went before this watch began (`kubectl delete`
-            # waits so): pods keep no history to replay, so say it went.
-            await stream.send("DELETED", _gone_pod(named, namespace or "default"))
-        while (remaining := stream.remaining()) > 0 and not _gone(request):
-            if closing.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closing.wait(), min(remaining, POLL_S))
-            now = current()
-            for name, pod in now.items():
-                before = seen.get(name)
-                if before is None:
-                    await stream.send("ADDED", pod)
-                elif _changed(before, pod):
-                    await stream.send("MODIFIED", pod)
-            for name in seen.keys() - now.keys():
-                await stream.send("DELETED", seen[name])
-            seen = now
-    except ConnectionResetError:
-        pass
-    with contextlib.suppress(ConnectionResetError):
-        await stream.response.write_eof()
-    return stream.response
-
-
-def _gone_pod(name: str, namespace: str) -> dict[str, Any]:
-    """What a watch reports of a pod that is gone when only its name is known."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": []},
-        "status": {"phase": "Succeeded", "containerStatuses": []},
-    }
-
-
-def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """A change a watcher cares about: the status, or the start of a deletion."""
-    terminating = [p["metadata"].get("deletionTimestamp") is not None for p in (before, after)]
-    return before["status"] != after["status"] or terminating[0] != terminating[1]
-
-
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()

@@ -43,6 +43,17 @@ def pods(workloads: Iterable[RevisionWorkload], namespace: str | None) -> list[d
     return found
 
 
+def gone_pod(name: str, namespace: str) -> dict[str, Any]:
+    """What a watch reports of a pod that is gone when only its name is known."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": []},
+        "status": {"phase": "Succeeded", "containerStatuses": []},
+    }
+
+
 def container_log(workload: RevisionWorkload, replica: Replica, container: str) -> Path | None:
     """The log file of one container of a replica, None for a container it has not."""
     spec = replica.spec
@@ -108,8 +119,7 @@ def _pod(
         meta["creationTimestamp"] = started
     if status.get("terminating"):
         meta["deletionTimestamp"] = _timestamp(time.monotonic())  # being drained and stopped
-    images = {spec.container_name: spec.image.image if spec.image else ""}
-    images.update({s.name: s.image.image for s in spec.sidecars})
+    images = _images(workload)
     ready = status["ready"]
     containers = [
         {
@@ -144,14 +154,35 @@ def _pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
-        "spec": {
-            "nodeName": status.get("pool", ""),
-            "initContainers": [
-                {"name": other.name, "image": other.image.image} for other in spec.init_containers
-            ],
-            "containers": [{"name": c, "image": images[c]} for c in container_names(workload)],
-        },
+        "spec": {"nodeName": status.get("pool", ""), **pod_containers(workload)},
         "status": pod_status,
+    }
+
+
+def _images(workload: RevisionWorkload) -> dict[str, str]:
+    """Each container's image by name; "" for a process replica's, which has none."""
+    spec = workload.spec
+    images = {spec.container_name: spec.image.image if spec.image else ""}
+    images.update({s.name: s.image.image for s in spec.sidecars})
+    return images
+
+
+def pod_containers(workload: RevisionWorkload) -> dict[str, Any]:
+    """The containers of a revision's pods, as a pod's spec lists them: the serving one with
+    its port, its sidecars, its init containers."""
+    spec, images = workload.spec, _images(workload)
+    serving = {"containerPort": spec.container.port, "protocol": "TCP"}
+    if spec.container.ports and spec.container.ports[0].name:
+        serving["name"] = spec.container.ports[0].name
+    containers: list[dict[str, Any]] = [
+        {"name": name, "image": images[name]} for name in container_names(workload)
+    ]
+    containers[0]["ports"] = [serving]
+    return {
+        "initContainers": [
+            {"name": other.name, "image": other.image.image} for other in spec.init_containers
+        ],
+        "containers": containers,
     }
 
 

@@ -304,6 +304,36 @@ NAMESPACES = Resource(
     writable=True,
     namespaced=False,
 )
+DEPLOYMENTS = Resource(
+    "apps",
+    "v1",
+    "Deployment",
+    "deployments",
+    "deployment",
+    ("deploy",),
+    ("all",),
+    (
+        NAME,
+        Column("Ready", lambda o: f"{o['status']['readyReplicas']}/{o['spec']['replicas']}"),
+        Column("Up-to-date", lambda o: o["status"]["updatedReplicas"], "integer"),
+        Column("Available", lambda o: o["status"]["availableReplicas"], "integer"),
+        Column("Age", _age, "date"),
+        Column("Containers", lambda o: _containers(o, "name"), priority=1),
+        Column("Images", lambda o: _containers(o, "image"), priority=1),
+        Column(
+            "Selector",
+            lambda o: ",".join(f"{k}={v}" for k, v in o["spec"]["selector"]["matchLabels"].items()),
+            priority=1,
+        ),
+    ),
+    writable=False,
+)
+
+
+def _containers(deployment: dict[str, Any], field: str) -> str:
+    return ",".join(c[field] for c in deployment["spec"]["template"]["spec"]["containers"])
+
+
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
 # One machine's replicas as pods, its claims as folders, its service accounts and namespaces
 # (on a cluster all are the cluster's own).
@@ -313,6 +343,8 @@ GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],
     f"{SCHEDULING_GROUP}/v1alpha1": [RESOURCE_POLICIES],
 }
+# One machine's revisions as the Deployments Knative makes of them (a cluster has its own).
+LOCAL_GROUP_VERSIONS = {"apps/v1": [DEPLOYMENTS]}
 
 
 def claim_with_status(claim: dict[str, Any]) -> dict[str, Any]:

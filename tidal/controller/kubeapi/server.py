@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -21,20 +21,24 @@ from tidal.api.config_objects import KINDS as CONFIG_KINDS
 from tidal.api.errors import InvalidSpec
 from tidal.api.namespaces import CLUSTER_SCOPE, NamespaceForbidden, namespace_view
 from tidal.controller.kubeapi import access, openapi, protobuf
+from tidal.controller.kubeapi.deployments import deployments, gone_deployment
 from tidal.controller.kubeapi.events import EventRecorder
 from tidal.controller.kubeapi.feed import ChangeFeed
+from tidal.controller.kubeapi.live_watch import watch_views
 from tidal.controller.kubeapi.metrics_api import add_metrics_routes
 from tidal.controller.kubeapi.metrics_api import group as metrics_group
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
-from tidal.controller.kubeapi.pod_api import delete_pod, pod_log, watch_pods
+from tidal.controller.kubeapi.pod_api import delete_pod, pod_log
 from tidal.controller.kubeapi.pod_exec import pod_exec
 from tidal.controller.kubeapi.pod_portforward import pod_portforward
-from tidal.controller.kubeapi.pods import pods
+from tidal.controller.kubeapi.pods import gone_pod, pods
 from tidal.controller.kubeapi.resources import (
     CORE,
+    DEPLOYMENTS,
     EVENTS,
     GROUP_VERSIONS,
     LOCAL_CORE,
+    LOCAL_GROUP_VERSIONS,
     PODS,
     Resource,
     claim_with_status,
@@ -129,6 +133,10 @@ class KubeApi:
             return namespace_view(obj)
         return obj if kind == "Event" else with_server_fields(obj)
 
+    def _created(self, namespace: str, revision: str) -> str | None:
+        stored = self.store.get("Revision", namespace, revision)
+        return None if stored is None else stored["metadata"].get("creationTimestamp")
+
     def _route_ready(self, route: dict[str, Any]) -> dict[str, Any]:
         """Knative's Route is Ready when every revision it sends traffic to is."""
         status = route.setdefault("status", {})
@@ -152,6 +160,8 @@ class KubeApi:
             ]
         elif resource is PODS:
             found = pods(self.platform.workloads.values(), namespace)
+        elif resource is DEPLOYMENTS:
+            found = deployments(self.platform.workloads.values(), namespace, self._created)
         else:
             found = [
                 self.view(resource, o) for o in self.store.list(resource.store_kind, namespace)
@@ -164,10 +174,10 @@ class KubeApi:
                 if (event["metadata"]["namespace"], event["metadata"]["name"]) == (namespace, name):
                     return event
             raise not_found(resource.plural, name)
-        if resource is PODS:
-            for pod in pods(self.platform.workloads.values(), namespace):
-                if pod["metadata"]["name"] == name:
-                    return pod
+        if resource in (PODS, DEPLOYMENTS):
+            for view in self.list(resource, namespace, lambda _: True):
+                if view["metadata"]["name"] == name:
+                    return view
             raise not_found(resource.plural, name)
         obj = self.store.get(resource.store_kind, namespace, name)
         if obj is None:
@@ -218,9 +228,15 @@ class KubeApi:
         as_table: bool,
     ) -> web.StreamResponse:
         """Streamed watch events, one JSON object a line, until the timeout or the client goes."""
-        if resource is PODS:
-            return await watch_pods(
-                self.platform, resource, request, namespace, match, as_table, self.closing
+        if resource in (PODS, DEPLOYMENTS):
+            gone = gone_pod if resource is PODS else gone_deployment
+            return await watch_views(
+                request,
+                resource,
+                lambda: self.list(resource, namespace, match),
+                lambda name: gone(name, namespace or "default"),
+                as_table,
+                self.closing,
             )
         if not self.watchable:
             raise ApiError(405, "this store does not support watch")
@@ -530,17 +546,14 @@ def _resource_list(group_version: str, resources: list[Resource]) -> dict[str, A
     }
 
 
-def _group(group: str) -> dict[str, Any]:
-    """An APIGroup: its versions in the order GROUP_VERSIONS lists them, the first preferred."""
+def _group(group: str, group_versions: Iterable[str]) -> dict[str, Any]:
+    """An APIGroup: its versions in the order `group_versions` lists them, the first preferred."""
     versions = [
         {"groupVersion": gv, "version": gv.split("/")[1]}
-        for gv in GROUP_VERSIONS
+        for gv in group_versions
         if gv.split("/")[0] == group
     ]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
-
-
-GROUPS = list(dict.fromkeys(gv.split("/")[0] for gv in GROUP_VERSIONS))
 
 
 def add_routes(app: web.Application, platform: Platform) -> KubeApi:
@@ -583,6 +596,9 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         ),
     )
     core = LOCAL_CORE if platform.on_this_machine else CORE
+    local = LOCAL_GROUP_VERSIONS if platform.on_this_machine else {}
+    group_versions = {**GROUP_VERSIONS, **local}
+    groups = list(dict.fromkeys(gv.split("/")[0] for gv in group_versions))
     router.add_get("/api/v1", static(lambda: _resource_list("v1", core)))
     router.add_get(
         "/apis",
@@ -590,7 +606,7 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
             lambda: {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [_group(group) for group in GROUPS]
+                "groups": [_group(group, group_versions) for group in groups]
                 + ([metrics_group()] if platform.on_this_machine else [])
                 + access.groups(),
             }
@@ -605,23 +621,22 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         return web.json_response(openapi.V2_JSON)
 
     router.add_get("/openapi/v2", openapi_v2)
-    for group in GROUPS:
-        router.add_get(
-            f"/apis/{group}",
-            static(lambda g=group: {"kind": "APIGroup", "apiVersion": "v1", **_group(g)}),
-        )
-    for gv, resources in GROUP_VERSIONS.items():
+    for group in groups:
+        document = {"kind": "APIGroup", "apiVersion": "v1", **_group(group, group_versions)}
+        router.add_get(f"/apis/{group}", static(lambda d=document: d))
+    for gv, resources in group_versions.items():
         router.add_get(f"/apis/{gv}", static(lambda gv=gv, rs=resources: _resource_list(gv, rs)))
-        router.add_get(
-            f"/openapi/v3/apis/{gv}", static(lambda gv=gv: openapi.group_version_document(gv))
-        )
+        if gv in GROUP_VERSIONS:  # tidal's own kinds have schemas; Deployments are views
+            router.add_get(
+                f"/openapi/v3/apis/{gv}", static(lambda gv=gv: openapi.group_version_document(gv))
+            )
         for resource in resources:
             _add_resource(router, api, f"/apis/{gv}", resource)
     for resource in core:
         _add_resource(router, api, "/api/v1", resource)
     served = [
         access.Served(r.group, r.plural, r.verbs, r.subresources)
-        for r in [*(r for rs in GROUP_VERSIONS.values() for r in rs), *core]
+        for r in [*(r for rs in group_versions.values() for r in rs), *core]
     ]
     if platform.on_this_machine:
         served.append(access.Served(metrics_group()["name"], "pods", ("get", "list")))
@@ -649,6 +664,16 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
 
         router.add_get("/api/v1/namespaces/{ns}/pods/{name}/portforward", portforward)
         router.add_post("/api/v1/namespaces/{ns}/pods/{name}/portforward", portforward)
+
+        @_handle
+        async def scale(request: web.Request) -> web.StreamResponse:
+            raise ApiError(
+                405,
+                "the autoscaler sets a revision's replicas: bound them with the "
+                "autoscaling.knative.dev/min-scale and max-scale annotations of its Service",
+            )
+
+        router.add_route("*", "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", scale)
         add_metrics_routes(router, platform)
     return api
 
