@@ -207,15 +207,30 @@ class Platform:
         finally:
             conn.close()
 
+    def _kubectl_argv(self, *args: str) -> list[str]:
+        kubectl = shutil.which("kubectl")
+        assert kubectl is not None, "kubectl is not installed"
+        return [kubectl, "--kubeconfig", str(self.data_dir / "kubeconfig"), *args]
+
+    def kubectl(self, *args: str) -> str:
+        """What the real kubectl prints, with this platform's kubeconfig; it must succeed."""
+        result = subprocess.run(
+            self._kubectl_argv(*args),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": str(self.workdir)},
+        )
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
     @contextlib.contextmanager
     def port_forward(self, pod: str, port: int) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         """`kubectl port-forward pod/POD :PORT` while the block runs: the local port it
         listens on, and the kubectl process (its stderr says what went wrong)."""
-        kubectl = shutil.which("kubectl")
-        assert kubectl is not None and kubectl_minor() >= 31, "port-forward needs kubectl 1.31+"
-        config = str(self.data_dir / "kubeconfig")
+        assert kubectl_minor() >= 31, "port-forward needs kubectl 1.31 or newer"
         forward = subprocess.Popen(
-            [kubectl, "--kubeconfig", config, "port-forward", f"pod/{pod}", f":{port}"],
+            self._kubectl_argv("port-forward", f"pod/{pod}", f":{port}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

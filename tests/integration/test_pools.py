@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.integration.harness import (
     Platform,
     hello_service,
     host,
+    kubectl_minor,
     wait_until,
 )
 
@@ -128,6 +130,20 @@ def test_whole_gpus_per_replica_and_pending_with_reason(platform):
     pending = [r for r in replicas if r["state"] == "Pending"]
     assert len(pending) == 1 and "nvidia.com/gpu" in pending[0]["reason"]
     assert "pending:" in platform.cli("describe", "service", "gpu").stdout
+    if kubectl_minor():  # the pools as kubectl's nodes, GPUs and who holds them
+        nodes = platform.kubectl("get", "nodes")
+        assert re.search(r"^reserved\s+Ready\s+reserved\s", nodes, re.M)
+        assert re.search(r"^standby\s+Ready\s+elastic\s", nodes, re.M)
+        described = platform.kubectl("describe", "node", "reserved")
+        capacity = described.split("Capacity:")[1].split("Allocatable:")[0]
+        assert re.search(r"nvidia.com/gpu:\s+2\n", capacity)
+        allocated = described.split("Allocated resources:")[1]
+        assert re.search(r"nvidia.com/gpu\s+2\s+2\n", allocated)  # requests, limits
+        on_reserved = platform.kubectl(
+            "get", "pods", "--field-selector", "spec.nodeName=reserved", "-o", "name"
+        )
+        ready = [r["name"] for r in replicas if r["state"] == "Ready"]
+        assert all(f"pod/{name}" in on_reserved for name in ready)
     seen = {
         json.loads(platform.request(host("gpu"), "/env")[2])["CUDA_VISIBLE_DEVICES"]
         for _ in range(20)

@@ -473,6 +473,21 @@ def test_a_revisions_deployment_leads_to_its_pods(kubectl, tmp_path):
     kubectl("wait", "--for=delete", name, "--timeout=30s")
 
 
+def test_pools_are_nodes(platform, kubectl):
+    """Each pool is served as a Node (docs/kubectl.md#nodes): listed, described with its
+    capacity (this machine's CPUs and memory where the pool sets none), measured by top."""
+    pools = [pool["name"] for pool in platform.get_json("pools")["items"]]
+    listed = kubectl.json("get", "nodes")["items"]
+    assert [node["metadata"]["name"] for node in listed] == pools
+    capacity = listed[0]["status"]["capacity"]
+    assert capacity["cpu"] == f"{(os.cpu_count() or 1) * 1000}m"
+    assert "Kubelet Version:" in kubectl("describe", "node", pools[0]).stdout
+    top = kubectl("top", "node").stdout
+    assert header(top)[:3] == ["NAME", "CPU(cores)", "CPU(%)"] and pools[0] in top
+    edit = kubectl("label", "node", pools[0], "gpu=yes", check=False)
+    assert edit.returncode != 0 and "cannot be changed directly" in edit.stderr
+
+
 def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
     """`kubectl auth can-i`: yes for what tidal serves, no with the reason otherwise;
     `--list` the rules; `kubectl auth whoami` the token's user (docs/kubectl.md#access)."""

@@ -1,6 +1,7 @@
-"""The resource metrics API (`metrics.k8s.io/v1beta1`) for `kubectl top pod` on one machine
-(docs/kubectl.md#pods): each replica's CPU and memory as tidal measures them for autoscaling
-(tidal.runtime.resources), under the serving container, which is what is measured.
+"""The resource metrics API (`metrics.k8s.io/v1beta1`) for `kubectl top pod` and `kubectl top
+node` on one machine (docs/kubectl.md#pods): each replica's CPU and memory as tidal measures
+them for autoscaling (tidal.runtime.resources), under the serving container, which is what is
+measured; a node's (a pool's, docs/kubectl.md#nodes) is the sum over the replicas placed on it.
 """
 
 from __future__ import annotations
@@ -37,9 +38,46 @@ def resource_list() -> dict[str, Any]:
                 "namespaced": True,
                 "kind": "PodMetrics",
                 "verbs": ["get", "list"],
-            }
+            },
+            {
+                "name": "nodes",
+                "singularName": "",
+                "namespaced": False,
+                "kind": "NodeMetrics",
+                "verbs": ["get", "list"],
+            },
         ],
     }
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _usage(cpu_cores: float, memory_bytes: int) -> dict[str, str]:
+    return {"cpu": f"{round(cpu_cores * 1e9)}n", "memory": f"{memory_bytes // 1024}Ki"}
+
+
+def node_metrics(platform: Platform) -> list[dict[str, Any]]:
+    """A NodeMetrics for each pool: what its measured replicas use together."""
+    totals = {pool["name"]: [0.0, 0] for pool in platform.pool_usage()}
+    for item in platform.replicas():
+        if item.get("pool") in totals:
+            total = totals[item["pool"]]
+            total[0] += item.get("cpuCores") or 0.0
+            total[1] += item.get("memoryBytes") or 0
+    now = _now()
+    return [
+        {
+            "kind": "NodeMetrics",
+            "apiVersion": GROUP_VERSION,
+            "metadata": {"name": name, "creationTimestamp": now},
+            "timestamp": now,
+            "window": WINDOW,
+            "usage": _usage(cpu, memory),
+        }
+        for name, (cpu, memory) in totals.items()
+    ]
 
 
 def pod_metrics(platform: Platform, namespace: str | None) -> list[dict[str, Any]]:
@@ -50,17 +88,14 @@ def pod_metrics(platform: Platform, namespace: str | None) -> list[dict[str, Any
         for item in platform.replicas(namespace)
         if item.get("cpuCores") is not None or item.get("memoryBytes") is not None
     }
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = _now()
     found = []
     for pod in pods(platform.workloads.values(), namespace):
         meta = pod["metadata"]
         item = measured.get((meta["namespace"], meta["name"]))
         if item is None:
             continue
-        usage = {
-            "cpu": f"{round((item.get('cpuCores') or 0.0) * 1e9)}n",
-            "memory": f"{(item.get('memoryBytes') or 0) // 1024}Ki",
-        }
+        usage = _usage(item.get("cpuCores") or 0.0, item.get("memoryBytes") or 0)
         container = pod["spec"]["containers"][0]["name"]  # the serving one: what is measured
         found.append(
             {
@@ -112,3 +147,20 @@ def add_metrics_routes(router: web.UrlDispatcher, platform: Platform) -> None:
     router.add_get(f"{base}/pods", listed)
     router.add_get(f"{base}/namespaces/{{ns}}/pods", listed)
     router.add_get(f"{base}/namespaces/{{ns}}/pods/{{name}}", one)
+
+    async def nodes_listed(request: web.Request) -> web.StreamResponse:
+        match = matcher(request.query)
+        items = [m for m in node_metrics(platform) if match(m)]
+        return web.json_response(
+            {"kind": "NodeMetricsList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}
+        )
+
+    async def node(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        for item in node_metrics(platform):
+            if item["metadata"]["name"] == name:
+                return web.json_response(item)
+        return not_found("nodes.metrics.k8s.io", name).response()
+
+    router.add_get(f"{base}/nodes", nodes_listed)
+    router.add_get(f"{base}/nodes/{{name}}", node)

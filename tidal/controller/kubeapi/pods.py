@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tidal.api.service import Container
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import Replica, ReplicaState
 from tidal.runtime.deployments import POOL_LABEL
@@ -167,6 +168,21 @@ def _images(workload: RevisionWorkload) -> dict[str, str]:
     return images
 
 
+def _resources(container: Container) -> dict[str, Any]:
+    """The container's requests and limits (`kubectl describe node` adds them up), or nothing;
+    a limit with no request is also the request, as the API server defaults it."""
+    given = container.resources
+    wanted = {
+        kind: {name: str(value) for name, value in values.items()}
+        for kind, values in (
+            ("requests", {**given.limits, **given.requests}),
+            ("limits", given.limits),
+        )
+        if values
+    }
+    return {"resources": wanted} if wanted else {}
+
+
 def pod_containers(workload: RevisionWorkload) -> dict[str, Any]:
     """The containers of a revision's pods, as a pod's spec lists them: the serving one with
     its port, its sidecars, its init containers."""
@@ -174,8 +190,10 @@ def pod_containers(workload: RevisionWorkload) -> dict[str, Any]:
     serving = {"containerPort": spec.container.port, "protocol": "TCP"}
     if spec.container.ports and spec.container.ports[0].name:
         serving["name"] = spec.container.ports[0].name
+    manifests = [spec.container, *(sidecar.container for sidecar in spec.sidecars)]
     containers: list[dict[str, Any]] = [
-        {"name": name, "image": images[name]} for name in container_names(workload)
+        {"name": name, "image": images[name], **_resources(manifest)}
+        for name, manifest in zip(container_names(workload), manifests, strict=True)
     ]
     containers[0]["ports"] = [serving]
     return {

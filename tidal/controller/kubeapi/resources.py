@@ -334,10 +334,37 @@ def _containers(deployment: dict[str, Any], field: str) -> str:
     return ",".join(c[field] for c in deployment["spec"]["template"]["spec"]["containers"])
 
 
+def _roles(node: dict[str, Any]) -> str:
+    prefix = "node-role.kubernetes.io/"
+    roles = [key[len(prefix) :] for key in node["metadata"]["labels"] if key.startswith(prefix)]
+    return ",".join(sorted(roles)) or "<none>"
+
+
+NODES = Resource(
+    "",
+    "v1",
+    "Node",
+    "nodes",
+    "node",
+    ("no",),
+    (),
+    (
+        NAME,
+        Column("Status", lambda o: "Ready" if condition(o, "status") == "True" else "NotReady"),
+        Column("Roles", _roles),
+        Column("Age", _age, "date"),
+        Column("Version", lambda o: o["status"]["nodeInfo"]["kubeletVersion"]),
+        Column("Internal-IP", lambda o: o["status"]["addresses"][0]["address"], priority=1),
+        Column("OS-Image", lambda o: o["status"]["nodeInfo"]["osImage"], priority=1),
+        Column("Kernel-Version", lambda o: o["status"]["nodeInfo"]["kernelVersion"], priority=1),
+    ),
+    writable=False,
+    namespaced=False,
+)
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
-# One machine's replicas as pods, its claims as folders, its service accounts and namespaces
-# (on a cluster all are the cluster's own).
-LOCAL_CORE = [*CORE, PODS, CLAIMS, SERVICE_ACCOUNTS, NAMESPACES]
+# One machine's replicas as pods, its pools as nodes, its claims as folders, its service
+# accounts and namespaces (on a cluster all are the cluster's own).
+LOCAL_CORE = [*CORE, PODS, NODES, CLAIMS, SERVICE_ACCOUNTS, NAMESPACES]
 GROUP_VERSIONS = {
     f"{KNATIVE_GROUP}/v1": [SERVICES, CONFIGURATIONS, REVISIONS, ROUTES],
     f"{KNATIVE_GROUP}/v1beta1": [DOMAIN_MAPPINGS],

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.live_watch import watch_views
 from tidal.controller.kubeapi.metrics_api import add_metrics_routes
 from tidal.controller.kubeapi.metrics_api import group as metrics_group
+from tidal.controller.kubeapi.nodes import nodes
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log
 from tidal.controller.kubeapi.pod_exec import pod_exec
@@ -39,6 +41,7 @@ from tidal.controller.kubeapi.resources import (
     GROUP_VERSIONS,
     LOCAL_CORE,
     LOCAL_GROUP_VERSIONS,
+    NODES,
     PODS,
     Resource,
     claim_with_status,
@@ -85,6 +88,18 @@ def _handle(handler: Handler) -> Handler:
     return wrapped
 
 
+def _gone_node(name: str, _: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {}}
+
+
+# Kinds that are views of live state, never stored, and what a watch says of one that went.
+VIEWS: dict[Resource, Callable[[str, str], dict[str, Any]]] = {
+    PODS: gone_pod,
+    DEPLOYMENTS: gone_deployment,
+    NODES: _gone_node,
+}
+
+
 def _version(obj: dict[str, Any]) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion", 0))
@@ -107,6 +122,7 @@ class KubeApi:
         listeners = getattr(self.store, "listeners", None)
         self.watchable = listeners is not None
         self.closing = asyncio.Event()
+        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the pools' nodes'
         if listeners is not None:
             listeners.append(self.feed.publish)
 
@@ -162,6 +178,10 @@ class KubeApi:
             found = pods(self.platform.workloads.values(), namespace)
         elif resource is DEPLOYMENTS:
             found = deployments(self.platform.workloads.values(), namespace, self._created)
+        elif resource is NODES:
+            major, minor = KUBERNETES_VERSION
+            kubelet = f"v{major}.{minor}.0+tidal"
+            found = nodes(self.platform.pool_usage(), self.started, kubelet)
         else:
             found = [
                 self.view(resource, o) for o in self.store.list(resource.store_kind, namespace)
@@ -174,7 +194,7 @@ class KubeApi:
                 if (event["metadata"]["namespace"], event["metadata"]["name"]) == (namespace, name):
                     return event
             raise not_found(resource.plural, name)
-        if resource in (PODS, DEPLOYMENTS):
+        if resource in VIEWS:
             for view in self.list(resource, namespace, lambda _: True):
                 if view["metadata"]["name"] == name:
                     return view
@@ -228,13 +248,13 @@ class KubeApi:
         as_table: bool,
     ) -> web.StreamResponse:
         """Streamed watch events, one JSON object a line, until the timeout or the client goes."""
-        if resource in (PODS, DEPLOYMENTS):
-            gone = gone_pod if resource is PODS else gone_deployment
+        if resource in VIEWS:
+            gone = VIEWS[resource]
             return await watch_views(
                 request,
                 resource,
                 lambda: self.list(resource, namespace, match),
-                lambda name: gone(name, namespace or "default"),
+                lambda name: gone(name, namespace or ""),
                 as_table,
                 self.closing,
             )
@@ -367,9 +387,10 @@ class KubeApi:
 
     def _writable(self, resource: Resource) -> None:
         if not resource.writable:
+            source = "the pools of its config" if resource is NODES else "Services"
             raise ApiError(
                 405,
-                f"{resource.plural} are written by tidal (from Services); they cannot be changed "
+                f"{resource.plural} are written by tidal (from {source}); they cannot be changed "
                 "directly",
             )
 
