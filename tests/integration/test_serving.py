@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import http.client
 import json
 import os
 import shlex
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -229,6 +233,43 @@ def test_tidal_exec_runs_a_command_in_a_ready_replica(platform):
     missing = platform.cli("exec", "nothing", "--", "true", check=False)
     assert missing.returncode == 1 and "no ready service 'nothing' in default" in missing.stderr
     platform.cli("delete", "service", "shell")
+
+
+def test_tidal_port_forward_reaches_a_replica_until_it_ends(platform):
+    """`tidal port-forward` (the CLI's side of pod port-forward): local ports to the replica's
+    serving port, a port it cannot have reported without ending the others, and the end of
+    the replica ending the forward."""
+    platform.apply(hello_service("tunnel", {"autoscaling.knative.dev/min-scale": "1"}))
+    platform.wait_ready("tunnel")
+    command = [sys.executable, "-m", "tidal", "--server", platform.admin]
+    forward = subprocess.Popen(
+        [*command, "port-forward", "tunnel", ":8080", ":9999"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=platform.env,
+    )
+    try:
+        assert forward.stdout is not None and forward.stderr is not None
+        lines = [forward.stdout.readline() for _ in range(2)]
+        serving, other = (int(line.split(":")[1].split()[0]) for line in lines)
+        assert lines[1].endswith("-> 9999\n")
+        for _ in range(2):  # one connection after another
+            connection = http.client.HTTPConnection("127.0.0.1", serving, timeout=10)
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"Hello from tunnel-00001!\n"
+            connection.close()
+        with socket.create_connection(("127.0.0.1", other), timeout=10) as refused:
+            assert refused.recv(10) == b""
+        assert "only its serving port can be forwarded" in forward.stderr.readline()
+        [replica] = platform.replicas("tunnel")
+        platform.api("DELETE", f"/api/v1/namespaces/default/pods/{replica['name']}")
+        assert forward.wait(timeout=30) == 1
+        assert "lost connection to the replica" in forward.stderr.read()
+    finally:
+        forward.kill()
+        forward.wait()
+    platform.cli("delete", "service", "tunnel")
 
 
 def test_logs_and_metrics(platform):

@@ -52,6 +52,7 @@ LAZY_COMMANDS = {
     "forecast": "tidal.cli.predictive:forecast",
     "history": "tidal.cli.predictive:history",
     "kubernetes": "tidal.cli.kubernetes:kubernetes",
+    "port-forward": "tidal.cli.port_forward:port_forward_command",
     "simulate": "tidal.sim.cli:simulate",
 }
 

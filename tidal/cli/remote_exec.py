@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 import click
 
-from tidal.cli.client import TIDAL, ApiError, Client
+from tidal.cli.client import ApiError, Client
+from tidal.cli.pod_stream import pod_stream, ready_replica
 from tidal.runtime.exec_session import (
     CLOSE,
     ERROR,
@@ -31,7 +32,6 @@ from tidal.runtime.exec_session import (
     STDIN,
     STDOUT,
 )
-from tidal.security.tls import client_context
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
@@ -54,18 +54,7 @@ def exec_command(
     tty: bool,
 ) -> None:
     """Run COMMAND in a replica of SERVICE (`tidal exec hello -- ls`, `-it ... -- sh`)."""
-    replicas = client.call("GET", f"{TIDAL}/namespaces/{namespace}/replicas")["items"]
-    mine = [r for r in replicas if r["service"] == service]
-    if replica is not None:
-        mine = [r for r in mine if r["name"] == replica]
-    ready = [r for r in mine if r["state"] == "Ready"]
-    if not ready:
-        which = f"replica {replica!r} of " if replica else ""
-        raise click.ClickException(
-            f"no ready {which}service {service!r} in {namespace} (`tidal get replicas`); a "
-            "service at zero has none until a request comes"
-        )
-    pod = ready[0]["name"]
+    pod = ready_replica(client, namespace, service, replica)
     if container is None:  # kubectl's default: the serving container, named in the pod
         found = client.call("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}")
         container = found["spec"]["containers"][0]["name"]
@@ -97,32 +86,19 @@ def _raw_terminal(active: bool) -> Iterator[None]:
 async def _session(
     client: Client, path: str, params: list[tuple[str, str]], interactive: bool, use_tty: bool
 ) -> int:
-    headers = {"Authorization": f"Bearer {client.token}"} if client.token else {}
-    tls = client_context(client.ca_cert) if client.server.startswith("https:") else False
-    async with aiohttp.ClientSession() as session:
+    async with pod_stream(client, path, PROTOCOL, params) as ws:
+        loop = asyncio.get_running_loop()
+        if use_tty:
+            await _send_size(ws)
+            loop.add_signal_handler(signal.SIGWINCH, lambda: asyncio.ensure_future(_send_size(ws)))
+        feeding = asyncio.ensure_future(_feed_stdin(ws)) if interactive else None
         try:
-            ws = await session.ws_connect(
-                client.server + path, params=params, protocols=(PROTOCOL,), headers=headers, ssl=tls
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            raise ApiError(f"exec refused: {exc.status} {exc.message}") from None
-        except aiohttp.ClientError as exc:
-            raise ApiError(f"cannot reach tidal at {client.server} ({exc})") from None
-        async with ws:
-            loop = asyncio.get_running_loop()
+            return await _receive(ws)
+        finally:
+            if feeding is not None:
+                feeding.cancel()
             if use_tty:
-                await _send_size(ws)
-                loop.add_signal_handler(
-                    signal.SIGWINCH, lambda: asyncio.ensure_future(_send_size(ws))
-                )
-            feeding = asyncio.ensure_future(_feed_stdin(ws)) if interactive else None
-            try:
-                return await _receive(ws)
-            finally:
-                if feeding is not None:
-                    feeding.cancel()
-                if use_tty:
-                    loop.remove_signal_handler(signal.SIGWINCH)
+                loop.remove_signal_handler(signal.SIGWINCH)
 
 
 async def _send_size(ws: aiohttp.ClientWebSocketResponse) -> None:

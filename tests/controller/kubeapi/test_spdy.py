@@ -82,7 +82,7 @@ def test_what_the_server_writes_is_what_a_client_reads():
     assert spdy.ping(7) == control(6, struct.pack(">I", 7))
     assert spdy.rst_stream(5, spdy.PROTOCOL_ERROR) == control(3, struct.pack(">II", 5, 1))
     big = spdy.data(1, b"x" * (spdy.MAX_FRAME + 5), fin=True)
-    frames = spdy.FrameReader().feed(big)
+    frames = spdy.FrameReader(max_frame=spdy.MAX_FRAME).feed(big)
     assert [(len(f.data), f.fin) for f in frames] == [(spdy.MAX_FRAME, False), (5, True)]
 
 
@@ -92,6 +92,7 @@ def test_what_the_server_writes_is_what_a_client_reads():
         (control(6, struct.pack(">I", 1), version=2), "SPDY version 2, not 3"),
         (control(1, struct.pack(">IIBB", 1, 0, 0, 0) + b"not zlib"), "malformed control frame"),
         (control(3, b"\x00"), "malformed control frame"),
+        (spdy.data(1, b"x" * (spdy.MAX_READ + 1)), "a frame of 1048577 bytes"),
     ],
 )
 def test_a_frame_that_breaks_the_protocol_is_an_error(sent, problem):

@@ -31,7 +31,7 @@ log = logging.getLogger("tidal.kubeapi")
 PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 STREAM_WAIT_S = 30.0  # the kubelet's: a request's second stream must be open by then
 READ_SIZE = 256 * 1024
-MAX_QUEUED = 64  # chunks for one connection not yet written to the replica: then kubectl waits
+MAX_QUEUED = 16  # frames for one connection not yet written to the replica: then kubectl waits
 
 
 @dataclass

@@ -21,6 +21,9 @@ SYN_STREAM, SYN_REPLY, RST_STREAM, PING, GOAWAY = 1, 2, 3, 6, 7
 CANCEL = 5  # a RST_STREAM status
 PROTOCOL_ERROR = 1
 MAX_FRAME = (1 << 24) - 1  # a frame's length field has 24 bits
+# The longest frame read: kubectl writes a connection's bytes 32 KiB at a time, so a longer
+# frame is refused rather than buffered (a peer could otherwise hold 16 MiB per frame).
+MAX_READ = 1 << 20
 
 # The header compression dictionary of the SPDY/3 specification (section 2.6.10.1): these
 # names, each after its length as 4 bytes, then the text below.
@@ -129,9 +132,10 @@ class HeaderCompressor:
 class FrameReader:
     """Frames from the bytes a peer sends, however they were cut into messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_READ) -> None:
         self._buffer = bytearray()
         self._headers = zlib.decompressobj(zdict=DICTIONARY)
+        self._max_frame = max_frame
 
     def feed(self, data: bytes) -> list[Frame]:
         """The frames `data` completes, in order; SpdyError when they break the protocol."""
@@ -140,6 +144,8 @@ class FrameReader:
         while len(self._buffer) >= 8:
             first, flags_length = struct.unpack_from(">II", self._buffer)
             length = flags_length & MAX_FRAME
+            if length > self._max_frame:
+                raise SpdyError(f"a frame of {length} bytes (at most {self._max_frame} are read)")
             if len(self._buffer) < 8 + length:
                 break
             payload = bytes(self._buffer[8 : 8 + length])
@@ -174,6 +180,12 @@ class FrameReader:
 
 def _control_frame(kind: int, payload: bytes, flags: int = 0) -> bytes:
     return struct.pack(">HHI", 0x8000 | VERSION, kind, flags << 24 | len(payload)) + payload
+
+
+def syn_stream(compressor: HeaderCompressor, stream_id: int, headers: dict[str, str]) -> bytes:
+    """Opens a stream (a client's: `tidal port-forward`), priority 0."""
+    payload = struct.pack(">IIBB", stream_id, 0, 0, 0) + compressor.compress(headers)
+    return _control_frame(SYN_STREAM, payload)
 
 
 def syn_reply(compressor: HeaderCompressor, stream_id: int) -> bytes:
