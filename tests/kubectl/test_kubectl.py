@@ -469,6 +469,20 @@ def test_a_revisions_deployment_leads_to_its_pods(kubectl, tmp_path):
     assert scaled.returncode != 0 and "the autoscaler sets a revision's replicas" in scaled.stderr
     deleted = kubectl("delete", name, check=False)
     assert deleted.returncode != 0 and "cannot be changed directly" in deleted.stderr
+    own = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mine"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "mine"}},
+            "template": {
+                "metadata": {"labels": {"app": "mine"}},
+                "spec": {"containers": [{"name": "app", "image": "example/app"}]},
+            },
+        },
+    }
+    refused = kubectl.apply(own, check=False)
+    assert refused.returncode != 0 and "write a serving.knative.dev/v1 Service" in refused.stderr
     kubectl("delete", "ksvc", "deployed")
     kubectl("wait", "--for=delete", name, "--timeout=30s")
 

@@ -388,10 +388,16 @@ class KubeApi:
     def _writable(self, resource: Resource) -> None:
         if not resource.writable:
             source = "the pools of its config" if resource is NODES else "Services"
+            hint = (
+                " (to run a workload, write a serving.knative.dev/v1 Service: its spec.template "
+                "takes a Deployment's pod template)"
+                if resource is DEPLOYMENTS
+                else ""
+            )
             raise ApiError(
                 405,
                 f"{resource.plural} are written by tidal (from {source}); they cannot be changed "
-                "directly",
+                f"directly{hint}",
             )
 
     def creator(self, resource: Resource) -> Handler:
