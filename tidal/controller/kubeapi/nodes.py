@@ -84,6 +84,11 @@ def node(pool: dict[str, Any], started: str, kubelet_version: str) -> dict[str, 
     }
 
 
+def gone_node(name: str, _: str) -> dict[str, Any]:
+    """What a watch reports of a node that is gone when only its name is known."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {}}
+
+
 def _os_image() -> str:
     """The distribution's name, as the kubelet reports it (`Debian GNU/Linux 12 (bookworm)`)."""
     try:

@@ -28,7 +28,7 @@ from tidal.controller.kubeapi.feed import ChangeFeed
 from tidal.controller.kubeapi.live_watch import watch_views
 from tidal.controller.kubeapi.metrics_api import add_metrics_routes
 from tidal.controller.kubeapi.metrics_api import group as metrics_group
-from tidal.controller.kubeapi.nodes import nodes
+from tidal.controller.kubeapi.nodes import gone_node, nodes
 from tidal.controller.kubeapi.patch import APPLY, apply_patch
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log
 from tidal.controller.kubeapi.pod_exec import pod_exec
@@ -88,15 +88,11 @@ def _handle(handler: Handler) -> Handler:
     return wrapped
 
 
-def _gone_node(name: str, _: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {}}
-
-
 # Kinds that are views of live state, never stored, and what a watch says of one that went.
 VIEWS: dict[Resource, Callable[[str, str], dict[str, Any]]] = {
     PODS: gone_pod,
     DEPLOYMENTS: gone_deployment,
-    NODES: _gone_node,
+    NODES: gone_node,
 }
 
 
@@ -122,7 +118,8 @@ class KubeApi:
         listeners = getattr(self.store, "listeners", None)
         self.watchable = listeners is not None
         self.closing = asyncio.Event()
-        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the pools' nodes'
+        # The pools' Nodes were created when the platform started.
+        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if listeners is not None:
             listeners.append(self.feed.publish)
 
@@ -666,7 +663,8 @@ def add_routes(app: web.Application, platform: Platform) -> KubeApi:
         for r in [*(r for rs in group_versions.values() for r in rs), *core]
     ]
     if platform.on_this_machine:
-        served.append(access.Served(metrics_group()["name"], "pods", ("get", "list")))
+        for plural in ("pods", "nodes"):
+            served.append(access.Served(metrics_group()["name"], plural, ("get", "list")))
     access.add_review_routes(router, served)
     for path, document in access.discovery().items():
         router.add_get(path, static(lambda d=document: d))
