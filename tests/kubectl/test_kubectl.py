@@ -415,6 +415,9 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
     )
 
     watch = kubectl.stream("get", "pods", "-l", selector, "-w", "--output-watch-events")
+    described = kubectl("describe", "pod", name).stdout.split("Events:")[1]
+    assert re.search(rf"Normal\s+Scheduled\s.*assigned default/{name} to ", described)
+    assert re.search(r"Normal\s+Started\s.*Started container user-container", described)
     try:
         assert watch.stdout is not None
         assert watch.stdout.readline().split()[:2] == ["EVENT", "NAME"]
@@ -437,6 +440,8 @@ def test_pods_are_the_replicas_with_their_logs_and_a_deleted_one_is_replaced(
         watch.wait(timeout=10)
     missing = kubectl("logs", name, check=False)
     assert missing.returncode != 0 and f'pods "{name}" not found' in missing.stderr
+    its = kubectl("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
+    assert re.search(rf"Normal\s+Killing\s+pod/{name}\s+Stopping container", its)
     kubectl("delete", "ksvc", "logged")
 
 

@@ -233,7 +233,10 @@ class Platform:
         )
         # Told of what happened to a service's replicas: (namespace, service, type, reason,
         # message), as Kubernetes events have them (the kube API records them).
+        # Told (namespace, service, type, reason, message) of what happens to a service...
         self.event_listeners: list[Callable[[str, str, str, str, str], None]] = []
+        # ... and (namespace, replica, type, reason, message) of what happens to a replica.
+        self.replica_event_listeners: list[Callable[[str, str, str, str, str], None]] = []
 
     @property
     def workloads(self) -> Mapping[str, RevisionWorkload]:
@@ -940,9 +943,17 @@ class Platform:
     ) -> None:
         spec = workload.spec
         now = time.time()
+        assigned = f"Successfully assigned {spec.namespace}/{replica_id} to {pool}"
+        self._replica_event(spec.namespace, replica_id, "Normal", "Scheduled", assigned)
         self.placer.ledger.start(replica_id, spec.service, spec.revision, pool, gpus, now)
         self.history.start_span(
             ReplicaSpan(replica_id, spec.service, spec.revision, pool, gpus, now, None)
+        )
+
+    def replica_stopping(self, workload: RevisionWorkload, replica: Replica) -> None:
+        stopping = f"Stopping container {workload.spec.container_name}"
+        self._replica_event(
+            workload.spec.namespace, replica.replica_id, "Normal", "Killing", stopping
         )
 
     def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None:
@@ -952,6 +963,10 @@ class Platform:
 
     def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None:
         spec = replica.spec
+        started = f"Started container {workload.spec.container_name}"
+        if replica.startup_seconds is not None:
+            started += f" (ready {replica.startup_seconds:.1f}s after its start)"
+        self._replica_event(spec.namespace, replica.replica_id, "Normal", "Started", started)
         if replica.startup_seconds is not None:
             self.history.add_ready_time(
                 spec.namespace,
@@ -969,6 +984,14 @@ class Platform:
         log.warning("%s/%s: %s", spec.namespace, spec.service, message)
         for listener in self.event_listeners:
             listener(spec.namespace, spec.service, "Warning", "ReplicaExited", message)
+        reason = replica.reason_code or "Failed"
+        self._replica_event(spec.namespace, replica.replica_id, "Warning", reason, why)
+
+    def _replica_event(
+        self, namespace: str, replica_id: str, kind: str, reason: str, message: str
+    ) -> None:
+        for listener in self.replica_event_listeners:
+            listener(namespace, replica_id, kind, reason, message)
 
     def _on_unreachable(self, key: str, replica_id: str) -> None:
         handle = self.revisions.get(key)

@@ -115,6 +115,10 @@ class WorkloadEvents(Protocol):
 
     def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None: ...
 
+    def replica_stopping(self, workload: RevisionWorkload, replica: Replica) -> None:
+        """A replica is being drained and stopped (scale-in, a delete, a replacement)."""
+        ...
+
     def replica_gone(self, workload: RevisionWorkload, replica_id: str) -> None: ...
 
     def replica_exited(self, workload: RevisionWorkload, replica: Replica) -> None:
@@ -585,6 +589,7 @@ class RevisionWorkload:
     async def _drain_and_stop(self, replica: Replica) -> None:
         """No new requests; let in-flight ones finish (bounded by the revision timeout); stop."""
         self._stopping.add(replica.replica_id)
+        self.events.replica_stopping(self, replica)
         self.throttler.drain(replica.replica_id)
         if self.clock.now() - self.throttler.remote_seen < REMOTE_RECENT_S:
             await asyncio.sleep(REMOTE_DRAIN_SETTLE_S)

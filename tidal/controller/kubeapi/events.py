@@ -1,6 +1,7 @@
 """A small event recorder: what happened to a Service's revisions, as core/v1 Events on the
-Service (created, ready, failed, scaled, a replica exited), for `kubectl describe`, `kubectl get
-events` and `tidal describe`.
+Service (created, ready, failed, scaled, a replica exited), and to its replicas, on their pods
+(placed on a pool, started, exited), for `kubectl describe`, `kubectl get events` and `tidal
+describe`.
 
 It derives most events from the stored revisions' changes, so the controller needs no calls of
 its own; what the store does not show (a replica that crashed and was replaced) the platform
@@ -16,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from tidal.controller.kubeapi.pods import pod_uid
 from tidal.controller.kubeapi.resources import SERVICE_LABEL, condition
 from tidal.store.sqlite import now_rfc3339
 
@@ -76,24 +78,35 @@ class EventRecorder:
         if service is None:
             return
         smeta = service["metadata"]
+        about = {"apiVersion": service["apiVersion"], "kind": "Service", "uid": smeta["uid"]}
+        self._add(namespace, smeta["name"], about, kind, reason, message)
+
+    def pod_event(self, namespace: str, pod: str, kind: str, reason: str, message: str) -> None:
+        """What happened to a replica, on its pod (`kubectl describe pod` lists them)."""
+        about = {"apiVersion": "v1", "kind": "Pod", "uid": pod_uid(namespace, pod)}
+        self._add(namespace, pod, about, kind, reason, message)
+
+    def _add(
+        self,
+        namespace: str,
+        name: str,
+        about: dict[str, str],
+        kind: str,
+        reason: str,
+        message: str,
+    ) -> None:
         now = now_rfc3339()
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{smeta['name']}.{uuid.uuid4().hex[:16]}",
+                "name": f"{name}.{uuid.uuid4().hex[:16]}",
                 "namespace": namespace,
                 "uid": str(uuid.uuid4()),
                 "resourceVersion": str(next(self._versions)),
                 "creationTimestamp": now,
             },
-            "involvedObject": {
-                "apiVersion": service["apiVersion"],
-                "kind": "Service",
-                "name": smeta["name"],
-                "namespace": namespace,
-                "uid": smeta["uid"],
-            },
+            "involvedObject": {**about, "name": name, "namespace": namespace},
             "reason": reason,
             "message": message,
             "type": kind,

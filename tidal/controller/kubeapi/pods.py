@@ -44,6 +44,11 @@ def pods(workloads: Iterable[RevisionWorkload], namespace: str | None) -> list[d
     return found
 
 
+def pod_uid(namespace: str, name: str) -> str:
+    """The same for every view of one replica's pod, so that its events find it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidal-pod/{namespace}/{name}"))
+
+
 def gone_pod(name: str, namespace: str) -> dict[str, Any]:
     """What a watch reports of a pod that is gone when only its name is known."""
     return {
@@ -108,7 +113,7 @@ def _pod(
     meta: dict[str, Any] = {
         "name": name,
         "namespace": spec.namespace,
-        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidal-pod/{spec.namespace}/{name}")),
+        "uid": pod_uid(spec.namespace, name),
         # Not stored, so never versioned: one version, which a list reports, so that a watch
         # from it (`kubectl get -w` lists first) sends changes only.
         "resourceVersion": "1",

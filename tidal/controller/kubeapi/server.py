@@ -115,6 +115,7 @@ class KubeApi:
         )
         self.feed.listeners.append(self.recorder.revision_changed)
         platform.event_listeners.append(self.recorder.service_event)
+        platform.replica_event_listeners.append(self.recorder.pod_event)
         listeners = getattr(self.store, "listeners", None)
         self.watchable = listeners is not None
         self.closing = asyncio.Event()
