@@ -358,9 +358,9 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
     platform: Platform, image: str
 ) -> None:
     """The sidecar example through `tidal apply` and the gateway: the sidecar writes the model
-    into a shared emptyDir and answers the server on 127.0.0.1; a sidecar that dies fails its
-    replica, which is replaced; a delete leaves no container (podman keeps a container whose
-    network others joined unless it is removed after them)."""
+    into a shared emptyDir and answers the server on 127.0.0.1; a sidecar that dies is restarted
+    in its replica, a server that dies has its replica replaced; a delete leaves no container
+    (podman keeps a container whose network others joined unless it is removed after them)."""
     config, doc = yaml.safe_load_all(SIDECAR_EXAMPLE.read_text())
     for container in doc["spec"]["template"]["spec"]["containers"]:
         container["image"] = image
@@ -413,16 +413,28 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
 
         return wait_until(ready, 60, f"a replica in place of {old}")
 
+    # A sidecar that dies is restarted in place, as the kubelet restarts a pod's container: the
+    # same replica (its server, its model in the emptyDir) counts a restart and serves again.
+    pod_path = f"/api/v1/namespaces/default/pods/{replica['name']}"
     kill(f"tidal-default-{replica['name']}-puller")
-    second = replaced(replica["name"])
-    events = platform.cli("describe", "ksvc", "with-sidecar").stdout
-    assert f"Replica {replica['name']}" in events
-    assert "sidecar container puller exited with code 137" in events
-    assert variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])["sidecar"]
 
-    # The server dies with its sidecar running: both go, none is left behind.
-    kill(f"tidal-default-{second['name']}")
-    replaced(second["name"])
+    def restarted() -> dict[str, Any] | None:
+        pod = json.loads(platform.api("GET", pod_path)[1])
+        puller = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "puller")
+        ready = [c["ready"] for c in pod["status"]["containerStatuses"]] == [True, True]
+        return puller if puller["restartCount"] == 1 and ready else None
+
+    puller = wait_until(restarted, 60, "the sidecar restarted in its replica")
+    assert puller["lastState"] == {"terminated": {"exitCode": 137, "reason": "Error"}}
+    [again] = platform.replicas("with-sidecar")
+    assert (again["name"], again["state"]) == (replica["name"], "Ready")
+    report = variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])
+    assert report == {"model": "model-v1", "sidecar": "ok from the puller"}
+
+    # The server dies with its sidecar running: the replica is replaced, and both containers
+    # go, none is left behind.
+    kill(f"tidal-default-{replica['name']}")
+    replaced(replica["name"])
     wait_until(
         lambda: len(containers(platform.data_dir, "with-sidecar-00001")) == 2,
         30,

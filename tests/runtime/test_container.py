@@ -20,6 +20,7 @@ import pytest
 
 from tidal.api.config import LogLimits
 from tidal.runtime.base import (
+    ContainerSpec,
     ImageSpec,
     MountSpec,
     ProbeSpec,
@@ -152,6 +153,32 @@ async def test_container_serves_the_knative_contract_and_stops_cleanly(
     assert replica.state is ReplicaState.STOPPED
     assert containers_of(tmp_path / "data") == []
     assert "listening on 8080 as user 1000 in /www" in "\n".join(runtime.log_tail(spec, 20))
+
+
+async def test_a_sidecar_that_keeps_exiting_is_restarted_in_place_with_back_off(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    """The kubelet's restart policy for a pod's container: the first restart at once, then a
+    back-off (CrashLoopBackOff); the replica stays, NotReady while its sidecar is down, and a
+    stop does not wait out the back-off."""
+    sidecar = ContainerSpec(
+        name="flaky",
+        image=ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", "exit 3")),
+        env={},
+    )
+    spec = spec_for(tmp_path, ImageSpec(image, pull_policy="Never"), sidecars=(sidecar,))
+    events = Events()
+    replica = await runtime.start(spec, events)
+    async with asyncio.timeout(30):
+        while replica.restarts.get("flaky", 0) < 2:
+            await asyncio.sleep(0.05)
+    assert replica.down == {"flaky": "CrashLoopBackOff"} and replica.last_exit == {"flaky": 3}
+    assert replica.state is ReplicaState.NOT_READY and replica.probe_ready
+    assert ReplicaState.READY in events.states  # it was, before its sidecar went down
+    started = time.monotonic()
+    await runtime.stop(replica, grace_s=5)
+    assert time.monotonic() - started < 8  # not the 10 s back-off
+    assert replica.state is ReplicaState.STOPPED and containers_of(tmp_path / "data") == []
 
 
 async def test_the_security_context_holds_inside_the_container(

@@ -213,6 +213,15 @@ class Replica:
     # Why it failed, as a Kubernetes reason ("LivenessProbeFailed"), when not its exit code.
     reason_code: str = ""
     phase: str = ""  # what a STARTING replica is doing, when it is worth showing ("Pulling")
+    # The serving container's readiness as last probed; the replica is READY only while it is
+    # and no container is `down` (as a pod is Ready only with all its containers ready).
+    probe_ready: bool = False
+    # Sidecars restarted in place, as the kubelet restarts a pod's containers: how often each
+    # was, the exit code it last ended with, and why each that is down now waits
+    # ("CrashLoopBackOff").
+    restarts: dict[str, int] = field(default_factory=dict)
+    last_exit: dict[str, int] = field(default_factory=dict)
+    down: dict[str, str] = field(default_factory=dict)
 
     @property
     def replica_id(self) -> str:

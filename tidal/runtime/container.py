@@ -10,8 +10,8 @@ own: SIGTERM, then SIGKILL after the grace period.
 A replica's init containers run first, one after the other, each to completion; one that
 fails fails the replica (docs/containers.md#init-containers). A replica with sidecars runs each
 as another attached child once the serving container runs, in its network namespace; a sidecar
-that exits fails the replica, which is replaced (the kubelet would restart the container in the
-pod). See docs/containers.md#sidecars.
+that exits is restarted in place with the kubelet's back-off, the replica NotReady meanwhile.
+See docs/containers.md#sidecars.
 
 Containers carry labels naming tidal's data directory and process; leftovers of a platform that
 was killed are removed by a detached watcher as soon as it dies, and by the next start.
@@ -105,6 +105,9 @@ STOP_SLACK_S = 30.0
 CHECK_WAIT_S = 3.0  # `tidal up` waits this long for the engine check before printing its line
 DISK_CHECK_S = 10.0  # how often emptyDir sizeLimits are checked (the kubelet's eviction period)
 SIDECAR_WAIT_S = 0.05  # how often to look whether the serving container runs, for its sidecars
+# The kubelet's restart back-off for a container that keeps exiting: the first restart at once,
+# then 10 s, doubling up to 5 min; reset once it has run 10 min.
+BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 10.0, 300.0, 600.0
 
 
 def image_spec(container: Container) -> ImageSpec:
@@ -146,7 +149,7 @@ class _Child:
     exit_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     sidecar_task: asyncio.Task[None] | None = None  # starts the sidecars
-    sidecars: list[asyncio.Task[None]] = field(default_factory=list)  # each one's run, to its end
+    sidecars: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # each one's run, by name
     spawning: bool = False
     stopping: bool = False
     killed_for: str = ""
@@ -387,22 +390,69 @@ class ContainerRuntime(ChildStopping):
                 why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
                 self._kill(child, "CreateContainerError", why)
                 return
-            child.sidecars.append(asyncio.ensure_future(self._run_sidecar(child, sidecar, process)))
+            run = self._run_sidecar(child, sidecar, process, args)
+            child.sidecars[sidecar.name] = asyncio.ensure_future(run)
 
     async def _run_sidecar(
-        self, child: _Child, sidecar: ContainerSpec, process: asyncio.subprocess.Process
+        self,
+        child: _Child,
+        sidecar: ContainerSpec,
+        process: asyncio.subprocess.Process,
+        args: list[str],
     ) -> None:
-        """A sidecar's output into its log until it exits. Exiting by itself while the serving
-        container runs, it fails the replica, with its exit code and last line."""
-        assert process.stdout is not None and child.process is not None
-        path = child.replica.spec.log_of(sidecar)
-        pumping = asyncio.ensure_future(pump(process.stdout, path, self.log_limits))
-        code = await process.wait()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(pumping, FLUSH_WAIT_S)
-        if child.process.returncode is None and child.stop_task is None:
-            why = _exited("sidecar container", sidecar.name, code, path)
-            self._kill(child, "Error" if code else "Completed", why)
+        """A sidecar's output into its log while it runs. Exiting by itself while the serving
+        container runs, it is restarted in place, as the kubelet restarts a pod's container:
+        the replica (its serving container, its placement, its emptyDirs) stays, NotReady
+        until the sidecar runs again; restarts back off while it keeps exiting."""
+        assert self.engine is not None and child.process is not None
+        replica, name = child.replica, sidecar.name
+        path = replica.spec.log_of(sidecar)
+        delay = 0.0
+        while True:
+            assert process.stdout is not None
+            pumping = asyncio.ensure_future(pump(process.stdout, path, self.log_limits))
+            began = time.monotonic()
+            code = await process.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pumping, FLUSH_WAIT_S)
+            if child.process.returncode is not None or child.stop_task is not None:
+                return  # its replica is ending anyway
+            log.warning("%s", _exited("sidecar container", name, code, path))
+            replica.restarts[name] = replica.restarts.get(name, 0) + 1
+            replica.last_exit[name] = code
+            delay = 0.0 if time.monotonic() - began >= BACKOFF_RESET_S else delay
+            self._hold(child, name, "CrashLoopBackOff" if delay else "ContainerCreating")
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, 2 * delay))
+            # `run --rm` removes the old one as it exits; make sure before reusing the name.
+            await run_engine(remove_args(self.engine, [other_name(replica.spec, sidecar)]), 30)
+            if child.process.returncode is not None or child.stop_task is not None:
+                return
+            try:
+                process = await _attached(args)
+            except OSError as exc:
+                why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
+                self._kill(child, "CreateContainerError", why)
+                return
+            self._release(child, name)
+
+    @staticmethod
+    def _hold(child: _Child, container: str, reason: str) -> None:
+        """A container of the replica is down: the replica is out of routing until it runs."""
+        replica = child.replica
+        replica.down[container] = reason
+        if replica.state is ReplicaState.READY:
+            replica.state = ReplicaState.NOT_READY
+            notify(child.on_change, replica)
+
+    @staticmethod
+    def _release(child: _Child, container: str) -> None:
+        """The container runs again: the replica is ready again if its probe says so."""
+        replica = child.replica
+        replica.down.pop(container, None)
+        if not replica.down and replica.probe_ready and replica.state is ReplicaState.NOT_READY:
+            replica.state = ReplicaState.READY
+            notify(child.on_change, replica)
 
     async def _end_sidecars(self, child: _Child) -> None:
         """Once the serving container has exited: remove its sidecars, then the serving
@@ -414,9 +464,14 @@ class ContainerRuntime(ChildStopping):
         if child.sidecar_task is not None:
             child.sidecar_task.cancel()
             await asyncio.gather(child.sidecar_task, return_exceptions=True)
+        # One waiting to be restarted is not: its wait ends now.
+        waiting = [task for name, task in child.sidecars.items() if name in child.replica.down]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
         names = [other_name(spec, sidecar) for sidecar in spec.sidecars]
         await run_engine(remove_args(self.engine, names), STOP_SLACK_S)
-        await asyncio.gather(*child.sidecars, return_exceptions=True)
+        await asyncio.gather(*child.sidecars.values(), return_exceptions=True)
         await run_engine(remove_args(self.engine, [container_name(spec)]), STOP_SLACK_S)
 
     async def _image_user(
@@ -617,7 +672,10 @@ class ContainerRuntime(ChildStopping):
         name = container_name(spec)
         if child.sidecar_task is not None:  # none starts from now on
             child.sidecar_task.cancel()
-        names = [name, *(other_name(spec, sidecar) for sidecar in spec.sidecars)]
+        # A sidecar waiting to be restarted has no container to stop (the engine would refuse
+        # the whole stop for it).
+        running = [s for s in spec.sidecars if s.name not in child.replica.down]
+        names = [name, *(other_name(spec, sidecar) for sidecar in running)]
         stopped = await run_engine(stop_args(self.engine, names, grace_s), grace_s + STOP_SLACK_S)
         try:
             await asyncio.wait_for(asyncio.shield(child.exit_task), STOP_SLACK_S)

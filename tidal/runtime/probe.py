@@ -256,7 +256,8 @@ async def report_readiness(
         return not stopping() and replica.state in _READINESS_STATES
 
     def ready() -> None:
-        if may_report():
+        replica.probe_ready = True
+        if may_report() and not replica.down:
             replica.state = ReplicaState.READY
             if replica.ready_at is None:
                 replica.ready_at = time.monotonic()
@@ -264,6 +265,7 @@ async def report_readiness(
             notify()
 
     def not_ready() -> None:
+        replica.probe_ready = False
         if may_report():
             replica.state = ReplicaState.NOT_READY
             notify()

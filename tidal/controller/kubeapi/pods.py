@@ -128,15 +128,7 @@ def _pod(
     images = _images(workload)
     ready = status["ready"]
     containers = [
-        {
-            "name": container,
-            "image": images[container],
-            "imageID": "",
-            "ready": ready if container == spec.container_name else status["running"],
-            "started": status["running"],
-            "restartCount": 0,
-            "state": status["state"],
-        }
+        _container_status(container, images[container], status, container == spec.container_name)
         for container in container_names(workload)
     ]
     conditions = [
@@ -163,6 +155,30 @@ def _pod(
         "spec": {"nodeName": status.get("pool", ""), **pod_containers(workload)},
         "status": pod_status,
     }
+
+
+def _container_status(
+    name: str, image: str, status: dict[str, Any], serving: bool
+) -> dict[str, Any]:
+    """One container's status: a sidecar restarted in place counts its restarts and shows how
+    it last ended, and waits (CrashLoopBackOff) while it is down."""
+    down, last_exit = status.get("down", {}), status.get("last_exit", {})
+    entry: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imageID": "",
+        "ready": status.get("serving_ready", status["ready"])
+        if serving
+        else status["running"] and name not in down,
+        "started": status["running"] and name not in down,
+        "restartCount": status.get("restarts", {}).get(name, 0),
+        "state": {"waiting": {"reason": down[name]}} if name in down else status["state"],
+    }
+    if name in last_exit:
+        code = last_exit[name]
+        reason = "Error" if code else "Completed"
+        entry["lastState"] = {"terminated": {"exitCode": code, "reason": reason}}
+    return entry
 
 
 def _images(workload: RevisionWorkload) -> dict[str, str]:
@@ -221,9 +237,15 @@ def _running(workload: RevisionWorkload, replica: Replica) -> dict[str, Any]:
             "initializing": initializing,
             "init_done": done,
         }
+    ready = replica.state is ReplicaState.READY
     return {
         "running": True,
-        "ready": replica.state is ReplicaState.READY,
+        "ready": ready,
+        # The serving container stays ready while a sidecar is down; the pod is not.
+        "serving_ready": ready or (replica.probe_ready and bool(replica.down)),
+        "restarts": replica.restarts,
+        "down": replica.down,
+        "last_exit": replica.last_exit,
         "state": {"running": {"startedAt": _timestamp(replica.started_at)}},
         "scheduled": {"status": "True"},
         "pool": replica.spec.pool,

@@ -243,7 +243,11 @@ PODS = Resource(
         NAME,
         Column("Ready", pod_ready_column),
         Column("Status", pod_status_column),
-        Column("Restarts", lambda o: 0, "integer"),
+        Column(
+            "Restarts",
+            lambda o: sum(c["restartCount"] for c in o["status"].get("containerStatuses", [])),
+            "integer",
+        ),
         Column("Age", _age, "date"),
         Column("IP", lambda o: o["status"].get("podIP", "<none>"), priority=1),
         Column("Node", lambda o: o["spec"].get("nodeName", ""), priority=1),
