@@ -242,3 +242,36 @@ async def test_a_closed_revision_starts_nothing_whatever_it_is_asked(platform: P
     assert runtime.running() == []
     with pytest.raises(RuntimeError, match="no move Closed -> Ready"):
         workload._enter(Lifecycle.READY)
+
+
+async def test_what_happens_to_a_replica_is_told_as_its_pods_events(
+    platform: Platform,
+) -> None:
+    """The scheduler's and kubelet's events for a pod (kubectl describe pod): placed, started,
+    a failed readiness probe, a sidecar in back-off, and a stop."""
+    heard: list[tuple[str, str, str, str, str]] = []
+    platform.replica_event_listeners.append(lambda *event: heard.append(event))
+    runtime = runtime_of(platform)
+    replica = await started(platform)
+    runtime.ready(replica)
+    live = runtime.replicas[replica]
+    live.state = ReplicaState.NOT_READY
+    runtime.listeners[replica](live)  # its readiness probe failed
+    live.down, live.last_exit = {"puller": "CrashLoopBackOff"}, {"puller": 3}
+    runtime.listeners[replica](live)  # and a sidecar is waiting to be restarted
+    platform.workloads[KEY].stop(replica)
+    await settle()
+    assert [(kind, reason) for _, _, kind, reason, _ in heard] == [
+        ("Normal", "Scheduled"),
+        ("Normal", "Started"),
+        ("Warning", "Unhealthy"),
+        ("Warning", "BackOff"),
+        ("Normal", "Killing"),
+    ]
+    assert {(namespace, pod) for namespace, pod, *_ in heard} == {("default", replica)}
+    messages = [message for *_, message in heard]
+    assert messages[0] == f"Successfully assigned default/{replica} to local"
+    assert messages[3] == (
+        f"Back-off restarting failed container puller in pod {replica} (it exited with code 3)"
+    )
+    assert messages[4] == "Stopping container user-container"

@@ -426,6 +426,11 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
 
     puller = wait_until(restarted, 60, "the sidecar restarted in its replica")
     assert puller["lastState"] == {"terminated": {"exitCode": 137, "reason": "Error"}}
+    query = f"fieldSelector=involvedObject.name={replica['name']}"
+    events = json.loads(platform.api("GET", f"/api/v1/namespaces/default/events?{query}")[1])
+    said = [(e["reason"], e["message"]) for e in events["items"]]
+    message = f"Back-off restarting failed container puller in pod {replica['name']}"
+    assert ("BackOff", f"{message} (it exited with code 137)") in said
     [again] = platform.replicas("with-sidecar")
     assert (again["name"], again["state"]) == (replica["name"], "Ready")
     report = variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])

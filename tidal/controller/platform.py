@@ -950,6 +950,19 @@ class Platform:
             ReplicaSpan(replica_id, spec.service, spec.revision, pool, gpus, now, None)
         )
 
+    def replica_not_ready(self, workload: RevisionWorkload, replica: Replica) -> None:
+        namespace, replica_id = workload.spec.namespace, replica.replica_id
+        if not replica.down and not replica.reason_code:  # (a kill says why when it ends)
+            self._replica_event(
+                namespace, replica_id, "Warning", "Unhealthy", "Readiness probe failed"
+            )
+        for container in replica.down:
+            code = replica.last_exit.get(container)
+            message = f"Back-off restarting failed container {container} in pod {replica_id}"
+            if code is not None:
+                message += f" (it exited with code {code})"
+            self._replica_event(namespace, replica_id, "Warning", "BackOff", message)
+
     def replica_stopping(self, workload: RevisionWorkload, replica: Replica) -> None:
         stopping = f"Stopping container {workload.spec.container_name}"
         self._replica_event(

@@ -115,6 +115,10 @@ class WorkloadEvents(Protocol):
 
     def replica_ready(self, workload: RevisionWorkload, replica: Replica) -> None: ...
 
+    def replica_not_ready(self, workload: RevisionWorkload, replica: Replica) -> None:
+        """A replica that was ready is not: its probe fails, or one of its containers is down."""
+        ...
+
     def replica_stopping(self, workload: RevisionWorkload, replica: Replica) -> None:
         """A replica is being drained and stopped (scale-in, a delete, a replacement)."""
         ...
@@ -630,6 +634,7 @@ class RevisionWorkload:
             self._became_ready(replica)
         elif replica.state is ReplicaState.NOT_READY:
             self.throttler.remove_endpoint(replica.replica_id)
+            self.events.replica_not_ready(self, replica)
             self.events.status_changed(self)
         elif replica.state is ReplicaState.FAILED:
             self._exited(replica)
