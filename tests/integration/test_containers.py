@@ -431,6 +431,19 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
     said = [(e["reason"], e["message"]) for e in events["items"]]
     message = f"Back-off restarting failed container puller in pod {replica['name']}"
     assert ("BackOff", f"{message} (it exited with code 137)") in said
+    # Each instance logs afresh; `kubectl logs --previous` reads the one before the restart.
+    logs = f"{pod_path}/log?container=puller"
+    for query in ("", "&previous=true"):
+        wait_until(
+            lambda q=query: platform.api("GET", logs + q)[1].count(b"model written") == 1,
+            10,
+            f"one instance's lines in the log{query}",
+        )
+    status, body = platform.api("GET", f"{pod_path}/log?container=server&previous=true")
+    assert status == 400
+    assert 'previous terminated container "server"' in json.loads(body)["message"]
+    listed = platform.cli("logs", "with-sidecar").stdout
+    assert f"==> with-sidecar-00001/{replica['name']}.puller.previous <==" in listed
     [again] = platform.replicas("with-sidecar")
     assert (again["name"], again["state"]) == (replica["name"], "Ready")
     report = variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])

@@ -161,9 +161,15 @@ class ReplicaSpec:
         """`<replica>.<container>.log`, beside the replica's own log."""
         return self.log_path.with_name(f"{self.replica_id}.{container.name}.log")
 
+    def previous_log_of(self, container: ContainerSpec) -> Path:
+        """`<replica>.<container>.previous.log`: what a sidecar restarted in place wrote before
+        its last restart (`kubectl logs --previous`)."""
+        return self.log_path.with_name(f"{self.replica_id}.{container.name}.previous.log")
+
     def log_paths(self) -> list[Path]:
         others = (*self.init_containers, *self.sidecars)
-        return [self.log_path, *(self.log_of(container) for container in others)]
+        previous = (self.previous_log_of(sidecar) for sidecar in self.sidecars)
+        return [self.log_path, *(self.log_of(container) for container in others), *previous]
 
 
 class ExecUnavailable(Exception):

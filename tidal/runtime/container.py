@@ -418,6 +418,8 @@ class ContainerRuntime(ChildStopping):
             if child.process.returncode is not None or child.stop_task is not None:
                 return  # its replica is ending anyway
             log.warning("%s", _exited("sidecar container", name, code, path))
+            with contextlib.suppress(OSError):  # the next one logs afresh, as in a pod
+                path.replace(replica.spec.previous_log_of(sidecar))
             replica.restarts[name] = replica.restarts.get(name, 0) + 1
             replica.last_exit[name] = code
             delay = 0.0 if time.monotonic() - began >= BACKOFF_RESET_S else delay
@@ -434,7 +436,12 @@ class ContainerRuntime(ChildStopping):
                 why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
                 self._kill(child, "CreateContainerError", why)
                 return
-            self._release(child, name)
+            running = running_args(self.engine, other_name(replica.spec, sidecar))
+            while process.returncode is None:  # back in once it runs (or it exits again)
+                if (await run_engine(running, 30)).out.strip() == "true":
+                    self._release(child, name)
+                    break
+                await asyncio.sleep(SIDECAR_WAIT_S)
 
     @staticmethod
     def _hold(child: _Child, container: str, reason: str) -> None:

@@ -95,14 +95,16 @@ async def pod_log(
     `limitBytes`; with `follow`, what it writes from then on until the replica ends."""
     name, query = request.match_info["name"], request.query
     workload, container = pod_container(platform, request, init_containers=True)
-    if query.get("previous") in ("true", "1"):
+    replica = started(workload, name, container)
+    previous = query.get("previous") in ("true", "1")
+    path = container_log(workload, replica, container, previous)
+    if previous and (path is None or not path.exists()):
         raise ApiError(
             400,
-            f'previous terminated container "{container}" in pod "{name}" not found (a replica '
-            "that ends is replaced, not restarted: its log stays in `tidal logs`)",
+            f'previous terminated container "{container}" in pod "{name}" not found (a sidecar '
+            "is restarted in place; a replica whose server ends is replaced, and its log stays "
+            "in `tidal logs`)",
         )
-    replica = started(workload, name, container)
-    path = container_log(workload, replica, container)
     assert path is not None
     # The tail and the follower's starting point in one step of the loop, before any await:
     # the log is written by this loop's pumps, so no line is lost or sent twice in between.

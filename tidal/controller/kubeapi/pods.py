@@ -60,14 +60,20 @@ def gone_pod(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def container_log(workload: RevisionWorkload, replica: Replica, container: str) -> Path | None:
-    """The log file of one container of a replica, None for a container it has not."""
+def container_log(
+    workload: RevisionWorkload, replica: Replica, container: str, previous: bool = False
+) -> Path | None:
+    """The log file of one container of a replica (with `previous`, of a sidecar's instance
+    before its last restart), None for a container it has not."""
     spec = replica.spec
     if container == workload.spec.container_name:
-        return spec.log_path
-    for other in (*spec.sidecars, *spec.init_containers):
-        if other.name == container:
-            return spec.log_of(other)
+        return None if previous else spec.log_path
+    for sidecar in spec.sidecars:
+        if sidecar.name == container:
+            return spec.previous_log_of(sidecar) if previous else spec.log_of(sidecar)
+    for init in spec.init_containers:
+        if init.name == container:
+            return None if previous else spec.log_of(init)
     return None
 
 
