@@ -356,20 +356,20 @@ def test_watch_streams_a_change(kubectl):
     kubectl("wait", "--for=condition=Ready", "ksvc/hello", "--timeout=60s")
 
 
-def logged_service(folder: Path) -> dict[str, Any]:
-    """A process that logs each request it serves (Python's http.server, to stderr)."""
+def logged_service(folder: Path, name: str = "logged", pinned: bool = False) -> dict[str, Any]:
+    """A process that logs each request it serves (Python's http.server, to stderr); `pinned`:
+    one replica always (min-scale 1)."""
     server = f"exec {sys.executable} -u -m http.server $PORT --bind 127.0.0.1"
+    template: dict[str, Any] = {
+        "spec": {"containers": [{"command": ["sh", "-c", server], "workingDir": str(folder)}]}
+    }
+    if pinned:
+        template["metadata"] = {"annotations": {"autoscaling.knative.dev/min-scale": "1"}}
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
-        "metadata": {"name": "logged"},
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [{"command": ["sh", "-c", server], "workingDir": str(folder)}]
-                }
-            }
-        },
+        "metadata": {"name": name},
+        "spec": {"template": template},
     }
 
 
@@ -449,11 +449,7 @@ def test_a_revisions_deployment_leads_to_its_pods(kubectl, tmp_path):
     """Each revision is served as the Deployment Knative makes of it (docs/kubectl.md#deployments),
     so kubectl's habits with deployments work: get, wait, rollout status, and logs and exec of
     the pod its selector picks; its replicas are the autoscaler's, so it cannot be changed."""
-    service = logged_service(tmp_path)
-    service["metadata"]["name"] = "deployed"
-    annotations = {"autoscaling.knative.dev/min-scale": "1"}
-    service["spec"]["template"]["metadata"] = {"annotations": annotations}
-    kubectl.apply(service)
+    kubectl.apply(logged_service(tmp_path, "deployed", pinned=True))
     kubectl("wait", "--for=condition=Ready", "ksvc/deployed", "--timeout=60s")
     name = "deploy/deployed-00001-deployment"
     kubectl("wait", "--for=condition=Available", name, "--timeout=60s")
@@ -530,16 +526,23 @@ def test_auth_can_i_and_whoami_answer_for_the_admin_token(kubectl):
     assert "tidal-admin" in kubectl("auth", "whoami").stdout
 
 
+def spdy_refused(platform: Platform, pod_path: str) -> bytes:
+    """What a kubectl too old for WebSocket streams hears: a 400 whose body says why."""
+    status, body = platform.api(
+        "POST",
+        f"/api/v1/namespaces/default/pods/{pod_path}",
+        headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
+    )
+    assert status == 400
+    return body
+
+
 def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, tmp_path):
     """`kubectl exec` and `kubectl cp` over Kubernetes' WebSocket protocol (docs/kubectl.md#exec):
     the command runs as the replica does, its output and exit code are kubectl's."""
     if kubectl_minor() < 30:
         pytest.skip("kubectl before 1.30 speaks exec over SPDY only, which tidal does not serve")
-    service = logged_service(tmp_path)
-    service["metadata"]["name"] = "shell"
-    annotations = {"autoscaling.knative.dev/min-scale": "1"}
-    service["spec"]["template"]["metadata"] = {"annotations": annotations}
-    kubectl.apply(service)
+    kubectl.apply(logged_service(tmp_path, "shell", pinned=True))
     kubectl("wait", "--for=condition=Ready", "ksvc/shell", "--timeout=60s")
     [pod] = kubectl.json("get", "pods", "-l", "serving.knative.dev/service=shell")["items"]
     name = pod["metadata"]["name"]
@@ -572,13 +575,9 @@ def test_exec_and_cp_run_in_the_replica_with_its_environment(platform, kubectl, 
     assert wrong.returncode != 0 and f"container sidecar is not valid for pod {name}" in (
         wrong.stderr
     )
-    old_client = platform.api(
-        "POST",
-        f"/api/v1/namespaces/default/pods/{name}/exec?command=true",
-        headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
+    assert b"exec over WebSocket only (kubectl 1.30 or newer)" in spdy_refused(
+        platform, f"{name}/exec?command=true"
     )
-    assert old_client[0] == 400
-    assert b"exec over WebSocket only (kubectl 1.30 or newer)" in old_client[1]
     gone = kubectl("exec", "shell-00001-none", "--", "true", check=False)
     assert gone.returncode != 0 and 'pods "shell-00001-none" not found' in gone.stderr
 
@@ -672,19 +671,9 @@ def test_port_forward_reaches_the_replica_and_ends_with_it(platform, kubectl, tm
     if kubectl_minor() < 31:
         pytest.skip("kubectl before 1.31 speaks port-forward over SPDY only")
     (tmp_path / "echo.py").write_text(ECHO_SERVER)
-    service = {
-        "apiVersion": "serving.knative.dev/v1",
-        "kind": "Service",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "template": {
-                "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1"}},
-                "spec": {
-                    "containers": [{"command": ["python", "echo.py"], "workingDir": str(tmp_path)}]
-                },
-            }
-        },
-    }
+    service = hello_service("echo", {"autoscaling.knative.dev/min-scale": "1"})
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    container.update(command=["python", "echo.py"], workingDir=str(tmp_path))
     kubectl.apply(service)
     kubectl("wait", "--for=condition=Ready", "ksvc/echo", "--timeout=60s")
     [pod] = kubectl.json("get", "pods", "-l", "serving.knative.dev/service=echo")["items"]
@@ -724,13 +713,9 @@ def test_port_forward_reaches_the_replica_and_ends_with_it(platform, kubectl, tm
         said = forward.stderr.read()
     assert f"error forwarding port 9999 to pod {name}" in said
     assert "a process replica shares this machine's network" in said
-    old_client = platform.api(
-        "POST",
-        f"/api/v1/namespaces/default/pods/{name}/portforward",
-        headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
+    assert b"port-forward over WebSocket only (kubectl 1.31" in spdy_refused(
+        platform, f"{name}/portforward"
     )
-    assert old_client[0] == 400
-    assert b"port-forward over WebSocket only (kubectl 1.31" in old_client[1]
     gone = kubectl("port-forward", "pod/echo-00001-none", ":8080", check=False)
     assert gone.returncode != 0 and 'pods "echo-00001-none" not found' in gone.stderr
     kubectl("delete", "ksvc", "echo")

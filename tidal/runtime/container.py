@@ -384,14 +384,24 @@ class ContainerRuntime(ChildStopping):
                 return
             await asyncio.sleep(SIDECAR_WAIT_S)
         for sidecar, args in sidecars:
-            try:
-                process = await _attached(args)
-            except OSError as exc:
-                why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
-                self._kill(child, "CreateContainerError", why)
+            process = await self._spawn_sidecar(child, args)
+            if process is None:
                 return
             run = self._run_sidecar(child, sidecar, process, args)
             child.sidecars[sidecar.name] = asyncio.ensure_future(run)
+
+    async def _spawn_sidecar(
+        self, child: _Child, args: list[str]
+    ) -> asyncio.subprocess.Process | None:
+        """A sidecar's container, attached; None, the replica killed saying why, when the
+        engine cannot be run."""
+        assert self.engine is not None
+        try:
+            return await _attached(args)
+        except OSError as exc:
+            why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
+            self._kill(child, "CreateContainerError", why)
+            return None
 
     async def _run_sidecar(
         self,
@@ -430,12 +440,10 @@ class ContainerRuntime(ChildStopping):
             await run_engine(remove_args(self.engine, [other_name(replica.spec, sidecar)]), 30)
             if child.process.returncode is not None or child.stop_task is not None:
                 return
-            try:
-                process = await _attached(args)
-            except OSError as exc:
-                why = f"cannot run {self.engine.path}: {exc.strerror or exc}"
-                self._kill(child, "CreateContainerError", why)
+            spawned = await self._spawn_sidecar(child, args)
+            if spawned is None:
                 return
+            process = spawned
             running = running_args(self.engine, other_name(replica.spec, sidecar))
             while process.returncode is None:  # back in once it runs (or it exits again)
                 if (await run_engine(running, 30)).out.strip() == "true":
