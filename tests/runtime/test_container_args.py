@@ -137,6 +137,7 @@ def test_a_sidecar_joins_the_serving_containers_network_and_publishes_nothing() 
     assert spec.log_paths() == [
         spec.log_path,
         spec.log_path.with_name(f"{spec.replica_id}.puller.log"),
+        spec.log_path.with_name(f"{spec.replica_id}.puller.previous.log"),  # before a restart
     ]
 
 
@@ -219,8 +220,10 @@ def test_container_env_sets_port_to_the_container_port_and_drops_host_gpu_ids() 
     assert container_env(replica_spec(), ImageSpec("img"))["CUDA_VISIBLE_DEVICES"] == "0"
 
 
-def test_stop_uses_the_engine_timeout_rounded_up() -> None:
-    assert stop_args(PODMAN, ["c"], 2.5) == ["/usr/bin/podman", "stop", "--time", "3", "c"]
+def test_stop_uses_the_engine_timeout_rounded_up_and_passes_over_a_name_that_is_gone() -> None:
+    podman = ["/usr/bin/podman", "stop", "--ignore", "--time", "3", "c"]
+    assert stop_args(PODMAN, ["c"], 2.5) == podman
+    assert stop_args(DOCKER, ["c"], 0.0) == ["/usr/bin/docker", "stop", "--time", "0", "c"]
 
 
 def test_reaper_removes_only_this_platforms_containers() -> None:

@@ -276,8 +276,11 @@ def mount_args(
 
 def stop_args(engine: Engine, names: Sequence[str], grace_s: float) -> list[str]:
     """SIGTERM to each container at once, then SIGKILL after the grace period (the engine's
-    stop timeout), as the kubelet stops a pod's containers."""
-    return [engine.path, "stop", "--time", str(max(0, math.ceil(grace_s))), *names]
+    stop timeout), as the kubelet stops a pod's containers. A name that is gone (a sidecar
+    that exited) is passed over: podman would otherwise stop none of them (docker stops the
+    others anyway)."""
+    ignore = ["--ignore"] if engine.podman else []
+    return [engine.path, "stop", *ignore, "--time", str(max(0, math.ceil(grace_s))), *names]
 
 
 def running_args(engine: Engine, name: str) -> list[str]:
