@@ -158,17 +158,20 @@ async def test_container_serves_the_knative_contract_and_stops_cleanly(
 async def test_a_sidecar_that_keeps_exiting_is_restarted_in_place_with_back_off(
     runtime: ContainerRuntime, tmp_path: Path, image: str
 ) -> None:
-    """The kubelet's restart policy for a pod's container: the first restart at once, then a
-    back-off (CrashLoopBackOff); the replica stays, NotReady while its sidecar is down, and a
-    stop does not wait out the back-off."""
+    """The kubelet's restart policy for a pod's container, once the replica has been ready:
+    the first restart at once, then a back-off (CrashLoopBackOff); the replica stays, NotReady
+    while its sidecar is down, and a stop does not wait out the back-off."""
     sidecar = ContainerSpec(
         name="flaky",
-        image=ImageSpec(image, pull_policy="Never", entrypoint=("/bin/sh", "-c", "exit 3")),
+        image=ImageSpec(
+            image, pull_policy="Never", entrypoint=("/bin/sh", "-c", "sleep 1; exit 3")
+        ),
         env={},
     )
     spec = spec_for(tmp_path, ImageSpec(image, pull_policy="Never"), sidecars=(sidecar,))
     events = Events()
     replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.READY)
     async with asyncio.timeout(30):
         while replica.restarts.get("flaky", 0) < 2:
             await asyncio.sleep(0.05)
@@ -179,6 +182,27 @@ async def test_a_sidecar_that_keeps_exiting_is_restarted_in_place_with_back_off(
     await runtime.stop(replica, grace_s=5)
     assert time.monotonic() - started < 8  # not the 10 s back-off
     assert replica.state is ReplicaState.STOPPED and containers_of(tmp_path / "data") == []
+
+
+async def test_a_sidecar_that_exits_before_its_replica_was_ready_fails_it(
+    runtime: ContainerRuntime, tmp_path: Path, image: str
+) -> None:
+    sidecar = ContainerSpec(
+        name="broken",
+        image=ImageSpec(
+            image, pull_policy="Never", entrypoint=("/bin/sh", "-c", "echo no; exit 3")
+        ),
+        env={},
+    )
+    never = ProbeSpec(kind="http", path="/not-there", period_s=1.0)
+    spec = spec_for(
+        tmp_path, ImageSpec(image, pull_policy="Never"), sidecars=(sidecar,), probe=never
+    )
+    events = Events()
+    replica = await runtime.start(spec, events)
+    await events.wait_for(ReplicaState.FAILED)
+    assert replica.reason.startswith("sidecar container broken exited with code 3")
+    assert replica.restarts == {} and containers_of(tmp_path / "data") == []
 
 
 async def test_the_security_context_holds_inside_the_container(

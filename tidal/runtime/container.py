@@ -413,7 +413,9 @@ class ContainerRuntime(ChildStopping):
         """A sidecar's output into its log while it runs. Exiting by itself while the serving
         container runs, it is restarted in place, as the kubelet restarts a pod's container:
         the replica (its serving container, its placement, its emptyDirs) stays, NotReady
-        until the sidecar runs again; restarts back off while it keeps exiting."""
+        until the sidecar runs again; restarts back off while it keeps exiting. Before the
+        replica was ever ready, its exit fails the replica instead, with its exit code and
+        last line, as Knative fails a revision whose container exits while it deploys."""
         assert self.engine is not None and child.process is not None
         replica, name = child.replica, sidecar.name
         path = replica.spec.log_of(sidecar)
@@ -427,7 +429,11 @@ class ContainerRuntime(ChildStopping):
                 await asyncio.wait_for(pumping, FLUSH_WAIT_S)
             if child.process.returncode is not None or child.stop_task is not None:
                 return  # its replica is ending anyway
-            log.warning("%s", _exited("sidecar container", name, code, path))
+            why = _exited("sidecar container", name, code, path)
+            if not replica.ever_ready:  # as Knative fails a revision whose container exits
+                self._kill(child, "Error" if code else "Completed", why)
+                return
+            log.warning("%s", why)
             with contextlib.suppress(OSError):  # the next one logs afresh, as in a pod
                 path.replace(replica.spec.previous_log_of(sidecar))
             replica.restarts[name] = replica.restarts.get(name, 0) + 1
@@ -687,10 +693,7 @@ class ContainerRuntime(ChildStopping):
         name = container_name(spec)
         if child.sidecar_task is not None:  # none starts from now on
             child.sidecar_task.cancel()
-        # A sidecar waiting to be restarted has no container to stop (the engine would refuse
-        # the whole stop for it).
-        running = [s for s in spec.sidecars if s.name not in child.replica.down]
-        names = [name, *(other_name(spec, sidecar) for sidecar in running)]
+        names = [name, *(other_name(spec, sidecar) for sidecar in spec.sidecars)]
         stopped = await run_engine(stop_args(self.engine, names, grace_s), grace_s + STOP_SLACK_S)
         try:
             await asyncio.wait_for(asyncio.shield(child.exit_task), STOP_SLACK_S)
