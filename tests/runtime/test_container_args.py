@@ -133,6 +133,9 @@ def test_a_sidecar_joins_the_serving_containers_network_and_publishes_nothing() 
         assert pair in pairs
     assert "--read-only" in args
     assert "--publish" not in args and "--device" not in args  # GPUs: the serving container's
+    # The server is removed after its sidecars, not by its own `run` (which would wait for them).
+    server = run_args(PODMAN, spec, ImageSpec("localhost/web:1"), 41000, {}, {}, {})
+    assert server[:4] == ["/usr/bin/podman", "run", "--name", "tidal-default-web-00001-abc123"]
     assert args[-5:] == ["--entrypoint", "pull", "localhost/puller:1", "--to", "/models"]
     assert spec.log_paths() == [
         spec.log_path,

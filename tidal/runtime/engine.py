@@ -122,8 +122,10 @@ def run_args(
     """`<engine> run` for one replica: attached (its output is the replica's log), removed when
     it exits, the container's port published on the loopback interface only, its volumes
     bind-mounted from `mount_sources` (tidal.runtime.volumes), its securityContext applied
-    (`image_user` is the image's USER, needed for a runAsGroup without runAsUser)."""
-    args = _run_start(engine, container_name(spec), labels)
+    (`image_user` is the image's USER, needed for a runAsGroup without runAsUser). With
+    sidecars in its network namespace it is removed after them instead: podman's own removal
+    waits for them, which kept its exit from being seen for about 20 s."""
+    args = _run_start(engine, container_name(spec), labels, remove=not spec.sidecars)
     args += ["--publish", f"{HOST}:{host_port}:{image.container_port}"]
     args += _settings_args(engine, image, env, spec.working_dir, spec.security, image_user)
     args += gpu_args(engine, spec.devices)
@@ -153,8 +155,10 @@ def other_run_args(
     return [*args, *_image_and_command(image, other.env)]
 
 
-def _run_start(engine: Engine, name: str, labels: Mapping[str, str]) -> list[str]:
-    args = [engine.path, "run", "--rm", "--name", name, "--pull", "never"]
+def _run_start(
+    engine: Engine, name: str, labels: Mapping[str, str], remove: bool = True
+) -> list[str]:
+    args = [engine.path, "run", *["--rm"] * remove, "--name", name, "--pull", "never"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     return args
