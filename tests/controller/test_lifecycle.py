@@ -259,6 +259,9 @@ async def test_what_happens_to_a_replica_is_told_as_its_pods_events(
     runtime.listeners[replica](live)  # its readiness probe failed
     live.down, live.last_exit = {"puller": "CrashLoopBackOff"}, {"puller": 3}
     runtime.listeners[replica](live)  # and a sidecar is waiting to be restarted
+    live.down = {}
+    runtime.ready(replica)  # ready again: no new start, no second Ready Time
+    assert len(platform.history.ready_times("default", "hello")) == 1
     platform.workloads[KEY].stop(replica)
     await settle()
     assert [(kind, reason) for _, _, kind, reason, _ in heard] == [

@@ -293,6 +293,7 @@ class RevisionWorkload:
         self.next_start_at = 0.0  # BACKING_OFF: no replica starts before this
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping: set[str] = set()
+        self._were_ready: set[str] = set()  # replicas whose Ready Time is counted already
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -610,6 +611,7 @@ class RevisionWorkload:
     def _gone(self, replica_id: str) -> None:
         """The replica no longer holds pool resources (called once per replica)."""
         self.replica_labels.pop(replica_id, None)
+        self._were_ready.discard(replica_id)
         self.events.replica_gone(self, replica_id)
 
     async def _watch_progress(self, replica: Replica) -> None:
@@ -647,7 +649,10 @@ class RevisionWorkload:
             self._enter(Lifecycle.READY)
         self.crash_streak = 0
         labels = (self.spec.namespace, self.spec.service, self.spec.revision)
-        if replica.startup_seconds is not None:
+        if replica.startup_seconds is not None and replica.replica_id not in self._were_ready:
+            # Once per replica: ready again after NotReady (a probe, a sidecar restarted in
+            # place) is no new start-up.
+            self._were_ready.add(replica.replica_id)
             REPLICA_STARTUP_SECONDS.labels(*labels, replica.spec.pool).observe(
                 replica.startup_seconds
             )
