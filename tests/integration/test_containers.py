@@ -445,7 +445,10 @@ def test_a_sidecar_shares_the_servers_network_and_volumes_and_ends_with_its_repl
     listed = platform.cli("logs", "with-sidecar").stdout
     assert f"==> with-sidecar-00001/{replica['name']}.puller.previous <==" in listed
     [again] = platform.replicas("with-sidecar")
-    assert (again["name"], again["state"]) == (replica["name"], "Ready")
+    assert (again["name"], again["state"], again["restarts"]) == (replica["name"], "Ready", 1)
+    listed = platform.cli("get", "replicas").stdout.splitlines()
+    assert listed[0].split()[3:5] == ["STATE", "RESTARTS"]
+    assert [row.split()[3:5] for row in listed[1:]] == [["Ready", "1"]]
     report = variables(platform.request(host("with-sidecar"), "/cgi-bin/report")[2])
     assert report == {"model": "model-v1", "sidecar": "ok from the puller"}
 

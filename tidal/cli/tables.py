@@ -119,7 +119,7 @@ def routes_table(items: list[dict[str, Any]], wide: bool) -> Table:
 
 def replicas_table(items: list[dict[str, Any]], wide: bool, usage: bool = False) -> Table:
     """Replicas; `wide` adds the pid, log and measured use, `usage` only the measured use."""
-    columns = ["NAME", "REVISION", "POOL", "STATE", "PORT", "INFLIGHT", "STARTUP"]
+    columns = ["NAME", "REVISION", "POOL", "STATE", "RESTARTS", "PORT", "INFLIGHT", "STARTUP"]
     if wide or usage:
         columns += ["CPU", "CPU/REQ", "MEMORY", "GPU", "GPU MEM"]
     if wide:
@@ -131,7 +131,8 @@ def replicas_table(items: list[dict[str, Any]], wide: bool, usage: bool = False)
             item["name"],
             item["revision"],
             item["pool"] or "-",
-            item["state"],
+            _state(item),
+            str(item.get("restarts", 0)),
             str(item["port"] or "-"),
             str(item["inFlight"]),
             f"{startup:.2f}s" if startup is not None else "-",
@@ -142,6 +143,13 @@ def replicas_table(items: list[dict[str, Any]], wide: bool, usage: bool = False)
             row += [str(item["pid"] or "-"), item["logPath"] or item.get("reason", "-")]
         table.add_row(*row)
     return table
+
+
+def _state(item: dict[str, Any]) -> str:
+    """The replica's state, and the containers that are down and why (`puller:
+    CrashLoopBackOff`), as kubectl's STATUS shows a waiting container's reason."""
+    down = item.get("down") or {}
+    return " ".join([item["state"], *(f"({name}: {why})" for name, why in down.items())])
 
 
 def usage_cells(item: dict[str, Any]) -> list[str]:

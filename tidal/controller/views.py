@@ -72,6 +72,9 @@ def replica_views(
                     "inFlight": workload.throttler.in_flight_of(replica.replica_id),
                     "startupSeconds": replica.startup_seconds,
                     "logPath": str(replica.spec.log_path),
+                    # Its sidecars' restarts in place, and why each that is down waits.
+                    "restarts": sum(replica.restarts.values()),
+                    "down": dict(replica.down),
                     **(measured(workload, replica.replica_id) if measured else {}),
                 }
             )
