@@ -36,7 +36,6 @@ from tests.integration.harness import (
     wait_until,
 )
 from tidal.controller.kubeapi import spdy
-from tidal.controller.kubeapi.pod_portforward import PROTOCOL
 
 KUBECTL = shutil.which("kubectl")
 if KUBECTL is None:
@@ -653,7 +652,7 @@ async def _spoken(platform: Platform, pod: str) -> list[spdy.Frame]:
     reader, frames = spdy.FrameReader(), []
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(url, protocols=(PROTOCOL,), headers=headers) as ws,
+        session.ws_connect(url, protocols=(spdy.PROTOCOL,), headers=headers) as ws,
     ):
         await ws.send_bytes(sent)
         while spdy.Data(3, b"", True) not in frames:

@@ -21,7 +21,6 @@ import click
 from tidal.cli.client import Client
 from tidal.cli.pod_stream import pod_stream, ready_replica
 from tidal.controller.kubeapi import spdy
-from tidal.controller.kubeapi.pod_portforward import PROTOCOL, READ_SIZE
 
 
 @click.command("port-forward")
@@ -61,7 +60,7 @@ def _ports(text: str) -> tuple[int, int]:
 
 
 async def _forward(client: Client, path: str, pairs: list[tuple[int, int]], address: str) -> int:
-    async with pod_stream(client, path, PROTOCOL) as ws:
+    async with pod_stream(client, path, spdy.PROTOCOL) as ws:
         tunnel = _Tunnel(ws)
         servers = []
         for local, remote in pairs:
@@ -122,7 +121,7 @@ class _Tunnel:
                 + spdy.syn_stream(self._headers, data_stream, {**headers, "streamtype": "data"})
             )
         with contextlib.suppress(ConnectionError):
-            while chunk := await reader.read(READ_SIZE):
+            while chunk := await reader.read(spdy.CHUNK):
                 await self._ws.send_bytes(spdy.data(data_stream, chunk))
         with contextlib.suppress(ConnectionError):
             await self._ws.send_bytes(spdy.data(data_stream, b"", fin=True))

@@ -41,7 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidal.api.errors import InvalidSpec
 from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
-from tidal.controller import kubeapi
+from tidal.controller.kubeapi import server as kubeapi
 from tidal.controller.kubeapi.protobuf import CONTENT_TYPE as PROTOBUF
 from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
 from tidal.controller.logstream import follow_logs

@@ -110,6 +110,12 @@ SIDECAR_WAIT_S = 0.05  # how often to look whether the serving container runs, f
 BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 10.0, 300.0, 600.0
 
 
+def _ending(child: _Child) -> bool:
+    """Its serving container has exited, or it is being stopped: its sidecars end with it."""
+    assert child.process is not None
+    return child.process.returncode is not None or child.stop_task is not None
+
+
 def image_spec(container: Container) -> ImageSpec:
     """What the engine needs from a manifest's container."""
     assert container.image is not None
@@ -377,18 +383,27 @@ class ContainerRuntime(ChildStopping):
     ) -> None:
         """Start the sidecars as soon as the serving container runs: they join its network
         namespace, which exists from then on."""
-        assert self.engine is not None and child.process is not None
-        name = container_name(child.replica.spec)
-        while (await run_engine(running_args(self.engine, name), 30)).out.strip() != "true":
-            if child.process.returncode is not None or child.stop_task is not None:
-                return
-            await asyncio.sleep(SIDECAR_WAIT_S)
+        assert child.process is not None
+        if not await self._until_running(container_name(child.replica.spec), child.process, child):
+            return
         for sidecar, args in sidecars:
             process = await self._spawn_sidecar(child, args)
             if process is None:
                 return
             run = self._run_sidecar(child, sidecar, process, args)
             child.sidecars[sidecar.name] = asyncio.ensure_future(run)
+
+    async def _until_running(
+        self, name: str, process: asyncio.subprocess.Process, child: _Child
+    ) -> bool:
+        """Whether container `name` (attached as `process`) came to run; False if it exited
+        first, or its replica is ending."""
+        assert self.engine is not None
+        while process.returncode is None and not _ending(child):
+            if (await run_engine(running_args(self.engine, name), 30)).out.strip() == "true":
+                return True
+            await asyncio.sleep(SIDECAR_WAIT_S)
+        return False
 
     async def _spawn_sidecar(
         self, child: _Child, args: list[str]
@@ -427,8 +442,8 @@ class ContainerRuntime(ChildStopping):
             code = await process.wait()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pumping, FLUSH_WAIT_S)
-            if child.process.returncode is not None or child.stop_task is not None:
-                return  # its replica is ending anyway
+            if _ending(child):
+                return
             why = _exited("sidecar container", name, code, path)
             if not replica.ever_ready:  # as Knative fails a revision whose container exits
                 self._kill(child, "Error" if code else "Completed", why)
@@ -444,18 +459,14 @@ class ContainerRuntime(ChildStopping):
             delay = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, 2 * delay))
             # `run --rm` removes the old one as it exits; make sure before reusing the name.
             await run_engine(remove_args(self.engine, [other_name(replica.spec, sidecar)]), 30)
-            if child.process.returncode is not None or child.stop_task is not None:
+            if _ending(child):
                 return
             spawned = await self._spawn_sidecar(child, args)
             if spawned is None:
                 return
             process = spawned
-            running = running_args(self.engine, other_name(replica.spec, sidecar))
-            while process.returncode is None:  # back in once it runs (or it exits again)
-                if (await run_engine(running, 30)).out.strip() == "true":
-                    self._release(child, name)
-                    break
-                await asyncio.sleep(SIDECAR_WAIT_S)
+            if await self._until_running(other_name(replica.spec, sidecar), process, child):
+                self._release(child, name)
 
     @staticmethod
     def _hold(child: _Child, container: str, reason: str) -> None:

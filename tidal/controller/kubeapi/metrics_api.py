@@ -6,6 +6,8 @@ measured; a node's (a pool's, docs/kubectl.md#nodes) is the sum over the replica
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,25 +118,6 @@ def pod_metrics(platform: Platform, namespace: str | None) -> list[dict[str, Any
 
 
 def add_metrics_routes(router: web.UrlDispatcher, platform: Platform) -> None:
-    async def listed(request: web.Request) -> web.StreamResponse:
-        match = matcher(request.query)
-        items = [m for m in pod_metrics(platform, request.match_info.get("ns")) if match(m)]
-        return web.json_response(
-            {
-                "kind": "PodMetricsList",
-                "apiVersion": GROUP_VERSION,
-                "metadata": {},
-                "items": items,
-            }
-        )
-
-    async def one(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        for item in pod_metrics(platform, request.match_info["ns"]):
-            if item["metadata"]["name"] == name:
-                return web.json_response(item)
-        return not_found("pods.metrics.k8s.io", name).response()
-
     async def api_group(_: web.Request) -> web.StreamResponse:
         return web.json_response({"kind": "APIGroup", "apiVersion": "v1", **group()})
 
@@ -144,23 +127,38 @@ def add_metrics_routes(router: web.UrlDispatcher, platform: Platform) -> None:
     base = f"/apis/{GROUP_VERSION}"
     router.add_get(f"/apis/{GROUP}", api_group)
     router.add_get(base, resources)
-    router.add_get(f"{base}/pods", listed)
-    router.add_get(f"{base}/namespaces/{{ns}}/pods", listed)
-    router.add_get(f"{base}/namespaces/{{ns}}/pods/{{name}}", one)
+    pods = _Served("pods", "PodMetrics", lambda ns: pod_metrics(platform, ns))
+    router.add_get(f"{base}/pods", pods.listed)
+    router.add_get(f"{base}/namespaces/{{ns}}/pods", pods.listed)
+    router.add_get(f"{base}/namespaces/{{ns}}/pods/{{name}}", pods.one)
+    nodes = _Served("nodes", "NodeMetrics", lambda _: node_metrics(platform))
+    router.add_get(f"{base}/nodes", nodes.listed)
+    router.add_get(f"{base}/nodes/{{name}}", nodes.one)
 
-    async def nodes_listed(request: web.Request) -> web.StreamResponse:
+
+@dataclass(frozen=True)
+class _Served:
+    """The list and the item endpoints of one kind of metrics; `items(namespace)` measures."""
+
+    plural: str
+    kind: str
+    items: Callable[[str | None], list[dict[str, Any]]]
+
+    async def listed(self, request: web.Request) -> web.StreamResponse:
         match = matcher(request.query)
-        items = [m for m in node_metrics(platform) if match(m)]
+        items = [m for m in self.items(request.match_info.get("ns")) if match(m)]
         return web.json_response(
-            {"kind": "NodeMetricsList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}
+            {
+                "kind": f"{self.kind}List",
+                "apiVersion": GROUP_VERSION,
+                "metadata": {},
+                "items": items,
+            }
         )
 
-    async def node(request: web.Request) -> web.StreamResponse:
+    async def one(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        for item in node_metrics(platform):
+        for item in self.items(request.match_info.get("ns")):
             if item["metadata"]["name"] == name:
                 return web.json_response(item)
-        return not_found("nodes.metrics.k8s.io", name).response()
-
-    router.add_get(f"{base}/nodes", nodes_listed)
-    router.add_get(f"{base}/nodes/{{name}}", node)
+        return not_found(f"{self.plural}.{GROUP}", name).response()

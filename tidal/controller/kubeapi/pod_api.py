@@ -78,6 +78,30 @@ def started(workload: RevisionWorkload, pod: str, container: str) -> Replica:
     return replica
 
 
+def refuse_spdy(request: web.Request, verb: str, kubectl: str) -> None:
+    """ApiError for a stream request that is no WebSocket upgrade: a kubectl older than
+    `kubectl` speaks `verb` over SPDY only, which tidal does not serve."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise ApiError(
+            400,
+            f"tidal serves {verb} over WebSocket only (kubectl {kubectl} or newer); this client "
+            "asked for SPDY",
+        )
+
+
+async def accept_websocket(
+    request: web.Request, protocol: str, verb: str, kubectl: str
+) -> web.WebSocketResponse:
+    """The WebSocket of a stream into a pod (exec, port-forward), speaking `protocol`."""
+    ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0)
+    if ws.can_prepare(request).protocol != protocol:
+        raise ApiError(
+            400, f"{verb} needs the {protocol} WebSocket subprotocol (kubectl {kubectl}+)"
+        )
+    await ws.prepare(request)
+    return ws
+
+
 async def replica_ended(replica: Replica, closing: asyncio.Event) -> None:
     """Returns once the replica has stopped or failed, or the platform is stopping: a stream
     into a pod (exec, port-forward) ends with it."""

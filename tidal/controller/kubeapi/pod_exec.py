@@ -22,7 +22,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tidal.controller.kubeapi.pod_api import pod_container, replica_ended, started
+from tidal.controller.kubeapi.pod_api import (
+    accept_websocket,
+    pod_container,
+    refuse_spdy,
+    replica_ended,
+    started,
+)
 from tidal.controller.kubeapi.status import ApiError
 from tidal.controller.platform import Platform
 from tidal.runtime.base import ExecUnavailable, Replica
@@ -36,6 +42,7 @@ from tidal.runtime.exec_session import (
 )
 
 log = logging.getLogger("tidal.kubeapi")
+KUBECTL = "1.30"  # the first kubectl to speak exec over WebSocket
 DRAIN_S = 1.0  # output still arriving after the command exited (a child kept the terminal)
 
 
@@ -50,12 +57,7 @@ def _target(platform: Platform, request: web.Request) -> tuple[Replica, str, tup
     if not command:
         raise ApiError(400, "you must specify at least one command for the container")
     replica = started(workload, request.match_info["name"], container)
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise ApiError(
-            400,
-            "tidal serves exec over WebSocket only (kubectl 1.30 or newer); this client asked "
-            "for SPDY",
-        )
+    refuse_spdy(request, "exec", KUBECTL)
     return replica, container, command
 
 
@@ -70,10 +72,7 @@ async def pod_exec(
         how = platform.runtime.exec_command(replica, container, command, tty)
     except (ExecUnavailable, ValueError) as exc:
         raise ApiError(400, f"cannot exec in pod {replica.replica_id}: {exc}") from None
-    ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=0)
-    if ws.can_prepare(request).protocol != PROTOCOL:
-        raise ApiError(400, f"exec needs the {PROTOCOL} WebSocket subprotocol (kubectl 1.30+)")
-    await ws.prepare(request)
+    ws = await accept_websocket(request, PROTOCOL, "exec", KUBECTL)
     try:
         session = await ExecSession.start(how, stdin, tty)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:

@@ -21,16 +21,21 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from tidal.controller.kubeapi import spdy
-from tidal.controller.kubeapi.pod_api import replica_ended, started, workload_of
+from tidal.controller.kubeapi.pod_api import (
+    accept_websocket,
+    refuse_spdy,
+    replica_ended,
+    started,
+    workload_of,
+)
 from tidal.controller.kubeapi.status import ApiError, not_found
 from tidal.controller.platform import Platform
 from tidal.controller.workload import RevisionWorkload
 from tidal.runtime.base import PortUnavailable, Replica, ReplicaState
 
 log = logging.getLogger("tidal.kubeapi")
-PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+KUBECTL = "1.31"  # the first kubectl to speak port-forward over WebSocket
 STREAM_WAIT_S = 30.0  # the kubelet's: a request's second stream must be open by then
-READ_SIZE = 256 * 1024
 MAX_QUEUED = 16  # frames for one connection not yet written to the replica: then kubectl waits
 
 
@@ -60,16 +65,8 @@ async def pod_portforward(
     replica = started(workload, name, workload.spec.container_name)
     if replica.state in (ReplicaState.STOPPED, ReplicaState.FAILED):
         raise ApiError(400, f"unable to forward port because pod {name} is not running")
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise ApiError(
-            400,
-            "tidal serves port-forward over WebSocket only (kubectl 1.31 or newer); this client "
-            "asked for SPDY",
-        )
-    ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=0)
-    if ws.can_prepare(request).protocol != PROTOCOL:
-        raise ApiError(400, f"port-forward needs the {PROTOCOL} WebSocket subprotocol")
-    await ws.prepare(request)
+    refuse_spdy(request, "port-forward", KUBECTL)
+    ws = await accept_websocket(request, spdy.PROTOCOL, "port-forward", KUBECTL)
     session = _Forwarding(platform, workload, replica, ws)
     ended = asyncio.ensure_future(replica_ended(replica, closing))
     served = asyncio.ensure_future(session.serve())
@@ -183,7 +180,7 @@ class _Forwarding:
                 return
             upload = asyncio.ensure_future(_upload(request.inbound, writer))
             with contextlib.suppress(ConnectionError, OSError):
-                while chunk := await reader.read(READ_SIZE):
+                while chunk := await reader.read(spdy.CHUNK):
                     await self._send(spdy.data(request.data_stream, chunk))
             await self._end(request)
         finally:

@@ -49,6 +49,9 @@ class Resource:
     namespaced: bool = True
     extra_verbs: tuple[str, ...] = ()  # served beyond what `writable` says (a pod's delete)
     subresources: tuple[str, ...] = ()
+    # What a read-only kind is written from, and what to do instead, for the refusal of a write.
+    written_from: str = "Services"
+    instead: str = ""
 
     @property
     def verbs(self) -> tuple[str, ...]:
@@ -331,6 +334,10 @@ DEPLOYMENTS = Resource(
         ),
     ),
     writable=False,
+    instead=(
+        " (to run a workload, write a serving.knative.dev/v1 Service: its spec.template takes a "
+        "Deployment's pod template)"
+    ),
 )
 
 
@@ -364,6 +371,7 @@ NODES = Resource(
     ),
     writable=False,
     namespaced=False,
+    written_from="the pools of its config",
 )
 CORE = [EVENTS, SECRETS, CONFIG_MAPS]  # Kubernetes' own kinds, under /api/v1
 # One machine's replicas as pods, its pools as nodes, its claims as folders, its service

@@ -385,17 +385,10 @@ class KubeApi:
 
     def _writable(self, resource: Resource) -> None:
         if not resource.writable:
-            source = "the pools of its config" if resource is NODES else "Services"
-            hint = (
-                " (to run a workload, write a serving.knative.dev/v1 Service: its spec.template "
-                "takes a Deployment's pod template)"
-                if resource is DEPLOYMENTS
-                else ""
-            )
             raise ApiError(
                 405,
-                f"{resource.plural} are written by tidal (from {source}); they cannot be changed "
-                f"directly{hint}",
+                f"{resource.plural} are written by tidal (from {resource.written_from}); they "
+                f"cannot be changed directly{resource.instead}",
             )
 
     def creator(self, resource: Resource) -> Handler:

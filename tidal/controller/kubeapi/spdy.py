@@ -15,6 +15,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+PROTOCOL = "SPDY/3.1+portforward.k8s.io"  # the WebSocket subprotocol of kubectl's tunnel
+CHUNK = 256 * 1024  # the most of a forwarded connection's bytes one DATA frame carries here
 VERSION = 3
 FLAG_FIN = 0x01
 SYN_STREAM, SYN_REPLY, RST_STREAM, PING, GOAWAY = 1, 2, 3, 6, 7
