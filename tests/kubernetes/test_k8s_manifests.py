@@ -67,6 +67,20 @@ def test_the_install_has_what_the_issue_lists() -> None:
     assert controller["spec"]["replicas"] == 1
     cluster_role = next(d for d in manifests() if d["kind"] == "ClusterRole")
     assert all("*" not in rule["verbs"] for rule in cluster_role["rules"])
+    watched = {
+        (group, resource)
+        for rule in cluster_role["rules"]
+        if "watch" in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    # What users write with kubectl is followed; what only tidal writes is not.
+    assert {
+        ("serving.tidal.dev", "services"),
+        ("serving.tidal.dev", "domainmappings"),
+        ("scheduling.tidal.dev", "resourcepolicies"),
+    } <= watched
+    assert ("serving.tidal.dev", "revisions") not in watched
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ stored state, so a restart (`restore`) rebuilds them from the store alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -200,6 +201,8 @@ class Platform:
         self.scaling.monitor = monitor_for(runtime)
         self.factory = RevisionFactory(config, data_dir, runtime, self, self.scaling.poke, clock)
         self.services: dict[str, ValidService] = {}
+        # Service key → why its stored spec, written past tidal's apply, is not what runs.
+        self.refused_specs: dict[str, str] = {}
         self.domains = DomainMappings()
         self.routes = Routes(
             self.store,
@@ -329,6 +332,10 @@ class Platform:
         remove_logs_of_others(self.data_dir / "logs", stored)
         restored: list[tuple[RevisionWorkload, int]] = []
         for doc in self.store.list("Service"):
+            if "latestCreatedRevisionName" not in doc.get("status", {}):
+                # Stored by another writer (kubectl on a cluster's custom resources) and never
+                # applied: nothing of it ran (tidal.controller.outside applies it).
+                continue
             try:
                 valid = validate_service(
                     _strip_server_fields(doc),
@@ -495,6 +502,7 @@ class Platform:
                 self._route_mapping(plan.mapping, self.domains.add(plan.mapping))
                 continue
             adopt = plan.key not in self.services  # new, or left out at restore
+            self.refused_specs.pop(plan.key, None)
             self.services[plan.key] = plan.valid
             if plan.revision is not None:
                 self.revisions.add(self.factory.build(plan.valid.name, plan.revision, None))
@@ -765,10 +773,29 @@ class Platform:
         return {**doc, "status": mapping_status(meta["name"], ref["name"], exists, refused)}
 
     def delete_domain_mapping(self, namespace: str, name: str) -> bool:
-        if not self.store.delete(DOMAIN_MAPPING, namespace, name):
+        """Delete it, or unroute one another writer removed from the store."""
+        stored = self.store.delete(DOMAIN_MAPPING, namespace, name)
+        previous = self.domains.remove(namespace, name)
+        if previous is None and not stored:
             return False
-        self._route_mapping(None, self.domains.remove(namespace, name))
+        self._route_mapping(None, previous)
         return True
+
+    def refuse_stored_service(self, stored: dict[str, Any], exc: InvalidSpec) -> None:
+        """A Service spec that another writer stored (kubectl on a cluster's custom resources)
+        and an apply would refuse: what ran before goes on, and its Ready condition says why
+        the new spec does not run. A newer write wins over this status write."""
+        meta = stored["metadata"]
+        generation = meta.get("generation")
+        self.refused_specs[key_of(meta["namespace"], meta["name"])] = (
+            f"generation {generation} of the spec is not applied: "
+            f"{str(exc).replace(chr(10), '; ')}; what ran before goes on running"
+        )
+        status = stored.setdefault("status", {})
+        status["observedGeneration"] = generation
+        self._set_service_conditions(stored)
+        with contextlib.suppress(Conflict):
+            self.store.put(stored, meta.get("resourceVersion"))
 
     def _plan_service(self, doc: dict[str, Any], force: bool = False) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler, self.runtime.requires_command)
@@ -861,15 +888,20 @@ class Platform:
             raise InvalidSpec("", "", problems)
 
     def delete_policy(self, namespace: str, name: str) -> bool:
-        if not self.store.delete(RESOURCE_POLICY, namespace, name):
+        """Delete it, or forget one deleted from the store by another writer (kubectl on a
+        cluster's custom resources)."""
+        stored = self.store.delete(RESOURCE_POLICY, namespace, name)
+        if self.placer.policies.pop(key_of(namespace, name), None) is None and not stored:
             return False
-        self.placer.policies.pop(key_of(namespace, name), None)
         self.place()
         return True
 
     def delete_service(self, namespace: str, name: str) -> bool:
+        """Delete it with its revisions and route, or finish the deletion of one that another
+        writer (kubectl on a cluster's custom resources) removed from the store."""
         key = key_of(namespace, name)
-        if self.store.get("Service", namespace, name) is None:
+        self.refused_specs.pop(key, None)
+        if self.store.get("Service", namespace, name) is None and key not in self.services:
             return False
         revisions = self._revisions_of(namespace, name)
         with self.store.transaction():  # store first: a failed commit leaves the routes as they are
@@ -1093,6 +1125,14 @@ class Platform:
                     f"the traffic and failed: {_failure(routed)}",
                 }
                 break
+        refused = self.refused_specs.get(key_of(namespace, service["metadata"]["name"]))
+        if refused is not None:
+            condition = {
+                "type": "Ready",
+                "status": "False",
+                "reason": INVALID_SPEC,
+                "message": refused,
+            }
         status["conditions"] = [condition]
 
     # -- routes -------------------------------------------------------------------------------

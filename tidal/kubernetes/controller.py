@@ -21,10 +21,12 @@ from kubernetes.client import ApiClient
 from tidal.api.config import PlatformConfig
 from tidal.controller.admin import AdminSecurity, build_app
 from tidal.controller.leader import LeaderElector, LeaseLock
+from tidal.controller.outside import OutsideChanges
 from tidal.controller.platform import Platform
 from tidal.gateway.proxy import GatewayServer
 from tidal.kubernetes.addresses import ServiceAddresses
 from tidal.kubernetes.manifests import ADMIN_PORT, GATEWAY, GATEWAY_PORT, LEASE
+from tidal.kubernetes.spec_watch import SpecWatch
 from tidal.runtime.deployments import placements_from_pools
 from tidal.runtime.kubernetes import KubernetesRuntime
 from tidal.store.kubernetes import KubernetesStore
@@ -59,6 +61,16 @@ def cluster_platform(
     return Platform(config, data_dir, runtime, store=store, addresses=addresses)
 
 
+async def lead(platform: Platform, api: ApiClient) -> SpecWatch:
+    """Start acting: rebuild the platform from the custom resources, then follow what kubectl
+    writes to them. Close the returned watch when the lead ends."""
+    await platform.start()
+    outside = OutsideChanges(platform)
+    spec_watch = SpecWatch(api, outside.changed, outside.deleted)
+    spec_watch.start()
+    return spec_watch
+
+
 async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
     """Wait for the Lease, then serve until SIGTERM/SIGINT or until the Lease is lost."""
     stop = asyncio.Event()
@@ -78,8 +90,9 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
     platform = cluster_platform(options.config, options.data_dir, api, options.lease_namespace)
     gateway = GatewayServer(platform.router)
     runner: web.AppRunner | None = None
+    spec_watch: SpecWatch | None = None
     try:
-        await platform.start()
+        spec_watch = await lead(platform, api)
         await gateway.start(options.host, options.port)
         info = {"gateway": f"http://{options.host}:{options.port}", "mode": "kubernetes"}
         security = AdminSecurity(options.token)  # no browser origin is its own
@@ -93,6 +106,8 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
         if lost.done():
             log.warning("%s lost the Lease; stopping", options.identity)
     finally:
+        if spec_watch is not None:
+            spec_watch.close()
         await gateway.close()
         if runner is not None:
             await runner.cleanup()

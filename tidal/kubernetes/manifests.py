@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tidal.kubernetes.spec_watch import WATCHED_KINDS
 from tidal.store.kubernetes import RESOURCES, CustomResource
 
 APP = "tidal-controller"
@@ -142,8 +143,11 @@ def rbac(namespace: str) -> list[dict[str, Any]]:
     """Cluster-wide: tidal's CRs, Deployments and pods of every namespace it serves (only the
     verbs the store and the runtime call). In its namespace: its own Lease."""
     groups: dict[str, list[str]] = {}
+    watched: dict[str, list[str]] = {}
     for resource in RESOURCES.values():
         groups.setdefault(resource.group, []).append(resource.plural)
+        if resource.kind in WATCHED_KINDS:
+            watched.setdefault(resource.group, []).append(resource.plural)
     rules: list[dict[str, Any]] = []
     for group, plurals in groups.items():
         rules.append(
@@ -153,6 +157,8 @@ def rbac(namespace: str) -> list[dict[str, Any]]:
                 "verbs": ["get", "list", "create", "update", "delete"],
             }
         )
+        # what users write with kubectl, followed by tidal.kubernetes.spec_watch
+        rules.append({"apiGroups": [group], "resources": watched[group], "verbs": ["watch"]})
         rules.append(
             {
                 "apiGroups": [group],

@@ -124,7 +124,7 @@ class KubernetesStore:
             if exc.status == 404:
                 return None
             raise
-        return _to_tidal(resource, obj)
+        return to_tidal(resource, obj)
 
     def list(
         self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None
@@ -152,7 +152,7 @@ class KubernetesStore:
                 resource.group,
             )
             return []
-        objects = [_to_tidal(resource, obj) for obj in listed["items"]]
+        objects = [to_tidal(resource, obj) for obj in listed["items"]]
         return sorted(objects, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 
     def put(self, obj: dict[str, Any], expected_version: str | None = None) -> dict[str, Any]:
@@ -261,7 +261,8 @@ def _to_cluster(resource: CustomResource, obj: dict[str, Any]) -> dict[str, Any]
     return body
 
 
-def _to_tidal(resource: CustomResource, obj: dict[str, Any]) -> dict[str, Any]:
+def to_tidal(resource: CustomResource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource as the rest of tidal sees it: its user's apiVersion, no managedFields."""
     obj["apiVersion"] = resource.user_api_version
     obj["metadata"] = {
         k: v for k, v in obj["metadata"].items() if k not in ("managedFields", "selfLink")

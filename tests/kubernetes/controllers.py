@@ -1,0 +1,92 @@
+"""The controller as `tidal kubernetes controller` runs it, on the emulator, and what tests of
+it share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from tests.kubernetes.emulator import FakeCluster
+from tidal.api.config import parse_config
+from tidal.controller.platform import Platform
+from tidal.kubernetes.controller import cluster_platform, lead
+from tidal.kubernetes.spec_watch import SpecWatch
+from tidal.runtime.kubernetes import KubernetesRuntime
+
+CONFIG = parse_config(
+    {
+        "pools": [
+            {"name": "ecs", "kind": "reserved", "labels": {"pool": "ecs"}},
+            {"name": "eci", "kind": "elastic", "labels": {"type": "virtual-kubelet"}},
+        ]
+    }
+)
+SERVICE: dict[str, Any] = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Service",
+    "metadata": {"name": "hello", "namespace": "default"},
+    "spec": {
+        "template": {
+            "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1"}},
+            "spec": {
+                "containers": [
+                    {
+                        "image": "ghcr.io/example/hello:1",
+                        "command": ["python", "app.py"],
+                        "ports": [{"containerPort": 9000}],
+                    }
+                ]
+            },
+        }
+    },
+}
+POLICY: dict[str, Any] = {
+    "apiVersion": "scheduling.alibabacloud.com/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "ecs-first", "namespace": "default"},
+    "spec": {
+        "selector": {"serving.knative.dev/service": "hello"},
+        "units": [
+            {"resource": "ecs", "nodeSelector": {"pool": "ecs"}, "max": 2},
+            {"resource": "eci", "nodeSelector": {"type": "virtual-kubelet"}},
+        ],
+    },
+}
+KEY = "default/hello-00001"
+
+
+class Controllers:
+    """Platforms on the Kubernetes store and runtime, each as a controller process would be."""
+
+    def __init__(self, api: ApiClient, data_dir: Path) -> None:
+        self.api = api
+        self.data_dir = data_dir
+        self.running: list[Platform] = []
+        self.watches: dict[int, SpecWatch] = {}
+
+    async def start(self) -> Platform:
+        platform = cluster_platform(CONFIG, self.data_dir, self.api)
+        self.watches[id(platform)] = await lead(platform, self.api)
+        self.running.append(platform)
+        return platform
+
+    async def stop(self, platform: Platform) -> None:
+        """What the controller does when it goes: stop following the CRs, detach (its pods
+        stay), then stop."""
+        self.running.remove(platform)
+        self.watches.pop(id(platform)).close()
+        assert isinstance(platform.runtime, KubernetesRuntime)
+        platform.runtime.detach()
+        await platform.stop()
+
+
+def replicas(cluster: FakeCluster) -> dict[str, int]:
+    return {name: d["spec"]["replicas"] for name, d in cluster.deployments().items()}
+
+
+def ready_all(cluster: FakeCluster) -> None:
+    for index, pod in enumerate(cluster.pods()):
+        if not (pod.get("status") or {}).get("podIP"):
+            cluster.ready(pod, ip=f"10.0.0.{index + 1}")

@@ -1,0 +1,244 @@
+"""kubectl's writes to tidal's custom resources (apply, edit, delete) run as `tidal apply` runs
+them (docs/kubernetes.md#kubectl-on-tidals-resources): the controller on the emulator, the
+writes made with the client as kubectl makes them."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, replicas
+from tests.kubernetes.emulator import FakeCluster, eventually
+
+GROUP, VERSION = "serving.tidal.dev", "v1"
+
+
+class CustomResources:
+    """kubectl's verbs on tidal's custom resources in the default namespace."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = client.CustomObjectsApi(api)
+
+    def create(
+        self, plural: str, doc: dict[str, Any], group: str = GROUP, version: str = VERSION
+    ) -> None:
+        body = {**copy.deepcopy(doc), "apiVersion": f"{group}/{version}"}
+        self.api.create_namespaced_custom_object(group, version, "default", plural, body)
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        listed = self.api.list_namespaced_custom_object(GROUP, VERSION, "default", plural)
+        return next((o for o in listed["items"] if o["metadata"]["name"] == name), None)
+
+    def edit(self, plural: str, name: str, change: Any) -> None:
+        """`kubectl edit`: read, change, replace (at the version read)."""
+        doc = self.get(plural, name)
+        assert doc is not None
+        change(doc)
+        self.api.replace_namespaced_custom_object(GROUP, VERSION, "default", plural, name, doc)
+
+    def delete(self, plural: str, name: str, group: str = GROUP, version: str = VERSION) -> None:
+        self.api.delete_namespaced_custom_object(group, version, "default", plural, name)
+
+    def names(self, plural: str) -> list[str]:
+        listed = self.api.list_namespaced_custom_object(GROUP, VERSION, "default", plural)
+        return sorted(o["metadata"]["name"] for o in listed["items"])
+
+    def ready(self, name: str) -> dict[str, Any]:
+        service = self.get("services", name) or {}
+        return ((service.get("status") or {}).get("conditions") or [{}])[0]
+
+
+def container(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["template"]["spec"]["containers"][0]
+
+
+def set_image(image: str) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        container(doc)["image"] = image
+
+    return change
+
+
+def observed(crs: CustomResources, name: str) -> bool:
+    service = crs.get("services", name) or {}
+    generation = service.get("metadata", {}).get("generation")
+    return (service.get("status") or {}).get("observedGeneration") == generation
+
+
+async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("services", SERVICE)
+    await eventually(lambda: cluster.deployments().get("hello-00001-ecs"), message="revision 1")
+    assert crs.names("revisions") == ["hello-00001"]
+    await eventually(lambda: observed(crs, "hello"), message="observedGeneration")
+    stored = crs.get("services", "hello")
+    assert stored is not None
+    assert stored["spec"]["template"]["spec"]["timeoutSeconds"] == 300  # Knative's defaults
+    assert stored["status"]["latestCreatedRevisionName"] == "hello-00001"
+    assert stored["status"]["url"] == "http://hello.default.example.com"
+    address = client.CoreV1Api(api).read_namespaced_service("hello", "default")
+    assert address.spec.type == "ExternalName"  # its cluster-local name, as an apply makes
+
+    crs.edit("services", "hello", set_image("ghcr.io/example/hello:2"))
+    deployment = await eventually(
+        lambda: cluster.deployments().get("hello-00002-ecs"), message="revision 2"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "ghcr.io/example/hello:2"
+    await eventually(lambda: observed(crs, "hello"), message="observedGeneration 2")
+    await asyncio.sleep(0.3)  # tidal's own writes come back as events: none makes a revision
+    assert crs.names("revisions") == ["hello-00001", "hello-00002"]
+
+    def pin_to_the_first(doc: dict[str, Any]) -> None:
+        doc["spec"]["traffic"] = [{"revisionName": "hello-00001", "percent": 100}]
+
+    crs.edit("services", "hello", pin_to_the_first)
+    await eventually(
+        lambda: (
+            [t["revisionName"] for t in crs.get("routes", "hello")["status"]["traffic"]]
+            == ["hello-00001"]
+        ),
+        message="the route follows the traffic written with kubectl",
+    )
+    await eventually(lambda: observed(crs, "hello"), message="observedGeneration 3")
+    assert platform.services["default/hello"].service.spec.traffic[0].revision_name == (
+        "hello-00001"
+    )
+
+
+async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("services", SERVICE)
+    await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
+    await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1}, message="min-scale 1")
+
+    def bad_bound(doc: dict[str, Any]) -> None:
+        doc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = (
+            "lots"
+        )
+
+    crs.edit("services", "hello", bad_bound)
+    condition = await eventually(
+        lambda: crs.ready("hello").get("reason") == "InvalidSpec" and crs.ready("hello"),
+        message="Ready False with why",
+    )
+    assert condition["status"] == "False"
+    assert "autoscaling.knative.dev/min-scale" in condition["message"]
+    assert "what ran before goes on running" in condition["message"]
+    assert observed(crs, "hello")
+    assert crs.names("revisions") == ["hello-00001"]
+    await asyncio.sleep(2.5)  # past the autoscaler's next tick
+    assert platform.workloads[KEY].desired == 1
+    assert replicas(cluster) == {"hello-00001-ecs": 1}
+
+    # A status change (the revision turning ready) must not lose the reason.
+    platform.status_changed(platform.workloads[KEY])
+    assert crs.ready("hello")["reason"] == "InvalidSpec"
+
+    def fixed(doc: dict[str, Any]) -> None:
+        doc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = (
+            "2"
+        )
+
+    crs.edit("services", "hello", fixed)
+    await eventually(lambda: "hello-00002" in crs.names("revisions"), message="revision 2")
+    await eventually(lambda: crs.ready("hello").get("reason") != "InvalidSpec")
+    assert "default/hello" not in platform.refused_specs
+
+
+async def test_kubectl_delete_removes_the_service_its_revisions_and_its_name(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("services", SERVICE)
+    await eventually(lambda: cluster.deployments().get("hello-00001-ecs"), message="revision 1")
+    crs.delete("services", "hello")
+    await eventually(lambda: "default/hello" not in platform.services, message="forgotten")
+    assert KEY not in platform.workloads
+    assert crs.names("revisions") == [] and crs.names("routes") == []
+    names = [
+        s.metadata.name for s in client.CoreV1Api(api).list_namespaced_service("default").items
+    ]
+    assert "hello" not in names
+
+
+async def test_a_change_made_while_no_controller_ran_is_applied_by_the_next(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster
+) -> None:
+    first = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("services", SERVICE)
+    await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
+    await controllers.stop(first)
+    crs.edit("services", "hello", set_image("ghcr.io/example/hello:2"))
+    other = copy.deepcopy(SERVICE)
+    other["metadata"]["name"] = "other"
+    crs.create("services", other)
+
+    second = await controllers.start()
+    await eventually(lambda: cluster.deployments().get("hello-00002-ecs"), message="hello 2")
+    await eventually(lambda: cluster.deployments().get("other-00001-ecs"), message="other 1")
+    await eventually(lambda: observed(crs, "hello") and observed(crs, "other"))
+    assert {"default/hello", "default/other"} <= second.services.keys()
+
+
+async def test_a_resource_policy_written_with_kubectl_places_and_its_deletion_unplaces(
+    api: ApiClient, controllers: Controllers
+) -> None:
+    platform = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("resourcepolicies", POLICY, "scheduling.tidal.dev", "v1alpha1")
+    await eventually(lambda: "default/ecs-first" in platform.placer.policies)
+    policy = platform.placer.policies["default/ecs-first"]
+    assert [u.resource for u in policy.spec.units] == ["ecs", "eci"]
+
+    policies = client.CustomObjectsApi(api)
+    where = ("scheduling.tidal.dev", "v1alpha1", "default", "resourcepolicies", "ecs-first")
+    doc = policies.get_namespaced_custom_object(*where)
+    doc["spec"]["units"] = []  # refused: the policy before stays
+    policies.replace_namespaced_custom_object(*where, doc)
+    doc = policies.get_namespaced_custom_object(*where)
+    doc["spec"]["units"] = [{"resource": "eci", "nodeSelector": {"type": "virtual-kubelet"}}]
+    policies.replace_namespaced_custom_object(*where, doc)
+    await eventually(
+        lambda: (
+            [u.resource for u in platform.placer.policies["default/ecs-first"].spec.units]
+            == ["eci"]
+        ),
+        message="the valid edit after the refused one",
+    )
+    policies.delete_namespaced_custom_object(*where)
+    await eventually(lambda: "default/ecs-first" not in platform.placer.policies)
+
+
+async def test_a_domain_mapping_written_with_kubectl_routes_its_domain_until_deleted(
+    api: ApiClient, controllers: Controllers
+) -> None:
+    platform = await controllers.start()
+    crs = CustomResources(api)
+    crs.create("services", SERVICE)
+    await eventually(lambda: observed(crs, "hello"), message="hello observed")
+    mapping = {
+        "apiVersion": "serving.knative.dev/v1beta1",
+        "kind": "DomainMapping",
+        "metadata": {"name": "models.example.org", "namespace": "default"},
+        "spec": {
+            "ref": {"name": "hello", "kind": "Service", "apiVersion": "serving.knative.dev/v1"}
+        },
+    }
+    crs.create("domainmappings", mapping)
+    await eventually(lambda: "models.example.org" in platform.domains.by_domain)
+    assert platform.domains.domains_of("default", "hello") == ["models.example.org"]
+    crs.delete("domainmappings", "models.example.org")
+    await eventually(lambda: not platform.domains.domains_of("default", "hello"))
