@@ -3,8 +3,9 @@ thread of its own so that synchronous client calls from the test's event loop ca
 
 kmock 0.8 keeps objects as plain JSON and merges every write; the real server also does what is
 added here (its docstring invites subclassing for exactly this): resourceVersion, uid,
-creationTimestamp and generation; 201 Created; PUT (replace) with optimistic concurrency (409 on
-a stale resourceVersion); the status subresource; equality label selectors on list and watch.
+creationTimestamp and generation (bumped by a PUT or PATCH that changes the spec); 201 Created;
+PUT (replace) with optimistic concurrency (409 on a stale resourceVersion); the status
+subresource; equality label selectors on list and watch.
 
 `FakeCluster` stands in for the ReplicaSet controller and the kubelet, which no emulator has:
 it keeps each Deployment's pods at spec.replicas (removing the lowest pod-deletion-cost first,
@@ -57,6 +58,12 @@ class Emulator(kmock.KubernetesEmulator):
             elif request.method == "PATCH" and request.name is not None:
                 await self._check_version(request)
                 meta["resourceVersion"] = str(next(self._versions))
+                if "spec" in request.data and request.subresource is None:
+                    async with self._lock:
+                        current = self._object(request).raw
+                    spec = current.get("spec")
+                    if _merged(spec, request.data["spec"]) != spec:
+                        meta["generation"] = current["metadata"].get("generation", 1) + 1
             elif request.method == "PUT" and request.name is not None:
                 return await self._replace(request)
         response = await super()._handle(request)
@@ -107,6 +114,19 @@ class Emulator(kmock.KubernetesEmulator):
         async for event in super()._serve_watch(request):
             if not isinstance(event, dict) or _selected(request, event["object"]):
                 yield event
+
+
+def _merged(target: Any, patch: Any) -> Any:
+    """A JSON merge patch (RFC 7386) applied, as the server does for generation's sake."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merged(merged.get(key), value)
+    return merged
 
 
 def _selected(request: rendering.Request, obj: dict[str, Any]) -> bool:

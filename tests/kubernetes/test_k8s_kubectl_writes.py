@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 from kubernetes import client
@@ -15,6 +16,7 @@ from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, repl
 from tests.kubernetes.emulator import FakeCluster, eventually
 
 GROUP, VERSION = "serving.tidal.dev", "v1"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class CustomResources:
@@ -39,6 +41,10 @@ class CustomResources:
         assert doc is not None
         change(doc)
         self.api.replace_namespaced_custom_object(GROUP, VERSION, "default", plural, name, doc)
+
+    def patch(self, plural: str, name: str, patch: dict[str, Any]) -> None:
+        """`kubectl patch --type merge` (and what `kubectl apply` sends)."""
+        self.api.patch_namespaced_custom_object(GROUP, VERSION, "default", plural, name, patch)
 
     def delete(self, plural: str, name: str, group: str = GROUP, version: str = VERSION) -> None:
         self.api.delete_namespaced_custom_object(group, version, "default", plural, name)
@@ -74,7 +80,9 @@ async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
 ) -> None:
     platform = await controllers.start()
     crs = CustomResources(api)
-    crs.create("services", SERVICE)
+    applied = copy.deepcopy(SERVICE)  # as `kubectl apply` creates it
+    applied["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(SERVICE)}
+    crs.create("services", applied)
     await eventually(lambda: cluster.deployments().get("hello-00001-ecs"), message="revision 1")
     assert crs.names("revisions") == ["hello-00001"]
     await eventually(lambda: observed(crs, "hello"), message="observedGeneration")
@@ -96,10 +104,8 @@ async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
     await asyncio.sleep(0.3)  # tidal's own writes come back as events: none makes a revision
     assert crs.names("revisions") == ["hello-00001", "hello-00002"]
 
-    def pin_to_the_first(doc: dict[str, Any]) -> None:
-        doc["spec"]["traffic"] = [{"revisionName": "hello-00001", "percent": 100}]
-
-    crs.edit("services", "hello", pin_to_the_first)
+    pin_to_the_first = {"spec": {"traffic": [{"revisionName": "hello-00001", "percent": 100}]}}
+    crs.patch("services", "hello", pin_to_the_first)
     await eventually(
         lambda: (
             [t["revisionName"] for t in crs.get("routes", "hello")["status"]["traffic"]]
