@@ -70,11 +70,25 @@ def manifests_command(
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="tidal.yaml")
 @click.option("--data-dir", default="/var/lib/tidal", show_default=True)
 @click.option("--lease-namespace", default="tidal-system", show_default=True)
+@click.option(
+    "--webhook-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The admission webhook's certificate (with --webhook-key); none: no webhook.",
+)
+@click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--webhook-port", type=int, default=8443, show_default=True)
 @click.pass_context
 def controller_command(
-    ctx: click.Context, config_path: str | None, data_dir: str, lease_namespace: str
+    ctx: click.Context,
+    config_path: str | None,
+    data_dir: str,
+    lease_namespace: str,
+    webhook_cert: str | None,
+    webhook_key: str | None,
+    webhook_port: int,
 ) -> None:
-    """Run the controller, gateway and admin API in a pod (leader-elected)."""
+    """Run the controller, gateway, admin API and admission webhook in a pod
+    (leader-elected)."""
     import asyncio
     import logging
 
@@ -95,8 +109,20 @@ def controller_command(
         raise click.ClickException(
             f"the admin API needs a token: set TIDAL_TOKEN (from the Secret {TOKEN_SECRET})"
         )
+    if (webhook_cert is None) != (webhook_key is None):
+        raise click.UsageError("--webhook-cert and --webhook-key go together")
     identity = os.environ.get("POD_NAME") or socket.gethostname()
-    options = ControllerOptions(config, Path(data_dir), identity, lease_namespace, token)
+    options = ControllerOptions(
+        config,
+        Path(data_dir),
+        identity,
+        lease_namespace,
+        token,
+        webhook_tls=(Path(webhook_cert), Path(webhook_key))
+        if webhook_cert and webhook_key
+        else None,
+        webhook_port=webhook_port,
+    )
     asyncio.run(run_controller(options, api_client(*kube)))
 
 

@@ -25,10 +25,19 @@ from tidal.controller.outside import OutsideChanges
 from tidal.controller.platform import Platform
 from tidal.gateway.proxy import GatewayServer
 from tidal.kubernetes.addresses import ServiceAddresses
-from tidal.kubernetes.manifests import ADMIN_PORT, GATEWAY, GATEWAY_PORT, LEASE
+from tidal.kubernetes.manifests import (
+    ADMIN_PORT,
+    GATEWAY,
+    GATEWAY_PORT,
+    LEASE,
+    WEBHOOK_PORT,
+    own_user,
+)
 from tidal.kubernetes.spec_watch import SpecWatch
+from tidal.kubernetes.webhook import AdmissionWebhook
 from tidal.runtime.deployments import placements_from_pools
 from tidal.runtime.kubernetes import KubernetesRuntime
+from tidal.security.tls import server_context
 from tidal.store.kubernetes import KubernetesStore
 
 log = logging.getLogger("tidal.kubernetes")
@@ -44,6 +53,9 @@ class ControllerOptions:
     host: str = "0.0.0.0"
     port: int = GATEWAY_PORT
     admin_port: int = ADMIN_PORT
+    # The admission webhook's certificate and key (the Secret tidal-webhook-tls); none: no webhook
+    webhook_tls: tuple[Path, Path] | None = None
+    webhook_port: int = WEBHOOK_PORT
 
 
 def cluster_platform(
@@ -91,8 +103,19 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
     gateway = GatewayServer(platform.router)
     runner: web.AppRunner | None = None
     spec_watch: SpecWatch | None = None
+    webhook: AdmissionWebhook | None = None
     try:
         spec_watch = await lead(platform, api)
+        if options.webhook_tls is not None:
+            context = server_context(*options.webhook_tls)
+            webhook = AdmissionWebhook(
+                platform,
+                own_user(options.lease_namespace),
+                context,
+                options.host,
+                options.webhook_port,
+            )
+            webhook.start()
         await gateway.start(options.host, options.port)
         info = {"gateway": f"http://{options.host}:{options.port}", "mode": "kubernetes"}
         security = AdminSecurity(options.token)  # no browser origin is its own
@@ -108,6 +131,8 @@ async def run_controller(options: ControllerOptions, api: ApiClient) -> None:
     finally:
         if spec_watch is not None:
             spec_watch.close()
+        if webhook is not None:
+            webhook.close()
         await gateway.close()
         if runner is not None:
             await runner.cleanup()

@@ -3,8 +3,9 @@
 CRDs for tidal's resources (Knative/ACK-shaped specs and statuses kept as written, hence
 x-kubernetes-preserve-unknown-fields), the namespace, RBAC with only the verbs the controller
 uses, the config (pools and autoscaler defaults), a volume for metric history, the controller
-Deployment, the gateway Deployment and the Services in front of them. Only the leader among
-controller replicas listens, so only it is Ready behind the admin Service.
+Deployment, the gateway Deployment, the Services in front of them, and the admission webhook
+that checks kubectl's writes as `tidal apply` does. Only the leader among controller replicas
+listens, so only it is Ready behind the admin and webhook Services.
 
 The admin API needs a bearer token: a Secret made with a fresh random token each time the
 manifests are rendered (keep the rendered file, or pass the token to render the same one again),
@@ -14,12 +15,16 @@ tidal-gateway, selects only gateway pods, which have no admin port; tidal-admin 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from tidal.kubernetes.spec_watch import WATCHED_KINDS
+from tidal.security.localca import issue_once
 from tidal.store.kubernetes import RESOURCES, CustomResource
 
 APP = "tidal-controller"
@@ -55,6 +60,10 @@ TOKEN_ENV = {
     "name": "TIDAL_TOKEN",
     "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": TOKEN_KEY}},
 }
+WEBHOOK = "tidal-webhook"
+WEBHOOK_PORT = 8443
+WEBHOOK_SECRET = "tidal-webhook-tls"
+WEBHOOK_DIR = "/etc/tidal-webhook"
 RESTRICTED = {  # the container security context of both of tidal's own Deployments
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -63,13 +72,32 @@ RESTRICTED = {  # the container security context of both of tidal's own Deployme
 }
 
 
+@dataclass(frozen=True)
+class WebhookTLS:
+    """PEM of the admission webhook's certificate, its key, and the CA the API server checks it
+    against."""
+
+    ca_cert: bytes
+    cert: bytes
+    key: bytes
+
+    @classmethod
+    def issue(cls, namespace: str) -> WebhookTLS:
+        """A fresh certificate for the webhook's Service, from a CA made for it alone."""
+        service = f"{WEBHOOK}.{namespace}.svc"
+        return cls(*issue_once([service, f"{service}.cluster.local"], "tidal webhook CA"))
+
+
 def manifests(
     namespace: str = "tidal-system",
     image: str = DEFAULT_IMAGE,
     config: dict[str, Any] | None = None,
     token: str | None = None,
+    webhook_tls: WebhookTLS | None = None,
 ) -> list[dict[str, Any]]:
-    """The install, in apply order; `token` defaults to a new random one."""
+    """The install, in apply order; `token` defaults to a new random one, `webhook_tls` to a
+    new certificate. The webhook comes last: it refuses writes until the controller serves it."""
+    tls = webhook_tls or WebhookTLS.issue(namespace)
     return [
         *(crd(resource) for resource in RESOURCES.values()),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
@@ -77,11 +105,14 @@ def manifests(
         *rbac(namespace),
         config_map(namespace, config or DEFAULT_CONFIG),
         token_secret(namespace, token or secrets.token_urlsafe(32)),
+        webhook_secret(namespace, tls),
         state_volume(namespace),
-        controller(namespace, image),
+        controller(namespace, image, tls),
         gateway(namespace, image),
         _service(namespace, "tidal-gateway", 80, GATEWAY_PORT, GATEWAY),
         _service(namespace, "tidal-admin", ADMIN_PORT, ADMIN_PORT, APP),
+        _service(namespace, WEBHOOK, 443, WEBHOOK_PORT, APP, "https"),
+        validating_webhook(namespace, tls),
     ]
 
 
@@ -217,6 +248,68 @@ def token_secret(namespace: str, token: str) -> dict[str, Any]:
     }
 
 
+def own_user(namespace: str) -> str:
+    """The user the controller's requests come from: its service account."""
+    return f"system:serviceaccount:{namespace}:{APP}"
+
+
+def webhook_secret(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
+    """The admission webhook's certificate and key, mounted into the controller."""
+    return {
+        **_meta("v1", "Secret", namespace, WEBHOOK_SECRET),
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": tls.cert.decode(), "tls.key": tls.key.decode()},
+    }
+
+
+def validating_webhook(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
+    """Creates and updates of what users write (tidal.kubernetes.webhook) are checked as
+    `tidal apply` checks them; status writes and deletes are not."""
+    rules = [
+        {
+            "apiGroups": [group],
+            "apiVersions": [version],
+            "resources": [plural],
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+        for group, version, plural in sorted(
+            (r.group, r.version, r.plural) for r in RESOURCES.values() if r.kind in WATCHED_KINDS
+        )
+    ]
+    return {
+        **_meta("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", None),
+        "webhooks": [
+            {
+                "name": "validation.tidal.dev",
+                "clientConfig": {
+                    "service": {
+                        "namespace": namespace,
+                        "name": WEBHOOK,
+                        "path": "/validate",
+                        "port": 443,
+                    },
+                    "caBundle": base64.b64encode(tls.ca_cert).decode(),
+                },
+                "rules": rules,
+                # tidal's own writes are not sent: it checked them, and a controller that is
+                # not Ready yet (its restore writes) must still be able to write.
+                "matchConditions": [
+                    {
+                        "name": "not-tidal-itself",
+                        "expression": f"request.userInfo.username != '{own_user(namespace)}'",
+                    }
+                ],
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                # As Knative's: nothing unchecked is stored while the controller is away.
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+
+
 def state_volume(namespace: str) -> dict[str, Any]:
     """Metric history (SQLite) survives controller restarts on this volume."""
     return {
@@ -228,7 +321,7 @@ def state_volume(namespace: str) -> dict[str, Any]:
     }
 
 
-def controller(namespace: str, image: str) -> dict[str, Any]:
+def controller(namespace: str, image: str, tls: WebhookTLS) -> dict[str, Any]:
     container = {
         "name": "controller",
         "image": image,
@@ -241,6 +334,10 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
             DATA_DIR,
             "--lease-namespace",
             namespace,
+            "--webhook-cert",
+            f"{WEBHOOK_DIR}/tls.crt",
+            "--webhook-key",
+            f"{WEBHOOK_DIR}/tls.key",
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -249,6 +346,7 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
         "ports": [
             {"name": "gateway", "containerPort": GATEWAY_PORT},
             {"name": "admin", "containerPort": ADMIN_PORT},
+            {"name": "webhook", "containerPort": WEBHOOK_PORT},
         ],
         # Only the leader listens: the Services send traffic to the leader alone.
         "readinessProbe": {"tcpSocket": {"port": GATEWAY_PORT}, "periodSeconds": 2},
@@ -259,6 +357,7 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
         "securityContext": RESTRICTED,
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/tidal", "readOnly": True},
+            {"name": "webhook-tls", "mountPath": WEBHOOK_DIR, "readOnly": True},
             {"name": "state", "mountPath": DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -272,13 +371,21 @@ def controller(namespace: str, image: str) -> dict[str, Any]:
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {"app.kubernetes.io/name": APP}},
             "template": {
-                "metadata": {"labels": LABELS},
+                "metadata": {
+                    "labels": LABELS,
+                    # A new certificate (the manifests rendered again) restarts the controller,
+                    # which reads it when it starts.
+                    "annotations": {
+                        "tidal.dev/webhook-cert-sha256": hashlib.sha256(tls.cert).hexdigest()
+                    },
+                },
                 "spec": {
                     "serviceAccountName": APP,
                     "securityContext": {"runAsUser": 10001, "fsGroup": 10001},
                     "containers": [container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": "tidal-config"}},
+                        {"name": "webhook-tls", "secret": {"secretName": WEBHOOK_SECRET}},
                         {"name": "state", "persistentVolumeClaim": {"claimName": "tidal-state"}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
@@ -331,12 +438,14 @@ def gateway(namespace: str, image: str, replicas: int = 2) -> dict[str, Any]:
     }
 
 
-def _service(namespace: str, name: str, port: int, target: int, app: str) -> dict[str, Any]:
+def _service(
+    namespace: str, name: str, port: int, target: int, app: str, protocol: str = "http"
+) -> dict[str, Any]:
     return {
         **_meta("v1", "Service", namespace, name),
         "spec": {
             "selector": {"app.kubernetes.io/name": app},
-            "ports": [{"name": "http", "port": port, "targetPort": target}],
+            "ports": [{"name": protocol, "port": port, "targetPort": target}],
         },
     }
 

@@ -65,12 +65,24 @@ def ensure_local_tls(data_dir: Path, hosts: tuple[str, ...] = ()) -> LocalTLS:
     return files
 
 
+def issue_once(names: list[str], ca_name: str) -> tuple[bytes, bytes, bytes]:
+    """A CA made for one use and a server certificate it signed for `names`, in PEM: (CA
+    certificate, server certificate, server key). The CA's key is dropped, so nothing else can
+    ever be signed by it."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _ca_certificate(ca_key, ca_name)
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _pem(ca_cert), _pem(_server_certificate(ca_cert, ca_key, key, names)), _key_pem(key)
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tidal local CA")])
+def _ca_certificate(
+    key: ec.EllipticCurvePrivateKey, common_name: str = "tidal local CA"
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = _now()
     return (
         x509.CertificateBuilder()
