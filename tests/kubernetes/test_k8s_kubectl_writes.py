@@ -9,11 +9,13 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, replicas
-from tests.kubernetes.emulator import FakeCluster, eventually
+from tests.kubernetes.emulator import FakeCluster, ThreadedEmulator, eventually
+from tidal.kubernetes.spec_watch import SpecWatch
 
 GROUP, VERSION = "serving.tidal.dev", "v1"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -248,3 +250,17 @@ async def test_a_domain_mapping_written_with_kubectl_routes_its_domain_until_del
     assert platform.domains.domains_of("default", "hello") == ["models.example.org"]
     crs.delete("domainmappings", "models.example.org")
     await eventually(lambda: not platform.domains.domains_of("default", "hello"))
+
+
+async def test_a_cluster_without_a_followed_crd_is_named_with_the_fix(
+    api: ApiClient, emulator: ThreadedEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An install from before a kind existed: the controller says what to apply."""
+    del emulator.emulator.resources["serving.tidal.dev/v1/domainmappings"]
+    watch = SpecWatch(api, lambda doc, listed: None, lambda kind, namespace, name: None)
+    watch.start()
+    try:
+        await eventually(lambda: "cannot watch domainmappings" in caplog.text)
+    finally:
+        watch.close()
+    assert "apply `tidal kubernetes manifests` again" in caplog.text

@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
 
 from tidal.store.kubernetes import RESOURCES, CustomResource, to_tidal
 
@@ -131,6 +132,15 @@ class SpecWatch:
             except Exception as exc:  # the API server went away, 410 Gone, no CRD yet: relist
                 if self._closed.is_set():
                     return
+                if isinstance(exc, ApiException) and exc.status in (403, 404):
+                    log.warning(
+                        "cannot watch %s.%s (%s): apply `tidal kubernetes manifests` again",
+                        resource.plural,
+                        resource.group,
+                        exc.reason,
+                    )
+                    self._closed.wait(30.0)
+                    continue
                 log.debug("%s watch restarts: %s", resource.plural, exc)
                 self._closed.wait(1.0)
 
