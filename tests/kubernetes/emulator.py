@@ -30,6 +30,8 @@ from kmock._internal import k8s_dicts, rendering
 from kubernetes import client
 from kubernetes.client import ApiClient, Configuration
 
+from tidal.controller.kubeapi.patch import merge_patch
+
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POD_LOG = "test.tidal.dev/log"  # what a pod's log subresource answers, kept on the pod
 
@@ -62,7 +64,7 @@ class Emulator(kmock.KubernetesEmulator):
                     async with self._lock:
                         current = self._object(request).raw
                     spec = current.get("spec")
-                    if _merged(spec, request.data["spec"]) != spec:
+                    if merge_patch(spec, request.data["spec"]) != spec:
                         meta["generation"] = current["metadata"].get("generation", 1) + 1
             elif request.method == "PUT" and request.name is not None:
                 return await self._replace(request)
@@ -114,19 +116,6 @@ class Emulator(kmock.KubernetesEmulator):
         async for event in super()._serve_watch(request):
             if not isinstance(event, dict) or _selected(request, event["object"]):
                 yield event
-
-
-def _merged(target: Any, patch: Any) -> Any:
-    """A JSON merge patch (RFC 7386) applied, as the server does for generation's sake."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merged(merged.get(key), value)
-    return merged
 
 
 def _selected(request: rendering.Request, obj: dict[str, Any]) -> bool:

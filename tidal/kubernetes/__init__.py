@@ -1,1 +1,2 @@
-"""Cluster mode: connecting to the API server, the controller's entrypoint, install manifests."""
+"""Cluster mode: connecting to the API server, the controller's entrypoint, following and
+checking what kubectl writes to tidal's resources, install manifests."""

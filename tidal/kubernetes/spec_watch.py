@@ -20,10 +20,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from tidal.kubernetes.list_watch import list_then_watch
 from tidal.store.kubernetes import RESOURCES, CustomResource, to_tidal
 
 log = logging.getLogger("tidal.kubernetes")
@@ -107,42 +108,34 @@ class SpecWatch:
     # -- the watch threads --------------------------------------------------------------------
 
     def _follow(self, resource: CustomResource) -> None:
-        """List, then watch from the list's version; on any error, list again."""
+        def listed(objects: list[dict[str, Any]]) -> None:
+            self._post(self._resync, resource.kind, [to_tidal(resource, o) for o in objects])
+
+        def changed(event_type: str, obj: dict[str, Any]) -> None:
+            self._post(self._event, resource.kind, event_type, to_tidal(resource, obj))
+
+        def retry_after(exc: Exception) -> float:
+            if isinstance(exc, ApiException) and exc.status in (403, 404):
+                log.warning(
+                    "cannot watch %s.%s (%s): apply `tidal kubernetes manifests` again",
+                    resource.plural,
+                    resource.group,
+                    exc.reason,
+                )
+                return 30.0
+            log.debug("%s watch restarts: %s", resource.plural, exc)
+            return 1.0
+
         where = (resource.group, resource.version, resource.plural)
-        while not self._closed.is_set():
-            try:
-                response = self._api.list_cluster_custom_object(
-                    *where, _preload_content=False, _request_timeout=30
-                )
-                listed = json.loads(response.data)
-                objects = [to_tidal(resource, obj) for obj in listed["items"]]
-                self._post(self._resync, resource.kind, objects)
-                stream = watch.Watch().stream(
-                    self._api.list_cluster_custom_object,
-                    *where,
-                    resource_version=listed["metadata"].get("resourceVersion"),
-                    timeout_seconds=self._watch_timeout_s,
-                    _request_timeout=(10, self._watch_timeout_s + 10),
-                )
-                for event in stream:
-                    if self._closed.is_set():
-                        return
-                    obj = to_tidal(resource, event["raw_object"])
-                    self._post(self._event, resource.kind, event["type"], obj)
-            except Exception as exc:  # the API server went away, 410 Gone, no CRD yet: relist
-                if self._closed.is_set():
-                    return
-                if isinstance(exc, ApiException) and exc.status in (403, 404):
-                    log.warning(
-                        "cannot watch %s.%s (%s): apply `tidal kubernetes manifests` again",
-                        resource.plural,
-                        resource.group,
-                        exc.reason,
-                    )
-                    self._closed.wait(30.0)
-                    continue
-                log.debug("%s watch restarts: %s", resource.plural, exc)
-                self._closed.wait(1.0)
+        list_then_watch(
+            self._api.list_cluster_custom_object,
+            where,
+            listed,
+            changed,
+            self._closed,
+            retry_after,
+            self._watch_timeout_s,
+        )
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         if self._loop is None or self._loop.is_closed():

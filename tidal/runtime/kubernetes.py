@@ -33,10 +33,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from tidal.kubernetes.list_watch import list_then_watch
 from tidal.runtime.base import (
     ExecCommand,
     ExecUnavailable,
@@ -436,30 +437,16 @@ class KubernetesRuntime:
             self._watcher.start()
 
     def _watch_pods(self) -> None:
-        """List, then watch from the list's version; on any error, list again."""
-        while not self._closed.is_set():
-            try:
-                response = self._core.list_pod_for_all_namespaces(
-                    label_selector=SELECTOR, _preload_content=False, _request_timeout=30
-                )
-                listed = json.loads(response.data)
-                self._post(self._resync, listed["items"])
-                stream = watch.Watch().stream(
-                    self._core.list_pod_for_all_namespaces,
-                    label_selector=SELECTOR,
-                    resource_version=listed["metadata"].get("resourceVersion"),
-                    timeout_seconds=self._watch_timeout_s,
-                    _request_timeout=(10, self._watch_timeout_s + 10),
-                )
-                for event in stream:
-                    if self._closed.is_set():
-                        return
-                    self._post(self._on_pod, event["type"], event["raw_object"])
-            except Exception as exc:  # the API server went away, 410 Gone, a timeout: relist
-                if self._closed.is_set():
-                    return
-                log.debug("pod watch restarts: %s", exc)
-                self._closed.wait(0.5)
+        list_then_watch(
+            self._core.list_pod_for_all_namespaces,
+            (),
+            lambda pods: self._post(self._resync, pods),
+            lambda kind, pod: self._post(self._on_pod, kind, pod),
+            self._closed,
+            _watch_restarts,
+            self._watch_timeout_s,
+            label_selector=SELECTOR,
+        )
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         """Run `callback` on the event loop (from the watch thread or from the loop itself)."""
@@ -472,6 +459,11 @@ class KubernetesRuntime:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _watch_restarts(exc: Exception) -> float:
+    log.debug("pod watch restarts: %s", exc)
+    return 0.5
 
 
 def _message(exc: Exception) -> str:
