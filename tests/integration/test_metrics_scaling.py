@@ -86,7 +86,8 @@ def test_cpu_scales_on_burning_requests_and_not_on_sleeping_ones(platform):
     sleeping = Load(platform.gateway, host("sleeper"), "/?sleep=200").start(3)
     try:
         wait_until(lambda: len(replicas(platform, "burner")) >= 2, 30, "burner to scale out")
-        measured = [r for r in replicas(platform, "burner") if r["cpuCores"] is not None]
+        # A replica still provisioning on the elastic pool has no figures yet.
+        measured = [r for r in replicas(platform, "burner") if r.get("cpuCores") is not None]
         assert measured, "no replica of burner had a CPU figure"
         assert max(r["cpuPercentOfRequest"] for r in measured) > 100
         assert most_replicas(platform, "sleeper", 4) == 1
