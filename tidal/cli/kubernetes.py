@@ -21,10 +21,13 @@ from tidal.api.errors import InvalidSpec
 from tidal.api.textfile import read_text
 from tidal.cli.client import ApiError, Client
 from tidal.kubernetes.manifests import (
+    ADMIN_PORT,
     DEFAULT_CONFIG,
     DEFAULT_IMAGE,
+    GATEWAY_PORT,
     TOKEN_KEY,
     TOKEN_SECRET,
+    WEBHOOK_PORT,
     manifests,
     render,
 )
@@ -76,7 +79,10 @@ def manifests_command(
     help="The admission webhook's certificate (with --webhook-key); none: no webhook.",
 )
 @click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False))
-@click.option("--webhook-port", type=int, default=8443, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=GATEWAY_PORT, show_default=True, help="Gateway port.")
+@click.option("--admin-port", type=int, default=ADMIN_PORT, show_default=True)
+@click.option("--webhook-port", type=int, default=WEBHOOK_PORT, show_default=True)
 @click.pass_context
 def controller_command(
     ctx: click.Context,
@@ -85,6 +91,9 @@ def controller_command(
     lease_namespace: str,
     webhook_cert: str | None,
     webhook_key: str | None,
+    host: str,
+    port: int,
+    admin_port: int,
     webhook_port: int,
 ) -> None:
     """Run the controller, gateway, admin API and admission webhook in a pod
@@ -118,6 +127,9 @@ def controller_command(
         identity,
         lease_namespace,
         token,
+        host=host,
+        port=port,
+        admin_port=admin_port,
         webhook_tls=(Path(webhook_cert), Path(webhook_key))
         if webhook_cert and webhook_key
         else None,
