@@ -53,15 +53,12 @@ class SpecWatch:
         self._listed: set[str] = set()  # kinds listed once already
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         """Follow every watched kind; call from the event loop that should get the changes."""
         self._loop = asyncio.get_running_loop()
         for kind in WATCHED_KINDS:
-            thread = threading.Thread(target=self._follow, args=(RESOURCES[kind],), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            threading.Thread(target=self._follow, args=(RESOURCES[kind],), daemon=True).start()
 
     def close(self) -> None:
         """Stop handing on changes; the threads end with their current request."""
@@ -79,7 +76,7 @@ class SpecWatch:
         for obj in objects:
             self._changed(obj, first)
 
-    def _event(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+    def _event(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "DELETED":
             self._gone(_key(obj))
         elif event_type in ("ADDED", "MODIFIED"):
@@ -112,7 +109,7 @@ class SpecWatch:
             self._post(self._resync, resource.kind, [to_tidal(resource, o) for o in objects])
 
         def changed(event_type: str, obj: dict[str, Any]) -> None:
-            self._post(self._event, resource.kind, event_type, to_tidal(resource, obj))
+            self._post(self._event, event_type, to_tidal(resource, obj))
 
         def retry_after(exc: Exception) -> float:
             if isinstance(exc, ApiException) and exc.status in (403, 404):
