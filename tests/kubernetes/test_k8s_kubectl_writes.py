@@ -71,6 +71,14 @@ def set_image(image: str) -> Any:
     return change
 
 
+def set_min_scale(value: str) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        annotations = doc["spec"]["template"]["metadata"]["annotations"]
+        annotations["autoscaling.knative.dev/min-scale"] = value
+
+    return change
+
+
 def observed(crs: CustomResources, name: str) -> bool:
     service = crs.get("services", name) or {}
     generation = service.get("metadata", {}).get("generation")
@@ -130,12 +138,7 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
     await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1}, message="min-scale 1")
 
-    def bad_bound(doc: dict[str, Any]) -> None:
-        doc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = (
-            "lots"
-        )
-
-    crs.edit("services", "hello", bad_bound)
+    crs.edit("services", "hello", set_min_scale("lots"))
     condition = await eventually(
         lambda: crs.ready("hello").get("reason") == "InvalidSpec" and crs.ready("hello"),
         message="Ready False with why",
@@ -153,12 +156,7 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     platform.status_changed(platform.workloads[KEY])
     assert crs.ready("hello")["reason"] == "InvalidSpec"
 
-    def fixed(doc: dict[str, Any]) -> None:
-        doc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = (
-            "2"
-        )
-
-    crs.edit("services", "hello", fixed)
+    crs.edit("services", "hello", set_min_scale("2"))
     await eventually(lambda: "hello-00002" in crs.names("revisions"), message="revision 2")
     await eventually(lambda: crs.ready("hello").get("reason") != "InvalidSpec")
     assert "default/hello" not in platform.refused_specs
