@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -148,3 +152,83 @@ def test_the_cli_reaches_the_admin_api_through_the_service_proxy(
     assert seen[0].data["items"] == []
     # the admin token comes from the install's Secret, in a header the API server passes on
     assert seen[0].headers[TOKEN_HEADER] == "s3cret"
+
+
+STATUS_OF = {
+    "url": "http://hello.default.example.com",
+    "latestCreatedRevisionName": "hello-00002",
+    "latestReadyRevisionName": "hello-00001",
+    "actualReplicas": 2,
+    "desiredReplicas": 3,
+    "conditions": [{"type": "Ready", "status": "Unknown", "reason": "RevisionMissing"}],
+}
+COLUMNS = {
+    "Service": {
+        "URL": "http://hello.default.example.com",
+        "LatestCreated": "hello-00002",
+        "LatestReady": "hello-00001",
+        "Ready": "Unknown",
+        "Reason": "RevisionMissing",
+    },
+    "Revision": {
+        "Config Name": "hello",
+        "Generation": "2",
+        "Ready": "Unknown",
+        "Reason": "RevisionMissing",
+        "Actual Replicas": "2",
+        "Desired Replicas": "3",
+    },
+    "Route": {
+        "URL": "http://hello.default.example.com",
+        "Ready": "Unknown",
+        "Reason": "RevisionMissing",
+    },
+    "DomainMapping": {
+        "URL": "http://hello.default.example.com",
+        "Ready": "Unknown",
+        "Reason": "RevisionMissing",
+    },
+    "ResourcePolicy": {},
+}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("kind", sorted(COLUMNS))
+def test_kubectl_get_shows_knatives_columns(kind: str, tmp_path: Path) -> None:
+    """Each printer column's jsonPath, evaluated by kubectl itself on an object of its kind
+    (offline: `kubectl label --local ... -o jsonpath`), gives the value `kubectl get` shows."""
+    crd = next(
+        d
+        for d in manifests()
+        if d["kind"] == "CustomResourceDefinition" and d["spec"]["names"]["kind"] == kind
+    )
+    columns = {
+        c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    }
+    assert list(columns) == [*COLUMNS[kind], "Age"]
+    obj = {
+        "apiVersion": f"{crd['spec']['group']}/v1",
+        "kind": kind,
+        "metadata": {
+            "name": "hello",
+            "namespace": "default",
+            "creationTimestamp": "2026-12-03T10:00:00Z",
+            "labels": {
+                "serving.knative.dev/configuration": "hello",
+                "serving.knative.dev/configurationGeneration": "2",
+            },
+        },
+        "status": STATUS_OF,
+    }
+    path = tmp_path / "obj.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    for name, expected in {**COLUMNS[kind], "Age": "2026-12-03T10:00:00Z"}.items():
+        local = ["kubectl", "label", "--local", "-f", str(path), "probe=1", "-o"]
+        shown = subprocess.run(
+            [*local, f"jsonpath={{{columns[name]}}}", "--kubeconfig", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout == expected, (name, shown.stdout)

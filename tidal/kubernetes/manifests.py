@@ -156,18 +156,58 @@ def crd(resource: CustomResource) -> dict[str, Any]:
                             "properties": {"spec": preserved, "status": preserved},
                         }
                     },
-                    "additionalPrinterColumns": [
-                        {
-                            "name": "Ready",
-                            "type": "string",
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-                        },
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": printer_columns(resource.kind),
                 }
             ],
         },
     }
+
+
+def printer_columns(kind: str) -> list[dict[str, Any]]:
+    """What `kubectl get` shows of a kind: Knative's columns for its kinds, so that `kubectl get
+    services.serving.tidal.dev` reads as `kubectl get ksvc` does on Knative."""
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    url = {"name": "URL", "type": "string", "jsonPath": ".status.url"}
+    columns: list[dict[str, Any]] = {
+        "Service": [
+            url,
+            {
+                "name": "LatestCreated",
+                "type": "string",
+                "jsonPath": ".status.latestCreatedRevisionName",
+            },
+            {
+                "name": "LatestReady",
+                "type": "string",
+                "jsonPath": ".status.latestReadyRevisionName",
+            },
+        ],
+        "Revision": [
+            {
+                "name": "Config Name",
+                "type": "string",
+                "jsonPath": ".metadata.labels['serving\\.knative\\.dev/configuration']",
+            },
+            {
+                "name": "Generation",
+                "type": "string",
+                "jsonPath": ".metadata.labels['serving\\.knative\\.dev/configurationGeneration']",
+            },
+        ],
+        "Route": [url],
+        "DomainMapping": [url],
+    }.get(kind, [])
+    if kind != "ResourcePolicy":  # it has no status
+        columns += [
+            {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+            {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+        ]
+    if kind == "Revision":
+        columns += [
+            {"name": "Actual Replicas", "type": "integer", "jsonPath": ".status.actualReplicas"},
+            {"name": "Desired Replicas", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+        ]
+    return [*columns, {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
 
 
 def rbac(namespace: str) -> list[dict[str, Any]]:
