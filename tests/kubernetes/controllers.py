@@ -3,6 +3,7 @@ it share."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tidal.controller.platform import Platform
 from tidal.kubernetes.controller import cluster_platform, lead
 from tidal.kubernetes.spec_watch import SpecWatch
 from tidal.runtime.kubernetes import KubernetesRuntime
+from tidal.store.kubernetes import RESOURCES
 
 CONFIG = parse_config(
     {
@@ -90,3 +92,37 @@ def ready_all(cluster: FakeCluster) -> None:
     for index, pod in enumerate(cluster.pods()):
         if not (pod.get("status") or {}).get("podIP"):
             cluster.ready(pod, ip=f"10.0.0.{index + 1}")
+
+
+def as_stored(doc: dict[str, Any]) -> dict[str, Any]:
+    """A user's document as kubectl writes it to the cluster: tidal's group for its kind."""
+    return {**copy.deepcopy(doc), "apiVersion": RESOURCES[doc["kind"]].api_version}
+
+
+def admission_review(
+    uid: str,
+    obj: dict[str, Any] | None,
+    operation: str = "CREATE",
+    user: str = "kubernetes-admin",
+    old: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The AdmissionReview the API server sends for a write of `obj` (`old` before it)."""
+    doc = obj or old
+    assert doc is not None
+    resource = RESOURCES[doc["kind"]]
+    where = {"group": resource.group, "version": resource.version}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {**where, "kind": doc["kind"]},
+            "resource": {**where, "resource": resource.plural},
+            "namespace": "default",
+            "name": doc["metadata"]["name"],
+            "operation": operation,
+            "userInfo": {"username": user},
+            "object": None if obj is None else as_stored(obj),
+            "oldObject": None if old is None else as_stored(old),
+        },
+    }

@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.kubernetes.controllers import SERVICE
+from tests.kubernetes.controllers import SERVICE, admission_review, as_stored
 from tests.kubernetes.emulator import ThreadedEmulator, eventually
 from tidal.security.localca import issue_once
 
@@ -46,18 +46,7 @@ class Controller:
     log: Path
 
     def review(self, obj: dict[str, Any]) -> dict[str, Any]:
-        body = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "1",
-                "kind": {"group": "serving.tidal.dev", "version": "v1", "kind": "Service"},
-                "namespace": "default",
-                "operation": "CREATE",
-                "userInfo": {"username": "kubernetes-admin"},
-                "object": {**obj, "apiVersion": "serving.tidal.dev/v1"},
-            },
-        }
+        body = admission_review("1", obj)
         request = urllib.request.Request(self.webhook, json.dumps(body).encode(), method="POST")
         context = ssl.create_default_context(cafile=str(self.ca))
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
@@ -153,7 +142,7 @@ async def test_the_controller_process_follows_kubectl_refuses_bad_specs_and_stop
         "v1",
         "default",
         "services",
-        {**copy.deepcopy(SERVICE), "apiVersion": "serving.tidal.dev/v1"},
+        as_stored(SERVICE),
     )
     apps = client.AppsV1Api(api)
 

@@ -13,50 +13,59 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, replicas
+from tests.kubernetes.controllers import (
+    KEY,
+    POLICY,
+    SERVICE,
+    Controllers,
+    as_stored,
+    replicas,
+)
 from tests.kubernetes.emulator import FakeCluster, ThreadedEmulator, eventually
 from tidal.kubernetes.spec_watch import SpecWatch
+from tidal.store.kubernetes import RESOURCES
 
-GROUP, VERSION = "serving.tidal.dev", "v1"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class CustomResources:
-    """kubectl's verbs on tidal's custom resources in the default namespace."""
+    """kubectl's verbs on tidal's custom resources of a kind, in the default namespace."""
 
     def __init__(self, api: ApiClient) -> None:
         self.api = client.CustomObjectsApi(api)
 
-    def create(
-        self, plural: str, doc: dict[str, Any], group: str = GROUP, version: str = VERSION
-    ) -> None:
-        body = {**copy.deepcopy(doc), "apiVersion": f"{group}/{version}"}
-        self.api.create_namespaced_custom_object(group, version, "default", plural, body)
+    @staticmethod
+    def where(kind: str) -> tuple[str, str, str, str]:
+        resource = RESOURCES[kind]
+        return resource.group, resource.version, "default", resource.plural
 
-    def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        listed = self.api.list_namespaced_custom_object(GROUP, VERSION, "default", plural)
+    def create(self, doc: dict[str, Any]) -> None:
+        self.api.create_namespaced_custom_object(*self.where(doc["kind"]), as_stored(doc))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        listed = self.api.list_namespaced_custom_object(*self.where(kind))
         return next((o for o in listed["items"] if o["metadata"]["name"] == name), None)
 
-    def edit(self, plural: str, name: str, change: Any) -> None:
+    def edit(self, kind: str, name: str, change: Any) -> None:
         """`kubectl edit`: read, change, replace (at the version read)."""
-        doc = self.get(plural, name)
+        doc = self.get(kind, name)
         assert doc is not None
         change(doc)
-        self.api.replace_namespaced_custom_object(GROUP, VERSION, "default", plural, name, doc)
+        self.api.replace_namespaced_custom_object(*self.where(kind), name, doc)
 
-    def patch(self, plural: str, name: str, patch: dict[str, Any]) -> None:
+    def patch(self, kind: str, name: str, patch: dict[str, Any]) -> None:
         """`kubectl patch --type merge` (and what `kubectl apply` sends)."""
-        self.api.patch_namespaced_custom_object(GROUP, VERSION, "default", plural, name, patch)
+        self.api.patch_namespaced_custom_object(*self.where(kind), name, patch)
 
-    def delete(self, plural: str, name: str, group: str = GROUP, version: str = VERSION) -> None:
-        self.api.delete_namespaced_custom_object(group, version, "default", plural, name)
+    def delete(self, kind: str, name: str) -> None:
+        self.api.delete_namespaced_custom_object(*self.where(kind), name)
 
-    def names(self, plural: str) -> list[str]:
-        listed = self.api.list_namespaced_custom_object(GROUP, VERSION, "default", plural)
+    def names(self, kind: str) -> list[str]:
+        listed = self.api.list_namespaced_custom_object(*self.where(kind))
         return sorted(o["metadata"]["name"] for o in listed["items"])
 
     def ready(self, name: str) -> dict[str, Any]:
-        service = self.get("services", name) or {}
+        service = self.get("Service", name) or {}
         return ((service.get("status") or {}).get("conditions") or [{}])[0]
 
 
@@ -80,7 +89,7 @@ def set_min_scale(value: str) -> Any:
 
 
 def observed(crs: CustomResources, name: str) -> bool:
-    service = crs.get("services", name) or {}
+    service = crs.get("Service", name) or {}
     generation = service.get("metadata", {}).get("generation")
     return (service.get("status") or {}).get("observedGeneration") == generation
 
@@ -92,11 +101,11 @@ async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
     crs = CustomResources(api)
     applied = copy.deepcopy(SERVICE)  # as `kubectl apply` creates it
     applied["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(SERVICE)}
-    crs.create("services", applied)
+    crs.create(applied)
     await eventually(lambda: cluster.deployments().get("hello-00001-ecs"), message="revision 1")
-    assert crs.names("revisions") == ["hello-00001"]
+    assert crs.names("Revision") == ["hello-00001"]
     await eventually(lambda: observed(crs, "hello"), message="observedGeneration")
-    stored = crs.get("services", "hello")
+    stored = crs.get("Service", "hello")
     assert stored is not None
     assert stored["spec"]["template"]["spec"]["timeoutSeconds"] == 300  # Knative's defaults
     assert stored["status"]["latestCreatedRevisionName"] == "hello-00001"
@@ -104,7 +113,7 @@ async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
     address = client.CoreV1Api(api).read_namespaced_service("hello", "default")
     assert address.spec.type == "ExternalName"  # its cluster-local name, as an apply makes
 
-    crs.edit("services", "hello", set_image("ghcr.io/example/hello:2"))
+    crs.edit("Service", "hello", set_image("ghcr.io/example/hello:2"))
     deployment = await eventually(
         lambda: cluster.deployments().get("hello-00002-ecs"), message="revision 2"
     )
@@ -112,13 +121,13 @@ async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
     assert pod["containers"][0]["image"] == "ghcr.io/example/hello:2"
     await eventually(lambda: observed(crs, "hello"), message="observedGeneration 2")
     await asyncio.sleep(0.3)  # tidal's own writes come back as events: none makes a revision
-    assert crs.names("revisions") == ["hello-00001", "hello-00002"]
+    assert crs.names("Revision") == ["hello-00001", "hello-00002"]
 
     pin_to_the_first = {"spec": {"traffic": [{"revisionName": "hello-00001", "percent": 100}]}}
-    crs.patch("services", "hello", pin_to_the_first)
+    crs.patch("Service", "hello", pin_to_the_first)
     await eventually(
         lambda: (
-            [t["revisionName"] for t in crs.get("routes", "hello")["status"]["traffic"]]
+            [t["revisionName"] for t in crs.get("Route", "hello")["status"]["traffic"]]
             == ["hello-00001"]
         ),
         message="the route follows the traffic written with kubectl",
@@ -134,11 +143,11 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
 ) -> None:
     platform = await controllers.start()
     crs = CustomResources(api)
-    crs.create("services", SERVICE)
+    crs.create(SERVICE)
     await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
     await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1}, message="min-scale 1")
 
-    crs.edit("services", "hello", set_min_scale("lots"))
+    crs.edit("Service", "hello", set_min_scale("lots"))
     condition = await eventually(
         lambda: crs.ready("hello").get("reason") == "InvalidSpec" and crs.ready("hello"),
         message="Ready False with why",
@@ -147,7 +156,7 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     assert "autoscaling.knative.dev/min-scale" in condition["message"]
     assert "what ran before goes on running" in condition["message"]
     assert observed(crs, "hello")
-    assert crs.names("revisions") == ["hello-00001"]
+    assert crs.names("Revision") == ["hello-00001"]
     await asyncio.sleep(2.5)  # past the autoscaler's next tick
     assert platform.workloads[KEY].desired == 1
     assert replicas(cluster) == {"hello-00001-ecs": 1}
@@ -156,8 +165,8 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     platform.status_changed(platform.workloads[KEY])
     assert crs.ready("hello")["reason"] == "InvalidSpec"
 
-    crs.edit("services", "hello", set_min_scale("2"))
-    await eventually(lambda: "hello-00002" in crs.names("revisions"), message="revision 2")
+    crs.edit("Service", "hello", set_min_scale("2"))
+    await eventually(lambda: "hello-00002" in crs.names("Revision"), message="revision 2")
     await eventually(lambda: crs.ready("hello").get("reason") != "InvalidSpec")
     assert "default/hello" not in platform.refused_specs
 
@@ -167,12 +176,12 @@ async def test_kubectl_delete_removes_the_service_its_revisions_and_its_name(
 ) -> None:
     platform = await controllers.start()
     crs = CustomResources(api)
-    crs.create("services", SERVICE)
+    crs.create(SERVICE)
     await eventually(lambda: cluster.deployments().get("hello-00001-ecs"), message="revision 1")
-    crs.delete("services", "hello")
+    crs.delete("Service", "hello")
     await eventually(lambda: "default/hello" not in platform.services, message="forgotten")
     assert KEY not in platform.workloads
-    assert crs.names("revisions") == [] and crs.names("routes") == []
+    assert crs.names("Revision") == [] and crs.names("Route") == []
     names = [
         s.metadata.name for s in client.CoreV1Api(api).list_namespaced_service("default").items
     ]
@@ -184,13 +193,13 @@ async def test_a_change_made_while_no_controller_ran_is_applied_by_the_next(
 ) -> None:
     first = await controllers.start()
     crs = CustomResources(api)
-    crs.create("services", SERVICE)
+    crs.create(SERVICE)
     await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
     await controllers.stop(first)
-    crs.edit("services", "hello", set_image("ghcr.io/example/hello:2"))
+    crs.edit("Service", "hello", set_image("ghcr.io/example/hello:2"))
     other = copy.deepcopy(SERVICE)
     other["metadata"]["name"] = "other"
-    crs.create("services", other)
+    crs.create(other)
 
     second = await controllers.start()
     await eventually(lambda: cluster.deployments().get("hello-00002-ecs"), message="hello 2")
@@ -204,19 +213,20 @@ async def test_a_resource_policy_written_with_kubectl_places_and_its_deletion_un
 ) -> None:
     platform = await controllers.start()
     crs = CustomResources(api)
-    crs.create("resourcepolicies", POLICY, "scheduling.tidal.dev", "v1alpha1")
+    crs.create(POLICY)
     await eventually(lambda: "default/ecs-first" in platform.placer.policies)
     policy = platform.placer.policies["default/ecs-first"]
     assert [u.resource for u in policy.spec.units] == ["ecs", "eci"]
 
-    policies = client.CustomObjectsApi(api)
-    where = ("scheduling.tidal.dev", "v1alpha1", "default", "resourcepolicies", "ecs-first")
-    doc = policies.get_namespaced_custom_object(*where)
-    doc["spec"]["units"] = []  # refused: the policy before stays
-    policies.replace_namespaced_custom_object(*where, doc)
-    doc = policies.get_namespaced_custom_object(*where)
-    doc["spec"]["units"] = [{"resource": "eci", "nodeSelector": {"type": "virtual-kubelet"}}]
-    policies.replace_namespaced_custom_object(*where, doc)
+    def units(*units: dict[str, Any]) -> Any:
+        def change(doc: dict[str, Any]) -> None:
+            doc["spec"]["units"] = list(units)
+
+        return change
+
+    crs.edit("ResourcePolicy", "ecs-first", units())  # refused: the policy before stays
+    eci = {"resource": "eci", "nodeSelector": {"type": "virtual-kubelet"}}
+    crs.edit("ResourcePolicy", "ecs-first", units(eci))
     await eventually(
         lambda: (
             [u.resource for u in platform.placer.policies["default/ecs-first"].spec.units]
@@ -224,7 +234,7 @@ async def test_a_resource_policy_written_with_kubectl_places_and_its_deletion_un
         ),
         message="the valid edit after the refused one",
     )
-    policies.delete_namespaced_custom_object(*where)
+    crs.delete("ResourcePolicy", "ecs-first")
     await eventually(lambda: "default/ecs-first" not in platform.placer.policies)
 
 
@@ -233,7 +243,7 @@ async def test_a_domain_mapping_written_with_kubectl_routes_its_domain_until_del
 ) -> None:
     platform = await controllers.start()
     crs = CustomResources(api)
-    crs.create("services", SERVICE)
+    crs.create(SERVICE)
     await eventually(lambda: observed(crs, "hello"), message="hello observed")
     mapping = {
         "apiVersion": "serving.knative.dev/v1beta1",
@@ -243,10 +253,10 @@ async def test_a_domain_mapping_written_with_kubectl_routes_its_domain_until_del
             "ref": {"name": "hello", "kind": "Service", "apiVersion": "serving.knative.dev/v1"}
         },
     }
-    crs.create("domainmappings", mapping)
+    crs.create(mapping)
     await eventually(lambda: "models.example.org" in platform.domains.by_domain)
     assert platform.domains.domains_of("default", "hello") == ["models.example.org"]
-    crs.delete("domainmappings", "models.example.org")
+    crs.delete("DomainMapping", "models.example.org")
     await eventually(lambda: not platform.domains.domains_of("default", "hello"))
 
 

@@ -23,7 +23,7 @@ from cryptography import x509
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.kubernetes.controllers import POLICY, SERVICE, Controllers
+from tests.kubernetes.controllers import POLICY, SERVICE, Controllers, admission_review
 from tidal.cli.main import main
 from tidal.kubernetes.manifests import WEBHOOK, WebhookTLS, manifests
 from tidal.kubernetes.webhook import AdmissionWebhook
@@ -53,46 +53,12 @@ class Webhook:
         old: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What the API server sends for kubectl's write of `obj`; the response."""
-        doc = obj or old or SERVICE
-        group, version = _cluster_version(doc)
         uid = str(uuid.uuid4())
-        review = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": uid,
-                "kind": {"group": group, "version": version, "kind": doc["kind"]},
-                "resource": {"group": group, "version": version, "resource": "services"},
-                "namespace": "default",
-                "name": doc["metadata"]["name"],
-                "operation": operation,
-                "userInfo": {"username": user},
-                "object": _as_stored(obj),
-                "oldObject": _as_stored(old),
-            },
-        }
+        review = admission_review(uid, obj, operation, user, old)
         status, answer = await self.post(json.dumps(review).encode())
         assert status == 200 and answer["kind"] == "AdmissionReview"
         assert answer["response"]["uid"] == uid
         return answer["response"]
-
-
-def _cluster_version(doc: dict[str, Any]) -> tuple[str, str]:
-    return (
-        ("scheduling.tidal.dev", "v1alpha1")
-        if doc["kind"] == "ResourcePolicy"
-        else (
-            "serving.tidal.dev",
-            "v1",
-        )
-    )
-
-
-def _as_stored(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    if doc is None:
-        return None
-    group, version = _cluster_version(doc)
-    return {**copy.deepcopy(doc), "apiVersion": f"{group}/{version}"}
 
 
 @pytest.fixture

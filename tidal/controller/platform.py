@@ -787,9 +787,10 @@ class Platform:
         the new spec does not run. A newer write wins over this status write."""
         meta = stored["metadata"]
         generation = meta.get("generation")
+        why = str(exc).replace("\n", "; ")
         self.refused_specs[key_of(meta["namespace"], meta["name"])] = (
-            f"generation {generation} of the spec is not applied: "
-            f"{str(exc).replace(chr(10), '; ')}; what ran before goes on running"
+            f"generation {generation} of the spec is not applied: {why}; "
+            "what ran before goes on running"
         )
         status = stored.setdefault("status", {})
         status["observedGeneration"] = generation
