@@ -94,6 +94,14 @@ def observed(crs: CustomResources, name: str) -> bool:
     return (service.get("status") or {}).get("observedGeneration") == generation
 
 
+async def hello_observed(api: ApiClient) -> CustomResources:
+    """The hello Service created with kubectl and taken in by the running controller."""
+    crs = CustomResources(api)
+    crs.create(SERVICE)
+    await eventually(lambda: observed(crs, "hello"), message="hello observed")
+    return crs
+
+
 async def test_a_service_created_and_edited_with_kubectl_runs_as_an_apply_would(
     api: ApiClient, controllers: Controllers, cluster: FakeCluster
 ) -> None:
@@ -142,9 +150,7 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     api: ApiClient, controllers: Controllers, cluster: FakeCluster
 ) -> None:
     platform = await controllers.start()
-    crs = CustomResources(api)
-    crs.create(SERVICE)
-    await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
+    crs = await hello_observed(api)
     await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1}, message="min-scale 1")
 
     crs.edit("Service", "hello", set_min_scale("lots"))
@@ -192,9 +198,7 @@ async def test_a_change_made_while_no_controller_ran_is_applied_by_the_next(
     api: ApiClient, controllers: Controllers, cluster: FakeCluster
 ) -> None:
     first = await controllers.start()
-    crs = CustomResources(api)
-    crs.create(SERVICE)
-    await eventually(lambda: observed(crs, "hello"), message="revision 1 observed")
+    crs = await hello_observed(api)
     await controllers.stop(first)
     crs.edit("Service", "hello", set_image("ghcr.io/example/hello:2"))
     other = copy.deepcopy(SERVICE)
@@ -242,9 +246,7 @@ async def test_a_domain_mapping_written_with_kubectl_routes_its_domain_until_del
     api: ApiClient, controllers: Controllers
 ) -> None:
     platform = await controllers.start()
-    crs = CustomResources(api)
-    crs.create(SERVICE)
-    await eventually(lambda: observed(crs, "hello"), message="hello observed")
+    crs = await hello_observed(api)
     mapping = {
         "apiVersion": "serving.knative.dev/v1beta1",
         "kind": "DomainMapping",
