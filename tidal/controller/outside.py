@@ -33,10 +33,12 @@ class OutsideChanges:
         self.platform = platform
 
     def changed(self, doc: dict[str, Any], listed: bool) -> None:
-        """`doc` as stored now. `listed`: it was there when the watch began, so the platform
-        restored it already, unless it is a Service whose spec changed since tidal last
-        observed it (written while no controller ran)."""
-        if listed and not _unobserved(doc):
+        """`doc` as stored now. `listed`: it was there when the watch began. A Service that
+        tidal observed at its current generation was restored already and is left alone; one
+        written since (while no controller ran, or between the restore and the list) is
+        applied. Policies and mappings carry no such mark, and are few: each is applied again,
+        which changes nothing for one the restore loaded."""
+        if listed and doc["kind"] == "Service" and _observed(doc):
             return
         kind, meta = doc["kind"], doc["metadata"]
         for _ in range(ATTEMPTS):
@@ -84,11 +86,9 @@ class OutsideChanges:
             )
 
 
-def _unobserved(doc: dict[str, Any]) -> bool:
-    if doc["kind"] != "Service":
-        return False
-    observed = doc.get("status", {}).get("observedGeneration")
-    return observed is None or observed != doc["metadata"].get("generation")
+def _observed(service: dict[str, Any]) -> bool:
+    observed = service.get("status", {}).get("observedGeneration")
+    return observed is not None and observed == service["metadata"].get("generation")
 
 
 def _where(doc: dict[str, Any]) -> tuple[str, str]:
