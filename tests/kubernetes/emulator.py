@@ -135,6 +135,12 @@ RESOURCES = (
     "serving.tidal.dev/v1/routes",
     "scheduling.tidal.dev/v1alpha1/resourcepolicies",
     "serving.tidal.dev/v1/domainmappings",
+    # the same kinds where an install puts them in Knative's and ACK's groups
+    "serving.knative.dev/v1/services",
+    "serving.knative.dev/v1/revisions",
+    "serving.knative.dev/v1/routes",
+    "scheduling.alibabacloud.com/v1alpha1/resourcepolicies",
+    "serving.knative.dev/v1beta1/domainmappings",
     "metrics.k8s.io/v1beta1/pods",  # PodMetrics, as metrics-server serves them
 )
 

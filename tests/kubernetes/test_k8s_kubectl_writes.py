@@ -18,55 +18,13 @@ from tests.kubernetes.controllers import (
     POLICY,
     SERVICE,
     Controllers,
-    as_stored,
+    CustomResources,
     replicas,
 )
 from tests.kubernetes.emulator import FakeCluster, ThreadedEmulator, eventually
 from tidal.kubernetes.spec_watch import SpecWatch
-from tidal.store.kubernetes import RESOURCES
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-class CustomResources:
-    """kubectl's verbs on tidal's custom resources of a kind, in the default namespace."""
-
-    def __init__(self, api: ApiClient) -> None:
-        self.api = client.CustomObjectsApi(api)
-
-    @staticmethod
-    def where(kind: str) -> tuple[str, str, str, str]:
-        resource = RESOURCES[kind]
-        return resource.group, resource.version, "default", resource.plural
-
-    def create(self, doc: dict[str, Any]) -> None:
-        self.api.create_namespaced_custom_object(*self.where(doc["kind"]), as_stored(doc))
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        listed = self.api.list_namespaced_custom_object(*self.where(kind))
-        return next((o for o in listed["items"] if o["metadata"]["name"] == name), None)
-
-    def edit(self, kind: str, name: str, change: Any) -> None:
-        """`kubectl edit`: read, change, replace (at the version read)."""
-        doc = self.get(kind, name)
-        assert doc is not None
-        change(doc)
-        self.api.replace_namespaced_custom_object(*self.where(kind), name, doc)
-
-    def patch(self, kind: str, name: str, patch: dict[str, Any]) -> None:
-        """`kubectl patch --type merge` (and what `kubectl apply` sends)."""
-        self.api.patch_namespaced_custom_object(*self.where(kind), name, patch)
-
-    def delete(self, kind: str, name: str) -> None:
-        self.api.delete_namespaced_custom_object(*self.where(kind), name)
-
-    def names(self, kind: str) -> list[str]:
-        listed = self.api.list_namespaced_custom_object(*self.where(kind))
-        return sorted(o["metadata"]["name"] for o in listed["items"])
-
-    def ready(self, name: str) -> dict[str, Any]:
-        service = self.get("Service", name) or {}
-        return ((service.get("status") or {}).get("conditions") or [{}])[0]
 
 
 def container(doc: dict[str, Any]) -> dict[str, Any]:

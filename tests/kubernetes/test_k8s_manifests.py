@@ -28,6 +28,7 @@ from tidal.runtime.deployments import (
 from tidal.security.credentials import TOKEN_HEADER
 
 KUBERNETES = "1.37.0"
+OWNER = "serving.tidal.dev/v1"  # where the default install keeps Revisions
 REVISION: dict[str, Any] = {
     "metadata": {
         "name": "hello-00001",
@@ -56,7 +57,11 @@ def validate(doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
 
-@pytest.mark.parametrize("doc", manifests(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+@pytest.mark.parametrize(
+    "doc",
+    [*manifests(), *manifests(api_groups="knative")],
+    ids=lambda d: f"{d['kind']}/{d['metadata']['name']}",
+)
 def test_install_manifests_validate(doc: dict[str, Any]) -> None:
     validate(doc)
 
@@ -95,7 +100,7 @@ def test_the_install_has_what_the_issue_lists() -> None:
     ],
 )
 def test_revision_deployments_validate(placement: PodPlacement, extra: dict[str, str]) -> None:
-    validate(deployment_manifest(REVISION, "hello-00001-ecs", "ecs", placement, extra, 30))
+    validate(deployment_manifest(REVISION, "hello-00001-ecs", "ecs", placement, extra, 30, OWNER))
 
 
 def test_a_revision_with_a_sidecar_is_one_pod_of_both_containers() -> None:
@@ -108,7 +113,9 @@ def test_a_revision_with_a_sidecar_is_one_pod_of_both_containers() -> None:
         server,
     ]
     revision["spec"]["initContainers"] = [{"image": "ghcr.io/example/fetch:1"}]
-    deployment = deployment_manifest(revision, "hello-00001-ecs", "ecs", PodPlacement(), {}, 30)
+    deployment = deployment_manifest(
+        revision, "hello-00001-ecs", "ecs", PodPlacement(), {}, 30, OWNER
+    )
     validate(deployment)
     [init] = deployment["spec"]["template"]["spec"]["initContainers"]
     assert (init["name"], init["image"]) == ("init-container", "ghcr.io/example/fetch:1")

@@ -14,7 +14,9 @@ def test_security_context_is_passed_to_the_pod() -> None:
     revision = copy.deepcopy(REVISION)
     security = {"runAsUser": 1000, "runAsNonRoot": True, "allowPrivilegeEscalation": False}
     revision["spec"]["containers"][0]["securityContext"] = security
-    deployment = deployment_manifest(revision, "hello-00001-ecs", "ecs", PodPlacement({}), {}, 30)
+    deployment = deployment_manifest(
+        revision, "hello-00001-ecs", "ecs", PodPlacement({}), {}, 30, "serving.tidal.dev/v1"
+    )
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["securityContext"] == security
     kubernetes_validate.validate(deployment, KUBERNETES, strict=True)

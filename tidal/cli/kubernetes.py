@@ -32,8 +32,17 @@ from tidal.kubernetes.manifests import (
     render,
 )
 from tidal.security.credentials import TOKEN_HEADER, read_token_file
+from tidal.store.kubernetes import API_GROUPS
 
 ADMIN_SERVICE = "tidal-admin:8081"
+API_GROUPS_OPTION = click.option(
+    "--api-groups",
+    type=click.Choice(API_GROUPS),
+    default="tidal",
+    show_default=True,
+    help="Where tidal's kinds live: tidal's own groups (beside Knative or ACK), or Knative's "
+    "and ACK's groups, so that kubectl takes their YAML unchanged (a cluster with neither).",
+)
 
 
 @click.group()
@@ -50,9 +59,10 @@ def kubernetes() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="tidal.yaml (pools, autoscaler defaults) for the ConfigMap; default: an example.",
 )
+@API_GROUPS_OPTION
 @click.pass_context
 def manifests_command(
-    ctx: click.Context, namespace: str, image: str, config_path: str | None
+    ctx: click.Context, namespace: str, image: str, config_path: str | None, api_groups: str
 ) -> None:
     """Print the install: CRDs, namespace, RBAC, config, admin token Secret (a new random token
     unless --token/TIDAL_TOKEN is given), controller, gateways, Services."""
@@ -66,7 +76,8 @@ def manifests_command(
         except (ValueError, OSError) as exc:  # not UTF-8 (which names the file), or unreadable
             raise click.ClickException(str(exc)) from None
     token = ctx.find_root().params.get("token")
-    click.echo(render(manifests(namespace, image, config, token)), nl=False)
+    docs = manifests(namespace, image, config, token, api_groups=api_groups)
+    click.echo(render(docs), nl=False)
 
 
 @kubernetes.command("controller")
@@ -83,6 +94,7 @@ def manifests_command(
 @click.option("--port", type=int, default=GATEWAY_PORT, show_default=True, help="Gateway port.")
 @click.option("--admin-port", type=int, default=ADMIN_PORT, show_default=True)
 @click.option("--webhook-port", type=int, default=WEBHOOK_PORT, show_default=True)
+@API_GROUPS_OPTION
 @click.pass_context
 def controller_command(
     ctx: click.Context,
@@ -95,6 +107,7 @@ def controller_command(
     port: int,
     admin_port: int,
     webhook_port: int,
+    api_groups: str,
 ) -> None:
     """Run the controller, gateway, admin API and admission webhook in a pod
     (leader-elected)."""
@@ -102,7 +115,7 @@ def controller_command(
     import logging
 
     from tidal.kubernetes.connect import api_client
-    from tidal.kubernetes.controller import ControllerOptions, run_controller
+    from tidal.kubernetes.controller import ControllerOptions, KnativeInstalled, run_controller
 
     logging.basicConfig(level=logging.INFO)
     try:
@@ -134,8 +147,12 @@ def controller_command(
         if webhook_cert and webhook_key
         else None,
         webhook_port=webhook_port,
+        api_groups=api_groups,
     )
-    asyncio.run(run_controller(options, api_client(*kube)))
+    try:
+        asyncio.run(run_controller(options, api_client(*kube)))
+    except KnativeInstalled as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 class ClusterClient(Client):

@@ -25,7 +25,7 @@ import yaml
 
 from tidal.kubernetes.spec_watch import WATCHED_KINDS
 from tidal.security.localca import issue_once
-from tidal.store.kubernetes import RESOURCES, CustomResource
+from tidal.store.kubernetes import CustomResource, Resources, custom_resources
 
 APP = "tidal-controller"
 LEASE = "tidal-controller"
@@ -52,6 +52,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     "deployment": {"progress-deadline": "600s"},
 }
+# Knative's own short names and categories, given where tidal serves Knative's API groups, so
+# that `kubectl get ksvc` and `kubectl get knative` work as on Knative.
+KNATIVE_SHORT_NAMES = {
+    "Service": ["kservice", "ksvc"],
+    "Revision": ["rev"],
+    "Route": ["rt"],
+    "DomainMapping": ["dm"],
+}
+KNATIVE_CATEGORIES = ["all", "knative", "serving"]
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "tidal"}
 GATEWAY = "tidal-gateway"
 TOKEN_SECRET = "tidal-admin-token"
@@ -94,25 +103,28 @@ def manifests(
     config: dict[str, Any] | None = None,
     token: str | None = None,
     webhook_tls: WebhookTLS | None = None,
+    api_groups: str = "tidal",
 ) -> list[dict[str, Any]]:
     """The install, in apply order; `token` defaults to a new random one, `webhook_tls` to a
-    new certificate. The webhook comes last: it refuses writes until the controller serves it."""
+    new certificate, `api_groups` says where the CRDs go (tidal.store.kubernetes). The webhook
+    comes last: it refuses writes until the controller serves it."""
     tls = webhook_tls or WebhookTLS.issue(namespace)
+    resources = custom_resources(api_groups)
     return [
-        *(crd(resource) for resource in RESOURCES.values()),
+        *(crd(resource) for resource in resources.values()),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         _meta("v1", "ServiceAccount", namespace),
-        *rbac(namespace),
+        *rbac(namespace, resources),
         config_map(namespace, config or DEFAULT_CONFIG),
         token_secret(namespace, token or secrets.token_urlsafe(32)),
         webhook_secret(namespace, tls),
         state_volume(namespace),
-        controller(namespace, image, tls),
+        controller(namespace, image, tls, api_groups),
         gateway(namespace, image),
         _service(namespace, "tidal-gateway", 80, GATEWAY_PORT, GATEWAY),
         _service(namespace, "tidal-admin", ADMIN_PORT, ADMIN_PORT, APP),
         _service(namespace, WEBHOOK, 443, WEBHOOK_PORT, APP, "https"),
-        validating_webhook(namespace, tls),
+        validating_webhook(namespace, tls, resources),
     ]
 
 
@@ -129,7 +141,17 @@ def render(docs: list[dict[str, Any]]) -> str:
 
 def crd(resource: CustomResource) -> dict[str, Any]:
     preserved = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    singular = resource.kind.lower()
+    names: dict[str, Any] = {
+        "kind": resource.kind,
+        "listKind": f"{resource.kind}List",
+        "plural": resource.plural,
+        "singular": resource.kind.lower(),
+        "categories": ["tidal"],
+    }
+    knative_own = resource.api_version == resource.user_api_version  # Knative's group itself
+    if knative_own and resource.kind in KNATIVE_SHORT_NAMES:
+        names["shortNames"] = KNATIVE_SHORT_NAMES[resource.kind]
+        names["categories"] += KNATIVE_CATEGORIES
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -137,13 +159,7 @@ def crd(resource: CustomResource) -> dict[str, Any]:
         "spec": {
             "group": resource.group,
             "scope": "Namespaced",
-            "names": {
-                "kind": resource.kind,
-                "listKind": f"{resource.kind}List",
-                "plural": resource.plural,
-                "singular": singular,
-                "categories": ["tidal"],
-            },
+            "names": names,
             "versions": [
                 {
                     "name": resource.version,
@@ -210,12 +226,12 @@ def printer_columns(kind: str) -> list[dict[str, Any]]:
     return [*columns, {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
 
 
-def rbac(namespace: str) -> list[dict[str, Any]]:
+def rbac(namespace: str, resources: Resources) -> list[dict[str, Any]]:
     """Cluster-wide: tidal's CRs, Deployments and pods of every namespace it serves (only the
     verbs the store and the runtime call). In its namespace: its own Lease."""
     groups: dict[str, list[str]] = {}
     watched: dict[str, list[str]] = {}
-    for resource in RESOURCES.values():
+    for resource in resources.values():
         groups.setdefault(resource.group, []).append(resource.plural)
         if resource.kind in WATCHED_KINDS:
             watched.setdefault(resource.group, []).append(resource.plural)
@@ -302,7 +318,7 @@ def webhook_secret(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
     }
 
 
-def validating_webhook(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
+def validating_webhook(namespace: str, tls: WebhookTLS, resources: Resources) -> dict[str, Any]:
     """Creates and updates of what users write (tidal.kubernetes.webhook) are checked as
     `tidal apply` checks them; status writes and deletes are not."""
     rules = [
@@ -314,7 +330,7 @@ def validating_webhook(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
             "scope": "Namespaced",
         }
         for group, version, plural in sorted(
-            (r.group, r.version, r.plural) for r in RESOURCES.values() if r.kind in WATCHED_KINDS
+            (r.group, r.version, r.plural) for r in resources.values() if r.kind in WATCHED_KINDS
         )
     ]
     return {
@@ -361,7 +377,7 @@ def state_volume(namespace: str) -> dict[str, Any]:
     }
 
 
-def controller(namespace: str, image: str, tls: WebhookTLS) -> dict[str, Any]:
+def controller(namespace: str, image: str, tls: WebhookTLS, api_groups: str) -> dict[str, Any]:
     container = {
         "name": "controller",
         "image": image,
@@ -378,6 +394,8 @@ def controller(namespace: str, image: str, tls: WebhookTLS) -> dict[str, Any]:
             f"{WEBHOOK_DIR}/tls.crt",
             "--webhook-key",
             f"{WEBHOOK_DIR}/tls.key",
+            "--api-groups",
+            api_groups,
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -25,7 +25,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tidal.kubernetes.list_watch import list_then_watch
-from tidal.store.kubernetes import RESOURCES, CustomResource, to_tidal
+from tidal.store.kubernetes import RESOURCES, CustomResource, Resources, to_tidal
 
 log = logging.getLogger("tidal.kubernetes")
 
@@ -43,9 +43,11 @@ class SpecWatch:
         api: ApiClient,
         on_change: OnChange,
         on_delete: OnDelete,
+        resources: Resources = RESOURCES,
         watch_timeout_s: int = 300,
     ) -> None:
         self._api = client.CustomObjectsApi(api)
+        self._resources = resources
         self._on_change = on_change
         self._on_delete = on_delete
         self._watch_timeout_s = watch_timeout_s
@@ -58,7 +60,9 @@ class SpecWatch:
         """Follow every watched kind; call from the event loop that should get the changes."""
         self._loop = asyncio.get_running_loop()
         for kind in WATCHED_KINDS:
-            threading.Thread(target=self._follow, args=(RESOURCES[kind],), daemon=True).start()
+            threading.Thread(
+                target=self._follow, args=(self._resources[kind],), daemon=True
+            ).start()
 
     def close(self) -> None:
         """Stop handing on changes; the threads end with their current request."""

@@ -24,7 +24,7 @@ from typing import Any
 from tidal.api.errors import InvalidSpec
 from tidal.controller.platform import Platform
 from tidal.kubernetes.spec_watch import WATCHED_KINDS
-from tidal.store.kubernetes import RESOURCES, to_tidal
+from tidal.store.kubernetes import RESOURCES, Resources, to_tidal
 
 log = logging.getLogger("tidal.kubernetes")
 
@@ -42,8 +42,10 @@ class AdmissionWebhook:
         context: ssl.SSLContext,
         host: str = "0.0.0.0",
         port: int = 8443,
+        resources: Resources = RESOURCES,
     ) -> None:
         self.platform = platform
+        self.resources = resources
         self.own_user = own_user  # system:serviceaccount:<namespace>:tidal-controller
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +99,7 @@ class AdmissionWebhook:
         obj = request.get("object")
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
             return _denied("the request carries no object to check")
-        doc = to_tidal(RESOURCES[kind], copy.deepcopy(obj))
+        doc = to_tidal(self.resources[kind], copy.deepcopy(obj))
         doc.pop("status", None)
         doc["metadata"].setdefault("namespace", request.get("namespace") or "default")
         try:

@@ -105,8 +105,10 @@ def deployment_manifest(
     placement: PodPlacement,
     extra_labels: Mapping[str, str],
     termination_grace_s: float,
+    revision_api_version: str,
 ) -> dict[str, Any]:
-    """The Deployment for one revision on one pool, at zero replicas."""
+    """The Deployment for one revision on one pool, at zero replicas; `revision_api_version`
+    is where the cluster keeps Revisions (tidal.store.kubernetes)."""
     meta = revision["metadata"]
     labels = {**revision_labels(revision), **extra_labels, POOL_LABEL: pool, **MANAGED_BY}
     selector = {DEPLOYMENT_LABEL: name, **MANAGED_BY}
@@ -155,7 +157,7 @@ def deployment_manifest(
     if meta.get("uid"):  # the tidal Revision owns it: deleting the revision deletes its pods
         deployment["metadata"]["ownerReferences"] = [
             {
-                "apiVersion": "serving.tidal.dev/v1",
+                "apiVersion": revision_api_version,
                 "kind": "Revision",
                 "name": meta["name"],
                 "uid": meta["uid"],

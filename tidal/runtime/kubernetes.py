@@ -62,6 +62,7 @@ from tidal.runtime.deployments import (
     revision_labels,
     serving_container,
 )
+from tidal.store.kubernetes import RESOURCES
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,10 @@ class KubernetesRuntime:
         termination_grace_s: float = 30.0,
         adopt_grace_s: float = 60.0,
         watch_timeout_s: int = 300,
+        revision_api_version: str = RESOURCES["Revision"].api_version,
     ) -> None:
         self._api = api
+        self._revision_api_version = revision_api_version  # the owner of each Deployment
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._revisions = revisions
@@ -258,7 +261,13 @@ class KubernetesRuntime:
             if not deployment.ready:
                 placement = self._placements.get(spec.pool, PodPlacement())
                 body = deployment_manifest(
-                    revision, name, spec.pool, placement, extra, self._grace_s
+                    revision,
+                    name,
+                    spec.pool,
+                    placement,
+                    extra,
+                    self._grace_s,
+                    self._revision_api_version,
                 )
                 await self._ensure(deployment, body)
         return deployment

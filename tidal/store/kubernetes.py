@@ -1,14 +1,21 @@
-"""The resource store on the Kubernetes API: tidal's kinds as custom resources of its own groups.
+"""The resource store on the Kubernetes API: tidal's kinds as custom resources.
 
-- Service, Revision, Route (serving.knative.dev/v1) → services, revisions, routes
-  .serving.tidal.dev/v1;
-- DomainMapping (serving.knative.dev/v1beta1) → domainmappings.serving.tidal.dev/v1;
-- ResourcePolicy (scheduling.alibabacloud.com/v1alpha1) → resourcepolicies
-  .scheduling.tidal.dev/v1alpha1.
+Which API groups hold them is chosen at install (`tidal kubernetes manifests --api-groups`,
+docs/kubernetes.md#api-groups):
+
+- `tidal` (the default), groups of tidal's own, which can sit beside a real Knative or ACK
+  install:
+  - Service, Revision, Route (serving.knative.dev/v1) → services, revisions, routes
+    .serving.tidal.dev/v1;
+  - DomainMapping (serving.knative.dev/v1beta1) → domainmappings.serving.tidal.dev/v1;
+  - ResourcePolicy (scheduling.alibabacloud.com/v1alpha1) → resourcepolicies
+    .scheduling.tidal.dev/v1alpha1.
+- `knative`, Knative's and ACK's groups and versions themselves, so that kubectl takes their
+  YAML unchanged; only on a cluster where neither is installed.
 
 Specs and statuses keep their Knative/ACK shape; only `apiVersion` is translated on the way in and
-out, so the rest of tidal sees the documents the user applied, and the CRs can sit beside a real
-Knative install. resourceVersion, uid, creationTimestamp and generation are the API server's.
+out, so the rest of tidal sees the documents the user applied. resourceVersion, uid,
+creationTimestamp and generation are the API server's.
 
 Every call is one synchronous request to the API server (the `Store` interface is synchronous);
 the controller issues a few per event, each a millisecond or so in-cluster.
@@ -63,16 +70,35 @@ KNATIVE_BETA = "serving.knative.dev/v1beta1"
 ACK = "scheduling.alibabacloud.com/v1alpha1"
 SERVING_GROUP = "serving.tidal.dev"
 SCHEDULING_GROUP = "scheduling.tidal.dev"
-RESOURCES = {
-    r.kind: r
-    for r in (
-        CustomResource("Service", SERVING_GROUP, "v1", "services", KNATIVE),
-        CustomResource("Revision", SERVING_GROUP, "v1", "revisions", KNATIVE),
-        CustomResource("Route", SERVING_GROUP, "v1", "routes", KNATIVE),
-        CustomResource("ResourcePolicy", SCHEDULING_GROUP, "v1alpha1", "resourcepolicies", ACK),
-        CustomResource("DomainMapping", SERVING_GROUP, "v1", "domainmappings", KNATIVE_BETA),
-    )
-}
+API_GROUPS = ("tidal", "knative")
+Resources = dict[str, CustomResource]  # by kind
+
+
+def custom_resources(api_groups: str = "tidal") -> Resources:
+    """Where each kind lives on the cluster, for an install with `api_groups` (one of
+    API_GROUPS)."""
+    if api_groups not in API_GROUPS:
+        raise ValueError(f"unknown API groups {api_groups!r} (known: {', '.join(API_GROUPS)})")
+
+    def resource(
+        kind: str, plural: str, user_api_version: str, own: tuple[str, str]
+    ) -> CustomResource:
+        group, version = own if api_groups == "tidal" else user_api_version.split("/")
+        return CustomResource(kind, group, version, plural, user_api_version)
+
+    return {
+        r.kind: r
+        for r in (
+            resource("Service", "services", KNATIVE, (SERVING_GROUP, "v1")),
+            resource("Revision", "revisions", KNATIVE, (SERVING_GROUP, "v1")),
+            resource("Route", "routes", KNATIVE, (SERVING_GROUP, "v1")),
+            resource("ResourcePolicy", "resourcepolicies", ACK, (SCHEDULING_GROUP, "v1alpha1")),
+            resource("DomainMapping", "domainmappings", KNATIVE_BETA, (SERVING_GROUP, "v1")),
+        )
+    }
+
+
+RESOURCES = custom_resources()  # the default install's
 
 
 @dataclass
@@ -84,8 +110,11 @@ class _Undo:
 
 
 class KubernetesStore:
-    def __init__(self, api: ApiClient, request_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, api: ApiClient, resources: Resources = RESOURCES, request_timeout_s: float = 10.0
+    ) -> None:
         self._api = client.CustomObjectsApi(api)
+        self.resources = resources
         self._timeout = request_timeout_s
         self._journal: list[_Undo] | None = None
 
@@ -110,7 +139,7 @@ class KubernetesStore:
             self._journal = None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        resource = RESOURCES[kind]
+        resource = self.resources[kind]
         try:
             obj = self._api.get_namespaced_custom_object(
                 resource.group,
@@ -129,7 +158,7 @@ class KubernetesStore:
     def list(
         self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        resource = RESOURCES[kind]
+        resource = self.resources[kind]
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
         where = (resource.group, resource.version)
         if namespace is None:
@@ -160,7 +189,7 @@ class KubernetesStore:
 
         With `expected_version`, the write fails with Conflict unless the stored object still has
         that resourceVersion; without, the last writer wins (retrying on concurrent changes)."""
-        resource = RESOURCES[obj["kind"]]
+        resource = self.resources[obj["kind"]]
         meta = obj["metadata"]
         meta.setdefault("namespace", "default")
         namespace, name = meta["namespace"], meta["name"]
@@ -187,7 +216,7 @@ class KubernetesStore:
         raise _conflict(obj["kind"], namespace, name, expected_version)
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
-        resource = RESOURCES[kind]
+        resource = self.resources[kind]
         current = self.get(kind, namespace, name) if self._journal is not None else None
         try:
             self._api.delete_namespaced_custom_object(
