@@ -56,6 +56,8 @@ def test_the_install_puts_the_kinds_in_knatives_and_acks_groups() -> None:
         ("serving.knative.dev", "v1", "services"),
         ("serving.knative.dev", "v1beta1", "domainmappings"),
         ("scheduling.alibabacloud.com", "v1alpha1", "resourcepolicies"),
+        ("serving.knative.dev", "v1", "revisions"),
+        ("serving.knative.dev", "v1", "routes"),
     }
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     groups = {g for rule in role["rules"] for g in rule["apiGroups"]}

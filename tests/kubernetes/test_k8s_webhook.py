@@ -115,12 +115,56 @@ async def test_an_update_is_checked_against_what_is_stored(webhook: Webhook) -> 
     assert (await webhook.review(POLICY, "UPDATE", old=POLICY))["allowed"] is True
 
 
-async def test_tidals_own_writes_deletes_and_other_kinds_pass(webhook: Webhook) -> None:
+async def test_tidals_own_writes_and_deletes_pass(webhook: Webhook) -> None:
     # The controller's own writes are allowed at once: it waits on them with its loop held.
     assert (await webhook.review(bad_bound(), "UPDATE", OWN_USER, old=SERVICE))["allowed"]
     assert (await webhook.review(None, "DELETE", old=bad_bound()))["allowed"] is True
-    revision = {**copy.deepcopy(SERVICE), "kind": "Revision"}
-    assert (await webhook.review(revision))["allowed"] is True
+
+
+REVISION: dict[str, Any] = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Revision",
+    "metadata": {
+        "name": "hello-00001",
+        "namespace": "default",
+        "labels": {"serving.knative.dev/service": "hello"},
+    },
+    "spec": copy.deepcopy(SERVICE["spec"]["template"]["spec"]),
+}
+ROUTE: dict[str, Any] = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Route",
+    "metadata": {"name": "hello", "namespace": "default"},
+    "spec": {"traffic": [{"revisionName": "hello-00001", "percent": 100}]},
+}
+
+
+async def test_revisions_and_routes_are_tidals_to_write_as_on_one_machine(
+    webhook: Webhook,
+) -> None:
+    """A Revision's spec is immutable (as in Knative) and a Route's follows its Service's
+    traffic: another user's create or spec change is refused with what to change instead."""
+    retimed = copy.deepcopy(REVISION)
+    retimed["spec"]["timeoutSeconds"] = 10
+    denied = await webhook.review(retimed, "UPDATE", old=REVISION)
+    assert denied["allowed"] is False
+    assert denied["status"]["code"] == 405
+    assert denied["status"]["message"] == (
+        "revisions are written by tidal (from Services); their spec cannot be written "
+        "directly: change the Service's spec.template (a new revision)"
+    )
+    assert (await webhook.review(REVISION))["allowed"] is False  # made only from a template
+    rerouted = copy.deepcopy(ROUTE)
+    rerouted["spec"]["traffic"][0]["revisionName"] = "hello-00002"
+    denied = await webhook.review(rerouted, "UPDATE", old=ROUTE)
+    assert "change the Service's spec.traffic" in denied["status"]["message"]
+    # Metadata alone passes: kubectl label, and the garbage collector's owner references.
+    labelled = copy.deepcopy(REVISION)
+    labelled["metadata"]["labels"]["team"] = "ml"
+    assert (await webhook.review(labelled, "UPDATE", old=REVISION))["allowed"] is True
+    # tidal's own writes, and deletes, pass.
+    assert (await webhook.review(retimed, "UPDATE", OWN_USER, old=REVISION))["allowed"] is True
+    assert (await webhook.review(None, "DELETE", old=ROUTE))["allowed"] is True
 
 
 async def test_reviews_are_answered_while_the_controllers_loop_is_held_by_its_own_write(
@@ -131,6 +175,9 @@ async def test_reviews_are_answered_while_the_controllers_loop_is_held_by_its_ow
     pool = ThreadPoolExecutor(2)  # the API server's calls; meanwhile this loop stays held
     own = pool.submit(asyncio.run, webhook.review(bad_bound(), "UPDATE", OWN_USER, SERVICE))
     assert own.result(timeout=5)["allowed"] is True
+    # A Revision or Route needs no state of the controller's: it is answered in the thread too.
+    derived = pool.submit(asyncio.run, webhook.review(REVISION))
+    assert derived.result(timeout=5)["allowed"] is False
     other = pool.submit(asyncio.run, webhook.review(bad_bound()))
     with pytest.raises(FutureTimeout):
         other.result(timeout=1)
@@ -175,6 +222,8 @@ def test_the_install_registers_the_webhook_with_a_ca_that_signed_its_certificate
         ("serving.tidal.dev", "services"),
         ("serving.tidal.dev", "domainmappings"),
         ("scheduling.tidal.dev", "resourcepolicies"),
+        ("serving.tidal.dev", "revisions"),  # refused to others (their spec is tidal's)
+        ("serving.tidal.dev", "routes"),
     }
     assert all(r["operations"] == ["CREATE", "UPDATE"] for r in hook["rules"])
     ca = x509.load_pem_x509_certificate(base64.b64decode(hook["clientConfig"]["caBundle"]))

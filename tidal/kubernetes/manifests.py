@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from tidal.kubernetes.spec_watch import WATCHED_KINDS
+from tidal.kubernetes.webhook import DERIVED_KINDS
 from tidal.security.localca import issue_once
 from tidal.store.kubernetes import CustomResource, Resources, custom_resources
 
@@ -320,7 +321,8 @@ def webhook_secret(namespace: str, tls: WebhookTLS) -> dict[str, Any]:
 
 def validating_webhook(namespace: str, tls: WebhookTLS, resources: Resources) -> dict[str, Any]:
     """Creates and updates of what users write (tidal.kubernetes.webhook) are checked as
-    `tidal apply` checks them; status writes and deletes are not."""
+    `tidal apply` checks them, and those of what tidal writes from them (Revisions, Routes)
+    refused; status writes and deletes are not checked."""
     rules = [
         {
             "apiGroups": [group],
@@ -330,7 +332,9 @@ def validating_webhook(namespace: str, tls: WebhookTLS, resources: Resources) ->
             "scope": "Namespaced",
         }
         for group, version, plural in sorted(
-            (r.group, r.version, r.plural) for r in resources.values() if r.kind in WATCHED_KINDS
+            (r.group, r.version, r.plural)
+            for r in resources.values()
+            if r.kind in WATCHED_KINDS or r.kind in DERIVED_KINDS
         )
     ]
     return {

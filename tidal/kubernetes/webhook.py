@@ -8,6 +8,11 @@ configuration without it), it comes from the controller's event loop, which wait
 client is synchronous) until the API server is done: so the webhook listens in a thread of its
 own and allows the controller's own service account at once. Anyone else's object is checked by
 a dry-run apply on the event loop, which is then free to run it.
+
+Revisions and Routes are tidal's own, made from Services: as on one machine, nobody else may
+create one or change its spec (a Revision's is immutable in Knative too). Changes to their
+metadata alone pass: the garbage collector and kubectl label write those. Their reviews need no
+state, so they are answered in the listening thread.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ PATH = "/validate"
 MAX_BODY = 3 * 1024 * 1024  # the API server's own limit on a request body
 REVIEW_TIMEOUT_S = 8.0  # the webhook configuration gives the API server's call 10 s
 API_VERSION = "admission.k8s.io/v1"
+DERIVED_KINDS = {  # what tidal writes from Services, and what to change instead
+    "Revision": "the Service's spec.template (a new revision)",
+    "Route": "the Service's spec.traffic",
+}
 
 
 class AdmissionWebhook:
@@ -76,6 +85,8 @@ class AdmissionWebhook:
         request = review["request"]
         if request.get("userInfo", {}).get("username") == self.own_user:
             response = _allowed()  # what tidal writes it has checked, and it is waiting
+        elif (request.get("kind") or {}).get("kind") in DERIVED_KINDS:
+            response = review_derived(request)
         else:
             assert self._loop is not None
             future = asyncio.run_coroutine_threadsafe(self._review(request), self._loop)
@@ -112,12 +123,31 @@ class AdmissionWebhook:
         return _allowed()
 
 
+def review_derived(request: dict[str, Any]) -> dict[str, Any]:
+    """Allow or deny another user's write of a Revision or Route: its spec is tidal's alone."""
+    kind = request["kind"]["kind"]
+    old, new = request.get("oldObject"), request.get("object")
+    if request.get("operation") not in ("CREATE", "UPDATE") or request.get("subResource"):
+        return _allowed()
+    metadata_only = (
+        isinstance(old, dict) and isinstance(new, dict) and old.get("spec") == new.get("spec")
+    )
+    if request["operation"] == "UPDATE" and metadata_only:
+        return _allowed()  # labels, annotations, owner references, finalizers
+    return _denied(
+        f"{kind.lower()}s are written by tidal (from Services); their spec cannot be written "
+        f"directly: change {DERIVED_KINDS[kind]}",
+        405,
+        "MethodNotAllowed",
+    )
+
+
 def _allowed() -> dict[str, Any]:
     return {"allowed": True}
 
 
-def _denied(message: str) -> dict[str, Any]:
-    return {"allowed": False, "status": {"code": 422, "reason": "Invalid", "message": message}}
+def _denied(message: str, code: int = 422, reason: str = "Invalid") -> dict[str, Any]:
+    return {"allowed": False, "status": {"code": code, "reason": reason, "message": message}}
 
 
 def _handler(webhook: AdmissionWebhook) -> type[BaseHTTPRequestHandler]:
