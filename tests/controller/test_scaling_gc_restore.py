@@ -254,10 +254,13 @@ async def applied_and_stopped(data_dir: Path, *applies: list[dict]) -> None:
     await first.stop()
 
 
-def edit_stored_hello(data_dir: Path, edit: Callable[[dict], object]) -> None:
-    """Change the stored Service hello as an older version of tidal might have left it."""
+def edit_stored_hello(
+    data_dir: Path, edit: Callable[[dict], object], kind: str = "Service", name: str = "hello"
+) -> None:
+    """Change the stored Service hello (or another object) as an older version of tidal might
+    have left it."""
     store = Store(data_dir / "tidal.db")
-    stored = store.get("Service", "default", "hello")
+    stored = store.get(kind, "default", name)
     edit(stored)
     store.put(stored)
     store.close()
@@ -266,11 +269,15 @@ def edit_stored_hello(data_dir: Path, edit: Callable[[dict], object]) -> None:
 async def test_a_stored_service_no_longer_valid_is_not_run_and_says_so(tmp_path: Path) -> None:
     await applied_and_stopped(tmp_path, [service()])
 
-    # A rule added since the apply (here: no NUL in an environment value) refuses it now.
-    def nul_in_env(stored: dict) -> None:
-        stored["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "X", "value": "a\0"}]
+    # A rule added since the apply (here: no NUL in an environment value) refuses it now, in
+    # the Service and in the revision made from it.
+    def nul_in_env(pod: dict) -> None:
+        pod["containers"][0]["env"] = [{"name": "X", "value": "a\0"}]
 
-    edit_stored_hello(tmp_path, nul_in_env)
+    edit_stored_hello(tmp_path, lambda stored: nul_in_env(stored["spec"]["template"]["spec"]))
+    edit_stored_hello(
+        tmp_path, lambda stored: nul_in_env(stored["spec"]), "Revision", "hello-00001"
+    )
 
     second = make_platform(tmp_path)
     try:

@@ -135,6 +135,55 @@ async def test_an_invalid_edit_says_why_and_what_ran_goes_on_running(
     assert "default/hello" not in platform.refused_specs
 
 
+@pytest.mark.parametrize("while_running", [True, False], ids=["refused", "written-while-away"])
+async def test_a_refused_spec_goes_on_running_what_ran_after_a_restart(
+    api: ApiClient, controllers: Controllers, cluster: FakeCluster, while_running: bool
+) -> None:
+    """The stored spec is the refused one: the next controller runs the Service as it last ran,
+    from its latest revision and its Route (docs/kubernetes.md#kubectl-on-tidals-resources),
+    whether the first refused it or no controller ran when it was written."""
+    first = await controllers.start()
+    crs = await hello_observed(api)
+    await eventually(lambda: replicas(cluster) == {"hello-00001-ecs": 1}, message="min-scale 1")
+
+    def break_both(doc: dict[str, Any]) -> None:  # an invalid template, and traffic too
+        set_min_scale("lots")(doc)
+        doc["spec"]["traffic"] = [{"revisionName": "hello-00009", "percent": 100}]
+
+    if while_running:
+        crs.edit("Service", "hello", break_both)
+        await eventually(lambda: crs.ready("hello").get("reason") == "InvalidSpec")
+        await controllers.stop(first)
+    else:
+        await controllers.stop(first)
+        crs.edit("Service", "hello", break_both)
+
+    second = await controllers.start()
+    valid = second.services["default/hello"]  # restored, as it last ran
+    assert valid.service.spec.traffic[0].latest_revision is True
+    assert second.workloads[KEY].desired == 1  # min-scale 1, not the refused 'lots'
+    condition = await eventually(
+        lambda: crs.ready("hello").get("reason") == "InvalidSpec" and crs.ready("hello"),
+        message="the refusal on the Ready condition",
+    )
+    assert "what ran before goes on running" in condition["message"]
+    route = crs.get("Route", "hello")
+    assert route is not None and route["spec"]["traffic"] == [
+        {"latestRevision": True, "percent": 100}
+    ]
+    await asyncio.sleep(2.5)  # past the autoscaler's next tick
+    assert replicas(cluster) == {"hello-00001-ecs": 1}
+    assert crs.names("Revision") == ["hello-00001"]
+
+    def fix_both(doc: dict[str, Any]) -> None:  # a valid change replaces it
+        set_min_scale("2")(doc)
+        doc["spec"]["traffic"] = [{"latestRevision": True, "percent": 100}]
+
+    crs.edit("Service", "hello", fix_both)
+    await eventually(lambda: "hello-00002" in crs.names("Revision"), message="revision 2")
+    await eventually(lambda: crs.ready("hello").get("reason") != "InvalidSpec")
+
+
 async def test_kubectl_delete_removes_the_service_its_revisions_and_its_name(
     api: ApiClient, controllers: Controllers, cluster: FakeCluster
 ) -> None:

@@ -57,6 +57,7 @@ from tidal.controller.forecasting import Forecaster, account_view, plan_view
 from tidal.controller.gc import RevisionAge, revisions_to_collect
 from tidal.controller.handle import RevisionHandle, RevisionKey, Revisions, WorkloadView
 from tidal.controller.history import HistoryRecorder
+from tidal.controller.last_run import as_last_run
 from tidal.controller.machine_limits import check_runnable_here
 from tidal.controller.namespaces import NamespaceLifecycle, namespace_of
 from tidal.controller.placing import CostCollector, Placer
@@ -336,13 +337,9 @@ class Platform:
                 # Stored by another writer (kubectl on a cluster's custom resources) and never
                 # applied: nothing of it ran (tidal.controller.outside applies it).
                 continue
+            where = (doc["metadata"]["namespace"], doc["metadata"]["name"])
             try:
-                valid = validate_service(
-                    _strip_server_fields(doc),
-                    self.config.autoscaler,
-                    self.runtime.requires_command,
-                    restoring=True,
-                )
+                valid = self._restorable(doc, by_service.get(where, []))
             except InvalidSpec as exc:
                 log.error("stored service %s is no longer valid: %s", doc["metadata"]["name"], exc)
                 self._mark_invalid(doc, exc)
@@ -385,6 +382,34 @@ class Platform:
         # soon as the tables are rebuilt, and the admin API answers meanwhile.
         for workload, desired in restored:
             workload.set_desired(desired)
+
+    def _restorable(self, doc: dict[str, Any], revisions: list[dict[str, Any]]) -> ValidService:
+        """The stored Service; or where its spec is refused (another writer's, on a cluster),
+        the Service as it last ran (tidal.controller.last_run), its Ready condition saying why
+        the stored spec does not run. InvalidSpec, the stored spec's, when neither is valid."""
+        try:
+            return self._validate_stored(doc)
+        except InvalidSpec as exc:
+            meta = doc["metadata"]
+            route = self.store.get("Route", meta["namespace"], meta["name"])
+            last_run = as_last_run(doc, revisions, route)
+            if last_run is None:
+                raise
+            try:
+                valid = self._validate_stored(last_run)
+            except InvalidSpec:
+                raise exc from None
+            log.error("stored service %s is not run as stored: %s", meta["name"], exc)
+            self._note_refused(meta, exc)
+            return valid
+
+    def _validate_stored(self, doc: dict[str, Any]) -> ValidService:
+        return validate_service(
+            _strip_server_fields(doc),
+            self.config.autoscaler,
+            self.runtime.requires_command,
+            restoring=True,
+        )
 
     def _check_targets(self, valid: ValidService, revisions: list[dict[str, Any]]) -> None:
         """Traffic may name only revisions that run. A stored revision (of `revisions`, the
@@ -786,17 +811,21 @@ class Platform:
         and an apply would refuse: what ran before goes on, and its Ready condition says why
         the new spec does not run. A newer write wins over this status write."""
         meta = stored["metadata"]
-        generation = meta.get("generation")
-        why = str(exc).replace("\n", "; ")
-        self.refused_specs[key_of(meta["namespace"], meta["name"])] = (
-            f"generation {generation} of the spec is not applied: {why}; "
-            "what ran before goes on running"
-        )
+        self._note_refused(meta, exc)
         status = stored.setdefault("status", {})
-        status["observedGeneration"] = generation
+        status["observedGeneration"] = meta.get("generation")
         self._set_service_conditions(stored)
         with contextlib.suppress(Conflict):
             self.store.put(stored, meta.get("resourceVersion"))
+
+    def _note_refused(self, meta: dict[str, Any], exc: InvalidSpec) -> None:
+        """The Service's Ready condition says, until a valid change, why its stored spec does
+        not run."""
+        why = str(exc).replace("\n", "; ")
+        self.refused_specs[key_of(meta["namespace"], meta["name"])] = (
+            f"generation {meta.get('generation')} of the spec is not applied: {why}; "
+            "what ran before goes on running"
+        )
 
     def _plan_service(self, doc: dict[str, Any], force: bool = False) -> ServicePlan:
         valid = validate_service(doc, self.config.autoscaler, self.runtime.requires_command)

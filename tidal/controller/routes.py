@@ -108,7 +108,7 @@ class Routes:
         split = list(state.rollout.split) if state.rollout else None
         mapped = self.mapped_domains(namespace, name)
         table = host_table(name, namespace, self.domain, targets, split, valid.public, mapped)
-        self._store_route(service, targets, state, valid.public)  # first, then the gateway
+        self._store_route(service, valid, targets, state)  # first, then the gateway
         self.router.set_hosts(
             state.hosts,
             {
@@ -157,9 +157,12 @@ class Routes:
         state.labelled = True
 
     def _store_route(
-        self, service: dict[str, Any], targets: list[Any], state: RouteState, public: bool
+        self, service: dict[str, Any], valid: ValidService, targets: list[Any], state: RouteState
     ) -> None:
+        """The Route: the traffic that runs (not a stored spec tidal refused, which `service`
+        may hold on a cluster), and how it resolved."""
         meta = service["metadata"]
+        public = valid.public
         name, namespace = meta["name"], meta["namespace"]
         domain = self.domain
         traffic = []
@@ -177,7 +180,12 @@ class Routes:
             "apiVersion": "serving.knative.dev/v1",
             "kind": "Route",
             "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: name}},
-            "spec": {"traffic": service["spec"].get("traffic", [])},
+            "spec": {
+                "traffic": [
+                    t.model_dump(by_alias=True, exclude_none=True)
+                    for t in valid.service.spec.traffic
+                ]
+            },
             "status": {
                 "url": url(name, namespace, domain, public=public),
                 "address": {"url": address(name, namespace)},
