@@ -194,6 +194,7 @@ async def test_reviews_are_answered_while_the_controllers_loop_is_held_by_its_ow
         (b'{"apiVersion": "admission.k8s.io/v1beta1", "request": {}}', "expected an"),
         (b'{"apiVersion": "admission.k8s.io/v1", "request": {"kind": {}}}', "request.uid"),
         (b"[]", "not an AdmissionReview"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 100 levels"),
     ],
 )
 async def test_a_malformed_review_is_a_400_that_says_why(

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tidal.api.errors import InvalidSpec
+from tidal.api.limits import parse_json
 from tidal.controller.platform import Platform
 from tidal.kubernetes.spec_watch import WATCHED_KINDS
 from tidal.store.kubernetes import RESOURCES, Resources, to_tidal
@@ -167,7 +168,7 @@ def _handler(webhook: AdmissionWebhook) -> type[BaseHTTPRequestHandler]:
                 self._reply(413, {"message": f"the body must be 1 to {MAX_BODY} bytes"})
                 return
             try:
-                review = json.loads(self.rfile.read(length))
+                review = parse_json(self.rfile.read(length))
                 request = review["request"]
                 if review.get("apiVersion") != API_VERSION or not isinstance(request, dict):
                     raise ValueError(f"expected an {API_VERSION} AdmissionReview")

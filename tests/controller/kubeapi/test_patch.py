@@ -56,6 +56,37 @@ def test_unknown_patch_type_and_bad_bodies():
     assert err.value.code == 400
 
 
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(
+            f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]"
+            for a, b in zip("abcdefg", "bcdefgh", strict=True)
+        ),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "content_type, body, why",
+    [
+        # as deep as Python's own parser gives up on: refused by tidal's limit, not a 500
+        (MERGE, b"[" * 100_000 + b"]" * 100_000, "is refused: JSON nested deeper than 100"),
+        (STRATEGIC, b'{"a":' * 101 + b"1" + b"}" * 101, "nested deeper than 100 levels"),
+        (APPLY, f"spec:\n  {ALIAS_BOMB.replace(chr(10), chr(10) + '  ')}".encode(), "expands"),
+        (APPLY, b"a: 1\n---\nb: 2\n", "must be one document, not 2"),
+    ],
+    ids=["deep-json", "deep-object", "yaml-aliases", "two-documents"],
+)
+def test_bodies_past_tidals_limits_are_refused_with_why(
+    content_type: str, body: bytes, why: str
+) -> None:
+    with pytest.raises(ApiError) as err:
+        apply_patch(CURRENT, content_type, body)
+    assert err.value.code == 400
+    assert why in str(err.value)
+
+
 def test_validation_causes_one_per_problem():
     from tidal.api.errors import InvalidSpec
     from tidal.controller.kubeapi.status import causes_of, invalid

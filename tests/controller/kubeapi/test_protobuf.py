@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidal.controller.kubeapi.protobuf import UndecodableBody, decode
+from tidal.controller.kubeapi.protobuf import UndecodableBody, decode, request_object
+from tidal.controller.kubeapi.status import ApiError
 
 # The body `kubectl create secret generic x --from-literal=a=b` (kubectl 1.32) sent: Go writes
 # every string field, empty ones too.
@@ -54,3 +55,10 @@ def test_bodies_tidal_does_not_read_say_why() -> None:
     not_utf8 = KUBECTL_SECRET.replace(b"\x0a\x01x", b"\x0a\x01\xff")  # the name's one byte
     with pytest.raises(UndecodableBody, match="bad UTF-8"):
         decode(not_utf8)
+
+
+def test_a_json_body_nested_past_tidals_limit_is_a_400() -> None:
+    with pytest.raises(ApiError) as err:
+        request_object(b"[" * 100_000 + b"]" * 100_000, "application/json")
+    assert err.value.code == 400
+    assert "the body is refused: JSON nested deeper than 100 levels" in str(err.value)

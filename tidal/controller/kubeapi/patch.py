@@ -6,12 +6,13 @@ after dropping its `$` directives) and server-side apply (the applied configurat
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import jsonpatch
 import yaml
 
+from tidal.api.errors import InvalidSpec
+from tidal.api.limits import load_yaml, parse_json
 from tidal.controller.kubeapi.status import ApiError
 
 MERGE = "application/merge-patch+json"
@@ -46,13 +47,29 @@ def _without_directives(patch: Any) -> Any:
     return patch
 
 
-def parse_body(content_type: str, raw: bytes) -> Any:
+def json_body(raw: bytes, what: str = "the body") -> Any:
+    """A request body as JSON, within tidal's limits (tidal.api.limits: depth, size);
+    ApiError 400 saying why not."""
     try:
-        if content_type == APPLY:
-            return yaml.safe_load(raw)
-        return json.loads(raw)
-    except (ValueError, yaml.YAMLError) as exc:
+        return parse_json(raw)
+    except InvalidSpec as exc:
+        raise ApiError(400, f"{what} is refused: {exc}") from None
+    except ValueError as exc:
+        raise ApiError(400, f"{what} is not JSON: {exc}") from None
+
+
+def parse_body(content_type: str, raw: bytes) -> Any:
+    if content_type != APPLY:
+        return json_body(raw, "the body of the request")
+    try:  # server-side apply's YAML: one document, without alias bombs
+        docs = load_yaml(raw.decode())
+    except InvalidSpec as exc:
+        raise ApiError(400, f"the body of the request is refused: {exc}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ApiError(400, f"the body of the request was in an unknown format: {exc}") from None
+    if len(docs) != 1:
+        raise ApiError(400, f"the body of the request must be one document, not {len(docs)}")
+    return docs[0]
 
 
 def apply_patch(current: dict[str, Any], content_type: str, raw: bytes) -> dict[str, Any]:

@@ -12,12 +12,12 @@ have given it (a Secret's `data` in base64), so it takes the same path as a JSON
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message, message_factory
 
+from tidal.controller.kubeapi.patch import json_body
 from tidal.controller.kubeapi.status import ApiError
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -94,10 +94,7 @@ def request_object(raw: bytes, content_type: str) -> dict[str, Any]:
             return decode(raw)
         except UndecodableBody as exc:
             raise ApiError(415, f"the protobuf body cannot be read: {exc}") from None
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from None
+    doc = json_body(raw)
     if not isinstance(doc, dict):
         raise ApiError(400, "the body must be an object")
     return doc

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +28,7 @@ from tidal.controller.kubeapi.live_watch import watch_views
 from tidal.controller.kubeapi.metrics_api import add_metrics_routes
 from tidal.controller.kubeapi.metrics_api import group as metrics_group
 from tidal.controller.kubeapi.nodes import gone_node, nodes
-from tidal.controller.kubeapi.patch import APPLY, apply_patch
+from tidal.controller.kubeapi.patch import APPLY, apply_patch, json_body
 from tidal.controller.kubeapi.pod_api import delete_pod, pod_log
 from tidal.controller.kubeapi.pod_exec import pod_exec
 from tidal.controller.kubeapi.pod_portforward import pod_portforward
@@ -542,10 +541,7 @@ async def _delete_options_dry_run(request: web.Request) -> bool:
     raw = await request.read()
     if not raw:
         return False
-    try:
-        options = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "the DeleteOptions body is not JSON") from None
+    options = json_body(raw, "the DeleteOptions body")
     dry_run = options.get("dryRun") if isinstance(options, dict) else None
     if dry_run and dry_run != ["All"]:
         raise ApiError(400, f"dryRun must be All, got {dry_run!r}")
