@@ -175,6 +175,20 @@ def test_apply_example_is_served_and_listed(platform, kubectl):
     assert {"type": "Ready", "status": "True"} in status_["conditions"]
 
 
+def test_a_relative_working_dir_is_taken_with_a_warning_that_says_where(platform, kubectl):
+    """kubectl sends no file location: the bundled example's `workingDir: "."` would run in
+    tidal up's folder, and kubectl prints the API server's warning saying so."""
+    doc = yaml.safe_load((HELLO_DIR / "service.yaml").read_text())
+    doc["metadata"]["name"] = "relative"
+    out = kubectl.apply(doc, "--dry-run=server")
+    assert "configured (server dry run)" in out.stdout or "created (server dry run)" in out.stdout
+    assert "Warning: spec.template.spec.containers[0].workingDir '.' is relative" in out.stderr
+    assert f"it is {Path(platform.workdir).resolve()} (from the folder tidal up runs in)" in (
+        out.stderr
+    )
+    assert "Warning" not in kubectl.apply(example_hello("kubectl"), "--dry-run=server").stderr
+
+
 def test_a_service_exported_from_a_knative_cluster_applies_unedited(platform, kubectl):
     """The same export `tidal apply` takes (tests/integration/test_serving.py), by kubectl."""
     doc = knative_export("moved-by-kubectl")

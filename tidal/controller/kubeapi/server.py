@@ -58,6 +58,7 @@ from tidal.controller.kubeapi.status import (
     qualified,
 )
 from tidal.controller.kubeapi.tables import table, wants_table
+from tidal.controller.kubeapi.warnings import written
 from tidal.controller.kubeapi.watch_stream import WatchStream
 from tidal.controller.platform import Platform
 from tidal.store.sqlite import Conflict
@@ -414,7 +415,7 @@ class KubeApi:
                 )
             meta.pop("resourceVersion", None)
             created = self._apply(resource, doc, _dry_run(request))
-            return web.json_response(created, status=201)
+            return written(created, status=201)
 
         return create
 
@@ -427,7 +428,7 @@ class KubeApi:
             if self.store.get(resource.store_kind, _namespace(request), name) is None:
                 raise not_found(resource.plural, name)
             try:
-                return web.json_response(self._apply(resource, doc, _dry_run(request)))
+                return written(self._apply(resource, doc, _dry_run(request)))
             except Conflict:
                 raise conflict(resource.plural, resource.group, name) from None
 
@@ -463,7 +464,7 @@ class KubeApi:
                     if pinned or attempt == 4:
                         raise conflict(resource.plural, resource.group, name) from None
                     continue
-                return web.json_response(result, status=201 if current is None else 200)
+                return written(result, status=201 if current is None else 200)
             raise conflict(resource.plural, resource.group, name)
 
         return patch
