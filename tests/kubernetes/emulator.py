@@ -15,6 +15,7 @@ as the ReplicaSet controller does) and lets a test mark pods Running and Ready.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -42,9 +43,12 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.subresource == "log" and request.method == "GET":  # the kubelet's, stood in
-            async with self._lock:
-                pod = self._object(request).raw
-            text = pod["metadata"].get("annotations", {}).get(POD_LOG, "")
+            text = await self._log(request)
+            tail = request.params.get("tailLines")
+            if tail is not None:
+                text = "".join(text.splitlines(keepends=True)[-int(tail) :] if int(tail) else [])
+            if request.params.get("follow") == "true":
+                return await self._follow_log(request, text)
             return aiohttp.web.Response(text=text)
         if request.resource is not None and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
@@ -71,6 +75,32 @@ class Emulator(kmock.KubernetesEmulator):
         response = await super()._handle(request)
         if request.method == "POST" and response.status == 200 and not response.prepared:
             response.set_status(201)  # Created, as the real server answers
+        return response
+
+    async def _log(self, request: rendering.Request) -> str:
+        async with self._lock:
+            pod = self._object(request).raw
+        return str(pod["metadata"].get("annotations", {}).get(POD_LOG, ""))
+
+    async def _follow_log(
+        self, request: rendering.Request, text: str
+    ) -> aiohttp.web.StreamResponse:
+        """`follow=true`: what was written, then what `FakeCluster.write_log` adds, as chunks,
+        until the pod is gone or the client goes."""
+        raw = request._raw_request
+        assert raw is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw)
+        sent = await self._log(request)
+        with contextlib.suppress(ConnectionError, kmock.KubernetesObjectNotFoundError):
+            if text:
+                await response.write(text.encode())
+            while raw.transport is not None and not raw.transport.is_closing():
+                await asyncio.sleep(0.02)
+                now = await self._log(request)
+                if now != sent:
+                    await response.write(now[len(sent) :].encode())
+                    sent = now
         return response
 
     def _object(self, request: rendering.Request) -> k8s_dicts.Object:
@@ -255,7 +285,8 @@ class FakeCluster:
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
 
     def write_log(self, pod: dict[str, Any], text: str) -> None:
-        """What the pod's container wrote, as its log subresource will answer it."""
+        """What the pod's container wrote, as its log subresource will answer it (write more
+        by writing what was there and more after it)."""
         meta = pod["metadata"]
         patch = {"metadata": {"annotations": {POD_LOG: text}}}
         self.core.patch_namespaced_pod(meta["name"], meta["namespace"], patch)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from kubernetes.client import ApiClient, CoreV1Api
 
 from tests.kubernetes.emulator import ThreadedEmulator
+from tidal.cli.client import ApiError
 from tidal.cli.kubernetes import ClusterClient
 from tidal.cli.main import main
 from tidal.kubernetes.manifests import manifests
@@ -159,6 +160,24 @@ def test_the_cli_reaches_the_admin_api_through_the_service_proxy(
     assert seen[0].data["items"] == []
     # the admin token comes from the install's Secret, in a header the API server passes on
     assert seen[0].headers[TOKEN_HEADER] == "s3cret"
+
+
+def test_tidal_logs_f_streams_through_the_service_proxy(
+    emulator: ThreadedEmulator, api: ApiClient
+) -> None:
+    proxy = "/api/v1/namespaces/tidal-system/services/tidal-admin:8081/proxy"
+    logs = "/apis/tidal.dev/v1/namespaces/default/services/hello/logs"
+    seen: list[Any] = []
+    emulator.emulator[f"get {proxy}{logs}"] << b"==> hello-00001/a <==\nserving\n" >> seen
+    cluster = ClusterClient(None, None, token="s3cret")
+    cluster._api = api
+    assert b"".join(cluster.stream(f"{logs}?tail=10&follow=true")) == (
+        b"==> hello-00001/a <==\nserving\n"
+    )
+    assert seen[0].params == {"tail": "10", "follow": "true"}
+    assert seen[0].headers[TOKEN_HEADER] == "s3cret"
+    with pytest.raises(ApiError):  # what the proxy answers for a path it has nothing for
+        list(cluster.stream("/apis/tidal.dev/v1/namespaces/default/services/other/logs"))
 
 
 STATUS_OF = {

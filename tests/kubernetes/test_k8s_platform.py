@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
+import aiohttp
+from aiohttp import web
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, ready_all, replicas
 from tests.kubernetes.emulator import FakeCluster, eventually
+from tidal.controller.admin import AdminSecurity, build_app
 
 
 async def test_apply_stores_crs_and_creates_the_deployment(
@@ -169,3 +173,57 @@ async def test_tidal_logs_reads_the_pods_logs(
     (replica,) = platform.workloads[KEY].replicas
     text = await platform.logs("default", "hello", None, 1)
     assert text == f"==> hello-00001/{replica} <==\nserving on :9000"
+
+
+async def test_tidal_logs_follows_the_pods_logs_new_pods_too(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    """`tidal logs -f` on a cluster: each running pod's log from its tail, followed through the
+    API server, and a pod that starts later from its first line."""
+    platform = await controllers.start()
+    platform.apply([copy.deepcopy(SERVICE)])
+    await eventually(lambda: len(cluster.pods()) == 1)
+    (pod,) = cluster.pods()
+    cluster.write_log(pod, "loading weights\nserving on :9000\n")
+    cluster.ready(pod)
+    await eventually(lambda: platform.workloads[KEY].ready_count() == 1)
+    (first,) = platform.workloads[KEY].replicas
+    runner = web.AppRunner(build_app(platform, {}, AdminSecurity("t")))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/apis/tidal.dev/v1/namespaces/default/services/hello/logs"
+    seen = b""
+
+    async def until(text: str) -> None:
+        nonlocal seen
+        while text.encode() not in seen:
+            seen += await asyncio.wait_for(response.content.readany(), 5)
+
+    try:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as session,
+            session.get(f"{url}?tail=1&follow=true") as response,
+        ):
+            assert response.status == 200
+            await until("serving on :9000\n")
+            assert seen == f"==> hello-00001/{first} <==\nserving on :9000\n".encode()
+            cluster.write_log(pod, "loading weights\nserving on :9000\nGET /v1/predict 200\n")
+            await until("GET /v1/predict 200\n")
+
+            scaled = copy.deepcopy(SERVICE)
+            scaled["spec"]["template"]["metadata"]["annotations"][
+                "autoscaling.knative.dev/min-scale"
+            ] = "2"
+            platform.apply([scaled])  # a new revision, min-scale 2: its pods start later
+            await eventually(lambda: len(cluster.pods()) >= 3)
+            later = next(
+                p for p in cluster.pods() if p["metadata"]["name"] != pod["metadata"]["name"]
+            )
+            cluster.write_log(later, "warming up\n")
+            ready_all(cluster)
+            await until("warming up\n")
+            assert b"hello-00002/" in seen  # under the new replica's header, from its first line
+    finally:
+        await runner.cleanup()

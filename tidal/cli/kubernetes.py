@@ -8,13 +8,14 @@ import json
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
+from kubernetes.client.rest import ApiException, RESTResponse
 
 from tidal.api.config import load_config, parse_config
 from tidal.api.errors import InvalidSpec
@@ -192,6 +193,27 @@ class ClusterClient(Client):
         return self.token
 
     def call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
+        response = self._request(method, path, body, timeout=30)
+        try:
+            raw = response.read().decode(errors="replace")
+        except OSError as exc:
+            raise ApiError(f"cannot reach tidal in the cluster ({exc})") from None
+        return raw if text else json.loads(raw)
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """The body of a GET as it arrives (`tidal logs -f`), through the same proxy; no read
+        timeout, since a quiet replica may write nothing for hours."""
+        response = self._request("GET", path, None, timeout=(10, None))
+        try:
+            yield from response.response.stream(None)
+        finally:
+            response.response.release_conn()
+
+    def _request(
+        self, method: str, path: str, body: Any, timeout: float | tuple[float, None]
+    ) -> RESTResponse:
+        """The admin API's answer, its status checked (its message raised as ApiError); the
+        body not read yet."""
         if self._api is None:
             from kubernetes.config.config_exception import ConfigException
 
@@ -215,15 +237,14 @@ class ClusterClient(Client):
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._api.call_api(*serialized, _request_timeout=30)
-            response.read()
+            response = self._api.call_api(*serialized, _request_timeout=timeout)
         except (OSError, ApiException) as exc:
             raise ApiError(f"cannot reach tidal in the cluster ({exc})") from None
-        raw = response.data.decode(errors="replace")
         if response.status >= 400:
+            raw = response.read().decode(errors="replace")
             try:
                 message = json.loads(raw).get("message", raw)
             except ValueError:
                 message = raw
             raise ApiError(message)
-        return raw if text else json.loads(raw)
+        return response

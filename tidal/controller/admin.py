@@ -44,7 +44,7 @@ from tidal.api.limits import MAX_BODY_BYTES, check_metadata, parse_json
 from tidal.controller.kubeapi import server as kubeapi
 from tidal.controller.kubeapi.protobuf import CONTENT_TYPE as PROTOBUF
 from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
-from tidal.controller.logstream import follow_logs
+from tidal.controller.logstream import follow_logs, follow_pod_logs
 from tidal.controller.platform import Platform
 from tidal.gateway.feed import feed_of
 from tidal.security.credentials import TOKEN_HEADER, local_urls
@@ -250,13 +250,8 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             return error(400, "tail must be a whole number >= 0")
         revision = request.query.get("revision")
         if request.query.get("follow") in ("true", "1"):
-            if not platform.runtime.keeps_log_files:
-                return error(
-                    501,
-                    "following logs needs the replicas' log files, and pods keep their own: "
-                    f"kubectl logs -f -l serving.knative.dev/service={name} -n {ns}",
-                )
-            return await follow_logs(request, platform, (ns, name), revision, tail, closing)
+            follow = follow_logs if platform.runtime.keeps_log_files else follow_pod_logs
+            return await follow(request, platform, (ns, name), revision, tail, closing)
         text = await platform.logs(ns, name, revision, tail)
         return web.Response(text=text + "\n" if text else "")
 

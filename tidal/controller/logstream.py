@@ -1,11 +1,17 @@
 """`tidal logs -f`: the tail of a service's replica logs, then what they write from then on,
 streamed over the admin API until the client goes, the service is deleted or the platform stops.
+
+On this machine the replicas write log files, which are read as they grow (`follow_logs`). On
+Kubernetes the pods keep their logs: each replica's pod log is followed through the API server,
+one thread each (the client is synchronous), a replica that starts later from its first line
+(`follow_pod_logs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +19,7 @@ from aiohttp import web
 
 from tidal.controller.platform import Platform
 from tidal.controller.views import log_header
+from tidal.runtime.base import FollowedLog, FollowsLogs, ReplicaSpec
 from tidal.runtime.logs import LogFollower
 
 POLL_S = 0.5
@@ -51,6 +58,109 @@ async def follow_logs(
     except ConnectionResetError:
         pass  # the client went
     return response
+
+
+async def follow_pod_logs(
+    request: web.Request,
+    platform: Platform,
+    service: tuple[str, str],
+    revision: str | None,
+    tail: int,
+    closing: asyncio.Event,
+) -> web.StreamResponse:
+    namespace, name = service
+    runtime = platform.runtime
+    if not isinstance(runtime, FollowsLogs):
+        raise TypeError(f"{type(runtime).__name__} neither keeps log files nor follows logs")
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    followers: dict[str, _PodFollower] = {}
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    last: str | None = None  # whose chunk was sent last
+    first = True
+    try:
+        while not closing.is_set() and not _gone(request):
+            if platform.store.get("Service", namespace, name) is None:
+                break
+            for revision_name, replica in platform.running_replicas(namespace, name, revision):
+                label = f"{revision_name}/{replica.replica_id}"
+                follower = followers.get(label)
+                if follower is None or follower.no_pod:  # no pod backed it yet: try again
+                    # Those running now from their tail, those that come later whole.
+                    whole = follower is not None or not first
+                    followers[label] = _PodFollower(label, loop, chunks)
+                    followers[label].start(runtime, replica.spec, None if whole else tail)
+            first = False
+            deadline = loop.time() + POLL_S
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    label, data = await asyncio.wait_for(chunks.get(), left)
+                except TimeoutError:
+                    break
+                if label != last:
+                    await response.write(f"==> {label} <==\n".encode())
+                    last = label
+                await response.write(data)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went
+    finally:
+        for follower in followers.values():
+            follower.stop()
+    return response
+
+
+class _PodFollower:
+    """One pod log, read in a thread of its own and handed to the event loop chunk by chunk."""
+
+    def __init__(
+        self, label: str, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[tuple[str, bytes]]
+    ) -> None:
+        self.label = label
+        self._loop = loop
+        self._chunks = chunks
+        self._stopped = threading.Event()
+        self._log: FollowedLog | None = None
+        self._lock = threading.Lock()
+        self.no_pod = False  # the replica had no pod (yet) when its log was asked for
+
+    def start(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
+        threading.Thread(target=self._read, args=(runtime, spec, tail), daemon=True).start()
+
+    def stop(self) -> None:
+        """End the read from the event loop: closing the stream wakes the thread."""
+        with self._lock:
+            self._stopped.set()
+            log = self._log
+        if log is not None:
+            with contextlib.suppress(Exception):
+                log.close()
+
+    def _read(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
+        try:
+            log = runtime.open_log(spec, tail)
+        except Exception as exc:  # the API server's refusal, or no pod any more
+            self._hand(f"(logs unavailable: {exc})\n".encode())
+            return
+        if log is None:
+            self.no_pod = True
+            return
+        with self._lock:
+            if self._stopped.is_set():
+                log.close()
+                return
+            self._log = log
+        with contextlib.suppress(Exception):  # closed by `stop`, or the pod went
+            for chunk in log.chunks:
+                if self._stopped.is_set():
+                    break
+                if chunk:
+                    self._hand(chunk)
+
+    def _hand(self, data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody reads any more
+            self._loop.call_soon_threadsafe(self._chunks.put_nowait, (self.label, data))
 
 
 def _gone(request: web.Request) -> bool:

@@ -1345,13 +1345,7 @@ class Platform:
         Kubernetes, where the pods keep them) the running replicas' from the runtime."""
         if self.runtime.keeps_log_files:
             return self.log_tail(namespace, service, revision, tail)[1]
-        names = [revision] if revision else self._revision_names(namespace, service)
-        replicas = [
-            (name, replica)
-            for name in names
-            if (workload := self.workloads.get(key_of(namespace, name))) is not None
-            for replica in workload.replicas.values()
-        ]
+        replicas = self.running_replicas(namespace, service, revision)
         tails = await asyncio.gather(  # on Kubernetes a request each: off the event loop
             *(asyncio.to_thread(self.runtime.log_tail, r.spec, tail) for _, r in replicas)
         )
@@ -1359,6 +1353,18 @@ class Platform:
             f"==> {name}/{replica.replica_id} <==\n" + "\n".join(lines)
             for (name, replica), lines in zip(replicas, tails, strict=True)
         )
+
+    def running_replicas(
+        self, namespace: str, service: str, revision: str | None
+    ) -> list[tuple[str, Replica]]:
+        """(revision name, replica) of each replica of the service (or of `revision` only)."""
+        names = [revision] if revision else self._revision_names(namespace, service)
+        return [
+            (name, replica)
+            for name in names
+            if (workload := self.workloads.get(key_of(namespace, name))) is not None
+            for replica in workload.replicas.values()
+        ]
 
     def log_tail(
         self, namespace: str, service: str, revision: str | None, tail: int

@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,27 @@ def notify(on_change: ReplicaListener, replica: Replica) -> None:
         logging.getLogger("tidal.runtime").exception(
             "replica listener failed for %s", replica.replica_id
         )
+
+
+@dataclass(frozen=True)
+class FollowedLog:
+    """A replica's log as it is written: its chunks (the iteration blocks until the next one
+    comes, and ends with the replica), and how to end it early from another thread (the
+    iteration then ends, and cleans up in its own thread)."""
+
+    chunks: Iterator[bytes]
+    close: Callable[[], None]
+
+
+@runtime_checkable
+class FollowsLogs(Protocol):
+    """A runtime whose replicas keep their own logs (pods), which it reads as they are
+    written; one that keeps log files instead says so with `keeps_log_files`."""
+
+    def open_log(self, replica_spec: ReplicaSpec, tail: int | None) -> FollowedLog | None:
+        """The log from its last `tail` lines (all when None), followed; blocks (a thread's
+        call); None while the replica has no log to read."""
+        ...
 
 
 class Runtime(Protocol):

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from tidal.kubernetes.list_watch import list_then_watch
 from tidal.runtime.base import (
     ExecCommand,
     ExecUnavailable,
+    FollowedLog,
     PortUnavailable,
     Replica,
     ReplicaListener,
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 STOP_MARGIN_S = 5.0
 RevisionLookup = Callable[[str, str], dict[str, Any] | None]
+
+
 PodKey = tuple[str, str]
 
 
@@ -200,6 +203,39 @@ class KubernetesRuntime:
         except (ApiException, OSError) as exc:
             return [f"(logs unavailable: {_message(exc)})"]
         return str(text).splitlines()[-lines:]
+
+    def open_log(self, replica_spec: ReplicaSpec, tail: int | None) -> FollowedLog | None:
+        """The pod's log followed as it is written: its last `tail` lines (all when None), then
+        each chunk the container writes, until it ends. Blocks: call from a thread; `close`
+        ends it from another. None while no pod backs the replica."""
+        child = self._children.get(replica_spec.replica_id)
+        if child is None or child.pod is None:
+            return None
+        response = self._core.read_namespaced_pod_log(
+            child.pod,
+            child.deployment.namespace,
+            container=child.deployment.container,
+            follow=True,
+            tail_lines=tail,
+            _preload_content=False,  # no timeout: a quiet container may write nothing for hours
+        )
+        # Closing the response from another thread would wait for the reader's lock: shutting
+        # its socket down wakes the reader instead, which then closes the response itself.
+        connection = response.connection
+        sock = connection.sock if connection is not None else None
+
+        def interrupt() -> None:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(None)
+            finally:
+                response.close()
+
+        return FollowedLog(chunks(), interrupt)
 
     def pod_of(self, replica: Replica) -> tuple[str, str] | None:
         """(namespace, pod name) of a replica once a pod backs it (for its metrics)."""
