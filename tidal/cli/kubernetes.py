@@ -207,7 +207,7 @@ class ClusterClient(Client):
         try:
             yield from response.response.stream(None)
         finally:
-            response.response.release_conn()
+            response.response.close()  # read to the end, or left early (Ctrl-C)
 
     def _request(
         self, method: str, path: str, body: Any, timeout: float | tuple[float, None]

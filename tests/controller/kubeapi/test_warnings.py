@@ -27,3 +27,10 @@ def test_the_header_is_a_quoted_299_warning() -> None:
     [header] = response.headers.getall("Warning")
     assert header.startswith('299 - "spec.template.spec.containers[0].workingDir')
     assert "'say \\\"hi\\\"'" in header and header.endswith('"')
+
+
+def test_a_folder_outside_ascii_still_makes_a_header() -> None:
+    [header] = written(service({"command": ["python"], "workingDir": "modèle"})).headers.getall(
+        "Warning"
+    )
+    assert header.isascii() and "mod\\xe8le" in header

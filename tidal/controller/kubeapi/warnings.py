@@ -43,5 +43,6 @@ def written(obj: dict[str, Any], status: int = 200) -> web.Response:
     response = web.json_response(obj, status=status)
     for message in write_warnings(obj):
         escaped = message.replace("\\", "\\\\").replace('"', '\\"')
-        response.headers.add("Warning", f'299 - "{escaped}"')
+        ascii_only = escaped.encode("ascii", "backslashreplace").decode()  # a header's bytes
+        response.headers.add("Warning", f'299 - "{ascii_only}"')
     return response
