@@ -43,6 +43,14 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.subresource == "log" and request.method == "GET":  # the kubelet's, stood in
+            async with self._lock:
+                pod = self._object(request).raw
+            if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+                raise kmock.KubernetesError(
+                    400,
+                    "BadRequest",
+                    f'container in pod "{request.name}" is waiting to start: ContainerCreating',
+                )
             text = await self._log(request)
             tail = request.params.get("tailLines")
             if tail is not None:

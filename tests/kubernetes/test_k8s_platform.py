@@ -222,6 +222,7 @@ async def test_tidal_logs_follows_the_pods_logs_new_pods_too(
                 p for p in cluster.pods() if p["metadata"]["name"] != pod["metadata"]["name"]
             )
             cluster.write_log(later, "warming up\n")
+            await asyncio.sleep(0.6)  # a poll while it is Pending: its log cannot be read yet
             ready_all(cluster)
             await until("warming up\n")
             assert b"hello-00002/" in seen  # under the new replica's header, from its first line

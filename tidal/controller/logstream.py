@@ -86,7 +86,7 @@ async def follow_pod_logs(
             for revision_name, replica in platform.running_replicas(namespace, name, revision):
                 label = f"{revision_name}/{replica.replica_id}"
                 follower = followers.get(label)
-                if follower is None or follower.no_pod:  # no pod backed it yet: try again
+                if follower is None or follower.no_log_yet:  # nothing to read yet: try again
                     # Those running now from their tail, those that come later whole.
                     whole = follower is not None or not first
                     followers[label] = _PodFollower(label, loop, chunks)
@@ -123,13 +123,13 @@ class _PodFollower:
         self._stopped = threading.Event()
         self._log: FollowedLog | None = None
         self._lock = threading.Lock()
-        self.no_pod = False  # the replica had no pod (yet) when its log was asked for
+        self.no_log_yet = False  # no pod, or its container had not started, when asked
 
     def start(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
         threading.Thread(target=self._read, args=(runtime, spec, tail), daemon=True).start()
 
     def stop(self) -> None:
-        """End the read from the event loop: closing the stream wakes the thread."""
+        """End the read from the event loop: ending the stream wakes the thread."""
         with self._lock:
             self._stopped.set()
             log = self._log
@@ -140,18 +140,18 @@ class _PodFollower:
     def _read(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
         try:
             log = runtime.open_log(spec, tail)
-        except Exception as exc:  # the API server's refusal, or no pod any more
+        except Exception as exc:  # the API server's refusal
             self._hand(f"(logs unavailable: {exc})\n".encode())
             return
         if log is None:
-            self.no_pod = True
+            self.no_log_yet = True
             return
         with self._lock:
-            if self._stopped.is_set():
-                log.close()
-                return
             self._log = log
-        with contextlib.suppress(Exception):  # closed by `stop`, or the pod went
+            stopped = self._stopped.is_set()
+        if stopped:  # `stop` came while it opened: end it, and let the loop below clean up
+            log.close()
+        with contextlib.suppress(Exception):  # ended by `stop`, or the pod went
             for chunk in log.chunks:
                 if self._stopped.is_set():
                     break

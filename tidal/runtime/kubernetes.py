@@ -207,18 +207,24 @@ class KubernetesRuntime:
     def open_log(self, replica_spec: ReplicaSpec, tail: int | None) -> FollowedLog | None:
         """The pod's log followed as it is written: its last `tail` lines (all when None), then
         each chunk the container writes, until it ends. Blocks: call from a thread; `close`
-        ends it from another. None while no pod backs the replica."""
+        ends it from another. None while no pod backs the replica, or its container has not
+        started."""
         child = self._children.get(replica_spec.replica_id)
         if child is None or child.pod is None:
             return None
-        response = self._core.read_namespaced_pod_log(
-            child.pod,
-            child.deployment.namespace,
-            container=child.deployment.container,
-            follow=True,
-            tail_lines=tail,
-            _preload_content=False,  # no timeout: a quiet container may write nothing for hours
-        )
+        try:
+            response = self._core.read_namespaced_pod_log(
+                child.pod,
+                child.deployment.namespace,
+                container=child.deployment.container,
+                follow=True,
+                tail_lines=tail,
+                _preload_content=False,  # no timeout: a quiet container may write for hours
+            )
+        except ApiException as exc:
+            if exc.status == 400:  # "container ... is waiting to start": no log yet
+                return None
+            raise
         # Closing the response from another thread would wait for the reader's lock: shutting
         # its socket down wakes the reader instead, which then closes the response itself.
         connection = response.connection
