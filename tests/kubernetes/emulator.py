@@ -22,11 +22,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
 import kmock
+import yaml
 from kmock._internal import k8s_dicts, rendering
 from kubernetes import client
 from kubernetes.client import ApiClient, Configuration
@@ -207,6 +209,20 @@ class ThreadedEmulator:
         self._thread.start()
         self._ready.wait(10)
         return self
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for this emulator (no credentials: it asks for none), as a controller
+        pod's or a user's would name a cluster."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "admin", "user": {}}],
+            "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "admin"}}],
+            "current-context": "test",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self._shutdown)

@@ -67,15 +67,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
 
 @pytest.fixture
 def controller(emulator: ThreadedEmulator, tmp_path: Path) -> Iterator[Controller]:
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": emulator.url}}],
-        "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "admin"}}],
-        "current-context": "test",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    emulator.write_kubeconfig(tmp_path / "kubeconfig")
     config = {"pools": [{"name": "ecs", "kind": "reserved", "labels": {"pool": "ecs"}}]}
     (tmp_path / "tidal.yaml").write_text(yaml.safe_dump(config))
     ca, cert, key = issue_once(["127.0.0.1"], "test webhook CA")

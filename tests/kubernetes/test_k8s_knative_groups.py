@@ -6,10 +6,8 @@ the controller refuses to start."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from kubernetes import client
 from kubernetes.client import ApiClient
@@ -138,20 +136,12 @@ def test_tidal_kubernetes_controller_says_so_and_stops(
     emulator: ThreadedEmulator, tmp_path: Path
 ) -> None:
     emulator.emulator.resources["serving.knative.dev/v1/configurations"] = {}
-    kubeconfig: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": emulator.url}}],
-        "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "admin"}}],
-        "current-context": "test",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
     result = CliRunner().invoke(
         main,
         [
             "--kubeconfig",
-            str(tmp_path / "kubeconfig"),
+            str(kubeconfig),
             "--token",
             "t",
             "kubernetes",

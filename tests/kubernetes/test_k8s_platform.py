@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -13,6 +14,7 @@ from kubernetes.client import ApiClient
 from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, ready_all, replicas
 from tests.kubernetes.emulator import FakeCluster, eventually
 from tidal.controller.admin import AdminSecurity, build_app
+from tidal.controller.platform import Platform
 
 
 async def test_apply_stores_crs_and_creates_the_deployment(
@@ -160,9 +162,10 @@ async def test_each_service_gets_its_cluster_local_name_and_a_users_service_is_l
     assert names == ["other"], "tidal removes its own names only"
 
 
-async def test_tidal_logs_reads_the_pods_logs(
+async def serving_pod(
     controllers: Controllers, cluster: FakeCluster
-) -> None:
+) -> tuple[Platform, dict[str, Any], str]:
+    """hello's one replica, Ready, its pod having written two lines: (platform, pod, replica)."""
     platform = await controllers.start()
     platform.apply([copy.deepcopy(SERVICE)])
     await eventually(lambda: len(cluster.pods()) == 1)
@@ -171,6 +174,13 @@ async def test_tidal_logs_reads_the_pods_logs(
     cluster.ready(pod)
     await eventually(lambda: platform.workloads[KEY].ready_count() == 1)
     (replica,) = platform.workloads[KEY].replicas
+    return platform, pod, replica
+
+
+async def test_tidal_logs_reads_the_pods_logs(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    platform, _, replica = await serving_pod(controllers, cluster)
     text = await platform.logs("default", "hello", None, 1)
     assert text == f"==> hello-00001/{replica} <==\nserving on :9000"
 
@@ -180,14 +190,7 @@ async def test_tidal_logs_follows_the_pods_logs_new_pods_too(
 ) -> None:
     """`tidal logs -f` on a cluster: each running pod's log from its tail, followed through the
     API server, and a pod that starts later from its first line."""
-    platform = await controllers.start()
-    platform.apply([copy.deepcopy(SERVICE)])
-    await eventually(lambda: len(cluster.pods()) == 1)
-    (pod,) = cluster.pods()
-    cluster.write_log(pod, "loading weights\nserving on :9000\n")
-    cluster.ready(pod)
-    await eventually(lambda: platform.workloads[KEY].ready_count() == 1)
-    (first,) = platform.workloads[KEY].replicas
+    platform, pod, first = await serving_pod(controllers, cluster)
     runner = web.AppRunner(build_app(platform, {}, AdminSecurity("t")))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
