@@ -5,6 +5,7 @@ webhook over TLS, and the tidal CLI sees the same services."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import signal
@@ -25,7 +26,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from tests.kubernetes.controllers import SERVICE, admission_review, as_stored
-from tests.kubernetes.emulator import ThreadedEmulator, eventually
+from tests.kubernetes.emulator import FakeCluster, ThreadedEmulator, eventually
 from tidal.security.localca import issue_once
 
 TOKEN = "controller-test-token"
@@ -120,7 +121,7 @@ def controller(emulator: ThreadedEmulator, tmp_path: Path) -> Iterator[Controlle
 
 
 async def test_the_controller_process_follows_kubectl_refuses_bad_specs_and_stops_on_sigterm(
-    controller: Controller, api: ApiClient
+    controller: Controller, api: ApiClient, cluster: FakeCluster
 ) -> None:
     bad = copy.deepcopy(SERVICE)
     bad["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "-1"
@@ -151,6 +152,26 @@ async def test_the_controller_process_follows_kubectl_refuses_bad_specs_and_stop
     )
     assert listed.returncode == 0, listed.stderr
     assert "hello" in listed.stdout and "hello-00001" in listed.stdout
+
+    # `tidal logs -f`: the pod's log, through the controller, as the kubelet writes it.
+    await eventually(lambda: cluster.pods(), 15, "the replica's pod")
+    (pod,) = cluster.pods()
+    cluster.write_log(pod, "loading weights\nserving on :9000\n")
+    cluster.ready(pod)
+    follow = subprocess.Popen(
+        [*cli, "logs", "hello", "-f", "--tail", "1"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert follow.stdout is not None
+        header = await asyncio.wait_for(asyncio.to_thread(follow.stdout.readline), 20)
+        assert header.startswith("==> hello-00001/")
+        assert await asyncio.to_thread(follow.stdout.readline) == "serving on :9000\n"
+        cluster.write_log(pod, "loading weights\nserving on :9000\nGET / 200\n")
+        line = await asyncio.wait_for(asyncio.to_thread(follow.stdout.readline), 20)
+        assert line == "GET / 200\n"
+    finally:
+        follow.kill()
+        follow.wait(10)
 
     controller.process.send_signal(signal.SIGTERM)
     assert controller.process.wait(20) == 0, controller.log.read_text()
