@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from tests.kubernetes.controllers import KEY, POLICY, SERVICE, Controllers, ready_all, replicas
 from tests.kubernetes.emulator import FakeCluster, eventually
+from tidal.controller import logstream
 from tidal.controller.admin import AdminSecurity, build_app
 from tidal.controller.platform import Platform
 
@@ -185,49 +189,84 @@ async def test_tidal_logs_reads_the_pods_logs(
     assert text == f"==> hello-00001/{replica} <==\nserving on :9000"
 
 
-async def test_tidal_logs_follows_the_pods_logs_new_pods_too(
-    controllers: Controllers, cluster: FakeCluster
-) -> None:
-    """`tidal logs -f` on a cluster: each running pod's log from its tail, followed through the
-    API server, and a pod that starts later from its first line."""
-    platform, pod, first = await serving_pod(controllers, cluster)
+class FollowedLogs:
+    """What `tidal logs -f` has received so far, through the admin API."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.seen = b""
+
+    async def until(self, text: str) -> None:
+        while text.encode() not in self.seen:
+            self.seen += await asyncio.wait_for(self.response.content.readany(), 5)
+
+
+@contextlib.asynccontextmanager
+async def follow_logs(platform: Platform, query: str) -> AsyncIterator[FollowedLogs]:
+    """hello's logs followed through the admin API, as `tidal logs -f` asks for them."""
     runner = web.AppRunner(build_app(platform, {}, AdminSecurity("t")))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/apis/tidal.dev/v1/namespaces/default/services/hello/logs"
-    seen = b""
-
-    async def until(text: str) -> None:
-        nonlocal seen
-        while text.encode() not in seen:
-            seen += await asyncio.wait_for(response.content.readany(), 5)
-
     try:
         async with (
             aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as session,
-            session.get(f"{url}?tail=1&follow=true") as response,
+            session.get(f"{url}?{query}&follow=true") as response,
         ):
             assert response.status == 200
-            await until("serving on :9000\n")
-            assert seen == f"==> hello-00001/{first} <==\nserving on :9000\n".encode()
-            cluster.write_log(pod, "loading weights\nserving on :9000\nGET /v1/predict 200\n")
-            await until("GET /v1/predict 200\n")
-
-            scaled = copy.deepcopy(SERVICE)
-            scaled["spec"]["template"]["metadata"]["annotations"][
-                "autoscaling.knative.dev/min-scale"
-            ] = "2"
-            platform.apply([scaled])  # a new revision, min-scale 2: its pods start later
-            await eventually(lambda: len(cluster.pods()) >= 3)
-            later = next(
-                p for p in cluster.pods() if p["metadata"]["name"] != pod["metadata"]["name"]
-            )
-            cluster.write_log(later, "warming up\n")
-            await asyncio.sleep(0.6)  # a poll while it is Pending: its log cannot be read yet
-            ready_all(cluster)
-            await until("warming up\n")
-            assert b"hello-00002/" in seen  # under the new replica's header, from its first line
+            yield FollowedLogs(response)
     finally:
         await runner.cleanup()
+
+
+def min_scale_2() -> dict[str, Any]:
+    """hello's next revision, two replicas: its pods start later."""
+    scaled = copy.deepcopy(SERVICE)
+    scaled["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "2"
+    return scaled
+
+
+async def test_tidal_logs_follows_the_pods_logs_new_pods_too(
+    controllers: Controllers, cluster: FakeCluster
+) -> None:
+    """`tidal logs -f` on a cluster: each running pod's log from its tail, followed through the
+    API server, and a pod that starts later from its first line."""
+    platform, pod, first = await serving_pod(controllers, cluster)
+    async with follow_logs(platform, "tail=1") as logs:
+        await logs.until("serving on :9000\n")
+        assert logs.seen == f"==> hello-00001/{first} <==\nserving on :9000\n".encode()
+        cluster.write_log(pod, "loading weights\nserving on :9000\nGET /v1/predict 200\n")
+        await logs.until("GET /v1/predict 200\n")
+
+        platform.apply([min_scale_2()])
+        await eventually(lambda: len(cluster.pods()) >= 3)
+        later = next(p for p in cluster.pods() if p["metadata"]["name"] != pod["metadata"]["name"])
+        cluster.write_log(later, "warming up\n")
+        await asyncio.sleep(0.6)  # a poll while it is Pending: its log cannot be read yet
+        ready_all(cluster)
+        await logs.until("warming up\n")
+        assert b"hello-00002/" in logs.seen  # under the new replica's header, from line one
+
+
+async def test_tidal_logs_follows_a_bounded_number_of_pods_at_once(
+    controllers: Controllers, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logstream, "MAX_FOLLOWED_PODS", 1)
+    platform, pod, _ = await serving_pod(controllers, cluster)
+    async with follow_logs(platform, "tail=1") as logs:
+        await logs.until("serving on :9000\n")
+        platform.apply([min_scale_2()])
+        await eventually(lambda: len(cluster.pods()) >= 3)
+        for other in cluster.pods():
+            if other["metadata"]["name"] != pod["metadata"]["name"]:
+                cluster.write_log(other, "warming up\n")
+        ready_all(cluster)
+        await logs.until("(following at most 1 pods at once; the others from when one ends")
+        assert b"hello-00002/" not in logs.seen
+        # Its log ends: a pod of the new revision is followed in its place (the replacement
+        # the ReplicaSet makes stays Pending, with no log to read).
+        cluster.core.delete_namespaced_pod(pod["metadata"]["name"], "default")
+        await logs.until("warming up\n")
+        assert b"==> hello-00002/" in logs.seen

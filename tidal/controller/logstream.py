@@ -23,6 +23,9 @@ from tidal.runtime.base import FollowedLog, FollowsLogs, ReplicaSpec
 from tidal.runtime.logs import LogFollower
 
 POLL_S = 0.5
+# Pods followed at once by one `tidal logs -f` on Kubernetes: a stream from the API server and a
+# thread each (kubectl follows at most 5 by default, --max-log-requests).
+MAX_FOLLOWED_PODS = 20
 
 
 async def follow_logs(
@@ -78,7 +81,7 @@ async def follow_pod_logs(
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     last: str | None = None  # whose chunk was sent last
-    first = True
+    first, capped = True, False
     try:
         while not closing.is_set() and not _gone(request):
             if platform.store.get("Service", namespace, name) is None:
@@ -86,11 +89,18 @@ async def follow_pod_logs(
             for revision_name, replica in platform.running_replicas(namespace, name, revision):
                 label = f"{revision_name}/{replica.replica_id}"
                 follower = followers.get(label)
-                if follower is None or follower.no_log_yet:  # nothing to read yet: try again
-                    # Those running now from their tail, those that come later whole.
-                    whole = follower is not None or not first
-                    followers[label] = _PodFollower(label, loop, chunks)
-                    followers[label].start(runtime, replica.spec, None if whole else tail)
+                if follower is not None and not follower.no_log_yet:
+                    continue
+                if sum(f.reading for f in followers.values()) >= MAX_FOLLOWED_PODS:
+                    if not capped:  # the others wait for a followed pod to end
+                        await response.write(_cap_notice(revision is None))
+                        capped, last = True, None
+                    continue
+                # Those running now from their tail, those that come later (or that had no
+                # log to read yet) whole.
+                whole = follower is not None or not first
+                followers[label] = _PodFollower(label, loop, chunks)
+                followers[label].start(runtime, replica.spec, None if whole else tail)
             first = False
             deadline = loop.time() + POLL_S
             while (left := deadline - loop.time()) > 0:
@@ -124,9 +134,10 @@ class _PodFollower:
         self._log: FollowedLog | None = None
         self._lock = threading.Lock()
         self.no_log_yet = False  # no pod, or its container had not started, when asked
+        self.reading = True  # its thread runs
 
     def start(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
-        threading.Thread(target=self._read, args=(runtime, spec, tail), daemon=True).start()
+        threading.Thread(target=self._follow, args=(runtime, spec, tail), daemon=True).start()
 
     def stop(self) -> None:
         """End the read from the event loop: ending the stream wakes the thread."""
@@ -136,6 +147,12 @@ class _PodFollower:
         if log is not None:
             with contextlib.suppress(Exception):
                 log.close()
+
+    def _follow(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
+        try:
+            self._read(runtime, spec, tail)
+        finally:
+            self.reading = False
 
     def _read(self, runtime: FollowsLogs, spec: ReplicaSpec, tail: int | None) -> None:
         try:
@@ -161,6 +178,14 @@ class _PodFollower:
     def _hand(self, data: bytes) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody reads any more
             self._loop.call_soon_threadsafe(self._chunks.put_nowait, (self.label, data))
+
+
+def _cap_notice(whole_service: bool) -> bytes:
+    hint = ": name one revision (--revision) to see fewer" if whole_service else ""
+    return (
+        f"(following at most {MAX_FOLLOWED_PODS} pods at once; the others from when one "
+        f"ends{hint})\n"
+    ).encode()
 
 
 def _gone(request: web.Request) -> bool:
