@@ -297,8 +297,10 @@ def test_a_history_import_says_what_it_kept(admin: AdminUnderTest) -> None:
 
 
 def test_following_logs_where_pods_keep_them_says_how_to_instead(admin: AdminUnderTest) -> None:
+    """A runtime whose replicas keep their own logs and that cannot follow them (the Kubernetes
+    runtime can: tests/kubernetes/test_k8s_platform.py) answers with kubectl's command."""
     admin.call("POST", APPLY, {"items": [hello()]})
-    admin.platform.runtime.keeps_log_files = False  # as on Kubernetes
+    admin.platform.runtime.keeps_log_files = False
     status, body = admin.call("GET", f"{HISTORY}/hello/logs?follow=true")
     assert status == 501
     assert "kubectl logs -f -l serving.knative.dev/service=hello -n default" in body["message"]

@@ -47,6 +47,7 @@ from tidal.controller.kubeapi.status import NO_SUCH_PATH, reason_for
 from tidal.controller.logstream import follow_logs, follow_pod_logs
 from tidal.controller.platform import Platform
 from tidal.gateway.feed import feed_of
+from tidal.runtime.base import FollowsLogs
 from tidal.security.credentials import TOKEN_HEADER, local_urls
 from tidal.store.sqlite import Conflict, StoreError
 
@@ -250,7 +251,17 @@ def build_app(platform: Platform, info: dict[str, Any], security: AdminSecurity)
             return error(400, "tail must be a whole number >= 0")
         revision = request.query.get("revision")
         if request.query.get("follow") in ("true", "1"):
-            follow = follow_logs if platform.runtime.keeps_log_files else follow_pod_logs
+            if platform.runtime.keeps_log_files:
+                follow = follow_logs
+            elif isinstance(platform.runtime, FollowsLogs):  # pods, followed as they write
+                follow = follow_pod_logs
+            else:
+                return error(
+                    501,
+                    "following logs needs the replicas' log files, or a runtime that follows "
+                    "its pods' logs: "
+                    f"kubectl logs -f -l serving.knative.dev/service={name} -n {ns}",
+                )
             return await follow(request, platform, (ns, name), revision, tail, closing)
         text = await platform.logs(ns, name, revision, tail)
         return web.Response(text=text + "\n" if text else "")

@@ -73,8 +73,7 @@ async def follow_pod_logs(
 ) -> web.StreamResponse:
     namespace, name = service
     runtime = platform.runtime
-    if not isinstance(runtime, FollowsLogs):
-        raise TypeError(f"{type(runtime).__name__} neither keeps log files nor follows logs")
+    assert isinstance(runtime, FollowsLogs)  # the admin API asks only of such a runtime
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     followers: dict[str, _PodFollower] = {}
