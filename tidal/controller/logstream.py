@@ -85,12 +85,13 @@ async def follow_pod_logs(
         while not closing.is_set() and not _gone(request):
             if platform.store.get("Service", namespace, name) is None:
                 break
+            reading = sum(f.reading for f in followers.values())
             for revision_name, replica in platform.running_replicas(namespace, name, revision):
                 label = f"{revision_name}/{replica.replica_id}"
                 follower = followers.get(label)
                 if follower is not None and not follower.no_log_yet:
                     continue
-                if sum(f.reading for f in followers.values()) >= MAX_FOLLOWED_PODS:
+                if reading >= MAX_FOLLOWED_PODS:
                     if not capped:  # the others wait for a followed pod to end
                         await response.write(_cap_notice(revision is None))
                         capped, last = True, None
@@ -100,6 +101,7 @@ async def follow_pod_logs(
                 whole = follower is not None or not first
                 followers[label] = _PodFollower(label, loop, chunks)
                 followers[label].start(runtime, replica.spec, None if whole else tail)
+                reading += 1
             first = False
             deadline = loop.time() + POLL_S
             while (left := deadline - loop.time()) > 0:

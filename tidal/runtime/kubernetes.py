@@ -192,10 +192,8 @@ class KubernetesRuntime:
         if child is None or child.pod is None or lines <= 0:
             return []
         try:
-            text = self._core.read_namespaced_pod_log(
-                child.pod,
-                child.deployment.namespace,
-                container=child.deployment.container,
+            text = self._read_pod_log(
+                child,
                 tail_lines=lines,
                 previous=child.replica.exit_code is not None,
                 _request_timeout=2,
@@ -213,10 +211,8 @@ class KubernetesRuntime:
         if child is None or child.pod is None:
             return None
         try:
-            response = self._core.read_namespaced_pod_log(
-                child.pod,
-                child.deployment.namespace,
-                container=child.deployment.container,
+            response = self._read_pod_log(
+                child,
                 follow=True,
                 tail_lines=tail,
                 _preload_content=False,  # no timeout: a quiet container may write for hours
@@ -242,6 +238,12 @@ class KubernetesRuntime:
                 response.close()
 
         return FollowedLog(chunks(), interrupt)
+
+    def _read_pod_log(self, child: _Child, **options: Any) -> Any:
+        """The log subresource of the child's pod, its serving container's."""
+        return self._core.read_namespaced_pod_log(
+            child.pod, child.deployment.namespace, container=child.deployment.container, **options
+        )
 
     def pod_of(self, replica: Replica) -> tuple[str, str] | None:
         """(namespace, pod name) of a replica once a pod backs it (for its metrics)."""
