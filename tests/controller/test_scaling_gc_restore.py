@@ -84,14 +84,26 @@ async def test_a_change_of_reachability_wakes_an_idle_revision(platform: Platfor
     assert not handle.idle
 
 
-async def test_decisions_resize_the_throttlers_pending_cap(platform: Platform) -> None:
-    doc = service(**ZERO)
+async def test_the_pending_cap_follows_the_activators_place_in_the_path(
+    platform: Platform,
+) -> None:
+    # Target burst capacity 0: once a replica is ready the KPA's SKS mode is Serve and the
+    # activator leaves the path (docs/autoscaling.md#activator-and-queue-proxy).
+    doc = service(**ZERO, **{"autoscaling.knative.dev/target-burst-capacity": "0"})
     doc["spec"]["template"]["spec"]["containerConcurrency"] = 2
     platform.apply([doc])
     throttler = platform.router.throttlers[KEY]
-    assert throttler.pending_cap == 20  # 10 x CC x max(1, desired)
-    platform.workloads[KEY].set_desired(3)
-    assert throttler.pending_cap == 60
+    # At zero the activator holds up to its queue depth (gateway.pending-cap-default).
+    assert throttler.activator_in_path and throttler.pending_cap == 10_000
+    waiting = asyncio.ensure_future(throttler.acquire(deadline=1e12))
+    await settle()
+    (replica,) = runtime_of(platform).running()
+    runtime_of(platform).ready(replica)
+    await settle()
+    throttler.release(waiting.result())
+    await decide(platform)
+    # Out of the path: the ready replica's queue-proxy holds 10 x CC.
+    assert not throttler.activator_in_path and throttler.pending_cap == 20
 
 
 async def test_gc_collects_old_revisions_of_the_changed_service_only(tmp_path: Path) -> None:

@@ -34,7 +34,12 @@ def same_routing(a: TrafficRouter, b: TrafficRouter) -> bool:
         return (
             r.hosts,
             {
-                k: (t.pending_cap, t.failure, [(e.replica_id, e.draining) for e in t.endpoints])
+                k: (
+                    t.queue_depth,
+                    t.activator_in_path,
+                    t.failure,
+                    [(e.replica_id, e.draining) for e in t.endpoints],
+                )
                 for k, t in r.throttlers.items()
             },
         )
@@ -55,7 +60,7 @@ async def test_deltas_carry_only_what_changed_and_keep_a_mirror_exact() -> None:
 
     source.throttlers["default/svc7-00001"].add_endpoint(Endpoint("svc7-a", "127.0.0.1", 9007))
     source.throttlers["default/svc1-00001"].drain("svc1-a")
-    source.throttlers["default/svc2-00001"].pending_cap = 7
+    source.throttlers["default/svc2-00001"].activator_in_path = False
     source.throttlers.pop("default/svc9-00001")
     source.set_hosts({"svc9.default.example.com"}, {})
     delta = wire(await feed.delta(first["epoch"], first["version"]))

@@ -38,7 +38,8 @@ def test_snapshot_round_trip():
     router, _ = mirrored(routing_snapshot(source))
     assert router.hosts == source.hosts
     mirror = router.throttlers["default/hello-00002"]
-    assert (mirror.cc, mirror.timeout_s, mirror.pending_cap) == (4, 30.0, 40)
+    assert (mirror.cc, mirror.timeout_s, mirror.queue_depth) == (4, 30.0, 40)
+    assert mirror.activator_in_path
     assert [(e.replica_id, e.port) for e in mirror.endpoints] == [("hello-00002-a", 9001)]
 
 

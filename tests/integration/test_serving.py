@@ -92,7 +92,16 @@ def test_a_cluster_local_service_answers_only_its_cluster_local_names(platform):
 
 
 def test_scale_from_zero_holds_all_50_first_requests(platform):
-    platform.apply(hello_service("cold", env={"STARTUP_DELAY": "1"}))
+    # At CC 1 and at most 2 replicas, 50 is more than their queue-proxies would hold
+    # (10 x CC each): at zero the activator holds them all, as Knative's does.
+    platform.apply(
+        hello_service(
+            "cold",
+            cc=1,
+            env={"STARTUP_DELAY": "1"},
+            annotations={"autoscaling.knative.dev/max-scale": "2"},
+        )
+    )
     platform.wait_ready("cold")
     # Let the initial replica go: stable window 6 s + grace 1 s.
     wait_until(lambda: not platform.replicas("cold"), 40, "cold to scale to zero", period=0.5)
@@ -169,17 +178,29 @@ def test_traffic_split_tags_and_rollback(platform):
 
 
 def test_container_concurrency_overload_sheds_with_503(platform):
-    # CC 1 and at most 1 replica: pending cap is 10 x CC x 1 = 10 waiting requests.
-    platform.apply(
-        hello_service("narrow", cc=1, annotations={"autoscaling.knative.dev/max-scale": "1"})
-    )
+    # Target burst capacity 0 takes the activator out of the path once the replica is ready;
+    # CC 1 and at most 1 replica: its queue-proxy holds 10 x CC x 1 = 10 waiting requests.
+    annotations = {
+        "autoscaling.knative.dev/max-scale": "1",
+        "autoscaling.knative.dev/target-burst-capacity": "0",
+    }
+    platform.apply(hello_service("narrow", cc=1, annotations=annotations))
     platform.wait_ready("narrow")
+
+    def out_of_path() -> bool:  # as the gateway processes read it, after a decision tick
+        state = json.loads(platform.api("GET", "/apis/tidal.dev/v1/gateway/state")[1])
+        return state["revisions"]["default/narrow-00001"]["activatorInPath"] is False
+
+    wait_until(out_of_path, 10, "the activator to leave narrow's path")
     results = run(concurrent_gets(platform.gateway, host("narrow"), 30, "/?sleep=200"))
     statuses = collections.Counter(status for status, _, _ in results)
     assert statuses[503] > 0 and statuses[200] >= 10, statuses
     assert set(statuses) == {200, 503}, statuses
     shed = [body for status, _, body in results if status == 503]
-    assert all("pending request queue full" in body for body in shed)
+    full = "pending request queue full (10 waiting: 10 x CC 1 per ready replica)"
+    assert all(full in body for body in shed), shed[:1]
+    # describe says why: the activator is out of the path (Knative's SKS Serve mode).
+    assert "Serve mode (up to 10 wait)" in platform.cli("describe", "service", "narrow").stdout
 
 
 def test_crashing_app_fails_revision_with_reason(platform):

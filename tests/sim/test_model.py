@@ -75,12 +75,25 @@ def test_timeout_fails_with_504_while_waiting_or_in_service():
     assert serving.status.tolist() == [504]
 
 
-def test_pending_cap_rejects_with_503():
+def test_a_burst_at_zero_waits_for_its_replica():
+    # Scaled to zero, the activator is in the path and holds up to its queue depth (10,000):
+    # a burst of 15 at CC 1 and one replica all wait for it, as in Knative.
     svc = service(cc=1, annotations={"autoscaling.knative.dev/max-scale": "1"})
     result = run([0.5] * 15, svc, service_time=0.1, startup=1.0)
-    # 10 x CC x max(1, desired) = 10 may wait; the rest get 503 at once.
-    assert (result.status == 503).sum() == 5
-    assert (result.status == 0).sum() == 10
+    assert (result.status == 0).sum() == 15
+
+
+def test_pending_cap_out_of_the_activators_path_rejects_with_503():
+    # Target burst capacity 0 takes the activator out of the path once a replica is ready
+    # (SKS Serve mode): the replica's queue-proxy holds 10 x CC; the rest get 503 at once.
+    annotations = {
+        "autoscaling.knative.dev/max-scale": "1",
+        "autoscaling.knative.dev/min-scale": "1",
+        "autoscaling.knative.dev/target-burst-capacity": "0",
+    }
+    result = run([10.0] * 15, service(cc=1, annotations=annotations), service_time=0.1)
+    assert (result.status == 503).sum() == 4  # 1 in service, 10 waiting
+    assert (result.status == 0).sum() == 11
 
 
 def test_kpa_scales_to_zero_and_hpa_does_not():

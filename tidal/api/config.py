@@ -94,7 +94,8 @@ class PlatformConfig:
     rollout_duration_s: float = 0.0
     progress_deadline_s: float = 600.0
     termination_grace_s: float = 10.0
-    # The activator's pending cap for a revision without containerConcurrency.
+    # The requests a revision holds while the activator is in its path (Knative's queue depth;
+    # tidal.gateway.activator.pending_cap).
     pending_cap_default: int = 10_000
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     logs: LogLimits = field(default_factory=LogLimits)

@@ -116,6 +116,11 @@ class _Baseline:
         immediately")."""
         return self.replicas == 0 and concurrency != 0
 
+    @property
+    def mode(self) -> str:
+        """The SKS mode: Serve while replicas are wanted, else Proxy (the activator's)."""
+        return SERVE if self.replicas else PROXY
+
     def _clamp(self, want: int) -> int:
         return int(min(max(want, self.low), self.high))
 
@@ -134,7 +139,7 @@ class _Baseline:
             reason=reason,
             stable_value=value,
             panic_value=0.0,
-            mode=SERVE if want else PROXY,
+            mode=self.mode,
         )
 
     def _need(self, concurrency: float) -> int:

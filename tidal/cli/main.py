@@ -527,9 +527,12 @@ def describe(client: Client, resource: str, name: str, namespace: str) -> None:
     for revision in revisions:
         autoscaler = revision.get("status", {}).get("autoscaler")
         if autoscaler:
+            holds = ""
+            if "pendingCap" in autoscaler:
+                holds = f"{autoscaler['mode']} mode (up to {autoscaler['pendingCap']} wait), "
             console.print(
                 f"  {revision['metadata']['name']}: {autoscaler['active']}, "
-                f"panic={autoscaler['inPanic']}, {autoscaler['reason']}",
+                f"panic={autoscaler['inPanic']}, {holds}{autoscaler['reason']}",
                 markup=False,
             )
         for reason in revision.get("status", {}).get("pendingReplicas", []):

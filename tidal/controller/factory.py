@@ -49,7 +49,7 @@ from tidal.controller.workload import (
     RevisionWorkload,
     WorkloadEvents,
 )
-from tidal.gateway.activator import RevisionThrottler, pending_cap
+from tidal.gateway.activator import RevisionThrottler
 from tidal.runtime.base import Runtime
 from tidal.runtime.container import image_spec
 from tidal.runtime.deployments import revision_labels
@@ -176,7 +176,7 @@ class RevisionFactory:
             name,
             cc,
             timeout,
-            pending_cap=pending_cap(cc, 0, self.config.pending_cap_default),
+            queue_depth=self.config.pending_cap_default,
             on_first_request=lambda _: self.poke(key),
             response_start_s=float(spec.response_start_timeout_seconds or 0),
             idle_s=float(spec.idle_timeout_seconds or 0),

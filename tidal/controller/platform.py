@@ -1075,7 +1075,6 @@ class Platform:
 
     def status_changed(self, workload: RevisionWorkload) -> None:
         spec = workload.spec
-        workload.throttler.size_queue(workload.desired, self.config.pending_cap_default)
         revision = self.store.get("Revision", spec.namespace, spec.revision)
         if revision is None:
             return

@@ -19,7 +19,7 @@ from typing import Protocol
 from prometheus_client import Gauge
 
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
-from tidal.autoscaler.kpa import Decision
+from tidal.autoscaler.kpa import PROXY, Decision
 from tidal.controller.clock import Clock, MonotonicClock
 from tidal.controller.handle import RevisionHandle
 from tidal.controller.history import HistoryRecorder
@@ -245,6 +245,7 @@ class ScalingLoop:
         if decision.replicas is not None:
             workload.set_desired(decision.replicas)
         workload.set_ahead(decision.ahead)
+        workload.throttler.activator_in_path = decision.mode == PROXY
         labels = (workload.spec.namespace, workload.spec.revision)
         DESIRED.labels(*labels).set(workload.desired)
         AHEAD.labels(*labels).set(workload.ahead)

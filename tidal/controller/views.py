@@ -32,6 +32,10 @@ def live_revision(revision: dict[str, Any], entry: RevisionHandle | None) -> dic
             "inPanic": decision.in_panic,
             "reason": decision.reason,
             "reachable": entry.reachable,
+            # Where Knative's activator would be, and so how many requests may wait
+            # (docs/autoscaling.md#activator-and-queue-proxy).
+            "mode": decision.mode,
+            "pendingCap": workload.throttler.pending_cap,
         }
         feed = getattr(entry.autoscaler, "feed", None)  # scaling on a measured metric
         if feed is not None:

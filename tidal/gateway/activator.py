@@ -4,7 +4,8 @@ It plays Knative's activator and queue-proxy breaker together
 (docs/autoscaling.md#activator-and-queue-proxy, docs/autoscaling.md#readiness-probe):
 - `containerConcurrency` (CC) > 0 is a hard per-replica limit; CC = 0 means unlimited;
 - a request that finds no free slot (no replica yet, or all full) waits, bounded by the revision's
-  `timeoutSeconds` (504) and a pending cap (immediate 503 past it);
+  `timeoutSeconds` (504) and a pending cap (immediate 503 past it): the activator's queue depth
+  while Knative's activator would be in the path, each replica's queue-proxy's out of it;
 - replicas are picked by least in-flight requests;
 - a revision that failed answers at once with 503 and the reason, instead of holding requests.
 """
@@ -20,16 +21,22 @@ from dataclasses import dataclass
 from tidal.gateway.router import RouteError
 from tidal.gateway.stats import RevisionStats
 
-# With containerConcurrency set, a revision holds at most this many waiting requests per slot
-# (CC x max(1, desired replicas)); without it, the platform's gateway.pending-cap-default.
-PENDING_PER_SLOT = 10
+# Knative's queue-proxy holds this many waiting requests per containerConcurrency slot of its
+# pod (its breaker's queue depth is 10 x CC).
+QUEUE_PER_SLOT = 10
 
 
-def pending_cap(container_concurrency: int, desired: int, default: int) -> int:
-    """How many requests a revision may hold waiting (503 past it)."""
-    if container_concurrency:
-        return PENDING_PER_SLOT * container_concurrency * max(1, desired)
-    return default
+def pending_cap(
+    container_concurrency: int, ready: int, activator_in_path: bool, queue_depth: int
+) -> int:
+    """How many requests a revision may hold waiting (503 past it), as in Knative: while its
+    activator is in the path (SKS Proxy mode, or no replica ready; at zero, say) the activator
+    holds up to its queue depth (`gateway.pending-cap-default`, Knative's 10,000), so a burst
+    at a revision scaled to zero waits for its replicas; out of the path each ready replica's
+    queue-proxy holds 10 x CC (with CC 0 it has no limit: the queue depth again)."""
+    if container_concurrency and ready and not activator_in_path:
+        return QUEUE_PER_SLOT * container_concurrency * ready
+    return queue_depth
 
 
 @dataclass(eq=False)
@@ -49,7 +56,7 @@ class RevisionThrottler:
         revision: str,
         container_concurrency: int,
         timeout_s: float,
-        pending_cap: int,
+        queue_depth: int,
         on_first_request: Callable[[RevisionThrottler], None] = lambda _: None,
         response_start_s: float = 0.0,
         idle_s: float = 0.0,
@@ -67,7 +74,9 @@ class RevisionThrottler:
         self.h2c = h2c  # its replicas speak HTTP/2 without TLS (port name h2c)
         # The longest a request may wait for a slot: any of the three ends the wait.
         self.wait_s = min(t for t in (timeout_s, response_start_s, idle_s) if t > 0)
-        self._pending_cap = pending_cap
+        self.queue_depth = queue_depth  # gateway.pending-cap-default
+        # Whether Knative's activator would be in the path: the autoscaler's SKS mode is Proxy.
+        self._activator_in_path = True
         self.on_first_request = on_first_request
         # Called after each change gateway processes must see (tidal.gateway.feed).
         self.on_change: Callable[[], None] | None = None
@@ -83,12 +92,16 @@ class RevisionThrottler:
 
     @property
     def pending_cap(self) -> int:
-        return self._pending_cap
+        return pending_cap(self.cc, self.ready_count(), self._activator_in_path, self.queue_depth)
 
-    @pending_cap.setter
-    def pending_cap(self, value: int) -> None:
-        if value != self._pending_cap:
-            self._pending_cap = value
+    @property
+    def activator_in_path(self) -> bool:
+        return self._activator_in_path
+
+    @activator_in_path.setter
+    def activator_in_path(self, value: bool) -> None:
+        if value != self._activator_in_path:
+            self._activator_in_path = value
             self._changed()
 
     def _changed(self) -> None:
@@ -114,10 +127,6 @@ class RevisionThrottler:
             if endpoint.replica_id == replica_id:
                 return endpoint.in_flight + remote
         return remote
-
-    def size_queue(self, desired: int, default: int) -> None:
-        """Resize the pending cap to the revision's desired replicas (see `pending_cap`)."""
-        self.pending_cap = pending_cap(self.cc, desired, default)
 
     # -- request path -------------------------------------------------------------------------
 
@@ -155,10 +164,14 @@ class RevisionThrottler:
         return best
 
     async def _wait_for_slot(self, deadline: float) -> Endpoint:
-        if len(self._waiters) >= self.pending_cap:
-            raise RouteError(
-                503, f"pending request queue full ({self.pending_cap} waiting)", self.revision
+        cap = self.pending_cap
+        if len(self._waiters) >= cap:
+            why = (
+                ""
+                if cap == self.queue_depth
+                else f": {QUEUE_PER_SLOT} x CC {self.cc} per ready replica"
             )
+            raise RouteError(503, f"pending request queue full ({cap} waiting{why})", self.revision)
         if self.ready_count() == 0 and self.cold_start_began is None:
             self.cold_start_began = time.monotonic()
         loop = asyncio.get_running_loop()

@@ -101,7 +101,8 @@ def revision_state(t: RevisionThrottler) -> dict[str, Any]:
         "responseStartTimeoutSeconds": t.response_start_s,
         "idleTimeoutSeconds": t.idle_s,
         "h2c": t.h2c,
-        "pendingCap": t.pending_cap,
+        "queueDepth": t.queue_depth,
+        "activatorInPath": t.activator_in_path,
         "failure": t.failure,
         "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],
     }

@@ -78,14 +78,14 @@ def apply_snapshot(
                 state["revision"],
                 state["containerConcurrency"],
                 state["timeoutSeconds"],
-                state["pendingCap"],
+                state["queueDepth"],
                 on_first_request=lambda _, key=key: on_first_request(key),
                 response_start_s=state["responseStartTimeoutSeconds"],
                 idle_s=state["idleTimeoutSeconds"],
                 h2c=state["h2c"],
             )
             router.throttlers[key] = throttler
-        throttler.pending_cap = state["pendingCap"]
+        throttler.activator_in_path = state["activatorInPath"]
         cold = _sync_endpoints(throttler, state["endpoints"])
         if cold is not None and cold_starts is not None:
             cold_starts.setdefault(key, []).append(cold)

@@ -4,9 +4,11 @@ service or a fleet of services sharing pools.
 The simulated platform keeps the live one's rules (docs/simulator.md):
 - gateway/activator (tidal/gateway/activator.py): a request waits in a FIFO queue while no
   replica has a free slot; containerConcurrency (CC) is a hard per-replica limit (0 = none); the
-  least-loaded replica is picked; past the pending cap (10 x CC x max(1, desired), or 10000 when
-  CC = 0) a request gets 503 at once; a request still unanswered `timeoutSeconds` after it
-  arrived gets 504 (waiting or in service, as the proxy's deadline does);
+  least-loaded replica is picked; past the pending cap (`pending_cap`: the activator's queue
+  depth, 10,000 by default, while the autoscaler's SKS mode is Proxy or no replica is ready,
+  else 10 x CC x ready replicas) a request gets 503 at once; a request still unanswered
+  `timeoutSeconds` after it arrived gets 504 (waiting or in service, as the proxy's deadline
+  does);
 - scaling loop (tidal/controller/scaling.py, clocks from tidal/autoscaler/clocks.py): every
   stat period each service's time-weighted concurrency and request rate are recorded (not when
   it has no ready replica and no traffic); every decision tick its autoscaler decides; the first
@@ -55,7 +57,7 @@ from tidal.api.pools import Pool
 from tidal.api.predictive import OBSERVER, REACTIVE, PredictiveAnnotations
 from tidal.autoscaler.baselines import HPAAutoscaler, make_autoscaler
 from tidal.autoscaler.clocks import STAT_PERIOD_S, TICKS_PER_DECISION
-from tidal.autoscaler.kpa import DeciderSpec, Decision, RevisionAutoscaler
+from tidal.autoscaler.kpa import PROXY, DeciderSpec, Decision, RevisionAutoscaler
 from tidal.autoscaler.signals import MetricAutoscaler, MetricFeed, MetricTarget, signal_spec
 from tidal.autoscaler.signals import Usage as Measured
 from tidal.gateway.activator import pending_cap
@@ -870,8 +872,8 @@ class Simulation:
                     svc.poked = True
                     if svc.autoscaler.poke(clock0 + t, 1.0) or svc.desired == 0:
                         self._decide(svc, t)
-                cc = svc.cc
-                cap = pending_cap(cc, svc.desired, svc.model.pending_cap_default)
+                in_path = svc.autoscaler.mode == PROXY
+                cap = pending_cap(svc.cc, svc.ready, in_path, svc.model.pending_cap_default)
                 if len(svc.queue) >= cap:
                     status[a] = 1
                     svc.open -= 1

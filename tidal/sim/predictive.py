@@ -96,6 +96,10 @@ class SimulatedPredictive:
         return self.autoscaler.poke(now, concurrency)
 
     @property
+    def mode(self) -> str:
+        return self.autoscaler.mode
+
+    @property
     def ahead(self) -> int:
         """Replicas held ahead of demand at the last tick (`PredictiveAutoscaler.ahead`)."""
         return self.autoscaler.ahead

@@ -60,6 +60,11 @@ class PredictiveAutoscaler:
         if plan is not None:
             self.policy.set_warm(plan.warm, plan.gaps_seen)
 
+    @property
+    def mode(self) -> str:
+        """The SKS mode: the KPA underneath's."""
+        return self.reactive.mode
+
     def record(self, now: float, concurrency: float, rps: float) -> None:
         self.reactive.record(now, concurrency, rps)
         epoch = now + self.epoch_offset
