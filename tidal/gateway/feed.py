@@ -1,7 +1,7 @@
 """The controller's routing state, versioned for gateway processes (tidal.gateway.mirror).
 
-Every change to a revision's throttler (endpoints, drain, failure, pending cap, added, removed)
-or to a host's route bumps one counter and moves that entry to the end of a change log. A
+Every change to a revision's throttler (endpoints, drain, failure, activator's place, added,
+removed) or to a host's route bumps one counter and moves that entry to the end of a change log. A
 gateway asks for what changed since the version it holds and gets only those entries, so a poll
 costs what changed, not how many services exist; a gateway that holds another epoch (new, or
 the controller restarted) gets the whole state. A gateway that is up to date waits (long poll)

@@ -4,15 +4,15 @@ docs/autoscaling.md#activator-and-queue-proxy). `tidal up` runs its data plane t
 `tidal gateway` adds more such processes.
 
 The controller versions its routing state (tidal.gateway.feed): the host table, and per revision
-its containerConcurrency, timeout, pending cap, failure and ready endpoints. A gateway long-polls
-it for what changed since the version it holds and applies that to its own `TrafficRouter`, so a
-poll costs what changed, not how many services exist. Every second it posts each active
-revision's average and peak concurrency, request count, in-flight requests per replica, answers
-per status code with their latency histogram, and cold starts; it pokes the controller at once on
-the first request for a revision with no free replica, and tells it of a replica that refused a
-connection. The controller adds these stats to its own, so the autoscaler and /metrics see
-revision totals however many gateways there are. While the controller does not answer, the
-gateway keeps routing with the last state it has.
+its containerConcurrency, timeout, queue depth, the activator's place (for the pending cap),
+failure and ready endpoints. A gateway long-polls it for what changed since the version it holds
+and applies that to its own `TrafficRouter`, so a poll costs what changed, not how many services
+exist. Every second it posts each active revision's average and peak concurrency, request count,
+in-flight requests per replica, answers per status code with their latency histogram, and cold
+starts; it pokes the controller at once on the first request for a revision with no free
+replica, and tells it of a replica that refused a connection. The controller adds these stats
+to its own, so the autoscaler and /metrics see revision totals however many gateways there are.
+While the controller does not answer, the gateway keeps routing with the last state it has.
 
 containerConcurrency is enforced by each gateway on its own requests: exact with one gateway, up to
 N x CC per replica with N gateways (Knative splits replicas between activators instead).
