@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from aiohttp import web
+
 from tidal.gateway.activator import Endpoint, RevisionThrottler
-from tidal.gateway.mirror import apply_snapshot, collect_stats, routing_snapshot
+from tidal.gateway.mirror import ControllerLink, apply_snapshot, collect_stats, routing_snapshot
 from tidal.gateway.routing import TrafficRouter
 
 
@@ -80,3 +82,41 @@ async def test_first_request_pokes_and_stats_carry_in_flight():
     await asyncio.sleep(0)
     assert pokes == ["default/hello-00001"]
     waiting.cancel()
+
+
+async def test_a_state_the_gateway_cannot_read_keeps_the_last_one(caplog) -> None:
+    # As from a controller of another tidal version in a rolling upgrade: the gateway routes
+    # with the state it holds, says why, and takes the next state it can read.
+    good = routing_snapshot(controller_router())
+    unreadable = json.loads(json.dumps(good))
+    del unreadable["revisions"]["default/hello-00002"]["activatorInPath"]
+    answers = [good, unreadable, unreadable, good]
+
+    async def state(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.05)
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return web.json_response({**answer, "epoch": "e", "version": 4 - len(answers)})
+
+    app = web.Application()
+    app.router.add_get("/apis/tidal.dev/v1/gateway/state", state)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    router = TrafficRouter()
+    link = ControllerLink(router, f"http://127.0.0.1:{port}", "gw-test")
+    try:
+        await link.start()
+        assert set(router.throttlers) == {"default/hello-00001", "default/hello-00002"}
+        for _ in range(100):
+            if len(answers) == 1 and link.version == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert link.version == 3, "the readable state after the unreadable ones was taken"
+        assert "routing state this gateway cannot read" in caplog.text
+        assert "KeyError('activatorInPath')" in caplog.text
+        assert router.hosts["hello.default.example.com"].revisions
+    finally:
+        await link.close()
+        await runner.cleanup()

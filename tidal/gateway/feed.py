@@ -103,6 +103,7 @@ def revision_state(t: RevisionThrottler) -> dict[str, Any]:
         "h2c": t.h2c,
         "queueDepth": t.queue_depth,
         "activatorInPath": t.activator_in_path,
+        "pendingCap": t.pending_cap,  # what gateways before `activatorInPath` read
         "failure": t.failure,
         "endpoints": [[e.replica_id, e.host, e.port, e.draining] for e in t.endpoints],
     }

@@ -213,7 +213,7 @@ class ControllerLink:
                     ) from None
                 log.warning("waiting for the controller at %s: %s", self.base, exc)
                 await asyncio.sleep(1.0)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("waiting for the controller at %s: %s", self.base, exc)
                 await asyncio.sleep(1.0)
         self._tasks = [asyncio.ensure_future(self._poll()), asyncio.ensure_future(self._report())]
@@ -260,7 +260,12 @@ class ControllerLink:
         async with self.session.get(f"{self.base}/state", params=query, timeout=timeout) as answer:
             answer.raise_for_status()
             state = await answer.json()
-        apply_snapshot(self.router, state, self.poke, self.cold_starts)
+        try:
+            apply_snapshot(self.router, state, self.poke, self.cold_starts)
+        except (KeyError, TypeError, AttributeError) as exc:
+            # E.g. a controller of another tidal version, in a rolling upgrade: route with the
+            # state held, and ask again.
+            raise ValueError(f"routing state this gateway cannot read ({exc!r})") from None
         self.epoch, self.version = state.get("epoch", ""), int(state.get("version", 0))
 
     async def _poll(self) -> None:
